@@ -1,0 +1,6 @@
+//! The `ninety` operator binary.
+
+fn main() -> anyhow::Result<()> {
+    println!("ninety: see README.md");
+    Ok(())
+}
