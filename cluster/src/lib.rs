@@ -6,3 +6,27 @@
 //!
 //! Must not contain domain rules: every decision about beds, slots and referrals lives in
 //! `ninety-engine` and reaches the state only through the Raft log.
+//!
+//! Layout:
+//! - [`io`]: the seams (clock, transport, durable Raft store) where the tokio runtime or the
+//!   deterministic simulator plug in.
+//! - [`state_machine`]: what the replicated state machine must implement.
+//! - [`storage`]: in-memory and sled-backed Raft stores.
+//! - [`node`]: the sans-I/O Raft node core (`Node`), driven by inputs, producing outputs.
+//! - [`test_support`]: a deterministic key/value state machine and a manual clock for tests
+//!   and simulations.
+
+pub mod error;
+pub mod io;
+pub mod node;
+pub mod state_machine;
+pub mod storage;
+pub mod test_support;
+
+pub use error::{Error, RequestError};
+pub use io::{Clock, RaftStore, Transport};
+
+pub use state_machine::{ApplyContext, StateMachine};
+
+/// Raft protobuf messages (`Message`, `Entry`, `Snapshot`, ...) as used by this crate's API.
+pub use raft::eraftpb;

@@ -1,0 +1,58 @@
+//! The seams between the sans-I/O core and the world.
+//!
+//! The real tokio/tonic runtime and the deterministic simulator each implement these:
+//! [`Clock`] (the only source of wall time), [`Transport`] (how messages leave the node) and
+//! [`RaftStore`] (the durable Raft log and metadata, on top of raft-rs's read-only `Storage`).
+
+use crate::error::Error;
+use raft::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
+
+/// Wall-clock time in milliseconds since the Unix epoch. The node core reads it only to
+/// stamp log-time into entries it proposes as leader.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+}
+
+/// Sends Raft messages to peers. Delivery may be lossy and reordered; Raft tolerates that.
+pub trait Transport {
+    /// Sends ordinary Raft messages (votes, appends, heartbeats, ...) to peer `to`.
+    fn send(&mut self, to: u64, messages: Vec<Message>);
+    /// Sends a `MsgSnapshot` (possibly large: streamed by the real transport). The transport
+    /// must later report the result with `Input::SnapshotStatus`.
+    fn send_snapshot(&mut self, to: u64, message: Message);
+}
+
+/// A durable Raft store: what the node writes. Reads go through `raft::Storage`.
+///
+/// Every method that returns `Ok` has made its write durable unless it says otherwise.
+pub trait RaftStore: raft::Storage {
+    /// Bootstraps an empty store with the initial voters of a new cluster.
+    fn initialize(&mut self, conf_state: ConfState) -> Result<(), Error>;
+
+    /// Appends `entries` (dropping any existing suffix from `entries[0].index` on, which
+    /// Raft has decided conflicts) and sets `hard_state`, in one atomic durable write.
+    fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error>;
+
+    /// Records a higher commit index. Not synced: after a crash the commit index may go
+    /// back to the last synced value, which Raft recovers from (it is never below `applied`).
+    fn set_commit(&mut self, commit: u64) -> Result<(), Error>;
+
+    /// Installs a snapshot received from the leader: replaces the whole log, the
+    /// configuration and the applied index. Durable and atomic.
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error>;
+
+    /// Stores a snapshot of the local applied state (the log is kept; compact separately).
+    /// Also moves `applied_index` to the snapshot index. Durable and atomic.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error>;
+
+    /// Discards entries before `index` (keeping the term of `index - 1` for matching).
+    /// `index` must be at most the stored snapshot index + 1.
+    fn compact(&mut self, index: u64) -> Result<(), Error>;
+
+    /// The latest stored snapshot (local or received), if any.
+    fn stored_snapshot(&self) -> Result<Option<Snapshot>, Error>;
+
+    /// The index up to which the state machine image in `stored_snapshot` reflects the log:
+    /// the `Config.applied` to restart Raft with.
+    fn applied_index(&self) -> u64;
+}

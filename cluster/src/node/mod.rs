@@ -1,0 +1,1 @@
+//! The sans-I/O Raft node core (placeholder while storage lands).

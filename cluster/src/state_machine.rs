@@ -1,0 +1,38 @@
+//! The replicated state machine contract.
+//!
+//! The node core owns the log; a [`StateMachine`] owns the state derived from it. Every
+//! replica feeds the same committed batches in the same order, so `apply` must be a pure
+//! function of (state, context, commands): no clocks, no randomness, no I/O. Time reaches
+//! the machine only as [`ApplyContext::log_time_ms`], which the leader wrote into the log.
+
+/// Where a committed batch sits in the log, and the log time it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// Raft index of the entry holding the batch.
+    pub index: u64,
+    /// Raft term of that entry.
+    pub term: u64,
+    /// Leader wall-clock time written into the entry, already clamped by the node to be
+    /// monotonic (never lower than any earlier entry's time).
+    pub log_time_ms: u64,
+}
+
+/// A deterministic state machine replicated through Raft.
+pub trait StateMachine {
+    /// Applies one committed batch of client commands and returns exactly one outcome per
+    /// command, in the same order. `commands` may be empty: a log-time tick, so the machine
+    /// can run time-driven rules (expiries) at `ctx.log_time_ms`.
+    fn apply(&mut self, ctx: &ApplyContext, commands: &[&[u8]]) -> Vec<Vec<u8>>;
+
+    /// Answers a read-only query against the current state (used after ReadIndex).
+    fn query(&self, query: &[u8]) -> Vec<u8>;
+
+    /// Serializes the whole state; `restore` of these bytes must give an equal state.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the whole state with a snapshot produced by `snapshot`.
+    fn restore(&mut self, data: &[u8]) -> Result<(), String>;
+
+    /// A digest of the whole state, equal on replicas that applied the same log prefix.
+    fn state_hash(&self) -> [u8; 32];
+}
