@@ -1,1 +1,97 @@
-//! placeholder
+//! `ninety-engine`: the deterministic state machine of one 90-minute health region.
+//!
+//! It owns the region model (hospitals, wards, beds, doctors, the referral graph), the
+//! fast-changing state (bed holds, slot holds and bookings, waitlists, joint consultations,
+//! referrals), the idempotency table, snapshots and the state hash.
+//!
+//! **It must not** read a clock, use randomness, do I/O, spawn threads or depend on tokio,
+//! tonic, sled or raft: time enters only as the `at` argument of [`Engine::apply`], which the
+//! cluster takes from the Raft log, so every replica that applies the same log holds the same
+//! state. A tidy test (`tests/engine.rs`, module `tidy`) enforces this on the source.
+//! Patient identity never enters: patients are opaque 128-bit [`PatientRef`]s.
+//!
+//! ```
+//! use ninety_engine::*;
+//! let at = LogTime(1_000_000);
+//! let mut engine = load(&generate::region(generate::Preset::Gba, 7), &[], at).unwrap();
+//! let ward = engine.beds().wards().next().unwrap().id;
+//! let held = engine.apply(
+//!     &Request { id: RequestId(1), command: Command::HoldBed {
+//!         target: BedTarget::Ward(ward), patient: PatientRef(42), ttl_ms: 3_600_000 } },
+//!     at,
+//! );
+//! let Ok(Reply::BedHeld { hold, .. }) = held else { panic!("{held:?}") };
+//! // A retry with the same request id returns the first answer.
+//! let again = engine.apply(
+//!     &Request { id: RequestId(1), command: Command::HoldBed {
+//!         target: BedTarget::Ward(ward), patient: PatientRef(42), ttl_ms: 3_600_000 } },
+//!     at,
+//! );
+//! assert_eq!(again, Ok(Reply::BedHeld { hold, bed: engine.beds().hold(hold).unwrap().bed,
+//!     ward, expires_at: LogTime(4_600_000) }));
+//! ```
+
+mod apply;
+pub mod beds;
+pub mod command;
+pub mod dedup;
+mod engine;
+pub mod error;
+pub mod generate;
+pub mod graph;
+pub mod ids;
+pub mod limits;
+pub mod referrals;
+pub mod region;
+pub mod region_file;
+pub mod slots;
+pub mod snapshot;
+pub mod time;
+
+pub use beds::{BedNeeds, BedState, BlockReason, HoldState, WardCounts};
+pub use command::{BedTarget, Command, Outcome, Reply, Request, COMMAND_FORMAT_VERSION};
+pub use engine::{Counters, Engine};
+pub use error::{Rejection, RejectionKind};
+pub use graph::ReferralKind;
+pub use ids::*;
+pub use referrals::{ReferralReason, ReferralState};
+pub use region::*;
+pub use region_file::RegionFile;
+pub use slots::{SeatState, SlotSpec};
+pub use snapshot::{SnapshotError, StateHash};
+pub use time::LogTime;
+
+/// Request ids at or above this are reserved for the engine's own bootstrap commands.
+pub const BOOTSTRAP_REQUEST_BASE: u128 = 1 << 127;
+
+/// Builds an engine from a region file and schedules by applying the same commands the
+/// cluster would replicate (`ImportRegion`, then one `PublishSchedule` per doctor).
+pub fn load(
+    file: &RegionFile,
+    schedules: &[(DoctorId, Vec<SlotSpec>)],
+    at: LogTime,
+) -> Result<Engine, Rejection> {
+    let mut engine = Engine::new();
+    for (i, command) in bootstrap_commands(file, schedules).into_iter().enumerate() {
+        let id = RequestId(BOOTSTRAP_REQUEST_BASE + i as u128);
+        engine.apply(&Request { id, command }, at)?;
+    }
+    Ok(engine)
+}
+
+/// The commands that load a region: its import, then each doctor's schedule in chunks.
+pub fn bootstrap_commands(
+    file: &RegionFile,
+    schedules: &[(DoctorId, Vec<SlotSpec>)],
+) -> Vec<Command> {
+    let mut out = vec![Command::ImportRegion(Box::new(file.clone()))];
+    for (doctor, specs) in schedules {
+        for chunk in specs.chunks(limits::SLOTS_PER_PUBLISH_MAX) {
+            out.push(Command::PublishSchedule {
+                doctor: *doctor,
+                slots: chunk.to_vec(),
+            });
+        }
+    }
+    out
+}

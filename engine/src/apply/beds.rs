@@ -1,0 +1,68 @@
+//! Bed hold commands: hold, confirm (admit), release.
+
+use crate::beds::HoldState;
+use crate::command::{BedTarget, Reply};
+use crate::engine::Engine;
+use crate::error::Rejection;
+use crate::ids::*;
+use crate::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
+use crate::time::LogTime;
+
+/// Checks a hold's time to live.
+pub(crate) fn check_ttl(field: &str, ttl_ms: u64) -> Result<(), Rejection> {
+    if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(&ttl_ms) {
+        return Err(Rejection::invalid(
+            field,
+            format!("must be {HOLD_TTL_MS_MIN} to {HOLD_TTL_MS_MAX} ms"),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(crate) fn hold_bed(
+        &mut self,
+        target: BedTarget,
+        patient: PatientRef,
+        ttl_ms: u64,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        check_ttl("ttl_ms", ttl_ms)?;
+        let bed = match target {
+            BedTarget::Ward(w) => self.beds.pick_bed(w)?,
+            BedTarget::Bed(b) => b,
+        };
+        self.beds.check_holdable(bed)?;
+        let id = self.take_hold_id();
+        let expires_at = now.plus_ms(ttl_ms);
+        let hold = self.beds.place_hold(id, bed, patient, now, expires_at)?;
+        Ok(Reply::BedHeld {
+            hold: id,
+            bed,
+            ward: hold.ward,
+            expires_at,
+        })
+    }
+
+    pub(crate) fn confirm_bed(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        let bed = self.beds.check_pending(hold, now)?.bed;
+        self.beds.resolve(hold, HoldState::Confirmed { at: now });
+        self.bed_confirmed(hold, now);
+        Ok(Reply::HoldConfirmed { hold, bed })
+    }
+
+    pub(crate) fn release_bed(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        let h = self.beds.hold(hold).ok_or(Rejection::UnknownHold(hold))?;
+        if h.state != HoldState::Pending {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("hold {hold}"),
+                state: h.state.name().to_string(),
+            });
+        }
+        // A lapsed hold may still be released before the tick expires it: the outcome for
+        // the bed is the same, and the caller's intent is clear.
+        self.beds.resolve(hold, HoldState::Released { at: now });
+        self.seat_lost(hold, "bed hold released", now);
+        Ok(Reply::HoldReleased { hold })
+    }
+}

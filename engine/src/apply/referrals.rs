@@ -1,0 +1,310 @@
+//! Referral commands: the lifecycle, and what happens to a referral when its holds go.
+
+use crate::beds::HoldState;
+use crate::command::Reply;
+use crate::engine::Engine;
+use crate::error::{check_text, Rejection};
+use crate::graph::ReferralKind;
+use crate::ids::*;
+use crate::referrals::{Referral, ReferralReason, ReferralState as S, ReferralStep};
+use crate::region::{Specialty, Urgency};
+use crate::slots::SeatState;
+use crate::time::LogTime;
+
+impl Engine {
+    pub(crate) fn request_referral(
+        &mut self,
+        from: HospitalId,
+        to: Option<HospitalId>,
+        patient: PatientRef,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let from_h = self
+            .hospitals
+            .get(&from)
+            .ok_or_else(|| Rejection::invalid("from", format!("unknown hospital {from}")))?;
+        let kind = match to {
+            None => ReferralKind::UpTier,
+            Some(t) => {
+                let to_h = self
+                    .hospitals
+                    .get(&t)
+                    .ok_or_else(|| Rejection::invalid("to", format!("unknown hospital {t}")))?;
+                if t == from {
+                    return Err(Rejection::invalid(
+                        "to",
+                        "a hospital cannot refer to itself",
+                    ));
+                }
+                match self.graph.referral_kind(from, t) {
+                    Some(k) => k,
+                    None => {
+                        return Err(Rejection::invalid(
+                            "to",
+                            format!(
+                                "no referral path from {from} ({:?}) to {t} ({:?})",
+                                from_h.tier, to_h.tier
+                            ),
+                        ))
+                    }
+                }
+            }
+        };
+        let id = ReferralId(self.counters.next_referral);
+        self.counters.next_referral += 1;
+        let deadline = now.plus_ms(self.policy.referral_ttl_ms);
+        self.referrals.insert(Referral {
+            id,
+            from,
+            to,
+            kind,
+            patient,
+            specialty: None,
+            urgency: None,
+            slot_hold: None,
+            bed_hold: None,
+            state: S::Requested,
+            reason: ReferralReason::AwaitingTriage,
+            created_at: now,
+            deadline,
+            history: vec![ReferralStep {
+                at: now,
+                state: S::Requested,
+            }],
+        });
+        Ok(Reply::ReferralCreated { referral: id, kind })
+    }
+
+    pub(crate) fn triage_referral(
+        &mut self,
+        id: ReferralId,
+        specialty: Specialty,
+        urgency: Urgency,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        self.referrals
+            .check(id, &[S::Requested, S::Triaged], "triage")?;
+        if let Some(r) = self.referrals.referrals.get_mut(&id) {
+            r.specialty = Some(specialty);
+            r.urgency = Some(urgency);
+        }
+        self.referrals
+            .transition(id, S::Triaged, ReferralReason::AwaitingMatch, now);
+        Ok(updated(id, S::Triaged))
+    }
+
+    pub(crate) fn match_referral(
+        &mut self,
+        id: ReferralId,
+        slot_hold: Option<HoldId>,
+        bed_hold: Option<HoldId>,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let r = self.referrals.check(id, &[S::Triaged], "match")?;
+        let patient = r.patient;
+        if slot_hold.is_none() && bed_hold.is_none() {
+            return Err(Rejection::invalid(
+                "slot_hold",
+                "name a slot hold, a bed hold or both",
+            ));
+        }
+        if let Some(h) = slot_hold {
+            let seat = self.slots.check_held(h, now, true)?;
+            if seat.patient != patient {
+                return Err(Rejection::invalid("slot_hold", "held for another patient"));
+            }
+            if self.referrals.for_hold(h).is_some() {
+                return Err(Rejection::invalid("slot_hold", "already serves a referral"));
+            }
+        }
+        if let Some(h) = bed_hold {
+            let hold = self.beds.check_pending(h, now)?;
+            if hold.patient != patient {
+                return Err(Rejection::invalid("bed_hold", "held for another patient"));
+            }
+            if self.referrals.for_hold(h).is_some() {
+                return Err(Rejection::invalid("bed_hold", "already serves a referral"));
+            }
+        }
+        self.referrals.attach(id, slot_hold, bed_hold);
+        self.referrals
+            .transition(id, S::Matched, ReferralReason::AwaitingMatch, now);
+        Ok(updated(id, S::Matched))
+    }
+
+    pub(crate) fn report_no_capacity(
+        &mut self,
+        id: ReferralId,
+        reason: &str,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        check_text("reason", reason)?;
+        self.referrals
+            .check(id, &[S::Triaged], "report no capacity for")?;
+        self.referrals.transition(
+            id,
+            S::Triaged,
+            ReferralReason::NoCapacity(reason.to_string()),
+            now,
+        );
+        Ok(updated(id, S::Triaged))
+    }
+
+    pub(crate) fn accept_referral(
+        &mut self,
+        id: ReferralId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let r = self.referrals.check(id, &[S::Matched], "accept")?;
+        let slot_hold = r.slot_hold;
+        if let Some(h) = slot_hold {
+            self.slots.check_held(h, now, true)?;
+        }
+        if let Some(h) = r.bed_hold {
+            self.beds.check_pending(h, now)?;
+        }
+        if let Some(h) = slot_hold {
+            self.slots.set_seat(h, SeatState::Booked { at: now });
+        }
+        self.referrals
+            .transition(id, S::Accepted, ReferralReason::AwaitingMatch, now);
+        Ok(updated(id, S::Accepted))
+    }
+
+    pub(crate) fn start_transit(
+        &mut self,
+        id: ReferralId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        self.referrals
+            .check(id, &[S::Accepted], "start transit for")?;
+        self.referrals
+            .transition(id, S::InTransit, ReferralReason::AwaitingMatch, now);
+        Ok(updated(id, S::InTransit))
+    }
+
+    pub(crate) fn admit_referral(
+        &mut self,
+        id: ReferralId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let r = self
+            .referrals
+            .check(id, &[S::Accepted, S::InTransit], "admit")?;
+        if let Some(h) = r.bed_hold {
+            self.beds.check_pending(h, now)?;
+            self.beds.resolve(h, HoldState::Confirmed { at: now });
+        }
+        self.referrals
+            .transition(id, S::Admitted, ReferralReason::AwaitingMatch, now);
+        Ok(updated(id, S::Admitted))
+    }
+
+    pub(crate) fn complete_referral(
+        &mut self,
+        id: ReferralId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        self.referrals.check(id, &[S::Admitted], "complete")?;
+        self.referrals
+            .transition(id, S::Completed, ReferralReason::AwaitingMatch, now);
+        Ok(updated(id, S::Completed))
+    }
+
+    /// Rejects (by the receiver) or cancels (by the sender) an open referral and lets go of
+    /// its pending holds.
+    pub(crate) fn close_referral(
+        &mut self,
+        id: ReferralId,
+        reason: &str,
+        cancel: bool,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        check_text("reason", reason)?;
+        let open = [
+            S::Requested,
+            S::Triaged,
+            S::Matched,
+            S::Accepted,
+            S::InTransit,
+        ];
+        let action = if cancel { "cancel" } else { "reject" };
+        self.referrals.check(id, &open, action)?;
+        let state = if cancel { S::Cancelled } else { S::Rejected };
+        self.release_referral_holds(id, now);
+        self.referrals
+            .transition(id, state, ReferralReason::Stated(reason.to_string()), now);
+        Ok(updated(id, state))
+    }
+
+    /// Lets go of a closing referral's pending bed hold and its slot hold or booking.
+    pub(crate) fn release_referral_holds(&mut self, id: ReferralId, now: LogTime) {
+        let Some(r) = self.referrals.get(id) else {
+            return;
+        };
+        let (slot_hold, bed_hold) = (r.slot_hold, r.bed_hold);
+        if let Some(h) = bed_hold {
+            if self
+                .beds
+                .hold(h)
+                .is_some_and(|x| x.state == HoldState::Pending)
+            {
+                self.beds.resolve(h, HoldState::Released { at: now });
+            }
+        }
+        if let Some(h) = slot_hold {
+            let state = self.slots.seat(h).map(|s| s.state);
+            let next = match state {
+                Some(SeatState::Held) => Some(SeatState::Released { at: now }),
+                Some(SeatState::Booked { .. }) => Some(SeatState::Cancelled { at: now }),
+                _ => None,
+            };
+            if let Some(next) = next {
+                if let Some(seat) = self.slots.set_seat(h, next) {
+                    self.offer_freed(seat.slot, now);
+                }
+            }
+        }
+    }
+
+    /// A hold of a live referral was released or expired: the referral goes back to the
+    /// worklist (triaged) with the reason, its other holds kept for re-matching.
+    pub(crate) fn seat_lost(&mut self, hold: HoldId, _why: &str, now: LogTime) {
+        let Some(id) = self.referrals.for_hold(hold) else {
+            return;
+        };
+        let Some(r) = self.referrals.get(id) else {
+            return;
+        };
+        if !matches!(r.state, S::Matched | S::Accepted | S::InTransit) {
+            return;
+        }
+        let keep_slot = r.slot_hold.filter(|&h| h != hold);
+        let keep_bed = r.bed_hold.filter(|&h| h != hold);
+        self.referrals.attach(id, keep_slot, keep_bed);
+        self.referrals
+            .transition(id, S::Triaged, ReferralReason::HoldExpired(hold), now);
+    }
+}
+
+impl Engine {
+    /// A referral's bed hold was confirmed directly (the ward admitted the patient): the
+    /// referral is admitted too.
+    pub(crate) fn bed_confirmed(&mut self, hold: HoldId, now: LogTime) {
+        let Some(id) = self.referrals.for_hold(hold) else {
+            return;
+        };
+        let live = self
+            .referrals
+            .get(id)
+            .is_some_and(|r| matches!(r.state, S::Matched | S::Accepted | S::InTransit));
+        if live {
+            self.referrals
+                .transition(id, S::Admitted, ReferralReason::AwaitingMatch, now);
+        }
+    }
+}
+
+fn updated(referral: ReferralId, state: S) -> Reply {
+    Reply::ReferralUpdated { referral, state }
+}

@@ -1,0 +1,354 @@
+//! Scheduling commands: publish, hold, book, release, cancel, no-show, waitlist and joint
+//! consultations.
+
+use crate::beds::HoldState;
+use crate::command::Reply;
+use crate::engine::Engine;
+use crate::error::Rejection;
+use crate::ids::*;
+use crate::limits::JOINT_CONSULT_DOCTORS_MAX;
+use crate::region::{Channel, Mode};
+use crate::slots::{JointConsult, SeatState, SlotSpec, WaitEntry, WaitlistOffer};
+use crate::time::LogTime;
+use std::collections::BTreeSet;
+
+impl Engine {
+    pub(crate) fn publish_schedule(
+        &mut self,
+        doctor: DoctorId,
+        specs: &[SlotSpec],
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let d = self
+            .doctors
+            .get(&doctor)
+            .ok_or(Rejection::UnknownDoctor(doctor))?;
+        if let Some(i) = specs
+            .iter()
+            .position(|s| s.mode == Mode::Remote && !d.remote)
+        {
+            return Err(Rejection::invalid(
+                format!("slots[{i}].mode"),
+                format!("doctor {doctor} does not take remote consultations"),
+            ));
+        }
+        self.slots.check_schedule(doctor, specs, now)?;
+        let first = self.counters.next_slot;
+        self.counters.next_slot += specs.len() as u64;
+        self.slots.publish(doctor, specs, first);
+        Ok(Reply::SchedulePublished {
+            first: SlotId(first),
+            count: specs.len() as u32,
+        })
+    }
+
+    pub(crate) fn hold_slot(
+        &mut self,
+        slot: SlotId,
+        patient: PatientRef,
+        channel: Channel,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        self.slots.check_holdable(slot, patient, channel, now)?;
+        let id = self.take_hold_id();
+        let expires_at = now.plus_ms(self.policy.slot_hold_ttl_ms);
+        self.slots
+            .hold(id, slot, patient, channel, now, expires_at, None);
+        Ok(Reply::SlotHeld {
+            hold: id,
+            slot,
+            expires_at,
+        })
+    }
+
+    pub(crate) fn book_slot(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        let slot = self.slots.check_held(hold, now, true)?.slot;
+        self.slots.set_seat(hold, SeatState::Booked { at: now });
+        Ok(Reply::SlotBooked {
+            booking: hold,
+            slot,
+        })
+    }
+
+    pub(crate) fn release_slot(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        let seat = self.slots.seat(hold).ok_or(Rejection::UnknownHold(hold))?;
+        if seat.state != SeatState::Held {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("slot hold {hold}"),
+                state: seat.state.name().to_string(),
+            });
+        }
+        if let Some(c) = seat.consult {
+            return Err(Rejection::invalid(
+                "hold",
+                format!("seat {hold} belongs to joint consultation {c}; act on the consultation"),
+            ));
+        }
+        let slot = seat.slot;
+        self.slots.set_seat(hold, SeatState::Released { at: now });
+        self.seat_lost(hold, "slot hold released", now);
+        let offers = self.offer_freed(slot, now);
+        Ok(Reply::SlotReleased { hold, offers })
+    }
+
+    pub(crate) fn cancel_booking(
+        &mut self,
+        booking: HoldId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        self.slots.check_cancellable(booking, now, &self.policy)?;
+        if let Some(c) = self.slots.seat(booking).and_then(|s| s.consult) {
+            return Err(Rejection::invalid(
+                "booking",
+                format!(
+                    "seat {booking} belongs to joint consultation {c}; act on the consultation"
+                ),
+            ));
+        }
+        let slot = self
+            .slots
+            .set_seat(booking, SeatState::Cancelled { at: now })
+            .map(|s| s.slot);
+        self.seat_lost(booking, "booking cancelled", now);
+        let offers = slot.map(|s| self.offer_freed(s, now)).unwrap_or_default();
+        Ok(Reply::BookingCancelled { booking, offers })
+    }
+
+    pub(crate) fn mark_no_show(
+        &mut self,
+        booking: HoldId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let seat = self.slots.check_booked(booking)?;
+        let patient = seat.patient;
+        let start = self
+            .slots
+            .slot(seat.slot)
+            .map(|s| s.spec.start)
+            .unwrap_or_default();
+        if now < start {
+            return Err(Rejection::invalid(
+                "booking",
+                "a no-show can only be marked after the slot starts",
+            ));
+        }
+        self.slots.set_seat(booking, SeatState::NoShow { at: now });
+        self.slots.record_no_show(patient, now, &self.policy);
+        Ok(Reply::NoShowRecorded {
+            booking,
+            blocked_until: self.slots.blocked(patient, now),
+        })
+    }
+
+    pub(crate) fn join_waitlist(
+        &mut self,
+        doctor: DoctorId,
+        patient: PatientRef,
+        channel: Channel,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        if !self.doctors.contains_key(&doctor) {
+            return Err(Rejection::UnknownDoctor(doctor));
+        }
+        if channel == Channel::Public {
+            if let Some(until) = self.slots.blocked(patient, now) {
+                return Err(Rejection::BookingBlocked { until });
+            }
+        }
+        let position = self.slots.join_waitlist(
+            doctor,
+            WaitEntry {
+                patient,
+                channel,
+                joined_at: now,
+            },
+        )?;
+        Ok(Reply::Waitlisted {
+            position: position as u32,
+        })
+    }
+
+    pub(crate) fn leave_waitlist(
+        &mut self,
+        doctor: DoctorId,
+        patient: PatientRef,
+    ) -> Result<Reply, Rejection> {
+        if !self.doctors.contains_key(&doctor) {
+            return Err(Rejection::UnknownDoctor(doctor));
+        }
+        self.slots.leave_waitlist(doctor, patient)?;
+        Ok(Reply::Done)
+    }
+
+    /// Offers a freed seat to the doctor's waitlist.
+    pub(crate) fn offer_freed(&mut self, slot: SlotId, now: LogTime) -> Vec<WaitlistOffer> {
+        let ttl = self.policy.slot_hold_ttl_ms;
+        self.slots
+            .offer_to_waitlist(slot, now, ttl, &mut self.counters.next_hold)
+    }
+
+    pub(crate) fn hold_joint_consult(
+        &mut self,
+        slots: &[SlotId],
+        patient: PatientRef,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let (start, end) = self.check_joint(slots, patient, now)?;
+        let consult = ConsultId(self.counters.next_consult);
+        self.counters.next_consult += 1;
+        let expires_at = now.plus_ms(self.policy.slot_hold_ttl_ms);
+        let mut seats = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let id = self.take_hold_id();
+            self.slots.hold(
+                id,
+                slot,
+                patient,
+                Channel::Referral,
+                now,
+                expires_at,
+                Some(consult),
+            );
+            seats.push(id);
+        }
+        self.slots.consults.insert(
+            consult,
+            JointConsult {
+                id: consult,
+                patient,
+                seats: seats.clone(),
+                start,
+                end,
+                expires_at,
+                state: HoldState::Pending,
+            },
+        );
+        Ok(Reply::ConsultHeld {
+            consult,
+            seats,
+            start,
+            expires_at,
+        })
+    }
+
+    /// Checks a joint consultation request; returns the common time window.
+    fn check_joint(
+        &self,
+        slots: &[SlotId],
+        patient: PatientRef,
+        now: LogTime,
+    ) -> Result<(LogTime, LogTime), Rejection> {
+        if slots.len() < 2 || slots.len() > JOINT_CONSULT_DOCTORS_MAX {
+            return Err(Rejection::invalid(
+                "slots",
+                format!("must name 2 to {JOINT_CONSULT_DOCTORS_MAX} slots"),
+            ));
+        }
+        let mut doctors = BTreeSet::new();
+        let (mut start, mut end) = (LogTime(0), LogTime(u64::MAX));
+        for (i, &id) in slots.iter().enumerate() {
+            let s = self
+                .slots
+                .check_holdable(id, patient, Channel::Referral, now)?;
+            if s.spec.mode != Mode::Remote {
+                return Err(Rejection::invalid(
+                    format!("slots[{i}]"),
+                    format!("slot {id} is not a remote slot"),
+                ));
+            }
+            if !doctors.insert(s.doctor) {
+                return Err(Rejection::invalid(
+                    format!("slots[{i}]"),
+                    format!("doctor {} appears twice", s.doctor),
+                ));
+            }
+            start = start.max(s.spec.start);
+            end = end.min(s.end());
+        }
+        if start >= end {
+            return Err(Rejection::NoCapacity(
+                "the slots share no common time".to_string(),
+            ));
+        }
+        Ok((start, end))
+    }
+
+    pub(crate) fn book_joint_consult(
+        &mut self,
+        consult: ConsultId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let jc = self.check_consult(consult)?;
+        if jc.expires_at <= now {
+            return Err(Rejection::Expired {
+                hold: jc.seats.first().copied().unwrap_or(HoldId(0)),
+                expired_at: jc.expires_at,
+            });
+        }
+        let seats = jc.seats.clone();
+        for s in &seats {
+            self.slots.set_seat(*s, SeatState::Booked { at: now });
+        }
+        self.set_consult_state(consult, HoldState::Confirmed { at: now });
+        Ok(Reply::ConsultBooked { consult })
+    }
+
+    pub(crate) fn release_joint_consult(
+        &mut self,
+        consult: ConsultId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        self.check_consult(consult)?;
+        let offers = self.end_consult(consult, HoldState::Released { at: now }, now);
+        Ok(Reply::ConsultReleased { consult, offers })
+    }
+
+    fn check_consult(&self, consult: ConsultId) -> Result<&JointConsult, Rejection> {
+        let jc = self
+            .slots
+            .consult(consult)
+            .ok_or(Rejection::UnknownConsult(consult))?;
+        if jc.state != HoldState::Pending {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("consultation {consult}"),
+                state: jc.state.name().to_string(),
+            });
+        }
+        Ok(jc)
+    }
+
+    /// Releases or expires every seat of a pending consultation and offers the freed seats.
+    pub(crate) fn end_consult(
+        &mut self,
+        consult: ConsultId,
+        state: HoldState,
+        now: LogTime,
+    ) -> Vec<WaitlistOffer> {
+        let Some(jc) = self.slots.consult(consult) else {
+            return Vec::new();
+        };
+        let seats = jc.seats.clone();
+        let seat_state = match state {
+            HoldState::Expired { at } => SeatState::Expired { at },
+            _ => SeatState::Released { at: now },
+        };
+        let mut freed = Vec::new();
+        for s in &seats {
+            if let Some(seat) = self.slots.set_seat(*s, seat_state) {
+                freed.push(seat.slot);
+            }
+        }
+        self.set_consult_state(consult, state);
+        let mut offers = Vec::new();
+        for slot in freed {
+            offers.extend(self.offer_freed(slot, now));
+        }
+        offers
+    }
+
+    fn set_consult_state(&mut self, consult: ConsultId, state: HoldState) {
+        if let Some(jc) = self.slots.consults.get_mut(&consult) {
+            jc.state = state;
+        }
+    }
+}

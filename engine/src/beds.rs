@@ -1,0 +1,487 @@
+//! Wards, beds and bed holds (预留床位).
+//!
+//! A bed is free, held, occupied, to-clean or blocked. Physical beds are not admissible beds:
+//! a ward admits while its held plus occupied beds stay below its staffed count *and* a free,
+//! unblocked bed exists. A hold is a two-phase reservation in the manner of TigerBeetle's
+//! pending transfers: pending, then exactly one of confirmed (admitted), released or expired.
+
+use crate::error::Rejection;
+use crate::ids::*;
+use crate::region::{Equipment, Sex, Ward, WardKind};
+use crate::time::LogTime;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a bed is out of use.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockReason {
+    Isolation,
+    Maintenance,
+    NoStaff,
+}
+
+/// The state of one physical bed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BedState {
+    Free,
+    Held { hold: HoldId },
+    Occupied { patient: PatientRef, since: LogTime },
+    ToClean,
+    Blocked { reason: BlockReason },
+}
+
+impl BedState {
+    fn name(&self) -> &'static str {
+        match self {
+            BedState::Free => "free",
+            BedState::Held { .. } => "held",
+            BedState::Occupied { .. } => "occupied",
+            BedState::ToClean => "to_clean",
+            BedState::Blocked { .. } => "blocked",
+        }
+    }
+}
+
+/// A physical bed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Bed {
+    pub id: BedId,
+    pub ward: WardId,
+    pub state: BedState,
+}
+
+/// Where a hold stands. `Pending` resolves exactly once into one of the others.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldState {
+    Pending,
+    Confirmed { at: LogTime },
+    Released { at: LogTime },
+    Expired { at: LogTime },
+}
+
+impl HoldState {
+    /// The state's name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HoldState::Pending => "pending",
+            HoldState::Confirmed { .. } => "confirmed",
+            HoldState::Released { .. } => "released",
+            HoldState::Expired { .. } => "expired",
+        }
+    }
+
+    /// When the hold was resolved, if it was.
+    pub fn resolved_at(&self) -> Option<LogTime> {
+        match *self {
+            HoldState::Pending => None,
+            HoldState::Confirmed { at }
+            | HoldState::Released { at }
+            | HoldState::Expired { at } => Some(at),
+        }
+    }
+}
+
+/// A bed held for an incoming patient.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BedHold {
+    pub id: HoldId,
+    pub bed: BedId,
+    pub ward: WardId,
+    pub patient: PatientRef,
+    pub created_at: LogTime,
+    pub expires_at: LogTime,
+    pub state: HoldState,
+}
+
+/// What a bed request needs from a ward.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub struct BedNeeds {
+    pub kind: Option<WardKind>,
+    pub sex: Option<Sex>,
+    pub equipment: Vec<Equipment>,
+}
+
+impl BedNeeds {
+    /// Whether `ward` meets these needs.
+    pub fn met_by(&self, ward: &Ward) -> bool {
+        self.kind.is_none_or(|k| k == ward.kind)
+            && ward.sex.admits(self.sex)
+            && self.equipment.iter().all(|e| ward.equipment.contains(e))
+    }
+}
+
+/// Counts of one ward's beds by state, for availability queries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct WardCounts {
+    pub physical: u32,
+    pub staffed: u32,
+    pub free: u32,
+    pub held: u32,
+    pub occupied: u32,
+    pub to_clean: u32,
+    pub blocked: u32,
+    /// Beds that can be held now: free beds, bounded by staffed capacity.
+    pub admissible: u32,
+}
+
+/// All wards, beds and bed holds of the region.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BedBook {
+    pub(crate) wards: BTreeMap<WardId, Ward>,
+    pub(crate) beds: BTreeMap<BedId, Bed>,
+    pub(crate) holds: BTreeMap<HoldId, BedHold>,
+    /// Pending holds by expiry.
+    pub(crate) expiries: BTreeSet<(LogTime, HoldId)>,
+    /// Resolved holds by resolution time, for pruning.
+    pub(crate) resolved: BTreeSet<(LogTime, HoldId)>,
+    #[serde(skip)]
+    index: BedIndex,
+}
+
+/// Derived per-ward indexes, rebuilt after a restore.
+#[derive(Clone, Debug, Default)]
+struct BedIndex {
+    free: BTreeMap<WardId, BTreeSet<BedId>>,
+    in_use: BTreeMap<WardId, u32>,
+    beds_per_ward: BTreeMap<WardId, u32>,
+}
+
+impl PartialEq for BedBook {
+    fn eq(&self, o: &Self) -> bool {
+        self.wards == o.wards
+            && self.beds == o.beds
+            && self.holds == o.holds
+            && self.expiries == o.expiries
+            && self.resolved == o.resolved
+    }
+}
+
+impl BedBook {
+    /// Rebuilds the derived indexes from the canonical records.
+    pub(crate) fn rebuild(&mut self) {
+        let mut index = BedIndex::default();
+        for w in self.wards.keys() {
+            index.free.insert(*w, BTreeSet::new());
+            index.in_use.insert(*w, 0);
+            index.beds_per_ward.insert(*w, 0);
+        }
+        for bed in self.beds.values() {
+            *index.beds_per_ward.entry(bed.ward).or_default() += 1;
+            match bed.state {
+                BedState::Free => {
+                    index.free.entry(bed.ward).or_default().insert(bed.id);
+                }
+                BedState::Held { .. } | BedState::Occupied { .. } => {
+                    *index.in_use.entry(bed.ward).or_default() += 1;
+                }
+                BedState::ToClean | BedState::Blocked { .. } => {}
+            }
+        }
+        self.index = index;
+    }
+
+    /// The ward record.
+    pub fn ward(&self, id: WardId) -> Option<&Ward> {
+        self.wards.get(&id)
+    }
+
+    /// Every ward, by id.
+    pub fn wards(&self) -> impl Iterator<Item = &Ward> {
+        self.wards.values()
+    }
+
+    /// The bed record.
+    pub fn bed(&self, id: BedId) -> Option<&Bed> {
+        self.beds.get(&id)
+    }
+
+    /// The hold record (pending or resolved and not yet pruned).
+    pub fn hold(&self, id: HoldId) -> Option<&BedHold> {
+        self.holds.get(&id)
+    }
+
+    /// Pending holds, by id.
+    pub fn pending_holds(&self) -> impl Iterator<Item = &BedHold> {
+        self.expiries.iter().filter_map(|(_, h)| self.holds.get(h))
+    }
+
+    /// Beds of a ward that are held or occupied.
+    pub fn in_use(&self, ward: WardId) -> u32 {
+        self.index.in_use.get(&ward).copied().unwrap_or(0)
+    }
+
+    /// Beds that could be held in the ward right now.
+    pub fn admissible(&self, ward: WardId) -> u32 {
+        let Some(w) = self.wards.get(&ward) else {
+            return 0;
+        };
+        let free = self.index.free.get(&ward).map_or(0, |s| s.len() as u32);
+        let staffed_left = w.staffed_beds.saturating_sub(self.in_use(ward));
+        free.min(staffed_left)
+    }
+
+    /// Counts of the ward's beds by state.
+    pub fn counts(&self, ward: WardId) -> Option<WardCounts> {
+        let w = self.wards.get(&ward)?;
+        let mut c = WardCounts {
+            staffed: w.staffed_beds,
+            ..WardCounts::default()
+        };
+        for bed in self.beds.values().filter(|b| b.ward == ward) {
+            c.physical += 1;
+            match bed.state {
+                BedState::Free => c.free += 1,
+                BedState::Held { .. } => c.held += 1,
+                BedState::Occupied { .. } => c.occupied += 1,
+                BedState::ToClean => c.to_clean += 1,
+                BedState::Blocked { .. } => c.blocked += 1,
+            }
+        }
+        c.admissible = self.admissible(ward);
+        Some(c)
+    }
+
+    // ---- admin ----
+
+    /// Adds or replaces a ward record (its beds are kept).
+    pub(crate) fn upsert_ward(&mut self, ward: Ward) {
+        let id = ward.id;
+        self.wards.insert(id, ward);
+        self.index.free.entry(id).or_default();
+        self.index.in_use.entry(id).or_default();
+        self.index.beds_per_ward.entry(id).or_default();
+    }
+
+    /// Number of physical beds in the ward.
+    pub fn beds_in_ward(&self, ward: WardId) -> usize {
+        self.index.beds_per_ward.get(&ward).copied().unwrap_or(0) as usize
+    }
+
+    /// Adds free beds with the given ids to a ward (ids checked by the caller).
+    pub(crate) fn add_beds(&mut self, ward: WardId, ids: impl Iterator<Item = BedId>) {
+        for id in ids {
+            self.beds.insert(
+                id,
+                Bed {
+                    id,
+                    ward,
+                    state: BedState::Free,
+                },
+            );
+            self.index.free.entry(ward).or_default().insert(id);
+            *self.index.beds_per_ward.entry(ward).or_default() += 1;
+        }
+    }
+
+    /// Blocks a free or to-clean bed.
+    pub(crate) fn block(&mut self, bed: BedId, reason: BlockReason) -> Result<(), Rejection> {
+        let b = self.beds.get(&bed).ok_or(Rejection::UnknownBed(bed))?;
+        match b.state {
+            BedState::Free | BedState::ToClean | BedState::Blocked { .. } => {}
+            other => return Err(invalid_transition("bed", bed, other.name(), "block")),
+        }
+        let ward = b.ward;
+        self.set_state(bed, ward, BedState::Blocked { reason });
+        Ok(())
+    }
+
+    /// Returns a blocked or cleaned bed to free.
+    pub(crate) fn make_free(&mut self, bed: BedId, from_blocked: bool) -> Result<(), Rejection> {
+        let b = self.beds.get(&bed).ok_or(Rejection::UnknownBed(bed))?;
+        let ok = match b.state {
+            BedState::Blocked { .. } => from_blocked,
+            BedState::ToClean => !from_blocked,
+            _ => false,
+        };
+        if !ok {
+            let action = if from_blocked {
+                "unblock"
+            } else {
+                "mark clean"
+            };
+            return Err(invalid_transition("bed", bed, b.state.name(), action));
+        }
+        let ward = b.ward;
+        self.set_state(bed, ward, BedState::Free);
+        Ok(())
+    }
+
+    /// Discharges the patient of an occupied bed; the bed goes to cleaning.
+    pub(crate) fn discharge(&mut self, bed: BedId) -> Result<(), Rejection> {
+        let b = self.beds.get(&bed).ok_or(Rejection::UnknownBed(bed))?;
+        if !matches!(b.state, BedState::Occupied { .. }) {
+            return Err(invalid_transition("bed", bed, b.state.name(), "discharge"));
+        }
+        let ward = b.ward;
+        self.set_state(bed, ward, BedState::ToClean);
+        Ok(())
+    }
+
+    // ---- holds ----
+
+    /// Chooses the bed a ward-level hold would take: the lowest-numbered free bed.
+    pub fn pick_bed(&self, ward: WardId) -> Result<BedId, Rejection> {
+        if !self.wards.contains_key(&ward) {
+            return Err(Rejection::UnknownWard(ward));
+        }
+        if self.admissible(ward) == 0 {
+            return Err(Rejection::NoCapacity(format!(
+                "ward {ward} has no admissible bed"
+            )));
+        }
+        self.index
+            .free
+            .get(&ward)
+            .and_then(|s| s.first())
+            .copied()
+            .ok_or_else(|| Rejection::NoCapacity(format!("ward {ward} has no free bed")))
+    }
+
+    /// Checks that `bed` can be held now.
+    pub fn check_holdable(&self, bed: BedId) -> Result<WardId, Rejection> {
+        let b = self.beds.get(&bed).ok_or(Rejection::UnknownBed(bed))?;
+        if b.state != BedState::Free {
+            return Err(Rejection::NoCapacity(format!(
+                "bed {bed} is {}",
+                b.state.name()
+            )));
+        }
+        if self.admissible(b.ward) == 0 {
+            return Err(Rejection::NoCapacity(format!(
+                "ward {} is at its staffed capacity",
+                b.ward
+            )));
+        }
+        Ok(b.ward)
+    }
+
+    /// Holds a bed that `check_holdable` accepted.
+    pub(crate) fn place_hold(
+        &mut self,
+        id: HoldId,
+        bed: BedId,
+        patient: PatientRef,
+        now: LogTime,
+        expires_at: LogTime,
+    ) -> Result<BedHold, Rejection> {
+        let ward = self.check_holdable(bed)?;
+        let hold = BedHold {
+            id,
+            bed,
+            ward,
+            patient,
+            created_at: now,
+            expires_at,
+            state: HoldState::Pending,
+        };
+        self.set_state(bed, ward, BedState::Held { hold: id });
+        self.holds.insert(id, hold.clone());
+        self.expiries.insert((expires_at, id));
+        Ok(hold)
+    }
+
+    /// Checks that a hold is pending and not past its expiry at `now`.
+    pub fn check_pending(&self, id: HoldId, now: LogTime) -> Result<&BedHold, Rejection> {
+        let h = self.holds.get(&id).ok_or(Rejection::UnknownHold(id))?;
+        if h.state != HoldState::Pending {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("hold {id}"),
+                state: h.state.name().to_string(),
+            });
+        }
+        if h.expires_at <= now {
+            return Err(Rejection::Expired {
+                hold: id,
+                expired_at: h.expires_at,
+            });
+        }
+        Ok(h)
+    }
+
+    /// Resolves a pending hold: confirmed (the bed becomes occupied), released or expired
+    /// (the bed becomes free). The caller has checked the hold is pending.
+    pub(crate) fn resolve(&mut self, id: HoldId, state: HoldState) -> Option<BedHold> {
+        let h = self.holds.get_mut(&id)?;
+        if h.state != HoldState::Pending {
+            return None;
+        }
+        let at = state.resolved_at()?;
+        h.state = state;
+        let (bed, ward, patient, expires_at) = (h.bed, h.ward, h.patient, h.expires_at);
+        let out = h.clone();
+        self.expiries.remove(&(expires_at, id));
+        self.resolved.insert((at, id));
+        let bed_state = match state {
+            HoldState::Confirmed { at } => BedState::Occupied { patient, since: at },
+            _ => BedState::Free,
+        };
+        self.set_state(bed, ward, bed_state);
+        Some(out)
+    }
+
+    /// Pending holds whose expiry is at or before `now`, oldest first, at most `max`.
+    pub(crate) fn due(&self, now: LogTime, max: usize) -> Vec<HoldId> {
+        self.expiries
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(max)
+            .map(|(_, h)| *h)
+            .collect()
+    }
+
+    /// Forgets resolved holds resolved at or before `cutoff`, at most `max`.
+    pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
+        let old: Vec<(LogTime, HoldId)> = self
+            .resolved
+            .iter()
+            .take_while(|(t, _)| *t <= cutoff)
+            .take(max)
+            .copied()
+            .collect();
+        for key in &old {
+            self.resolved.remove(key);
+            self.holds.remove(&key.1);
+        }
+        old.len()
+    }
+
+    /// Changes a bed's state and keeps the per-ward indexes in step.
+    fn set_state(&mut self, bed: BedId, ward: WardId, state: BedState) {
+        let Some(b) = self.beds.get_mut(&bed) else {
+            return;
+        };
+        let was_in_use = matches!(b.state, BedState::Held { .. } | BedState::Occupied { .. });
+        let was_free = b.state == BedState::Free;
+        b.state = state;
+        let is_in_use = matches!(state, BedState::Held { .. } | BedState::Occupied { .. });
+        let is_free = state == BedState::Free;
+        let free = self.index.free.entry(ward).or_default();
+        if was_free && !is_free {
+            free.remove(&bed);
+        } else if !was_free && is_free {
+            free.insert(bed);
+        }
+        let in_use = self.index.in_use.entry(ward).or_default();
+        if was_in_use && !is_in_use {
+            *in_use = in_use.saturating_sub(1);
+        } else if !was_in_use && is_in_use {
+            *in_use += 1;
+        }
+    }
+}
+
+pub(crate) fn invalid_transition(
+    what: &str,
+    id: impl std::fmt::Display,
+    state: &str,
+    action: &str,
+) -> Rejection {
+    Rejection::InvalidTransition {
+        what: format!("{what} {id}"),
+        state: state.to_string(),
+        action: action.to_string(),
+    }
+}

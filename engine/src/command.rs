@@ -1,0 +1,286 @@
+//! The versioned command vocabulary and the replies.
+//!
+//! A `Request` is what the Raft log carries: a request id and a command. Commands are
+//! serialized with postcard, whose enum encoding is the variant's position: **variants are
+//! only ever appended, never reordered or removed**, and `COMMAND_FORMAT_VERSION` is raised
+//! when a variant's fields change. Replies are remembered in the dedup table and returned to
+//! the proposer.
+
+use crate::beds::BlockReason;
+use crate::graph::ReferralKind;
+use crate::ids::*;
+use crate::referrals::ReferralState;
+use crate::region::{Alliance, Channel, Doctor, Hospital, Policy, Specialty, Urgency, Ward};
+use crate::region_file::RegionFile;
+use crate::slots::{SlotSpec, WaitlistOffer};
+use crate::time::LogTime;
+use serde::{Deserialize, Serialize};
+
+/// Version of the command encoding carried in the Raft log.
+pub const COMMAND_FORMAT_VERSION: u16 = 1;
+
+/// A request as the log carries it.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    pub command: Command,
+}
+
+/// Which bed a hold asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BedTarget {
+    /// Any admissible bed of the ward (the engine takes the lowest-numbered free bed).
+    Ward(WardId),
+    /// This bed.
+    Bed(BedId),
+}
+
+/// Everything that can change the state. Append new variants at the end only.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Advances log time: expires holds and referrals that are due and prunes old records.
+    Tick,
+    /// Loads a whole region into an empty engine.
+    ImportRegion(Box<RegionFile>),
+    UpsertHospital(Hospital),
+    UpsertAlliance(Alliance),
+    UpsertWard(Ward),
+    /// Adds `count` free beds to a ward; the engine assigns their ids.
+    AddBeds {
+        ward: WardId,
+        count: u32,
+    },
+    BlockBed {
+        bed: BedId,
+        reason: BlockReason,
+    },
+    UnblockBed {
+        bed: BedId,
+    },
+    MarkBedClean {
+        bed: BedId,
+    },
+    /// The patient in the bed leaves; the bed goes to cleaning.
+    Discharge {
+        bed: BedId,
+    },
+    UpsertDoctor(Doctor),
+    /// Sets (or with `None` removes) the road travel time between two hospitals.
+    SetTravel {
+        a: HospitalId,
+        b: HospitalId,
+        travel_minutes: Option<u32>,
+    },
+    /// Sets (or with `None` removes) a typed referral path.
+    SetReferralPath {
+        from: HospitalId,
+        to: HospitalId,
+        kind: Option<ReferralKind>,
+    },
+    SetPolicy(Policy),
+    HoldBed {
+        target: BedTarget,
+        patient: PatientRef,
+        ttl_ms: u64,
+    },
+    /// Admits the patient of a pending bed hold.
+    ConfirmHold {
+        hold: HoldId,
+    },
+    ReleaseHold {
+        hold: HoldId,
+    },
+    PublishSchedule {
+        doctor: DoctorId,
+        slots: Vec<SlotSpec>,
+    },
+    HoldSlot {
+        slot: SlotId,
+        patient: PatientRef,
+        channel: Channel,
+    },
+    BookSlot {
+        hold: HoldId,
+    },
+    ReleaseSlot {
+        hold: HoldId,
+    },
+    CancelBooking {
+        booking: HoldId,
+    },
+    MarkNoShow {
+        booking: HoldId,
+    },
+    JoinWaitlist {
+        doctor: DoctorId,
+        patient: PatientRef,
+        channel: Channel,
+    },
+    LeaveWaitlist {
+        doctor: DoctorId,
+        patient: PatientRef,
+    },
+    /// Holds one common time across several doctors' remote slots, all or none.
+    HoldJointConsult {
+        slots: Vec<SlotId>,
+        patient: PatientRef,
+    },
+    BookJointConsult {
+        consult: ConsultId,
+    },
+    ReleaseJointConsult {
+        consult: ConsultId,
+    },
+    RequestReferral {
+        from: HospitalId,
+        to: Option<HospitalId>,
+        patient: PatientRef,
+    },
+    TriageReferral {
+        referral: ReferralId,
+        specialty: Specialty,
+        urgency: Urgency,
+    },
+    /// Attaches pending holds (for the referral's patient) to a triaged referral.
+    MatchReferral {
+        referral: ReferralId,
+        slot_hold: Option<HoldId>,
+        bed_hold: Option<HoldId>,
+    },
+    /// Records that matching found no capacity; the referral stays on the worklist.
+    ReportNoCapacity {
+        referral: ReferralId,
+        reason: String,
+    },
+    /// The receiving side accepts; a held slot is booked.
+    AcceptReferral {
+        referral: ReferralId,
+    },
+    StartTransit {
+        referral: ReferralId,
+    },
+    /// The patient arrived; a held bed is confirmed.
+    AdmitReferral {
+        referral: ReferralId,
+    },
+    CompleteReferral {
+        referral: ReferralId,
+    },
+    RejectReferral {
+        referral: ReferralId,
+        reason: String,
+    },
+    CancelReferral {
+        referral: ReferralId,
+        reason: String,
+    },
+}
+
+impl Command {
+    /// Whether the command only administers the region (and may be large).
+    pub fn is_admin(&self) -> bool {
+        use Command::*;
+        matches!(
+            self,
+            ImportRegion(_)
+                | UpsertHospital(_)
+                | UpsertAlliance(_)
+                | UpsertWard(_)
+                | AddBeds { .. }
+                | UpsertDoctor(_)
+                | SetTravel { .. }
+                | SetReferralPath { .. }
+                | SetPolicy(_)
+        )
+    }
+}
+
+/// What a successful command did. Remembered for idempotent retries.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ticked {
+        now: LogTime,
+        expired_holds: u32,
+        expired_referrals: u32,
+        offers: Vec<WaitlistOffer>,
+    },
+    RegionImported {
+        hospitals: u32,
+        wards: u32,
+        beds: u32,
+        doctors: u32,
+    },
+    Done,
+    BedsAdded {
+        first: BedId,
+        count: u32,
+    },
+    BedHeld {
+        hold: HoldId,
+        bed: BedId,
+        ward: WardId,
+        expires_at: LogTime,
+    },
+    HoldConfirmed {
+        hold: HoldId,
+        bed: BedId,
+    },
+    HoldReleased {
+        hold: HoldId,
+    },
+    SchedulePublished {
+        first: SlotId,
+        count: u32,
+    },
+    SlotHeld {
+        hold: HoldId,
+        slot: SlotId,
+        expires_at: LogTime,
+    },
+    SlotBooked {
+        booking: HoldId,
+        slot: SlotId,
+    },
+    SlotReleased {
+        hold: HoldId,
+        offers: Vec<WaitlistOffer>,
+    },
+    BookingCancelled {
+        booking: HoldId,
+        offers: Vec<WaitlistOffer>,
+    },
+    NoShowRecorded {
+        booking: HoldId,
+        blocked_until: Option<LogTime>,
+    },
+    Waitlisted {
+        position: u32,
+    },
+    ConsultHeld {
+        consult: ConsultId,
+        seats: Vec<HoldId>,
+        start: LogTime,
+        expires_at: LogTime,
+    },
+    ConsultBooked {
+        consult: ConsultId,
+    },
+    ConsultReleased {
+        consult: ConsultId,
+        offers: Vec<WaitlistOffer>,
+    },
+    ReferralCreated {
+        referral: ReferralId,
+        kind: ReferralKind,
+    },
+    ReferralUpdated {
+        referral: ReferralId,
+        state: ReferralState,
+    },
+}
+
+/// The result of applying one request.
+pub type Outcome = Result<Reply, crate::error::Rejection>;

@@ -1,0 +1,260 @@
+//! The `Engine`: one region's whole state, and `apply`.
+//!
+//! `apply(request, at)` is the only way state changes. It is deterministic: it reads no
+//! clock (time is `at`, from the Raft log), uses no randomness, does no I/O and never panics
+//! on any input. A refused command changes nothing. A repeated request id returns the first
+//! reply (see `dedup`).
+
+use crate::beds::BedBook;
+use crate::command::{Command, Outcome, Reply, Request};
+use crate::dedup::{fingerprint, DedupEntry, DedupTable};
+use crate::error::Rejection;
+use crate::graph::ReferralGraph;
+use crate::ids::*;
+use crate::referrals::ReferralBook;
+use crate::region::{Alliance, Doctor, Hospital, Policy};
+use crate::slots::SlotBook;
+use crate::time::LogTime;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Counters from which the engine assigns ids; part of the replicated state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Counters {
+    pub next_bed: u32,
+    pub next_slot: u64,
+    pub next_hold: u64,
+    pub next_referral: u64,
+    pub next_consult: u64,
+    /// Requests applied successfully (including deduplicated repeats: no).
+    pub applied: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            next_bed: 1,
+            next_slot: 1,
+            next_hold: 1,
+            next_referral: 1,
+            next_consult: 1,
+            applied: 0,
+        }
+    }
+}
+
+/// The state of one region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Engine {
+    pub(crate) name: String,
+    pub(crate) policy: Policy,
+    pub(crate) now: LogTime,
+    pub(crate) counters: Counters,
+    pub(crate) hospitals: BTreeMap<HospitalId, Hospital>,
+    pub(crate) alliances: BTreeMap<AllianceId, Alliance>,
+    pub(crate) doctors: BTreeMap<DoctorId, Doctor>,
+    pub(crate) graph: ReferralGraph,
+    pub(crate) beds: BedBook,
+    pub(crate) slots: SlotBook,
+    pub(crate) referrals: ReferralBook,
+    pub(crate) dedup: DedupTable,
+}
+
+impl Engine {
+    /// An empty engine with the default policy.
+    pub fn new() -> Engine {
+        Engine::default()
+    }
+
+    /// Applies one request at log time `at`.
+    pub fn apply(&mut self, request: &Request, at: LogTime) -> Outcome {
+        // Time never runs backwards, even if a new leader's clock is behind.
+        let now = self.now.max(at);
+        let fp = fingerprint(&request.command);
+        if let Some(seen) = self.dedup.get(request.id) {
+            if seen.fingerprint == fp {
+                return Ok(seen.reply.clone());
+            }
+            return Err(Rejection::RequestIdReused(request.id));
+        }
+        let reply = self.execute(&request.command, now)?;
+        self.now = now;
+        self.counters.applied += 1;
+        self.dedup.insert(DedupEntry {
+            request: request.id,
+            at: now,
+            fingerprint: fp,
+            reply: reply.clone(),
+        });
+        Ok(reply)
+    }
+
+    /// Applies requests in order, each at `at`; one outcome per request.
+    pub fn apply_batch(&mut self, requests: &[Request], at: LogTime) -> Vec<Outcome> {
+        requests.iter().map(|r| self.apply(r, at)).collect()
+    }
+
+    /// Dispatches a command. Every handler validates fully before it changes anything.
+    fn execute(&mut self, command: &Command, now: LogTime) -> Result<Reply, Rejection> {
+        use Command::*;
+        match command {
+            Tick => Ok(self.tick(now)),
+            ImportRegion(file) => self.import_region(file),
+            UpsertHospital(h) => self.upsert_hospital(h),
+            UpsertAlliance(a) => self.upsert_alliance(a),
+            UpsertWard(w) => self.upsert_ward(w),
+            AddBeds { ward, count } => self.add_beds(*ward, *count),
+            BlockBed { bed, reason } => self.beds.block(*bed, *reason).map(|_| Reply::Done),
+            UnblockBed { bed } => self.beds.make_free(*bed, true).map(|_| Reply::Done),
+            MarkBedClean { bed } => self.beds.make_free(*bed, false).map(|_| Reply::Done),
+            Discharge { bed } => self.beds.discharge(*bed).map(|_| Reply::Done),
+            UpsertDoctor(d) => self.upsert_doctor(d),
+            SetTravel {
+                a,
+                b,
+                travel_minutes,
+            } => self.set_travel(*a, *b, *travel_minutes),
+            SetReferralPath { from, to, kind } => self.set_referral_path(*from, *to, *kind),
+            SetPolicy(p) => self.set_policy(p),
+            HoldBed {
+                target,
+                patient,
+                ttl_ms,
+            } => self.hold_bed(*target, *patient, *ttl_ms, now),
+            ConfirmHold { hold } => self.confirm_bed(*hold, now),
+            ReleaseHold { hold } => self.release_bed(*hold, now),
+            PublishSchedule { doctor, slots } => self.publish_schedule(*doctor, slots, now),
+            HoldSlot {
+                slot,
+                patient,
+                channel,
+            } => self.hold_slot(*slot, *patient, *channel, now),
+            BookSlot { hold } => self.book_slot(*hold, now),
+            ReleaseSlot { hold } => self.release_slot(*hold, now),
+            CancelBooking { booking } => self.cancel_booking(*booking, now),
+            MarkNoShow { booking } => self.mark_no_show(*booking, now),
+            JoinWaitlist {
+                doctor,
+                patient,
+                channel,
+            } => self.join_waitlist(*doctor, *patient, *channel, now),
+            LeaveWaitlist { doctor, patient } => self.leave_waitlist(*doctor, *patient),
+            HoldJointConsult { slots, patient } => self.hold_joint_consult(slots, *patient, now),
+            BookJointConsult { consult } => self.book_joint_consult(*consult, now),
+            ReleaseJointConsult { consult } => self.release_joint_consult(*consult, now),
+            RequestReferral { from, to, patient } => {
+                self.request_referral(*from, *to, *patient, now)
+            }
+            TriageReferral {
+                referral,
+                specialty,
+                urgency,
+            } => self.triage_referral(*referral, *specialty, *urgency, now),
+            MatchReferral {
+                referral,
+                slot_hold,
+                bed_hold,
+            } => self.match_referral(*referral, *slot_hold, *bed_hold, now),
+            ReportNoCapacity { referral, reason } => {
+                self.report_no_capacity(*referral, reason, now)
+            }
+            AcceptReferral { referral } => self.accept_referral(*referral, now),
+            StartTransit { referral } => self.start_transit(*referral, now),
+            AdmitReferral { referral } => self.admit_referral(*referral, now),
+            CompleteReferral { referral } => self.complete_referral(*referral, now),
+            RejectReferral { referral, reason } => {
+                self.close_referral(*referral, reason, false, now)
+            }
+            CancelReferral { referral, reason } => {
+                self.close_referral(*referral, reason, true, now)
+            }
+        }
+    }
+
+    /// Takes the next hold id.
+    pub(crate) fn take_hold_id(&mut self) -> HoldId {
+        let id = HoldId(self.counters.next_hold);
+        self.counters.next_hold += 1;
+        id
+    }
+
+    // ---- queries ----
+
+    /// The region's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The latest log time applied.
+    pub fn now(&self) -> LogTime {
+        self.now
+    }
+
+    /// The region's policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The id counters (and the applied-request count).
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// A hospital record.
+    pub fn hospital(&self, id: HospitalId) -> Option<&Hospital> {
+        self.hospitals.get(&id)
+    }
+
+    /// Every hospital, by id.
+    pub fn hospitals(&self) -> impl Iterator<Item = &Hospital> {
+        self.hospitals.values()
+    }
+
+    /// Every alliance, by id.
+    pub fn alliances(&self) -> impl Iterator<Item = &Alliance> {
+        self.alliances.values()
+    }
+
+    /// A doctor record.
+    pub fn doctor(&self, id: DoctorId) -> Option<&Doctor> {
+        self.doctors.get(&id)
+    }
+
+    /// Every doctor, by id.
+    pub fn doctors(&self) -> impl Iterator<Item = &Doctor> {
+        self.doctors.values()
+    }
+
+    /// The referral graph.
+    pub fn graph(&self) -> &ReferralGraph {
+        &self.graph
+    }
+
+    /// Wards, beds and bed holds.
+    pub fn beds(&self) -> &BedBook {
+        &self.beds
+    }
+
+    /// Slots, seats, waitlists and joint consultations.
+    pub fn slots(&self) -> &SlotBook {
+        &self.slots
+    }
+
+    /// Referrals and the worklist.
+    pub fn referrals(&self) -> &ReferralBook {
+        &self.referrals
+    }
+
+    /// The idempotency table.
+    pub fn dedup(&self) -> &DedupTable {
+        &self.dedup
+    }
+
+    /// Rebuilds every derived index from the canonical records (after a restore).
+    pub(crate) fn rebuild_indexes(&mut self) {
+        self.beds.rebuild();
+        let ids: Vec<HospitalId> = self.hospitals.keys().copied().collect();
+        self.graph
+            .rebuild(ids.into_iter(), self.policy.reach_minutes);
+    }
+}

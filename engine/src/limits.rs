@@ -1,0 +1,42 @@
+//! Limits on everything a command can ask for, with units in the names.
+//!
+//! A command that exceeds a limit is rejected with `Rejection::Invalid` naming the field; the
+//! limits keep every apply bounded in time and memory.
+
+use crate::time::{MS_PER_DAY, MS_PER_MINUTE};
+
+/// Longest hold a caller may ask for: a transfer from a remote county can take a day.
+pub const HOLD_TTL_MS_MAX: u64 = 7 * MS_PER_DAY;
+/// Shortest hold: anything shorter would expire before a client could confirm it.
+pub const HOLD_TTL_MS_MIN: u64 = 1_000;
+/// Slots in one `PublishSchedule` command (a doctor's month at 30 a day fits).
+pub const SLOTS_PER_PUBLISH_MAX: usize = 1_024;
+/// Longest slot.
+pub const SLOT_DURATION_MINUTES_MAX: u16 = 8 * 60;
+/// Patients one slot may take (capacity plus overbooking).
+pub const SLOT_CAPACITY_MAX: u16 = 200;
+/// Doctors in one joint consultation (a county doctor and a few provincial specialists).
+pub const JOINT_CONSULT_DOCTORS_MAX: usize = 8;
+/// Patients waiting for one doctor.
+pub const WAITLIST_PER_DOCTOR_MAX: usize = 1_024;
+/// Beds added to a ward in one command.
+pub const BEDS_PER_COMMAND_MAX: u32 = 512;
+/// Beds in one ward.
+pub const BEDS_PER_WARD_MAX: usize = 4_096;
+/// Length of free-text fields (names, reasons, sub-specialty tags), in bytes.
+pub const TEXT_BYTES_MAX: usize = 256;
+/// Hospitals in one region (the national preset has 2,400 plus 12,000 grassroots points).
+pub const HOSPITALS_MAX: usize = 20_000;
+/// Longest travel edge, in minutes (a 700 km county-to-province journey fits).
+pub const TRAVEL_MINUTES_MAX: u32 = 24 * 60;
+/// Longest a referral may stay open.
+pub const REFERRAL_TTL_MS_MAX: u64 = 30 * MS_PER_DAY;
+/// Holds a single Tick may expire; the rest expire on the following ticks, so one tick
+/// stays bounded in time even after a long leaderless gap.
+pub const EXPIRIES_PER_TICK_MAX: usize = 65_536;
+/// Resolved records pruned per tick, for the same reason.
+pub const PRUNES_PER_TICK_MAX: usize = 65_536;
+
+// Clients retry within seconds; the dedup window must cover a client's whole retry budget.
+const _: () = assert!(crate::dedup::DEDUP_WINDOW_MS_DEFAULT >= MS_PER_MINUTE);
+const _: () = assert!(HOLD_TTL_MS_MIN < MS_PER_MINUTE);

@@ -1,0 +1,643 @@
+//! Doctors' schedules: slots, slot holds and bookings, the waitlist, no-shows and joint
+//! consultations (远程会诊).
+//!
+//! The contract follows the find → hold → book operations of IHE/Argonaut scheduling: a hold
+//! reserves a seat for `Policy::slot_hold_ttl_ms`, a booking turns it into an appointment. A
+//! held seat is never offered to anyone else until it is released or expires; a freed seat
+//! is offered first to the head of the doctor's waitlist, as a hold.
+
+use crate::beds::{invalid_transition, HoldState};
+use crate::error::Rejection;
+use crate::ids::*;
+use crate::limits::*;
+use crate::region::{Channel, Mode, Policy};
+use crate::time::{LogTime, MS_PER_DAY, MS_PER_MINUTE};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// What a doctor publishes: one bookable time segment.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct SlotSpec {
+    pub start: LogTime,
+    pub duration_minutes: u16,
+    pub mode: Mode,
+    /// Patients the slot takes.
+    pub capacity: u16,
+    /// Extra patients the doctor accepts beyond capacity, from referrals only.
+    pub overbook: u16,
+    /// Seats of `capacity` reserved for the referral channel (alliance partners).
+    pub referral_quota: u16,
+}
+
+/// A published slot and how many of its seats are taken per channel.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Slot {
+    pub id: SlotId,
+    pub doctor: DoctorId,
+    pub spec: SlotSpec,
+    /// Seats held or booked through the public channel.
+    pub taken_public: u16,
+    /// Seats held or booked through the referral channel.
+    pub taken_referral: u16,
+}
+
+impl Slot {
+    /// When the slot ends.
+    pub fn end(&self) -> LogTime {
+        self.spec
+            .start
+            .plus_ms(u64::from(self.spec.duration_minutes) * MS_PER_MINUTE)
+    }
+
+    /// Seats taken in all channels.
+    pub fn taken(&self) -> u16 {
+        self.taken_public.saturating_add(self.taken_referral)
+    }
+
+    /// Seats still open to `channel`.
+    pub fn open_seats(&self, channel: Channel) -> u16 {
+        let s = &self.spec;
+        match channel {
+            Channel::Public => {
+                let public_cap = s.capacity.saturating_sub(s.referral_quota);
+                let by_total = s.capacity.saturating_sub(self.taken());
+                public_cap.saturating_sub(self.taken_public).min(by_total)
+            }
+            Channel::Referral => s
+                .capacity
+                .saturating_add(s.overbook)
+                .saturating_sub(self.taken()),
+        }
+    }
+
+    fn take(&mut self, channel: Channel, delta_up: bool) {
+        let counter = match channel {
+            Channel::Public => &mut self.taken_public,
+            Channel::Referral => &mut self.taken_referral,
+        };
+        *counter = if delta_up {
+            counter.saturating_add(1)
+        } else {
+            counter.saturating_sub(1)
+        };
+    }
+}
+
+/// A seat held or booked in a slot. A booking keeps the hold's id.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SlotHold {
+    pub id: HoldId,
+    pub slot: SlotId,
+    pub doctor: DoctorId,
+    pub patient: PatientRef,
+    pub channel: Channel,
+    pub created_at: LogTime,
+    pub expires_at: LogTime,
+    pub state: SeatState,
+    /// The joint consultation this seat belongs to, if any.
+    pub consult: Option<ConsultId>,
+}
+
+/// Where a seat stands: a pending hold resolves exactly once (booked, released or expired);
+/// a booking may later be cancelled or marked as a no-show.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatState {
+    Held,
+    Booked { at: LogTime },
+    Released { at: LogTime },
+    Expired { at: LogTime },
+    Cancelled { at: LogTime },
+    NoShow { at: LogTime },
+}
+
+impl SeatState {
+    /// The state's name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SeatState::Held => "held",
+            SeatState::Booked { .. } => "booked",
+            SeatState::Released { .. } => "released",
+            SeatState::Expired { .. } => "expired",
+            SeatState::Cancelled { .. } => "cancelled",
+            SeatState::NoShow { .. } => "no_show",
+        }
+    }
+
+    /// Whether the seat still counts against the slot.
+    pub fn takes_seat(&self) -> bool {
+        matches!(self, SeatState::Held | SeatState::Booked { .. })
+    }
+
+    fn final_at(&self) -> Option<LogTime> {
+        match *self {
+            SeatState::Released { at }
+            | SeatState::Expired { at }
+            | SeatState::Cancelled { at }
+            | SeatState::NoShow { at } => Some(at),
+            SeatState::Held | SeatState::Booked { .. } => None,
+        }
+    }
+}
+
+/// One patient waiting for a doctor.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WaitEntry {
+    pub patient: PatientRef,
+    pub channel: Channel,
+    pub joined_at: LogTime,
+}
+
+/// A joint consultation: seats in several doctors' slots held and booked together.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct JointConsult {
+    pub id: ConsultId,
+    pub patient: PatientRef,
+    pub seats: Vec<HoldId>,
+    /// The common time all doctors share.
+    pub start: LogTime,
+    pub end: LogTime,
+    pub expires_at: LogTime,
+    pub state: HoldState,
+}
+
+/// A seat offered to a waitlisted patient when another was freed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WaitlistOffer {
+    pub hold: HoldId,
+    pub slot: SlotId,
+    pub patient: PatientRef,
+    pub expires_at: LogTime,
+}
+
+/// All slots, seats, waitlists, no-show records and joint consultations of the region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotBook {
+    pub(crate) slots: BTreeMap<SlotId, Slot>,
+    pub(crate) seats: BTreeMap<HoldId, SlotHold>,
+    pub(crate) expiries: BTreeSet<(LogTime, HoldId)>,
+    pub(crate) resolved: BTreeSet<(LogTime, HoldId)>,
+    pub(crate) waitlists: BTreeMap<DoctorId, VecDeque<WaitEntry>>,
+    pub(crate) no_shows: BTreeMap<PatientRef, Vec<LogTime>>,
+    pub(crate) blocked_until: BTreeMap<PatientRef, LogTime>,
+    pub(crate) consults: BTreeMap<ConsultId, JointConsult>,
+    /// Each doctor's slots by start, for overlap checks and searches.
+    pub(crate) by_doctor: BTreeSet<(DoctorId, LogTime, SlotId)>,
+}
+
+impl SlotBook {
+    /// The slot record.
+    pub fn slot(&self, id: SlotId) -> Option<&Slot> {
+        self.slots.get(&id)
+    }
+
+    /// Every slot, by id.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.values()
+    }
+
+    /// The seat (hold or booking) record.
+    pub fn seat(&self, id: HoldId) -> Option<&SlotHold> {
+        self.seats.get(&id)
+    }
+
+    /// The joint consultation record.
+    pub fn consult(&self, id: ConsultId) -> Option<&JointConsult> {
+        self.consults.get(&id)
+    }
+
+    /// A doctor's waitlist, head first.
+    pub fn waitlist(&self, doctor: DoctorId) -> impl Iterator<Item = &WaitEntry> {
+        self.waitlists.get(&doctor).into_iter().flatten()
+    }
+
+    /// A doctor's slots starting in `[from, to)`, by start.
+    pub fn doctor_slots(
+        &self,
+        doctor: DoctorId,
+        from: LogTime,
+        to: LogTime,
+    ) -> impl Iterator<Item = &Slot> {
+        self.by_doctor
+            .range((doctor, from, SlotId(0))..(doctor, to, SlotId(0)))
+            .filter_map(|(_, _, id)| self.slots.get(id))
+    }
+
+    /// Until when a patient's online booking is blocked, if it is at `now`.
+    pub fn blocked(&self, patient: PatientRef, now: LogTime) -> Option<LogTime> {
+        self.blocked_until
+            .get(&patient)
+            .copied()
+            .filter(|&u| u > now)
+    }
+
+    /// Checks a schedule for a doctor: limits, fields, no overlap with itself or published
+    /// slots of the same doctor.
+    pub fn check_schedule(
+        &self,
+        doctor: DoctorId,
+        specs: &[SlotSpec],
+        now: LogTime,
+    ) -> Result<(), Rejection> {
+        if specs.is_empty() || specs.len() > SLOTS_PER_PUBLISH_MAX {
+            return Err(Rejection::invalid(
+                "slots",
+                format!("must hold 1 to {SLOTS_PER_PUBLISH_MAX} slots"),
+            ));
+        }
+        let mut order: Vec<(LogTime, LogTime, usize)> = Vec::with_capacity(specs.len());
+        for (i, s) in specs.iter().enumerate() {
+            let f = |name: &str| format!("slots[{i}].{name}");
+            if s.duration_minutes == 0 || s.duration_minutes > SLOT_DURATION_MINUTES_MAX {
+                return Err(Rejection::invalid(
+                    f("duration_minutes"),
+                    format!("must be 1 to {SLOT_DURATION_MINUTES_MAX}"),
+                ));
+            }
+            if s.capacity == 0 || s.capacity.saturating_add(s.overbook) > SLOT_CAPACITY_MAX {
+                return Err(Rejection::invalid(
+                    f("capacity"),
+                    format!("capacity must be at least 1 and capacity + overbook at most {SLOT_CAPACITY_MAX}"),
+                ));
+            }
+            if s.referral_quota > s.capacity {
+                return Err(Rejection::invalid(f("referral_quota"), "exceeds capacity"));
+            }
+            if s.start <= now {
+                return Err(Rejection::invalid(f("start"), "must be in the future"));
+            }
+            let end = s
+                .start
+                .plus_ms(u64::from(s.duration_minutes) * MS_PER_MINUTE);
+            order.push((s.start, end, i));
+        }
+        order.sort();
+        for pair in order.windows(2) {
+            if pair[1].0 < pair[0].1 {
+                return Err(Rejection::invalid(
+                    format!("slots[{}].start", pair[1].2),
+                    format!("overlaps slots[{}]", pair[0].2),
+                ));
+            }
+        }
+        for &(start, end, i) in &order {
+            if let Some(other) = self.overlapping(doctor, start, end) {
+                return Err(Rejection::invalid(
+                    format!("slots[{i}].start"),
+                    format!("overlaps published slot {other}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A published slot of `doctor` overlapping `[start, end)`, if any.
+    fn overlapping(&self, doctor: DoctorId, start: LogTime, end: LogTime) -> Option<SlotId> {
+        // The slot starting last before `end` is the only one that can overlap, since a
+        // doctor's slots never overlap each other.
+        let (_, _, id) = self
+            .by_doctor
+            .range((doctor, LogTime(0), SlotId(0))..(doctor, end, SlotId(0)))
+            .next_back()?;
+        let slot = self.slots.get(id)?;
+        (slot.end() > start).then_some(*id)
+    }
+
+    /// Publishes checked slots with ids from `first`.
+    pub(crate) fn publish(
+        &mut self,
+        doctor: DoctorId,
+        specs: &[SlotSpec],
+        first: u64,
+    ) -> Vec<SlotId> {
+        let mut ids = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let id = SlotId(first + i as u64);
+            self.slots.insert(
+                id,
+                Slot {
+                    id,
+                    doctor,
+                    spec: *spec,
+                    taken_public: 0,
+                    taken_referral: 0,
+                },
+            );
+            self.by_doctor.insert((doctor, spec.start, id));
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Checks that `patient` may take a seat of `slot` through `channel` at `now`.
+    pub fn check_holdable(
+        &self,
+        slot: SlotId,
+        patient: PatientRef,
+        channel: Channel,
+        now: LogTime,
+    ) -> Result<&Slot, Rejection> {
+        let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
+        if s.spec.start <= now {
+            return Err(Rejection::NotAdmissible(format!("slot {slot} has started")));
+        }
+        if channel == Channel::Public {
+            if let Some(until) = self.blocked(patient, now) {
+                return Err(Rejection::BookingBlocked { until });
+            }
+        }
+        if s.open_seats(channel) == 0 {
+            return Err(Rejection::NoCapacity(format!("slot {slot} is full")));
+        }
+        Ok(s)
+    }
+
+    /// Takes a seat that `check_holdable` accepted.
+    pub(crate) fn hold(
+        &mut self,
+        id: HoldId,
+        slot: SlotId,
+        patient: PatientRef,
+        channel: Channel,
+        now: LogTime,
+        expires_at: LogTime,
+        consult: Option<ConsultId>,
+    ) -> Option<SlotHold> {
+        let s = self.slots.get_mut(&slot)?;
+        s.take(channel, true);
+        let seat = SlotHold {
+            id,
+            slot,
+            doctor: s.doctor,
+            patient,
+            channel,
+            created_at: now,
+            expires_at,
+            state: SeatState::Held,
+            consult,
+        };
+        self.seats.insert(id, seat.clone());
+        self.expiries.insert((expires_at, id));
+        Some(seat)
+    }
+
+    /// Checks that a seat is a live hold that `book`/`release` may act on alone.
+    pub fn check_held(
+        &self,
+        id: HoldId,
+        now: LogTime,
+        alone: bool,
+    ) -> Result<&SlotHold, Rejection> {
+        let seat = self.seats.get(&id).ok_or(Rejection::UnknownHold(id))?;
+        if seat.state != SeatState::Held {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("slot hold {id}"),
+                state: seat.state.name().to_string(),
+            });
+        }
+        if alone {
+            if let Some(c) = seat.consult {
+                return Err(Rejection::invalid(
+                    "hold",
+                    format!("seat {id} belongs to joint consultation {c}; act on the consultation"),
+                ));
+            }
+        }
+        if seat.expires_at <= now {
+            return Err(Rejection::Expired {
+                hold: id,
+                expired_at: seat.expires_at,
+            });
+        }
+        Ok(seat)
+    }
+
+    /// Checks that a booking can be cancelled at `now` under `policy`.
+    pub fn check_cancellable(
+        &self,
+        id: HoldId,
+        now: LogTime,
+        policy: &Policy,
+    ) -> Result<(), Rejection> {
+        let seat = self.check_booked(id)?;
+        let start = self
+            .slots
+            .get(&seat.slot)
+            .map(|s| s.spec.start)
+            .unwrap_or_default();
+        let deadline = start.minus_ms(u64::from(policy.cancel_deadline_minutes) * MS_PER_MINUTE);
+        if now > deadline {
+            return Err(Rejection::CancellationTooLate { deadline });
+        }
+        Ok(())
+    }
+
+    /// Checks that a seat is booked and stands alone (not part of a consultation).
+    pub fn check_booked(&self, id: HoldId) -> Result<&SlotHold, Rejection> {
+        let seat = self.seats.get(&id).ok_or(Rejection::UnknownHold(id))?;
+        if !matches!(seat.state, SeatState::Booked { .. }) {
+            return Err(invalid_transition(
+                "booking",
+                id,
+                seat.state.name(),
+                "act on booking",
+            ));
+        }
+        Ok(seat)
+    }
+
+    /// Changes a seat's state; frees the seat in its slot when it stops counting.
+    pub(crate) fn set_seat(&mut self, id: HoldId, state: SeatState) -> Option<SlotHold> {
+        let seat = self.seats.get_mut(&id)?;
+        let was_held = seat.state == SeatState::Held;
+        let took = seat.state.takes_seat();
+        seat.state = state;
+        let out = seat.clone();
+        if was_held && state != SeatState::Held {
+            self.expiries.remove(&(out.expires_at, id));
+        }
+        if let Some(at) = state.final_at() {
+            self.resolved.insert((at, id));
+        }
+        if took && !state.takes_seat() {
+            if let Some(slot) = self.slots.get_mut(&out.slot) {
+                slot.take(out.channel, false);
+            }
+        }
+        Some(out)
+    }
+
+    /// Records a no-show; blocks online booking when the policy's limit is reached.
+    pub(crate) fn record_no_show(&mut self, patient: PatientRef, now: LogTime, policy: &Policy) {
+        let window_ms = u64::from(policy.no_show_window_days) * MS_PER_DAY;
+        let list = self.no_shows.entry(patient).or_default();
+        list.retain(|&t| t.plus_ms(window_ms) > now);
+        list.push(now);
+        let limit = policy.no_show_limit.max(1) as usize;
+        // Keep only what the policy can ever count.
+        if list.len() > limit {
+            let excess = list.len() - limit;
+            list.drain(..excess);
+        }
+        if list.len() >= limit {
+            let block_ms = u64::from(policy.no_show_block_days) * MS_PER_DAY;
+            self.blocked_until.insert(patient, now.plus_ms(block_ms));
+        }
+    }
+
+    /// Adds a patient to a doctor's waitlist.
+    pub(crate) fn join_waitlist(
+        &mut self,
+        doctor: DoctorId,
+        entry: WaitEntry,
+    ) -> Result<usize, Rejection> {
+        let list = self.waitlists.entry(doctor).or_default();
+        if list.iter().any(|e| e.patient == entry.patient) {
+            return Err(Rejection::invalid(
+                "patient",
+                "already on this doctor's waitlist",
+            ));
+        }
+        if list.len() >= WAITLIST_PER_DOCTOR_MAX {
+            return Err(Rejection::NoCapacity(format!(
+                "waitlist of {doctor} is full ({WAITLIST_PER_DOCTOR_MAX})"
+            )));
+        }
+        list.push_back(entry);
+        Ok(list.len())
+    }
+
+    /// Removes a patient from a doctor's waitlist.
+    pub(crate) fn leave_waitlist(
+        &mut self,
+        doctor: DoctorId,
+        patient: PatientRef,
+    ) -> Result<(), Rejection> {
+        let list = self.waitlists.get_mut(&doctor);
+        let Some(list) = list else {
+            return Err(Rejection::invalid(
+                "patient",
+                "not on this doctor's waitlist",
+            ));
+        };
+        let before = list.len();
+        list.retain(|e| e.patient != patient);
+        if list.len() == before {
+            return Err(Rejection::invalid(
+                "patient",
+                "not on this doctor's waitlist",
+            ));
+        }
+        if list.is_empty() {
+            self.waitlists.remove(&doctor);
+        }
+        Ok(())
+    }
+
+    /// Offers free seats of `slot` to the head of its doctor's waitlist, as holds.
+    pub(crate) fn offer_to_waitlist(
+        &mut self,
+        slot: SlotId,
+        now: LogTime,
+        ttl_ms: u64,
+        next_hold: &mut u64,
+    ) -> Vec<WaitlistOffer> {
+        let mut offers = Vec::new();
+        let Some(s) = self.slots.get(&slot) else {
+            return offers;
+        };
+        let doctor = s.doctor;
+        // Bounded by the waitlist length: each turn removes its head.
+        for _ in 0..WAITLIST_PER_DOCTOR_MAX {
+            let Some(entry) = self.waitlists.get(&doctor).and_then(|l| l.front()).cloned() else {
+                break;
+            };
+            if self
+                .check_holdable(slot, entry.patient, entry.channel, now)
+                .is_err()
+            {
+                if self
+                    .slots
+                    .get(&slot)
+                    .is_some_and(|s| s.open_seats(entry.channel) == 0 || s.spec.start <= now)
+                {
+                    break;
+                }
+                // The head may not book (blocked by the no-show policy): skip it.
+                self.pop_waitlist(doctor);
+                continue;
+            }
+            self.pop_waitlist(doctor);
+            let id = HoldId(*next_hold);
+            *next_hold += 1;
+            let expires_at = now.plus_ms(ttl_ms);
+            if self
+                .hold(
+                    id,
+                    slot,
+                    entry.patient,
+                    entry.channel,
+                    now,
+                    expires_at,
+                    None,
+                )
+                .is_some()
+            {
+                offers.push(WaitlistOffer {
+                    hold: id,
+                    slot,
+                    patient: entry.patient,
+                    expires_at,
+                });
+            }
+            break;
+        }
+        offers
+    }
+
+    fn pop_waitlist(&mut self, doctor: DoctorId) {
+        if let Some(list) = self.waitlists.get_mut(&doctor) {
+            list.pop_front();
+            if list.is_empty() {
+                self.waitlists.remove(&doctor);
+            }
+        }
+    }
+
+    /// Seats whose hold expiry is at or before `now`, oldest first, at most `max`.
+    pub(crate) fn due(&self, now: LogTime, max: usize) -> Vec<HoldId> {
+        self.expiries
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(max)
+            .map(|(_, h)| *h)
+            .collect()
+    }
+
+    /// Forgets finished seats resolved at or before `cutoff` (and slots that have ended and
+    /// hold no live seat), at most `max`.
+    pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
+        let old: Vec<(LogTime, HoldId)> = self
+            .resolved
+            .iter()
+            .take_while(|(t, _)| *t <= cutoff)
+            .take(max)
+            .copied()
+            .collect();
+        for key in &old {
+            self.resolved.remove(key);
+            if let Some(seat) = self.seats.remove(&key.1) {
+                if let Some(c) = seat.consult {
+                    let done = self
+                        .consults
+                        .get(&c)
+                        .is_some_and(|jc| jc.seats.iter().all(|s| !self.seats.contains_key(s)));
+                    if done {
+                        self.consults.remove(&c);
+                    }
+                }
+            }
+        }
+        old.len()
+    }
+}
