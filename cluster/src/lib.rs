@@ -26,6 +26,7 @@ pub mod test_support;
 pub use error::{Error, RequestError};
 pub use io::{Clock, RaftStore, Transport};
 
+pub use node::{Completion, Input, Node, NodeConfig, NodeStatus, Output, Reply, RequestId};
 pub use state_machine::{ApplyContext, StateMachine};
 
 /// Raft protobuf messages (`Message`, `Entry`, `Snapshot`, ...) as used by this crate's API.

@@ -1,1 +1,440 @@
-//! The sans-I/O Raft node core (placeholder while storage lands).
+//! The sans-I/O Raft node core.
+//!
+//! [`Node`] wraps raft-rs `RawNode` and owns the state machine. It never reads a clock,
+//! touches the network or spawns anything: the driver (tokio runtime or simulator) feeds
+//! [`Input`]s with [`Node::step`], then calls [`Node::poll`], which runs the Ready loop,
+//! writes the store synchronously (durable before `poll` returns), applies committed entries,
+//! and returns an [`Output`]: messages to send, snapshots to stream, request completions.
+//! Everything in an `Output` may be sent immediately: the writes that the persisted messages
+//! depend on are durable by then.
+//!
+//! Group commit: proposals stepped between two polls are packed into as few Raft entries as
+//! the batch limits allow, and one Ready (one durable write) carries them all.
+
+mod apply;
+pub mod config;
+pub mod membership;
+pub mod payload;
+mod proposals;
+mod reads;
+
+pub use config::NodeConfig;
+pub use membership::MembershipChange;
+
+use crate::error::{Error, RequestError};
+use crate::io::{Clock, RaftStore, Transport};
+use crate::state_machine::StateMachine;
+use proposals::{Failure, Proposals, Waiter};
+use raft::eraftpb::{ConfState, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use reads::Reads;
+
+/// Driver-chosen id of a client request, echoed in its [`Completion`].
+pub type RequestId = u64;
+
+/// Everything that can happen to a node.
+#[derive(Debug)]
+pub enum Input {
+    /// One logical clock tick (every `config::TICK_INTERVAL_MS`).
+    Tick,
+    /// A Raft message from a peer.
+    Message(Message),
+    /// A client command to replicate (leader only).
+    Propose { id: RequestId, command: Vec<u8> },
+    /// A linearizable read; answered with `StateMachine::query(query)` (any member).
+    Read { id: RequestId, query: Vec<u8> },
+    /// A membership change (leader only, one at a time).
+    ChangeMembership {
+        id: RequestId,
+        change: MembershipChange,
+    },
+    /// Asks the leader to hand leadership to voter `to`.
+    TransferLeader { id: RequestId, to: u64 },
+    /// The transport could not reach `peer` (raft then probes it instead of streaming).
+    Unreachable { peer: u64 },
+    /// The transport finished (or failed) streaming a snapshot to `peer`.
+    SnapshotStatus { peer: u64, delivered: bool },
+    /// Starts an election now (operator or test use).
+    Campaign,
+}
+
+/// The successful result of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The command was applied at `index`; `outcome` is what the state machine returned.
+    Applied { index: u64, outcome: Vec<u8> },
+    /// The read was answered at an applied index >= its read index.
+    Read { index: u64, result: Vec<u8> },
+    /// The membership change was applied; the new configuration.
+    Membership(ConfState),
+    /// The leadership transfer was started (watch `status()` for the result).
+    TransferStarted,
+}
+
+/// The end of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub id: RequestId,
+    pub result: Result<Reply, RequestError>,
+}
+
+/// What the driver must do after a poll.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages to send (any order per peer is tolerated; keep it anyway).
+    pub messages: Vec<Message>,
+    /// `MsgSnapshot` messages: stream them, then report with `Input::SnapshotStatus`.
+    pub snapshots: Vec<Message>,
+    /// Finished requests.
+    pub completions: Vec<Completion>,
+}
+
+impl Output {
+    fn push_messages(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots.push(m);
+            } else {
+                self.messages.push(m);
+            }
+        }
+    }
+
+    fn fail(&mut self, failures: Vec<Failure>) {
+        self.completions.extend(
+            failures
+                .into_iter()
+                .map(|(id, e)| Completion { id, result: Err(e) }),
+        );
+    }
+
+    fn reply(&mut self, id: RequestId, result: Result<Reply, RequestError>) {
+        self.completions.push(Completion { id, result });
+    }
+
+    /// Hands the messages to a transport, grouped per peer in order.
+    pub fn dispatch(&mut self, transport: &mut impl Transport) {
+        let mut by_peer: std::collections::BTreeMap<u64, Vec<Message>> = Default::default();
+        for m in self.messages.drain(..) {
+            by_peer.entry(m.to).or_default().push(m);
+        }
+        for (to, msgs) in by_peer {
+            transport.send(to, msgs);
+        }
+        for m in self.snapshots.drain(..) {
+            transport.send_snapshot(m.to, m);
+        }
+    }
+}
+
+/// A summary of the node's Raft state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: StateRole,
+    pub term: u64,
+    /// 0 when unknown.
+    pub leader_id: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub conf_state: ConfState,
+}
+
+/// The Raft node core over store `S` and state machine `M`.
+pub struct Node<S: RaftStore, M: StateMachine> {
+    raw: RawNode<S>,
+    sm: M,
+    cfg: NodeConfig,
+    proposals: Proposals,
+    reads: Reads,
+    out: Output,
+    ticks: u64,
+    was_leader: bool,
+    applied_index: u64,
+    applied_term: u64,
+    /// Monotonic log time of the last applied batch (part of the snapshot envelope).
+    applied_log_time_ms: u64,
+    last_proposed_log_time_ms: u64,
+    /// Configuration as of `applied_index` (what a snapshot at that index must carry).
+    conf_state: ConfState,
+    snapshot_index: u64,
+}
+
+/// Writes the initial voters into a fresh store, for the founding members of a cluster.
+/// Nodes that join later start from an empty store and learn everything from the leader.
+pub fn bootstrap<S: RaftStore>(store: &mut S, voters: &[u64]) -> Result<(), Error> {
+    let state = store.initial_state()?;
+    if state.initialized() || store.last_index()? > 0 {
+        return Err(Error::Config("store is already initialized".into()));
+    }
+    store.initialize(ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    })
+}
+
+impl<S: RaftStore, M: StateMachine> Node<S, M> {
+    /// Starts (or restarts) a node: restores `sm` from the stored snapshot, if any, and
+    /// restarts Raft at the applied index that snapshot reflects.
+    pub fn new(cfg: NodeConfig, store: S, mut sm: M, logger: &slog::Logger) -> Result<Self, Error> {
+        let snapshot = store.stored_snapshot()?;
+        let (mut index, mut term, mut log_time) = (0, 0, 0);
+        if let Some(snap) = &snapshot {
+            log_time = apply::restore_state(&mut sm, snap.get_data())?;
+            (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        }
+        let conf_state = store.initial_state()?.conf_state;
+        let raft_cfg = cfg.raft_config(store.applied_index())?;
+        let raw = RawNode::new(&raft_cfg, store, logger)?;
+        Ok(Node {
+            raw,
+            sm,
+            proposals: Proposals::new(cfg.proposal_queue_max),
+            reads: Reads::new(
+                cfg.id,
+                cfg.read_queue_max,
+                cfg.read_timeout_ticks,
+                cfg.read_attempts_max,
+            ),
+            cfg,
+            out: Output::default(),
+            ticks: 0,
+            was_leader: false,
+            applied_index: index,
+            applied_term: term,
+            applied_log_time_ms: log_time,
+            last_proposed_log_time_ms: 0,
+            conf_state,
+            snapshot_index: index,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.cfg.id
+    }
+
+    pub fn state_machine(&self) -> &M {
+        &self.sm
+    }
+
+    pub fn store(&self) -> &S {
+        self.raw.store()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            id: self.cfg.id,
+            role: self.raw.raft.state,
+            term: self.raw.raft.term,
+            leader_id: self.raw.raft.leader_id,
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied_index,
+            conf_state: self.raw.raft.prs().conf().to_conf_state(),
+        }
+    }
+
+    fn not_leader(&self) -> RequestError {
+        let leader = self.raw.raft.leader_id;
+        RequestError::NotLeader {
+            leader: (leader != 0 && leader != self.cfg.id).then_some(leader),
+        }
+    }
+
+    /// Feeds one input. Cheap: no I/O; results show up in the next [`Node::poll`].
+    pub fn step(&mut self, input: Input) {
+        match input {
+            Input::Tick => self.on_tick(),
+            // Errors here are stale or foreign messages (unknown peer); Raft ignores them.
+            Input::Message(m) => drop(self.raw.step(m)),
+            Input::Propose { id, command } => self.admit_proposal(id, command),
+            Input::Read { id, query } => {
+                let r = self.reads.enqueue(id, query);
+                if let Err(e) = r {
+                    self.out.reply(id, Err(e));
+                }
+            }
+            Input::ChangeMembership { id, change } => self.change_membership(id, change),
+            Input::TransferLeader { id, to } => self.transfer_leader(id, to),
+            Input::Unreachable { peer } => self.raw.report_unreachable(peer),
+            Input::SnapshotStatus { peer, delivered } => {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(peer, status);
+            }
+            Input::Campaign => drop(self.raw.campaign()),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
+        let mut failed = Vec::new();
+        for ctx in self.reads.on_tick(self.ticks, &mut failed) {
+            self.raw.read_index(ctx);
+        }
+        self.out.fail(failed);
+    }
+
+    fn admit_proposal(&mut self, id: RequestId, command: Vec<u8>) {
+        let max = self.cfg.proposal_batch_bytes_max
+            - payload::BATCH_HEADER_BYTES
+            - payload::BATCH_PER_COMMAND_BYTES;
+        let result = if !self.is_leader() {
+            Err(self.not_leader())
+        } else if command.len() > max {
+            Err(RequestError::TooLarge {
+                bytes: command.len(),
+                max,
+            })
+        } else {
+            self.proposals.enqueue(id, command)
+        };
+        if let Err(e) = result {
+            self.out.reply(id, Err(e));
+        }
+    }
+
+    fn change_membership(&mut self, id: RequestId, change: MembershipChange) {
+        if let Err(e) = self.try_change_membership(id, change) {
+            self.out.reply(id, Err(e));
+        }
+    }
+
+    fn try_change_membership(
+        &mut self,
+        id: RequestId,
+        change: MembershipChange,
+    ) -> Result<(), RequestError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        // raft-rs would silently turn a second pending change into an empty entry.
+        if self.raw.raft.has_pending_conf() || self.proposals.has_conf_change() {
+            return Err(RequestError::ConfChangeInProgress);
+        }
+        self.proposals.check_capacity()?;
+        let cc = membership::build(change, &self.raw.raft.prs().conf().to_conf_state())?;
+        self.raw
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|_| self.drop_reason())?;
+        let (index, term) = (self.raw.raft.raft_log.last_index(), self.raw.raft.term);
+        self.proposals.register(index, term, Waiter::Conf(id));
+        Ok(())
+    }
+
+    fn transfer_leader(&mut self, id: RequestId, to: u64) {
+        let result = if !self.is_leader() {
+            Err(self.not_leader())
+        } else if !self.raw.raft.prs().conf().voters().contains(to) {
+            Err(RequestError::ConfChangeRejected(format!(
+                "transfer target {to} is not a voter"
+            )))
+        } else {
+            self.raw.transfer_leader(to);
+            Ok(Reply::TransferStarted)
+        };
+        self.out.reply(id, result);
+    }
+
+    /// Why raft dropped a proposal we made as leader.
+    fn drop_reason(&self) -> RequestError {
+        if !self.is_leader() {
+            self.not_leader()
+        } else if self.raw.raft.lead_transferee.is_some() {
+            RequestError::TransferInProgress
+        } else {
+            RequestError::Busy {
+                queue: "raft uncommitted log",
+            }
+        }
+    }
+
+    /// Proposes what was stepped, runs the Ready loop (durable writes, applies), and returns
+    /// what the driver must do. An `Err` is fatal: stop the node.
+    pub fn poll(&mut self, clock: &dyn Clock) -> Result<Output, Error> {
+        let now_ms = clock.now_ms();
+        self.propose_batches(now_ms);
+        self.maybe_propose_time(now_ms);
+        if let Some(ctx) = self.reads.issue_queued(self.ticks) {
+            self.raw.read_index(ctx);
+        }
+        self.run_ready_loop()?;
+        self.check_leadership();
+        self.maybe_snapshot()?;
+        self.complete_reads();
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    fn next_log_time(&mut self, now_ms: u64) -> u64 {
+        let t = now_ms
+            .max(self.last_proposed_log_time_ms)
+            .max(self.applied_log_time_ms);
+        self.last_proposed_log_time_ms = t;
+        t
+    }
+
+    fn propose_batches(&mut self, now_ms: u64) {
+        if !self.proposals.has_queued() {
+            return;
+        }
+        let mut failed = Vec::new();
+        if !self.is_leader() {
+            self.proposals.fail_queued(&self.not_leader(), &mut failed);
+        }
+        let (count, bytes) = (
+            self.cfg.proposal_batch_count_max,
+            self.cfg.proposal_batch_bytes_max,
+        );
+        for batch in self.proposals.take_batches(count, bytes) {
+            let log_time = self.next_log_time(now_ms);
+            let data = payload::encode_batch(log_time, batch.iter().map(|(_, c)| c.as_slice()));
+            let ids = batch.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+            if self.raw.propose(Vec::new(), data).is_err() {
+                let err = self.drop_reason();
+                failed.extend(ids.into_iter().map(|id| (id, err.clone())));
+                continue;
+            }
+            let (index, term) = (self.raw.raft.raft_log.last_index(), self.raw.raft.term);
+            self.proposals.register(index, term, Waiter::Batch(ids));
+        }
+        self.out.fail(failed);
+    }
+
+    /// As leader, writes an empty batch carrying log time when none did for an interval.
+    fn maybe_propose_time(&mut self, now_ms: u64) {
+        let due = self.last_proposed_log_time_ms + self.cfg.log_time_interval_ms;
+        if !self.is_leader() || now_ms < due {
+            return;
+        }
+        let log_time = self.next_log_time(now_ms);
+        let data = payload::encode_batch(log_time, std::iter::empty());
+        // Dropped (transfer in progress, log full): the next poll tries again.
+        drop(self.raw.propose(Vec::new(), data));
+    }
+
+    /// A leader that stepped down fails everything it was waiting for: queued commands never
+    /// reached the log; in-flight ones may still commit under the new leader.
+    fn check_leadership(&mut self) {
+        let is_leader = self.is_leader();
+        if self.was_leader && !is_leader {
+            let mut failed = Vec::new();
+            self.proposals.fail_all(&self.not_leader(), &mut failed);
+            self.out.fail(failed);
+        }
+        self.was_leader = is_leader;
+    }
+
+    fn complete_reads(&mut self) {
+        for (index, (id, query)) in self.reads.take_ready(self.applied_index) {
+            let result = self.sm.query(&query);
+            self.out.reply(id, Ok(Reply::Read { index, result }));
+        }
+    }
+}

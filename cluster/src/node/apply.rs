@@ -1,0 +1,215 @@
+//! The Ready loop and everything it applies: committed entries (batches, conf changes),
+//! received snapshots, and local snapshots with log compaction.
+//!
+//! Order per Ready, as raft-rs documents it: send `messages` → install the snapshot →
+//! apply committed entries → durably persist entries + hard state (one atomic write) →
+//! send `persisted_messages` → `advance` → record the LightReady commit index → send its
+//! messages → apply its committed entries → `advance_apply`.
+
+use super::payload;
+use super::proposals::Waiter;
+use super::{Node, Reply};
+use crate::error::{Error, RequestError};
+use crate::io::RaftStore;
+use crate::state_machine::{ApplyContext, StateMachine};
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::Ready;
+
+/// Loads a snapshot envelope into `sm`; returns the log time it carries.
+pub(super) fn restore_state<M: StateMachine>(sm: &mut M, data: &[u8]) -> Result<u64, Error> {
+    let (log_time, state) = payload::decode_snapshot(data).map_err(Error::Restore)?;
+    sm.restore(state).map_err(Error::Restore)?;
+    Ok(log_time)
+}
+
+impl<S: RaftStore, M: StateMachine> Node<S, M> {
+    pub(super) fn run_ready_loop(&mut self) -> Result<(), Error> {
+        while self.raw.has_ready() {
+            let rd = self.raw.ready();
+            self.handle_ready(rd)?;
+        }
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, mut rd: Ready) -> Result<(), Error> {
+        self.out.push_messages(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot())?;
+        }
+        self.apply_entries(rd.take_committed_entries())?;
+        for rs in rd.take_read_states() {
+            self.reads.on_read_state(&rs.request_ctx, rs.index);
+        }
+        self.persist(&rd)?;
+        self.out.push_messages(rd.take_persisted_messages());
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.out.push_messages(light.take_messages());
+        self.apply_entries(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// One durable write per Ready, and none when only the commit index moved (raft-rs says
+    /// that needs no sync: it is recovered from the leader).
+    fn persist(&mut self, rd: &Ready) -> Result<(), Error> {
+        let store = self.raw.mut_store();
+        if rd.entries().is_empty() && !rd.must_sync() {
+            if let Some(hs) = rd.hs() {
+                store.set_commit(hs.commit)?;
+            }
+            return Ok(());
+        }
+        store.persist(rd.entries(), rd.hs())
+    }
+
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Error> {
+        let meta = snap.get_metadata();
+        self.applied_log_time_ms = restore_state(&mut self.sm, snap.get_data())?;
+        self.raw.mut_store().apply_snapshot(snap)?;
+        self.applied_index = meta.index;
+        self.applied_term = meta.term;
+        self.snapshot_index = meta.index;
+        self.conf_state = meta.get_conf_state().clone();
+        let mut failed = Vec::new();
+        self.proposals.fail_up_to(meta.index, &mut failed);
+        self.out.fail(failed);
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
+        for e in &entries {
+            self.apply_entry(e)?;
+        }
+        Ok(())
+    }
+
+    fn apply_entry(&mut self, e: &Entry) -> Result<(), Error> {
+        let mut failed = Vec::new();
+        let waiter = self.proposals.on_committed(e.index, e.term, &mut failed);
+        self.out.fail(failed);
+        match e.get_entry_type() {
+            // An empty normal entry: a new leader's no-op, or a conf change raft refused.
+            EntryType::EntryNormal if e.get_data().is_empty() => self.refused(waiter),
+            EntryType::EntryNormal => self.apply_batch(e, waiter)?,
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                self.apply_conf_change(e, waiter)?
+            }
+        }
+        self.applied_index = e.index;
+        self.applied_term = e.term;
+        Ok(())
+    }
+
+    fn refused(&mut self, waiter: Option<Waiter>) {
+        if let Some(Waiter::Conf(id)) = waiter {
+            let err =
+                RequestError::ConfChangeRejected("raft refused: another change pending".into());
+            self.out.reply(id, Err(err));
+        }
+    }
+
+    fn apply_batch(&mut self, e: &Entry, waiter: Option<Waiter>) -> Result<(), Error> {
+        let corrupt = |reason| Error::CorruptEntry {
+            index: e.index,
+            reason,
+        };
+        let batch = payload::decode_batch(e.get_data()).map_err(corrupt)?;
+        // Clamped so time never goes back, even across leaders with skewed clocks.
+        self.applied_log_time_ms = self.applied_log_time_ms.max(batch.log_time_ms);
+        let ctx = ApplyContext {
+            index: e.index,
+            term: e.term,
+            log_time_ms: self.applied_log_time_ms,
+        };
+        let outcomes = self.sm.apply(&ctx, &batch.commands);
+        match waiter {
+            Some(Waiter::Batch(ids)) if ids.len() == outcomes.len() => {
+                for (id, outcome) in ids.into_iter().zip(outcomes) {
+                    let reply = Reply::Applied {
+                        index: e.index,
+                        outcome,
+                    };
+                    self.out.reply(id, Ok(reply));
+                }
+            }
+            Some(w) => self.fail_waiter(w, "state machine returned a wrong outcome count"),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn fail_waiter(&mut self, waiter: Waiter, why: &str) {
+        let ids = match waiter {
+            Waiter::Batch(ids) => ids,
+            Waiter::Conf(id) => vec![id],
+        };
+        for id in ids {
+            self.out.reply(id, Err(RequestError::Internal(why.into())));
+        }
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry, waiter: Option<Waiter>) -> Result<(), Error> {
+        let cc = decode_conf_change(e)?;
+        // Refusal is deterministic (same configuration on every replica): answer, go on.
+        let result = match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => {
+                self.conf_state = cs.clone();
+                Ok(Reply::Membership(cs))
+            }
+            Err(err) => Err(RequestError::ConfChangeRejected(err.to_string())),
+        };
+        match waiter {
+            Some(Waiter::Conf(id)) => self.out.reply(id, result),
+            Some(w) => self.fail_waiter(w, "batch slot holds a conf change"),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Every `snapshot_interval_entries`, stores a snapshot at the applied index, then
+    /// compacts the log, keeping `log_retain_entries` behind it for lagging followers.
+    pub(super) fn maybe_snapshot(&mut self) -> Result<(), Error> {
+        if self.applied_index < self.snapshot_index + self.cfg.snapshot_interval_entries {
+            return Ok(());
+        }
+        let data = payload::encode_snapshot(self.applied_log_time_ms, &self.sm.snapshot());
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = self.applied_index;
+        meta.term = self.applied_term;
+        meta.set_conf_state(self.conf_state.clone());
+        let store = self.raw.mut_store();
+        store.save_snapshot(&snap)?;
+        self.snapshot_index = self.applied_index;
+        let keep_from = (self.applied_index + 1).saturating_sub(self.cfg.log_retain_entries);
+        store.compact(keep_from)
+    }
+}
+
+fn decode_conf_change(e: &Entry) -> Result<ConfChangeV2, Error> {
+    let corrupt = |err: protobuf::ProtobufError| Error::CorruptEntry {
+        index: e.index,
+        reason: err.to_string(),
+    };
+    if e.get_entry_type() == EntryType::EntryConfChange {
+        // Legacy v1 (never proposed by this crate): the same single change as a v2.
+        let cc = ConfChange::parse_from_bytes(e.get_data()).map_err(corrupt)?;
+        let single = ConfChangeSingle {
+            change_type: cc.change_type,
+            node_id: cc.node_id,
+            ..Default::default()
+        };
+        return Ok(ConfChangeV2 {
+            changes: vec![single].into(),
+            ..Default::default()
+        });
+    }
+    ConfChangeV2::parse_from_bytes(e.get_data()).map_err(corrupt)
+}

@@ -1,0 +1,487 @@
+//! Integration tests of the sans-I/O node core: an in-process, single-threaded cluster whose
+//! messages travel through in-memory queues, with partitions as dropped messages.
+
+mod harness {
+    use ninety_cluster::eraftpb::Message;
+    use ninety_cluster::node::{bootstrap, Input, Node, NodeConfig, Reply};
+    use ninety_cluster::test_support::{discard_logger, KvMachine, ManualClock};
+    use ninety_cluster::{RaftStore, RequestError, RequestId, StateMachine};
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+    pub type Outcome = Result<Reply, RequestError>;
+
+    pub struct Cluster<S: RaftStore> {
+        pub nodes: BTreeMap<u64, Node<S, KvMachine>>,
+        pub clock: ManualClock,
+        queue: VecDeque<(Message, bool)>,
+        /// Nodes cut off from everyone.
+        pub cut: BTreeSet<u64>,
+        pub outcomes: BTreeMap<RequestId, Outcome>,
+        next_id: RequestId,
+        pub snapshots_sent: usize,
+    }
+
+    pub fn config(id: u64) -> NodeConfig {
+        NodeConfig::new(id)
+    }
+
+    impl<S: RaftStore> Cluster<S> {
+        /// A founding cluster over the given stores (bootstrapped if fresh).
+        pub fn new(stores: Vec<(u64, S)>, cfg: impl Fn(u64) -> NodeConfig) -> Self {
+            let voters: Vec<u64> = stores.iter().map(|(id, _)| *id).collect();
+            let mut c = Cluster {
+                nodes: BTreeMap::new(),
+                clock: ManualClock::new(1_000_000),
+                queue: VecDeque::new(),
+                cut: BTreeSet::new(),
+                outcomes: BTreeMap::new(),
+                next_id: 1,
+                snapshots_sent: 0,
+            };
+            for (id, mut store) in stores {
+                if store.last_index().unwrap() == 0 && !store.initial_state().unwrap().initialized()
+                {
+                    bootstrap(&mut store, &voters).unwrap();
+                }
+                c.add_node(id, store, cfg(id));
+            }
+            c
+        }
+
+        pub fn add_node(&mut self, id: u64, store: S, cfg: NodeConfig) {
+            let node = Node::new(cfg, store, KvMachine::default(), &discard_logger()).unwrap();
+            self.nodes.insert(id, node);
+        }
+
+        fn poll(&mut self, id: u64) {
+            let Some(node) = self.nodes.get_mut(&id) else {
+                return;
+            };
+            let out = node.poll(&self.clock).unwrap();
+            self.queue
+                .extend(out.messages.into_iter().map(|m| (m, false)));
+            self.snapshots_sent += out.snapshots.len();
+            self.queue
+                .extend(out.snapshots.into_iter().map(|m| (m, true)));
+            for c in out.completions {
+                assert!(
+                    self.outcomes.insert(c.id, c.result).is_none(),
+                    "completed twice"
+                );
+            }
+        }
+
+        fn deliver(&mut self, m: Message, is_snapshot: bool) {
+            let (from, to) = (m.from, m.to);
+            let dropped = self.cut.contains(&from) || self.cut.contains(&to);
+            if let Some(node) = self.nodes.get_mut(&to).filter(|_| !dropped) {
+                node.step(Input::Message(m));
+            }
+            if is_snapshot {
+                // The transport reports every snapshot stream's result to the sender.
+                let delivered = !dropped && self.nodes.contains_key(&to);
+                if let Some(leader) = self.nodes.get_mut(&from) {
+                    leader.step(Input::SnapshotStatus {
+                        peer: to,
+                        delivered,
+                    });
+                }
+            }
+        }
+
+        /// Polls every node and delivers messages until the network is quiet.
+        pub fn settle(&mut self) {
+            for _ in 0..1000 {
+                let ids: Vec<u64> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    self.poll(id);
+                }
+                if self.queue.is_empty() {
+                    return;
+                }
+                while let Some((m, snap)) = self.queue.pop_front() {
+                    self.deliver(m, snap);
+                }
+            }
+            panic!("cluster did not settle");
+        }
+
+        /// Advances the clock by one tick interval on every node, then settles.
+        pub fn tick(&mut self, n: usize) {
+            for _ in 0..n {
+                self.clock.advance(100);
+                for node in self.nodes.values_mut() {
+                    node.step(Input::Tick);
+                }
+                self.settle();
+            }
+        }
+
+        pub fn leader(&self) -> Option<u64> {
+            let leaders: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|(id, n)| n.is_leader() && !self.cut.contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        }
+
+        /// Ticks until exactly one reachable leader exists.
+        pub fn elect(&mut self) -> u64 {
+            for _ in 0..200 {
+                if let Some(l) = self.leader() {
+                    return l;
+                }
+                self.tick(1);
+            }
+            panic!("no leader elected");
+        }
+
+        pub fn input(&mut self, node: u64, make: impl FnOnce(RequestId) -> Input) -> RequestId {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.nodes.get_mut(&node).unwrap().step(make(id));
+            id
+        }
+
+        pub fn propose(&mut self, node: u64, cmd: &str) -> RequestId {
+            self.input(node, |id| Input::Propose {
+                id,
+                command: cmd.as_bytes().to_vec(),
+            })
+        }
+
+        pub fn read(&mut self, node: u64, key: &str) -> RequestId {
+            self.input(node, |id| Input::Read {
+                id,
+                query: key.as_bytes().to_vec(),
+            })
+        }
+
+        pub fn outcome(&self, id: RequestId) -> &Outcome {
+            self.outcomes.get(&id).expect("request not completed")
+        }
+
+        pub fn sm(&self, id: u64) -> &KvMachine {
+            self.nodes[&id].state_machine()
+        }
+
+        /// Asserts every listed node applied the same log prefix and has the same state.
+        pub fn assert_converged(&self, ids: &[u64]) {
+            let first = self.nodes[&ids[0]].status().applied_index;
+            let hash = self.sm(ids[0]).state_hash();
+            for id in ids {
+                assert_eq!(
+                    self.nodes[id].status().applied_index,
+                    first,
+                    "node {id} applied"
+                );
+                assert_eq!(self.sm(*id).state_hash(), hash, "node {id} state hash");
+            }
+        }
+    }
+}
+
+mod replication {
+    use super::harness::{config, Cluster};
+    use ninety_cluster::storage::MemStore;
+    use ninety_cluster::Reply;
+
+    pub fn mem_cluster() -> Cluster<MemStore> {
+        Cluster::new((1..=3).map(|id| (id, MemStore::new())).collect(), config)
+    }
+
+    #[test]
+    fn elects_commits_and_replicas_agree() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        let ids: Vec<_> = (0..100)
+            .map(|i| c.propose(leader, &format!("k{i}=v{i}")))
+            .collect();
+        c.settle();
+        let mut indexes = std::collections::BTreeSet::new();
+        for id in &ids {
+            match c.outcome(*id) {
+                Ok(Reply::Applied { index, .. }) => indexes.insert(*index),
+                other => panic!("proposal failed: {other:?}"),
+            };
+        }
+        // Group commit: 100 commands stepped before one poll share a single entry.
+        assert_eq!(indexes.len(), 1);
+        c.tick(30); // heartbeats propagate the commit index; log-time entries get written
+        c.assert_converged(&[1, 2, 3]);
+        assert_eq!(c.sm(2).get("k42"), Some(&b"v42"[..]));
+        assert!(
+            c.sm(3).log_time_ms >= 1_000_000,
+            "log time reaches the state machine"
+        );
+    }
+
+    #[test]
+    fn follower_refuses_proposals_with_leader_hint() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        let follower = (1..=3).find(|i| *i != leader).unwrap();
+        let id = c.propose(follower, "a=1");
+        c.settle();
+        let err = c.outcome(id).clone().unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(
+            err,
+            ninety_cluster::RequestError::NotLeader {
+                leader: Some(leader)
+            }
+        );
+    }
+
+    #[test]
+    fn leader_change_fails_in_flight_proposals_retryably() {
+        let mut c = mem_cluster();
+        let old = c.elect();
+        c.cut.insert(old);
+        let lost: Vec<_> = (0..5)
+            .map(|i| c.propose(old, &format!("lost{i}=x")))
+            .collect();
+        c.settle();
+        assert!(
+            lost.iter().all(|id| !c.outcomes.contains_key(id)),
+            "cannot commit yet"
+        );
+        let new = c.elect();
+        assert_ne!(new, old);
+        let kept = c.propose(new, "kept=1");
+        c.tick(25); // check-quorum makes the cut-off leader step down
+        c.cut.clear();
+        c.tick(10);
+        for id in &lost {
+            let err = c.outcome(*id).clone().unwrap_err();
+            assert!(err.is_retryable(), "{err:?}");
+        }
+        assert!(c.outcome(kept).is_ok());
+        c.assert_converged(&[1, 2, 3]);
+        assert_eq!(
+            c.sm(old).get("lost0"),
+            None,
+            "overwritten entries never apply"
+        );
+    }
+}
+
+mod reads {
+    use super::replication::mem_cluster;
+    use ninety_cluster::{Reply, RequestError};
+
+    fn read_value(outcome: &Result<Reply, RequestError>) -> Vec<u8> {
+        match outcome {
+            Ok(Reply::Read { result, .. }) => result.clone(),
+            other => panic!("read failed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn read_index_on_leader_and_follower() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        c.propose(leader, "x=42");
+        c.settle();
+        let follower = (1..=3).find(|i| *i != leader).unwrap();
+        let on_leader = c.read(leader, "x");
+        let on_follower = c.read(follower, "x");
+        c.settle();
+        assert_eq!(read_value(c.outcome(on_leader)), b"42");
+        assert_eq!(read_value(c.outcome(on_follower)), b"42");
+    }
+
+    #[test]
+    fn read_retries_after_timeout_then_succeeds() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        c.propose(leader, "x=1");
+        c.settle();
+        let follower = (1..=3).find(|i| *i != leader).unwrap();
+        c.cut.insert(follower);
+        let id = c.read(follower, "x");
+        c.tick(12); // first attempt is lost: past the timeout, it is re-issued
+        assert!(!c.outcomes.contains_key(&id));
+        c.cut.clear();
+        c.tick(12);
+        assert_eq!(read_value(c.outcome(id)), b"1");
+    }
+
+    #[test]
+    fn read_times_out_when_isolated() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        let follower = (1..=3).find(|i| *i != leader).unwrap();
+        c.cut.insert(follower);
+        let id = c.read(follower, "x");
+        c.tick(40);
+        let err = c.outcome(id).clone().unwrap_err();
+        assert_eq!(err, RequestError::ReadTimeout { attempts: 3 });
+        assert!(err.is_retryable());
+    }
+}
+
+mod snapshots {
+    use super::harness::{config, Cluster};
+    use ninety_cluster::storage::MemStore;
+    use ninety_cluster::RaftStore;
+    use raft::Storage;
+
+    #[test]
+    fn lagging_follower_catches_up_via_snapshot() {
+        let small = |id| {
+            let mut cfg = config(id);
+            cfg.snapshot_interval_entries = 20;
+            cfg.log_retain_entries = 5;
+            cfg
+        };
+        let mut c = Cluster::new((1..=3).map(|id| (id, MemStore::new())).collect(), small);
+        let leader = c.elect();
+        let lagger = (1..=3).find(|i| *i != leader).unwrap();
+        c.cut.insert(lagger);
+        for i in 0..100 {
+            c.propose(leader, &format!("k{i}={i}"));
+            c.settle(); // one entry per command
+        }
+        let lag_last = c.nodes[&lagger].store().last_index().unwrap();
+        let leader_first = c.nodes[&leader].store().first_index().unwrap();
+        assert!(
+            leader_first > lag_last + 1,
+            "leader compacted past the lagger"
+        );
+        c.cut.clear();
+        c.tick(20);
+        assert!(c.snapshots_sent > 0);
+        assert!(c.nodes[&lagger]
+            .store()
+            .stored_snapshot()
+            .unwrap()
+            .is_some());
+        c.assert_converged(&[1, 2, 3]);
+        assert_eq!(c.sm(lagger).get("k99"), Some(&b"99"[..]));
+    }
+}
+
+mod membership {
+    use super::harness::config;
+    use super::replication::mem_cluster;
+    use ninety_cluster::node::{Input, MembershipChange};
+    use ninety_cluster::storage::MemStore;
+    use ninety_cluster::{Reply, RequestError};
+
+    fn change(c: &mut super::harness::Cluster<MemStore>, leader: u64, ch: MembershipChange) -> u64 {
+        c.input(leader, |id| Input::ChangeMembership { id, change: ch })
+    }
+
+    #[test]
+    fn add_learner_promote_remove() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        c.propose(leader, "before=1");
+        c.settle();
+        c.add_node(4, MemStore::new(), config(4));
+        let add = change(&mut c, leader, MembershipChange::AddLearner(4));
+        let busy = change(&mut c, leader, MembershipChange::AddLearner(5));
+        c.tick(5);
+        assert!(matches!(c.outcome(add), Ok(Reply::Membership(cs)) if cs.learners == vec![4]));
+        assert_eq!(c.outcome(busy), &Err(RequestError::ConfChangeInProgress));
+        let dup = change(&mut c, leader, MembershipChange::AddLearner(1));
+        c.settle();
+        assert!(matches!(
+            c.outcome(dup),
+            Err(RequestError::ConfChangeRejected(_))
+        ));
+        c.assert_converged(&[1, 2, 3, 4]);
+        assert_eq!(c.sm(4).get("before"), Some(&b"1"[..]));
+
+        let promote = change(&mut c, leader, MembershipChange::PromoteVoter(4));
+        c.tick(5);
+        assert!(matches!(c.outcome(promote), Ok(Reply::Membership(cs)) if cs.voters.contains(&4)));
+        let victim = (1..=3).find(|i| *i != leader).unwrap();
+        let remove = change(&mut c, leader, MembershipChange::Remove(victim));
+        c.tick(5);
+        match c.outcome(remove) {
+            Ok(Reply::Membership(cs)) => {
+                let mut voters = cs.voters.clone();
+                voters.sort_unstable();
+                let mut expect: Vec<u64> =
+                    [1, 2, 3, 4].into_iter().filter(|i| *i != victim).collect();
+                expect.sort_unstable();
+                assert_eq!(voters, expect);
+            }
+            other => panic!("remove failed: {other:?}"),
+        }
+        c.nodes.remove(&victim);
+        let after = c.propose(leader, "after=1");
+        c.tick(5);
+        assert!(c.outcome(after).is_ok());
+        let rest: Vec<u64> = c.nodes.keys().copied().collect();
+        c.assert_converged(&rest);
+    }
+
+    #[test]
+    fn transfer_leadership() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        let target = (1..=3).find(|i| *i != leader).unwrap();
+        let id = c.input(leader, |id| Input::TransferLeader { id, to: target });
+        c.tick(5);
+        assert_eq!(c.outcome(id), &Ok(Reply::TransferStarted));
+        assert_eq!(c.leader(), Some(target));
+    }
+}
+
+mod restart {
+    use super::harness::{config, Cluster};
+    use ninety_cluster::storage::SledStore;
+    use ninety_cluster::{RaftStore, StateMachine};
+
+    fn open(dir: &std::path::Path, id: u64) -> SledStore {
+        SledStore::open(dir.join(format!("node{id}"))).unwrap()
+    }
+
+    #[test]
+    fn restart_from_sled_recovers_applied_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |id| {
+            let mut cfg = config(id);
+            cfg.snapshot_interval_entries = 10;
+            cfg.log_retain_entries = 3;
+            cfg
+        };
+        let stores = (1..=3).map(|id| (id, open(dir.path(), id))).collect();
+        let mut c = Cluster::new(stores, cfg);
+        let leader = c.elect();
+        for i in 0..30 {
+            c.propose(leader, &format!("k{i}={i}"));
+            c.settle();
+        }
+        c.tick(5);
+        c.assert_converged(&[1, 2, 3]);
+        let hash = c.sm(1).state_hash();
+        drop(c);
+
+        let stores = (1..=3).map(|id| (id, open(dir.path(), id))).collect();
+        let mut c = Cluster::new(stores, cfg);
+        for id in 1..=3 {
+            let node = &c.nodes[&id];
+            assert!(node.store().applied_index() >= 10, "snapshot was stored");
+            // Restored from the stored snapshot before any message arrives.
+            assert_eq!(node.status().applied_index, node.store().applied_index());
+            assert_eq!(node.state_machine().get("k5"), Some(&b"5"[..]));
+        }
+        c.settle(); // replays committed entries after the snapshot, from the local log
+        assert_eq!(
+            c.sm(1).state_hash(),
+            hash,
+            "replay restores the pre-restart state"
+        );
+        let leader = c.elect();
+        let id = c.propose(leader, "after=restart");
+        c.tick(5);
+        assert!(c.outcome(id).is_ok());
+        c.assert_converged(&[1, 2, 3]);
+    }
+}
