@@ -147,11 +147,13 @@ pub enum Sex {
 impl SexPolicy {
     /// Whether a patient of sex `sex` may be placed under this policy.
     pub fn admits(self, sex: Option<Sex>) -> bool {
-        match (self, sex) {
-            (SexPolicy::Mixed, _) | (_, None) => true,
-            (SexPolicy::Male, Some(Sex::Male)) | (SexPolicy::Female, Some(Sex::Female)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, sex),
+            (SexPolicy::Mixed, _)
+                | (_, None)
+                | (SexPolicy::Male, Some(Sex::Male))
+                | (SexPolicy::Female, Some(Sex::Female))
+        )
     }
 }
 

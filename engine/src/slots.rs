@@ -161,6 +161,14 @@ pub struct JointConsult {
     pub state: HoldState,
 }
 
+/// Who takes a seat, through which channel, as part of which consultation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SeatClaim {
+    pub patient: PatientRef,
+    pub channel: Channel,
+    pub consult: Option<ConsultId>,
+}
+
 /// A seat offered to a waitlisted patient when another was freed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct WaitlistOffer {
@@ -357,12 +365,15 @@ impl SlotBook {
         &mut self,
         id: HoldId,
         slot: SlotId,
-        patient: PatientRef,
-        channel: Channel,
+        claim: SeatClaim,
         now: LogTime,
         expires_at: LogTime,
-        consult: Option<ConsultId>,
     ) -> Option<SlotHold> {
+        let SeatClaim {
+            patient,
+            channel,
+            consult,
+        } = claim;
         let s = self.slots.get_mut(&slot)?;
         s.take(channel, true);
         let seat = SlotHold {
@@ -571,18 +582,12 @@ impl SlotBook {
             let id = HoldId(*next_hold);
             *next_hold += 1;
             let expires_at = now.plus_ms(ttl_ms);
-            if self
-                .hold(
-                    id,
-                    slot,
-                    entry.patient,
-                    entry.channel,
-                    now,
-                    expires_at,
-                    None,
-                )
-                .is_some()
-            {
+            let claim = SeatClaim {
+                patient: entry.patient,
+                channel: entry.channel,
+                consult: None,
+            };
+            if self.hold(id, slot, claim, now, expires_at).is_some() {
                 offers.push(WaitlistOffer {
                     hold: id,
                     slot,

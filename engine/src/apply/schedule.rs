@@ -8,7 +8,7 @@ use crate::error::Rejection;
 use crate::ids::*;
 use crate::limits::JOINT_CONSULT_DOCTORS_MAX;
 use crate::region::{Channel, Mode};
-use crate::slots::{JointConsult, SeatState, SlotSpec, WaitEntry, WaitlistOffer};
+use crate::slots::{JointConsult, SeatClaim, SeatState, SlotSpec, WaitEntry, WaitlistOffer};
 use crate::time::LogTime;
 use std::collections::BTreeSet;
 
@@ -52,8 +52,12 @@ impl Engine {
         self.slots.check_holdable(slot, patient, channel, now)?;
         let id = self.take_hold_id();
         let expires_at = now.plus_ms(self.policy.slot_hold_ttl_ms);
-        self.slots
-            .hold(id, slot, patient, channel, now, expires_at, None);
+        let claim = SeatClaim {
+            patient,
+            channel,
+            consult: None,
+        };
+        self.slots.hold(id, slot, claim, now, expires_at);
         Ok(Reply::SlotHeld {
             hold: id,
             slot,
@@ -200,15 +204,12 @@ impl Engine {
         let mut seats = Vec::with_capacity(slots.len());
         for &slot in slots {
             let id = self.take_hold_id();
-            self.slots.hold(
-                id,
-                slot,
+            let claim = SeatClaim {
                 patient,
-                Channel::Referral,
-                now,
-                expires_at,
-                Some(consult),
-            );
+                channel: Channel::Referral,
+                consult: Some(consult),
+            };
+            self.slots.hold(id, slot, claim, now, expires_at);
             seats.push(id);
         }
         self.slots.consults.insert(
