@@ -485,3 +485,50 @@ mod restart {
         c.assert_converged(&[1, 2, 3]);
     }
 }
+
+mod transport {
+    use ninety_cluster::eraftpb::{Message, MessageType};
+    use ninety_cluster::{Output, Transport};
+
+    #[derive(Default)]
+    struct Recorder {
+        sent: Vec<(u64, usize)>,
+        snapshots: Vec<u64>,
+    }
+
+    impl Transport for Recorder {
+        fn send(&mut self, to: u64, messages: Vec<Message>) {
+            self.sent.push((to, messages.len()));
+        }
+        fn send_snapshot(&mut self, to: u64, _message: Message) {
+            self.snapshots.push(to);
+        }
+    }
+
+    fn msg(to: u64, ty: MessageType) -> Message {
+        let mut m = Message {
+            to,
+            ..Default::default()
+        };
+        m.set_msg_type(ty);
+        m
+    }
+
+    #[test]
+    fn dispatch_groups_per_peer_and_separates_snapshots() {
+        let mut out = Output {
+            messages: vec![
+                msg(2, MessageType::MsgAppend),
+                msg(3, MessageType::MsgHeartbeat),
+                msg(2, MessageType::MsgHeartbeat),
+            ],
+            snapshots: vec![msg(3, MessageType::MsgSnapshot)],
+            ..Default::default()
+        };
+        let mut t = Recorder::default();
+        out.dispatch(&mut t);
+        assert_eq!(t.sent, vec![(2, 2), (3, 1)]);
+        assert_eq!(t.snapshots, vec![3]);
+        assert!(out.messages.is_empty() && out.snapshots.is_empty());
+    }
+}

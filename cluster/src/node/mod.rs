@@ -283,9 +283,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 
     fn admit_proposal(&mut self, id: RequestId, command: Vec<u8>) {
-        let max = self.cfg.proposal_batch_bytes_max
-            - payload::BATCH_HEADER_BYTES
-            - payload::BATCH_PER_COMMAND_BYTES;
+        // Saturating: a (misconfigured) tiny batch limit refuses commands, never panics.
+        let max = self
+            .cfg
+            .proposal_batch_bytes_max
+            .saturating_sub(payload::BATCH_HEADER_BYTES + payload::BATCH_PER_COMMAND_BYTES);
         let result = if !self.is_leader() {
             Err(self.not_leader())
         } else if command.len() > max {

@@ -25,6 +25,8 @@ pub struct Reads {
     queued: Vec<Query>,
     issued: BTreeMap<Vec<u8>, Issued>,
     waiting_apply: Vec<(u64, Query)>,
+    /// Reads admitted and not yet answered or failed (bounded by `limit`).
+    in_use: usize,
     limit: usize,
     timeout_ticks: u64,
     attempts_max: u32,
@@ -38,23 +40,20 @@ impl Reads {
             queued: Vec::new(),
             issued: BTreeMap::new(),
             waiting_apply: Vec::new(),
+            in_use: 0,
             limit,
             timeout_ticks,
             attempts_max,
         }
     }
 
-    fn len(&self) -> usize {
-        let issued: usize = self.issued.values().map(|i| i.reads.len()).sum();
-        self.queued.len() + issued + self.waiting_apply.len()
-    }
-
     pub fn enqueue(&mut self, id: RequestId, query: Vec<u8>) -> Result<(), RequestError> {
-        if self.len() >= self.limit {
+        if self.in_use >= self.limit {
             return Err(RequestError::Busy {
                 queue: "read queue",
             });
         }
+        self.in_use += 1;
         self.queued.push((id, query));
         Ok(())
     }
@@ -113,6 +112,7 @@ impl Reads {
                 let err = RequestError::ReadTimeout {
                     attempts: old.attempt,
                 };
+                self.in_use -= old.reads.len();
                 failed.extend(old.reads.into_iter().map(|(id, _)| (id, err.clone())));
             } else {
                 reissued.push(self.issue(old.reads, tick, old.attempt + 1));
@@ -127,6 +127,7 @@ impl Reads {
             .into_iter()
             .partition(|(index, _)| *index <= applied);
         self.waiting_apply = waiting;
+        self.in_use -= ready.len();
         ready
     }
 }
@@ -160,5 +161,9 @@ mod tests {
         r.on_read_state(&ctx, 9);
         assert!(r.take_ready(8).is_empty());
         assert_eq!(r.take_ready(9).len(), 1);
+        assert!(
+            r.enqueue(2, vec![]).is_ok(),
+            "answered reads free their slot"
+        );
     }
 }
