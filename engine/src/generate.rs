@@ -209,7 +209,7 @@ fn shape(preset: Preset) -> Shape {
                 .map(|c| (c.name.to_string(), c.lat, c.lon, c.hospitals))
                 .collect(),
             spread_micro_deg: 120_000,
-            doctors_by_tier: [32, 110, 300],
+            doctors_by_tier: [30, 100, 270],
             wards_by_tier: [2, 15, 40],
             beds_per_ward: 35,
             grassroots_points: 0,
@@ -341,12 +341,23 @@ fn languages_for(city: &str, tier: Tier, rng: &mut SplitMix64) -> Vec<Language> 
 /// Each tertiary hospital leads a medical alliance with the lower-tier hospitals of its city;
 /// and specialty alliances join tertiary hospitals across cities.
 fn form_alliances(rng: &mut SplitMix64, file: &mut RegionFile) {
-    let leaders: Vec<(HospitalId, String)> = file
+    let tertiary: Vec<(HospitalId, String)> = file
         .hospitals
         .iter()
         .filter(|h| h.tier == Tier::Tertiary)
         .map(|h| (h.id, h.city.clone()))
         .collect();
+    // The GBA has 32 medical alliances (医联体): every tertiary hospital leads one, and the
+    // biggest district hospitals lead the rest.
+    let wanted = (tertiary.len() * 32).div_ceil(25);
+    let mut leaders = tertiary.clone();
+    leaders.extend(
+        file.hospitals
+            .iter()
+            .filter(|h| h.tier == Tier::Secondary)
+            .take(wanted.saturating_sub(tertiary.len()))
+            .map(|h| (h.id, h.city.clone())),
+    );
     let mut next = 1u32;
     for (leader, city) in &leaders {
         let id = AllianceId(next);
@@ -368,7 +379,8 @@ fn form_alliances(rng: &mut SplitMix64, file: &mut RegionFile) {
             }
         }
     }
-    let specialty_alliances = 12u32.min(leaders.len() as u32);
+    // "Dozens" of specialty alliances join tertiary hospitals across cities.
+    let specialty_alliances = 24u32.min(tertiary.len() as u32);
     for s in 0..specialty_alliances {
         let id = AllianceId(next);
         next += 1;
@@ -590,15 +602,18 @@ fn add_referral_paths(file: &mut RegionFile) {
             }
         }
     }
-    let members: Vec<(HospitalId, Vec<AllianceId>)> = file
-        .hospitals
-        .iter()
-        .map(|h| (h.id, h.alliances.clone()))
-        .collect();
-    for (a, la) in &members {
-        for (b, lb) in &members {
-            if a != b && la.iter().any(|x| lb.contains(x)) {
-                if let Some(kind) = kind_between(tier[a], tier.get(b).copied(), true) {
+    // Alliance partners may refer at any distance: pairs within each alliance.
+    let mut by_alliance: std::collections::BTreeMap<AllianceId, Vec<HospitalId>> =
+        Default::default();
+    for h in &file.hospitals {
+        for a in &h.alliances {
+            by_alliance.entry(*a).or_default().push(h.id);
+        }
+    }
+    for members in by_alliance.values() {
+        for a in members {
+            for b in members {
+                if let Some(kind) = kind_between(tier[a], tier.get(b).copied(), a != b) {
                     paths.insert((*a, *b), kind);
                 }
             }

@@ -1,0 +1,155 @@
+//! Bed holds: two-phase reservations with expiry, staffed capacity, bed states.
+
+use super::fixture::*;
+use ninety_engine::*;
+
+#[test]
+fn a_ward_hold_takes_the_lowest_free_bed_and_confirm_admits() {
+    let mut fx = Fx::new();
+    let (hold, bed) = fx.hold_bed(BedTarget::Ward(WardId(1)), 7, HOUR);
+    assert_eq!(bed, BedId(1));
+    assert_eq!(
+        fx.engine.beds().bed(bed).unwrap().state,
+        BedState::Held { hold }
+    );
+    let r = fx.run(Command::ConfirmHold { hold });
+    assert_eq!(r, Ok(Reply::HoldConfirmed { hold, bed }));
+    assert_eq!(
+        fx.engine.beds().bed(bed).unwrap().state,
+        BedState::Occupied {
+            patient: PatientRef(7),
+            since: T0
+        }
+    );
+    // Resolved exactly once.
+    let err = fx.refuse(Command::ReleaseHold { hold });
+    assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
+    let err = fx.refuse(Command::ConfirmHold { hold });
+    assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
+}
+
+#[test]
+fn staffed_capacity_bounds_holds_below_the_physical_count() {
+    let mut fx = Fx::new();
+    // W1 has 3 physical beds but only 2 staffed.
+    fx.hold_bed(BedTarget::Ward(WardId(1)), 1, HOUR);
+    fx.hold_bed(BedTarget::Ward(WardId(1)), 2, HOUR);
+    let counts = fx.engine.beds().counts(WardId(1)).unwrap();
+    assert_eq!(
+        (counts.physical, counts.free, counts.held, counts.admissible),
+        (3, 1, 2, 0)
+    );
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::Ward(WardId(1)),
+        patient: PatientRef(3),
+        ttl_ms: HOUR,
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    // A specific free bed is refused too: physical beds are not admissible beds.
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::Bed(BedId(3)),
+        patient: PatientRef(3),
+        ttl_ms: HOUR,
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+}
+
+#[test]
+fn holds_expire_at_the_first_tick_at_or_after_expiry_never_before() {
+    let mut fx = Fx::new();
+    let (hold, bed) = fx.hold_bed(BedTarget::Ward(WardId(2)), 9, 10 * MINUTE);
+    let Reply::Ticked { expired_holds, .. } = fx.tick(10 * MINUTE - 1) else {
+        panic!()
+    };
+    assert_eq!(expired_holds, 0);
+    assert_eq!(
+        fx.engine.beds().hold(hold).unwrap().state,
+        HoldState::Pending
+    );
+    let Reply::Ticked { expired_holds, .. } = fx.tick(1) else {
+        panic!()
+    };
+    assert_eq!(expired_holds, 1);
+    let expired_at = T0.plus_ms(10 * MINUTE);
+    assert_eq!(
+        fx.engine.beds().hold(hold).unwrap().state,
+        HoldState::Expired { at: expired_at }
+    );
+    assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::Free);
+}
+
+#[test]
+fn a_lapsed_hold_cannot_be_confirmed_before_the_tick_but_can_be_released() {
+    let mut fx = Fx::new();
+    let (hold, _) = fx.hold_bed(BedTarget::Ward(WardId(2)), 9, 10 * MINUTE);
+    fx.now = fx.now.plus_ms(10 * MINUTE);
+    let err = fx.refuse(Command::ConfirmHold { hold });
+    assert_eq!(
+        err,
+        Rejection::Expired {
+            hold,
+            expired_at: T0.plus_ms(10 * MINUTE)
+        }
+    );
+    assert_eq!(
+        fx.run(Command::ReleaseHold { hold }),
+        Ok(Reply::HoldReleased { hold })
+    );
+}
+
+#[test]
+fn discharge_clean_block_and_unblock_walk_the_bed_states() {
+    let mut fx = Fx::new();
+    let (hold, bed) = fx.hold_bed(BedTarget::Ward(WardId(2)), 4, HOUR);
+    let err = fx.refuse(Command::BlockBed {
+        bed,
+        reason: BlockReason::Maintenance,
+    });
+    assert!(
+        matches!(err, Rejection::InvalidTransition { .. }),
+        "{err:?}"
+    );
+    fx.run(Command::ConfirmHold { hold }).unwrap();
+    fx.run(Command::Discharge { bed }).unwrap();
+    assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::ToClean);
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::Bed(bed),
+        patient: PatientRef(5),
+        ttl_ms: HOUR,
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)));
+    fx.run(Command::MarkBedClean { bed }).unwrap();
+    fx.run(Command::BlockBed {
+        bed,
+        reason: BlockReason::Isolation,
+    })
+    .unwrap();
+    assert_eq!(fx.engine.beds().counts(WardId(2)).unwrap().blocked, 1);
+    fx.run(Command::UnblockBed { bed }).unwrap();
+    assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::Free);
+}
+
+#[test]
+fn bad_input_names_the_field_and_changes_nothing() {
+    let mut fx = Fx::new();
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::Ward(WardId(1)),
+        patient: PatientRef(1),
+        ttl_ms: 0,
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "ttl_ms"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), RejectionKind::InvalidArgument);
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::Ward(WardId(99)),
+        patient: PatientRef(1),
+        ttl_ms: HOUR,
+    });
+    assert_eq!(err, Rejection::UnknownWard(WardId(99)));
+    let err = fx.refuse(Command::ConfirmHold {
+        hold: HoldId(12345),
+    });
+    assert_eq!(err, Rejection::UnknownHold(HoldId(12345)));
+}

@@ -1,0 +1,17 @@
+//! The engine's integration tests, one binary with a module per area.
+
+// A small hand-built region shared by the tests.
+mod fixture;
+
+// Beds: holds, confirm, release, expiry, staffed capacity, blocked beds.
+mod beds;
+// Slots: publish, hold, book, cancel deadline, no-shows, waitlist, joint consultations.
+mod slots;
+// Referrals: the lifecycle, the worklist, holds lapsing under a referral.
+mod referrals;
+// Admin commands, region files, idempotency, snapshots and the generator.
+mod region;
+// Property tests over random command sequences.
+mod properties;
+// Tidy checks on the workspace's source.
+mod tidy;

@@ -1,0 +1,262 @@
+//! Slots: find → hold → book, channel quotas, overbooking, cancellation deadline, no-shows,
+//! the waitlist and joint consultations.
+
+use super::fixture::*;
+use ninety_engine::*;
+
+#[test]
+fn hold_then_book_and_the_channel_quota_keeps_a_seat_for_referrals() {
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(1, Mode::InPerson); // capacity 2, 1 referral seat, 1 overbook
+    let h1 = fx.hold_slot(slot, 1, Channel::Public);
+    assert_eq!(
+        fx.run(Command::BookSlot { hold: h1 }),
+        Ok(Reply::SlotBooked {
+            booking: h1,
+            slot: SlotId(slot)
+        })
+    );
+    // The second seat is reserved for referrals: the public channel is full.
+    let err = fx.refuse(Command::HoldSlot {
+        slot: SlotId(slot),
+        patient: PatientRef(2),
+        channel: Channel::Public,
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    fx.hold_slot(slot, 2, Channel::Referral);
+    // Referrals may overbook by one.
+    fx.hold_slot(slot, 3, Channel::Referral);
+    let err = fx.refuse(Command::HoldSlot {
+        slot: SlotId(slot),
+        patient: PatientRef(4),
+        channel: Channel::Referral,
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    let s = fx.engine.slots().slot(SlotId(slot)).unwrap();
+    assert_eq!((s.taken_public, s.taken_referral), (1, 2));
+}
+
+#[test]
+fn a_held_seat_is_not_offered_to_anyone_else_until_it_expires() {
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(2, Mode::Remote); // capacity 2, no quota
+    let h1 = fx.hold_slot(slot, 1, Channel::Public);
+    fx.hold_slot(slot, 2, Channel::Public);
+    fx.refuse(Command::HoldSlot {
+        slot: SlotId(slot),
+        patient: PatientRef(3),
+        channel: Channel::Public,
+    });
+    let ttl = fx.engine.policy().slot_hold_ttl_ms;
+    fx.tick(ttl);
+    assert_eq!(
+        fx.engine.slots().seat(h1).unwrap().state,
+        SeatState::Expired {
+            at: T0.plus_ms(ttl)
+        }
+    );
+    fx.hold_slot(slot, 3, Channel::Public);
+}
+
+#[test]
+fn cancellation_respects_the_deadline_and_frees_the_seat_for_the_waitlist() {
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(3, Mode::InPerson);
+    let h1 = fx.hold_slot(slot, 1, Channel::Public);
+    fx.run(Command::BookSlot { hold: h1 }).unwrap();
+    // The public seat is gone; patient 2 waits for doctor 3.
+    let r = fx.run(Command::JoinWaitlist {
+        doctor: DoctorId(3),
+        patient: PatientRef(2),
+        channel: Channel::Public,
+    });
+    assert_eq!(r, Ok(Reply::Waitlisted { position: 1 }));
+    let Ok(Reply::BookingCancelled { offers, .. }) = fx.run(Command::CancelBooking { booking: h1 })
+    else {
+        panic!()
+    };
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].patient, PatientRef(2));
+    let offered = fx.engine.slots().seat(offers[0].hold).unwrap();
+    assert_eq!(offered.state, SeatState::Held);
+    assert_eq!(fx.engine.slots().waitlist(DoctorId(3)).count(), 0);
+    // Booking the offered seat, then cancelling too late is refused.
+    fx.run(Command::BookSlot {
+        hold: offers[0].hold,
+    })
+    .unwrap();
+    fx.now = T0.plus_ms(2 * HOUR - 119 * MINUTE); // deadline is 120 minutes before the start
+    let err = fx.refuse(Command::CancelBooking {
+        booking: offers[0].hold,
+    });
+    assert!(
+        matches!(err, Rejection::CancellationTooLate { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn three_no_shows_block_online_booking_for_a_month() {
+    let mut fx = Fx::new();
+    let patient = 77;
+    let mut specs = Vec::new();
+    for i in 0..4u64 {
+        specs.push(SlotSpec {
+            start: T0.plus_ms((10 + i) * HOUR),
+            duration_minutes: 15,
+            mode: Mode::InPerson,
+            capacity: 1,
+            overbook: 0,
+            referral_quota: 0,
+        });
+    }
+    let Ok(Reply::SchedulePublished { first, .. }) = fx.run(Command::PublishSchedule {
+        doctor: DoctorId(3),
+        slots: specs,
+    }) else {
+        panic!()
+    };
+    for i in 0..3u64 {
+        let hold = fx.hold_slot(first.0 + i, patient, Channel::Public);
+        fx.run(Command::BookSlot { hold }).unwrap();
+        fx.now = T0.plus_ms((10 + i) * HOUR + MINUTE);
+        let r = fx.run(Command::MarkNoShow { booking: hold }).unwrap();
+        let Reply::NoShowRecorded { blocked_until, .. } = r else {
+            panic!()
+        };
+        assert_eq!(blocked_until.is_some(), i == 2);
+    }
+    fx.now = T0.plus_ms(9 * HOUR);
+    let err = fx.refuse(Command::HoldSlot {
+        slot: SlotId(first.0 + 3),
+        patient: PatientRef(patient),
+        channel: Channel::Public,
+    });
+    assert!(matches!(err, Rejection::BookingBlocked { .. }), "{err:?}");
+}
+
+#[test]
+fn publishing_refuses_overlaps_and_remote_slots_for_in_person_doctors() {
+    let mut fx = Fx::new();
+    let spec = |start_h: u64, mode| SlotSpec {
+        start: T0.plus_ms(start_h * HOUR),
+        duration_minutes: 90,
+        mode,
+        capacity: 1,
+        overbook: 0,
+        referral_quota: 0,
+    };
+    let err = fx.refuse(Command::PublishSchedule {
+        doctor: DoctorId(1),
+        slots: vec![spec(20, Mode::InPerson), spec(21, Mode::InPerson)],
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "slots[1].start"),
+        "{err:?}"
+    );
+    // Doctor 1's fixture slot starts at +2h for 30 minutes.
+    let err = fx.refuse(Command::PublishSchedule {
+        doctor: DoctorId(1),
+        slots: vec![spec(1, Mode::InPerson)],
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "slots[0].start"),
+        "{err:?}"
+    );
+    let err = fx.refuse(Command::PublishSchedule {
+        doctor: DoctorId(3),
+        slots: vec![spec(30, Mode::Remote)],
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "slots[0].mode"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_joint_consultation_holds_all_seats_or_none() {
+    let mut fx = Fx::new();
+    let s1 = fx.slot_of(1, Mode::Remote);
+    let s2 = fx.slot_of(2, Mode::Remote);
+    // Fill doctor 2's remote slot, so the joint hold must fail and leave doctor 1's alone.
+    fx.hold_slot(s2, 10, Channel::Public);
+    fx.hold_slot(s2, 11, Channel::Public);
+    let err = fx.refuse(Command::HoldJointConsult {
+        slots: vec![SlotId(s1), SlotId(s2)],
+        patient: PatientRef(5),
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    assert_eq!(fx.engine.slots().slot(SlotId(s1)).unwrap().taken(), 0);
+
+    let mut fx = Fx::new();
+    let r = fx.run(Command::HoldJointConsult {
+        slots: vec![SlotId(s1), SlotId(s2)],
+        patient: PatientRef(5),
+    });
+    let Ok(Reply::ConsultHeld {
+        consult,
+        seats,
+        start,
+        ..
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!((seats.len(), start), (2, T0.plus_ms(4 * HOUR)));
+    // Seats of a consultation cannot be booked one by one.
+    let err = fx.refuse(Command::BookSlot { hold: seats[0] });
+    assert!(matches!(err, Rejection::Invalid { .. }), "{err:?}");
+    fx.run(Command::BookJointConsult { consult }).unwrap();
+    for s in &seats {
+        assert!(matches!(
+            fx.engine.slots().seat(*s).unwrap().state,
+            SeatState::Booked { .. }
+        ));
+    }
+    let err = fx.refuse(Command::ReleaseJointConsult { consult });
+    assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
+}
+
+#[test]
+fn a_joint_consultation_expires_as_a_whole() {
+    let mut fx = Fx::new();
+    let s1 = fx.slot_of(1, Mode::Remote);
+    let s2 = fx.slot_of(2, Mode::Remote);
+    let Ok(Reply::ConsultHeld { consult, seats, .. }) = fx.run(Command::HoldJointConsult {
+        slots: vec![SlotId(s1), SlotId(s2)],
+        patient: PatientRef(5),
+    }) else {
+        panic!()
+    };
+    let ttl = fx.engine.policy().slot_hold_ttl_ms;
+    let Reply::Ticked { expired_holds, .. } = fx.tick(ttl) else {
+        panic!()
+    };
+    assert_eq!(expired_holds, 2);
+    assert!(matches!(
+        fx.engine.slots().consult(consult).unwrap().state,
+        HoldState::Expired { .. }
+    ));
+    for s in &seats {
+        assert!(matches!(
+            fx.engine.slots().seat(*s).unwrap().state,
+            SeatState::Expired { .. }
+        ));
+    }
+    assert_eq!(fx.engine.slots().slot(SlotId(s1)).unwrap().taken(), 0);
+}
+
+#[test]
+fn in_person_slots_cannot_join_a_joint_consultation() {
+    let mut fx = Fx::new();
+    let s1 = fx.slot_of(1, Mode::InPerson);
+    let s2 = fx.slot_of(2, Mode::InPerson);
+    let err = fx.refuse(Command::HoldJointConsult {
+        slots: vec![SlotId(s1), SlotId(s2)],
+        patient: PatientRef(5),
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "slots[0]"),
+        "{err:?}"
+    );
+}
