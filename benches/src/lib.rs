@@ -3,3 +3,5 @@
 //! Owns the benchmark workloads (command mixes over generated regions) so criterion benches
 //! and the cluster benchmark measure the same thing. Results are recorded in
 //! `docs/performance.md`; no test here asserts on time.
+
+pub mod mix;
