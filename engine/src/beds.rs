@@ -141,12 +141,27 @@ pub struct BedBook {
     index: BedIndex,
 }
 
-/// Derived per-ward indexes, rebuilt after a restore.
+/// Derived per-ward indexes, rebuilt after a restore; one map so that a hold looks a ward up
+/// once (separate maps were a measured hot spot).
 #[derive(Clone, Debug, Default)]
 struct BedIndex {
-    free: BTreeMap<WardId, BTreeSet<BedId>>,
-    in_use: BTreeMap<WardId, u32>,
-    beds_per_ward: BTreeMap<WardId, u32>,
+    wards: BTreeMap<WardId, WardIndex>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct WardIndex {
+    /// Free beds, lowest id first.
+    free: BTreeSet<BedId>,
+    /// Beds held or occupied.
+    in_use: u32,
+    /// Physical beds, so per-ward queries never scan the region.
+    all: BTreeSet<BedId>,
+}
+
+impl WardIndex {
+    fn admissible(&self, staffed: u32) -> u32 {
+        (self.free.len() as u32).min(staffed.saturating_sub(self.in_use))
+    }
 }
 
 impl PartialEq for BedBook {
@@ -164,19 +179,16 @@ impl BedBook {
     pub(crate) fn rebuild(&mut self) {
         let mut index = BedIndex::default();
         for w in self.wards.keys() {
-            index.free.insert(*w, BTreeSet::new());
-            index.in_use.insert(*w, 0);
-            index.beds_per_ward.insert(*w, 0);
+            index.wards.insert(*w, WardIndex::default());
         }
         for bed in self.beds.values() {
-            *index.beds_per_ward.entry(bed.ward).or_default() += 1;
+            let ix = index.wards.entry(bed.ward).or_default();
+            ix.all.insert(bed.id);
             match bed.state {
                 BedState::Free => {
-                    index.free.entry(bed.ward).or_default().insert(bed.id);
+                    ix.free.insert(bed.id);
                 }
-                BedState::Held { .. } | BedState::Occupied { .. } => {
-                    *index.in_use.entry(bed.ward).or_default() += 1;
-                }
+                BedState::Held { .. } | BedState::Occupied { .. } => ix.in_use += 1,
                 BedState::ToClean | BedState::Blocked { .. } => {}
             }
         }
@@ -210,17 +222,15 @@ impl BedBook {
 
     /// Beds of a ward that are held or occupied.
     pub fn in_use(&self, ward: WardId) -> u32 {
-        self.index.in_use.get(&ward).copied().unwrap_or(0)
+        self.index.wards.get(&ward).map_or(0, |ix| ix.in_use)
     }
 
     /// Beds that could be held in the ward right now.
     pub fn admissible(&self, ward: WardId) -> u32 {
-        let Some(w) = self.wards.get(&ward) else {
-            return 0;
-        };
-        let free = self.index.free.get(&ward).map_or(0, |s| s.len() as u32);
-        let staffed_left = w.staffed_beds.saturating_sub(self.in_use(ward));
-        free.min(staffed_left)
+        match (self.wards.get(&ward), self.index.wards.get(&ward)) {
+            (Some(w), Some(ix)) => ix.admissible(w.staffed_beds),
+            _ => 0,
+        }
     }
 
     /// Counts of the ward's beds by state.
@@ -230,7 +240,14 @@ impl BedBook {
             staffed: w.staffed_beds,
             ..WardCounts::default()
         };
-        for bed in self.beds.values().filter(|b| b.ward == ward) {
+        let ids = self
+            .index
+            .wards
+            .get(&ward)
+            .map(|ix| &ix.all)
+            .into_iter()
+            .flatten();
+        for bed in ids.filter_map(|id| self.beds.get(id)) {
             c.physical += 1;
             match bed.state {
                 BedState::Free => c.free += 1,
@@ -250,19 +267,20 @@ impl BedBook {
     pub(crate) fn upsert_ward(&mut self, ward: Ward) {
         let id = ward.id;
         self.wards.insert(id, ward);
-        self.index.free.entry(id).or_default();
-        self.index.in_use.entry(id).or_default();
-        self.index.beds_per_ward.entry(id).or_default();
+        self.index.wards.entry(id).or_default();
     }
 
     /// Number of physical beds in the ward.
     pub fn beds_in_ward(&self, ward: WardId) -> usize {
-        self.index.beds_per_ward.get(&ward).copied().unwrap_or(0) as usize
+        self.index.wards.get(&ward).map_or(0, |ix| ix.all.len())
     }
 
     /// Adds free beds with the given ids to a ward (ids checked by the caller).
     pub(crate) fn add_beds(&mut self, ward: WardId, ids: impl Iterator<Item = BedId>) {
+        let ix = self.index.wards.entry(ward).or_default();
         for id in ids {
+            ix.free.insert(id);
+            ix.all.insert(id);
             self.beds.insert(
                 id,
                 Bed {
@@ -271,8 +289,6 @@ impl BedBook {
                     state: BedState::Free,
                 },
             );
-            self.index.free.entry(ward).or_default().insert(id);
-            *self.index.beds_per_ward.entry(ward).or_default() += 1;
         }
     }
 
@@ -324,18 +340,16 @@ impl BedBook {
 
     /// Chooses the bed a ward-level hold would take: the lowest-numbered free bed.
     pub fn pick_bed(&self, ward: WardId) -> Result<BedId, Rejection> {
-        if !self.wards.contains_key(&ward) {
+        let (Some(w), Some(ix)) = (self.wards.get(&ward), self.index.wards.get(&ward)) else {
             return Err(Rejection::UnknownWard(ward));
-        }
-        if self.admissible(ward) == 0 {
+        };
+        if ix.admissible(w.staffed_beds) == 0 {
             return Err(Rejection::NoCapacity(format!(
                 "ward {ward} has no admissible bed"
             )));
         }
-        self.index
-            .free
-            .get(&ward)
-            .and_then(|s| s.first())
+        ix.free
+            .first()
             .copied()
             .ok_or_else(|| Rejection::NoCapacity(format!("ward {ward} has no free bed")))
     }
@@ -358,7 +372,9 @@ impl BedBook {
         Ok(b.ward)
     }
 
-    /// Holds a bed that `check_holdable` accepted.
+    /// Holds a bed that `pick_bed` or `check_holdable` accepted. The bed's state is checked
+    /// again on the lookup that changes it, so a caller's mistake is an error, never a
+    /// double booking.
     pub(crate) fn place_hold(
         &mut self,
         id: HoldId,
@@ -367,7 +383,14 @@ impl BedBook {
         now: LogTime,
         expires_at: LogTime,
     ) -> Result<BedHold, Rejection> {
-        let ward = self.check_holdable(bed)?;
+        let b = self.beds.get(&bed).ok_or(Rejection::UnknownBed(bed))?;
+        if b.state != BedState::Free {
+            return Err(Rejection::NoCapacity(format!(
+                "bed {bed} is {}",
+                b.state.name()
+            )));
+        }
+        let ward = b.ward;
         let hold = BedHold {
             id,
             bed,
@@ -458,17 +481,16 @@ impl BedBook {
         b.state = state;
         let is_in_use = matches!(state, BedState::Held { .. } | BedState::Occupied { .. });
         let is_free = state == BedState::Free;
-        let free = self.index.free.entry(ward).or_default();
+        let ix = self.index.wards.entry(ward).or_default();
         if was_free && !is_free {
-            free.remove(&bed);
+            ix.free.remove(&bed);
         } else if !was_free && is_free {
-            free.insert(bed);
+            ix.free.insert(bed);
         }
-        let in_use = self.index.in_use.entry(ward).or_default();
         if was_in_use && !is_in_use {
-            *in_use = in_use.saturating_sub(1);
+            ix.in_use = ix.in_use.saturating_sub(1);
         } else if !was_in_use && is_in_use {
-            *in_use += 1;
+            ix.in_use += 1;
         }
     }
 }

@@ -30,9 +30,11 @@ impl Engine {
         check_ttl("ttl_ms", ttl_ms)?;
         let bed = match target {
             BedTarget::Ward(w) => self.beds.pick_bed(w)?,
-            BedTarget::Bed(b) => b,
+            BedTarget::Bed(b) => {
+                self.beds.check_holdable(b)?;
+                b
+            }
         };
-        self.beds.check_holdable(bed)?;
         let id = self.take_hold_id();
         let expires_at = now.plus_ms(ttl_ms);
         let hold = self.beds.place_hold(id, bed, patient, now, expires_at)?;
