@@ -6,6 +6,7 @@
 //! pending transfers: pending, then exactly one of confirmed (admitted), released or expired.
 
 use crate::error::Rejection;
+use crate::hashing::StableMap;
 use crate::ids::*;
 use crate::region::{Equipment, Sex, Ward, WardKind};
 use crate::time::LogTime;
@@ -132,7 +133,10 @@ pub struct WardCounts {
 pub struct BedBook {
     pub(crate) wards: BTreeMap<WardId, Ward>,
     pub(crate) beds: BTreeMap<BedId, Bed>,
-    pub(crate) holds: BTreeMap<HoldId, BedHold>,
+    /// Holds by id: a hash map because hold ids are looked up on every confirm and release
+    /// (an ordered map of ~10^5 retained holds was a measured hot spot); sorted on the wire.
+    #[serde(with = "crate::hashing::sorted")]
+    pub(crate) holds: StableMap<HoldId, BedHold>,
     /// Pending holds by expiry.
     pub(crate) expiries: BTreeSet<(LogTime, HoldId)>,
     /// Resolved holds by resolution time, for pruning.
@@ -145,11 +149,13 @@ pub struct BedBook {
 /// once (separate maps were a measured hot spot).
 #[derive(Clone, Debug, Default)]
 struct BedIndex {
-    wards: BTreeMap<WardId, WardIndex>,
+    wards: StableMap<WardId, WardIndex>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct WardIndex {
+    /// The ward's staffed beds (a copy of `Ward::staffed_beds`, so a hold needs one lookup).
+    staffed: u32,
     /// Free beds, lowest id first.
     free: BTreeSet<BedId>,
     /// Beds held or occupied.
@@ -159,8 +165,8 @@ struct WardIndex {
 }
 
 impl WardIndex {
-    fn admissible(&self, staffed: u32) -> u32 {
-        (self.free.len() as u32).min(staffed.saturating_sub(self.in_use))
+    fn admissible(&self) -> u32 {
+        (self.free.len() as u32).min(self.staffed.saturating_sub(self.in_use))
     }
 }
 
@@ -178,8 +184,12 @@ impl BedBook {
     /// Rebuilds the derived indexes from the canonical records.
     pub(crate) fn rebuild(&mut self) {
         let mut index = BedIndex::default();
-        for w in self.wards.keys() {
-            index.wards.insert(*w, WardIndex::default());
+        for w in self.wards.values() {
+            let ix = WardIndex {
+                staffed: w.staffed_beds,
+                ..WardIndex::default()
+            };
+            index.wards.insert(w.id, ix);
         }
         for bed in self.beds.values() {
             let ix = index.wards.entry(bed.ward).or_default();
@@ -227,10 +237,7 @@ impl BedBook {
 
     /// Beds that could be held in the ward right now.
     pub fn admissible(&self, ward: WardId) -> u32 {
-        match (self.wards.get(&ward), self.index.wards.get(&ward)) {
-            (Some(w), Some(ix)) => ix.admissible(w.staffed_beds),
-            _ => 0,
-        }
+        self.index.wards.get(&ward).map_or(0, WardIndex::admissible)
     }
 
     /// Counts of the ward's beds by state.
@@ -266,8 +273,8 @@ impl BedBook {
     /// Adds or replaces a ward record (its beds are kept).
     pub(crate) fn upsert_ward(&mut self, ward: Ward) {
         let id = ward.id;
+        self.index.wards.entry(id).or_default().staffed = ward.staffed_beds;
         self.wards.insert(id, ward);
-        self.index.wards.entry(id).or_default();
     }
 
     /// Number of physical beds in the ward.
@@ -340,10 +347,10 @@ impl BedBook {
 
     /// Chooses the bed a ward-level hold would take: the lowest-numbered free bed.
     pub fn pick_bed(&self, ward: WardId) -> Result<BedId, Rejection> {
-        let (Some(w), Some(ix)) = (self.wards.get(&ward), self.index.wards.get(&ward)) else {
+        let Some(ix) = self.index.wards.get(&ward) else {
             return Err(Rejection::UnknownWard(ward));
         };
-        if ix.admissible(w.staffed_beds) == 0 {
+        if ix.admissible() == 0 {
             return Err(Rejection::NoCapacity(format!(
                 "ward {ward} has no admissible bed"
             )));

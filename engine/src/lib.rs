@@ -39,6 +39,7 @@ mod engine;
 pub mod error;
 pub mod generate;
 pub mod graph;
+pub mod hashing;
 pub mod ids;
 pub mod limits;
 pub mod referrals;

@@ -1,0 +1,127 @@
+//! Stable hashing: a seedless hasher whose output is the same on every replica, machine and
+//! Rust release, the hash map built on it, and serde helpers that store such maps sorted so
+//! snapshots and state hashes stay canonical.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash};
+
+/// A hash map with a stable hasher. Never iterate it where the order could reach a decision
+/// or an encoding; use `sorted` to serialize it.
+pub type StableMap<K, V> = HashMap<K, V, BuildHasherDefault<StableHasher>>;
+
+/// `#[serde(with = "crate::hashing::sorted")]`: a `StableMap` as a list of pairs sorted by key.
+pub mod sorted {
+    use super::*;
+
+    /// Serializes the map's pairs in key order.
+    pub fn serialize<S, K, V>(map: &StableMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        K: Ord + Serialize,
+        V: Serialize,
+    {
+        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        pairs.serialize(s)
+    }
+
+    /// Reads the pairs back into a map.
+    pub fn deserialize<'de, D, K, V>(d: D) -> Result<StableMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+    {
+        let pairs: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
+
+/// A fixed, seedless, word-at-a-time hash (the rustc "Fx" mixing step), so fingerprints and
+/// table layout are equal on every replica and machine — std's `DefaultHasher` makes no such
+/// promise across releases, and a byte-at-a-time FNV was a measured hot spot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StableHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl StableHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl std::hash::Hasher for StableHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        // A final avalanche so that low bits (used for table buckets) depend on every input bit.
+        let mut z = self.0;
+        z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z ^ (z >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    // Integers are hashed by value and `usize`/`isize` as 64 bits, so the result is the same
+    // on every machine whatever its endianness or pointer width.
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.add(i as u32 as u64);
+    }
+    #[inline]
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_isize(&mut self, i: isize) {
+        self.add(i as i64 as u64);
+    }
+}
+
+/// The fingerprint of a value: `StableHasher` over its `Hash` stream.
+pub fn fingerprint<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = StableHasher::default();
+    value.hash(&mut h);
+    h.finish()
+}
