@@ -176,6 +176,19 @@ pub enum Command {
         referral: ReferralId,
         reason: String,
     },
+    /// Sets the region's matching policy (`matching::MatchPolicy`).
+    SetMatchPolicy(crate::matching::MatchPolicy),
+    /// Chooses the best slot for the query and holds a seat in it, in one command.
+    AllocateSlot {
+        query: crate::matching::SlotQuery,
+        patient: PatientRef,
+    },
+    /// Chooses the best ward for the query and holds a bed in it, in one command.
+    AllocateBed {
+        query: crate::matching::BedQuery,
+        ttl_ms: u64,
+        patient: PatientRef,
+    },
 }
 
 impl Command {
@@ -193,6 +206,7 @@ impl Command {
                 | SetTravel { .. }
                 | SetReferralPath { .. }
                 | SetPolicy(_)
+                | SetMatchPolicy(_)
         )
     }
 }
@@ -279,6 +293,30 @@ pub enum Reply {
     ReferralUpdated {
         referral: ReferralId,
         state: ReferralState,
+    },
+    /// What `AllocateSlot` chose and now holds.
+    SlotAllocated {
+        hold: HoldId,
+        slot: SlotId,
+        doctor: DoctorId,
+        hospital: HospitalId,
+        start: LogTime,
+        travel_minutes: u32,
+        wait_minutes: u32,
+        beyond_reach: bool,
+        score: u64,
+        expires_at: LogTime,
+    },
+    /// What `AllocateBed` chose and now holds.
+    BedAllocated {
+        hold: HoldId,
+        bed: BedId,
+        ward: WardId,
+        hospital: HospitalId,
+        travel_minutes: u32,
+        beyond_reach: bool,
+        score: u64,
+        expires_at: LogTime,
     },
 }
 

@@ -58,6 +58,10 @@ pub struct Engine {
     pub(crate) slots: SlotBook,
     pub(crate) referrals: ReferralBook,
     pub(crate) dedup: DedupTable,
+    pub(crate) match_policy: crate::matching::MatchPolicy,
+    /// Derived matching state and the view publisher; not replicated (see `view`).
+    #[serde(skip)]
+    pub(crate) live: crate::view::Live,
 }
 
 impl Engine {
@@ -77,7 +81,9 @@ impl Engine {
             }
             return Err(Rejection::RequestIdReused(request.id));
         }
+        let touches = self.touches_before(&request.command, now);
         let reply = self.execute(&request.command, now)?;
+        self.note_applied(&request.command, &reply, touches);
         self.now = now;
         self.counters.applied += 1;
         self.dedup.insert(DedupEntry {
@@ -89,9 +95,13 @@ impl Engine {
         Ok(reply)
     }
 
-    /// Applies requests in order, each at `at`; one outcome per request.
+    /// Applies requests in log order, each at `at`; one outcome per request. Each run of
+    /// consecutive allocation requests is solved together (`matching::allocate`); then the
+    /// availability view is published.
     pub fn apply_batch(&mut self, requests: &[Request], at: LogTime) -> Vec<Outcome> {
-        requests.iter().map(|r| self.apply(r, at)).collect()
+        let out = self.apply_batch_with_limit(requests, at, crate::matching::ALLOCATION_BATCH_MAX);
+        self.publish_view();
+        out
     }
 
     /// Dispatches a command. Every handler validates fully before it changes anything.
@@ -168,6 +178,13 @@ impl Engine {
             CancelReferral { referral, reason } => {
                 self.close_referral(*referral, reason, true, now)
             }
+            SetMatchPolicy(p) => self.set_match_policy(p),
+            AllocateSlot { query, patient } => self.allocate_slot(query, *patient, now),
+            AllocateBed {
+                query,
+                ttl_ms,
+                patient,
+            } => self.allocate_bed(query, *ttl_ms, *patient, now),
         }
     }
 

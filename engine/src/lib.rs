@@ -42,12 +42,15 @@ pub mod graph;
 pub mod hashing;
 pub mod ids;
 pub mod limits;
+pub mod matching;
 pub mod referrals;
 pub mod region;
 pub mod region_file;
 pub mod slots;
 pub mod snapshot;
+pub mod sync;
 pub mod time;
+pub mod view;
 
 pub use beds::{BedNeeds, BedState, BlockReason, HoldState, WardCounts};
 pub use command::{BedTarget, Command, Outcome, Reply, Request, COMMAND_FORMAT_VERSION};
@@ -61,6 +64,7 @@ pub use region_file::RegionFile;
 pub use slots::{SeatState, SlotSpec};
 pub use snapshot::{SnapshotError, StateHash};
 pub use time::LogTime;
+pub use view::{AvailabilityView, ViewReader};
 
 /// Request ids at or above this are reserved for the engine's own bootstrap commands.
 pub const BOOTSTRAP_REQUEST_BASE: u128 = 1 << 127;

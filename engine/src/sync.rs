@@ -24,19 +24,14 @@
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub use loom::sync::Arc;
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 #[cfg(loom)]
 use loom::thread::yield_now;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub use std::sync::Arc;
 #[cfg(not(loom))]
 use std::thread::yield_now;
-
-/// Retired values kept before the writer stops parking and reports back-pressure in
-/// `Publisher::retired`; a reader's critical section is three instructions, so the list is
-/// normally emptied by the next publication.
-pub const RETIRED_VALUES_WARN: usize = 64;
 
 struct Shared<T> {
     /// `Arc::into_raw` of the current value; owns one strong reference.

@@ -1,0 +1,128 @@
+//! Matching: who should see this patient, and which bed should take them.
+//!
+//! Owns the request and answer types of the matching API, the region index matching reads
+//! (`index`), the integer scoring policy (`policy`), candidate generation over any source of
+//! availability (`candidates`: the published view on the read path, the authoritative state
+//! inside apply), the batch assignment solver (`solve`) and the allocation commands
+//! (`allocate`).
+//!
+//! Read path: `match_specialist` and `match_beds` rank candidates on an immutable
+//! `AvailabilityView` (see `view`) without locks. Write path: `AllocateSlot` and
+//! `AllocateBed` choose and hold in one command inside apply; a run of consecutive allocation
+//! requests in one `Engine::apply_batch` is solved together as a min-cost assignment
+//! (`solve`), so every replica makes the same choices and no seat or bed is given twice.
+//! See `docs/matching.md`.
+
+pub(crate) mod allocate;
+pub mod candidates;
+pub mod index;
+pub mod policy;
+pub mod solve;
+
+pub use candidates::{match_beds, match_specialist, Source};
+pub use index::RegionIndex;
+pub use policy::MatchPolicy;
+
+use crate::beds::BedNeeds;
+use crate::ids::*;
+use crate::region::{Channel, Language, Mode, Specialty, Tier, Urgency};
+use crate::time::LogTime;
+use serde::{Deserialize, Serialize};
+
+/// Most candidates one query may ask for.
+pub const MATCH_LIMIT_MAX: u16 = 50;
+/// Widest search window of one query (`latest - earliest`): a month of schedules.
+pub const MATCH_WINDOW_MS_MAX: u64 = 31 * crate::time::MS_PER_DAY;
+/// Most allocation requests solved together; longer runs are cut into runs of this size.
+pub const ALLOCATION_BATCH_MAX: usize = 1_024;
+/// Upper bound of `MatchPolicy::candidates_per_request` (the top-K of each request).
+pub const CANDIDATES_PER_REQUEST_MAX: u16 = 64;
+
+/// Where the patient is: a hospital or care point of the region, or a map point (the
+/// patient's home), which is attached to the nearest hospital by straight-line distance.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Hospital(HospitalId),
+    Point {
+        lat_micro_deg: i32,
+        lon_micro_deg: i32,
+    },
+}
+
+/// A specialist search (`MatchSpecialist`), also the body of `AllocateSlot`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct SlotQuery {
+    pub origin: Origin,
+    pub specialty: Specialty,
+    pub urgency: Urgency,
+    /// A language the doctor must speak, if any.
+    pub language: Option<Language>,
+    /// Remote follow-ups ignore travel; in-person visits stay inside the reach.
+    pub mode: Mode,
+    /// Slots starting in `[earliest, latest]` (and after now).
+    pub earliest: LogTime,
+    pub latest: LogTime,
+    /// Which seats count: the public quota, or referral seats (quota plus overbooking).
+    pub channel: Channel,
+    /// Candidates wanted (ignored by `AllocateSlot`, which takes one).
+    pub limit: u16,
+}
+
+/// A bed search, also the body of `AllocateBed`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct BedQuery {
+    pub origin: Origin,
+    pub needs: BedNeeds,
+    /// The ward's specialty, if it matters.
+    pub specialty: Option<Specialty>,
+    /// The patient needs isolation: an isolation ward or a negative-pressure room.
+    pub isolation: bool,
+    pub urgency: Urgency,
+    /// Candidates wanted (ignored by `AllocateBed`).
+    pub limit: u16,
+}
+
+/// One ranked slot candidate. `score` is a cost: lower is better.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Candidate {
+    pub doctor: DoctorId,
+    pub slot: SlotId,
+    pub start: LogTime,
+    pub hospital: HospitalId,
+    pub travel_minutes: u32,
+    pub wait_minutes: u32,
+    pub tier: Tier,
+    /// The doctor's hospital shares an alliance with the origin.
+    pub allied: bool,
+    /// Outside the reach radius: offered only because nothing inside it matched.
+    pub beyond_reach: bool,
+    /// The doctor's held+booked share of the slot's day, per mille.
+    pub load_permille: u32,
+    pub score: u64,
+    pub explain: String,
+}
+
+/// One ranked ward candidate. `score` is a cost: lower is better.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BedCandidate {
+    pub ward: WardId,
+    pub hospital: HospitalId,
+    pub travel_minutes: u32,
+    pub tier: Tier,
+    pub allied: bool,
+    pub beyond_reach: bool,
+    /// Beds that could be held now.
+    pub admissible: u32,
+    /// Held plus occupied share of staffed beds, per mille.
+    pub load_permille: u32,
+    pub score: u64,
+    pub explain: String,
+}
+
+/// A ranked answer: best first, and a note when the search had to leave the reach.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Ranked<C> {
+    pub candidates: Vec<C>,
+    pub note: Option<String>,
+}
