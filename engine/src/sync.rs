@@ -10,15 +10,21 @@
 //! it sees `readers == 0` *after* its swap. Neither side ever waits for the other: readers
 //! never block the apply path, and the writer never blocks on readers (it only defers frees).
 //!
-//! Memory orderings. The reader's `fetch_add` and pointer `load`, and the writer's `swap`
-//! and `readers` load, are `SeqCst`: this is a store→load (Dekker) pattern. In the single
-//! total order either the reader's announcement comes first (the writer then sees
-//! `readers > 0` and keeps the old value alive) or the writer's load comes first (then the
-//! writer's swap also precedes the reader's pointer load, so the reader sees the new pointer,
-//! never one that is about to be freed). The reader's `fetch_sub` is `Release` and pairs
-//! with the writer's `SeqCst` (so at least `Acquire`) load that reads zero, so the reader's
-//! strong-count increment happens before the writer's drop of its reference. `Arc` itself
-//! orders the final free against every other holder.
+//! Memory orderings. Both sides meet on `readers` through read-modify-write operations
+//! only (the writer reads it with `fetch_add(0)`), and RMWs on one atomic are totally
+//! ordered and always read the latest value, so no `SeqCst` store→load reasoning is needed
+//! (loom models `SeqCst` as `AcqRel`; this protocol is correct under `AcqRel`):
+//! - the reader's announcement (`fetch_add(1, AcqRel)`) comes before the writer's check in
+//!   that order: the writer reads `readers > 0` and keeps the old value alive;
+//! - the writer's check (`fetch_add(0, AcqRel)`) comes first: the reader's announcement
+//!   reads from it (or a later RMW, continuing its release sequence), so the writer's
+//!   `swap` happens before the reader's pointer load, which therefore sees the new pointer
+//!   (or a newer one), never a retired one.
+//!
+//! The pointer `swap` is `AcqRel` and the reader's load `Acquire`, so a reader sees the
+//! value's contents. The reader's `fetch_sub(1, Release)` is read by the writer's acquiring
+//! check when it sees zero, so the reader's strong-count increment happens before the
+//! writer drops its reference. `Arc` itself orders the final free against other holders.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -98,11 +104,11 @@ impl<T> Publisher<T> {
     /// Makes `next` the value every later `Reader::load` returns.
     pub fn publish(&mut self, next: Arc<T>) {
         let next = Arc::into_raw(next) as *mut T;
-        let old = self.shared.current.swap(next, Ordering::SeqCst);
+        let old = self.shared.current.swap(next, Ordering::AcqRel);
         // SAFETY: `old` came from `Arc::into_raw` and owned one strong reference, which the
         // swap transferred to us.
         self.retired.push(unsafe { Arc::from_raw(old as *const T) });
-        if self.shared.readers.load(Ordering::SeqCst) == 0 {
+        if self.shared.readers.fetch_add(0, Ordering::AcqRel) == 0 {
             // No reader is between its announcement and its own reference, and any later
             // reader sees `next` (see the module doc): the retired values may go.
             self.retired.clear();
@@ -120,7 +126,7 @@ impl<T> Drop for Publisher<T> {
         // A reader may have loaded a retired pointer and not yet taken its reference; wait
         // for the (few-instruction) critical sections to end before the retired values go.
         // Only the writer's teardown ever waits, never a publication.
-        while !self.retired.is_empty() && self.shared.readers.load(Ordering::SeqCst) != 0 {
+        while !self.retired.is_empty() && self.shared.readers.fetch_add(0, Ordering::AcqRel) != 0 {
             yield_now();
         }
     }
@@ -129,8 +135,8 @@ impl<T> Drop for Publisher<T> {
 impl<T> Reader<T> {
     /// The latest published value. Lock-free: a few atomic operations, no waiting.
     pub fn load(&self) -> Arc<T> {
-        self.shared.readers.fetch_add(1, Ordering::SeqCst);
-        let p = self.shared.current.load(Ordering::SeqCst) as *const T;
+        self.shared.readers.fetch_add(1, Ordering::AcqRel);
+        let p = self.shared.current.load(Ordering::Acquire) as *const T;
         // SAFETY: `p` came from `Arc::into_raw`; the writer does not drop the reference
         // `current` owned while we are announced in `readers` (module doc), so the value is
         // alive and we may add a strong reference of our own.

@@ -1,0 +1,446 @@
+//! Matching: ranking policy on a hand-built region (tier preference, urgency, language,
+//! remote vs in-person, the reach cutoff, load spreading), allocation through apply, the
+//! batch solver against greedy, determinism of batches and no double-giving under proptest.
+
+use ninety_engine::matching::*;
+use ninety_engine::region_file::*;
+use ninety_engine::*;
+use proptest::prelude::*;
+
+const T0: LogTime = LogTime(1_800_000_000_000);
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 60 * MINUTE;
+
+fn hospital(id: u32, tier: Tier, alliances: Vec<u32>) -> Hospital {
+    Hospital {
+        id: HospitalId(id),
+        name: format!("H{id}"),
+        city: "Guangzhou".into(),
+        lat_micro_deg: 23_000_000 + id as i32 * 10_000,
+        lon_micro_deg: 113_000_000,
+        tier,
+        languages: vec![Language::Mandarin],
+        alliances: alliances.into_iter().map(AllianceId).collect(),
+    }
+}
+
+fn doctor(id: u32, h: u32, s: Specialty, langs: Vec<Language>, remote: bool) -> Doctor {
+    Doctor {
+        id: DoctorId(id),
+        hospital: HospitalId(h),
+        specialties: vec![s],
+        sub_specialties: vec![],
+        title: Title::Attending,
+        languages: langs,
+        remote,
+    }
+}
+
+fn ward(id: u32, h: u32, kind: WardKind, equipment: Vec<Equipment>) -> WardEntry {
+    WardEntry {
+        ward: Ward {
+            id: WardId(id),
+            hospital: HospitalId(h),
+            name: format!("W{id}"),
+            specialty: Specialty::Cardiology,
+            kind,
+            sex: SexPolicy::Mixed,
+            equipment,
+            staffed_beds: 2,
+        },
+        beds: 2,
+    }
+}
+
+/// H1 primary point (origin, alliance 1); H2 secondary 30 min (alliance 1); H3 tertiary
+/// 10 min; H4 tertiary 200 min (beyond the 90-minute reach).
+/// Cardiology: D1 at H2, D2 at H3. Neurology: D3 at H4 only (remote too).
+/// English: D4 cardiology at H3 speaks English. D5, D6: twin dermatologists at H2.
+fn region() -> RegionFile {
+    let zh = || vec![Language::Mandarin];
+    let road = |a, b, m| Road {
+        a: HospitalId(a),
+        b: HospitalId(b),
+        travel_minutes: m,
+    };
+    RegionFile {
+        format_version: region_file::REGION_FORMAT_VERSION,
+        name: "matching".into(),
+        policy: Policy::default(),
+        alliances: vec![Alliance {
+            id: AllianceId(1),
+            name: "A1".into(),
+            kind: AllianceKind::MedicalAlliance,
+        }],
+        hospitals: vec![
+            hospital(1, Tier::Primary, vec![1]),
+            hospital(2, Tier::Secondary, vec![1]),
+            hospital(3, Tier::Tertiary, vec![]),
+            hospital(4, Tier::Tertiary, vec![]),
+        ],
+        wards: vec![
+            ward(1, 2, WardKind::General, vec![Equipment::Monitor]),
+            ward(2, 3, WardKind::Icu, vec![Equipment::Ventilator]),
+            ward(3, 3, WardKind::Isolation, vec![Equipment::NegativePressure]),
+        ],
+        doctors: vec![
+            doctor(1, 2, Specialty::Cardiology, zh(), false),
+            doctor(2, 3, Specialty::Cardiology, zh(), false),
+            doctor(3, 4, Specialty::Neurology, zh(), true),
+            doctor(4, 3, Specialty::Cardiology, vec![Language::English], false),
+            doctor(5, 2, Specialty::Dermatology, zh(), false),
+            doctor(6, 2, Specialty::Dermatology, zh(), false),
+        ],
+        roads: vec![road(1, 2, 30), road(1, 3, 10), road(1, 4, 200)],
+        referral_paths: vec![],
+    }
+}
+
+fn spec(start: LogTime, mode: Mode) -> SlotSpec {
+    SlotSpec {
+        start,
+        duration_minutes: 15,
+        mode,
+        capacity: 1,
+        overbook: 0,
+        referral_quota: 0,
+    }
+}
+
+/// Each doctor: an in-person slot at T0+2h and T0+4h; D3 also remote at T0+3h.
+fn engine() -> Engine {
+    let mut schedules = Vec::new();
+    for d in 1..=6u32 {
+        let mut s = vec![
+            spec(T0.plus_ms(2 * HOUR), Mode::InPerson),
+            spec(T0.plus_ms(4 * HOUR), Mode::InPerson),
+        ];
+        if d == 3 {
+            s.push(spec(T0.plus_ms(3 * HOUR), Mode::Remote));
+        }
+        schedules.push((DoctorId(d), s));
+    }
+    load(&region(), &schedules, T0).unwrap()
+}
+
+fn query(specialty: Specialty, urgency: Urgency) -> SlotQuery {
+    SlotQuery {
+        origin: Origin::Hospital(HospitalId(1)),
+        specialty,
+        urgency,
+        language: None,
+        mode: Mode::InPerson,
+        earliest: T0,
+        latest: T0.plus_ms(24 * HOUR),
+        channel: Channel::Public,
+        limit: 10,
+    }
+}
+
+fn ranked(e: &mut Engine, q: &SlotQuery) -> Ranked<Candidate> {
+    let reader = e.view_reader();
+    let view = reader.load();
+    match_specialist(&*view, q).unwrap()
+}
+
+#[test]
+fn routine_prefers_the_lowest_adequate_tier_and_alliance() {
+    let mut e = engine();
+    let r = ranked(&mut e, &query(Specialty::Cardiology, Urgency::P4));
+    // D1 at the secondary allied H2 (30 min) beats the tertiary H3 (10 min).
+    assert_eq!(r.candidates[0].doctor, DoctorId(1));
+    assert_eq!(r.candidates[0].tier, Tier::Secondary);
+    assert!(r.candidates[0].allied);
+    assert!(
+        r.candidates[0].explain.contains("routine"),
+        "{}",
+        r.candidates[0].explain
+    );
+    assert!(r.note.is_none());
+}
+
+#[test]
+fn urgent_ranks_by_time_to_care() {
+    let mut e = engine();
+    let r = ranked(&mut e, &query(Specialty::Cardiology, Urgency::P1));
+    // Same slot times: the 10-minute tertiary H3 wins over the 30-minute H2.
+    assert_eq!(r.candidates[0].hospital, HospitalId(3));
+    assert_eq!(r.candidates[0].travel_minutes, 10);
+    assert_eq!(r.candidates[0].wait_minutes, 120);
+    assert!(r.candidates[0].explain.contains("time to care 130"));
+}
+
+#[test]
+fn language_is_a_hard_filter() {
+    let mut e = engine();
+    let mut q = query(Specialty::Cardiology, Urgency::P3);
+    q.language = Some(Language::English);
+    let r = ranked(&mut e, &q);
+    assert_eq!(r.candidates.len(), 1);
+    assert_eq!(r.candidates[0].doctor, DoctorId(4));
+}
+
+#[test]
+fn remote_ignores_travel_and_reach() {
+    let mut e = engine();
+    let mut q = query(Specialty::Neurology, Urgency::P3);
+    q.mode = Mode::Remote;
+    let r = ranked(&mut e, &q);
+    assert_eq!(r.candidates.len(), 1);
+    let c = &r.candidates[0];
+    assert_eq!(
+        (c.doctor, c.travel_minutes, c.beyond_reach),
+        (DoctorId(3), 0, false)
+    );
+    assert_eq!(c.start, T0.plus_ms(3 * HOUR));
+}
+
+#[test]
+fn in_person_leaves_the_reach_only_when_nothing_is_inside() {
+    let mut e = engine();
+    let r = ranked(&mut e, &query(Specialty::Neurology, Urgency::P3));
+    assert_eq!(r.candidates[0].doctor, DoctorId(3));
+    assert!(r.candidates[0].beyond_reach);
+    assert_eq!(r.candidates[0].travel_minutes, 200);
+    assert!(r.note.as_deref().unwrap().contains("beyond reach"));
+    // Cardiology exists inside the reach: nothing beyond it is offered.
+    let r = ranked(&mut e, &query(Specialty::Cardiology, Urgency::P3));
+    assert!(r.candidates.iter().all(|c| !c.beyond_reach));
+}
+
+fn allocate(e: &mut Engine, id: u128, q: SlotQuery) -> Outcome {
+    let command = Command::AllocateSlot {
+        query: q,
+        patient: PatientRef(id),
+    };
+    e.apply(
+        &Request {
+            id: RequestId(id),
+            command,
+        },
+        T0,
+    )
+}
+
+#[test]
+fn allocation_holds_spreads_load_and_is_idempotent() {
+    let mut e = engine();
+    let q = query(Specialty::Dermatology, Urgency::P4);
+    let first = allocate(&mut e, 1, q.clone()).unwrap();
+    let Reply::SlotAllocated {
+        doctor: d1, hold, ..
+    } = first.clone()
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(e.slots().seat(hold).unwrap().state, SeatState::Held);
+    // The retry returns the first reply and holds nothing more.
+    assert_eq!(allocate(&mut e, 1, q.clone()).unwrap(), first);
+    // The twin with no load now wins: no herding onto one doctor.
+    let Reply::SlotAllocated { doctor: d2, .. } = allocate(&mut e, 2, q.clone()).unwrap() else {
+        panic!()
+    };
+    assert_ne!(d1, d2);
+    for id in 3..=4 {
+        allocate(&mut e, id, q.clone()).unwrap();
+    }
+    match allocate(&mut e, 5, q) {
+        Err(Rejection::NoCapacity(msg)) => assert!(msg.contains("Dermatology")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bed_allocation_meets_needs() {
+    let mut e = engine();
+    let bed = |id: u128, needs: BedNeeds, isolation: bool| Request {
+        id: RequestId(id),
+        command: Command::AllocateBed {
+            query: BedQuery {
+                origin: Origin::Hospital(HospitalId(1)),
+                needs,
+                specialty: None,
+                isolation,
+                urgency: Urgency::P2,
+                limit: 1,
+            },
+            ttl_ms: HOUR,
+            patient: PatientRef(id),
+        },
+    };
+    let vent = BedNeeds {
+        equipment: vec![Equipment::Ventilator],
+        ..BedNeeds::default()
+    };
+    let Ok(Reply::BedAllocated {
+        ward,
+        hospital,
+        travel_minutes,
+        ..
+    }) = e.apply(&bed(1, vent.clone(), false), T0)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (ward, hospital, travel_minutes),
+        (WardId(2), HospitalId(3), 10)
+    );
+    let Ok(Reply::BedAllocated { ward, .. }) = e.apply(&bed(2, BedNeeds::default(), true), T0)
+    else {
+        panic!()
+    };
+    assert_eq!(ward, WardId(3));
+    e.apply(&bed(3, vent.clone(), false), T0).unwrap();
+    assert!(matches!(
+        e.apply(&bed(4, vent, false), T0),
+        Err(Rejection::NoCapacity(_))
+    ));
+}
+
+#[test]
+fn the_batch_solve_beats_greedy_on_a_contended_slot() {
+    // Two urgent requests for the 2-hour slots; the second speaks English only, so only D4
+    // can take it. Whatever greedy does, the batch places both.
+    let mut urgent = query(Specialty::Cardiology, Urgency::P1);
+    urgent.latest = T0.plus_ms(2 * HOUR);
+    let mut english = urgent.clone();
+    english.language = Some(Language::English);
+    let reqs = vec![
+        Request {
+            id: RequestId(1),
+            command: Command::AllocateSlot {
+                query: urgent.clone(),
+                patient: PatientRef(1),
+            },
+        },
+        Request {
+            id: RequestId(2),
+            command: Command::AllocateSlot {
+                query: english,
+                patient: PatientRef(2),
+            },
+        },
+    ];
+    // Greedy, one at a time: R1 takes H3's earliest (D2 or D4, tie broken by slot id).
+    let mut greedy = engine();
+    let g: Vec<Outcome> = reqs.iter().map(|r| greedy.apply(r, T0)).collect();
+    let mut batched = engine();
+    let b = batched.apply_batch(&reqs, T0);
+    assert!(b.iter().all(|o| o.is_ok()), "{b:?}");
+    let placed = |v: &[Outcome]| v.iter().filter(|o| o.is_ok()).count();
+    assert!(placed(&b) >= placed(&g));
+}
+
+fn burst(n: u128, seed: u64) -> Vec<Request> {
+    let mut rng = generate::SplitMix64::new(seed);
+    let specs = [
+        Specialty::Cardiology,
+        Specialty::Dermatology,
+        Specialty::Neurology,
+    ];
+    (0..n)
+        .map(|i| {
+            let id = RequestId(1_000 + i);
+            let patient = PatientRef(i);
+            let command = if rng.chance(25) {
+                Command::AllocateBed {
+                    query: BedQuery {
+                        origin: Origin::Hospital(HospitalId(1 + rng.below(3) as u32)),
+                        needs: BedNeeds::default(),
+                        specialty: None,
+                        isolation: false,
+                        urgency: if rng.chance(50) {
+                            Urgency::P1
+                        } else {
+                            Urgency::P4
+                        },
+                        limit: 1,
+                    },
+                    ttl_ms: HOUR,
+                    patient,
+                }
+            } else {
+                let mut q = query(specs[rng.below(3) as usize], Urgency::P3);
+                q.origin = Origin::Hospital(HospitalId(1 + rng.below(4) as u32));
+                q.urgency = if rng.chance(30) {
+                    Urgency::P2
+                } else {
+                    Urgency::P4
+                };
+                Command::AllocateSlot { query: q, patient }
+            };
+            Request { id, command }
+        })
+        .collect()
+}
+
+#[test]
+fn batches_are_deterministic() {
+    let reqs = burst(40, 9);
+    let (mut a, mut b) = (engine(), engine());
+    let _reader = b.view_reader();
+    let ra = a.apply_batch(&reqs, T0);
+    let rb = b.apply_batch(&reqs, T0);
+    assert_eq!(ra, rb);
+    assert_eq!(a.state_hash(), b.state_hash());
+    // A restored replica plans the same way.
+    let mut c = Engine::restore(&engine().snapshot().unwrap()).unwrap();
+    assert_eq!(c.apply_batch(&reqs, T0), ra);
+    assert_eq!(c.state_hash(), a.state_hash());
+}
+
+#[test]
+fn the_view_follows_batches() {
+    let mut e = engine();
+    let reader = e.view_reader();
+    let before = reader.load();
+    assert_eq!(before.doctor(DoctorId(5)).unwrap().free.len(), 2);
+    let reqs = burst(1, 3);
+    let q = query(Specialty::Dermatology, Urgency::P4);
+    let mut reqs = reqs;
+    reqs[0].command = Command::AllocateSlot {
+        query: q,
+        patient: PatientRef(1),
+    };
+    e.apply_batch(&reqs, T0);
+    let after = reader.load();
+    let free: usize = [5, 6]
+        .iter()
+        .map(|d| after.doctor(DoctorId(*d)).unwrap().free.len())
+        .sum();
+    assert_eq!(free, 3);
+    assert_eq!(after.hospital_load(HospitalId(2)).unwrap().taken, 1);
+    // The old view is unchanged: readers keep a consistent picture.
+    assert_eq!(before.doctor(DoctorId(5)).unwrap().free.len(), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn allocation_never_gives_a_seat_or_bed_twice(
+        seed in any::<u64>(), n in 1u128..60, cut in 1usize..8
+    ) {
+        let reqs = burst(n, seed);
+        let mut e = engine();
+        let mut outs = Vec::new();
+        // Batches of varying size, with a retry of the whole first batch.
+        for chunk in reqs.chunks(cut) {
+            outs.extend(e.apply_batch(chunk, T0));
+        }
+        let retry = e.apply_batch(&reqs[..cut.min(reqs.len())], T0);
+        prop_assert_eq!(&retry[..], &outs[..retry.len()]);
+        let mut beds = std::collections::BTreeSet::new();
+        for o in outs.iter().flatten() {
+            if let Reply::BedAllocated { bed, .. } = o {
+                prop_assert!(beds.insert(*bed), "bed {} given twice", bed);
+            }
+        }
+        for s in e.slots().slots() {
+            prop_assert!(s.taken() <= s.spec.capacity + s.spec.overbook);
+        }
+        for w in e.beds().wards() {
+            let c = e.beds().counts(w.id).unwrap();
+            prop_assert!(c.held + c.occupied <= c.staffed);
+        }
+    }
+}
