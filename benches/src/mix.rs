@@ -78,7 +78,7 @@ impl Mix {
     }
 
     fn next_command(&mut self) -> Command {
-        if self.issued % TICK_EVERY == 0 {
+        if self.issued.is_multiple_of(TICK_EVERY) {
             return Command::Tick;
         }
         match self.issued % 10 {
