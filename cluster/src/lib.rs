@@ -16,9 +16,12 @@
 //! - [`test_support`]: a deterministic key/value state machine and a manual clock for tests
 //!   and simulations.
 
+pub mod engine_sm;
 pub mod error;
 pub mod io;
 pub mod node;
+pub mod runtime;
+pub mod server;
 pub mod state_machine;
 pub mod storage;
 pub mod test_support;

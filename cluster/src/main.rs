@@ -1,6 +1,77 @@
 //! The `ninety` operator binary.
+//!
+//! `ninety node --config node.toml` runs one replicated node until SIGTERM or ctrl-c (see
+//! `cluster/node.sample.toml` for the config). Logs go to stderr, filtered by `RUST_LOG`
+//! (default `info`).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ninety_cluster::runtime::{self, config::FileConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "ninety",
+    about = "Replicated scheduling and capacity engine for a health region"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs one node of a cluster.
+    Node {
+        /// Path to the node's TOML config.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
 
 fn main() -> anyhow::Result<()> {
-    println!("ninety: see README.md");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Node { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let cfg = FileConfig::parse(&text).context("parsing the node config")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(runtime::serve(cfg, shutdown_signal()))
+                .context("node failed")?;
+        }
+    }
     Ok(())
 }

@@ -176,6 +176,12 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         if self.applied_index < self.snapshot_index + self.cfg.snapshot_interval_entries {
             return Ok(());
         }
+        self.take_snapshot().map(drop)
+    }
+
+    /// Stores a snapshot at the applied index now and compacts the log behind it; returns
+    /// (index, term, size of the stored snapshot data in bytes).
+    pub(super) fn take_snapshot(&mut self) -> Result<(u64, u64, usize), Error> {
         let data = payload::encode_snapshot(self.applied_log_time_ms, &self.sm.snapshot());
         let mut snap = Snapshot {
             data: data.into(),
@@ -189,7 +195,8 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         store.save_snapshot(&snap)?;
         self.snapshot_index = self.applied_index;
         let keep_from = (self.applied_index + 1).saturating_sub(self.cfg.log_retain_entries);
-        store.compact(keep_from)
+        store.compact(keep_from)?;
+        Ok((self.applied_index, self.applied_term, snap.get_data().len()))
     }
 }
 

@@ -237,6 +237,47 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
     }
 
+    /// The last index of the local log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// Index of the latest local snapshot (0 if none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    /// Log time of the last applied entry, Unix ms.
+    pub fn applied_log_time_ms(&self) -> u64 {
+        self.applied_log_time_ms
+    }
+
+    /// As leader: (peer, highest index known replicated to it, recently active) for every
+    /// member; empty on other nodes (they do not track progress).
+    pub fn progress(&self) -> Vec<(u64, u64, bool)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut out: Vec<_> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| (*id, pr.matched, pr.recent_active))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Takes a snapshot at the applied index now and compacts the log (operator request);
+    /// returns (index, term, snapshot bytes). An `Err` is fatal, as for [`Node::poll`].
+    pub fn snapshot_now(&mut self) -> Result<(u64, u64, usize), Error> {
+        if self.applied_index == 0 {
+            return Ok((0, 0, 0));
+        }
+        self.take_snapshot()
+    }
+
     fn not_leader(&self) -> RequestError {
         let leader = self.raw.raft.leader_id;
         RequestError::NotLeader {

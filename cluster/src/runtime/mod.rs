@@ -1,0 +1,258 @@
+//! The tokio runtime of a real node: opens the sled store, starts the node task
+//! ([`driver`]), the tonic transport ([`transport`]), the gRPC server (peer service, client
+//! API, health, reflection) and, on a founding node, the region bootstrap; then runs until
+//! shutdown.
+//!
+//! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops the server from
+//! accepting; in-flight calls finish (the node task keeps running for them), then the node
+//! task is stopped and the store dropped. Nothing is lost by a hard kill either: every
+//! acknowledged write was durable on a quorum before it was acknowledged.
+
+pub mod config;
+pub mod driver;
+pub mod peer_service;
+pub mod transport;
+
+use crate::engine_sm::{EngineMachine, Query, QueryResult};
+use crate::error::Error;
+use crate::node::{self, NodeConfig};
+use crate::server::{admin::AdminService, beds::BedHoldsService, Cluster};
+use crate::storage::SledStore;
+use config::FileConfig;
+use ninety_engine::{generate, Command, RegionFile, Rejection, Request, RequestId};
+use ninety_proto::peer::v1::peer_server::PeerServer;
+use ninety_proto::v1::{admin_server::AdminServer, bed_holds_server::BedHoldsServer};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use transport::{Faults, GrpcTransport, PeerBook, GRPC_MESSAGE_BYTES_MAX};
+
+/// Bootstrap commands proposed concurrently (below the node's proposal queue limit).
+const BOOTSTRAP_WINDOW: usize = 256;
+
+/// The region named by the config: "gba", "test", or a JSON file; plus its schedules.
+pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
+    let file = match spec {
+        "gba" => generate::region(generate::Preset::Gba, generate::DEFAULT_SEED),
+        "test" => test_region(),
+        path => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("region file {path}: {e}")))?;
+            RegionFile::from_json(&text).map_err(|e| Error::Config(e.to_string()))?
+        }
+    };
+    let schedules = if spec == "gba" {
+        generate::schedules(&file, generate::DEFAULT_DAY_START, 1)
+    } else {
+        Vec::new()
+    };
+    let commands = ninety_engine::bootstrap_commands(&file, &schedules);
+    Ok((file, commands))
+}
+
+/// A test-sized region: the first three hospitals of the GBA preset, two wards each with
+/// 12 physical and 10 staffed beds, no doctors: small enough that capacity runs out under
+/// test load, so "no ward over capacity" is actually exercised.
+pub fn test_region() -> RegionFile {
+    let mut f = generate::region(generate::Preset::Gba, generate::DEFAULT_SEED);
+    f.name = "test".into();
+    f.hospitals.truncate(3);
+    f.alliances.clear();
+    for h in &mut f.hospitals {
+        h.alliances.clear();
+    }
+    let keep: Vec<_> = f.hospitals.iter().map(|h| h.id).collect();
+    let mut per_hospital = std::collections::BTreeMap::new();
+    f.wards.retain(|w| {
+        let n = per_hospital.entry(w.ward.hospital).or_insert(0);
+        *n += 1;
+        keep.contains(&w.ward.hospital) && *n <= 2
+    });
+    for w in &mut f.wards {
+        w.beds = 12;
+        w.ward.staffed_beds = 10;
+    }
+    f.doctors.clear();
+    f.roads
+        .retain(|r| keep.contains(&r.a) && keep.contains(&r.b));
+    f.referral_paths
+        .retain(|p| keep.contains(&p.from) && keep.contains(&p.to));
+    f
+}
+
+/// Proposes the region's bootstrap commands once this node leads, until the region is
+/// loaded. Fixed request ids (`BOOTSTRAP_REQUEST_BASE + i`, as `ninety_engine::load`
+/// uses) make every retry, by this or a later leader, apply at most once.
+async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
+    let requests: Vec<Request> = commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, command)| Request {
+            id: RequestId(ninety_engine::BOOTSTRAP_REQUEST_BASE + i as u128),
+            command,
+        })
+        .collect();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(st) = cluster.handle.status().await else {
+            continue;
+        };
+        if st.role != raft::StateRole::Leader {
+            // Another founding node may lead and load it; stop once it is there.
+            if let Ok((QueryResult::Summary { hospitals, .. }, _)) =
+                cluster.read(&Query::Summary, true).await
+            {
+                if hospitals > 0 {
+                    return;
+                }
+            }
+            continue;
+        }
+        // Checked through the log so a region loaded long ago (dedup entries expired) is
+        // never imported or scheduled twice.
+        match cluster.read(&Query::Summary, false).await {
+            Ok((QueryResult::Summary { hospitals, .. }, _)) if hospitals > 0 => return,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        match propose_all(&cluster, &requests).await {
+            Ok(()) => {
+                tracing::info!(commands = requests.len(), "region loaded through the log");
+                return;
+            }
+            Err(Some(r)) => {
+                tracing::error!(rejection = %r, "region bootstrap refused by the engine");
+                return;
+            }
+            Err(None) => continue,
+        }
+    }
+}
+
+/// `Err(Some)`: the engine refused (final); `Err(None)`: transient, retry everything.
+async fn propose_all(
+    cluster: &Arc<Cluster>,
+    requests: &[Request],
+) -> Result<(), Option<Rejection>> {
+    let (first, rest) = requests.split_first().ok_or(None)?;
+    // The import first, alone: schedules need its doctors.
+    match cluster.write(first).await {
+        Ok(w) => match w.applied.outcome {
+            Ok(_) | Err(Rejection::RegionAlreadyLoaded) => {}
+            Err(r) => return Err(Some(r)),
+        },
+        Err(_) => return Err(None),
+    }
+    for window in rest.chunks(BOOTSTRAP_WINDOW) {
+        // Each write is independent; run a window together so they share group commits.
+        let mut set = tokio::task::JoinSet::new();
+        for r in window {
+            let (c, r) = (cluster.clone(), r.clone());
+            set.spawn(async move { c.write(&r).await });
+        }
+        while let Some(res) = set.join_next().await {
+            match res {
+                Ok(Ok(w)) => {
+                    if let Err(r) = w.applied.outcome {
+                        return Err(Some(r));
+                    }
+                }
+                _ => return Err(None),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
+pub async fn serve(
+    cfg: FileConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let mut store = SledStore::open(cfg.data_dir.join("raft"))?;
+    let fresh = {
+        use raft::Storage;
+        !store.initial_state()?.initialized() && store.last_index()? == 0
+    };
+    if cfg.init && fresh {
+        node::bootstrap(&mut store, &cfg.voters()?)?;
+        tracing::info!(voters = ?cfg.voters()?, "bootstrapped a new cluster");
+    }
+    let mut ncfg = NodeConfig::new(cfg.id);
+    // One region import is a single command: let a proposal batch carry it.
+    ncfg.proposal_batch_bytes_max = GRPC_MESSAGE_BYTES_MAX / 4;
+    if let Some(n) = cfg.snapshot_interval_entries {
+        ncfg.snapshot_interval_entries = n.max(1);
+    }
+    if let Some(n) = cfg.log_retain_entries {
+        ncfg.log_retain_entries = n;
+    }
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
+
+    let book = Arc::new(PeerBook::new(cfg.peer_map()?));
+    let faults = Arc::new(Faults::new(
+        cfg.fault_injection.then(|| cfg.data_dir.join("FAULTS")),
+    ));
+    let (handle, inbox) = driver::channels(cfg.id);
+    let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let node_task = tokio::spawn(driver::run(node, inbox, transport, faults.clone(), stop_rx));
+
+    let cluster = Arc::new(Cluster {
+        handle: handle.clone(),
+        book,
+        faults: faults.clone(),
+    });
+    let bootstrap = if cfg.init {
+        let (_, commands) = load_region(&cfg.region)?;
+        Some(tokio::spawn(bootstrap_region(cluster.clone(), commands)))
+    } else {
+        None
+    };
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<BedHoldsServer<BedHoldsService>>()
+        .await;
+    reporter.set_serving::<AdminServer<AdminService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    let peer = PeerServer::new(peer_service::PeerService {
+        handle: handle.clone(),
+        faults,
+    })
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let beds = BedHoldsServer::new(BedHoldsService {
+        cluster: cluster.clone(),
+    });
+    let admin = AdminServer::new(AdminService {
+        cluster: cluster.clone(),
+    })
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+
+    tracing::info!(id = cfg.id, listen = %cfg.listen, "serving");
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(peer)
+        .add_service(beds)
+        .add_service(admin)
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_shutdown(cfg.listen, shutdown)
+        .await;
+    // In-flight calls have finished; now the node may stop.
+    if let Some(b) = bootstrap {
+        b.abort();
+    }
+    let _ = stop_tx.send(());
+    let node_result = node_task
+        .await
+        .map_err(|e| Error::Config(format!("node task panicked: {e}")))?;
+    served.map_err(|e| Error::Config(format!("server: {e}")))?;
+    node_result
+}

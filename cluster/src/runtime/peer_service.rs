@@ -1,0 +1,203 @@
+//! The `ninety.peer.v1.Peer` service: what a node serves to the other nodes.
+//!
+//! Incoming Raft batches are decoded (rust-protobuf 2 inside prost) and queued to the node
+//! task without waiting: a full queue drops them, which Raft tolerates. Snapshots arrive as
+//! a client stream of chunks, are checked (offsets, size, SHA-256) and only then stepped.
+//! `Forward` lets a follower hand a client's command to this node when it leads.
+
+use super::driver::{NodeHandle, PeerEvent};
+use super::transport::Faults;
+use crate::eraftpb::{Message, MessageType};
+use crate::node::Reply;
+use crate::RequestError;
+use ninety_proto::peer::v1::{
+    peer_server::Peer, ForwardOutcome, ForwardReply, ForwardRequest, NodeStatus, RaftBatch, Role,
+    SendAck, SnapshotAck, SnapshotChunk, StatusRequest,
+};
+use protobuf::Message as _;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Largest snapshot a node accepts (the engine state of a national region fits easily).
+pub const SNAPSHOT_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+/// How long a forwarded proposal may wait for its outcome when the caller gives no timeout.
+pub const FORWARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// The Peer service of one node.
+pub struct PeerService {
+    pub handle: NodeHandle,
+    pub faults: Arc<Faults>,
+}
+
+impl PeerService {
+    fn check(&self, from: u64, to: u64) -> Result<(), Status> {
+        if from != 0 && self.faults.is_blocked(from) {
+            return Err(Status::unavailable(
+                "fault injection: partitioned from caller",
+            ));
+        }
+        if to != self.handle.id {
+            return Err(Status::failed_precondition(format!(
+                "this is node {}, not node {to}",
+                self.handle.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn role_of(role: raft::StateRole, learner: bool) -> Role {
+    match role {
+        raft::StateRole::Leader => Role::Leader,
+        raft::StateRole::Candidate => Role::Candidate,
+        raft::StateRole::PreCandidate => Role::PreCandidate,
+        raft::StateRole::Follower if learner => Role::Learner,
+        raft::StateRole::Follower => Role::Follower,
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn send(&self, request: Request<RaftBatch>) -> Result<Response<SendAck>, Status> {
+        let batch = request.into_inner();
+        self.check(batch.from_node, batch.to_node)?;
+        let mut stepped = 0;
+        for bytes in &batch.messages {
+            let Ok(m) = Message::parse_from_bytes(bytes) else {
+                continue;
+            };
+            // Snapshots only travel through InstallSnapshot, where they are checked.
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                continue;
+            }
+            if self.handle.peer_event(PeerEvent::Message(m)) {
+                stepped += 1;
+            }
+        }
+        Ok(Response::new(SendAck {
+            node_id: self.handle.id,
+            stepped_messages: stepped,
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut head: Option<Message> = None;
+        let mut data: Vec<u8> = Vec::new();
+        let mut done = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            self.check(chunk.from_node, chunk.to_node)?;
+            if head.is_none() {
+                let m = Message::parse_from_bytes(&chunk.raft_message)
+                    .map_err(|e| Status::invalid_argument(format!("raft_message: {e}")))?;
+                if m.get_msg_type() != MessageType::MsgSnapshot {
+                    return Err(Status::invalid_argument(
+                        "raft_message is not a MsgSnapshot",
+                    ));
+                }
+                if chunk.total_bytes > SNAPSHOT_BYTES_MAX {
+                    return Err(Status::resource_exhausted("snapshot too large"));
+                }
+                data.reserve(chunk.total_bytes as usize);
+                head = Some(m);
+            }
+            if chunk.offset != data.len() as u64 {
+                return Err(Status::invalid_argument("snapshot chunk out of order"));
+            }
+            data.extend_from_slice(&chunk.data);
+            if data.len() as u64 > SNAPSHOT_BYTES_MAX {
+                return Err(Status::resource_exhausted("snapshot too large"));
+            }
+            if chunk.last {
+                if data.len() as u64 != chunk.total_bytes
+                    || Sha256::digest(&data).as_slice() != chunk.data_sha256.as_slice()
+                {
+                    return Err(Status::data_loss("snapshot size or SHA-256 mismatch"));
+                }
+                done = true;
+                break;
+            }
+        }
+        let received = data.len() as u64;
+        let (Some(mut m), true) = (head, done) else {
+            return Err(Status::aborted("snapshot stream ended early"));
+        };
+        m.mut_snapshot().set_data(data.into());
+        let accepted = self.handle.peer_event_wait(PeerEvent::Message(m)).await;
+        Ok(Response::new(SnapshotAck {
+            node_id: self.handle.id,
+            received_bytes: received,
+            accepted,
+        }))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardReply>, Status> {
+        let req = request.into_inner();
+        self.check(req.from_node, self.handle.id)?;
+        let wait = match req.timeout_ms {
+            0 => FORWARD_TIMEOUT_DEFAULT,
+            ms => Duration::from_millis(ms),
+        };
+        let answer = tokio::time::timeout(wait, self.handle.propose(req.payload)).await;
+        let reply = |outcome: ForwardOutcome, result: Vec<u8>, log_index, leader_id| {
+            Ok(Response::new(ForwardReply {
+                outcome: outcome as i32,
+                result,
+                log_index,
+                leader_id,
+            }))
+        };
+        match answer {
+            Ok(Ok(Reply::Applied { index, outcome })) => {
+                reply(ForwardOutcome::Applied, outcome, index, self.handle.id)
+            }
+            Ok(Err(RequestError::NotLeader { leader })) => reply(
+                ForwardOutcome::NotLeader,
+                Vec::new(),
+                0,
+                leader.unwrap_or(0),
+            ),
+            Ok(Err(RequestError::Busy { queue })) => {
+                Err(Status::resource_exhausted(format!("{queue} is full")))
+            }
+            Ok(Err(e)) if !e.is_retryable() => Err(Status::invalid_argument(e.to_string())),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => reply(ForwardOutcome::Unknown, Vec::new(), 0, 0),
+        }
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<NodeStatus>, Status> {
+        let from = request.into_inner().from_node;
+        self.check(from, self.handle.id)?;
+        let st = self
+            .handle
+            .status()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let learner = st.learners.contains(&st.id);
+        Ok(Response::new(NodeStatus {
+            node_id: st.id,
+            term: st.term,
+            leader_id: st.leader_id,
+            applied_index: st.applied_index,
+            commit_index: st.commit_index,
+            state_hash: st.state_hash.to_vec(),
+            role: role_of(st.role, learner) as i32,
+            last_index: st.last_index,
+            snapshot_index: st.snapshot_index,
+            applied_log_time_ms: st.applied_log_time_ms,
+        }))
+    }
+}

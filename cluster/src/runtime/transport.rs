@@ -1,0 +1,321 @@
+//! The tonic [`Transport`]: Raft messages to peers over `ninety.peer.v1.Peer`.
+//!
+//! One outbound task per peer, fed by a bounded queue. `send` never blocks the node task:
+//! when a peer's queue is full, or its address is unknown, or fault injection cuts it off,
+//! the batch is dropped and the peer reported unreachable (raft-rs then probes it instead of
+//! pipelining), and Raft retransmits what matters. Batches to one peer go out one at a
+//! time, in order, over one HTTP/2 channel. Snapshots are streamed in chunks by the same
+//! task and their result reported back as `PeerEvent::SnapshotStatus`.
+//!
+//! Also here: the [`PeerBook`] (node id → address) and the [`Faults`] switch.
+
+use super::driver::{NodeHandle, PeerEvent};
+use crate::eraftpb::Message;
+use crate::Transport;
+use arc_swap::ArcSwap;
+use ninety_proto::peer::v1::{peer_client::PeerClient, RaftBatch, SnapshotChunk};
+use protobuf::Message as _;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+/// Batches queued per peer before new ones are dropped: a few seconds of heartbeats and
+/// appends; a peer that falls further behind is probed and caught up by Raft instead.
+pub const PEER_QUEUE_MAX: usize = 256;
+/// One peer RPC (a batch) must finish within this, or the peer is reported unreachable.
+pub const PEER_RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting to a peer must finish within this.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A snapshot stream must finish within this.
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Snapshot data per chunk: well under gRPC's default 4 MiB message limit.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest gRPC message a node sends or accepts from peers or clients: room for a large
+/// region import or a Raft append carrying one (a single entry may exceed
+/// `MAX_SIZE_PER_MSG_BYTES`; raft-rs always sends at least one entry).
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Node id → peer address (host:port), shared by the transport and the API layer.
+#[derive(Debug, Default)]
+pub struct PeerBook {
+    addrs: ArcSwap<BTreeMap<u64, String>>,
+}
+
+impl PeerBook {
+    pub fn new(addrs: BTreeMap<u64, String>) -> Self {
+        PeerBook {
+            addrs: ArcSwap::from_pointee(addrs),
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<String> {
+        self.addrs.load().get(&id).cloned()
+    }
+
+    /// Records (or changes) a peer's address, e.g. from `Admin.AddMember`.
+    pub fn set(&self, id: u64, addr: String) {
+        self.addrs.rcu(|m| {
+            let mut m = BTreeMap::clone(m);
+            m.insert(id, addr.clone());
+            m
+        });
+    }
+}
+
+/// Fault injection for tests: the set of peers this node is cut off from.
+///
+/// Only active when the node config sets `fault_injection = true`. The switch is the file
+/// `FAULTS` in the node's data directory, re-read every tick: the peer ids listed in it
+/// (separated by commas or whitespace) are cut off in both directions: nothing is sent to
+/// them (including forwarded client requests) and every peer RPC from them is refused
+/// with `UNAVAILABLE`. Removing the file (or emptying it) heals the partition.
+#[derive(Debug)]
+pub struct Faults {
+    file: Option<PathBuf>,
+    blocked: ArcSwap<BTreeSet<u64>>,
+}
+
+impl Faults {
+    /// `file` is `None` when fault injection is disabled.
+    pub fn new(file: Option<PathBuf>) -> Self {
+        let f = Faults {
+            file,
+            blocked: ArcSwap::from_pointee(BTreeSet::new()),
+        };
+        f.reload();
+        f
+    }
+
+    pub fn is_blocked(&self, peer: u64) -> bool {
+        self.blocked.load().contains(&peer)
+    }
+
+    /// Re-reads the switch file (a missing file means no faults).
+    pub fn reload(&self) {
+        let Some(file) = &self.file else { return };
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let set: BTreeSet<u64> = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        if **self.blocked.load() != set {
+            tracing::warn!(blocked = ?set, "fault injection: peer set changed");
+            self.blocked.store(Arc::new(set));
+        }
+    }
+}
+
+/// A lazily connecting client for `addr`, with the node's limits.
+pub fn peer_client(addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(PEER_CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(PeerClient::new(channel)
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
+}
+
+enum Outbound {
+    Batch(Vec<Vec<u8>>),
+    Snapshot(Message),
+}
+
+struct Link {
+    addr: String,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// The transport the node task dispatches into.
+pub struct GrpcTransport {
+    me: u64,
+    book: Arc<PeerBook>,
+    faults: Arc<Faults>,
+    handle: NodeHandle,
+    links: HashMap<u64, Link>,
+    unreachable: Vec<u64>,
+}
+
+impl GrpcTransport {
+    pub fn new(me: u64, book: Arc<PeerBook>, faults: Arc<Faults>, handle: NodeHandle) -> Self {
+        GrpcTransport {
+            me,
+            book,
+            faults,
+            handle,
+            links: HashMap::new(),
+            unreachable: Vec::new(),
+        }
+    }
+
+    /// Peers that could not be handed a message since the last call.
+    pub fn take_unreachable(&mut self) -> Vec<u64> {
+        let mut v = std::mem::take(&mut self.unreachable);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The queue to `to`, (re)starting its task when new or when its address changed.
+    fn link(&mut self, to: u64) -> Option<&mpsc::Sender<Outbound>> {
+        let addr = self.book.get(to)?;
+        let stale = self
+            .links
+            .get(&to)
+            .is_none_or(|l| l.addr != addr || l.tx.is_closed());
+        if stale {
+            let client = match peer_client(&addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(peer = to, %addr, error = %e, "bad peer address");
+                    return None;
+                }
+            };
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let task = PeerTask {
+                me: self.me,
+                to,
+                client,
+                faults: self.faults.clone(),
+                handle: self.handle.clone(),
+            };
+            tokio::spawn(task.run(rx));
+            self.links.insert(to, Link { addr, tx });
+        }
+        self.links.get(&to).map(|l| &l.tx)
+    }
+
+    fn enqueue(&mut self, to: u64, item: Outbound) -> bool {
+        if self.faults.is_blocked(to) {
+            return false;
+        }
+        match self.link(to) {
+            Some(tx) => tx.try_send(item).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn send(&mut self, to: u64, messages: Vec<Message>) {
+        let encoded: Vec<Vec<u8>> = messages
+            .iter()
+            .filter_map(|m| m.write_to_bytes().ok())
+            .collect();
+        if !self.enqueue(to, Outbound::Batch(encoded)) {
+            self.unreachable.push(to);
+        }
+    }
+
+    fn send_snapshot(&mut self, to: u64, message: Message) {
+        if !self.enqueue(to, Outbound::Snapshot(message)) {
+            // Raft must hear that the snapshot failed, or it waits for it forever.
+            self.handle.peer_event(PeerEvent::SnapshotStatus {
+                peer: to,
+                delivered: false,
+            });
+        }
+    }
+}
+
+struct PeerTask {
+    me: u64,
+    to: u64,
+    client: PeerClient<Channel>,
+    faults: Arc<Faults>,
+    handle: NodeHandle,
+}
+
+impl PeerTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>) {
+        while let Some(item) = rx.recv().await {
+            match item {
+                Outbound::Batch(messages) => {
+                    if !self.send_batch(messages).await {
+                        self.handle.peer_event(PeerEvent::Unreachable(self.to));
+                    }
+                }
+                Outbound::Snapshot(m) => {
+                    let delivered = self.send_snapshot(m).await;
+                    tracing::info!(peer = self.to, delivered, "snapshot sent");
+                    self.handle
+                        .peer_event_wait(PeerEvent::SnapshotStatus {
+                            peer: self.to,
+                            delivered,
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn send_batch(&mut self, messages: Vec<Vec<u8>>) -> bool {
+        if self.faults.is_blocked(self.to) {
+            return false;
+        }
+        let batch = RaftBatch {
+            from_node: self.me,
+            to_node: self.to,
+            messages,
+        };
+        let mut req = tonic::Request::new(batch);
+        req.set_timeout(PEER_RPC_TIMEOUT);
+        matches!(
+            tokio::time::timeout(PEER_RPC_TIMEOUT, self.client.send(req)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn send_snapshot(&mut self, mut m: Message) -> bool {
+        if self.faults.is_blocked(self.to) {
+            return false;
+        }
+        let data = m.mut_snapshot().take_data();
+        let Ok(head) = m.write_to_bytes() else {
+            return false;
+        };
+        let chunks = snapshot_chunks(self.me, self.to, head, &data);
+        let stream = tokio_stream::iter(chunks);
+        let call = self.client.install_snapshot(stream);
+        match tokio::time::timeout(SNAPSHOT_TIMEOUT, call).await {
+            Ok(Ok(ack)) => ack.into_inner().accepted,
+            _ => false,
+        }
+    }
+}
+
+/// Splits a snapshot into the chunk stream `InstallSnapshot` expects (at least one chunk).
+fn snapshot_chunks(from: u64, to: u64, head: Vec<u8>, data: &[u8]) -> Vec<SnapshotChunk> {
+    let total = data.len() as u64;
+    let pieces: Vec<&[u8]> = if data.is_empty() {
+        vec![&[][..]]
+    } else {
+        data.chunks(SNAPSHOT_CHUNK_BYTES).collect()
+    };
+    let n = pieces.len();
+    let mut offset = 0u64;
+    let mut out = Vec::with_capacity(n);
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let last = i + 1 == n;
+        out.push(SnapshotChunk {
+            from_node: from,
+            to_node: to,
+            raft_message: if i == 0 { head.clone() } else { Vec::new() },
+            data: piece.to_vec(),
+            offset,
+            last,
+            total_bytes: total,
+            data_sha256: if last {
+                Sha256::digest(data).to_vec()
+            } else {
+                Vec::new()
+            },
+        });
+        offset += piece.len() as u64;
+    }
+    out
+}

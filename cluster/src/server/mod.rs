@@ -1,0 +1,269 @@
+//! The client-facing gRPC API (`ninety.v1`): shared plumbing for the services.
+//!
+//! [`Cluster`] is what every service holds: the node handle, the peer book and the write
+//! and read paths. Writes are proposed to the local node; **a follower forwards** the encoded
+//! command to the leader over `Peer.Forward` and relays the leader's answer, so a client may
+//! call any node. When no leader is known (or it is unreachable) the call fails with
+//! `UNAVAILABLE` and, when known, the leader in the response metadata
+//! (`x-ninety-leader-id`, `x-ninety-leader-addr`). `UNAVAILABLE` and `DEADLINE_EXCEEDED`
+//! mean the outcome is unknown: retry with the same request id, which never applies twice.
+//!
+//! Request ids: `request_id` is a 128-bit key, given as 32 hex digits (a UUID with or
+//! without hyphens); any other non-empty string is hashed deterministically to 128 bits with
+//! the engine's FNV-64 `fingerprint` (two independent halves). Either way the top two bits
+//! are cleared: ids at or above 2^126 are reserved for the node's own log-time ticks and
+//! the region bootstrap (so two client keys collide only if they agree in 126 bits).
+
+pub mod admin;
+pub mod beds;
+
+use crate::engine_sm::{self, Applied, QueryResult};
+use crate::node::Reply;
+use crate::runtime::driver::NodeHandle;
+use crate::runtime::transport::{peer_client, Faults, PeerBook};
+use crate::RequestError;
+use ninety_engine::{Rejection, RejectionKind, Request, RequestId};
+use ninety_proto::peer::v1::{ForwardOutcome, ForwardRequest};
+use ninety_proto::v1 as pb;
+use prost::Message as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::Status;
+
+/// How long a write waits for its outcome before answering `UNAVAILABLE` (outcome unknown).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a linearizable read waits (ReadIndex retries itself within this).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Mask that keeps client request ids below the reserved range.
+const CLIENT_ID_MASK: u128 = (1 << 126) - 1;
+
+/// Parses a client request id (see the module doc).
+pub fn request_id(text: &str) -> Result<RequestId, Status> {
+    if text.is_empty() {
+        return Err(invalid("request_id", "must not be empty"));
+    }
+    if text.len() > 128 {
+        return Err(invalid("request_id", "longer than 128 bytes"));
+    }
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let value = match (hex.len(), u128::from_str_radix(&hex, 16)) {
+        (32, Ok(v)) => v,
+        _ => {
+            let hi = ninety_engine::dedup::fingerprint(&("ninety.request_id.hi", text));
+            let lo = ninety_engine::dedup::fingerprint(&text);
+            (u128::from(hi) << 64) | u128::from(lo)
+        }
+    };
+    Ok(RequestId(value & CLIENT_ID_MASK))
+}
+
+/// `INVALID_ARGUMENT` naming the field, with a machine-readable Rejection in the details.
+pub fn invalid(field: &str, reason: &str) -> Status {
+    rejection_status(&Rejection::invalid(field, reason))
+}
+
+fn rejection_code(r: &Rejection) -> pb::RejectionCode {
+    use pb::RejectionCode as C;
+    match r {
+        Rejection::Invalid { .. } => C::InvalidArgument,
+        Rejection::RequestIdReused(_) => C::RequestIdReused,
+        Rejection::NoCapacity(_) => C::NoCapacity,
+        Rejection::Expired { .. } => C::Expired,
+        Rejection::AlreadyResolved { .. } => C::AlreadyResolved,
+        Rejection::InvalidTransition { .. } => C::InvalidTransition,
+        Rejection::BookingBlocked { .. } => C::BookingBlocked,
+        Rejection::CancellationTooLate { .. } => C::CancellationTooLate,
+        Rejection::NotAdmissible(_) => C::NotAdmissible,
+        Rejection::RegionAlreadyLoaded => C::RegionAlreadyLoaded,
+        _ => C::NotFound,
+    }
+}
+
+/// Maps an engine rejection to its gRPC status (code by `Rejection::kind`).
+pub fn rejection_status(r: &Rejection) -> Status {
+    let code = match r.kind() {
+        RejectionKind::InvalidArgument => tonic::Code::InvalidArgument,
+        RejectionKind::NotFound => tonic::Code::NotFound,
+        RejectionKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+    };
+    let (field, at_ms) = match r {
+        Rejection::Invalid { field, .. } => (field.clone(), 0),
+        Rejection::Expired { expired_at, .. } => (String::new(), expired_at.0),
+        Rejection::BookingBlocked { until } => (String::new(), until.0),
+        Rejection::CancellationTooLate { deadline } => (String::new(), deadline.0),
+        _ => (String::new(), 0),
+    };
+    let detail = pb::Rejection {
+        code: rejection_code(r) as i32,
+        field,
+        message: r.to_string(),
+        at_ms,
+    };
+    Status::with_details(code, r.to_string(), detail.encode_to_vec().into())
+}
+
+/// The node-facing context every service shares.
+pub struct Cluster {
+    pub handle: NodeHandle,
+    pub book: Arc<PeerBook>,
+    pub faults: Arc<Faults>,
+}
+
+/// An applied write: where it landed and what the engine said.
+pub struct Written {
+    pub index: u64,
+    pub applied: Applied,
+}
+
+impl Written {
+    pub fn commit(&self) -> pb::CommitInfo {
+        pb::CommitInfo {
+            log_index: self.index,
+            log_time_ms: self.applied.log_time_ms,
+            replayed: self.applied.replayed,
+        }
+    }
+}
+
+impl Cluster {
+    /// `UNAVAILABLE` carrying the leader hint in metadata.
+    pub fn unavailable(&self, msg: String, leader: Option<u64>) -> Status {
+        let mut s = Status::unavailable(msg);
+        if let Some(l) = leader {
+            if let Ok(v) = l.to_string().parse() {
+                s.metadata_mut().insert("x-ninety-leader-id", v);
+            }
+            if let Some(addr) = self.book.get(l).and_then(|a| a.parse().ok()) {
+                s.metadata_mut().insert("x-ninety-leader-addr", addr);
+            }
+        }
+        s
+    }
+
+    /// Maps a node-level failure to a status.
+    pub fn request_error(&self, e: RequestError) -> Status {
+        match e {
+            RequestError::Busy { .. } => Status::resource_exhausted(e.to_string()),
+            RequestError::NotLeader { leader } => self.unavailable(e.to_string(), leader),
+            RequestError::TooLarge { .. } => Status::invalid_argument(e.to_string()),
+            RequestError::ConfChangeRejected(_) | RequestError::ConfChangeInProgress => {
+                Status::failed_precondition(e.to_string())
+            }
+            RequestError::Internal(_) => Status::internal(e.to_string()),
+            _ => Status::unavailable(format!("{e}; outcome unknown, retry with the same id")),
+        }
+    }
+
+    /// Proposes `request` (here, or through the leader) and waits for its applied outcome.
+    pub async fn write(&self, request: &Request) -> Result<Written, Status> {
+        let bytes = engine_sm::encode_request(request).map_err(Status::internal)?;
+        let answer = tokio::time::timeout(WRITE_TIMEOUT, self.handle.propose(bytes.clone()))
+            .await
+            .map_err(|_| Status::unavailable("write timed out; outcome unknown, retry"))?;
+        let (index, outcome) = match answer {
+            Ok(Reply::Applied { index, outcome }) => (index, outcome),
+            Ok(_) => return Err(Status::internal("unexpected reply to a proposal")),
+            Err(RequestError::NotLeader {
+                leader: Some(leader),
+            }) => self.forward(leader, request, bytes).await?,
+            Err(e) => return Err(self.request_error(e)),
+        };
+        let applied = engine_sm::decode_applied(&outcome).map_err(Status::internal)?;
+        Ok(Written { index, applied })
+    }
+
+    /// Writes and turns an engine rejection into its status.
+    pub async fn write_ok(
+        &self,
+        request: &Request,
+    ) -> Result<(Written, ninety_engine::Reply), Status> {
+        let w = self.write(request).await?;
+        match w.applied.outcome.clone() {
+            Ok(reply) => Ok((w, reply)),
+            Err(r) => Err(rejection_status(&r)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: u64,
+        request: &Request,
+        payload: Vec<u8>,
+    ) -> Result<(u64, Vec<u8>), Status> {
+        let no_route = |why: &str| self.unavailable(format!("not the leader; {why}"), Some(leader));
+        if self.faults.is_blocked(leader) {
+            return Err(no_route("leader cut off (fault injection)"));
+        }
+        let addr = self
+            .book
+            .get(leader)
+            .ok_or_else(|| no_route("leader address unknown"))?;
+        let mut client = peer_client(&addr).map_err(|_| no_route("bad leader address"))?;
+        let fwd = ForwardRequest {
+            from_node: self.handle.id,
+            request_id: request.id.to_string(),
+            payload,
+            timeout_ms: WRITE_TIMEOUT.as_millis() as u64,
+        };
+        let mut req = tonic::Request::new(fwd);
+        req.set_timeout(WRITE_TIMEOUT + Duration::from_secs(1));
+        let reply = client
+            .forward(req)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument => s,
+                _ => no_route(&format!("forwarding failed: {}", s.message())),
+            })?
+            .into_inner();
+        match ForwardOutcome::try_from(reply.outcome) {
+            Ok(ForwardOutcome::Applied) => Ok((reply.log_index, reply.result)),
+            Ok(ForwardOutcome::NotLeader) => Err(self.unavailable(
+                "leader changed; retry with the same request id".into(),
+                (reply.leader_id != 0).then_some(reply.leader_id),
+            )),
+            _ => Err(Status::unavailable(
+                "outcome unknown at the leader; retry with the same request id",
+            )),
+        }
+    }
+
+    /// Runs a query, linearizable (ReadIndex) unless `local`; returns the answer and the
+    /// applied index it was read at.
+    pub async fn read(
+        &self,
+        query: &engine_sm::Query,
+        local: bool,
+    ) -> Result<(QueryResult, u64), Status> {
+        let bytes = engine_sm::encode_query(query).map_err(Status::internal)?;
+        let (index, raw) = if local {
+            let st = self
+                .handle
+                .status()
+                .await
+                .map_err(|e| self.request_error(e))?;
+            let raw = self
+                .handle
+                .local_query(bytes)
+                .await
+                .map_err(|e| self.request_error(e))?;
+            (st.applied_index, raw)
+        } else {
+            let answer = tokio::time::timeout(READ_TIMEOUT, self.handle.read(bytes))
+                .await
+                .map_err(|_| Status::unavailable("read timed out"))?;
+            match answer {
+                Ok(Reply::Read { index, result }) => (index, result),
+                Ok(_) => return Err(Status::internal("unexpected reply to a read")),
+                Err(e) => return Err(self.request_error(e)),
+            }
+        };
+        let result = engine_sm::decode_query_result(&raw).map_err(Status::internal)?;
+        Ok((result, index))
+    }
+}
+
+/// Whether a read asks for local consistency.
+pub fn is_local(consistency: i32) -> bool {
+    consistency == pb::ReadConsistency::Local as i32
+}
