@@ -4,4 +4,5 @@
 //! and the cluster benchmark measure the same thing. Results are recorded in
 //! `docs/performance.md`; no test here asserts on time.
 
+pub mod matching;
 pub mod mix;

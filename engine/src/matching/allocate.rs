@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Equipment items one bed request may ask for.
 pub const EQUIPMENT_PER_REQUEST_MAX: usize = 8;
+/// Slots one doctor may bring to a group's candidates (the group's size, up to this).
+pub const SLOTS_PER_DOCTOR_MAX: usize = 8;
 /// Candidates one group of identical requests brings to the solve.
 pub const CANDIDATES_PER_GROUP_MAX: usize = 1_024;
 
@@ -161,7 +163,7 @@ impl Engine {
                     index: &index,
                     now,
                 };
-                let (mut list, _) = rank_slots(&src, q, 1)?;
+                let (mut list, _) = rank_slots(&src, q, 1, 1)?;
                 list.pop().map(|(c, _)| c).ok_or_else(|| {
                     Rejection::NoCapacity(format!(
                         "no {:?} {:?} slot with an open {:?} seat in the window",
@@ -327,7 +329,12 @@ impl Engine {
                 Ask::Slot(q) => Some((postcard::to_stdvec(q).ok()?, *q)),
                 Ask::Bed(_) => None,
             },
-            |q, n| rank_slots(&src, q, n).map(|x| x.0).unwrap_or_default(),
+            |q, n, rows| {
+                let per_doctor = rows.min(SLOTS_PER_DOCTOR_MAX);
+                rank_slots(&src, q, n, per_doctor)
+                    .map(|x| x.0)
+                    .unwrap_or_default()
+            },
         );
         assign(
             &slot_groups,
@@ -343,7 +350,7 @@ impl Engine {
                 Ask::Bed(q) => Some((postcard::to_stdvec(q).ok()?, *q)),
                 Ask::Slot(_) => None,
             },
-            |q, n| rank_beds(&src, q, n).map(|x| x.0).unwrap_or_default(),
+            |q, n, _| rank_beds(&src, q, n).map(|x| x.0).unwrap_or_default(),
         );
         assign(
             &bed_groups,
@@ -362,7 +369,7 @@ fn group<'a, Q: 'a, C>(
     asks: &[Option<Ask<'a>>],
     k: usize,
     key: impl Fn(&Ask<'a>) -> Option<(Vec<u8>, &'a Q)>,
-    rank: impl Fn(&Q, usize) -> Vec<WithCapacity<C>>,
+    rank: impl Fn(&Q, usize, usize) -> Vec<WithCapacity<C>>,
 ) -> Groups<C> {
     let mut members: BTreeMap<Vec<u8>, (Vec<usize>, &'a Q)> = BTreeMap::new();
     for (i, a) in asks.iter().enumerate() {
@@ -378,7 +385,8 @@ fn group<'a, Q: 'a, C>(
         .into_iter()
         .map(|(bytes, (rows, q))| {
             let n = (k + rows.len() - 1).min(CANDIDATES_PER_GROUP_MAX);
-            (bytes, (rows, rank(q, n)))
+            let list = rank(q, n, rows.len());
+            (bytes, (rows, list))
         })
         .collect()
 }

@@ -43,7 +43,7 @@ pub(crate) type WithCapacity<C> = (C, u32);
 /// Ranks slots for a query: the best `limit` candidates.
 pub fn match_specialist<S: Source>(src: &S, q: &SlotQuery) -> Result<Ranked<Candidate>, Rejection> {
     check_limit(q.limit)?;
-    let (list, note) = rank_slots(src, q, usize::from(q.limit))?;
+    let (list, note) = rank_slots(src, q, usize::from(q.limit), 1)?;
     Ok(Ranked {
         candidates: list.into_iter().map(|(c, _)| c).collect(),
         note,
@@ -92,11 +92,14 @@ struct Found {
     beyond: bool,
 }
 
-/// The top `k` slot candidates with their open seats, and a note.
+/// The top `k` slot candidates with their open seats, and a note. Each doctor brings up to
+/// `per_doctor` slots (one for queries; more for a batch of identical requests, so the
+/// solver can fill a near doctor's day instead of spreading to far ones).
 pub(crate) fn rank_slots<S: Source>(
     src: &S,
     q: &SlotQuery,
     k: usize,
+    per_doctor: usize,
 ) -> Result<(Vec<WithCapacity<Candidate>>, Option<String>), Rejection> {
     check_slot_query(q)?;
     let ix = src.index();
@@ -112,7 +115,9 @@ pub(crate) fn rank_slots<S: Source>(
         if q.language.is_some_and(|l| !info.languages.contains(&l)) {
             return;
         }
+        let mut taken = 0;
         src.open_slots(d, window, q.mode, q.channel, &mut |slot, start, seats| {
+            taken += 1;
             found.push(Found {
                 doctor: d,
                 slot,
@@ -122,7 +127,7 @@ pub(crate) fn rank_slots<S: Source>(
                 travel: at.1,
                 beyond,
             });
-            false
+            taken < per_doctor
         });
     };
     if q.mode == Mode::Remote {
