@@ -59,6 +59,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process
+    // instead of leaving a server up around a dead node task. The crash-recovery model
+    // covers a stopped node; a half-alive one is worse.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let cli = Cli::parse();
     match cli.command {
         Cmd::Node { config } => {

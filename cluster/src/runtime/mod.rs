@@ -198,7 +198,23 @@ pub async fn serve(
     let (handle, inbox) = driver::channels(cfg.id);
     let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let node_task = tokio::spawn(driver::run(node, inbox, transport, faults.clone(), stop_rx));
+    let faults_for_node = faults.clone();
+    // When the node task ends on its own (a fatal storage error), the server stops too.
+    let (died_tx, died_rx) = tokio::sync::oneshot::channel::<()>();
+    let node_task = tokio::spawn(async move {
+        let result = driver::run(node, inbox, transport, faults_for_node, stop_rx).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "node stopped on a fatal error");
+        }
+        let _ = died_tx.send(());
+        result
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = died_rx => {}
+        }
+    };
 
     let cluster = Arc::new(Cluster {
         handle: handle.clone(),

@@ -1,0 +1,462 @@
+//! Multi-process test harness: real `ninety` processes on loopback, temp dirs, free ports,
+//! gRPC clients, a bounded concurrent workload and the checks shared by the tests.
+//!
+//! Every child is killed (SIGKILL) when its [`Procs`] is dropped, on success or panic.
+
+use ninety_engine::generate::SplitMix64;
+use ninety_proto::peer::v1::{peer_client::PeerClient, StatusRequest};
+use ninety_proto::v1 as pb;
+use ninety_proto::v1::{admin_client::AdminClient, bed_holds_client::BedHoldsClient};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Tests share 2 cores: running the clusters one at a time keeps elections and timeouts
+/// meaningful.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Staffed beds per ward of the "test" region (see `runtime::test_region`).
+pub const STAFFED_BEDS: u32 = 10;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Options for the nodes' config files.
+#[derive(Clone, Default)]
+pub struct Opts {
+    pub fault_injection: bool,
+    pub snapshot_interval_entries: Option<u64>,
+    pub log_retain_entries: Option<u64>,
+}
+
+/// A set of node processes.
+pub struct Procs {
+    pub dir: tempfile::TempDir,
+    pub ports: BTreeMap<u64, u16>,
+    pub children: BTreeMap<u64, Child>,
+    pub voters: Vec<u64>,
+    pub opts: Opts,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in self.children.values_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Procs {
+    /// Allocates ports for `ids` (the address book) and starts the founding `voters`.
+    pub fn start(ids: &[u64], voters: &[u64], opts: Opts) -> Procs {
+        let mut p = Procs {
+            dir: tempfile::tempdir().expect("temp dir"),
+            ports: ids.iter().map(|id| (*id, free_port())).collect(),
+            children: BTreeMap::new(),
+            voters: voters.to_vec(),
+            opts,
+        };
+        for id in voters {
+            p.spawn(*id, true);
+        }
+        p
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("n{id}"))
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.ports[&id])
+    }
+
+    /// Writes node `id`'s config and starts it.
+    pub fn spawn(&mut self, id: u64, init: bool) {
+        let peers: String = self
+            .ports
+            .keys()
+            .map(|p| format!("\"{p}\" = \"{}\"\n", self.addr(*p)))
+            .collect();
+        let mut extra = String::new();
+        if let Some(n) = self.opts.snapshot_interval_entries {
+            extra += &format!("snapshot_interval_entries = {n}\n");
+        }
+        if let Some(n) = self.opts.log_retain_entries {
+            extra += &format!("log_retain_entries = {n}\n");
+        }
+        let config = format!(
+            "id = {id}\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\ninit = {init}\n\
+             initial_voters = {:?}\nfault_injection = {}\n{extra}[peers]\n{peers}",
+            self.addr(id),
+            self.data_dir(id).display(),
+            self.voters,
+            self.opts.fault_injection,
+        );
+        let path = self.dir.path().join(format!("n{id}.toml"));
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{id}.log")))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ninety"))
+            .args(["node", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ninety");
+        self.children.insert(id, child);
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn live(&self) -> Vec<u64> {
+        self.children.keys().copied().collect()
+    }
+
+    /// The node's log, for failure messages.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("n{id}.log"))).unwrap_or_default()
+    }
+
+    /// The tails of the nodes' logs, for failure messages.
+    pub fn logs(&self, ids: &[u64]) -> String {
+        let mut out = String::new();
+        for id in ids {
+            let log = self.log(*id);
+            let tail = &log[log.len().saturating_sub(3000)..];
+            out += &format!("--- log of node {id} ---\n{tail}\n");
+        }
+        out
+    }
+
+    fn channel(&self, id: u64) -> Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr(id)))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_secs(8))
+            .connect_lazy()
+    }
+
+    pub fn beds(&self, id: u64) -> BedHoldsClient<Channel> {
+        BedHoldsClient::new(self.channel(id))
+    }
+
+    pub fn admin(&self, id: u64) -> AdminClient<Channel> {
+        AdminClient::new(self.channel(id))
+    }
+
+    pub fn peer(&self, id: u64) -> PeerClient<Channel> {
+        PeerClient::new(self.channel(id))
+    }
+
+    pub async fn status(&self, id: u64) -> Option<pb::ClusterStatusResponse> {
+        let r = self
+            .admin(id)
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await;
+        r.ok().map(|r| r.into_inner())
+    }
+
+    /// The node that says it leads (highest term wins), among `among`.
+    pub async fn leader_among(&self, among: &[u64]) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for id in among {
+            if let Some(s) = self.status(*id).await {
+                if s.leader_id == *id && best.is_none_or(|b| s.term > b.1) {
+                    best = Some((*id, s.term));
+                }
+            }
+        }
+        best.map(|b| b.0)
+    }
+
+    /// Waits for a leader among the live nodes, and for the region to be loaded.
+    pub async fn wait_ready(&self, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.leader_among(&self.live()).await {
+                let r = self
+                    .beds(l)
+                    .ward_availability(pb::WardAvailabilityRequest {
+                        hospital_id: 1,
+                        ward_ids: vec![],
+                        consistency: 0,
+                    })
+                    .await;
+                if r.is_ok() {
+                    return l;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready in time; log of n1:\n{}",
+                self.log(1)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `ids` report the same applied index and returns their (equal) hash.
+    /// Log-time ticks advance the index every second, so statuses are sampled together.
+    pub async fn converge(&self, ids: &[u64], within: Duration) -> (u64, Vec<u8>) {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut seen = Vec::new();
+            for id in ids {
+                let mut p = self.peer(*id);
+                if let Ok(s) = p.status(StatusRequest { from_node: 0 }).await {
+                    let s = s.into_inner();
+                    seen.push((s.applied_index, s.state_hash));
+                }
+            }
+            if seen.len() == ids.len() && seen.iter().all(|s| s.0 == seen[0].0) {
+                for s in &seen {
+                    assert_eq!(s.1, seen[0].1, "state hashes differ at index {}", s.0);
+                }
+                return seen.swap_remove(0);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes {ids:?} did not converge: {:?}\n{}",
+                seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+                self.logs(ids)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every ward of the test region: held + occupied never exceeds its staffed beds, and
+    /// the counts add up.
+    pub async fn check_capacity(&self, id: u64) {
+        for hospital in 1..=3 {
+            let r = self
+                .beds(id)
+                .ward_availability(pb::WardAvailabilityRequest {
+                    hospital_id: hospital,
+                    ward_ids: vec![],
+                    consistency: pb::ReadConsistency::Local as i32,
+                })
+                .await
+                .expect("ward availability")
+                .into_inner();
+            for w in r.wards {
+                assert!(
+                    w.held_beds + w.occupied_beds <= STAFFED_BEDS,
+                    "ward over capacity on node {id}: {w:?}"
+                );
+                assert_eq!(
+                    w.free_beds + w.held_beds + w.occupied_beds + w.blocked_beds,
+                    w.total_beds
+                );
+            }
+        }
+    }
+}
+
+/// Ward ids of the test region, read from a node.
+pub async fn ward_ids(p: &Procs, id: u64) -> Vec<u32> {
+    let mut out = Vec::new();
+    for hospital in 1..=3 {
+        let r = p
+            .beds(id)
+            .ward_availability(pb::WardAvailabilityRequest {
+                hospital_id: hospital,
+                ward_ids: vec![],
+                consistency: 0,
+            })
+            .await
+            .expect("ward availability")
+            .into_inner();
+        out.extend(r.wards.iter().map(|w| w.ward_id));
+    }
+    out
+}
+
+/// What the workload knows happened to a hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// Held (acknowledged); no later operation acknowledged or attempted.
+    Held,
+    Confirmed,
+    Released,
+    /// A confirm or release was attempted but its outcome is unknown.
+    Unsure,
+}
+
+/// Acknowledged holds: hold id → what is known.
+pub type Ledger = Arc<StdMutex<BTreeMap<u64, Known>>>;
+
+/// A random 32-hex request id.
+pub fn rid(rng: &mut SplitMix64) -> String {
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+/// Sends one write, retrying the same request id on other nodes while the outcome is
+/// unknown, until `deadline`. `Ok(None)`: refused by the engine (a definite answer).
+async fn write_retrying<F, Fut>(
+    nodes: &[String],
+    deadline: Instant,
+    mut call: F,
+) -> Result<Option<pb::BedHoldResponse>, ()>
+where
+    F: FnMut(BedHoldsClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<pb::BedHoldResponse>, tonic::Status>>,
+{
+    let mut i = 0usize;
+    while Instant::now() < deadline {
+        let addr = &nodes[i % nodes.len()];
+        i += 1;
+        let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+            return Err(());
+        };
+        let ch = ep
+            .connect_timeout(Duration::from_millis(200))
+            .timeout(Duration::from_secs(6))
+            .connect_lazy();
+        match call(BedHoldsClient::new(ch)).await {
+            Ok(r) => return Ok(Some(r.into_inner())),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition
+                        | tonic::Code::NotFound
+                        | tonic::Code::InvalidArgument
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    Err(())
+}
+
+/// Runs `tasks` clients doing hold → confirm/release cycles against `nodes` until `until`,
+/// recording every acknowledged operation in the ledger.
+pub async fn workload(nodes: Vec<String>, wards: Vec<u32>, tasks: usize, until: Instant) -> Ledger {
+    let ledger: Ledger = Arc::default();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let (nodes, wards, ledger) = (nodes.clone(), wards.clone(), ledger.clone());
+        set.spawn(async move {
+            let mut rng = SplitMix64::new(0x5eed ^ t as u64);
+            let nodes: Vec<String> = (0..nodes.len())
+                .map(|i| nodes[(i + t) % nodes.len()].clone())
+                .collect();
+            while Instant::now() < until {
+                let ward = wards[rng.below(wards.len() as u64) as usize];
+                let req = pb::HoldBedRequest {
+                    request_id: rid(&mut rng),
+                    ward_id: ward,
+                    bed_id: 0,
+                    patient_ref: format!("{:032x}", rng.next_u64()),
+                    ttl_ms: 600_000,
+                    ..Default::default()
+                };
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let held = write_retrying(&nodes, deadline, |mut c| {
+                    let req = req.clone();
+                    async move { c.hold_bed(req).await }
+                })
+                .await;
+                let Ok(Some(resp)) = held else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let Some(hold) = resp.hold else { continue };
+                ledger.lock().unwrap().insert(hold.hold_id, Known::Held);
+                let confirm = rng.chance(30);
+                let id = rid(&mut rng);
+                ledger.lock().unwrap().insert(hold.hold_id, Known::Unsure);
+                let done = if confirm {
+                    write_retrying(&nodes, deadline, |mut c| {
+                        let r = pb::ConfirmHoldRequest {
+                            request_id: id.clone(),
+                            hold_id: hold.hold_id,
+                        };
+                        async move { c.confirm_hold(r).await }
+                    })
+                    .await
+                } else {
+                    write_retrying(&nodes, deadline, |mut c| {
+                        let r = pb::ReleaseHoldRequest {
+                            request_id: id.clone(),
+                            hold_id: hold.hold_id,
+                            reason: "test".into(),
+                        };
+                        async move { c.release_hold(r).await }
+                    })
+                    .await
+                };
+                if let Ok(Some(_)) = done {
+                    let k = if confirm {
+                        Known::Confirmed
+                    } else {
+                        Known::Released
+                    };
+                    ledger.lock().unwrap().insert(hold.hold_id, k);
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    ledger
+}
+
+/// Every acknowledged hold is on node `id`, in a state consistent with what was
+/// acknowledged.
+pub async fn check_ledger(p: &Procs, id: u64, ledger: &Ledger) {
+    let entries: Vec<(u64, Known)> = ledger
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    let mut client = p.beds(id);
+    for (hold_id, known) in entries {
+        let r = client
+            .get_hold(pb::GetHoldRequest {
+                hold_id,
+                consistency: pb::ReadConsistency::Local as i32,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("hold {hold_id} ({known:?}) missing on node {id}: {s}"))
+            .into_inner();
+        let state = r.hold.map(|h| h.state).unwrap_or_default();
+        let ok = match known {
+            Known::Held => state == pb::HoldState::Active as i32,
+            Known::Confirmed => state == pb::HoldState::Confirmed as i32,
+            Known::Released => state == pb::HoldState::Released as i32,
+            Known::Unsure => state != pb::HoldState::Unspecified as i32,
+        };
+        assert!(
+            ok,
+            "hold {hold_id} on node {id}: acknowledged {known:?}, found state {state}"
+        );
+    }
+}
+
+/// Counts of the ledger, for the test output.
+pub fn summary(ledger: &Ledger) -> String {
+    let l = ledger.lock().unwrap();
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for k in l.values() {
+        *by.entry(format!("{k:?}")).or_default() += 1;
+    }
+    format!("{} holds acknowledged {by:?}", l.len())
+}
