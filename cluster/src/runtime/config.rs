@@ -80,3 +80,17 @@ impl FileConfig {
         Ok(self.initial_voters.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_parses() {
+        let cfg = FileConfig::parse(include_str!("../../node.sample.toml")).unwrap();
+        assert_eq!(cfg.id, 1);
+        assert_eq!(cfg.voters().unwrap(), vec![1, 2, 3]);
+        assert_eq!(cfg.peer_map().unwrap().len(), 3);
+        assert!(FileConfig::parse("id = 0\nlisten = \"127.0.0.1:1\"\ndata_dir = \"x\"").is_err());
+    }
+}

@@ -195,14 +195,32 @@ fn pair(a: u64, b: u64) -> [u8; 16] {
 
 /// fsyncs every regular file under `dir` (one level of subdirectories, for `blobs/`) and the
 /// directories themselves, so file contents, sizes and newly created names are on disk.
+///
+/// sled's background threads delete old blob and segment files concurrently, so a name
+/// listed here may be gone a moment later: a file that no longer exists needs no sync
+/// (its removal is made durable by the directory's sync), so `NotFound` is skipped.
 fn fsync_dir_tree(dir: &Path) -> Result<(), Error> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_file() {
-            File::open(entry.path())?.sync_data()?;
+        let kind = match entry.file_type() {
+            Ok(k) => k,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let synced = if kind.is_file() {
+            File::open(entry.path()).and_then(|f| f.sync_data())
         } else if kind.is_dir() {
-            fsync_dir_tree(&entry.path())?;
+            match fsync_dir_tree(&entry.path()) {
+                Err(Error::Storage(_)) if !entry.path().exists() => Ok(()),
+                other => other.map_err(|e| std::io::Error::other(e.to_string())),
+            }
+        } else {
+            Ok(())
+        };
+        match synced {
+            Err(e) if gone(&e) => {}
+            other => other?,
         }
     }
     File::open(dir)?.sync_all()?;

@@ -380,7 +380,7 @@ pub async fn workload(nodes: Vec<String>, wards: Vec<u32>, tasks: usize, until: 
                 };
                 let Some(hold) = resp.hold else { continue };
                 ledger.lock().unwrap().insert(hold.hold_id, Known::Held);
-                let confirm = rng.chance(30);
+                let confirm = rng.chance(15);
                 let id = rid(&mut rng);
                 ledger.lock().unwrap().insert(hold.hold_id, Known::Unsure);
                 let done = if confirm {
@@ -459,4 +459,26 @@ pub fn summary(ledger: &Ledger) -> String {
         *by.entry(format!("{k:?}")).or_default() += 1;
     }
     format!("{} holds acknowledged {by:?}", l.len())
+}
+
+/// Runs an admin call on the current leader, retrying across leader changes.
+pub async fn on_leader<F, Fut, T>(p: &Procs, among: &[u64], mut call: F) -> T
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(l) = p.leader_among(among).await {
+            match call(l).await {
+                Ok(v) => return v,
+                Err(s) => eprintln!("admin call on {l}: {s}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin call did not succeed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

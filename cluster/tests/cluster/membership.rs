@@ -6,28 +6,6 @@ use ninety_proto::peer::v1::StatusRequest;
 use ninety_proto::v1 as pb;
 use std::time::{Duration, Instant};
 
-/// Runs an admin call on the current leader, retrying across leader changes.
-async fn on_leader<F, Fut, T>(p: &Procs, among: &[u64], mut call: F) -> T
-where
-    F: FnMut(u64) -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(l) = p.leader_among(among).await {
-            match call(l).await {
-                Ok(v) => return v,
-                Err(s) => eprintln!("admin call on {l}: {s}"),
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "admin call did not succeed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_and_remove_members_under_load() {
     crate::bounded(async {

@@ -42,30 +42,44 @@ async fn wiped_node_rejoins_through_snapshot() {
             .expect("status")
             .into_inner();
         assert!(st.snapshot_index > 6, "leader has not compacted: {st:?}");
-        p.admin(leader)
-            .remove_member(pb::RemoveMemberRequest {
-                request_id: "remove-wiped".into(),
-                node_id: victim,
-            })
-            .await
-            .expect("remove the wiped member");
+        let others: Vec<u64> = p.live();
+        on_leader(&p, &others, |l| {
+            let mut a = p.admin(l);
+            async move {
+                a.remove_member(pb::RemoveMemberRequest {
+                    request_id: "remove-wiped".into(),
+                    node_id: victim,
+                })
+                .await
+            }
+        })
+        .await;
         p.spawn(victim, false);
-        p.admin(leader)
-            .add_member(pb::AddMemberRequest {
-                request_id: "re-add".into(),
-                node_id: victim,
-                address: p.addr(victim),
-            })
-            .await
-            .expect("add it back as a learner");
+        let addr = p.addr(victim);
+        on_leader(&p, &others, |l| {
+            let (mut a, addr) = (p.admin(l), addr.clone());
+            async move {
+                a.add_member(pb::AddMemberRequest {
+                    request_id: "re-add".into(),
+                    node_id: victim,
+                    address: addr,
+                })
+                .await
+            }
+        })
+        .await;
         p.converge(&[1, 2, 3], Duration::from_secs(30)).await;
-        p.admin(leader)
-            .promote_member(pb::PromoteMemberRequest {
-                request_id: "promote".into(),
-                node_id: victim,
-            })
-            .await
-            .expect("promote it");
+        on_leader(&p, &[1, 2, 3], |l| {
+            let mut a = p.admin(l);
+            async move {
+                a.promote_member(pb::PromoteMemberRequest {
+                    request_id: "promote".into(),
+                    node_id: victim,
+                })
+                .await
+            }
+        })
+        .await;
         let rejoined = p
             .peer(victim)
             .status(StatusRequest { from_node: 0 })
