@@ -1,7 +1,137 @@
-//! `ninety-sim`: simulation of ninety clusters and their traffic.
+//! `ninety-sim`: deterministic fault simulation of a ninety cluster.
 //!
-//! Will own the deterministic fault simulator (one seed decides the network, the disks, the
-//! clocks, the crashes and the workload) and the peak-day traffic generator, trace format and
-//! open-loop replayer. Today it holds nothing but this promise; see the open issues.
+//! One seed decides everything: the fault model ([`Faults`], printed first), the network
+//! (delay, loss, duplication, reordering, partitions, one-way links), the disks (crashes
+//! lose unsynced writes, torn tails, corrupted records that must be detected), the clocks
+//! (per-node skew and drift), crashes and restarts, membership changes (the operator
+//! replaces failed or retired nodes) and the client workload (bed holds, confirms,
+//! releases, discharges, slot holds and bookings, joint consultations, with retries under
+//! the same request id and timeouts). The real node core runs for every replica in one
+//! thread; no real clock, network or disk is touched, so a seed replays exactly.
 //!
-//! Must not do real I/O inside a simulated run: time, network and disks are simulated.
+//! Entry points: [`run_seed`] (one seed → [`RunReport`]) and [`run_many`] (a range of
+//! seeds → [`Summary`]). The `ninety-sim` binary is a thin CLI over them. See
+//! `docs/simulation.md` for the fault model, the checks and how to debug a failing seed.
+
+pub mod check;
+pub mod disk;
+pub mod machine;
+pub mod options;
+pub mod region;
+pub mod rng;
+pub mod sim;
+pub mod workload;
+
+pub use options::{Bugs, Faults, Options};
+pub use sim::{RunReport, Stats};
+
+use std::time::{Duration, Instant};
+
+/// Runs one seed to the end and checks it.
+///
+/// A panic inside the run (raft-rs asserts its invariants with panics, e.g. when a log it
+/// was promised is gone) is caught and reported as a violation of that seed.
+pub fn run_seed(seed: u64, opts: &Options) -> RunReport {
+    let failed = |why: String| RunReport {
+        seed,
+        faults: Faults::from_seed(seed, opts.fault_scale_per_mille),
+        violations: vec![why],
+        stats: Stats::default(),
+    };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sim::Sim::new(seed, opts).map(sim::Sim::run)
+    }));
+    match run {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => failed(format!("cannot build the simulation: {e}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed(format!("panic in the node core: {msg}"))
+        }
+    }
+}
+
+/// The outcome of many seeds.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub seeds: u64,
+    pub passed: u64,
+    /// Failed runs (seed and first violation), at most 100 kept.
+    pub failures: Vec<(u64, String)>,
+    pub failed: u64,
+    pub ops_acked: u64,
+    pub ops_total: u64,
+    pub events: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub corruptions_detected: u64,
+    pub replacements: u64,
+    pub wall: Duration,
+}
+
+impl Summary {
+    /// Seeds per wall-clock second.
+    pub fn seeds_per_sec(&self) -> f64 {
+        self.seeds as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs seeds `from..from + n` on `threads` threads (each run is single-threaded and
+/// independent), calling `progress` after each finished seed, in completion order.
+pub fn run_many(
+    from: u64,
+    n: u64,
+    opts: &Options,
+    threads: usize,
+    progress: &(dyn Fn(&RunReport, &Summary) + Sync),
+) -> Summary {
+    let started = Instant::now();
+    let next = std::sync::atomic::AtomicU64::new(from);
+    let summary = std::sync::Mutex::new(Summary::default());
+    let end = from.saturating_add(n);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= end {
+                    return;
+                }
+                let report = run_seed(seed, opts);
+                let Ok(mut sum) = summary.lock() else {
+                    return;
+                };
+                add(&mut sum, &report);
+                sum.wall = started.elapsed();
+                progress(&report, &sum);
+            });
+        }
+    });
+    let mut sum = summary.into_inner().unwrap_or_default();
+    sum.wall = started.elapsed();
+    sum
+}
+
+fn add(sum: &mut Summary, r: &RunReport) {
+    sum.seeds += 1;
+    if r.ok() {
+        sum.passed += 1;
+    } else {
+        sum.failed += 1;
+        if sum.failures.len() < 100 {
+            sum.failures
+                .push((r.seed, r.violations.first().cloned().unwrap_or_default()));
+        }
+    }
+    let s = &r.stats;
+    sum.ops_acked += s.ops_acked + s.ops_refused;
+    sum.ops_total += s.ops_acked + s.ops_refused + s.ops_failed + s.ops_gave_up;
+    sum.events += s.events;
+    sum.crashes += s.crashes;
+    sum.partitions += s.partitions;
+    sum.corruptions_detected += s.corruptions_detected;
+    sum.replacements += s.replacements;
+}

@@ -1,0 +1,282 @@
+//! The state machine under test, wrapped: [`SimMachine`] is the cluster's own
+//! `EngineMachine` adapter plus a [`Recorder`] shared by all replicas, which after every
+//! apply checks the engine invariants on that replica and checks that every replica applied
+//! the same commands, got the same outcomes and (at sampled indexes) reached the same state
+//! hash at the same index. The recorder's log (index → log time, commands) is what the
+//! history checker replays on a fresh engine at the end.
+//!
+//! It also hosts two deliberate bugs (see [`crate::Bugs`]): applying each batch twice, and
+//! running the engine on the node's local clock instead of the log time.
+
+use crate::disk::checksum;
+use crate::options::Bugs;
+use ninety_cluster::engine_sm::EngineMachine;
+use ninety_cluster::{ApplyContext, StateMachine};
+use ninety_engine::{Engine, HoldId, HoldState};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+/// One applied log entry as first seen by any replica.
+#[derive(Debug, Clone)]
+pub struct LoggedBatch {
+    pub term: u64,
+    pub log_time_ms: u64,
+    pub commands: Vec<Vec<u8>>,
+    /// Digest of the outcomes the first replica produced.
+    pub outcomes_digest: u64,
+    /// True simulated time (µs) when the first replica applied it.
+    pub first_applied_us: u64,
+    /// Which node applied it first.
+    pub first_node: u64,
+}
+
+/// Observations shared by every replica of one run.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// The committed batches by index.
+    pub log: BTreeMap<u64, LoggedBatch>,
+    /// Sampled state hashes by index (first replica's).
+    pub hashes: BTreeMap<u64, ([u8; 32], u64)>,
+    /// Safety violations found (the run stops at the first).
+    pub violations: Vec<String>,
+    /// True simulated time, µs (set by the simulator before each poll).
+    pub now_us: u64,
+    /// Applies performed (all replicas).
+    pub applies: u64,
+    /// State hash comparisons performed.
+    pub hash_checks: u64,
+}
+
+impl Recorder {
+    fn violation(&mut self, v: String) {
+        if self.violations.len() < 16 {
+            self.violations.push(v);
+        }
+    }
+}
+
+/// Shared handle on the recorder.
+pub type RecorderHandle = Rc<RefCell<Recorder>>;
+
+/// Checks the engine invariants that must hold after every apply; `deep` adds the slower
+/// per-seat checks.
+pub fn check_invariants(engine: &Engine, deep: bool) -> Result<(), String> {
+    let beds = engine.beds();
+    for w in beds.wards() {
+        let c = beds
+            .counts(w.id)
+            .ok_or_else(|| format!("ward {} has no counts", w.id))?;
+        if c.held + c.occupied > c.staffed {
+            return Err(format!(
+                "ward {}: held {} + occupied {} > staffed {}",
+                w.id, c.held, c.occupied, c.staffed
+            ));
+        }
+    }
+    let mut held_beds = BTreeSet::new();
+    for h in beds.pending_holds() {
+        if !held_beds.insert(h.bed) {
+            return Err(format!("bed {} is held twice (hold {})", h.bed, h.id));
+        }
+        match beds.bed(h.bed).map(|b| b.state) {
+            Some(ninety_engine::BedState::Held { hold }) if hold == h.id => {}
+            other => {
+                return Err(format!(
+                    "hold {} on bed {} but bed is {other:?}",
+                    h.id, h.bed
+                ))
+            }
+        }
+    }
+    let slots = engine.slots();
+    let mut taken: BTreeMap<ninety_engine::SlotId, u32> = BTreeMap::new();
+    for s in slots.slots() {
+        let max = u32::from(s.spec.capacity) + u32::from(s.spec.overbook);
+        if u32::from(s.taken()) > max {
+            return Err(format!(
+                "slot {}: {} seats taken > capacity {} + overbook {}",
+                s.id,
+                s.taken(),
+                s.spec.capacity,
+                s.spec.overbook
+            ));
+        }
+        if deep {
+            taken.insert(s.id, 0);
+        }
+    }
+    if deep {
+        // Every seat that takes a place is counted by its slot, and the counts agree.
+        for id in 1..engine.counters().next_hold {
+            if let Some(seat) = slots.seat(HoldId(id)) {
+                if seat.state.takes_seat() {
+                    *taken.entry(seat.slot).or_default() += 1;
+                }
+            }
+            if let Some(h) = beds.hold(HoldId(id)) {
+                if h.state == HoldState::Pending && !held_beds.contains(&h.bed) {
+                    return Err(format!("pending hold {id} missing from the pending index"));
+                }
+            }
+        }
+        for s in slots.slots() {
+            let n = taken.get(&s.id).copied().unwrap_or(0);
+            if n != u32::from(s.taken()) {
+                return Err(format!(
+                    "slot {}: {n} live seats but taken={}",
+                    s.id,
+                    s.taken()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The engine adapter with checks (and optional bugs) around it.
+pub struct SimMachine {
+    inner: EngineMachine,
+    node: u64,
+    rec: RecorderHandle,
+    bugs: Bugs,
+    /// The node's local clock, ms (for the local-clock bug).
+    local_ms: Rc<Cell<u64>>,
+    hash_every: u64,
+}
+
+impl SimMachine {
+    /// A fresh machine for `node`.
+    pub fn new(
+        node: u64,
+        rec: RecorderHandle,
+        bugs: Bugs,
+        local_ms: Rc<Cell<u64>>,
+        hash_every: u64,
+    ) -> Self {
+        SimMachine {
+            inner: EngineMachine::new(),
+            node,
+            rec,
+            bugs,
+            local_ms,
+            hash_every: hash_every.max(1),
+        }
+    }
+
+    /// The engine of this replica.
+    pub fn engine(&self) -> &Engine {
+        self.inner.engine()
+    }
+
+    fn observe(&self, ctx: &ApplyContext, commands: &[&[u8]], outcomes: &[Vec<u8>]) {
+        let mut rec = self.rec.borrow_mut();
+        rec.applies += 1;
+        let mut all = Vec::new();
+        for o in outcomes {
+            all.extend_from_slice(&(o.len() as u32).to_le_bytes());
+            all.extend_from_slice(o);
+        }
+        let digest = checksum(&all);
+        let now = rec.now_us;
+        let node = self.node;
+        let mismatch = match rec.log.get(&ctx.index) {
+            None => {
+                rec.log.insert(
+                    ctx.index,
+                    LoggedBatch {
+                        term: ctx.term,
+                        log_time_ms: ctx.log_time_ms,
+                        commands: commands.iter().map(|c| c.to_vec()).collect(),
+                        outcomes_digest: digest,
+                        first_applied_us: now,
+                        first_node: node,
+                    },
+                );
+                None
+            }
+            Some(b) if b.term != ctx.term || b.commands.len() != commands.len() => Some(format!(
+                "log mismatch at index {}: node {} applied term {} ({} commands), node {} \
+                 applied term {} ({} commands)",
+                ctx.index,
+                b.first_node,
+                b.term,
+                b.commands.len(),
+                node,
+                ctx.term,
+                commands.len()
+            )),
+            Some(b) if b.commands.iter().zip(commands).any(|(a, c)| a != c) => Some(format!(
+                "log mismatch at index {}: nodes {} and {node} applied different commands",
+                ctx.index, b.first_node
+            )),
+            Some(b) if b.log_time_ms != ctx.log_time_ms => Some(format!(
+                "log time mismatch at index {}: node {} {} ms, node {node} {} ms",
+                ctx.index, b.first_node, b.log_time_ms, ctx.log_time_ms
+            )),
+            Some(b) if b.outcomes_digest != digest => Some(format!(
+                "outcome mismatch at index {}: node {} and node {node} answered differently",
+                ctx.index, b.first_node
+            )),
+            Some(_) => None,
+        };
+        if let Some(m) = mismatch {
+            rec.violation(m);
+        }
+        let deep = ctx.index.is_multiple_of(self.hash_every);
+        if let Err(e) = check_invariants(self.inner.engine(), deep) {
+            rec.violation(format!(
+                "engine invariant broken on node {node} after index {}: {e}",
+                ctx.index
+            ));
+        }
+        if deep {
+            rec.hash_checks += 1;
+            let hash = self.inner.state_hash();
+            match rec.hashes.get(&ctx.index) {
+                None => {
+                    rec.hashes.insert(ctx.index, (hash, node));
+                }
+                Some((h, first)) if *h != hash => {
+                    let first = *first;
+                    rec.violation(format!(
+                        "state hash mismatch at index {}: node {first} and node {node}",
+                        ctx.index
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl StateMachine for SimMachine {
+    fn apply(&mut self, ctx: &ApplyContext, commands: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut used = *ctx;
+        if self.bugs.local_clock_time {
+            used.log_time_ms = self.local_ms.get();
+        }
+        let mut outcomes = self.inner.apply(&used, commands);
+        if self.bugs.apply_twice {
+            outcomes = self.inner.apply(&used, commands);
+        }
+        self.observe(ctx, commands, &outcomes);
+        outcomes
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        self.inner.query(query)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.inner.snapshot()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        self.inner.restore(data)
+    }
+
+    fn state_hash(&self) -> [u8; 32] {
+        self.inner.state_hash()
+    }
+}

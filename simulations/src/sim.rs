@@ -1,0 +1,1267 @@
+//! The simulator proper: one seeded, single-threaded discrete-event loop that runs the real
+//! node core (`ninety_cluster::Node` over [`SimStore`] and [`SimMachine`]) for every
+//! replica, with a simulated network, disks, clocks, crashes, partitions, membership changes
+//! and clients. Time is simulated (µs); nothing here reads a real clock or does I/O.
+//!
+//! Phases: **setup** (no faults: elect, load the region through the log), **safety**
+//! (faults on, the client workload runs until `Options::ops` operations finished),
+//! **liveness** (faults off: crashed nodes restart, partitions heal, failed disks are
+//! replaced; every client must then get answers and all replicas converge within
+//! `Options::liveness_budget_ms`). Then the history is checked (see `check`).
+
+use crate::check::{self, Ack};
+use crate::disk::{Disk, DiskHandle, SimStore};
+use crate::machine::{Recorder, RecorderHandle, SimMachine};
+use crate::options::{Faults, Options};
+use crate::region::{self, RegionInfo};
+use crate::rng::Rng;
+use crate::workload::{self, Owned};
+use ninety_cluster::engine_sm::{decode_applied, encode_request};
+use ninety_cluster::eraftpb::Message;
+use ninety_cluster::node::{bootstrap, MembershipChange};
+use ninety_cluster::test_support::discard_logger;
+use ninety_cluster::{Clock, Input, Node, NodeConfig, Reply, RequestError};
+use ninety_engine::{LogTime, Request, RequestId, BOOTSTRAP_REQUEST_BASE};
+use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::rc::Rc;
+
+/// Unix ms at true simulated time zero (2026-11-23 00:00 UTC).
+pub const EPOCH_MS: u64 = 1_795_392_000_000;
+const US: u64 = 1000;
+/// Client attempts per operation in the safety phase before it gives up (outcome unknown).
+const ATTEMPTS_MAX: u32 = 12;
+/// Replacements (failed disk or retirement) per run.
+const REPLACEMENTS_MAX: u64 = 3;
+/// Operations each client must complete after faults stop.
+const LIVENESS_OPS: u64 = 3;
+/// Setup (election and region load) must finish within this, ms.
+const SETUP_BUDGET_MS: u64 = 60_000;
+/// Operator period, ms.
+const OPERATOR_MS: u64 = 500;
+
+/// Counts describing one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub ops_acked: u64,
+    pub ops_refused: u64,
+    pub ops_failed: u64,
+    pub ops_gave_up: u64,
+    pub retries: u64,
+    pub events: u64,
+    pub sim_ms: u64,
+    pub liveness_ms: u64,
+    pub messages: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub crashes: u64,
+    pub torn_writes: u64,
+    pub corruptions_detected: u64,
+    pub replacements: u64,
+    pub partitions: u64,
+    pub snapshots_sent: u64,
+    pub max_term: u64,
+    pub final_index: u64,
+    pub applies: u64,
+    pub hash_checks: u64,
+}
+
+/// The result of one seed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub seed: u64,
+    pub faults: Faults,
+    /// Empty when every check passed.
+    pub violations: Vec<String>,
+    pub stats: Stats,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run -p ninety-sim --release -- faults --seed {}",
+            self.seed
+        )
+    }
+}
+
+struct FixedClock(u64);
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    Safety,
+    Liveness,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Up,
+    Down,
+    /// Refused to start (corrupt disk) or retired: waits for the operator to replace it.
+    Failed,
+    Removed,
+}
+
+type SimNodeCore = Node<SimStore, SimMachine>;
+
+struct SimNode {
+    disk: DiskHandle,
+    skew_ms: i64,
+    drift_ppm: i64,
+    local_ms: Rc<Cell<u64>>,
+    core: Option<SimNodeCore>,
+    incarnation: u64,
+    state: NodeState,
+}
+
+impl SimNode {
+    fn local_ms(&self, now_us: u64) -> u64 {
+        let scaled = now_us as i128 * (1_000_000 + self.drift_ppm as i128) / 1_000_000;
+        let ms = EPOCH_MS as i128 + self.skew_ms as i128 + scaled / 1000;
+        ms.max(0) as u64
+    }
+
+    fn tick_period_us(&self) -> u64 {
+        let p = 100_000i128 * 1_000_000 / (1_000_000 + self.drift_ppm as i128);
+        p.max(1) as u64
+    }
+}
+
+struct Op {
+    request: Request,
+    bytes: Vec<u8>,
+    invoked_us: u64,
+    attempts: u32,
+    /// The node request id of the current attempt.
+    attempt: u64,
+}
+
+struct Client {
+    owned: Owned,
+    seq: u64,
+    current: Option<Op>,
+    hint: Option<u64>,
+    /// Operations finished (acked, refused or given up) since the liveness phase started.
+    live_done: u64,
+    /// The admin client loads the region; it has a fixed list of commands.
+    admin: Option<Vec<ninety_engine::Command>>,
+}
+
+enum Event {
+    Deliver {
+        msg: Message,
+        snapshot: bool,
+    },
+    SnapshotStatus {
+        to: u64,
+        peer: u64,
+        delivered: bool,
+    },
+    Tick {
+        node: u64,
+        incarnation: u64,
+    },
+    ClientNext {
+        client: usize,
+    },
+    ClientArrive {
+        node: u64,
+        id: u64,
+        bytes: Vec<u8>,
+    },
+    ClientReply {
+        id: u64,
+        result: Result<Reply, RequestError>,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    Crash,
+    Restart {
+        node: u64,
+        incarnation: u64,
+    },
+    Partition,
+    Heal,
+    Operator,
+    Flush,
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One simulated run.
+pub struct Sim {
+    seed: u64,
+    opts: Options,
+    faults: Faults,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    net_rng: Rng,
+    fault_rng: Rng,
+    work_rng: Rng,
+    nodes: BTreeMap<u64, SimNode>,
+    next_node_id: u64,
+    rec: RecorderHandle,
+    blocked: BTreeSet<(u64, u64)>,
+    clients: Vec<Client>,
+    /// Node request id → (client, engine request id).
+    routes: BTreeMap<u64, (usize, RequestId)>,
+    next_req: u64,
+    acks: Vec<Ack>,
+    phase: Phase,
+    phase_started_us: u64,
+    ops_done: u64,
+    region: RegionInfo,
+    replacing: Option<(u64, u64)>,
+    leaders: BTreeMap<u64, u64>,
+    stats: Stats,
+    violations: Vec<String>,
+}
+
+impl Sim {
+    /// Builds the run of `seed`.
+    pub fn new(seed: u64, opts: &Options) -> Result<Sim, String> {
+        let faults = Faults::from_seed(seed, opts.fault_scale_per_mille);
+        let mut root = Rng::new(seed);
+        let first_start = LogTime(EPOCH_MS + ninety_engine::time::MS_PER_DAY);
+        let region = region::info(first_start, LogTime(EPOCH_MS))?;
+        let mut sim = Sim {
+            seed,
+            opts: opts.clone(),
+            faults: faults.clone(),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            net_rng: root.fork(2),
+            fault_rng: root.fork(3),
+            work_rng: root.fork(4),
+            nodes: BTreeMap::new(),
+            next_node_id: faults.nodes + 1,
+            rec: Rc::new(RefCell::new(Recorder::default())),
+            blocked: BTreeSet::new(),
+            clients: Vec::new(),
+            routes: BTreeMap::new(),
+            next_req: 1,
+            acks: Vec::new(),
+            phase: Phase::Setup,
+            phase_started_us: 0,
+            ops_done: 0,
+            region,
+            replacing: None,
+            leaders: BTreeMap::new(),
+            stats: Stats::default(),
+            violations: Vec::new(),
+        };
+        let voters: Vec<u64> = (1..=faults.nodes).collect();
+        for id in 1..=faults.nodes {
+            sim.add_node(id, Some(&voters))?;
+        }
+        sim.clients.push(Client {
+            owned: Owned::default(),
+            seq: 0,
+            current: None,
+            hint: None,
+            live_done: 0,
+            admin: Some(region::bootstrap(first_start)),
+        });
+        sim.schedule(0, Event::ClientNext { client: 0 });
+        Ok(sim)
+    }
+
+    fn log(&self, what: impl FnOnce() -> String) {
+        if self.opts.verbose {
+            eprintln!("[{:>9.3}s] {}", self.now as f64 / 1e6, what());
+        }
+    }
+
+    fn violation(&mut self, v: String) {
+        self.log(|| format!("VIOLATION: {v}"));
+        if self.violations.len() < 16 {
+            self.violations.push(v);
+        }
+    }
+
+    fn schedule(&mut self, after_us: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at: self.now + after_us,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    fn node_config(&self, id: u64) -> NodeConfig {
+        let mut cfg = NodeConfig::new(id);
+        cfg.snapshot_interval_entries = self.faults.snapshot_every;
+        cfg.log_retain_entries = self.faults.log_retain;
+        cfg
+    }
+
+    fn add_node(&mut self, id: u64, voters: Option<&[u64]>) -> Result<(), String> {
+        let disk = Disk::new_handle(self.opts.bugs.store_ack_before_durable);
+        if let Some(voters) = voters {
+            let mut store = SimStore::open(disk.clone()).map_err(|e| e.to_string())?;
+            bootstrap(&mut store, voters).map_err(|e| e.to_string())?;
+        }
+        let skew = self.faults.skew_ms as i64;
+        let drift = self.faults.drift_ppm as i64;
+        let skew_ms = self.fault_rng.range(0, 2 * skew as u64) as i64 - skew;
+        let drift_ppm = self.fault_rng.range(0, 2 * drift as u64) as i64 - drift;
+        self.nodes.insert(
+            id,
+            SimNode {
+                disk,
+                skew_ms,
+                drift_ppm,
+                local_ms: Rc::new(Cell::new(0)),
+                core: None,
+                incarnation: 0,
+                state: NodeState::Down,
+            },
+        );
+        self.log(|| format!("node {id} created: skew {skew_ms} ms, drift {drift_ppm} ppm"));
+        self.start_node(id, false);
+        Ok(())
+    }
+
+    /// Starts (or restarts) a node from its disk; `corrupt` first damages a durable record.
+    fn start_node(&mut self, id: u64, corrupt: bool) {
+        let cfg = self.node_config(id);
+        let (bugs, hash_every, rec) = (self.opts.bugs, self.faults.hash_every, self.rec.clone());
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let injected = corrupt && n.disk.borrow_mut().corrupt(&mut self.fault_rng);
+        let machine = SimMachine::new(id, rec, bugs, n.local_ms.clone(), hash_every);
+        let started = SimStore::open(n.disk.clone())
+            .and_then(|store| Node::new(cfg, store, machine, &discard_logger()));
+        n.incarnation += 1;
+        let inc = n.incarnation;
+        match started {
+            Ok(core) => {
+                n.core = Some(core);
+                n.state = NodeState::Up;
+                let period = n.tick_period_us();
+                let jitter = self.fault_rng.below(period);
+                self.schedule(
+                    jitter,
+                    Event::Tick {
+                        node: id,
+                        incarnation: inc,
+                    },
+                );
+                if injected {
+                    self.violation(format!("node {id} started on a corrupted disk"));
+                } else {
+                    self.log(|| format!("node {id} started"));
+                }
+            }
+            Err(e) => {
+                n.core = None;
+                n.state = NodeState::Failed;
+                if injected {
+                    self.stats.corruptions_detected += 1;
+                    self.log(|| format!("node {id} refused to start: {e}"));
+                } else {
+                    self.violation(format!("node {id} failed to start: {e}"));
+                }
+            }
+        }
+    }
+
+    fn crash_node(&mut self, id: u64, torn: bool) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        n.core = None;
+        n.state = NodeState::Down;
+        n.incarnation += 1;
+        n.disk.borrow_mut().crash(&mut self.fault_rng, torn);
+        self.stats.crashes += 1;
+        if torn {
+            self.stats.torn_writes += 1;
+        }
+    }
+
+    fn is_up(&self, id: u64) -> bool {
+        self.nodes
+            .get(&id)
+            .is_some_and(|n| n.state == NodeState::Up)
+    }
+
+    fn delay_us(&mut self) -> u64 {
+        let (lo, hi) = self.faults.delay_ms;
+        self.net_rng.range(lo * US, hi * US)
+    }
+
+    fn lossy(&self) -> bool {
+        self.phase == Phase::Safety
+    }
+
+    fn step(&mut self, id: u64, input: Input) {
+        if let Some(core) = self.nodes.get_mut(&id).and_then(|n| n.core.as_mut()) {
+            core.step(input);
+            self.poll(id);
+        }
+    }
+
+    fn poll(&mut self, id: u64) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let local = n.local_ms(now);
+        n.local_ms.set(local);
+        let Some(core) = n.core.as_mut() else {
+            return;
+        };
+        self.rec.borrow_mut().now_us = now;
+        let result = core.poll(&FixedClock(local));
+        let (leader, term) = (core.is_leader(), core.status().term);
+        let mut out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                n.core = None;
+                n.state = NodeState::Failed;
+                self.violation(format!("node {id} stopped on a fatal error: {e}"));
+                return;
+            }
+        };
+        if leader {
+            if let Some(prev) = self.leaders.insert(term, id) {
+                if prev != id {
+                    self.violation(format!("two leaders in term {term}: {prev} and {id}"));
+                }
+            }
+        }
+        self.stats.max_term = self.stats.max_term.max(term);
+        for m in std::mem::take(&mut out.messages) {
+            self.send(id, m, false);
+        }
+        for m in std::mem::take(&mut out.snapshots) {
+            self.stats.snapshots_sent += 1;
+            self.send(id, m, true);
+        }
+        for c in out.completions {
+            if self.routes.contains_key(&c.id) {
+                if self.lossy() && self.net_rng.chance(self.faults.loss_per_mille) {
+                    continue;
+                }
+                let d = self.delay_us();
+                self.schedule(
+                    d,
+                    Event::ClientReply {
+                        id: c.id,
+                        result: c.result,
+                    },
+                );
+            }
+        }
+    }
+
+    fn send(&mut self, from: u64, msg: Message, snapshot: bool) {
+        self.stats.messages += 1;
+        let to = msg.to;
+        let cut = self.blocked.contains(&(from, to));
+        let lost = self.lossy() && self.net_rng.chance(self.faults.loss_per_mille);
+        if cut || lost {
+            self.stats.dropped += 1;
+            if snapshot {
+                let d = self.delay_us();
+                self.schedule(
+                    d,
+                    Event::SnapshotStatus {
+                        to: from,
+                        peer: to,
+                        delivered: false,
+                    },
+                );
+            }
+            return;
+        }
+        if !snapshot && self.lossy() && self.net_rng.chance(self.faults.dup_per_mille) {
+            self.stats.duplicated += 1;
+            let d = self.delay_us();
+            self.schedule(
+                d,
+                Event::Deliver {
+                    msg: msg.clone(),
+                    snapshot: false,
+                },
+            );
+        }
+        let d = self.delay_us();
+        self.schedule(d, Event::Deliver { msg, snapshot });
+    }
+
+    fn run_event(&mut self, event: Event) {
+        match event {
+            Event::Deliver { msg, snapshot } => {
+                let (from, to) = (msg.from, msg.to);
+                let delivered = self.is_up(to) && !self.blocked.contains(&(from, to));
+                if delivered {
+                    self.step(to, Input::Message(msg));
+                }
+                if snapshot {
+                    let d = self.delay_us();
+                    self.schedule(
+                        d,
+                        Event::SnapshotStatus {
+                            to: from,
+                            peer: to,
+                            delivered,
+                        },
+                    );
+                }
+            }
+            Event::SnapshotStatus {
+                to,
+                peer,
+                delivered,
+            } => self.step(to, Input::SnapshotStatus { peer, delivered }),
+            Event::Tick { node, incarnation } => {
+                let Some(n) = self.nodes.get(&node) else {
+                    return;
+                };
+                if n.incarnation != incarnation || n.state != NodeState::Up {
+                    return;
+                }
+                let period = n.tick_period_us();
+                self.schedule(period, Event::Tick { node, incarnation });
+                self.step(node, Input::Tick);
+            }
+            Event::ClientNext { client } => self.client_next(client),
+            Event::ClientArrive { node, id, bytes } => {
+                self.step(node, Input::Propose { id, command: bytes })
+            }
+            Event::ClientReply { id, result } => self.client_reply(id, result),
+            Event::ClientTimeout { client, attempt } => {
+                let current = self.clients.get(client).and_then(|c| c.current.as_ref());
+                if current.is_some_and(|op| op.attempt == attempt) {
+                    if let Some(c) = self.clients.get_mut(client) {
+                        c.hint = None;
+                    }
+                    self.retry(client);
+                }
+            }
+            Event::Crash => self.on_crash(),
+            Event::Restart { node, incarnation } => {
+                let Some(n) = self.nodes.get(&node) else {
+                    return;
+                };
+                if n.incarnation != incarnation || n.state != NodeState::Down {
+                    return;
+                }
+                let corrupt = self.phase == Phase::Safety
+                    && self.replacing.is_none()
+                    && self.stats.replacements < REPLACEMENTS_MAX
+                    && !self.nodes.values().any(|n| n.state == NodeState::Failed)
+                    && self.fault_rng.chance(self.faults.corrupt_per_mille);
+                self.start_node(node, corrupt);
+            }
+            Event::Partition => self.on_partition(),
+            Event::Heal => {
+                if !self.blocked.is_empty() {
+                    self.log(|| "partition healed".into());
+                }
+                self.blocked.clear();
+            }
+            Event::Operator => self.on_operator(),
+            Event::Flush => {
+                if self.phase != Phase::Done {
+                    for n in self.nodes.values() {
+                        n.disk.borrow_mut().sync();
+                    }
+                    self.schedule(1_000 * US, Event::Flush);
+                }
+            }
+        }
+    }
+
+    fn every(&mut self, mean_ms: u64) -> u64 {
+        self.fault_rng.range(mean_ms / 2, mean_ms * 3 / 2) * US
+    }
+
+    fn on_crash(&mut self) {
+        if self.phase != Phase::Safety || self.faults.crash_every_ms == 0 {
+            return;
+        }
+        let up: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Up)
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(&id) = self.fault_rng.pick(&up) {
+            let torn = self.fault_rng.chance(self.faults.torn_per_mille);
+            self.crash_node(id, torn);
+            let (lo, hi) = self.faults.down_ms;
+            let down = self.fault_rng.range(lo, hi) * US;
+            let inc = self.nodes.get(&id).map_or(0, |n| n.incarnation);
+            self.log(|| {
+                format!(
+                    "node {id} crashed (torn write: {torn}), down {} ms",
+                    down / US
+                )
+            });
+            self.schedule(
+                down,
+                Event::Restart {
+                    node: id,
+                    incarnation: inc,
+                },
+            );
+        }
+        let next = self.every(self.faults.crash_every_ms);
+        self.schedule(next, Event::Crash);
+    }
+
+    fn on_partition(&mut self) {
+        if self.phase != Phase::Safety || self.faults.partition_every_ms == 0 {
+            return;
+        }
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        self.blocked.clear();
+        let kind = self.fault_rng.below(4);
+        let cut = |a: u64, b: u64, both: bool, blocked: &mut BTreeSet<(u64, u64)>| {
+            blocked.insert((a, b));
+            if both {
+                blocked.insert((b, a));
+            }
+        };
+        let leader = self.current_leader();
+        let victim = match kind {
+            0 => leader.or_else(|| self.fault_rng.pick(&ids).copied()),
+            _ => self.fault_rng.pick(&ids).copied(),
+        };
+        let mut desc = String::new();
+        match (kind, victim) {
+            (0 | 1, Some(v)) => {
+                for &o in ids.iter().filter(|o| **o != v) {
+                    cut(v, o, true, &mut self.blocked);
+                }
+                desc = format!("node {v} isolated");
+            }
+            (2, _) => {
+                let side: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|_| self.fault_rng.chance(500))
+                    .collect();
+                for &a in &side {
+                    for &b in ids.iter().filter(|b| !side.contains(b)) {
+                        cut(a, b, true, &mut self.blocked);
+                    }
+                }
+                desc = format!("split {side:?} from the rest");
+            }
+            (_, Some(v)) => {
+                if let Some(&o) = self.fault_rng.pick(&ids).filter(|o| **o != v) {
+                    cut(v, o, false, &mut self.blocked);
+                    desc = format!("one-way link {v} -> {o} cut");
+                }
+            }
+            _ => {}
+        }
+        self.stats.partitions += 1;
+        self.log(|| format!("partition: {desc}"));
+        let heal = self.fault_rng.range(300, 8_000) * US;
+        self.schedule(heal, Event::Heal);
+        let next = self.every(self.faults.partition_every_ms);
+        self.schedule(next, Event::Partition);
+    }
+
+    fn current_leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| n.core.as_ref().map(|c| (id, c)))
+            .filter(|(_, c)| c.is_leader())
+            .max_by_key(|(_, c)| c.status().term)
+            .map(|(id, _)| *id)
+    }
+
+    fn on_operator(&mut self) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.schedule(OPERATOR_MS * US, Event::Operator);
+        if self.phase == Phase::Safety
+            && self.replacing.is_none()
+            && self.stats.replacements < REPLACEMENTS_MAX
+            && !self.nodes.values().any(|n| n.state == NodeState::Failed)
+            && self.fault_rng.chance(self.faults.replace_per_mille / 2)
+        {
+            let up: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.state == NodeState::Up)
+                .map(|(id, _)| *id)
+                .collect();
+            if let Some(&id) = self.fault_rng.pick(&up) {
+                self.log(|| format!("operator retires node {id}"));
+                self.crash_node(id, false);
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.state = NodeState::Failed;
+                }
+            }
+        }
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        if self.replacing.is_none() {
+            let failed = self
+                .nodes
+                .iter()
+                .find(|(_, n)| n.state == NodeState::Failed)
+                .map(|(id, _)| *id);
+            if let Some(old) = failed {
+                let new = self.next_node_id;
+                self.next_node_id += 1;
+                self.stats.replacements += 1;
+                self.replacing = Some((old, new));
+                self.log(|| format!("operator replaces node {old} with node {new}"));
+                if let Err(e) = self.add_node(new, None) {
+                    self.violation(format!("cannot create node {new}: {e}"));
+                }
+            }
+        }
+        let Some((old, new)) = self.replacing else {
+            return;
+        };
+        let Some(core) = self.nodes.get(&leader).and_then(|n| n.core.as_ref()) else {
+            return;
+        };
+        let status = core.status();
+        let conf = &status.conf_state;
+        let member = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
+        let change = if member(old) {
+            Some(MembershipChange::Remove(old))
+        } else if !member(new) {
+            // A joining node starts from an empty store, and the founding voters are not in
+            // the log (bootstrap writes them to the founders' stores only): a learner that
+            // replays the log from index 1 ends up believing it is the only voter. Forcing
+            // a snapshot and compaction past index 1 first makes the leader send it a
+            // snapshot that carries the whole configuration (see docs/simulation.md).
+            // Any voter may lead later, so every voter must be compacted past index 1.
+            if !self.opts.unsafe_join && !self.voters_compacted(&conf.voters) {
+                return;
+            }
+            Some(MembershipChange::AddLearner(new))
+        } else if conf.learners.contains(&new) {
+            // raft-rs ignores a snapshot whose configuration does not name the receiver, and
+            // the leader keeps re-sending its stored one: store one that names the learner.
+            let stored_names_new = ninety_cluster::RaftStore::stored_snapshot(core.store())
+                .ok()
+                .flatten()
+                .is_some_and(|s| {
+                    let cs = s.get_metadata().get_conf_state();
+                    cs.learners.contains(&new) || cs.voters.contains(&new)
+                });
+            if !self.opts.unsafe_join && !stored_names_new {
+                if let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) {
+                    if let Err(e) = core.snapshot_now() {
+                        self.violation(format!("leader {leader} cannot snapshot: {e}"));
+                    }
+                }
+                return;
+            }
+            let caught_up = core
+                .progress()
+                .iter()
+                .any(|(id, matched, _)| *id == new && *matched >= status.commit_index);
+            caught_up.then_some(MembershipChange::PromoteVoter(new))
+        } else {
+            self.log(|| format!("operator: node {new} is a voter, node {old} removed"));
+            if let Some(n) = self.nodes.get_mut(&old) {
+                n.state = NodeState::Removed;
+                n.core = None;
+            }
+            self.replacing = None;
+            None
+        };
+        if let Some(change) = change {
+            let id = self.next_req;
+            self.next_req += 1;
+            self.log(|| format!("operator asks leader {leader}: {change:?}"));
+            self.step(leader, Input::ChangeMembership { id, change });
+        }
+    }
+
+    /// Whether every voter is up with its log compacted past index 1; snapshots (and so
+    /// compacts) the up voters that are not yet.
+    fn voters_compacted(&mut self, voters: &[u64]) -> bool {
+        let retain = self.faults.log_retain;
+        let mut all = true;
+        for &v in voters {
+            let Some(core) = self.nodes.get_mut(&v).and_then(|n| n.core.as_mut()) else {
+                all = false;
+                continue;
+            };
+            let first = raft::Storage::first_index(core.store()).unwrap_or(1);
+            if first > 1 {
+                continue;
+            }
+            all = false;
+            if core.status().applied_index > retain + 1 {
+                if let Err(e) = core.snapshot_now() {
+                    self.violation(format!("node {v} cannot snapshot: {e}"));
+                }
+            }
+        }
+        all
+    }
+
+    fn describe_nodes(&self) -> String {
+        let mut out = String::new();
+        for (id, n) in &self.nodes {
+            out.push_str(&format!("\n  node {id} {:?}", n.state));
+            if let Some(c) = &n.core {
+                let s = c.status();
+                out.push_str(&format!(
+                    " {:?} term {} commit {} applied {} voters {:?} learners {:?} progress {:?}",
+                    s.role,
+                    s.term,
+                    s.commit_index,
+                    s.applied_index,
+                    s.conf_state.voters,
+                    s.conf_state.learners,
+                    c.progress()
+                ));
+            }
+        }
+        out
+    }
+
+    // ---- clients ----
+
+    fn client_next(&mut self, client: usize) {
+        let Some(c) = self.clients.get_mut(client) else {
+            return;
+        };
+        if c.current.is_some() {
+            return;
+        }
+        let request = if let Some(admin) = c.admin.as_mut() {
+            if admin.is_empty() {
+                c.admin = None;
+                return;
+            }
+            let command = admin.remove(0);
+            c.seq += 1;
+            Request {
+                id: RequestId(BOOTSTRAP_REQUEST_BASE + u128::from(c.seq)),
+                command,
+            }
+        } else {
+            let done = match self.phase {
+                Phase::Safety => self.ops_done >= self.opts.ops,
+                Phase::Liveness => c.live_done >= LIVENESS_OPS,
+                Phase::Setup | Phase::Done => true,
+            };
+            if done {
+                return;
+            }
+            c.seq += 1;
+            let patient = (client as u128) << 32 | u128::from(c.seq % 4);
+            let command =
+                workload::next_command(&mut self.work_rng, &self.region, &c.owned, patient);
+            Request {
+                id: workload::request_id(client as u64, c.seq),
+                command,
+            }
+        };
+        let bytes = match encode_request(&request) {
+            Ok(b) => b,
+            Err(e) => {
+                self.violation(format!("cannot encode a request: {e}"));
+                return;
+            }
+        };
+        c.current = Some(Op {
+            request,
+            bytes,
+            invoked_us: self.now,
+            attempts: 0,
+            attempt: 0,
+        });
+        self.send_attempt(client);
+    }
+
+    fn send_attempt(&mut self, client: usize) {
+        let members: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state != NodeState::Removed)
+            .map(|(id, _)| *id)
+            .collect();
+        let id = self.next_req;
+        self.next_req += 1;
+        let pick = self.net_rng.pick(&members).copied();
+        let lost = self.lossy() && self.net_rng.chance(self.faults.loss_per_mille);
+        let delay = self.delay_us();
+        let timeout = self.faults.client_timeout_ms * US;
+        let Some(c) = self.clients.get_mut(client) else {
+            return;
+        };
+        let Some(op) = c.current.as_mut() else {
+            return;
+        };
+        let node = c.hint.filter(|h| members.contains(h)).or(pick).unwrap_or(1);
+        op.attempts += 1;
+        op.attempt = id;
+        let bytes = op.bytes.clone();
+        self.routes.insert(id, (client, op.request.id));
+        if !lost {
+            self.schedule(delay, Event::ClientArrive { node, id, bytes });
+        }
+        self.schedule(
+            timeout,
+            Event::ClientTimeout {
+                client,
+                attempt: id,
+            },
+        );
+    }
+
+    fn retry(&mut self, client: usize) {
+        let give_up = self.phase == Phase::Safety
+            && self.clients.get(client).is_some_and(|c| {
+                c.admin.is_none()
+                    && c.current
+                        .as_ref()
+                        .is_some_and(|op| op.attempts >= ATTEMPTS_MAX)
+            });
+        if give_up {
+            self.stats.ops_gave_up += 1;
+            self.finish_op(client);
+            return;
+        }
+        self.stats.retries += 1;
+        self.send_attempt(client);
+    }
+
+    fn finish_op(&mut self, client: usize) {
+        if let Some(c) = self.clients.get_mut(client) {
+            c.current = None;
+            if c.admin.is_none() {
+                self.ops_done += 1;
+                if self.phase == Phase::Liveness {
+                    c.live_done += 1;
+                }
+            }
+        }
+        let think = self.work_rng.range(0, 200) * US;
+        self.schedule(think, Event::ClientNext { client });
+    }
+
+    fn client_reply(&mut self, id: u64, result: Result<Reply, RequestError>) {
+        let Some(&(client, request_id)) = self.routes.get(&id) else {
+            return;
+        };
+        match result {
+            Ok(Reply::Applied { index, outcome }) => {
+                let applied = match decode_applied(&outcome) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.violation(format!("undecodable reply to {request_id:?}: {e}"));
+                        return;
+                    }
+                };
+                let current = self
+                    .clients
+                    .get(client)
+                    .and_then(|c| c.current.as_ref())
+                    .filter(|op| op.request.id == request_id);
+                let invoked_us = current.map(|op| op.invoked_us);
+                if let Some(op) = current {
+                    let (req, out) = (op.request.clone(), applied.outcome.clone());
+                    if out.is_ok() {
+                        self.stats.ops_acked += 1;
+                    } else {
+                        self.stats.ops_refused += 1;
+                    }
+                    if let Some(c) = self.clients.get_mut(client) {
+                        workload::learn(&mut c.owned, &req, &out);
+                    }
+                    self.finish_op(client);
+                }
+                self.acks.push(Ack {
+                    request: request_id,
+                    index,
+                    applied,
+                    invoked_us,
+                    acked_us: self.now,
+                });
+            }
+            Ok(other) => {
+                self.violation(format!("unexpected reply to a proposal: {other:?}"));
+            }
+            Err(e) => {
+                let current = self.clients.get(client).and_then(|c| c.current.as_ref());
+                if current.is_none_or(|op| op.attempt != id) {
+                    return;
+                }
+                if !e.is_retryable() {
+                    self.stats.ops_failed += 1;
+                    self.log(|| format!("request {request_id:?} failed: {e}"));
+                    self.finish_op(client);
+                    return;
+                }
+                let (hint, backoff) = match e {
+                    RequestError::NotLeader { leader: Some(l) } => (Some(l), 1..=5),
+                    _ => (None, 20..=200),
+                };
+                if let Some(c) = self.clients.get_mut(client) {
+                    c.hint = hint;
+                }
+                // A short backoff, then the same request id again.
+                let wait = self.work_rng.range(*backoff.start(), *backoff.end()) * US;
+                if let Some(op) = self
+                    .clients
+                    .get_mut(client)
+                    .and_then(|c| c.current.as_mut())
+                {
+                    op.attempt = 0;
+                }
+                self.schedule(wait, Event::ClientTimeout { client, attempt: 0 });
+            }
+        }
+    }
+
+    // ---- phases ----
+
+    fn start_safety(&mut self) {
+        self.phase = Phase::Safety;
+        self.phase_started_us = self.now;
+        self.log(|| "region loaded; safety phase (faults on)".into());
+        for i in 0..self.faults.clients {
+            self.clients.push(Client {
+                owned: Owned::default(),
+                seq: 0,
+                current: None,
+                hint: None,
+                live_done: 0,
+                admin: None,
+            });
+            let c = self.clients.len() - 1;
+            let d = self.work_rng.range(0, 50) * US;
+            self.schedule(d + i, Event::ClientNext { client: c });
+        }
+        if self.faults.crash_every_ms > 0 {
+            let d = self.every(self.faults.crash_every_ms);
+            self.schedule(d, Event::Crash);
+        }
+        if self.faults.partition_every_ms > 0 {
+            let d = self.every(self.faults.partition_every_ms);
+            self.schedule(d, Event::Partition);
+        }
+        self.schedule(OPERATOR_MS * US, Event::Operator);
+        self.schedule(1_000 * US, Event::Flush);
+    }
+
+    fn start_liveness(&mut self) {
+        self.phase = Phase::Liveness;
+        self.phase_started_us = self.now;
+        self.log(|| "liveness phase (faults off)".into());
+        self.blocked.clear();
+        let down: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Down)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in down {
+            self.start_node(id, false);
+        }
+        for c in 0..self.clients.len() {
+            self.schedule(0, Event::ClientNext { client: c });
+        }
+    }
+
+    fn converged(&self) -> bool {
+        if self.replacing.is_some() || self.nodes.values().any(|n| n.state == NodeState::Failed) {
+            return false;
+        }
+        let Some(leader) = self.current_leader() else {
+            return false;
+        };
+        let Some(ls) = self
+            .nodes
+            .get(&leader)
+            .and_then(|n| n.core.as_ref())
+            .map(|c| c.status())
+        else {
+            return false;
+        };
+        let members: BTreeSet<u64> = ls
+            .conf_state
+            .voters
+            .iter()
+            .chain(&ls.conf_state.learners)
+            .copied()
+            .collect();
+        ls.commit_index == ls.applied_index
+            && members.iter().all(|id| {
+                self.nodes
+                    .get(id)
+                    .and_then(|n| n.core.as_ref())
+                    .is_some_and(|c| c.status().applied_index == ls.applied_index)
+            })
+    }
+
+    fn clients_done(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|c| c.admin.is_some() || (c.current.is_none() && c.live_done >= LIVENESS_OPS))
+    }
+
+    fn advance_phase(&mut self) {
+        match self.phase {
+            Phase::Setup => {
+                let admin_done = self
+                    .clients
+                    .first()
+                    .is_some_and(|c| c.admin.is_none() && c.current.is_none());
+                if admin_done {
+                    self.start_safety();
+                } else if self.now > SETUP_BUDGET_MS * US {
+                    self.violation("setup: the region was not loaded within the budget".into());
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Safety => {
+                let budget = self.now - self.phase_started_us > self.opts.safety_budget_ms * US;
+                let work_done = self.ops_done >= self.opts.ops
+                    && self.clients.iter().all(|c| c.current.is_none());
+                if work_done || budget {
+                    self.start_liveness();
+                }
+            }
+            Phase::Liveness => {
+                let elapsed = self.now - self.phase_started_us;
+                if self.clients_done() && self.converged() {
+                    self.stats.liveness_ms = elapsed / US;
+                    self.phase = Phase::Done;
+                } else if elapsed > self.opts.liveness_budget_ms * US {
+                    let waiting = self.clients.iter().filter(|c| c.current.is_some()).count();
+                    let nodes = self.describe_nodes();
+                    self.log(|| format!("nodes at the liveness deadline: {nodes}"));
+                    self.violation(format!(
+                        "liveness: {} ms after faults stopped: leader {:?}, converged {}, \
+                         {waiting} clients still waiting",
+                        elapsed / US,
+                        self.current_leader(),
+                        self.converged()
+                    ));
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Runs to the end and checks the history.
+    pub fn run(mut self) -> RunReport {
+        self.log(|| format!("seed {} faults: {}", self.seed, self.faults));
+        while self.phase != Phase::Done {
+            let Some(s) = self.queue.pop() else {
+                self.violation("the event queue ran dry".into());
+                break;
+            };
+            self.stats.events += 1;
+            if self.stats.events > self.opts.max_events {
+                self.violation(format!("more than {} events", self.opts.max_events));
+                break;
+            }
+            self.now = s.at;
+            self.run_event(s.event);
+            let found = std::mem::take(&mut self.rec.borrow_mut().violations);
+            for v in found {
+                self.violation(v);
+            }
+            if !self.violations.is_empty() {
+                break;
+            }
+            self.advance_phase();
+        }
+        self.stats.sim_ms = self.now / US;
+        {
+            let rec = self.rec.borrow();
+            self.stats.applies = rec.applies;
+            self.stats.hash_checks = rec.hash_checks;
+        }
+        if self.violations.is_empty() {
+            self.final_checks();
+        }
+        RunReport {
+            seed: self.seed,
+            faults: self.faults,
+            violations: self.violations,
+            stats: self.stats,
+        }
+    }
+
+    fn final_checks(&mut self) {
+        let finals: Vec<check::Replica<'_>> = self
+            .nodes
+            .iter()
+            .filter_map(|(id, n)| {
+                n.core
+                    .as_ref()
+                    .filter(|_| n.state == NodeState::Up)
+                    .map(|c| (id, c))
+            })
+            .map(|(id, c)| check::Replica {
+                node: *id,
+                applied_index: c.status().applied_index,
+                engine: c.state_machine().engine(),
+            })
+            .collect();
+        self.stats.final_index = finals.iter().map(|r| r.applied_index).max().unwrap_or(0);
+        let rec = self.rec.borrow();
+        let found = check::history(&rec, &self.acks, &finals);
+        drop(rec);
+        drop(finals);
+        for v in found {
+            self.violation(v);
+        }
+    }
+}
