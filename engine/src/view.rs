@@ -18,7 +18,7 @@ use crate::engine::Engine;
 use crate::ids::*;
 use crate::limits::EXPIRIES_PER_TICK_MAX;
 use crate::matching::{MatchPolicy, RegionIndex, Source};
-use crate::region::{Channel, Mode};
+use crate::region::{Channel, Mode, Specialty};
 use crate::slots::Slot;
 use crate::sync::{Publisher, Reader};
 use crate::time::{LogTime, MS_PER_DAY};
@@ -86,6 +86,8 @@ pub struct HospitalLoad {
 
 type DoctorChunk = BTreeMap<DoctorId, StdArc<DoctorAvail>>;
 type WardChunk = BTreeMap<WardId, WardAvail>;
+/// One hospital's doctors per (specialty, mode), by first open slot: `(start, doctor)`.
+type OpenChunk = BTreeMap<(Specialty, Mode), StdArc<Vec<(LogTime, DoctorId)>>>;
 
 /// The published picture. Cheap to clone (a root of `Arc`s).
 #[derive(Clone, Debug, Default)]
@@ -98,6 +100,12 @@ pub struct AvailabilityView {
     doctors: BTreeMap<u32, StdArc<DoctorChunk>>,
     wards: BTreeMap<u32, StdArc<WardChunk>>,
     hospitals: StdArc<BTreeMap<HospitalId, HospitalLoad>>,
+    /// Per hospital, per (specialty, mode): the doctors `RegionIndex::doctors_at` names,
+    /// ordered by their first free slot in that mode after `now` at their last rebuild (a
+    /// lower bound for every later search, whose window starts after `now`). Copy-on-write
+    /// like the shards: a touched doctor clones its hospital's chunk (a few dozen `Arc`s)
+    /// and its lists.
+    first_open: StdArc<BTreeMap<HospitalId, StdArc<OpenChunk>>>,
 }
 
 impl AvailabilityView {
@@ -165,6 +173,18 @@ impl Source for AvailabilityView {
     fn ward_beds(&self, ward: WardId) -> (u32, u32, u32) {
         self.ward(ward)
             .map_or((0, 0, 0), |w| (w.admissible, w.in_use, w.staffed))
+    }
+    fn first_open(
+        &self,
+        h: HospitalId,
+        specialty: Specialty,
+        mode: Mode,
+    ) -> Option<&[(LogTime, DoctorId)]> {
+        let list = self
+            .first_open
+            .get(&h)
+            .and_then(|c| c.get(&(specialty, mode)));
+        Some(list.map_or(&[], |l| l.as_slice()))
     }
 }
 
@@ -254,6 +274,8 @@ impl Engine {
     /// Rebuilds the working view's touched shards.
     fn refresh_view(&mut self) {
         let region = self.region_index();
+        let region_changed =
+            self.live.all_dirty || !StdArc::ptr_eq(&region, &self.live.working.region);
         let live = &mut self.live;
         if live.all_dirty {
             live.working = AvailabilityView::default();
@@ -277,6 +299,23 @@ impl Engine {
             };
             let hospitals = StdArc::make_mut(&mut self.live.working.hospitals);
             shift_doctor_load(hospitals, old.as_deref(), new.as_deref());
+            if !region_changed {
+                if let (Some(doc), Some(a)) = (self.doctors.get(&d), new.as_deref()) {
+                    let index = StdArc::make_mut(&mut self.live.working.first_open);
+                    for (key, first) in open_groups(doc, a, self.now) {
+                        let chunk = StdArc::make_mut(index.entry(doc.hospital).or_default());
+                        let list = StdArc::make_mut(chunk.entry(key).or_default());
+                        if let Some(i) = list.iter().position(|e| e.1 == d) {
+                            list.remove(i);
+                        }
+                        let at = list.partition_point(|e| *e < (first, d));
+                        list.insert(at, (first, d));
+                    }
+                }
+            }
+        }
+        if region_changed {
+            self.rebuild_first_open();
         }
         for w in wards {
             let avail = self.beds.ward(w).map(|ward| WardAvail {
@@ -300,6 +339,62 @@ impl Engine {
         v.now = self.now;
         v.policy = self.match_policy.clone();
     }
+}
+
+impl Engine {
+    /// Rebuilds the first-open index of the working view from its doctors (after the region
+    /// changed: doctors may have moved or changed specialties).
+    fn rebuild_first_open(&mut self) {
+        let mut lists: BTreeMap<HospitalId, BTreeMap<(Specialty, Mode), Vec<_>>> = BTreeMap::new();
+        for chunk in self.live.working.doctors.values() {
+            for (&d, a) in chunk.iter() {
+                let Some(doc) = self.doctors.get(&d) else {
+                    continue;
+                };
+                for (key, first) in open_groups(doc, a, self.now) {
+                    let hospital = lists.entry(doc.hospital).or_default();
+                    hospital.entry(key).or_default().push((first, d));
+                }
+            }
+        }
+        let index = lists
+            .into_iter()
+            .map(|(h, chunk)| {
+                let chunk = chunk
+                    .into_iter()
+                    .map(|(key, mut list)| {
+                        list.sort_unstable();
+                        (key, StdArc::new(list))
+                    })
+                    .collect();
+                (h, StdArc::new(chunk))
+            })
+            .collect();
+        self.live.working.first_open = StdArc::new(index);
+    }
+}
+
+/// The first-open groups a doctor belongs to (as `RegionIndex::doctors_at` lists them) and
+/// their first free slot in the group's mode after `now` (`LogTime(u64::MAX)`: none).
+fn open_groups(
+    doc: &crate::region::Doctor,
+    a: &DoctorAvail,
+    now: LogTime,
+) -> Vec<((Specialty, Mode), LogTime)> {
+    let after = a.free.partition_point(|s| s.start <= now);
+    let first = |mode: Mode| {
+        let found = a.free[after..].iter().find(|s| s.mode == mode);
+        found.map_or(LogTime(u64::MAX), |s| s.start)
+    };
+    let (in_person, remote) = (first(Mode::InPerson), first(Mode::Remote));
+    let mut out = Vec::with_capacity(doc.specialties.len() * 2);
+    for &s in &doc.specialties {
+        out.push(((s, Mode::InPerson), in_person));
+        if doc.remote {
+            out.push(((s, Mode::Remote), remote));
+        }
+    }
+    out
 }
 
 /// Builds one doctor's availability from the authoritative slots.

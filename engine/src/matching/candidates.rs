@@ -35,6 +35,18 @@ pub trait Source {
     fn day_load_permille(&self, doctor: DoctorId, day: u64) -> u32;
     /// A ward's (admissible, held+occupied, staffed) beds.
     fn ward_beds(&self, ward: WardId) -> (u32, u32, u32);
+    /// The doctors `RegionIndex::doctors_at(h, specialty, mode)` names, ordered by a lower
+    /// bound of their first open slot in `mode` (`LogTime(u64::MAX)`: none), if the source
+    /// keeps that order (the published view does). `None`: searches walk the index's order
+    /// and bound every doctor by the window's start.
+    fn first_open(
+        &self,
+        _h: HospitalId,
+        _specialty: Specialty,
+        _mode: Mode,
+    ) -> Option<&[(LogTime, DoctorId)]> {
+        None
+    }
 }
 
 /// A candidate with the capacity the solver may give out (open seats or admissible beds).
@@ -81,20 +93,17 @@ pub(crate) fn check_slot_query(q: &SlotQuery) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// A slot found for a doctor, before load is known.
-struct Found {
-    doctor: DoctorId,
-    slot: SlotId,
-    start: LogTime,
-    seats: u16,
-    hospital: HospitalId,
-    travel: u32,
-    beyond: bool,
-}
-
 /// The top `k` slot candidates with their open seats, and a note. Each doctor brings up to
 /// `per_doctor` slots (one for queries; more for a batch of identical requests, so the
 /// solver can fill a near doctor's day instead of spreading to far ones).
+///
+/// The search is bounded: hospitals are walked cheapest lower bound first (travel, tier,
+/// alliance and the earliest possible wait are known per hospital; only the doctor's start
+/// and load are not), and inside a hospital doctors are walked by their first open slot when
+/// the source keeps that order (`Source::first_open`). The walk stops as soon as the next
+/// lower bound cannot beat the `k`-th candidate (a candidate tying the `k`-th on score and
+/// found later does not enter), or once `MATCH_CANDIDATES_VISITED_MAX` doctors were looked
+/// at and something was found.
 pub(crate) fn rank_slots<S: Source>(
     src: &S,
     q: &SlotQuery,
@@ -105,62 +114,196 @@ pub(crate) fn rank_slots<S: Source>(
     let ix = src.index();
     let (origin, access) = ix.resolve(q.origin)?;
     let from = q.earliest.max(src.now().plus_ms(1));
-    let window = (from, q.latest.plus_ms(1));
-    let mut found = Vec::new();
-    let mut note = None;
-    let look = |d: DoctorId, at: (HospitalId, u32), beyond: bool, found: &mut Vec<Found>| {
-        let Some(info) = ix.doctors.get(&d) else {
-            return;
-        };
-        if q.language.is_some_and(|l| !info.languages.contains(&l)) {
-            return;
-        }
-        let mut taken = 0;
-        src.open_slots(d, window, q.mode, q.channel, &mut |slot, start, seats| {
-            taken += 1;
-            found.push(Found {
-                doctor: d,
-                slot,
-                start,
-                seats,
-                hospital: at.0,
-                travel: at.1,
-                beyond,
-            });
-            taken < per_doctor
-        });
+    let mut walk = Walk {
+        src,
+        q,
+        origin,
+        window: (from, q.latest.plus_ms(1)),
+        k: k.max(1),
+        per_doctor: per_doctor.max(1),
+        top: Vec::with_capacity(k + 1),
+        visited: 0,
+        slots: Vec::new(),
     };
-    if q.mode == Mode::Remote {
-        for &d in ix
-            .remote_by_specialty
-            .get(&q.specialty)
-            .into_iter()
-            .flatten()
-        {
-            let h = ix.doctors.get(&d).map_or(HospitalId(0), |i| i.hospital);
-            look(d, (h, 0), false, &mut found);
-        }
+    let mut note = None;
+    let groups: Vec<(HospitalId, u32)> = if q.mode == Mode::Remote {
+        let hs = ix.remote_hospitals.get(&q.specialty).into_iter().flatten();
+        hs.map(|&h| (h, 0)).collect()
     } else {
-        let doctors_at = |h: HospitalId| ix.by_hospital_specialty.get(&(h, q.specialty));
-        for &(h, m) in ix.reach.get(&origin).into_iter().flatten() {
-            for &d in doctors_at(h).into_iter().flatten() {
-                look(d, (h, access.saturating_add(m)), false, &mut found);
-            }
+        let reach = ix.reach.get(&origin).into_iter().flatten();
+        reach.map(|&(h, m)| (h, access.saturating_add(m))).collect()
+    };
+    let mut order: Vec<(u64, usize)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, &(h, travel))| (walk.base(h, travel, from), i))
+        .collect();
+    order.sort_unstable();
+    for (bound, i) in order {
+        if walk.cannot_enter(bound) || walk.exhausted() {
+            break;
         }
-        if found.is_empty() {
-            for (h, m) in beyond_reach(ix, origin) {
-                let travel = access.saturating_add(m);
-                for &d in doctors_at(h).into_iter().flatten() {
-                    look(d, (h, travel), true, &mut found);
-                }
-                if !found.is_empty() {
-                    note = Some(nothing_within(ix, h, travel));
-                    break;
-                }
+        let (h, travel) = groups[i];
+        walk.hospital(h, travel, false);
+    }
+    if walk.top.is_empty() && q.mode == Mode::InPerson {
+        for (h, m) in beyond_reach(ix, origin) {
+            let travel = access.saturating_add(m);
+            walk.hospital(h, travel, true);
+            if !walk.top.is_empty() {
+                note = Some(nothing_within(ix, h, travel));
+                break;
             }
         }
     }
-    Ok((top_slots(src, q, origin, found, k), note))
+    let policy = src.policy();
+    let top = walk
+        .top
+        .into_iter()
+        .map(|(mut c, seats, input)| {
+            c.explain = policy.explain(&input);
+            (c, seats)
+        })
+        .collect();
+    Ok((top, note))
+}
+
+/// One bounded search for slot candidates (see `rank_slots`).
+struct Walk<'a, S> {
+    src: &'a S,
+    q: &'a SlotQuery,
+    origin: HospitalId,
+    window: (LogTime, LogTime),
+    k: usize,
+    per_doctor: usize,
+    /// The best candidates so far by (score, slot), with open seats and cost inputs.
+    top: Vec<(Candidate, u32, CostInput)>,
+    /// Doctors looked at.
+    visited: usize,
+    /// Scratch: the slots of the doctor being looked at.
+    slots: Vec<(SlotId, LogTime, u16)>,
+}
+
+impl<S: Source> Walk<'_, S> {
+    fn input(&self, h: HospitalId, travel: u32, start: LogTime) -> CostInput {
+        let ix = self.src.index();
+        CostInput {
+            urgency: self.q.urgency,
+            travel_minutes: travel,
+            wait_minutes: self.src.now().minutes_until(start).min(u64::from(u32::MAX)) as u32,
+            tier: ix.hospitals.get(&h).map_or(Tier::Tertiary, |x| x.tier),
+            allied: ix.allied(self.origin, h),
+            load_permille: 0,
+        }
+    }
+
+    /// The cost before load of a slot at `start` in hospital `h`.
+    fn base(&self, h: HospitalId, travel: u32, start: LogTime) -> u64 {
+        self.src.policy().base_cost(&self.input(h, travel, start))
+    }
+
+    /// Whether nothing costing at least `bound` can enter the top any more.
+    fn cannot_enter(&self, bound: u64) -> bool {
+        self.top.len() >= self.k && self.top.last().is_some_and(|(c, _, _)| bound >= c.score)
+    }
+
+    fn exhausted(&self) -> bool {
+        self.visited >= MATCH_CANDIDATES_VISITED_MAX && !self.top.is_empty()
+    }
+
+    /// Looks at the doctors of one hospital, by first open slot where the source knows it.
+    fn hospital(&mut self, h: HospitalId, travel: u32, beyond: bool) {
+        let (src, q) = (self.src, self.q);
+        let ix = src.index();
+        let ordered = src.first_open(h, q.specialty, q.mode);
+        let ids = ix.doctors_at(h, q.specialty, q.mode);
+        let n = ordered.map_or(ids.len(), <[_]>::len);
+        let from = self.window.0;
+        // Everything in this hospital shares travel, tier and alliance.
+        let input = self.input(h, travel, from);
+        let policy = src.policy();
+        let base_at = |start: LogTime| {
+            let wait = src.now().minutes_until(start).min(u64::from(u32::MAX)) as u32;
+            policy.base_cost(&CostInput {
+                wait_minutes: wait,
+                ..input
+            })
+        };
+        for i in 0..n {
+            let (first, d) = match ordered {
+                Some(o) => o[i],
+                None => (from, ids[i]),
+            };
+            if self.cannot_enter(base_at(first.max(from))) {
+                // Doctors are ordered by first open slot: later ones cost at least as much.
+                break;
+            }
+            if self.exhausted() {
+                return;
+            }
+            let Some(info) = ix.doctors.get(&d) else {
+                continue;
+            };
+            if q.language.is_some_and(|l| !info.languages.contains(&l)) {
+                continue;
+            }
+            self.visited += 1;
+            let cut = if self.top.len() >= self.k {
+                self.top.last().map(|(c, _, _)| c.score)
+            } else {
+                None
+            };
+            let mut slots = std::mem::take(&mut self.slots);
+            slots.clear();
+            let per_doctor = self.per_doctor;
+            src.open_slots(
+                d,
+                self.window,
+                q.mode,
+                q.channel,
+                &mut |slot, start, seats| {
+                    // Slots come by start, so later ones cost at least as much before load.
+                    if cut.is_some_and(|c| base_at(start) >= c) {
+                        return false;
+                    }
+                    slots.push((slot, start, seats));
+                    slots.len() < per_doctor
+                },
+            );
+            for &(slot, start, seats) in &slots {
+                let mut input = CostInput {
+                    wait_minutes: src.now().minutes_until(start).min(u64::from(u32::MAX)) as u32,
+                    ..input
+                };
+                if self.cannot_enter(policy.base_cost(&input)) {
+                    break;
+                }
+                input.load_permille = src.day_load_permille(d, start.0 / MS_PER_DAY);
+                let c = Candidate {
+                    doctor: d,
+                    slot,
+                    start,
+                    hospital: h,
+                    travel_minutes: travel,
+                    wait_minutes: input.wait_minutes,
+                    tier: input.tier,
+                    allied: input.allied,
+                    beyond_reach: beyond,
+                    load_permille: input.load_permille,
+                    score: policy.cost(&input),
+                    explain: String::new(),
+                };
+                let at = self
+                    .top
+                    .partition_point(|(x, _, _)| (x.score, x.slot) <= (c.score, c.slot));
+                if at < self.k {
+                    self.top.insert(at, (c, u32::from(seats), input));
+                    self.top.truncate(self.k);
+                }
+            }
+            self.slots = slots;
+        }
+    }
 }
 
 fn nothing_within(ix: &RegionIndex, h: HospitalId, minutes: u32) -> String {
@@ -186,61 +329,6 @@ fn beyond_reach(ix: &RegionIndex, origin: HospitalId) -> Vec<(HospitalId, u32)> 
         .collect();
     out.sort_by_key(|&(h, m)| (m, h));
     out
-}
-
-/// Scores found slots and keeps the best `k`, computing load only while it can matter.
-fn top_slots<S: Source>(
-    src: &S,
-    q: &SlotQuery,
-    origin: HospitalId,
-    found: Vec<Found>,
-    k: usize,
-) -> Vec<WithCapacity<Candidate>> {
-    let (ix, policy, now) = (src.index(), src.policy(), src.now());
-    let mut scored: Vec<(u64, CostInput, Found)> = found
-        .into_iter()
-        .map(|f| {
-            let input = CostInput {
-                urgency: q.urgency,
-                travel_minutes: f.travel,
-                wait_minutes: now.minutes_until(f.start).min(u64::from(u32::MAX)) as u32,
-                tier: ix
-                    .hospitals
-                    .get(&f.hospital)
-                    .map_or(Tier::Tertiary, |h| h.tier),
-                allied: ix.allied(origin, f.hospital),
-                load_permille: 0,
-            };
-            (policy.base_cost(&input), input, f)
-        })
-        .collect();
-    scored.sort_by_key(|(base, _, f)| (*base, f.slot));
-    let mut top: Vec<WithCapacity<Candidate>> = Vec::with_capacity(k + 1);
-    for (base, mut input, f) in scored {
-        if top.len() >= k && top.last().is_some_and(|(c, _)| base >= c.score) {
-            // Load only adds to the base cost: nothing further can enter the top.
-            break;
-        }
-        input.load_permille = src.day_load_permille(f.doctor, f.start.0 / MS_PER_DAY);
-        let c = Candidate {
-            doctor: f.doctor,
-            slot: f.slot,
-            start: f.start,
-            hospital: f.hospital,
-            travel_minutes: input.travel_minutes,
-            wait_minutes: input.wait_minutes,
-            tier: input.tier,
-            allied: input.allied,
-            beyond_reach: f.beyond,
-            load_permille: input.load_permille,
-            score: policy.cost(&input),
-            explain: policy.explain(&input),
-        };
-        let at = top.partition_point(|(x, _)| (x.score, x.slot) <= (c.score, c.slot));
-        top.insert(at, (c, u32::from(f.seats)));
-        top.truncate(k);
-    }
-    top
 }
 
 /// Whether a ward meets a bed query (kind, sex, equipment, specialty, isolation).

@@ -8,7 +8,7 @@ use super::Origin;
 use crate::engine::Engine;
 use crate::error::Rejection;
 use crate::ids::*;
-use crate::region::{Language, Specialty, Tier, Ward};
+use crate::region::{Language, Mode, Specialty, Tier, Ward};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -45,6 +45,10 @@ pub struct RegionIndex {
     pub doctors: BTreeMap<DoctorId, DoctorInfo>,
     pub by_hospital_specialty: BTreeMap<(HospitalId, Specialty), Vec<DoctorId>>,
     pub remote_by_specialty: BTreeMap<Specialty, Vec<DoctorId>>,
+    /// Remote doctors by (hospital, specialty), and the hospitals that have any, per
+    /// specialty: remote searches walk them hospital by hospital, cheapest first.
+    pub remote_by_hospital_specialty: BTreeMap<(HospitalId, Specialty), Vec<DoctorId>>,
+    pub remote_hospitals: BTreeMap<Specialty, Vec<HospitalId>>,
     pub wards: BTreeMap<WardId, Ward>,
     pub wards_by_hospital: BTreeMap<HospitalId, Vec<WardId>>,
     /// Each hospital's reach: (hospital, minutes), nearest first, itself first.
@@ -76,6 +80,14 @@ impl RegionIndex {
                 ix.by_hospital_specialty.entry(key).or_default().push(d.id);
                 if d.remote {
                     ix.remote_by_specialty.entry(s).or_default().push(d.id);
+                    ix.remote_by_hospital_specialty
+                        .entry(key)
+                        .or_default()
+                        .push(d.id);
+                    let hs = ix.remote_hospitals.entry(s).or_default();
+                    if !hs.contains(&d.hospital) {
+                        hs.push(d.hospital);
+                    }
                 }
             }
             let info = DoctorInfo {
@@ -84,6 +96,9 @@ impl RegionIndex {
                 remote: d.remote,
             };
             ix.doctors.insert(d.id, info);
+        }
+        for hs in ix.remote_hospitals.values_mut() {
+            hs.sort_unstable();
         }
         for w in engine.beds.wards.values() {
             ix.wards_by_hospital
@@ -97,6 +112,16 @@ impl RegionIndex {
             ix.roads.entry(b).or_default().push((a, m));
         }
         ix
+    }
+
+    /// The doctors a search of `specialty` in `mode` looks at in hospital `h`: every doctor
+    /// of the specialty in person, the remote ones for remote follow-ups.
+    pub fn doctors_at(&self, h: HospitalId, specialty: Specialty, mode: Mode) -> &[DoctorId] {
+        let map = match mode {
+            Mode::InPerson => &self.by_hospital_specialty,
+            Mode::Remote => &self.remote_by_hospital_specialty,
+        };
+        map.get(&(h, specialty)).map_or(&[], Vec::as_slice)
     }
 
     /// Whether two hospitals share an alliance.

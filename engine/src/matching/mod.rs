@@ -33,6 +33,10 @@ use serde::{Deserialize, Serialize};
 pub const MATCH_LIMIT_MAX: u16 = 50;
 /// Widest search window of one query (`latest - earliest`): a month of schedules.
 pub const MATCH_WINDOW_MS_MAX: u64 = 31 * crate::time::MS_PER_DAY;
+/// Doctors one slot search looks at once it has found something: the bound on a query's
+/// work (at ~100 ns a doctor, about 50 µs). The walk is cheapest-first, so it is reached only
+/// when very many doctors tie; what it leaves out then ties or nearly ties what it kept.
+pub const MATCH_CANDIDATES_VISITED_MAX: usize = 512;
 /// Most allocation requests solved together; longer runs are cut into runs of this size.
 pub const ALLOCATION_BATCH_MAX: usize = 1_024;
 /// Upper bound of `MatchPolicy::candidates_per_request` (the top-K of each request).
