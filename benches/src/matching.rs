@@ -81,6 +81,9 @@ pub struct Quality {
     pub tiers: [u64; 3],
     /// Sum of the chosen candidates' scores (the solver's objective).
     pub total_score: u64,
+    /// Sum of the chosen candidates' costs before load (`base_cost`): comparable with
+    /// `offline_optimum`.
+    pub base_total: u64,
 }
 
 impl Quality {
@@ -90,10 +93,12 @@ impl Quality {
             requests: burst.len() as u64,
             ..Quality::default()
         };
+        let ix = RegionIndex::build(engine);
         for (r, o) in burst.iter().zip(outcomes) {
             let (Command::AllocateSlot { query, .. }, Ok(reply)) = (&r.command, o) else {
                 continue;
             };
+            q.base_total += base_cost(&ix, engine.match_policy(), query, reply);
             let Reply::SlotAllocated {
                 hospital,
                 travel_minutes,
@@ -128,7 +133,7 @@ impl Quality {
     pub fn row(&self, name: &str) -> String {
         let pct = |x: u64, of: u64| 100.0 * x as f64 / of.max(1) as f64;
         format!(
-            "| {name} | {}/{} | {} | {:.1}% | {:.1} | {:.0}/{:.0}/{:.0} | {} |",
+            "| {name} | {}/{} | {} | {:.1}% | {:.1} | {:.0}/{:.0}/{:.0} | {} | {} |",
             self.placed,
             self.requests,
             self.travel_minutes,
@@ -138,6 +143,262 @@ impl Quality {
             pct(self.tiers[1], self.placed),
             pct(self.tiers[2], self.placed),
             self.total_score,
+            self.base_total,
         )
+    }
+}
+
+/// The specialty of the contended burst.
+pub const CONTENDED_SPECIALTY: Specialty = Specialty::Cardiology;
+
+/// The city with the most hospitals (ties: the first name).
+fn busiest_city(engine: &Engine) -> String {
+    let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
+    for h in engine.hospitals() {
+        *count.entry(h.city.as_str()).or_default() += 1;
+    }
+    let best = count
+        .iter()
+        .max_by_key(|(name, n)| (**n, std::cmp::Reverse(**name)));
+    best.map(|(name, _)| name.to_string()).unwrap_or_default()
+}
+
+/// A contended burst: `n` in-person referrals for one specialty (`CONTENDED_SPECIALTY`)
+/// from the hospitals of the busiest city, for the same day (the slot-release rush): more
+/// patients than the city's seats, so someone must travel and the order of choice matters.
+pub fn contended_burst(engine: &Engine, n: usize, seed: u64, first_id: u128) -> Vec<Request> {
+    let mut rng = SplitMix64::new(seed);
+    let city = busiest_city(engine);
+    let origins: Vec<HospitalId> = engine
+        .hospitals()
+        .filter(|h| h.city == city)
+        .map(|h| h.id)
+        .collect();
+    let start = generate::DEFAULT_DAY_START;
+    (0..n)
+        .map(|i| {
+            let origin = origins[rng.below(origins.len() as u64) as usize];
+            let urgency = match rng.below(100) {
+                x if x < URGENT_PERCENT / 4 => Urgency::P1,
+                x if x < URGENT_PERCENT => Urgency::P2,
+                x if x < 60 => Urgency::P3,
+                _ => Urgency::P4,
+            };
+            let query = SlotQuery {
+                origin: Origin::Hospital(origin),
+                specialty: CONTENDED_SPECIALTY,
+                urgency,
+                language: None,
+                mode: Mode::InPerson,
+                earliest: start,
+                latest: start.plus_ms(time::MS_PER_DAY),
+                channel: Channel::Referral,
+                limit: 1,
+            };
+            Request {
+                id: RequestId(first_id + i as u128),
+                command: Command::AllocateSlot {
+                    query,
+                    patient: PatientRef(first_id + i as u128),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The cost before load of a placed allocation, recomputed from its reply: the objective
+/// every strategy and the offline optimum are compared on (load is left out because it
+/// depends on the order of placement).
+pub fn base_cost(ix: &RegionIndex, policy: &MatchPolicy, query: &SlotQuery, reply: &Reply) -> u64 {
+    let Reply::SlotAllocated {
+        hospital,
+        travel_minutes,
+        wait_minutes,
+        ..
+    } = reply
+    else {
+        return 0;
+    };
+    let Origin::Hospital(origin) = query.origin else {
+        return 0;
+    };
+    policy.base_cost(&policy::CostInput {
+        urgency: query.urgency,
+        travel_minutes: *travel_minutes,
+        wait_minutes: *wait_minutes,
+        tier: ix
+            .hospitals
+            .get(hospital)
+            .map_or(Tier::Tertiary, |h| h.tier),
+        allied: ix.allied(origin, *hospital),
+        load_permille: 0,
+    })
+}
+
+/// The true optimum of a burst of slot requests with hospital origins at log time `now`:
+/// the most placements, then the least total cost before load, over every open seat of the
+/// region (in reach or not, shortest road minutes), by min-cost flow. Requests with the same
+/// (origin, specialty, mode, channel, urgency class, window) are one supply node; seats with
+/// the same (hospital, start) one column, since they cost the same. Returns (placed, cost).
+pub fn offline_optimum(engine: &Engine, burst: &[Request], now: LogTime) -> (u64, u64) {
+    use std::collections::BTreeMap;
+    let ix = RegionIndex::build(engine);
+    let policy = engine.match_policy();
+    let mut groups: Vec<(SlotQuery, u64)> = Vec::new();
+    for r in burst {
+        if let Command::AllocateSlot { query, .. } = &r.command {
+            let mut key = query.clone();
+            key.urgency = if query.urgency.is_urgent() {
+                Urgency::P1
+            } else {
+                Urgency::P3
+            };
+            match groups.iter_mut().find(|(q, _)| *q == key) {
+                Some((_, n)) => *n += 1,
+                None => groups.push((key, 1)),
+            }
+        }
+    }
+    // Columns: (hospital, start, specialty, mode, channel) -> open seats.
+    let mut columns: BTreeMap<(HospitalId, LogTime, Specialty, Mode, Channel), u64> =
+        BTreeMap::new();
+    let wanted: std::collections::BTreeSet<(Specialty, Mode, Channel)> = groups
+        .iter()
+        .map(|(q, _)| (q.specialty, q.mode, q.channel))
+        .collect();
+    for s in engine.slots().slots() {
+        let Some(doc) = engine.doctor(s.doctor) else {
+            continue;
+        };
+        for &(sp, mode, channel) in &wanted {
+            if s.spec.mode == mode && doc.specialties.contains(&sp) && s.spec.start > now {
+                let open = u64::from(s.open_seats(channel));
+                if open > 0 {
+                    let key = (doc.hospital, s.spec.start, sp, mode, channel);
+                    *columns.entry(key).or_default() += open;
+                }
+            }
+        }
+    }
+    let cols: Vec<_> = columns.into_iter().collect();
+    let g = groups.len();
+    let (source, sink) = (0, g + cols.len() + 1);
+    let mut f = Flow::new(sink + 1);
+    for (i, (q, n)) in groups.iter().enumerate() {
+        f.edge(source, 1 + i, *n, 0);
+        let Origin::Hospital(origin) = q.origin else {
+            continue;
+        };
+        let travel = ix.travel_from(origin);
+        for (j, ((h, start, sp, mode, channel), _)) in cols.iter().enumerate() {
+            let fits = *sp == q.specialty && *mode == q.mode && *channel == q.channel;
+            if !fits || *start < q.earliest || *start > q.latest {
+                continue;
+            }
+            let minutes = if q.mode == Mode::Remote {
+                Some(0)
+            } else {
+                travel.get(h).copied()
+            };
+            let Some(minutes) = minutes else { continue };
+            let cost = policy.base_cost(&policy::CostInput {
+                urgency: q.urgency,
+                travel_minutes: minutes,
+                wait_minutes: now.minutes_until(*start) as u32,
+                tier: ix.hospitals.get(h).map_or(Tier::Tertiary, |x| x.tier),
+                allied: ix.allied(origin, *h),
+                load_permille: 0,
+            });
+            f.edge(1 + i, 1 + g + j, u64::MAX / 4, cost as i64);
+        }
+    }
+    for (j, (_, seats)) in cols.iter().enumerate() {
+        f.edge(1 + g + j, sink, *seats, 0);
+    }
+    let (flow, cost) = f.run(source, sink);
+    (flow, cost as u64)
+}
+
+/// Min-cost max-flow by successive shortest paths (Dijkstra with potentials; all costs
+/// start non-negative).
+struct Flow {
+    to: Vec<usize>,
+    cap: Vec<u64>,
+    cost: Vec<i64>,
+    adj: Vec<Vec<usize>>,
+}
+
+impl Flow {
+    fn new(n: usize) -> Flow {
+        Flow {
+            to: Vec::new(),
+            cap: Vec::new(),
+            cost: Vec::new(),
+            adj: vec![Vec::new(); n],
+        }
+    }
+
+    fn edge(&mut self, a: usize, b: usize, cap: u64, cost: i64) {
+        for (x, y, c, w) in [(a, b, cap, cost), (b, a, 0, -cost)] {
+            self.adj[x].push(self.to.len());
+            self.to.push(y);
+            self.cap.push(c);
+            self.cost.push(w);
+        }
+    }
+
+    fn run(&mut self, s: usize, t: usize) -> (u64, i64) {
+        use std::cmp::Reverse;
+        let n = self.adj.len();
+        let mut pi = vec![0i64; n];
+        let (mut flow, mut total) = (0u64, 0i64);
+        loop {
+            let mut dist = vec![i64::MAX; n];
+            let mut prev = vec![usize::MAX; n];
+            let mut heap = std::collections::BinaryHeap::new();
+            dist[s] = 0;
+            heap.push(Reverse((0i64, s)));
+            while let Some(Reverse((d, v))) = heap.pop() {
+                if d > dist[v] {
+                    continue;
+                }
+                for &e in &self.adj[v] {
+                    let w = self.to[e];
+                    if self.cap[e] == 0 {
+                        continue;
+                    }
+                    let nd = d + self.cost[e] + pi[v] - pi[w];
+                    if nd < dist[w] {
+                        dist[w] = nd;
+                        prev[w] = e;
+                        heap.push(Reverse((nd, w)));
+                    }
+                }
+            }
+            if dist[t] == i64::MAX {
+                return (flow, total);
+            }
+            for v in 0..n {
+                if dist[v] < i64::MAX {
+                    pi[v] += dist[v];
+                }
+            }
+            let mut push = u64::MAX;
+            let mut v = t;
+            while v != s {
+                let e = prev[v];
+                push = push.min(self.cap[e]);
+                v = self.to[e ^ 1];
+            }
+            let mut v = t;
+            while v != s {
+                let e = prev[v];
+                self.cap[e] -= push;
+                self.cap[e ^ 1] += push;
+                total += self.cost[e] * push as i64;
+                v = self.to[e ^ 1];
+            }
+            flow += push;
+        }
     }
 }
