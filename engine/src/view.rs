@@ -301,8 +301,14 @@ impl Engine {
             shift_doctor_load(hospitals, old.as_deref(), new.as_deref());
             if !region_changed {
                 if let (Some(doc), Some(a)) = (self.doctors.get(&d), new.as_deref()) {
-                    let index = StdArc::make_mut(&mut self.live.working.first_open);
                     for (key, first) in open_groups(doc, a, self.now) {
+                        let current = self.live.working.first_open.get(&doc.hospital);
+                        let list = current.and_then(|c| c.get(&key));
+                        if list.is_some_and(|l| l.binary_search(&(first, d)).is_ok()) {
+                            // Most holds leave the first free slot where it was: share.
+                            continue;
+                        }
+                        let index = StdArc::make_mut(&mut self.live.working.first_open);
                         let chunk = StdArc::make_mut(index.entry(doc.hospital).or_default());
                         let list = StdArc::make_mut(chunk.entry(key).or_default());
                         if let Some(i) = list.iter().position(|e| e.1 == d) {
