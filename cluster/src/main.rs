@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ninety_cluster::runtime::{self, config::FileConfig};
 
+mod demo;
+
 #[derive(Parser)]
 #[command(
     name = "ninety",
@@ -25,6 +27,24 @@ enum Cmd {
         /// Path to the node's TOML config.
         #[arg(long)]
         config: std::path::PathBuf,
+    },
+    /// Starts a local cluster on the built-in GBA region, sends traffic, prints a summary.
+    Demo {
+        /// Nodes to start (3 or 5).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
+        nodes: u8,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Bed holds in the burst (each followed by a confirm or a release).
+        #[arg(long, default_value_t = 2_000)]
+        holds: usize,
+        /// Keep the cluster running after the burst until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+        /// Keep the data directory after stopping.
+        #[arg(long)]
+        keep_data: bool,
     },
 }
 
@@ -79,6 +99,26 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             rt.block_on(runtime::serve(cfg, shutdown_signal()))
                 .context("node failed")?;
+        }
+        Cmd::Demo {
+            nodes,
+            clients,
+            holds,
+            keep_running,
+            keep_data,
+        } => {
+            let opts = demo::Options {
+                nodes: usize::from(nodes),
+                clients: clients.clamp(1, 1_024),
+                holds: holds.min(1_000_000),
+                keep_running,
+                keep_data,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(demo::run(opts))?;
         }
     }
     Ok(())

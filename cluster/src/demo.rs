@@ -1,0 +1,431 @@
+//! `ninety demo`: a local cluster on the built-in GBA region, with traffic.
+//!
+//! Starts three `ninety node` child processes on loopback (data in a temporary directory),
+//! waits for a leader and for the region to load through the Raft log, sends a short burst of
+//! bed holds, confirms and releases from concurrent clients, checks that every replica holds
+//! the same state, prints a summary and where to point a client, and stops everything.
+//! Ctrl-C at any point stops the children and leaves nothing running.
+
+use anyhow::{bail, Context};
+use ninety_engine::generate::{self, Preset};
+use ninety_proto::v1::admin_client::AdminClient;
+use ninety_proto::v1::bed_holds_client::BedHoldsClient;
+use ninety_proto::v1::{
+    ClusterStatusRequest, ConfirmHoldRequest, HoldBedRequest, ReleaseHoldRequest,
+    WardAvailabilityRequest,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// How long the cluster may take to elect a leader.
+const LEADER_WAIT_MS: u64 = 30_000;
+/// How long the region (79 hospitals, ~300,000 slots) may take to load through the log.
+const REGION_WAIT_MS: u64 = 300_000;
+/// How long replicas may take to reach the same applied index after the burst.
+const CONVERGE_WAIT_MS: u64 = 20_000;
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_WAIT_MS: u64 = 10_000;
+/// Bed holds last ten minutes: long enough for the burst, short enough to lapse after.
+const HOLD_TTL_MS: u64 = 10 * 60_000;
+
+/// What the demo does.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub nodes: usize,
+    pub clients: usize,
+    pub holds: usize,
+    pub keep_running: bool,
+    pub keep_data: bool,
+}
+
+/// The child processes; killed (SIGTERM, then SIGKILL) when dropped, so no exit path,
+/// error or Ctrl-C leaves a node running.
+struct Nodes {
+    children: Vec<Child>,
+    addrs: Vec<String>,
+    dir: PathBuf,
+    keep_data: bool,
+}
+
+impl Nodes {
+    /// Fails if a node has exited: it would never answer, and its log says why.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = self.dir.join(format!("node{}.log", i + 1));
+                self.keep_data = true;
+                bail!("node {} exited ({status}); see {}", i + 1, log.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_millis(STOP_WAIT_MS);
+        for child in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs the demo until done or Ctrl-C.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let mut nodes = start(&opts)?;
+    let result = tokio::select! {
+        r = drive(&opts, &mut nodes) => r,
+        _ = tokio::signal::ctrl_c() => {
+            println!("\ninterrupted: stopping the nodes");
+            Ok(())
+        }
+    };
+    drop(nodes);
+    println!("all nodes stopped");
+    result
+}
+
+fn start(opts: &Options) -> anyhow::Result<Nodes> {
+    let exe = std::env::current_exe().context("locating the ninety binary")?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("ninety-demo-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let addrs = free_addrs(opts.nodes)?;
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        addrs: addrs.clone(),
+        dir: dir.clone(),
+        keep_data: opts.keep_data,
+    };
+    for (i, addr) in addrs.iter().enumerate() {
+        let config = write_config(&dir, i as u64 + 1, &addrs)?;
+        let log = std::fs::File::create(dir.join(format!("node{}.log", i + 1)))?;
+        let child = Command::new(&exe)
+            .args(["node", "--config"])
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {}", i + 1))?;
+        nodes.children.push(child);
+        println!("node {} listening on {addr}", i + 1);
+    }
+    println!("data and logs in {}", dir.display());
+    Ok(nodes)
+}
+
+fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
+    // Bind them all before releasing any, so the ports differ.
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.to_string()))
+        .collect()
+}
+
+fn write_config(dir: &Path, id: u64, addrs: &[String]) -> anyhow::Result<PathBuf> {
+    let mut text = format!(
+        "id = {id}\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"gba\"\ninit = true\n\n[peers]\n",
+        addrs[id as usize - 1],
+        dir.join(format!("node{id}")).display()
+    );
+    for (i, a) in addrs.iter().enumerate() {
+        text.push_str(&format!("\"{}\" = \"{a}\"\n", i + 1));
+    }
+    let path = dir.join(format!("node{id}.toml"));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+async fn drive(opts: &Options, nodes: &mut Nodes) -> anyhow::Result<()> {
+    let leader = wait_for_leader(nodes).await?;
+    println!("leader elected: {leader}; loading the GBA region through the log...");
+    let region = generate::region(Preset::Gba, generate::DEFAULT_SEED);
+    let wards: Vec<u32> = region.wards.iter().map(|w| w.ward.id.0).collect();
+    let t0 = Instant::now();
+    let last = region
+        .wards
+        .last()
+        .map(|w| (w.ward.hospital.0, w.ward.id.0));
+    wait_for_region(nodes, last.unwrap_or((1, 1))).await?;
+    println!("region loaded in {:.1} s", t0.elapsed().as_secs_f64());
+    let leader = wait_for_leader(nodes).await?;
+    let report = burst(opts, &leader, &wards).await?;
+    report.print();
+    check_replicas(&nodes.addrs).await?;
+    let a = &nodes.addrs[0];
+    println!("\npoint a client at any node, e.g.:");
+    println!("  grpcurl -plaintext {a} list");
+    println!("  grpcurl -plaintext -d '{{}}' {a} ninety.v1.Admin/ClusterStatus");
+    println!(
+        "  grpcurl -plaintext -d '{{\"request_id\":\"demo-1\",\"ward_id\":{},\"patient_ref\":\"{:032x}\",\"ttl_ms\":600000}}' {a} ninety.v1.BedHolds/HoldBed",
+        wards[0], 7
+    );
+    if opts.keep_running {
+        println!("\nthe cluster keeps running; Ctrl-C stops it");
+        loop {
+            nodes.check_alive()?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn admin(addr: &str) -> anyhow::Result<AdminClient<Channel>> {
+    Ok(AdminClient::connect(format!("http://{addr}")).await?)
+}
+
+async fn beds(addr: &str) -> anyhow::Result<BedHoldsClient<Channel>> {
+    Ok(BedHoldsClient::connect(format!("http://{addr}")).await?)
+}
+
+async fn wait_for_leader(nodes: &mut Nodes) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+    let addrs = nodes.addrs.clone();
+    while Instant::now() < deadline {
+        nodes.check_alive()?;
+        for addr in &addrs {
+            let Ok(mut c) = admin(addr).await else {
+                continue;
+            };
+            if let Ok(s) = c.cluster_status(ClusterStatusRequest {}).await {
+                let s = s.into_inner();
+                if s.leader_id != 0 {
+                    return Ok(addrs
+                        .get(s.leader_id as usize - 1)
+                        .cloned()
+                        .unwrap_or_else(|| addr.clone()));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("no leader within {LEADER_WAIT_MS} ms; see the node logs")
+}
+
+/// The region is loaded once the last ward of the file is visible (the import is one command).
+async fn wait_for_region(nodes: &mut Nodes, (hospital, ward): (u32, u32)) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(REGION_WAIT_MS);
+    let addrs = nodes.addrs.clone();
+    while Instant::now() < deadline {
+        nodes.check_alive()?;
+        for addr in &addrs {
+            let Ok(mut c) = beds(addr).await else {
+                continue;
+            };
+            let req = WardAvailabilityRequest {
+                hospital_id: hospital,
+                ward_ids: vec![ward],
+                ..Default::default()
+            };
+            if let Ok(r) = c.ward_availability(req).await {
+                if !r.into_inner().wards.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("the region did not load within {REGION_WAIT_MS} ms")
+}
+
+/// What the burst did.
+#[derive(Default)]
+struct Report {
+    latencies_us: BTreeMap<&'static str, Vec<u64>>,
+    outcomes: BTreeMap<(&'static str, String), u64>,
+    /// One message per refused kind, so a reader sees why.
+    samples: BTreeMap<(&'static str, String), String>,
+    elapsed: Duration,
+}
+
+impl Report {
+    fn record(&mut self, op: &'static str, started: Instant, result: &Result<(), tonic::Status>) {
+        let us = started.elapsed().as_micros() as u64;
+        self.latencies_us.entry(op).or_default().push(us);
+        let code = match result {
+            Ok(()) => "OK".to_string(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        if let Err(s) = result {
+            self.samples
+                .entry((op, code.clone()))
+                .or_insert_with(|| s.message().to_string());
+        }
+        *self.outcomes.entry((op, code)).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: Report) {
+        for (op, v) in other.latencies_us {
+            self.latencies_us.entry(op).or_default().extend(v);
+        }
+        for (k, n) in other.outcomes {
+            *self.outcomes.entry(k).or_default() += n;
+        }
+        for (k, m) in other.samples {
+            self.samples.entry(k).or_insert(m);
+        }
+    }
+
+    fn print(&self) {
+        let total: usize = self.latencies_us.values().map(Vec::len).sum();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "\nburst: {total} operations in {secs:.2} s = {:.0} ops/s",
+            total as f64 / secs
+        );
+        println!(
+            "{:<10} {:>8} {:>10} {:>10} {:>10}",
+            "operation", "count", "p50 ms", "p99 ms", "max ms"
+        );
+        for (op, v) in &self.latencies_us {
+            let mut v = v.clone();
+            v.sort_unstable();
+            let q = |p: f64| v[((v.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+            println!(
+                "{op:<10} {:>8} {:>10.2} {:>10.2} {:>10.2}",
+                v.len(),
+                q(0.5),
+                q(0.99),
+                q(1.0)
+            );
+        }
+        println!("\n{:<10} {:<22} {:>8}", "operation", "answer", "count");
+        for ((op, code), n) in &self.outcomes {
+            let why = self.samples.get(&(*op, code.clone()));
+            let why = why.map(|m| format!("  e.g. {m}")).unwrap_or_default();
+            println!("{op:<10} {code:<22} {n:>8}{why}");
+        }
+    }
+}
+
+/// Concurrent clients: each holds a bed in wards taken in turn, then confirms (two in five)
+/// or releases it.
+async fn burst(opts: &Options, leader: &str, wards: &[u32]) -> anyhow::Result<Report> {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let per_client = opts.holds.div_ceil(opts.clients.max(1));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..opts.clients {
+        let mut client = beds(leader).await?;
+        let wards = wards.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut report = Report::default();
+            for i in 0..per_client {
+                let n = c * per_client + i;
+                let id = |op: &str| format!("demo-{run:x}-{n}-{op}");
+                let t = Instant::now();
+                let held = client
+                    .hold_bed(HoldBedRequest {
+                        request_id: id("hold"),
+                        ward_id: wards[n % wards.len()],
+                        patient_ref: format!("{:032x}", (run << 20) + n as u128),
+                        ttl_ms: HOLD_TTL_MS,
+                        ..Default::default()
+                    })
+                    .await;
+                let hold = held
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.get_ref().hold.as_ref())
+                    .map(|h| h.hold_id);
+                report.record("hold", t, &held.map(drop));
+                let Some(hold_id) = hold else { continue };
+                let t = Instant::now();
+                if n % 5 < 2 {
+                    let r = client
+                        .confirm_hold(ConfirmHoldRequest {
+                            request_id: id("confirm"),
+                            hold_id,
+                        })
+                        .await;
+                    report.record("confirm", t, &r.map(drop));
+                } else {
+                    let r = client
+                        .release_hold(ReleaseHoldRequest {
+                            request_id: id("release"),
+                            hold_id,
+                            reason: "demo".into(),
+                        })
+                        .await;
+                    report.record("release", t, &r.map(drop));
+                }
+            }
+            report
+        }));
+    }
+    let mut report = Report::default();
+    for t in tasks {
+        report.merge(t.await?);
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Waits until every node has applied the same index, then compares state hashes.
+async fn check_replicas(addrs: &[String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(CONVERGE_WAIT_MS);
+    loop {
+        let mut seen = Vec::new();
+        for addr in addrs {
+            let s = admin(addr)
+                .await?
+                .cluster_status(ClusterStatusRequest {})
+                .await?
+                .into_inner();
+            seen.push((s.node_id, s.applied_index, s.state_hash));
+        }
+        let same_index = seen.windows(2).all(|w| w[0].1 == w[1].1);
+        if same_index || Instant::now() >= deadline {
+            println!(
+                "\n{:<6} {:>14} {:<18}",
+                "node", "applied index", "state hash"
+            );
+            for (id, index, hash) in &seen {
+                let h: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                println!("{id:<6} {index:>14} {h:<18}");
+            }
+            if same_index && seen.windows(2).all(|w| w[0].2 == w[1].2) {
+                println!("every replica holds the same state");
+                return Ok(());
+            }
+            if same_index {
+                bail!("replicas at the same index disagree: this is a bug, please report it");
+            }
+            println!("replicas still catching up after {CONVERGE_WAIT_MS} ms (a follower may lag)");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
