@@ -41,7 +41,7 @@ mod harness {
             for (id, mut store) in stores {
                 if store.last_index().unwrap() == 0 && !store.initial_state().unwrap().initialized()
                 {
-                    bootstrap(&mut store, &voters).unwrap();
+                    bootstrap(&mut store, &voters, &KvMachine::default()).unwrap();
                 }
                 c.add_node(id, store, cfg(id));
             }
@@ -395,6 +395,13 @@ mod membership {
         ));
         c.assert_converged(&[1, 2, 3, 4]);
         assert_eq!(c.sm(4).get("before"), Some(&b"1"[..]));
+        // The founders' log starts after the bootstrap snapshot at index 1, so the joiner
+        // got a snapshot carrying the founding voters (it once believed it was alone).
+        let cs4 = c.nodes[&4].status().conf_state;
+        let mut voters4 = cs4.voters.clone();
+        voters4.sort_unstable();
+        assert_eq!(voters4, vec![1, 2, 3]);
+        assert_eq!(cs4.learners, vec![4]);
 
         let promote = change(&mut c, leader, MembershipChange::PromoteVoter(4));
         c.tick(5);

@@ -40,9 +40,6 @@ pub struct Options {
     pub bugs: Bugs,
     /// Fault rates are scaled by this factor in per-mille (1000 = as the seed chose).
     pub fault_scale_per_mille: u64,
-    /// Adds a learner without first forcing a leader snapshot past index 1 (the procedure
-    /// the cluster documents today; the simulator found it unsafe, see docs/simulation.md).
-    pub unsafe_join: bool,
 }
 
 impl Default for Options {
@@ -55,7 +52,6 @@ impl Default for Options {
             verbose: false,
             bugs: Bugs::default(),
             fault_scale_per_mille: 1000,
-            unsafe_join: false,
         }
     }
 }

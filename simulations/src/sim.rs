@@ -16,6 +16,7 @@ use crate::options::{Faults, Options};
 use crate::region::{self, RegionInfo};
 use crate::rng::Rng;
 use crate::workload::{self, Owned};
+use ninety_cluster::engine_sm::EngineMachine;
 use ninety_cluster::engine_sm::{decode_applied, encode_request};
 use ninety_cluster::eraftpb::Message;
 use ninety_cluster::node::{bootstrap, MembershipChange};
@@ -68,7 +69,7 @@ pub struct Stats {
 }
 
 /// The result of one seed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
     pub seed: u64,
     pub faults: Faults,
@@ -237,6 +238,8 @@ pub struct Sim {
     net_rng: Rng,
     fault_rng: Rng,
     work_rng: Rng,
+    /// Election timeouts: one per node start, so a seed replays raft's elections exactly.
+    election_rng: Rng,
     nodes: BTreeMap<u64, SimNode>,
     next_node_id: u64,
     rec: RecorderHandle,
@@ -273,6 +276,7 @@ impl Sim {
             net_rng: root.fork(2),
             fault_rng: root.fork(3),
             work_rng: root.fork(4),
+            election_rng: root.fork(5),
             nodes: BTreeMap::new(),
             next_node_id: faults.nodes + 1,
             rec: Rc::new(RefCell::new(Recorder::default())),
@@ -328,8 +332,13 @@ impl Sim {
         });
     }
 
-    fn node_config(&self, id: u64) -> NodeConfig {
+    /// The node's config; its election timeout is drawn from the seed (a range of exactly
+    /// one value: raft-rs's range is half-open), so raft-rs never draws from `thread_rng`.
+    fn node_config(&mut self, id: u64) -> NodeConfig {
         let mut cfg = NodeConfig::new(id);
+        let base = cfg.election_ticks;
+        cfg.min_election_ticks = base + self.election_rng.below(base as u64) as usize;
+        cfg.max_election_ticks = cfg.min_election_ticks + 1;
         cfg.snapshot_interval_entries = self.faults.snapshot_every;
         cfg.log_retain_entries = self.faults.log_retain;
         cfg
@@ -339,7 +348,7 @@ impl Sim {
         let disk = Disk::new_handle(self.opts.bugs.store_ack_before_durable);
         if let Some(voters) = voters {
             let mut store = SimStore::open(disk.clone()).map_err(|e| e.to_string())?;
-            bootstrap(&mut store, voters).map_err(|e| e.to_string())?;
+            bootstrap(&mut store, voters, &EngineMachine::new()).map_err(|e| e.to_string())?;
         }
         let skew = self.faults.skew_ms as i64;
         let drift = self.faults.drift_ppm as i64;
@@ -775,34 +784,10 @@ impl Sim {
         let change = if member(old) {
             Some(MembershipChange::Remove(old))
         } else if !member(new) {
-            // A joining node starts from an empty store, and the founding voters are not in
-            // the log (bootstrap writes them to the founders' stores only): a learner that
-            // replays the log from index 1 ends up believing it is the only voter. Forcing
-            // a snapshot and compaction past index 1 first makes the leader send it a
-            // snapshot that carries the whole configuration (see docs/simulation.md).
-            // Any voter may lead later, so every voter must be compacted past index 1.
-            if !self.opts.unsafe_join && !self.voters_compacted(&conf.voters) {
-                return;
-            }
+            // Safe at any time: founders bootstrap from a snapshot at index 1, so a joining
+            // node always receives a snapshot that carries the configuration.
             Some(MembershipChange::AddLearner(new))
         } else if conf.learners.contains(&new) {
-            // raft-rs ignores a snapshot whose configuration does not name the receiver, and
-            // the leader keeps re-sending its stored one: store one that names the learner.
-            let stored_names_new = ninety_cluster::RaftStore::stored_snapshot(core.store())
-                .ok()
-                .flatten()
-                .is_some_and(|s| {
-                    let cs = s.get_metadata().get_conf_state();
-                    cs.learners.contains(&new) || cs.voters.contains(&new)
-                });
-            if !self.opts.unsafe_join && !stored_names_new {
-                if let Some(core) = self.nodes.get_mut(&leader).and_then(|n| n.core.as_mut()) {
-                    if let Err(e) = core.snapshot_now() {
-                        self.violation(format!("leader {leader} cannot snapshot: {e}"));
-                    }
-                }
-                return;
-            }
             let caught_up = core
                 .progress()
                 .iter()
@@ -823,30 +808,6 @@ impl Sim {
             self.log(|| format!("operator asks leader {leader}: {change:?}"));
             self.step(leader, Input::ChangeMembership { id, change });
         }
-    }
-
-    /// Whether every voter is up with its log compacted past index 1; snapshots (and so
-    /// compacts) the up voters that are not yet.
-    fn voters_compacted(&mut self, voters: &[u64]) -> bool {
-        let retain = self.faults.log_retain;
-        let mut all = true;
-        for &v in voters {
-            let Some(core) = self.nodes.get_mut(&v).and_then(|n| n.core.as_mut()) else {
-                all = false;
-                continue;
-            };
-            let first = raft::Storage::first_index(core.store()).unwrap_or(1);
-            if first > 1 {
-                continue;
-            }
-            all = false;
-            if core.status().applied_index > retain + 1 {
-                if let Err(e) = core.snapshot_now() {
-                    self.violation(format!("node {v} cannot snapshot: {e}"));
-                }
-            }
-        }
-        all
     }
 
     fn describe_nodes(&self) -> String {

@@ -74,6 +74,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         self.applied_term = meta.term;
         self.snapshot_index = meta.index;
         self.conf_state = meta.get_conf_state().clone();
+        self.snapshot_conf = self.conf_state.clone();
         let mut failed = Vec::new();
         self.proposals.fail_up_to(meta.index, &mut failed);
         self.out.fail(failed);
@@ -172,11 +173,29 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
 
     /// Every `snapshot_interval_entries`, stores a snapshot at the applied index, then
     /// compacts the log, keeping `log_retain_entries` behind it for lagging followers.
+    /// A leader also snapshots as soon as its stored snapshot does not name every member:
+    /// the store answers raft's request for such a peer with `SnapshotTemporarilyUnavailable`
+    /// (raft-rs would ignore a snapshot that does not include the receiver), and on an idle
+    /// cluster no periodic snapshot would ever come.
     pub(super) fn maybe_snapshot(&mut self) -> Result<(), Error> {
-        if self.applied_index < self.snapshot_index + self.cfg.snapshot_interval_entries {
+        let periodic =
+            self.applied_index >= self.snapshot_index + self.cfg.snapshot_interval_entries;
+        let for_new_member = self.is_leader() && self.snapshot_misses_members();
+        if !periodic && !for_new_member {
             return Ok(());
         }
         self.take_snapshot().map(drop)
+    }
+
+    /// Whether a member of the applied configuration is missing from the stored snapshot's.
+    fn snapshot_misses_members(&self) -> bool {
+        let cs = &self.conf_state;
+        cs.voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners_next)
+            .any(|&id| !crate::storage::conf_names(&self.snapshot_conf, id))
     }
 
     /// Stores a snapshot at the applied index now and compacts the log behind it; returns
@@ -194,6 +213,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         let store = self.raw.mut_store();
         store.save_snapshot(&snap)?;
         self.snapshot_index = self.applied_index;
+        self.snapshot_conf = self.conf_state.clone();
         let keep_from = (self.applied_index + 1).saturating_sub(self.cfg.log_retain_entries);
         store.compact(keep_from)?;
         Ok((self.applied_index, self.applied_term, snap.get_data().len()))

@@ -52,6 +52,12 @@ pub struct NodeConfig {
     pub id: u64,
     pub heartbeat_ticks: usize,
     pub election_ticks: usize,
+    /// raft-rs draws each randomized election timeout from the half-open range
+    /// `[min_election_ticks, max_election_ticks)`; 0 means raft-rs's default
+    /// (`election_ticks`, `2 * election_ticks`). A deterministic driver (the simulator) sets
+    /// `max = min + 1`, which removes raft-rs's `thread_rng` draw, and picks `min` itself.
+    pub min_election_ticks: usize,
+    pub max_election_ticks: usize,
     pub proposal_batch_bytes_max: usize,
     pub proposal_batch_count_max: usize,
     pub proposal_queue_max: usize,
@@ -69,6 +75,8 @@ impl NodeConfig {
             id,
             heartbeat_ticks: HEARTBEAT_TICKS,
             election_ticks: ELECTION_TICKS,
+            min_election_ticks: 0,
+            max_election_ticks: 0,
             proposal_batch_bytes_max: PROPOSAL_BATCH_BYTES_MAX,
             proposal_batch_count_max: PROPOSAL_BATCH_COUNT_MAX,
             proposal_queue_max: PROPOSAL_QUEUE_MAX,
@@ -86,6 +94,8 @@ impl NodeConfig {
         let cfg = raft::Config {
             id: self.id,
             election_tick: self.election_ticks,
+            min_election_tick: self.min_election_ticks,
+            max_election_tick: self.max_election_ticks,
             heartbeat_tick: self.heartbeat_ticks,
             applied,
             max_size_per_msg: MAX_SIZE_PER_MSG_BYTES,

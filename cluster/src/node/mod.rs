@@ -25,7 +25,7 @@ use crate::error::{Error, RequestError};
 use crate::io::{Clock, RaftStore, Transport};
 use crate::state_machine::StateMachine;
 use proposals::{Failure, Proposals, Waiter};
-use raft::eraftpb::{ConfState, Message, MessageType};
+use raft::eraftpb::{ConfState, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use reads::Reads;
 
@@ -158,19 +158,44 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Configuration as of `applied_index` (what a snapshot at that index must carry).
     conf_state: ConfState,
     snapshot_index: u64,
+    /// Configuration carried by the latest stored snapshot.
+    snapshot_conf: ConfState,
 }
 
-/// Writes the initial voters into a fresh store, for the founding members of a cluster.
+/// Index and term of the initial snapshot [`bootstrap`] writes: the log starts after it.
+pub const BOOTSTRAP_INDEX: u64 = 1;
+pub const BOOTSTRAP_TERM: u64 = 1;
+
+/// Bootstraps a fresh store of a founding member, the raft-rs way: applies an initial
+/// snapshot at index 1 (term 1) whose metadata carries the founding voters and whose data is
+/// `empty`'s state (a fresh state machine, log time 0). The log then starts at index 2, so
+/// a node that joins later can never replay the log from index 1 without the configuration:
+/// the leader must send it a snapshot, and a snapshot always carries the configuration.
 /// Nodes that join later start from an empty store and learn everything from the leader.
-pub fn bootstrap<S: RaftStore>(store: &mut S, voters: &[u64]) -> Result<(), Error> {
+pub fn bootstrap<S: RaftStore, M: StateMachine>(
+    store: &mut S,
+    voters: &[u64],
+    empty: &M,
+) -> Result<(), Error> {
     let state = store.initial_state()?;
     if state.initialized() || store.last_index()? > 0 {
         return Err(Error::Config("store is already initialized".into()));
     }
-    store.initialize(ConfState {
+    if voters.is_empty() {
+        return Err(Error::Config("bootstrap needs at least one voter".into()));
+    }
+    let mut snap = Snapshot {
+        data: payload::encode_snapshot(0, &empty.snapshot()).into(),
+        ..Default::default()
+    };
+    let meta = snap.mut_metadata();
+    meta.index = BOOTSTRAP_INDEX;
+    meta.term = BOOTSTRAP_TERM;
+    meta.set_conf_state(ConfState {
         voters: voters.to_vec(),
         ..Default::default()
-    })
+    });
+    store.apply_snapshot(&snap)
 }
 
 impl<S: RaftStore, M: StateMachine> Node<S, M> {
@@ -179,9 +204,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     pub fn new(cfg: NodeConfig, store: S, mut sm: M, logger: &slog::Logger) -> Result<Self, Error> {
         let snapshot = store.stored_snapshot()?;
         let (mut index, mut term, mut log_time) = (0, 0, 0);
+        let mut snapshot_conf = ConfState::default();
         if let Some(snap) = &snapshot {
             log_time = apply::restore_state(&mut sm, snap.get_data())?;
             (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+            snapshot_conf = snap.get_metadata().get_conf_state().clone();
         }
         let conf_state = store.initial_state()?.conf_state;
         let raft_cfg = cfg.raft_config(store.applied_index())?;
@@ -206,6 +233,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             last_proposed_log_time_ms: 0,
             conf_state,
             snapshot_index: index,
+            snapshot_conf,
         })
     }
 

@@ -176,7 +176,7 @@ pub async fn serve(
         !store.initial_state()?.initialized() && store.last_index()? == 0
     };
     if cfg.init && fresh {
-        node::bootstrap(&mut store, &cfg.voters()?)?;
+        node::bootstrap(&mut store, &cfg.voters()?, &EngineMachine::new())?;
         tracing::info!(voters = ?cfg.voters()?, "bootstrapped a new cluster");
     }
     let mut ncfg = NodeConfig::new(cfg.id);

@@ -89,7 +89,14 @@ pub fn compaction<S: RaftStore>(mut s: S) {
         s.snapshot(7, 2).is_err(),
         "stored snapshot too old for request"
     );
-    assert_eq!(s.snapshot(6, 2).unwrap().get_metadata().index, 6);
+    assert_eq!(s.snapshot(6, 1).unwrap().get_metadata().index, 6);
+    // raft-rs ignores a snapshot whose configuration does not name the receiver: "not yet".
+    assert!(matches!(
+        s.snapshot(6, 2),
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable
+        ))
+    ));
 }
 
 pub fn hard_state<S: RaftStore>(mut s: S) {

@@ -84,8 +84,8 @@ impl raft::Storage for MemStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        snapshot_for_request(self.snapshot.clone(), request_index)
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        snapshot_for_request(self.snapshot.clone(), request_index, to)
     }
 }
 

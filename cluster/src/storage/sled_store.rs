@@ -286,9 +286,9 @@ impl raft::Storage for SledStore {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let stored = self.stored_snapshot().map_err(other)?;
-        snapshot_for_request(stored, request_index)
+        snapshot_for_request(stored, request_index, to)
     }
 }
 
