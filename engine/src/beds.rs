@@ -454,26 +454,14 @@ impl BedBook {
 
     /// Pending holds whose expiry is at or before `now`, oldest first, at most `max`.
     pub(crate) fn due(&self, now: LogTime, max: usize) -> Vec<HoldId> {
-        self.expiries
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(max)
-            .map(|(_, h)| *h)
-            .collect()
+        crate::time::due(&self.expiries, now, max)
     }
 
     /// Forgets resolved holds resolved at or before `cutoff`, at most `max`.
     pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
-        let old: Vec<(LogTime, HoldId)> = self
-            .resolved
-            .iter()
-            .take_while(|(t, _)| *t <= cutoff)
-            .take(max)
-            .copied()
-            .collect();
-        for key in &old {
-            self.resolved.remove(key);
-            self.holds.remove(&key.1);
+        let old = crate::time::drain_due(&mut self.resolved, cutoff, max);
+        for id in &old {
+            self.holds.remove(id);
         }
         old.len()
     }

@@ -230,26 +230,14 @@ impl ReferralBook {
 
     /// Open referrals whose deadline is at or before `now`, at most `max`.
     pub(crate) fn due(&self, now: LogTime, max: usize) -> Vec<ReferralId> {
-        self.deadlines
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(max)
-            .map(|(_, r)| *r)
-            .collect()
+        crate::time::due(&self.deadlines, now, max)
     }
 
     /// Forgets referrals closed at or before `cutoff`, at most `max`.
     pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
-        let old: Vec<(LogTime, ReferralId)> = self
-            .closed
-            .iter()
-            .take_while(|(t, _)| *t <= cutoff)
-            .take(max)
-            .copied()
-            .collect();
-        for key in &old {
-            self.closed.remove(key);
-            self.referrals.remove(&key.1);
+        let old = crate::time::drain_due(&mut self.closed, cutoff, max);
+        for id in &old {
+            self.referrals.remove(id);
         }
         old.len()
     }

@@ -611,27 +611,15 @@ impl SlotBook {
 
     /// Seats whose hold expiry is at or before `now`, oldest first, at most `max`.
     pub(crate) fn due(&self, now: LogTime, max: usize) -> Vec<HoldId> {
-        self.expiries
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(max)
-            .map(|(_, h)| *h)
-            .collect()
+        crate::time::due(&self.expiries, now, max)
     }
 
     /// Forgets finished seats resolved at or before `cutoff` (and slots that have ended and
     /// hold no live seat), at most `max`.
     pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
-        let old: Vec<(LogTime, HoldId)> = self
-            .resolved
-            .iter()
-            .take_while(|(t, _)| *t <= cutoff)
-            .take(max)
-            .copied()
-            .collect();
-        for key in &old {
-            self.resolved.remove(key);
-            if let Some(seat) = self.seats.remove(&key.1) {
+        let old = crate::time::drain_due(&mut self.resolved, cutoff, max);
+        for id in &old {
+            if let Some(seat) = self.seats.remove(id) {
                 if let Some(c) = seat.consult {
                     let done = self
                         .consults

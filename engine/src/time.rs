@@ -41,3 +41,37 @@ impl fmt::Display for LogTime {
         write!(f, "t{}ms", self.0)
     }
 }
+
+/// The ids in a time index `(time, id)` due at or before `until`, earliest first, at most
+/// `max`: the one scan behind every expiry and pruning pass.
+pub(crate) fn due<K: Copy + Ord>(
+    index: &std::collections::BTreeSet<(LogTime, K)>,
+    until: LogTime,
+    max: usize,
+) -> Vec<K> {
+    index
+        .iter()
+        .take_while(|(t, _)| *t <= until)
+        .take(max)
+        .map(|(_, k)| *k)
+        .collect()
+}
+
+/// Removes and returns the ids due at or before `until`, earliest first, at most `max`.
+pub(crate) fn drain_due<K: Copy + Ord>(
+    index: &mut std::collections::BTreeSet<(LogTime, K)>,
+    until: LogTime,
+    max: usize,
+) -> Vec<K> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        match index.first() {
+            Some(&(t, k)) if t <= until => {
+                index.pop_first();
+                out.push(k);
+            }
+            _ => break,
+        }
+    }
+    out
+}
