@@ -1,23 +1,22 @@
 //! A small seeded PRNG (SplitMix64), fixed forever so a seed replays the same run on every
 //! machine and Rust release. Nothing in a simulated run uses any other source of randomness.
 
-/// SplitMix64 with the helpers the simulator needs.
+use ninety_engine::generate::SplitMix64;
+
+/// SplitMix64 (the engine generator's, one implementation for the whole project) with the
+/// helpers the simulator needs.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x6e69_6e65_7479_5349)
+        Rng(SplitMix64::new(seed ^ 0x6e69_6e65_7479_5349))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0).
@@ -46,7 +45,9 @@ impl Rng {
     /// An independent generator for one concern (network, disks, ...), so adding draws in
     /// one place does not shift every other stream.
     pub fn fork(&mut self, salt: u64) -> Rng {
-        Rng(self.next_u64() ^ salt.wrapping_mul(0xa076_1d64_78bd_642f))
+        Rng(SplitMix64::new(
+            self.next_u64() ^ salt.wrapping_mul(0xa076_1d64_78bd_642f),
+        ))
     }
 }
 

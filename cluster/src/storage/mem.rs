@@ -52,12 +52,7 @@ impl raft::Storage for MemStore {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last() + 1 || low > high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        super::check_entries_range(low, high, self.truncated_index, self.last())?;
         let mut out = self.entries[self.offset(low)..self.offset(high)].to_vec();
         raft::util::limit_size(&mut out, max_size.into());
         Ok(out)

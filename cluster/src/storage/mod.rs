@@ -50,3 +50,20 @@ pub(crate) fn conf_names(cs: &ConfState, id: u64) -> bool {
         || cs.voters_outgoing.contains(&id)
         || cs.learners_next.contains(&id)
 }
+
+/// Checks an `entries(low, high)` request against a log holding `truncated_index + 1 ..=
+/// last_index`: the one bounds rule both stores answer raft-rs with.
+pub(crate) fn check_entries_range(
+    low: u64,
+    high: u64,
+    truncated_index: u64,
+    last_index: u64,
+) -> raft::Result<()> {
+    if low <= truncated_index {
+        return Err(raft::Error::Store(StorageError::Compacted));
+    }
+    if high > last_index + 1 || low > high {
+        return Err(raft::Error::Store(StorageError::Unavailable));
+    }
+    Ok(())
+}

@@ -242,12 +242,7 @@ impl raft::Storage for SledStore {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low <= self.truncated_index {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last_index + 1 || low > high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        super::check_entries_range(low, high, self.truncated_index, self.last_index)?;
         let max_size = max_size.into();
         let mut out = Vec::with_capacity((high - low) as usize);
         let mut size = 0u64;
