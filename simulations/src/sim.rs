@@ -86,10 +86,7 @@ impl RunReport {
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        format!(
-            "cargo run -p ninety-sim --release -- faults --seed {}",
-            self.seed
-        )
+        format!("cargo run --release -- sim faults --seed {}", self.seed)
     }
 }
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use ninety_cluster::runtime::{self, config::FileConfig};
 
 mod demo;
+mod sim;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,11 @@ enum Cmd {
         #[arg(long)]
         keep_data: bool,
     },
+    /// The simulators: deterministic fault simulation, peak-day traffic.
+    Sim {
+        #[command(subcommand)]
+        cmd: sim::SimCmd,
+    },
 }
 
 /// Resolves on SIGTERM or ctrl-c.
@@ -71,7 +77,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -79,17 +85,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process
-    // instead of leaving a server up around a dead node task. The crash-recovery model
-    // covers a stopped node; a half-alive one is worse.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::abort();
-    }));
     let cli = Cli::parse();
     match cli.command {
         Cmd::Node { config } => {
+            // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process
+            // instead of leaving a server up around a dead node task. The crash-recovery
+            // model covers a stopped node; a half-alive one is worse. (Not for `sim`: the
+            // simulator catches a seed's panic and reports it as a violation.)
+            let default_hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                default_hook(info);
+                std::process::abort();
+            }));
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading {}", config.display()))?;
             let cfg = FileConfig::parse(&text).context("parsing the node config")?;
@@ -120,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             rt.block_on(demo::run(opts))?;
         }
+        Cmd::Sim { cmd } => return Ok(sim::run(cmd)),
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

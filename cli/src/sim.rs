@@ -1,22 +1,14 @@
-//! `ninety-sim`: the command line over the `ninety_sim` library.
+//! `ninety sim ...`: the simulators (the deterministic fault simulator; the peak-day
+//! generator and replayer) over the `ninety_sim` library.
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use ninety_sim::{run_many, run_seed, Options};
 use std::io::Write;
 use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(
-    name = "ninety-sim",
-    about = "Deterministic fault simulation of a ninety cluster"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-}
-
+/// The `ninety sim` subcommands.
 #[derive(Subcommand)]
-enum Cmd {
+pub enum SimCmd {
     /// Runs seeded fault simulations; with --seed, replays one seed verbosely.
     Faults {
         /// Number of seeds to run.
@@ -37,14 +29,20 @@ enum Cmd {
     },
 }
 
-fn main() -> ExitCode {
-    let Cmd::Faults {
-        seeds,
-        from,
-        seed,
-        ops,
-        threads,
-    } = Cli::parse().command;
+/// Runs a `ninety sim` subcommand.
+pub fn run(cmd: SimCmd) -> ExitCode {
+    match cmd {
+        SimCmd::Faults {
+            seeds,
+            from,
+            seed,
+            ops,
+            threads,
+        } => faults(seeds, from, seed, ops, threads),
+    }
+}
+
+fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<usize>) -> ExitCode {
     let mut opts = Options {
         ops,
         ..Options::default()
@@ -105,7 +103,7 @@ fn main() -> ExitCode {
     );
     for (seed, v) in &summary.failures {
         println!(
-            "FAILED seed {seed}: {v}\n  replay: cargo run -p ninety-sim --release -- faults --seed {seed}"
+            "FAILED seed {seed}: {v}\n  replay: cargo run --release -- sim faults --seed {seed}"
         );
     }
     if summary.failed == 0 {

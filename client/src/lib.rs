@@ -1,0 +1,531 @@
+//! `ninety-client`: the Rust client of a ninety cluster.
+//!
+//! Owns how a program talks to a cluster: which node to call, what to do when that node is
+//! not the leader or not reachable, and when a call may be sent again. The CLI, the benches
+//! and the simulators all go through it.
+//!
+//! Must not contain domain rules or build requests: callers build the `ninety.v1` messages
+//! (re-exported as [`pb`]) and choose their request ids. It must never invent a new request
+//! id for a retry: a retry is the *same* message, so the cluster's dedup returns the first
+//! answer instead of applying the action twice.
+//!
+//! Retry policy (per call, bounded by [`Config::max_attempts`] and [`Config::total_timeout`]):
+//!
+//! | answer | what the client does |
+//! |---|---|
+//! | `UNAVAILABLE` with `x-ninety-leader-addr` | sends the same request to that node next |
+//! | `UNAVAILABLE` without a hint, transport error, `CANCELLED` | tries the next node, backing off after a full round |
+//! | `DEADLINE_EXCEEDED` for one attempt | tries again (same request id) while the total timeout lasts |
+//! | `RESOURCE_EXHAUSTED` | backs off (exponential, capped) and tries again |
+//! | anything else (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`, `NOT_FOUND`, ...) | returns it at once |
+//!
+//! The node that answered last is remembered, so steady-state calls go straight to the leader
+//! (followers would forward, at the cost of one more hop).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+pub use ninety_proto::v1 as pb;
+
+use pb::admin_client::AdminClient;
+use pb::bed_holds_client::BedHoldsClient;
+use pb::matching_client::MatchingClient;
+use pb::referrals_client::ReferralsClient;
+use pb::scheduling_client::SchedulingClient;
+
+/// Metadata key carrying the leader's client address on `UNAVAILABLE`.
+pub const LEADER_ADDR_KEY: &str = "x-ninety-leader-addr";
+/// Metadata key carrying the leader's node id on `UNAVAILABLE`.
+pub const LEADER_ID_KEY: &str = "x-ninety-leader-id";
+/// Most nodes a client may be given.
+pub const NODES_MAX: usize = 64;
+
+/// How the client retries. The defaults suit an interactive client of a healthy cluster.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Longest one attempt may take (sent to the server as `grpc-timeout`).
+    pub attempt_timeout: Duration,
+    /// Longest a call may take over all its attempts.
+    pub total_timeout: Duration,
+    /// Most attempts per call.
+    pub max_attempts: u32,
+    /// First back-off after a full round of nodes failed, or after `RESOURCE_EXHAUSTED`.
+    pub backoff_initial: Duration,
+    /// Largest back-off.
+    pub backoff_max: Duration,
+    /// Timeout for opening a connection to one node.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            attempt_timeout: Duration::from_secs(6),
+            total_timeout: Duration::from_secs(20),
+            max_attempts: 16,
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(1_000),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no node addresses given")]
+    NoNodes,
+    #[error("more than {NODES_MAX} node addresses")]
+    TooManyNodes,
+    #[error("bad node address {addr:?}: {reason}")]
+    BadAddress { addr: String, reason: String },
+}
+
+/// Counters of what the client had to do, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls made through [`Client::call`] (and the typed methods).
+    pub calls: u64,
+    /// Attempts beyond the first, over all calls.
+    pub retries: u64,
+    /// Times a leader hint moved the client to another node.
+    pub leader_redirects: u64,
+}
+
+struct Node {
+    addr: String,
+    channel: Channel,
+}
+
+struct Inner {
+    config: Config,
+    nodes: Mutex<Vec<Node>>,
+    /// Index into `nodes` of the node to try first.
+    preferred: AtomicUsize,
+    calls: AtomicU64,
+    retries: AtomicU64,
+    redirects: AtomicU64,
+}
+
+/// A handle to a cluster; cheap to clone, share it between tasks.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// `host:port` or `http://host:port` → `http://host:port`.
+fn normalize(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn endpoint(addr: &str, config: &Config) -> Result<Endpoint, ConfigError> {
+    Endpoint::from_shared(normalize(addr))
+        .map(|e| {
+            e.connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_adaptive_window(true)
+        })
+        .map_err(|e| ConfigError::BadAddress {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// A fresh request id: a random UUID as 32 lowercase hex digits. Make one per intended
+/// action and keep it for every retry of that action.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The machine-readable refusal attached to a status by the server, if any.
+pub fn rejection(status: &Status) -> Option<pb::Rejection> {
+    let details = status.details();
+    if details.is_empty() {
+        return None;
+    }
+    pb::Rejection::decode(details).ok()
+}
+
+/// Whether a call that failed with this status may be sent again unchanged.
+pub fn is_retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted
+    )
+}
+
+impl Client {
+    /// A client of the nodes at `addrs` (`host:port`). Connections open lazily, so this
+    /// succeeds while nodes are down.
+    pub fn new<S: AsRef<str>>(addrs: &[S], config: Config) -> Result<Client, ConfigError> {
+        if addrs.is_empty() {
+            return Err(ConfigError::NoNodes);
+        }
+        if addrs.len() > NODES_MAX {
+            return Err(ConfigError::TooManyNodes);
+        }
+        let mut nodes = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let addr = a.as_ref().trim().to_string();
+            let channel = endpoint(&addr, &config)?.connect_lazy();
+            nodes.push(Node { addr, channel });
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                nodes: Mutex::new(nodes),
+                preferred: AtomicUsize::new(0),
+                calls: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                redirects: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// [`Client::new`] with the default [`Config`].
+    pub fn connect<S: AsRef<str>>(addrs: &[S]) -> Result<Client, ConfigError> {
+        Client::new(addrs, Config::default())
+    }
+
+    /// The client's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The addresses the client knows (given ones first, then ones learnt from hints).
+    pub fn addrs(&self) -> Vec<String> {
+        self.lock_nodes().iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The address the next call goes to first (the last node that answered).
+    pub fn preferred_addr(&self) -> String {
+        let nodes = self.lock_nodes();
+        let i = self.inner.preferred.load(Ordering::Relaxed) % nodes.len();
+        nodes[i].addr.clone()
+    }
+
+    /// The channel to the preferred node, for calls the client does not wrap (streams).
+    pub fn channel(&self) -> Channel {
+        let nodes = self.lock_nodes();
+        let i = self.inner.preferred.load(Ordering::Relaxed) % nodes.len();
+        nodes[i].channel.clone()
+    }
+
+    /// What the client has done so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            calls: self.inner.calls.load(Ordering::Relaxed),
+            retries: self.inner.retries.load(Ordering::Relaxed),
+            leader_redirects: self.inner.redirects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Node>> {
+        // A poisoned lock only means another task panicked while holding it; the vector
+        // is still consistent (every mutation is a single push).
+        self.inner.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn node(&self, i: usize) -> (usize, Channel) {
+        let nodes = self.lock_nodes();
+        let i = i % nodes.len();
+        (i, nodes[i].channel.clone())
+    }
+
+    /// The index of the node at `addr`, adding it if it is new (and the book has room).
+    fn node_for_hint(&self, addr: &str) -> Option<usize> {
+        let want = normalize(addr);
+        let mut nodes = self.lock_nodes();
+        if let Some(i) = nodes.iter().position(|n| normalize(&n.addr) == want) {
+            return Some(i);
+        }
+        if nodes.len() >= NODES_MAX {
+            return None;
+        }
+        let channel = endpoint(addr, &self.inner.config).ok()?.connect_lazy();
+        nodes.push(Node {
+            addr: addr.to_string(),
+            channel,
+        });
+        Some(nodes.len() - 1)
+    }
+
+    fn backoff(&self, round: u32) -> Duration {
+        let c = &self.inner.config;
+        let factor = 1u32 << round.min(10);
+        c.backoff_initial.saturating_mul(factor).min(c.backoff_max)
+    }
+
+    /// Sends `request` with `send` until it succeeds or fails in a way a retry cannot fix
+    /// (see the module doc). Every attempt sends the same message, request id included.
+    pub async fn call<Req, Resp, F, Fut>(&self, request: Req, send: F) -> Result<Resp, Status>
+    where
+        Req: Clone,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let c = &self.inner.config;
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let mut index = self.inner.preferred.load(Ordering::Relaxed);
+        let mut tried_since_success = 0usize;
+        let mut round = 0u32;
+        let mut last: Option<Status> = None;
+        for attempt in 0..c.max_attempts.max(1) {
+            let left = c.total_timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            if attempt > 0 {
+                self.inner.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let budget = c.attempt_timeout.min(left);
+            let (i, channel) = self.node(index);
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(budget);
+            let answer = match tokio::time::timeout(budget, send(channel, req)).await {
+                Ok(a) => a,
+                Err(_) => Err(Status::deadline_exceeded("attempt timed out at the client")),
+            };
+            let status = match answer {
+                Ok(resp) => {
+                    self.inner.preferred.store(i, Ordering::Relaxed);
+                    return Ok(resp.into_inner());
+                }
+                Err(s) => s,
+            };
+            if !is_retryable(status.code()) {
+                // The node answered: it is a good node to try first next time.
+                self.inner.preferred.store(i, Ordering::Relaxed);
+                return Err(status);
+            }
+            let hint = status
+                .metadata()
+                .get(LEADER_ADDR_KEY)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|a| self.node_for_hint(a))
+                .filter(|h| *h != i);
+            match (status.code(), hint) {
+                (Code::ResourceExhausted, _) => {
+                    round += 1;
+                    tokio::time::sleep(self.backoff(round).min(left)).await;
+                    index = i;
+                }
+                (_, Some(h)) => {
+                    self.inner.redirects.fetch_add(1, Ordering::Relaxed);
+                    index = h;
+                }
+                _ => {
+                    index = i + 1;
+                    tried_since_success += 1;
+                    if tried_since_success >= self.lock_nodes().len() {
+                        tried_since_success = 0;
+                        round += 1;
+                        let left = c.total_timeout.saturating_sub(started.elapsed());
+                        tokio::time::sleep(self.backoff(round).min(left)).await;
+                    }
+                }
+            }
+            tracing::debug!(code = ?status.code(), attempt, "retrying: {}", status.message());
+            last = Some(status);
+        }
+        Err(last.unwrap_or_else(|| Status::deadline_exceeded("total timeout reached")))
+    }
+}
+
+macro_rules! rpcs {
+    ($($service:ident :: $method:ident($req:ty) -> $resp:ty;)*) => {
+        impl Client {
+            $(
+                #[doc = concat!("`", stringify!($service), ".", stringify!($method),
+                    "` with the client's retry policy.")]
+                pub async fn $method(&self, request: $req) -> Result<$resp, Status> {
+                    self.call(request, |channel, req| async move {
+                        $service::new(channel)
+                            .max_decoding_message_size(64 << 20)
+                            .$method(req)
+                            .await
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+rpcs! {
+    BedHoldsClient::hold_bed(pb::HoldBedRequest) -> pb::BedHoldResponse;
+    BedHoldsClient::confirm_hold(pb::ConfirmHoldRequest) -> pb::BedHoldResponse;
+    BedHoldsClient::release_hold(pb::ReleaseHoldRequest) -> pb::BedHoldResponse;
+    BedHoldsClient::get_hold(pb::GetHoldRequest) -> pb::GetHoldResponse;
+    BedHoldsClient::ward_availability(pb::WardAvailabilityRequest) -> pb::WardAvailabilityResponse;
+    BedHoldsClient::hold_beds(pb::HoldBedsRequest) -> pb::BedHoldResults;
+    BedHoldsClient::resolve_holds(pb::ResolveHoldsRequest) -> pb::BedHoldResults;
+
+    SchedulingClient::publish_schedule(pb::PublishScheduleRequest) -> pb::PublishScheduleResponse;
+    SchedulingClient::find_slots(pb::FindSlotsRequest) -> pb::FindSlotsResponse;
+    SchedulingClient::hold_slot(pb::HoldSlotRequest) -> pb::SlotBookingResponse;
+    SchedulingClient::book_slot(pb::BookSlotRequest) -> pb::SlotBookingResponse;
+    SchedulingClient::cancel_booking(pb::CancelBookingRequest) -> pb::SlotBookingResponse;
+    SchedulingClient::join_waitlist(pb::JoinWaitlistRequest) -> pb::JoinWaitlistResponse;
+    SchedulingClient::leave_waitlist(pb::LeaveWaitlistRequest) -> pb::LeaveWaitlistResponse;
+    SchedulingClient::hold_joint_consult(pb::HoldJointConsultRequest) -> pb::JointConsultResponse;
+    SchedulingClient::book_joint_consult(pb::BookJointConsultRequest) -> pb::JointConsultResponse;
+    SchedulingClient::release_joint_consult(pb::ReleaseJointConsultRequest) -> pb::JointConsultResponse;
+    SchedulingClient::mark_no_show(pb::MarkNoShowRequest) -> pb::MarkNoShowResponse;
+
+    MatchingClient::match_specialist(pb::MatchSpecialistRequest) -> pb::MatchSpecialistResponse;
+    MatchingClient::allocate_bed(pb::AllocateBedRequest) -> pb::AllocateBedResponse;
+    MatchingClient::allocate_slot(pb::AllocateSlotRequest) -> pb::AllocateSlotResponse;
+
+    ReferralsClient::request_referral(pb::RequestReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::triage_referral(pb::TriageReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::match_referral(pb::MatchReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::report_no_capacity(pb::ReportNoCapacityRequest) -> pb::ReferralResponse;
+    ReferralsClient::accept_referral(pb::AcceptReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::start_transit(pb::StartTransitRequest) -> pb::ReferralResponse;
+    ReferralsClient::admit_referral(pb::AdmitReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::complete_referral(pb::CompleteReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::reject_referral(pb::RejectReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::cancel_referral(pb::CancelReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::get_referral(pb::GetReferralRequest) -> pb::GetReferralResponse;
+    ReferralsClient::worklist(pb::WorklistRequest) -> pb::WorklistResponse;
+
+    AdminClient::import_region(pb::ImportRegionRequest) -> pb::ImportRegionResponse;
+    AdminClient::cluster_status(pb::ClusterStatusRequest) -> pb::ClusterStatusResponse;
+    AdminClient::add_member(pb::AddMemberRequest) -> pb::MembershipResponse;
+    AdminClient::promote_member(pb::PromoteMemberRequest) -> pb::MembershipResponse;
+    AdminClient::remove_member(pb::RemoveMemberRequest) -> pb::MembershipResponse;
+    AdminClient::transfer_leader(pb::TransferLeaderRequest) -> pb::TransferLeaderResponse;
+    AdminClient::snapshot_now(pb::SnapshotNowRequest) -> pb::SnapshotNowResponse;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked() {
+        assert!(matches!(
+            Client::connect::<&str>(&[]),
+            Err(ConfigError::NoNodes)
+        ));
+        assert!(matches!(
+            Client::connect(&["not a uri at all\u{0}"]),
+            Err(ConfigError::BadAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_distinct() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn retries_the_same_request_and_follows_the_leader_hint() {
+        let client = Client::new(
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            Config {
+                backoff_initial: Duration::from_millis(1),
+                ..Config::default()
+            },
+        )
+        .expect("client");
+        let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+        let answer = client
+            .call("req-1".to_string(), |_channel, req| {
+                let seen = seen.clone();
+                async move {
+                    let mut seen = seen.lock().unwrap();
+                    // Which node: recovered from the order of attempts below.
+                    seen.push((String::new(), req.get_ref().clone()));
+                    match seen.len() {
+                        1 => {
+                            let mut s = Status::unavailable("not the leader");
+                            s.metadata_mut()
+                                .insert(LEADER_ADDR_KEY, "127.0.0.1:3".parse().unwrap());
+                            Err(s)
+                        }
+                        2 => Err(Status::resource_exhausted("queue full")),
+                        _ => Ok(tonic::Response::new(42u32)),
+                    }
+                }
+            })
+            .await
+            .expect("third attempt succeeds");
+        assert_eq!(answer, 42);
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.iter().all(|(_, id)| id == "req-1"),
+            "same request each time"
+        );
+        assert_eq!(
+            client.preferred_addr(),
+            "127.0.0.1:3",
+            "the hint was followed"
+        );
+        assert_eq!(client.addrs().len(), 3, "the hinted node was learnt");
+        let stats = client.stats();
+        assert_eq!(
+            (stats.calls, stats.retries, stats.leader_redirects),
+            (1, 2, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn domain_refusals_are_not_retried() {
+        let client = Client::connect(&["127.0.0.1:1"]).expect("client");
+        let attempts = Arc::new(AtomicU64::new(0));
+        let err = client
+            .call((), |_c, _r| {
+                let attempts = attempts.clone();
+                async move {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    Err::<tonic::Response<()>, _>(Status::failed_precondition("expired"))
+                }
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert_eq!(attempts.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_within_the_total_timeout() {
+        let client = Client::new(
+            &["127.0.0.1:1"],
+            Config {
+                total_timeout: Duration::from_millis(200),
+                backoff_initial: Duration::from_millis(10),
+                ..Config::default()
+            },
+        )
+        .expect("client");
+        let started = std::time::Instant::now();
+        let err = client
+            .call((), |_c, _r| async {
+                Err::<tonic::Response<()>, _>(Status::unavailable("no leader"))
+            })
+            .await
+            .expect_err("never succeeds");
+        assert_eq!(err.code(), Code::Unavailable);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
