@@ -14,11 +14,16 @@
 
 use crate::state_machine::{ApplyContext, StateMachine};
 use ninety_engine::beds::BedHold;
+use ninety_engine::matching::SlotQuery;
+use ninety_engine::referrals::{Referral, ReferralReason};
+use ninety_engine::slots::{JointConsult, Slot, SlotHold};
 use ninety_engine::{
-    BedTarget, Command, Engine, HoldId, HospitalId, LogTime, Outcome, Rejection, Request,
-    RequestId, WardCounts, WardId,
+    AllianceId, BedTarget, Channel, Command, ConsultId, DoctorId, Engine, HoldId, HospitalId,
+    LogTime, Mode, Outcome, ReferralId, ReferralState, Rejection, Reply, Request, RequestId,
+    SlotId, Specialty, Tier, ViewReader, WardCounts, WardId,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Request ids from here up to `BOOTSTRAP_REQUEST_BASE` are reserved for the log-time ticks
 /// the adapter applies for empty batches (`TICK_REQUEST_BASE | index`). Client ids are
@@ -37,6 +42,115 @@ pub struct Applied {
     pub outcome: Outcome,
     /// For bed-hold commands: the hold after the command, and its ward's hospital.
     pub hold: Option<(BedHold, HospitalId)>,
+    /// For scheduling and referral commands: the record after the command.
+    pub record: Option<Record>,
+}
+
+/// A slot with what the API reports alongside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    pub slot: Slot,
+    pub hospital: HospitalId,
+    /// The doctor's first specialty.
+    pub specialty: Option<Specialty>,
+    /// Seats taken by holds and by bookings.
+    pub held: u32,
+    pub booked: u32,
+}
+
+/// A slot hold or booking with its slot's facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatInfo {
+    pub seat: SlotHold,
+    pub hospital: HospitalId,
+    pub start: LogTime,
+    pub mode: Mode,
+    /// The last moment a booking may be cancelled (the region's policy).
+    pub cancel_deadline: LogTime,
+    /// The referral the seat serves.
+    pub referral: Option<ReferralId>,
+    /// Until when the patient may not book online, if blocked now.
+    pub blocked_until: Option<LogTime>,
+}
+
+/// A joint consultation with its doctors and slots (parallel, in seat order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsultInfo {
+    pub consult: JointConsult,
+    pub doctors: Vec<DoctorId>,
+    pub slots: Vec<SlotId>,
+}
+
+/// A referral with the receiving hospital as far as it is known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralInfo {
+    pub referral: Referral,
+    /// The requested hospital, else the hospital of its bed hold or slot hold.
+    pub to_hospital: Option<HospitalId>,
+    /// Log time of its last transition.
+    pub updated: LogTime,
+}
+
+/// The API's view of a referral's state: the engine keeps a referral that found no
+/// capacity in `Triaged` with the reason; the API reports that as `NoCapacity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReferralStage {
+    State(ReferralState),
+    NoCapacity,
+}
+
+impl ReferralStage {
+    pub fn of(r: &Referral) -> ReferralStage {
+        match (&r.state, &r.reason) {
+            (ReferralState::Triaged, ReferralReason::NoCapacity(_)) => ReferralStage::NoCapacity,
+            (s, _) => ReferralStage::State(*s),
+        }
+    }
+}
+
+/// A record after a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Seat(SeatInfo),
+    Slots(Vec<SlotInfo>),
+    Consult(ConsultInfo),
+    Referral(ReferralInfo),
+}
+
+/// A slot search (`FindSlots`): `None` fields mean any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotSearch {
+    pub doctor: Option<DoctorId>,
+    pub hospital: Option<HospitalId>,
+    pub specialty: Option<Specialty>,
+    /// Slots starting in `[from, to)`.
+    pub from: LogTime,
+    pub to: LogTime,
+    pub mode: Option<Mode>,
+    pub channel: Channel,
+    pub limit: usize,
+}
+
+/// A worklist page (`Worklist`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorklistQuery {
+    pub hospital: HospitalId,
+    pub incoming: bool,
+    pub outgoing: bool,
+    /// Empty: every open (non-final) state.
+    pub stages: Vec<ReferralStage>,
+    pub after: ReferralId,
+    pub limit: usize,
+}
+
+/// One ranked specialist candidate with what the API reports alongside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchInfo {
+    pub candidate: ninety_engine::matching::Candidate,
+    pub mode: Mode,
+    pub tier: Tier,
+    /// An alliance shared with the origin hospital.
+    pub alliance: Option<AllianceId>,
 }
 
 /// Read-only questions for linearizable (ReadIndex) or local reads.
@@ -51,6 +165,17 @@ pub enum Query {
     },
     /// Summary of the engine: for status pages and tests.
     Summary,
+    /// One slot hold or booking.
+    Seat(HoldId),
+    /// Slots with a seat open to the channel, earliest first.
+    FindSlots(SlotSearch),
+    /// One referral.
+    Referral(ReferralId),
+    /// A page of a hospital's referrals.
+    Worklist(WorklistQuery),
+    /// Ranked specialists on the published availability view; `any_mode` searches both
+    /// modes (the query's mode is then ignored) and merges by score.
+    Match { query: SlotQuery, any_mode: bool },
 }
 
 /// One ward's counts with the ward's descriptive fields.
@@ -76,6 +201,12 @@ pub enum QueryResult {
     },
     /// The query bytes did not decode.
     Invalid(String),
+    Seat(Option<SeatInfo>),
+    Slots(Vec<SlotInfo>),
+    Referral(Option<ReferralInfo>),
+    /// `None` when the hospital is unknown.
+    Worklist(Option<(Vec<ReferralInfo>, Option<ReferralId>)>),
+    Match(Result<Vec<MatchInfo>, Rejection>),
 }
 
 /// Encodes a request for the log. Postcard cannot fail for these in-memory types; the
@@ -99,16 +230,44 @@ pub fn decode_query_result(bytes: &[u8]) -> Result<QueryResult, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("undecodable query result: {e}"))
 }
 
+/// Most slots one `FindSlots` answer may hold.
+pub const FIND_SLOTS_LIMIT_MAX: usize = 500;
+/// Most referrals one worklist page may hold.
+pub const WORKLIST_LIMIT_MAX: usize = 500;
+
 /// `ninety_engine::Engine` as a Raft state machine.
-#[derive(Debug, Default)]
 pub struct EngineMachine {
     engine: Engine,
+    /// The engine's published availability view (republished after every applied entry);
+    /// matching queries read it without touching the authoritative state.
+    view: ViewReader,
+}
+
+impl Default for EngineMachine {
+    fn default() -> Self {
+        let mut engine = Engine::new();
+        let view = engine.view_reader();
+        EngineMachine { engine, view }
+    }
+}
+
+impl std::fmt::Debug for EngineMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineMachine")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineMachine {
     /// An empty engine: the region arrives through the log (`ImportRegion`).
     pub fn new() -> Self {
         EngineMachine::default()
+    }
+
+    /// A reader of the published availability view, for lock-free matching reads.
+    pub fn view_reader(&self) -> ViewReader {
+        self.view.clone()
     }
 
     /// The engine, for local (possibly stale) inspection.
@@ -131,22 +290,263 @@ impl EngineMachine {
                     replayed: false,
                     outcome: Err(Rejection::invalid("command", format!("undecodable: {e}"))),
                     hold: None,
+                    record: None,
                 }
             }
         };
         let replayed = self.engine.dedup().get(request.id).is_some();
         let outcome = self.engine.apply(&request, at);
         let hold_id = match (&request.command, &outcome) {
-            (_, Ok(ninety_engine::Reply::BedHeld { hold, .. })) => Some(*hold),
+            (_, Ok(Reply::BedHeld { hold, .. } | Reply::BedAllocated { hold, .. })) => Some(*hold),
             (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, _) => Some(*hold),
             _ => None,
         };
+        let record = outcome.as_ref().ok().and_then(|r| self.record(r));
         Applied {
             log_time_ms: self.engine.now().0.max(at.0),
             replayed,
             outcome,
             hold: hold_id.and_then(|h| self.hold_with_hospital(h)),
+            record,
         }
+    }
+
+    /// The record a successful reply names, as it stands now.
+    fn record(&self, reply: &Reply) -> Option<Record> {
+        match reply {
+            Reply::SlotHeld { hold, .. }
+            | Reply::SlotBooked { booking: hold, .. }
+            | Reply::SlotReleased { hold, .. }
+            | Reply::BookingCancelled { booking: hold, .. }
+            | Reply::NoShowRecorded { booking: hold, .. }
+            | Reply::SlotAllocated { hold, .. } => self.seat_info(*hold).map(Record::Seat),
+            Reply::SchedulePublished { first, count } => {
+                let ids = (0..u64::from(*count)).map(|i| SlotId(first.0 + i));
+                Some(Record::Slots(self.slot_infos(ids.collect())))
+            }
+            Reply::ConsultHeld { consult, .. }
+            | Reply::ConsultBooked { consult }
+            | Reply::ConsultReleased { consult, .. } => {
+                self.consult_info(*consult).map(Record::Consult)
+            }
+            Reply::ReferralCreated { referral, .. } | Reply::ReferralUpdated { referral, .. } => {
+                self.referral_info(*referral).map(Record::Referral)
+            }
+            _ => None,
+        }
+    }
+
+    fn seat_info(&self, id: HoldId) -> Option<SeatInfo> {
+        let slots = self.engine.slots();
+        let seat = slots.seat(id)?.clone();
+        let slot = slots.slot(seat.slot)?;
+        let hospital = self.engine.doctor(seat.doctor)?.hospital;
+        let deadline_ms = u64::from(self.engine.policy().cancel_deadline_minutes)
+            * ninety_engine::time::MS_PER_MINUTE;
+        Some(SeatInfo {
+            hospital,
+            start: slot.spec.start,
+            mode: slot.spec.mode,
+            cancel_deadline: slot.spec.start.minus_ms(deadline_ms),
+            referral: self.engine.referrals().for_hold(id),
+            blocked_until: slots.blocked(seat.patient, self.engine.now()),
+            seat,
+        })
+    }
+
+    /// Slots with their held and booked seats (one scan of the seats when any is taken).
+    fn slot_infos(&self, ids: Vec<SlotId>) -> Vec<SlotInfo> {
+        let slots = self.engine.slots();
+        let mut out: Vec<SlotInfo> = ids
+            .iter()
+            .filter_map(|id| {
+                let slot = slots.slot(*id)?.clone();
+                let doctor = self.engine.doctor(slot.doctor)?;
+                Some(SlotInfo {
+                    hospital: doctor.hospital,
+                    specialty: doctor.specialties.first().copied(),
+                    held: 0,
+                    booked: 0,
+                    slot,
+                })
+            })
+            .collect();
+        if out.iter().any(|s| s.slot.taken() > 0) {
+            let wanted: BTreeSet<SlotId> = out.iter().map(|s| s.slot.id).collect();
+            let mut counts = std::collections::BTreeMap::<SlotId, (u32, u32)>::new();
+            for seat in slots.seats() {
+                if !wanted.contains(&seat.slot) {
+                    continue;
+                }
+                let c = counts.entry(seat.slot).or_default();
+                match seat.state {
+                    ninety_engine::SeatState::Held => c.0 += 1,
+                    ninety_engine::SeatState::Booked { .. } => c.1 += 1,
+                    _ => {}
+                }
+            }
+            for s in &mut out {
+                let (held, booked) = counts.get(&s.slot.id).copied().unwrap_or_default();
+                s.held = held;
+                s.booked = booked;
+            }
+        }
+        out
+    }
+
+    fn consult_info(&self, id: ConsultId) -> Option<ConsultInfo> {
+        let slots = self.engine.slots();
+        let consult = slots.consult(id)?.clone();
+        let seats: Vec<&SlotHold> = consult
+            .seats
+            .iter()
+            .filter_map(|s| slots.seat(*s))
+            .collect();
+        Some(ConsultInfo {
+            doctors: seats.iter().map(|s| s.doctor).collect(),
+            slots: seats.iter().map(|s| s.slot).collect(),
+            consult,
+        })
+    }
+
+    fn referral_info(&self, id: ReferralId) -> Option<ReferralInfo> {
+        let r = self.engine.referrals().get(id)?;
+        Some(self.describe_referral(r))
+    }
+
+    fn describe_referral(&self, r: &Referral) -> ReferralInfo {
+        let bed_hospital = r
+            .bed_hold
+            .and_then(|h| self.engine.beds().hold(h))
+            .and_then(|h| self.engine.beds().ward(h.ward))
+            .map(|w| w.hospital);
+        let slot_hospital = r
+            .slot_hold
+            .and_then(|h| self.engine.slots().seat(h))
+            .and_then(|s| self.engine.doctor(s.doctor))
+            .map(|d| d.hospital);
+        ReferralInfo {
+            to_hospital: r.to.or(bed_hospital).or(slot_hospital),
+            updated: r.history.last().map_or(r.created_at, |s| s.at),
+            referral: r.clone(),
+        }
+    }
+
+    fn find_slots(&self, q: &SlotSearch) -> Vec<SlotInfo> {
+        let now = self.engine.now();
+        let from = q.from.max(LogTime(now.0.saturating_add(1)));
+        let doctors: Vec<DoctorId> = match q.doctor {
+            Some(d) => vec![d],
+            None => self.engine.doctors().map(|d| d.id).collect(),
+        };
+        let mut found: Vec<(LogTime, SlotId)> = Vec::new();
+        for d in doctors {
+            let Some(doc) = self.engine.doctor(d) else {
+                continue;
+            };
+            if q.hospital.is_some_and(|h| h != doc.hospital)
+                || q.specialty.is_some_and(|s| !doc.specialties.contains(&s))
+            {
+                continue;
+            }
+            let open = self
+                .engine
+                .slots()
+                .doctor_slots(d, from, q.to)
+                .filter(|s| q.mode.is_none_or(|m| m == s.spec.mode))
+                .filter(|s| s.open_seats(q.channel) > 0)
+                .take(q.limit);
+            found.extend(open.map(|s| (s.spec.start, s.id)));
+        }
+        found.sort();
+        found.truncate(q.limit);
+        self.slot_infos(found.into_iter().map(|(_, id)| id).collect())
+    }
+
+    fn worklist(&self, q: &WorklistQuery) -> Option<(Vec<ReferralInfo>, Option<ReferralId>)> {
+        self.engine.hospital(q.hospital)?;
+        let shows = |r: &Referral| {
+            let stage = ReferralStage::of(r);
+            if q.stages.is_empty() {
+                !r.state.is_final()
+            } else {
+                q.stages.contains(&stage)
+            }
+        };
+        let mut page: Vec<ReferralInfo> = Vec::new();
+        let mut more = false;
+        for r in self.engine.referrals().all() {
+            if r.id <= q.after || !shows(r) {
+                continue;
+            }
+            let info = self.describe_referral(r);
+            let incoming = info.to_hospital == Some(q.hospital);
+            let outgoing = r.from == q.hospital;
+            if !((q.incoming && incoming) || (q.outgoing && outgoing)) {
+                continue;
+            }
+            if page.len() == q.limit {
+                more = true;
+                break;
+            }
+            page.push(info);
+        }
+        let next = more.then(|| page.last().map(|r| r.referral.id)).flatten();
+        page.sort_by_key(|i| {
+            let r = &i.referral;
+            (
+                r.urgency.unwrap_or(ninety_engine::Urgency::P4),
+                r.created_at,
+                r.id,
+            )
+        });
+        Some((page, next))
+    }
+
+    fn match_specialist(
+        &self,
+        query: &SlotQuery,
+        any_mode: bool,
+    ) -> Result<Vec<MatchInfo>, Rejection> {
+        let view = self.view.load();
+        let modes: &[Mode] = if any_mode {
+            &[Mode::InPerson, Mode::Remote]
+        } else {
+            std::slice::from_ref(&query.mode)
+        };
+        let origin_alliances: Vec<AllianceId> = match query.origin {
+            ninety_engine::matching::Origin::Hospital(h) => self
+                .engine
+                .hospital(h)
+                .map(|h| h.alliances.clone())
+                .unwrap_or_default(),
+            ninety_engine::matching::Origin::Point { .. } => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for mode in modes {
+            let q = SlotQuery {
+                mode: *mode,
+                ..query.clone()
+            };
+            let ranked = ninety_engine::matching::match_specialist(&*view, &q)?;
+            for c in ranked.candidates {
+                let hospital = self.engine.hospital(c.hospital);
+                out.push(MatchInfo {
+                    mode: *mode,
+                    tier: c.tier,
+                    alliance: hospital.and_then(|h| {
+                        h.alliances
+                            .iter()
+                            .find(|a| origin_alliances.contains(a))
+                            .copied()
+                    }),
+                    candidate: c,
+                });
+            }
+        }
+        out.sort_by_key(|m| (m.candidate.score, m.candidate.start, m.candidate.slot));
+        out.truncate(usize::from(query.limit));
+        Ok(out)
     }
 
     fn wards(&self, hospital: HospitalId, wanted: &[WardId]) -> Option<Vec<WardInfo>> {
@@ -181,6 +581,13 @@ impl EngineMachine {
                 hospitals: self.engine.hospitals().count() as u32,
                 wards: self.engine.beds().wards().count() as u32,
             },
+            Query::Seat(id) => QueryResult::Seat(self.seat_info(id)),
+            Query::FindSlots(q) => QueryResult::Slots(self.find_slots(&q)),
+            Query::Referral(id) => QueryResult::Referral(self.referral_info(id)),
+            Query::Worklist(q) => QueryResult::Worklist(self.worklist(&q)),
+            Query::Match { query, any_mode } => {
+                QueryResult::Match(self.match_specialist(&query, any_mode))
+            }
         }
     }
 }
@@ -202,15 +609,18 @@ impl StateMachine for EngineMachine {
             // A tick cannot be refused for a reason a client could act on; its reply only
             // matters to the engine's own bookkeeping.
             let _ = self.engine.apply(&tick, at);
+            self.engine.publish_view();
             return Vec::new();
         }
-        commands
+        let out = commands
             .iter()
             .map(|c| {
                 let applied = self.apply_one(c, at);
                 postcard::to_stdvec(&applied).unwrap_or_else(|_| ENCODE_FAILED.to_vec())
             })
-            .collect()
+            .collect();
+        self.engine.publish_view();
+        out
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -224,12 +634,14 @@ impl StateMachine for EngineMachine {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        if data.is_empty() {
+        self.engine = if data.is_empty() {
             // A snapshot of a node that never applied anything (empty store image).
-            self.engine = Engine::new();
-            return Ok(());
-        }
-        self.engine = Engine::restore(data).map_err(|e| e.to_string())?;
+            Engine::new()
+        } else {
+            Engine::restore(data).map_err(|e| e.to_string())?
+        };
+        // A new engine publishes through a new publisher; readers take the new one.
+        self.view = self.engine.view_reader();
         Ok(())
     }
 

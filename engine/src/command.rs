@@ -189,6 +189,30 @@ pub enum Command {
         ttl_ms: u64,
         patient: PatientRef,
     },
+    /// `HoldSlot` for `ttl_ms` (`HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX`) instead of the policy's
+    /// `slot_hold_ttl_ms`.
+    HoldSlotFor {
+        slot: SlotId,
+        patient: PatientRef,
+        channel: Channel,
+        ttl_ms: u64,
+    },
+    /// Releases a held seat (`ReleaseSlot`) or cancels a booking (`CancelBooking`),
+    /// whichever the seat is: one command, so a retry is the same command.
+    CancelSeat {
+        hold: HoldId,
+    },
+    /// `HoldJointConsult` with the slots chosen by apply: the earliest start in
+    /// `[earliest, latest)` at which every doctor has a remote slot with an open referral
+    /// seat covering `duration_minutes`. `ttl_ms` 0 means the policy's `slot_hold_ttl_ms`.
+    HoldJointConsultIn {
+        doctors: Vec<DoctorId>,
+        earliest: LogTime,
+        latest: LogTime,
+        duration_minutes: u16,
+        patient: PatientRef,
+        ttl_ms: u64,
+    },
 }
 
 impl Command {

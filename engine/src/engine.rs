@@ -138,7 +138,7 @@ impl Engine {
                 slot,
                 patient,
                 channel,
-            } => self.hold_slot(*slot, *patient, *channel, now),
+            } => self.hold_slot_ttl(*slot, *patient, *channel, None, now),
             BookSlot { hold } => self.book_slot(*hold, now),
             ReleaseSlot { hold } => self.release_slot(*hold, now),
             CancelBooking { booking } => self.cancel_booking(*booking, now),
@@ -185,6 +185,31 @@ impl Engine {
                 ttl_ms,
                 patient,
             } => self.allocate_bed(query, *ttl_ms, *patient, now),
+            HoldSlotFor {
+                slot,
+                patient,
+                channel,
+                ttl_ms,
+            } => self.hold_slot_ttl(*slot, *patient, *channel, Some(*ttl_ms), now),
+            CancelSeat { hold } => self.cancel_seat(*hold, now),
+            HoldJointConsultIn {
+                doctors,
+                earliest,
+                latest,
+                duration_minutes,
+                patient,
+                ttl_ms,
+            } => {
+                let window = (*earliest, *latest);
+                self.hold_joint_consult_in(
+                    doctors,
+                    window,
+                    *duration_minutes,
+                    *patient,
+                    *ttl_ms,
+                    now,
+                )
+            }
         }
     }
 

@@ -209,6 +209,11 @@ impl SlotBook {
         self.seats.get(&id)
     }
 
+    /// Every seat (holds and bookings, until pruned), by id.
+    pub fn seats(&self) -> impl Iterator<Item = &SlotHold> {
+        self.seats.values()
+    }
+
     /// The joint consultation record.
     pub fn consult(&self, id: ConsultId) -> Option<&JointConsult> {
         self.consults.get(&id)

@@ -537,7 +537,8 @@ impl Engine {
             | BookSlot { hold }
             | ReleaseSlot { hold } => holds.push(*hold),
             CancelBooking { booking } | MarkNoShow { booking } => holds.push(*booking),
-            HoldSlot { slot, .. } => slots.push(*slot),
+            HoldSlot { slot, .. } | HoldSlotFor { slot, .. } => slots.push(*slot),
+            CancelSeat { hold } => holds.push(*hold),
             PublishSchedule { doctor, .. } => self.mark_doctor(*doctor),
             BookJointConsult { consult } | ReleaseJointConsult { consult } => holds.extend(
                 self.slots
@@ -567,7 +568,8 @@ impl Engine {
             | ReportNoCapacity { .. }
             | SetMatchPolicy(_)
             | AllocateSlot { .. }
-            | AllocateBed { .. } => {}
+            | AllocateBed { .. }
+            | HoldJointConsultIn { .. } => {}
         }
         self.note_reply(reply, &mut holds, &mut slots);
         for h in holds {

@@ -38,6 +38,9 @@ pub struct FileConfig {
     pub snapshot_interval_entries: Option<u64>,
     /// Overrides `node::config::LOG_RETAIN_ENTRIES`.
     pub log_retain_entries: Option<u64>,
+    /// Overrides `node::config::PROPOSAL_QUEUE_MAX`: client commands queued or in flight
+    /// before writes answer `RESOURCE_EXHAUSTED` (tests make it tiny).
+    pub max_pending_proposals: Option<usize>,
 }
 
 fn default_region() -> String {

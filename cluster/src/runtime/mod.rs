@@ -16,12 +16,19 @@ pub mod transport;
 use crate::engine_sm::{EngineMachine, Query, QueryResult};
 use crate::error::Error;
 use crate::node::{self, NodeConfig};
-use crate::server::{admin::AdminService, beds::BedHoldsService, Cluster};
+use crate::server::{
+    admin::AdminService, beds::BedHoldsService, matching::MatchingService,
+    referrals::ReferralsService, scheduling::SchedulingService, Cluster, Deadline, READ_TIMEOUT,
+    WRITE_TIMEOUT,
+};
 use crate::storage::SledStore;
 use config::FileConfig;
 use ninety_engine::{generate, Command, RegionFile, Rejection, Request, RequestId};
 use ninety_proto::peer::v1::peer_server::PeerServer;
-use ninety_proto::v1::{admin_server::AdminServer, bed_holds_server::BedHoldsServer};
+use ninety_proto::v1::{
+    admin_server::AdminServer, bed_holds_server::BedHoldsServer, matching_server::MatchingServer,
+    referrals_server::ReferralsServer, scheduling_server::SchedulingServer,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,12 +49,23 @@ pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
         }
     };
     let schedules = if spec == "gba" {
-        generate::schedules(&file, generate::DEFAULT_DAY_START, 1)
+        generate::schedules(&file, next_clinic_day(std::time::SystemTime::now()), 1)
     } else {
         Vec::new()
     };
     let commands = ninety_engine::bootstrap_commands(&file, &schedules);
     Ok((file, commands))
+}
+
+/// The built-in schedules cover one clinic day: the next one starting at 00:00 UTC (08:00
+/// in the GBA), so a freshly started cluster always has future slots to book. The founding
+/// node reads its clock here, outside the engine; the slots' times then travel in the log.
+pub fn next_clinic_day(now: std::time::SystemTime) -> ninety_engine::LogTime {
+    const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    ninety_engine::LogTime((now_ms / MS_PER_DAY + 1) * MS_PER_DAY)
 }
 
 /// A test-sized region: the first three hospitals of the GBA preset, two wards each with
@@ -99,8 +117,9 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
         };
         if st.role != raft::StateRole::Leader {
             // Another founding node may lead and load it; stop once it is there.
-            if let Ok((QueryResult::Summary { hospitals, .. }, _)) =
-                cluster.read(&Query::Summary, true).await
+            if let Ok((QueryResult::Summary { hospitals, .. }, _)) = cluster
+                .read(&Query::Summary, true, Deadline::server(READ_TIMEOUT))
+                .await
             {
                 if hospitals > 0 {
                     return;
@@ -110,7 +129,10 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
         }
         // Checked through the log so a region loaded long ago (dedup entries expired) is
         // never imported or scheduled twice.
-        match cluster.read(&Query::Summary, false).await {
+        match cluster
+            .read(&Query::Summary, false, Deadline::server(READ_TIMEOUT))
+            .await
+        {
             Ok((QueryResult::Summary { hospitals, .. }, _)) if hospitals > 0 => return,
             Ok(_) => {}
             Err(_) => continue,
@@ -136,7 +158,7 @@ async fn propose_all(
 ) -> Result<(), Option<Rejection>> {
     let (first, rest) = requests.split_first().ok_or(None)?;
     // The import first, alone: schedules need its doctors.
-    match cluster.write(first).await {
+    match cluster.write(first, Deadline::server(WRITE_TIMEOUT)).await {
         Ok(w) => match w.applied.outcome {
             Ok(_) | Err(Rejection::RegionAlreadyLoaded) => {}
             Err(r) => return Err(Some(r)),
@@ -148,7 +170,7 @@ async fn propose_all(
         let mut set = tokio::task::JoinSet::new();
         for r in window {
             let (c, r) = (cluster.clone(), r.clone());
-            set.spawn(async move { c.write(&r).await });
+            set.spawn(async move { c.write(&r, Deadline::server(WRITE_TIMEOUT)).await });
         }
         while let Some(res) = set.join_next().await {
             match res {
@@ -187,6 +209,9 @@ pub async fn serve(
     }
     if let Some(n) = cfg.log_retain_entries {
         ncfg.log_retain_entries = n;
+    }
+    if let Some(n) = cfg.max_pending_proposals {
+        ncfg.proposal_queue_max = n.max(1);
     }
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
@@ -233,6 +258,15 @@ pub async fn serve(
         .set_serving::<BedHoldsServer<BedHoldsService>>()
         .await;
     reporter.set_serving::<AdminServer<AdminService>>().await;
+    reporter
+        .set_serving::<SchedulingServer<SchedulingService>>()
+        .await;
+    reporter
+        .set_serving::<MatchingServer<MatchingService>>()
+        .await;
+    reporter
+        .set_serving::<ReferralsServer<ReferralsService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -250,6 +284,15 @@ pub async fn serve(
         cluster: cluster.clone(),
     })
     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let scheduling = SchedulingServer::new(SchedulingService {
+        cluster: cluster.clone(),
+    });
+    let matching = MatchingServer::new(MatchingService {
+        cluster: cluster.clone(),
+    });
+    let referrals = ReferralsServer::new(ReferralsService {
+        cluster: cluster.clone(),
+    });
 
     tracing::info!(id = cfg.id, listen = %cfg.listen, "serving");
     let served = tonic::transport::Server::builder()
@@ -257,6 +300,9 @@ pub async fn serve(
         .add_service(peer)
         .add_service(beds)
         .add_service(admin)
+        .add_service(scheduling)
+        .add_service(matching)
+        .add_service(referrals)
         .add_service(health)
         .add_service(reflection)
         .serve_with_shutdown(cfg.listen, shutdown)

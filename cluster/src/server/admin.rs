@@ -88,6 +88,7 @@ impl Admin for AdminService {
         &self,
         request: GrpcRequest<pb::ImportRegionRequest>,
     ) -> Result<Response<pb::ImportRegionResponse>, Status> {
+        let deadline = super::Deadline::of(&request, super::WRITE_TIMEOUT);
         let r = request.into_inner();
         let id = super::request_id(&r.request_id)?;
         let text =
@@ -98,7 +99,7 @@ impl Admin for AdminService {
             id,
             command: Command::ImportRegion(Box::new(file)),
         };
-        let (written, reply) = self.cluster.write_ok(&request).await?;
+        let (written, reply) = self.cluster.write_ok(&request, deadline).await?;
         let ninety_engine::Reply::RegionImported {
             hospitals,
             wards,

@@ -1,21 +1,38 @@
-//! `ninety.v1.BedHolds`: the unary bed-hold calls. The batch and streaming calls
-//! (`HoldBeds`, `ResolveHolds`, `Stream`) belong to issue 5 and answer `UNIMPLEMENTED`.
+//! `ninety.v1.BedHolds`: the unary bed-hold calls, the batches (`HoldBeds`,
+//! `ResolveHolds`) and the bidirectional `Stream`.
 //!
 //! The engine's `HoldBed` takes no urgency, channel or referral yet: those request fields
 //! are accepted and not stored, and holds report them as unspecified.
+//!
+//! Batches: every item is validated and proposed on its own, all at once, so the node's
+//! group commit puts many in one Raft entry; results come back in the items' order. The
+//! batch's own `request_id` is validated but not deduplicated: a retry of the batch replays
+//! each item through the item's request id.
+//!
+//! Stream: each `BedOp` is answered by one `BedOpResult` with its `seq`, in completion
+//! order. At most [`STREAM_IN_FLIGHT_MAX`] ops are in flight per stream; past that the
+//! server stops reading (HTTP/2 flow control pushes back on the client). A `seq` that is
+//! still pending is refused (`seq`); an op without a body is refused (`op`).
 
-use super::{invalid, is_local, Cluster};
+use super::convert::Field;
+use super::{invalid, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{Query, QueryResult};
 use ninety_engine::beds::BedHold;
 use ninety_engine::{
-    BedId, BedTarget, Command, HoldId, HoldState, HospitalId, PatientRef, Request, WardId,
+    BedId, BedTarget, Command, HoldId, HoldState, HospitalId, Rejection, Request, WardId,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::bed_holds_server::BedHolds;
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request as GrpcRequest, Response, Status, Streaming};
+
+/// Items in one `HoldBeds` or `ResolveHolds` call.
+pub const BATCH_ITEMS_MAX: usize = 1024;
+/// Ops in flight on one `Stream`.
+pub const STREAM_IN_FLIGHT_MAX: usize = 1024;
 
 /// The BedHolds service.
 pub struct BedHoldsService {
@@ -50,17 +67,248 @@ pub fn to_pb(hold: &BedHold, hospital: HospitalId) -> pb::BedHold {
 }
 
 impl BedHoldsService {
-    async fn mutate(&self, request: Request) -> Result<Response<pb::BedHoldResponse>, Status> {
-        let (written, _) = self.cluster.write_ok(&request).await?;
+    async fn mutate(
+        cluster: &Cluster,
+        request: Request,
+        deadline: Deadline,
+    ) -> Result<pb::BedHoldResponse, Status> {
+        let (written, _) = cluster.write_ok(&request, deadline).await?;
         let hold = written
             .applied
             .hold
             .as_ref()
             .map(|(h, hosp)| to_pb(h, *hosp));
-        Ok(Response::new(pb::BedHoldResponse {
+        Ok(pb::BedHoldResponse {
             hold,
             commit: Some(written.commit()),
-        }))
+        })
+    }
+
+    async fn get(
+        cluster: &Cluster,
+        r: &pb::GetHoldRequest,
+        at: &Field,
+        deadline: Deadline,
+    ) -> Result<pb::GetHoldResponse, Status> {
+        let hold_id = at
+            .id("hold_id", r.hold_id)
+            .map_err(|e| super::rejection_status(&e))?;
+        let query = Query::Hold(HoldId(hold_id));
+        let (result, index) = cluster
+            .read(&query, is_local(r.consistency), deadline)
+            .await?;
+        match result {
+            QueryResult::Hold(Some((hold, hospital))) => Ok(pb::GetHoldResponse {
+                hold: Some(to_pb(&hold, hospital)),
+                applied_index: index,
+            }),
+            QueryResult::Hold(None) => Err(super::rejection_status(&Rejection::UnknownHold(
+                HoldId(hold_id),
+            ))),
+            _ => Err(Status::internal("unexpected query result")),
+        }
+    }
+}
+
+/// The engine request of a `HoldBedRequest` (fields named under `at`).
+pub fn hold_request(r: &pb::HoldBedRequest, at: &Field) -> Result<Request, Rejection> {
+    let id = super::parse_request_id(at, "request_id", &r.request_id)?;
+    let patient = at.patient("patient_ref", &r.patient_ref)?;
+    let target = match (r.ward_id, r.bed_id) {
+        (_, b) if b != 0 => BedTarget::Bed(BedId(b)),
+        (0, _) => return Err(at.invalid("ward_id", "must name a ward (or give bed_id)")),
+        (w, _) => BedTarget::Ward(WardId(w)),
+    };
+    // Accepted and not stored (module doc), but still checked.
+    at.opt_urgency("urgency", r.urgency)?;
+    at.channel_or("channel", r.channel, Some(ninety_engine::Channel::Public))?;
+    let command = Command::HoldBed {
+        target,
+        patient,
+        ttl_ms: r.ttl_ms,
+    };
+    Ok(Request { id, command })
+}
+
+fn confirm_request(r: &pb::ConfirmHoldRequest, at: &Field) -> Result<Request, Rejection> {
+    let id = super::parse_request_id(at, "request_id", &r.request_id)?;
+    let hold = HoldId(at.id("hold_id", r.hold_id)?);
+    Ok(Request {
+        id,
+        command: Command::ConfirmHold { hold },
+    })
+}
+
+fn release_request(r: &pb::ReleaseHoldRequest, at: &Field) -> Result<Request, Rejection> {
+    let id = super::parse_request_id(at, "request_id", &r.request_id)?;
+    let hold = HoldId(at.id("hold_id", r.hold_id)?);
+    at.text("reason", &r.reason)?;
+    Ok(Request {
+        id,
+        command: Command::ReleaseHold { hold },
+    })
+}
+
+fn resolution_request(r: &pb::HoldResolution, at: &Field) -> Result<Request, Rejection> {
+    let id = super::parse_request_id(at, "request_id", &r.request_id)?;
+    let hold = HoldId(at.id("hold_id", r.hold_id)?);
+    at.text("reason", &r.reason)?;
+    let command = match pb::HoldAction::try_from(r.action) {
+        Ok(pb::HoldAction::Confirm) => Command::ConfirmHold { hold },
+        Ok(pb::HoldAction::Release) => Command::ReleaseHold { hold },
+        _ => return Err(at.invalid("action", "must be CONFIRM or RELEASE")),
+    };
+    Ok(Request { id, command })
+}
+
+/// A unary answer as a per-item result.
+fn item_result(answer: Result<pb::BedHoldResponse, Status>) -> pb::BedHoldResult {
+    match answer {
+        Ok(r) => pb::BedHoldResult {
+            outcome: r.hold.map(pb::bed_hold_result::Outcome::Hold),
+            commit: r.commit,
+        },
+        Err(s) => pb::BedHoldResult {
+            outcome: Some(pb::bed_hold_result::Outcome::Rejection(
+                super::status_rejection(&s),
+            )),
+            commit: None,
+        },
+    }
+}
+
+fn rejected(r: &Rejection) -> pb::BedHoldResult {
+    pb::BedHoldResult {
+        outcome: Some(pb::bed_hold_result::Outcome::Rejection(
+            super::rejection_pb(r),
+        )),
+        commit: None,
+    }
+}
+
+/// Proposes every valid item at once and answers in the items' order. The whole call
+/// fails only when the client's deadline cut it short.
+async fn run_batch(
+    cluster: &Arc<Cluster>,
+    items: Vec<Result<Request, Rejection>>,
+    deadline: Deadline,
+) -> Result<pb::BedHoldResults, Status> {
+    let mut results: Vec<Option<pb::BedHoldResult>> = vec![None; items.len()];
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Err(r) => results[i] = Some(rejected(&r)),
+            Ok(request) => {
+                let c = cluster.clone();
+                set.spawn(async move { (i, BedHoldsService::mutate(&c, request, deadline).await) });
+            }
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        let (i, answer) = done.map_err(|e| Status::internal(format!("batch item task: {e}")))?;
+        if let Err(s) = &answer {
+            if s.code() == tonic::Code::DeadlineExceeded {
+                return Err(deadline.expired("batch"));
+            }
+        }
+        if let Some(slot) = results.get_mut(i) {
+            *slot = Some(item_result(answer));
+        }
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| item_result(Err(Status::internal("item not answered")))))
+        .collect();
+    Ok(pb::BedHoldResults { results })
+}
+
+fn check_batch(request_id: &str, len: usize) -> Result<(), Status> {
+    super::request_id(request_id)?;
+    if len == 0 || len > BATCH_ITEMS_MAX {
+        return Err(invalid(
+            "items",
+            &format!("must hold 1 to {BATCH_ITEMS_MAX} items"),
+        ));
+    }
+    Ok(())
+}
+
+/// Answers one stream op (never fails: a failure is the op's rejection).
+async fn stream_op(cluster: Arc<Cluster>, op: pb::bed_op::Op) -> pb::BedHoldResult {
+    let at = Field::top();
+    let deadline = Deadline::server(WRITE_TIMEOUT);
+    let request = match &op {
+        pb::bed_op::Op::Hold(r) => hold_request(r, &at),
+        pb::bed_op::Op::Confirm(r) => confirm_request(r, &at),
+        pb::bed_op::Op::Release(r) => release_request(r, &at),
+        pb::bed_op::Op::Get(r) => {
+            let answer = BedHoldsService::get(&cluster, r, &at, Deadline::server(READ_TIMEOUT))
+                .await
+                .map(|g| pb::BedHoldResponse {
+                    hold: g.hold,
+                    commit: None,
+                });
+            return item_result(answer);
+        }
+    };
+    match request {
+        Err(r) => rejected(&r),
+        Ok(request) => item_result(BedHoldsService::mutate(&cluster, request, deadline).await),
+    }
+}
+
+/// Reads ops, runs up to `STREAM_IN_FLIGHT_MAX` at once, and sends each result as it
+/// completes; ends when the client has closed its side and every op is answered, or when
+/// the client went away.
+async fn run_stream(
+    cluster: Arc<Cluster>,
+    mut inbound: Streaming<pb::BedOp>,
+    out: tokio::sync::mpsc::Sender<Result<pb::BedOpResult, Status>>,
+) {
+    let mut set = tokio::task::JoinSet::new();
+    let mut pending: HashSet<u64> = HashSet::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            msg = inbound.message(), if open && set.len() < STREAM_IN_FLIGHT_MAX => {
+                let op = match msg {
+                    Ok(Some(op)) => op,
+                    Ok(None) => { open = false; continue; }
+                    Err(s) => {
+                        let _ = out.send(Err(s)).await;
+                        return;
+                    }
+                };
+                let seq = op.seq;
+                let immediate = match op.op {
+                    _ if pending.contains(&seq) => {
+                        Some(rejected(&Rejection::invalid("seq", "already pending on this stream")))
+                    }
+                    None => Some(rejected(&Rejection::invalid("op", "must be set"))),
+                    Some(body) => {
+                        pending.insert(seq);
+                        let c = cluster.clone();
+                        set.spawn(async move { (seq, stream_op(c, body).await) });
+                        None
+                    }
+                };
+                if let Some(result) = immediate {
+                    let msg = pb::BedOpResult { seq, result: Some(result) };
+                    if out.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(done) = set.join_next(), if !set.is_empty() => {
+                let Ok((seq, result)) = done else { continue };
+                pending.remove(&seq);
+                let msg = pb::BedOpResult { seq, result: Some(result) };
+                if out.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
     }
 }
 
@@ -72,83 +320,56 @@ impl BedHolds for BedHoldsService {
         &self,
         request: GrpcRequest<pb::HoldBedRequest>,
     ) -> Result<Response<pb::BedHoldResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
         let r = request.into_inner();
-        let id = super::request_id(&r.request_id)?;
-        let patient = PatientRef::parse_hex(&r.patient_ref)
-            .filter(|_| r.patient_ref.chars().all(|c| !c.is_ascii_uppercase()))
-            .ok_or_else(|| invalid("patient_ref", "must be exactly 32 lowercase hex digits"))?;
-        let target = match (r.ward_id, r.bed_id) {
-            (_, b) if b != 0 => BedTarget::Bed(BedId(b)),
-            (0, _) => return Err(invalid("ward_id", "must name a ward (or give bed_id)")),
-            (w, _) => BedTarget::Ward(WardId(w)),
-        };
-        let command = Command::HoldBed {
-            target,
-            patient,
-            ttl_ms: r.ttl_ms,
-        };
-        self.mutate(Request { id, command }).await
+        let request = hold_request(&r, &Field::top()).map_err(|e| super::rejection_status(&e))?;
+        Self::mutate(&self.cluster, request, deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn confirm_hold(
         &self,
         request: GrpcRequest<pb::ConfirmHoldRequest>,
     ) -> Result<Response<pb::BedHoldResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
         let r = request.into_inner();
-        let id = super::request_id(&r.request_id)?;
-        if r.hold_id == 0 {
-            return Err(invalid("hold_id", "must not be 0"));
-        }
-        let command = Command::ConfirmHold {
-            hold: HoldId(r.hold_id),
-        };
-        self.mutate(Request { id, command }).await
+        let request =
+            confirm_request(&r, &Field::top()).map_err(|e| super::rejection_status(&e))?;
+        Self::mutate(&self.cluster, request, deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn release_hold(
         &self,
         request: GrpcRequest<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::BedHoldResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
         let r = request.into_inner();
-        let id = super::request_id(&r.request_id)?;
-        if r.hold_id == 0 {
-            return Err(invalid("hold_id", "must not be 0"));
-        }
-        if r.reason.len() > ninety_engine::limits::TEXT_BYTES_MAX {
-            return Err(invalid("reason", "too long"));
-        }
-        let command = Command::ReleaseHold {
-            hold: HoldId(r.hold_id),
-        };
-        self.mutate(Request { id, command }).await
+        let request =
+            release_request(&r, &Field::top()).map_err(|e| super::rejection_status(&e))?;
+        Self::mutate(&self.cluster, request, deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn get_hold(
         &self,
         request: GrpcRequest<pb::GetHoldRequest>,
     ) -> Result<Response<pb::GetHoldResponse>, Status> {
+        let deadline = Deadline::of(&request, READ_TIMEOUT);
         let r = request.into_inner();
-        if r.hold_id == 0 {
-            return Err(invalid("hold_id", "must not be 0"));
-        }
-        let query = Query::Hold(HoldId(r.hold_id));
-        let (result, index) = self.cluster.read(&query, is_local(r.consistency)).await?;
-        match result {
-            QueryResult::Hold(Some((hold, hospital))) => Ok(Response::new(pb::GetHoldResponse {
-                hold: Some(to_pb(&hold, hospital)),
-                applied_index: index,
-            })),
-            QueryResult::Hold(None) => Err(super::rejection_status(
-                &ninety_engine::Rejection::UnknownHold(HoldId(r.hold_id)),
-            )),
-            _ => Err(Status::internal("unexpected query result")),
-        }
+        Self::get(&self.cluster, &r, &Field::top(), deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn ward_availability(
         &self,
         request: GrpcRequest<pb::WardAvailabilityRequest>,
     ) -> Result<Response<pb::WardAvailabilityResponse>, Status> {
+        let deadline = Deadline::of(&request, READ_TIMEOUT);
         let r = request.into_inner();
         if r.hospital_id == 0 {
             return Err(invalid("hospital_id", "must not be 0"));
@@ -157,14 +378,15 @@ impl BedHolds for BedHoldsService {
             hospital: HospitalId(r.hospital_id),
             wards: r.ward_ids.iter().map(|w| WardId(*w)).collect(),
         };
-        let (result, index) = self.cluster.read(&query, is_local(r.consistency)).await?;
+        let (result, index) = self
+            .cluster
+            .read(&query, is_local(r.consistency), deadline)
+            .await?;
         let QueryResult::Wards(wards) = result else {
             return Err(Status::internal("unexpected query result"));
         };
         let wards = wards.ok_or_else(|| {
-            super::rejection_status(&ninety_engine::Rejection::UnknownHospital(HospitalId(
-                r.hospital_id,
-            )))
+            super::rejection_status(&Rejection::UnknownHospital(HospitalId(r.hospital_id)))
         })?;
         let wards = wards
             .into_iter()
@@ -189,24 +411,50 @@ impl BedHolds for BedHoldsService {
 
     async fn hold_beds(
         &self,
-        _request: GrpcRequest<pb::HoldBedsRequest>,
+        request: GrpcRequest<pb::HoldBedsRequest>,
     ) -> Result<Response<pb::BedHoldResults>, Status> {
-        Err(Status::unimplemented("HoldBeds arrives with issue 5"))
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.into_inner();
+        check_batch(&r.request_id, r.items.len())?;
+        let items = r
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| hold_request(item, &Field::item("items", i)))
+            .collect();
+        run_batch(&self.cluster, items, deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn resolve_holds(
         &self,
-        _request: GrpcRequest<pb::ResolveHoldsRequest>,
+        request: GrpcRequest<pb::ResolveHoldsRequest>,
     ) -> Result<Response<pb::BedHoldResults>, Status> {
-        Err(Status::unimplemented("ResolveHolds arrives with issue 5"))
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.into_inner();
+        check_batch(&r.request_id, r.items.len())?;
+        let items = r
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| resolution_request(item, &Field::item("items", i)))
+            .collect();
+        run_batch(&self.cluster, items, deadline)
+            .await
+            .map(Response::new)
     }
 
     type StreamStream = BedOpStream;
 
     async fn stream(
         &self,
-        _request: GrpcRequest<Streaming<pb::BedOp>>,
+        request: GrpcRequest<Streaming<pb::BedOp>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        Err(Status::unimplemented("Stream arrives with issue 5"))
+        let inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT_MAX);
+        tokio::spawn(run_stream(self.cluster.clone(), inbound, tx));
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out) as Self::StreamStream))
     }
 }

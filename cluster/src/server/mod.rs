@@ -8,6 +8,28 @@
 //! (`x-ninety-leader-id`, `x-ninety-leader-addr`). `UNAVAILABLE` and `DEADLINE_EXCEEDED`
 //! mean the outcome is unknown: retry with the same request id, which never applies twice.
 //!
+//! **Deadlines.** A client's `grpc-timeout` is honoured: a write or read that cannot finish
+//! within it answers `DEADLINE_EXCEEDED` (for a write: outcome unknown, retry with the same
+//! request id) instead of waiting for the server's own limits ([`WRITE_TIMEOUT`],
+//! [`READ_TIMEOUT`], which answer `UNAVAILABLE`). tonic 0.14's server enforces
+//! `grpc-timeout` on its own by dropping the handler and answering `CANCELLED` ("Timeout
+//! expired"); to answer `DEADLINE_EXCEEDED` instead, the handlers stop at
+//! [`DEADLINE_SHARE`] of the client's budget ([`Deadline`]), before tonic's timer fires. A
+//! tonic client also runs its own timer for the same header, so a reply lost in transit can
+//! still surface as `CANCELLED` there: treat both as "outcome unknown". Streams: a
+//! `grpc-timeout` bounds the whole stream (tonic), each op has the server's limits.
+//!
+//! **Back-pressure.** A full node command or proposal queue answers `RESOURCE_EXHAUSTED`
+//! (nothing was proposed; retry later). The proposal queue bound is `max_pending_proposals`
+//! in the node's TOML.
+//!
+//! **Batches and streams** (`HoldBeds`, `ResolveHolds`, `BedHolds.Stream`) answer per item:
+//! an engine refusal or an invalid item is that item's `Rejection` (`field` prefixed with
+//! the item, `items.3.ttl_ms`); an item whose outcome the node could not learn (no leader,
+//! full queue, server timeout) gets `REJECTION_CODE_UNAVAILABLE`: retry it with the same
+//! request id. The whole call fails only for an invalid envelope, or with
+//! `DEADLINE_EXCEEDED` when the client's deadline cut it short.
+//!
 //! Request ids: `request_id` is a 128-bit key, given as 32 hex digits (a UUID with or
 //! without hyphens); any other non-empty string is hashed deterministically to 128 bits with
 //! the engine's FNV-64 `fingerprint` (two independent halves). Either way the top two bits
@@ -16,6 +38,10 @@
 
 pub mod admin;
 pub mod beds;
+pub mod convert;
+pub mod matching;
+pub mod referrals;
+pub mod scheduling;
 
 use crate::engine_sm::{self, Applied, QueryResult};
 use crate::node::Reply;
@@ -38,13 +64,107 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Mask that keeps client request ids below the reserved range.
 const CLIENT_ID_MASK: u128 = (1 << 126) - 1;
 
+/// Share of a client's `grpc-timeout` a handler may use before it answers
+/// `DEADLINE_EXCEEDED` itself (the rest is left so the answer beats tonic's own timer).
+pub const DEADLINE_SHARE: (u32, u32) = (9, 10);
+
+/// When a call must be answered by: the server's own limit, or earlier when the client sent
+/// a `grpc-timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    at: tokio::time::Instant,
+    /// Whether the client's deadline (not the server's limit) is the binding one.
+    client: bool,
+}
+
+impl Deadline {
+    /// The server's own limit, `limit` from now.
+    pub fn server(limit: Duration) -> Deadline {
+        Deadline {
+            at: tokio::time::Instant::now() + limit,
+            client: false,
+        }
+    }
+
+    /// The earlier of `limit` and the request's `grpc-timeout` (scaled by
+    /// [`DEADLINE_SHARE`]).
+    pub fn of<T>(request: &tonic::Request<T>, limit: Duration) -> Deadline {
+        let header = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let share = header.map(|t| t * DEADLINE_SHARE.0 / DEADLINE_SHARE.1);
+        match share {
+            Some(t) if t < limit => Deadline {
+                at: tokio::time::Instant::now() + t,
+                client: true,
+            },
+            _ => Deadline::server(limit),
+        }
+    }
+
+    /// Time left.
+    pub fn remaining(&self) -> Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// The status when the deadline passed before an answer: `DEADLINE_EXCEEDED` for the
+    /// client's deadline, `UNAVAILABLE` for the server's own limit.
+    pub fn expired(&self, what: &str) -> Status {
+        let msg = format!(
+            "{what} did not finish in time; outcome unknown, retry with the same request id"
+        );
+        if self.client {
+            Status::deadline_exceeded(msg)
+        } else {
+            Status::unavailable(msg)
+        }
+    }
+
+    /// Runs `f` until the deadline.
+    pub async fn run<F: std::future::Future>(&self, what: &str, f: F) -> Result<F::Output, Status> {
+        tokio::time::timeout_at(self.at, f)
+            .await
+            .map_err(|_| self.expired(what))
+    }
+}
+
+/// Parses a `grpc-timeout` value: 1 to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Parses a client request id (see the module doc).
 pub fn request_id(text: &str) -> Result<RequestId, Status> {
+    parse_request_id(&convert::Field::top(), "request_id", text).map_err(|r| rejection_status(&r))
+}
+
+/// Parses a request id as field `field` of `at` (see the module doc).
+pub fn parse_request_id(
+    at: &convert::Field,
+    field: &str,
+    text: &str,
+) -> Result<RequestId, Rejection> {
     if text.is_empty() {
-        return Err(invalid("request_id", "must not be empty"));
+        return Err(at.invalid(field, "must not be empty"));
     }
     if text.len() > 128 {
-        return Err(invalid("request_id", "longer than 128 bytes"));
+        return Err(at.invalid(field, "longer than 128 bytes"));
     }
     let hex: String = text.chars().filter(|c| *c != '-').collect();
     let value = match (hex.len(), u128::from_str_radix(&hex, 16)) {
@@ -80,13 +200,29 @@ fn rejection_code(r: &Rejection) -> pb::RejectionCode {
     }
 }
 
-/// Maps an engine rejection to its gRPC status (code by `Rejection::kind`).
-pub fn rejection_status(r: &Rejection) -> Status {
-    let code = match r.kind() {
-        RejectionKind::InvalidArgument => tonic::Code::InvalidArgument,
-        RejectionKind::NotFound => tonic::Code::NotFound,
-        RejectionKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+/// The per-item form of a failed call: the Rejection in the status details, or for a
+/// node-level failure (unknown outcome, busy) `REJECTION_CODE_UNAVAILABLE`.
+pub fn status_rejection(s: &Status) -> pb::Rejection {
+    if let Ok(r) = pb::Rejection::decode(s.details()) {
+        if r.code != pb::RejectionCode::Unspecified as i32 {
+            return r;
+        }
+    }
+    let code = match s.code() {
+        tonic::Code::InvalidArgument => pb::RejectionCode::InvalidArgument,
+        tonic::Code::NotFound => pb::RejectionCode::NotFound,
+        _ => pb::RejectionCode::Unavailable,
     };
+    pb::Rejection {
+        code: code as i32,
+        field: String::new(),
+        message: format!("{:?}: {}", s.code(), s.message()),
+        at_ms: 0,
+    }
+}
+
+/// The wire form of an engine rejection (what `rejection_status` puts in the details).
+pub fn rejection_pb(r: &Rejection) -> pb::Rejection {
     let (field, at_ms) = match r {
         Rejection::Invalid { field, .. } => (field.clone(), 0),
         Rejection::Expired { expired_at, .. } => (String::new(), expired_at.0),
@@ -94,12 +230,22 @@ pub fn rejection_status(r: &Rejection) -> Status {
         Rejection::CancellationTooLate { deadline } => (String::new(), deadline.0),
         _ => (String::new(), 0),
     };
-    let detail = pb::Rejection {
+    pb::Rejection {
         code: rejection_code(r) as i32,
         field,
         message: r.to_string(),
         at_ms,
+    }
+}
+
+/// Maps an engine rejection to its gRPC status (code by `Rejection::kind`).
+pub fn rejection_status(r: &Rejection) -> Status {
+    let code = match r.kind() {
+        RejectionKind::InvalidArgument => tonic::Code::InvalidArgument,
+        RejectionKind::NotFound => tonic::Code::NotFound,
+        RejectionKind::FailedPrecondition => tonic::Code::FailedPrecondition,
     };
+    let detail = rejection_pb(r);
     Status::with_details(code, r.to_string(), detail.encode_to_vec().into())
 }
 
@@ -155,18 +301,23 @@ impl Cluster {
         }
     }
 
-    /// Proposes `request` (here, or through the leader) and waits for its applied outcome.
-    pub async fn write(&self, request: &Request) -> Result<Written, Status> {
+    /// Proposes `request` (here, or through the leader) and waits for its applied outcome,
+    /// at most until `deadline`.
+    pub async fn write(&self, request: &Request, deadline: Deadline) -> Result<Written, Status> {
         let bytes = engine_sm::encode_request(request).map_err(Status::internal)?;
-        let answer = tokio::time::timeout(WRITE_TIMEOUT, self.handle.propose(bytes.clone()))
-            .await
-            .map_err(|_| Status::unavailable("write timed out; outcome unknown, retry"))?;
+        let answer = deadline
+            .run("write", self.handle.propose(bytes.clone()))
+            .await?;
         let (index, outcome) = match answer {
             Ok(Reply::Applied { index, outcome }) => (index, outcome),
             Ok(_) => return Err(Status::internal("unexpected reply to a proposal")),
             Err(RequestError::NotLeader {
                 leader: Some(leader),
-            }) => self.forward(leader, request, bytes).await?,
+            }) => {
+                deadline
+                    .run("write", self.forward(leader, request, bytes, deadline))
+                    .await??
+            }
             Err(e) => return Err(self.request_error(e)),
         };
         let applied = engine_sm::decode_applied(&outcome).map_err(Status::internal)?;
@@ -177,8 +328,9 @@ impl Cluster {
     pub async fn write_ok(
         &self,
         request: &Request,
+        deadline: Deadline,
     ) -> Result<(Written, ninety_engine::Reply), Status> {
-        let w = self.write(request).await?;
+        let w = self.write(request, deadline).await?;
         match w.applied.outcome.clone() {
             Ok(reply) => Ok((w, reply)),
             Err(r) => Err(rejection_status(&r)),
@@ -190,6 +342,7 @@ impl Cluster {
         leader: u64,
         request: &Request,
         payload: Vec<u8>,
+        deadline: Deadline,
     ) -> Result<(u64, Vec<u8>), Status> {
         let no_route = |why: &str| self.unavailable(format!("not the leader; {why}"), Some(leader));
         if self.faults.is_blocked(leader) {
@@ -204,10 +357,10 @@ impl Cluster {
             from_node: self.handle.id,
             request_id: request.id.to_string(),
             payload,
-            timeout_ms: WRITE_TIMEOUT.as_millis() as u64,
+            timeout_ms: deadline.remaining().as_millis() as u64,
         };
         let mut req = tonic::Request::new(fwd);
-        req.set_timeout(WRITE_TIMEOUT + Duration::from_secs(1));
+        req.set_timeout(deadline.remaining() + Duration::from_secs(1));
         let reply = client
             .forward(req)
             .await
@@ -234,6 +387,7 @@ impl Cluster {
         &self,
         query: &engine_sm::Query,
         local: bool,
+        deadline: Deadline,
     ) -> Result<(QueryResult, u64), Status> {
         let bytes = engine_sm::encode_query(query).map_err(Status::internal)?;
         let (index, raw) = if local {
@@ -249,9 +403,7 @@ impl Cluster {
                 .map_err(|e| self.request_error(e))?;
             (st.applied_index, raw)
         } else {
-            let answer = tokio::time::timeout(READ_TIMEOUT, self.handle.read(bytes))
-                .await
-                .map_err(|_| Status::unavailable("read timed out"))?;
+            let answer = deadline.run("read", self.handle.read(bytes)).await?;
             match answer {
                 Ok(Reply::Read { index, result }) => (index, result),
                 Ok(_) => return Err(Status::internal("unexpected reply to a read")),

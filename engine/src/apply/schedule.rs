@@ -42,16 +42,21 @@ impl Engine {
         })
     }
 
-    pub(crate) fn hold_slot(
+    /// Holds a seat for `ttl_ms`, or the policy's `slot_hold_ttl_ms` with `None`.
+    pub(crate) fn hold_slot_ttl(
         &mut self,
         slot: SlotId,
         patient: PatientRef,
         channel: Channel,
+        ttl_ms: Option<u64>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        if let Some(ttl) = ttl_ms {
+            super::beds::check_ttl("ttl_ms", ttl)?;
+        }
         self.slots.check_holdable(slot, patient, channel, now)?;
         let id = self.take_hold_id();
-        let expires_at = now.plus_ms(self.policy.slot_hold_ttl_ms);
+        let expires_at = now.plus_ms(ttl_ms.unwrap_or(self.policy.slot_hold_ttl_ms));
         let claim = SeatClaim {
             patient,
             channel,
@@ -93,6 +98,15 @@ impl Engine {
         self.seat_lost(hold, "slot hold released", now);
         let offers = self.offer_freed(slot, now);
         Ok(Reply::SlotReleased { hold, offers })
+    }
+
+    /// Releases a held seat or cancels a booking, whichever the seat is.
+    pub(crate) fn cancel_seat(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        let seat = self.slots.seat(hold).ok_or(Rejection::UnknownHold(hold))?;
+        match seat.state {
+            SeatState::Booked { .. } => self.cancel_booking(hold, now),
+            _ => self.release_slot(hold, now),
+        }
     }
 
     pub(crate) fn cancel_booking(
@@ -197,10 +211,126 @@ impl Engine {
         patient: PatientRef,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        let ttl = self.policy.slot_hold_ttl_ms;
+        self.hold_joint_consult_ttl(slots, patient, ttl, now)
+    }
+
+    /// Holds a joint consultation at the earliest common time of `doctors` in `window`.
+    pub(crate) fn hold_joint_consult_in(
+        &mut self,
+        doctors: &[DoctorId],
+        window: (LogTime, LogTime),
+        duration_minutes: u16,
+        patient: PatientRef,
+        ttl_ms: u64,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let ttl = match ttl_ms {
+            0 => self.policy.slot_hold_ttl_ms,
+            t => {
+                super::beds::check_ttl("ttl_ms", t)?;
+                t
+            }
+        };
+        let slots = self.find_joint_slots(doctors, window, duration_minutes, now)?;
+        self.hold_joint_consult_ttl(&slots, patient, ttl, now)
+    }
+
+    /// The earliest start `t` in `window` at which every doctor has a remote slot with an
+    /// open referral seat covering `[t, t + duration)`; one slot per doctor, in their order.
+    /// Bounded: a doctor's slots in the window (they never overlap) times the doctors.
+    fn find_joint_slots(
+        &self,
+        doctors: &[DoctorId],
+        (earliest, latest): (LogTime, LogTime),
+        duration_minutes: u16,
+        now: LogTime,
+    ) -> Result<Vec<SlotId>, Rejection> {
+        use crate::limits::SLOT_DURATION_MINUTES_MAX;
+        use crate::time::MS_PER_MINUTE;
+        if doctors.len() < 2 || doctors.len() > JOINT_CONSULT_DOCTORS_MAX {
+            return Err(Rejection::invalid(
+                "doctors",
+                format!("must name 2 to {JOINT_CONSULT_DOCTORS_MAX} doctors"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, d) in doctors.iter().enumerate() {
+            if !self.doctors.contains_key(d) {
+                return Err(Rejection::UnknownDoctor(*d));
+            }
+            if !seen.insert(*d) {
+                return Err(Rejection::invalid(
+                    format!("doctors[{i}]"),
+                    format!("doctor {d} appears twice"),
+                ));
+            }
+        }
+        let window_max = crate::matching::MATCH_WINDOW_MS_MAX;
+        if latest <= earliest || latest.0 - earliest.0 > window_max {
+            return Err(Rejection::invalid(
+                "window",
+                format!("must be non-empty and at most {window_max} ms long"),
+            ));
+        }
+        if duration_minutes == 0 || duration_minutes > SLOT_DURATION_MINUTES_MAX {
+            return Err(Rejection::invalid(
+                "duration_minutes",
+                format!("must be 1 to {SLOT_DURATION_MINUTES_MAX}"),
+            ));
+        }
+        let need_ms = u64::from(duration_minutes) * MS_PER_MINUTE;
+        // A slot covering a start in the window began at most one longest slot before it.
+        let from = earliest.minus_ms(u64::from(SLOT_DURATION_MINUTES_MAX) * MS_PER_MINUTE);
+        let usable: Vec<Vec<(LogTime, LogTime, SlotId)>> = doctors
+            .iter()
+            .map(|d| {
+                self.slots
+                    .doctor_slots(*d, from, latest)
+                    .filter(|s| {
+                        s.spec.mode == Mode::Remote
+                            && s.spec.start > now
+                            && s.open_seats(Channel::Referral) > 0
+                    })
+                    .map(|s| (s.spec.start, s.end(), s.id))
+                    .collect()
+            })
+            .collect();
+        let starts: BTreeSet<LogTime> = usable
+            .iter()
+            .flatten()
+            .map(|s| s.0)
+            .filter(|t| *t >= earliest && *t < latest)
+            .collect();
+        'time: for t in starts {
+            let mut chosen = Vec::with_capacity(doctors.len());
+            for list in &usable {
+                // The doctor's slots do not overlap: only the last one starting at or
+                // before `t` can cover it.
+                let i = list.partition_point(|s| s.0 <= t);
+                match i.checked_sub(1).and_then(|i| list.get(i)).copied() {
+                    Some((_, end, id)) if end.0 >= t.0.saturating_add(need_ms) => chosen.push(id),
+                    _ => continue 'time,
+                }
+            }
+            return Ok(chosen);
+        }
+        Err(Rejection::NoCapacity(format!(
+            "no common remote time of {duration_minutes} minutes for the doctors in the window"
+        )))
+    }
+
+    fn hold_joint_consult_ttl(
+        &mut self,
+        slots: &[SlotId],
+        patient: PatientRef,
+        ttl_ms: u64,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
         let (start, end) = self.check_joint(slots, patient, now)?;
         let consult = ConsultId(self.counters.next_consult);
         self.counters.next_consult += 1;
-        let expires_at = now.plus_ms(self.policy.slot_hold_ttl_ms);
+        let expires_at = now.plus_ms(ttl_ms);
         let mut seats = Vec::with_capacity(slots.len());
         for &slot in slots {
             let id = self.take_hold_id();

@@ -1,0 +1,424 @@
+//! `ninety.v1.Referrals`: the referral lifecycle, one referral, and the worklist.
+//!
+//! Mapping to the engine (documented for clients in `referrals.proto` / the API docs):
+//! * The engine records specialty and urgency at triage only: `RequestReferral`'s
+//!   `specialty`, `urgency`, `mode`, `needs_bed` and `reason_code` are checked and not
+//!   stored (a referral reports its specialty and urgency once triaged, `mode` unspecified,
+//!   `needs_bed` true when it holds a bed, `reason_code` empty). `ttl_ms` must be 0: the
+//!   region's `referral_ttl_ms` applies.
+//! * `TriageReferral` with `URGENCY_UNSPECIFIED` or an empty specialty keeps the current
+//!   value, read (linearizably) before the write; refused when there is none yet.
+//! * `MatchReferral` attaches pending holds (`bed_hold_id`, `slot_hold_id`); choosing a
+//!   hospital inside the call is not implemented (its fields must be 0).
+//! * `hospital_id` of ReportNoCapacity / AcceptReferral / RejectReferral, `eta_ms` of
+//!   StartTransit, `outcome` and `note` codes are checked and not stored.
+//! * A referral that found no capacity stays `TRIAGED` in the engine with the reason; the
+//!   API reports it as `REFERRAL_STATE_NO_CAPACITY`.
+//! * Worklist pages are ranges of referral ids (`after_referral_id`); within a page the
+//!   referrals are sorted most urgent first, then oldest first.
+
+use super::convert::{self, Field};
+use super::{is_local, rejection_status, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use crate::engine_sm::{Query, QueryResult, Record, ReferralInfo, ReferralStage, WorklistQuery};
+use ninety_engine::{Command, HoldId, HospitalId, ReferralId, Rejection, Request, RequestId};
+use ninety_proto::v1 as pb;
+use ninety_proto::v1::referrals_server::Referrals;
+use std::sync::Arc;
+use tonic::{Request as GrpcRequest, Response, Status};
+
+/// Worklist page size when the request says 0.
+pub const WORKLIST_LIMIT_DEFAULT: usize = 50;
+
+/// The Referrals service.
+pub struct ReferralsService {
+    pub cluster: Arc<Cluster>,
+}
+
+fn bad(r: Rejection) -> Status {
+    rejection_status(&r)
+}
+
+/// The wire form of a referral.
+pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
+    let r = &info.referral;
+    let history = r
+        .history
+        .iter()
+        .map(|s| pb::ReferralEvent {
+            state: convert::stage_pb(ReferralStage::State(s.state)) as i32,
+            at_ms: s.at.0,
+            hospital_id: 0,
+            note: String::new(),
+        })
+        .collect();
+    pb::Referral {
+        referral_id: r.id.0,
+        patient_ref: r.patient.to_string(),
+        from_hospital_id: r.from.0,
+        to_hospital_id: info.to_hospital.map_or(0, |h| h.0),
+        specialty: r.specialty.map(convert::specialty_name).unwrap_or_default(),
+        urgency: convert::urgency_pb(r.urgency) as i32,
+        mode: pb::Mode::Unspecified as i32,
+        state: convert::stage_pb(ReferralStage::of(r)) as i32,
+        needs_bed: r.bed_hold.is_some(),
+        bed_hold_id: r.bed_hold.map_or(0, |h| h.0),
+        slot_hold_id: r.slot_hold.map_or(0, |h| h.0),
+        reason_code: String::new(),
+        created_ms: r.created_at.0,
+        updated_ms: info.updated.0,
+        expires_ms: if r.state.is_final() { 0 } else { r.deadline.0 },
+        eta_ms: 0,
+        history,
+        matched: None,
+    }
+}
+
+fn request_referral(r: &pb::RequestReferralRequest) -> Result<Request, Rejection> {
+    let at = Field::top();
+    let id = super::parse_request_id(&at, "request_id", &r.request_id)?;
+    let patient = at.patient("patient_ref", &r.patient_ref)?;
+    let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
+    at.opt_specialty("specialty", &r.specialty)?;
+    at.opt_urgency("urgency", r.urgency)?;
+    at.opt_mode("mode", r.mode)?;
+    at.text("reason_code", &r.reason_code)?;
+    at.unsupported(
+        "ttl_ms",
+        &r.ttl_ms,
+        "the region's referral_ttl_ms applies; send 0",
+    )?;
+    Ok(Request {
+        id,
+        command: Command::RequestReferral {
+            from,
+            to: None,
+            patient,
+        },
+    })
+}
+
+fn match_referral(r: &pb::MatchReferralRequest) -> Result<Request, Rejection> {
+    let at = Field::top();
+    let id = super::parse_request_id(&at, "request_id", &r.request_id)?;
+    let referral = ReferralId(at.id("referral_id", r.referral_id)?);
+    let why = "choosing inside MatchReferral is not implemented; allocate first and pass bed_hold_id / slot_hold_id";
+    at.unsupported("to_hospital_id", &r.to_hospital_id, why)?;
+    at.unsupported("hold_ttl_ms", &r.hold_ttl_ms, why)?;
+    at.unsupported("max_travel_minutes", &r.max_travel_minutes, why)?;
+    let bed_hold = at.opt_id(r.bed_hold_id).map(HoldId);
+    let slot_hold = at.opt_id(r.slot_hold_id).map(HoldId);
+    if bed_hold.is_none() && slot_hold.is_none() {
+        return Err(at.invalid("bed_hold_id", "name a bed hold, a slot hold or both"));
+    }
+    Ok(Request {
+        id,
+        command: Command::MatchReferral {
+            referral,
+            slot_hold,
+            bed_hold,
+        },
+    })
+}
+
+fn worklist_query(r: &pb::WorklistRequest) -> Result<WorklistQuery, Rejection> {
+    let at = Field::top();
+    let hospital = HospitalId(at.id("hospital_id", r.hospital_id)?);
+    let (incoming, outgoing) = match pb::WorklistDirection::try_from(r.direction) {
+        Ok(pb::WorklistDirection::Incoming) => (true, false),
+        Ok(pb::WorklistDirection::Outgoing) => (false, true),
+        Ok(pb::WorklistDirection::Both | pb::WorklistDirection::Unspecified) => (true, true),
+        Err(_) => return Err(at.invalid("direction", format!("unknown direction {}", r.direction))),
+    };
+    let stages = r
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| at.stage(&format!("states.{i}"), *s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(WorklistQuery {
+        hospital,
+        incoming,
+        outgoing,
+        stages,
+        after: ReferralId(r.after_referral_id),
+        limit: at.limit(
+            "limit",
+            r.limit,
+            WORKLIST_LIMIT_DEFAULT,
+            crate::engine_sm::WORKLIST_LIMIT_MAX,
+        )?,
+    })
+}
+
+/// Request id and referral id of a lifecycle call.
+fn ids(request_id: &str, referral_id: u64) -> Result<(RequestId, ReferralId), Status> {
+    let at = Field::top();
+    let id = super::parse_request_id(&at, "request_id", request_id).map_err(bad)?;
+    let referral = at.id("referral_id", referral_id).map_err(bad)?;
+    Ok((id, ReferralId(referral)))
+}
+
+impl ReferralsService {
+    async fn write(
+        &self,
+        request: Request,
+        deadline: Deadline,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let (w, _) = self.cluster.write_ok(&request, deadline).await?;
+        let referral = match &w.applied.record {
+            Some(Record::Referral(r)) => referral_pb(r),
+            _ => return Err(Status::internal("the write's answer carries no referral")),
+        };
+        Ok(Response::new(pb::ReferralResponse {
+            referral: Some(referral),
+            commit: Some(w.commit()),
+        }))
+    }
+
+    async fn lookup(
+        &self,
+        id: ReferralId,
+        local: bool,
+        deadline: Deadline,
+    ) -> Result<(ReferralInfo, u64), Status> {
+        let (result, index) = self
+            .cluster
+            .read(&Query::Referral(id), local, deadline)
+            .await?;
+        match result {
+            QueryResult::Referral(Some(r)) => Ok((r, index)),
+            QueryResult::Referral(None) => Err(bad(Rejection::UnknownReferral(id))),
+            _ => Err(Status::internal("unexpected query result")),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Referrals for ReferralsService {
+    async fn request_referral(
+        &self,
+        request: GrpcRequest<pb::RequestReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let request = request_referral(request.get_ref()).map_err(bad)?;
+        self.write(request, deadline).await
+    }
+
+    async fn triage_referral(
+        &self,
+        request: GrpcRequest<pb::TriageReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.into_inner();
+        let at = Field::top();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        at.text("note", &r.note).map_err(bad)?;
+        let mut urgency = at.opt_urgency("urgency", r.urgency).map_err(bad)?;
+        let mut specialty = at.opt_specialty("specialty", &r.specialty).map_err(bad)?;
+        if urgency.is_none() || specialty.is_none() {
+            let (current, _) = self.lookup(referral, false, deadline).await?;
+            urgency = urgency.or(current.referral.urgency);
+            specialty = specialty.or(current.referral.specialty);
+        }
+        let urgency = urgency
+            .ok_or_else(|| bad(at.invalid("urgency", "required: the referral has none yet")))?;
+        let specialty = specialty
+            .ok_or_else(|| bad(at.invalid("specialty", "required: the referral has none yet")))?;
+        let request = Request {
+            id,
+            command: Command::TriageReferral {
+                referral,
+                specialty,
+                urgency,
+            },
+        };
+        self.write(request, deadline).await
+    }
+
+    async fn match_referral(
+        &self,
+        request: GrpcRequest<pb::MatchReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let request = match_referral(request.get_ref()).map_err(bad)?;
+        self.write(request, deadline).await
+    }
+
+    async fn report_no_capacity(
+        &self,
+        request: GrpcRequest<pb::ReportNoCapacityRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.into_inner();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        Field::top().text("reason", &r.reason).map_err(bad)?;
+        let request = Request {
+            id,
+            command: Command::ReportNoCapacity {
+                referral,
+                reason: r.reason,
+            },
+        };
+        self.write(request, deadline).await
+    }
+
+    async fn accept_referral(
+        &self,
+        request: GrpcRequest<pb::AcceptReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.get_ref();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        let command = Command::AcceptReferral { referral };
+        self.write(Request { id, command }, deadline).await
+    }
+
+    async fn start_transit(
+        &self,
+        request: GrpcRequest<pb::StartTransitRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.get_ref();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        let command = Command::StartTransit { referral };
+        self.write(Request { id, command }, deadline).await
+    }
+
+    async fn admit_referral(
+        &self,
+        request: GrpcRequest<pb::AdmitReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.get_ref();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        let command = Command::AdmitReferral { referral };
+        self.write(Request { id, command }, deadline).await
+    }
+
+    async fn complete_referral(
+        &self,
+        request: GrpcRequest<pb::CompleteReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.get_ref();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        Field::top().text("outcome", &r.outcome).map_err(bad)?;
+        let command = Command::CompleteReferral { referral };
+        self.write(Request { id, command }, deadline).await
+    }
+
+    async fn reject_referral(
+        &self,
+        request: GrpcRequest<pb::RejectReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.into_inner();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        Field::top().text("reason", &r.reason).map_err(bad)?;
+        let command = Command::RejectReferral {
+            referral,
+            reason: r.reason,
+        };
+        self.write(Request { id, command }, deadline).await
+    }
+
+    async fn cancel_referral(
+        &self,
+        request: GrpcRequest<pb::CancelReferralRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.into_inner();
+        let (id, referral) = ids(&r.request_id, r.referral_id)?;
+        Field::top().text("reason", &r.reason).map_err(bad)?;
+        let command = Command::CancelReferral {
+            referral,
+            reason: r.reason,
+        };
+        self.write(Request { id, command }, deadline).await
+    }
+
+    async fn get_referral(
+        &self,
+        request: GrpcRequest<pb::GetReferralRequest>,
+    ) -> Result<Response<pb::GetReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, READ_TIMEOUT);
+        let r = request.get_ref();
+        let id = Field::top().id("referral_id", r.referral_id).map_err(bad)?;
+        let (info, index) = self
+            .lookup(ReferralId(id), is_local(r.consistency), deadline)
+            .await?;
+        Ok(Response::new(pb::GetReferralResponse {
+            referral: Some(referral_pb(&info)),
+            applied_index: index,
+        }))
+    }
+
+    async fn worklist(
+        &self,
+        request: GrpcRequest<pb::WorklistRequest>,
+    ) -> Result<Response<pb::WorklistResponse>, Status> {
+        let deadline = Deadline::of(&request, READ_TIMEOUT);
+        let r = request.get_ref();
+        let query = worklist_query(r).map_err(bad)?;
+        let hospital = query.hospital;
+        let (result, index) = self
+            .cluster
+            .read(&Query::Worklist(query), is_local(r.consistency), deadline)
+            .await?;
+        let QueryResult::Worklist(page) = result else {
+            return Err(Status::internal("unexpected query result"));
+        };
+        let (items, next) = page.ok_or_else(|| bad(Rejection::UnknownHospital(hospital)))?;
+        Ok(Response::new(pb::WorklistResponse {
+            referrals: items.iter().map(referral_pb).collect(),
+            next_after_referral_id: next.map_or(0, |n| n.0),
+            applied_index: index,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(r: Rejection) -> String {
+        match r {
+            Rejection::Invalid { field, .. } => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn referral_requests_are_checked() {
+        let mut r = pb::RequestReferralRequest {
+            request_id: "r".into(),
+            patient_ref: "4".repeat(32),
+            from_hospital_id: 2,
+            specialty: "neurology".into(),
+            urgency: pb::Urgency::P2 as i32,
+            ..Default::default()
+        };
+        assert!(request_referral(&r).is_ok());
+        r.ttl_ms = 1;
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "ttl_ms");
+        r.ttl_ms = 0;
+        r.specialty = "x".into();
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "specialty");
+        let mut m = pb::MatchReferralRequest {
+            request_id: "m".into(),
+            referral_id: 1,
+            ..Default::default()
+        };
+        assert_eq!(field_of(match_referral(&m).unwrap_err()), "bed_hold_id");
+        m.bed_hold_id = 5;
+        assert!(match_referral(&m).is_ok());
+        m.to_hospital_id = 3;
+        assert_eq!(field_of(match_referral(&m).unwrap_err()), "to_hospital_id");
+        let w = pb::WorklistRequest {
+            hospital_id: 1,
+            states: vec![pb::ReferralState::NoCapacity as i32, 0],
+            ..Default::default()
+        };
+        assert_eq!(field_of(worklist_query(&w).unwrap_err()), "states.1");
+    }
+}
