@@ -1,5 +1,6 @@
-//! Seeded generators of realistic regions: the GBA 90-minute health circle and the national
-//! scale, from the figures in the domain brief.
+//! Seeded generators of realistic regions: the GBA 90-minute health circle, the national
+//! scale, Yunnan's county-to-province referral network and the China–ASEAN cross-border
+//! platform, from the figures in the domain brief.
 //!
 //! Generation is not `apply`: it may use a PRNG, but its own (SplitMix64) and only integer
 //! arithmetic plus IEEE-exact float operations (no `sin`/`cos` from the platform's libm), so
@@ -19,6 +20,13 @@ pub enum Preset {
     Gba,
     /// China: 2,400 hospitals in 31 provinces, ~290,000 doctors, 12,000 grassroots points.
     National,
+    /// Yunnan: Kunming's provincial hospitals and ten remote prefectures and counties up to
+    /// ~700 km away (Fugong in Nujiang among them), far outside any 90-minute circle; only
+    /// Kunming has tertiary hospitals.
+    Yunnan,
+    /// China–ASEAN: Nanning's hospitals and partner hospitals in eight ASEAN capitals, each
+    /// speaking its country's language.
+    Asean,
 }
 
 impl std::str::FromStr for Preset {
@@ -27,8 +35,10 @@ impl std::str::FromStr for Preset {
         match s {
             "gba" => Ok(Preset::Gba),
             "national" => Ok(Preset::National),
+            "yunnan" => Ok(Preset::Yunnan),
+            "asean" => Ok(Preset::Asean),
             other => Err(format!(
-                "unknown preset {other:?}: expected gba or national"
+                "unknown preset {other:?}: expected gba, national, yunnan or asean"
             )),
         }
     }
@@ -151,6 +161,34 @@ const GBA_CITIES: [City; 11] = [
     },
 ];
 
+/// Yunnan: the provincial capital first, then prefecture seats and remote counties.
+const YUNNAN_PLACES: [(&str, f64, f64, u32); 11] = [
+    ("Kunming", 25.039, 102.718, 14),
+    ("Fugong", 26.90, 98.87, 3),
+    ("Lushui", 25.85, 98.85, 3),
+    ("Dali", 25.61, 100.27, 4),
+    ("Lijiang", 26.87, 100.23, 3),
+    ("Baoshan", 25.11, 99.16, 3),
+    ("Pu'er", 22.78, 100.97, 3),
+    ("Jinghong", 22.01, 100.80, 3),
+    ("Zhaotong", 27.34, 103.72, 3),
+    ("Wenshan", 23.37, 104.25, 3),
+    ("Qujing", 25.49, 103.80, 3),
+];
+
+/// China–ASEAN: Nanning's platform hospitals and partner hospitals in ASEAN capitals.
+const ASEAN_PLACES: [(&str, f64, f64, u32); 9] = [
+    ("Nanning", 22.817, 108.367, 14),
+    ("Hanoi", 21.029, 105.854, 4),
+    ("Vientiane", 17.975, 102.633, 3),
+    ("Bangkok", 13.756, 100.502, 4),
+    ("Phnom Penh", 11.556, 104.928, 3),
+    ("Yangon", 16.840, 96.173, 3),
+    ("Kuala Lumpur", 3.139, 101.687, 3),
+    ("Jakarta", -6.200, 106.817, 3),
+    ("Manila", 14.600, 120.984, 3),
+];
+
 const PROVINCE_CAPITALS: [(&str, f64, f64); 31] = [
     ("Beijing", 39.90, 116.40),
     ("Tianjin", 39.13, 117.20),
@@ -198,6 +236,9 @@ struct Shape {
     grassroots_points: u32,
     /// Nearest neighbours each hospital gets a road to.
     roads_per_hospital: usize,
+    /// Only the first this many cities have tertiary hospitals (elsewhere the top tier is
+    /// secondary); `usize::MAX` for every city.
+    tertiary_cities: usize,
 }
 
 fn shape(preset: Preset) -> Shape {
@@ -214,6 +255,7 @@ fn shape(preset: Preset) -> Shape {
             beds_per_ward: 35,
             grassroots_points: 0,
             roads_per_hospital: 6,
+            tertiary_cities: usize::MAX,
         },
         Preset::National => Shape {
             name: "national",
@@ -228,8 +270,37 @@ fn shape(preset: Preset) -> Shape {
             beds_per_ward: 30,
             grassroots_points: 12_000,
             roads_per_hospital: 6,
+            tertiary_cities: usize::MAX,
+        },
+        Preset::Yunnan => Shape {
+            name: "yunnan",
+            cities: places(&YUNNAN_PLACES),
+            spread_micro_deg: 150_000,
+            doctors_by_tier: [20, 80, 250],
+            wards_by_tier: [2, 12, 30],
+            beds_per_ward: 30,
+            grassroots_points: 0,
+            roads_per_hospital: 6,
+            tertiary_cities: 1,
+        },
+        Preset::Asean => Shape {
+            name: "asean",
+            cities: places(&ASEAN_PLACES),
+            spread_micro_deg: 100_000,
+            doctors_by_tier: [30, 100, 250],
+            wards_by_tier: [2, 12, 30],
+            beds_per_ward: 30,
+            grassroots_points: 0,
+            roads_per_hospital: 6,
+            tertiary_cities: usize::MAX,
         },
     }
+}
+
+fn places(list: &[(&str, f64, f64, u32)]) -> Vec<(String, f64, f64, u32)> {
+    list.iter()
+        .map(|(n, lat, lon, count)| (n.to_string(), *lat, *lon, *count))
+        .collect()
 }
 
 /// Generates a region from a preset and a seed.
@@ -264,10 +335,12 @@ pub fn region(preset: Preset, seed: u64) -> RegionFile {
 
 fn place_hospitals(shape: &Shape, rng: &mut SplitMix64, file: &mut RegionFile) {
     let mut next = 1u32;
-    for (city, lat, lon, count) in &shape.cities {
+    for (c, (city, lat, lon, count)) in shape.cities.iter().enumerate() {
+        let tertiary_city = c < shape.tertiary_cities;
         for i in 0..*count {
-            // A quarter tertiary, a third secondary, the rest primary, per city.
-            let tier = if i * 4 < *count {
+            // A quarter tertiary, a third secondary, the rest primary, per city (where the
+            // shape allows no tertiary hospital, the top of the city is secondary).
+            let tier = if i * 4 < *count && tertiary_city {
                 Tier::Tertiary
             } else if i * 5 < *count * 3 {
                 Tier::Secondary
@@ -324,6 +397,24 @@ fn languages_for(city: &str, tier: Tier, rng: &mut SplitMix64) -> Vec<Language> 
     }
     if city == "Macau" {
         l.push(Language::Portuguese);
+    }
+    // The ASEAN partners' own languages (no random draw: the older presets have none of
+    // these cities, so their output is unchanged).
+    let partner: &[Language] = match city {
+        "Hanoi" => &[Language::Vietnamese],
+        "Vientiane" => &[Language::Lao],
+        "Bangkok" => &[Language::Thai],
+        "Phnom Penh" => &[Language::Khmer],
+        "Yangon" => &[Language::Burmese],
+        "Kuala Lumpur" => &[Language::Malay, Language::English],
+        "Jakarta" => &[Language::Indonesian],
+        "Manila" => &[Language::English],
+        _ => &[],
+    };
+    for lang in partner {
+        if !l.contains(lang) {
+            l.push(*lang);
+        }
     }
     if city == "Nanning" || city == "Kunming" {
         // The China–ASEAN platforms serve neighbours' languages.

@@ -12,11 +12,15 @@
 //! Entry points: [`run_seed`] (one seed → [`RunReport`]) and [`run_many`] (a range of
 //! seeds → [`Summary`]). The `ninety-sim` binary is a thin CLI over them. See
 //! `docs/simulation.md` for the fault model, the checks and how to debug a failing seed.
+//!
+//! [`peak`] is the other half of the crate: peak-day scenarios, a trace format, open-loop
+//! replay against a real cluster and an HTML report.
 
 pub mod check;
 pub mod disk;
 pub mod machine;
 pub mod options;
+pub mod peak;
 pub mod region;
 pub mod rng;
 pub mod sim;

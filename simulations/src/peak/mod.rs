@@ -1,0 +1,102 @@
+//! Peak-day traffic: scenarios, a generator, a versioned trace format, open-loop replay
+//! against a real cluster, and a readable report.
+//!
+//! * [`scenario`]: the documented TOML scenarios (`simulations/scenarios/`, built in).
+//! * [`generate`]: a seeded peak day → a [`trace::Trace`], byte-identical per seed.
+//! * [`trace`]: the JSON-lines format, version 1 (`docs/simulation.md`).
+//! * [`replay`]: open-loop replay through the gRPC API, latency from scheduled time.
+//! * [`report`] and [`charts`]: the JSON summary and the self-contained HTML page.
+//!
+//! The commands `ninety sim generate` and `ninety sim replay` call [`generate_file`] and
+//! [`replay_file`].
+
+pub mod charts;
+pub mod generate;
+pub mod replay;
+pub mod report;
+pub mod scenario;
+pub mod trace;
+
+#[cfg(test)]
+mod tests;
+
+pub use generate::{generate, GenerateOptions};
+pub use replay::{replay, ReplayOptions};
+pub use report::{write_report, ReplayResult};
+pub use scenario::Scenario;
+pub use trace::{Event, Header, Op, Ref, Trace, TraceError};
+
+use std::path::{Path, PathBuf};
+
+/// Generates a trace for a scenario (a built-in name or a TOML path) and writes it to
+/// `out`; returns the number of events.
+pub fn generate_file(scenario: &str, opts: &GenerateOptions, out: &Path) -> Result<u64, String> {
+    let sc = Scenario::load(scenario)?;
+    let trace = generate(&sc, opts)?;
+    let f = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    trace
+        .write(std::io::BufWriter::new(f))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(trace.events.len() as u64)
+}
+
+/// The region a trace's header names, when it is a built-in preset.
+pub fn trace_region(trace: &Trace) -> Option<ninety_engine::region_file::RegionFile> {
+    let preset: ninety_engine::generate::Preset = trace.header.region.as_deref()?.parse().ok()?;
+    let seed = trace
+        .header
+        .region_seed
+        .unwrap_or(ninety_engine::generate::DEFAULT_SEED);
+    Some(ninety_engine::generate::region(preset, seed))
+}
+
+/// Replays a trace file against `opts.targets` and writes the report into `report_dir`;
+/// returns the result and the HTML page's path.
+pub async fn replay_file(
+    trace: &Path,
+    opts: &ReplayOptions,
+    report_dir: &Path,
+) -> Result<(ReplayResult, PathBuf), String> {
+    let trace = Trace::read_file(trace)?;
+    replay_trace(&trace, opts, report_dir).await
+}
+
+/// Replays an in-memory trace and writes the report into `report_dir`.
+pub async fn replay_trace(
+    trace: &Trace,
+    opts: &ReplayOptions,
+    report_dir: &Path,
+) -> Result<(ReplayResult, PathBuf), String> {
+    let region = trace_region(trace);
+    let mut result = replay(trace, opts, region.as_ref()).await?;
+    if let Some((_, text)) = scenario::BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == trace.header.scenario)
+    {
+        if let Ok(sc) = Scenario::parse(text) {
+            result.description = sc.description;
+        }
+    }
+    let page = write_report(report_dir, &result)?;
+    Ok((result, page))
+}
+
+/// One line for a terminal: what the replay achieved.
+pub fn summary_line(r: &ReplayResult) -> String {
+    format!(
+        "{} events: {} sent, {} ok, {} refused/failed, {} overload, {} skipped; {:.0} req/s \
+         (offered {:.0}); latency p50 {:.2} ms p99 {:.2} ms; match rate {:.1}%; {}",
+        r.events,
+        r.sent,
+        r.ok,
+        r.failed,
+        r.overloaded,
+        r.skipped,
+        r.achieved_rps,
+        r.offered_rps,
+        r.latency.p50_ms,
+        r.latency.p99_ms,
+        r.matching.rate * 100.0,
+        r.machine
+    )
+}

@@ -1,0 +1,323 @@
+//! Tests of the peak-day module (`cargo test -p ninety-sim --lib peak`).
+
+use super::report::{html, Collector, Latency, Matching, Occupancy, ReplayResult, Second};
+use super::scenario::{Scenario, BUILT_IN};
+use super::trace::{Header, Trace, TRACE_VERSION};
+use super::*;
+use std::collections::BTreeMap;
+
+fn small(seed: u64) -> Trace {
+    let sc = Scenario::load("gba").expect("gba parses");
+    let opts = GenerateOptions {
+        seed,
+        minutes: Some(15),
+        start_minute: None,
+        scale: 0.2,
+    };
+    generate(&sc, &opts).expect("generates")
+}
+
+#[test]
+fn peak_scenarios_parse() {
+    for (name, text) in BUILT_IN {
+        let sc = Scenario::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sc.name, name);
+        sc.preset().expect("known preset");
+    }
+    assert!(Scenario::load("no-such-scenario").is_err());
+    let bad = BUILT_IN[0]
+        .1
+        .replace("follow_up_remote = 67", "follow_up_remote = 167");
+    assert!(Scenario::parse(&bad)
+        .unwrap_err()
+        .contains("follow_up_remote"));
+}
+
+#[test]
+fn peak_generator_is_deterministic() {
+    let a = small(7).to_jsonl();
+    let b = small(7).to_jsonl();
+    assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, small(8).to_jsonl(), "another seed, another day");
+    let t = small(7);
+    assert!(t.events.len() > 200, "{} events", t.events.len());
+    let first = a.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(
+            r#"{"format":"ninety-trace","version":1,"scenario":"gba","seed":7,"start_ms":"#
+        ),
+        "{first}"
+    );
+    for e in &t.events {
+        assert_eq!(e.request_id.len(), 32);
+        if let Some(p) = patient_of(&e.op) {
+            assert!(
+                p.len() == 32
+                    && p.chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+    }
+    // The mix: follow-ups dominate; there are referrals, beds and consultations.
+    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &t.events {
+        *ops.entry(e.op.name()).or_default() += 1;
+    }
+    for op in [
+        "allocate_slot",
+        "book_slot",
+        "match_specialist",
+        "hold_bed",
+        "confirm_hold",
+        "request_referral",
+        "hold_joint_consult",
+    ] {
+        assert!(ops.get(op).copied().unwrap_or(0) > 0, "no {op} in {ops:?}");
+    }
+}
+
+fn patient_of(op: &Op) -> Option<&str> {
+    match op {
+        Op::AllocateSlot { patient, .. }
+        | Op::HoldBed { patient, .. }
+        | Op::AllocateBed { patient, .. }
+        | Op::HoldJointConsult { patient, .. }
+        | Op::RequestReferral { patient, .. } => Some(patient),
+        _ => None,
+    }
+}
+
+#[test]
+fn peak_every_scenario_generates() {
+    for (name, _) in BUILT_IN {
+        if name == "national" {
+            continue; // 14,400 hospitals: covered by the CLI, slow in a debug test
+        }
+        let sc = Scenario::load(name).expect("parses");
+        let t = generate(
+            &sc,
+            &GenerateOptions {
+                seed: 1,
+                minutes: Some(20),
+                start_minute: None,
+                scale: 1.0,
+            },
+        )
+        .expect("generates");
+        assert!(!t.events.is_empty(), "{name}");
+        assert_eq!(t.header.region.as_deref(), Some(sc.region.preset.as_str()));
+    }
+}
+
+#[test]
+fn peak_trace_round_trips() {
+    let t = small(3);
+    let text = t.to_jsonl();
+    let back = Trace::read(text.as_bytes()).expect("reads back");
+    assert_eq!(back, t);
+    assert_eq!(back.to_jsonl(), text);
+}
+
+#[test]
+fn peak_trace_rejects_unknown_version_and_bad_lines() {
+    let t = small(3);
+    let text = t.to_jsonl();
+    let v2 = text.replacen("\"version\":1", "\"version\":2", 1);
+    let e = Trace::read(v2.as_bytes()).unwrap_err();
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("version 2"), "{e}");
+    let other = text.replacen("ninety-trace", "other-trace", 1);
+    assert_eq!(Trace::read(other.as_bytes()).unwrap_err().line, 1);
+    // Break line 4 (the third event).
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[3] = lines[3].replace("\"op\":", "\"op_oops\":");
+    let e = Trace::read(lines.join("\n").as_bytes()).unwrap_err();
+    assert_eq!(e.line, 4, "{e}");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[5] = "{not json".into();
+    assert_eq!(
+        Trace::read(lines.join("\n").as_bytes()).unwrap_err().line,
+        6
+    );
+    // A reference to a later event.
+    let header = serde_json::to_string(&Header::new("x", 0, 0)).unwrap_or_default();
+    let fwd = format!(
+        "{header}\n{}\n",
+        r#"{"id":1,"at_ms":0,"request_id":"00000000000000000000000000000001","op":"confirm_hold","hold":{"event":5}}"#
+    );
+    let e = Trace::read(fwd.as_bytes()).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("event 5"), "{e}");
+    // A literal id is fine.
+    let lit = fwd.replace(r#"{"event":5}"#, "42");
+    let t = Trace::read(lit.as_bytes()).expect("literal ids are allowed");
+    assert_eq!(t.events[0].op, Op::ConfirmHold { hold: Ref::Id(42) });
+    assert_eq!(TRACE_VERSION, 1);
+    assert_eq!(Trace::read("".as_bytes()).unwrap_err().line, 1);
+}
+
+fn synthetic() -> ReplayResult {
+    let mut r = ReplayResult {
+        scenario: "gba".into(),
+        description: "synthetic".into(),
+        seed: 1,
+        targets: vec!["127.0.0.1:1".into()],
+        speed: 60.0,
+        max_in_flight: 512,
+        events: 1000,
+        sent: 990,
+        ok: 900,
+        failed: 90,
+        overloaded: 10,
+        wall_ms: 10_000,
+        achieved_rps: 99.0,
+        offered_rps: 100.0,
+        latency: Latency {
+            count: 990,
+            p50_ms: 2.0,
+            p90_ms: 5.0,
+            p99_ms: 12.0,
+            p999_ms: 20.0,
+            max_ms: 30.0,
+            mean_ms: 3.0,
+        },
+        machine: "2 cpus".into(),
+        ..ReplayResult::default()
+    };
+    for s in 0..10 {
+        r.per_second.push(Second {
+            second: s,
+            scheduled: 100,
+            ok: 90,
+            errors: 9,
+            p50_ms: 2.0 + s as f64 / 10.0,
+            p99_ms: 10.0 + s as f64,
+        });
+    }
+    r.errors
+        .insert("FAILED_PRECONDITION/NO_CAPACITY".into(), 60);
+    r.errors.insert("UNIMPLEMENTED".into(), 30);
+    r.errors.insert("CLIENT_OVERLOAD".into(), 10);
+    r.matching = Matching {
+        attempted: 300,
+        matched: 240,
+        rate: 0.8,
+        travel_minutes: [(0, 100), (10, 60), (20, 50), (60, 30)]
+            .into_iter()
+            .collect(),
+        tiers: [80, 100, 60],
+        tier_target_percent: [50, 35, 15],
+        by_op: [
+            ("allocate_slot".to_string(), (200, 170)),
+            ("allocate_bed".to_string(), (100, 70)),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    r.occupancy = vec![Occupancy {
+        hospital: 3,
+        name: "Guangzhou tertiary hospital <3>".into(),
+        samples: (0..10).map(|m| (m as f64, 100 + m * 5, 10, 200)).collect(),
+    }];
+    r.top_doctors = vec![(17, 3, 12), (4, 1, 9), (99, 5, 7)];
+    r
+}
+
+#[test]
+fn peak_report_is_self_contained_with_every_chart() {
+    let page = html(&synthetic());
+    for id in [
+        "throughput",
+        "latency",
+        "errors",
+        "match-rate",
+        "travel",
+        "tiers",
+        "occupancy",
+        "doctors",
+    ] {
+        assert!(
+            page.contains(&format!("id=\"chart-{id}\"")),
+            "no chart {id}"
+        );
+    }
+    assert!(page.matches("<svg").count() >= 8);
+    assert!(!page.contains("chart not drawn"), "a chart failed to draw");
+    // Self-contained: no external URL other than the SVG namespace, no scripts or links.
+    let stripped = page
+        .replace("http://www.w3.org/2000/svg", "")
+        .replace("http://www.w3.org/1999/xlink", "");
+    for bad in ["http://", "https://", "<script", "<link", "src=", "@import"] {
+        assert!(!stripped.contains(bad), "page contains {bad}");
+    }
+    assert!(page.contains("Guangzhou tertiary hospital &lt;3&gt;"));
+    // The JSON summary round-trips.
+    let json = serde_json::to_string(&synthetic()).unwrap_or_default();
+    let back: ReplayResult = serde_json::from_str(&json).expect("summary parses");
+    assert_eq!(back, synthetic());
+}
+
+#[test]
+fn peak_report_writes_files() {
+    let dir = std::env::temp_dir().join(format!("ninety-peak-report-{}", std::process::id()));
+    let page = write_report(&dir, &synthetic()).expect("writes");
+    assert!(page.ends_with("report.html"));
+    assert!(dir.join("summary.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn peak_collector_counts_latency_and_errors() {
+    let t = small(5);
+    let opts = ReplayOptions::default();
+    let mut c = Collector::new(&t, &opts, None);
+    let start = std::time::Instant::now();
+    for (i, e) in t.events.iter().take(100).enumerate() {
+        let answer = if i % 10 == 0 {
+            Err("UNAVAILABLE".to_string())
+        } else {
+            Ok(replay::Produced {
+                id: i as u64 + 1,
+                hospital: 1,
+                matched: true,
+                travel_minutes: Some(12),
+                tier: Some(trace::Tier::Secondary),
+                ..Default::default()
+            })
+        };
+        c.record(
+            e,
+            start,
+            start,
+            Some(std::time::Duration::from_millis(3)),
+            answer,
+        );
+    }
+    let r = c.finish(std::time::Duration::from_secs(1));
+    assert_eq!(r.ok, 90);
+    assert_eq!(r.failed, 10);
+    assert_eq!(r.errors.get("UNAVAILABLE"), Some(&10));
+    assert!((r.latency.p50_ms - 3.0).abs() < 0.1, "{:?}", r.latency);
+}
+
+#[test]
+fn peak_error_kind_names_grpc_code_and_rejection() {
+    use prost::Message;
+    let rej = ninety_proto::v1::Rejection {
+        code: ninety_proto::v1::RejectionCode::NoCapacity as i32,
+        ..Default::default()
+    };
+    let s = tonic::Status::with_details(
+        tonic::Code::FailedPrecondition,
+        "no bed",
+        rej.encode_to_vec().into(),
+    );
+    assert_eq!(replay::error_kind(&s), "FAILED_PRECONDITION/NO_CAPACITY");
+    assert_eq!(
+        replay::error_kind(&tonic::Status::unimplemented("x")),
+        "UNIMPLEMENTED"
+    );
+    assert_eq!(replay::salted("abc", 0), "abc");
+    assert_eq!(replay::salted("abc", 9).len(), 32);
+    assert_ne!(replay::salted("abc", 9), replay::salted("abc", 10));
+}
