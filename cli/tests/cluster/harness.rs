@@ -32,6 +32,8 @@ pub struct Opts {
     pub fault_injection: bool,
     pub snapshot_interval_entries: Option<u64>,
     pub log_retain_entries: Option<u64>,
+    /// The region the founding nodes load: "test" (the default) or "gba".
+    pub region: Option<&'static str>,
 }
 
 /// A set of node processes.
@@ -91,10 +93,11 @@ impl Procs {
             extra += &format!("log_retain_entries = {n}\n");
         }
         let config = format!(
-            "id = {id}\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\ninit = {init}\n\
+            "id = {id}\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"{}\"\ninit = {init}\n\
              initial_voters = {:?}\nfault_injection = {}\n{extra}[peers]\n{peers}",
             self.addr(id),
             self.data_dir(id).display(),
+            self.opts.region.unwrap_or("test"),
             self.voters,
             self.opts.fault_injection,
         );
