@@ -39,6 +39,8 @@ pub struct Options {
     pub holds: usize,
     pub keep_running: bool,
     pub keep_data: bool,
+    /// Run the short GBA peak-hour replay after the burst and write its report.
+    pub replay: bool,
 }
 
 /// The child processes; killed (SIGTERM, then SIGKILL) when dropped, so no exit path,
@@ -181,6 +183,17 @@ async fn drive(opts: &Options, nodes: &mut Nodes) -> anyhow::Result<()> {
     let report = burst(opts, &leader, &wards).await?;
     report.print();
     check_replicas(&nodes.addrs).await?;
+    if opts.replay {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("ninety-demo-report-{stamp}"));
+        match crate::sim_replay::demo_replay(&nodes.addrs, &dir).await {
+            Ok(page) => println!("peak-hour report: {}", page.display()),
+            Err(e) => println!("peak-hour replay failed: {e}"),
+        }
+    }
     let a = &nodes.addrs[0];
     println!("\npoint a client at any node, e.g.:");
     println!("  grpcurl -plaintext {a} list");

@@ -10,6 +10,7 @@ use ninety_cluster::runtime::{self, config::FileConfig};
 
 mod demo;
 mod sim;
+mod sim_replay;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,9 @@ enum Cmd {
         /// Keep the data directory after stopping.
         #[arg(long)]
         keep_data: bool,
+        /// Skip the short GBA peak-hour replay (and its HTML report) after the burst.
+        #[arg(long)]
+        no_replay: bool,
     },
     /// The simulators: deterministic fault simulation, peak-day traffic.
     Sim {
@@ -113,6 +117,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             holds,
             keep_running,
             keep_data,
+            no_replay,
         } => {
             let opts = demo::Options {
                 nodes: usize::from(nodes),
@@ -120,6 +125,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 holds: holds.min(1_000_000),
                 keep_running,
                 keep_data,
+                replay: !no_replay,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -9,6 +9,9 @@ use std::process::ExitCode;
 /// The `ninety sim` subcommands.
 #[derive(Subcommand)]
 pub enum SimCmd {
+    /// Peak-day traffic: `generate` a trace, `replay` it against a cluster.
+    #[command(flatten)]
+    Peak(crate::sim_replay::PeakCmd),
     /// Runs seeded fault simulations; with --seed, replays one seed verbosely.
     Faults {
         /// Number of seeds to run.
@@ -32,6 +35,7 @@ pub enum SimCmd {
 /// Runs a `ninety sim` subcommand.
 pub fn run(cmd: SimCmd) -> ExitCode {
     match cmd {
+        SimCmd::Peak(cmd) => crate::sim_replay::run(cmd),
         SimCmd::Faults {
             seeds,
             from,
