@@ -211,8 +211,15 @@ async fn run_batch(
                 return Err(deadline.expired("batch"));
             }
         }
+        let mut result = item_result(answer);
+        // The engine names fields as in a single request: name them inside the item.
+        if let Some(pb::bed_hold_result::Outcome::Rejection(r)) = &mut result.outcome {
+            if !r.field.is_empty() {
+                r.field = Field::item("items", i).name(&r.field);
+            }
+        }
         if let Some(slot) = results.get_mut(i) {
-            *slot = Some(item_result(answer));
+            *slot = Some(result);
         }
     }
     let results = results

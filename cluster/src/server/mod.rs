@@ -224,7 +224,9 @@ pub fn status_rejection(s: &Status) -> pb::Rejection {
 /// The wire form of an engine rejection (what `rejection_status` puts in the details).
 pub fn rejection_pb(r: &Rejection) -> pb::Rejection {
     let (field, at_ms) = match r {
-        Rejection::Invalid { field, .. } => (field.clone(), 0),
+        // The wire names list elements with dots (`slots.3.start`), as common.proto says;
+        // the engine writes `slots[3].start`.
+        Rejection::Invalid { field, .. } => (field.replace('[', ".").replace(']', ""), 0),
         Rejection::Expired { expired_at, .. } => (String::new(), expired_at.0),
         Rejection::BookingBlocked { until } => (String::new(), until.0),
         Rejection::CancellationTooLate { deadline } => (String::new(), deadline.0),
