@@ -9,14 +9,12 @@ use ninety_engine::region_file::RegionFile;
 use std::collections::BTreeMap;
 
 const MS_PER_MINUTE: u64 = 60_000;
-/// Slot holds of bookings and follow-ups last five minutes.
-const SLOT_HOLD_TTL_MS: u64 = 5 * MS_PER_MINUTE;
 /// Emergency bed holds last fifteen minutes.
 const BED_HOLD_TTL_MS: u64 = 15 * MS_PER_MINUTE;
 /// Joint consultations are held ten minutes.
 const CONSULT_TTL_MS: u64 = 10 * MS_PER_MINUTE;
-/// Referrals may stay open a day.
-const REFERRAL_TTL_MS: u64 = 24 * 60 * MS_PER_MINUTE;
+/// Longest bed hold the generator asks for (a day).
+const HOLD_TTL_MS_CAP: u64 = 24 * 60 * MS_PER_MINUTE;
 /// Most journeys one trace may start (bounds memory; national at full scale for 10 minutes
 /// is ~400,000).
 pub const JOURNEYS_MAX: u64 = 5_000_000;
@@ -309,11 +307,7 @@ impl Gen<'_> {
 
     fn follow_up(&mut self, t: u64, p: usize) {
         let remote = self.rng.chance(u64::from(self.sc.mix.follow_up_remote));
-        let (mode, max_travel) = if remote {
-            (Mode::Remote, 0)
-        } else {
-            (Mode::InPerson, 90)
-        };
+        let mode = if remote { Mode::Remote } else { Mode::InPerson };
         let op = Op::AllocateSlot {
             patient: self.patients[p].reference.clone(),
             from_hospital: self.home_hospital_id(p),
@@ -322,8 +316,8 @@ impl Gen<'_> {
             mode,
             window_start_ms: self.window.0,
             window_end_ms: self.window.1,
-            max_travel_minutes: max_travel,
-            ttl_ms: SLOT_HOLD_TTL_MS,
+            max_travel_minutes: 0,
+            ttl_ms: 0,
             channel: Channel::Public,
         };
         let hold = self.push(t, op, Some(p));
@@ -358,8 +352,8 @@ impl Gen<'_> {
             mode: Mode::InPerson,
             window_start_ms: self.window.0,
             window_end_ms: self.window.1,
-            max_travel_minutes: 90,
-            ttl_ms: SLOT_HOLD_TTL_MS,
+            max_travel_minutes: 0,
+            ttl_ms: 0,
             channel: Channel::Public,
         };
         let hold = self.push(at, op, Some(p));
@@ -428,7 +422,7 @@ impl Gen<'_> {
             from_hospital: self.home_hospital_id(p),
             specialty: specialty_name(specialty),
             urgency: self.urgency(),
-            max_travel_minutes: 90,
+            max_travel_minutes: 0,
             min_tier: None,
             ttl_ms: ttl,
             channel: Channel::Public,
@@ -535,12 +529,13 @@ impl Gen<'_> {
             mode: Mode::InPerson,
             needs_bed,
             reason_code: "I21.9".into(),
-            ttl_ms: REFERRAL_TTL_MS,
+            ttl_ms: 0,
         };
         let Some(referral) = self.push(at, op, Some(p)) else {
             return;
         };
         at += between(&mut self.rng, MS_PER_MINUTE, 5 * MS_PER_MINUTE);
+        let specialty_of_referral = specialty.clone();
         let op = Op::TriageReferral {
             referral,
             urgency,
@@ -550,12 +545,46 @@ impl Gen<'_> {
             return;
         }
         at += between(&mut self.rng, 30_000, 3 * MS_PER_MINUTE);
-        let m = &self.sc.mix;
-        let (hold_minutes, transfer) = (m.transfer_hold_minutes, m.transfer_minutes);
+        // Capacity first (a bed held ahead for the whole journey, or a slot), then the
+        // referral is matched to it.
+        let hold_ms = u64::from(self.sc.mix.transfer_hold_minutes) * MS_PER_MINUTE;
+        let transfer = self.sc.mix.transfer_minutes;
+        let held = if needs_bed {
+            let op = Op::AllocateBed {
+                patient: self.patients[p].reference.clone(),
+                from_hospital: self.home_hospital_id(p),
+                specialty: specialty_of_referral.clone(),
+                urgency,
+                max_travel_minutes: 0,
+                min_tier: None,
+                ttl_ms: hold_ms.min(HOLD_TTL_MS_CAP),
+                channel: Channel::Referral,
+                referral: Some(referral),
+            };
+            self.push(at, op, Some(p))
+        } else {
+            let op = Op::AllocateSlot {
+                patient: self.patients[p].reference.clone(),
+                from_hospital: self.home_hospital_id(p),
+                specialty: specialty_of_referral.clone(),
+                urgency,
+                mode: Mode::InPerson,
+                window_start_ms: self.window.0,
+                window_end_ms: self.window.1,
+                max_travel_minutes: 0,
+                ttl_ms: 0,
+                channel: Channel::Referral,
+            };
+            self.push(at, op, Some(p))
+        };
+        let Some(held) = held else { return };
+        at += between(&mut self.rng, 10_000, 60_000);
         let op = Op::MatchReferral {
             referral,
+            bed_hold: needs_bed.then_some(held),
+            slot_hold: (!needs_bed).then_some(held),
             to_hospital: 0,
-            hold_ttl_ms: u64::from(hold_minutes) * MS_PER_MINUTE,
+            hold_ttl_ms: 0,
             max_travel_minutes: 0,
         };
         let Some(matched) = self.push(at, op, Some(p)) else {

@@ -547,6 +547,8 @@ async fn send(
         }
         Op::MatchReferral {
             referral,
+            bed_hold,
+            slot_hold,
             to_hospital,
             hold_ttl_ms,
             max_travel_minutes,
@@ -560,7 +562,8 @@ async fn send(
                     to_hospital_id: *to_hospital,
                     hold_ttl_ms: *hold_ttl_ms,
                     max_travel_minutes: *max_travel_minutes,
-                    ..Default::default()
+                    bed_hold_id: bed_hold.map_or(0, id),
+                    slot_hold_id: slot_hold.map_or(0, id),
                 })
                 .await?
                 .into_inner();
@@ -715,10 +718,10 @@ impl Shared {
                 Err(_) => return Err("DEADLINE_EXCEEDED/CLIENT_TIMEOUT".into()),
                 Ok(Ok(p)) => return Ok(p),
                 Ok(Err(s)) if retryable(&s) && attempt + 1 < n => {
-                    last = error_kind(&s);
+                    last = format!("{}|{}", error_kind(&s), s.message());
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Ok(Err(s)) => return Err(error_kind(&s)),
+                Ok(Err(s)) => return Err(format!("{}|{}", error_kind(&s), s.message())),
             }
         }
         Err(last)

@@ -112,6 +112,8 @@ pub struct ReplayResult {
     pub errors: BTreeMap<String, u64>,
     /// Errors by `op: kind`.
     pub errors_by_op: BTreeMap<String, u64>,
+    /// The first server message seen for each `op: kind`, to tell why.
+    pub error_examples: BTreeMap<String, String>,
     pub by_op: BTreeMap<String, OpSummary>,
     pub matching: Matching,
     pub occupancy: Vec<Occupancy>,
@@ -317,7 +319,11 @@ impl Collector {
                     }
                 }
             }
-            Err(kind) => {
+            Err(kind_and_message) => {
+                let (kind, message) = match kind_and_message.split_once('|') {
+                    Some((k, m)) => (k.to_string(), m.to_string()),
+                    None => (kind_and_message, String::new()),
+                };
                 if is_match && us.is_some() {
                     r.matching.attempted += 1;
                     r.matching.by_op.entry(name.to_string()).or_default().0 += 1;
@@ -331,7 +337,11 @@ impl Collector {
                         op.0.errors += 1;
                     }
                 }
-                *r.errors_by_op.entry(format!("{name}: {kind}")).or_default() += 1;
+                let key = format!("{name}: {kind}");
+                if !message.is_empty() {
+                    r.error_examples.entry(key.clone()).or_insert(message);
+                }
+                *r.errors_by_op.entry(key).or_default() += 1;
                 *r.errors.entry(kind).or_default() += 1;
             }
         }
@@ -545,9 +555,14 @@ pub fn html(r: &ReplayResult) -> String {
             s.latency.max_ms
         ));
     }
-    h.push_str("</table></section>\n<section id=\"error-table\"><h2>Errors by operation</h2><table><tr><th>op: kind</th><th>count</th></tr>\n");
+    h.push_str("</table></section>\n<section id=\"error-table\"><h2>Errors by operation</h2><table><tr><th>op: kind</th><th>count</th><th>first message</th></tr>\n");
     for (k, n) in &r.errors_by_op {
-        h.push_str(&format!("<tr><td>{}</td><td>{n}</td></tr>\n", esc(k)));
+        let why = r.error_examples.get(k).map_or("", String::as_str);
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{n}</td><td style=\"text-align:left\">{}</td></tr>\n",
+            esc(k),
+            esc(why)
+        ));
     }
     h.push_str("</table></section>\n</body></html>\n");
     h

@@ -230,10 +230,16 @@ pub enum Op {
         urgency: Urgency,
         specialty: String,
     },
-    /// Chooses a receiving hospital (`to_hospital` 0: the best) and holds capacity there.
-    /// `Referrals/MatchReferral`.
+    /// Attaches capacity held for the referral's patient (a bed hold and/or a slot hold,
+    /// usually `{"event": <the allocate_bed>}`) to a triaged referral; `to_hospital`,
+    /// `hold_ttl_ms`, `max_travel_minutes` 0 let the server choose (the current server
+    /// accepts only 0). `Referrals/MatchReferral`.
     MatchReferral {
         referral: Ref,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bed_hold: Option<Ref>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_hold: Option<Ref>,
         to_hospital: u32,
         hold_ttl_ms: u64,
         max_travel_minutes: u32,
@@ -297,8 +303,16 @@ impl Op {
                 vec![*consult]
             }
             Op::AcceptReferral { referral, hospital } => vec![*referral, *hospital],
+            Op::MatchReferral {
+                referral,
+                bed_hold,
+                slot_hold,
+                ..
+            } => std::iter::once(*referral)
+                .chain(*bed_hold)
+                .chain(*slot_hold)
+                .collect(),
             Op::TriageReferral { referral, .. }
-            | Op::MatchReferral { referral, .. }
             | Op::StartTransit { referral, .. }
             | Op::AdmitReferral { referral }
             | Op::CompleteReferral { referral, .. }
@@ -338,8 +352,21 @@ impl Op {
                 fix(referral);
                 fix(hospital);
             }
+            Op::MatchReferral {
+                referral,
+                bed_hold,
+                slot_hold,
+                ..
+            } => {
+                fix(referral);
+                if let Some(r) = bed_hold {
+                    fix(r);
+                }
+                if let Some(r) = slot_hold {
+                    fix(r);
+                }
+            }
             Op::TriageReferral { referral, .. }
-            | Op::MatchReferral { referral, .. }
             | Op::StartTransit { referral, .. }
             | Op::AdmitReferral { referral }
             | Op::CompleteReferral { referral, .. }
