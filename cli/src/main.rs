@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use ninety_cluster::runtime::{self, config::FileConfig};
 
 mod demo;
+mod ops;
 mod sim;
 mod sim_replay;
 
@@ -56,6 +57,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: sim::SimCmd,
     },
+    /// Operator commands: cluster, region and spot checks (see `ops`).
+    #[command(flatten)]
+    Ops(ops::OpsCmd),
 }
 
 /// Resolves on SIGTERM or ctrl-c.
@@ -134,6 +138,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             rt.block_on(demo::run(opts))?;
         }
         Cmd::Sim { cmd } => return Ok(sim::run(cmd)),
+        Cmd::Ops(cmd) => return Ok(ops::run(cmd)),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

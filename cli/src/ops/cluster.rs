@@ -1,0 +1,716 @@
+//! `ninety cluster ...`: write a new cluster's configs, show its status, change its
+//! membership and leadership, take snapshots.
+
+use super::table::{self, Table};
+use super::{commit_json, emit, request_id, short, with_id, Failure, Global};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use ninety_client::{pb, Client, Config};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub g: Global,
+    #[command(subcommand)]
+    pub cmd: ClusterCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Writes the config files of a new cluster (node1.toml ... nodeN.toml, founding voters
+    /// with init = true) and prints how to start each node. Nothing is contacted.
+    Init(InitArgs),
+    /// Every member: role, leader, term, commit and applied index, replication progress.
+    Status,
+    /// Adds a node as a learner, waits until it has caught up and promotes it to voter
+    /// (`--learner`: stop after adding). Start the node first, with init = false.
+    AddMember {
+        /// The new node's Raft id (never reuse the id of a node whose data was lost).
+        #[arg(long)]
+        id: u64,
+        /// Its address (host:port), as in its config's `listen`.
+        #[arg(long)]
+        addr: String,
+        /// Only add it as a learner (promote later with promote-member).
+        #[arg(long)]
+        learner: bool,
+        /// How long to wait for the learner to catch up before promoting it.
+        #[arg(long, default_value = "5m", value_parser = super::parse_duration_ms)]
+        catch_up: u64,
+        /// Idempotency key of the AddMember call; default: a fresh one, printed.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Makes a caught-up learner a voter.
+    PromoteMember {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Removes a member (voter or learner) from the cluster.
+    RemoveMember {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Hands leadership to another voter (default: the most up-to-date one).
+    TransferLeader {
+        /// The voter to lead next; 0 for any.
+        #[arg(long, default_value_t = 0)]
+        to: u64,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Makes nodes take a snapshot and compact their logs now (Admin.SnapshotNow): every
+    /// member, or only `--id`.
+    Snapshot {
+        /// Only this member.
+        #[arg(long)]
+        id: Option<u64>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Nodes in the new cluster (founding voters): 1, 3 or 5 make sense.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes_count: u64,
+    /// Directory for the config files; data directories default to DIR/nodeN.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Host every node listens on (loopback: a local cluster).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of node 1; node N listens on base-port + N - 1.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+    /// Explicit addresses instead of host/base-port, one per node (multi-host clusters).
+    #[arg(long, value_delimiter = ',')]
+    pub addrs: Vec<String>,
+    /// Where each node keeps its data: DATA_ROOT/N (default DIR/nodeN).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// The region loaded through the log on first start: gba, test, or a region JSON path.
+    #[arg(long, default_value = "gba")]
+    pub region: String,
+    /// Extra ids to list in the address book for nodes added later (e.g. 4,5).
+    #[arg(long, value_delimiter = ',')]
+    pub spare_ids: Vec<u64>,
+    /// Overwrite existing config files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
+    let g = &a.g;
+    match a.cmd {
+        ClusterCmd::Init(i) => init(g, i),
+        ClusterCmd::Status => status(g).await,
+        ClusterCmd::AddMember {
+            id,
+            addr,
+            learner,
+            catch_up,
+            request_id: rid,
+        } => add_member(g, id, addr, learner, catch_up, rid).await,
+        ClusterCmd::PromoteMember {
+            id,
+            request_id: rid,
+        } => {
+            let client = g.client()?;
+            let rid = request_id(&rid);
+            let r = client
+                .promote_member(pb::PromoteMemberRequest {
+                    request_id: rid.clone(),
+                    node_id: id,
+                })
+                .await
+                .map_err(with_id(&rid))?;
+            print_membership(g, &format!("node {id} promoted to voter"), &r, &rid);
+            Ok(())
+        }
+        ClusterCmd::RemoveMember {
+            id,
+            request_id: rid,
+        } => {
+            let client = g.client()?;
+            let rid = request_id(&rid);
+            let r = client
+                .remove_member(pb::RemoveMemberRequest {
+                    request_id: rid.clone(),
+                    node_id: id,
+                })
+                .await
+                .map_err(with_id(&rid))?;
+            print_membership(g, &format!("node {id} removed"), &r, &rid);
+            Ok(())
+        }
+        ClusterCmd::TransferLeader {
+            to,
+            request_id: rid,
+        } => {
+            let client = g.client()?;
+            let rid = request_id(&rid);
+            let r = client
+                .transfer_leader(pb::TransferLeaderRequest {
+                    request_id: rid.clone(),
+                    to_node_id: to,
+                })
+                .await
+                .map_err(with_id(&rid))?;
+            let moved = to == 0 || r.leader_id == to;
+            let human = table::record(&[
+                ("leader", r.leader_id.to_string()),
+                ("term", r.term.to_string()),
+                (
+                    "transferred",
+                    if moved {
+                        "yes"
+                    } else {
+                        "not (yet): check cluster status"
+                    }
+                    .into(),
+                ),
+                ("request id", rid.clone()),
+            ]);
+            emit(
+                g,
+                json!({ "request_id": rid, "leader_id": r.leader_id, "term": r.term, "transferred": moved }),
+                human,
+            );
+            Ok(())
+        }
+        ClusterCmd::Snapshot { id } => snapshot(g, id).await,
+    }
+}
+
+fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
+    let n = a.nodes_count;
+    let addrs: Vec<String> = if a.addrs.is_empty() {
+        (0..n)
+            .map(|i| {
+                let port = u64::from(a.base_port) + i;
+                u16::try_from(port)
+                    .map(|p| format!("{}:{p}", a.host))
+                    .map_err(|_| {
+                        Failure::Usage(format!("--base-port: port {port} is out of range"))
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        if a.addrs.len() as u64 != n {
+            return Err(Failure::Usage(format!(
+                "--addrs lists {} addresses for {n} nodes (--nodes-count)",
+                a.addrs.len()
+            )));
+        }
+        a.addrs.clone()
+    };
+    for addr in &addrs {
+        addr.parse::<std::net::SocketAddr>().map_err(|_| {
+            Failure::Usage(format!(
+                "{addr:?} is not an IP:port a node can listen on (a node's `listen` must be a socket address)"
+            ))
+        })?;
+    }
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let dir = absolute(&a.dir)?;
+    let data_root = match &a.data_root {
+        Some(d) => absolute(d)?,
+        None => dir.clone(),
+    };
+    let region = if matches!(a.region.as_str(), "gba" | "test") {
+        a.region.clone()
+    } else {
+        let p = Path::new(&a.region);
+        if !p.exists() {
+            return Err(Failure::Usage(format!("--region: no file {}", p.display())));
+        }
+        absolute(p)?.display().to_string()
+    };
+    let mut book: Vec<(u64, String)> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64 + 1, a.clone()))
+        .collect();
+    for spare in &a.spare_ids {
+        if *spare <= n {
+            return Err(Failure::Usage(format!(
+                "--spare-ids: {spare} is a founding node's id"
+            )));
+        }
+        let port = u64::from(a.base_port) + spare - 1;
+        book.push((*spare, format!("{}:{port}", a.host)));
+    }
+    let voters: Vec<u64> = (1..=n).collect();
+    let mut files = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let path = dir.join(format!("node{id}.toml"));
+        if path.exists() && !a.force {
+            return Err(Failure::Usage(format!(
+                "{} exists (use --force to overwrite)",
+                path.display()
+            )));
+        }
+        let data = if a.data_root.is_some() {
+            data_root.join(id.to_string())
+        } else {
+            data_root.join(format!("node{id}"))
+        };
+        let mut text = format!(
+            "# Node {id} of a {n}-node ninety cluster, written by `ninety cluster init`.\n\
+             # Start it with: ninety node --config {}\n\
+             id = {id}\n\
+             listen = \"{addr}\"\n\
+             data_dir = \"{}\"\n\
+             region = \"{region}\"\n\
+             # Founding voter: bootstraps an empty data dir; ignored once data exists.\n\
+             init = true\n\
+             initial_voters = {voters:?}\n\
+             fault_injection = false\n\n[peers]\n",
+            path.display(),
+            data.display(),
+        );
+        for (pid, paddr) in &book {
+            text.push_str(&format!("\"{pid}\" = \"{paddr}\"\n"));
+        }
+        ninety_cluster::runtime::config::FileConfig::parse(&text)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("generated config is invalid: {e}")))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        files.push(json!({ "id": id, "config": path, "listen": addr, "data_dir": data }));
+    }
+    let nodes = addrs.join(",");
+    let mut human = format!(
+        "wrote the configs of a {n}-node cluster (region {region}) to {}\n\nstart each node (one terminal or service each):\n",
+        dir.display()
+    );
+    for f in &files {
+        human.push_str(&format!(
+            "  ninety node --config {}\n",
+            f["config"].as_str().unwrap_or_default()
+        ));
+    }
+    human.push_str(&format!(
+        "\nthen watch it come up (a leader, then the region loaded through the log):\n  \
+         ninety cluster status --nodes {nodes}\n  export NINETY_NODES={nodes}\n"
+    ));
+    if !a.spare_ids.is_empty() {
+        human.push_str(&format!(
+            "\nids {:?} are in the address book for later: give such a node a config with init = false,\nstart it, then `ninety cluster add-member --id ID --addr HOST:PORT`\n",
+            a.spare_ids
+        ));
+    }
+    emit(
+        g,
+        json!({ "nodes": files, "region": region, "client_nodes": nodes }),
+        human,
+    );
+    Ok(())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, Failure> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let cwd = std::env::current_dir().context("current directory")?;
+    Ok(cwd.join(p))
+}
+
+/// A client of one node only: one attempt, short timeouts (for per-node status).
+fn one_node(addr: &str) -> Option<Client> {
+    Client::new(
+        &[addr],
+        Config {
+            attempt_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(2),
+            max_attempts: 1,
+            connect_timeout: Duration::from_secs(1),
+            ..Config::default()
+        },
+    )
+    .ok()
+}
+
+async fn status_of(addr: String) -> Result<pb::ClusterStatusResponse, String> {
+    let Some(c) = one_node(&addr) else {
+        return Err(format!("bad address {addr}"));
+    };
+    c.cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .map_err(|s| format!("{}: {}", super::code_name(s.code()), s.message()))
+}
+
+fn role_name(r: pb::MemberRole) -> String {
+    short(r.as_str_name(), "MEMBER_ROLE_")
+}
+
+async fn status(g: &Global) -> Result<(), Failure> {
+    let client = g.client()?;
+    let first = client.cluster_status(pb::ClusterStatusRequest {}).await?;
+    // Every member answers for itself; the leader's answer carries replication progress.
+    let mut views = Vec::new();
+    let mut tasks = Vec::new();
+    for m in &first.members {
+        tasks.push((m.node_id, tokio::spawn(status_of(m.address.clone()))));
+    }
+    for (id, t) in tasks {
+        let r = t
+            .await
+            .unwrap_or_else(|e| Err(format!("status task failed: {e}")));
+        views.push((id, r));
+    }
+    let leader_id = views
+        .iter()
+        .filter_map(|(id, r)| {
+            r.as_ref()
+                .ok()
+                .filter(|s| s.leader_id == *id)
+                .map(|s| (*id, s.term))
+        })
+        .max_by_key(|(_, term)| *term)
+        .map(|(id, _)| id)
+        .unwrap_or(first.leader_id);
+    let leader_view = views
+        .iter()
+        .find(|(id, _)| *id == leader_id)
+        .and_then(|(_, r)| r.as_ref().ok())
+        .cloned();
+    let members = leader_view
+        .as_ref()
+        .map(|l| l.members.clone())
+        .unwrap_or_else(|| first.members.clone());
+    let leader_applied = leader_view.as_ref().map(|l| l.applied_index).unwrap_or(0);
+    let mut t = Table::new(&[
+        "id",
+        "address",
+        "role",
+        "state",
+        "term",
+        "commit",
+        "applied",
+        "behind",
+        "match",
+        "state hash",
+    ]);
+    let mut list = Vec::new();
+    for m in &members {
+        let view: Result<&pb::ClusterStatusResponse, String> = match views
+            .iter()
+            .find(|(id, _)| *id == m.node_id)
+            .map(|(_, r)| r)
+        {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("not asked: a newer member than the first answer knew".into()),
+        };
+        let role = role_name(m.role());
+        match view {
+            Ok(s) => {
+                let state = if m.node_id == leader_id {
+                    "leader"
+                } else if m.role() == pb::MemberRole::Learner {
+                    "learner"
+                } else {
+                    "follower"
+                };
+                let behind = leader_applied.saturating_sub(s.applied_index);
+                t.row(vec![
+                    m.node_id.to_string(),
+                    m.address.clone(),
+                    role.clone(),
+                    state.into(),
+                    s.term.to_string(),
+                    s.commit_index.to_string(),
+                    s.applied_index.to_string(),
+                    behind.to_string(),
+                    if m.match_index == 0 {
+                        "-".into()
+                    } else {
+                        m.match_index.to_string()
+                    },
+                    table::short_hex(&s.state_hash),
+                ]);
+                list.push(json!({
+                    "node_id": m.node_id,
+                    "address": m.address,
+                    "role": m.role().as_str_name(),
+                    "state": state,
+                    "leader": m.node_id == leader_id,
+                    "reachable": true,
+                    "term": s.term,
+                    "commit_index": s.commit_index,
+                    "applied_index": s.applied_index,
+                    "behind_leader": behind,
+                    "match_index": m.match_index,
+                    "leader_seen": s.leader_id,
+                    "state_hash": table::hex(&s.state_hash),
+                    "applied_log_time_ms": s.applied_log_time_ms,
+                }));
+            }
+            Err(e) => {
+                t.row(vec![
+                    m.node_id.to_string(),
+                    m.address.clone(),
+                    role,
+                    "unreachable".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    if m.match_index == 0 {
+                        "-".into()
+                    } else {
+                        m.match_index.to_string()
+                    },
+                    "-".into(),
+                ]);
+                list.push(json!({
+                    "node_id": m.node_id,
+                    "address": m.address,
+                    "role": m.role().as_str_name(),
+                    "state": "unreachable",
+                    "leader": false,
+                    "reachable": false,
+                    "match_index": m.match_index,
+                    "error": e,
+                }));
+            }
+        }
+    }
+    let term = leader_view.as_ref().map(|l| l.term).unwrap_or(first.term);
+    let log_time = leader_view
+        .as_ref()
+        .map(|l| l.applied_log_time_ms)
+        .unwrap_or(first.applied_log_time_ms);
+    let leader_txt = if leader_id == 0 {
+        "none (election in progress or no quorum)".to_string()
+    } else {
+        format!("{leader_id} (term {term})")
+    };
+    let human = format!(
+        "leader: {leader_txt}; {} members; log time {}\n{}",
+        members.len(),
+        table::utc(log_time),
+        t.render()
+    );
+    emit(
+        g,
+        json!({
+            "leader_id": leader_id,
+            "term": term,
+            "answered_by": first.node_id,
+            "applied_log_time_ms": log_time,
+            "members": list,
+        }),
+        human,
+    );
+    Ok(())
+}
+
+fn members_json(ms: &[pb::Member]) -> Value {
+    Value::Array(
+        ms.iter()
+            .map(|m| {
+                json!({
+                    "node_id": m.node_id,
+                    "address": m.address,
+                    "role": m.role().as_str_name(),
+                    "leader": m.leader,
+                    "reachable": m.reachable,
+                    "match_index": m.match_index,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn members_table(ms: &[pb::Member]) -> String {
+    let mut t = Table::new(&["id", "address", "role", "leader", "reachable"]);
+    for m in ms {
+        t.row(vec![
+            m.node_id.to_string(),
+            m.address.clone(),
+            role_name(m.role()),
+            if m.leader { "yes" } else { "" }.into(),
+            if m.reachable { "yes" } else { "no" }.into(),
+        ]);
+    }
+    t.render()
+}
+
+fn print_membership(g: &Global, what: &str, r: &pb::MembershipResponse, rid: &str) {
+    let log_index = r.commit.as_ref().map(|c| c.log_index).unwrap_or(0);
+    let human = format!(
+        "{what} (log index {log_index}, request id {rid})\n{}",
+        members_table(&r.members)
+    );
+    emit(
+        g,
+        json!({ "request_id": rid, "members": members_json(&r.members), "commit": commit_json(&r.commit) }),
+        human,
+    );
+}
+
+async fn add_member(
+    g: &Global,
+    id: u64,
+    addr: String,
+    learner: bool,
+    catch_up_ms: u64,
+    rid: Option<String>,
+) -> Result<(), Failure> {
+    let client = g.client()?;
+    let rid = request_id(&rid);
+    let added = client
+        .add_member(pb::AddMemberRequest {
+            request_id: rid.clone(),
+            node_id: id,
+            address: addr.clone(),
+        })
+        .await
+        .map_err(with_id(&rid))?;
+    if learner {
+        print_membership(g, &format!("node {id} added as a learner"), &added, &rid);
+        return Ok(());
+    }
+    if !g.json {
+        println!("node {id} added as a learner (request id {rid}); waiting for it to catch up...");
+    }
+    // Caught up: the new node has applied what the leader had committed when we looked.
+    let deadline = Instant::now() + Duration::from_millis(catch_up_ms);
+    let target = client
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await?
+        .commit_index;
+    loop {
+        if let Ok(s) = status_of(addr.clone()).await {
+            if s.applied_index >= target {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "node {id} did not catch up to index {target} within {} s; it stays a learner \
+                 (check it runs and reaches the leader, then `ninety cluster promote-member --id {id}`)",
+                catch_up_ms / 1000
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let prid = ninety_client::new_request_id();
+    let promoted = client
+        .promote_member(pb::PromoteMemberRequest {
+            request_id: prid.clone(),
+            node_id: id,
+        })
+        .await
+        .map_err(with_id(&prid))?;
+    let human = format!(
+        "node {id} caught up (index {target}) and was promoted to voter (request ids: add {rid}, promote {prid})\n{}",
+        members_table(&promoted.members)
+    );
+    emit(
+        g,
+        json!({
+            "request_id": rid,
+            "promote_request_id": prid,
+            "caught_up_to": target,
+            "members": members_json(&promoted.members),
+            "commit": commit_json(&promoted.commit),
+        }),
+        human,
+    );
+    Ok(())
+}
+
+async fn snapshot(g: &Global, only: Option<u64>) -> Result<(), Failure> {
+    let client = g.client()?;
+    let st = client.cluster_status(pb::ClusterStatusRequest {}).await?;
+    let targets: Vec<(u64, String)> = st
+        .members
+        .iter()
+        .filter(|m| only.is_none_or(|id| id == m.node_id))
+        .map(|m| (m.node_id, m.address.clone()))
+        .collect();
+    if targets.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--id {}: not a member",
+            only.unwrap_or_default()
+        )));
+    }
+    let mut t = Table::new(&[
+        "id",
+        "address",
+        "snapshot index",
+        "term",
+        "bytes",
+        "state hash",
+    ]);
+    let mut list = Vec::new();
+    let mut failed = None;
+    for (id, addr) in targets {
+        let rid = ninety_client::new_request_id();
+        let c = Client::new(
+            &[addr.as_str()],
+            Config {
+                max_attempts: 1,
+                total_timeout: Duration::from_secs(g.timeout.max(1)),
+                attempt_timeout: Duration::from_secs(g.timeout.max(1)),
+                ..Config::default()
+            },
+        )
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+        match c
+            .snapshot_now(pb::SnapshotNowRequest {
+                request_id: rid.clone(),
+            })
+            .await
+        {
+            Ok(s) => {
+                t.row(vec![
+                    id.to_string(),
+                    addr.clone(),
+                    s.snapshot_index.to_string(),
+                    s.snapshot_term.to_string(),
+                    s.snapshot_bytes.to_string(),
+                    table::short_hex(&s.state_hash),
+                ]);
+                list.push(json!({
+                    "node_id": id,
+                    "address": addr,
+                    "snapshot_index": s.snapshot_index,
+                    "snapshot_term": s.snapshot_term,
+                    "snapshot_bytes": s.snapshot_bytes,
+                    "state_hash": table::hex(&s.state_hash),
+                }));
+            }
+            Err(s) => {
+                let msg = format!("{}: {}", super::code_name(s.code()), s.message());
+                t.row(vec![
+                    id.to_string(),
+                    addr.clone(),
+                    "failed".into(),
+                    "-".into(),
+                    "-".into(),
+                    msg.clone(),
+                ]);
+                list.push(json!({ "node_id": id, "address": addr, "error": msg }));
+                failed.get_or_insert(s);
+            }
+        }
+    }
+    emit(g, json!({ "snapshots": list }), t.render());
+    match failed {
+        Some(s) => Err(Failure::Status {
+            status: s,
+            request_id: None,
+        }),
+        None => Ok(()),
+    }
+}
