@@ -4,6 +4,7 @@
 //! One test binary, one module per scenario; the clusters run one at a time (`SERIAL`) and
 //! every test is bounded by `TEST_TIMEOUT`.
 
+mod api;
 mod demo;
 mod harness;
 mod kill_leader;
