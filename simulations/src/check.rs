@@ -15,12 +15,19 @@
 //!   acknowledgement (real-time order);
 //! * every acknowledged operation is durable and visible after recovery: each final replica
 //!   has applied past it, and each final replica's state hash equals the replay's hash at
-//!   its applied index; created holds, seats and consultations exist on every final replica.
+//!   its applied index; created holds, seats and consultations (allocated ones included)
+//!   exist on every final replica;
+//! * every linearizable read is explained by that sequential execution within real time:
+//!   its answer equals the replay's answer to the same query at some log index `i` with
+//!   `after_index <= i <= before_index`, where `after_index` is the highest index
+//!   acknowledged to any client before the read was invoked (so every write acknowledged
+//!   before the read began is visible to it) and `before_index` the highest index any
+//!   replica had applied when the answer arrived (so it saw nothing from the future).
 
 use crate::machine::Recorder;
-use ninety_cluster::engine_sm::{Applied, EngineMachine};
+use ninety_cluster::engine_sm::{decode_query_result, Applied, EngineMachine, Query};
 use ninety_cluster::{ApplyContext, StateMachine};
-use ninety_engine::{Engine, Reply, Request, RequestId};
+use ninety_engine::{BedId, Command, Engine, HoldId, Reply, Request, RequestId, SlotId, WardId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One acknowledged reply as a client received it.
@@ -34,6 +41,163 @@ pub struct Ack {
     pub acked_us: u64,
 }
 
+/// One answered linearizable read as a client received it.
+#[derive(Debug, Clone)]
+pub struct ReadObs {
+    /// The encoded `engine_sm::Query`.
+    pub query: Vec<u8>,
+    /// The encoded answer.
+    pub result: Vec<u8>,
+    /// The read index the node reported.
+    pub read_index: u64,
+    /// Highest index acknowledged to any client when the read was invoked.
+    pub after_index: u64,
+    /// Highest index applied by any replica when the answer arrived.
+    pub before_index: u64,
+    pub invoked_us: u64,
+    pub acked_us: u64,
+}
+
+/// Matches reads against the replay's states: the state after applying the log through
+/// index `a` stands for every index in `[a, b]` (no entry in between changes the engine).
+struct ReadCheck<'r> {
+    reads: &'r [ReadObs],
+    /// Read positions by `after_index`.
+    order: Vec<usize>,
+    next: usize,
+    /// Reads whose window has begun, not yet explained: (position, answer at `after_index`).
+    active: Vec<(usize, Vec<u8>)>,
+}
+
+impl<'r> ReadCheck<'r> {
+    fn new(reads: &'r [ReadObs]) -> Self {
+        let mut order: Vec<usize> = (0..reads.len()).collect();
+        order.sort_by_key(|&i| reads[i].after_index);
+        ReadCheck {
+            reads,
+            order,
+            next: 0,
+            active: Vec::new(),
+        }
+    }
+
+    /// `reference` is the state at every index in `[a, b]`.
+    fn state(&mut self, reference: &EngineMachine, a: u64, b: u64, out: &mut Vec<String>) {
+        while let Some(&i) = self.order.get(self.next) {
+            if self.reads[i].after_index > b {
+                break;
+            }
+            self.next += 1;
+            self.active.push((i, Vec::new()));
+        }
+        let reads = self.reads;
+        self.active.retain_mut(|(i, first)| {
+            let r = &reads[*i];
+            if r.before_index < a {
+                out.push(describe_stale(r, first));
+                return false;
+            }
+            let answer = reference.query(&r.query);
+            let explained = answer == r.result;
+            if first.is_empty() {
+                *first = answer;
+            }
+            !explained
+        });
+    }
+
+    fn finish(&mut self, out: &mut Vec<String>) {
+        for (i, first) in std::mem::take(&mut self.active) {
+            out.push(describe_stale(&self.reads[i], &first));
+        }
+    }
+}
+
+fn describe_stale(r: &ReadObs, expected: &[u8]) -> String {
+    let q = postcard::from_bytes::<Query>(&r.query)
+        .map_or_else(|e| e.to_string(), |q| format!("{q:?}"));
+    let got = decode_query_result(&r.result).map_or_else(|e| e, |x| format!("{x:?}"));
+    let want = decode_query_result(expected).map_or_else(|e| e, |x| format!("{x:?}"));
+    format!(
+        "read {q} (invoked at {} µs, answered at {} µs, read index {}) is not linearizable: \
+         its answer matches no state between index {} (acknowledged before it began) and {} \
+         (applied when it returned): got {got}, at index {} the answer was {want}",
+        r.invoked_us, r.acked_us, r.read_index, r.after_index, r.before_index, r.after_index
+    )
+}
+
+/// What one successful reply placed: a bed hold (with its bed and ward) or a seat (with
+/// its slot), checked against the engine after the entry.
+enum Placed {
+    Bed(HoldId, BedId, WardId),
+    Seat(HoldId, SlotId),
+}
+
+/// Tracks, inside one entry, which bed each hold placed in it was given: a bed given to a
+/// second hold while the first still has it (not released or discharged in between) is
+/// a double give the end-of-entry invariants would not see if the first hold were
+/// released later in the same entry. Covers `HoldBed` and `AllocateBed` alike.
+fn give(
+    index: u64,
+    command: &Command,
+    outcome: &ninety_engine::Outcome,
+    given: &mut BTreeMap<BedId, HoldId>,
+    placed: &mut Vec<Placed>,
+    out: &mut Vec<String>,
+) {
+    match (command, outcome) {
+        (
+            _,
+            Ok(
+                Reply::BedHeld {
+                    hold, bed, ward, ..
+                }
+                | Reply::BedAllocated {
+                    hold, bed, ward, ..
+                },
+            ),
+        ) => {
+            if let Some(prev) = given.insert(*bed, *hold) {
+                out.push(format!(
+                    "bed {bed} given twice in entry {index}: to hold {prev}, then to hold {hold}"
+                ));
+            }
+            placed.push(Placed::Bed(*hold, *bed, *ward));
+        }
+        (_, Ok(Reply::SlotHeld { hold, slot, .. } | Reply::SlotAllocated { hold, slot, .. })) => {
+            placed.push(Placed::Seat(*hold, *slot))
+        }
+        (Command::ReleaseHold { hold }, Ok(_)) => given.retain(|_, h| h != hold),
+        (Command::Discharge { bed }, Ok(_)) => {
+            given.remove(bed);
+        }
+        _ => {}
+    }
+}
+
+/// Every hold or seat a reply placed in entry `index` is recorded by the engine on the bed
+/// (in the ward) or slot the reply named: an allocation answers what it holds.
+fn check_placed(engine: &Engine, index: u64, placed: &[Placed], out: &mut Vec<String>) {
+    for p in placed {
+        let ok = match *p {
+            Placed::Bed(hold, bed, ward) => {
+                engine
+                    .beds()
+                    .hold(hold)
+                    .is_some_and(|h| h.bed == bed && h.ward == ward)
+                    && engine.beds().bed(bed).is_some_and(|b| b.ward == ward)
+            }
+            Placed::Seat(hold, slot) => engine.slots().seat(hold).is_some_and(|s| s.slot == slot),
+        };
+        if !ok {
+            let (Placed::Bed(hold, ..) | Placed::Seat(hold, ..)) = p;
+            out.push(format!(
+                "entry {index}: hold {hold} is not where its reply placed it"
+            ));
+        }
+    }
+}
+
 /// A replica at the end of the run.
 pub struct Replica<'a> {
     pub node: u64,
@@ -42,8 +206,17 @@ pub struct Replica<'a> {
 }
 
 /// Checks the history; returns the violations found.
-pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<String> {
+pub fn history(
+    rec: &Recorder,
+    acks: &[Ack],
+    reads: &[ReadObs],
+    finals: &[Replica<'_>],
+) -> Vec<String> {
     let mut out = Vec::new();
+    let mut read_check = ReadCheck::new(reads);
+    let mut state_from = 0;
+    let mut given = BTreeMap::new();
+    let mut placed = Vec::new();
     let acked_at: BTreeSet<u64> = acks.iter().map(|a| a.index).collect();
     let final_at: BTreeSet<u64> = finals.iter().map(|r| r.applied_index).collect();
     let mut reference = EngineMachine::new();
@@ -54,6 +227,8 @@ pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<Stri
         hashes.insert(0, reference.state_hash());
     }
     for (&index, batch) in &rec.log {
+        read_check.state(&reference, state_from, index.saturating_sub(1), &mut out);
+        state_from = index;
         let ctx = ApplyContext {
             index,
             term: batch.term,
@@ -61,6 +236,8 @@ pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<Stri
         };
         let cmds: Vec<&[u8]> = batch.commands.iter().map(Vec::as_slice).collect();
         let outcomes = reference.apply(&ctx, &cmds);
+        given.clear();
+        placed.clear();
         for (cmd, outcome) in batch.commands.iter().zip(&outcomes) {
             let (Ok(req), Ok(applied)) = (
                 postcard::from_bytes::<Request>(cmd),
@@ -70,6 +247,16 @@ pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<Stri
             };
             // Refusals change nothing and are not remembered (engine `dedup`): a retry of a
             // refused request is evaluated again. Only successes must happen once.
+            if !applied.replayed {
+                give(
+                    index,
+                    &req.command,
+                    &applied.outcome,
+                    &mut given,
+                    &mut placed,
+                    &mut out,
+                );
+            }
             if !applied.replayed && applied.outcome.is_ok() {
                 if first_answer.contains_key(&req.id) {
                     out.push(format!("request {:?} was executed twice", req.id));
@@ -80,6 +267,7 @@ pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<Stri
                 answers.entry((index, req.id)).or_default().push(applied);
             }
         }
+        check_placed(reference.engine(), index, &placed, &mut out);
         if final_at.contains(&index) {
             hashes.insert(index, reference.state_hash());
         }
@@ -87,6 +275,8 @@ pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<Stri
             return out;
         }
     }
+    read_check.state(&reference, state_from, u64::MAX, &mut out);
+    read_check.finish(&mut out);
     let max_acked = acks.iter().map(|a| a.index).max().unwrap_or(0);
     for a in acks {
         match answers.get(&(a.index, a.request)) {
@@ -137,8 +327,12 @@ pub fn history(rec: &Recorder, acks: &[Ack], finals: &[Replica<'_>]) -> Vec<Stri
         }
         for a in acks {
             let missing = match &a.applied.outcome {
-                Ok(Reply::BedHeld { hold, .. }) => r.engine.beds().hold(*hold).is_none(),
-                Ok(Reply::SlotHeld { hold, .. }) => r.engine.slots().seat(*hold).is_none(),
+                Ok(Reply::BedHeld { hold, .. } | Reply::BedAllocated { hold, .. }) => {
+                    r.engine.beds().hold(*hold).is_none()
+                }
+                Ok(Reply::SlotHeld { hold, .. } | Reply::SlotAllocated { hold, .. }) => {
+                    r.engine.slots().seat(*hold).is_none()
+                }
                 Ok(Reply::ConsultHeld { consult, .. }) => {
                     r.engine.slots().consult(*consult).is_none()
                 }

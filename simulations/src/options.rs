@@ -14,12 +14,18 @@ pub struct Bugs {
     pub apply_twice: bool,
     /// The state machine runs on the node's local clock instead of the log time.
     pub local_clock_time: bool,
+    /// Reads are answered at once from the receiving node's local state (leader, follower,
+    /// learner or a deposed leader alike), without ReadIndex: possibly stale.
+    pub stale_reads: bool,
 }
 
 impl Bugs {
     /// Whether any bug is switched on.
     pub fn any(&self) -> bool {
-        self.store_ack_before_durable || self.apply_twice || self.local_clock_time
+        self.store_ack_before_durable
+            || self.apply_twice
+            || self.local_clock_time
+            || self.stale_reads
     }
 }
 

@@ -16,11 +16,16 @@ pub const SLOTS_PER_DOCTOR: u64 = 8;
 #[derive(Clone, Debug)]
 pub struct RegionInfo {
     pub wards: Vec<WardId>,
+    /// `ward_hospitals[i]`: the hospital of `wards[i]`.
+    pub ward_hospitals: Vec<HospitalId>,
+    pub hospitals: Vec<HospitalId>,
     pub beds: Vec<BedId>,
     /// `slots[d][k]`: doctor `d`'s `k`-th slot (same start time `k` for every doctor).
     pub slots: Vec<Vec<SlotId>>,
     /// Which `k` are remote (joint consultations need remote slots at one time).
     pub remote_k: Vec<usize>,
+    /// From the first slot's start to the last slot's start (allocation queries).
+    pub slot_window: (LogTime, LogTime),
 }
 
 fn hospital(id: u32, tier: Tier) -> Hospital {
@@ -123,6 +128,8 @@ pub fn info(first_start: LogTime, at: LogTime) -> Result<RegionInfo, String> {
     let engine: Engine = ninety_engine::load(&region_file(), &schedules(first_start), at)
         .map_err(|e| format!("region does not load: {e}"))?;
     let wards = engine.beds().wards().map(|w| w.id).collect();
+    let ward_hospitals = engine.beds().wards().map(|w| w.hospital).collect();
+    let hospitals = engine.hospitals().map(|h| h.id).collect();
     let beds = (1..engine.counters().next_bed)
         .map(BedId)
         .filter(|b| engine.beds().bed(*b).is_some())
@@ -136,8 +143,14 @@ pub fn info(first_start: LogTime, at: LogTime) -> Result<RegionInfo, String> {
     }
     Ok(RegionInfo {
         wards,
+        ward_hospitals,
+        hospitals,
         beds,
         slots,
         remote_k: (0..SLOTS_PER_DOCTOR as usize).step_by(2).collect(),
+        slot_window: (
+            first_start,
+            first_start.plus_ms(SLOTS_PER_DOCTOR * 15 * MS_PER_MINUTE),
+        ),
     })
 }

@@ -9,19 +9,19 @@
 //! replaced; every client must then get answers and all replicas converge within
 //! `Options::liveness_budget_ms`). Then the history is checked (see `check`).
 
-use crate::check::{self, Ack};
+use crate::check::{self, Ack, ReadObs};
 use crate::disk::{Disk, DiskHandle, SimStore};
 use crate::machine::{Recorder, RecorderHandle, SimMachine};
 use crate::options::{Faults, Options};
 use crate::region::{self, RegionInfo};
 use crate::rng::Rng;
-use crate::workload::{self, Owned};
+use crate::workload::{self, ClientOp, Owned};
 use ninety_cluster::engine_sm::EngineMachine;
-use ninety_cluster::engine_sm::{decode_applied, encode_request};
+use ninety_cluster::engine_sm::{decode_applied, encode_query, encode_request, Query};
 use ninety_cluster::eraftpb::Message;
 use ninety_cluster::node::{bootstrap, MembershipChange};
 use ninety_cluster::test_support::discard_logger;
-use ninety_cluster::{Clock, Input, Node, NodeConfig, Reply, RequestError};
+use ninety_cluster::{Clock, Input, Node, NodeConfig, Reply, RequestError, StateMachine};
 use ninety_engine::{LogTime, Request, RequestId, BOOTSTRAP_REQUEST_BASE};
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -49,6 +49,11 @@ pub struct Stats {
     pub ops_refused: u64,
     pub ops_failed: u64,
     pub ops_gave_up: u64,
+    /// Of the acknowledged operations: allocations (`AllocateBed`/`AllocateSlot`) that
+    /// placed a hold.
+    pub allocations: u64,
+    /// Linearizable reads answered (each checked against the history).
+    pub reads: u64,
     pub retries: u64,
     pub events: u64,
     pub sim_ms: u64,
@@ -141,7 +146,14 @@ impl SimNode {
 }
 
 struct Op {
-    request: Request,
+    /// The engine request id (writes) or a read's own id (reads; never in the log).
+    id: RequestId,
+    /// A write: the request for the log.
+    write: Option<Request>,
+    /// A read: what it asks (`bytes` is its encoding).
+    read: Option<Query>,
+    /// Reads: the highest log index acknowledged to any client when the read was invoked.
+    after_index: u64,
     bytes: Vec<u8>,
     invoked_us: u64,
     attempts: u32,
@@ -181,6 +193,7 @@ enum Event {
         node: u64,
         id: u64,
         bytes: Vec<u8>,
+        read: bool,
     },
     ClientReply {
         id: u64,
@@ -246,6 +259,9 @@ pub struct Sim {
     routes: BTreeMap<u64, (usize, RequestId)>,
     next_req: u64,
     acks: Vec<Ack>,
+    reads: Vec<ReadObs>,
+    /// The highest log index acknowledged to any client so far.
+    max_acked_index: u64,
     phase: Phase,
     phase_started_us: u64,
     ops_done: u64,
@@ -282,6 +298,8 @@ impl Sim {
             routes: BTreeMap::new(),
             next_req: 1,
             acks: Vec::new(),
+            reads: Vec::new(),
+            max_acked_index: 0,
             phase: Phase::Setup,
             phase_started_us: 0,
             ops_done: 0,
@@ -575,8 +593,23 @@ impl Sim {
                 self.step(node, Input::Tick);
             }
             Event::ClientNext { client } => self.client_next(client),
-            Event::ClientArrive { node, id, bytes } => {
-                self.step(node, Input::Propose { id, command: bytes })
+            Event::ClientArrive {
+                node,
+                id,
+                bytes,
+                read: false,
+            } => self.step(node, Input::Propose { id, command: bytes }),
+            Event::ClientArrive {
+                node,
+                id,
+                bytes,
+                read: true,
+            } => {
+                if self.opts.bugs.stale_reads {
+                    self.stale_read(node, id, &bytes);
+                } else {
+                    self.step(node, Input::Read { id, query: bytes });
+                }
             }
             Event::ClientReply { id, result } => self.client_reply(id, result),
             Event::ClientTimeout { client, attempt } => {
@@ -837,17 +870,17 @@ impl Sim {
         if c.current.is_some() {
             return;
         }
-        let request = if let Some(admin) = c.admin.as_mut() {
+        let op = if let Some(admin) = c.admin.as_mut() {
             if admin.is_empty() {
                 c.admin = None;
                 return;
             }
             let command = admin.remove(0);
             c.seq += 1;
-            Request {
-                id: RequestId(BOOTSTRAP_REQUEST_BASE + u128::from(c.seq)),
-                command,
-            }
+            (
+                RequestId(BOOTSTRAP_REQUEST_BASE + u128::from(c.seq)),
+                ClientOp::Write(command),
+            )
         } else {
             let done = match self.phase {
                 Phase::Safety => self.ops_done >= self.opts.ops,
@@ -859,14 +892,19 @@ impl Sim {
             }
             c.seq += 1;
             let patient = (client as u128) << 32 | u128::from(c.seq % 4);
-            let command =
-                workload::next_command(&mut self.work_rng, &self.region, &c.owned, patient);
-            Request {
-                id: workload::request_id(client as u64, c.seq),
-                command,
-            }
+            let op = workload::next_op(&mut self.work_rng, &self.region, &c.owned, patient);
+            (workload::request_id(client as u64, c.seq), op)
         };
-        let bytes = match encode_request(&request) {
+        let (id, (write, read)) = match op {
+            (id, ClientOp::Write(command)) => (id, (Some(Request { id, command }), None)),
+            (id, ClientOp::Read(query)) => (id, (None, Some(query))),
+        };
+        let bytes = match (&write, &read) {
+            (Some(r), _) => encode_request(r),
+            (_, Some(q)) => encode_query(q),
+            (None, None) => Err("empty operation".into()),
+        };
+        let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
                 self.violation(format!("cannot encode a request: {e}"));
@@ -874,7 +912,10 @@ impl Sim {
             }
         };
         c.current = Some(Op {
-            request,
+            id,
+            write,
+            read,
+            after_index: self.max_acked_index,
             bytes,
             invoked_us: self.now,
             attempts: 0,
@@ -902,13 +943,27 @@ impl Sim {
         let Some(op) = c.current.as_mut() else {
             return;
         };
-        let node = c.hint.filter(|h| members.contains(h)).or(pick).unwrap_or(1);
+        // Reads go to any member half the time (followers and learners serve them through
+        // ReadIndex too), writes to the leader hint when there is one.
+        let read = op.read.is_some();
+        let hint = c
+            .hint
+            .filter(|h| members.contains(h) && !(read && op.attempts % 2 == 0));
+        let node = hint.or(pick).unwrap_or(1);
         op.attempts += 1;
         op.attempt = id;
         let bytes = op.bytes.clone();
-        self.routes.insert(id, (client, op.request.id));
+        self.routes.insert(id, (client, op.id));
         if !lost {
-            self.schedule(delay, Event::ClientArrive { node, id, bytes });
+            self.schedule(
+                delay,
+                Event::ClientArrive {
+                    node,
+                    id,
+                    bytes,
+                    read,
+                },
+            );
         }
         self.schedule(
             timeout,
@@ -955,7 +1010,37 @@ impl Sim {
             return;
         };
         match result {
+            Ok(Reply::Read { index, result }) => {
+                let Some(op) = self
+                    .clients
+                    .get(client)
+                    .and_then(|c| c.current.as_ref())
+                    .filter(|op| op.id == request_id && op.read.is_some())
+                else {
+                    return;
+                };
+                let obs = ReadObs {
+                    query: op.bytes.clone(),
+                    result,
+                    read_index: index,
+                    after_index: op.after_index,
+                    before_index: self
+                        .rec
+                        .borrow()
+                        .log
+                        .keys()
+                        .next_back()
+                        .copied()
+                        .unwrap_or(0),
+                    invoked_us: op.invoked_us,
+                    acked_us: self.now,
+                };
+                self.reads.push(obs);
+                self.stats.reads += 1;
+                self.finish_op(client);
+            }
             Ok(Reply::Applied { index, outcome }) => {
+                self.max_acked_index = self.max_acked_index.max(index);
                 let applied = match decode_applied(&outcome) {
                     Ok(a) => a,
                     Err(e) => {
@@ -967,14 +1052,21 @@ impl Sim {
                     .clients
                     .get(client)
                     .and_then(|c| c.current.as_ref())
-                    .filter(|op| op.request.id == request_id);
+                    .filter(|op| op.id == request_id);
                 let invoked_us = current.map(|op| op.invoked_us);
-                if let Some(op) = current {
-                    let (req, out) = (op.request.clone(), applied.outcome.clone());
+                if let Some(req) = current.and_then(|op| op.write.clone()) {
+                    let out = applied.outcome.clone();
                     if out.is_ok() {
                         self.stats.ops_acked += 1;
                     } else {
                         self.stats.ops_refused += 1;
+                    }
+                    if matches!(
+                        out,
+                        Ok(ninety_engine::Reply::BedAllocated { .. }
+                            | ninety_engine::Reply::SlotAllocated { .. })
+                    ) {
+                        self.stats.allocations += 1;
                     }
                     if let Some(c) = self.clients.get_mut(client) {
                         workload::learn(&mut c.owned, &req, &out);
@@ -1022,6 +1114,22 @@ impl Sim {
                 self.schedule(wait, Event::ClientTimeout { client, attempt: 0 });
             }
         }
+    }
+
+    /// The `stale_reads` bug: the receiving node answers from its local state at once.
+    fn stale_read(&mut self, node: u64, id: u64, query: &[u8]) {
+        let Some(core) = self.nodes.get(&node).and_then(|n| n.core.as_ref()) else {
+            return;
+        };
+        let result = Ok(Reply::Read {
+            index: core.status().applied_index,
+            result: core.state_machine().query(query),
+        });
+        if self.lossy() && self.net_rng.chance(self.faults.loss_per_mille) {
+            return;
+        }
+        let d = self.delay_us();
+        self.schedule(d, Event::ClientReply { id, result });
     }
 
     // ---- phases ----
@@ -1215,7 +1323,7 @@ impl Sim {
             .collect();
         self.stats.final_index = finals.iter().map(|r| r.applied_index).max().unwrap_or(0);
         let rec = self.rec.borrow();
-        let found = check::history(&rec, &self.acks, &finals);
+        let found = check::history(&rec, &self.acks, &self.reads, &finals);
         drop(rec);
         drop(finals);
         for v in found {

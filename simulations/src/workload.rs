@@ -1,14 +1,29 @@
 //! The client workload: closed-loop clients that hold, confirm and release beds, discharge
-//! and clean them, hold, book, release and cancel slot seats, and hold, book and release
-//! joint consultations. Each client remembers what it holds (from acknowledged replies) so
-//! its next operation usually acts on something real; stale references are fine, the
-//! engine refuses them and the refusal is part of the checked history.
+//! and clean them, hold, book, release and cancel slot seats, hold, book and release joint
+//! consultations, allocate beds and slots (`AllocateBed`, `AllocateSlot`: the engine
+//! chooses and holds), and read through ReadIndex (a bed hold, a seat or a ward's counts).
+//! Each client remembers what it holds (from acknowledged replies) so its next operation
+//! usually acts on something real; stale references are fine, the engine refuses them and
+//! the refusal is part of the checked history.
 
 use crate::region::RegionInfo;
 use crate::rng::Rng;
+use ninety_cluster::engine_sm::Query;
+use ninety_engine::matching::{BedQuery, Origin, SlotQuery};
 use ninety_engine::{
-    BedId, BedTarget, Channel, Command, ConsultId, HoldId, PatientRef, Reply, Request, RequestId,
+    BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef, Reply,
+    Request, RequestId, Specialty, Urgency,
 };
+
+/// Bed holds and seats a client remembers for its reads (most recent last).
+const RECENT_MAX: usize = 4;
+
+/// One client operation: a command for the log, or a linearizable read.
+#[derive(Debug, Clone)]
+pub enum ClientOp {
+    Write(Command),
+    Read(Query),
+}
 
 /// What one client currently owns, as far as its acknowledged replies tell.
 #[derive(Debug, Default, Clone)]
@@ -20,6 +35,18 @@ pub struct Owned {
     pub bookings: Vec<HoldId>,
     pub consults: Vec<ConsultId>,
     pub booked_consults: Vec<ConsultId>,
+    /// Bed holds this client created or changed lately (read back by `Query::Hold`).
+    pub recent_bed_holds: Vec<HoldId>,
+    /// Seats this client created or changed lately (read back by `Query::Seat`).
+    pub recent_seats: Vec<HoldId>,
+}
+
+fn remember(v: &mut Vec<HoldId>, h: HoldId) {
+    v.retain(|x| *x != h);
+    if v.len() >= RECENT_MAX {
+        v.remove(0);
+    }
+    v.push(h);
 }
 
 fn take<T: Copy>(rng: &mut Rng, v: &[T]) -> Option<T> {
@@ -30,10 +57,106 @@ fn remove<T: PartialEq>(v: &mut Vec<T>, x: &T) {
     v.retain(|y| y != x);
 }
 
-/// Draws the next command for a client.
-pub fn next_command(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128) -> Command {
+fn urgency(rng: &mut Rng) -> Urgency {
+    match rng.below(4) {
+        0 => Urgency::P1,
+        1 => Urgency::P2,
+        2 => Urgency::P3,
+        _ => Urgency::P4,
+    }
+}
+
+/// Draws the next operation for a client: 10% reads, 8% allocations, the rest the other
+/// writes.
+pub fn next_op(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128) -> ClientOp {
+    let roll = rng.below(120);
+    match roll {
+        0..=99 => ClientOp::Write(next_command(rng, region, owned, patient, roll)),
+        100..=107 => ClientOp::Write(allocation(rng, region, patient, roll < 104)),
+        _ => ClientOp::Read(next_read(rng, region, owned)),
+    }
+}
+
+/// An allocation: the engine picks the ward (any of the region's, they are all Cardiology)
+/// or the slot (any doctor's, in the published window) and holds it in one command.
+fn allocation(rng: &mut Rng, region: &RegionInfo, patient: u128, bed: bool) -> Command {
     let patient = PatientRef(patient);
-    let roll = rng.below(100);
+    let origin = Origin::Hospital(
+        rng.pick(&region.hospitals)
+            .copied()
+            .unwrap_or(ninety_engine::HospitalId(1)),
+    );
+    if bed {
+        return Command::AllocateBed {
+            query: BedQuery {
+                origin,
+                needs: Default::default(),
+                specialty: rng.chance(500).then_some(Specialty::Cardiology),
+                isolation: false,
+                urgency: urgency(rng),
+                limit: 1,
+            },
+            ttl_ms: rng.range(500, 20_000),
+            patient,
+        };
+    }
+    let (from, to) = region.slot_window;
+    Command::AllocateSlot {
+        query: SlotQuery {
+            origin,
+            specialty: Specialty::Cardiology,
+            urgency: urgency(rng),
+            language: None,
+            mode: if rng.chance(500) {
+                Mode::Remote
+            } else {
+                Mode::InPerson
+            },
+            earliest: from,
+            latest: LogTime(to.0),
+            channel: if rng.chance(300) {
+                Channel::Referral
+            } else {
+                Channel::Public
+            },
+            limit: 1,
+        },
+        patient,
+    }
+}
+
+/// A read: mostly something this client just wrote (so a stale replica is exposed), else a
+/// ward's counts (which every bed hold changes).
+fn next_read(rng: &mut Rng, region: &RegionInfo, owned: &Owned) -> Query {
+    let roll = rng.below(10);
+    if roll < 4 {
+        if let Some(h) = rng.pick(&owned.recent_bed_holds) {
+            return Query::Hold(*h);
+        }
+    } else if roll < 6 {
+        if let Some(h) = rng.pick(&owned.recent_seats) {
+            return Query::Seat(*h);
+        }
+    }
+    let i = rng.below(region.wards.len().max(1) as u64) as usize;
+    match (region.wards.get(i), region.ward_hospitals.get(i)) {
+        (Some(w), Some(h)) => Query::Wards {
+            hospital: *h,
+            wards: vec![*w],
+        },
+        _ => Query::Summary,
+    }
+}
+
+/// Draws the next command for a client from `roll` in `0..100`.
+fn next_command(
+    rng: &mut Rng,
+    region: &RegionInfo,
+    owned: &Owned,
+    patient: u128,
+    roll: u64,
+) -> Command {
+    let patient = PatientRef(patient);
     let pick_slot = |rng: &mut Rng| -> Option<ninety_engine::SlotId> {
         let d = rng.pick(&region.slots)?;
         rng.pick(d).copied()
@@ -106,7 +229,20 @@ pub fn next_command(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: 
 /// Updates what a client owns from the acknowledged outcome of `request`.
 pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outcome) {
     match (&request.command, outcome) {
-        (_, Ok(Reply::BedHeld { hold, .. })) => owned.bed_holds.push(*hold),
+        (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, Ok(_)) => {
+            remember(&mut owned.recent_bed_holds, *hold)
+        }
+        (
+            Command::BookSlot { hold } | Command::ReleaseSlot { hold },
+            Ok(Reply::SlotBooked { .. } | Reply::SlotReleased { .. }),
+        ) => remember(&mut owned.recent_seats, *hold),
+        _ => {}
+    }
+    match (&request.command, outcome) {
+        (_, Ok(Reply::BedHeld { hold, .. } | Reply::BedAllocated { hold, .. })) => {
+            owned.bed_holds.push(*hold);
+            remember(&mut owned.recent_bed_holds, *hold);
+        }
         (Command::ConfirmHold { hold }, Ok(Reply::HoldConfirmed { bed, .. })) => {
             remove(&mut owned.bed_holds, hold);
             owned.occupied.push(*bed);
@@ -120,7 +256,10 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
         }
         (Command::Discharge { bed }, Err(_)) => remove(&mut owned.occupied, bed),
         (Command::MarkBedClean { bed }, _) => remove(&mut owned.to_clean, bed),
-        (_, Ok(Reply::SlotHeld { hold, .. })) => owned.slot_holds.push(*hold),
+        (_, Ok(Reply::SlotHeld { hold, .. } | Reply::SlotAllocated { hold, .. })) => {
+            owned.slot_holds.push(*hold);
+            remember(&mut owned.recent_seats, *hold);
+        }
         (Command::BookSlot { hold }, Ok(Reply::SlotBooked { booking, .. })) => {
             remove(&mut owned.slot_holds, hold);
             owned.bookings.push(*booking);
