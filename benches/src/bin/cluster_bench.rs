@@ -1,0 +1,749 @@
+//! The cluster benchmark: three real `ninety node` processes on loopback (fsync on, the GBA
+//! region), closed-loop clients at several concurrencies doing the hold → confirm/release mix
+//! with single unary calls (`BedHolds.HoldBed`, `ConfirmHold`, `ReleaseHold`), with batched
+//! calls (`HoldBeds` + `ResolveHolds`, `--batch` items each), and an empty RPC
+//! (`grpc.health.v1.Health/Check`) that shows this machine's per-call limit.
+//!
+//! ```sh
+//! cargo build --release -p ninety
+//! cargo run --release -p ninety-benches --bin cluster_bench -- \
+//!     [--clients 1,16,64,256] [--seconds 10] [--mode single|batch|empty|all] [--batch 64] \
+//!     [--json out.json] [--ninety-bin target/release/ninety]
+//! ```
+//!
+//! The `ninety` binary is found next to this one (the same target directory) unless
+//! `--ninety-bin` names it. Every call goes through `ninety_client::Client`, sent straight to
+//! the leader. Prints ops/s and p50/p99/p999 latency per row (hdrhistogram) and, with
+//! `--json`, writes every figure plus the machine (cores, CPU, load average) to a file. The
+//! node processes are stopped on every exit path (a Drop guard; Ctrl-C included).
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use ninety_client::{pb, Client, Config};
+use ninety_engine::generate::{self, Preset};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Cluster benchmark: 3 ninety nodes on loopback, closed-loop clients")]
+struct Args {
+    /// Concurrencies to run, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    clients: Vec<usize>,
+    /// Measured seconds per row.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Unmeasured seconds before each row.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// single, batch, empty or all.
+    #[arg(long, default_value = "all")]
+    mode: String,
+    /// Items per batched call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Percent of holds confirmed (the rest released); confirmed beds stay occupied.
+    #[arg(long, default_value_t = 1)]
+    confirm_percent: u64,
+    /// HTTP/2 connections to the leader, shared by the clients (at most one per client).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The `ninety` binary (default: next to this one).
+    #[arg(long)]
+    ninety_bin: Option<PathBuf>,
+    /// Keep the nodes' data and logs.
+    #[arg(long)]
+    keep_data: bool,
+}
+
+/// The node processes; SIGTERM then SIGKILL when dropped, so no exit path leaves one running.
+struct Nodes {
+    children: Vec<Child>,
+    addrs: Vec<String>,
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.keep {
+            eprintln!("data and logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Nodes {
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for (i, c) in self.children.iter_mut().enumerate() {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.keep = true;
+                anyhow::bail!(
+                    "node {} exited ({st}); see {}",
+                    i + 1,
+                    self.dir.join(format!("node{}.log", i + 1)).display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// CPU seconds (user + system) each node has used so far.
+    fn cpu(&self) -> Vec<f64> {
+        self.children
+            .iter()
+            .map(|c| cpu_seconds(&format!("/proc/{}/stat", c.id())))
+            .collect()
+    }
+}
+
+fn cpu_seconds(stat: &str) -> f64 {
+    let Ok(s) = std::fs::read_to_string(stat) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn ninety_bin(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.ninety_bin {
+        anyhow::ensure!(p.exists(), "--ninety-bin {}: no such file", p.display());
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe()?;
+    let dir = me.parent().unwrap_or(Path::new("."));
+    let p = dir.join("ninety");
+    anyhow::ensure!(
+        p.exists(),
+        "no ninety binary at {}: run `cargo build --release -p ninety` first (same target dir), or pass --ninety-bin",
+        p.display()
+    );
+    Ok(p)
+}
+
+fn start(args: &Args) -> anyhow::Result<Nodes> {
+    let bin = ninety_bin(args)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let dir = std::env::temp_dir().join(format!("ninety-bench-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .collect::<Result<_, _>>()?;
+    drop(listeners);
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        addrs: addrs.clone(),
+        dir: dir.clone(),
+        keep: args.keep_data,
+    };
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let mut text = format!(
+            "id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\nregion = \"gba\"\ninit = true\n\n[peers]\n",
+            dir.join(format!("node{id}")).display()
+        );
+        for (j, a) in addrs.iter().enumerate() {
+            text.push_str(&format!("\"{}\" = \"{a}\"\n", j + 1));
+        }
+        let cfg = dir.join(format!("node{id}.toml"));
+        std::fs::write(&cfg, text)?;
+        let log = std::fs::File::create(dir.join(format!("node{id}.log")))?;
+        let child = Command::new(&bin)
+            .args(["node", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        nodes.children.push(child);
+    }
+    eprintln!(
+        "3 nodes on {} (binary {}), data in {}",
+        addrs.join(", "),
+        bin.display(),
+        dir.display()
+    );
+    Ok(nodes)
+}
+
+fn client_of(addrs: &[String]) -> anyhow::Result<Client> {
+    Ok(Client::new(
+        addrs,
+        Config {
+            attempt_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
+            ..Config::default()
+        },
+    )?)
+}
+
+/// Waits for a leader and the region, returns the leader's address.
+async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let started = Instant::now();
+    let client = client_of(&nodes.addrs)?;
+    loop {
+        nodes.check_alive()?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster was not ready in 300 s"
+        );
+        let Ok(st) = client.cluster_status(pb::ClusterStatusRequest {}).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if st.leader_id == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let leader = nodes.addrs[st.leader_id as usize - 1].clone();
+        let r = client_of(std::slice::from_ref(&leader))?
+            .ward_availability(pb::WardAvailabilityRequest {
+                hospital_id: last_ward.0,
+                ward_ids: vec![last_ward.1],
+                consistency: 0,
+            })
+            .await;
+        if r.is_ok_and(|r| !r.wards.is_empty()) {
+            eprintln!(
+                "leader {leader}; GBA region loaded through the log in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(leader);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Empty,
+    Single,
+    Batch,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Empty => "empty",
+            Mode::Single => "single",
+            Mode::Batch => "batch",
+        }
+    }
+}
+
+/// What one client task measured.
+struct Tally {
+    /// Latency of every call, µs.
+    hist: Histogram<u64>,
+    calls: u64,
+    /// Operations: calls (empty, single) or items (batch).
+    ops: u64,
+    holds: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            calls: 0,
+            ops: 0,
+            holds: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn merge(&mut self, o: Tally) {
+        let _ = self.hist.add(&o.hist);
+        self.calls += o.calls;
+        self.ops += o.ops;
+        self.holds += o.holds;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
+    fn error(&mut self, what: String) {
+        *self.errors.entry(what).or_default() += 1;
+    }
+}
+
+/// Request ids: 32 hex digits, unique across runs (a nonce) and tasks.
+struct Ids {
+    nonce: u64,
+    next: u64,
+}
+
+impl Ids {
+    fn next(&mut self) -> String {
+        self.next += 1;
+        format!("{:016x}{:016x}", self.nonce, self.next)
+    }
+}
+
+struct Shared {
+    wards: Vec<u32>,
+    confirm_percent: u64,
+    batch: usize,
+    measure_from: Instant,
+    until: Instant,
+}
+
+fn code(s: &tonic::Status) -> String {
+    format!("{:?}", s.code())
+}
+
+fn rejection_name(r: &pb::Rejection) -> String {
+    r.code()
+        .as_str_name()
+        .trim_start_matches("REJECTION_CODE_")
+        .to_string()
+}
+
+async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, nonce: u64) -> Tally {
+    let mut t = Tally::new();
+    let mut ids = Ids {
+        nonce: nonce ^ (task << 40),
+        next: 0,
+    };
+    let mut ward = (task as usize * 7919) % sh.wards.len();
+    let mut n: u64 = task.wrapping_mul(0x9e37_79b9);
+    let mut next_ward = || {
+        ward = (ward + 1) % sh.wards.len();
+        sh.wards[ward]
+    };
+    let hold_req = |ids: &mut Ids, w: u32, n: u64| pb::HoldBedRequest {
+        request_id: ids.next(),
+        ward_id: w,
+        bed_id: 0,
+        patient_ref: format!("{:016x}{:016x}", nonce, n),
+        ttl_ms: 600_000,
+        ..Default::default()
+    };
+    while Instant::now() < sh.until {
+        let started = Instant::now();
+        let measured = started >= sh.measure_from;
+        let record = |t: &mut Tally, since: Instant, ops: u64| {
+            if measured {
+                let us = since.elapsed().as_micros().max(1) as u64;
+                let _ = t.hist.record(us.min(120_000_000));
+                t.calls += 1;
+                t.ops += ops;
+            }
+        };
+        match mode {
+            Mode::Empty => {
+                let r = client
+                    .call(
+                        HealthCheckRequest {
+                            service: String::new(),
+                        },
+                        |ch, req| async move { HealthClient::new(ch).check(req).await },
+                    )
+                    .await;
+                record(&mut t, started, 1);
+                if let Err(s) = r {
+                    t.error(code(&s));
+                }
+            }
+            Mode::Single => {
+                n += 1;
+                let r = client.hold_bed(hold_req(&mut ids, next_ward(), n)).await;
+                record(&mut t, started, 1);
+                let hold = match r {
+                    Ok(r) => r.hold.map(|h| h.hold_id),
+                    Err(s) => {
+                        let why = ninety_client::rejection(&s)
+                            .map(|r| rejection_name(&r))
+                            .unwrap_or_else(|| code(&s));
+                        t.error(format!("hold: {why}"));
+                        None
+                    }
+                };
+                let Some(hold_id) = hold else { continue };
+                if measured {
+                    t.holds += 1;
+                }
+                let t1 = Instant::now();
+                let r = if n % 100 < sh.confirm_percent {
+                    client
+                        .confirm_hold(pb::ConfirmHoldRequest {
+                            request_id: ids.next(),
+                            hold_id,
+                        })
+                        .await
+                } else {
+                    client
+                        .release_hold(pb::ReleaseHoldRequest {
+                            request_id: ids.next(),
+                            hold_id,
+                            reason: "bench".into(),
+                        })
+                        .await
+                };
+                record(&mut t, t1, 1);
+                if let Err(s) = r {
+                    t.error(format!("resolve: {}", code(&s)));
+                }
+            }
+            Mode::Batch => {
+                let items: Vec<pb::HoldBedRequest> = (0..sh.batch)
+                    .map(|_| {
+                        n += 1;
+                        hold_req(&mut ids, next_ward(), n)
+                    })
+                    .collect();
+                let r = client
+                    .hold_beds(pb::HoldBedsRequest {
+                        request_id: ids.next(),
+                        items,
+                    })
+                    .await;
+                record(&mut t, started, sh.batch as u64);
+                let results = match r {
+                    Ok(r) => r.results,
+                    Err(s) => {
+                        t.error(format!("hold_beds: {}", code(&s)));
+                        if s.code() == tonic::Code::Unimplemented {
+                            // Nothing to measure: stop this task early.
+                            return t;
+                        }
+                        continue;
+                    }
+                };
+                let mut resolutions = Vec::with_capacity(results.len());
+                for res in results {
+                    match res.outcome {
+                        Some(pb::bed_hold_result::Outcome::Hold(h)) => {
+                            n += 1;
+                            let action = if n % 100 < sh.confirm_percent {
+                                pb::HoldAction::Confirm
+                            } else {
+                                pb::HoldAction::Release
+                            };
+                            resolutions.push(pb::HoldResolution {
+                                request_id: ids.next(),
+                                hold_id: h.hold_id,
+                                action: action as i32,
+                                reason: "bench".into(),
+                            });
+                        }
+                        Some(pb::bed_hold_result::Outcome::Rejection(r)) => {
+                            t.error(format!("hold item: {}", rejection_name(&r)))
+                        }
+                        None => t.error("hold item: empty".into()),
+                    }
+                }
+                if measured {
+                    t.holds += resolutions.len() as u64;
+                }
+                if resolutions.is_empty() {
+                    continue;
+                }
+                let k = resolutions.len() as u64;
+                let t1 = Instant::now();
+                let r = client
+                    .resolve_holds(pb::ResolveHoldsRequest {
+                        request_id: ids.next(),
+                        items: resolutions,
+                    })
+                    .await;
+                record(&mut t, t1, k);
+                match r {
+                    Ok(r) => {
+                        for res in r.results {
+                            if let Some(pb::bed_hold_result::Outcome::Rejection(r)) = res.outcome {
+                                t.error(format!("resolve item: {}", rejection_name(&r)));
+                            }
+                        }
+                    }
+                    Err(s) => t.error(format!("resolve_holds: {}", code(&s))),
+                }
+            }
+        }
+    }
+    t
+}
+
+struct Row {
+    mode: Mode,
+    clients: usize,
+    tally: Tally,
+    seconds: f64,
+    node_cpu: Vec<f64>,
+    bench_cpu: f64,
+    load: String,
+}
+
+impl Row {
+    fn q_ms(&self, q: f64) -> f64 {
+        self.tally.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    fn json(&self, batch: usize) -> Value {
+        let s = self.seconds.max(1e-9);
+        json!({
+            "mode": self.mode.name(),
+            "clients": self.clients,
+            "batch": if self.mode == Mode::Batch { batch } else { 1 },
+            "seconds": self.seconds,
+            "calls": self.tally.calls,
+            "calls_per_s": self.tally.calls as f64 / s,
+            "ops": self.tally.ops,
+            "ops_per_s": self.tally.ops as f64 / s,
+            "holds": self.tally.holds,
+            "holds_per_s": self.tally.holds as f64 / s,
+            "p50_ms": self.q_ms(0.5),
+            "p99_ms": self.q_ms(0.99),
+            "p999_ms": self.q_ms(0.999),
+            "max_ms": self.tally.hist.max() as f64 / 1000.0,
+            "errors": self.tally.errors,
+            "node_cpu_s": self.node_cpu,
+            "bench_cpu_s": self.bench_cpu,
+            "loadavg": self.load,
+        })
+    }
+}
+
+async fn run_row(
+    mode: Mode,
+    clients: usize,
+    args: &Args,
+    pool: &[Client],
+    wards: &[u32],
+    nodes: &Nodes,
+) -> Row {
+    let warm = Duration::from_secs(args.warmup);
+    let secs = Duration::from_secs(args.seconds.max(1));
+    let now = Instant::now();
+    let sh = Arc::new(Shared {
+        wards: wards.to_vec(),
+        confirm_percent: args.confirm_percent.min(100),
+        batch: args.batch.max(1),
+        measure_from: now + warm,
+        until: now + warm + secs,
+    });
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let client = pool[c % pool.len()].clone();
+        set.spawn(client_task(mode, client, sh.clone(), c as u64, nonce));
+    }
+    tokio::time::sleep_until((now + warm).into()).await;
+    let cpu0 = nodes.cpu();
+    let me0 = cpu_seconds("/proc/self/stat");
+    tokio::time::sleep_until((now + warm + secs).into()).await;
+    let cpu1 = nodes.cpu();
+    let me1 = cpu_seconds("/proc/self/stat");
+    let mut tally = Tally::new();
+    while let Some(t) = set.join_next().await {
+        if let Ok(t) = t {
+            tally.merge(t);
+        }
+    }
+    Row {
+        mode,
+        clients,
+        tally,
+        seconds: secs.as_secs_f64(),
+        node_cpu: cpu0.iter().zip(&cpu1).map(|(a, b)| b - a).collect(),
+        bench_cpu: me1 - me0,
+        load: loadavg(),
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:<7} {:>7} {:>10} {:>11} {:>11} {:>8} {:>8} {:>8} {:>13} {:>7}  errors",
+        "mode",
+        "clients",
+        "calls/s",
+        "ops/s",
+        "holds/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "node cpu s",
+        "bench"
+    );
+}
+
+fn print_row(r: &Row) {
+    let s = r.seconds.max(1e-9);
+    let errors: Vec<String> = r
+        .tally
+        .errors
+        .iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect();
+    let cpu: Vec<String> = r.node_cpu.iter().map(|c| format!("{c:.1}")).collect();
+    println!(
+        "{:<7} {:>7} {:>10.0} {:>11.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>13} {:>7.1}  {}",
+        r.mode.name(),
+        r.clients,
+        r.tally.calls as f64 / s,
+        r.tally.ops as f64 / s,
+        r.tally.holds as f64 / s,
+        r.q_ms(0.5),
+        r.q_ms(0.99),
+        r.q_ms(0.999),
+        cpu.join("/"),
+        r.bench_cpu,
+        if errors.is_empty() {
+            "-".into()
+        } else {
+            errors.join(", ")
+        }
+    );
+}
+
+async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
+    let region = generate::region(Preset::Gba, generate::DEFAULT_SEED);
+    let wards: Vec<u32> = region
+        .wards
+        .iter()
+        .filter(|w| w.ward.staffed_beds > 0)
+        .map(|w| w.ward.id.0)
+        .collect();
+    let last = region
+        .wards
+        .last()
+        .map(|w| (w.ward.hospital.0, w.ward.id.0))
+        .unwrap_or((1, 1));
+    let leader = wait_ready(nodes, last).await?;
+    // The leader first; the others only for failover.
+    let mut order = vec![leader.clone()];
+    order.extend(nodes.addrs.iter().filter(|a| **a != leader).cloned());
+    let modes: Vec<Mode> = match args.mode.as_str() {
+        "all" => vec![Mode::Empty, Mode::Single, Mode::Batch],
+        "empty" => vec![Mode::Empty],
+        "single" => vec![Mode::Single],
+        "batch" => vec![Mode::Batch],
+        m => anyhow::bail!("--mode {m:?}: expected single, batch, empty or all"),
+    };
+    let load_start = loadavg();
+    println!(
+        "\ncluster bench: {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, load average {load_start}",
+        args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections
+    );
+    print_header();
+    let mut rows = Vec::new();
+    for mode in &modes {
+        for &c in &args.clients {
+            nodes.check_alive()?;
+            let conns = args.connections.clamp(1, c.max(1));
+            let pool: Vec<Client> = (0..conns)
+                .map(|_| client_of(&order))
+                .collect::<Result<_, _>>()?;
+            let row = run_row(*mode, c.max(1), &args, &pool, &wards, nodes).await;
+            print_row(&row);
+            rows.push(row);
+        }
+    }
+    let load_end = loadavg();
+    println!("load average at the end: {load_end}");
+    Ok(json!({
+        "date": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        "machine": {
+            "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu": cpu_model(),
+            "loadavg_start": load_start,
+            "loadavg_end": load_end,
+        },
+        "config": {
+            "nodes": 3,
+            "fsync": true,
+            "region": "gba",
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "batch": args.batch,
+            "confirm_percent": args.confirm_percent,
+            "connections": args.connections,
+        },
+        "rows": rows.iter().map(|r| r.json(args.batch)).collect::<Vec<_>>(),
+    }))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut nodes = start(&args)?;
+    let out = args.json.clone();
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = bench(args, &mut nodes) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: stopping the nodes");
+                Ok(None)
+            }
+        }
+    });
+    // Stop the clients' connections before the nodes.
+    drop(rt);
+    drop(nodes);
+    if let (Ok(Some(v)), Some(path)) = (&result, out) {
+        std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
+        println!("wrote {}", path.display());
+    }
+    result.map(|_| ())
+}
