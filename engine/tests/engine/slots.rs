@@ -260,3 +260,69 @@ fn in_person_slots_cannot_join_a_joint_consultation() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_joint_consultation_in_a_window_takes_the_earliest_common_time() {
+    let mut fx = Fx::new();
+    let s1 = fx.slot_of(1, Mode::Remote);
+    let s2 = fx.slot_of(2, Mode::Remote);
+    let ask = |duration_minutes: u16, ttl_ms: u64| Command::HoldJointConsultIn {
+        doctors: vec![DoctorId(1), DoctorId(2)],
+        earliest: T0,
+        latest: T0.plus_ms(24 * HOUR),
+        duration_minutes,
+        patient: PatientRef(5),
+        ttl_ms,
+    };
+    let err = fx.refuse(ask(8 * 60, 0));
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    let err = fx.refuse(ask(30, 5));
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "ttl_ms"),
+        "{err:?}"
+    );
+    let r = fx.run(ask(30, 120_000));
+    let Ok(Reply::ConsultHeld {
+        seats,
+        start,
+        expires_at,
+        ..
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(start, T0.plus_ms(4 * HOUR));
+    assert_eq!(expires_at, fx.engine.now().plus_ms(120_000));
+    let slots: Vec<u64> = seats
+        .iter()
+        .map(|s| fx.engine.slots().seat(*s).unwrap().slot.0)
+        .collect();
+    assert_eq!(slots, [s1, s2]);
+}
+
+#[test]
+fn cancel_seat_releases_a_hold_or_cancels_a_booking() {
+    let mut fx = Fx::new();
+    let s = fx.slot_of(1, Mode::InPerson);
+    let r = fx.run(Command::HoldSlotFor {
+        slot: SlotId(s),
+        patient: PatientRef(7),
+        channel: Channel::Public,
+        ttl_ms: 90_000,
+    });
+    let Ok(Reply::SlotHeld {
+        hold, expires_at, ..
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(expires_at, fx.engine.now().plus_ms(90_000));
+    let r = fx.run(Command::CancelSeat { hold });
+    assert!(matches!(r, Ok(Reply::SlotReleased { .. })), "{r:?}");
+    let booked = fx.hold_slot(s, 8, Channel::Public);
+    fx.run(Command::BookSlot { hold: booked }).unwrap();
+    let r = fx.run(Command::CancelSeat { hold: booked });
+    assert!(matches!(r, Ok(Reply::BookingCancelled { .. })), "{r:?}");
+    let err = fx.refuse(Command::CancelSeat { hold: booked });
+    assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
+}
