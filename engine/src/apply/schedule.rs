@@ -145,10 +145,12 @@ impl Engine {
             .map(|s| s.spec.start)
             .unwrap_or_default();
         if now < start {
-            return Err(Rejection::invalid(
-                "booking",
-                "a no-show can only be marked after the slot starts",
-            ));
+            // A state of the world, not a malformed request: FAILED_PRECONDITION.
+            return Err(Rejection::InvalidTransition {
+                what: format!("booking {booking}"),
+                state: "booked (the slot has not started)".into(),
+                action: "mark a no-show for".into(),
+            });
         }
         self.slots.set_seat(booking, SeatState::NoShow { at: now });
         self.slots.record_no_show(patient, now, &self.policy);
