@@ -54,6 +54,13 @@ struct Args {
     /// HTTP/2 connections to the leader, shared by the clients (at most one per client).
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Hold ttl, ms: a hold whose confirm/release failed frees its bed after this.
+    #[arg(long, default_value_t = 60_000)]
+    ttl_ms: u64,
+    /// The nodes' `max_pending_proposals` (0: the node's default, 8192). Every batch item is
+    /// one proposal: 256 clients × 64 items need more than the default.
+    #[arg(long, default_value_t = 65_536)]
+    max_pending_proposals: usize,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -183,6 +190,11 @@ fn start(args: &Args) -> anyhow::Result<Nodes> {
         .map(|l| l.local_addr().map(|a| a.to_string()))
         .collect::<Result<_, _>>()?;
     drop(listeners);
+    let extra = if args.max_pending_proposals > 0 {
+        format!("max_pending_proposals = {}\n", args.max_pending_proposals)
+    } else {
+        String::new()
+    };
     let mut nodes = Nodes {
         children: Vec::new(),
         addrs: addrs.clone(),
@@ -192,7 +204,7 @@ fn start(args: &Args) -> anyhow::Result<Nodes> {
     for (i, addr) in addrs.iter().enumerate() {
         let id = i + 1;
         let mut text = format!(
-            "id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\nregion = \"gba\"\ninit = true\n\n[peers]\n",
+            "id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\nregion = \"gba\"\ninit = true\n{extra}\n[peers]\n",
             dir.join(format!("node{id}")).display()
         );
         for (j, a) in addrs.iter().enumerate() {
@@ -337,6 +349,7 @@ impl Ids {
 }
 
 struct Shared {
+    ttl_ms: u64,
     wards: Vec<u32>,
     confirm_percent: u64,
     batch: usize,
@@ -372,12 +385,13 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
         ward_id: w,
         bed_id: 0,
         patient_ref: format!("{:016x}{:016x}", nonce, n),
-        ttl_ms: 600_000,
+        ttl_ms: sh.ttl_ms,
         ..Default::default()
     };
     while Instant::now() < sh.until {
         let started = Instant::now();
         let measured = started >= sh.measure_from;
+        // Latency of every call; `ops` counts what succeeded (calls, or accepted items).
         let record = |t: &mut Tally, since: Instant, ops: u64| {
             if measured {
                 let us = since.elapsed().as_micros().max(1) as u64;
@@ -396,7 +410,7 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                         |ch, req| async move { HealthClient::new(ch).check(req).await },
                     )
                     .await;
-                record(&mut t, started, 1);
+                record(&mut t, started, u64::from(r.is_ok()));
                 if let Err(s) = r {
                     t.error(code(&s));
                 }
@@ -404,7 +418,7 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
             Mode::Single => {
                 n += 1;
                 let r = client.hold_bed(hold_req(&mut ids, next_ward(), n)).await;
-                record(&mut t, started, 1);
+                record(&mut t, started, u64::from(r.is_ok()));
                 let hold = match r {
                     Ok(r) => r.hold.map(|h| h.hold_id),
                     Err(s) => {
@@ -436,7 +450,7 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                         })
                         .await
                 };
-                record(&mut t, t1, 1);
+                record(&mut t, t1, u64::from(r.is_ok()));
                 if let Err(s) = r {
                     t.error(format!("resolve: {}", code(&s)));
                 }
@@ -454,7 +468,15 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                         items,
                     })
                     .await;
-                record(&mut t, started, sh.batch as u64);
+                let accepted = r.as_ref().map_or(0, |r| {
+                    r.results
+                        .iter()
+                        .filter(|x| {
+                            matches!(x.outcome, Some(pb::bed_hold_result::Outcome::Hold(_)))
+                        })
+                        .count() as u64
+                });
+                record(&mut t, started, accepted);
                 let results = match r {
                     Ok(r) => r.results,
                     Err(s) => {
@@ -495,7 +517,6 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                 if resolutions.is_empty() {
                     continue;
                 }
-                let k = resolutions.len() as u64;
                 let t1 = Instant::now();
                 let r = client
                     .resolve_holds(pb::ResolveHoldsRequest {
@@ -503,7 +524,15 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                         items: resolutions,
                     })
                     .await;
-                record(&mut t, t1, k);
+                let accepted = r.as_ref().map_or(0, |r| {
+                    r.results
+                        .iter()
+                        .filter(|x| {
+                            matches!(x.outcome, Some(pb::bed_hold_result::Outcome::Hold(_)))
+                        })
+                        .count() as u64
+                });
+                record(&mut t, t1, accepted);
                 match r {
                     Ok(r) => {
                         for res in r.results {
@@ -572,6 +601,7 @@ async fn run_row(
     let secs = Duration::from_secs(args.seconds.max(1));
     let now = Instant::now();
     let sh = Arc::new(Shared {
+        ttl_ms: args.ttl_ms,
         wards: wards.to_vec(),
         confirm_percent: args.confirm_percent.min(100),
         batch: args.batch.max(1),
@@ -681,8 +711,8 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
     };
     let load_start = loadavg();
     println!(
-        "\ncluster bench: {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, load average {load_start}",
-        args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections
+        "\ncluster bench: {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, max_pending_proposals {}, load average {load_start}",
+        args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections, args.max_pending_proposals
     );
     print_header();
     let mut rows = Vec::new();
@@ -717,6 +747,8 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
             "batch": args.batch,
             "confirm_percent": args.confirm_percent,
             "connections": args.connections,
+            "ttl_ms": args.ttl_ms,
+            "max_pending_proposals": args.max_pending_proposals,
         },
         "rows": rows.iter().map(|r| r.json(args.batch)).collect::<Vec<_>>(),
     }))
