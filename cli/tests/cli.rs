@@ -42,7 +42,7 @@ const PATIENT: &str = "00112233445566778899aabbccddeeff";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_commands_against_a_three_node_cluster() {
     let _serial = harness::SERIAL.lock().await;
-    let procs = harness::Procs::start(&[1, 2, 3], &[1, 2, 3], harness::Opts::default());
+    let mut procs = harness::Procs::start(&[1, 2, 3], &[1, 2, 3], harness::Opts::default());
     tokio::time::timeout(Duration::from_secs(60), async {
         procs.wait_ready(Duration::from_secs(30)).await;
         let wards = harness::ward_ids(&procs, 1).await;
@@ -211,6 +211,64 @@ async fn operator_commands_against_a_three_node_cluster() {
                 .all(|s| s["snapshot_index"].as_u64().unwrap_or(0) > 0),
             "{snap}"
         );
+
+        // Leadership moves where asked.
+        let leader = s["leader_id"].as_u64().unwrap();
+        let to = [1u64, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+        let t = json_ok(&[
+            "cluster",
+            "transfer-leader",
+            "--nodes",
+            n,
+            "--json",
+            "--to",
+            &to.to_string(),
+        ]);
+        assert_eq!(t["leader_id"].as_u64(), Some(to), "{t}");
+        assert_eq!(t["transferred"], true);
+
+        // A wiped node rejoins: remove it, start it empty, add it (learner, caught up, promoted).
+        let victim = [1u64, 2, 3].into_iter().find(|id| *id != to).unwrap();
+        procs.kill(victim);
+        std::fs::remove_dir_all(procs.data_dir(victim)).expect("wipe the data dir");
+        let r = json_ok(&[
+            "cluster",
+            "remove-member",
+            "--nodes",
+            n,
+            "--json",
+            "--id",
+            &victim.to_string(),
+        ]);
+        assert_eq!(r["members"].as_array().map(Vec::len), Some(2), "{r}");
+        procs.spawn(victim, false);
+        let a = json_ok(&[
+            "cluster",
+            "add-member",
+            "--nodes",
+            n,
+            "--json",
+            "--id",
+            &victim.to_string(),
+            "--addr",
+            &procs.addr(victim),
+            "--catch-up",
+            "30s",
+        ]);
+        let members = a["members"].as_array().expect("members");
+        assert_eq!(members.len(), 3, "{a}");
+        assert!(
+            members.iter().all(|m| m["role"] == "MEMBER_ROLE_VOTER"),
+            "{a}"
+        );
+        let s = json_ok(&["cluster", "status", "--nodes", n, "--json"]);
+        let back = s["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["node_id"].as_u64() == Some(victim))
+            .cloned();
+        assert!(back.is_some_and(|m| m["reachable"] == true), "{s}");
 
         // An unreachable cluster: a clear failure, not a hang.
         let o = ninety(&[
