@@ -2,7 +2,7 @@
 //! and the short replay `ninety demo` runs against its local cluster.
 
 use clap::Subcommand;
-use ninety_sim::peak::{self, GenerateOptions, ReplayOptions, Scenario};
+use ninety_sim::peak::{self, GenerateOptions, ReplayOptions, Scenario, SlotDay};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -55,7 +55,47 @@ pub enum PeakCmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// The schedule day the trace's slot windows are moved onto: `discover` (ask the
+        /// cluster for its earliest open slot's day), `as-written`, a UTC date
+        /// (`2026-11-24`) or its 00:00 UTC in Unix ms.
+        #[arg(long, default_value = "discover", value_parser = parse_slot_day)]
+        day_start: SlotDay,
     },
+}
+
+/// Parses `--day-start` (see there).
+pub fn parse_slot_day(s: &str) -> Result<SlotDay, String> {
+    const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
+    match s {
+        "discover" => return Ok(SlotDay::Discover),
+        "as-written" => return Ok(SlotDay::AsWritten),
+        _ => {}
+    }
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(SlotDay::At(ms / MS_PER_DAY * MS_PER_DAY));
+    }
+    let bad = || format!("{s:?}: expected discover, as-written, YYYY-MM-DD or Unix ms");
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), proleptic Gregorian.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(SlotDay::At(days as u64 * MS_PER_DAY))
 }
 
 /// Runs a peak-day subcommand.
@@ -87,6 +127,7 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
             max_in_flight,
             keep_request_ids,
             quiet,
+            day_start,
         } => {
             let opts = ReplayOptions {
                 targets: target,
@@ -94,6 +135,7 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
                 max_in_flight,
                 salt: if keep_request_ids { 0 } else { run_salt() },
                 progress: !quiet,
+                slot_day: day_start,
                 ..ReplayOptions::default()
             };
             tokio::runtime::Builder::new_multi_thread()
@@ -124,31 +166,56 @@ fn run_salt() -> u64 {
         | 1
 }
 
-/// The demo's replay: a 20-minute GBA peak morning (the 08:00 release rush) at a tenth of
-/// the scenario's traffic, 80x faster than real time (~15 s), against `addrs`. Returns the
-/// report page.
+/// The demo's replay: 20 minutes of the GBA peak morning from 07:55 (the 08:00 release
+/// rush) at a tenth of the scenario's traffic, 80x faster than real time (~15 s), against
+/// `addrs`, with the slot windows moved onto the cluster's schedule day. Returns the report
+/// page.
 pub async fn demo_replay(addrs: &[String], dir: &Path) -> Result<PathBuf, String> {
+    let (minutes, scale) = (20, 0.1);
     let sc = Scenario::load("gba")?;
     let trace = peak::generate(
         &sc,
         &GenerateOptions {
             seed: 1,
-            minutes: Some(20),
+            minutes: Some(minutes),
             start_minute: Some(475),
-            scale: 0.1,
+            scale,
         },
     )?;
     println!(
-        "\npeak-hour replay: {} requests of the GBA scenario (07:55-08:15, the 08:00 rush), 80x real time",
+        "\npeak-hour replay: {} requests of the GBA scenario ({minutes} minutes from 07:55, the 08:00 rush, at {scale}x its traffic), 80x real time",
         trace.events.len()
     );
     let opts = ReplayOptions {
         targets: addrs.to_vec(),
         speed: 80.0,
         salt: run_salt(),
+        slot_day: SlotDay::Discover,
         ..ReplayOptions::default()
     };
     let (r, page) = peak::replay_trace(&trace, &opts, dir).await?;
     println!("{}", peak::summary_line(&r));
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_start_parses_dates_and_ms() {
+        assert_eq!(parse_slot_day("discover"), Ok(SlotDay::Discover));
+        assert_eq!(parse_slot_day("as-written"), Ok(SlotDay::AsWritten));
+        assert_eq!(
+            parse_slot_day("2026-11-24"),
+            Ok(SlotDay::At(ninety_engine::generate::DEFAULT_DAY_START.0))
+        );
+        assert_eq!(parse_slot_day("1970-01-01"), Ok(SlotDay::At(0)));
+        assert_eq!(
+            parse_slot_day("1795478400123"),
+            Ok(SlotDay::At(1_795_478_400_000))
+        );
+        assert!(parse_slot_day("2026-13-01").is_err());
+        assert!(parse_slot_day("tomorrow").is_err());
+    }
 }

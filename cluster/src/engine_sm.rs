@@ -17,6 +17,7 @@ use ninety_engine::beds::BedHold;
 use ninety_engine::matching::SlotQuery;
 use ninety_engine::referrals::{Referral, ReferralReason};
 use ninety_engine::slots::{JointConsult, Slot, SlotHold};
+use ninety_engine::view::AvailabilityView;
 use ninety_engine::{
     AllianceId, BedTarget, Channel, Command, ConsultId, DoctorId, Engine, HoldId, HospitalId,
     LogTime, Mode, Outcome, ReferralId, ReferralState, Rejection, Reply, Request, RequestId,
@@ -176,6 +177,9 @@ pub enum Query {
     /// Ranked specialists on the published availability view; `any_mode` searches both
     /// modes (the query's mode is then ignored) and merges by score.
     Match { query: SlotQuery, any_mode: bool },
+    /// Nothing: a ReadIndex round only, for reads answered from the published view off the
+    /// node task (the reply's index is what the view must reach).
+    Applied,
 }
 
 /// One ward's counts with the ward's descriptive fields.
@@ -207,6 +211,8 @@ pub enum QueryResult {
     /// `None` when the hospital is unknown.
     Worklist(Option<(Vec<ReferralInfo>, Option<ReferralId>)>),
     Match(Result<Vec<MatchInfo>, Rejection>),
+    /// The answer to [`Query::Applied`].
+    Applied,
 }
 
 /// Encodes a request for the log. Postcard cannot fail for these in-memory types; the
@@ -235,19 +241,65 @@ pub const FIND_SLOTS_LIMIT_MAX: usize = 500;
 /// Most referrals one worklist page may hold.
 pub const WORKLIST_LIMIT_MAX: usize = 500;
 
+/// A shared handle on the engine's published availability view that survives snapshot
+/// restores (a restored engine publishes through a new publisher; the cell follows it).
+/// Readers load the latest view without touching the node task.
+#[derive(Clone)]
+pub struct ViewCell(std::sync::Arc<std::sync::RwLock<ViewReader>>);
+
+impl ViewCell {
+    fn new(reader: ViewReader) -> ViewCell {
+        ViewCell(std::sync::Arc::new(std::sync::RwLock::new(reader)))
+    }
+
+    fn set(&self, reader: ViewReader) {
+        // A poisoned lock only means a reader panicked holding it; the reader is whole.
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = reader;
+    }
+
+    /// The latest published view; `log_index` says which applied index it reflects.
+    pub fn load(&self) -> ninety_engine::sync::Arc<AvailabilityView> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).load()
+    }
+}
+
+impl std::fmt::Debug for ViewCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewCell")
+    }
+}
+
 /// `ninety_engine::Engine` as a Raft state machine.
+///
+/// **View publication.** The availability view is republished once per run of applied
+/// entries, when the node calls [`StateMachine::applied_up_to`] (after its Ready loop,
+/// before it answers reads or acknowledges writes), tagged with the applied index. A user
+/// that never calls it (a bare adapter in a test or simulator) gets a publication after
+/// every `apply`, as before.
 pub struct EngineMachine {
     engine: Engine,
-    /// The engine's published availability view (republished after every applied entry);
-    /// matching queries read it without touching the authoritative state.
-    view: ViewReader,
+    /// The engine's published availability view; matching queries read it without
+    /// touching the authoritative state (and, through [`ViewCell`], off the node task).
+    view: ViewCell,
+    /// The node publishes per run of entries (`applied_up_to` was called once).
+    batched_publication: bool,
+    /// Entries applied since the last publication.
+    unpublished: bool,
+    /// The applied index of the last publication.
+    published_index: u64,
 }
 
 impl Default for EngineMachine {
     fn default() -> Self {
         let mut engine = Engine::new();
-        let view = engine.view_reader();
-        EngineMachine { engine, view }
+        let view = ViewCell::new(engine.view_reader());
+        EngineMachine {
+            engine,
+            view,
+            batched_publication: false,
+            unpublished: false,
+            published_index: 0,
+        }
     }
 }
 
@@ -265,9 +317,19 @@ impl EngineMachine {
         EngineMachine::default()
     }
 
-    /// A reader of the published availability view, for lock-free matching reads.
-    pub fn view_reader(&self) -> ViewReader {
+    /// The published availability view, for lock-free matching reads on any task.
+    pub fn view_cell(&self) -> ViewCell {
         self.view.clone()
+    }
+
+    /// Publishes the view after `apply` unless the node publishes per run of entries.
+    fn after_apply(&mut self, index: u64) {
+        if self.batched_publication {
+            self.unpublished = true;
+        } else {
+            self.engine.publish_view_at(index);
+            self.published_index = index;
+        }
     }
 
     /// The engine, for local (possibly stale) inspection.
@@ -503,52 +565,6 @@ impl EngineMachine {
         Some((page, next))
     }
 
-    fn match_specialist(
-        &self,
-        query: &SlotQuery,
-        any_mode: bool,
-    ) -> Result<Vec<MatchInfo>, Rejection> {
-        let view = self.view.load();
-        let modes: &[Mode] = if any_mode {
-            &[Mode::InPerson, Mode::Remote]
-        } else {
-            std::slice::from_ref(&query.mode)
-        };
-        let origin_alliances: Vec<AllianceId> = match query.origin {
-            ninety_engine::matching::Origin::Hospital(h) => self
-                .engine
-                .hospital(h)
-                .map(|h| h.alliances.clone())
-                .unwrap_or_default(),
-            ninety_engine::matching::Origin::Point { .. } => Vec::new(),
-        };
-        let mut out = Vec::new();
-        for mode in modes {
-            let q = SlotQuery {
-                mode: *mode,
-                ..query.clone()
-            };
-            let ranked = ninety_engine::matching::match_specialist(&*view, &q)?;
-            for c in ranked.candidates {
-                let hospital = self.engine.hospital(c.hospital);
-                out.push(MatchInfo {
-                    mode: *mode,
-                    tier: c.tier,
-                    alliance: hospital.and_then(|h| {
-                        h.alliances
-                            .iter()
-                            .find(|a| origin_alliances.contains(a))
-                            .copied()
-                    }),
-                    candidate: c,
-                });
-            }
-        }
-        out.sort_by_key(|m| (m.candidate.score, m.candidate.start, m.candidate.slot));
-        out.truncate(usize::from(query.limit));
-        Ok(out)
-    }
-
     fn wards(&self, hospital: HospitalId, wanted: &[WardId]) -> Option<Vec<WardInfo>> {
         self.engine.hospital(hospital)?;
         let beds = self.engine.beds();
@@ -586,10 +602,58 @@ impl EngineMachine {
             Query::Referral(id) => QueryResult::Referral(self.referral_info(id)),
             Query::Worklist(q) => QueryResult::Worklist(self.worklist(&q)),
             Query::Match { query, any_mode } => {
-                QueryResult::Match(self.match_specialist(&query, any_mode))
+                QueryResult::Match(match_on_view(&self.view.load(), &query, any_mode))
             }
+            Query::Applied => QueryResult::Applied,
         }
     }
+}
+
+/// Ranked specialists on a published view (no access to the authoritative state, so it runs
+/// on any task): `any_mode` searches both modes and merges by score; alliances shared with
+/// the origin hospital come from the view's region index.
+pub fn match_on_view(
+    view: &AvailabilityView,
+    query: &SlotQuery,
+    any_mode: bool,
+) -> Result<Vec<MatchInfo>, Rejection> {
+    let modes: &[Mode] = if any_mode {
+        &[Mode::InPerson, Mode::Remote]
+    } else {
+        std::slice::from_ref(&query.mode)
+    };
+    let hospitals = &view.region.hospitals;
+    let origin_alliances: &[AllianceId] = match query.origin {
+        ninety_engine::matching::Origin::Hospital(h) => {
+            hospitals.get(&h).map_or(&[], |h| h.alliances.as_slice())
+        }
+        ninety_engine::matching::Origin::Point { .. } => &[],
+    };
+    let mut out = Vec::new();
+    for mode in modes {
+        let q = SlotQuery {
+            mode: *mode,
+            ..query.clone()
+        };
+        let ranked = ninety_engine::matching::match_specialist(view, &q)?;
+        for c in ranked.candidates {
+            let alliance = hospitals.get(&c.hospital).and_then(|h| {
+                h.alliances
+                    .iter()
+                    .find(|a| origin_alliances.contains(a))
+                    .copied()
+            });
+            out.push(MatchInfo {
+                mode: *mode,
+                tier: c.tier,
+                alliance,
+                candidate: c,
+            });
+        }
+    }
+    out.sort_by_key(|m| (m.candidate.score, m.candidate.start, m.candidate.slot));
+    out.truncate(usize::from(query.limit));
+    Ok(out)
 }
 
 /// Used only if postcard ever fails to encode an in-memory value (it does not with the
@@ -609,7 +673,7 @@ impl StateMachine for EngineMachine {
             // A tick cannot be refused for a reason a client could act on; its reply only
             // matters to the engine's own bookkeeping.
             let _ = self.engine.apply(&tick, at);
-            self.engine.publish_view();
+            self.after_apply(ctx.index);
             return Vec::new();
         }
         let out = commands
@@ -619,8 +683,17 @@ impl StateMachine for EngineMachine {
                 postcard::to_stdvec(&applied).unwrap_or_else(|_| ENCODE_FAILED.to_vec())
             })
             .collect();
-        self.engine.publish_view();
+        self.after_apply(ctx.index);
         out
+    }
+
+    fn applied_up_to(&mut self, index: u64) {
+        self.batched_publication = true;
+        if self.unpublished || index != self.published_index {
+            self.engine.publish_view_at(index);
+            self.published_index = index;
+            self.unpublished = false;
+        }
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -640,8 +713,10 @@ impl StateMachine for EngineMachine {
         } else {
             Engine::restore(data).map_err(|e| e.to_string())?
         };
-        // A new engine publishes through a new publisher; readers take the new one.
-        self.view = self.engine.view_reader();
+        // A new engine publishes through a new publisher; readers take the new one (its
+        // first view is tagged when the node reports the snapshot's index).
+        self.view.set(self.engine.view_reader());
+        self.unpublished = true;
         Ok(())
     }
 

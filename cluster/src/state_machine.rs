@@ -24,6 +24,14 @@ pub trait StateMachine {
     /// can run time-driven rules (expiries) at `ctx.log_time_ms`.
     fn apply(&mut self, ctx: &ApplyContext, commands: &[&[u8]]) -> Vec<Vec<u8>>;
 
+    /// Called by the node after each run of applied entries (and after a snapshot install),
+    /// before it answers reads or hands out write outcomes: everything up to `index` is
+    /// applied. A machine with derived read state (a published view) refreshes it here,
+    /// once per run instead of once per entry. Must not change the replicated state.
+    fn applied_up_to(&mut self, index: u64) {
+        let _ = index;
+    }
+
     /// Answers a read-only query against the current state (used after ReadIndex).
     fn query(&self, query: &[u8]) -> Vec<u8>;
 

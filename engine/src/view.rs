@@ -94,6 +94,10 @@ type OpenChunk = BTreeMap<(Specialty, Mode), StdArc<Vec<(LogTime, DoctorId)>>>;
 pub struct AvailabilityView {
     /// Requests applied when the view was published.
     pub version: u64,
+    /// The position in the publisher's log the view reflects (in a cluster: the Raft
+    /// applied index), as given to `Engine::publish_view_at`; 0 when never given. A reader
+    /// that needs everything up to index `i` waits for a view with `log_index >= i`.
+    pub log_index: u64,
     pub now: LogTime,
     pub policy: MatchPolicy,
     pub region: StdArc<RegionIndex>,
@@ -251,9 +255,18 @@ impl Engine {
     /// Publishes the view now (callers applying one request at a time use this; batches
     /// publish on their own). Does nothing until `view_reader` was called.
     pub fn publish_view(&mut self) {
+        let index = self.live.working.log_index;
+        self.publish_view_at(index);
+    }
+
+    /// Publishes the view now, marked as reflecting log position `log_index` (the caller's
+    /// applied index: everything applied so far). Cheap when nothing changed: only the
+    /// touched shards are rebuilt. Does nothing until `view_reader` was called.
+    pub fn publish_view_at(&mut self, log_index: u64) {
         if self.live.publisher.is_none() {
             return;
         }
+        self.live.working.log_index = log_index;
         self.refresh_view();
         let next = crate::sync::Arc::new(self.live.working.clone());
         if let Some(p) = self.live.publisher.as_mut() {
@@ -278,7 +291,10 @@ impl Engine {
             self.live.all_dirty || !StdArc::ptr_eq(&region, &self.live.working.region);
         let live = &mut self.live;
         if live.all_dirty {
-            live.working = AvailabilityView::default();
+            live.working = AvailabilityView {
+                log_index: live.working.log_index,
+                ..AvailabilityView::default()
+            };
             live.dirty_doctors = self.doctors.keys().copied().collect();
             live.dirty_wards = self.beds.wards.keys().copied().collect();
             live.all_dirty = false;

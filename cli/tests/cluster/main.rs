@@ -10,6 +10,7 @@ mod harness;
 mod kill_leader;
 mod membership;
 mod partition;
+mod replay;
 mod retry;
 mod snapshot;
 

@@ -29,6 +29,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             let rd = self.raw.ready();
             self.handle_ready(rd)?;
         }
+        self.sm.applied_up_to(self.applied_index);
         Ok(())
     }
 

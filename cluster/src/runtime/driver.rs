@@ -43,10 +43,11 @@ pub enum Cmd {
         query: Vec<u8>,
         reply: oneshot::Sender<Answer>,
     },
-    /// Answered from the local state as it is (may lag the leader).
+    /// Answered from the local state as it is (may lag the leader), with the applied index
+    /// it was read at.
     LocalQuery {
         query: Vec<u8>,
-        reply: oneshot::Sender<Vec<u8>>,
+        reply: oneshot::Sender<(u64, Vec<u8>)>,
     },
     ChangeMembership {
         change: MembershipChange,
@@ -149,8 +150,9 @@ impl NodeHandle {
         self.ask(|reply| Cmd::TransferLeader { to, reply }).await
     }
 
-    /// A read of the local state without any Raft round.
-    pub async fn local_query(&self, query: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+    /// A read of the local state without any Raft round: the applied index it was read at
+    /// and the answer.
+    pub async fn local_query(&self, query: Vec<u8>) -> Result<(u64, Vec<u8>), RequestError> {
         let (tx, rx) = oneshot::channel();
         self.submit(Cmd::LocalQuery { query, reply: tx })?;
         rx.await.map_err(|_| stopped())
@@ -264,7 +266,8 @@ impl Driver {
             }
             Cmd::LocalQuery { query, reply } => {
                 // The caller may have given up; nothing to do then.
-                let _ = reply.send(self.node.state_machine().query(&query));
+                let index = self.node.status().applied_index;
+                let _ = reply.send((index, self.node.state_machine().query(&query)));
             }
             Cmd::ChangeMembership { change, reply } => {
                 let id = self.register(reply);

@@ -215,6 +215,7 @@ pub async fn serve(
     }
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
+    let view = node.state_machine().view_cell();
 
     let book = Arc::new(PeerBook::new(cfg.peer_map()?));
     let faults = Arc::new(Faults::new(
@@ -243,6 +244,7 @@ pub async fn serve(
 
     let cluster = Arc::new(Cluster {
         handle: handle.clone(),
+        view,
         book,
         faults: faults.clone(),
     });

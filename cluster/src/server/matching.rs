@@ -1,9 +1,10 @@
 //! `ninety.v1.Matching`: ranked specialists (a read) and the allocations (one replicated
 //! command each: choose and hold).
 //!
-//! `MatchSpecialist` is a `Query::Match` answered from the engine's published availability
-//! view, lock-free (linearizable by default: ReadIndex first; `LOCAL` reads this node's
-//! view). `MODE_UNSPECIFIED` searches both modes and merges by score. `max_travel_minutes`
+//! `MatchSpecialist` is answered from the engine's published availability view, lock-free,
+//! on the gRPC task (linearizable by default: a ReadIndex round first, then the view once it
+//! reflects the read index; `LOCAL` reads this node's latest view; `applied_index` is the
+//! index the view reflects). `MODE_UNSPECIFIED` searches both modes and merges by score. `max_travel_minutes`
 //! and `min_tier` filter the engine's best `MATCH_LIMIT_MAX` candidates, so a filtered
 //! answer may hold fewer than `limit` even when more would pass further down.
 //!
@@ -16,7 +17,7 @@
 
 use super::convert::{self, Field};
 use super::{is_local, rejection_status, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use crate::engine_sm::{MatchInfo, Query, QueryResult};
+use crate::engine_sm::{match_on_view, MatchInfo};
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery, MATCH_LIMIT_MAX};
 use ninety_engine::{
     BedNeeds, Channel, Command, HospitalId, LogTime, Mode, Rejection, Reply, Request, Tier,
@@ -190,17 +191,15 @@ impl Matching for MatchingService {
         let deadline = Deadline::of(&request, READ_TIMEOUT);
         let r = request.into_inner();
         let ask = match_ask(&r).map_err(bad)?;
-        let query = Query::Match {
-            query: ask.query.clone(),
-            any_mode: ask.any_mode,
-        };
-        let (result, index) = self
+        // On the published view, on this task: the node task only takes part in the
+        // ReadIndex round of a linearizable read.
+        let view = self
             .cluster
-            .read(&query, is_local(r.consistency), deadline)
+            .view_read(is_local(r.consistency), deadline)
             .await?;
-        let QueryResult::Match(found) = result else {
-            return Err(Status::internal("unexpected query result"));
-        };
+        let index = view.log_index;
+        let found = match_on_view(&view, &ask.query, ask.any_mode);
+        drop(view);
         let candidates = found
             .map_err(bad)?
             .into_iter()

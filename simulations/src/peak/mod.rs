@@ -21,7 +21,7 @@ pub mod trace;
 mod tests;
 
 pub use generate::{generate, GenerateOptions};
-pub use replay::{replay, ReplayOptions};
+pub use replay::{replay, ReplayOptions, SlotDay};
 pub use report::{write_report, ReplayResult};
 pub use scenario::Scenario;
 pub use trace::{Event, Header, Op, Ref, Trace, TraceError};

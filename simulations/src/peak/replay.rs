@@ -8,16 +8,11 @@
 
 use super::report::{Collector, ReplayResult};
 use super::trace::{Channel, Event, Mode, Op, Ref, Tier, Trace, Urgency};
-use ninety_proto::v1 as pb;
-use ninety_proto::v1::bed_holds_client::BedHoldsClient;
-use ninety_proto::v1::matching_client::MatchingClient;
-use ninety_proto::v1::referrals_client::ReferralsClient;
-use ninety_proto::v1::scheduling_client::SchedulingClient;
+use ninety_client::pb;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
-use tonic::transport::Channel as Transport;
 
 /// How to replay.
 #[derive(Clone, Debug)]
@@ -39,6 +34,8 @@ pub struct ReplayOptions {
     pub dependency_wait: Duration,
     /// Hospitals whose bed occupancy is sampled over the day (the busiest in the trace).
     pub occupancy_hospitals: usize,
+    /// The schedule day the trace's absolute slot windows are moved onto (see [`SlotDay`]).
+    pub slot_day: SlotDay,
     /// Trace time between occupancy samples, ms.
     pub occupancy_every_ms: u64,
 }
@@ -55,8 +52,25 @@ impl Default for ReplayOptions {
             dependency_wait: Duration::from_secs(10),
             occupancy_hospitals: 8,
             occupancy_every_ms: 60_000,
+            slot_day: SlotDay::Discover,
         }
     }
+}
+
+/// Which day the trace's slot windows (`window_start_ms`, `window_end_ms`) search. A trace
+/// is written for one schedule day ([`trace_slot_day`]: the GBA scenario's 2026-11-24); a
+/// cluster started with `region = "gba"` publishes its schedules for the next clinic day
+/// after its founding node's clock, so the windows are moved by whole days onto the
+/// cluster's day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotDay {
+    /// Ask the cluster (one `FindSlots` for the earliest open slot, [`discover_slot_day`]);
+    /// as written when it has none.
+    Discover,
+    /// Send the windows as written.
+    AsWritten,
+    /// The UTC day starting at this Unix ms (00:00 UTC).
+    At(u64),
 }
 
 /// What a successful request created or chose, for later events and for the report.
@@ -81,49 +95,50 @@ pub struct Produced {
 /// The result of sending one event.
 pub type Answer = Result<Produced, String>;
 
-/// The gRPC clients of one node. The one place that speaks the wire API: switch it to
-/// `ninety-client` here.
+/// The one place that speaks the wire API: a [`ninety_client::Client`] of the target nodes
+/// (the last answering node first, leader hints followed, retries of the *same* message,
+/// so the request id keeps a retry safe), configured for open-loop replay: a call gives up
+/// within the replay's request timeout instead of the client's interactive defaults.
 #[derive(Clone)]
 pub struct Conn {
-    beds: BedHoldsClient<Transport>,
-    scheduling: SchedulingClient<Transport>,
-    matching: MatchingClient<Transport>,
-    referrals: ReferralsClient<Transport>,
+    client: ninety_client::Client,
 }
 
+/// Longest one attempt of a replayed call may take (sent as `grpc-timeout`); a node that
+/// cannot answer within it is retried, the same request id, on the next or hinted node.
+pub const REPLAY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Conn {
-    /// A lazily connecting client of one node.
-    pub fn new(addr: &str) -> Result<Conn, String> {
-        let uri = if addr.starts_with("http") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
+    /// A client of `targets` (host:port); connections open lazily. Each call takes at most
+    /// `request_timeout` over all its attempts.
+    pub fn new(targets: &[String], request_timeout: Duration) -> Result<Conn, String> {
+        let config = ninety_client::Config {
+            attempt_timeout: REPLAY_ATTEMPT_TIMEOUT.min(request_timeout),
+            total_timeout: request_timeout,
+            max_attempts: 8,
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(3),
         };
-        let ch = tonic::transport::Endpoint::from_shared(uri)
-            .map_err(|e| format!("{addr}: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Conn {
-            beds: BedHoldsClient::new(ch.clone()),
-            scheduling: SchedulingClient::new(ch.clone()),
-            matching: MatchingClient::new(ch.clone()),
-            referrals: ReferralsClient::new(ch),
-        })
+        let client = ninety_client::Client::new(targets, config).map_err(|e| e.to_string())?;
+        Ok(Conn { client })
+    }
+
+    /// The client, for calls the replay makes besides the trace's (discovery).
+    pub fn client(&self) -> &ninety_client::Client {
+        &self.client
     }
 
     /// Counts a hospital's beds: (occupied, held, total).
     pub async fn occupancy(&self, hospital: u32) -> Result<(u32, u32, u32), tonic::Status> {
         let r = self
-            .beds
-            .clone()
+            .client
             .ward_availability(pb::WardAvailabilityRequest {
                 hospital_id: hospital,
                 ward_ids: Vec::new(),
                 consistency: pb::ReadConsistency::Local as i32,
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(r.wards.iter().fold((0, 0, 0), |a, w| {
             (a.0 + w.occupied_beds, a.1 + w.held_beds, a.2 + w.total_beds)
         }))
@@ -243,8 +258,7 @@ async fn send(
             limit,
         } => {
             let r = conn
-                .matching
-                .clone()
+                .client
                 .match_specialist(pb::MatchSpecialistRequest {
                     from_hospital_id: *from_hospital,
                     specialty: specialty.clone(),
@@ -258,8 +272,7 @@ async fn send(
                     limit: *limit,
                     consistency: pb::ReadConsistency::Local as i32,
                 })
-                .await?
-                .into_inner();
+                .await?;
             candidate(&mut p, r.candidates.first());
         }
         Op::AllocateSlot {
@@ -275,8 +288,7 @@ async fn send(
             channel: c,
         } => {
             let r = conn
-                .matching
-                .clone()
+                .client
                 .allocate_slot(pb::AllocateSlotRequest {
                     request_id,
                     patient_ref: patient.clone(),
@@ -292,8 +304,7 @@ async fn send(
                     channel: channel(*c),
                     referral_id: 0,
                 })
-                .await?
-                .into_inner();
+                .await?;
             candidate(&mut p, r.chosen.as_ref());
             if let Some(b) = r.booking {
                 p.id = b.hold_id;
@@ -309,8 +320,7 @@ async fn send(
             channel: c,
         } => {
             let r = conn
-                .scheduling
-                .clone()
+                .client
                 .hold_slot(pb::HoldSlotRequest {
                     request_id,
                     slot_id: id(*slot),
@@ -319,8 +329,7 @@ async fn send(
                     channel: channel(*c),
                     referral_id: 0,
                 })
-                .await?
-                .into_inner();
+                .await?;
             if let Some(b) = r.booking {
                 p.id = b.hold_id;
                 p.hospital = b.hospital_id;
@@ -328,8 +337,7 @@ async fn send(
             }
         }
         Op::BookSlot { hold } => {
-            conn.scheduling
-                .clone()
+            conn.client
                 .book_slot(pb::BookSlotRequest {
                     request_id,
                     hold_id: id(*hold),
@@ -338,8 +346,7 @@ async fn send(
             p.id = id(*hold);
         }
         Op::CancelBooking { hold, reason } => {
-            conn.scheduling
-                .clone()
+            conn.client
                 .cancel_booking(pb::CancelBookingRequest {
                     request_id,
                     hold_id: id(*hold),
@@ -348,8 +355,7 @@ async fn send(
                 .await?;
         }
         Op::MarkNoShow { hold } => {
-            conn.scheduling
-                .clone()
+            conn.client
                 .mark_no_show(pb::MarkNoShowRequest {
                     request_id,
                     hold_id: id(*hold),
@@ -366,8 +372,7 @@ async fn send(
             referral,
         } => {
             let r = conn
-                .beds
-                .clone()
+                .client
                 .hold_bed(pb::HoldBedRequest {
                     request_id,
                     ward_id: *ward,
@@ -378,8 +383,7 @@ async fn send(
                     channel: channel(*c),
                     referral_id: referral.map_or(0, id),
                 })
-                .await?
-                .into_inner();
+                .await?;
             if let Some(h) = r.hold {
                 p.id = h.hold_id;
                 p.hospital = h.hospital_id;
@@ -397,8 +401,7 @@ async fn send(
             referral,
         } => {
             let r = conn
-                .matching
-                .clone()
+                .client
                 .allocate_bed(pb::AllocateBedRequest {
                     request_id,
                     patient_ref: patient.clone(),
@@ -411,8 +414,7 @@ async fn send(
                     channel: channel(*c),
                     referral_id: referral.map_or(0, id),
                 })
-                .await?
-                .into_inner();
+                .await?;
             candidate(&mut p, r.chosen.as_ref());
             if let Some(h) = r.hold {
                 p.id = h.hold_id;
@@ -421,8 +423,7 @@ async fn send(
             }
         }
         Op::ConfirmHold { hold } => {
-            conn.beds
-                .clone()
+            conn.client
                 .confirm_hold(pb::ConfirmHoldRequest {
                     request_id,
                     hold_id: id(*hold),
@@ -430,8 +431,7 @@ async fn send(
                 .await?;
         }
         Op::ReleaseHold { hold, reason } => {
-            conn.beds
-                .clone()
+            conn.client
                 .release_hold(pb::ReleaseHoldRequest {
                     request_id,
                     hold_id: id(*hold),
@@ -440,8 +440,7 @@ async fn send(
                 .await?;
         }
         Op::GetHold { hold } => {
-            conn.beds
-                .clone()
+            conn.client
                 .get_hold(pb::GetHoldRequest {
                     hold_id: id(*hold),
                     consistency: pb::ReadConsistency::Local as i32,
@@ -461,8 +460,7 @@ async fn send(
             requesting_hospital,
         } => {
             let r = conn
-                .scheduling
-                .clone()
+                .client
                 .hold_joint_consult(pb::HoldJointConsultRequest {
                     request_id,
                     patient_ref: patient.clone(),
@@ -472,8 +470,7 @@ async fn send(
                     ttl_ms: *ttl_ms,
                     requesting_hospital_id: *requesting_hospital,
                 })
-                .await?
-                .into_inner();
+                .await?;
             if let Some(c) = r.consult {
                 p.id = c.consult_id;
                 p.doctor = c.doctor_ids.first().copied().unwrap_or(0);
@@ -483,8 +480,7 @@ async fn send(
             }
         }
         Op::BookJointConsult { consult } => {
-            conn.scheduling
-                .clone()
+            conn.client
                 .book_joint_consult(pb::BookJointConsultRequest {
                     request_id,
                     consult_id: id(*consult),
@@ -492,8 +488,7 @@ async fn send(
                 .await?;
         }
         Op::ReleaseJointConsult { consult, reason } => {
-            conn.scheduling
-                .clone()
+            conn.client
                 .release_joint_consult(pb::ReleaseJointConsultRequest {
                     request_id,
                     consult_id: id(*consult),
@@ -512,8 +507,7 @@ async fn send(
             ttl_ms,
         } => {
             let r = conn
-                .referrals
-                .clone()
+                .client
                 .request_referral(pb::RequestReferralRequest {
                     request_id,
                     patient_ref: patient.clone(),
@@ -525,8 +519,7 @@ async fn send(
                     reason_code: reason_code.clone(),
                     ttl_ms: *ttl_ms,
                 })
-                .await?
-                .into_inner();
+                .await?;
             p.id = r.referral.map_or(0, |r| r.referral_id);
         }
         Op::TriageReferral {
@@ -534,8 +527,7 @@ async fn send(
             urgency: u,
             specialty,
         } => {
-            conn.referrals
-                .clone()
+            conn.client
                 .triage_referral(pb::TriageReferralRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -554,8 +546,7 @@ async fn send(
             max_travel_minutes,
         } => {
             let r = conn
-                .referrals
-                .clone()
+                .client
                 .match_referral(pb::MatchReferralRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -565,8 +556,7 @@ async fn send(
                     bed_hold_id: bed_hold.map_or(0, id),
                     slot_hold_id: slot_hold.map_or(0, id),
                 })
-                .await?
-                .into_inner();
+                .await?;
             if let Some(r) = r.referral {
                 p.id = r.referral_id;
                 candidate(&mut p, r.matched.as_ref());
@@ -575,8 +565,7 @@ async fn send(
             }
         }
         Op::AcceptReferral { referral, hospital } => {
-            conn.referrals
-                .clone()
+            conn.client
                 .accept_referral(pb::AcceptReferralRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -591,8 +580,7 @@ async fn send(
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            conn.referrals
-                .clone()
+            conn.client
                 .start_transit(pb::StartTransitRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -601,8 +589,7 @@ async fn send(
                 .await?;
         }
         Op::AdmitReferral { referral } => {
-            conn.referrals
-                .clone()
+            conn.client
                 .admit_referral(pb::AdmitReferralRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -610,8 +597,7 @@ async fn send(
                 .await?;
         }
         Op::CompleteReferral { referral, outcome } => {
-            conn.referrals
-                .clone()
+            conn.client
                 .complete_referral(pb::CompleteReferralRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -620,8 +606,7 @@ async fn send(
                 .await?;
         }
         Op::CancelReferral { referral, reason } => {
-            conn.referrals
-                .clone()
+            conn.client
                 .cancel_referral(pb::CancelReferralRequest {
                     request_id,
                     referral_id: id(*referral),
@@ -631,14 +616,6 @@ async fn send(
         }
     }
     Ok(p)
-}
-
-/// Whether a failed call may be sent again (same request id) to another node.
-fn retryable(s: &tonic::Status) -> bool {
-    matches!(
-        s.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-    )
 }
 
 /// Request ids as sent: the trace's, or mixed with the run's salt.
@@ -656,7 +633,9 @@ pub fn salted(request_id: &str, salt: u64) -> String {
 }
 
 struct Shared {
-    conns: Vec<Conn>,
+    conn: Conn,
+    /// Added to the trace's slot windows (see [`SlotDay`]).
+    time_shift_ms: i64,
     results: Mutex<HashMap<u64, Option<Produced>>>,
     done: Notify,
     collector: Mutex<Collector>,
@@ -696,7 +675,7 @@ impl Shared {
         Ok(got)
     }
 
-    async fn run_event(&self, e: &Event, first_conn: usize) -> Answer {
+    async fn run_event(&self, e: &Event) -> Answer {
         let deps = self.dependencies(e).await.map_err(str::to_string)?;
         let resolve = |r: Ref, hospital: bool| match r {
             Ref::Id(id) => id,
@@ -709,23 +688,112 @@ impl Shared {
             }),
         };
         let request_id = salted(&e.request_id, self.opts.salt);
-        let n = self.conns.len();
-        let mut last = String::new();
-        for attempt in 0..n.max(1) {
-            let conn = &self.conns[(first_conn + attempt) % n];
-            let call = send(conn, &e.op, request_id.clone(), &resolve);
-            match tokio::time::timeout(self.opts.request_timeout, call).await {
-                Err(_) => return Err("DEADLINE_EXCEEDED/CLIENT_TIMEOUT".into()),
-                Ok(Ok(p)) => return Ok(p),
-                Ok(Err(s)) if retryable(&s) && attempt + 1 < n => {
-                    last = format!("{}|{}", error_kind(&s), s.message());
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Ok(Err(s)) => return Err(format!("{}|{}", error_kind(&s), s.message())),
+        let op = shift_op(&e.op, self.time_shift_ms);
+        // The client retries (same request id) within the request timeout; this bound is
+        // only a backstop for a call stuck in transport.
+        let call = send(&self.conn, &op, request_id, &resolve);
+        match tokio::time::timeout(self.opts.request_timeout + Duration::from_secs(1), call).await {
+            Err(_) => Err("DEADLINE_EXCEEDED/CLIENT_TIMEOUT".into()),
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded => {
+                Err(format!("DEADLINE_EXCEEDED/CLIENT_TIMEOUT|{}", s.message()))
             }
+            Ok(Err(s)) => Err(format!("{}|{}", error_kind(&s), s.message())),
         }
-        Err(last)
     }
+}
+
+/// Moves an op's absolute slot windows by `shift_ms` (see [`ReplayOptions::time_shift_ms`]).
+pub fn shift_op(op: &Op, shift_ms: i64) -> Op {
+    let mut op = op.clone();
+    if shift_ms == 0 {
+        return op;
+    }
+    let at = |t: &mut u64| *t = t.saturating_add_signed(shift_ms);
+    match &mut op {
+        Op::MatchSpecialist {
+            window_start_ms,
+            window_end_ms,
+            ..
+        }
+        | Op::AllocateSlot {
+            window_start_ms,
+            window_end_ms,
+            ..
+        }
+        | Op::HoldJointConsult {
+            window_start_ms,
+            window_end_ms,
+            ..
+        } => {
+            at(window_start_ms);
+            at(window_end_ms);
+        }
+        _ => {}
+    }
+    op
+}
+
+/// The UTC day (its 00:00, Unix ms) a trace's slot windows search: the day of the earliest
+/// window start in the trace; `None` when no event has a window.
+pub fn trace_slot_day(trace: &Trace) -> Option<u64> {
+    const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
+    trace
+        .events
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::MatchSpecialist {
+                window_start_ms, ..
+            }
+            | Op::AllocateSlot {
+                window_start_ms, ..
+            }
+            | Op::HoldJointConsult {
+                window_start_ms, ..
+            } => Some(*window_start_ms),
+            _ => None,
+        })
+        .min()
+        .map(|t| t / MS_PER_DAY * MS_PER_DAY)
+}
+
+/// The UTC day (00:00, Unix ms) of the earliest open slot the cluster offers from now to
+/// three days ahead (one `Scheduling.FindSlots`), or `None` when it has none.
+pub async fn discover_slot_day(conn: &Conn) -> Result<Option<u64>, String> {
+    const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let r = conn
+        .client
+        .find_slots(pb::FindSlotsRequest {
+            window: window(now, now + 3 * MS_PER_DAY),
+            limit: 1,
+            consistency: pb::ReadConsistency::Local as i32,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| format!("discovering the schedule day (FindSlots): {}", s.message()))?;
+    Ok(r.slots
+        .first()
+        .map(|s| s.start_ms / MS_PER_DAY * MS_PER_DAY))
+}
+
+/// How far to move the trace's slot windows for `day` (whole days; 0 when either day is
+/// unknown).
+async fn time_shift(trace: &Trace, day: SlotDay, conn: &Conn) -> Result<i64, String> {
+    let Some(from) = trace_slot_day(trace) else {
+        return Ok(0);
+    };
+    let to = match day {
+        SlotDay::AsWritten => return Ok(0),
+        SlotDay::At(ms) => ms,
+        SlotDay::Discover => match discover_slot_day(conn).await? {
+            Some(d) => d,
+            None => return Ok(0),
+        },
+    };
+    Ok(to as i64 - from as i64)
 }
 
 /// Replays a trace against a running cluster and collects what happened.
@@ -742,15 +810,13 @@ pub async fn replay(
     if !(opts.speed > 0.0 && opts.speed.is_finite()) {
         return Err("speed must be a positive number".into());
     }
-    let conns = opts
-        .targets
-        .iter()
-        .map(|a| Conn::new(a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let conn = Conn::new(&opts.targets, opts.request_timeout)?;
+    let time_shift_ms = time_shift(trace, opts.slot_day, &conn).await?;
     let mut collector = Collector::new(trace, opts, region);
     let watched = collector.busiest_hospitals(trace, opts.occupancy_hospitals);
     let shared = Arc::new(Shared {
-        conns,
+        conn,
+        time_shift_ms,
         results: Mutex::new(HashMap::with_capacity(trace.events.len())),
         done: Notify::new(),
         collector: Mutex::new(std::mem::take(&mut collector)),
@@ -784,7 +850,7 @@ pub async fn replay(
                 let due = start + Duration::from_secs_f64(trace_ms as f64 / speed / 1000.0);
                 tokio::time::sleep_until(due).await;
                 for &h in &watched {
-                    if let Ok(o) = shared.conns[0].occupancy(h).await {
+                    if let Ok(o) = shared.conn.occupancy(h).await {
                         if let Ok(mut c) = shared.collector.lock() {
                             c.occupancy_sample(h, trace_ms, o);
                         }
@@ -798,7 +864,7 @@ pub async fn replay(
         })
     };
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, e) in trace.events.iter().enumerate() {
+    for e in &trace.events {
         let due = start + Duration::from_secs_f64(e.at_ms as f64 / opts.speed / 1000.0);
         tokio::time::sleep_until(due).await;
         let scheduled_wall = wall_start + due.duration_since(start);
@@ -823,7 +889,7 @@ pub async fn replay(
         let e = e.clone();
         let bar = bar.clone();
         tasks.spawn(async move {
-            let answer = shared.run_event(&e, i).await;
+            let answer = shared.run_event(&e).await;
             let latency = Instant::now().saturating_duration_since(scheduled_wall);
             if let Ok(mut m) = shared.results.lock() {
                 m.insert(e.id, answer.as_ref().ok().copied());
