@@ -754,6 +754,24 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
     }))
 }
 
+/// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, naming it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait = |kind| async move {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = wait(SignalKind::interrupt()) => "interrupted (SIGINT)",
+        _ = wait(SignalKind::terminate()) => "SIGTERM",
+        _ = wait(SignalKind::hangup()) => "SIGHUP",
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -764,8 +782,8 @@ fn main() -> anyhow::Result<()> {
     let result = rt.block_on(async {
         tokio::select! {
             r = bench(args, &mut nodes) => r.map(Some),
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("interrupted: stopping the nodes");
+            sig = stop_signal() => {
+                eprintln!("{sig}: stopping the nodes");
                 Ok(None)
             }
         }
