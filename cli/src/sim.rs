@@ -2,9 +2,10 @@
 //! generator and replayer) over the `ninety_sim` library.
 
 use clap::Subcommand;
-use ninety_sim::{run_many, run_seed, Options};
-use std::io::Write;
+use indicatif::{ProgressBar, ProgressStyle};
+use ninety_sim::{run_many, run_seed, Options, RunReport};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 /// The `ninety sim` subcommands.
 #[derive(Subcommand)]
@@ -51,6 +52,14 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         ops,
         ..Options::default()
     };
+    // The replay command of a run; `--ops` only when it is not the default.
+    let replay = |r: &RunReport| {
+        let mut cmd = r.replay_command();
+        if ops != Options::default().ops {
+            cmd.push_str(&format!(" --ops {ops}"));
+        }
+        cmd
+    };
     if let Some(seed) = seed {
         opts.verbose = true;
         let r = run_seed(seed, &opts);
@@ -63,56 +72,82 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         for v in &r.violations {
             println!("violation: {v}");
         }
-        println!("replay: {}", r.replay_command());
+        println!("replay: {}", replay(&r));
         return ExitCode::FAILURE;
     }
     let threads = threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    let bar = ProgressBar::new(seeds);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40.cyan/blue}] {pos}/{len} seeds ({per_sec}, eta {eta}) {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    // Without a terminal the bar is hidden: a plain line every tenth of the run instead.
+    let plain_every = (seeds / 10).max(1);
+    // The failure with the lowest seed: its replay command ends the run.
+    let first_failure: Mutex<Option<(u64, String)>> = Mutex::new(None);
     let summary = run_many(from, seeds, &opts, threads, &|r, s| {
         if !r.ok() {
-            eprintln!(
-                "\nseed {} FAILED: {}\n  faults: {}\n  replay: {}",
-                r.seed,
-                r.violations.first().map_or("", String::as_str),
-                r.faults,
-                r.replay_command()
-            );
+            bar.suspend(|| {
+                eprintln!(
+                    "seed {} FAILED: {}\n  faults: {}\n  replay: {}",
+                    r.seed,
+                    r.violations.first().map_or("", String::as_str),
+                    r.faults,
+                    replay(r)
+                )
+            });
+            if let Ok(mut first) = first_failure.lock() {
+                if first.as_ref().is_none_or(|(seed, _)| r.seed < *seed) {
+                    *first = Some((r.seed, replay(r)));
+                }
+            }
         }
-        if s.seeds % 10 == 0 || !r.ok() || s.seeds == seeds {
-            eprint!(
-                "\r{}/{seeds} seeds, {} failed, {:.1} seeds/s, {} ops",
+        bar.set_message(format!(
+            "{} failed, {} ops, {} crashes, {} partitions",
+            s.failed, s.ops_total, s.crashes, s.partitions
+        ));
+        bar.set_position(s.seeds);
+        if bar.is_hidden() && (s.seeds % plain_every == 0 || s.seeds == seeds) {
+            eprintln!(
+                "{}/{seeds} seeds, {} failed, {:.1} seeds/s, {} ops",
                 s.seeds,
                 s.failed,
                 s.seeds_per_sec(),
                 s.ops_total
             );
-            let _ = std::io::stderr().flush();
         }
     });
-    eprintln!();
+    bar.finish_and_clear();
     println!(
-        "{} seeds from {from}: {} passed, {} failed in {:.1} s ({:.1} seeds/s, {} ops, {} \
-         crashes, {} partitions, {} corruptions detected, {} replacements)",
+        "{} seeds from {from}: {} passed, {} failed in {:.1} s ({:.1} seeds/s, {} ops of which \
+         {} reads and {} allocations, {} crashes, {} partitions, {} corruptions detected, {} \
+         replacements)",
         summary.seeds,
         summary.passed,
         summary.failed,
         summary.wall.as_secs_f64(),
         summary.seeds_per_sec(),
         summary.ops_total,
+        summary.reads,
+        summary.allocations,
         summary.crashes,
         summary.partitions,
         summary.corruptions_detected,
         summary.replacements
     );
     for (seed, v) in &summary.failures {
-        println!(
-            "FAILED seed {seed}: {v}\n  replay: cargo run --release -- sim faults --seed {seed}"
-        );
+        println!("FAILED seed {seed}: {v}");
     }
-    if summary.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let first = first_failure.into_inner().ok().flatten();
+    match first {
+        None if summary.failed == 0 => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
+        Some((_, cmd)) => {
+            println!("replay the first failing seed: {cmd}");
+            ExitCode::FAILURE
+        }
     }
 }

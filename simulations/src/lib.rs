@@ -5,12 +5,12 @@
 //! lose unsynced writes, torn tails, corrupted records that must be detected), the clocks
 //! (per-node skew and drift), crashes and restarts, membership changes (the operator
 //! replaces failed or retired nodes) and the client workload (bed holds, confirms,
-//! releases, discharges, slot holds and bookings, joint consultations, with retries under
-//! the same request id and timeouts). The real node core runs for every replica in one
+//! releases, discharges, slot holds and bookings, joint consultations, bed and slot
+//! allocations, linearizable reads, with retries under the same request id and timeouts). The real node core runs for every replica in one
 //! thread; no real clock, network or disk is touched, so a seed replays exactly.
 //!
 //! Entry points: [`run_seed`] (one seed → [`RunReport`]) and [`run_many`] (a range of
-//! seeds → [`Summary`]). The `ninety-sim` binary is a thin CLI over them. See
+//! seeds → [`Summary`]). `ninety sim faults` (cli/src/sim.rs) is a thin CLI over them. See
 //! `docs/simulation.md` for the fault model, the checks and how to debug a failing seed.
 //!
 //! [`peak`] is the other half of the crate: peak-day scenarios, a trace format, open-loop
@@ -69,6 +69,10 @@ pub struct Summary {
     pub failed: u64,
     pub ops_acked: u64,
     pub ops_total: u64,
+    /// Linearizable reads answered (included in `ops_acked` and `ops_total`).
+    pub reads: u64,
+    /// Allocations that placed a hold.
+    pub allocations: u64,
     pub events: u64,
     pub crashes: u64,
     pub partitions: u64,
@@ -131,8 +135,11 @@ fn add(sum: &mut Summary, r: &RunReport) {
         }
     }
     let s = &r.stats;
-    sum.ops_acked += s.ops_acked + s.ops_refused;
-    sum.ops_total += s.ops_acked + s.ops_refused + s.ops_failed + s.ops_gave_up;
+    // Answered reads are operations too (a read that gave up is counted in `ops_gave_up`).
+    sum.ops_acked += s.ops_acked + s.ops_refused + s.reads;
+    sum.ops_total += s.ops_acked + s.ops_refused + s.reads + s.ops_failed + s.ops_gave_up;
+    sum.reads += s.reads;
+    sum.allocations += s.allocations;
     sum.events += s.events;
     sum.crashes += s.crashes;
     sum.partitions += s.partitions;

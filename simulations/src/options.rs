@@ -97,7 +97,8 @@ pub struct Faults {
     pub snapshot_every: u64,
     /// Entries kept behind a snapshot.
     pub log_retain: u64,
-    /// Full state hashes are compared at every index that is a multiple of this.
+    /// Full state hashes are compared at every index that is a multiple of this (the deep
+    /// per-seat invariants run at every multiple of a quarter of it).
     pub hash_every: u64,
 }
 
@@ -134,7 +135,7 @@ impl Faults {
             client_timeout_ms: r.range(300, 3_000),
             snapshot_every: r.range(20, 300),
             log_retain: r.range(5, 50),
-            hash_every: r.range(4, 16),
+            hash_every: r.range(16, 48),
         }
     }
 }
