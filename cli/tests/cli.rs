@@ -363,6 +363,17 @@ fn cluster_init_writes_configs_nodes_accept() {
         assert_eq!(cfg.listen.port(), 7100 + id as u16);
         assert!(cfg.data_dir.is_absolute());
     }
+    // `--config` says what a node's next start will do.
+    let node1 = dir.path().join("node1.toml");
+    let c = json_ok(&[
+        "cluster",
+        "init",
+        "--config",
+        node1.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(c["action"], "bootstrap", "{c}");
+    assert_eq!(c["warnings"].as_array().map(Vec::len), Some(0), "{c}");
     // Existing configs are not overwritten without --force.
     let o = ninety(&["cluster", "init", "--dir", d]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

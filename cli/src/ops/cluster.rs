@@ -77,6 +77,10 @@ pub enum ClusterCmd {
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
+    /// Instead of writing configs: check this node config and say what its next start
+    /// will do (bootstrap, wait to be added, or resume from its data).
+    #[arg(long, conflicts_with_all = ["addrs", "data_root", "spare_ids", "force"])]
+    pub config: Option<PathBuf>,
     /// Nodes in the new cluster (founding voters): 1, 3 or 5 make sense.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub nodes_count: u64,
@@ -189,7 +193,94 @@ pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
     }
 }
 
+/// `cluster init --config FILE`: what the node's next start will do.
+fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = ninety_cluster::runtime::config::FileConfig::parse(&text)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let voters = cfg
+        .voters()
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let peers = cfg
+        .peer_map()
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let has_data = std::fs::read_dir(&cfg.data_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    let mut warnings = Vec::new();
+    let (action, what) = if has_data {
+        (
+            "resume",
+            "resumes from its data directory (init is ignored once data exists)".to_string(),
+        )
+    } else if cfg.init {
+        if !voters.contains(&cfg.id) {
+            warnings.push(format!(
+                "init = true but id {} is not among the founding voters {voters:?}",
+                cfg.id
+            ));
+        }
+        for v in &voters {
+            if !peers.contains_key(v) {
+                warnings.push(format!("founding voter {v} has no address in [peers]"));
+            }
+        }
+        (
+            "bootstrap",
+            format!(
+                "bootstraps a NEW cluster with voters {voters:?}; its first leader loads region {:?} \
+                 (start every founding node with the same voters)",
+                cfg.region
+            ),
+        )
+    } else {
+        (
+            "join",
+            format!(
+                "starts empty and waits to be added: ninety cluster add-member --id {} --addr {}",
+                cfg.id, cfg.listen
+            ),
+        )
+    };
+    let mut human = table::record(&[
+        ("config", path.display().to_string()),
+        ("id", cfg.id.to_string()),
+        ("listen", cfg.listen.to_string()),
+        ("data_dir", cfg.data_dir.display().to_string()),
+        ("data", if has_data { "present" } else { "empty" }.into()),
+        ("init", cfg.init.to_string()),
+        ("region", cfg.region.clone()),
+        ("peers", peers.len().to_string()),
+        ("next start", what.clone()),
+    ]);
+    for w in &warnings {
+        human.push_str(&format!("warning: {w}\n"));
+    }
+    emit(
+        g,
+        json!({
+            "config": path,
+            "id": cfg.id,
+            "listen": cfg.listen.to_string(),
+            "data_dir": cfg.data_dir,
+            "has_data": has_data,
+            "init": cfg.init,
+            "voters": voters,
+            "region": cfg.region,
+            "action": action,
+            "next_start": what,
+            "warnings": warnings,
+        }),
+        human,
+    );
+    Ok(())
+}
+
 fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
+    if let Some(path) = &a.config {
+        return check_config(g, path);
+    }
     let n = a.nodes_count;
     let addrs: Vec<String> = if a.addrs.is_empty() {
         (0..n)
