@@ -166,20 +166,21 @@ async fn propose_all(
         Err(_) => return Err(None),
     }
     for window in rest.chunks(BOOTSTRAP_WINDOW) {
-        // Each write is independent; run a window together so they share group commits.
-        let mut set = tokio::task::JoinSet::new();
-        for r in window {
-            let (c, r) = (cluster.clone(), r.clone());
-            set.spawn(async move { c.write(&r, Deadline::server(WRITE_TIMEOUT)).await });
-        }
-        while let Some(res) = set.join_next().await {
+        // A window runs together so its writes share group commits. They are polled first
+        // in order (join_all), and a write submits its proposal on its first poll, so the
+        // log holds them in file order: every fresh cluster of a region numbers its slots
+        // alike (the API docs' examples rely on it). Spawned tasks would race.
+        let writes = window
+            .iter()
+            .map(|r| cluster.write(r, Deadline::server(WRITE_TIMEOUT)));
+        for res in futures_util::future::join_all(writes).await {
             match res {
-                Ok(Ok(w)) => {
+                Ok(w) => {
                     if let Err(r) = w.applied.outcome {
                         return Err(Some(r));
                     }
                 }
-                _ => return Err(None),
+                Err(_) => return Err(None),
             }
         }
     }

@@ -39,10 +39,14 @@ fn bad(r: Rejection) -> Status {
     rejection_status(&r)
 }
 
-/// `[start, end)` on the wire; the engine's window is `[earliest, latest]`.
+/// `[start, end)` on the wire; the engine's window is `[earliest, latest]`. Unset, it is
+/// `(0, 0)`, which the engine reads as the next seven days from when the search runs
+/// (`SlotQuery::window_at`).
 fn engine_window(at: &Field, w: Option<&pb::TimeRange>) -> Result<(LogTime, LogTime), Rejection> {
-    let (start, end) = at.window("window", w)?;
-    Ok((start, LogTime(end.0 - 1)))
+    Ok(match at.opt_window("window", w)? {
+        Some((start, end)) => (start, LogTime(end.0 - 1)),
+        None => (LogTime(0), LogTime(0)),
+    })
 }
 
 fn refuse_sub_specialty(at: &Field, s: &str) -> Result<(), Rejection> {

@@ -226,7 +226,10 @@ fn joint_request(r: &pb::HoldJointConsultRequest) -> Result<Request, Rejection> 
         .enumerate()
         .map(|(i, d)| at.id(&format!("doctor_ids.{i}"), *d).map(DoctorId))
         .collect::<Result<Vec<_>, _>>()?;
-    let (earliest, latest) = at.window("window", r.window.as_ref())?;
+    // Unset: the engine reads (0, 0) as the next seven days from apply time.
+    let (earliest, latest) = at
+        .opt_window("window", r.window.as_ref())?
+        .unwrap_or((LogTime(0), LogTime(0)));
     let duration_minutes = u16::try_from(at.id("duration_minutes", r.duration_minutes)?)
         .map_err(|_| at.invalid("duration_minutes", "too large"))?;
     let ttl_ms = at.ttl_or_policy("ttl_ms", r.ttl_ms)?.unwrap_or(0);
@@ -579,7 +582,12 @@ mod tests {
         assert_eq!(field_of(joint_request(&j).unwrap_err()), "doctor_ids.1");
         j.doctor_ids = vec![1, 2];
         j.window = None;
-        assert_eq!(field_of(joint_request(&j).unwrap_err()), "window");
+        assert!(joint_request(&j).is_ok(), "unset: the next seven days");
+        j.window = Some(pb::TimeRange {
+            start_ms: 5,
+            end_ms: 2,
+        });
+        assert_eq!(field_of(joint_request(&j).unwrap_err()), "window.end_ms");
         let mut w = pb::JoinWaitlistRequest {
             request_id: "w".into(),
             doctor_id: 3,

@@ -268,6 +268,12 @@ impl Engine {
                 ));
             }
         }
+        // The unset window (both 0): the next `MATCH_WINDOW_MS_DEFAULT` from now.
+        let (earliest, latest) = if earliest == LogTime(0) && latest == LogTime(0) {
+            (now, now.plus_ms(crate::matching::MATCH_WINDOW_MS_DEFAULT))
+        } else {
+            (earliest, latest)
+        };
         let window_max = crate::matching::MATCH_WINDOW_MS_MAX;
         if latest <= earliest || latest.0 - earliest.0 > window_max {
             return Err(Rejection::invalid(

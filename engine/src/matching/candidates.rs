@@ -113,12 +113,13 @@ pub(crate) fn rank_slots<S: Source>(
     check_slot_query(q)?;
     let ix = src.index();
     let (origin, access) = ix.resolve(q.origin)?;
-    let from = q.earliest.max(src.now().plus_ms(1));
+    let (earliest, latest) = q.window_at(src.now());
+    let from = earliest.max(src.now().plus_ms(1));
     let mut walk = Walk {
         src,
         q,
         origin,
-        window: (from, q.latest.plus_ms(1)),
+        window: (from, latest.plus_ms(1)),
         k: k.max(1),
         per_doctor: per_doctor.max(1),
         top: Vec::with_capacity(k + 1),

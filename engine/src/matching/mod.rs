@@ -33,6 +33,11 @@ use serde::{Deserialize, Serialize};
 pub const MATCH_LIMIT_MAX: u16 = 50;
 /// Widest search window of one query (`latest - earliest`): a month of schedules.
 pub const MATCH_WINDOW_MS_MAX: u64 = 31 * crate::time::MS_PER_DAY;
+/// The window of a slot search that gives none (`earliest` and `latest` both 0): the next
+/// seven days of log time from the moment it runs. Resolved where the search runs (inside
+/// apply for `AllocateSlot`, on the view for a query), so the command itself stays the same
+/// on a retry and every replica resolves it alike.
+pub const MATCH_WINDOW_MS_DEFAULT: u64 = 7 * crate::time::MS_PER_DAY;
 /// Doctors one slot search looks at once it has found something: the bound on a query's
 /// work (at ~100 ns a doctor, about 50 µs). The walk is cheapest-first, so it is reached only
 /// when very many doctors tie; what it leaves out then ties or nearly ties what it kept.
@@ -71,6 +76,18 @@ pub struct SlotQuery {
     pub channel: Channel,
     /// Candidates wanted (ignored by `AllocateSlot`, which takes one).
     pub limit: u16,
+}
+
+impl SlotQuery {
+    /// `[earliest, latest]`, with the unset window (both 0) read as the next
+    /// `MATCH_WINDOW_MS_DEFAULT` from `now`.
+    pub fn window_at(&self, now: LogTime) -> (LogTime, LogTime) {
+        if self.earliest == LogTime(0) && self.latest == LogTime(0) {
+            (now, now.plus_ms(MATCH_WINDOW_MS_DEFAULT))
+        } else {
+            (self.earliest, self.latest)
+        }
+    }
 }
 
 /// A bed search, also the body of `AllocateBed`.
