@@ -39,6 +39,8 @@ pub struct Options {
     pub holds: usize,
     pub keep_running: bool,
     pub keep_data: bool,
+    /// Listen on `127.0.0.1:base_port` and up instead of free ephemeral ports.
+    pub base_port: Option<u16>,
     /// Run the short GBA peak-hour replay after the burst and write its report.
     pub replay: bool,
 }
@@ -113,7 +115,10 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
         .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("ninety-demo-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let addrs = free_addrs(opts.nodes)?;
+    let addrs = match opts.base_port {
+        Some(base) => fixed_addrs(base, opts.nodes)?,
+        None => free_addrs(opts.nodes)?,
+    };
     let mut nodes = Nodes {
         children: Vec::new(),
         addrs: addrs.clone(),
@@ -140,6 +145,22 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
     }
     println!("data and logs in {}", dir.display());
     Ok(nodes)
+}
+
+/// `127.0.0.1:base`, `base + 1`, ...: known addresses for examples and other tools.
+fn fixed_addrs(base: u16, n: usize) -> anyhow::Result<Vec<String>> {
+    (0..n)
+        .map(|i| {
+            let port = u16::try_from(usize::from(base) + i)
+                .ok()
+                .filter(|p| *p > 0)
+                .with_context(|| format!("--base-port {base}: port {i} above 65535"))?;
+            // Fail early and clearly if something already listens there.
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .with_context(|| format!("port {port} is in use (--base-port {base})"))?;
+            Ok(format!("127.0.0.1:{port}"))
+        })
+        .collect()
 }
 
 fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
@@ -310,6 +331,10 @@ impl Report {
 
     fn print(&self) {
         let total: usize = self.latencies_us.values().map(Vec::len).sum();
+        if total == 0 {
+            println!("\nburst: skipped (--holds 0)");
+            return;
+        }
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         println!(
             "\nburst: {total} operations in {secs:.2} s = {:.0} ops/s",

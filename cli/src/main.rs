@@ -51,6 +51,9 @@ enum Cmd {
         /// Skip the short GBA peak-hour replay (and its HTML report) after the burst.
         #[arg(long)]
         no_replay: bool,
+        /// Listen on 127.0.0.1:PORT, PORT+1, ... (default: free ephemeral ports).
+        #[arg(long, value_name = "PORT")]
+        base_port: Option<u16>,
     },
     /// The simulators: deterministic fault simulation, peak-day traffic.
     Sim {
@@ -122,6 +125,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             keep_running,
             keep_data,
             no_replay,
+            base_port,
         } => {
             let opts = demo::Options {
                 nodes: usize::from(nodes),
@@ -130,6 +134,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 keep_running,
                 keep_data,
                 replay: !no_replay,
+                base_port,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
