@@ -152,6 +152,22 @@ mod harness {
             })
         }
 
+        /// Steps one `ProposeMany` of `cmds`; returns the items' ids in order.
+        pub fn propose_many(&mut self, node: u64, cmds: &[&str]) -> Vec<RequestId> {
+            let ids: Vec<RequestId> = (0..cmds.len() as u64).map(|i| self.next_id + i).collect();
+            self.next_id += cmds.len() as u64;
+            let items = ids
+                .iter()
+                .zip(cmds)
+                .map(|(id, c)| (*id, c.as_bytes().to_vec()))
+                .collect();
+            self.nodes
+                .get_mut(&node)
+                .unwrap()
+                .step(Input::ProposeMany { items });
+            ids
+        }
+
         pub fn read(&mut self, node: u64, key: &str) -> RequestId {
             self.input(node, |id| Input::Read {
                 id,
@@ -186,7 +202,7 @@ mod harness {
 mod replication {
     use super::harness::{config, Cluster};
     use ninety_cluster::storage::MemStore;
-    use ninety_cluster::Reply;
+    use ninety_cluster::{Reply, RequestError};
 
     pub fn mem_cluster() -> Cluster<MemStore> {
         Cluster::new((1..=3).map(|id| (id, MemStore::new())).collect(), config)
@@ -216,6 +232,53 @@ mod replication {
             c.sm(3).log_time_ms >= 1_000_000,
             "log time reaches the state machine"
         );
+    }
+
+    #[test]
+    fn a_batch_is_admitted_whole_and_answered_per_item_in_order() {
+        let mut c = Cluster::new((1..=3).map(|id| (id, MemStore::new())).collect(), |id| {
+            let mut cfg = config(id);
+            cfg.proposal_queue_max = 4;
+            cfg
+        });
+        let leader = c.elect();
+        let single = c.propose(leader, "a=0");
+        // One slot taken: four more do not fit, so none of them is admitted.
+        let refused = c.propose_many(leader, &["b=1", "b=2", "b=3", "b=4"]);
+        // Three do (each with its own outcome, in order), and nothing is left for one more.
+        let admitted = c.propose_many(leader, &["k=a", "k=b", "k"]);
+        let late = c.propose(leader, "c=1");
+        c.settle();
+        for id in &refused {
+            let err = c.outcome(*id).clone().unwrap_err();
+            assert!(matches!(err, RequestError::Busy { .. }), "{err:?}");
+        }
+        assert!(matches!(c.outcome(late), Err(RequestError::Busy { .. })));
+        assert!(c.outcome(single).is_ok());
+        let outcomes: Vec<Vec<u8>> = admitted
+            .iter()
+            .map(|id| match c.outcome(*id) {
+                Ok(Reply::Applied { outcome, .. }) => outcome.clone(),
+                other => panic!("item failed: {other:?}"),
+            })
+            .collect();
+        // `k=a` returns the previous value (none), `k=b` returns `a`, `k` reads `b`.
+        assert_eq!(outcomes, vec![b"".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(c.sm(leader).get("b"), None);
+        // Room again once they applied; a follower refuses a batch item by item.
+        let again = c.propose_many(leader, &["b=5"]);
+        let follower = (1..=3).find(|i| *i != leader).unwrap();
+        let elsewhere = c.propose_many(follower, &["d=1", "d=2"]);
+        c.settle();
+        assert!(c.outcome(again[0]).is_ok());
+        for id in elsewhere {
+            assert_eq!(
+                c.outcome(id).clone().unwrap_err(),
+                RequestError::NotLeader {
+                    leader: Some(leader)
+                }
+            );
+        }
     }
 
     #[test]

@@ -722,6 +722,55 @@ async fn a_tiny_proposal_queue_answers_resource_exhausted() {
             }
         }
         assert!(exhausted > 0, "no call was refused with RESOURCE_EXHAUSTED");
+        // A batch is admitted whole or not at all: two items never fit a bound of one, so
+        // both are refused (outcome known: not proposed) and neither is applied.
+        let item = |i: u64| pb::HoldBedRequest {
+            request_id: format!("{:032x}", 0xe1_0000 + i),
+            ward_id: wards[0],
+            patient_ref: patient(600 + i),
+            ttl_ms: 60_000,
+            ..Default::default()
+        };
+        let batch = pb::HoldBedsRequest {
+            request_id: format!("{:032x}", 0xe2_0000),
+            items: vec![item(0), item(1)],
+        };
+        let results = p
+            .beds(1)
+            .hold_beds(batch)
+            .await
+            .expect("batch call")
+            .into_inner()
+            .results;
+        assert_eq!(results.len(), 2);
+        for r in &results {
+            match &r.outcome {
+                Some(pb::bed_hold_result::Outcome::Rejection(rej)) => {
+                    assert_eq!(rej.code, pb::RejectionCode::Unavailable as i32, "{rej:?}");
+                    assert!(rej.message.contains("ResourceExhausted"), "{rej:?}");
+                }
+                other => panic!("item admitted past the bound: {other:?}"),
+            }
+        }
+        // One item fits.
+        let one = pb::HoldBedsRequest {
+            request_id: format!("{:032x}", 0xe2_0001),
+            items: vec![item(2)],
+        };
+        let results = p
+            .beds(1)
+            .hold_beds(one)
+            .await
+            .expect("batch call")
+            .into_inner()
+            .results;
+        assert!(
+            matches!(
+                results[0].outcome,
+                Some(pb::bed_hold_result::Outcome::Hold(_))
+            ),
+            "{results:?}"
+        );
     })
     .await;
 }

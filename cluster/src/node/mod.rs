@@ -41,6 +41,10 @@ pub enum Input {
     Message(Message),
     /// A client command to replicate (leader only).
     Propose { id: RequestId, command: Vec<u8> },
+    /// Client commands to replicate together (leader only): admitted all or none (`Busy`
+    /// when the pending-proposal bound has no room for all of them); each is answered on
+    /// its own id. A command over the size limit is refused alone (`TooLarge`).
+    ProposeMany { items: Vec<(RequestId, Vec<u8>)> },
     /// A linearizable read; answered with `StateMachine::query(query)` (any member).
     Read { id: RequestId, query: Vec<u8> },
     /// A membership change (leader only, one at a time).
@@ -320,6 +324,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             // Errors here are stale or foreign messages (unknown peer); Raft ignores them.
             Input::Message(m) => drop(self.raw.step(m)),
             Input::Propose { id, command } => self.admit_proposal(id, command),
+            Input::ProposeMany { items } => self.admit_proposals(items),
             Input::Read { id, query } => {
                 let r = self.reads.enqueue(id, query);
                 if let Err(e) = r {
@@ -369,6 +374,36 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         };
         if let Err(e) = result {
             self.out.reply(id, Err(e));
+        }
+    }
+
+    fn admit_proposals(&mut self, items: Vec<(RequestId, Vec<u8>)>) {
+        let max = self
+            .cfg
+            .proposal_batch_bytes_max
+            .saturating_sub(payload::BATCH_HEADER_BYTES + payload::BATCH_PER_COMMAND_BYTES);
+        if !self.is_leader() {
+            let err = self.not_leader();
+            for (id, _) in items {
+                self.out.reply(id, Err(err.clone()));
+            }
+            return;
+        }
+        let mut admitted = Vec::with_capacity(items.len());
+        for (id, command) in items {
+            if command.len() > max {
+                let bytes = command.len();
+                self.out
+                    .reply(id, Err(RequestError::TooLarge { bytes, max }));
+            } else {
+                admitted.push((id, command));
+            }
+        }
+        let ids: Vec<RequestId> = admitted.iter().map(|(id, _)| *id).collect();
+        if let Err(e) = self.proposals.enqueue_all(admitted) {
+            for id in ids {
+                self.out.reply(id, Err(e.clone()));
+            }
         }
     }
 

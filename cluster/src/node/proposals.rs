@@ -77,6 +77,17 @@ impl Proposals {
         Ok(())
     }
 
+    /// Admits every command of a batch, or none: `Busy` when they would not all fit.
+    pub fn enqueue_all(&mut self, items: Vec<(RequestId, Vec<u8>)>) -> Result<(), RequestError> {
+        if self.len() + items.len() > self.limit {
+            return Err(RequestError::Busy {
+                queue: "proposal queue",
+            });
+        }
+        self.queued.extend(items);
+        Ok(())
+    }
+
     pub fn has_conf_change(&self) -> bool {
         self.in_flight
             .values()
@@ -213,5 +224,25 @@ mod tests {
         assert_eq!(failed.len(), 2);
         assert!(failed.iter().all(|(_, e)| e.is_retryable()));
         assert!(p.enqueue(3, vec![]).is_ok());
+    }
+
+    #[test]
+    fn a_batch_is_admitted_whole_or_not_at_all() {
+        let mut p = Proposals::new(4);
+        p.enqueue(1, vec![]).unwrap();
+        let three: Vec<_> = (2..5).map(|id| (id, vec![])).collect();
+        let four: Vec<_> = (2..6).map(|id| (id, vec![])).collect();
+        assert!(matches!(
+            p.enqueue_all(four),
+            Err(RequestError::Busy { .. })
+        ));
+        assert_eq!(p.len(), 1);
+        p.enqueue_all(three).unwrap();
+        assert_eq!(p.len(), 4);
+        let b = p.take_batches(10, 1000);
+        assert_eq!(
+            b[0].iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
     }
 }

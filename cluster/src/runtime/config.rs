@@ -41,6 +41,10 @@ pub struct FileConfig {
     /// Overrides `node::config::PROPOSAL_QUEUE_MAX`: client commands queued or in flight
     /// before writes answer `RESOURCE_EXHAUSTED` (tests make it tiny).
     pub max_pending_proposals: Option<usize>,
+    /// Overrides `runtime::driver::COMMAND_QUEUE_MAX`: client commands (a proposal, a
+    /// batch's proposals, a read, ...) waiting for the node task before calls answer
+    /// `RESOURCE_EXHAUSTED`.
+    pub max_queued_commands: Option<usize>,
 }
 
 fn default_region() -> String {

@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Client commands waiting for the node task.
+/// Client commands waiting for the node task (default; `max_queued_commands` in the node's
+/// TOML). A `ProposeMany` takes one slot for all of its items.
 pub const COMMAND_QUEUE_MAX: usize = 4096;
 /// Peer messages waiting for the node task; more are dropped (Raft retransmits).
 pub const EVENT_QUEUE_MAX: usize = 4096;
@@ -38,6 +39,12 @@ pub enum Cmd {
     Propose {
         command: Vec<u8>,
         reply: oneshot::Sender<Answer>,
+    },
+    /// Several commands proposed together: one queue slot, admitted all or none by the
+    /// pending-proposal bound, answered together once every item is, in their order.
+    ProposeMany {
+        commands: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Vec<Answer>>,
     },
     Read {
         query: Vec<u8>,
@@ -136,6 +143,25 @@ impl NodeHandle {
         self.ask(|reply| Cmd::Propose { command, reply }).await
     }
 
+    /// Proposes several commands through one command-queue slot; resolves once every one
+    /// is applied on this node (or failed), with their answers in order. When the
+    /// pending-proposal bound has no room for all of them, every item is `Busy`.
+    pub async fn propose_many(&self, commands: Vec<Vec<u8>>) -> Vec<Answer> {
+        let n = commands.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let (tx, rx) = oneshot::channel();
+        let failed = |e: RequestError| (0..n).map(|_| Err(e.clone())).collect();
+        if let Err(e) = self.submit(Cmd::ProposeMany {
+            commands,
+            reply: tx,
+        }) {
+            return failed(e);
+        }
+        rx.await.unwrap_or_else(|_| failed(stopped()))
+    }
+
     /// A linearizable read (ReadIndex), on any member.
     pub async fn read(&self, query: Vec<u8>) -> Answer {
         self.ask(|reply| Cmd::Read { query, reply }).await
@@ -189,9 +215,9 @@ pub struct Inbox {
     events: mpsc::Receiver<PeerEvent>,
 }
 
-/// Creates the queues of node `id`.
-pub fn channels(id: u64) -> (NodeHandle, Inbox) {
-    let (ctx, crx) = mpsc::channel(COMMAND_QUEUE_MAX);
+/// Creates the queues of node `id`, the command queue holding `command_queue_max`.
+pub fn channels(id: u64, command_queue_max: usize) -> (NodeHandle, Inbox) {
+    let (ctx, crx) = mpsc::channel(command_queue_max.max(1));
     let (etx, erx) = mpsc::channel(EVENT_QUEUE_MAX);
     (
         NodeHandle {
@@ -221,18 +247,87 @@ impl Clock for SystemClock {
 
 type EngineNode = Node<SledStore, EngineMachine>;
 
+/// Who waits for a request id.
+enum Waiting {
+    One(oneshot::Sender<Answer>),
+    /// Item `slot` of group `group`.
+    Item {
+        group: u64,
+        slot: usize,
+    },
+}
+
+/// A `ProposeMany` collecting its items' answers.
+struct Group {
+    answers: Vec<Option<Answer>>,
+    left: usize,
+    reply: oneshot::Sender<Vec<Answer>>,
+}
+
 struct Driver {
     node: EngineNode,
     transport: GrpcTransport,
     next_id: u64,
-    pending: HashMap<u64, oneshot::Sender<Answer>>,
+    pending: HashMap<u64, Waiting>,
+    groups: HashMap<u64, Group>,
 }
 
 impl Driver {
     fn register(&mut self, reply: oneshot::Sender<Answer>) -> u64 {
         self.next_id += 1;
-        self.pending.insert(self.next_id, reply);
+        self.pending.insert(self.next_id, Waiting::One(reply));
         self.next_id
+    }
+
+    fn register_group(&mut self, n: usize, reply: oneshot::Sender<Vec<Answer>>) -> Vec<u64> {
+        self.next_id += 1;
+        let group = self.next_id;
+        self.groups.insert(
+            group,
+            Group {
+                answers: (0..n).map(|_| None).collect(),
+                left: n,
+                reply,
+            },
+        );
+        (0..n)
+            .map(|slot| {
+                self.next_id += 1;
+                self.pending
+                    .insert(self.next_id, Waiting::Item { group, slot });
+                self.next_id
+            })
+            .collect()
+    }
+
+    fn complete(&mut self, id: u64, result: Answer) {
+        match self.pending.remove(&id) {
+            None => {}
+            Some(Waiting::One(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(Waiting::Item { group, slot }) => {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                if let Some(a) = g.answers.get_mut(slot) {
+                    if a.is_none() {
+                        g.left -= 1;
+                    }
+                    *a = Some(result);
+                }
+                if g.left == 0 {
+                    if let Some(g) = self.groups.remove(&group) {
+                        let answers = g
+                            .answers
+                            .into_iter()
+                            .map(|a| a.unwrap_or_else(|| Err(stopped())))
+                            .collect();
+                        let _ = g.reply.send(answers);
+                    }
+                }
+            }
+        }
     }
 
     fn status(&self) -> StatusInfo {
@@ -259,6 +354,11 @@ impl Driver {
             Cmd::Propose { command, reply } => {
                 let id = self.register(reply);
                 self.node.step(Input::Propose { id, command });
+            }
+            Cmd::ProposeMany { commands, reply } => {
+                let ids = self.register_group(commands.len(), reply);
+                let items = ids.into_iter().zip(commands).collect();
+                self.node.step(Input::ProposeMany { items });
             }
             Cmd::Read { query, reply } => {
                 let id = self.register(reply);
@@ -311,9 +411,7 @@ impl Driver {
         // Completions come from applied entries, which are committed (durable on a quorum),
         // so answering before sending this round's messages is safe.
         for c in out.completions.drain(..) {
-            if let Some(tx) = self.pending.remove(&c.id) {
-                let _ = tx.send(c.result);
-            }
+            self.complete(c.id, c.result);
         }
         out.dispatch(&mut self.transport);
         for peer in self.transport.take_unreachable() {
@@ -340,6 +438,7 @@ pub async fn run(
         transport,
         next_id: 0,
         pending: HashMap::new(),
+        groups: HashMap::new(),
     };
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -222,7 +222,8 @@ pub async fn serve(
     let faults = Arc::new(Faults::new(
         cfg.fault_injection.then(|| cfg.data_dir.join("FAULTS")),
     ));
-    let (handle, inbox) = driver::channels(cfg.id);
+    let command_queue_max = cfg.max_queued_commands.unwrap_or(driver::COMMAND_QUEUE_MAX);
+    let (handle, inbox) = driver::channels(cfg.id, command_queue_max);
     let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let faults_for_node = faults.clone();

@@ -4,13 +4,17 @@
 //! The engine's `HoldBed` takes no urgency, channel or referral yet: those request fields
 //! are accepted and not stored, and holds report them as unspecified.
 //!
-//! Batches: every item is validated and proposed on its own, all at once, so the node's
-//! group commit puts many in one Raft entry; results come back in the items' order. The
-//! batch's own `request_id` is validated but not deduplicated: a retry of the batch replays
-//! each item through the item's request id.
+//! Batches: every item is validated, and the valid ones are proposed together
+//! ([`Cluster::write_many`]: one node command, admitted all or none by the pending-proposal
+//! bound, so a batch that does not fit gets `REJECTION_CODE_UNAVAILABLE` on every item and
+//! nothing is proposed); the node's group commit puts them in as few Raft entries as the
+//! batch limits allow; results come back in the items' order. On a follower the items are
+//! forwarded to the leader one by one. The batch's own `request_id` is validated but not
+//! deduplicated: a retry of the batch replays each item through the item's request id.
 //!
 //! Stream: each `BedOp` is answered by one `BedOpResult` with its `seq`, in completion
-//! order. At most [`STREAM_IN_FLIGHT_MAX`] ops are in flight per stream; past that the
+//! order. The write ops that have arrived together are proposed together, like a batch.
+//! At most [`STREAM_IN_FLIGHT_MAX`] ops are in flight per stream; past that the
 //! server stops reading (HTTP/2 flow control pushes back on the client). A `seq` that is
 //! still pending is refused (`seq`); an op without a body is refused (`op`).
 
@@ -72,16 +76,7 @@ impl BedHoldsService {
         request: Request,
         deadline: Deadline,
     ) -> Result<pb::BedHoldResponse, Status> {
-        let (written, _) = cluster.write_ok(&request, deadline).await?;
-        let hold = written
-            .applied
-            .hold
-            .as_ref()
-            .map(|(h, hosp)| to_pb(h, *hosp));
-        Ok(pb::BedHoldResponse {
-            hold,
-            commit: Some(written.commit()),
-        })
+        response(cluster.write(&request, deadline).await)
     }
 
     async fn get(
@@ -108,6 +103,24 @@ impl BedHoldsService {
             _ => Err(Status::internal("unexpected query result")),
         }
     }
+}
+
+/// The answer to a bed-hold write: the hold and where it committed, or the engine's
+/// rejection as a status.
+fn response(written: Result<super::Written, Status>) -> Result<pb::BedHoldResponse, Status> {
+    let written = written?;
+    if let Err(r) = &written.applied.outcome {
+        return Err(super::rejection_status(r));
+    }
+    let hold = written
+        .applied
+        .hold
+        .as_ref()
+        .map(|(h, hosp)| to_pb(h, *hosp));
+    Ok(pb::BedHoldResponse {
+        hold,
+        commit: Some(written.commit()),
+    })
 }
 
 /// The engine request of a `HoldBedRequest` (fields named under `at`).
@@ -186,26 +199,29 @@ fn rejected(r: &Rejection) -> pb::BedHoldResult {
     }
 }
 
-/// Proposes every valid item at once and answers in the items' order. The whole call
-/// fails only when the client's deadline cut it short.
+/// Proposes every valid item together (one node command: admitted all or none by the
+/// pending-proposal bound) and answers in the items' order. The whole call fails only when
+/// the client's deadline cut it short.
 async fn run_batch(
     cluster: &Arc<Cluster>,
     items: Vec<Result<Request, Rejection>>,
     deadline: Deadline,
 ) -> Result<pb::BedHoldResults, Status> {
     let mut results: Vec<Option<pb::BedHoldResult>> = vec![None; items.len()];
-    let mut set = tokio::task::JoinSet::new();
+    let mut slots = Vec::new();
+    let mut requests = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         match item {
             Err(r) => results[i] = Some(rejected(&r)),
             Ok(request) => {
-                let c = cluster.clone();
-                set.spawn(async move { (i, BedHoldsService::mutate(&c, request, deadline).await) });
+                slots.push(i);
+                requests.push(request);
             }
         }
     }
-    while let Some(done) = set.join_next().await {
-        let (i, answer) = done.map_err(|e| Status::internal(format!("batch item task: {e}")))?;
+    let written = cluster.write_many(&requests, deadline).await;
+    for (i, w) in slots.into_iter().zip(written) {
+        let answer = response(w);
         if let Err(s) = &answer {
             if s.code() == tonic::Code::DeadlineExceeded {
                 return Err(deadline.expired("batch"));
@@ -240,66 +256,110 @@ fn check_batch(request_id: &str, len: usize) -> Result<(), Status> {
     Ok(())
 }
 
-/// Answers one stream op (never fails: a failure is the op's rejection).
-async fn stream_op(cluster: Arc<Cluster>, op: pb::bed_op::Op) -> pb::BedHoldResult {
-    let at = Field::top();
+/// Answers one stream read op (never fails: a failure is the op's rejection).
+async fn stream_get(cluster: Arc<Cluster>, r: pb::GetHoldRequest) -> pb::BedHoldResult {
+    let answer = BedHoldsService::get(&cluster, &r, &Field::top(), Deadline::server(READ_TIMEOUT))
+        .await
+        .map(|g| pb::BedHoldResponse {
+            hold: g.hold,
+            commit: None,
+        });
+    item_result(answer)
+}
+
+/// Answers a group of stream write ops with one `write_many` (never fails: a failure is
+/// the op's rejection); results in the group's order.
+async fn stream_writes(
+    cluster: Arc<Cluster>,
+    ops: Vec<(u64, Request)>,
+) -> Vec<(u64, pb::BedHoldResult)> {
     let deadline = Deadline::server(WRITE_TIMEOUT);
+    let (seqs, requests): (Vec<u64>, Vec<Request>) = ops.into_iter().unzip();
+    let written = cluster.write_many(&requests, deadline).await;
+    seqs.into_iter()
+        .zip(written)
+        .map(|(seq, w)| (seq, item_result(response(w))))
+        .collect()
+}
+
+/// What to do with one op read from the stream.
+enum StreamOp {
+    Answer(pb::BedHoldResult),
+    Get(pb::GetHoldRequest),
+    Write(Request),
+}
+
+fn classify(op: pb::bed_op::Op) -> StreamOp {
+    let at = Field::top();
     let request = match &op {
         pb::bed_op::Op::Hold(r) => hold_request(r, &at),
         pb::bed_op::Op::Confirm(r) => confirm_request(r, &at),
         pb::bed_op::Op::Release(r) => release_request(r, &at),
-        pb::bed_op::Op::Get(r) => {
-            let answer = BedHoldsService::get(&cluster, r, &at, Deadline::server(READ_TIMEOUT))
-                .await
-                .map(|g| pb::BedHoldResponse {
-                    hold: g.hold,
-                    commit: None,
-                });
-            return item_result(answer);
-        }
+        pb::bed_op::Op::Get(r) => return StreamOp::Get(*r),
     };
     match request {
-        Err(r) => rejected(&r),
-        Ok(request) => item_result(BedHoldsService::mutate(&cluster, request, deadline).await),
+        Err(r) => StreamOp::Answer(rejected(&r)),
+        Ok(request) => StreamOp::Write(request),
     }
 }
 
 /// Reads ops, runs up to `STREAM_IN_FLIGHT_MAX` at once, and sends each result as it
 /// completes; ends when the client has closed its side and every op is answered, or when
-/// the client went away.
+/// the client went away. The write ops that have already arrived when one is read are
+/// proposed together (one `write_many`).
 async fn run_stream(
     cluster: Arc<Cluster>,
     mut inbound: Streaming<pb::BedOp>,
     out: tokio::sync::mpsc::Sender<Result<pb::BedOpResult, Status>>,
 ) {
+    use futures_util::FutureExt as _;
     let mut set = tokio::task::JoinSet::new();
     let mut pending: HashSet<u64> = HashSet::new();
     let mut open = true;
     loop {
         tokio::select! {
-            msg = inbound.message(), if open && set.len() < STREAM_IN_FLIGHT_MAX => {
-                let op = match msg {
-                    Ok(Some(op)) => op,
-                    Ok(None) => { open = false; continue; }
-                    Err(s) => {
-                        let _ = out.send(Err(s)).await;
-                        return;
+            msg = inbound.message(), if open && pending.len() < STREAM_IN_FLIGHT_MAX => {
+                let mut msg = Some(msg);
+                let mut writes = Vec::new();
+                let mut answers = Vec::new();
+                // This op, then whatever else is ready now, up to the in-flight bound.
+                while let Some(m) = msg.take() {
+                    let op = match m {
+                        Ok(Some(op)) => op,
+                        Ok(None) => { open = false; break; }
+                        Err(s) => {
+                            let _ = out.send(Err(s)).await;
+                            return;
+                        }
+                    };
+                    let seq = op.seq;
+                    match op.op {
+                        _ if pending.contains(&seq) => answers.push((seq, rejected(
+                            &Rejection::invalid("seq", "already pending on this stream"),
+                        ))),
+                        None => answers.push((seq, rejected(&Rejection::invalid("op", "must be set")))),
+                        Some(body) => match classify(body) {
+                            StreamOp::Answer(r) => answers.push((seq, r)),
+                            StreamOp::Get(r) => {
+                                pending.insert(seq);
+                                let c = cluster.clone();
+                                set.spawn(async move { vec![(seq, stream_get(c, r).await)] });
+                            }
+                            StreamOp::Write(request) => {
+                                pending.insert(seq);
+                                writes.push((seq, request));
+                            }
+                        },
                     }
-                };
-                let seq = op.seq;
-                let immediate = match op.op {
-                    _ if pending.contains(&seq) => {
-                        Some(rejected(&Rejection::invalid("seq", "already pending on this stream")))
+                    if pending.len() < STREAM_IN_FLIGHT_MAX {
+                        msg = inbound.message().now_or_never();
                     }
-                    None => Some(rejected(&Rejection::invalid("op", "must be set"))),
-                    Some(body) => {
-                        pending.insert(seq);
-                        let c = cluster.clone();
-                        set.spawn(async move { (seq, stream_op(c, body).await) });
-                        None
-                    }
-                };
-                if let Some(result) = immediate {
+                }
+                if !writes.is_empty() {
+                    let c = cluster.clone();
+                    set.spawn(stream_writes(c, writes));
+                }
+                for (seq, result) in answers {
                     let msg = pb::BedOpResult { seq, result: Some(result) };
                     if out.send(Ok(msg)).await.is_err() {
                         return;
@@ -307,11 +367,13 @@ async fn run_stream(
                 }
             }
             Some(done) = set.join_next(), if !set.is_empty() => {
-                let Ok((seq, result)) = done else { continue };
-                pending.remove(&seq);
-                let msg = pb::BedOpResult { seq, result: Some(result) };
-                if out.send(Ok(msg)).await.is_err() {
-                    return;
+                let Ok(results) = done else { continue };
+                for (seq, result) in results {
+                    pending.remove(&seq);
+                    let msg = pb::BedOpResult { seq, result: Some(result) };
+                    if out.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
                 }
             }
             else => return,

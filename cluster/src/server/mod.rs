@@ -328,6 +328,56 @@ impl Cluster {
         Ok(Written { index, applied })
     }
 
+    /// Proposes several requests together (one node command, one admission: all fit in
+    /// the pending-proposal bound or all are refused with `RESOURCE_EXHAUSTED`) and waits
+    /// for their applied outcomes, at most until `deadline`; answers in the requests'
+    /// order. On a follower, the items the node refused as not-leader are forwarded to the
+    /// leader one by one, concurrently. Each item keeps its own request id (and dedup).
+    pub async fn write_many(
+        &self,
+        requests: &[Request],
+        deadline: Deadline,
+    ) -> Vec<Result<Written, Status>> {
+        let mut encoded = Vec::with_capacity(requests.len());
+        for r in requests {
+            match engine_sm::encode_request(r) {
+                Ok(b) => encoded.push(b),
+                Err(e) => {
+                    return requests
+                        .iter()
+                        .map(|_| Err(Status::internal(e.clone())))
+                        .collect()
+                }
+            }
+        }
+        let answers = match deadline
+            .run("write", self.handle.propose_many(encoded.clone()))
+            .await
+        {
+            Ok(a) => a,
+            Err(s) => return requests.iter().map(|_| Err(s.clone())).collect(),
+        };
+        let items = answers.into_iter().zip(requests.iter().zip(encoded)).map(
+            |(answer, (request, bytes))| async move {
+                let (index, outcome) = match answer {
+                    Ok(Reply::Applied { index, outcome }) => (index, outcome),
+                    Ok(_) => return Err(Status::internal("unexpected reply to a proposal")),
+                    Err(RequestError::NotLeader {
+                        leader: Some(leader),
+                    }) => {
+                        deadline
+                            .run("write", self.forward(leader, request, bytes, deadline))
+                            .await??
+                    }
+                    Err(e) => return Err(self.request_error(e)),
+                };
+                let applied = engine_sm::decode_applied(&outcome).map_err(Status::internal)?;
+                Ok(Written { index, applied })
+            },
+        );
+        futures_util::future::join_all(items).await
+    }
+
     /// Writes and turns an engine rejection into its status.
     pub async fn write_ok(
         &self,
