@@ -91,12 +91,21 @@ impl Disk {
         }
     }
 
-    /// Flips one byte of a random durable record; returns whether it did.
+    /// Flips one bit of a random durable record; returns whether it did. A torn tail left
+    /// by the last crash is not a durable record (it was never acknowledged, and recovery
+    /// rightly drops it), so it is never the one flipped: a flip there would be dropped with
+    /// it and the restart would be reported as starting on a corrupted disk.
     pub fn corrupt(&mut self, rng: &mut Rng) -> bool {
-        if self.durable.is_empty() {
+        let torn_tail = self
+            .durable
+            .last()
+            .and_then(|last| header(last).map(|(len, _)| last.len() < HEADER + len))
+            .unwrap_or(false);
+        let complete = self.durable.len() - usize::from(torn_tail);
+        if complete == 0 {
             return false;
         }
-        let i = rng.below(self.durable.len() as u64) as usize;
+        let i = rng.below(complete as u64) as usize;
         let rec = &mut self.durable[i];
         let at = rng.below(rec.len() as u64) as usize;
         rec[at] ^= 1 << rng.below(8);
