@@ -21,7 +21,8 @@
 //!
 //! **Back-pressure.** A full node command or proposal queue answers `RESOURCE_EXHAUSTED`
 //! (nothing was proposed; retry later). The proposal queue bound is `max_pending_proposals`
-//! in the node's TOML.
+//! in the node's TOML (every batch item counts; a batch is admitted whole or refused whole),
+//! the command queue bound `max_queued_commands` (a batch takes one slot).
 //!
 //! **Batches and streams** (`HoldBeds`, `ResolveHolds`, `BedHolds.Stream`) answer per item:
 //! an engine refusal or an invalid item is that item's `Rejection` (`field` prefixed with
