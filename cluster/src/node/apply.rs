@@ -160,6 +160,20 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         let result = match self.raw.apply_conf_change(&cc) {
             Ok(cs) => {
                 self.conf_state = cs.clone();
+                // The commit index is normally not synced (LightReady's `set_commit`) and is
+                // re-learnt from a leader after a crash. A configuration is the exception:
+                // a node restarts with the configuration of what it knows to be committed,
+                // so if every voter of the new configuration forgot that this entry was
+                // committed, they would all wait for votes of the old one (whose removed
+                // members may be gone for good): no leader, ever (simulator seed 3857).
+                // So the commit index covering an applied conf change is made durable
+                // before anyone is told the change happened.
+                let store = self.raw.mut_store();
+                let mut hs = raft::Storage::initial_state(&*store)?.hard_state;
+                if hs.commit < e.index {
+                    hs.commit = e.index;
+                    store.persist(&[], Some(&hs))?;
+                }
                 Ok(Reply::Membership(cs))
             }
             Err(err) => Err(RequestError::ConfChangeRejected(err.to_string())),

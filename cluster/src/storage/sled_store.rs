@@ -18,7 +18,9 @@
 //! - `set_commit` (from LightReady) is written to sled but NOT synced: it becomes durable
 //!   with the next synced call. A crash may lose it; the commit index then goes back to a
 //!   value that is still >= `applied` (snapshots write `max(commit, snapshot index)`), and
-//!   Raft re-learns the commit index from the leader.
+//!   Raft re-learns the commit index from the leader. (The node makes the commit index
+//!   durable itself, through `persist`, when it applies a configuration change: see
+//!   `node::apply`.)
 //!
 //! sled's background flusher is disabled (`flush_every_ms(None)`): writes become durable only
 //! at the points above, and no extra thread runs per node. The cache is bounded by
