@@ -187,7 +187,7 @@ pub enum Query {
 pub struct WardInfo {
     pub ward: WardId,
     pub hospital: HospitalId,
-    pub specialty: String,
+    pub specialty: Specialty,
     pub counts: WardCounts,
 }
 
@@ -575,7 +575,7 @@ impl EngineMachine {
                 Some(WardInfo {
                     ward: w.id,
                     hospital,
-                    specialty: format!("{:?}", w.specialty).to_lowercase(),
+                    specialty: w.specialty,
                     counts: beds.counts(w.id)?,
                 })
             })

@@ -20,8 +20,9 @@ pub struct FileConfig {
     /// list nodes that are not (yet) members; membership comes from the Raft log.
     #[serde(default)]
     pub peers: BTreeMap<String, String>,
-    /// The region to load on a fresh cluster: "gba", "test" (three hospitals, for tests)
-    /// or a path to a region JSON file.
+    /// The region to load on a fresh cluster: a built-in preset with one clinic day of
+    /// slots ("gba", "yunnan", "asean"), "test" (three hospitals, for tests) or a path to a
+    /// region JSON file.
     #[serde(default = "default_region")]
     pub region: String,
     /// True on the founding nodes of a new cluster: an empty store is bootstrapped with

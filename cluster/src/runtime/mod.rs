@@ -37,18 +37,27 @@ use transport::{Faults, GrpcTransport, PeerBook, GRPC_MESSAGE_BYTES_MAX};
 /// Bootstrap commands proposed concurrently (below the node's proposal queue limit).
 const BOOTSTRAP_WINDOW: usize = 256;
 
-/// The region named by the config: "gba", "test", or a JSON file; plus its schedules.
+/// The region named by the config: a built-in preset with one clinic day of schedules
+/// ("gba", "yunnan", "asean"), "test", or a JSON file (no schedules: publish them through the
+/// API); plus its bootstrap commands. "national" is not built in for a node: 290,000 doctors'
+/// schedules are too large for one bootstrap; generate a file with `ninety region generate`.
 pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
-    let file = match spec {
-        "gba" => generate::region(generate::Preset::Gba, generate::DEFAULT_SEED),
-        "test" => test_region(),
-        path => {
+    let preset = match spec {
+        "gba" => Some(generate::Preset::Gba),
+        "yunnan" => Some(generate::Preset::Yunnan),
+        "asean" => Some(generate::Preset::Asean),
+        _ => None,
+    };
+    let file = match (spec, preset) {
+        (_, Some(p)) => generate::region(p, generate::DEFAULT_SEED),
+        ("test", _) => test_region(),
+        (path, None) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::Config(format!("region file {path}: {e}")))?;
             RegionFile::from_json(&text).map_err(|e| Error::Config(e.to_string()))?
         }
     };
-    let schedules = if spec == "gba" {
+    let schedules = if preset.is_some() {
         generate::schedules(&file, next_clinic_day(std::time::SystemTime::now()), 1)
     } else {
         Vec::new()
@@ -321,4 +330,30 @@ pub async fn serve(
         .map_err(|e| Error::Config(format!("node task panicked: {e}")))?;
     served.map_err(|e| Error::Config(format!("server: {e}")))?;
     node_result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_regions_load_with_a_day_of_slots() {
+        for spec in ["gba", "yunnan", "asean"] {
+            let (file, commands) = load_region(spec).expect(spec);
+            assert!(!file.hospitals.is_empty(), "{spec}");
+            let published = commands
+                .iter()
+                .filter(|c| matches!(c, Command::PublishSchedule { .. }))
+                .count();
+            assert!(published > 0, "{spec}: no schedules");
+        }
+        let (_, test) = load_region("test").expect("test");
+        assert!(test
+            .iter()
+            .all(|c| !matches!(c, Command::PublishSchedule { .. })));
+        assert!(matches!(
+            load_region("/nonexistent/region.json"),
+            Err(Error::Config(_))
+        ));
+    }
 }

@@ -18,7 +18,7 @@
 //! server stops reading (HTTP/2 flow control pushes back on the client). A `seq` that is
 //! still pending is refused (`seq`); an op without a body is refused (`op`).
 
-use super::convert::Field;
+use super::convert::{self, Field};
 use super::{invalid, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{Query, QueryResult};
 use ninety_engine::beds::BedHold;
@@ -462,7 +462,7 @@ impl BedHolds for BedHoldsService {
             .map(|w| pb::WardAvailability {
                 hospital_id: w.hospital.0,
                 ward_id: w.ward.0,
-                specialty: w.specialty,
+                specialty: convert::specialty_name(w.specialty),
                 total_beds: w.counts.physical,
                 free_beds: w.counts.free,
                 held_beds: w.counts.held,
