@@ -383,44 +383,43 @@ async fn run_stream(
 
 type BedOpStream = Pin<Box<dyn Stream<Item = Result<pb::BedOpResult, Status>> + Send + 'static>>;
 
+impl BedHoldsService {
+    /// One unary bed write: the client's deadline, the request checked and mapped by
+    /// `build` (a refusal names the field), then proposed.
+    async fn unary_write<R>(
+        &self,
+        request: GrpcRequest<R>,
+        build: fn(&R, &Field) -> Result<Request, Rejection>,
+    ) -> Result<Response<pb::BedHoldResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let request = build(request.get_ref(), &Field::top()).map_err(super::bad)?;
+        Self::mutate(&self.cluster, request, deadline)
+            .await
+            .map(Response::new)
+    }
+}
+
 #[tonic::async_trait]
 impl BedHolds for BedHoldsService {
     async fn hold_bed(
         &self,
         request: GrpcRequest<pb::HoldBedRequest>,
     ) -> Result<Response<pb::BedHoldResponse>, Status> {
-        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
-        let r = request.into_inner();
-        let request = hold_request(&r, &Field::top()).map_err(|e| super::rejection_status(&e))?;
-        Self::mutate(&self.cluster, request, deadline)
-            .await
-            .map(Response::new)
+        self.unary_write(request, hold_request).await
     }
 
     async fn confirm_hold(
         &self,
         request: GrpcRequest<pb::ConfirmHoldRequest>,
     ) -> Result<Response<pb::BedHoldResponse>, Status> {
-        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
-        let r = request.into_inner();
-        let request =
-            confirm_request(&r, &Field::top()).map_err(|e| super::rejection_status(&e))?;
-        Self::mutate(&self.cluster, request, deadline)
-            .await
-            .map(Response::new)
+        self.unary_write(request, confirm_request).await
     }
 
     async fn release_hold(
         &self,
         request: GrpcRequest<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::BedHoldResponse>, Status> {
-        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
-        let r = request.into_inner();
-        let request =
-            release_request(&r, &Field::top()).map_err(|e| super::rejection_status(&e))?;
-        Self::mutate(&self.cluster, request, deadline)
-            .await
-            .map(Response::new)
+        self.unary_write(request, release_request).await
     }
 
     async fn get_hold(

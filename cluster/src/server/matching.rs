@@ -16,7 +16,7 @@
 //! 0: slot holds from allocation last the region's `slot_hold_ttl_ms`.
 
 use super::convert::{self, Field};
-use super::{is_local, rejection_status, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{bad, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{match_on_view, MatchInfo};
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery, MATCH_LIMIT_MAX};
 use ninety_engine::{
@@ -33,10 +33,6 @@ pub const MATCH_LIMIT_DEFAULT: usize = 10;
 /// The Matching service.
 pub struct MatchingService {
     pub cluster: Arc<Cluster>,
-}
-
-fn bad(r: Rejection) -> Status {
-    rejection_status(&r)
 }
 
 /// `[start, end)` on the wire; the engine's window is `[earliest, latest]`. Unset, it is

@@ -241,6 +241,11 @@ pub fn rejection_pb(r: &Rejection) -> pb::Rejection {
     }
 }
 
+/// [`rejection_status`] by value, for `map_err`.
+pub(crate) fn bad(r: Rejection) -> Status {
+    rejection_status(&r)
+}
+
 /// Maps an engine rejection to its gRPC status (code by `Rejection::kind`).
 pub fn rejection_status(r: &Rejection) -> Status {
     let code = match r.kind() {

@@ -18,7 +18,7 @@
 //!   referrals are sorted most urgent first, then oldest first.
 
 use super::convert::{self, Field};
-use super::{is_local, rejection_status, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{bad, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{Query, QueryResult, Record, ReferralInfo, ReferralStage, WorklistQuery};
 use ninety_engine::{Command, HoldId, HospitalId, ReferralId, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
@@ -32,10 +32,6 @@ pub const WORKLIST_LIMIT_DEFAULT: usize = 50;
 /// The Referrals service.
 pub struct ReferralsService {
     pub cluster: Arc<Cluster>,
-}
-
-fn bad(r: Rejection) -> Status {
-    rejection_status(&r)
 }
 
 /// The wire form of a referral.

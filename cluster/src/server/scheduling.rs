@@ -18,7 +18,7 @@
 //!   (reported as 0).
 
 use super::convert::{self, Field};
-use super::{is_local, rejection_status, Cluster, Deadline, Written, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{bad, is_local, Cluster, Deadline, Written, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{ConsultInfo, Query, QueryResult, Record, SeatInfo, SlotInfo, SlotSearch};
 use ninety_engine::time::MS_PER_MINUTE;
 use ninety_engine::{
@@ -36,10 +36,6 @@ pub const FIND_SLOTS_LIMIT_DEFAULT: usize = 50;
 /// The Scheduling service.
 pub struct SchedulingService {
     pub cluster: Arc<Cluster>,
-}
-
-fn bad(r: Rejection) -> Status {
-    rejection_status(&r)
 }
 
 /// The wire form of a slot.
