@@ -384,6 +384,26 @@ async fn run_stream(
 type BedOpStream = Pin<Box<dyn Stream<Item = Result<pb::BedOpResult, Status>> + Send + 'static>>;
 
 impl BedHoldsService {
+    /// One batch call: the envelope checked, each item mapped by `build` with its field
+    /// named `items.N.…`, then proposed together (`run_batch`).
+    async fn batch_write<T>(
+        &self,
+        request_id: &str,
+        items: &[T],
+        build: fn(&T, &Field) -> Result<Request, Rejection>,
+        deadline: Deadline,
+    ) -> Result<Response<pb::BedHoldResults>, Status> {
+        check_batch(request_id, items.len())?;
+        let items = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| build(item, &Field::item("items", i)))
+            .collect();
+        run_batch(&self.cluster, items, deadline)
+            .await
+            .map(Response::new)
+    }
+
     /// One unary bed write: the client's deadline, the request checked and mapped by
     /// `build` (a refusal names the field), then proposed.
     async fn unary_write<R>(
@@ -482,17 +502,9 @@ impl BedHolds for BedHoldsService {
         request: GrpcRequest<pb::HoldBedsRequest>,
     ) -> Result<Response<pb::BedHoldResults>, Status> {
         let deadline = Deadline::of(&request, WRITE_TIMEOUT);
-        let r = request.into_inner();
-        check_batch(&r.request_id, r.items.len())?;
-        let items = r
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| hold_request(item, &Field::item("items", i)))
-            .collect();
-        run_batch(&self.cluster, items, deadline)
+        let r = request.get_ref();
+        self.batch_write(&r.request_id, &r.items, hold_request, deadline)
             .await
-            .map(Response::new)
     }
 
     async fn resolve_holds(
@@ -500,17 +512,9 @@ impl BedHolds for BedHoldsService {
         request: GrpcRequest<pb::ResolveHoldsRequest>,
     ) -> Result<Response<pb::BedHoldResults>, Status> {
         let deadline = Deadline::of(&request, WRITE_TIMEOUT);
-        let r = request.into_inner();
-        check_batch(&r.request_id, r.items.len())?;
-        let items = r
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| resolution_request(item, &Field::item("items", i)))
-            .collect();
-        run_batch(&self.cluster, items, deadline)
+        let r = request.get_ref();
+        self.batch_write(&r.request_id, &r.items, resolution_request, deadline)
             .await
-            .map(Response::new)
     }
 
     type StreamStream = BedOpStream;
