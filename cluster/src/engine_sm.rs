@@ -1,7 +1,10 @@
 //! The engine adapter: [`EngineMachine`] makes `ninety_engine::Engine` the replicated
 //! [`StateMachine`], and defines the byte formats the Raft log and reads carry for it.
 //!
-//! * Command bytes: a postcard-encoded [`ninety_engine::Request`] (see [`encode_request`]).
+//! * Command bytes: a postcard-encoded [`LogCommand`]: who issued the command
+//!   ([`RequestKey`]: a client's request id or the region bootstrap's number) and the
+//!   command ([`encode_request`], [`encode_bootstrap`]). Log-time ticks are not commands:
+//!   an empty entry is applied as `RequestKey::Tick(index)`.
 //! * Outcome bytes: a postcard-encoded [`Applied`]: the engine's [`Outcome`] plus what the
 //!   API needs to answer without a second read (log time, whether the answer was a dedup
 //!   replay, the bed hold as it stands after the command). Every field is a deterministic
@@ -21,15 +24,26 @@ use ninety_engine::view::AvailabilityView;
 use ninety_engine::{
     AllianceId, BedTarget, Channel, Command, ConsultId, DoctorId, Engine, HoldId, HospitalId,
     LogTime, Mode, Outcome, ReferralId, ReferralState, Rejection, Reply, Request, RequestId,
-    SlotId, Specialty, Tier, ViewReader, WardCounts, WardId,
+    RequestKey, SlotId, Specialty, Tier, ViewReader, WardCounts, WardId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// Request ids from here up to `BOOTSTRAP_REQUEST_BASE` are reserved for the log-time ticks
-/// the adapter applies for empty batches (`TICK_REQUEST_BASE | index`). Client ids are
-/// mapped below it (see `server::request_id`).
-pub const TICK_REQUEST_BASE: u128 = 1 << 126;
+/// One command of a log entry, as the log carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct LogCommand {
+    /// Who issued it: a client's request id or the region bootstrap's number (never a tick:
+    /// the adapter refuses one, since ticks come from empty entries only).
+    pub key: RequestKey,
+    pub command: Command,
+}
+
+/// [`LogCommand`]'s encoding without copying the command (postcard encodes `&T` as `T`).
+#[derive(Serialize)]
+struct LogCommandRef<'a> {
+    key: RequestKey,
+    command: &'a Command,
+}
 
 /// What applying one command produced, as returned to the proposer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,6 +53,9 @@ pub struct Applied {
     /// True when the request id had been applied before: the outcome is the stored first
     /// answer and nothing changed now.
     pub replayed: bool,
+    /// The log index that first applied the request: this entry's, or for a replay the
+    /// entry that applied it first (what the API reports as `log_index`).
+    pub first_index: u64,
     /// The engine's answer.
     pub outcome: Outcome,
     /// For bed-hold commands: the hold after the command, and its ward's hospital.
@@ -215,10 +232,28 @@ pub enum QueryResult {
     Applied,
 }
 
-/// Encodes a request for the log. Postcard cannot fail for these in-memory types; the
-/// `Result` is kept so callers never need to unwrap.
+/// Encodes a client's request for the log. Postcard cannot fail for these in-memory types;
+/// the `Result` is kept so callers never need to unwrap.
 pub fn encode_request(request: &Request) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(request).map_err(|e| e.to_string())
+    let c = LogCommandRef {
+        key: RequestKey::Client(request.id),
+        command: &request.command,
+    };
+    postcard::to_stdvec(&c).map_err(|e| e.to_string())
+}
+
+/// Encodes the `seq`-th region bootstrap command (`ninety_engine::bootstrap_commands`).
+pub fn encode_bootstrap(seq: u32, command: &Command) -> Result<Vec<u8>, String> {
+    let c = LogCommandRef {
+        key: RequestKey::Bootstrap(seq),
+        command,
+    };
+    postcard::to_stdvec(&c).map_err(|e| e.to_string())
+}
+
+/// Decodes command bytes of a log entry.
+pub fn decode_log_command(bytes: &[u8]) -> Result<LogCommand, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable command: {e}"))
 }
 
 /// Decodes outcome bytes produced by [`EngineMachine::apply`].
@@ -343,22 +378,28 @@ impl EngineMachine {
         Some((hold, hospital))
     }
 
-    fn apply_one(&mut self, bytes: &[u8], at: LogTime) -> Applied {
-        let request: Request = match postcard::from_bytes(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                return Applied {
-                    log_time_ms: at.0,
-                    replayed: false,
-                    outcome: Err(Rejection::invalid("command", format!("undecodable: {e}"))),
-                    hold: None,
-                    record: None,
-                }
-            }
+    fn apply_one(&mut self, bytes: &[u8], at: LogTime, index: u64) -> Applied {
+        let refused = |why: String| Applied {
+            log_time_ms: at.0,
+            replayed: false,
+            first_index: index,
+            outcome: Err(Rejection::invalid("command", why)),
+            hold: None,
+            record: None,
         };
-        let replayed = self.engine.dedup().get(request.id).is_some();
-        let outcome = self.engine.apply(&request, at);
-        let hold_id = match (&request.command, &outcome) {
+        let LogCommand { key, command } = match postcard::from_bytes(bytes) {
+            Ok(LogCommand {
+                key: RequestKey::Tick(_),
+                ..
+            }) => {
+                return refused("a tick cannot be proposed as a command".into())
+            }
+            Ok(c) => c,
+            Err(e) => return refused(format!("undecodable: {e}")),
+        };
+        let first = self.engine.dedup().get(key).map(|r| r.index);
+        let outcome = self.engine.apply_as(key, &command, at, index);
+        let hold_id = match (&command, &outcome) {
             (_, Ok(Reply::BedHeld { hold, .. } | Reply::BedAllocated { hold, .. })) => Some(*hold),
             (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, _) => Some(*hold),
             _ => None,
@@ -366,7 +407,8 @@ impl EngineMachine {
         let record = outcome.as_ref().ok().and_then(|r| self.record(r));
         Applied {
             log_time_ms: self.engine.now().0.max(at.0),
-            replayed,
+            replayed: first.is_some(),
+            first_index: first.unwrap_or(index),
             outcome,
             hold: hold_id.and_then(|h| self.hold_with_hospital(h)),
             record,
@@ -664,22 +706,20 @@ impl StateMachine for EngineMachine {
     fn apply(&mut self, ctx: &ApplyContext, commands: &[&[u8]]) -> Vec<Vec<u8>> {
         let at = LogTime(ctx.log_time_ms);
         if commands.is_empty() {
-            // A log-time tick: run expiries. The request id is derived from the log index so
-            // every replica applies the identical request (and dedups it identically).
-            let tick = Request {
-                id: RequestId(TICK_REQUEST_BASE | u128::from(ctx.index)),
-                command: Command::Tick,
-            };
+            // A log-time tick: run expiries. Its key is the log index, so every replica
+            // applies the identical request; ticks are never remembered (each index is
+            // applied once).
+            let tick = RequestKey::Tick(ctx.index);
             // A tick cannot be refused for a reason a client could act on; its reply only
             // matters to the engine's own bookkeeping.
-            let _ = self.engine.apply(&tick, at);
+            let _ = self.engine.apply_as(tick, &Command::Tick, at, ctx.index);
             self.after_apply(ctx.index);
             return Vec::new();
         }
         let out = commands
             .iter()
             .map(|c| {
-                let applied = self.apply_one(c, at);
+                let applied = self.apply_one(c, at, ctx.index);
                 postcard::to_stdvec(&applied).unwrap_or_else(|_| ENCODE_FAILED.to_vec())
             })
             .collect();
@@ -766,5 +806,45 @@ mod tests {
         assert_eq!(c.state_hash(), a.state_hash());
         let r = decode_query_result(&a.query(b"\xff")).unwrap();
         assert!(matches!(r, QueryResult::Invalid(_)));
+    }
+
+    fn set_policy(reach_minutes: u32) -> Command {
+        Command::SetPolicy(ninety_engine::Policy {
+            reach_minutes,
+            ..Default::default()
+        })
+    }
+
+    /// A replay reports the index of the entry that first applied the request; ticks are not
+    /// remembered; a tick key cannot be proposed; bootstrap keys are not client ids.
+    #[test]
+    fn replays_report_the_first_index_and_keys_stay_apart() {
+        let mut m = EngineMachine::new();
+        let request = Request {
+            id: RequestId(5),
+            command: set_policy(60),
+        };
+        let bytes = encode_request(&request).unwrap();
+        let first = decode_applied(&m.apply(&ctx(3), &[&bytes])[0]).unwrap();
+        assert_eq!((first.replayed, first.first_index), (false, 3));
+        assert!(m.apply(&ctx(4), &[]).is_empty());
+        let again = decode_applied(&m.apply(&ctx(9), &[&bytes])[0]).unwrap();
+        assert_eq!((again.replayed, again.first_index), (true, 3));
+        assert_eq!(again.outcome, first.outcome);
+        assert_eq!(m.engine().dedup().len(), 1, "the tick is not remembered");
+
+        let tick = postcard::to_stdvec(&LogCommandRef {
+            key: RequestKey::Tick(10),
+            command: &Command::Tick,
+        })
+        .unwrap();
+        let refused = decode_applied(&m.apply(&ctx(10), &[&tick])[0]).unwrap();
+        assert!(matches!(refused.outcome, Err(Rejection::Invalid { .. })));
+
+        let boot = encode_bootstrap(5, &set_policy(70)).unwrap();
+        let applied = decode_applied(&m.apply(&ctx(11), &[&boot])[0]).unwrap();
+        assert_eq!((applied.replayed, applied.outcome), (false, Ok(Reply::Done)));
+        let logged = decode_log_command(&boot).unwrap();
+        assert_eq!(logged.key, RequestKey::Bootstrap(5));
     }
 }

@@ -16,8 +16,10 @@ use crate::slots::{SlotSpec, WaitlistOffer};
 use crate::time::LogTime;
 use serde::{Deserialize, Serialize};
 
-/// Version of the command encoding carried in the Raft log.
-pub const COMMAND_FORMAT_VERSION: u16 = 1;
+/// Version of the command encoding carried in the Raft log. 2: request ids keep all 128
+/// client bits and the log says who issued a request (`RequestKey`); nodes refuse data
+/// directories of version 1 (see `docs/operations.md`, "Upgrading from format 1").
+pub const COMMAND_FORMAT_VERSION: u16 = 2;
 
 /// A request as the log carries it.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
-//! The idempotency table: request id → first outcome, bounded in count and in log time.
+//! The idempotency table: request key → first outcome, bounded in count and in log time.
 //!
-//! A mutating command that succeeds is remembered with a fingerprint of the command and its
-//! reply. A repeat of the request id with the same command returns the remembered reply and
+//! A mutating command that succeeds is remembered with a [`Fingerprint`] of the command
+//! (SHA-256, so two different commands never pass for one), its reply and the log index that
+//! applied it (which a replayed answer reports). A repeat of the request id with the same command returns the remembered reply and
 //! changes nothing; with a different command it is refused (`RequestIdReused`). Refused
 //! commands are not remembered: they changed nothing, so a retry is simply evaluated again.
 //!
@@ -11,7 +12,7 @@
 
 use crate::command::Reply;
 use crate::hashing::StableMap;
-use crate::ids::RequestId;
+use crate::ids::RequestKey;
 use crate::time::{LogTime, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -21,21 +22,25 @@ pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 15 * MS_PER_MINUTE;
 /// Most request ids remembered at once (about 100 MiB of memory at the limit).
 pub const DEDUP_ENTRIES_MAX: usize = 1 << 20;
 
-/// What the table keeps per request id (the id and time live in the arrival queue).
+/// What the table keeps per request key (the key and time live in the arrival queue).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Remembered {
-    /// A stable 64-bit fingerprint of the command, to catch id reuse.
-    pub fingerprint: u64,
+    /// The command's fingerprint, to tell a retry from a reused request id.
+    pub fingerprint: Fingerprint,
+    /// The log index that first applied the request (0 when not applied from a log).
+    pub index: u64,
     pub reply: Reply,
 }
 
 /// One remembered request, as serialized.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct DedupEntry {
-    pub request: RequestId,
+    pub request: RequestKey,
     pub at: LogTime,
-    /// A stable 64-bit fingerprint of the command, to catch id reuse.
-    pub fingerprint: u64,
+    /// The log index that first applied the request (0 when not applied from a log).
+    pub index: u64,
+    /// The command's fingerprint, to tell a retry from a reused request id.
+    pub fingerprint: Fingerprint,
     pub reply: Reply,
 }
 
@@ -43,8 +48,8 @@ pub struct DedupEntry {
 #[derive(Clone, Debug, Default)]
 pub struct DedupTable {
     /// Arrival order with arrival time, so expiry never has to look into the map.
-    order: VecDeque<(RequestId, LogTime)>,
-    entries: StableMap<RequestId, Remembered>,
+    order: VecDeque<(RequestKey, LogTime)>,
+    entries: StableMap<RequestKey, Remembered>,
 }
 
 impl PartialEq for DedupTable {
@@ -58,9 +63,9 @@ impl PartialEq for DedupTable {
 }
 
 impl DedupTable {
-    /// The remembered entry for `id`.
-    pub fn get(&self, id: RequestId) -> Option<&Remembered> {
-        self.entries.get(&id)
+    /// The remembered entry for `key` (a client's `RequestId` or any `RequestKey`).
+    pub fn get(&self, key: impl Into<RequestKey>) -> Option<&Remembered> {
+        self.entries.get(&key.into())
     }
 
     /// Number of remembered requests.
@@ -83,6 +88,7 @@ impl DedupTable {
         self.order.push_back((entry.request, entry.at));
         let remembered = Remembered {
             fingerprint: entry.fingerprint,
+            index: entry.index,
             reply: entry.reply,
         };
         self.entries.insert(entry.request, remembered);
@@ -111,6 +117,7 @@ impl DedupTable {
             self.entries.get(&request).map(|r| DedupEntry {
                 request,
                 at,
+                index: r.index,
                 fingerprint: r.fingerprint,
                 reply: r.reply.clone(),
             })
@@ -137,4 +144,75 @@ impl<'de> Deserialize<'de> for DedupTable {
     }
 }
 
-pub use crate::hashing::{fingerprint, StableHasher};
+pub use crate::hashing::Fingerprint;
+
+#[cfg(test)]
+mod tests {
+    use crate::command::{Command, Reply, Request};
+    use crate::engine::Engine;
+    use crate::error::Rejection;
+    use crate::ids::{RequestId, RequestKey};
+    use crate::region::Policy;
+    use crate::time::LogTime;
+
+    const AT: LogTime = LogTime(1_000_000);
+
+    fn policy(reach_minutes: u32) -> Command {
+        Command::SetPolicy(Policy {
+            reach_minutes,
+            ..Policy::default()
+        })
+    }
+
+    /// The node's own keys and client ids live apart: a client id equal to a bootstrap
+    /// number (or to the old reserved range, 2^127 + n) neither replays nor blocks it.
+    #[test]
+    fn client_ids_never_meet_the_nodes_own_keys() {
+        let mut e = Engine::new();
+        e.apply_as(RequestKey::Bootstrap(0), &policy(60), AT, 1).unwrap();
+        for id in [0, 1 << 127, 1 << 126] {
+            let client = Request {
+                id: RequestId(id),
+                command: policy(70),
+            };
+            assert_eq!(e.apply(&client, AT), Ok(Reply::Done), "{id:x}");
+        }
+        assert_eq!(e.policy().reach_minutes, 70);
+        let reused = e.apply_as(RequestKey::Bootstrap(0), &policy(80), AT, 2);
+        assert!(matches!(reused, Err(Rejection::Invalid { .. })), "{reused:?}");
+        assert_eq!(e.dedup().len(), 4);
+    }
+
+    /// A replay answers from the table, which keeps the index that first applied it.
+    #[test]
+    fn the_first_log_index_is_remembered_and_ticks_are_not() {
+        let mut e = Engine::new();
+        let key = RequestKey::Client(RequestId(7));
+        e.apply_as(key, &policy(60), AT, 41).unwrap();
+        let hash = e.state_hash();
+        assert_eq!(e.apply_as(key, &policy(60), AT, 99), Ok(Reply::Done));
+        assert_eq!(e.dedup().get(key).map(|r| r.index), Some(41));
+        assert_eq!(e.state_hash(), hash, "a replay changes nothing");
+        assert_eq!(
+            e.apply_as(key, &policy(61), AT, 100),
+            Err(Rejection::RequestIdReused(RequestId(7)))
+        );
+        e.apply_as(RequestKey::Tick(101), &Command::Tick, AT, 101)
+            .unwrap();
+        assert_eq!(e.dedup().len(), 1, "ticks are not remembered");
+    }
+
+    /// Fingerprints tell commands apart by their whole encoding, not a 64-bit mix.
+    #[test]
+    fn fingerprints_differ_for_different_commands_and_are_pinned() {
+        use super::Fingerprint;
+        let a = Fingerprint::of(&policy(60)).unwrap();
+        assert_eq!(Fingerprint::of(&policy(60)), Some(a));
+        assert_ne!(Fingerprint::of(&policy(61)), Some(a));
+        assert_ne!(Fingerprint::of(&Command::Tick), Some(a));
+        // SHA-256 over the tag and postcard's encoding of `Tick` (variant 0).
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(b"ninety.command_fingerprint.v1\0\x00");
+        assert_eq!(Fingerprint::of(&Command::Tick).unwrap().0, digest[..16]);
+    }
+}

@@ -7,7 +7,7 @@
 
 use crate::beds::BedBook;
 use crate::command::{Command, Outcome, Reply, Request};
-use crate::dedup::{fingerprint, DedupEntry, DedupTable};
+use crate::dedup::{DedupEntry, DedupTable, Fingerprint};
 use crate::error::Rejection;
 use crate::graph::ReferralGraph;
 use crate::ids::*;
@@ -43,6 +43,14 @@ impl Default for Counters {
     }
 }
 
+/// What the dedup table says about a request key.
+enum Seen {
+    /// Applied before with the same command: the first reply.
+    Replay(Reply),
+    /// Not remembered: apply it, then remember it by this fingerprint.
+    New(Fingerprint),
+}
+
 /// The state of one region.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Engine {
@@ -70,29 +78,62 @@ impl Engine {
         Engine::default()
     }
 
-    /// Applies one request at log time `at`.
+    /// Applies one client request at log time `at`, outside any log (remembered at index 0;
+    /// the cluster uses [`Engine::apply_as`] with the entry's index).
     pub fn apply(&mut self, request: &Request, at: LogTime) -> Outcome {
+        self.apply_as(RequestKey::Client(request.id), &request.command, at, 0)
+    }
+
+    /// Applies `command` as request `key` at log time `at`, from log entry `index` (0 when
+    /// not applied from a log). A remembered key with the same command returns its first
+    /// reply and changes nothing (`dedup().get(key)` tells the index that applied it); with a
+    /// different command it is refused. Ticks are never remembered: each log index is
+    /// applied once.
+    pub fn apply_as(&mut self, key: RequestKey, command: &Command, at: LogTime, index: u64) -> Outcome {
         // Time never runs backwards, even if a new leader's clock is behind.
         let now = self.now.max(at);
-        let fp = fingerprint(&request.command);
-        if let Some(seen) = self.dedup.get(request.id) {
-            if seen.fingerprint == fp {
-                return Ok(seen.reply.clone());
-            }
-            return Err(Rejection::RequestIdReused(request.id));
-        }
-        let touches = self.touches_before(&request.command, now);
-        let reply = self.execute(&request.command, now)?;
-        self.note_applied(&request.command, &reply, touches);
+        let fingerprint = match key {
+            RequestKey::Tick(_) => None,
+            _ => match self.seen(key, command)? {
+                Seen::Replay(reply) => return Ok(reply),
+                Seen::New(fingerprint) => Some(fingerprint),
+            },
+        };
+        let touches = self.touches_before(command, now);
+        let reply = self.execute(command, now)?;
+        self.note_applied(command, &reply, touches);
         self.now = now;
         self.counters.applied += 1;
-        self.dedup.insert(DedupEntry {
-            request: request.id,
-            at: now,
-            fingerprint: fp,
-            reply: reply.clone(),
-        });
+        if let Some(fingerprint) = fingerprint {
+            self.dedup.insert(DedupEntry {
+                request: key,
+                at: now,
+                index,
+                fingerprint,
+                reply: reply.clone(),
+            });
+        }
         Ok(reply)
+    }
+
+    /// Whether `key` was applied before: its first reply, or the command's fingerprint to
+    /// remember a new request by; refused when the key was used for another command.
+    fn seen(&self, key: RequestKey, command: &Command) -> Result<Seen, Rejection> {
+        let fingerprint = Fingerprint::of(command)
+            .ok_or_else(|| Rejection::invalid("command", "cannot be encoded"))?;
+        let Some(seen) = self.dedup.get(key) else {
+            return Ok(Seen::New(fingerprint));
+        };
+        if seen.fingerprint == fingerprint {
+            return Ok(Seen::Replay(seen.reply.clone()));
+        }
+        Err(match key {
+            RequestKey::Client(id) => Rejection::RequestIdReused(id),
+            other => Rejection::invalid(
+                "request_id",
+                format!("{other} was already applied with a different command"),
+            ),
+        })
     }
 
     /// Applies requests in log order, each at `at`; one outcome per request. Each run of

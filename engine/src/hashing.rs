@@ -1,8 +1,13 @@
 //! Stable hashing: a seedless hasher whose output is the same on every replica, machine and
-//! Rust release, the hash map built on it, and serde helpers that store such maps sorted so
-//! snapshots and state hashes stay canonical.
+//! Rust release, the hash map built on it, serde helpers that store such maps sorted so
+//! snapshots and state hashes stay canonical, and the collision-resistant [`Fingerprint`] of
+//! a value.
+//!
+//! `StableHasher` only lays out tables (a collision costs a probe, never a wrong answer);
+//! anything that decides by equality of hashes uses [`Fingerprint`] (SHA-256).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash};
 
@@ -38,8 +43,8 @@ pub mod sorted {
     }
 }
 
-/// A fixed, seedless, word-at-a-time hash (the rustc "Fx" mixing step), so fingerprints and
-/// table layout are equal on every replica and machine — std's `DefaultHasher` makes no such
+/// A fixed, seedless, word-at-a-time hash (the rustc "Fx" mixing step), so table layout is
+/// equal on every replica and machine — std's `DefaultHasher` makes no such
 /// promise across releases, and a byte-at-a-time FNV was a measured hot spot.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StableHasher(u64);
@@ -118,10 +123,48 @@ impl std::hash::Hasher for StableHasher {
     }
 }
 
-/// The fingerprint of a value: `StableHasher` over its `Hash` stream.
-pub fn fingerprint<T: std::hash::Hash>(value: &T) -> u64 {
-    use std::hash::Hasher;
-    let mut h = StableHasher::default();
-    value.hash(&mut h);
-    h.finish()
+/// A 128-bit collision-resistant digest of a value: the first half of SHA-256 over a domain
+/// tag and the value's postcard encoding (the same canonical bytes the log and snapshots
+/// use). The dedup table compares these to tell a retry from a reused request id, so two
+/// different commands must never share one, even when a client crafts them.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Fingerprint(pub [u8; 16]);
+
+/// The domain tag of command fingerprints; the version changes with the derivation.
+pub const FINGERPRINT_DOMAIN_TAG: &[u8] = b"ninety.command_fingerprint.v1\0";
+
+impl Fingerprint {
+    /// The fingerprint of `value`, or `None` if postcard cannot encode it (never for the
+    /// engine's in-memory types; the caller then refuses instead of guessing).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Option<Fingerprint> {
+        let mut sha = Sha256::new();
+        sha.update(FINGERPRINT_DOMAIN_TAG);
+        let sha = postcard::serialize_with_flavor(value, HashFlavor(sha)).ok()?;
+        let digest = sha.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Some(Fingerprint(first))
+    }
+}
+
+/// A postcard output that feeds SHA-256 instead of a buffer, so fingerprinting a command
+/// (a 3 MB region import included) allocates nothing.
+struct HashFlavor(Sha256);
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = Sha256;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.update([byte]);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.update(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Sha256> {
+        Ok(self.0)
+    }
 }

@@ -66,20 +66,17 @@ pub use snapshot::{SnapshotError, StateHash};
 pub use time::LogTime;
 pub use view::{AvailabilityView, ViewReader};
 
-/// Request ids at or above this are reserved for the engine's own bootstrap commands.
-pub const BOOTSTRAP_REQUEST_BASE: u128 = 1 << 127;
-
 /// Builds an engine from a region file and schedules by applying the same commands the
-/// cluster would replicate (`ImportRegion`, then one `PublishSchedule` per doctor).
+/// cluster would replicate (`ImportRegion`, then one `PublishSchedule` per doctor), each as
+/// `RequestKey::Bootstrap(n)` in order.
 pub fn load(
     file: &RegionFile,
     schedules: &[(DoctorId, Vec<SlotSpec>)],
     at: LogTime,
 ) -> Result<Engine, Rejection> {
     let mut engine = Engine::new();
-    for (i, command) in bootstrap_commands(file, schedules).into_iter().enumerate() {
-        let id = RequestId(BOOTSTRAP_REQUEST_BASE + i as u128);
-        engine.apply(&Request { id, command }, at)?;
+    for (n, command) in (0u32..).zip(bootstrap_commands(file, schedules)) {
+        engine.apply_as(RequestKey::Bootstrap(n), &command, at, 0)?;
     }
     Ok(engine)
 }

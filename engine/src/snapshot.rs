@@ -15,8 +15,10 @@ use std::fmt;
 
 /// The first bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"NINETY\x00S";
-/// Version of the snapshot encoding.
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+/// Version of the snapshot encoding. 2: the dedup table is keyed by `RequestKey` (client
+/// ids keep all 128 bits) and stores SHA-256 command fingerprints and first log indices;
+/// version 1 snapshots are refused (see `docs/operations.md`, "Upgrading from format 1").
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 
 /// A 256-bit digest of the canonical state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]

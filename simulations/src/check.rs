@@ -27,7 +27,9 @@
 use crate::machine::Recorder;
 use ninety_cluster::engine_sm::{decode_query_result, Applied, EngineMachine, Query};
 use ninety_cluster::{ApplyContext, StateMachine};
-use ninety_engine::{BedId, Command, Engine, HoldId, Reply, Request, RequestId, SlotId, WardId};
+use ninety_engine::{
+    BedId, Command, Engine, HoldId, Reply, Request, RequestId, RequestKey, SlotId, WardId,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One acknowledged reply as a client received it.
@@ -239,11 +241,18 @@ pub fn history(
         given.clear();
         placed.clear();
         for (cmd, outcome) in batch.commands.iter().zip(&outcomes) {
-            let (Ok(req), Ok(applied)) = (
-                postcard::from_bytes::<Request>(cmd),
+            let (Ok(logged), Ok(applied)) = (
+                ninety_cluster::engine_sm::decode_log_command(cmd),
                 ninety_cluster::engine_sm::decode_applied(outcome),
             ) else {
                 continue;
+            };
+            let RequestKey::Client(id) = logged.key else {
+                continue;
+            };
+            let req = Request {
+                id,
+                command: logged.command,
             };
             // Refusals change nothing and are not remembered (engine `dedup`): a retry of a
             // refused request is evaluated again. Only successes must happen once.

@@ -22,7 +22,7 @@ use ninety_cluster::eraftpb::Message;
 use ninety_cluster::node::{bootstrap, MembershipChange};
 use ninety_cluster::test_support::discard_logger;
 use ninety_cluster::{Clock, Input, Node, NodeConfig, Reply, RequestError, StateMachine};
-use ninety_engine::{LogTime, Request, RequestId, BOOTSTRAP_REQUEST_BASE};
+use ninety_engine::{LogTime, Request, RequestId};
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -877,8 +877,10 @@ impl Sim {
             }
             let command = admin.remove(0);
             c.seq += 1;
+            // Admin commands are this client's requests like any other: the client's
+            // sequence keeps their ids apart from its workload's.
             (
-                RequestId(BOOTSTRAP_REQUEST_BASE + u128::from(c.seq)),
+                workload::request_id(client as u64, c.seq),
                 ClientOp::Write(command),
             )
         } else {

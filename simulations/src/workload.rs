@@ -280,8 +280,9 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
     }
 }
 
-/// A client request id: client number in the high bits, sequence in the low bits (below
-/// the adapter's reserved tick range and the engine's bootstrap range).
+/// A client request id: client number (plus one) in the high 64 bits, sequence in the low
+/// 64 bits, so no two clients' ids meet (the node's own requests are keyed apart, see
+/// `ninety_engine::RequestKey`).
 pub fn request_id(client: u64, seq: u64) -> RequestId {
     RequestId((u128::from(client + 1) << 64) | u128::from(seq))
 }

@@ -489,14 +489,12 @@ pub async fn match_specialist(a: MatchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The request id of the second step of a two-step action: the first id plus one (as 32
-/// hex digits), so a retry with the same first id replays both steps.
+/// The request id of the second step of a two-step action: the first id's 128-bit value
+/// (as the server derives it, `ninety_engine::RequestId::from_text`) plus one, as 32 hex
+/// digits, so a retry with the same first id replays both steps. `None` for text the server
+/// refuses as a request id (empty or too long).
 pub fn next_id(id: &str) -> Option<String> {
-    let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let n = u128::from_str_radix(&hex, 16).ok()?;
+    let n = ninety_engine::RequestId::from_text(id).ok()?.0;
     Some(format!("{:032x}", n.wrapping_add(1)))
 }
 
@@ -523,7 +521,7 @@ pub async fn book(a: BookArgs) -> Result<(), Failure> {
     let id = request_id(&a.request_id);
     let Some(book_id) = next_id(&id) else {
         return Err(Failure::Usage(format!(
-            "--request-id {id:?}: book needs 32 hex digits or a UUID (the booking uses the next number)"
+            "--request-id {id:?}: not a request id (1 to 128 bytes; the booking uses the next number)"
         )));
     };
     let held = client
@@ -579,7 +577,19 @@ mod tests {
             next_id("0000000000000000000000000000000f").as_deref(),
             Some("00000000000000000000000000000010")
         );
-        assert!(next_id("00000000-0000-0000-0000-00000000000f").is_some());
-        assert_eq!(next_id("short"), None);
+        assert_eq!(
+            next_id("00000000-0000-0000-0000-00000000000f").as_deref(),
+            Some("00000000000000000000000000000010")
+        );
+        // Text ids have a next number too: their hashed value plus one.
+        let text = ninety_engine::RequestId::from_text("book-7").unwrap().0;
+        assert_eq!(next_id("book-7"), Some(format!("{:032x}", text.wrapping_add(1))));
+        // A sign is not a spelling of a hex id.
+        assert_ne!(
+            next_id("+000000000000000000000000000000f").as_deref(),
+            Some("00000000000000000000000000000010")
+        );
+        assert_eq!(next_id(""), None);
+        assert_eq!(next_id(&"x".repeat(129)), None);
     }
 }

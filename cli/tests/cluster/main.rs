@@ -11,6 +11,7 @@ mod kill_leader;
 mod membership;
 mod partition;
 mod replay;
+mod request_ids;
 mod retry;
 mod snapshot;
 

@@ -9,6 +9,7 @@
 //! acknowledged write was durable on a quorum before it was acknowledged.
 
 pub mod config;
+pub mod data_format;
 pub mod driver;
 pub mod peer_service;
 pub mod transport;
@@ -23,7 +24,7 @@ use crate::server::{
 };
 use crate::storage::SledStore;
 use config::FileConfig;
-use ninety_engine::{generate, Command, RegionFile, Rejection, Request, RequestId};
+use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{
     admin_server::AdminServer, bed_holds_server::BedHoldsServer, matching_server::MatchingServer,
@@ -108,17 +109,21 @@ pub fn test_region() -> RegionFile {
 }
 
 /// Proposes the region's bootstrap commands once this node leads, until the region is
-/// loaded. Fixed request ids (`BOOTSTRAP_REQUEST_BASE + i`, as `ninety_engine::load`
-/// uses) make every retry, by this or a later leader, apply at most once.
+/// loaded. Each is keyed `RequestKey::Bootstrap(n)` (as `ninety_engine::load` applies
+/// them), a key no client id can take, so every retry, by this or a later leader, applies
+/// it at most once.
 async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
-    let requests: Vec<Request> = commands
-        .into_iter()
-        .enumerate()
-        .map(|(i, command)| Request {
-            id: RequestId(ninety_engine::BOOTSTRAP_REQUEST_BASE + i as u128),
-            command,
-        })
+    let encoded: Result<Vec<Vec<u8>>, String> = (0u32..)
+        .zip(&commands)
+        .map(|(n, command)| crate::engine_sm::encode_bootstrap(n, command))
         .collect();
+    let requests = match encoded {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "region bootstrap could not be encoded");
+            return;
+        }
+    };
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let Ok(st) = cluster.handle.status().await else {
@@ -160,36 +165,45 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
     }
 }
 
+/// Proposes one encoded bootstrap command on this node (the leader: bootstrap never
+/// forwards) and waits for its outcome; `None` when the outcome is unknown.
+async fn propose_bootstrap(cluster: &Cluster, bytes: &[u8]) -> Option<Outcome> {
+    let deadline = Deadline::server(WRITE_TIMEOUT);
+    let answer = deadline
+        .run("bootstrap", cluster.handle.propose(bytes.to_vec()))
+        .await
+        .ok()?;
+    match answer {
+        Ok(node::Reply::Applied { outcome, .. }) => {
+            crate::engine_sm::decode_applied(&outcome).ok().map(|a| a.outcome)
+        }
+        _ => None,
+    }
+}
+
 /// `Err(Some)`: the engine refused (final); `Err(None)`: transient, retry everything.
 async fn propose_all(
     cluster: &Arc<Cluster>,
-    requests: &[Request],
+    requests: &[Vec<u8>],
 ) -> Result<(), Option<Rejection>> {
     let (first, rest) = requests.split_first().ok_or(None)?;
     // The import first, alone: schedules need its doctors.
-    match cluster.write(first, Deadline::server(WRITE_TIMEOUT)).await {
-        Ok(w) => match w.applied.outcome {
-            Ok(_) | Err(Rejection::RegionAlreadyLoaded) => {}
-            Err(r) => return Err(Some(r)),
-        },
-        Err(_) => return Err(None),
+    match propose_bootstrap(cluster, first).await {
+        Some(Ok(_) | Err(Rejection::RegionAlreadyLoaded)) => {}
+        Some(Err(r)) => return Err(Some(r)),
+        None => return Err(None),
     }
     for window in rest.chunks(BOOTSTRAP_WINDOW) {
         // A window runs together so its writes share group commits. They are polled first
         // in order (join_all), and a write submits its proposal on its first poll, so the
         // log holds them in file order: every fresh cluster of a region numbers its slots
         // alike (the API docs' examples rely on it). Spawned tasks would race.
-        let writes = window
-            .iter()
-            .map(|r| cluster.write(r, Deadline::server(WRITE_TIMEOUT)));
+        let writes = window.iter().map(|r| propose_bootstrap(cluster, r));
         for res in futures_util::future::join_all(writes).await {
             match res {
-                Ok(w) => {
-                    if let Err(r) = w.applied.outcome {
-                        return Err(Some(r));
-                    }
-                }
-                Err(_) => return Err(None),
+                Some(Ok(_)) => {}
+                Some(Err(r)) => return Err(Some(r)),
+                None => return Err(None),
             }
         }
     }
@@ -202,7 +216,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&cfg.data_dir)?;
-    let mut store = SledStore::open(cfg.data_dir.join("raft"))?;
+    data_format::check_or_stamp(&cfg.data_dir)?;
+    let mut store = SledStore::open(cfg.data_dir.join(data_format::RAFT_DIR))?;
     let fresh = {
         use raft::Storage;
         !store.initial_state()?.initialized() && store.last_index()? == 0

@@ -31,11 +31,12 @@
 //! request id. The whole call fails only for an invalid envelope, or with
 //! `DEADLINE_EXCEEDED` when the client's deadline cut it short.
 //!
-//! Request ids: `request_id` is a 128-bit key, given as 32 hex digits (a UUID with or
-//! without hyphens); any other non-empty string is hashed deterministically to 128 bits with
-//! the engine's FNV-64 `fingerprint` (two independent halves). Either way the top two bits
-//! are cleared: ids at or above 2^126 are reserved for the node's own log-time ticks and
-//! the region bootstrap (so two client keys collide only if they agree in 126 bits).
+//! Request ids (`docs/api.md`, "Request ids"): `request_id` is a 128-bit key, given as
+//! exactly 32 lowercase hex digits or a UUID in the 8-4-4-4-12 form; any other text of 1 to
+//! 128 bytes is hashed with SHA-256 under a versioned domain tag
+//! (`ninety_engine::RequestId::from_text`). All 128 bits are the client's: the node's own
+//! requests (ticks, the region bootstrap) are keyed apart (`ninety_engine::RequestKey`).
+//! A replayed answer's `log_index` is the entry that first applied the request.
 
 pub mod admin;
 pub mod beds;
@@ -61,9 +62,6 @@ use tonic::Status;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a linearizable read waits (ReadIndex retries itself within this).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Mask that keeps client request ids below the reserved range.
-const CLIENT_ID_MASK: u128 = (1 << 126) - 1;
 
 /// Share of a client's `grpc-timeout` a handler may use before it answers
 /// `DEADLINE_EXCEEDED` itself (the rest is left so the answer beats tonic's own timer).
@@ -161,22 +159,7 @@ pub fn parse_request_id(
     field: &str,
     text: &str,
 ) -> Result<RequestId, Rejection> {
-    if text.is_empty() {
-        return Err(at.invalid(field, "must not be empty"));
-    }
-    if text.len() > 128 {
-        return Err(at.invalid(field, "longer than 128 bytes"));
-    }
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    let value = match (hex.len(), u128::from_str_radix(&hex, 16)) {
-        (32, Ok(v)) => v,
-        _ => {
-            let hi = ninety_engine::dedup::fingerprint(&("ninety.request_id.hi", text));
-            let lo = ninety_engine::dedup::fingerprint(&text);
-            (u128::from(hi) << 64) | u128::from(lo)
-        }
-    };
-    Ok(RequestId(value & CLIENT_ID_MASK))
+    RequestId::from_text(text).map_err(|e| at.invalid(field, &e.to_string()))
 }
 
 /// `INVALID_ARGUMENT` naming the field, with a machine-readable Rejection in the details.
@@ -275,7 +258,12 @@ pub struct Written {
 impl Written {
     pub fn commit(&self) -> pb::CommitInfo {
         pb::CommitInfo {
-            log_index: self.index,
+            // A replay reports the entry that first applied the request (the proto's
+            // meaning), not the entry that replayed it.
+            log_index: match self.applied.first_index {
+                0 => self.index,
+                first => first,
+            },
             log_time_ms: self.applied.log_time_ms,
             replayed: self.applied.replayed,
         }
