@@ -20,7 +20,7 @@ fn hold(request_id: &str, ward_id: u32, patient_ref: &str) -> pb::HoldBedRequest
     }
 }
 
-fn commit(r: &pb::HoldBedResponse) -> pb::CommitInfo {
+fn commit(r: &pb::BedHoldResponse) -> pb::CommitInfo {
     r.commit.clone().expect("commit info")
 }
 
