@@ -503,11 +503,16 @@ fn shift_ward_load(
 }
 
 /// What a command may change in the view, found before it runs (only `Tick` needs this:
-/// the holds it expires cannot be told apart afterwards).
-pub(crate) struct Touches(Vec<HoldId>);
+/// the holds it expires cannot be told apart afterwards, and with a short
+/// `resolved_retention_ms` the same tick prunes them, so they are resolved to their doctors
+/// and wards here, while they still exist).
+pub(crate) struct Touches {
+    doctors: Vec<DoctorId>,
+    wards: Vec<WardId>,
+}
 
 impl Engine {
-    /// Notes the holds a command will touch, before it runs.
+    /// Notes the doctors and wards whose holds a command will touch, before it runs.
     pub(crate) fn touches_before(&self, command: &Command, now: LogTime) -> Touches {
         let mut holds = Vec::new();
         if matches!(command, Command::Tick) {
@@ -517,7 +522,10 @@ impl Engine {
                 holds.extend(self.referral_holds(r));
             }
         }
-        Touches(holds)
+        Touches {
+            doctors: holds.iter().filter_map(|h| self.slots.seat(*h)).map(|s| s.doctor).collect(),
+            wards: holds.iter().filter_map(|h| self.beds.hold(*h)).map(|b| b.ward).collect(),
+        }
     }
 
     fn referral_holds(&self, r: ReferralId) -> Vec<HoldId> {
@@ -533,7 +541,13 @@ impl Engine {
         if command.is_admin() {
             self.live.index = None;
         }
-        let mut holds = before.0;
+        for d in before.doctors {
+            self.mark_doctor(d);
+        }
+        for w in before.wards {
+            self.mark_ward(w);
+        }
+        let mut holds = Vec::new();
         let mut slots: Vec<SlotId> = Vec::new();
         match command {
             ImportRegion(_) => self.live.all_dirty = true,
