@@ -45,6 +45,11 @@ pub enum Op {
     Read(Read),
     /// Snapshot, restore, and continue on the restored engine.
     Restore,
+    /// `Apply`, with the command's ids replaced by ids the engine handed out earlier in the
+    /// run (`pick`: 0 is the newest), so that random runs also walk deep lifecycles.
+    Aimed { id: u128, pick: u8, command: Command },
+    /// Continues on an empty engine (no region): `ImportRegion` can succeed.
+    Empty,
 }
 
 /// Every read the engine offers, with its arguments (times are absolute log times).
@@ -137,7 +142,99 @@ struct Entry {
     requests: Vec<Request>,
     at: LogTime,
     batch: bool,
+    /// `Op::Empty`: the replica starts over too.
+    reset: bool,
     outcomes: Vec<Outcome>,
+}
+
+/// Ids the engine handed out in this run, oldest first, for `Op::Aimed`.
+#[derive(Default)]
+struct Learned {
+    bed_holds: Vec<HoldId>,
+    seats: Vec<HoldId>,
+    beds: Vec<BedId>,
+    slots: Vec<SlotId>,
+    referrals: Vec<ReferralId>,
+    consults: Vec<ConsultId>,
+}
+
+impl Learned {
+    fn learn(&mut self, outcome: &Outcome) {
+        let Ok(reply) = outcome else { return };
+        match reply {
+            Reply::BedHeld { hold, bed, .. } | Reply::BedAllocated { hold, bed, .. } => {
+                self.bed_holds.push(*hold);
+                self.beds.push(*bed);
+            }
+            Reply::HoldConfirmed { bed, .. } => self.beds.push(*bed),
+            Reply::SlotHeld { hold, slot, .. } | Reply::SlotAllocated { hold, slot, .. } => {
+                self.seats.push(*hold);
+                self.slots.push(*slot);
+            }
+            Reply::ConsultHeld { consult, seats, .. } => {
+                self.consults.push(*consult);
+                self.seats.extend(seats);
+            }
+            Reply::ReferralCreated { referral, .. } => self.referrals.push(*referral),
+            Reply::SchedulePublished { first, count } => {
+                self.slots.extend((0..u64::from(*count).min(8)).map(|i| SlotId(first.0.saturating_add(i))));
+            }
+            Reply::Ticked { offers, .. }
+            | Reply::SlotReleased { offers, .. }
+            | Reply::BookingCancelled { offers, .. }
+            | Reply::ConsultReleased { offers, .. } => self.seats.extend(offers.iter().map(|o| o.hold)),
+            _ => {}
+        }
+    }
+}
+
+/// The `pick`-th newest of `list` (wrapping), if the list has any.
+fn nth<T: Copy>(list: &[T], pick: usize) -> Option<T> {
+    let len = list.len();
+    (len > 0).then(|| list[len - 1 - pick % len])
+}
+
+/// Replaces `x` by the `pick`-th newest learned id, if there is one.
+fn aim<T: Copy>(x: &mut T, list: &[T], pick: usize) {
+    if let Some(v) = nth(list, pick) {
+        *x = v;
+    }
+}
+
+/// The command with its ids aimed at what the engine handed out (see `Op::Aimed`).
+fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
+    use Command::*;
+    let p = usize::from(pick);
+    let mut c = command.clone();
+    match &mut c {
+        ConfirmHold { hold } | ReleaseHold { hold } => aim(hold, &l.bed_holds, p),
+        BookSlot { hold } | ReleaseSlot { hold } | CancelSeat { hold } => aim(hold, &l.seats, p),
+        CancelBooking { booking } | MarkNoShow { booking } => aim(booking, &l.seats, p),
+        BlockBed { bed, .. } | UnblockBed { bed } | MarkBedClean { bed } | Discharge { bed } => aim(bed, &l.beds, p),
+        HoldBed { target: BedTarget::Bed(bed), .. } => aim(bed, &l.beds, p),
+        HoldSlot { slot, .. } | HoldSlotFor { slot, .. } => aim(slot, &l.slots, p),
+        HoldJointConsult { slots, .. } => {
+            for (i, s) in slots.iter_mut().enumerate() {
+                aim(s, &l.slots, p + i);
+            }
+        }
+        BookJointConsult { consult } | ReleaseJointConsult { consult } => aim(consult, &l.consults, p),
+        MatchReferral { referral, slot_hold, bed_hold } => {
+            aim(referral, &l.referrals, p);
+            slot_hold.iter_mut().for_each(|h| aim(h, &l.seats, p));
+            bed_hold.iter_mut().for_each(|h| aim(h, &l.bed_holds, p));
+        }
+        TriageReferral { referral, .. }
+        | ReportNoCapacity { referral, .. }
+        | AcceptReferral { referral }
+        | StartTransit { referral }
+        | AdmitReferral { referral }
+        | CompleteReferral { referral }
+        | RejectReferral { referral, .. }
+        | CancelReferral { referral, .. } => aim(referral, &l.referrals, p),
+        _ => {}
+    }
+    c
 }
 
 /// An engine under test with its log time, view reader and log.
@@ -148,8 +245,9 @@ pub struct Harness {
     log: Vec<Entry>,
     /// Steps taken (ops that did something).
     pub steps: u64,
-    /// Per command variant, (accepted, refused), when kept (`keep_stats`).
+    /// Per command variant, (accepted, refused), when kept.
     pub stats: Option<std::collections::BTreeMap<String, (u64, u64)>>,
+    learned: Learned,
 }
 
 impl Default for Harness {
@@ -170,6 +268,7 @@ impl Harness {
             log: Vec::new(),
             steps: 0,
             stats: None,
+            learned: Learned::default(),
         }
     }
 
@@ -194,6 +293,16 @@ impl Harness {
                 return Ok(());
             }
             Op::Restore => self.restore()?,
+            Op::Aimed { id, pick, command } => {
+                let command = aimed(command, &self.learned, *pick);
+                self.apply(RequestId(*id), &command)?;
+            }
+            Op::Empty => {
+                self.engine = Engine::new();
+                self.view = self.engine.view_reader();
+                self.learned = Learned::default();
+                self.log.push(Entry { requests: Vec::new(), at: self.at, batch: false, reset: true, outcomes: Vec::new() });
+            }
         }
         self.engine.check_invariants()?;
         check_view(&mut self.engine, &self.view)
@@ -217,10 +326,12 @@ impl Harness {
         }
         check_new_bed_hold(&self.engine, &outcome)?;
         self.count(&request.command, &outcome);
+        self.learned.learn(&outcome);
         self.log.push(Entry {
             requests: vec![request],
             at: self.at,
             batch: false,
+            reset: false,
             outcomes: vec![outcome],
         });
         Ok(())
@@ -242,11 +353,13 @@ impl Harness {
         for (r, o) in requests.iter().zip(&outcomes) {
             check_new_bed_hold(&self.engine, o)?;
             self.count(&r.command, o);
+            self.learned.learn(o);
         }
         self.log.push(Entry {
             requests,
             at: self.at,
             batch: true,
+            reset: false,
             outcomes,
         });
         Ok(())
@@ -281,6 +394,10 @@ impl Harness {
     pub fn replay(&self) -> Result<(), String> {
         let mut twin = fresh();
         for (i, e) in self.log.iter().enumerate() {
+            if e.reset {
+                twin = Engine::new();
+                continue;
+            }
             let outcomes = if e.batch {
                 twin.apply_batch(&e.requests, e.at)
             } else {

@@ -70,7 +70,7 @@ fn window() -> impl Strategy<Value = (LogTime, LogTime)> + Clone {
 
 /// Clock moves: mostly minutes to hours, sometimes days, sometimes anything.
 fn clock_step() -> impl Strategy<Value = u64> + Clone {
-    prop_oneof![6 => 0u64..(3 * 3_600_000), 2 => 0u64..(8 * DAY_MS), 1 => any::<u64>()]
+    prop_oneof![6 => 0u64..600_000, 2 => 0u64..(3 * 3_600_000), 1 => 0u64..(8 * DAY_MS), 1 => any::<u64>()]
 }
 
 fn patient() -> impl Strategy<Value = PatientRef> + Clone {
@@ -262,7 +262,12 @@ fn match_policy() -> impl Strategy<Value = MatchPolicy> + Clone {
     })
 }
 
+/// The fixture's region file, or one with random records added (often refused).
 fn region_file() -> impl Strategy<Value = RegionFile> + Clone {
+    prop_oneof![3 => Just(super::fixture::region_file()), 1 => mutated_region_file()]
+}
+
+fn mutated_region_file() -> impl Strategy<Value = RegionFile> + Clone {
     (prop::collection::vec(hospital(), 0..4), prop::collection::vec(ward(), 0..3), prop::collection::vec(doctor(), 0..3), policy())
         .prop_map(|(hospitals, wards, doctors, policy)| {
             let mut f = super::fixture::region_file();
@@ -373,14 +378,25 @@ fn request_id() -> impl Strategy<Value = u128> + Clone {
 
 fn op() -> impl Strategy<Value = Op> + Clone {
     prop_oneof![
-        12 => (request_id(), command()).prop_map(|(id, command)| Op::Apply { id, command }),
+        6 => (request_id(), command()).prop_map(|(id, command)| Op::Apply { id, command }),
+        8 => (request_id(), any::<u8>(), command()).prop_map(|(id, pick, command)| Op::Aimed { id, pick: pick % 4, command }),
         1 => prop::collection::vec((request_id(), command()), 0..6).prop_map(Op::Batch),
         2 => prop::collection::vec((request_id(), (slot_query(), patient()).prop_map(|(query, patient)| Command::AllocateSlot { query, patient })), 2..6).prop_map(Op::Batch),
         3 => clock_step().prop_map(Op::Advance),
-        1 => time().prop_map(|t| Op::At(t.0)),
+        1 => prop_oneof![3 => (EPOCH.0 - 3_600_000..EPOCH.0 + 3_600_000), 1 => any::<u64>()].prop_map(Op::At),
         3 => read().prop_map(Op::Read),
         1 => Just(Op::Restore),
     ]
+}
+
+/// A run: the structured ops, one in eight of them on an empty engine that first imports
+/// a region (the fixture's, or a mutated one that may be refused).
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    (prop::bool::weighted(0.125), region_file(), prop::collection::vec(op(), 1..OPS_PER_CASE_MAX)).prop_map(|(empty, file, ops)| {
+        let import = Op::Apply { id: 1 << 100, command: Command::ImportRegion(Box::new(file)) };
+        let start = if empty { vec![Op::Empty, import] } else { Vec::new() };
+        start.into_iter().chain(ops).collect()
+    })
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
@@ -414,7 +430,7 @@ proptest! {
 
     /// Structured ops with unconstrained numbers mixed with the fixture's ids and times.
     #[test]
-    fn any_command_sequence_keeps_the_engine_total(ops in prop::collection::vec(op(), 1..OPS_PER_CASE_MAX)) {
+    fn any_command_sequence_keeps_the_engine_total(ops in ops()) {
         run(&ops)?;
     }
 }
@@ -515,7 +531,7 @@ fn structured_runs_reach_accepted_commands() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let strategy = prop::collection::vec(op(), 1..OPS_PER_CASE_MAX);
+    let strategy = ops();
     let mut stats = std::collections::BTreeMap::new();
     for _ in 0..cases() {
         let ops = strategy.new_tree(&mut runner).unwrap().current();
@@ -529,4 +545,25 @@ fn structured_runs_reach_accepted_commands() {
     }
     let accepted = stats.values().filter(|(ok, _)| *ok > 0).count();
     assert!(accepted >= ACCEPTED_VARIANTS_MIN, "only {accepted} command variants were ever accepted");
+}
+
+/// A region import is bounded before anything is built: many wards of the largest size
+/// would otherwise allocate millions of beds inside apply, on every replica.
+#[test]
+fn an_oversized_region_import_is_refused_before_it_is_built() {
+    use ninety_engine::limits::{BEDS_PER_REGION_MAX, BEDS_PER_WARD_MAX};
+    let mut file = super::fixture::region_file();
+    let template = file.wards[0].clone();
+    let wards = BEDS_PER_REGION_MAX / BEDS_PER_WARD_MAX + 1;
+    file.wards = (0..wards)
+        .map(|i| region_file::WardEntry {
+            ward: Ward { id: WardId(i as u32 + 1), ..template.ward.clone() },
+            beds: BEDS_PER_WARD_MAX as u32,
+        })
+        .collect();
+    let mut engine = Engine::new();
+    let before = engine.state_hash();
+    let outcome = engine.apply(&Request { id: RequestId(1), command: Command::ImportRegion(Box::new(file)) }, EPOCH);
+    assert!(matches!(&outcome, Err(Rejection::Invalid { field, .. }) if field == "wards"), "{outcome:?}");
+    assert_eq!(before, engine.state_hash());
 }
