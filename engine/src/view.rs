@@ -242,14 +242,17 @@ impl Engine {
     /// A reader of the published availability view. The first call starts publication:
     /// from then on every `apply_batch` (and `publish_view`) publishes a new view.
     pub fn view_reader(&mut self) -> ViewReader {
-        if self.live.publisher.is_none() {
-            self.live.all_dirty = true;
-            self.refresh_view();
-            let first = crate::sync::Arc::new(self.live.working.clone());
-            self.live.publisher = Some(Publisher::new(first));
-        }
-        let reader = self.live.publisher.as_ref().map(Publisher::reader);
-        ViewReader(reader.expect("publisher was just created"))
+        let publisher = match self.live.publisher.take() {
+            Some(p) => p,
+            None => {
+                self.live.all_dirty = true;
+                self.refresh_view();
+                Publisher::new(crate::sync::Arc::new(self.live.working.clone()))
+            }
+        };
+        let reader = ViewReader(publisher.reader());
+        self.live.publisher = Some(publisher);
+        reader
     }
 
     /// Publishes the view now (callers applying one request at a time use this; batches

@@ -517,10 +517,27 @@ fn fuzz_seed_runs_are_clean() {
     ];
     for (i, ops) in seeds.iter().enumerate() {
         run(ops).unwrap();
-        if let Some(dir) = std::env::var_os("NINETY_FUZZ_SEED_DIR") {
-            let bytes: Vec<u8> = ops.iter().flat_map(|op| postcard::to_stdvec(op).unwrap()).collect();
-            std::fs::write(std::path::Path::new(&dir).join(format!("seed-{i}")), bytes).unwrap();
+        write_seed(&format!("seed-{i}"), ops);
+    }
+    // And structured runs, which reach deep states the fuzzer would take long to find.
+    if std::env::var_os("NINETY_FUZZ_SEED_DIR").is_some() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for i in 0..FUZZ_STRUCTURED_SEEDS {
+            let ops = ops().new_tree(&mut runner).unwrap().current();
+            write_seed(&format!("structured-{i}"), &ops);
         }
+    }
+}
+
+/// Structured runs written as fuzz seeds.
+const FUZZ_STRUCTURED_SEEDS: usize = 64;
+
+/// Writes a run, postcard-encoded op after op, into `NINETY_FUZZ_SEED_DIR` if it is set.
+fn write_seed(name: &str, ops: &[Op]) {
+    if let Some(dir) = std::env::var_os("NINETY_FUZZ_SEED_DIR") {
+        let bytes: Vec<u8> = ops.iter().flat_map(|op| postcard::to_stdvec(op).unwrap()).collect();
+        std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
     }
 }
 
