@@ -164,7 +164,11 @@ impl RegionFile {
             ("wards", self.wards.len(), WARDS_PER_REGION_MAX),
             ("doctors", self.doctors.len(), DOCTORS_PER_REGION_MAX),
             ("roads", self.roads.len(), ROADS_PER_REGION_MAX),
-            ("referral_paths", self.referral_paths.len(), REFERRAL_PATHS_PER_REGION_MAX),
+            (
+                "referral_paths",
+                self.referral_paths.len(),
+                REFERRAL_PATHS_PER_REGION_MAX,
+            ),
             ("alliances", self.alliances.len(), HOSPITALS_MAX),
         ];
         for (field, n, max) in counts {

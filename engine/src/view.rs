@@ -526,8 +526,16 @@ impl Engine {
             }
         }
         Touches {
-            doctors: holds.iter().filter_map(|h| self.slots.seat(*h)).map(|s| s.doctor).collect(),
-            wards: holds.iter().filter_map(|h| self.beds.hold(*h)).map(|b| b.ward).collect(),
+            doctors: holds
+                .iter()
+                .filter_map(|h| self.slots.seat(*h))
+                .map(|s| s.doctor)
+                .collect(),
+            wards: holds
+                .iter()
+                .filter_map(|h| self.beds.hold(*h))
+                .map(|b| b.ward)
+                .collect(),
         }
     }
 
@@ -544,12 +552,7 @@ impl Engine {
         if command.is_admin() {
             self.live.index = None;
         }
-        for d in before.doctors {
-            self.mark_doctor(d);
-        }
-        for w in before.wards {
-            self.mark_ward(w);
-        }
+        self.mark_touched(before);
         let mut holds = Vec::new();
         let mut slots: Vec<SlotId> = Vec::new();
         match command {
@@ -632,6 +635,16 @@ impl Engine {
             Reply::SlotAllocated { slot, .. } => slots.push(*slot),
             Reply::BedAllocated { ward, .. } => self.mark_ward(*ward),
             _ => {}
+        }
+    }
+
+    /// Marks what `touches_before` found.
+    fn mark_touched(&mut self, touches: Touches) {
+        for d in touches.doctors {
+            self.mark_doctor(d);
+        }
+        for w in touches.wards {
+            self.mark_ward(w);
         }
     }
 

@@ -47,7 +47,11 @@ pub enum Op {
     Restore,
     /// `Apply`, with the command's ids replaced by ids the engine handed out earlier in the
     /// run (`pick`: 0 is the newest), so that random runs also walk deep lifecycles.
-    Aimed { id: u128, pick: u8, command: Command },
+    Aimed {
+        id: u128,
+        pick: u8,
+        command: Command,
+    },
     /// Continues on an empty engine (no region): `ImportRegion` can succeed.
     Empty,
 }
@@ -127,7 +131,10 @@ pub fn schedules() -> Vec<(DoctorId, Vec<SlotSpec>)> {
     };
     (1..=3)
         .map(|d| {
-            let mut specs = vec![spec(1, Mode::InPerson, 2, 1, 1), spec(26, Mode::InPerson, 1, 0, 0)];
+            let mut specs = vec![
+                spec(1, Mode::InPerson, 2, 1, 1),
+                spec(26, Mode::InPerson, 1, 0, 0),
+            ];
             if d != 3 {
                 specs.push(spec(3, Mode::Remote, 2, 1, 1));
                 specs.push(spec(4, Mode::Remote, 1, 0, 1));
@@ -177,12 +184,16 @@ impl Learned {
             }
             Reply::ReferralCreated { referral, .. } => self.referrals.push(*referral),
             Reply::SchedulePublished { first, count } => {
-                self.slots.extend((0..u64::from(*count).min(8)).map(|i| SlotId(first.0.saturating_add(i))));
+                self.slots.extend(
+                    (0..u64::from(*count).min(8)).map(|i| SlotId(first.0.saturating_add(i))),
+                );
             }
             Reply::Ticked { offers, .. }
             | Reply::SlotReleased { offers, .. }
             | Reply::BookingCancelled { offers, .. }
-            | Reply::ConsultReleased { offers, .. } => self.seats.extend(offers.iter().map(|o| o.hold)),
+            | Reply::ConsultReleased { offers, .. } => {
+                self.seats.extend(offers.iter().map(|o| o.hold))
+            }
             _ => {}
         }
     }
@@ -210,16 +221,27 @@ fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
         ConfirmHold { hold } | ReleaseHold { hold } => aim(hold, &l.bed_holds, p),
         BookSlot { hold } | ReleaseSlot { hold } | CancelSeat { hold } => aim(hold, &l.seats, p),
         CancelBooking { booking } | MarkNoShow { booking } => aim(booking, &l.seats, p),
-        BlockBed { bed, .. } | UnblockBed { bed } | MarkBedClean { bed } | Discharge { bed } => aim(bed, &l.beds, p),
-        HoldBed { target: BedTarget::Bed(bed), .. } => aim(bed, &l.beds, p),
+        BlockBed { bed, .. } | UnblockBed { bed } | MarkBedClean { bed } | Discharge { bed } => {
+            aim(bed, &l.beds, p)
+        }
+        HoldBed {
+            target: BedTarget::Bed(bed),
+            ..
+        } => aim(bed, &l.beds, p),
         HoldSlot { slot, .. } | HoldSlotFor { slot, .. } => aim(slot, &l.slots, p),
         HoldJointConsult { slots, .. } => {
             for (i, s) in slots.iter_mut().enumerate() {
                 aim(s, &l.slots, p + i);
             }
         }
-        BookJointConsult { consult } | ReleaseJointConsult { consult } => aim(consult, &l.consults, p),
-        MatchReferral { referral, slot_hold, bed_hold } => {
+        BookJointConsult { consult } | ReleaseJointConsult { consult } => {
+            aim(consult, &l.consults, p)
+        }
+        MatchReferral {
+            referral,
+            slot_hold,
+            bed_hold,
+        } => {
             aim(referral, &l.referrals, p);
             slot_hold.iter_mut().for_each(|h| aim(h, &l.seats, p));
             bed_hold.iter_mut().for_each(|h| aim(h, &l.bed_holds, p));
@@ -301,7 +323,13 @@ impl Harness {
                 self.engine = Engine::new();
                 self.view = self.engine.view_reader();
                 self.learned = Learned::default();
-                self.log.push(Entry { requests: Vec::new(), at: self.at, batch: false, reset: true, outcomes: Vec::new() });
+                self.log.push(Entry {
+                    requests: Vec::new(),
+                    at: self.at,
+                    batch: false,
+                    reset: true,
+                    outcomes: Vec::new(),
+                });
             }
         }
         self.engine.check_invariants()?;
@@ -322,7 +350,9 @@ impl Harness {
             return Err(format!("refused ({outcome:?}) but the state changed"));
         }
         if known && before != after {
-            return Err(format!("a remembered request id changed the state: {outcome:?}"));
+            return Err(format!(
+                "a remembered request id changed the state: {outcome:?}"
+            ));
         }
         check_new_bed_hold(&self.engine, &outcome)?;
         self.count(&request.command, &outcome);
@@ -348,7 +378,11 @@ impl Harness {
             .collect();
         let outcomes = self.engine.apply_batch(&requests, self.at);
         if outcomes.len() != requests.len() {
-            return Err(format!("{} outcomes for {} requests", outcomes.len(), requests.len()));
+            return Err(format!(
+                "{} outcomes for {} requests",
+                outcomes.len(),
+                requests.len()
+            ));
         }
         for (r, o) in requests.iter().zip(&outcomes) {
             check_new_bed_hold(&self.engine, o)?;
@@ -369,7 +403,10 @@ impl Harness {
     fn count(&mut self, command: &Command, outcome: &Outcome) {
         if let Some(stats) = self.stats.as_mut() {
             let text = format!("{command:?}");
-            let name = text.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
+            let name = text
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("");
             let entry = stats.entry(name.to_string()).or_default();
             if outcome.is_ok() {
                 entry.0 += 1;
@@ -404,7 +441,10 @@ impl Harness {
                 e.requests.iter().map(|r| twin.apply(r, e.at)).collect()
             };
             if outcomes != e.outcomes {
-                return Err(format!("replay of entry {i} answered {outcomes:?}, first run {:?}", e.outcomes));
+                return Err(format!(
+                    "replay of entry {i} answered {outcomes:?}, first run {:?}",
+                    e.outcomes
+                ));
             }
         }
         if twin.state_hash() != self.engine.state_hash() {
@@ -432,7 +472,9 @@ fn check_new_bed_hold(e: &Engine, outcome: &Outcome) -> Result<(), String> {
     };
     let c = e.beds().counts(ward).ok_or("a hold in an unknown ward")?;
     if c.held + c.occupied > c.staffed {
-        return Err(format!("a new hold put ward {ward} over its staffed beds: {c:?}"));
+        return Err(format!(
+            "a new hold put ward {ward} over its staffed beds: {c:?}"
+        ));
     }
     Ok(())
 }
@@ -444,12 +486,20 @@ fn check_view(e: &mut Engine, reader: &ViewReader) -> Result<(), String> {
     let fresh = copy.view_reader().load();
     for d in e.doctors().map(|d| d.id) {
         if view.doctor(d) != fresh.doctor(d) {
-            return Err(format!("view of {d} {:?}, rebuilt {:?}", view.doctor(d), fresh.doctor(d)));
+            return Err(format!(
+                "view of {d} {:?}, rebuilt {:?}",
+                view.doctor(d),
+                fresh.doctor(d)
+            ));
         }
     }
     for w in e.beds().wards().map(|w| w.id) {
         if view.ward(w) != fresh.ward(w) {
-            return Err(format!("view of {w} {:?}, rebuilt {:?}", view.ward(w), fresh.ward(w)));
+            return Err(format!(
+                "view of {w} {:?}, rebuilt {:?}",
+                view.ward(w),
+                fresh.ward(w)
+            ));
         }
     }
     // A hospital whose last doctor or ward moved away keeps an all-zero load entry in the
@@ -457,7 +507,11 @@ fn check_view(e: &mut Engine, reader: &ViewReader) -> Result<(), String> {
     let load = |v: &AvailabilityView, h| v.hospital_load(h).copied().unwrap_or_default();
     for h in e.hospitals().map(|h| h.id) {
         if load(&view, h) != load(&fresh, h) {
-            return Err(format!("load of {h} {:?}, rebuilt {:?}", view.hospital_load(h), fresh.hospital_load(h)));
+            return Err(format!(
+                "load of {h} {:?}, rebuilt {:?}",
+                view.hospital_load(h),
+                fresh.hospital_load(h)
+            ));
         }
     }
     Ok(())
@@ -477,16 +531,32 @@ pub fn read(e: &Engine, view: &AvailabilityView, r: &Read) {
         Read::PickBed(w) => seen(beds.pick_bed(*w)),
         Read::CheckBedHoldable(b) => seen(beds.check_holdable(*b)),
         Read::CheckPending(h, t) => seen(beds.check_pending(*h, *t)),
-        Read::Slot(s) => seen(slots.slot(*s).map(|s| (s.end(), s.open_seats(Channel::Public)))),
+        Read::Slot(s) => seen(
+            slots
+                .slot(*s)
+                .map(|s| (s.end(), s.open_seats(Channel::Public))),
+        ),
         Read::Seat(h) => seen(slots.seat(*h)),
         Read::Consult(c) => seen(slots.consult(*c)),
         Read::Waitlist(d) => seen(n(&mut slots.waitlist(*d).map(|_| ()))),
-        Read::DoctorSlots(d, from, to) => seen(n(&mut slots.doctor_slots(*d, *from, *to).map(|_| ()))),
-        Read::FindSlots { doctor, from, to, channel, limit } => {
+        Read::DoctorSlots(d, from, to) => {
+            seen(n(&mut slots.doctor_slots(*d, *from, *to).map(|_| ())))
+        }
+        Read::FindSlots {
+            doctor,
+            from,
+            to,
+            channel,
+            limit,
+        } => {
             let from = (*from).max(e.now().plus_ms(1));
-            let limit = usize::try_from(*limit).unwrap_or(usize::MAX).min(READ_ITEMS_MAX);
+            let limit = usize::try_from(*limit)
+                .unwrap_or(usize::MAX)
+                .min(READ_ITEMS_MAX);
             for d in doctor.map_or_else(|| e.doctors().map(|d| d.id).collect(), |d| vec![d]) {
-                let open = slots.doctor_slots(d, from, *to).filter(|s| s.open_seats(*channel) > 0);
+                let open = slots
+                    .doctor_slots(d, from, *to)
+                    .filter(|s| s.open_seats(*channel) > 0);
                 black_box(open.take(limit).count());
             }
         }
@@ -501,7 +571,10 @@ pub fn read(e: &Engine, view: &AvailabilityView, r: &Read) {
         Read::ForHold(h) => seen(refs.for_hold(*h)),
         Read::CheckReferral(id, allowed) => seen(refs.check(*id, allowed, "read")),
         Read::Reach(h) => seen(e.graph().reach(*h)),
-        Read::Travel(a, b) => seen((e.graph().travel_minutes(*a, *b), e.graph().travel_within_reach(*a, *b))),
+        Read::Travel(a, b) => seen((
+            e.graph().travel_minutes(*a, *b),
+            e.graph().travel_within_reach(*a, *b),
+        )),
         Read::Graph(a, b) => seen((e.graph().referral_kind(*a, *b), e.graph().allied(*a, *b))),
         Read::MatchSpecialist(q) => seen(match_specialist(view, q)),
         Read::MatchBeds(q) => seen(match_beds(view, q)),

@@ -117,36 +117,44 @@ fn hospital() -> impl Strategy<Value = Hospital> + Clone {
         prop::collection::vec(variant::<Language>(), 0..3),
         prop::collection::vec(small_or_any_u32().prop_map(AllianceId), 0..3),
     )
-        .prop_map(|(id, name, (lat, lon), tier, languages, alliances)| Hospital {
-            id,
-            name: name.clone(),
-            city: name,
-            lat_micro_deg: lat,
-            lon_micro_deg: lon,
-            tier,
-            languages,
-            alliances,
-        })
+        .prop_map(
+            |(id, name, (lat, lon), tier, languages, alliances)| Hospital {
+                id,
+                name: name.clone(),
+                city: name,
+                lat_micro_deg: lat,
+                lon_micro_deg: lon,
+                tier,
+                languages,
+                alliances,
+            },
+        )
 }
 
 fn ward() -> impl Strategy<Value = Ward> + Clone {
     (
         small_or_any_u32().prop_map(WardId),
         hospital_id(),
-        (variant::<Specialty>(), variant::<WardKind>(), variant::<SexPolicy>()),
+        (
+            variant::<Specialty>(),
+            variant::<WardKind>(),
+            variant::<SexPolicy>(),
+        ),
         prop::collection::vec(variant::<Equipment>(), 0..3),
         small_or_any_u32(),
     )
-        .prop_map(|(id, hospital, (specialty, kind, sex), equipment, staffed)| Ward {
-            id,
-            hospital,
-            name: "w".into(),
-            specialty,
-            kind,
-            sex,
-            equipment,
-            staffed_beds: staffed,
-        })
+        .prop_map(
+            |(id, hospital, (specialty, kind, sex), equipment, staffed)| Ward {
+                id,
+                hospital,
+                name: "w".into(),
+                specialty,
+                kind,
+                sex,
+                equipment,
+                staffed_beds: staffed,
+            },
+        )
 }
 
 fn doctor() -> impl Strategy<Value = Doctor> + Clone {
@@ -173,10 +181,15 @@ fn policy() -> impl Strategy<Value = Policy> + Clone {
     (
         small_or_any_u32(),
         (ms(), ms(), ms(), ms()),
-        (small_or_any_u32(), small_or_any_u32(), small_or_any_u32(), small_or_any_u32()),
+        (
+            small_or_any_u32(),
+            small_or_any_u32(),
+            small_or_any_u32(),
+            small_or_any_u32(),
+        ),
     )
-        .prop_map(|(reach, (hold, referral, retention, dedup), (cancel, limit, window, block))| {
-            Policy {
+        .prop_map(
+            |(reach, (hold, referral, retention, dedup), (cancel, limit, window, block))| Policy {
                 reach_minutes: reach.saturating_mul(30),
                 slot_hold_ttl_ms: hold,
                 cancel_deadline_minutes: cancel,
@@ -186,21 +199,28 @@ fn policy() -> impl Strategy<Value = Policy> + Clone {
                 referral_ttl_ms: referral,
                 resolved_retention_ms: retention,
                 dedup_window_ms: dedup,
-            }
-        })
+            },
+        )
 }
 
 fn slot_spec() -> impl Strategy<Value = SlotSpec> + Clone {
     let small16 = prop_oneof![4 => 0u16..8, 1 => any::<u16>()];
-    (time(), prop_oneof![3 => 0u16..120, 1 => any::<u16>()], variant::<Mode>(), (small16.clone(), small16.clone(), small16))
-        .prop_map(|(start, duration_minutes, mode, (capacity, overbook, referral_quota))| SlotSpec {
-            start,
-            duration_minutes,
-            mode,
-            capacity,
-            overbook,
-            referral_quota,
-        })
+    (
+        time(),
+        prop_oneof![3 => 0u16..120, 1 => any::<u16>()],
+        variant::<Mode>(),
+        (small16.clone(), small16.clone(), small16),
+    )
+        .prop_map(
+            |(start, duration_minutes, mode, (capacity, overbook, referral_quota))| SlotSpec {
+                start,
+                duration_minutes,
+                mode,
+                capacity,
+                overbook,
+                referral_quota,
+            },
+        )
 }
 
 fn origin() -> impl Strategy<Value = Origin> + Clone {
@@ -213,53 +233,82 @@ fn origin() -> impl Strategy<Value = Origin> + Clone {
 fn slot_query() -> impl Strategy<Value = SlotQuery> + Clone {
     (
         origin(),
-        (variant::<Specialty>(), variant::<Urgency>(), proptest::option::of(variant::<Language>())),
+        (
+            variant::<Specialty>(),
+            variant::<Urgency>(),
+            proptest::option::of(variant::<Language>()),
+        ),
         (variant::<Mode>(), variant::<Channel>()),
         window(),
         prop_oneof![3 => 0u16..60, 1 => any::<u16>()],
     )
-        .prop_map(|(origin, (specialty, urgency, language), (mode, channel), (earliest, latest), limit)| SlotQuery {
-            origin,
-            specialty,
-            urgency,
-            language,
-            mode,
-            earliest,
-            latest,
-            channel,
-            limit,
-        })
+        .prop_map(
+            |(
+                origin,
+                (specialty, urgency, language),
+                (mode, channel),
+                (earliest, latest),
+                limit,
+            )| SlotQuery {
+                origin,
+                specialty,
+                urgency,
+                language,
+                mode,
+                earliest,
+                latest,
+                channel,
+                limit,
+            },
+        )
 }
 
 fn bed_query() -> impl Strategy<Value = BedQuery> + Clone {
     (
         origin(),
-        (proptest::option::of(variant::<WardKind>()), proptest::option::of(variant::<Sex>())),
+        (
+            proptest::option::of(variant::<WardKind>()),
+            proptest::option::of(variant::<Sex>()),
+        ),
         prop::collection::vec(variant::<Equipment>(), 0..10),
-        (proptest::option::of(variant::<Specialty>()), any::<bool>(), variant::<Urgency>()),
+        (
+            proptest::option::of(variant::<Specialty>()),
+            any::<bool>(),
+            variant::<Urgency>(),
+        ),
         prop_oneof![3 => 0u16..60, 1 => any::<u16>()],
     )
-        .prop_map(|(origin, (kind, sex), equipment, (specialty, isolation, urgency), limit)| BedQuery {
-            origin,
-            needs: BedNeeds { kind, sex, equipment },
-            specialty,
-            isolation,
-            urgency,
-            limit,
-        })
+        .prop_map(
+            |(origin, (kind, sex), equipment, (specialty, isolation, urgency), limit)| BedQuery {
+                origin,
+                needs: BedNeeds {
+                    kind,
+                    sex,
+                    equipment,
+                },
+                specialty,
+                isolation,
+                urgency,
+                limit,
+            },
+        )
 }
 
 fn match_policy() -> impl Strategy<Value = MatchPolicy> + Clone {
-    (prop::collection::vec(prop_oneof![3 => 0u64..5_000, 1 => any::<u64>()], 7), any::<u16>()).prop_map(|(w, k)| MatchPolicy {
-        urgent_cost_per_minute: w[0],
-        urgent_load_cost: w[1],
-        routine_travel_cost_per_minute: w[2],
-        routine_wait_cost_per_minute: w[3],
-        routine_tier_step_cost: w[4],
-        routine_non_alliance_cost: w[5],
-        routine_load_cost: w[6],
-        candidates_per_request: k % 80,
-    })
+    (
+        prop::collection::vec(prop_oneof![3 => 0u64..5_000, 1 => any::<u64>()], 7),
+        any::<u16>(),
+    )
+        .prop_map(|(w, k)| MatchPolicy {
+            urgent_cost_per_minute: w[0],
+            urgent_load_cost: w[1],
+            routine_travel_cost_per_minute: w[2],
+            routine_wait_cost_per_minute: w[3],
+            routine_tier_step_cost: w[4],
+            routine_non_alliance_cost: w[5],
+            routine_load_cost: w[6],
+            candidates_per_request: k % 80,
+        })
 }
 
 /// The fixture's region file, or one with random records added (often refused).
@@ -268,11 +317,20 @@ fn region_file() -> impl Strategy<Value = RegionFile> + Clone {
 }
 
 fn mutated_region_file() -> impl Strategy<Value = RegionFile> + Clone {
-    (prop::collection::vec(hospital(), 0..4), prop::collection::vec(ward(), 0..3), prop::collection::vec(doctor(), 0..3), policy())
+    (
+        prop::collection::vec(hospital(), 0..4),
+        prop::collection::vec(ward(), 0..3),
+        prop::collection::vec(doctor(), 0..3),
+        policy(),
+    )
         .prop_map(|(hospitals, wards, doctors, policy)| {
             let mut f = super::fixture::region_file();
             f.hospitals.extend(hospitals);
-            f.wards.extend(wards.into_iter().map(|ward| region_file::WardEntry { ward, beds: 2 }));
+            f.wards.extend(
+                wards
+                    .into_iter()
+                    .map(|ward| region_file::WardEntry { ward, beds: 2 }),
+            );
             f.doctors.extend(doctors);
             f.policy = policy;
             f
@@ -383,7 +441,7 @@ fn op() -> impl Strategy<Value = Op> + Clone {
         1 => prop::collection::vec((request_id(), command()), 0..6).prop_map(Op::Batch),
         2 => prop::collection::vec((request_id(), (slot_query(), patient()).prop_map(|(query, patient)| Command::AllocateSlot { query, patient })), 2..6).prop_map(Op::Batch),
         3 => clock_step().prop_map(Op::Advance),
-        1 => prop_oneof![3 => (EPOCH.0 - 3_600_000..EPOCH.0 + 3_600_000), 1 => any::<u64>()].prop_map(Op::At),
+        1 => prop_oneof![3 => EPOCH.0 - 3_600_000..EPOCH.0 + 3_600_000, 1 => any::<u64>()].prop_map(Op::At),
         3 => read().prop_map(Op::Read),
         1 => Just(Op::Restore),
     ]
@@ -392,11 +450,23 @@ fn op() -> impl Strategy<Value = Op> + Clone {
 /// A run: the structured ops, one in eight of them on an empty engine that first imports
 /// a region (the fixture's, or a mutated one that may be refused).
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    (prop::bool::weighted(0.125), region_file(), prop::collection::vec(op(), 1..OPS_PER_CASE_MAX)).prop_map(|(empty, file, ops)| {
-        let import = Op::Apply { id: 1 << 100, command: Command::ImportRegion(Box::new(file)) };
-        let start = if empty { vec![Op::Empty, import] } else { Vec::new() };
-        start.into_iter().chain(ops).collect()
-    })
+    (
+        prop::bool::weighted(0.125),
+        region_file(),
+        prop::collection::vec(op(), 1..OPS_PER_CASE_MAX),
+    )
+        .prop_map(|(empty, file, ops)| {
+            let import = Op::Apply {
+                id: 1 << 100,
+                command: Command::ImportRegion(Box::new(file)),
+            };
+            let start = if empty {
+                vec![Op::Empty, import]
+            } else {
+                Vec::new()
+            };
+            start.into_iter().chain(ops).collect()
+        })
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
@@ -459,11 +529,23 @@ fn past_window_allocation() -> Command {
 fn regression_allocation_with_a_window_in_the_past_is_refused() {
     let mut h = Harness::new();
     let before = h.engine.state_hash();
-    let outcome = h.engine.apply(&Request { id: RequestId(9), command: past_window_allocation() }, EPOCH);
-    assert!(matches!(outcome, Err(Rejection::NoCapacity(_))), "{outcome:?}");
+    let outcome = h.engine.apply(
+        &Request {
+            id: RequestId(9),
+            command: past_window_allocation(),
+        },
+        EPOCH,
+    );
+    assert!(
+        matches!(outcome, Err(Rejection::NoCapacity(_))),
+        "{outcome:?}"
+    );
     assert_eq!(before, h.engine.state_hash());
     // Through a batch too (the planner ranks the run first).
-    let batch = [(10, past_window_allocation()), (11, past_window_allocation())];
+    let batch = [
+        (10, past_window_allocation()),
+        (11, past_window_allocation()),
+    ];
     run(&[Op::Batch(batch.to_vec())]).unwrap();
 }
 
@@ -473,8 +555,18 @@ fn regression_allocation_with_a_window_in_the_past_is_refused() {
 fn regression_slot_search_with_a_window_in_the_past_is_empty() {
     let h = Harness::new();
     let slots = h.engine.slots();
-    assert_eq!(slots.doctor_slots(DoctorId(2), EPOCH.plus_ms(1), LogTime(1_000)).count(), 0);
-    assert_eq!(slots.doctor_slots(DoctorId(2), LogTime(u64::MAX), LogTime(0)).count(), 0);
+    assert_eq!(
+        slots
+            .doctor_slots(DoctorId(2), EPOCH.plus_ms(1), LogTime(1_000))
+            .count(),
+        0
+    );
+    assert_eq!(
+        slots
+            .doctor_slots(DoctorId(2), LogTime(u64::MAX), LogTime(0))
+            .count(),
+        0
+    );
     let find = Read::FindSlots {
         doctor: Some(DoctorId(2)),
         from: LogTime(1),
@@ -498,24 +590,91 @@ fn regression_slot_search_with_a_window_in_the_past_is_empty() {
     run(&reads.map(Op::Read)).unwrap();
 }
 
+/// A few meaningful lifecycles: bed holds, seats, a referral, a batch of allocations.
+fn seed_runs() -> Vec<Vec<Op>> {
+    let hold = |id, ward| Op::Apply {
+        id,
+        command: Command::HoldBed {
+            target: BedTarget::Ward(WardId(ward)),
+            patient: PatientRef(id),
+            ttl_ms: 60_000,
+        },
+    };
+    let seat = |id, slot, channel| Op::Apply {
+        id,
+        command: Command::HoldSlot {
+            slot: SlotId(slot),
+            patient: PatientRef(id),
+            channel,
+        },
+    };
+    let refer = Op::Apply {
+        id: 20,
+        command: Command::RequestReferral {
+            from: HospitalId(1),
+            to: Some(HospitalId(3)),
+            patient: PatientRef(5),
+        },
+    };
+    let triage = Op::Apply {
+        id: 21,
+        command: Command::TriageReferral {
+            referral: ReferralId(1),
+            specialty: Specialty::Cardiology,
+            urgency: Urgency::P2,
+        },
+    };
+    vec![
+        vec![
+            hold(1, 1),
+            hold(2, 1),
+            Op::Apply {
+                id: 3,
+                command: Command::ConfirmHold { hold: HoldId(1) },
+            },
+            Op::Advance(120_000),
+            Op::Apply {
+                id: 4,
+                command: Command::Tick,
+            },
+        ],
+        vec![
+            seat(1, 1, Channel::Public),
+            seat(2, 1, Channel::Referral),
+            Op::Apply {
+                id: 3,
+                command: Command::BookSlot { hold: HoldId(1) },
+            },
+            Op::Restore,
+        ],
+        vec![
+            refer,
+            triage,
+            hold(5, 1),
+            Op::Apply {
+                id: 22,
+                command: Command::MatchReferral {
+                    referral: ReferralId(1),
+                    slot_hold: None,
+                    bed_hold: Some(HoldId(1)),
+                },
+            },
+        ],
+        vec![
+            Op::Batch(vec![
+                (1, past_window_allocation()),
+                (2, past_window_allocation()),
+            ]),
+            Op::Read(Read::Worklist(None)),
+        ],
+    ]
+}
+
 /// Writes a few meaningful runs, postcard-encoded, as seeds for the fuzzer when
 /// `NINETY_FUZZ_SEED_DIR` is set (`docs/fuzzing.md`); always checks that they run clean.
 #[test]
 fn fuzz_seed_runs_are_clean() {
-    let hold = |id, ward| Op::Apply {
-        id,
-        command: Command::HoldBed { target: BedTarget::Ward(WardId(ward)), patient: PatientRef(id), ttl_ms: 60_000 },
-    };
-    let seat = |id, slot, channel| Op::Apply { id, command: Command::HoldSlot { slot: SlotId(slot), patient: PatientRef(id), channel } };
-    let refer = Op::Apply { id: 20, command: Command::RequestReferral { from: HospitalId(1), to: Some(HospitalId(3)), patient: PatientRef(5) } };
-    let triage = Op::Apply { id: 21, command: Command::TriageReferral { referral: ReferralId(1), specialty: Specialty::Cardiology, urgency: Urgency::P2 } };
-    let seeds: Vec<Vec<Op>> = vec![
-        vec![hold(1, 1), hold(2, 1), Op::Apply { id: 3, command: Command::ConfirmHold { hold: HoldId(1) } }, Op::Advance(120_000), Op::Apply { id: 4, command: Command::Tick }],
-        vec![seat(1, 1, Channel::Public), seat(2, 1, Channel::Referral), Op::Apply { id: 3, command: Command::BookSlot { hold: HoldId(1) } }, Op::Restore],
-        vec![refer, triage, hold(5, 1), Op::Apply { id: 22, command: Command::MatchReferral { referral: ReferralId(1), slot_hold: None, bed_hold: Some(HoldId(1)) } }],
-        vec![Op::Batch(vec![(1, past_window_allocation()), (2, past_window_allocation())]), Op::Read(Read::Worklist(None))],
-    ];
-    for (i, ops) in seeds.iter().enumerate() {
+    for (i, ops) in seed_runs().iter().enumerate() {
         run(ops).unwrap();
         write_seed(&format!("seed-{i}"), ops);
     }
@@ -536,7 +695,10 @@ const FUZZ_STRUCTURED_SEEDS: usize = 64;
 /// Writes a run, postcard-encoded op after op, into `NINETY_FUZZ_SEED_DIR` if it is set.
 fn write_seed(name: &str, ops: &[Op]) {
     if let Some(dir) = std::env::var_os("NINETY_FUZZ_SEED_DIR") {
-        let bytes: Vec<u8> = ops.iter().flat_map(|op| postcard::to_stdvec(op).unwrap()).collect();
+        let bytes: Vec<u8> = ops
+            .iter()
+            .flat_map(|op| postcard::to_stdvec(op).unwrap())
+            .collect();
         std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
     }
 }
@@ -561,7 +723,10 @@ fn structured_runs_reach_accepted_commands() {
         println!("{name:>24} accepted {ok:>6} refused {refused:>6}");
     }
     let accepted = stats.values().filter(|(ok, _)| *ok > 0).count();
-    assert!(accepted >= ACCEPTED_VARIANTS_MIN, "only {accepted} command variants were ever accepted");
+    assert!(
+        accepted >= ACCEPTED_VARIANTS_MIN,
+        "only {accepted} command variants were ever accepted"
+    );
 }
 
 /// A region import is bounded before anything is built: many wards of the largest size
@@ -574,13 +739,25 @@ fn an_oversized_region_import_is_refused_before_it_is_built() {
     let wards = BEDS_PER_REGION_MAX / BEDS_PER_WARD_MAX + 1;
     file.wards = (0..wards)
         .map(|i| region_file::WardEntry {
-            ward: Ward { id: WardId(i as u32 + 1), ..template.ward.clone() },
+            ward: Ward {
+                id: WardId(i as u32 + 1),
+                ..template.ward.clone()
+            },
             beds: BEDS_PER_WARD_MAX as u32,
         })
         .collect();
     let mut engine = Engine::new();
     let before = engine.state_hash();
-    let outcome = engine.apply(&Request { id: RequestId(1), command: Command::ImportRegion(Box::new(file)) }, EPOCH);
-    assert!(matches!(&outcome, Err(Rejection::Invalid { field, .. }) if field == "wards"), "{outcome:?}");
+    let outcome = engine.apply(
+        &Request {
+            id: RequestId(1),
+            command: Command::ImportRegion(Box::new(file)),
+        },
+        EPOCH,
+    );
+    assert!(
+        matches!(&outcome, Err(Rejection::Invalid { field, .. }) if field == "wards"),
+        "{outcome:?}"
+    );
     assert_eq!(before, engine.state_hash());
 }
