@@ -41,6 +41,7 @@ pub mod generate;
 pub mod graph;
 pub mod hashing;
 pub mod ids;
+mod invariants;
 pub mod limits;
 pub mod matching;
 pub mod referrals;

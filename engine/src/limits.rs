@@ -27,6 +27,18 @@ pub const BEDS_PER_WARD_MAX: usize = 4_096;
 pub const TEXT_BYTES_MAX: usize = 256;
 /// Hospitals in one region (the national preset has 2,400 plus 12,000 grassroots points).
 pub const HOSPITALS_MAX: usize = 20_000;
+/// Wards in one region (the national preset has 30,530).
+pub const WARDS_PER_REGION_MAX: usize = 100_000;
+/// Physical beds in one region (the national preset has 902,107). Beds are records in the
+/// replicated state: without a bound, one import of many wards of `BEDS_PER_WARD_MAX` beds
+/// each would exhaust memory inside apply, on every replica.
+pub const BEDS_PER_REGION_MAX: usize = 2_000_000;
+/// Doctors in one region (the national preset has 266,517).
+pub const DOCTORS_PER_REGION_MAX: usize = 500_000;
+/// Roads in one region (the national preset has 51,921).
+pub const ROADS_PER_REGION_MAX: usize = 200_000;
+/// Typed referral paths in one region (the national preset has 284,058).
+pub const REFERRAL_PATHS_PER_REGION_MAX: usize = 1_000_000;
 /// Longest travel edge, in minutes (a 700 km county-to-province journey fits).
 pub const TRAVEL_MINUTES_MAX: u32 = 24 * 60;
 /// Longest a referral may stay open.

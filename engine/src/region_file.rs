@@ -109,6 +109,7 @@ impl RegionFile {
                 format!("must hold 1 to {HOSPITALS_MAX}"),
             ));
         }
+        self.check_sizes()?;
         let alliances = unique_ids("alliances", self.alliances.iter().map(|a| a.id))?;
         for (i, a) in self.alliances.iter().enumerate() {
             check_text(&format!("alliances[{i}].name"), &a.name)?;
@@ -151,6 +152,36 @@ impl RegionFile {
                     "a hospital cannot refer to itself",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl RegionFile {
+    /// Checks the region's record counts against the limits, before anything is built.
+    fn check_sizes(&self) -> Result<(), Rejection> {
+        let counts = [
+            ("wards", self.wards.len(), WARDS_PER_REGION_MAX),
+            ("doctors", self.doctors.len(), DOCTORS_PER_REGION_MAX),
+            ("roads", self.roads.len(), ROADS_PER_REGION_MAX),
+            (
+                "referral_paths",
+                self.referral_paths.len(),
+                REFERRAL_PATHS_PER_REGION_MAX,
+            ),
+            ("alliances", self.alliances.len(), HOSPITALS_MAX),
+        ];
+        for (field, n, max) in counts {
+            if n > max {
+                return Err(Rejection::invalid(field, format!("at most {max} entries")));
+            }
+        }
+        let beds: u64 = self.wards.iter().map(|w| u64::from(w.beds)).sum();
+        if beds > BEDS_PER_REGION_MAX as u64 {
+            return Err(Rejection::invalid(
+                "wards",
+                format!("at most {BEDS_PER_REGION_MAX} beds in all"),
+            ));
         }
         Ok(())
     }

@@ -224,13 +224,16 @@ impl SlotBook {
         self.waitlists.get(&doctor).into_iter().flatten()
     }
 
-    /// A doctor's slots starting in `[from, to)`, by start.
+    /// A doctor's slots starting in `[from, to)`, by start. A window that ends before it
+    /// starts is empty: windows come from clients (a search wholly in the past starts at
+    /// `now + 1` and ends before it), and an inverted `BTreeSet` range panics.
     pub fn doctor_slots(
         &self,
         doctor: DoctorId,
         from: LogTime,
         to: LogTime,
     ) -> impl Iterator<Item = &Slot> {
+        let to = to.max(from);
         self.by_doctor
             .range((doctor, from, SlotId(0))..(doctor, to, SlotId(0)))
             .filter_map(|(_, _, id)| self.slots.get(id))

@@ -242,14 +242,17 @@ impl Engine {
     /// A reader of the published availability view. The first call starts publication:
     /// from then on every `apply_batch` (and `publish_view`) publishes a new view.
     pub fn view_reader(&mut self) -> ViewReader {
-        if self.live.publisher.is_none() {
-            self.live.all_dirty = true;
-            self.refresh_view();
-            let first = crate::sync::Arc::new(self.live.working.clone());
-            self.live.publisher = Some(Publisher::new(first));
-        }
-        let reader = self.live.publisher.as_ref().map(Publisher::reader);
-        ViewReader(reader.expect("publisher was just created"))
+        let publisher = match self.live.publisher.take() {
+            Some(p) => p,
+            None => {
+                self.live.all_dirty = true;
+                self.refresh_view();
+                Publisher::new(crate::sync::Arc::new(self.live.working.clone()))
+            }
+        };
+        let reader = ViewReader(publisher.reader());
+        self.live.publisher = Some(publisher);
+        reader
     }
 
     /// Publishes the view now (callers applying one request at a time use this; batches
@@ -503,11 +506,16 @@ fn shift_ward_load(
 }
 
 /// What a command may change in the view, found before it runs (only `Tick` needs this:
-/// the holds it expires cannot be told apart afterwards).
-pub(crate) struct Touches(Vec<HoldId>);
+/// the holds it expires cannot be told apart afterwards, and with a short
+/// `resolved_retention_ms` the same tick prunes them, so they are resolved to their doctors
+/// and wards here, while they still exist).
+pub(crate) struct Touches {
+    doctors: Vec<DoctorId>,
+    wards: Vec<WardId>,
+}
 
 impl Engine {
-    /// Notes the holds a command will touch, before it runs.
+    /// Notes the doctors and wards whose holds a command will touch, before it runs.
     pub(crate) fn touches_before(&self, command: &Command, now: LogTime) -> Touches {
         let mut holds = Vec::new();
         if matches!(command, Command::Tick) {
@@ -517,7 +525,18 @@ impl Engine {
                 holds.extend(self.referral_holds(r));
             }
         }
-        Touches(holds)
+        Touches {
+            doctors: holds
+                .iter()
+                .filter_map(|h| self.slots.seat(*h))
+                .map(|s| s.doctor)
+                .collect(),
+            wards: holds
+                .iter()
+                .filter_map(|h| self.beds.hold(*h))
+                .map(|b| b.ward)
+                .collect(),
+        }
     }
 
     fn referral_holds(&self, r: ReferralId) -> Vec<HoldId> {
@@ -533,7 +552,8 @@ impl Engine {
         if command.is_admin() {
             self.live.index = None;
         }
-        let mut holds = before.0;
+        self.mark_touched(before);
+        let mut holds = Vec::new();
         let mut slots: Vec<SlotId> = Vec::new();
         match command {
             ImportRegion(_) => self.live.all_dirty = true,
@@ -615,6 +635,16 @@ impl Engine {
             Reply::SlotAllocated { slot, .. } => slots.push(*slot),
             Reply::BedAllocated { ward, .. } => self.mark_ward(*ward),
             _ => {}
+        }
+    }
+
+    /// Marks what `touches_before` found.
+    fn mark_touched(&mut self, touches: Touches) {
+        for d in touches.doctors {
+            self.mark_doctor(d);
+        }
+        for w in touches.wards {
+            self.mark_ward(w);
         }
     }
 

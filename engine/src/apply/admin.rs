@@ -73,6 +73,11 @@ impl Engine {
     }
 
     pub(crate) fn upsert_ward(&mut self, w: &Ward) -> Result<Reply, Rejection> {
+        if self.beds.ward(w.id).is_none() && self.beds.wards.len() >= WARDS_PER_REGION_MAX {
+            return Err(Rejection::NoCapacity(format!(
+                "region holds {WARDS_PER_REGION_MAX} wards"
+            )));
+        }
         validate_ward(w, "ward", &self.hospital_ids())?;
         if let Some(old) = self.beds.ward(w.id) {
             if old.hospital != w.hospital {
@@ -96,6 +101,11 @@ impl Engine {
                 format!("must be 1 to {BEDS_PER_COMMAND_MAX}"),
             ));
         }
+        if self.beds.beds.len().saturating_add(count as usize) > BEDS_PER_REGION_MAX {
+            return Err(Rejection::NoCapacity(format!(
+                "region holds {BEDS_PER_REGION_MAX} beds"
+            )));
+        }
         if self.beds.beds_in_ward(ward) + count as usize > BEDS_PER_WARD_MAX {
             return Err(Rejection::invalid(
                 "count",
@@ -115,6 +125,11 @@ impl Engine {
     }
 
     pub(crate) fn upsert_doctor(&mut self, d: &Doctor) -> Result<Reply, Rejection> {
+        if !self.doctors.contains_key(&d.id) && self.doctors.len() >= DOCTORS_PER_REGION_MAX {
+            return Err(Rejection::NoCapacity(format!(
+                "region holds {DOCTORS_PER_REGION_MAX} doctors"
+            )));
+        }
         validate_doctor(d, "doctor", &self.hospital_ids())?;
         self.doctors.insert(d.id, d.clone());
         Ok(Reply::Done)
@@ -129,6 +144,13 @@ impl Engine {
         let ids = self.hospital_ids();
         // A removal is checked like a one-minute road: both ends must exist and differ.
         validate_road(a, b, minutes.unwrap_or(1), "road", &ids)?;
+        let key = (a.min(b), a.max(b));
+        let new = minutes.is_some() && self.graph.roads().all(|(x, y, _)| (x, y) != key);
+        if new && self.graph.roads().count() >= ROADS_PER_REGION_MAX {
+            return Err(Rejection::NoCapacity(format!(
+                "region holds {ROADS_PER_REGION_MAX} roads"
+            )));
+        }
         self.graph.set_road(a, b, minutes);
         self.rebuild_graph();
         Ok(Reply::Done)
@@ -154,6 +176,12 @@ impl Engine {
                 "to",
                 "a hospital cannot refer to itself",
             ));
+        }
+        let new = kind.is_some() && self.graph.referral_kind(from, to).is_none();
+        if new && self.graph.referral_paths().count() >= REFERRAL_PATHS_PER_REGION_MAX {
+            return Err(Rejection::NoCapacity(format!(
+                "region holds {REFERRAL_PATHS_PER_REGION_MAX} referral paths"
+            )));
         }
         self.graph.set_referral(from, to, kind);
         Ok(Reply::Done)

@@ -142,7 +142,7 @@ impl MatchPolicy {
             return format!(
                 "{:?} urgent: time to care {} min (travel {} + wait {}); load {pct}% (+{load})",
                 c.urgency,
-                c.travel_minutes + c.wait_minutes,
+                c.travel_minutes.saturating_add(c.wait_minutes),
                 c.travel_minutes,
                 c.wait_minutes
             );

@@ -13,5 +13,9 @@ mod referrals;
 mod region;
 // Property tests over random command sequences.
 mod properties;
+// Totality: any input, applied or read, never panics and never breaks an invariant
+// (shared with the cargo-fuzz target in engine/fuzz through `harness.rs`).
+mod harness;
+mod totality;
 // Tidy checks on the workspace's source.
 mod tidy;
