@@ -146,6 +146,28 @@ pub struct WaitEntry {
     pub patient: PatientRef,
     pub channel: Channel,
     pub joined_at: LogTime,
+    /// The referral a referral-channel entry waits for; a freed seat is offered only while
+    /// that referral may still take one.
+    pub referral: Option<ReferralId>,
+}
+
+/// Who asks for a seat, through which channel, for which referral (required for the
+/// referral channel: see `Engine::check_referral_seat`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SeatAsk {
+    pub patient: PatientRef,
+    pub channel: Channel,
+    pub referral: Option<ReferralId>,
+}
+
+impl SeatAsk {
+    pub fn new(patient: PatientRef, channel: Channel, referral: Option<ReferralId>) -> SeatAsk {
+        SeatAsk {
+            patient,
+            channel,
+            referral,
+        }
+    }
 }
 
 /// A joint consultation: seats in several doctors' slots held and booked together.
@@ -550,13 +572,15 @@ impl SlotBook {
         Ok(())
     }
 
-    /// Offers free seats of `slot` to the head of its doctor's waitlist, as holds.
+    /// Offers free seats of `slot` to the head of its doctor's waitlist, as holds. An entry
+    /// that `may_hold` refuses (its referral moved on) is dropped like a blocked one.
     pub(crate) fn offer_to_waitlist(
         &mut self,
         slot: SlotId,
         now: LogTime,
         ttl_ms: u64,
         next_hold: &mut u64,
+        may_hold: &dyn Fn(&WaitEntry) -> bool,
     ) -> Vec<WaitlistOffer> {
         let mut offers = Vec::new();
         let Some(s) = self.slots.get(&slot) else {
@@ -568,6 +592,10 @@ impl SlotBook {
             let Some(entry) = self.waitlists.get(&doctor).and_then(|l| l.front()).cloned() else {
                 break;
             };
+            if !may_hold(&entry) {
+                self.pop_waitlist(doctor);
+                continue;
+            }
             if self
                 .check_holdable(slot, entry.patient, entry.channel, now)
                 .is_err()

@@ -45,11 +45,12 @@ fn main() {
         let now = base.now();
         assert!(base.apply(&set, now).is_ok());
     }
-    let requests = if contended {
+    let mut requests = if contended {
         contended_burst(&base, n, seed, 1 << 100)
     } else {
         burst(&base, n, seed, 1 << 100)
     };
+    refer(&mut base, &mut requests);
     let kind = if contended { "contended " } else { "" };
     println!("{kind}burst: {n} referrals, seed {seed}, GBA default region, one day of schedules");
     println!();

@@ -21,15 +21,18 @@ fn hold_then_book_and_the_channel_quota_keeps_a_seat_for_referrals() {
         slot: SlotId(slot),
         patient: PatientRef(2),
         channel: Channel::Public,
+        referral: None,
     });
     assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
     fx.hold_slot(slot, 2, Channel::Referral);
     // Referrals may overbook by one.
     fx.hold_slot(slot, 3, Channel::Referral);
+    let referral = Some(fx.triaged_referral(4));
     let err = fx.refuse(Command::HoldSlot {
         slot: SlotId(slot),
         patient: PatientRef(4),
         channel: Channel::Referral,
+        referral,
     });
     assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
     let s = fx.engine.slots().slot(SlotId(slot)).unwrap();
@@ -46,6 +49,7 @@ fn a_held_seat_is_not_offered_to_anyone_else_until_it_expires() {
         slot: SlotId(slot),
         patient: PatientRef(3),
         channel: Channel::Public,
+        referral: None,
     });
     let ttl = fx.engine.policy().slot_hold_ttl_ms;
     fx.tick(ttl);
@@ -69,6 +73,7 @@ fn cancellation_respects_the_deadline_and_frees_the_seat_for_the_waitlist() {
         doctor: DoctorId(3),
         patient: PatientRef(2),
         channel: Channel::Public,
+        referral: None,
     });
     assert_eq!(r, Ok(Reply::Waitlisted { position: 1 }));
     let Ok(Reply::BookingCancelled { offers, .. }) = fx.run(Command::CancelBooking { booking: h1 })
@@ -131,6 +136,7 @@ fn three_no_shows_block_online_booking_for_a_month() {
         slot: SlotId(first.0 + 3),
         patient: PatientRef(patient),
         channel: Channel::Public,
+        referral: None,
     });
     assert!(matches!(err, Rejection::BookingBlocked { .. }), "{err:?}");
 }
@@ -309,6 +315,7 @@ fn cancel_seat_releases_a_hold_or_cancels_a_booking() {
         patient: PatientRef(7),
         channel: Channel::Public,
         ttl_ms: 90_000,
+        referral: None,
     });
     let Ok(Reply::SlotHeld {
         hold, expires_at, ..
