@@ -390,8 +390,18 @@ pub(crate) fn rank_beds<S: Source>(
             }
         }
     }
-    out.sort_by_key(|(c, _): &WithCapacity<BedCandidate>| (c.score, c.ward));
+    out.sort_by_key(|(c, _, _)| (c.score, c.ward));
     out.truncate(k);
+    // Explanations only for what is answered: formatting one per ward of the reach was
+    // most of a granted bed allocation's cost.
+    let policy = src.policy();
+    let out = out
+        .into_iter()
+        .map(|(mut c, beds, input)| {
+            c.explain = policy.explain(&input);
+            (c, beds)
+        })
+        .collect();
     Ok((out, note))
 }
 
@@ -401,7 +411,7 @@ fn bed_candidates<S: Source>(
     origin: HospitalId,
     (h, travel): (HospitalId, u32),
     beyond: bool,
-    out: &mut Vec<WithCapacity<BedCandidate>>,
+    out: &mut Vec<(BedCandidate, u32, CostInput)>,
 ) {
     let (ix, policy) = (src.index(), src.policy());
     let tier = ix.hospitals.get(&h).map_or(Tier::Tertiary, |x| x.tier);
@@ -435,8 +445,8 @@ fn bed_candidates<S: Source>(
             admissible,
             load_permille: load,
             score: policy.cost(&input),
-            explain: policy.explain(&input),
+            explain: String::new(),
         };
-        out.push((c, admissible));
+        out.push((c, admissible, input));
     }
 }
