@@ -4,7 +4,7 @@
 //! and 1,024, and the cost of publishing the view after a batch.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ninety_benches::matching::{allocation_cases, burst, burst_time, refer, undo};
+use ninety_benches::matching::{allocation_cases, burst, burst_time, exhaust, refer, undo};
 use ninety_benches::mix::{self, Mix};
 use ninety_engine::generate::Preset;
 use ninety_engine::matching::{match_specialist, SlotQuery};
@@ -146,6 +146,7 @@ fn publish_cost(c: &mut Criterion) {
 fn refusal_cost(c: &mut Criterion) {
     let mut engine = mix::engine(Preset::Gba, true);
     let at = burst_time();
+    exhaust(&mut engine, at, 1 << 105);
     let mut g = c.benchmark_group("allocation cost");
     let mut next_id = 1u128 << 110;
     for case in allocation_cases(&engine) {

@@ -4,6 +4,7 @@
 
 use ninety_engine::generate::{self, SplitMix64};
 use ninety_engine::matching::*;
+use ninety_engine::limits::HOLD_TTL_MS_MAX;
 use ninety_engine::*;
 
 /// Share of burst requests that are remote follow-ups at home, per cent (the 50% tier).
@@ -499,7 +500,48 @@ pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
         ttl_ms: 60 * time::MS_PER_MINUTE,
         patient: PatientRef(8),
     };
+    let exhausted_slot = Command::AllocateSlot {
+        query: SlotQuery {
+            origin: Origin::Hospital(origin),
+            specialty: EXHAUSTED_SPECIALTY,
+            urgency: Urgency::P3,
+            language: None,
+            mode: Mode::InPerson,
+            earliest: day,
+            latest: day.plus_ms(time::MS_PER_DAY),
+            channel: Channel::Public,
+            limit: 1,
+        },
+        patient: PatientRef(7),
+        referral: None,
+    };
+    let exhausted_bed = Command::AllocateBed {
+        query: BedQuery {
+            origin: Origin::Hospital(origin),
+            needs: BedNeeds {
+                kind: Some(EXHAUSTED_WARD_KIND),
+                sex: None,
+                equipment: vec![],
+            },
+            specialty: None,
+            isolation: false,
+            urgency: Urgency::P1,
+            limit: 1,
+        },
+        ttl_ms: 60 * time::MS_PER_MINUTE,
+        patient: PatientRef(8),
+    };
     vec![
+        AllocationCase {
+            name: "slot refused, seats exhausted",
+            command: exhausted_slot,
+            granted: false,
+        },
+        AllocationCase {
+            name: "bed refused, beds exhausted",
+            command: exhausted_bed,
+            granted: false,
+        },
         AllocationCase {
             name: "slot granted",
             command: slot(day),
@@ -521,6 +563,56 @@ pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
             granted: false,
         },
     ]
+}
+
+/// The specialty whose in-person public seats `exhaust` takes (the full-region case).
+pub const EXHAUSTED_SPECIALTY: Specialty = Specialty::Cardiology;
+/// The ward kind whose admissible beds `exhaust` takes.
+pub const EXHAUSTED_WARD_KIND: WardKind = WardKind::Icu;
+
+/// Holds every open public seat of `EXHAUSTED_SPECIALTY`'s in-person slots and every
+/// admissible bed of `EXHAUSTED_WARD_KIND` wards, at `at`, with request ids from
+/// `first_id`: the state of the refusals under load (seats exhausted region-wide).
+pub fn exhaust(engine: &mut Engine, at: LogTime, first_id: u128) {
+    let doctors: std::collections::BTreeSet<DoctorId> = engine
+        .doctors()
+        .filter(|d| d.specialties.contains(&EXHAUSTED_SPECIALTY))
+        .map(|d| d.id)
+        .collect();
+    let mut commands = Vec::new();
+    for s in engine.slots().slots() {
+        if doctors.contains(&s.doctor) && s.spec.mode == Mode::InPerson && s.spec.start > at {
+            for _ in 0..s.open_seats(Channel::Public) {
+                commands.push((s.id, None));
+            }
+        }
+    }
+    for w in engine.beds().wards() {
+        if w.kind == EXHAUSTED_WARD_KIND {
+            for _ in 0..engine.beds().admissible(w.id) {
+                commands.push((SlotId(0), Some(w.id)));
+            }
+        }
+    }
+    for (i, (slot, ward)) in commands.into_iter().enumerate() {
+        let id = first_id + i as u128;
+        let command = match ward {
+            None => Command::HoldSlotFor {
+                slot,
+                patient: PatientRef(id),
+                channel: Channel::Public,
+                ttl_ms: HOLD_TTL_MS_MAX,
+                referral: None,
+            },
+            Some(w) => Command::HoldBed {
+                target: BedTarget::Ward(w),
+                patient: PatientRef(id),
+                ttl_ms: HOLD_TTL_MS_MAX,
+            },
+        };
+        let r = engine.apply(&Request { id: RequestId(id), command }, at);
+        assert!(r.is_ok(), "{r:?}");
+    }
 }
 
 /// The command that gives back what a granted allocation took (so the next one finds the

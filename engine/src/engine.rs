@@ -305,6 +305,7 @@ impl Engine {
     /// Rebuilds every derived index from the canonical records (after a restore).
     pub(crate) fn rebuild_indexes(&mut self) {
         self.beds.rebuild();
+        self.slots.rebuild();
         let ids: Vec<HospitalId> = self.hospitals.keys().copied().collect();
         self.graph
             .rebuild(ids.into_iter(), self.policy.reach_minutes);

@@ -9,7 +9,9 @@
 //! over every open seat, `offline_optimum`) of the cost before load, and every strategy is
 //! compared with it on that cost.
 
-use ninety_benches::matching::{burst, burst_time, contended_burst, offline_optimum, Quality};
+use ninety_benches::matching::{
+    burst, burst_time, contended_burst, offline_optimum, refer, Quality,
+};
 use ninety_benches::mix;
 use ninety_engine::generate::Preset;
 use ninety_engine::Engine;

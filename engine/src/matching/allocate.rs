@@ -64,7 +64,8 @@ impl Source for StateSource<'_> {
         channel: Channel,
         f: &mut dyn FnMut(SlotId, LogTime, u16) -> bool,
     ) {
-        for s in self.e.slots.doctor_slots(doctor, from, to) {
+        // Only slots with a seat open to the channel: full ones are not walked.
+        for s in self.e.slots.open_doctor_slots(doctor, channel, from, to) {
             let open = s.open_seats(channel);
             if s.spec.mode == mode && open > 0 && !f(s.id, s.spec.start, open) {
                 return;

@@ -333,3 +333,43 @@ fn cancel_seat_releases_a_hold_or_cancels_a_booking() {
     let err = fx.refuse(Command::CancelSeat { hold: booked });
     assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
 }
+
+/// The open-slot index searches use inside apply agrees with the slots' seat counts after
+/// holds, bookings, releases and expiries, and after a snapshot restore.
+#[test]
+fn the_open_slot_index_follows_every_seat_change() {
+    fn check(e: &Engine) {
+        for d in 1..=3u32 {
+            for channel in [Channel::Public, Channel::Referral] {
+                let (from, to) = (LogTime(0), LogTime(u64::MAX));
+                let indexed: Vec<SlotId> = e
+                    .slots()
+                    .open_doctor_slots(DoctorId(d), channel, from, to)
+                    .map(|s| s.id)
+                    .collect();
+                let open: Vec<SlotId> = e
+                    .slots()
+                    .doctor_slots(DoctorId(d), from, to)
+                    .filter(|s| s.open_seats(channel) > 0)
+                    .map(|s| s.id)
+                    .collect();
+                assert_eq!(indexed, open, "doctor {d}, {channel:?}");
+            }
+        }
+    }
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(1, Mode::InPerson); // 1 public seat, 2 referral seats
+    check(&fx.engine);
+    let public = fx.hold_slot(slot, 1, Channel::Public);
+    check(&fx.engine);
+    let r1 = fx.hold_slot(slot, 2, Channel::Referral);
+    fx.hold_slot(slot, 3, Channel::Referral);
+    check(&fx.engine);
+    let restored = Engine::restore(&fx.engine.snapshot().unwrap()).unwrap();
+    check(&restored);
+    fx.run(Command::BookSlot { hold: public }).unwrap();
+    fx.run(Command::ReleaseSlot { hold: r1 }).unwrap();
+    check(&fx.engine);
+    fx.tick(fx.engine.policy().slot_hold_ttl_ms);
+    check(&fx.engine);
+}
