@@ -4,11 +4,11 @@
 //! and 1,024, and the cost of publishing the view after a batch.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ninety_benches::matching::{burst, burst_time};
+use ninety_benches::matching::{allocation_cases, burst, burst_time, exhaust, refer, undo};
 use ninety_benches::mix::{self, Mix};
 use ninety_engine::generate::Preset;
 use ninety_engine::matching::{match_specialist, SlotQuery};
-use ninety_engine::{Command, Engine};
+use ninety_engine::{Command, Engine, Request, RequestId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,8 +88,9 @@ fn query_latency(c: &mut Criterion) {
 }
 
 fn allocation_throughput(c: &mut Criterion) {
-    let base = mix::engine(Preset::Gba, true);
-    let reqs = burst(&base, 1_024, 11, 1 << 100);
+    let mut base = mix::engine(Preset::Gba, true);
+    let mut reqs = burst(&base, 1_024, 11, 1 << 100);
+    refer(&mut base, &mut reqs);
     let mut g = c.benchmark_group("allocate_slot");
     g.sample_size(10);
     g.throughput(Throughput::Elements(reqs.len() as u64));
@@ -114,7 +115,9 @@ fn publish_cost(c: &mut Criterion) {
     let mut engine = mix::engine(Preset::Gba, true);
     let _reader = engine.view_reader();
     let mut mix = Mix::new(&engine);
-    let mut slot_reqs = burst(&engine, 100_000, 13, 1 << 101).into_iter();
+    let mut slot_reqs = burst(&engine, 100_000, 13, 1 << 101);
+    refer(&mut engine, &mut slot_reqs);
+    let mut slot_reqs = slot_reqs.into_iter();
     c.bench_function("publish view after 64 commands", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -137,5 +140,47 @@ fn publish_cost(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, query_latency, allocation_throughput, publish_cost);
+/// The cost of one allocation command inside apply, granted and refused, for slots and beds
+/// (`allocation_cases`). Only the allocation is timed; a granted one is given back
+/// afterwards, untimed, so every iteration sees the same state.
+fn refusal_cost(c: &mut Criterion) {
+    let mut engine = mix::engine(Preset::Gba, true);
+    let at = burst_time();
+    exhaust(&mut engine, at, 1 << 105);
+    let mut g = c.benchmark_group("allocation cost");
+    let mut next_id = 1u128 << 110;
+    for case in allocation_cases(&engine) {
+        g.bench_function(case.name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    next_id += 2;
+                    let r = Request {
+                        id: RequestId(next_id),
+                        command: case.command.clone(),
+                    };
+                    let t = Instant::now();
+                    let out = engine.apply(&r, at);
+                    total += t.elapsed();
+                    assert_eq!(out.is_ok(), case.granted, "{}: {out:?}", case.name);
+                    if let Some(command) = undo(&out) {
+                        let id = RequestId(next_id + 1);
+                        let undone = engine.apply(&Request { id, command }, at);
+                        assert!(undone.is_ok(), "{undone:?}");
+                    }
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    query_latency,
+    allocation_throughput,
+    publish_cost,
+    refusal_cost
+);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 
 use ninety_engine::generate::{self, SplitMix64};
 use ninety_engine::matching::*;
+use ninety_engine::limits::HOLD_TTL_MS_MAX;
 use ninety_engine::*;
 
 /// Share of burst requests that are remote follow-ups at home, per cent (the 50% tier).
@@ -62,10 +63,56 @@ pub fn burst(engine: &Engine, n: usize, seed: u64, first_id: u128) -> Vec<Reques
                 command: Command::AllocateSlot {
                     query,
                     patient: PatientRef(first_id + i as u128),
+                    referral: None,
                 },
             }
         })
         .collect()
+}
+
+/// First request id of the referrals `refer` opens (far from every burst's ids).
+pub const REFERRAL_REQUEST_BASE: u128 = 1 << 120;
+
+/// Opens and triages one referral per referral-channel request of a burst (from the request's
+/// origin hospital) and names it in the request: a referral seat needs a triaged referral of
+/// the same patient. Run on the engine the burst will be applied to, before it.
+pub fn refer(engine: &mut Engine, burst: &mut [Request]) {
+    let at = engine.now();
+    for (i, r) in burst.iter_mut().enumerate() {
+        let Command::AllocateSlot {
+            query,
+            patient,
+            referral,
+        } = &mut r.command
+        else {
+            continue;
+        };
+        let Origin::Hospital(from) = query.origin else {
+            continue;
+        };
+        if query.channel != Channel::Referral {
+            continue;
+        }
+        let id = |k: u128| RequestId(REFERRAL_REQUEST_BASE + 2 * i as u128 + k);
+        let open = Command::RequestReferral {
+            from,
+            to: None,
+            patient: *patient,
+        };
+        let Ok(Reply::ReferralCreated { referral: created, .. }) =
+            engine.apply(&Request { id: id(0), command: open }, at)
+        else {
+            continue;
+        };
+        let triage = Command::TriageReferral {
+            referral: created,
+            specialty: query.specialty,
+            urgency: query.urgency,
+        };
+        if engine.apply(&Request { id: id(1), command: triage }, at).is_ok() {
+            *referral = Some(created);
+        }
+    }
 }
 
 /// What an allocation run achieved.
@@ -200,6 +247,7 @@ pub fn contended_burst(engine: &Engine, n: usize, seed: u64, first_id: u128) -> 
                 command: Command::AllocateSlot {
                     query,
                     patient: PatientRef(first_id + i as u128),
+                    referral: None,
                 },
             }
         })
@@ -400,5 +448,179 @@ impl Flow {
             }
             flow += push;
         }
+    }
+}
+
+/// One allocation of the refusal-cost benchmark, granted or refused on the GBA region with
+/// its day of schedules at `burst_time`.
+pub struct AllocationCase {
+    pub name: &'static str,
+    pub command: Command,
+    pub granted: bool,
+}
+
+/// The refusal-cost cases: for slots and for beds, a request that is granted near its origin
+/// and one that nothing in the region can serve (a slot window after the scheduled day; a
+/// bed needing an incubator and dialysis in one ward), from the same primary-care origin, so
+/// a refusal walks the reach and then the step beyond it.
+pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
+    let origin = engine
+        .hospitals()
+        .find(|h| h.tier == Tier::Primary)
+        .map_or(HospitalId(1), |h| h.id);
+    let day = generate::DEFAULT_DAY_START;
+    let slot = |from: LogTime| Command::AllocateSlot {
+        query: SlotQuery {
+            origin: Origin::Hospital(origin),
+            specialty: Specialty::GeneralPractice,
+            urgency: Urgency::P3,
+            language: None,
+            mode: Mode::InPerson,
+            earliest: from,
+            latest: from.plus_ms(time::MS_PER_DAY),
+            channel: Channel::Public,
+            limit: 1,
+        },
+        patient: PatientRef(7),
+        referral: None,
+    };
+    let bed = |equipment: Vec<Equipment>| Command::AllocateBed {
+        query: BedQuery {
+            origin: Origin::Hospital(origin),
+            needs: BedNeeds {
+                kind: None,
+                sex: None,
+                equipment,
+            },
+            specialty: None,
+            isolation: false,
+            urgency: Urgency::P2,
+            limit: 1,
+        },
+        ttl_ms: 60 * time::MS_PER_MINUTE,
+        patient: PatientRef(8),
+    };
+    let exhausted_slot = Command::AllocateSlot {
+        query: SlotQuery {
+            origin: Origin::Hospital(origin),
+            specialty: EXHAUSTED_SPECIALTY,
+            urgency: Urgency::P3,
+            language: None,
+            mode: Mode::InPerson,
+            earliest: day,
+            latest: day.plus_ms(time::MS_PER_DAY),
+            channel: Channel::Public,
+            limit: 1,
+        },
+        patient: PatientRef(7),
+        referral: None,
+    };
+    let exhausted_bed = Command::AllocateBed {
+        query: BedQuery {
+            origin: Origin::Hospital(origin),
+            needs: BedNeeds {
+                kind: Some(EXHAUSTED_WARD_KIND),
+                sex: None,
+                equipment: vec![],
+            },
+            specialty: None,
+            isolation: false,
+            urgency: Urgency::P1,
+            limit: 1,
+        },
+        ttl_ms: 60 * time::MS_PER_MINUTE,
+        patient: PatientRef(8),
+    };
+    vec![
+        AllocationCase {
+            name: "slot refused, seats exhausted",
+            command: exhausted_slot,
+            granted: false,
+        },
+        AllocationCase {
+            name: "bed refused, beds exhausted",
+            command: exhausted_bed,
+            granted: false,
+        },
+        AllocationCase {
+            name: "slot granted",
+            command: slot(day),
+            granted: true,
+        },
+        AllocationCase {
+            name: "slot refused",
+            command: slot(day.plus_ms(time::MS_PER_DAY)),
+            granted: false,
+        },
+        AllocationCase {
+            name: "bed granted",
+            command: bed(vec![]),
+            granted: true,
+        },
+        AllocationCase {
+            name: "bed refused",
+            command: bed(vec![Equipment::Incubator, Equipment::Dialysis]),
+            granted: false,
+        },
+    ]
+}
+
+/// The specialty whose in-person public seats `exhaust` takes (the full-region case).
+pub const EXHAUSTED_SPECIALTY: Specialty = Specialty::Cardiology;
+/// The ward kind whose admissible beds `exhaust` takes.
+pub const EXHAUSTED_WARD_KIND: WardKind = WardKind::Icu;
+
+/// Holds every open public seat of `EXHAUSTED_SPECIALTY`'s in-person slots and every
+/// admissible bed of `EXHAUSTED_WARD_KIND` wards, at `at`, with request ids from
+/// `first_id`: the state of the refusals under load (seats exhausted region-wide).
+pub fn exhaust(engine: &mut Engine, at: LogTime, first_id: u128) {
+    let doctors: std::collections::BTreeSet<DoctorId> = engine
+        .doctors()
+        .filter(|d| d.specialties.contains(&EXHAUSTED_SPECIALTY))
+        .map(|d| d.id)
+        .collect();
+    let mut commands = Vec::new();
+    for s in engine.slots().slots() {
+        if doctors.contains(&s.doctor) && s.spec.mode == Mode::InPerson && s.spec.start > at {
+            for _ in 0..s.open_seats(Channel::Public) {
+                commands.push((s.id, None));
+            }
+        }
+    }
+    for w in engine.beds().wards() {
+        if w.kind == EXHAUSTED_WARD_KIND {
+            for _ in 0..engine.beds().admissible(w.id) {
+                commands.push((SlotId(0), Some(w.id)));
+            }
+        }
+    }
+    for (i, (slot, ward)) in commands.into_iter().enumerate() {
+        let id = first_id + i as u128;
+        let command = match ward {
+            None => Command::HoldSlotFor {
+                slot,
+                patient: PatientRef(id),
+                channel: Channel::Public,
+                ttl_ms: HOLD_TTL_MS_MAX,
+                referral: None,
+            },
+            Some(w) => Command::HoldBed {
+                target: BedTarget::Ward(w),
+                patient: PatientRef(id),
+                ttl_ms: HOLD_TTL_MS_MAX,
+            },
+        };
+        let r = engine.apply(&Request { id: RequestId(id), command }, at);
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
+
+/// The command that gives back what a granted allocation took (so the next one finds the
+/// same state), or `None` for a refusal.
+pub fn undo(outcome: &Outcome) -> Option<Command> {
+    match outcome {
+        Ok(Reply::SlotAllocated { hold, .. }) => Some(Command::CancelSeat { hold: *hold }),
+        Ok(Reply::BedAllocated { hold, .. }) => Some(Command::ReleaseHold { hold: *hold }),
+        _ => None,
     }
 }

@@ -114,18 +114,25 @@ impl BedNeeds {
     }
 }
 
-/// Counts of one ward's beds by state, for availability queries.
+/// Counts of one ward's beds, for availability queries. They answer what a hold would do:
+/// `free` counts only beds a `HoldBed` could take now, and a free bed beyond the ward's
+/// staffed capacity counts as `blocked` (no staff), also shown apart as `unstaffed`; so
+/// `free + held + occupied + to_clean + blocked = physical`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct WardCounts {
     pub physical: u32,
     pub staffed: u32,
+    /// Beds that can be held now: free beds, bounded by staffed capacity (= `admissible`).
     pub free: u32,
     pub held: u32,
     pub occupied: u32,
     pub to_clean: u32,
+    /// Blocked beds plus the `unstaffed` free ones.
     pub blocked: u32,
     /// Beds that can be held now: free beds, bounded by staffed capacity.
     pub admissible: u32,
+    /// Free beds that cannot be held because the ward is at its staffed capacity.
+    pub unstaffed: u32,
 }
 
 /// All wards, beds and bed holds of the region.
@@ -265,6 +272,10 @@ impl BedBook {
             }
         }
         c.admissible = self.admissible(ward);
+        // `admissible` never exceeds the free beds; saturating keeps the read total anyway.
+        c.unstaffed = c.free.saturating_sub(c.admissible);
+        c.free = c.admissible;
+        c.blocked = c.blocked.saturating_add(c.unstaffed);
         Some(c)
     }
 

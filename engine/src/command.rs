@@ -36,6 +36,9 @@ pub enum BedTarget {
     Ward(WardId),
     /// This bed.
     Bed(BedId),
+    /// This bed, which the client says is in this ward: refused (naming `bed_id`) when the
+    /// bed is in another ward, so a client's mix-up never holds a bed of the wrong ward.
+    BedInWard { ward: WardId, bed: BedId },
 }
 
 /// Everything that can change the state. Append new variants at the end only.
@@ -98,10 +101,13 @@ pub enum Command {
         doctor: DoctorId,
         slots: Vec<SlotSpec>,
     },
+    /// Holds a seat. A referral-channel seat names the referral it serves (see
+    /// `Engine::check_referral_seat`); a public one may name none.
     HoldSlot {
         slot: SlotId,
         patient: PatientRef,
         channel: Channel,
+        referral: Option<ReferralId>,
     },
     BookSlot {
         hold: HoldId,
@@ -115,10 +121,13 @@ pub enum Command {
     MarkNoShow {
         booking: HoldId,
     },
+    /// Joins a doctor's waitlist; a referral-channel entry names its referral, checked
+    /// again when a seat is offered.
     JoinWaitlist {
         doctor: DoctorId,
         patient: PatientRef,
         channel: Channel,
+        referral: Option<ReferralId>,
     },
     LeaveWaitlist {
         doctor: DoctorId,
@@ -184,6 +193,8 @@ pub enum Command {
     AllocateSlot {
         query: crate::matching::SlotQuery,
         patient: PatientRef,
+        /// The referral the seat serves: required for the referral channel.
+        referral: Option<ReferralId>,
     },
     /// Chooses the best ward for the query and holds a bed in it, in one command.
     AllocateBed {
@@ -198,6 +209,7 @@ pub enum Command {
         patient: PatientRef,
         channel: Channel,
         ttl_ms: u64,
+        referral: Option<ReferralId>,
     },
     /// Releases a held seat (`ReleaseSlot`) or cancels a booking (`CancelBooking`),
     /// whichever the seat is: one command, so a retry is the same command.

@@ -13,7 +13,7 @@ use crate::graph::ReferralGraph;
 use crate::ids::*;
 use crate::referrals::ReferralBook;
 use crate::region::{Alliance, Doctor, Hospital, Policy};
-use crate::slots::SlotBook;
+use crate::slots::{SeatAsk, SlotBook};
 use crate::time::LogTime;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -179,7 +179,8 @@ impl Engine {
                 slot,
                 patient,
                 channel,
-            } => self.hold_slot_ttl(*slot, *patient, *channel, None, now),
+                referral,
+            } => self.hold_slot_ttl(*slot, SeatAsk::new(*patient, *channel, *referral), None, now),
             BookSlot { hold } => self.book_slot(*hold, now),
             ReleaseSlot { hold } => self.release_slot(*hold, now),
             CancelBooking { booking } => self.cancel_booking(*booking, now),
@@ -188,7 +189,8 @@ impl Engine {
                 doctor,
                 patient,
                 channel,
-            } => self.join_waitlist(*doctor, *patient, *channel, now),
+                referral,
+            } => self.join_waitlist(*doctor, SeatAsk::new(*patient, *channel, *referral), now),
             LeaveWaitlist { doctor, patient } => self.leave_waitlist(*doctor, *patient),
             HoldJointConsult { slots, patient } => self.hold_joint_consult(slots, *patient, now),
             BookJointConsult { consult } => self.book_joint_consult(*consult, now),
@@ -220,7 +222,11 @@ impl Engine {
                 self.close_referral(*referral, reason, true, now)
             }
             SetMatchPolicy(p) => self.set_match_policy(p),
-            AllocateSlot { query, patient } => self.allocate_slot(query, *patient, now),
+            AllocateSlot {
+                query,
+                patient,
+                referral,
+            } => self.allocate_slot(query, *patient, *referral, now),
             AllocateBed {
                 query,
                 ttl_ms,
@@ -231,7 +237,11 @@ impl Engine {
                 patient,
                 channel,
                 ttl_ms,
-            } => self.hold_slot_ttl(*slot, *patient, *channel, Some(*ttl_ms), now),
+                referral,
+            } => {
+                let ask = SeatAsk::new(*patient, *channel, *referral);
+                self.hold_slot_ttl(*slot, ask, Some(*ttl_ms), now)
+            }
             CancelSeat { hold } => self.cancel_seat(*hold, now),
             HoldJointConsultIn {
                 doctors,
@@ -336,6 +346,7 @@ impl Engine {
     /// Rebuilds every derived index from the canonical records (after a restore).
     pub(crate) fn rebuild_indexes(&mut self) {
         self.beds.rebuild();
+        self.slots.rebuild();
         let ids: Vec<HospitalId> = self.hospitals.keys().copied().collect();
         self.graph
             .rebuild(ids.into_iter(), self.policy.reach_minutes);

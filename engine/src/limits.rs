@@ -43,6 +43,12 @@ pub const REFERRAL_PATHS_PER_REGION_MAX: usize = 1_000_000;
 pub const TRAVEL_MINUTES_MAX: u32 = 24 * 60;
 /// Longest a referral may stay open.
 pub const REFERRAL_TTL_MS_MAX: u64 = 30 * MS_PER_DAY;
+/// Hospitals beyond the origin's reach that one allocation or match looks at when nothing
+/// inside the reach matched: the nearest ones that have the specialty (or a fitting ward).
+/// Bounds the cost of a refusal (nothing free anywhere) to the reach plus this step, instead
+/// of a walk of every doctor of the region; a patient sent further than this many hospitals
+/// beyond the reach is better refused and escalated by a person.
+pub const BEYOND_REACH_HOSPITALS_MAX: usize = 8;
 /// Holds a single Tick may expire; the rest expire on the following ticks, so one tick
 /// stays bounded in time even after a long leaderless gap.
 pub const EXPIRIES_PER_TICK_MAX: usize = 65_536;

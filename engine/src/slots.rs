@@ -146,6 +146,28 @@ pub struct WaitEntry {
     pub patient: PatientRef,
     pub channel: Channel,
     pub joined_at: LogTime,
+    /// The referral a referral-channel entry waits for; a freed seat is offered only while
+    /// that referral may still take one.
+    pub referral: Option<ReferralId>,
+}
+
+/// Who asks for a seat, through which channel, for which referral (required for the
+/// referral channel: see `Engine::check_referral_seat`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SeatAsk {
+    pub patient: PatientRef,
+    pub channel: Channel,
+    pub referral: Option<ReferralId>,
+}
+
+impl SeatAsk {
+    pub fn new(patient: PatientRef, channel: Channel, referral: Option<ReferralId>) -> SeatAsk {
+        SeatAsk {
+            patient,
+            channel,
+            referral,
+        }
+    }
 }
 
 /// A joint consultation: seats in several doctors' slots held and booked together.
@@ -179,7 +201,7 @@ pub struct WaitlistOffer {
 }
 
 /// All slots, seats, waitlists, no-show records and joint consultations of the region.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SlotBook {
     pub(crate) slots: BTreeMap<SlotId, Slot>,
     pub(crate) seats: BTreeMap<HoldId, SlotHold>,
@@ -191,9 +213,76 @@ pub struct SlotBook {
     pub(crate) consults: BTreeMap<ConsultId, JointConsult>,
     /// Each doctor's slots by start, for overlap checks and searches.
     pub(crate) by_doctor: BTreeSet<(DoctorId, LogTime, SlotId)>,
+    /// Derived: `by_doctor` restricted to slots with a seat open to each channel (public,
+    /// referral), so a search inside apply skips full slots instead of walking them (with
+    /// seats exhausted, walking them made a refusal ~100 times a grant).
+    #[serde(skip)]
+    open: [BTreeSet<(DoctorId, LogTime, SlotId)>; 2],
+}
+
+impl PartialEq for SlotBook {
+    fn eq(&self, o: &Self) -> bool {
+        // The derived index follows from the rest.
+        self.slots == o.slots
+            && self.seats == o.seats
+            && self.expiries == o.expiries
+            && self.resolved == o.resolved
+            && self.waitlists == o.waitlists
+            && self.no_shows == o.no_shows
+            && self.blocked_until == o.blocked_until
+            && self.consults == o.consults
+            && self.by_doctor == o.by_doctor
+    }
+}
+
+/// The position of a channel in `SlotBook::open`.
+fn channel_index(channel: Channel) -> usize {
+    match channel {
+        Channel::Public => 0,
+        Channel::Referral => 1,
+    }
 }
 
 impl SlotBook {
+    /// Rebuilds the derived open-slot index from the slots (after a restore).
+    pub(crate) fn rebuild(&mut self) {
+        self.open = Default::default();
+        let ids: Vec<SlotId> = self.slots.keys().copied().collect();
+        for id in ids {
+            self.reindex(id);
+        }
+    }
+
+    /// Puts a slot into, or takes it out of, the open-slot index of each channel.
+    fn reindex(&mut self, id: SlotId) {
+        let Some(s) = self.slots.get(&id) else {
+            return;
+        };
+        let key = (s.doctor, s.spec.start, id);
+        for channel in [Channel::Public, Channel::Referral] {
+            let set = &mut self.open[channel_index(channel)];
+            if s.open_seats(channel) > 0 {
+                set.insert(key);
+            } else {
+                set.remove(&key);
+            }
+        }
+    }
+
+    /// A doctor's slots starting in `[from, to)` with a seat open to `channel`, by start.
+    pub fn open_doctor_slots(
+        &self,
+        doctor: DoctorId,
+        channel: Channel,
+        from: LogTime,
+        to: LogTime,
+    ) -> impl Iterator<Item = &Slot> {
+        let to = to.max(from);
+        self.open[channel_index(channel)]
+            .range((doctor, from, SlotId(0))..(doctor, to, SlotId(0)))
+            .filter_map(|(_, _, id)| self.slots.get(id))
+    }
+
     /// The slot record.
     pub fn slot(&self, id: SlotId) -> Option<&Slot> {
         self.slots.get(&id)
@@ -340,6 +429,7 @@ impl SlotBook {
                 },
             );
             self.by_doctor.insert((doctor, spec.start, id));
+            self.reindex(id);
             ids.push(id);
         }
         ids
@@ -397,6 +487,7 @@ impl SlotBook {
         };
         self.seats.insert(id, seat.clone());
         self.expiries.insert((expires_at, id));
+        self.reindex(slot);
         Some(seat)
     }
 
@@ -482,6 +573,7 @@ impl SlotBook {
             if let Some(slot) = self.slots.get_mut(&out.slot) {
                 slot.take(out.channel, false);
             }
+            self.reindex(out.slot);
         }
         Some(out)
     }
@@ -553,13 +645,15 @@ impl SlotBook {
         Ok(())
     }
 
-    /// Offers free seats of `slot` to the head of its doctor's waitlist, as holds.
+    /// Offers free seats of `slot` to the head of its doctor's waitlist, as holds. An entry
+    /// that `may_hold` refuses (its referral moved on) is dropped like a blocked one.
     pub(crate) fn offer_to_waitlist(
         &mut self,
         slot: SlotId,
         now: LogTime,
         ttl_ms: u64,
         next_hold: &mut u64,
+        may_hold: &dyn Fn(&WaitEntry) -> bool,
     ) -> Vec<WaitlistOffer> {
         let mut offers = Vec::new();
         let Some(s) = self.slots.get(&slot) else {
@@ -571,6 +665,10 @@ impl SlotBook {
             let Some(entry) = self.waitlists.get(&doctor).and_then(|l| l.front()).cloned() else {
                 break;
             };
+            if !may_hold(&entry) {
+                self.pop_waitlist(doctor);
+                continue;
+            }
             if self
                 .check_holdable(slot, entry.patient, entry.channel, now)
                 .is_err()

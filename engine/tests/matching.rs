@@ -212,6 +212,7 @@ fn allocate(e: &mut Engine, id: u128, q: SlotQuery) -> Outcome {
     let command = Command::AllocateSlot {
         query: q,
         patient: PatientRef(id),
+        referral: None,
     };
     e.apply(
         &Request {
@@ -311,6 +312,7 @@ fn the_batch_solve_beats_greedy_on_a_contended_slot() {
             command: Command::AllocateSlot {
                 query: urgent.clone(),
                 patient: PatientRef(1),
+                referral: None,
             },
         },
         Request {
@@ -318,6 +320,7 @@ fn the_batch_solve_beats_greedy_on_a_contended_slot() {
             command: Command::AllocateSlot {
                 query: english,
                 patient: PatientRef(2),
+                referral: None,
             },
         },
     ];
@@ -367,7 +370,7 @@ fn burst(n: u128, seed: u64) -> Vec<Request> {
                 } else {
                     Urgency::P4
                 };
-                Command::AllocateSlot { query: q, patient }
+                Command::AllocateSlot { query: q, patient, referral: None }
             };
             Request { id, command }
         })
@@ -401,6 +404,7 @@ fn the_view_follows_batches() {
     reqs[0].command = Command::AllocateSlot {
         query: q,
         patient: PatientRef(1),
+        referral: None,
     };
     e.apply_batch(&reqs, T0);
     let after = reader.load();
@@ -493,6 +497,7 @@ fn the_bounded_search_matches_exhaustive_ranking() {
                     command: Command::AllocateSlot {
                         query,
                         patient: PatientRef(id),
+                        referral: None,
                     },
                 }
             })
@@ -544,4 +549,189 @@ fn the_bounded_search_matches_exhaustive_ranking() {
             assert_eq!(scores, all, "round {round}: {q:?}");
         }
     }
+}
+
+/// H1 (origin) with roads to H2..=H13, all beyond the 90-minute reach: H2..=H5 (the
+/// nearest, 91-94 min) have no neurology and no ICU ward; H6..=H13 (101-108 min) and H14
+/// (120 min) each have a neurologist and an ICU ward. Only the neurologist and the ward of
+/// `open` (a hospital id) have a free slot or a staffed bed.
+fn far_engine(open: u32) -> Engine {
+    let road = |b: u32, m| Road {
+        a: HospitalId(1),
+        b: HospitalId(b),
+        travel_minutes: m,
+    };
+    let mut roads: Vec<Road> = (2..=5).map(|h| road(h, 89 + h)).collect();
+    roads.extend((6..=13).map(|h| road(h, 95 + h)));
+    roads.push(road(14, 120));
+    let relevant = 6..=14u32;
+    let file = RegionFile {
+        format_version: region_file::REGION_FORMAT_VERSION,
+        name: "far".into(),
+        policy: Policy::default(),
+        alliances: vec![],
+        hospitals: (1..=14).map(|h| hospital(h, Tier::Tertiary, vec![])).collect(),
+        wards: relevant
+            .clone()
+            .map(|h| {
+                let mut w = ward(h, h, WardKind::Icu, vec![Equipment::Ventilator]);
+                w.ward.staffed_beds = u32::from(h == open);
+                w
+            })
+            .collect(),
+        doctors: relevant
+            .clone()
+            .map(|h| doctor(h, h, Specialty::Neurology, vec![Language::Mandarin], false))
+            .collect(),
+        roads,
+        referral_paths: vec![],
+    };
+    let schedules = vec![(
+        DoctorId(open),
+        vec![spec(T0.plus_ms(2 * HOUR), Mode::InPerson)],
+    )];
+    load(&file, &schedules, T0).unwrap()
+}
+
+fn far_bed_query() -> BedQuery {
+    BedQuery {
+        origin: Origin::Hospital(HospitalId(1)),
+        needs: BedNeeds {
+            kind: Some(WardKind::Icu),
+            sex: None,
+            equipment: vec![Equipment::Ventilator],
+        },
+        specialty: None,
+        isolation: false,
+        urgency: Urgency::P1,
+        limit: 1,
+    }
+}
+
+fn allocate_far(e: &mut Engine, id: u128, command: Command) -> Outcome {
+    e.apply(
+        &Request {
+            id: RequestId(id),
+            command,
+        },
+        T0,
+    )
+}
+
+#[test]
+fn beyond_the_reach_allocation_looks_at_a_bounded_number_of_hospitals_that_could_serve() {
+    use ninety_engine::limits::BEYOND_REACH_HOSPITALS_MAX;
+    assert_eq!(BEYOND_REACH_HOSPITALS_MAX, 8, "the region below is built for 8");
+    let slot = |patient| Command::AllocateSlot {
+        query: query(Specialty::Neurology, Urgency::P3),
+        patient: PatientRef(patient),
+        referral: None,
+    };
+    let bed = |patient| Command::AllocateBed {
+        query: far_bed_query(),
+        ttl_ms: HOUR,
+        patient: PatientRef(patient),
+    };
+    // H13 is the 8th hospital beyond the reach that could serve (H2..=H5 cannot and do not
+    // count): found, at 108 minutes.
+    let mut e = far_engine(13);
+    let r = allocate_far(&mut e, 1, slot(1));
+    let Ok(Reply::SlotAllocated {
+        hospital,
+        beyond_reach,
+        travel_minutes,
+        ..
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!((hospital, beyond_reach, travel_minutes), (HospitalId(13), true, 108));
+    let r = allocate_far(&mut e, 2, bed(2));
+    assert!(
+        matches!(r, Ok(Reply::BedAllocated { ward: WardId(13), beyond_reach: true, .. })),
+        "{r:?}"
+    );
+    // H14 is the 9th: the search stops before it, and the refusal changes nothing.
+    let mut e = far_engine(14);
+    let before = e.state_hash();
+    let r = allocate_far(&mut e, 1, slot(1));
+    assert!(matches!(r, Err(Rejection::NoCapacity(_))), "{r:?}");
+    let r = allocate_far(&mut e, 2, bed(2));
+    assert!(matches!(r, Err(Rejection::NoCapacity(_))), "{r:?}");
+    assert_eq!(e.state_hash(), before);
+    // The read path is bounded alike.
+    let r = ranked(&mut e, &query(Specialty::Neurology, Urgency::P3));
+    assert!(r.candidates.is_empty(), "{r:?}");
+    let reader = e.view_reader();
+    let beds = match_beds(&*reader.load(), &far_bed_query()).unwrap();
+    assert!(beds.candidates.is_empty(), "{beds:?}");
+}
+
+#[test]
+fn a_referral_channel_allocation_needs_a_triaged_referral_of_the_patient() {
+    let mut e = engine();
+    let mut q = query(Specialty::Cardiology, Urgency::P3);
+    q.channel = Channel::Referral;
+    let alloc = |patient: u128, referral| Command::AllocateSlot {
+        query: q.clone(),
+        patient: PatientRef(patient),
+        referral,
+    };
+    let before = e.state_hash();
+    let r = allocate_far(&mut e, 1, alloc(7, None));
+    assert!(
+        matches!(&r, Err(Rejection::Invalid { field, .. }) if field == "referral_id"),
+        "{r:?}"
+    );
+    let r = allocate_far(&mut e, 2, alloc(7, Some(ReferralId(99))));
+    assert!(
+        matches!(&r, Err(Rejection::Invalid { field, .. }) if field == "referral_id"),
+        "{r:?}"
+    );
+    assert_eq!(e.state_hash(), before);
+    let run = |e: &mut Engine, id: u128, command| {
+        e.apply(&Request { id: RequestId(id), command }, T0)
+    };
+    let Ok(Reply::ReferralCreated { referral, .. }) = run(
+        &mut e,
+        3,
+        Command::RequestReferral {
+            from: HospitalId(1),
+            to: None,
+            patient: PatientRef(7),
+        },
+    ) else {
+        panic!()
+    };
+    // Requested, not triaged yet: refused.
+    let before = e.state_hash();
+    let r = allocate_far(&mut e, 4, alloc(7, Some(referral)));
+    assert!(matches!(r, Err(Rejection::InvalidTransition { .. })), "{r:?}");
+    assert_eq!(e.state_hash(), before);
+    let triage = Command::TriageReferral {
+        referral,
+        specialty: Specialty::Cardiology,
+        urgency: Urgency::P3,
+    };
+    run(&mut e, 5, triage).unwrap();
+    // Another patient may not use it.
+    let r = allocate_far(&mut e, 6, alloc(8, Some(referral)));
+    assert!(
+        matches!(&r, Err(Rejection::Invalid { field, .. }) if field == "referral_id"),
+        "{r:?}"
+    );
+    // In a batch, the solver plans only the request with a usable referral.
+    let batch = [
+        Request {
+            id: RequestId(7),
+            command: alloc(9, None),
+        },
+        Request {
+            id: RequestId(8),
+            command: alloc(7, Some(referral)),
+        },
+    ];
+    let out = e.apply_batch(&batch, T0);
+    assert!(matches!(&out[0], Err(Rejection::Invalid { field, .. }) if field == "referral_id"));
+    assert!(matches!(out[1], Ok(Reply::SlotAllocated { .. })), "{:?}", out[1]);
 }

@@ -122,6 +122,7 @@ fn allocation(rng: &mut Rng, region: &RegionInfo, patient: u128, bed: bool) -> C
             limit: 1,
         },
         patient,
+        referral: None,
     }
 }
 
@@ -182,6 +183,7 @@ fn next_command(
             } else {
                 Channel::Public
             },
+            referral: None,
         }),
         60..=67 => take(rng, &owned.slot_holds).map(|hold| Command::BookSlot { hold }),
         68..=72 => take(rng, &owned.slot_holds).map(|hold| Command::ReleaseSlot { hold }),

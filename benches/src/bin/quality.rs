@@ -9,7 +9,9 @@
 //! over every open seat, `offline_optimum`) of the cost before load, and every strategy is
 //! compared with it on that cost.
 
-use ninety_benches::matching::{burst, burst_time, contended_burst, offline_optimum, Quality};
+use ninety_benches::matching::{
+    burst, burst_time, contended_burst, offline_optimum, refer, Quality,
+};
 use ninety_benches::mix;
 use ninety_engine::generate::Preset;
 use ninety_engine::Engine;
@@ -45,11 +47,12 @@ fn main() {
         let now = base.now();
         assert!(base.apply(&set, now).is_ok());
     }
-    let requests = if contended {
+    let mut requests = if contended {
         contended_burst(&base, n, seed, 1 << 100)
     } else {
         burst(&base, n, seed, 1 << 100)
     };
+    refer(&mut base, &mut requests);
     let kind = if contended { "contended " } else { "" };
     println!("{kind}burst: {n} referrals, seed {seed}, GBA default region, one day of schedules");
     println!();

@@ -128,7 +128,12 @@ pub fn hold_request(r: &pb::HoldBedRequest, at: &Field) -> Result<Request, Rejec
     let id = super::parse_request_id(at, "request_id", &r.request_id)?;
     let patient = at.patient("patient_ref", &r.patient_ref)?;
     let target = match (r.ward_id, r.bed_id) {
-        (_, b) if b != 0 => BedTarget::Bed(BedId(b)),
+        (0, b) if b != 0 => BedTarget::Bed(BedId(b)),
+        // The engine refuses a bed of another ward, naming `bed_id`.
+        (w, b) if b != 0 => BedTarget::BedInWard {
+            ward: WardId(w),
+            bed: BedId(b),
+        },
         (0, _) => return Err(at.invalid("ward_id", "must name a ward (or give bed_id)")),
         (w, _) => BedTarget::Ward(WardId(w)),
     };

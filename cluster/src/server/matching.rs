@@ -178,7 +178,12 @@ fn allocate_slot_request(r: &pb::AllocateSlotRequest) -> Result<Request, Rejecti
     };
     Ok(Request {
         id,
-        command: Command::AllocateSlot { query, patient },
+        command: Command::AllocateSlot {
+            query,
+            patient,
+            // The engine checks the referral (exists, same patient, triaged).
+            referral: (r.referral_id != 0).then_some(ninety_engine::ReferralId(r.referral_id)),
+        },
     })
 }
 

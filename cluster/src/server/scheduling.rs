@@ -192,17 +192,21 @@ fn hold_slot_request(r: &pb::HoldSlotRequest) -> Result<Request, Rejection> {
     if channel == Channel::Referral && r.referral_id == 0 {
         return Err(at.invalid("referral_id", "required for CHANNEL_REFERRAL"));
     }
+    // The engine checks the referral (exists, same patient, triaged).
+    let referral = (r.referral_id != 0).then_some(ninety_engine::ReferralId(r.referral_id));
     let command = match at.ttl_or_policy("ttl_ms", r.ttl_ms)? {
         None => Command::HoldSlot {
             slot,
             patient,
             channel,
+            referral,
         },
         Some(ttl_ms) => Command::HoldSlotFor {
             slot,
             patient,
             channel,
             ttl_ms,
+            referral,
         },
     };
     Ok(Request { id, command })
@@ -267,6 +271,7 @@ fn waitlist_request(r: &pb::JoinWaitlistRequest) -> Result<Request, Rejection> {
             doctor,
             patient,
             channel,
+            referral: None,
         },
     })
 }

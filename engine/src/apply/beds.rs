@@ -34,6 +34,18 @@ impl Engine {
                 self.beds.check_holdable(b)?;
                 b
             }
+            BedTarget::BedInWard { ward, bed } => {
+                self.beds.ward(ward).ok_or(Rejection::UnknownWard(ward))?;
+                let in_ward = self.beds.bed(bed).ok_or(Rejection::UnknownBed(bed))?.ward;
+                if in_ward != ward {
+                    return Err(Rejection::invalid(
+                        "bed_id",
+                        format!("bed {bed} is in ward {in_ward}, not in ward {ward} (ward_id)"),
+                    ));
+                }
+                self.beds.check_holdable(bed)?;
+                bed
+            }
         };
         let id = self.take_hold_id();
         let expires_at = now.plus_ms(ttl_ms);

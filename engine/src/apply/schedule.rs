@@ -8,7 +8,10 @@ use crate::error::Rejection;
 use crate::ids::*;
 use crate::limits::JOINT_CONSULT_DOCTORS_MAX;
 use crate::region::{Channel, Mode};
-use crate::slots::{JointConsult, SeatClaim, SeatState, SlotSpec, WaitEntry, WaitlistOffer};
+use crate::referrals::{ReferralBook, ReferralState};
+use crate::slots::{
+    JointConsult, SeatAsk, SeatClaim, SeatState, SlotSpec, WaitEntry, WaitlistOffer,
+};
 use crate::time::LogTime;
 use std::collections::BTreeSet;
 
@@ -46,14 +49,17 @@ impl Engine {
     pub(crate) fn hold_slot_ttl(
         &mut self,
         slot: SlotId,
-        patient: PatientRef,
-        channel: Channel,
+        ask: SeatAsk,
         ttl_ms: Option<u64>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        let SeatAsk {
+            patient, channel, ..
+        } = ask;
         if let Some(ttl) = ttl_ms {
             super::beds::check_ttl("ttl_ms", ttl)?;
         }
+        self.check_referral_seat(&ask)?;
         self.slots.check_holdable(slot, patient, channel, now)?;
         let id = self.take_hold_id();
         let expires_at = now.plus_ms(ttl_ms.unwrap_or(self.policy.slot_hold_ttl_ms));
@@ -163,13 +169,18 @@ impl Engine {
     pub(crate) fn join_waitlist(
         &mut self,
         doctor: DoctorId,
-        patient: PatientRef,
-        channel: Channel,
+        ask: SeatAsk,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        let SeatAsk {
+            patient,
+            channel,
+            referral,
+        } = ask;
         if !self.doctors.contains_key(&doctor) {
             return Err(Rejection::UnknownDoctor(doctor));
         }
+        self.check_referral_seat(&ask)?;
         if channel == Channel::Public {
             if let Some(until) = self.slots.blocked(patient, now) {
                 return Err(Rejection::BookingBlocked { until });
@@ -181,6 +192,7 @@ impl Engine {
                 patient,
                 channel,
                 joined_at: now,
+                referral,
             },
         )?;
         Ok(Reply::Waitlisted {
@@ -203,8 +215,19 @@ impl Engine {
     /// Offers a freed seat to the doctor's waitlist.
     pub(crate) fn offer_freed(&mut self, slot: SlotId, now: LogTime) -> Vec<WaitlistOffer> {
         let ttl = self.policy.slot_hold_ttl_ms;
+        let referrals = &self.referrals;
+        // The entry's referral may have been matched, accepted or closed while it waited.
+        let may_hold = |e: &WaitEntry| {
+            let ask = SeatAsk::new(e.patient, e.channel, e.referral);
+            check_referral_seat(referrals, &ask).is_ok()
+        };
         self.slots
-            .offer_to_waitlist(slot, now, ttl, &mut self.counters.next_hold)
+            .offer_to_waitlist(slot, now, ttl, &mut self.counters.next_hold, &may_hold)
+    }
+
+    /// Checks that a seat asked through `ask.channel` may be taken for `ask.referral`.
+    pub(crate) fn check_referral_seat(&self, ask: &SeatAsk) -> Result<(), Rejection> {
+        check_referral_seat(&self.referrals, ask)
     }
 
     pub(crate) fn hold_joint_consult(
@@ -490,4 +513,42 @@ impl Engine {
             jc.state = state;
         }
     }
+}
+
+/// The referral states in which a referral may take a referral-channel seat: only a triaged
+/// referral can have a seat attached (`MatchReferral`). A requested one is triaged first (the
+/// receiver sets specialty and urgency); a matched, accepted or in-transit one has its
+/// capacity already, and a closed one needs none.
+pub const REFERRAL_SEAT_STATES: [ReferralState; 1] = [ReferralState::Triaged];
+
+/// A referral-channel seat needs an existing referral of the same patient in
+/// `REFERRAL_SEAT_STATES`, so the referral quota is taken only for real referrals. A
+/// public seat may name a referral too; it is checked the same way.
+pub(crate) fn check_referral_seat(book: &ReferralBook, ask: &SeatAsk) -> Result<(), Rejection> {
+    let Some(id) = ask.referral else {
+        if ask.channel == Channel::Referral {
+            return Err(Rejection::invalid(
+                "referral_id",
+                "required for the referral channel: name the triaged referral the seat serves",
+            ));
+        }
+        return Ok(());
+    };
+    let r = book
+        .get(id)
+        .ok_or_else(|| Rejection::invalid("referral_id", format!("no referral {id}")))?;
+    if r.patient != ask.patient {
+        return Err(Rejection::invalid(
+            "referral_id",
+            format!("referral {id} is for another patient"),
+        ));
+    }
+    if !REFERRAL_SEAT_STATES.contains(&r.state) {
+        return Err(Rejection::InvalidTransition {
+            what: format!("referral_id {id}"),
+            state: r.state.name().to_string(),
+            action: "take a referral seat for".to_string(),
+        });
+    }
+    Ok(())
 }

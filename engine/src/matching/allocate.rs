@@ -21,6 +21,7 @@ use crate::command::{Command, Outcome, Reply, Request};
 use crate::engine::Engine;
 use crate::error::Rejection;
 use crate::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
+use crate::slots::SeatAsk;
 use crate::time::MS_PER_DAY;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,7 +64,8 @@ impl Source for StateSource<'_> {
         channel: Channel,
         f: &mut dyn FnMut(SlotId, LogTime, u16) -> bool,
     ) {
-        for s in self.e.slots.doctor_slots(doctor, from, to) {
+        // Only slots with a seat open to the channel: full ones are not walked.
+        for s in self.e.slots.open_doctor_slots(doctor, channel, from, to) {
             let open = s.open_seats(channel);
             if s.spec.mode == mode && open > 0 && !f(s.id, s.spec.start, open) {
                 return;
@@ -138,9 +140,11 @@ impl Engine {
         &mut self,
         q: &SlotQuery,
         patient: PatientRef,
+        referral: Option<ReferralId>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
         check_slot_query(q)?;
+        self.check_referral_seat(&SeatAsk::new(patient, q.channel, referral))?;
         if q.channel == Channel::Public {
             if let Some(until) = self.slots.blocked(patient, now) {
                 return Err(Rejection::BookingBlocked { until });
@@ -309,10 +313,18 @@ impl Engine {
             // Retries and repeats return remembered replies: they take no part.
             let fresh = self.dedup.get(r.id).is_none() && seen.insert(r.id);
             asks.push(match &r.command {
-                Command::AllocateSlot { query, patient } if fresh => {
+                Command::AllocateSlot {
+                    query,
+                    patient,
+                    referral,
+                } if fresh => {
                     let blocked = query.channel == Channel::Public
                         && self.slots.blocked(*patient, now).is_some();
-                    (!blocked && check_slot_query(query).is_ok()).then_some(Ask::Slot(query))
+                    let ask = SeatAsk::new(*patient, query.channel, *referral);
+                    let ok = !blocked
+                        && check_slot_query(query).is_ok()
+                        && self.check_referral_seat(&ask).is_ok();
+                    ok.then_some(Ask::Slot(query))
                 }
                 Command::AllocateBed { query, .. } if fresh => {
                     check_bed_query(query).is_ok().then_some(Ask::Bed(query))

@@ -12,6 +12,7 @@ use super::index::RegionIndex;
 use super::policy::{CostInput, MatchPolicy};
 use super::*;
 use crate::error::Rejection;
+use crate::limits::BEYOND_REACH_HOSPITALS_MAX;
 use crate::region::{Equipment, WardKind};
 use crate::time::MS_PER_DAY;
 use std::collections::BTreeSet;
@@ -148,7 +149,8 @@ pub(crate) fn rank_slots<S: Source>(
         walk.hospital(h, travel, false);
     }
     if walk.top.is_empty() && q.mode == Mode::InPerson {
-        for (h, m) in beyond_reach(ix, origin) {
+        let relevant = |h| !ix.doctors_at(h, q.specialty, q.mode).is_empty();
+        for (h, m) in beyond_reach(ix, origin, relevant) {
             let travel = access.saturating_add(m);
             walk.hospital(h, travel, true);
             if !walk.top.is_empty() {
@@ -314,8 +316,16 @@ fn nothing_within(ix: &RegionIndex, h: HospitalId, minutes: u32) -> String {
     )
 }
 
-/// Hospitals outside the origin's reach that roads connect it to, nearest first.
-fn beyond_reach(ix: &RegionIndex, origin: HospitalId) -> Vec<(HospitalId, u32)> {
+/// The bounded step beyond the reach: the `BEYOND_REACH_HOSPITALS_MAX` nearest hospitals
+/// outside the origin's reach that roads connect it to and that could serve the request
+/// (`relevant`: they have its specialty or a fitting ward), nearest first. Hospitals that
+/// cannot serve it cost a heap step each, never a walk of their doctors or wards, so a
+/// refusal (nothing anywhere) costs the reach plus this many hospitals, not the region.
+fn beyond_reach<'a>(
+    ix: &'a RegionIndex,
+    origin: HospitalId,
+    relevant: impl Fn(HospitalId) -> bool + 'a,
+) -> impl Iterator<Item = (HospitalId, u32)> + 'a {
     let inside: BTreeSet<HospitalId> = ix
         .reach
         .get(&origin)
@@ -323,13 +333,9 @@ fn beyond_reach(ix: &RegionIndex, origin: HospitalId) -> Vec<(HospitalId, u32)> 
         .flatten()
         .map(|&(h, _)| h)
         .collect();
-    let mut out: Vec<(HospitalId, u32)> = ix
-        .travel_from(origin)
-        .into_iter()
-        .filter(|(h, _)| !inside.contains(h))
-        .collect();
-    out.sort_by_key(|&(h, m)| (m, h));
-    out
+    ix.nearest_from(origin)
+        .filter(move |(h, _)| !inside.contains(h) && relevant(*h))
+        .take(BEYOND_REACH_HOSPITALS_MAX)
 }
 
 /// Whether a ward meets a bed query (kind, sex, equipment, specialty, isolation).
@@ -363,7 +369,13 @@ pub(crate) fn rank_beds<S: Source>(
         );
     }
     if out.is_empty() {
-        for (h, m) in beyond_reach(ix, origin) {
+        let relevant = |h| {
+            let wards = ix.wards_by_hospital.get(&h).into_iter().flatten();
+            wards
+                .filter_map(|w| ix.wards.get(w))
+                .any(|w| ward_fits(q, w))
+        };
+        for (h, m) in beyond_reach(ix, origin, relevant) {
             bed_candidates(
                 src,
                 q,
@@ -378,8 +390,18 @@ pub(crate) fn rank_beds<S: Source>(
             }
         }
     }
-    out.sort_by_key(|(c, _): &WithCapacity<BedCandidate>| (c.score, c.ward));
+    out.sort_by_key(|(c, _, _)| (c.score, c.ward));
     out.truncate(k);
+    // Explanations only for what is answered: formatting one per ward of the reach was
+    // most of a granted bed allocation's cost.
+    let policy = src.policy();
+    let out = out
+        .into_iter()
+        .map(|(mut c, beds, input)| {
+            c.explain = policy.explain(&input);
+            (c, beds)
+        })
+        .collect();
     Ok((out, note))
 }
 
@@ -389,7 +411,7 @@ fn bed_candidates<S: Source>(
     origin: HospitalId,
     (h, travel): (HospitalId, u32),
     beyond: bool,
-    out: &mut Vec<WithCapacity<BedCandidate>>,
+    out: &mut Vec<(BedCandidate, u32, CostInput)>,
 ) {
     let (ix, policy) = (src.index(), src.policy());
     let tier = ix.hospitals.get(&h).map_or(Tier::Tertiary, |x| x.tier);
@@ -423,8 +445,8 @@ fn bed_candidates<S: Source>(
             admissible,
             load_permille: load,
             score: policy.cost(&input),
-            explain: policy.explain(&input),
+            explain: String::new(),
         };
-        out.push((c, admissible));
+        out.push((c, admissible, input));
     }
 }

@@ -10,7 +10,7 @@ use crate::error::Rejection;
 use crate::ids::*;
 use crate::region::{Language, Mode, Specialty, Tier, Ward};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 /// Straight-line metres per degree of latitude.
 const METERS_PER_DEG: i64 = 111_195;
@@ -153,8 +153,19 @@ impl RegionIndex {
         }
     }
 
-    /// Shortest road minutes from `origin` to every hospital it connects to (no cutoff);
-    /// used only when nothing inside the reach matched.
+    /// Hospitals by shortest road minutes from `origin`, nearest first (ties: lower id),
+    /// found lazily: a search that stops early settles only the hospitals it looked at.
+    pub fn nearest_from(&self, origin: HospitalId) -> Nearest<'_> {
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse((0u32, origin)));
+        Nearest {
+            ix: self,
+            heap,
+            settled: BTreeSet::new(),
+        }
+    }
+
+    /// Shortest road minutes from `origin` to every hospital it connects to (no cutoff).
     pub fn travel_from(&self, origin: HospitalId) -> BTreeMap<HospitalId, u32> {
         let mut best: BTreeMap<HospitalId, u32> = BTreeMap::new();
         let mut heap = BinaryHeap::new();
@@ -171,6 +182,34 @@ impl RegionIndex {
             }
         }
         best
+    }
+}
+
+/// Dijkstra over the roads as an iterator (`RegionIndex::nearest_from`). Every road takes
+/// at least a minute, so hospitals come in (minutes, id) order: all hospitals at a distance
+/// are in the heap before the first of them is settled.
+pub struct Nearest<'a> {
+    ix: &'a RegionIndex,
+    heap: BinaryHeap<Reverse<(u32, HospitalId)>>,
+    settled: BTreeSet<HospitalId>,
+}
+
+impl Iterator for Nearest<'_> {
+    type Item = (HospitalId, u32);
+
+    fn next(&mut self) -> Option<(HospitalId, u32)> {
+        while let Some(Reverse((dist, h))) = self.heap.pop() {
+            if !self.settled.insert(h) {
+                continue;
+            }
+            for &(next, m) in self.ix.roads.get(&h).into_iter().flatten() {
+                if !self.settled.contains(&next) {
+                    self.heap.push(Reverse((dist.saturating_add(m), next)));
+                }
+            }
+            return Some((h, dist));
+        }
+        None
     }
 }
 

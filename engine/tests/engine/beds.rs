@@ -37,7 +37,7 @@ fn staffed_capacity_bounds_holds_below_the_physical_count() {
     let counts = fx.engine.beds().counts(WardId(1)).unwrap();
     assert_eq!(
         (counts.physical, counts.free, counts.held, counts.admissible),
-        (3, 1, 2, 0)
+        (3, 0, 2, 0)
     );
     let err = fx.refuse(Command::HoldBed {
         target: BedTarget::Ward(WardId(1)),
@@ -152,4 +152,79 @@ fn bad_input_names_the_field_and_changes_nothing() {
         hold: HoldId(12345),
     });
     assert_eq!(err, Rejection::UnknownHold(HoldId(12345)));
+}
+
+#[test]
+fn a_bed_named_with_its_ward_must_be_in_that_ward() {
+    let mut fx = Fx::new();
+    // Bed 4 is in W2, not W1: refused naming `bed_id`, nothing changes.
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::BedInWard {
+            ward: WardId(1),
+            bed: BedId(4),
+        },
+        patient: PatientRef(1),
+        ttl_ms: HOUR,
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "bed_id"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), RejectionKind::InvalidArgument);
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::BedInWard {
+            ward: WardId(99),
+            bed: BedId(4),
+        },
+        patient: PatientRef(1),
+        ttl_ms: HOUR,
+    });
+    assert_eq!(err, Rejection::UnknownWard(WardId(99)));
+    let err = fx.refuse(Command::HoldBed {
+        target: BedTarget::BedInWard {
+            ward: WardId(2),
+            bed: BedId(99),
+        },
+        patient: PatientRef(1),
+        ttl_ms: HOUR,
+    });
+    assert_eq!(err, Rejection::UnknownBed(BedId(99)));
+    let (_, bed) = fx.hold_bed(
+        BedTarget::BedInWard {
+            ward: WardId(2),
+            bed: BedId(4),
+        },
+        1,
+        HOUR,
+    );
+    assert_eq!(bed, BedId(4));
+}
+
+#[test]
+fn ward_counts_show_as_free_only_the_beds_a_hold_would_get() {
+    let mut fx = Fx::new();
+    // W1: 3 physical beds, 2 staffed. After every step, `free` is what ward holds can take.
+    let check = |fx: &mut Fx, free: u32, unstaffed: u32| {
+        let c = fx.engine.beds().counts(WardId(1)).unwrap();
+        assert_eq!((c.free, c.admissible, c.unstaffed), (free, free, unstaffed));
+        assert_eq!(c.free + c.held + c.occupied + c.to_clean + c.blocked, c.physical);
+        let reader = fx.engine.view_reader();
+        fx.engine.publish_view();
+        assert_eq!(reader.load().ward(WardId(1)).unwrap().admissible, free);
+        for _ in 0..free {
+            fx.hold_bed(BedTarget::Ward(WardId(1)), 9, HOUR);
+        }
+        let err = fx.refuse(Command::HoldBed {
+            target: BedTarget::Ward(WardId(1)),
+            patient: PatientRef(9),
+            ttl_ms: HOUR,
+        });
+        assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    };
+    // Fresh: 2 of the 3 free beds are staffed; the third counts as blocked (no staff).
+    let c = fx.engine.beds().counts(WardId(1)).unwrap();
+    assert_eq!((c.physical, c.free, c.blocked, c.unstaffed), (3, 2, 1, 1));
+    check(&mut fx, 2, 1);
+    // Both staffed beds held: the free physical bed cannot be held.
+    check(&mut fx, 0, 1);
 }

@@ -176,15 +176,47 @@ impl Fx {
         }
     }
 
+    /// Holds a seat; a referral-channel seat is taken for the patient's triaged referral
+    /// (`triaged_referral`).
     pub fn hold_slot(&mut self, slot: u64, patient: u128, channel: Channel) -> HoldId {
+        let referral = (channel == Channel::Referral).then(|| self.triaged_referral(patient));
         match self.run(Command::HoldSlot {
             slot: SlotId(slot),
             patient: PatientRef(patient),
             channel,
+            referral,
         }) {
             Ok(Reply::SlotHeld { hold, .. }) => hold,
             other => panic!("slot hold failed: {other:?}"),
         }
+    }
+
+    /// A triaged referral of the patient: the newest one, or a new one from H1 (up-tier).
+    pub fn triaged_referral(&mut self, patient: u128) -> ReferralId {
+        let existing = self
+            .engine
+            .referrals()
+            .all()
+            .filter(|r| r.patient == PatientRef(patient) && r.state == ReferralState::Triaged)
+            .map(|r| r.id)
+            .last();
+        if let Some(id) = existing {
+            return id;
+        }
+        let Ok(Reply::ReferralCreated { referral, .. }) = self.run(Command::RequestReferral {
+            from: HospitalId(1),
+            to: None,
+            patient: PatientRef(patient),
+        }) else {
+            panic!("referral request failed")
+        };
+        self.run(Command::TriageReferral {
+            referral,
+            specialty: Specialty::Cardiology,
+            urgency: Urgency::P2,
+        })
+        .expect("triage");
+        referral
     }
 
     /// The first slot of a doctor whose mode is `mode`.

@@ -196,6 +196,7 @@ impl Runner {
                 } else {
                     Channel::Public
                 },
+                referral: None,
             },
             Op::Book(i) => Command::BookSlot {
                 hold: pick(&self.seats, i, HoldId(999)),
@@ -213,6 +214,7 @@ impl Runner {
                 doctor: DoctorId(u32::from(doctor)),
                 patient: p(patient),
                 channel: Channel::Public,
+                referral: None,
             },
             Op::Joint { a, b, patient } => Command::HoldJointConsult {
                 slots: vec![pick(&slots, a, SlotId(999)), pick(&slots, b, SlotId(999))],

@@ -198,3 +198,125 @@ fn an_open_referral_expires_at_its_deadline_and_lets_go_of_its_holds() {
     );
     assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::Free);
 }
+
+fn triage(fx: &mut Fx, id: ReferralId) {
+    fx.run(Command::TriageReferral {
+        referral: id,
+        specialty: Specialty::Cardiology,
+        urgency: Urgency::P3,
+    })
+    .unwrap();
+}
+
+fn referral_seat(slot: u64, patient: u128, referral: Option<ReferralId>) -> Command {
+    Command::HoldSlot {
+        slot: SlotId(slot),
+        patient: PatientRef(patient),
+        channel: Channel::Referral,
+        referral,
+    }
+}
+
+fn names_referral_id(err: &Rejection) -> bool {
+    match err {
+        Rejection::Invalid { field, .. } => field == "referral_id",
+        Rejection::InvalidTransition { what, .. } => what.starts_with("referral_id "),
+        _ => false,
+    }
+}
+
+#[test]
+fn a_referral_seat_needs_a_triaged_referral_of_the_same_patient() {
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(1, Mode::InPerson); // 1 referral seat + 1 overbooking seat
+    // No referral, an unknown one: INVALID_ARGUMENT naming `referral_id`.
+    for referral in [None, Some(ReferralId(999))] {
+        let err = fx.refuse(referral_seat(slot, 50, referral));
+        assert!(names_referral_id(&err), "{err:?}");
+        assert_eq!(err.kind(), RejectionKind::InvalidArgument);
+    }
+    // Requested but not triaged: FAILED_PRECONDITION naming `referral_id`.
+    let id = request(&mut fx, 1, Some(3), 50);
+    let err = fx.refuse(referral_seat(slot, 50, Some(id)));
+    assert!(names_referral_id(&err), "{err:?}");
+    assert_eq!(err.kind(), RejectionKind::FailedPrecondition);
+    triage(&mut fx, id);
+    // Someone else's referral does not open the quota.
+    let err = fx.refuse(referral_seat(slot, 51, Some(id)));
+    assert!(names_referral_id(&err), "{err:?}");
+    let err = fx.refuse(Command::HoldSlotFor {
+        slot: SlotId(slot),
+        patient: PatientRef(51),
+        channel: Channel::Referral,
+        ttl_ms: HOUR,
+        referral: Some(id),
+    });
+    assert!(names_referral_id(&err), "{err:?}");
+    // The triaged referral's patient takes the seat, and matching attaches it.
+    let Ok(Reply::SlotHeld { hold, .. }) = fx.run(referral_seat(slot, 50, Some(id))) else {
+        panic!()
+    };
+    fx.run(Command::MatchReferral {
+        referral: id,
+        slot_hold: Some(hold),
+        bed_hold: None,
+    })
+    .unwrap();
+    // Matched: its capacity is taken, so no second referral seat.
+    let err = fx.refuse(referral_seat(slot, 50, Some(id)));
+    assert!(names_referral_id(&err), "{err:?}");
+    assert_eq!(err.kind(), RejectionKind::FailedPrecondition);
+    // Closed: none either.
+    fx.run(Command::CancelReferral {
+        referral: id,
+        reason: "recovered".into(),
+    })
+    .unwrap();
+    let err = fx.refuse(referral_seat(slot, 50, Some(id)));
+    assert!(names_referral_id(&err), "{err:?}");
+    // A public seat may name no referral; a named one is checked all the same.
+    fx.hold_slot(slot, 52, Channel::Public);
+    let err = fx.refuse(Command::HoldSlot {
+        slot: SlotId(slot),
+        patient: PatientRef(53),
+        channel: Channel::Public,
+        referral: Some(ReferralId(999)),
+    });
+    assert!(names_referral_id(&err), "{err:?}");
+}
+
+#[test]
+fn a_referral_waitlist_entry_needs_a_referral_and_is_offered_a_seat_only_while_it_may_hold() {
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(3, Mode::InPerson); // capacity 2, 1 referral seat, 1 overbook
+    let join = |patient: u128, referral| Command::JoinWaitlist {
+        doctor: DoctorId(3),
+        patient: PatientRef(patient),
+        channel: Channel::Referral,
+        referral,
+    };
+    let err = fx.refuse(join(60, None));
+    assert!(names_referral_id(&err), "{err:?}");
+    // Fill the slot (2 seats and the overbooking seat) through patients' own referrals.
+    let h61 = fx.hold_slot(slot, 61, Channel::Referral);
+    fx.hold_slot(slot, 62, Channel::Referral);
+    fx.hold_slot(slot, 64, Channel::Referral);
+    // Patient 60 waits with a triaged referral; patient 63 behind.
+    let r60 = request(&mut fx, 1, Some(3), 60);
+    triage(&mut fx, r60);
+    fx.run(join(60, Some(r60))).unwrap();
+    let r63 = fx.triaged_referral(63);
+    fx.run(join(63, Some(r63))).unwrap();
+    // Patient 60's referral is cancelled while waiting: the freed seat goes to 63.
+    fx.run(Command::CancelReferral {
+        referral: r60,
+        reason: "went elsewhere".into(),
+    })
+    .unwrap();
+    let Ok(Reply::SlotReleased { offers, .. }) = fx.run(Command::ReleaseSlot { hold: h61 }) else {
+        panic!()
+    };
+    let offered: Vec<PatientRef> = offers.iter().map(|o| o.patient).collect();
+    assert_eq!(offered, [PatientRef(63)]);
+    assert_eq!(fx.engine.slots().waitlist(DoctorId(3)).count(), 0);
+}

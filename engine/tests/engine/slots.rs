@@ -21,15 +21,18 @@ fn hold_then_book_and_the_channel_quota_keeps_a_seat_for_referrals() {
         slot: SlotId(slot),
         patient: PatientRef(2),
         channel: Channel::Public,
+        referral: None,
     });
     assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
     fx.hold_slot(slot, 2, Channel::Referral);
     // Referrals may overbook by one.
     fx.hold_slot(slot, 3, Channel::Referral);
+    let referral = Some(fx.triaged_referral(4));
     let err = fx.refuse(Command::HoldSlot {
         slot: SlotId(slot),
         patient: PatientRef(4),
         channel: Channel::Referral,
+        referral,
     });
     assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
     let s = fx.engine.slots().slot(SlotId(slot)).unwrap();
@@ -46,6 +49,7 @@ fn a_held_seat_is_not_offered_to_anyone_else_until_it_expires() {
         slot: SlotId(slot),
         patient: PatientRef(3),
         channel: Channel::Public,
+        referral: None,
     });
     let ttl = fx.engine.policy().slot_hold_ttl_ms;
     fx.tick(ttl);
@@ -69,6 +73,7 @@ fn cancellation_respects_the_deadline_and_frees_the_seat_for_the_waitlist() {
         doctor: DoctorId(3),
         patient: PatientRef(2),
         channel: Channel::Public,
+        referral: None,
     });
     assert_eq!(r, Ok(Reply::Waitlisted { position: 1 }));
     let Ok(Reply::BookingCancelled { offers, .. }) = fx.run(Command::CancelBooking { booking: h1 })
@@ -131,6 +136,7 @@ fn three_no_shows_block_online_booking_for_a_month() {
         slot: SlotId(first.0 + 3),
         patient: PatientRef(patient),
         channel: Channel::Public,
+        referral: None,
     });
     assert!(matches!(err, Rejection::BookingBlocked { .. }), "{err:?}");
 }
@@ -309,6 +315,7 @@ fn cancel_seat_releases_a_hold_or_cancels_a_booking() {
         patient: PatientRef(7),
         channel: Channel::Public,
         ttl_ms: 90_000,
+        referral: None,
     });
     let Ok(Reply::SlotHeld {
         hold, expires_at, ..
@@ -325,4 +332,44 @@ fn cancel_seat_releases_a_hold_or_cancels_a_booking() {
     assert!(matches!(r, Ok(Reply::BookingCancelled { .. })), "{r:?}");
     let err = fx.refuse(Command::CancelSeat { hold: booked });
     assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
+}
+
+/// The open-slot index searches use inside apply agrees with the slots' seat counts after
+/// holds, bookings, releases and expiries, and after a snapshot restore.
+#[test]
+fn the_open_slot_index_follows_every_seat_change() {
+    fn check(e: &Engine) {
+        for d in 1..=3u32 {
+            for channel in [Channel::Public, Channel::Referral] {
+                let (from, to) = (LogTime(0), LogTime(u64::MAX));
+                let indexed: Vec<SlotId> = e
+                    .slots()
+                    .open_doctor_slots(DoctorId(d), channel, from, to)
+                    .map(|s| s.id)
+                    .collect();
+                let open: Vec<SlotId> = e
+                    .slots()
+                    .doctor_slots(DoctorId(d), from, to)
+                    .filter(|s| s.open_seats(channel) > 0)
+                    .map(|s| s.id)
+                    .collect();
+                assert_eq!(indexed, open, "doctor {d}, {channel:?}");
+            }
+        }
+    }
+    let mut fx = Fx::new();
+    let slot = fx.slot_of(1, Mode::InPerson); // 1 public seat, 2 referral seats
+    check(&fx.engine);
+    let public = fx.hold_slot(slot, 1, Channel::Public);
+    check(&fx.engine);
+    let r1 = fx.hold_slot(slot, 2, Channel::Referral);
+    fx.hold_slot(slot, 3, Channel::Referral);
+    check(&fx.engine);
+    let restored = Engine::restore(&fx.engine.snapshot().unwrap()).unwrap();
+    check(&restored);
+    fx.run(Command::BookSlot { hold: public }).unwrap();
+    fx.run(Command::ReleaseSlot { hold: r1 }).unwrap();
+    check(&fx.engine);
+    fx.tick(fx.engine.policy().slot_hold_ttl_ms);
+    check(&fx.engine);
 }

@@ -319,6 +319,7 @@ impl Gen<'_> {
             max_travel_minutes: 0,
             ttl_ms: 0,
             channel: Channel::Public,
+            referral: None,
         };
         let hold = self.push(t, op, Some(p));
         self.after_slot_hold(t, hold, p);
@@ -355,6 +356,7 @@ impl Gen<'_> {
             max_travel_minutes: 0,
             ttl_ms: 0,
             channel: Channel::Public,
+            referral: None,
         };
         let hold = self.push(at, op, Some(p));
         self.after_slot_hold(at, hold, p);
@@ -574,6 +576,7 @@ impl Gen<'_> {
                 max_travel_minutes: 0,
                 ttl_ms: 0,
                 channel: Channel::Referral,
+                referral: Some(referral),
             };
             self.push(at, op, Some(p))
         };

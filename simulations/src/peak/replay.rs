@@ -286,6 +286,7 @@ async fn send(
             max_travel_minutes,
             ttl_ms,
             channel: c,
+            referral,
         } => {
             let r = conn
                 .client
@@ -302,7 +303,7 @@ async fn send(
                     min_tier: 0,
                     ttl_ms: *ttl_ms,
                     channel: channel(*c),
-                    referral_id: 0,
+                    referral_id: referral.map_or(0, id),
                 })
                 .await?;
             candidate(&mut p, r.chosen.as_ref());

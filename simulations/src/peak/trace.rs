@@ -152,6 +152,9 @@ pub enum Op {
         max_travel_minutes: u32,
         ttl_ms: u64,
         channel: Channel,
+        /// The triaged referral a referral-channel seat serves (required for that channel).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        referral: Option<Ref>,
     },
     /// Holds a seat of a given slot. `Scheduling/HoldSlot`.
     HoldSlot {
@@ -296,9 +299,9 @@ impl Op {
             | Op::ConfirmHold { hold }
             | Op::ReleaseHold { hold, .. }
             | Op::GetHold { hold } => vec![*hold],
-            Op::HoldBed { referral, .. } | Op::AllocateBed { referral, .. } => {
-                referral.iter().copied().collect()
-            }
+            Op::HoldBed { referral, .. }
+            | Op::AllocateBed { referral, .. }
+            | Op::AllocateSlot { referral, .. } => referral.iter().copied().collect(),
             Op::BookJointConsult { consult } | Op::ReleaseJointConsult { consult, .. } => {
                 vec![*consult]
             }
@@ -318,7 +321,6 @@ impl Op {
             | Op::CompleteReferral { referral, .. }
             | Op::CancelReferral { referral, .. } => vec![*referral],
             Op::MatchSpecialist { .. }
-            | Op::AllocateSlot { .. }
             | Op::WardAvailability { .. }
             | Op::HoldJointConsult { .. }
             | Op::RequestReferral { .. } => Vec::new(),
@@ -340,7 +342,9 @@ impl Op {
             | Op::ConfirmHold { hold }
             | Op::ReleaseHold { hold, .. }
             | Op::GetHold { hold } => fix(hold),
-            Op::HoldBed { referral, .. } | Op::AllocateBed { referral, .. } => {
+            Op::HoldBed { referral, .. }
+            | Op::AllocateBed { referral, .. }
+            | Op::AllocateSlot { referral, .. } => {
                 if let Some(r) = referral {
                     fix(r)
                 }
@@ -372,7 +376,6 @@ impl Op {
             | Op::CompleteReferral { referral, .. }
             | Op::CancelReferral { referral, .. } => fix(referral),
             Op::MatchSpecialist { .. }
-            | Op::AllocateSlot { .. }
             | Op::WardAvailability { .. }
             | Op::HoldJointConsult { .. }
             | Op::RequestReferral { .. } => {}
