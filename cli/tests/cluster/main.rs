@@ -13,6 +13,7 @@ mod partition;
 mod replay;
 mod retry;
 mod snapshot;
+mod validation;
 
 use std::time::Duration;
 
