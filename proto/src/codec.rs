@@ -100,9 +100,8 @@ pub fn field_path(text: &str) -> String {
         let Some((message, field)) = head.split_once('.') else {
             break;
         };
-        let ident = |s: &str| {
-            !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
+        let ident =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ident(message) || !ident(field) {
             break;
         }

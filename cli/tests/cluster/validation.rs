@@ -110,10 +110,20 @@ fn deep_nesting() -> Vec<u8> {
 async fn undecodable_requests(p: &Procs, leader: u64, follower: u64) {
     let hold = "/ninety.v1.BedHolds/HoldBed";
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
-        ("invalid UTF-8", hold, frame(0, &[0x22, 0x01, 0xff]), "patient_ref"),
+        (
+            "invalid UTF-8",
+            hold,
+            frame(0, &[0x22, 0x01, 0xff]),
+            "patient_ref",
+        ),
         ("wire type 7", hold, frame(0, &[0x0f]), ""),
         ("field number 0", hold, frame(0, &[0x02, 0x00]), ""),
-        ("truncated body", hold, frame(0, &[0x22, 0x05, b'a']), "patient_ref"),
+        (
+            "truncated body",
+            hold,
+            frame(0, &[0x22, 0x05, b'a']),
+            "patient_ref",
+        ),
         ("garbage", hold, frame(0, &[0xff; 12]), ""),
         ("deep nesting", hold, frame(0, &deep_nesting()), ""),
         (
@@ -349,7 +359,11 @@ async fn fields_named_as_sent(p: &Procs, node: u64) {
         duration_minutes: 30,
         ..Default::default()
     };
-    invalid("a year-long window", sched.hold_joint_consult(joint).await, "window");
+    invalid(
+        "a year-long window",
+        sched.hold_joint_consult(joint).await,
+        "window",
+    );
     let join = || pb::JoinWaitlistRequest {
         request_id: rid("waitlist"),
         doctor_id: 2,
@@ -357,8 +371,15 @@ async fn fields_named_as_sent(p: &Procs, node: u64) {
         channel: pb::Channel::Public as i32,
         ..Default::default()
     };
-    sched.join_waitlist(join()).await.expect("join the waitlist");
-    invalid("joined twice", sched.join_waitlist(join()).await, "patient_ref");
+    sched
+        .join_waitlist(join())
+        .await
+        .expect("join the waitlist");
+    invalid(
+        "joined twice",
+        sched.join_waitlist(join()).await,
+        "patient_ref",
+    );
 }
 
 /// A 1 MB value is refused with a short message, not echoed (which turned the answer into
@@ -403,11 +424,21 @@ async fn membership_refusals(p: &Procs, leader: u64) {
         address: address.to_string(),
     };
     let huge = format!("{}:7001", "a".repeat(1 << 20));
-    for address in ["127.0.0.1:99999", "a:b:c", "host", "127.0.0.1:0", huge.as_str()] {
+    for address in [
+        "127.0.0.1:99999",
+        "a:b:c",
+        "host",
+        "127.0.0.1:0",
+        huge.as_str(),
+    ] {
         let r = admin.add_member(add(9, address)).await;
         invalid(&format!("address {:.40}", address), r, "address");
     }
-    invalid("add node 0", admin.add_member(add(0, "127.0.0.1:7009")).await, "node_id");
+    invalid(
+        "add node 0",
+        admin.add_member(add(0, "127.0.0.1:7009")).await,
+        "node_id",
+    );
     let promote = pb::PromoteMemberRequest {
         request_id: rid("promote"),
         node_id: 0,
@@ -457,7 +488,11 @@ async fn imports_checked_before_the_log(p: &Procs, leader: u64) {
         let s = s.expect_err("an import on a loaded cluster");
         assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
         let r = ninety_client::rejection(&s).unwrap_or_default();
-        assert_eq!(r.code, pb::RejectionCode::RegionAlreadyLoaded as i32, "{s:?}");
+        assert_eq!(
+            r.code,
+            pb::RejectionCode::RegionAlreadyLoaded as i32,
+            "{s:?}"
+        );
     }
     let after = p.status(leader).await.expect("status").applied_index;
     let ticks = started.elapsed().as_secs() + 2;
@@ -489,7 +524,11 @@ async fn snapshot_now(p: &Procs, node: u64) {
         .expect_err("a second snapshot within the interval");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
     assert!(s.message().contains("retry in"), "{s:?}");
-    invalid("no request id", admin.snapshot_now(ask("")).await, "request_id");
+    invalid(
+        "no request id",
+        admin.snapshot_now(ask("")).await,
+        "request_id",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

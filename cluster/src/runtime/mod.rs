@@ -294,7 +294,7 @@ pub async fn serve(
         cluster: cluster.clone(),
     });
     let admin = AdminServer::new(AdminService::new(cluster.clone()))
-    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let scheduling = SchedulingServer::new(SchedulingService {
         cluster: cluster.clone(),
     });

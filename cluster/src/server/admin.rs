@@ -75,7 +75,12 @@ pub fn check_member_address(address: &str) -> Result<(), String> {
             "must be host:port, 1 to {MEMBER_ADDRESS_BYTES_MAX} bytes"
         ));
     }
-    let bad = || format!("must be host:port with a port of 1 to 65535, got {}", echo(address));
+    let bad = || {
+        format!(
+            "must be host:port with a port of 1 to 65535, got {}",
+            echo(address)
+        )
+    };
     if let Ok(addr) = address.parse::<std::net::SocketAddr>() {
         return if addr.port() == 0 { Err(bad()) } else { Ok(()) };
     }

@@ -92,9 +92,7 @@ impl BedHoldsService {
             .local("consistency", r.consistency)
             .map_err(|e| super::rejection_status(&e))?;
         let query = Query::Hold(HoldId(hold_id));
-        let (result, index) = cluster
-            .read(&query, local, deadline)
-            .await?;
+        let (result, index) = cluster.read(&query, local, deadline).await?;
         match result {
             QueryResult::Hold(Some((hold, hospital))) => Ok(pb::GetHoldResponse {
                 hold: Some(to_pb(&hold, hospital)),

@@ -575,13 +575,22 @@ mod tests {
     #[test]
     fn engine_fields_are_named_as_the_client_sent_them() {
         assert_eq!(wire_field("slots[0].start"), "slots.0.start_ms");
-        assert_eq!(wire_field("slots[2].referral_quota"), "slots.2.referral_reserved");
+        assert_eq!(
+            wire_field("slots[2].referral_quota"),
+            "slots.2.referral_reserved"
+        );
         assert_eq!(wire_field("patient"), "patient_ref");
         assert_eq!(wire_field("doctors[1]"), "doctor_ids.1");
         assert_eq!(wire_field("window"), "window");
         assert_eq!(wire_field("items.3.ttl_ms"), "items.3.ttl_ms");
-        assert_eq!(wire_field("region_json.roads[1].from"), "region_json.roads.1.from");
-        let r = rejection_pb(&Rejection::invalid("slots[0].start", "must be in the future"));
+        assert_eq!(
+            wire_field("region_json.roads[1].from"),
+            "region_json.roads.1.from"
+        );
+        let r = rejection_pb(&Rejection::invalid(
+            "slots[0].start",
+            "must be in the future",
+        ));
         assert_eq!(r.field, "slots.0.start_ms");
         assert!(r.message.contains("slots.0.start_ms"), "{}", r.message);
     }
@@ -626,6 +635,10 @@ mod tests {
             assert!(doc.contains(&s), "docs/api.md does not say {s:?}");
         }
         assert_eq!(HOLD_TTL_MS_MIN, 1_000, "docs/api.md says 1 second");
-        assert_eq!(HOLD_TTL_MS_MAX, 7 * 24 * 3_600_000, "docs/api.md says 7 days");
+        assert_eq!(
+            HOLD_TTL_MS_MAX,
+            7 * 24 * 3_600_000,
+            "docs/api.md says 7 days"
+        );
     }
 }
