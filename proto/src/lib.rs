@@ -20,10 +20,15 @@
 //! client and a `<service>_server` module with the server trait and its tonic service
 //! (for example `v1::bed_holds_server::BedHoldsServer`).
 //!
+//! The generated servers decode requests with [`codec::RequestCodec`]: a request that does
+//! not decode is answered `INVALID_ARGUMENT` naming the field, not `INTERNAL`.
+//!
 //! The code in those modules is generated into `OUT_DIR` by `build.rs` and must not be
 //! edited: change the `.proto` files instead.
 
 #![warn(missing_docs)]
+
+pub mod codec;
 
 /// The node-to-node protocol (generated code).
 pub mod peer {

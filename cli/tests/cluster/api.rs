@@ -109,7 +109,7 @@ async fn every_service_and_every_error_code() {
                 }
                 Err(s) => {
                     let r = ninety_client::rejection(&s).unwrap_or_default();
-                    assert_eq!(r.field, "slots.0.start", "{s:?}");
+                    assert_eq!(r.field, "slots.0.start_ms", "{s:?}");
                 }
             }
         }

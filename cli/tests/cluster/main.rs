@@ -14,6 +14,7 @@ mod replay;
 mod request_ids;
 mod retry;
 mod snapshot;
+mod validation;
 
 use std::time::Duration;
 

@@ -308,10 +308,8 @@ pub async fn serve(
     let beds = BedHoldsServer::new(BedHoldsService {
         cluster: cluster.clone(),
     });
-    let admin = AdminServer::new(AdminService {
-        cluster: cluster.clone(),
-    })
-    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let admin = AdminServer::new(AdminService::new(cluster.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let scheduling = SchedulingServer::new(SchedulingService {
         cluster: cluster.clone(),
     });
@@ -325,6 +323,7 @@ pub async fn serve(
     tracing::info!(id = cfg.id, listen = %cfg.listen, "serving");
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(peer)
         .add_service(beds)
         .add_service(admin)

@@ -4,22 +4,124 @@
 //! forwarded): another node answers `UNAVAILABLE` with the leader in the metadata. They are
 //! one at a time and idempotent by effect (adding a member twice is refused as already
 //! done), not by request id: Raft conf changes do not pass through the engine's dedup table.
+//! `node_id` 0 is refused (`INVALID_ARGUMENT`, `node_id`); `TransferLeader`'s `to_node_id`
+//! 0 means "the most up-to-date other voter". An `AddMember` address is `host:port`
+//! ([`check_member_address`]).
+//!
+//! `ImportRegion` is checked completely before anything is proposed (the region file's own
+//! validation, fields named `region_json.<path in the file>`, and a cluster that already
+//! holds a region is refused with `REGION_ALREADY_LOADED`), so a refused import never adds
+//! a log entry. A retry of an import that succeeded is therefore refused as already loaded
+//! rather than replayed.
+//!
+//! `SnapshotNow` is **node-local**: the answering node remembers the answers to its last
+//! [`SNAPSHOT_ANSWERS_MAX`] request ids (in memory, lost at restart), so a retry with the
+//! same id returns the first answer without another snapshot; a new id within
+//! [`SNAPSHOT_INTERVAL_MIN`] of the node's last `SnapshotNow` snapshot is refused with
+//! `FAILED_PRECONDITION` naming when to retry.
 
+use super::convert::echo;
 use super::{invalid, Cluster};
 use crate::node::{MembershipChange, Reply};
-use ninety_engine::{Command, RegionFile, Request};
+use ninety_engine::{Command, RegionFile, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::admin_server::Admin;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request as GrpcRequest, Response, Status};
 
 /// How long TransferLeader waits for the new leader to show.
 pub const TRANSFER_WAIT: Duration = Duration::from_secs(3);
+/// Shortest time between two snapshots taken through `SnapshotNow` on one node (a snapshot
+/// encodes and fsyncs the whole state: a loop of calls must not turn into a disk storm).
+pub const SNAPSHOT_INTERVAL_MIN: Duration = Duration::from_secs(10);
+/// `SnapshotNow` answers a node remembers for retries (oldest forgotten first).
+pub const SNAPSHOT_ANSWERS_MAX: usize = 64;
+/// Longest member address, bytes: a DNS name (at most 253) and `:65535`.
+pub const MEMBER_ADDRESS_BYTES_MAX: usize = 253 + 6;
+/// Longest label of a DNS name, bytes.
+const DNS_LABEL_BYTES_MAX: usize = 63;
+
+/// The node's recent `SnapshotNow` answers and when it last took one.
+#[derive(Default)]
+pub struct SnapshotLedger {
+    answers: VecDeque<(RequestId, pb::SnapshotNowResponse)>,
+    last: Option<tokio::time::Instant>,
+}
 
 /// The Admin service.
 pub struct AdminService {
     pub cluster: Arc<Cluster>,
+    /// Serialises `SnapshotNow` calls and remembers their answers (module doc).
+    pub snapshots: tokio::sync::Mutex<SnapshotLedger>,
+}
+
+impl AdminService {
+    pub fn new(cluster: Arc<Cluster>) -> AdminService {
+        AdminService {
+            cluster,
+            snapshots: tokio::sync::Mutex::new(SnapshotLedger::default()),
+        }
+    }
+}
+
+/// Checks a member address: `host:port` with a port of 1 to 65535, the host an IPv4
+/// address, an IPv6 address in brackets or a DNS name, at most
+/// [`MEMBER_ADDRESS_BYTES_MAX`] bytes.
+pub fn check_member_address(address: &str) -> Result<(), String> {
+    if address.is_empty() || address.len() > MEMBER_ADDRESS_BYTES_MAX {
+        return Err(format!(
+            "must be host:port, 1 to {MEMBER_ADDRESS_BYTES_MAX} bytes"
+        ));
+    }
+    let bad = || {
+        format!(
+            "must be host:port with a port of 1 to 65535, got {}",
+            echo(address)
+        )
+    };
+    if let Ok(addr) = address.parse::<std::net::SocketAddr>() {
+        return if addr.port() == 0 { Err(bad()) } else { Ok(()) };
+    }
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= DNS_LABEL_BYTES_MAX
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !port_ok || host.is_empty() || !host.split('.').all(label_ok) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// A membership `node_id`: 0 is never a node.
+fn node_id(v: u64) -> Result<u64, Status> {
+    if v == 0 {
+        return Err(invalid("node_id", "must not be 0"));
+    }
+    Ok(v)
+}
+
+/// A region-file rejection named inside `region_json` (`region_json.hospitals[3].name`).
+fn in_region_json(r: Rejection) -> Status {
+    match r {
+        Rejection::Invalid { field, reason } => {
+            let field = match field.as_str() {
+                "region" => "region_json".to_string(),
+                f => format!("region_json.{f}"),
+            };
+            invalid(&field, &reason)
+        }
+        other => super::bad(other),
+    }
 }
 
 impl AdminService {
@@ -93,13 +195,20 @@ impl Admin for AdminService {
         let id = super::request_id(&r.request_id)?;
         let text =
             std::str::from_utf8(&r.region_json).map_err(|_| invalid("region_json", "not UTF-8"))?;
-        let file = RegionFile::from_json(text).map_err(|e| super::rejection_status(&e))?;
+        let file = RegionFile::from_json(text).map_err(in_region_json)?;
+        file.validate().map_err(in_region_json)?;
+        // Checked on the applied state (linearizable) so a refusal never reaches the log.
+        let view = self.cluster.view_read(false, deadline).await?;
+        if !view.region.hospitals.is_empty() {
+            return Err(super::bad(Rejection::RegionAlreadyLoaded));
+        }
         let (alliances, edges) = (file.alliances.len() as u32, file.roads.len() as u32);
         let request = Request {
             id,
             command: Command::ImportRegion(Box::new(file)),
         };
-        let (written, reply) = self.cluster.write_ok(&request, deadline).await?;
+        let written = self.cluster.write(&request, deadline).await?;
+        let reply = written.applied.outcome.clone().map_err(in_region_json)?;
         let ninety_engine::Reply::RegionImported {
             hospitals,
             wards,
@@ -147,12 +256,8 @@ impl Admin for AdminService {
         request: GrpcRequest<pb::AddMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
-        if r.node_id == 0 {
-            return Err(invalid("node_id", "must not be 0"));
-        }
-        if r.address.parse::<std::net::SocketAddr>().is_err() && !r.address.contains(':') {
-            return Err(invalid("address", "must be host:port"));
-        }
+        node_id(r.node_id)?;
+        check_member_address(&r.address).map_err(|why| invalid("address", &why))?;
         // Recorded before the change so the leader can reach the learner at once.
         self.cluster.book.set(r.node_id, r.address);
         self.change(MembershipChange::AddLearner(r.node_id)).await
@@ -163,7 +268,8 @@ impl Admin for AdminService {
         request: GrpcRequest<pb::PromoteMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
-        self.change(MembershipChange::PromoteVoter(r.node_id)).await
+        self.change(MembershipChange::PromoteVoter(node_id(r.node_id)?))
+            .await
     }
 
     async fn remove_member(
@@ -171,7 +277,8 @@ impl Admin for AdminService {
         request: GrpcRequest<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
-        self.change(MembershipChange::Remove(r.node_id)).await
+        self.change(MembershipChange::Remove(node_id(r.node_id)?))
+            .await
     }
 
     async fn transfer_leader(
@@ -212,19 +319,88 @@ impl Admin for AdminService {
 
     async fn snapshot_now(
         &self,
-        _request: GrpcRequest<pb::SnapshotNowRequest>,
+        request: GrpcRequest<pb::SnapshotNowRequest>,
     ) -> Result<Response<pb::SnapshotNowResponse>, Status> {
+        let id = super::request_id(&request.get_ref().request_id)?;
+        let mut ledger = self.snapshots.lock().await;
+        if let Some((_, first)) = ledger.answers.iter().find(|(k, _)| *k == id) {
+            return Ok(Response::new(first.clone()));
+        }
+        let now = tokio::time::Instant::now();
+        if let Some(wait) = ledger
+            .last
+            .map(|t| SNAPSHOT_INTERVAL_MIN.saturating_sub(now.saturating_duration_since(t)))
+            .filter(|w| !w.is_zero())
+        {
+            return Err(Status::failed_precondition(format!(
+                "a snapshot was taken less than {} s ago on this node; retry in {} ms",
+                SNAPSHOT_INTERVAL_MIN.as_secs(),
+                wait.as_millis()
+            )));
+        }
         let s = self
             .cluster
             .handle
             .snapshot_now()
             .await
             .map_err(|e| self.cluster.request_error(e))?;
-        Ok(Response::new(pb::SnapshotNowResponse {
+        let answer = pb::SnapshotNowResponse {
             snapshot_index: s.index,
             snapshot_term: s.term,
             state_hash: s.state_hash.to_vec(),
             snapshot_bytes: s.bytes,
-        }))
+        };
+        ledger.last = Some(now);
+        if ledger.answers.len() >= SNAPSHOT_ANSWERS_MAX {
+            ledger.answers.pop_front();
+        }
+        ledger.answers.push_back((id, answer.clone()));
+        Ok(Response::new(answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_addresses_are_host_and_port() {
+        for ok in [
+            "127.0.0.1:7001",
+            "[::1]:7001",
+            "node-3.region.example:65535",
+            "localhost:1",
+        ] {
+            assert_eq!(check_member_address(ok), Ok(()), "{ok}");
+        }
+        let long = format!("{}:7001", "a".repeat(1 << 20));
+        for bad in [
+            "",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "a:b:c",
+            "host",
+            "host:",
+            ":7001",
+            "host:+80",
+            "-bad-.example:80",
+            "a..b:80",
+            "::1:80",
+            long.as_str(),
+        ] {
+            assert!(check_member_address(bad).is_err(), "{bad}");
+        }
+        let Err(why) = check_member_address(&format!("{}:1:2", "x".repeat(100))) else {
+            panic!()
+        };
+        assert!(why.len() < 200, "{why}");
+    }
+
+    #[test]
+    fn region_file_fields_are_named_inside_region_json() {
+        let s = in_region_json(Rejection::invalid("hospitals[2].name", "empty"));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        let r = super::super::status_rejection(&s);
+        assert_eq!(r.field, "region_json.hospitals.2.name");
     }
 }

@@ -19,7 +19,7 @@
 //! still pending is refused (`seq`); an op without a body is refused (`op`).
 
 use super::convert::{self, Field};
-use super::{invalid, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{invalid, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{Query, QueryResult};
 use ninety_engine::beds::BedHold;
 use ninety_engine::{
@@ -88,10 +88,11 @@ impl BedHoldsService {
         let hold_id = at
             .id("hold_id", r.hold_id)
             .map_err(|e| super::rejection_status(&e))?;
+        let local = at
+            .local("consistency", r.consistency)
+            .map_err(|e| super::rejection_status(&e))?;
         let query = Query::Hold(HoldId(hold_id));
-        let (result, index) = cluster
-            .read(&query, is_local(r.consistency), deadline)
-            .await?;
+        let (result, index) = cluster.read(&query, local, deadline).await?;
         match result {
             QueryResult::Hold(Some((hold, hospital))) => Ok(pb::GetHoldResponse {
                 hold: Some(to_pb(&hold, hospital)),
@@ -308,80 +309,143 @@ fn classify(op: pb::bed_op::Op) -> StreamOp {
     }
 }
 
+/// The status a stream ends with when the client's side broke (a frame that does not
+/// decode, a truncated frame): the client's fault, so `INVALID_ARGUMENT` (the request
+/// codec already answers that for a message that does not decode; tonic's framing errors
+/// arrive as `INTERNAL`).
+fn inbound_error(s: Status) -> Status {
+    if super::decode::is_framing_error(&s) {
+        return super::decode::framing_status(&s);
+    }
+    s
+}
+
+/// One stream's ops in flight and whether its inbound side is still open.
+struct StreamState {
+    cluster: Arc<Cluster>,
+    set: tokio::task::JoinSet<Vec<(u64, pb::BedHoldResult)>>,
+    pending: HashSet<u64>,
+    open: bool,
+    /// Why the inbound side broke, sent once every accepted op is answered.
+    broken: Option<Status>,
+}
+
+impl StreamState {
+    /// Takes `first` and whatever else is ready now, up to the in-flight bound: reads are
+    /// spawned one by one, the writes together (one `write_many`); returns the answers
+    /// known at once (refused ops).
+    fn take(
+        &mut self,
+        first: Result<Option<pb::BedOp>, Status>,
+        inbound: &mut Streaming<pb::BedOp>,
+    ) -> Vec<(u64, pb::BedHoldResult)> {
+        use futures_util::FutureExt as _;
+        let mut msg = Some(first);
+        let mut writes = Vec::new();
+        let mut answers = Vec::new();
+        while let Some(m) = msg.take() {
+            let op = match m {
+                Ok(Some(op)) => op,
+                Ok(None) => {
+                    self.open = false;
+                    break;
+                }
+                Err(s) => {
+                    self.broken = Some(inbound_error(s));
+                    self.open = false;
+                    break;
+                }
+            };
+            let seq = op.seq;
+            let refuse = |field: &str, why: &str| (seq, rejected(&Rejection::invalid(field, why)));
+            match op.op {
+                _ if self.pending.contains(&seq) => {
+                    answers.push(refuse("seq", "already pending on this stream"))
+                }
+                None => answers.push(refuse("op", "must be set")),
+                Some(body) => match classify(body) {
+                    StreamOp::Answer(r) => answers.push((seq, r)),
+                    StreamOp::Get(r) => {
+                        self.pending.insert(seq);
+                        let c = self.cluster.clone();
+                        self.set
+                            .spawn(async move { vec![(seq, stream_get(c, r).await)] });
+                    }
+                    StreamOp::Write(request) => {
+                        self.pending.insert(seq);
+                        writes.push((seq, request));
+                    }
+                },
+            }
+            if self.pending.len() < STREAM_IN_FLIGHT_MAX {
+                msg = inbound.message().now_or_never();
+            }
+        }
+        if !writes.is_empty() {
+            self.set.spawn(stream_writes(self.cluster.clone(), writes));
+        }
+        answers
+    }
+}
+
+/// Sends results in order; `false` when the client went away.
+async fn send_all(
+    out: &tokio::sync::mpsc::Sender<Result<pb::BedOpResult, Status>>,
+    results: Vec<(u64, pb::BedHoldResult)>,
+) -> bool {
+    for (seq, result) in results {
+        let msg = pb::BedOpResult {
+            seq,
+            result: Some(result),
+        };
+        if out.send(Ok(msg)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// Reads ops, runs up to `STREAM_IN_FLIGHT_MAX` at once, and sends each result as it
 /// completes; ends when the client has closed its side and every op is answered, or when
 /// the client went away. The write ops that have already arrived when one is read are
-/// proposed together (one `write_many`).
+/// proposed together (one `write_many`). A broken inbound side (a garbage frame) stops the
+/// reading; every op accepted before it is still answered, then the stream ends with the
+/// error ([`inbound_error`]).
 async fn run_stream(
     cluster: Arc<Cluster>,
     mut inbound: Streaming<pb::BedOp>,
     out: tokio::sync::mpsc::Sender<Result<pb::BedOpResult, Status>>,
 ) {
-    use futures_util::FutureExt as _;
-    let mut set = tokio::task::JoinSet::new();
-    let mut pending: HashSet<u64> = HashSet::new();
-    let mut open = true;
+    let mut st = StreamState {
+        cluster,
+        set: tokio::task::JoinSet::new(),
+        pending: HashSet::new(),
+        open: true,
+        broken: None,
+    };
     loop {
         tokio::select! {
-            msg = inbound.message(), if open && pending.len() < STREAM_IN_FLIGHT_MAX => {
-                let mut msg = Some(msg);
-                let mut writes = Vec::new();
-                let mut answers = Vec::new();
-                // This op, then whatever else is ready now, up to the in-flight bound.
-                while let Some(m) = msg.take() {
-                    let op = match m {
-                        Ok(Some(op)) => op,
-                        Ok(None) => { open = false; break; }
-                        Err(s) => {
-                            let _ = out.send(Err(s)).await;
-                            return;
-                        }
-                    };
-                    let seq = op.seq;
-                    match op.op {
-                        _ if pending.contains(&seq) => answers.push((seq, rejected(
-                            &Rejection::invalid("seq", "already pending on this stream"),
-                        ))),
-                        None => answers.push((seq, rejected(&Rejection::invalid("op", "must be set")))),
-                        Some(body) => match classify(body) {
-                            StreamOp::Answer(r) => answers.push((seq, r)),
-                            StreamOp::Get(r) => {
-                                pending.insert(seq);
-                                let c = cluster.clone();
-                                set.spawn(async move { vec![(seq, stream_get(c, r).await)] });
-                            }
-                            StreamOp::Write(request) => {
-                                pending.insert(seq);
-                                writes.push((seq, request));
-                            }
-                        },
-                    }
-                    if pending.len() < STREAM_IN_FLIGHT_MAX {
-                        msg = inbound.message().now_or_never();
-                    }
-                }
-                if !writes.is_empty() {
-                    let c = cluster.clone();
-                    set.spawn(stream_writes(c, writes));
-                }
-                for (seq, result) in answers {
-                    let msg = pb::BedOpResult { seq, result: Some(result) };
-                    if out.send(Ok(msg)).await.is_err() {
-                        return;
-                    }
+            msg = inbound.message(), if st.open && st.pending.len() < STREAM_IN_FLIGHT_MAX => {
+                let answers = st.take(msg, &mut inbound);
+                if !send_all(&out, answers).await {
+                    return;
                 }
             }
-            Some(done) = set.join_next(), if !set.is_empty() => {
+            Some(done) = st.set.join_next(), if !st.set.is_empty() => {
                 let Ok(results) = done else { continue };
-                for (seq, result) in results {
-                    pending.remove(&seq);
-                    let msg = pb::BedOpResult { seq, result: Some(result) };
-                    if out.send(Ok(msg)).await.is_err() {
-                        return;
-                    }
+                for (seq, _) in &results {
+                    st.pending.remove(seq);
+                }
+                if !send_all(&out, results).await {
+                    return;
                 }
             }
-            else => return,
+            else => {
+                if let Some(s) = st.broken.take() {
+                    let _ = out.send(Err(s)).await;
+                }
+                return;
+            }
         }
     }
 }
@@ -473,7 +537,7 @@ impl BedHolds for BedHoldsService {
         };
         let (result, index) = self
             .cluster
-            .read(&query, is_local(r.consistency), deadline)
+            .read(&query, local(r.consistency)?, deadline)
             .await?;
         let QueryResult::Wards(wards) = result else {
             return Err(Status::internal("unexpected query result"));

@@ -13,6 +13,25 @@ use ninety_engine::{
 };
 use ninety_proto::v1 as pb;
 
+/// Longest client value quoted back in a refusal, in characters ([`echo`]).
+pub const ECHO_CHARS_MAX: usize = 64;
+/// Longest specialty name accepted, in bytes (the longest known name is far shorter; a
+/// longer one is refused before it is looked up or quoted).
+pub const SPECIALTY_BYTES_MAX: usize = 64;
+
+/// `text` cut to `max` characters, with "…" when cut.
+pub fn cap_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", text.get(..end).unwrap_or_default()),
+    }
+}
+
+/// A client value as quoted in a refusal: Debug-quoted and capped at [`ECHO_CHARS_MAX`].
+pub fn echo(text: &str) -> String {
+    format!("{:?}", cap_chars(text, ECHO_CHARS_MAX))
+}
+
 /// Names fields, optionally inside a batch item (`items.3.`).
 #[derive(Clone, Debug, Default)]
 pub struct Field(String);
@@ -162,6 +181,17 @@ impl Field {
         }
     }
 
+    /// A read consistency: `true` for LOCAL, `false` for LINEARIZABLE or UNSPECIFIED (the
+    /// default); any other value is refused.
+    pub fn local(&self, field: &str, v: i32) -> Result<bool, Rejection> {
+        use pb::ReadConsistency as C;
+        match C::try_from(v) {
+            Ok(C::Local) => Ok(true),
+            Ok(C::Linearizable | C::Unspecified) => Ok(false),
+            Err(_) => Err(self.invalid(field, format!("unknown read consistency {v}"))),
+        }
+    }
+
     /// A minimum tier where UNSPECIFIED means any.
     pub fn opt_tier(&self, field: &str, v: i32) -> Result<Option<Tier>, Rejection> {
         match pb::Tier::try_from(v) {
@@ -179,6 +209,9 @@ impl Field {
         if text.is_empty() {
             return Ok(None);
         }
+        if text.len() > SPECIALTY_BYTES_MAX {
+            return Err(self.invalid(field, format!("longer than {SPECIALTY_BYTES_MAX} bytes")));
+        }
         let norm = |s: &str| {
             s.chars()
                 .filter(|c| *c != '_' && *c != '-' && *c != ' ')
@@ -191,7 +224,7 @@ impl Field {
             .find(|s| norm(&specialty_name(**s)) == want)
             .copied()
             .map(Some)
-            .ok_or_else(|| self.invalid(field, format!("unknown specialty {text:?}")))
+            .ok_or_else(|| self.invalid(field, format!("unknown specialty {}", echo(text))))
     }
 
     /// A required specialty.

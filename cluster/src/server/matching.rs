@@ -16,7 +16,7 @@
 //! 0: slot holds from allocation last the region's `slot_hold_ttl_ms`.
 
 use super::convert::{self, Field};
-use super::{bad, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{match_on_view, MatchInfo};
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery, MATCH_LIMIT_MAX};
 use ninety_engine::{
@@ -200,7 +200,7 @@ impl Matching for MatchingService {
         // ReadIndex round of a linearizable read.
         let view = self
             .cluster
-            .view_read(is_local(r.consistency), deadline)
+            .view_read(local(r.consistency)?, deadline)
             .await?;
         let index = view.log_index;
         let found = match_on_view(&view, &ask.query, ask.any_mode);

@@ -41,6 +41,7 @@
 pub mod admin;
 pub mod beds;
 pub mod convert;
+pub mod decode;
 pub mod matching;
 pub mod referrals;
 pub mod scheduling;
@@ -200,17 +201,65 @@ pub fn status_rejection(s: &Status) -> pb::Rejection {
     pb::Rejection {
         code: code as i32,
         field: String::new(),
-        message: format!("{:?}: {}", s.code(), s.message()),
+        message: refusal_text(&format!("{:?}: {}", s.code(), s.message())),
         at_ms: 0,
     }
+}
+
+/// Longest refusal message sent back, in characters: a refusal never echoes a huge value
+/// (a 1 MB field in the message would exceed the client's metadata limit and turn the
+/// answer into `RESOURCE_EXHAUSTED`). Values quoted in a message are capped earlier, at
+/// [`convert::ECHO_CHARS_MAX`]; this is the backstop for the whole text.
+pub const REFUSAL_MESSAGE_CHARS_MAX: usize = 512;
+
+/// The engine's names for request fields and their names on the wire, where they differ
+/// (one path segment each; list indexes and batch prefixes are kept).
+const WIRE_FIELD_NAMES: &[(&str, &str)] = &[
+    ("start", "start_ms"),
+    ("referral_quota", "referral_reserved"),
+    ("patient", "patient_ref"),
+    ("doctors", "doctor_ids"),
+    ("hold", "hold_id"),
+    ("booking", "hold_id"),
+    ("slot_hold", "slot_hold_id"),
+    ("bed_hold", "bed_hold_id"),
+    ("from", "from_hospital_id"),
+    ("to", "to_hospital_id"),
+    ("origin", "from_hospital_id"),
+    ("earliest", "window.start_ms"),
+    ("latest", "window.end_ms"),
+];
+
+/// An engine field name as the client sent it: list elements with dots (`slots.3.start_ms`,
+/// as common.proto says; the engine writes `slots[3].start`) and each segment renamed by
+/// [`WIRE_FIELD_NAMES`].
+/// Paths inside `region_json` are the region file's own names and are not renamed.
+pub fn wire_field(engine: &str) -> String {
+    let dotted = engine.replace('[', ".").replace(']', "");
+    if dotted.starts_with("region_json") {
+        return dotted;
+    }
+    dotted
+        .split('.')
+        .map(|seg| {
+            WIRE_FIELD_NAMES
+                .iter()
+                .find(|(from, _)| *from == seg)
+                .map_or(seg, |(_, to)| to)
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `text` cut to [`REFUSAL_MESSAGE_CHARS_MAX`] characters (with "…" when cut).
+pub fn refusal_text(text: &str) -> String {
+    convert::cap_chars(text, REFUSAL_MESSAGE_CHARS_MAX)
 }
 
 /// The wire form of an engine rejection (what `rejection_status` puts in the details).
 pub fn rejection_pb(r: &Rejection) -> pb::Rejection {
     let (field, at_ms) = match r {
-        // The wire names list elements with dots (`slots.3.start`), as common.proto says;
-        // the engine writes `slots[3].start`.
-        Rejection::Invalid { field, .. } => (field.replace('[', ".").replace(']', ""), 0),
+        Rejection::Invalid { field, .. } => (wire_field(field), 0),
         Rejection::Expired { expired_at, .. } => (String::new(), expired_at.0),
         Rejection::BookingBlocked { until } => (String::new(), until.0),
         Rejection::CancellationTooLate { deadline } => (String::new(), deadline.0),
@@ -219,8 +268,18 @@ pub fn rejection_pb(r: &Rejection) -> pb::Rejection {
     pb::Rejection {
         code: rejection_code(r) as i32,
         field,
-        message: r.to_string(),
+        message: refusal_message(r),
         at_ms,
+    }
+}
+
+/// A rejection's message: its text with the field named as on the wire, capped.
+fn refusal_message(r: &Rejection) -> String {
+    match r {
+        Rejection::Invalid { field, reason } => {
+            refusal_text(&format!("invalid {}: {reason}", wire_field(field)))
+        }
+        _ => refusal_text(&r.to_string()),
     }
 }
 
@@ -237,7 +296,7 @@ pub fn rejection_status(r: &Rejection) -> Status {
         RejectionKind::FailedPrecondition => tonic::Code::FailedPrecondition,
     };
     let detail = rejection_pb(r);
-    Status::with_details(code, r.to_string(), detail.encode_to_vec().into())
+    Status::with_details(code, detail.message.clone(), detail.encode_to_vec().into())
 }
 
 /// The node-facing context every service shares.
@@ -489,7 +548,85 @@ impl Cluster {
     }
 }
 
-/// Whether a read asks for local consistency.
-pub fn is_local(consistency: i32) -> bool {
-    consistency == pb::ReadConsistency::Local as i32
+/// Whether a read asks for local consistency; an unknown value is refused
+/// (`INVALID_ARGUMENT` naming `consistency`), never read as the default.
+pub fn local(consistency: i32) -> Result<bool, Status> {
+    convert::Field::top()
+        .local("consistency", consistency)
+        .map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_fields_are_named_as_the_client_sent_them() {
+        assert_eq!(wire_field("slots[0].start"), "slots.0.start_ms");
+        assert_eq!(
+            wire_field("slots[2].referral_quota"),
+            "slots.2.referral_reserved"
+        );
+        assert_eq!(wire_field("patient"), "patient_ref");
+        assert_eq!(wire_field("doctors[1]"), "doctor_ids.1");
+        assert_eq!(wire_field("window"), "window");
+        assert_eq!(wire_field("items.3.ttl_ms"), "items.3.ttl_ms");
+        assert_eq!(
+            wire_field("region_json.roads[1].from"),
+            "region_json.roads.1.from"
+        );
+        let r = rejection_pb(&Rejection::invalid(
+            "slots[0].start",
+            "must be in the future",
+        ));
+        assert_eq!(r.field, "slots.0.start_ms");
+        assert!(r.message.contains("slots.0.start_ms"), "{}", r.message);
+    }
+
+    #[test]
+    fn a_refusal_never_echoes_a_huge_value() {
+        let huge = "x".repeat(1 << 20);
+        let r = convert::Field::top()
+            .opt_specialty("specialty", &huge)
+            .unwrap_err();
+        let s = rejection_status(&r);
+        assert!(s.message().len() < 1024, "{}", s.message().len());
+        assert!(s.details().len() < 2048);
+        let long = Rejection::invalid("note", format!("bad {huge}"));
+        let s = rejection_status(&long);
+        assert!(s.message().chars().count() <= REFUSAL_MESSAGE_CHARS_MAX + 1);
+        assert!(s.message().ends_with('…'));
+        let quoted = convert::echo(&"é".repeat(100));
+        assert_eq!(quoted.chars().count(), convert::ECHO_CHARS_MAX + 3);
+    }
+
+    /// docs/api.md states these limits; the numbers written there must be the constants.
+    #[test]
+    fn api_md_states_the_limits_in_force() {
+        use ninety_engine::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN, TEXT_BYTES_MAX};
+        let doc = include_str!("../../../docs/api.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stated = [
+            format!("`HOLD_TTL_MS_MIN` = {HOLD_TTL_MS_MIN} ms"),
+            format!("`HOLD_TTL_MS_MAX` = {HOLD_TTL_MS_MAX} ms"),
+            format!("at most {TEXT_BYTES_MAX} bytes (`TEXT_BYTES_MAX`)"),
+            format!("`specialty` at most {} bytes", convert::SPECIALTY_BYTES_MAX),
+            format!("at most {} characters of a value", convert::ECHO_CHARS_MAX),
+            format!("at most {REFUSAL_MESSAGE_CHARS_MAX} characters"),
+            format!("last {} request ids", admin::SNAPSHOT_ANSWERS_MAX),
+            format!("within {} s of", admin::SNAPSHOT_INTERVAL_MIN.as_secs()),
+            format!("at most {} bytes in all", admin::MEMBER_ADDRESS_BYTES_MAX),
+        ];
+        for s in stated {
+            assert!(doc.contains(&s), "docs/api.md does not say {s:?}");
+        }
+        assert_eq!(HOLD_TTL_MS_MIN, 1_000, "docs/api.md says 1 second");
+        assert_eq!(
+            HOLD_TTL_MS_MAX,
+            7 * 24 * 3_600_000,
+            "docs/api.md says 7 days"
+        );
+    }
 }

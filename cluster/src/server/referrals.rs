@@ -18,7 +18,7 @@
 //!   referrals are sorted most urgent first, then oldest first.
 
 use super::convert::{self, Field};
-use super::{bad, is_local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{Query, QueryResult, Record, ReferralInfo, ReferralStage, WorklistQuery};
 use ninety_engine::{Command, HoldId, HospitalId, ReferralId, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
@@ -341,7 +341,7 @@ impl Referrals for ReferralsService {
         let r = request.get_ref();
         let id = Field::top().id("referral_id", r.referral_id).map_err(bad)?;
         let (info, index) = self
-            .lookup(ReferralId(id), is_local(r.consistency), deadline)
+            .lookup(ReferralId(id), local(r.consistency)?, deadline)
             .await?;
         Ok(Response::new(pb::GetReferralResponse {
             referral: Some(referral_pb(&info)),
@@ -359,7 +359,7 @@ impl Referrals for ReferralsService {
         let hospital = query.hospital;
         let (result, index) = self
             .cluster
-            .read(&Query::Worklist(query), is_local(r.consistency), deadline)
+            .read(&Query::Worklist(query), local(r.consistency)?, deadline)
             .await?;
         let QueryResult::Worklist(page) = result else {
             return Err(Status::internal("unexpected query result"));

@@ -18,7 +18,7 @@
 //!   (reported as 0).
 
 use super::convert::{self, Field};
-use super::{bad, is_local, Cluster, Deadline, Written, READ_TIMEOUT, WRITE_TIMEOUT};
+use super::{bad, local, Cluster, Deadline, Written, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{ConsultInfo, Query, QueryResult, Record, SeatInfo, SlotInfo, SlotSearch};
 use ninety_engine::time::MS_PER_MINUTE;
 use ninety_engine::{
@@ -346,7 +346,7 @@ impl Scheduling for SchedulingService {
         let query = Query::FindSlots(find_query(&r).map_err(bad)?);
         let (result, index) = self
             .cluster
-            .read(&query, is_local(r.consistency), deadline)
+            .read(&query, local(r.consistency)?, deadline)
             .await?;
         let QueryResult::Slots(slots) = result else {
             return Err(Status::internal("unexpected query result"));
