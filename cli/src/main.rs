@@ -93,6 +93,47 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
+/// `ninety node`: exit 2 when the config cannot be read or is invalid (nothing was
+/// touched), 1 when the node refused to start or stopped on a fatal error; every message
+/// names the file, field or address.
+fn node(config: &std::path::Path) -> std::process::ExitCode {
+    // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process instead
+    // of leaving a server up around a dead node task. The crash-recovery model covers a
+    // stopped node; a half-alive one is worse. (Not for `sim`: the simulator catches a
+    // seed's panic and reports it as a violation.) The one panic that unwinds is one inside
+    // the state machine's apply: the node core catches it, stops, and the runtime records the
+    // entry so no restart replays it blindly (docs/operations.md, "A panic in apply").
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        if !ninety_cluster::node::panic_is_caught() {
+            std::process::abort();
+        }
+    }));
+    let cfg = std::fs::read_to_string(config)
+        .map_err(anyhow::Error::from)
+        .and_then(|text| Ok(FileConfig::parse(&text)?));
+    let cfg = match cfg {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", config.display());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let served = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|rt| Ok(rt.block_on(runtime::serve(cfg, shutdown_signal()))?));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: node {}: {e:#}", config.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -103,31 +144,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Node { config } => {
-            // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process
-            // instead of leaving a server up around a dead node task. The crash-recovery
-            // model covers a stopped node; a half-alive one is worse. (Not for `sim`: the
-            // simulator catches a seed's panic and reports it as a violation.) The one panic
-            // that unwinds is one inside the state machine's apply: the node core catches it,
-            // stops, and the runtime records the entry so no restart replays it blindly
-            // (docs/operations.md, "A panic in apply").
-            let default_hook = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                default_hook(info);
-                if !ninety_cluster::node::panic_is_caught() {
-                    std::process::abort();
-                }
-            }));
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("reading {}", config.display()))?;
-            let cfg = FileConfig::parse(&text).context("parsing the node config")?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
-            rt.block_on(runtime::serve(cfg, shutdown_signal()))
-                .context("node failed")?;
-        }
+        Cmd::Node { config } => return Ok(node(&config)),
         Cmd::Demo {
             nodes,
             clients,

@@ -34,7 +34,7 @@ pub enum SimCmd {
 }
 
 /// Most client operations one simulated run may take (`--ops`).
-const OPS_MAX: i64 = 1_000_000;
+const OPS_MAX: u64 = 1_000_000;
 /// Most worker threads (`--threads`).
 const THREADS_MAX: usize = 1024;
 

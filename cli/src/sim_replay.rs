@@ -76,7 +76,7 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     if scale > 0.0 && scale <= generate::SCALE_MAX {
         Ok(scale)
     } else {
-        Err(format!("{scale} is outside (0, {}]", generate::SCALE_MAX))
+        Err(format!("{scale:?} is outside (0, {}]", generate::SCALE_MAX))
     }
 }
 

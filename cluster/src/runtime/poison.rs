@@ -32,8 +32,8 @@ pub fn procedure(marker: &Path) -> String {
     format!(
         "every replica that applies this entry panics the same way, so do not wipe the data \
          directory and do not restart in a loop; install a ninety binary that fixes the panic \
-         on every node, then delete {} on each node and start them (docs/operations.md, \"A \
-         panic in apply\")",
+         on every node, then delete {MARKER_FILE} from each node's data directory (here {}) \
+         and start them (docs/operations.md, \"A panic in apply\")",
         marker.display()
     )
 }

@@ -656,7 +656,7 @@ impl Gen<'_> {
 pub fn check_options(sc: &Scenario, opts: &GenerateOptions) -> Result<(u32, u32), String> {
     if !(opts.scale > 0.0 && opts.scale <= SCALE_MAX) {
         return Err(format!(
-            "scale: {} is outside (0, {SCALE_MAX}]",
+            "scale: {:?} is outside (0, {SCALE_MAX}]",
             opts.scale
         ));
     }

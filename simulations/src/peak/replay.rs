@@ -29,7 +29,7 @@ pub fn check_speed(speed: f64) -> Result<f64, String> {
         Ok(speed)
     } else {
         Err(format!(
-            "speed: {speed} is outside {SPEED_MIN}..={SPEED_MAX} (trace time per wall time)"
+            "speed: {speed:?} is outside {SPEED_MIN}..={SPEED_MAX} (trace time per wall time)"
         ))
     }
 }
