@@ -41,7 +41,9 @@ const THREADS_MAX: usize = 1024;
 fn parse_threads(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=THREADS_MAX).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a whole number from 1 to {THREADS_MAX}")),
+        _ => Err(format!(
+            "{s:?} is not a whole number from 1 to {THREADS_MAX}"
+        )),
     }
 }
 

@@ -445,7 +445,14 @@ fn sim_arguments_out_of_range_are_refused_without_side_effects() {
     }
     // A small valid trace for the replays below.
     let o = ninety(&[
-        "sim", "generate", "--minutes", "1", "--scale", "0.01", "--out", out_s,
+        "sim",
+        "generate",
+        "--minutes",
+        "1",
+        "--scale",
+        "0.01",
+        "--out",
+        out_s,
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let report = dir.path().join("report");
@@ -453,7 +460,14 @@ fn sim_arguments_out_of_range_are_refused_without_side_effects() {
     // Nothing listens on the target: every refusal below comes before any connection.
     let replay = |extra: &[&str], trace: &str| {
         let mut args = vec![
-            "sim", "replay", "--trace", trace, "--target", "127.0.0.1:1", "--report", report_s,
+            "sim",
+            "replay",
+            "--trace",
+            trace,
+            "--target",
+            "127.0.0.1:1",
+            "--report",
+            report_s,
             "--quiet",
         ];
         args.extend_from_slice(extra);
@@ -495,7 +509,12 @@ fn sim_arguments_out_of_range_are_refused_without_side_effects() {
 
 /// Writes a node config: node 1 of a 3-node address book, founding (`init = true`), with
 /// `region` and `extra` lines; returns its path.
-fn node_config(dir: &std::path::Path, listen: &str, region: &str, extra: &str) -> std::path::PathBuf {
+fn node_config(
+    dir: &std::path::Path,
+    listen: &str,
+    region: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let text = format!(
@@ -537,8 +556,18 @@ fn node_refuses_bad_configs_before_touching_its_data_dir() {
         (&free, "test", "initial_voters = [99]", "initial_voters.0"),
         (&free, "test", "initial_voters = [2, 3]", "initial_voters"),
         (&busy_addr, "test", "", "listen"),
-        (&free, "test", "snapshot_interval_entries = 0", "snapshot_interval_entries"),
-        (&free, "test", "max_queued_commands = 99999999999", "max_queued_commands"),
+        (
+            &free,
+            "test",
+            "snapshot_interval_entries = 0",
+            "snapshot_interval_entries",
+        ),
+        (
+            &free,
+            "test",
+            "max_queued_commands = 99999999999",
+            "max_queued_commands",
+        ),
         (&free, "no/such/region.json", "", "no/such/region.json"),
     ];
     for (listen, region, extra, want) in cases {
@@ -555,7 +584,11 @@ fn node_refuses_bad_configs_before_touching_its_data_dir() {
     }
     // Every file error names its path.
     let missing = d.join("missing.toml");
-    assert_refused("missing config", run_node(&missing), missing.to_str().unwrap());
+    assert_refused(
+        "missing config",
+        run_node(&missing),
+        missing.to_str().unwrap(),
+    );
     let a_file = d.join("a-file");
     std::fs::write(&a_file, "not a directory").unwrap();
     let path = node_config(d, &free, "test", "");
@@ -566,14 +599,22 @@ fn node_refuses_bad_configs_before_touching_its_data_dir() {
         &under_file.display().to_string(),
     );
     std::fs::write(&path, text).unwrap();
-    assert_refused("data dir under a file", run_node(&path), under_file.to_str().unwrap());
+    assert_refused(
+        "data dir under a file",
+        run_node(&path),
+        under_file.to_str().unwrap(),
+    );
     drop(busy);
 }
 
 /// Waits until at least `min` children of `procs` exit by themselves, then a grace second,
 /// then stops the rest (SIGKILL, as an operator stopping a node for an upgrade would);
 /// returns the exit codes of the ones that exited by themselves.
-async fn exits(procs: &mut harness::Procs, min: usize, within: Duration) -> Vec<(u64, Option<i32>)> {
+async fn exits(
+    procs: &mut harness::Procs,
+    min: usize,
+    within: Duration,
+) -> Vec<(u64, Option<i32>)> {
     let deadline = std::time::Instant::now() + within;
     let mut out: Vec<(u64, Option<i32>)> = Vec::new();
     let mut grace: Option<std::time::Instant> = None;
@@ -590,7 +631,8 @@ async fn exits(procs: &mut harness::Procs, min: usize, within: Duration) -> Vec<
             break;
         }
         if out.len() >= min {
-            let until = *grace.get_or_insert_with(|| std::time::Instant::now() + Duration::from_secs(1));
+            let until =
+                *grace.get_or_insert_with(|| std::time::Instant::now() + Duration::from_secs(1));
             if std::time::Instant::now() > until {
                 break;
             }
@@ -634,7 +676,14 @@ async fn a_panic_in_apply_stops_the_nodes_and_is_never_replayed_blindly() {
         let nodes = ids.map(|id| procs.addr(id)).join(",");
         let ward = wards[0].to_string();
         let before = json_ok(&[
-            "hold", "--nodes", &nodes, "--json", "--ward", &ward, "--patient", PATIENT,
+            "hold",
+            "--nodes",
+            &nodes,
+            "--json",
+            "--ward",
+            &ward,
+            "--patient",
+            PATIENT,
         ]);
         let before_id = before["hold"]["hold_id"].as_u64().expect("hold id");
 
@@ -646,14 +695,22 @@ async fn a_panic_in_apply_stops_the_nodes_and_is_never_replayed_blindly() {
             ..Default::default()
         };
         let mut beds = procs.beds(leader);
-        let sent = tokio::time::timeout(Duration::from_secs(10), beds.hold_bed(poison.clone())).await;
+        let sent =
+            tokio::time::timeout(Duration::from_secs(10), beds.hold_bed(poison.clone())).await;
         assert!(!matches!(sent, Ok(Ok(_))), "a poisoned entry was answered");
         let stopped = exits(&mut procs, 2, Duration::from_secs(60)).await;
         assert!(stopped.iter().any(|(id, _)| *id == leader), "{stopped:?}");
         for (id, code) in &stopped {
             let log = procs.log(*id);
             assert_eq!(*code, Some(1), "node {id}: exit {code:?}\n{log}");
-            for want in ["FATAL", "log entry", "(term", POISON_TEST_REQUEST_ID, "HoldBed", "deliberate panic"] {
+            for want in [
+                "FATAL",
+                "log entry",
+                "(term",
+                POISON_TEST_REQUEST_ID,
+                "HoldBed",
+                "deliberate panic",
+            ] {
                 assert!(log.contains(want), "node {id}: no {want:?} in\n{log}");
             }
             let marker = procs.data_dir(*id).join(MARKER_FILE);
@@ -671,7 +728,12 @@ async fn a_panic_in_apply_stops_the_nodes_and_is_never_replayed_blindly() {
             let log = procs.log(id);
             let new = &log[logged[id as usize - 1]..];
             assert_eq!(code, Some(1), "node {id}: exit {code:?}\n{new}");
-            for want in ["cannot start", MARKER_FILE, POISON_TEST_REQUEST_ID, "docs/operations.md"] {
+            for want in [
+                "cannot start",
+                MARKER_FILE,
+                POISON_TEST_REQUEST_ID,
+                "docs/operations.md",
+            ] {
                 assert!(new.contains(want), "node {id}: no {want:?} in\n{new}");
             }
         }
@@ -683,9 +745,20 @@ async fn a_panic_in_apply_stops_the_nodes_and_is_never_replayed_blindly() {
         let leader = procs.wait_ready(Duration::from_secs(30)).await;
         procs.converge(&ids, Duration::from_secs(30)).await;
         // The entry was applied on the way up: a retry of its request gets its answer.
-        let replayed = procs.beds(leader).hold_bed(poison).await.expect("retry").into_inner();
+        let replayed = procs
+            .beds(leader)
+            .hold_bed(poison)
+            .await
+            .expect("retry")
+            .into_inner();
         assert!(replayed.commit.expect("commit").replayed);
-        let kept = json_ok(&["hold-status", &before_id.to_string(), "--nodes", &nodes, "--json"]);
+        let kept = json_ok(&[
+            "hold-status",
+            &before_id.to_string(),
+            "--nodes",
+            &nodes,
+            "--json",
+        ]);
         assert_eq!(kept["hold"]["state"], "HOLD_STATE_ACTIVE", "{kept}");
     })
     .await

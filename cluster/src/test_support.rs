@@ -32,7 +32,10 @@ impl KvMachine {
 
     fn apply_one(&mut self, cmd: &[u8]) -> Vec<u8> {
         if cmd.starts_with(KV_PANIC_PREFIX) && !self.fixed {
-            panic!("KvMachine: deliberate panic on {}", String::from_utf8_lossy(cmd));
+            panic!(
+                "KvMachine: deliberate panic on {}",
+                String::from_utf8_lossy(cmd)
+            );
         }
         match cmd.iter().position(|b| *b == b'=') {
             Some(eq) => {

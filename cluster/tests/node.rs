@@ -69,7 +69,10 @@ mod harness {
         }
 
         fn poll(&mut self, id: u64) {
-            let Some(node) = self.nodes.get_mut(&id).filter(|_| !self.fatal.contains_key(&id))
+            let Some(node) = self
+                .nodes
+                .get_mut(&id)
+                .filter(|_| !self.fatal.contains_key(&id))
             else {
                 return;
             };
@@ -602,7 +605,10 @@ mod poison {
         assert!(c.fatal.len() >= 2, "only {:?} stopped", c.fatal.keys());
         for id in 1..=3 {
             let Some(e) = c.fatal.get(&id) else {
-                assert!(c.nodes[&id].status().applied_index < index, "node {id} applied it");
+                assert!(
+                    c.nodes[&id].status().applied_index < index,
+                    "node {id} applied it"
+                );
                 assert!(c.nodes[&id].poisoned().is_none());
                 continue;
             };
@@ -614,9 +620,15 @@ mod poison {
             assert_eq!(p.commands, vec!["command \"!panic-7\"".to_string()]);
             assert!(p.message.contains("deliberate panic"), "{p}");
             let text = e.to_string();
-            assert!(text.contains(&format!("log entry {index} (term {})", p.term)), "{text}");
+            assert!(
+                text.contains(&format!("log entry {index} (term {})", p.term)),
+                "{text}"
+            );
             let node = &c.nodes[&id];
-            assert!(node.status().applied_index < index, "node {id} applied past it");
+            assert!(
+                node.status().applied_index < index,
+                "node {id} applied past it"
+            );
             assert_eq!(node.poisoned(), Some(&**p));
         }
         c.fatal.keys().copied().collect()
@@ -639,7 +651,10 @@ mod poison {
         c.tick(50);
         let stopped = assert_poisoned(&c, index);
         assert!(stopped.contains(&leader), "{stopped:?}");
-        assert!(!c.outcomes.contains_key(&bad), "a poisoned entry is never answered");
+        assert!(
+            !c.outcomes.contains_key(&bad),
+            "a poisoned entry is never answered"
+        );
         // A poisoned node stays stopped: polls keep failing, a snapshot is refused.
         let node = c.nodes.get_mut(&leader).unwrap();
         node.step(Input::Tick);

@@ -238,8 +238,10 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// (raft-rs would ignore a snapshot that does not include the receiver), and on an idle
     /// cluster no periodic snapshot would ever come.
     pub(super) fn maybe_snapshot(&mut self) -> Result<(), Error> {
-        let periodic =
-            self.applied_index >= self.snapshot_index.saturating_add(self.cfg.snapshot_interval_entries);
+        let periodic = self.applied_index
+            >= self
+                .snapshot_index
+                .saturating_add(self.cfg.snapshot_interval_entries);
         let for_new_member = self.is_leader() && self.snapshot_misses_members();
         if !periodic && !for_new_member {
             return Ok(());

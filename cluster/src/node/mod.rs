@@ -21,8 +21,8 @@ mod reads;
 
 pub use config::NodeConfig;
 pub use guard::{
-    bounded, debug_prefix, panic_is_caught, ApplyPanic, POISON_COMMANDS_NAMED_MAX,
-    POISON_TEST_ENV, POISON_TEST_REQUEST_ID, POISON_TEXT_CHARS_MAX,
+    bounded, debug_prefix, panic_is_caught, ApplyPanic, POISON_COMMANDS_NAMED_MAX, POISON_TEST_ENV,
+    POISON_TEST_REQUEST_ID, POISON_TEXT_CHARS_MAX,
 };
 pub use membership::MembershipChange;
 

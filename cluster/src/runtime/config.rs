@@ -255,22 +255,38 @@ mod tests {
     fn refusals_name_the_field() {
         let peers = "\"1\" = \"127.0.0.1:7001\"\n\"2\" = \"127.0.0.1:7002\"\n";
         let cases = [
-            ("init = true\ninitial_voters = [99]", peers, "initial_voters.0"),
-            ("init = true\ninitial_voters = [2]", peers, "initial_voters: this node"),
+            (
+                "init = true\ninitial_voters = [99]",
+                peers,
+                "initial_voters.0",
+            ),
+            (
+                "init = true\ninitial_voters = [2]",
+                peers,
+                "initial_voters: this node",
+            ),
             ("initial_voters = [1, 1]", peers, "listed twice"),
             ("initial_voters = [0]", peers, "initial_voters.0: node id 0"),
             ("", "\"2\" = \"127.0.0.1:99999\"\n", "peers.2"),
             ("", "\"2\" = \"a:b:c\"\n", "peers.2"),
             ("", "\"2\" = \"nohost\"\n", "peers.2"),
             ("", "\"0\" = \"127.0.0.1:7\"\n", "peers.0"),
-            ("snapshot_interval_entries = 0", peers, "snapshot_interval_entries"),
+            (
+                "snapshot_interval_entries = 0",
+                peers,
+                "snapshot_interval_entries",
+            ),
             (
                 "snapshot_interval_entries = 9223372036854775807",
                 peers,
                 "snapshot_interval_entries",
             ),
             ("max_queued_commands = 0", peers, "max_queued_commands"),
-            ("max_pending_proposals = 100000000000", peers, "max_pending_proposals"),
+            (
+                "max_pending_proposals = 100000000000",
+                peers,
+                "max_pending_proposals",
+            ),
             ("region = \"\"", peers, "region"),
         ];
         for (extra, peers, want) in cases {

@@ -233,9 +233,8 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
 /// Opens the node's store, creating the data directory, and bootstraps it on a founding
 /// node whose store is empty.
 fn open_store(cfg: &FileConfig) -> Result<SledStore, Error> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-        Error::Storage(format!("data_dir = {}: {e}", cfg.data_dir.display()))
-    })?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Error::Storage(format!("data_dir = {}: {e}", cfg.data_dir.display())))?;
     let mut store = SledStore::open(cfg.data_dir.join("raft"))?;
     let fresh = {
         use raft::Storage;
@@ -315,8 +314,8 @@ pub async fn serve(
         book,
         faults: faults.clone(),
     });
-    let bootstrap =
-        bootstrap_commands.map(|commands| tokio::spawn(bootstrap_region(cluster.clone(), commands)));
+    let bootstrap = bootstrap_commands
+        .map(|commands| tokio::spawn(bootstrap_region(cluster.clone(), commands)));
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter

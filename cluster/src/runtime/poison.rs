@@ -103,10 +103,18 @@ mod tests {
         };
         record(dir.path(), &panic).unwrap();
         let e = check(dir.path()).unwrap_err().to_string();
-        for want in ["log entry 57", "term 3", "request 0bad HoldBed", "second line"] {
+        for want in [
+            "log entry 57",
+            "term 3",
+            "request 0bad HoldBed",
+            "second line",
+        ] {
             assert!(e.contains(want), "{want}: {e}");
         }
-        assert!(e.contains(MARKER_FILE) && e.contains("docs/operations.md"), "{e}");
+        assert!(
+            e.contains(MARKER_FILE) && e.contains("docs/operations.md"),
+            "{e}"
+        );
         std::fs::write(marker_path(dir.path()), "garbage = [").unwrap();
         let e = check(dir.path()).unwrap_err().to_string();
         assert!(e.contains("unreadable record"), "{e}");
