@@ -501,6 +501,7 @@ fn sim_arguments_out_of_range_are_refused_without_side_effects() {
         &["sim", "faults", "--threads", "0"],
         &["sim", "faults", "--threads", "1000000000"],
         &["sim", "faults", "--ops", "0"],
+        &["sim", "faults", "--from", "18446744073709551615"],
     ] {
         let r = ninety_within(args, &[], quick);
         assert_refused(&args.join(" "), r, args[2]);

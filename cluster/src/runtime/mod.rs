@@ -38,6 +38,9 @@ use transport::{Faults, GrpcTransport, PeerBook, GRPC_MESSAGE_BYTES_MAX};
 
 /// Bootstrap commands proposed concurrently (below the node's proposal queue limit).
 const BOOTSTRAP_WINDOW: usize = 256;
+/// Largest proposal batch of a real node, bytes: one region import is a single command and
+/// must fit in one entry.
+const PROPOSAL_BATCH_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX / 4;
 
 /// The region named by the config: a built-in preset with one clinic day of schedules
 /// ("gba", "yunnan", "asean"), "test", or a JSON file (no schedules: publish them through the
@@ -217,7 +220,9 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     cfg.check()?;
     poison::check(&cfg.data_dir)?;
     let bootstrap = if cfg.init {
-        Some(load_region(&cfg.region)?.1)
+        let (_, commands) = load_region(&cfg.region)?;
+        check_command_sizes(&cfg.region, &commands)?;
+        Some(commands)
     } else {
         None
     };
@@ -228,6 +233,29 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
         incoming,
         bootstrap,
     })
+}
+
+/// Refuses a region whose bootstrap would never fit in the log: a command over the
+/// proposal limit is refused as too large on every attempt, and the node would serve an
+/// empty engine for ever.
+fn check_command_sizes(region: &str, commands: &[Command]) -> Result<(), Error> {
+    let max = PROPOSAL_BATCH_BYTES_MAX
+        - node::payload::BATCH_HEADER_BYTES
+        - node::payload::BATCH_PER_COMMAND_BYTES;
+    for (i, command) in commands.iter().enumerate() {
+        // Encoded as a `Request` is (its fields in order), without cloning the command.
+        let id = RequestId(ninety_engine::BOOTSTRAP_REQUEST_BASE);
+        let bytes = postcard::to_stdvec(&(id, command))
+            .map_err(|e| Error::Config(format!("region {region}: command {i}: {e}")))?
+            .len();
+        if bytes > max {
+            return Err(Error::Config(format!(
+                "region {region}: bootstrap command {i} is {bytes} bytes, more than one log \
+                 entry carries ({max} bytes)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Opens the node's store, creating the data directory, and bootstraps it on a founding
@@ -259,7 +287,7 @@ pub async fn serve(
     let store = open_store(&cfg)?;
     let mut ncfg = NodeConfig::new(cfg.id);
     // One region import is a single command: let a proposal batch carry it.
-    ncfg.proposal_batch_bytes_max = GRPC_MESSAGE_BYTES_MAX / 4;
+    ncfg.proposal_batch_bytes_max = PROPOSAL_BATCH_BYTES_MAX;
     if let Some(n) = cfg.snapshot_interval_entries {
         ncfg.snapshot_interval_entries = n.max(1);
     }
@@ -392,6 +420,7 @@ mod tests {
         for spec in ["gba", "yunnan", "asean"] {
             let (file, commands) = load_region(spec).expect(spec);
             assert!(!file.hospitals.is_empty(), "{spec}");
+            check_command_sizes(spec, &commands).expect("every bootstrap command fits");
             let published = commands
                 .iter()
                 .filter(|c| matches!(c, Command::PublishSchedule { .. }))
@@ -406,5 +435,23 @@ mod tests {
             load_region("/nonexistent/region.json"),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn a_region_file_the_engine_or_the_log_would_refuse_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region.json");
+        let path_s = path.to_str().unwrap();
+        let mut region = test_region();
+        region.wards[1].ward.hospital = ninety_engine::HospitalId(424_242);
+        std::fs::write(&path, region.to_json()).unwrap();
+        let e = load_region(path_s).unwrap_err().to_string();
+        assert!(e.contains(path_s) && e.contains("wards[1].hospital"), "{e}");
+        // An import bigger than one log entry would be refused on every attempt.
+        let mut region = test_region();
+        region.name = "x".repeat(PROPOSAL_BATCH_BYTES_MAX);
+        let commands = ninety_engine::bootstrap_commands(&region, &[]);
+        let e = check_command_sizes("big.json", &commands).unwrap_err().to_string();
+        assert!(e.contains("big.json: bootstrap command 0"), "{e}");
     }
 }
