@@ -36,12 +36,12 @@ enum Cmd {
         /// Nodes to start (3 or 5).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
         nodes: u8,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        /// Bed holds in the burst (each followed by a confirm or a release).
-        #[arg(long, default_value_t = 2_000)]
-        holds: usize,
+        /// Concurrent clients, 1 to 1024.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=DEMO_CLIENTS_MAX))]
+        clients: u16,
+        /// Bed holds in the burst (each followed by a confirm or a release), 0 to 1000000.
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(0..=DEMO_HOLDS_MAX))]
+        holds: u32,
         /// Keep the cluster running after the burst until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
@@ -52,7 +52,7 @@ enum Cmd {
         #[arg(long)]
         no_replay: bool,
         /// Listen on 127.0.0.1:PORT, PORT+1, ... (default: free ephemeral ports).
-        #[arg(long, value_name = "PORT")]
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
         base_port: Option<u16>,
     },
     /// The simulators: deterministic fault simulation, peak-day traffic.
@@ -64,6 +64,11 @@ enum Cmd {
     #[command(flatten)]
     Ops(ops::OpsCmd),
 }
+
+/// Most concurrent demo clients.
+const DEMO_CLIENTS_MAX: i64 = 1_024;
+/// Most bed holds in the demo's burst.
+const DEMO_HOLDS_MAX: i64 = 1_000_000;
 
 /// Resolves on SIGTERM or ctrl-c.
 async fn shutdown_signal() {
@@ -88,6 +93,47 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
+/// `ninety node`: exit 2 when the config cannot be read or is invalid (nothing was
+/// touched), 1 when the node refused to start or stopped on a fatal error; every message
+/// names the file, field or address.
+fn node(config: &std::path::Path) -> std::process::ExitCode {
+    // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process instead
+    // of leaving a server up around a dead node task. The crash-recovery model covers a
+    // stopped node; a half-alive one is worse. (Not for `sim`: the simulator catches a
+    // seed's panic and reports it as a violation.) The one panic that unwinds is one inside
+    // the state machine's apply: the node core catches it, stops, and the runtime records the
+    // entry so no restart replays it blindly (docs/operations.md, "A panic in apply").
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        if !ninety_cluster::node::panic_is_caught() {
+            std::process::abort();
+        }
+    }));
+    let cfg = std::fs::read_to_string(config)
+        .map_err(anyhow::Error::from)
+        .and_then(|text| Ok(FileConfig::parse(&text)?));
+    let cfg = match cfg {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", config.display());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let served = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|rt| Ok(rt.block_on(runtime::serve(cfg, shutdown_signal()))?));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: node {}: {e:#}", config.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -98,26 +144,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Node { config } => {
-            // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process
-            // instead of leaving a server up around a dead node task. The crash-recovery
-            // model covers a stopped node; a half-alive one is worse. (Not for `sim`: the
-            // simulator catches a seed's panic and reports it as a violation.)
-            let default_hook = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                default_hook(info);
-                std::process::abort();
-            }));
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("reading {}", config.display()))?;
-            let cfg = FileConfig::parse(&text).context("parsing the node config")?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
-            rt.block_on(runtime::serve(cfg, shutdown_signal()))
-                .context("node failed")?;
-        }
+        Cmd::Node { config } => return Ok(node(&config)),
         Cmd::Demo {
             nodes,
             clients,
@@ -127,10 +154,15 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             no_replay,
             base_port,
         } => {
+            // The last node listens on base_port + nodes - 1.
+            if base_port.is_some_and(|p| u32::from(p) + u32::from(nodes) - 1 > 65_535) {
+                eprintln!("error: --base-port: the last of {nodes} ports would be above 65535");
+                return Ok(std::process::ExitCode::from(2));
+            }
             let opts = demo::Options {
                 nodes: usize::from(nodes),
-                clients: clients.clamp(1, 1_024),
-                holds: holds.min(1_000_000),
+                clients: usize::from(clients),
+                holds: holds as usize,
                 keep_running,
                 keep_data,
                 replay: !no_replay,

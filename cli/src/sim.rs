@@ -15,8 +15,8 @@ pub enum SimCmd {
     Peak(crate::sim_replay::PeakCmd),
     /// Runs seeded fault simulations; with --seed, replays one seed verbosely.
     Faults {
-        /// Number of seeds to run.
-        #[arg(long, default_value_t = 100)]
+        /// Number of seeds to run (at least 1).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         /// First seed.
         #[arg(long, default_value_t = 0)]
@@ -24,13 +24,27 @@ pub enum SimCmd {
         /// Replay exactly this seed (prints every notable event).
         #[arg(long)]
         seed: Option<u64>,
-        /// Client operations per run.
-        #[arg(long, default_value_t = 1000)]
+        /// Client operations per run, 1 to 1000000.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=OPS_MAX))]
         ops: u64,
-        /// Worker threads (default: available cores).
-        #[arg(long)]
+        /// Worker threads, 1 to 1024 (default: available cores).
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
     },
+}
+
+/// Most client operations one simulated run may take (`--ops`).
+const OPS_MAX: u64 = 1_000_000;
+/// Most worker threads (`--threads`).
+const THREADS_MAX: usize = 1024;
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=THREADS_MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a whole number from 1 to {THREADS_MAX}"
+        )),
+    }
 }
 
 /// Runs a `ninety sim` subcommand.
@@ -48,6 +62,10 @@ pub fn run(cmd: SimCmd) -> ExitCode {
 }
 
 fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<usize>) -> ExitCode {
+    if from.checked_add(seeds).is_none() {
+        eprintln!("error: --from {from} plus --seeds {seeds} is beyond the last seed ({})", u64::MAX);
+        return ExitCode::from(2);
+    }
     let mut opts = Options {
         ops,
         ..Options::default()

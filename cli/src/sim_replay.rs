@@ -2,7 +2,7 @@
 //! and the short replay `ninety demo` runs against its local cluster.
 
 use clap::Subcommand;
-use ninety_sim::peak::{self, GenerateOptions, ReplayOptions, Scenario, SlotDay};
+use ninety_sim::peak::{self, generate, replay, GenerateOptions, ReplayOptions, Scenario, SlotDay};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,14 +17,14 @@ pub enum PeakCmd {
         /// The generator's seed: the same seed gives the same trace, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Minutes of trace (default: the scenario's).
-        #[arg(long)]
+        /// Minutes of trace, 1 to 1440 (default: the scenario's).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(generate::TRACE_MINUTES_MAX)))]
         minutes: Option<u32>,
-        /// Minute of the local day to start at (default: the scenario's, 07:50).
-        #[arg(long)]
+        /// Minute of the local day to start at, 0 to 1439 (default: the scenario's, 07:50).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..i64::from(generate::MINUTES_PER_DAY)))]
         start_minute: Option<u32>,
-        /// Multiplier of the scenario's arrival rate.
-        #[arg(long, default_value_t = 1.0)]
+        /// Multiplier of the scenario's arrival rate, above 0 and at most 1000.
+        #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
         scale: f64,
         /// Where to write the trace.
         #[arg(long)]
@@ -39,14 +39,15 @@ pub enum PeakCmd {
         /// Node addresses, comma-separated (host:port).
         #[arg(long, value_delimiter = ',', required = true)]
         target: Vec<String>,
-        /// Trace time per wall time (60: an hour of trace in a minute).
-        #[arg(long, default_value_t = 60.0)]
+        /// Trace time per wall time (60: an hour of trace in a minute), 0.1 to 100000.
+        #[arg(long, default_value_t = 60.0, value_parser = |s: &str| parse_f64(s).and_then(replay::check_speed))]
         speed: f64,
         /// Directory for report.html and summary.json.
         #[arg(long, default_value = "peak-report")]
         report: PathBuf,
-        /// Most requests in flight; events due beyond it count as CLIENT_OVERLOAD.
-        #[arg(long, default_value_t = 512)]
+        /// Most requests in flight (1 to 100000); events due beyond it count as
+        /// CLIENT_OVERLOAD.
+        #[arg(long, default_value_t = 512, value_parser = parse_in_flight)]
         max_in_flight: usize,
         /// Send the trace's request ids as written (a second replay then gets the first
         /// answers back from the cluster's dedup table).
@@ -61,6 +62,31 @@ pub enum PeakCmd {
         #[arg(long, default_value = "discover", value_parser = parse_slot_day)]
         day_start: SlotDay,
     },
+}
+
+fn parse_f64(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{s:?} is not a number"))
+}
+
+/// Parses `--scale`: the generator's range.
+fn parse_scale(s: &str) -> Result<f64, String> {
+    let scale = parse_f64(s)?;
+    if scale > 0.0 && scale <= generate::SCALE_MAX {
+        Ok(scale)
+    } else {
+        Err(format!("{scale:?} is outside (0, {}]", generate::SCALE_MAX))
+    }
+}
+
+/// Parses `--max-in-flight`.
+fn parse_in_flight(s: &str) -> Result<usize, String> {
+    let n = s
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    replay::check_max_in_flight(n)
 }
 
 /// Parses `--day-start` (see there).

@@ -380,3 +380,388 @@ fn cluster_init_writes_configs_nodes_accept() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     json_ok(&["cluster", "init", "--dir", d, "--force", "--json"]);
 }
+
+/// Runs `ninety` with `args`, killing it after `within` (a command that should have refused
+/// at once but serves instead must not hang the test): (exit code, stderr).
+fn ninety_within(args: &[&str], env: &[(&str, &str)], within: Duration) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err_path = dir.path().join("stderr");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ninety"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .env_remove(ninety_cluster::node::POISON_TEST_ENV)
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("runs the ninety binary");
+    let deadline = std::time::Instant::now() + within;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&err_path).unwrap_or_default())
+}
+
+/// Asserts a refusal: a non-zero exit (not a kill, not a panic) whose message names `want`.
+fn assert_refused(what: &str, (code, stderr): (Option<i32>, String), want: &str) {
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "{what}: exit {code:?}\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{what}: panicked\n{stderr}");
+    assert!(stderr.contains(want), "{what}: no {want:?} in\n{stderr}");
+}
+
+#[test]
+fn sim_arguments_out_of_range_are_refused_without_side_effects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("t.jsonl");
+    let out_s = out.to_str().unwrap();
+    let quick = Duration::from_secs(30);
+    for (flag, value, want) in [
+        ("--start-minute", "99999", "--start-minute"),
+        ("--start-minute", "1440", "--start-minute"),
+        ("--minutes", "0", "--minutes"),
+        ("--minutes", "4294967295", "--minutes"),
+        ("--minutes", "1441", "--minutes"),
+        ("--scale", "0", "--scale"),
+        ("--scale", "NaN", "--scale"),
+        ("--scale", "-1", "--scale"),
+        ("--scale", "1e9", "--scale"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let r = ninety_within(&["sim", "generate", &arg, "--out", out_s], &[], quick);
+        assert_refused(&arg, r, want);
+        assert!(!out.exists(), "{arg}: wrote {out_s}");
+    }
+    // A small valid trace for the replays below.
+    let o = ninety(&[
+        "sim",
+        "generate",
+        "--minutes",
+        "1",
+        "--scale",
+        "0.01",
+        "--out",
+        out_s,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = dir.path().join("report");
+    let report_s = report.to_str().unwrap();
+    // Nothing listens on the target: every refusal below comes before any connection.
+    let replay = |extra: &[&str], trace: &str| {
+        let mut args = vec![
+            "sim",
+            "replay",
+            "--trace",
+            trace,
+            "--target",
+            "127.0.0.1:1",
+            "--report",
+            report_s,
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        ninety_within(&args, &[], quick)
+    };
+    for speed in ["1e-300", "0", "-1", "NaN", "inf", "-inf", "1e300", "0.01"] {
+        let arg = format!("--speed={speed}");
+        assert_refused(&arg, replay(&[&arg], out_s), "speed");
+        assert!(!report.exists(), "{arg}: wrote a report");
+    }
+    for n in ["0", "18446744073709551615"] {
+        let arg = format!("--max-in-flight={n}");
+        assert_refused(&arg, replay(&[&arg], out_s), "max-in-flight");
+    }
+    // An event due at u64::MAX ms: refused when the trace is read (it used to hang).
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut e: Value = serde_json::from_str(&lines[1]).unwrap();
+    e["at_ms"] = Value::from(u64::MAX);
+    lines.truncate(1);
+    lines.push(e.to_string());
+    let far = dir.path().join("far.jsonl");
+    std::fs::write(&far, lines.join("\n") + "\n").unwrap();
+    let r = replay(&[], far.to_str().unwrap());
+    assert_refused("at_ms = u64::MAX", r.clone(), "trace line 2");
+    assert!(r.1.contains("at_ms 18446744073709551615"), "{}", r.1);
+    assert!(!report.exists(), "wrote a report");
+    // The fault simulator's counts.
+    for args in [
+        &["sim", "faults", "--seeds", "0"][..],
+        &["sim", "faults", "--threads", "0"],
+        &["sim", "faults", "--threads", "1000000000"],
+        &["sim", "faults", "--ops", "0"],
+        &["sim", "faults", "--from", "18446744073709551615"],
+    ] {
+        let r = ninety_within(args, &[], quick);
+        assert_refused(&args.join(" "), r, args[2]);
+    }
+}
+
+/// Writes a node config: node 1 of a 3-node address book, founding (`init = true`), with
+/// `region` and `extra` lines; returns its path.
+fn node_config(
+    dir: &std::path::Path,
+    listen: &str,
+    region: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let text = format!(
+        "id = 1\nlisten = \"{listen}\"\ndata_dir = \"{}\"\nregion = \"{region}\"\ninit = true\n\
+         {extra}\n[peers]\n\"1\" = \"{listen}\"\n\"2\" = \"127.0.0.1:2\"\n\"3\" = \"127.0.0.1:3\"\n",
+        dir.join("data").display()
+    );
+    let path = dir.join(format!("node-{n}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `ninety node --config path` (killed after 30 s if it does not stop by itself).
+fn run_node(path: &std::path::Path) -> (Option<i32>, String) {
+    let path = path.to_str().unwrap();
+    ninety_within(&["node", "--config", path], &[], Duration::from_secs(30))
+}
+
+#[test]
+fn node_refuses_bad_configs_before_touching_its_data_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let data = d.join("data");
+    // Held for the whole test: the port-in-use case.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let free = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    // A region file naming a hospital it does not define.
+    let mut region = ninety_cluster::runtime::test_region();
+    region.wards[0].ward.hospital = ninety_engine::HospitalId(999_999);
+    let region_path = d.join("region.json");
+    std::fs::write(&region_path, region.to_json()).unwrap();
+    let region_file = region_path.to_str().unwrap();
+    let cases = [
+        (free.as_str(), region_file, "", "wards[0].hospital"),
+        (&free, "test", "initial_voters = [99]", "initial_voters.0"),
+        (&free, "test", "initial_voters = [2, 3]", "initial_voters"),
+        (&busy_addr, "test", "", "listen"),
+        (
+            &free,
+            "test",
+            "snapshot_interval_entries = 0",
+            "snapshot_interval_entries",
+        ),
+        (
+            &free,
+            "test",
+            "max_queued_commands = 99999999999",
+            "max_queued_commands",
+        ),
+        (&free, "no/such/region.json", "", "no/such/region.json"),
+    ];
+    for (listen, region, extra, want) in cases {
+        let r = run_node(&node_config(d, listen, region, extra));
+        assert_refused(&format!("{region} {extra}"), r, want);
+        assert!(!data.exists(), "{extra}: created {}", data.display());
+    }
+    // An address book entry that is not host:port.
+    for bad in ["127.0.0.1:99999", "a:b:c"] {
+        let path = node_config(d, &free, "test", "");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("127.0.0.1:2\"", &format!("{bad}\""))).unwrap();
+        assert_refused(bad, run_node(&path), "peers.2");
+    }
+    // Every file error names its path.
+    let missing = d.join("missing.toml");
+    assert_refused(
+        "missing config",
+        run_node(&missing),
+        missing.to_str().unwrap(),
+    );
+    let a_file = d.join("a-file");
+    std::fs::write(&a_file, "not a directory").unwrap();
+    let path = node_config(d, &free, "test", "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let under_file = a_file.join("data");
+    let text = text.replace(
+        &data.display().to_string(),
+        &under_file.display().to_string(),
+    );
+    std::fs::write(&path, text).unwrap();
+    assert_refused(
+        "data dir under a file",
+        run_node(&path),
+        under_file.to_str().unwrap(),
+    );
+    drop(busy);
+}
+
+/// Waits until at least `min` children of `procs` exit by themselves, then a grace second,
+/// then stops the rest (SIGKILL, as an operator stopping a node for an upgrade would);
+/// returns the exit codes of the ones that exited by themselves.
+async fn exits(
+    procs: &mut harness::Procs,
+    min: usize,
+    within: Duration,
+) -> Vec<(u64, Option<i32>)> {
+    let deadline = std::time::Instant::now() + within;
+    let mut out: Vec<(u64, Option<i32>)> = Vec::new();
+    let mut grace: Option<std::time::Instant> = None;
+    loop {
+        for (id, child) in procs.children.iter_mut() {
+            if out.iter().any(|(i, _)| i == id) {
+                continue;
+            }
+            if let Some(s) = child.try_wait().expect("wait") {
+                out.push((*id, s.code()));
+            }
+        }
+        if out.len() == procs.children.len() {
+            break;
+        }
+        if out.len() >= min {
+            let until =
+                *grace.get_or_insert_with(|| std::time::Instant::now() + Duration::from_secs(1));
+            if std::time::Instant::now() > until {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only nodes {out:?} stopped after the panic in apply\n{}",
+            procs.logs(&[1, 2, 3])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (_, mut child) in std::mem::take(&mut procs.children) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    out
+}
+
+/// Item 2 of issue 11, against real processes of the test build (feature `poison-test`):
+/// a command that panics inside apply stops the replicas that apply it, each with a FATAL
+/// line naming the entry's index, term, request id and kind, and each writes
+/// APPLY_PANIC.toml and refuses to start again while it is there. The leader dies first;
+/// its successor commits the entry and dies too; the last node, without a quorum, never
+/// learns the entry committed and serves nothing. After the operator's procedure (a fixed
+/// binary, here the same build without the switch, and the markers removed) the cluster
+/// applies the entry, nothing acknowledged before it is lost and the replicas agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_apply_stops_the_nodes_and_is_never_replayed_blindly() {
+    use ninety_cluster::node::{POISON_TEST_ENV, POISON_TEST_REQUEST_ID};
+    use ninety_cluster::runtime::poison::MARKER_FILE;
+    let _serial = harness::SERIAL.lock().await;
+    // The switch is inherited by the nodes spawned while it is set (and only by them: the
+    // other cluster tests wait for SERIAL).
+    std::env::set_var(POISON_TEST_ENV, "1");
+    let mut procs = harness::Procs::start(&[1, 2, 3], &[1, 2, 3], harness::Opts::default());
+    std::env::remove_var(POISON_TEST_ENV);
+    let ids = [1, 2, 3];
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let leader = procs.wait_ready(Duration::from_secs(30)).await;
+        let wards = harness::ward_ids(&procs, leader).await;
+        let nodes = ids.map(|id| procs.addr(id)).join(",");
+        let ward = wards[0].to_string();
+        let before = json_ok(&[
+            "hold",
+            "--nodes",
+            &nodes,
+            "--json",
+            "--ward",
+            &ward,
+            "--patient",
+            PATIENT,
+        ]);
+        let before_id = before["hold"]["hold_id"].as_u64().expect("hold id");
+
+        let poison = ninety_proto::v1::HoldBedRequest {
+            request_id: POISON_TEST_REQUEST_ID.into(),
+            ward_id: wards[0],
+            patient_ref: PATIENT.into(),
+            ttl_ms: 600_000,
+            ..Default::default()
+        };
+        let mut beds = procs.beds(leader);
+        let sent =
+            tokio::time::timeout(Duration::from_secs(10), beds.hold_bed(poison.clone())).await;
+        assert!(!matches!(sent, Ok(Ok(_))), "a poisoned entry was answered");
+        let stopped = exits(&mut procs, 2, Duration::from_secs(60)).await;
+        assert!(stopped.iter().any(|(id, _)| *id == leader), "{stopped:?}");
+        for (id, code) in &stopped {
+            let log = procs.log(*id);
+            assert_eq!(*code, Some(1), "node {id}: exit {code:?}\n{log}");
+            for want in [
+                "FATAL",
+                "log entry",
+                "(term",
+                POISON_TEST_REQUEST_ID,
+                "HoldBed",
+                "deliberate panic",
+            ] {
+                assert!(log.contains(want), "node {id}: no {want:?} in\n{log}");
+            }
+            let marker = procs.data_dir(*id).join(MARKER_FILE);
+            let recorded = std::fs::read_to_string(&marker).expect("the marker is written");
+            assert!(recorded.contains(POISON_TEST_REQUEST_ID), "{recorded}");
+        }
+        // A restart refuses at once, with the record and the procedure, on any build.
+        let logged: Vec<usize> = ids.iter().map(|id| procs.log(*id).len()).collect();
+        for (id, _) in &stopped {
+            procs.spawn(*id, true);
+        }
+        let refused = exits(&mut procs, stopped.len(), Duration::from_secs(30)).await;
+        assert_eq!(refused.len(), stopped.len(), "{refused:?}");
+        for (id, code) in refused {
+            let log = procs.log(id);
+            let new = &log[logged[id as usize - 1]..];
+            assert_eq!(code, Some(1), "node {id}: exit {code:?}\n{new}");
+            for want in [
+                "cannot start",
+                MARKER_FILE,
+                POISON_TEST_REQUEST_ID,
+                "docs/operations.md",
+            ] {
+                assert!(new.contains(want), "node {id}: no {want:?} in\n{new}");
+            }
+        }
+        // The procedure: a fixed binary on every node, then the markers removed.
+        for id in ids {
+            let _ = std::fs::remove_file(procs.data_dir(id).join(MARKER_FILE));
+            procs.spawn(id, true);
+        }
+        let leader = procs.wait_ready(Duration::from_secs(30)).await;
+        procs.converge(&ids, Duration::from_secs(30)).await;
+        // The entry was applied on the way up: a retry of its request gets its answer.
+        let replayed = procs
+            .beds(leader)
+            .hold_bed(poison)
+            .await
+            .expect("retry")
+            .into_inner();
+        assert!(replayed.commit.expect("commit").replayed);
+        let kept = json_ok(&[
+            "hold-status",
+            &before_id.to_string(),
+            "--nodes",
+            &nodes,
+            "--json",
+        ]);
+        assert_eq!(kept["hold"]["state"], "HOLD_STATE_ACTIVE", "{kept}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out; logs:\n{}", procs.logs(&ids)));
+}

@@ -763,6 +763,17 @@ impl StateMachine for EngineMachine {
     fn state_hash(&self) -> [u8; 32] {
         self.engine.state_hash().0
     }
+
+    fn describe(&self, command: &[u8]) -> String {
+        match postcard::from_bytes::<Request>(command) {
+            Ok(r) => {
+                let text = crate::node::debug_prefix(&r.command, 64);
+                let kind = text.split([' ', '(', '{']).next().unwrap_or_default();
+                format!("request {} {kind}", r.id)
+            }
+            Err(_) => format!("an undecodable command of {} bytes", command.len()),
+        }
+    }
 }
 
 /// Builds the request to hold a bed of a ward (or a given bed).

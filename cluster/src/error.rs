@@ -24,6 +24,15 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid config: {0}")]
     Config(String),
+    /// The node refuses to start (a recorded panic in apply, its port in use, ...); the
+    /// message names the file, address or field and what to do.
+    #[error("cannot start: {0}")]
+    Startup(String),
+    /// The state machine panicked while applying a committed entry. The node stops: its
+    /// state may be half-changed, and every replica applying the same entry would do the
+    /// same, so it must not go on (see `node::ApplyPanic` and docs/operations.md).
+    #[error("{0}")]
+    ApplyPanicked(Box<crate::node::ApplyPanic>),
 }
 
 impl From<sled::Error> for Error {

@@ -12,7 +12,10 @@
 //!   deterministic simulator plug in.
 //! - [`state_machine`]: what the replicated state machine must implement.
 //! - [`storage`]: in-memory and sled-backed Raft stores.
-//! - [`node`]: the sans-I/O Raft node core (`Node`), driven by inputs, producing outputs.
+//! - [`node`]: the sans-I/O Raft node core (`Node`), driven by inputs, producing outputs; it
+//!   catches a panic of the state machine's apply and stops on it (`node::ApplyPanic`).
+//! - [`runtime`]: the tokio node process: config checks before anything is touched, the
+//!   node task, transport, gRPC server, and the record of a panic in apply.
 //! - [`test_support`]: a deterministic key/value state machine and a manual clock for tests
 //!   and simulations.
 

@@ -43,4 +43,10 @@ pub trait StateMachine {
 
     /// A digest of the whole state, equal on replicas that applied the same log prefix.
     fn state_hash(&self) -> [u8; 32];
+
+    /// Names one command for an operator (the engine: its request id and kind), for the
+    /// fatal error of an entry whose apply panicked. Must not panic on any bytes.
+    fn describe(&self, command: &[u8]) -> String {
+        format!("a command of {} bytes", command.len())
+    }
 }

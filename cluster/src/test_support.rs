@@ -8,7 +8,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// Key/value machine. Command `key=value` sets and returns the previous value; any command
-/// without `=` returns the current value. Query `key` returns the value. It also records
+/// without `=` returns the current value; a command starting with [`KV_PANIC_PREFIX`]
+/// panics, as a buggy state machine would (the poison-pill tests of the node core). Query `key` returns the value. It also records
 /// the log time it last saw and how many entries it applied, so tests can check both.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvMachine {
@@ -16,7 +17,13 @@ pub struct KvMachine {
     pub log_time_ms: u64,
     pub applied_batches: u64,
     pub last_index: u64,
+    /// A "fixed build": commands starting with [`KV_PANIC_PREFIX`] are ordinary reads.
+    /// Not part of the state (kept across `restore`, not in the snapshot).
+    pub fixed: bool,
 }
+
+/// Commands starting with this make [`KvMachine`] panic inside `apply`.
+pub const KV_PANIC_PREFIX: &[u8] = b"!panic";
 
 impl KvMachine {
     pub fn get(&self, key: &str) -> Option<&[u8]> {
@@ -24,6 +31,12 @@ impl KvMachine {
     }
 
     fn apply_one(&mut self, cmd: &[u8]) -> Vec<u8> {
+        if cmd.starts_with(KV_PANIC_PREFIX) && !self.fixed {
+            panic!(
+                "KvMachine: deliberate panic on {}",
+                String::from_utf8_lossy(cmd)
+            );
+        }
         match cmd.iter().position(|b| *b == b'=') {
             Some(eq) => {
                 let (k, v) = (cmd[..eq].to_vec(), cmd[eq + 1..].to_vec());
@@ -66,6 +79,7 @@ impl StateMachine for KvMachine {
             log_time_ms: r.u64()?,
             applied_batches: r.u64()?,
             last_index: r.u64()?,
+            fixed: self.fixed,
             ..Default::default()
         };
         while !r.0.is_empty() {
@@ -74,6 +88,10 @@ impl StateMachine for KvMachine {
         }
         *self = restored;
         Ok(())
+    }
+
+    fn describe(&self, command: &[u8]) -> String {
+        format!("command {:?}", String::from_utf8_lossy(command))
     }
 
     fn state_hash(&self) -> [u8; 32] {

@@ -19,6 +19,10 @@ mod harness {
         pub outcomes: BTreeMap<RequestId, Outcome>,
         next_id: RequestId,
         pub snapshots_sent: usize,
+        /// Nodes whose poll failed (fatal: they are not polled again), with the error.
+        pub fatal: BTreeMap<u64, ninety_cluster::Error>,
+        /// The state machine new nodes start with (a "fixed build" disables its panics).
+        pub machine: KvMachine,
     }
 
     pub fn config(id: u64) -> NodeConfig {
@@ -28,6 +32,15 @@ mod harness {
     impl<S: RaftStore> Cluster<S> {
         /// A founding cluster over the given stores (bootstrapped if fresh).
         pub fn new(stores: Vec<(u64, S)>, cfg: impl Fn(u64) -> NodeConfig) -> Self {
+            Self::with_machine(stores, cfg, KvMachine::default())
+        }
+
+        /// A founding cluster whose nodes start with `machine`.
+        pub fn with_machine(
+            stores: Vec<(u64, S)>,
+            cfg: impl Fn(u64) -> NodeConfig,
+            machine: KvMachine,
+        ) -> Self {
             let voters: Vec<u64> = stores.iter().map(|(id, _)| *id).collect();
             let mut c = Cluster {
                 nodes: BTreeMap::new(),
@@ -37,6 +50,8 @@ mod harness {
                 outcomes: BTreeMap::new(),
                 next_id: 1,
                 snapshots_sent: 0,
+                fatal: BTreeMap::new(),
+                machine,
             };
             for (id, mut store) in stores {
                 if store.last_index().unwrap() == 0 && !store.initial_state().unwrap().initialized()
@@ -49,15 +64,25 @@ mod harness {
         }
 
         pub fn add_node(&mut self, id: u64, store: S, cfg: NodeConfig) {
-            let node = Node::new(cfg, store, KvMachine::default(), &discard_logger()).unwrap();
+            let node = Node::new(cfg, store, self.machine.clone(), &discard_logger()).unwrap();
             self.nodes.insert(id, node);
         }
 
         fn poll(&mut self, id: u64) {
-            let Some(node) = self.nodes.get_mut(&id) else {
+            let Some(node) = self
+                .nodes
+                .get_mut(&id)
+                .filter(|_| !self.fatal.contains_key(&id))
+            else {
                 return;
             };
-            let out = node.poll(&self.clock).unwrap();
+            let out = match node.poll(&self.clock) {
+                Ok(out) => out,
+                Err(e) => {
+                    self.fatal.insert(id, e);
+                    return;
+                }
+            };
             self.queue
                 .extend(out.messages.into_iter().map(|m| (m, false)));
             self.snapshots_sent += out.snapshots.len();
@@ -553,6 +578,115 @@ mod restart {
         c.tick(5);
         assert!(c.outcome(id).is_ok());
         c.assert_converged(&[1, 2, 3]);
+    }
+}
+
+mod poison {
+    //! A panic inside the state machine's apply: every replica stops on the entry, names it,
+    //! and a restart stops on it again instead of serving a half-applied state; a fixed
+    //! build applies it and the cluster goes on with nothing lost.
+    use super::harness::{config, Cluster};
+    use ninety_cluster::storage::SledStore;
+    use ninety_cluster::test_support::KvMachine;
+    use ninety_cluster::{Error, Input, StateMachine};
+
+    fn open(dir: &std::path::Path, id: u64) -> SledStore {
+        SledStore::open(dir.join(format!("node{id}"))).unwrap()
+    }
+
+    fn stores(dir: &std::path::Path) -> Vec<(u64, SledStore)> {
+        (1..=3).map(|id| (id, open(dir, id))).collect()
+    }
+
+    /// A quorum of nodes stopped, each on the panic of entry `index` naming its command; a
+    /// node that did not stop never applied the entry (without a quorum it cannot learn
+    /// that the entry committed). Returns the stopped nodes.
+    fn assert_poisoned(c: &Cluster<SledStore>, index: u64) -> Vec<u64> {
+        assert!(c.fatal.len() >= 2, "only {:?} stopped", c.fatal.keys());
+        for id in 1..=3 {
+            let Some(e) = c.fatal.get(&id) else {
+                assert!(
+                    c.nodes[&id].status().applied_index < index,
+                    "node {id} applied it"
+                );
+                assert!(c.nodes[&id].poisoned().is_none());
+                continue;
+            };
+            let Error::ApplyPanicked(p) = e else {
+                panic!("node {id}: {e}");
+            };
+            assert_eq!(p.index, index, "node {id}: {p}");
+            assert_eq!(p.command_count, 1);
+            assert_eq!(p.commands, vec!["command \"!panic-7\"".to_string()]);
+            assert!(p.message.contains("deliberate panic"), "{p}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("log entry {index} (term {})", p.term)),
+                "{text}"
+            );
+            let node = &c.nodes[&id];
+            assert!(
+                node.status().applied_index < index,
+                "node {id} applied past it"
+            );
+            assert_eq!(node.poisoned(), Some(&**p));
+        }
+        c.fatal.keys().copied().collect()
+    }
+
+    #[test]
+    fn a_panic_in_apply_stops_a_quorum_and_every_restart_on_that_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::new(stores(dir.path()), config);
+        let leader = c.elect();
+        let before = c.propose(leader, "a=1");
+        c.settle();
+        assert!(c.outcome(before).is_ok());
+        c.assert_converged(&[1, 2, 3]);
+        let index = c.nodes[&leader].last_index() + 1;
+
+        let bad = c.propose(leader, "!panic-7");
+        // The leader stops; the other two elect one of them, which commits the entry and
+        // stops too.
+        c.tick(50);
+        let stopped = assert_poisoned(&c, index);
+        assert!(stopped.contains(&leader), "{stopped:?}");
+        assert!(
+            !c.outcomes.contains_key(&bad),
+            "a poisoned entry is never answered"
+        );
+        // A poisoned node stays stopped: polls keep failing, a snapshot is refused.
+        let node = c.nodes.get_mut(&leader).unwrap();
+        node.step(Input::Tick);
+        assert!(matches!(node.poll(&c.clock), Err(Error::ApplyPanicked(_))));
+        assert!(matches!(node.snapshot_now(), Err(Error::ApplyPanicked(_))));
+        drop(c);
+
+        // Restarted on the same binary: the entry is committed and durable, the replay
+        // reaches it and every node stops there again, with the same report.
+        let mut c = Cluster::new(stores(dir.path()), config);
+        c.tick(50);
+        assert_poisoned(&c, index);
+        drop(c);
+
+        // A fixed build applies the entry; nothing before it was lost and the replicas agree.
+        let fixed = KvMachine {
+            fixed: true,
+            ..KvMachine::default()
+        };
+        let mut c = Cluster::with_machine(stores(dir.path()), config, fixed);
+        let leader = c.elect();
+        let after = c.propose(leader, "b=2");
+        c.tick(3);
+        assert!(c.fatal.is_empty(), "{:?}", c.fatal);
+        assert!(c.outcome(after).is_ok());
+        c.assert_converged(&[1, 2, 3]);
+        for id in 1..=3 {
+            assert!(c.nodes[&id].status().applied_index > index);
+            assert_eq!(c.sm(id).get("a"), Some(&b"1"[..]));
+            assert_eq!(c.sm(id).get("b"), Some(&b"2"[..]));
+        }
+        assert_eq!(c.sm(1).state_hash(), c.sm(2).state_hash());
     }
 }
 

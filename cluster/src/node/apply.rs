@@ -6,6 +6,7 @@
 //! send `persisted_messages` → `advance` → record the LightReady commit index → send its
 //! messages → apply its committed entries → `advance_apply`.
 
+use super::guard::{self, ApplyPanic, POISON_COMMANDS_NAMED_MAX};
 use super::payload;
 use super::proposals::Waiter;
 use super::{Node, Reply};
@@ -16,10 +17,13 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType, Snapshot};
 use raft::Ready;
 
-/// Loads a snapshot envelope into `sm`; returns the log time it carries.
+/// Loads a snapshot envelope into `sm`; returns the log time it carries. A panic of the
+/// state machine's `restore` is a restore error (fatal, naming the panic), not a crash.
 pub(super) fn restore_state<M: StateMachine>(sm: &mut M, data: &[u8]) -> Result<u64, Error> {
     let (log_time, state) = payload::decode_snapshot(data).map_err(Error::Restore)?;
-    sm.restore(state).map_err(Error::Restore)?;
+    guard::catch(|| sm.restore(state))
+        .map_err(|m| Error::Restore(format!("the state machine panicked: {m}")))?
+        .map_err(Error::Restore)?;
     Ok(log_time)
 }
 
@@ -29,8 +33,28 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             let rd = self.raw.ready();
             self.handle_ready(rd)?;
         }
-        self.sm.applied_up_to(self.applied_index);
+        // Derived state (the engine's published view) is a function of the log too: a panic
+        // here would repeat on every replay, so it is a poisoned entry like one in `apply`.
+        let (sm, index) = (&mut self.sm, self.applied_index);
+        if let Err(message) = guard::catch(|| sm.applied_up_to(index)) {
+            return Err(self.poison(ApplyPanic {
+                index,
+                term: self.applied_term,
+                during: "publishing derived state after".into(),
+                command_count: 0,
+                commands: Vec::new(),
+                message,
+            }));
+        }
         Ok(())
+    }
+
+    /// Stops the node for good on a state machine panic: remembers it (every later poll
+    /// returns it) and returns the fatal error.
+    fn poison(&mut self, panic: ApplyPanic) -> Error {
+        let panic = Box::new(panic);
+        self.poisoned = Some(panic.clone());
+        Error::ApplyPanicked(panic)
     }
 
     fn handle_ready(&mut self, mut rd: Ready) -> Result<(), Error> {
@@ -127,7 +151,28 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             term: e.term,
             log_time_ms: self.applied_log_time_ms,
         };
-        let outcomes = self.sm.apply(&ctx, &batch.commands);
+        let sm = &mut self.sm;
+        let applied = guard::catch(|| {
+            #[cfg(feature = "poison-test")]
+            guard::poison_test(&*sm, &batch.commands);
+            sm.apply(&ctx, &batch.commands)
+        });
+        let outcomes = match applied {
+            Ok(outcomes) => outcomes,
+            Err(message) => {
+                let commands = batch.commands.iter().take(POISON_COMMANDS_NAMED_MAX);
+                let commands = commands.map(|c| guard::bounded(&self.sm.describe(c)));
+                let panic = ApplyPanic {
+                    index: e.index,
+                    term: e.term,
+                    during: "applying".into(),
+                    command_count: batch.commands.len(),
+                    commands: commands.collect(),
+                    message,
+                };
+                return Err(self.poison(panic));
+            }
+        };
         match waiter {
             Some(Waiter::Batch(ids)) if ids.len() == outcomes.len() => {
                 for (id, outcome) in ids.into_iter().zip(outcomes) {
@@ -193,8 +238,10 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// (raft-rs would ignore a snapshot that does not include the receiver), and on an idle
     /// cluster no periodic snapshot would ever come.
     pub(super) fn maybe_snapshot(&mut self) -> Result<(), Error> {
-        let periodic =
-            self.applied_index >= self.snapshot_index + self.cfg.snapshot_interval_entries;
+        let periodic = self.applied_index
+            >= self
+                .snapshot_index
+                .saturating_add(self.cfg.snapshot_interval_entries);
         let for_new_member = self.is_leader() && self.snapshot_misses_members();
         if !periodic && !for_new_member {
             return Ok(());

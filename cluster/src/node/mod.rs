@@ -13,12 +13,17 @@
 
 mod apply;
 pub mod config;
+mod guard;
 pub mod membership;
 pub mod payload;
 mod proposals;
 mod reads;
 
 pub use config::NodeConfig;
+pub use guard::{
+    bounded, debug_prefix, panic_is_caught, ApplyPanic, POISON_COMMANDS_NAMED_MAX, POISON_TEST_ENV,
+    POISON_TEST_REQUEST_ID, POISON_TEXT_CHARS_MAX,
+};
 pub use membership::MembershipChange;
 
 use crate::error::{Error, RequestError};
@@ -164,6 +169,9 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     snapshot_index: u64,
     /// Configuration carried by the latest stored snapshot.
     snapshot_conf: ConfState,
+    /// Set when the state machine panicked: the node never polls, applies or snapshots
+    /// again (its state may be half-changed); every poll returns this error.
+    poisoned: Option<Box<ApplyPanic>>,
 }
 
 /// Index and term of the initial snapshot [`bootstrap`] writes: the log starts after it.
@@ -238,6 +246,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             conf_state,
             snapshot_index: index,
             snapshot_conf,
+            poisoned: None,
         })
     }
 
@@ -266,6 +275,18 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             commit_index: self.raw.raft.raft_log.committed,
             applied_index: self.applied_index,
             conf_state: self.raw.raft.prs().conf().to_conf_state(),
+        }
+    }
+
+    /// The panic that stopped this node, if its state machine panicked.
+    pub fn poisoned(&self) -> Option<&ApplyPanic> {
+        self.poisoned.as_deref()
+    }
+
+    fn check_poisoned(&self) -> Result<(), Error> {
+        match &self.poisoned {
+            Some(p) => Err(Error::ApplyPanicked(p.clone())),
+            None => Ok(()),
         }
     }
 
@@ -304,6 +325,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// Takes a snapshot at the applied index now and compacts the log (operator request);
     /// returns (index, term, snapshot bytes). An `Err` is fatal, as for [`Node::poll`].
     pub fn snapshot_now(&mut self) -> Result<(u64, u64, usize), Error> {
+        self.check_poisoned()?;
         if self.applied_index == 0 {
             return Ok((0, 0, 0));
         }
@@ -465,6 +487,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// Proposes what was stepped, runs the Ready loop (durable writes, applies), and returns
     /// what the driver must do. An `Err` is fatal: stop the node.
     pub fn poll(&mut self, clock: &dyn Clock) -> Result<Output, Error> {
+        self.check_poisoned()?;
         let now_ms = clock.now_ms();
         self.propose_batches(now_ms);
         self.maybe_propose_time(now_ms);
@@ -515,7 +538,9 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
 
     /// As leader, writes an empty batch carrying log time when none did for an interval.
     fn maybe_propose_time(&mut self, now_ms: u64) {
-        let due = self.last_proposed_log_time_ms + self.cfg.log_time_interval_ms;
+        let due = self
+            .last_proposed_log_time_ms
+            .saturating_add(self.cfg.log_time_interval_ms);
         if !self.is_leader() || now_ms < due {
             return;
         }

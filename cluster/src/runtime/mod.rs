@@ -12,10 +12,12 @@ pub mod config;
 pub mod data_format;
 pub mod driver;
 pub mod peer_service;
+pub mod poison;
 pub mod transport;
 
 use crate::engine_sm::{EngineMachine, Query, QueryResult};
 use crate::error::Error;
+use crate::io::Clock;
 use crate::node::{self, NodeConfig};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, matching::MatchingService,
@@ -37,6 +39,9 @@ use transport::{Faults, GrpcTransport, PeerBook, GRPC_MESSAGE_BYTES_MAX};
 
 /// Bootstrap commands proposed concurrently (below the node's proposal queue limit).
 const BOOTSTRAP_WINDOW: usize = 256;
+/// Largest proposal batch of a real node, bytes: one region import is a single command and
+/// must fit in one entry.
+const PROPOSAL_BATCH_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX / 4;
 
 /// The region named by the config: a built-in preset with one clinic day of schedules
 /// ("gba", "yunnan", "asean"), "test", or a JSON file (no schedules: publish them through the
@@ -53,9 +58,15 @@ pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
         (_, Some(p)) => generate::region(p, generate::DEFAULT_SEED),
         ("test", _) => test_region(),
         (path, None) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::Config(format!("region file {path}: {e}")))?;
-            RegionFile::from_json(&text).map_err(|e| Error::Config(e.to_string()))?
+            let bad = |e: &dyn std::fmt::Display| Error::Config(format!("region file {path}: {e}"));
+            let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+            let file = RegionFile::from_json(&text).map_err(|e| bad(&e))?;
+            // Loaded into a scratch engine through the very commands the log will carry, so
+            // a file the engine would refuse (an unknown hospital, a bad policy) stops the
+            // node before it serves an empty region.
+            let now = ninety_engine::LogTime(driver::SystemClock.now_ms());
+            ninety_engine::load(&file, &[], now).map_err(|e| bad(&e))?;
+            file
         }
     };
     let schedules = if preset.is_some() {
@@ -210,12 +221,61 @@ async fn propose_all(
     Ok(())
 }
 
-/// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
-pub async fn serve(
-    cfg: FileConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+/// What a node needs from the world before it touches its data directory. Every check
+/// that bad input can fail (the config, a recorded panic in apply, the region, the listen
+/// port) runs here first, so a refused start leaves nothing behind.
+struct Preflight {
+    incoming: tonic::transport::server::TcpIncoming,
+    /// A founding node's region bootstrap commands.
+    bootstrap: Option<Vec<Command>>,
+}
+
+fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
+    cfg.check()?;
+    poison::check(&cfg.data_dir)?;
+    let bootstrap = if cfg.init {
+        let (_, commands) = load_region(&cfg.region)?;
+        check_command_sizes(&cfg.region, &commands)?;
+        Some(commands)
+    } else {
+        None
+    };
+    let incoming = tonic::transport::server::TcpIncoming::bind(cfg.listen)
+        .map_err(|e| Error::Startup(format!("listen = {}: {e}", cfg.listen)))?
+        .with_nodelay(Some(true));
+    Ok(Preflight {
+        incoming,
+        bootstrap,
+    })
+}
+
+/// Refuses a region whose bootstrap would never fit in the log: a command over the
+/// proposal limit is refused as too large on every attempt, and the node would serve an
+/// empty engine for ever.
+fn check_command_sizes(region: &str, commands: &[Command]) -> Result<(), Error> {
+    let max = PROPOSAL_BATCH_BYTES_MAX
+        - node::payload::BATCH_HEADER_BYTES
+        - node::payload::BATCH_PER_COMMAND_BYTES;
+    for (i, command) in commands.iter().enumerate() {
+        // Encoded as the log carries it, with the largest bootstrap number.
+        let bytes = crate::engine_sm::encode_bootstrap(u32::MAX, command)
+            .map_err(|e| Error::Config(format!("region {region}: command {i}: {e}")))?
+            .len();
+        if bytes > max {
+            return Err(Error::Config(format!(
+                "region {region}: bootstrap command {i} is {bytes} bytes, more than one log \
+                 entry carries ({max} bytes)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the node's store, creating the data directory, and bootstraps it on a founding
+/// node whose store is empty.
+fn open_store(cfg: &FileConfig) -> Result<SledStore, Error> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Error::Storage(format!("data_dir = {}: {e}", cfg.data_dir.display())))?;
     data_format::check_or_stamp(&cfg.data_dir)?;
     let mut store = SledStore::open(cfg.data_dir.join(data_format::RAFT_DIR))?;
     let fresh = {
@@ -226,9 +286,22 @@ pub async fn serve(
         node::bootstrap(&mut store, &cfg.voters()?, &EngineMachine::new())?;
         tracing::info!(voters = ?cfg.voters()?, "bootstrapped a new cluster");
     }
+    Ok(store)
+}
+
+/// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
+pub async fn serve(
+    cfg: FileConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let Preflight {
+        incoming,
+        bootstrap: bootstrap_commands,
+    } = preflight(&cfg)?;
+    let store = open_store(&cfg)?;
     let mut ncfg = NodeConfig::new(cfg.id);
     // One region import is a single command: let a proposal batch carry it.
-    ncfg.proposal_batch_bytes_max = GRPC_MESSAGE_BYTES_MAX / 4;
+    ncfg.proposal_batch_bytes_max = PROPOSAL_BATCH_BYTES_MAX;
     if let Some(n) = cfg.snapshot_interval_entries {
         ncfg.snapshot_interval_entries = n.max(1);
     }
@@ -253,10 +326,19 @@ pub async fn serve(
     let faults_for_node = faults.clone();
     // When the node task ends on its own (a fatal storage error), the server stops too.
     let (died_tx, died_rx) = tokio::sync::oneshot::channel::<()>();
+    let data_dir = cfg.data_dir.clone();
     let node_task = tokio::spawn(async move {
         let result = driver::run(node, inbox, transport, faults_for_node, stop_rx).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "node stopped on a fatal error");
+        match &result {
+            Err(Error::ApplyPanicked(p)) => {
+                let marker = poison::marker_path(&data_dir);
+                tracing::error!("{p}. What to do: {}", poison::procedure(&marker));
+                if let Err(e) = poison::record(&data_dir, p) {
+                    tracing::error!(error = %e, "could not record the panic in apply");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "node stopped on a fatal error"),
+            Ok(()) => {}
         }
         let _ = died_tx.send(());
         result
@@ -274,12 +356,8 @@ pub async fn serve(
         book,
         faults: faults.clone(),
     });
-    let bootstrap = if cfg.init {
-        let (_, commands) = load_region(&cfg.region)?;
-        Some(tokio::spawn(bootstrap_region(cluster.clone(), commands)))
-    } else {
-        None
-    };
+    let bootstrap = bootstrap_commands
+        .map(|commands| tokio::spawn(bootstrap_region(cluster.clone(), commands)));
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -332,7 +410,7 @@ pub async fn serve(
         .add_service(referrals)
         .add_service(health)
         .add_service(reflection)
-        .serve_with_shutdown(cfg.listen, shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     // In-flight calls have finished; now the node may stop.
     if let Some(b) = bootstrap {
@@ -355,6 +433,7 @@ mod tests {
         for spec in ["gba", "yunnan", "asean"] {
             let (file, commands) = load_region(spec).expect(spec);
             assert!(!file.hospitals.is_empty(), "{spec}");
+            check_command_sizes(spec, &commands).expect("every bootstrap command fits");
             let published = commands
                 .iter()
                 .filter(|c| matches!(c, Command::PublishSchedule { .. }))
@@ -369,5 +448,23 @@ mod tests {
             load_region("/nonexistent/region.json"),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn a_region_file_the_engine_or_the_log_would_refuse_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region.json");
+        let path_s = path.to_str().unwrap();
+        let mut region = test_region();
+        region.wards[1].ward.hospital = ninety_engine::HospitalId(424_242);
+        std::fs::write(&path, region.to_json()).unwrap();
+        let e = load_region(path_s).unwrap_err().to_string();
+        assert!(e.contains(path_s) && e.contains("wards[1].hospital"), "{e}");
+        // An import bigger than one log entry would be refused on every attempt.
+        let mut region = test_region();
+        region.name = "x".repeat(PROPOSAL_BATCH_BYTES_MAX);
+        let commands = ninety_engine::bootstrap_commands(&region, &[]);
+        let e = check_command_sizes("big.json", &commands).unwrap_err().to_string();
+        assert!(e.contains("big.json: bootstrap command 0"), "{e}");
     }
 }

@@ -67,14 +67,15 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in directory `dir`.
+    /// Opens (or creates) the store in directory `dir`. Errors name the directory.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         let dir = dir.as_ref().to_path_buf();
         let db = sled::Config::new()
             .path(&dir)
             .cache_capacity(SLED_CACHE_CAPACITY_BYTES)
             .flush_every_ms(None)
-            .open()?;
+            .open()
+            .map_err(|e| at(&dir, e))?;
         let mut store = SledStore {
             db,
             dir,
@@ -86,7 +87,7 @@ impl SledStore {
             snapshot_index: 0,
             applied: 0,
         };
-        store.load()?;
+        store.load().map_err(|e| at(&store.dir, e))?;
         Ok(store)
     }
 
@@ -136,8 +137,8 @@ impl SledStore {
 
     /// Applies `batch` atomically and makes it durable (see the module doc).
     fn commit_durably(&self, batch: sled::Batch) -> Result<(), Error> {
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        self.db.apply_batch(batch).map_err(|e| at(&self.dir, e))?;
+        self.db.flush().map_err(|e| at(&self.dir, e))?;
         fsync_dir_tree(&self.dir)
     }
 
@@ -174,6 +175,14 @@ impl SledStore {
     }
 }
 
+/// A storage error naming the file or directory it happened on.
+fn at(path: &Path, e: impl std::fmt::Display) -> Error {
+    let e = e.to_string();
+    // Errors already built by this module name their path (and carry the prefix once).
+    let e = e.strip_prefix("storage: ").unwrap_or(&e);
+    Error::Storage(format!("{}: {e}", path.display()))
+}
+
 fn be_u64(b: &[u8]) -> Result<u64, Error> {
     let arr: [u8; 8] = b
         .try_into()
@@ -203,30 +212,33 @@ fn pair(a: u64, b: u64) -> [u8; 16] {
 /// (its removal is made durable by the directory's sync), so `NotFound` is skipped.
 fn fsync_dir_tree(dir: &Path) -> Result<(), Error> {
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(dir).map_err(|e| at(dir, e))? {
+        let entry = entry.map_err(|e| at(dir, e))?;
         let kind = match entry.file_type() {
             Ok(k) => k,
             Err(e) if gone(&e) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(at(&entry.path(), e)),
         };
+        if kind.is_dir() {
+            match fsync_dir_tree(&entry.path()) {
+                Err(_) if !entry.path().exists() => {}
+                other => other?,
+            }
+            continue;
+        }
         let synced = if kind.is_file() {
             File::open(entry.path()).and_then(|f| f.sync_data())
-        } else if kind.is_dir() {
-            match fsync_dir_tree(&entry.path()) {
-                Err(Error::Storage(_)) if !entry.path().exists() => Ok(()),
-                other => other.map_err(|e| std::io::Error::other(e.to_string())),
-            }
         } else {
             Ok(())
         };
         match synced {
             Err(e) if gone(&e) => {}
-            other => other?,
+            other => other.map_err(|e| at(&entry.path(), e))?,
         }
     }
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| at(dir, e))
 }
 
 impl raft::Storage for SledStore {

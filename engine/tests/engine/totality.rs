@@ -353,14 +353,14 @@ fn bed_and_slot_command() -> impl Strategy<Value = Command> + Clone {
         2 => hold_id().prop_map(|hold| ConfirmHold { hold }),
         2 => hold_id().prop_map(|hold| ReleaseHold { hold }),
         2 => (doctor_id(), prop::collection::vec(slot_spec(), 0..3)).prop_map(|(doctor, slots)| PublishSchedule { doctor, slots }),
-        4 => (slot_id(), patient(), variant::<Channel>()).prop_map(|(slot, patient, channel)| HoldSlot { slot, patient, channel }),
-        2 => (slot_id(), patient(), variant::<Channel>(), ms()).prop_map(|(slot, patient, channel, ttl_ms)| HoldSlotFor { slot, patient, channel, ttl_ms }),
+        4 => (slot_id(), patient(), variant::<Channel>(), prop::option::of(referral_id())).prop_map(|(slot, patient, channel, referral)| HoldSlot { slot, patient, channel, referral }),
+        2 => (slot_id(), patient(), variant::<Channel>(), ms(), prop::option::of(referral_id())).prop_map(|(slot, patient, channel, ttl_ms, referral)| HoldSlotFor { slot, patient, channel, ttl_ms, referral }),
         2 => hold_id().prop_map(|hold| BookSlot { hold }),
         1 => hold_id().prop_map(|hold| ReleaseSlot { hold }),
         1 => hold_id().prop_map(|booking| CancelBooking { booking }),
         1 => hold_id().prop_map(|booking| MarkNoShow { booking }),
         1 => hold_id().prop_map(|hold| CancelSeat { hold }),
-        1 => (doctor_id(), patient(), variant::<Channel>()).prop_map(|(doctor, patient, channel)| JoinWaitlist { doctor, patient, channel }),
+        1 => (doctor_id(), patient(), variant::<Channel>(), prop::option::of(referral_id())).prop_map(|(doctor, patient, channel, referral)| JoinWaitlist { doctor, patient, channel, referral }),
         1 => (doctor_id(), patient()).prop_map(|(doctor, patient)| LeaveWaitlist { doctor, patient }),
         2 => (prop::collection::vec(slot_id(), 2), patient()).prop_map(|(slots, patient)| HoldJointConsult { slots, patient }),
         1 => (prop::collection::vec(slot_id(), 0..10), patient()).prop_map(|(slots, patient)| HoldJointConsult { slots, patient }),
@@ -399,7 +399,7 @@ fn other_command() -> impl Strategy<Value = Command> + Clone {
         1 => referral_id().prop_map(|referral| CompleteReferral { referral }),
         1 => (referral_id(), text()).prop_map(|(referral, reason)| RejectReferral { referral, reason }),
         1 => (referral_id(), text()).prop_map(|(referral, reason)| CancelReferral { referral, reason }),
-        4 => (slot_query(), patient()).prop_map(|(query, patient)| AllocateSlot { query, patient }),
+        4 => (slot_query(), patient(), prop::option::of(referral_id())).prop_map(|(query, patient, referral)| AllocateSlot { query, patient, referral }),
         3 => (bed_query(), ms(), patient()).prop_map(|(query, ttl_ms, patient)| AllocateBed { query, ttl_ms, patient }),
     ]
 }
@@ -439,7 +439,7 @@ fn op() -> impl Strategy<Value = Op> + Clone {
         6 => (request_id(), command()).prop_map(|(id, command)| Op::Apply { id, command }),
         8 => (request_id(), any::<u8>(), command()).prop_map(|(id, pick, command)| Op::Aimed { id, pick: pick % 4, command }),
         1 => prop::collection::vec((request_id(), command()), 0..6).prop_map(Op::Batch),
-        2 => prop::collection::vec((request_id(), (slot_query(), patient()).prop_map(|(query, patient)| Command::AllocateSlot { query, patient })), 2..6).prop_map(Op::Batch),
+        2 => prop::collection::vec((request_id(), (slot_query(), patient()).prop_map(|(query, patient)| Command::AllocateSlot { query, patient, referral: None })), 2..6).prop_map(Op::Batch),
         3 => clock_step().prop_map(Op::Advance),
         1 => prop_oneof![3 => EPOCH.0 - 3_600_000..EPOCH.0 + 3_600_000, 1 => any::<u64>()].prop_map(Op::At),
         3 => read().prop_map(Op::Read),
@@ -520,6 +520,7 @@ fn past_window_allocation() -> Command {
             limit: 3,
         },
         patient: PatientRef(7),
+        referral: None,
     }
 }
 
@@ -606,6 +607,7 @@ fn seed_runs() -> Vec<Vec<Op>> {
             slot: SlotId(slot),
             patient: PatientRef(id),
             channel,
+            referral: None,
         },
     };
     let refer = Op::Apply {

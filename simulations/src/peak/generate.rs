@@ -15,6 +15,12 @@ const BED_HOLD_TTL_MS: u64 = 15 * MS_PER_MINUTE;
 const CONSULT_TTL_MS: u64 = 10 * MS_PER_MINUTE;
 /// Longest bed hold the generator asks for (a day).
 const HOLD_TTL_MS_CAP: u64 = 24 * 60 * MS_PER_MINUTE;
+/// Minutes in a day: a start minute is below it.
+pub const MINUTES_PER_DAY: u32 = 24 * 60;
+/// Longest trace the generator writes, minutes (a day).
+pub const TRACE_MINUTES_MAX: u32 = MINUTES_PER_DAY;
+/// Largest multiplier of a scenario's arrival rate.
+pub const SCALE_MAX: f64 = 1000.0;
 /// Most journeys one trace may start (bounds memory; national at full scale for 10 minutes
 /// is ~400,000).
 pub const JOURNEYS_MAX: u64 = 5_000_000;
@@ -647,14 +653,36 @@ impl Gen<'_> {
     }
 }
 
+/// The trace's length and start minute (the options', else the scenario's), refused when
+/// out of range rather than clamped: `scale` in (0, [`SCALE_MAX`]], `minutes` in
+/// 1..=[`TRACE_MINUTES_MAX`], `start_minute` below [`MINUTES_PER_DAY`].
+pub fn check_options(sc: &Scenario, opts: &GenerateOptions) -> Result<(u32, u32), String> {
+    if !(opts.scale > 0.0 && opts.scale <= SCALE_MAX) {
+        return Err(format!(
+            "scale: {:?} is outside (0, {SCALE_MAX}]",
+            opts.scale
+        ));
+    }
+    let minutes = opts.minutes.unwrap_or(sc.day.minutes);
+    if !(1..=TRACE_MINUTES_MAX).contains(&minutes) {
+        return Err(format!(
+            "minutes: {minutes} is outside 1..={TRACE_MINUTES_MAX} (a trace is at most a day)"
+        ));
+    }
+    let start_minute = opts.start_minute.unwrap_or(sc.day.start_minute);
+    if start_minute >= MINUTES_PER_DAY {
+        return Err(format!(
+            "start_minute: {start_minute} is not a minute of the day (0..={})",
+            MINUTES_PER_DAY - 1
+        ));
+    }
+    Ok((minutes, start_minute))
+}
+
 /// Generates a peak-day trace.
 pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> {
     let preset = sc.preset()?;
-    if !(opts.scale > 0.0 && opts.scale <= 1000.0) {
-        return Err("scale must be in (0, 1000]".into());
-    }
-    let minutes = opts.minutes.unwrap_or(sc.day.minutes).clamp(1, 24 * 60);
-    let start_minute = opts.start_minute.unwrap_or(sc.day.start_minute) % (24 * 60);
+    let (minutes, start_minute) = check_options(sc, opts)?;
     let region = generate::region(preset, sc.region.seed);
     let world = World::new(region);
     let start_ms = sc.day.midnight_ms + u64::from(start_minute) * MS_PER_MINUTE;
@@ -671,7 +699,7 @@ pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> 
     // Expected journeys of the whole trace, for the size of the patient pool.
     let mut expected = 0.0;
     for m in 0..minutes {
-        let local = f64::from((start_minute + m) % (24 * 60)) + 0.5;
+        let local = f64::from((start_minute + m) % MINUTES_PER_DAY) + 0.5;
         expected += sc.traffic.journeys_per_minute * opts.scale * g.factor(local).0;
     }
     if expected > JOURNEYS_MAX as f64 {
@@ -691,7 +719,7 @@ pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> 
         mx.joint_consult,
     ];
     for m in 0..minutes {
-        let local = f64::from((start_minute + m) % (24 * 60)) + 0.5;
+        let local = f64::from((start_minute + m) % MINUTES_PER_DAY) + 0.5;
         let (factor, rush_share) = g.factor(local);
         let rate = sc.traffic.journeys_per_minute * opts.scale * factor;
         let whole = rate.floor();

@@ -14,6 +14,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 
+/// Slowest replay: trace time per wall time (a tenth of an hour of trace per wall hour);
+/// slower would turn a day's trace into months of waiting.
+pub const SPEED_MIN: f64 = 0.1;
+/// Fastest replay: trace time per wall time (a day of trace in under a second).
+pub const SPEED_MAX: f64 = 100_000.0;
+/// Most requests in flight at once.
+pub const IN_FLIGHT_MAX: usize = 100_000;
+
+/// Checks a replay speed: a number in [`SPEED_MIN`]..=[`SPEED_MAX`] (NaN and infinities
+/// are not).
+pub fn check_speed(speed: f64) -> Result<f64, String> {
+    if (SPEED_MIN..=SPEED_MAX).contains(&speed) {
+        Ok(speed)
+    } else {
+        Err(format!(
+            "speed: {speed:?} is outside {SPEED_MIN}..={SPEED_MAX} (trace time per wall time)"
+        ))
+    }
+}
+
+/// Checks a bound on requests in flight: 1..=[`IN_FLIGHT_MAX`].
+pub fn check_max_in_flight(n: usize) -> Result<usize, String> {
+    if (1..=IN_FLIGHT_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("max_in_flight: {n} is outside 1..={IN_FLIGHT_MAX}"))
+    }
+}
+
 /// How to replay.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
@@ -794,7 +823,9 @@ async fn time_shift(trace: &Trace, day: SlotDay, conn: &Conn) -> Result<i64, Str
             None => return Ok(0),
         },
     };
-    Ok(to as i64 - from as i64)
+    // In i128: a trace may carry any u64 window (the replayer sends it as written).
+    let shift = i128::from(to) - i128::from(from);
+    Ok(shift.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 /// Replays a trace against a running cluster and collects what happened.
@@ -808,9 +839,9 @@ pub async fn replay(
     if opts.targets.is_empty() {
         return Err("no target address".into());
     }
-    if !(opts.speed > 0.0 && opts.speed.is_finite()) {
-        return Err("speed must be a positive number".into());
-    }
+    check_speed(opts.speed)?;
+    check_max_in_flight(opts.max_in_flight)?;
+    trace.check_span()?;
     let conn = Conn::new(&opts.targets, opts.request_timeout)?;
     let time_shift_ms = time_shift(trace, opts.slot_day, &conn).await?;
     let mut collector = Collector::new(trace, opts, region);

@@ -13,6 +13,8 @@ use std::io::{BufRead, Write};
 pub const TRACE_FORMAT: &str = "ninety-trace";
 /// The version this code writes and reads.
 pub const TRACE_VERSION: u32 = 1;
+/// Latest `at_ms` of an event: a trace spans at most a week after its start.
+pub const TRACE_SPAN_MS_MAX: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// The first line of a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,6 +429,10 @@ pub struct TraceError {
     pub message: String,
 }
 
+fn span_error(at_ms: u64) -> String {
+    format!("at_ms {at_ms} is beyond the longest trace span, {TRACE_SPAN_MS_MAX} ms (a week)")
+}
+
 fn err(line: usize, message: impl Into<String>) -> TraceError {
     TraceError {
         line,
@@ -495,6 +501,9 @@ impl Trace {
                 return Err(err(n, "empty line"));
             }
             let e: Event = serde_json::from_str(&line).map_err(|e| err(n, e.to_string()))?;
+            if e.at_ms > TRACE_SPAN_MS_MAX {
+                return Err(err(n, span_error(e.at_ms)));
+            }
             if let Some(prev) = events.last() {
                 if e.id <= prev.id {
                     return Err(err(
@@ -526,6 +535,15 @@ impl Trace {
             events.push(e);
         }
         Ok(Trace { header, events })
+    }
+
+    /// Checks that every event is due within [`TRACE_SPAN_MS_MAX`] (what `read` checks per
+    /// line, for traces built in memory).
+    pub fn check_span(&self) -> Result<(), String> {
+        match self.events.iter().find(|e| e.at_ms > TRACE_SPAN_MS_MAX) {
+            Some(e) => Err(format!("event {}: {}", e.id, span_error(e.at_ms))),
+            None => Ok(()),
+        }
     }
 
     /// Reads a trace file.
