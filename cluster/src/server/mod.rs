@@ -24,6 +24,15 @@
 //! in the node's TOML (every batch item counts; a batch is admitted whole or refused whole),
 //! the command queue bound `max_queued_commands` (a batch takes one slot).
 //!
+//! **Refusals.** A request that does not decode is `INVALID_ARGUMENT`, never `INTERNAL`
+//! ([`decode`]: the servers' codec and a layer for tonic's framing errors). Every field is
+//! parsed in [`convert`], enums included (an unknown value, `consistency` among them, is
+//! refused naming the field). An engine refusal names the field as the client sent it
+//! ([`wire_field`]: `slots.0.start_ms`, not the engine's `slots[0].start`), and no refusal
+//! echoes a huge value: quoted values are cut at [`convert::ECHO_CHARS_MAX`] characters and
+//! whole messages at [`REFUSAL_MESSAGE_CHARS_MAX`], in [`rejection_pb`], the one place
+//! where a `Rejection` becomes wire text.
+//!
 //! **Batches and streams** (`HoldBeds`, `ResolveHolds`, `BedHolds.Stream`) answer per item:
 //! an engine refusal or an invalid item is that item's `Rejection` (`field` prefixed with
 //! the item, `items.3.ttl_ms`); an item whose outcome the node could not learn (no leader,
