@@ -24,6 +24,15 @@
 //! in the node's TOML (every batch item counts; a batch is admitted whole or refused whole),
 //! the command queue bound `max_queued_commands` (a batch takes one slot).
 //!
+//! **Refusals.** A request that does not decode is `INVALID_ARGUMENT`, never `INTERNAL`
+//! ([`decode`]: the servers' codec and a layer for tonic's framing errors). Every field is
+//! parsed in [`convert`], enums included (an unknown value, `consistency` among them, is
+//! refused naming the field). An engine refusal names the field as the client sent it
+//! ([`wire_field`]: `slots.0.start_ms`, not the engine's `slots[0].start`), and no refusal
+//! echoes a huge value: quoted values are cut at [`convert::ECHO_CHARS_MAX`] characters and
+//! whole messages at [`REFUSAL_MESSAGE_CHARS_MAX`], in [`rejection_pb`], the one place
+//! where a `Rejection` becomes wire text.
+//!
 //! **Batches and streams** (`HoldBeds`, `ResolveHolds`, `BedHolds.Stream`) answer per item:
 //! an engine refusal or an invalid item is that item's `Rejection` (`field` prefixed with
 //! the item, `items.3.ttl_ms`); an item whose outcome the node could not learn (no leader,
@@ -230,14 +239,27 @@ const WIRE_FIELD_NAMES: &[(&str, &str)] = &[
     ("latest", "window.end_ms"),
 ];
 
+/// Whole engine field names that name a record where the wire names its id.
+const WIRE_RECORD_FIELDS: &[(&str, &str)] = &[
+    ("bed", "bed_id"),
+    ("ward", "ward_id"),
+    ("slot", "slot_id"),
+    ("referral", "referral_id"),
+    ("doctor", "doctor_id"),
+    ("hospital", "hospital_id"),
+];
+
 /// An engine field name as the client sent it: list elements with dots (`slots.3.start_ms`,
-/// as common.proto says; the engine writes `slots[3].start`) and each segment renamed by
-/// [`WIRE_FIELD_NAMES`].
-/// Paths inside `region_json` are the region file's own names and are not renamed.
+/// as common.proto says; the engine writes `slots[3].start`), a record's name as its id's
+/// ([`WIRE_RECORD_FIELDS`]), and each segment renamed by [`WIRE_FIELD_NAMES`]. Paths inside
+/// `region_json` are the region file's own names and are not renamed.
 pub fn wire_field(engine: &str) -> String {
     let dotted = engine.replace('[', ".").replace(']', "");
     if dotted.starts_with("region_json") {
         return dotted;
+    }
+    if let Some((_, wire)) = WIRE_RECORD_FIELDS.iter().find(|(e, _)| *e == dotted) {
+        return (*wire).to_string();
     }
     dotted
         .split('.')
@@ -570,6 +592,8 @@ mod tests {
         assert_eq!(wire_field("patient"), "patient_ref");
         assert_eq!(wire_field("doctors[1]"), "doctor_ids.1");
         assert_eq!(wire_field("window"), "window");
+        assert_eq!(wire_field("bed"), "bed_id");
+        assert_eq!(wire_field("ward.hospital"), "ward.hospital");
         assert_eq!(wire_field("items.3.ttl_ms"), "items.3.ttl_ms");
         assert_eq!(
             wire_field("region_json.roads[1].from"),
