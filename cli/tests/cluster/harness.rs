@@ -147,7 +147,7 @@ impl Procs {
         out
     }
 
-    fn channel(&self, id: u64) -> Channel {
+    pub fn channel(&self, id: u64) -> Channel {
         tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr(id)))
             .expect("endpoint")
             .connect_timeout(Duration::from_millis(300))
