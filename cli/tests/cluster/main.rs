@@ -7,6 +7,7 @@
 mod api;
 mod demo;
 mod harness;
+mod hostile;
 mod kill_leader;
 mod membership;
 mod partition;

@@ -1,0 +1,148 @@
+//! Requests that once took nodes down (issue 11), sent by a plain generated gRPC client (no
+//! retries, no client-side checks) to a 3-node GBA cluster. Each must be answered with a
+//! clean status; afterwards every process is alive, the leader and term are unchanged, the
+//! replicas agree on the state hash, what the region offers is unchanged, and a restart of
+//! every node replays the log without dying on any entry.
+
+use crate::harness::*;
+use ninety_proto::v1 as pb;
+use ninety_proto::v1::{matching_client::MatchingClient, scheduling_client::SchedulingClient};
+use std::time::Duration;
+use tonic::Code;
+
+/// Windows that are wholly in the past, empty, inverted, or at the ends of `u64`.
+const WINDOWS: [(u64, u64); 7] = [
+    (1, 1000),
+    (0, 0),
+    (1000, 1),
+    (0, u64::MAX),
+    (u64::MAX, u64::MAX),
+    (u64::MAX - 1, 1),
+    (1, u64::MAX),
+];
+
+/// A status a hostile request may get: anything but a sign that the node broke.
+fn clean<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) {
+    if let Err(s) = r {
+        let broken = [Code::Internal, Code::Unavailable, Code::Unknown, Code::Cancelled];
+        assert!(!broken.contains(&s.code()), "{what}: {s:?}");
+    }
+}
+
+/// What the region offers, as seen by node `id`: enough to notice any hostile write.
+async fn offer(p: &Procs, id: u64) -> String {
+    let mut out = String::new();
+    let mut beds = p.beds(id);
+    for hospital_id in [1, 2, 63] {
+        let r = beds
+            .ward_availability(pb::WardAvailabilityRequest {
+                hospital_id,
+                ward_ids: vec![],
+                consistency: pb::ReadConsistency::Linearizable as i32,
+            })
+            .await
+            .expect("ward availability")
+            .into_inner();
+        out += &format!("{:?}\n", r.wards);
+    }
+    let r = SchedulingClient::new(p.channel(id))
+        .find_slots(pb::FindSlotsRequest {
+            specialty: "cardiology".into(),
+            limit: 50,
+            consistency: pb::ReadConsistency::Linearizable as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("find slots")
+        .into_inner();
+    out + &format!("{:?}", r.slots)
+}
+
+async fn send_hostile(p: &Procs, id: u64, n: &mut u64) {
+    let mut sched = SchedulingClient::new(p.channel(id));
+    let mut matching = MatchingClient::new(p.channel(id));
+    for (start_ms, end_ms) in WINDOWS {
+        let window = Some(pb::TimeRange { start_ms, end_ms });
+        for doctor_id in [0, 2, u32::MAX] {
+            let r = sched
+                .find_slots(pb::FindSlotsRequest {
+                    doctor_id,
+                    limit: 3,
+                    window,
+                    ..Default::default()
+                })
+                .await;
+            clean(&format!("FindSlots {doctor_id} {window:?}"), r);
+        }
+        *n += 1;
+        let r = matching
+            .allocate_slot(pb::AllocateSlotRequest {
+                request_id: format!("hostile-{n}-slot"),
+                patient_ref: format!("{:032x}", 0xbad_0000 + *n),
+                from_hospital_id: 63,
+                specialty: "cardiology".into(),
+                urgency: pb::Urgency::P3 as i32,
+                mode: pb::Mode::InPerson as i32,
+                window,
+                ..Default::default()
+            })
+            .await;
+        clean(&format!("AllocateSlot {window:?}"), r);
+        let r = matching
+            .match_specialist(pb::MatchSpecialistRequest {
+                from_hospital_id: 63,
+                specialty: "cardiology".into(),
+                urgency: pb::Urgency::P3 as i32,
+                mode: pb::Mode::InPerson as i32,
+                window,
+                limit: u32::MAX,
+                ..Default::default()
+            })
+            .await;
+        clean(&format!("MatchSpecialist {window:?}"), r);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_leave_every_node_up_and_the_state_unchanged() {
+    crate::bounded(async {
+        let opts = Opts {
+            region: Some("gba"),
+            ..Opts::default()
+        };
+        let mut p = Procs::start(&[1, 2, 3], &[1, 2, 3], opts);
+        let leader = p.wait_ready(Duration::from_secs(30)).await;
+        let before = p.status(leader).await.expect("status");
+        let offered = offer(&p, leader).await;
+
+        let mut n = 0;
+        for id in [1, 2, 3] {
+            send_hostile(&p, id, &mut n).await;
+        }
+
+        let exited: Vec<(u64, std::process::ExitStatus)> = p
+            .children
+            .iter_mut()
+            .filter_map(|(id, c)| c.try_wait().expect("try_wait").map(|s| (*id, s)))
+            .collect();
+        assert!(exited.is_empty(), "exited: {exited:?}\n{}", p.logs(&[1, 2, 3]));
+        let after = p.status(leader).await.expect("status after");
+        assert_eq!((after.leader_id, after.term), (before.leader_id, before.term));
+        p.converge(&[1, 2, 3], Duration::from_secs(10)).await;
+        assert_eq!(offer(&p, leader).await, offered, "a hostile request changed the region");
+
+        // Every entry the hostile requests wrote replays on restart.
+        for id in [1, 2, 3] {
+            p.kill(id);
+        }
+        for id in [1, 2, 3] {
+            p.spawn(id, true);
+        }
+        let leader = p.wait_ready(Duration::from_secs(30)).await;
+        p.converge(&[1, 2, 3], Duration::from_secs(10)).await;
+        assert_eq!(offer(&p, leader).await, offered, "the region changed across a restart");
+        let logs = p.logs(&[1, 2, 3]);
+        assert!(!logs.contains("panicked"), "{logs}");
+    })
+    .await;
+}
