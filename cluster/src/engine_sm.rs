@@ -391,9 +391,7 @@ impl EngineMachine {
             Ok(LogCommand {
                 key: RequestKey::Tick(_),
                 ..
-            }) => {
-                return refused("a tick cannot be proposed as a command".into())
-            }
+            }) => return refused("a tick cannot be proposed as a command".into()),
             Ok(c) => c,
             Err(e) => return refused(format!("undecodable: {e}")),
         };
@@ -854,7 +852,10 @@ mod tests {
 
         let boot = encode_bootstrap(5, &set_policy(70)).unwrap();
         let applied = decode_applied(&m.apply(&ctx(11), &[&boot])[0]).unwrap();
-        assert_eq!((applied.replayed, applied.outcome), (false, Ok(Reply::Done)));
+        assert_eq!(
+            (applied.replayed, applied.outcome),
+            (false, Ok(Reply::Done))
+        );
         let logged = decode_log_command(&boot).unwrap();
         assert_eq!(logged.key, RequestKey::Bootstrap(5));
     }

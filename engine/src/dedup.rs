@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn client_ids_never_meet_the_nodes_own_keys() {
         let mut e = Engine::new();
-        e.apply_as(RequestKey::Bootstrap(0), &policy(60), AT, 1).unwrap();
+        e.apply_as(RequestKey::Bootstrap(0), &policy(60), AT, 1)
+            .unwrap();
         for id in [0, 1 << 127, 1 << 126] {
             let client = Request {
                 id: RequestId(id),
@@ -179,7 +180,10 @@ mod tests {
         }
         assert_eq!(e.policy().reach_minutes, 70);
         let reused = e.apply_as(RequestKey::Bootstrap(0), &policy(80), AT, 2);
-        assert!(matches!(reused, Err(Rejection::Invalid { .. })), "{reused:?}");
+        assert!(
+            matches!(reused, Err(Rejection::Invalid { .. })),
+            "{reused:?}"
+        );
         assert_eq!(e.dedup().len(), 4);
     }
 

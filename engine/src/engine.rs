@@ -89,7 +89,13 @@ impl Engine {
     /// reply and changes nothing (`dedup().get(key)` tells the index that applied it); with a
     /// different command it is refused. Ticks are never remembered: each log index is
     /// applied once.
-    pub fn apply_as(&mut self, key: RequestKey, command: &Command, at: LogTime, index: u64) -> Outcome {
+    pub fn apply_as(
+        &mut self,
+        key: RequestKey,
+        command: &Command,
+        at: LogTime,
+        index: u64,
+    ) -> Outcome {
         // Time never runs backwards, even if a new leader's clock is behind.
         let now = self.now.max(at);
         let fingerprint = match key {

@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn hex_and_uuid_forms_keep_their_value_and_all_128_bits() {
         assert_eq!(id(HEX), RequestId(HEX_VALUE));
-        assert_eq!(id("01234567-89ab-cdef-0123-456789abcdef"), RequestId(HEX_VALUE));
+        assert_eq!(
+            id("01234567-89ab-cdef-0123-456789abcdef"),
+            RequestId(HEX_VALUE)
+        );
         assert_eq!(id(&"f".repeat(32)), RequestId(u128::MAX));
         assert_eq!(id(&"0".repeat(32)), RequestId(0));
         assert_eq!(parse_hex128(HEX), Some(HEX_VALUE));

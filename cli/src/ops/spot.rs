@@ -583,7 +583,10 @@ mod tests {
         );
         // Text ids have a next number too: their hashed value plus one.
         let text = ninety_engine::RequestId::from_text("book-7").unwrap().0;
-        assert_eq!(next_id("book-7"), Some(format!("{:032x}", text.wrapping_add(1))));
+        assert_eq!(
+            next_id("book-7"),
+            Some(format!("{:032x}", text.wrapping_add(1)))
+        );
         // A sign is not a spelling of a hex id.
         assert_ne!(
             next_id("+000000000000000000000000000000f").as_deref(),

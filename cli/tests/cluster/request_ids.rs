@@ -21,7 +21,7 @@ fn hold(request_id: &str, ward_id: u32, patient_ref: &str) -> pb::HoldBedRequest
 }
 
 fn commit(r: &pb::BedHoldResponse) -> pb::CommitInfo {
-    r.commit.clone().expect("commit info")
+    r.commit.expect("commit info")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,10 +77,7 @@ async fn a_retry_reports_the_first_log_index_and_ids_follow_the_rules() {
 
         // Ids the demo once saw collide are two ids.
         for text in ["demo-1-602-release", "demo-1-689-release"] {
-            let r = p
-                .beds(leader)
-                .hold_bed(hold(text, wards[2], PATIENT))
-                .await;
+            let r = p.beds(leader).hold_bed(hold(text, wards[2], PATIENT)).await;
             assert!(r.is_ok(), "{text}: {r:?}");
         }
 
@@ -99,7 +96,10 @@ async fn refusals(p: &Procs, leader: u64, ward: u32) {
         (hold("", ward, PATIENT), "request_id"),
         (hold(&long_id, ward, PATIENT), "request_id"),
         (hold("bad-patient-1", ward, &plus_patient), "patient_ref"),
-        (hold("bad-patient-2", ward, &PATIENT.to_uppercase()), "patient_ref"),
+        (
+            hold("bad-patient-2", ward, &PATIENT.to_uppercase()),
+            "patient_ref",
+        ),
     ];
     for (request, field) in cases {
         let err = p
@@ -107,7 +107,11 @@ async fn refusals(p: &Procs, leader: u64, ward: u32) {
             .hold_bed(request.clone())
             .await
             .expect_err("refused");
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{request:?}: {err}");
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{request:?}: {err}"
+        );
         let detail = <pb::Rejection as prost::Message>::decode(err.details()).expect("details");
         assert_eq!(detail.field, field, "{request:?}");
     }
@@ -129,7 +133,11 @@ async fn a_node_refuses_a_format_1_data_directory() {
             if let Some(status) = child.try_wait().expect("wait") {
                 break status;
             }
-            assert!(Instant::now() < deadline, "node did not refuse: {}", p.log(1));
+            assert!(
+                Instant::now() < deadline,
+                "node did not refuse: {}",
+                p.log(1)
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert!(!status.success(), "{}", p.log(1));

@@ -1,10 +1,13 @@
 //! Byte formats this crate writes into Raft: the command batch of a normal entry and the
 //! snapshot envelope. Versioned by a leading tag byte so a later format can coexist.
 //!
-//! Batch v1: `[1] [log_time_ms: u64 LE] [count: u32 LE] ([len: u32 LE] [command bytes])*`.
+//! Batch v2: `[2] [log_time_ms: u64 LE] [count: u32 LE] ([len: u32 LE] [command bytes])*`.
+//! The layout is v1's; the tag changed with the command bytes (data format 2: commands say
+//! who issued them, `engine_sm::LogCommand`), so a node never applies a format-1 entry it
+//! would misread: it stops on it as a corrupt entry instead.
 //! Snapshot v1: `[1] [log_time_ms: u64 LE] [state machine snapshot bytes]`.
 
-const BATCH_V1: u8 = 1;
+const BATCH_V2: u8 = 2;
 const SNAPSHOT_V1: u8 = 1;
 
 /// Bytes a batch adds besides its commands: tag, time and count, plus 4 per command.
@@ -23,7 +26,7 @@ pub fn encode_batch<'a>(
     commands: impl ExactSizeIterator<Item = &'a [u8]>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES);
-    out.push(BATCH_V1);
+    out.push(BATCH_V2);
     out.extend_from_slice(&log_time_ms.to_le_bytes());
     out.extend_from_slice(&(commands.len() as u32).to_le_bytes());
     for c in commands {
@@ -64,7 +67,7 @@ impl<'a> Reader<'a> {
 pub fn decode_batch(data: &[u8]) -> Result<Batch<'_>, String> {
     let mut r = Reader(data);
     let tag = r.u8()?;
-    if tag != BATCH_V1 {
+    if tag != BATCH_V2 {
         return Err(format!("unknown batch format {tag}"));
     }
     let log_time_ms = r.u64()?;

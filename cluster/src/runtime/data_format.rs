@@ -98,7 +98,10 @@ mod tests {
         check_or_stamp(&dir).unwrap();
         std::fs::write(dir.join(FORMAT_FILE), "ninety-data-format 1\n").unwrap();
         let e = check_or_stamp(&dir).unwrap_err().to_string();
-        assert!(e.contains("format 1;") && e.contains("Upgrading from format 1"), "{e}");
+        assert!(
+            e.contains("format 1;") && e.contains("Upgrading from format 1"),
+            "{e}"
+        );
         std::fs::remove_file(dir.join(FORMAT_FILE)).unwrap();
         std::fs::create_dir_all(dir.join(RAFT_DIR)).unwrap();
         let e = check_or_stamp(&dir).unwrap_err().to_string();

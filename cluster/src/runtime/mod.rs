@@ -185,9 +185,9 @@ async fn propose_bootstrap(cluster: &Cluster, bytes: &[u8]) -> Option<Outcome> {
         .await
         .ok()?;
     match answer {
-        Ok(node::Reply::Applied { outcome, .. }) => {
-            crate::engine_sm::decode_applied(&outcome).ok().map(|a| a.outcome)
-        }
+        Ok(node::Reply::Applied { outcome, .. }) => crate::engine_sm::decode_applied(&outcome)
+            .ok()
+            .map(|a| a.outcome),
         _ => None,
     }
 }

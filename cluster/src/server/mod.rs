@@ -169,7 +169,7 @@ pub fn parse_request_id(
     field: &str,
     text: &str,
 ) -> Result<RequestId, Rejection> {
-    RequestId::from_text(text).map_err(|e| at.invalid(field, &e.to_string()))
+    RequestId::from_text(text).map_err(|e| at.invalid(field, e.to_string()))
 }
 
 /// `INVALID_ARGUMENT` naming the field, with a machine-readable Rejection in the details.
