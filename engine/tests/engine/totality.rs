@@ -761,3 +761,83 @@ fn an_oversized_region_import_is_refused_before_it_is_built() {
     );
     assert_eq!(before, engine.state_hash());
 }
+
+/// Found by the structured property test: with `resolved_retention_ms` 0 a tick expires a
+/// bed hold and prunes it at once; the view's refresh looked the hold up afterwards, found
+/// nothing and left the ward showing the bed in use.
+#[test]
+fn regression_a_tick_that_expires_and_prunes_a_hold_refreshes_the_view() {
+    let policy = Policy {
+        resolved_retention_ms: 0,
+        ..Policy::default()
+    };
+    let hold = Command::HoldBed {
+        target: BedTarget::Bed(BedId(1)),
+        patient: PatientRef(0),
+        ttl_ms: 1_000,
+    };
+    let ops = [
+        Op::Apply {
+            id: 1,
+            command: hold,
+        },
+        Op::Apply {
+            id: 2,
+            command: Command::SetPolicy(policy),
+        },
+        Op::Advance(1_000),
+        Op::Apply {
+            id: 3,
+            command: Command::Tick,
+        },
+    ];
+    run(&ops).unwrap();
+}
+
+/// Found by review: a slot far in the future waits `u32::MAX` minutes (clamped), and an
+/// urgent candidate's explanation added the travel minutes to it without saturating (an overflow
+/// panic inside apply in a build with overflow checks).
+#[test]
+fn regression_a_far_future_slot_is_ranked_without_overflow() {
+    let start = LogTime(u64::MAX / 2);
+    let publish = Command::PublishSchedule {
+        doctor: DoctorId(2),
+        slots: vec![SlotSpec {
+            start,
+            duration_minutes: 30,
+            mode: Mode::InPerson,
+            capacity: 2,
+            overbook: 0,
+            referral_quota: 0,
+        }],
+    };
+    let mut allocate = past_window_allocation();
+    if let Command::AllocateSlot { query, .. } = &mut allocate {
+        query.earliest = start;
+        query.latest = start.plus_ms(3_600_000);
+        // Urgent explanations add travel and wait.
+        query.urgency = Urgency::P1;
+    }
+    let mut h = Harness::new();
+    h.run(&[Op::Apply {
+        id: 1,
+        command: publish,
+    }])
+    .unwrap();
+    let request = Request {
+        id: RequestId(2),
+        command: allocate,
+    };
+    let outcome = h.engine.apply(&request, EPOCH);
+    assert!(
+        matches!(
+            outcome,
+            Ok(Reply::SlotAllocated {
+                wait_minutes: u32::MAX,
+                travel_minutes: 30,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
