@@ -841,3 +841,23 @@ fn regression_a_far_future_slot_is_ranked_without_overflow() {
         "{outcome:?}"
     );
 }
+
+/// Found by review: a record's list fields were unbounded, and the region index and the
+/// view build entries per item; a doctor with a million specialties fits in one message.
+#[test]
+fn a_record_with_a_huge_list_is_refused() {
+    let mut doctor = super::fixture::doctor(9, 1, false);
+    doctor.specialties = vec![Specialty::Cardiology; 100_000];
+    let mut h = Harness::new();
+    let before = h.engine.state_hash();
+    let request = Request {
+        id: RequestId(1),
+        command: Command::UpsertDoctor(doctor),
+    };
+    let outcome = h.engine.apply(&request, EPOCH);
+    assert!(
+        matches!(&outcome, Err(Rejection::Invalid { field, .. }) if field == "doctor.specialties"),
+        "{outcome:?}"
+    );
+    assert_eq!(before, h.engine.state_hash());
+}
