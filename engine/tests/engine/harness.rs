@@ -376,7 +376,13 @@ impl Harness {
                 command: command.clone(),
             })
             .collect();
+        let before = self.engine.state_hash();
         let outcomes = self.engine.apply_batch(&requests, self.at);
+        if outcomes.iter().all(Result::is_err) && before != self.engine.state_hash() {
+            return Err(format!(
+                "every item refused ({outcomes:?}) but the state changed"
+            ));
+        }
         if outcomes.len() != requests.len() {
             return Err(format!(
                 "{} outcomes for {} requests",
