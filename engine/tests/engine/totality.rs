@@ -454,8 +454,9 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         prop::bool::weighted(0.125),
         region_file(),
         prop::collection::vec(op(), 1..OPS_PER_CASE_MAX),
+        (lifecycle(), any::<prop::sample::Index>()),
     )
-        .prop_map(|(empty, file, ops)| {
+        .prop_map(|(empty, file, mut ops, (chain, at))| {
             let import = Op::Apply {
                 id: 1 << 100,
                 command: Command::ImportRegion(Box::new(file)),
@@ -465,7 +466,104 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
             } else {
                 Vec::new()
             };
+            // The lifecycle lands somewhere in the run; random ops before and after it.
+            let at = at.index(ops.len() + 1);
+            ops.splice(at..at, chain);
             start.into_iter().chain(ops).collect()
+        })
+}
+
+/// A lifecycle the random ops rarely complete on their own, cut at a random step: a
+/// referral held, matched, accepted, in transit, admitted and completed; or a joint
+/// consultation of the two remote doctors held and then booked or released.
+fn lifecycle() -> impl Strategy<Value = Vec<Op>> {
+    use Command::*;
+    let referral = |patient: PatientRef, bed: bool| {
+        let hold = if bed {
+            HoldBed {
+                target: BedTarget::Ward(WardId(1)),
+                patient,
+                ttl_ms: 3_600_000,
+            }
+        } else {
+            HoldSlot {
+                slot: SlotId(1),
+                patient,
+                channel: Channel::Referral,
+            }
+        };
+        let r = ReferralId(0);
+        let (slot_hold, bed_hold) = if bed {
+            (None, Some(HoldId(0)))
+        } else {
+            (Some(HoldId(0)), None)
+        };
+        vec![
+            RequestReferral {
+                from: HospitalId(1),
+                to: Some(HospitalId(3)),
+                patient,
+            },
+            TriageReferral {
+                referral: r,
+                specialty: Specialty::Cardiology,
+                urgency: Urgency::P2,
+            },
+            hold,
+            MatchReferral {
+                referral: r,
+                slot_hold,
+                bed_hold,
+            },
+            AcceptReferral { referral: r },
+            StartTransit { referral: r },
+            AdmitReferral { referral: r },
+            CompleteReferral { referral: r },
+        ]
+    };
+    let joint = |patient: PatientRef, book: bool| {
+        let end = if book {
+            BookJointConsult {
+                consult: ConsultId(0),
+            }
+        } else {
+            ReleaseJointConsult {
+                consult: ConsultId(0),
+            }
+        };
+        vec![
+            HoldJointConsult {
+                slots: vec![SlotId(3), SlotId(7)],
+                patient,
+            },
+            end,
+        ]
+    };
+    (
+        patient(),
+        any::<bool>(),
+        any::<bool>(),
+        0usize..9,
+        1u128..1 << 20,
+    )
+        .prop_map(move |(patient, kind, flag, steps, id)| {
+            let commands = if kind {
+                referral(patient, flag)
+            } else {
+                joint(patient, flag)
+            };
+            // `Aimed` with pick 0 names the newest referral, hold and consultation.
+            let aimed = |(i, command): (usize, Command)| Op::Aimed {
+                id: id + i as u128,
+                pick: 0,
+                command,
+            };
+            commands
+                .into_iter()
+                .take(steps)
+                .enumerate()
+                .map(aimed)
+                .collect()
         })
 }
 
@@ -480,7 +578,7 @@ const CASES_DEFAULT: u32 = 128;
 /// Ops in one structured case: long enough to chain hold, match, accept, admit.
 const OPS_PER_CASE_MAX: usize = 160;
 /// Command variants the structured generator must see accepted in `CASES_DEFAULT` runs.
-const ACCEPTED_VARIANTS_MIN: usize = 30;
+const ACCEPTED_VARIANTS_MIN: usize = 40;
 
 fn cases() -> u32 {
     std::env::var("NINETY_TOTALITY_CASES")
