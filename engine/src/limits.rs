@@ -25,6 +25,10 @@ pub const BEDS_PER_COMMAND_MAX: u32 = 512;
 pub const BEDS_PER_WARD_MAX: usize = 4_096;
 /// Length of free-text fields (names, reasons, sub-specialty tags), in bytes.
 pub const TEXT_BYTES_MAX: usize = 256;
+/// Items in one list field of a region record (a doctor's specialties, languages and
+/// sub-specialty tags, a hospital's languages and alliances, a ward's equipment): every
+/// index and view entry is built per item, so the lists are bounded like the texts.
+pub const RECORD_LIST_ITEMS_MAX: usize = 32;
 /// Hospitals in one region (the national preset has 2,400 plus 12,000 grassroots points).
 pub const HOSPITALS_MAX: usize = 20_000;
 /// Wards in one region (the national preset has 30,530).

@@ -254,6 +254,8 @@ pub(crate) fn validate_hospital(
 ) -> Result<(), Rejection> {
     check_text(&format!("{at}.name"), &h.name)?;
     check_text(&format!("{at}.city"), &h.city)?;
+    check_list(&format!("{at}.languages"), h.languages.len())?;
+    check_list(&format!("{at}.alliances"), h.alliances.len())?;
     if !(-90_000_000..=90_000_000).contains(&h.lat_micro_deg) {
         return Err(Rejection::invalid(
             format!("{at}.lat_micro_deg"),
@@ -284,6 +286,7 @@ pub(crate) fn validate_ward(
     hospitals: &BTreeSet<HospitalId>,
 ) -> Result<(), Rejection> {
     check_text(&format!("{at}.name"), &w.name)?;
+    check_list(&format!("{at}.equipment"), w.equipment.len())?;
     known(hospitals, w.hospital, &format!("{at}.hospital"))?;
     if w.staffed_beds as usize > BEDS_PER_WARD_MAX {
         return Err(Rejection::invalid(
@@ -307,14 +310,22 @@ pub(crate) fn validate_doctor(
             "must name at least one specialty",
         ));
     }
-    if d.sub_specialties.len() > 16 {
-        return Err(Rejection::invalid(
-            format!("{at}.sub_specialties"),
-            "at most 16",
-        ));
-    }
+    check_list(&format!("{at}.specialties"), d.specialties.len())?;
+    check_list(&format!("{at}.sub_specialties"), d.sub_specialties.len())?;
+    check_list(&format!("{at}.languages"), d.languages.len())?;
     for (i, s) in d.sub_specialties.iter().enumerate() {
         check_text(&format!("{at}.sub_specialties[{i}]"), s)?;
+    }
+    Ok(())
+}
+
+/// Checks the length of a record's list field.
+fn check_list(field: &str, len: usize) -> Result<(), Rejection> {
+    if len > RECORD_LIST_ITEMS_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("at most {RECORD_LIST_ITEMS_MAX} items"),
+        ));
     }
     Ok(())
 }
