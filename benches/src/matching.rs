@@ -3,8 +3,8 @@
 //! (travel, reach, urgent time to care, tier split, total cost).
 
 use ninety_engine::generate::{self, SplitMix64};
-use ninety_engine::matching::*;
 use ninety_engine::limits::HOLD_TTL_MS_MAX;
+use ninety_engine::matching::*;
 use ninety_engine::*;
 
 /// Share of burst requests that are remote follow-ups at home, per cent (the 50% tier).
@@ -99,8 +99,15 @@ pub fn refer(engine: &mut Engine, burst: &mut [Request]) {
             to: None,
             patient: *patient,
         };
-        let Ok(Reply::ReferralCreated { referral: created, .. }) =
-            engine.apply(&Request { id: id(0), command: open }, at)
+        let Ok(Reply::ReferralCreated {
+            referral: created, ..
+        }) = engine.apply(
+            &Request {
+                id: id(0),
+                command: open,
+            },
+            at,
+        )
         else {
             continue;
         };
@@ -109,7 +116,16 @@ pub fn refer(engine: &mut Engine, burst: &mut [Request]) {
             specialty: query.specialty,
             urgency: query.urgency,
         };
-        if engine.apply(&Request { id: id(1), command: triage }, at).is_ok() {
+        if engine
+            .apply(
+                &Request {
+                    id: id(1),
+                    command: triage,
+                },
+                at,
+            )
+            .is_ok()
+        {
             *referral = Some(created);
         }
     }
@@ -610,7 +626,13 @@ pub fn exhaust(engine: &mut Engine, at: LogTime, first_id: u128) {
                 ttl_ms: HOLD_TTL_MS_MAX,
             },
         };
-        let r = engine.apply(&Request { id: RequestId(id), command }, at);
+        let r = engine.apply(
+            &Request {
+                id: RequestId(id),
+                command,
+            },
+            at,
+        );
         assert!(r.is_ok(), "{r:?}");
     }
 }

@@ -186,7 +186,12 @@ impl Engine {
                 patient,
                 channel,
                 referral,
-            } => self.hold_slot_ttl(*slot, SeatAsk::new(*patient, *channel, *referral), None, now),
+            } => self.hold_slot_ttl(
+                *slot,
+                SeatAsk::new(*patient, *channel, *referral),
+                None,
+                now,
+            ),
             BookSlot { hold } => self.book_slot(*hold, now),
             ReleaseSlot { hold } => self.release_slot(*hold, now),
             CancelBooking { booking } => self.cancel_booking(*booking, now),

@@ -53,6 +53,10 @@ pub const REFERRAL_TTL_MS_MAX: u64 = 30 * MS_PER_DAY;
 /// of a walk of every doctor of the region; a patient sent further than this many hospitals
 /// beyond the reach is better refused and escalated by a person.
 pub const BEYOND_REACH_HOSPITALS_MAX: usize = 8;
+/// Hospitals beyond the reach that step settles at most, whether they could serve or not, so
+/// a request nothing in a national region could serve does not walk the whole country (a
+/// hospital that cannot serve costs only a look at its ward list).
+pub const BEYOND_REACH_HOSPITALS_SEEN_MAX: usize = 512;
 /// Holds a single Tick may expire; the rest expire on the following ticks, so one tick
 /// stays bounded in time even after a long leaderless gap.
 pub const EXPIRIES_PER_TICK_MAX: usize = 65_536;

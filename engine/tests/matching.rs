@@ -370,7 +370,11 @@ fn burst(n: u128, seed: u64) -> Vec<Request> {
                 } else {
                     Urgency::P4
                 };
-                Command::AllocateSlot { query: q, patient, referral: None }
+                Command::AllocateSlot {
+                    query: q,
+                    patient,
+                    referral: None,
+                }
             };
             Request { id, command }
         })
@@ -570,7 +574,9 @@ fn far_engine(open: u32) -> Engine {
         name: "far".into(),
         policy: Policy::default(),
         alliances: vec![],
-        hospitals: (1..=14).map(|h| hospital(h, Tier::Tertiary, vec![])).collect(),
+        hospitals: (1..=14)
+            .map(|h| hospital(h, Tier::Tertiary, vec![]))
+            .collect(),
         wards: relevant
             .clone()
             .map(|h| {
@@ -621,7 +627,10 @@ fn allocate_far(e: &mut Engine, id: u128, command: Command) -> Outcome {
 #[test]
 fn beyond_the_reach_allocation_looks_at_a_bounded_number_of_hospitals_that_could_serve() {
     use ninety_engine::limits::BEYOND_REACH_HOSPITALS_MAX;
-    assert_eq!(BEYOND_REACH_HOSPITALS_MAX, 8, "the region below is built for 8");
+    assert_eq!(
+        BEYOND_REACH_HOSPITALS_MAX, 8,
+        "the region below is built for 8"
+    );
     let slot = |patient| Command::AllocateSlot {
         query: query(Specialty::Neurology, Urgency::P3),
         patient: PatientRef(patient),
@@ -645,10 +654,20 @@ fn beyond_the_reach_allocation_looks_at_a_bounded_number_of_hospitals_that_could
     else {
         panic!("{r:?}")
     };
-    assert_eq!((hospital, beyond_reach, travel_minutes), (HospitalId(13), true, 108));
+    assert_eq!(
+        (hospital, beyond_reach, travel_minutes),
+        (HospitalId(13), true, 108)
+    );
     let r = allocate_far(&mut e, 2, bed(2));
     assert!(
-        matches!(r, Ok(Reply::BedAllocated { ward: WardId(13), beyond_reach: true, .. })),
+        matches!(
+            r,
+            Ok(Reply::BedAllocated {
+                ward: WardId(13),
+                beyond_reach: true,
+                ..
+            })
+        ),
         "{r:?}"
     );
     // H14 is the 9th: the search stops before it, and the refusal changes nothing.
@@ -690,7 +709,13 @@ fn a_referral_channel_allocation_needs_a_triaged_referral_of_the_patient() {
     );
     assert_eq!(e.state_hash(), before);
     let run = |e: &mut Engine, id: u128, command| {
-        e.apply(&Request { id: RequestId(id), command }, T0)
+        e.apply(
+            &Request {
+                id: RequestId(id),
+                command,
+            },
+            T0,
+        )
     };
     let Ok(Reply::ReferralCreated { referral, .. }) = run(
         &mut e,
@@ -706,7 +731,10 @@ fn a_referral_channel_allocation_needs_a_triaged_referral_of_the_patient() {
     // Requested, not triaged yet: refused.
     let before = e.state_hash();
     let r = allocate_far(&mut e, 4, alloc(7, Some(referral)));
-    assert!(matches!(r, Err(Rejection::InvalidTransition { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(Rejection::InvalidTransition { .. })),
+        "{r:?}"
+    );
     assert_eq!(e.state_hash(), before);
     let triage = Command::TriageReferral {
         referral,
@@ -733,5 +761,9 @@ fn a_referral_channel_allocation_needs_a_triaged_referral_of_the_patient() {
     ];
     let out = e.apply_batch(&batch, T0);
     assert!(matches!(&out[0], Err(Rejection::Invalid { field, .. }) if field == "referral_id"));
-    assert!(matches!(out[1], Ok(Reply::SlotAllocated { .. })), "{:?}", out[1]);
+    assert!(
+        matches!(out[1], Ok(Reply::SlotAllocated { .. })),
+        "{:?}",
+        out[1]
+    );
 }

@@ -7,8 +7,8 @@ use crate::engine::Engine;
 use crate::error::Rejection;
 use crate::ids::*;
 use crate::limits::JOINT_CONSULT_DOCTORS_MAX;
-use crate::region::{Channel, Mode};
 use crate::referrals::{ReferralBook, ReferralState};
+use crate::region::{Channel, Mode};
 use crate::slots::{
     JointConsult, SeatAsk, SeatClaim, SeatState, SlotSpec, WaitEntry, WaitlistOffer,
 };

@@ -12,7 +12,7 @@ use super::index::RegionIndex;
 use super::policy::{CostInput, MatchPolicy};
 use super::*;
 use crate::error::Rejection;
-use crate::limits::BEYOND_REACH_HOSPITALS_MAX;
+use crate::limits::{BEYOND_REACH_HOSPITALS_MAX, BEYOND_REACH_HOSPITALS_SEEN_MAX};
 use crate::region::{Equipment, WardKind};
 use crate::time::MS_PER_DAY;
 use std::collections::BTreeSet;
@@ -318,7 +318,8 @@ fn nothing_within(ix: &RegionIndex, h: HospitalId, minutes: u32) -> String {
 
 /// The bounded step beyond the reach: the `BEYOND_REACH_HOSPITALS_MAX` nearest hospitals
 /// outside the origin's reach that roads connect it to and that could serve the request
-/// (`relevant`: they have its specialty or a fitting ward), nearest first. Hospitals that
+/// (`relevant`: they have its specialty or a fitting ward), nearest first, among the
+/// `BEYOND_REACH_HOSPITALS_SEEN_MAX` nearest outside the reach. Hospitals that
 /// cannot serve it cost a heap step each, never a walk of their doctors or wards, so a
 /// refusal (nothing anywhere) costs the reach plus this many hospitals, not the region.
 fn beyond_reach<'a>(
@@ -334,7 +335,9 @@ fn beyond_reach<'a>(
         .map(|&(h, _)| h)
         .collect();
     ix.nearest_from(origin)
-        .filter(move |(h, _)| !inside.contains(h) && relevant(*h))
+        .filter(move |(h, _)| !inside.contains(h))
+        .take(BEYOND_REACH_HOSPITALS_SEEN_MAX)
+        .filter(move |(h, _)| relevant(*h))
         .take(BEYOND_REACH_HOSPITALS_MAX)
 }
 

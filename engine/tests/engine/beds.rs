@@ -207,7 +207,10 @@ fn ward_counts_show_as_free_only_the_beds_a_hold_would_get() {
     let check = |fx: &mut Fx, free: u32, unstaffed: u32| {
         let c = fx.engine.beds().counts(WardId(1)).unwrap();
         assert_eq!((c.free, c.admissible, c.unstaffed), (free, free, unstaffed));
-        assert_eq!(c.free + c.held + c.occupied + c.to_clean + c.blocked, c.physical);
+        assert_eq!(
+            c.free + c.held + c.occupied + c.to_clean + c.blocked,
+            c.physical
+        );
         let reader = fx.engine.view_reader();
         fx.engine.publish_view();
         assert_eq!(reader.load().ward(WardId(1)).unwrap().admissible, free);

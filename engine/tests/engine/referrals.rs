@@ -229,7 +229,7 @@ fn names_referral_id(err: &Rejection) -> bool {
 fn a_referral_seat_needs_a_triaged_referral_of_the_same_patient() {
     let mut fx = Fx::new();
     let slot = fx.slot_of(1, Mode::InPerson); // 1 referral seat + 1 overbooking seat
-    // No referral, an unknown one: INVALID_ARGUMENT naming `referral_id`.
+                                              // No referral, an unknown one: INVALID_ARGUMENT naming `referral_id`.
     for referral in [None, Some(ReferralId(999))] {
         let err = fx.refuse(referral_seat(slot, 50, referral));
         assert!(names_referral_id(&err), "{err:?}");
