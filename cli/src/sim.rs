@@ -63,7 +63,10 @@ pub fn run(cmd: SimCmd) -> ExitCode {
 
 fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<usize>) -> ExitCode {
     if from.checked_add(seeds).is_none() {
-        eprintln!("error: --from {from} plus --seeds {seeds} is beyond the last seed ({})", u64::MAX);
+        eprintln!(
+            "error: --from {from} plus --seeds {seeds} is beyond the last seed ({})",
+            u64::MAX
+        );
         return ExitCode::from(2);
     }
     let mut opts = Options {

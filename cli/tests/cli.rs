@@ -765,3 +765,20 @@ async fn a_panic_in_apply_stops_the_nodes_and_is_never_replayed_blindly() {
     .await
     .unwrap_or_else(|_| panic!("timed out; logs:\n{}", procs.logs(&ids)));
 }
+
+#[test]
+fn demo_arguments_out_of_range_are_refused_before_anything_starts() {
+    let quick = Duration::from_secs(30);
+    for (args, want) in [
+        (&["demo", "--clients", "0"][..], "--clients"),
+        (&["demo", "--clients", "100000"], "--clients"),
+        (&["demo", "--holds", "2000000"], "--holds"),
+        (&["demo", "--base-port", "0"], "--base-port"),
+        (&["demo", "--base-port", "65535"], "--base-port"),
+        (&["demo", "--nodes", "0"], "--nodes"),
+    ] {
+        let r = ninety_within(args, &[], quick);
+        assert_eq!(r.0, Some(2), "{args:?}: {}", r.1);
+        assert_refused(&args.join(" "), r, want);
+    }
+}

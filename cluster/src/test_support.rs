@@ -8,8 +8,9 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// Key/value machine. Command `key=value` sets and returns the previous value; any command
-/// without `=` returns the current value; a command starting with [`KV_PANIC_PREFIX`]
-/// panics, as a buggy state machine would (the poison-pill tests of the node core). Query `key` returns the value. It also records
+/// without `=` returns the current value; a command or query starting with
+/// [`KV_PANIC_PREFIX`] panics, as a buggy state machine would (the poison-pill tests of the
+/// node core). Query `key` returns the value. It also records
 /// the log time it last saw and how many entries it applied, so tests can check both.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvMachine {
@@ -56,6 +57,12 @@ impl StateMachine for KvMachine {
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
+        if query.starts_with(KV_PANIC_PREFIX) && !self.fixed {
+            panic!(
+                "KvMachine: deliberate panic reading {}",
+                String::from_utf8_lossy(query)
+            );
+        }
         self.data.get(query).cloned().unwrap_or_default()
     }
 

@@ -690,6 +690,33 @@ mod poison {
     }
 }
 
+mod read_panic {
+    use super::replication::mem_cluster;
+    use ninety_cluster::{Reply, RequestError};
+
+    #[test]
+    fn a_panic_in_a_read_answers_that_read_internal_and_the_node_goes_on() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        c.propose(leader, "k=v");
+        c.settle();
+        let bad = c.read(leader, "!panic-read");
+        c.tick(2);
+        match c.outcome(bad) {
+            Err(RequestError::Internal(m)) => assert!(m.contains("deliberate panic"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(c.fatal.is_empty(), "{:?}", c.fatal);
+        let good = c.read(leader, "k");
+        c.tick(2);
+        assert!(matches!(c.outcome(good), Ok(Reply::Read { result, .. }) if result == b"v"));
+        let write = c.propose(leader, "k=w");
+        c.tick(2);
+        assert!(c.outcome(write).is_ok());
+        c.assert_converged(&[1, 2, 3]);
+    }
+}
+
 mod transport {
     use ninety_cluster::eraftpb::{Message, MessageType};
     use ninety_cluster::{Output, Transport};

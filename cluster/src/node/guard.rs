@@ -68,6 +68,12 @@ pub fn panic_is_caught() -> bool {
     CAUGHT.with(Cell::get)
 }
 
+/// Runs `f`; a panic inside becomes `Err(message)` (bounded). For read paths outside the
+/// node core (the driver's local reads), which take the state by shared reference.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch(f)
+}
+
 /// Runs `f`; a panic inside becomes `Err(message)`.
 pub(super) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let outer = CAUGHT.with(|c| c.replace(true));

@@ -21,8 +21,8 @@ mod reads;
 
 pub use config::NodeConfig;
 pub use guard::{
-    bounded, debug_prefix, panic_is_caught, ApplyPanic, POISON_COMMANDS_NAMED_MAX, POISON_TEST_ENV,
-    POISON_TEST_REQUEST_ID, POISON_TEXT_CHARS_MAX,
+    bounded, catch_panic, debug_prefix, panic_is_caught, ApplyPanic, POISON_COMMANDS_NAMED_MAX,
+    POISON_TEST_ENV, POISON_TEST_REQUEST_ID, POISON_TEXT_CHARS_MAX,
 };
 pub use membership::MembershipChange;
 
@@ -562,10 +562,20 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         self.was_leader = is_leader;
     }
 
+    /// Answers the reads whose index is applied. A read takes the state machine by shared
+    /// reference, so a panic in one (a bug) cannot have changed the state: that read is
+    /// answered `Internal` and the node goes on (a poison pill needs the log; a read is not
+    /// in it).
     fn complete_reads(&mut self) {
         for (index, (id, query)) in self.reads.take_ready(self.applied_index) {
-            let result = self.sm.query(&query);
-            self.out.reply(id, Ok(Reply::Read { index, result }));
+            let sm = &self.sm;
+            let result = match guard::catch(|| sm.query(&query)) {
+                Ok(result) => Ok(Reply::Read { index, result }),
+                Err(message) => Err(RequestError::Internal(format!(
+                    "the state machine panicked answering this read: {message}"
+                ))),
+            };
+            self.out.reply(id, result);
         }
     }
 }

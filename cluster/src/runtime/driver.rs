@@ -10,7 +10,7 @@
 //! the gRPC tasks to another worker while the disk works.
 
 use super::transport::{Faults, GrpcTransport};
-use crate::engine_sm::EngineMachine;
+use crate::engine_sm::{EngineMachine, QueryResult};
 use crate::eraftpb::Message;
 use crate::error::{Error, RequestError};
 use crate::node::{config::TICK_INTERVAL_MS, Input, MembershipChange, Node, Reply};
@@ -367,7 +367,7 @@ impl Driver {
             Cmd::LocalQuery { query, reply } => {
                 // The caller may have given up; nothing to do then.
                 let index = self.node.status().applied_index;
-                let _ = reply.send((index, self.node.state_machine().query(&query)));
+                let _ = reply.send((index, self.local_query(&query)));
             }
             Cmd::ChangeMembership { change, reply } => {
                 let id = self.register(reply);
@@ -393,6 +393,19 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// A local read. A panic in it (a bug in a read) is answered as an undecodable query
+    /// (`INTERNAL` at the API) instead of taking the node down: a read takes the state by
+    /// shared reference, so the state is as it was.
+    fn local_query(&self, query: &[u8]) -> Vec<u8> {
+        let sm = self.node.state_machine();
+        crate::node::catch_panic(|| sm.query(query)).unwrap_or_else(|message| {
+            tracing::error!(%message, "the state machine panicked answering a local read");
+            let answer = QueryResult::Invalid(format!("the read panicked: {message}"));
+            // Empty bytes, if even this failed to encode, are an undecodable answer too.
+            postcard::to_stdvec(&answer).unwrap_or_default()
+        })
     }
 
     fn on_event(&mut self, event: PeerEvent) {

@@ -464,7 +464,9 @@ mod tests {
         let mut region = test_region();
         region.name = "x".repeat(PROPOSAL_BATCH_BYTES_MAX);
         let commands = ninety_engine::bootstrap_commands(&region, &[]);
-        let e = check_command_sizes("big.json", &commands).unwrap_err().to_string();
+        let e = check_command_sizes("big.json", &commands)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("big.json: bootstrap command 0"), "{e}");
     }
 }

@@ -685,7 +685,11 @@ pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> 
     let (minutes, start_minute) = check_options(sc, opts)?;
     let region = generate::region(preset, sc.region.seed);
     let world = World::new(region);
-    let start_ms = sc.day.midnight_ms + u64::from(start_minute) * MS_PER_MINUTE;
+    let start_ms = sc
+        .day
+        .midnight_ms
+        .checked_add(u64::from(start_minute) * MS_PER_MINUTE)
+        .ok_or_else(|| format!("day.midnight_ms: {} is too large", sc.day.midnight_ms))?;
     let mut g = Gen {
         sc,
         world: &world,

@@ -154,6 +154,52 @@ fn peak_trace_rejects_unknown_version_and_bad_lines() {
     assert_eq!(t.events[0].op, Op::ConfirmHold { hold: Ref::Id(42) });
     assert_eq!(TRACE_VERSION, 1);
     assert_eq!(Trace::read("".as_bytes()).unwrap_err().line, 1);
+    // An event due beyond the longest span (it used to make replay wait for ever).
+    let far = lit.replace("\"at_ms\":0", &format!("\"at_ms\":{}", u64::MAX));
+    let e = Trace::read(far.as_bytes()).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("at_ms 18446744073709551615"), "{e}");
+    let mut t = small(3);
+    t.events[1].at_ms = trace::TRACE_SPAN_MS_MAX + 1;
+    assert!(t.check_span().unwrap_err().contains("event"));
+}
+
+#[test]
+fn peak_options_out_of_range_are_refused_not_clamped() {
+    let sc = Scenario::load("gba").expect("gba parses");
+    let with = |minutes, start_minute, scale| GenerateOptions {
+        seed: 1,
+        minutes,
+        start_minute,
+        scale,
+    };
+    let refused = [
+        (with(Some(0), None, 1.0), "minutes"),
+        (with(Some(u32::MAX), None, 1.0), "minutes"),
+        (with(Some(1441), None, 1.0), "minutes"),
+        (with(None, Some(1440), 1.0), "start_minute"),
+        (with(None, Some(99_999), 1.0), "start_minute"),
+        (with(None, None, 0.0), "scale"),
+        (with(None, None, f64::NAN), "scale"),
+        (with(None, None, f64::INFINITY), "scale"),
+    ];
+    for (opts, field) in refused {
+        let e = generate(&sc, &opts).unwrap_err();
+        assert!(e.starts_with(field), "{opts:?}: {e}");
+    }
+    assert_eq!(
+        generate::check_options(&sc, &with(Some(1440), Some(1439), 0.01)),
+        Ok((1440, 1439))
+    );
+    for speed in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
+        assert!(
+            replay::check_speed(speed).unwrap_err().starts_with("speed"),
+            "{speed}"
+        );
+    }
+    assert_eq!(replay::check_speed(60.0), Ok(60.0));
+    assert!(replay::check_max_in_flight(0).is_err());
+    assert!(replay::check_max_in_flight(usize::MAX).is_err());
 }
 
 fn synthetic() -> ReplayResult {
