@@ -25,7 +25,12 @@ const WINDOWS: [(u64, u64); 7] = [
 /// A status a hostile request may get: anything but a sign that the node broke.
 fn clean<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) {
     if let Err(s) = r {
-        let broken = [Code::Internal, Code::Unavailable, Code::Unknown, Code::Cancelled];
+        let broken = [
+            Code::Internal,
+            Code::Unavailable,
+            Code::Unknown,
+            Code::Cancelled,
+        ];
         assert!(!broken.contains(&s.code()), "{what}: {s:?}");
     }
 }
@@ -141,11 +146,22 @@ async fn hostile_requests_leave_every_node_up_and_the_state_unchanged() {
             .iter_mut()
             .filter_map(|(id, c)| c.try_wait().expect("try_wait").map(|s| (*id, s)))
             .collect();
-        assert!(exited.is_empty(), "exited: {exited:?}\n{}", p.logs(&[1, 2, 3]));
+        assert!(
+            exited.is_empty(),
+            "exited: {exited:?}\n{}",
+            p.logs(&[1, 2, 3])
+        );
         let after = p.status(leader).await.expect("status after");
-        assert_eq!((after.leader_id, after.term), (before.leader_id, before.term));
+        assert_eq!(
+            (after.leader_id, after.term),
+            (before.leader_id, before.term)
+        );
         p.converge(&[1, 2, 3], Duration::from_secs(10)).await;
-        assert_eq!(offer(&p, leader).await, offered, "a hostile request changed the region");
+        assert_eq!(
+            offer(&p, leader).await,
+            offered,
+            "a hostile request changed the region"
+        );
 
         // Every entry the hostile requests wrote replays on restart.
         for id in [1, 2, 3] {
@@ -156,7 +172,11 @@ async fn hostile_requests_leave_every_node_up_and_the_state_unchanged() {
         }
         let leader = p.wait_ready(Duration::from_secs(30)).await;
         p.converge(&[1, 2, 3], Duration::from_secs(10)).await;
-        assert_eq!(offer(&p, leader).await, offered, "the region changed across a restart");
+        assert_eq!(
+            offer(&p, leader).await,
+            offered,
+            "the region changed across a restart"
+        );
         let logs = p.logs(&[1, 2, 3]);
         assert!(!logs.contains("panicked"), "{logs}");
     })

@@ -490,6 +490,7 @@ fn lifecycle() -> impl Strategy<Value = Vec<Op>> {
                 slot: SlotId(1),
                 patient,
                 channel: Channel::Referral,
+                referral: None,
             }
         };
         let r = ReferralId(0);
