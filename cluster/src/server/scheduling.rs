@@ -8,7 +8,8 @@
 //!   policy sets one cancellation deadline for every slot.
 //! * `HoldSlot.ttl_ms` 0 holds for the region's `slot_hold_ttl_ms`, else for `ttl_ms`
 //!   (engine `HoldSlotFor`). `referral_id` is required for `CHANNEL_REFERRAL` as the proto
-//!   says but not stored: a seat serves a referral once `MatchReferral` attaches it.
+//!   says; the engine checks it (an existing, triaged referral of the same patient) but does
+//!   not store it: a seat serves a referral once `MatchReferral` attaches it.
 //! * `CancelBooking` releases a hold or cancels a booking (engine `CancelSeat`, one command
 //!   either way so a retry is the same command).
 //! * `JoinWaitlist`: the engine's waitlist is first come, first served and offers any freed
