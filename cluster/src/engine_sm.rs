@@ -763,11 +763,11 @@ impl StateMachine for EngineMachine {
     }
 
     fn describe(&self, command: &[u8]) -> String {
-        match postcard::from_bytes::<Request>(command) {
+        match postcard::from_bytes::<LogCommand>(command) {
             Ok(r) => {
                 let text = crate::node::debug_prefix(&r.command, 64);
                 let kind = text.split([' ', '(', '{']).next().unwrap_or_default();
-                format!("request {} {kind}", r.id)
+                format!("request {} {kind}", r.key)
             }
             Err(_) => format!("an undecodable command of {} bytes", command.len()),
         }
@@ -796,6 +796,17 @@ mod tests {
             term: 1,
             log_time_ms: 1_000_000 + index,
         }
+    }
+
+    #[test]
+    fn describe_names_a_logged_command_by_request_id_and_kind() {
+        let id = RequestId(0x0bad_0bad);
+        let request = hold_bed(id, BedTarget::Ward(WardId(1)), 7, 60_000);
+        let bytes = encode_request(&request).expect("encode");
+        let said = EngineMachine::new().describe(&bytes);
+        assert_eq!(said, format!("request {id} HoldBed"));
+        let said = EngineMachine::new().describe(b"\xff\xff");
+        assert_eq!(said, "an undecodable command of 2 bytes");
     }
 
     #[test]

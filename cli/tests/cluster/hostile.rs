@@ -182,3 +182,101 @@ async fn hostile_requests_leave_every_node_up_and_the_state_unchanged() {
     })
     .await;
 }
+
+fn hold_bed(n: &mut u64, ward_id: u32, bed_id: u32) -> pb::HoldBedRequest {
+    *n += 1;
+    pb::HoldBedRequest {
+        request_id: format!("rules-{n}-hold"),
+        ward_id,
+        bed_id,
+        patient_ref: format!("{:032x}", 0x5eed_0000 + *n),
+        ttl_ms: 600_000,
+        ..Default::default()
+    }
+}
+
+fn refused_field<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code) -> String {
+    let s = r.expect_err("expected a refusal");
+    assert_eq!(s.code(), code, "{s:?}");
+    ninety_client::rejection(&s).unwrap_or_default().field
+}
+
+/// The engine's rules from issue 11, through the API: a bed must be in the ward named with
+/// it, a referral-channel seat needs a referral, and a ward's `free_beds` are exactly the
+/// holds it grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_rules_hold_through_the_api() {
+    crate::bounded(async {
+        let opts = Opts {
+            region: Some("gba"),
+            ..Opts::default()
+        };
+        let p = Procs::start(&[1, 2, 3], &[1, 2, 3], opts);
+        let leader = p.wait_ready(Duration::from_secs(30)).await;
+        settled_offer(&p, leader).await;
+        let mut beds = p.beds(leader);
+        let mut n = 0;
+        let wards = beds
+            .ward_availability(pb::WardAvailabilityRequest {
+                hospital_id: 1,
+                ward_ids: vec![],
+                consistency: pb::ReadConsistency::Linearizable as i32,
+            })
+            .await
+            .expect("wards")
+            .into_inner()
+            .wards;
+        assert!(wards.len() >= 2, "{wards:?}");
+
+        // A bed of ward A named with ward B.
+        let (a, b) = (wards[0].ward_id, wards[1].ward_id);
+        let held = beds.hold_bed(hold_bed(&mut n, a, 0)).await.expect("hold");
+        let bed = held.into_inner().hold.expect("hold").bed_id;
+        let r = beds.hold_bed(hold_bed(&mut n, b, bed)).await;
+        assert_eq!(refused_field(r, Code::InvalidArgument), "bed_id");
+
+        // Referral-channel seats: no referral, or one that does not exist.
+        let slot = SchedulingClient::new(p.channel(leader))
+            .find_slots(pb::FindSlotsRequest {
+                limit: 1,
+                consistency: pb::ReadConsistency::Linearizable as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("find slots")
+            .into_inner()
+            .slots;
+        let slot = slot.first().expect("a free slot");
+        for referral_id in [0, 987_654_321] {
+            let r = SchedulingClient::new(p.channel(leader))
+                .hold_slot(pb::HoldSlotRequest {
+                    request_id: format!("rules-seat-{referral_id}"),
+                    slot_id: slot.slot_id,
+                    patient_ref: format!("{:032x}", 0x5ea7_u64),
+                    channel: pb::Channel::Referral as i32,
+                    referral_id,
+                    ..Default::default()
+                })
+                .await;
+            assert_eq!(refused_field(r, Code::InvalidArgument), "referral_id");
+        }
+
+        // Every ward grants exactly `free_beds` more holds, then refuses.
+        for w in &wards {
+            let free = if w.ward_id == a {
+                w.free_beds - 1
+            } else {
+                w.free_beds
+            };
+            for _ in 0..free {
+                let r = beds.hold_bed(hold_bed(&mut n, w.ward_id, 0)).await;
+                assert!(r.is_ok(), "ward {w:?}: {r:?}");
+            }
+            let r = beds.hold_bed(hold_bed(&mut n, w.ward_id, 0)).await;
+            let s = r.expect_err("a hold beyond free_beds");
+            assert_eq!(s.code(), Code::FailedPrecondition, "ward {w:?}: {s:?}");
+        }
+        p.converge(&[1, 2, 3], Duration::from_secs(10)).await;
+    })
+    .await;
+}
