@@ -1,9 +1,14 @@
 //! The tokio runtime of a real node: opens the sled store, starts the node task
-//! ([`driver`]), the tonic transport ([`transport`]), the gRPC server (peer service, client
-//! API, health, reflection) and, on a founding node, the region bootstrap; then runs until
-//! shutdown.
+//! ([`driver`]), the tonic transport ([`transport`]), two gRPC servers and, on a founding
+//! node, the region bootstrap; then runs until shutdown.
 //!
-//! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops the server from
+//! **Two listeners.** The client server on `listen` serves `ninety.v1`, health and
+//! reflection; the peer server on `peer_listen` serves `ninety.peer.v1` only. Neither
+//! serves the other's services (a call there is `UNIMPLEMENTED`), so the peer protocol,
+//! which can step Raft messages and forward any engine command, can be fenced off at the
+//! network while the client port is open.
+//!
+//! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops both servers from
 //! accepting; in-flight calls finish (the node task keeps running for them), then the node
 //! task is stopped and the store dropped. Nothing is lost by a hard kill either: every
 //! acknowledged write was durable on a quorum before it was acknowledged.
@@ -222,10 +227,13 @@ async fn propose_all(
 }
 
 /// What a node needs from the world before it touches its data directory. Every check
-/// that bad input can fail (the config, a recorded panic in apply, the region, the listen
-/// port) runs here first, so a refused start leaves nothing behind.
+/// that bad input can fail (the config, a recorded panic in apply, the region, both
+/// listen ports) runs here first, so a refused start leaves nothing behind.
 struct Preflight {
+    /// The client listener (`listen`).
     incoming: tonic::transport::server::TcpIncoming,
+    /// The peer listener (`peer_listen`).
+    peer_incoming: tonic::transport::server::TcpIncoming,
     /// A founding node's region bootstrap commands.
     bootstrap: Option<Vec<Command>>,
 }
@@ -240,11 +248,16 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     } else {
         None
     };
-    let incoming = tonic::transport::server::TcpIncoming::bind(cfg.listen)
-        .map_err(|e| Error::Startup(format!("listen = {}: {e}", cfg.listen)))?
-        .with_nodelay(Some(true));
+    let bind = |field: &str, addr: std::net::SocketAddr| {
+        tonic::transport::server::TcpIncoming::bind(addr)
+            .map(|i| i.with_nodelay(Some(true)))
+            .map_err(|e| Error::Startup(format!("{field} = {addr}: {e}")))
+    };
+    let incoming = bind("listen", cfg.listen)?;
+    let peer_incoming = bind("peer_listen", cfg.peer_listen()?)?;
     Ok(Preflight {
         incoming,
+        peer_incoming,
         bootstrap,
     })
 }
@@ -296,6 +309,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let Preflight {
         incoming,
+        peer_incoming,
         bootstrap: bootstrap_commands,
     } = preflight(&cfg)?;
     let store = open_store(&cfg)?;
@@ -343,11 +357,17 @@ pub async fn serve(
         let _ = died_tx.send(());
         result
     });
-    let shutdown = async move {
+    // One stop signal for both servers.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
             _ = died_rx => {}
         }
+        let _ = stopping_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
 
     let cluster = Arc::new(Cluster {
@@ -398,11 +418,16 @@ pub async fn serve(
         cluster: cluster.clone(),
     });
 
-    tracing::info!(id = cfg.id, listen = %cfg.listen, "serving");
-    let served = tonic::transport::Server::builder()
+    let peer_listen = cfg.peer_listen()?;
+    tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
+    let peers_served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(peer)
+        .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone()));
+    let clients_served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(beds)
         .add_service(admin)
         .add_service(scheduling)
@@ -410,8 +435,8 @@ pub async fn serve(
         .add_service(referrals)
         .add_service(health)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
+    let (served, peers_served) = tokio::join!(clients_served, peers_served);
     // In-flight calls have finished; now the node may stop.
     if let Some(b) = bootstrap {
         b.abort();
@@ -420,7 +445,8 @@ pub async fn serve(
     let node_result = node_task
         .await
         .map_err(|e| Error::Config(format!("node task panicked: {e}")))?;
-    served.map_err(|e| Error::Config(format!("server: {e}")))?;
+    served.map_err(|e| Error::Config(format!("client server: {e}")))?;
+    peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;
     node_result
 }
 
