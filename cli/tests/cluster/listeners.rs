@@ -76,6 +76,33 @@ async fn each_service_on_its_own_port(p: &Procs, id: u64) {
         Code::Unimplemented,
         "health on node {id}'s peer port"
     );
+    let listed = reflection_list(p.channel(id)).await.expect("reflection");
+    assert!(listed.contains("ninety.v1.BedHolds"), "{listed}");
+    assert!(!listed.contains("ninety.peer.v1"), "{listed}");
+    let on_peer_port = reflection_list(p.peer_channel(id)).await;
+    assert_eq!(on_peer_port.err(), Some(Code::Unimplemented));
+}
+
+/// The services reflection lists (grpcurl's `list`), as debug text.
+async fn reflection_list(channel: tonic::transport::Channel) -> Result<String, Code> {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, ServerReflectionRequest,
+    };
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![ask]))
+        .await
+        .map_err(|s| s.code())?
+        .into_inner();
+    match answers.message().await {
+        Ok(Some(m)) => Ok(format!("{:?}", m.message_response)),
+        Ok(None) => Err(Code::Ok),
+        Err(s) => Err(s.code()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

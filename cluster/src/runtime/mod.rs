@@ -393,8 +393,17 @@ pub async fn serve(
     reporter
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
+    // Reflection advertises what the client listener serves: the descriptor set also
+    // describes ninety.peer.v1, which is not served here.
+    use tonic::server::NamedService;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name(BedHoldsServer::<BedHoldsService>::NAME)
+        .with_service_name(SchedulingServer::<SchedulingService>::NAME)
+        .with_service_name(MatchingServer::<MatchingService>::NAME)
+        .with_service_name(ReferralsServer::<ReferralsService>::NAME)
+        .with_service_name(AdminServer::<AdminService>::NAME)
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| Error::Config(format!("reflection: {e}")))?;
     let peer = PeerServer::new(peer_service::PeerService {
