@@ -158,7 +158,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             // The last node serves peers on base_port + PEER_PORT_OFFSET + nodes - 1.
             let last = |p: u16| u32::from(p) + u32::from(demo::PEER_PORT_OFFSET) + u32::from(nodes);
             if base_port.is_some_and(|p| last(p) - 1 > 65_535) {
-                eprintln!("error: --base-port: the last of {nodes} nodes' peer port would be above 65535");
+                eprintln!(
+                    "error: --base-port: the last of {nodes} nodes' peer port would be above 65535"
+                );
                 return Ok(std::process::ExitCode::from(2));
             }
             let opts = demo::Options {

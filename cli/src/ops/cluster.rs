@@ -331,7 +331,11 @@ fn init_book(a: &InitArgs) -> Result<Vec<(u64, MemberAddrs)>, Failure> {
     let at = |id: u64| -> Result<MemberAddrs, Failure> {
         Ok(MemberAddrs {
             client: format!("{}:{}", a.host, nth_port("--base-port", a.base_port, id)?),
-            peer: format!("{}:{}", a.host, nth_port("--peer-base-port", peer_base, id)?),
+            peer: format!(
+                "{}:{}",
+                a.host,
+                nth_port("--peer-base-port", peer_base, id)?
+            ),
         })
     };
     let mut book = Vec::new();
@@ -384,7 +388,14 @@ fn init_book(a: &InitArgs) -> Result<Vec<(u64, MemberAddrs)>, Failure> {
 }
 
 /// One node's config file text.
-fn node_toml(id: u64, n: u64, path: &Path, data: &Path, region: &str, book: &[(u64, MemberAddrs)]) -> String {
+fn node_toml(
+    id: u64,
+    n: u64,
+    path: &Path,
+    data: &Path,
+    region: &str,
+    book: &[(u64, MemberAddrs)],
+) -> String {
     let me = book
         .iter()
         .find(|(i, _)| *i == id)

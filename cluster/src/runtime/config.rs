@@ -142,7 +142,10 @@ impl FileConfig {
             return Err(invalid("id", "must not be 0"));
         }
         if self.listen.port() == 0 {
-            return Err(invalid("listen", "port 0: clients could not reach this node"));
+            return Err(invalid(
+                "listen",
+                "port 0: clients could not reach this node",
+            ));
         }
         self.peer_listen()?;
         if self.data_dir.as_os_str().is_empty() {
@@ -230,11 +233,16 @@ impl FileConfig {
         let Some(peer) = self.peer_listen else {
             return Err(invalid(
                 "peer_listen",
-                format!("missing (a config from before the two listeners): {TWO_LISTENERS_MIGRATION}"),
+                format!(
+                    "missing (a config from before the two listeners): {TWO_LISTENERS_MIGRATION}"
+                ),
             ));
         };
         if peer.port() == 0 {
-            return Err(invalid("peer_listen", "port 0: peers could not reach this node"));
+            return Err(invalid(
+                "peer_listen",
+                "port 0: peers could not reach this node",
+            ));
         }
         let (a, b) = (self.listen, peer);
         let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
@@ -303,7 +311,10 @@ fn node_addrs(field: &str, v: &toml::Value) -> Result<NodeAddrs, Error> {
             ))
         }
     };
-    if let Some(k) = table.keys().find(|k| !matches!(k.as_str(), "peer" | "client")) {
+    if let Some(k) = table
+        .keys()
+        .find(|k| !matches!(k.as_str(), "peer" | "client"))
+    {
         return Err(invalid(
             &format!("{field}.{k}"),
             "unknown key: an entry has `peer` and `client`",
@@ -352,7 +363,10 @@ mod tests {
         let old = "id = 1\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"d\"\n[peers]\n\
                    \"1\" = \"127.0.0.1:7001\"\n\"2\" = \"127.0.0.1:7002\"\n";
         let e = FileConfig::parse(old).unwrap_err().to_string();
-        assert!(e.contains("peer_listen: missing") && e.contains("peer_listen = "), "{e}");
+        assert!(
+            e.contains("peer_listen: missing") && e.contains("peer_listen = "),
+            "{e}"
+        );
         let half = old.replace("[peers]", "peer_listen = \"127.0.0.1:7101\"\n[peers]");
         let e = FileConfig::parse(&half).unwrap_err().to_string();
         assert!(e.contains("peers.1: one address is the old form"), "{e}");
@@ -405,16 +419,32 @@ mod tests {
             ("", &colons, "peers.2.peer"),
             ("", &no_host, "peers.2.peer"),
             ("", &zero, "peers.0"),
-            ("", "\"2\" = { peer = \"127.0.0.1:7102\" }\n", "peers.2.client: missing"),
+            (
+                "",
+                "\"2\" = { peer = \"127.0.0.1:7102\" }\n",
+                "peers.2.client: missing",
+            ),
             (
                 "",
                 "\"2\" = { peer = \"a:1\", client = \"a:2\", x = 1 }\n",
                 "peers.2.x: unknown key",
             ),
             ("", "\"2\" = 7\n", "peers.2: found a value of type integer"),
-            ("peer_listen = \"127.0.0.1:7001\"", peers, "peer_listen: 127.0.0.1:7001 is"),
-            ("peer_listen = \"0.0.0.0:7001\"", peers, "peer_listen: 0.0.0.0:7001 is"),
-            ("peer_listen = \"127.0.0.1:0\"", peers, "peer_listen: port 0"),
+            (
+                "peer_listen = \"127.0.0.1:7001\"",
+                peers,
+                "peer_listen: 127.0.0.1:7001 is",
+            ),
+            (
+                "peer_listen = \"0.0.0.0:7001\"",
+                peers,
+                "peer_listen: 0.0.0.0:7001 is",
+            ),
+            (
+                "peer_listen = \"127.0.0.1:0\"",
+                peers,
+                "peer_listen: port 0",
+            ),
             (
                 "snapshot_interval_entries = 0",
                 peers,

@@ -261,8 +261,7 @@ impl Admin for AdminService {
         let r = request.into_inner();
         node_id(r.node_id)?;
         check_member_address(&r.address).map_err(|why| invalid("address", &why))?;
-        check_member_address(&r.client_address)
-            .map_err(|why| invalid("client_address", &why))?;
+        check_member_address(&r.client_address).map_err(|why| invalid("client_address", &why))?;
         if r.client_address == r.address {
             return Err(invalid(
                 "client_address",
