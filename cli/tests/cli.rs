@@ -364,7 +364,7 @@ fn cluster_init_writes_configs_nodes_accept() {
         );
         assert_eq!(cfg.listen.port(), 7100 + id as u16);
         assert_eq!(cfg.peer_listen().unwrap().port(), 7200 + id as u16);
-        assert_eq!(cfg.peer_map().unwrap()[&4].peer, "127.0.0.1:7203");
+        assert_eq!(cfg.peer_map().unwrap()[&4].peer, "127.0.0.1:7204");
         assert!(cfg.data_dir.is_absolute());
     }
     // `--config` says what a node's next start will do.
