@@ -383,6 +383,26 @@ fn cluster_init_writes_configs_nodes_accept() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     json_ok(&["cluster", "init", "--dir", d, "--force", "--json"]);
+    // Client and peer ports never overlap, and explicit client addresses need peer ones.
+    let fresh = tempfile::tempdir().expect("temp dir");
+    let f = fresh.path().to_str().unwrap();
+    for (args, want) in [
+        (&["--peer-base-port", "7002"][..], "used twice"),
+        (
+            &["--addrs", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"],
+            "--peer-addrs",
+        ),
+        (&["--base-port", "65500"], "--base-port"),
+    ] {
+        let o = ninety(&[&["cluster", "init", "--dir", f][..], args].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert!(!fresh.path().join("node1.toml").exists(), "{args:?}");
+    }
 }
 
 /// Runs `ninety` with `args`, killing it after `within` (a command that should have refused
