@@ -302,6 +302,28 @@ fn open_store(cfg: &FileConfig) -> Result<SledStore, Error> {
     Ok(store)
 }
 
+/// Server reflection for the client listener. It advertises what that listener serves:
+/// the descriptor set also describes ninety.peer.v1, which is served on the peer listener
+/// only.
+fn client_reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    Error,
+> {
+    use tonic::server::NamedService;
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name(BedHoldsServer::<BedHoldsService>::NAME)
+        .with_service_name(SchedulingServer::<SchedulingService>::NAME)
+        .with_service_name(MatchingServer::<MatchingService>::NAME)
+        .with_service_name(ReferralsServer::<ReferralsService>::NAME)
+        .with_service_name(AdminServer::<AdminService>::NAME)
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))
+}
+
 /// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
 pub async fn serve(
     cfg: FileConfig,
@@ -393,19 +415,7 @@ pub async fn serve(
     reporter
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
-    // Reflection advertises what the client listener serves: the descriptor set also
-    // describes ninety.peer.v1, which is not served here.
-    use tonic::server::NamedService;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name(BedHoldsServer::<BedHoldsService>::NAME)
-        .with_service_name(SchedulingServer::<SchedulingService>::NAME)
-        .with_service_name(MatchingServer::<MatchingService>::NAME)
-        .with_service_name(ReferralsServer::<ReferralsService>::NAME)
-        .with_service_name(AdminServer::<AdminService>::NAME)
-        .with_service_name("grpc.reflection.v1.ServerReflection")
-        .build_v1()
-        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    let reflection = client_reflection()?;
     let peer = PeerServer::new(peer_service::PeerService {
         handle: handle.clone(),
         faults,
