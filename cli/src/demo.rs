@@ -28,6 +28,9 @@ const REGION_WAIT_MS: u64 = 300_000;
 const CONVERGE_WAIT_MS: u64 = 20_000;
 /// How long a node may take to stop after SIGTERM before it is killed.
 const STOP_WAIT_MS: u64 = 10_000;
+/// With `--base-port B`, node N serves peers on `B + PEER_PORT_OFFSET + N - 1` (clients on
+/// `B + N - 1`), as `ninety cluster init` lays out ports.
+pub const PEER_PORT_OFFSET: u16 = 100;
 /// Bed holds last ten minutes: long enough for the burst, short enough to lapse after.
 const HOLD_TTL_MS: u64 = 10 * 60_000;
 
@@ -39,7 +42,8 @@ pub struct Options {
     pub holds: usize,
     pub keep_running: bool,
     pub keep_data: bool,
-    /// Listen on `127.0.0.1:base_port` and up instead of free ephemeral ports.
+    /// Serve clients on `127.0.0.1:base_port` and up (peers on `base_port +
+    /// PEER_PORT_OFFSET` and up) instead of free ephemeral ports.
     pub base_port: Option<u16>,
     /// Run the short GBA peak-hour replay after the burst and write its report.
     pub replay: bool,
@@ -115,9 +119,22 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
         .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("ninety-demo-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let addrs = match opts.base_port {
-        Some(base) => fixed_addrs(base, opts.nodes)?,
-        None => free_addrs(opts.nodes)?,
+    // Client addresses, then peer addresses (a node serves each on its own listener).
+    let (addrs, peer_addrs) = match opts.base_port {
+        Some(base) => {
+            let peer_base = base.checked_add(PEER_PORT_OFFSET).with_context(|| {
+                format!("--base-port {base}: the peer ports (+{PEER_PORT_OFFSET}) are above 65535")
+            })?;
+            (
+                fixed_addrs(base, opts.nodes)?,
+                fixed_addrs(peer_base, opts.nodes)?,
+            )
+        }
+        None => {
+            let both = free_addrs(2 * opts.nodes)?;
+            let (clients, peers) = both.split_at(opts.nodes);
+            (clients.to_vec(), peers.to_vec())
+        }
     };
     let mut nodes = Nodes {
         children: Vec::new(),
@@ -126,7 +143,7 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
         keep_data: opts.keep_data,
     };
     for (i, addr) in addrs.iter().enumerate() {
-        let config = write_config(&dir, i as u64 + 1, &addrs)?;
+        let config = write_config(&dir, i as u64 + 1, &addrs, &peer_addrs)?;
         let log = std::fs::File::create(dir.join(format!("node{}.log", i + 1)))?;
         let child = Command::new(&exe)
             .args(["node", "--config"])
@@ -141,7 +158,11 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
             .spawn()
             .with_context(|| format!("starting node {}", i + 1))?;
         nodes.children.push(child);
-        println!("node {} listening on {addr}", i + 1);
+        println!(
+            "node {} serving clients on {addr}, peers on {}",
+            i + 1,
+            peer_addrs[i]
+        );
     }
     println!("data and logs in {}", dir.display());
     Ok(nodes)
@@ -174,14 +195,24 @@ fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-fn write_config(dir: &Path, id: u64, addrs: &[String]) -> anyhow::Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    id: u64,
+    addrs: &[String],
+    peer_addrs: &[String],
+) -> anyhow::Result<PathBuf> {
     let mut text = format!(
-        "id = {id}\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"gba\"\ninit = true\n\n[peers]\n",
+        "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"gba\"\n\
+         init = true\n\n[peers]\n",
         addrs[id as usize - 1],
+        peer_addrs[id as usize - 1],
         dir.join(format!("node{id}")).display()
     );
-    for (i, a) in addrs.iter().enumerate() {
-        text.push_str(&format!("\"{}\" = \"{a}\"\n", i + 1));
+    for (i, (a, p)) in addrs.iter().zip(peer_addrs).enumerate() {
+        text.push_str(&format!(
+            "\"{}\" = {{ peer = \"{p}\", client = \"{a}\" }}\n",
+            i + 1
+        ));
     }
     let path = dir.join(format!("node{id}.toml"));
     std::fs::write(&path, text)?;

@@ -51,7 +51,8 @@ enum Cmd {
         /// Skip the short GBA peak-hour replay (and its HTML report) after the burst.
         #[arg(long)]
         no_replay: bool,
-        /// Listen on 127.0.0.1:PORT, PORT+1, ... (default: free ephemeral ports).
+        /// Serve clients on 127.0.0.1:PORT, PORT+1, ... and peers on PORT+100, PORT+101, ...
+        /// (default: free ephemeral ports).
         #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
         base_port: Option<u16>,
     },
@@ -154,9 +155,12 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             no_replay,
             base_port,
         } => {
-            // The last node listens on base_port + nodes - 1.
-            if base_port.is_some_and(|p| u32::from(p) + u32::from(nodes) - 1 > 65_535) {
-                eprintln!("error: --base-port: the last of {nodes} ports would be above 65535");
+            // The last node serves peers on base_port + PEER_PORT_OFFSET + nodes - 1.
+            let last = |p: u16| u32::from(p) + u32::from(demo::PEER_PORT_OFFSET) + u32::from(nodes);
+            if base_port.is_some_and(|p| last(p) - 1 > 65_535) {
+                eprintln!(
+                    "error: --base-port: the last of {nodes} nodes' peer port would be above 65535"
+                );
                 return Ok(std::process::ExitCode::from(2));
             }
             let opts = demo::Options {

@@ -252,6 +252,8 @@ async fn operator_commands_against_a_three_node_cluster() {
             &victim.to_string(),
             "--addr",
             &procs.addr(victim),
+            "--peer-addr",
+            &procs.peer_addr(victim),
             "--catch-up",
             "30s",
         ]);
@@ -361,6 +363,8 @@ fn cluster_init_writes_configs_nodes_accept() {
             "the spare id is in the address book"
         );
         assert_eq!(cfg.listen.port(), 7100 + id as u16);
+        assert_eq!(cfg.peer_listen().unwrap().port(), 7200 + id as u16);
+        assert_eq!(cfg.peer_map().unwrap()[&4].peer, "127.0.0.1:7204");
         assert!(cfg.data_dir.is_absolute());
     }
     // `--config` says what a node's next start will do.
@@ -379,6 +383,26 @@ fn cluster_init_writes_configs_nodes_accept() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     json_ok(&["cluster", "init", "--dir", d, "--force", "--json"]);
+    // Client and peer ports never overlap, and explicit client addresses need peer ones.
+    let fresh = tempfile::tempdir().expect("temp dir");
+    let f = fresh.path().to_str().unwrap();
+    for (args, want) in [
+        (&["--peer-base-port", "7002"][..], "used twice"),
+        (
+            &["--addrs", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"],
+            "--peer-addrs",
+        ),
+        (&["--base-port", "65500"], "--base-port"),
+    ] {
+        let o = ninety(&[&["cluster", "init", "--dir", f][..], args].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert!(!fresh.path().join("node1.toml").exists(), "{args:?}");
+    }
 }
 
 /// Runs `ninety` with `args`, killing it after `within` (a command that should have refused
@@ -518,9 +542,21 @@ fn node_config(
 ) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A free peer port, unless `extra` sets peer_listen itself.
+    let peer = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
+    let peer_listen = if extra.contains("peer_listen") {
+        String::new()
+    } else {
+        format!("peer_listen = \"{peer}\"\n")
+    };
     let text = format!(
-        "id = 1\nlisten = \"{listen}\"\ndata_dir = \"{}\"\nregion = \"{region}\"\ninit = true\n\
-         {extra}\n[peers]\n\"1\" = \"{listen}\"\n\"2\" = \"127.0.0.1:2\"\n\"3\" = \"127.0.0.1:3\"\n",
+        "id = 1\nlisten = \"{listen}\"\n{peer_listen}data_dir = \"{}\"\nregion = \"{region}\"\n\
+         init = true\n{extra}\n[peers]\n\"1\" = {{ peer = \"{peer}\", client = \"{listen}\" }}\n\
+         \"2\" = {{ peer = \"127.0.0.1:2\", client = \"127.0.0.1:12\" }}\n\
+         \"3\" = {{ peer = \"127.0.0.1:3\", client = \"127.0.0.1:13\" }}\n",
         dir.join("data").display()
     );
     let path = dir.join(format!("node-{n}.toml"));
@@ -542,6 +578,7 @@ fn node_refuses_bad_configs_before_touching_its_data_dir() {
     // Held for the whole test: the port-in-use case.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap().to_string();
+    let busy_peer = format!("peer_listen = \"{busy_addr}\"");
     let free = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
@@ -557,6 +594,7 @@ fn node_refuses_bad_configs_before_touching_its_data_dir() {
         (&free, "test", "initial_voters = [99]", "initial_voters.0"),
         (&free, "test", "initial_voters = [2, 3]", "initial_voters"),
         (&busy_addr, "test", "", "listen"),
+        (&free, "test", &busy_peer, "peer_listen"),
         (
             &free,
             "test",

@@ -182,14 +182,16 @@ fn start(args: &Args) -> anyhow::Result<Nodes> {
         .as_millis();
     let dir = std::env::temp_dir().join(format!("ninety-bench-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let listeners: Vec<std::net::TcpListener> = (0..3)
+    // Three client ports, then three peer ports: a node serves each on its own listener.
+    let listeners: Vec<std::net::TcpListener> = (0..6)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
-    let addrs: Vec<String> = listeners
+    let mut addrs: Vec<String> = listeners
         .iter()
         .map(|l| l.local_addr().map(|a| a.to_string()))
         .collect::<Result<_, _>>()?;
     drop(listeners);
+    let peer_addrs = addrs.split_off(3);
     let extra = if args.max_pending_proposals > 0 {
         format!("max_pending_proposals = {}\n", args.max_pending_proposals)
     } else {
@@ -204,11 +206,16 @@ fn start(args: &Args) -> anyhow::Result<Nodes> {
     for (i, addr) in addrs.iter().enumerate() {
         let id = i + 1;
         let mut text = format!(
-            "id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\nregion = \"gba\"\ninit = true\n{extra}\n[peers]\n",
+            "id = {id}\nlisten = \"{addr}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
+             region = \"gba\"\ninit = true\n{extra}\n[peers]\n",
+            peer_addrs[i],
             dir.join(format!("node{id}")).display()
         );
-        for (j, a) in addrs.iter().enumerate() {
-            text.push_str(&format!("\"{}\" = \"{a}\"\n", j + 1));
+        for (j, (a, p)) in addrs.iter().zip(&peer_addrs).enumerate() {
+            text.push_str(&format!(
+                "\"{}\" = {{ peer = \"{p}\", client = \"{a}\" }}\n",
+                j + 1
+            ));
         }
         let cfg = dir.join(format!("node{id}.toml"));
         std::fs::write(&cfg, text)?;

@@ -31,9 +31,12 @@ pub enum ClusterCmd {
         /// The new node's Raft id (never reuse the id of a node whose data was lost).
         #[arg(long)]
         id: u64,
-        /// Its address (host:port), as in its config's `listen`.
+        /// Its client address (host:port), as in its config's `listen`.
         #[arg(long)]
         addr: String,
+        /// Its peer address (host:port), as in its config's `peer_listen`.
+        #[arg(long)]
+        peer_addr: String,
         /// Only add it as a learner (promote later with promote-member).
         #[arg(long)]
         learner: bool,
@@ -75,11 +78,20 @@ pub enum ClusterCmd {
     },
 }
 
+/// A node's two addresses, as `cluster init` and `add-member` take them.
+#[derive(Clone, Debug, Default)]
+pub struct MemberAddrs {
+    /// Its `listen`: clients.
+    pub client: String,
+    /// Its `peer_listen`: the other nodes.
+    pub peer: String,
+}
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Instead of writing configs: check this node config and say what its next start
     /// will do (bootstrap, wait to be added, or resume from its data).
-    #[arg(long, conflicts_with_all = ["addrs", "data_root", "spare_ids", "force"])]
+    #[arg(long, conflicts_with_all = ["addrs", "peer_addrs", "data_root", "spare_ids", "force"])]
     pub config: Option<PathBuf>,
     /// Nodes in the new cluster (founding voters): 1, 3 or 5 make sense.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
@@ -90,12 +102,20 @@ pub struct InitArgs {
     /// Host every node listens on (loopback: a local cluster).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Port of node 1; node N listens on base-port + N - 1.
+    /// Client port of node 1; node N serves clients on base-port + N - 1.
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
-    /// Explicit addresses instead of host/base-port, one per node (multi-host clusters).
-    #[arg(long, value_delimiter = ',')]
+    /// Peer port of node 1; node N serves the other nodes on peer-base-port + N - 1.
+    /// Default: base-port + 100.
+    #[arg(long)]
+    pub peer_base_port: Option<u16>,
+    /// Explicit client addresses instead of host/base-port, one per node (multi-host
+    /// clusters); needs --peer-addrs.
+    #[arg(long, value_delimiter = ',', requires = "peer_addrs")]
     pub addrs: Vec<String>,
+    /// Explicit peer addresses, one per node, in the order of --addrs.
+    #[arg(long, value_delimiter = ',', requires = "addrs")]
+    pub peer_addrs: Vec<String>,
     /// Where each node keeps its data: DATA_ROOT/N (default DIR/nodeN).
     #[arg(long)]
     pub data_root: Option<PathBuf>,
@@ -118,10 +138,17 @@ pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
         ClusterCmd::AddMember {
             id,
             addr,
+            peer_addr,
             learner,
             catch_up,
             request_id: rid,
-        } => add_member(g, id, addr, learner, catch_up, rid).await,
+        } => {
+            let addrs = MemberAddrs {
+                client: addr,
+                peer: peer_addr,
+            };
+            add_member(g, id, addrs, learner, catch_up, rid).await
+        }
         ClusterCmd::PromoteMember {
             id,
             request_id: rid,
@@ -205,6 +232,9 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
     let peers = cfg
         .peer_map()
         .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let peer_listen = cfg
+        .peer_listen()
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     let has_data = std::fs::read_dir(&cfg.data_dir)
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
@@ -238,8 +268,9 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         (
             "join",
             format!(
-                "starts empty and waits to be added: ninety cluster add-member --id {} --addr {}",
-                cfg.id, cfg.listen
+                "starts empty and waits to be added: ninety cluster add-member --id {} --addr {} \
+                 --peer-addr {}",
+                cfg.id, cfg.listen, peer_listen
             ),
         )
     };
@@ -247,6 +278,7 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         ("config", path.display().to_string()),
         ("id", cfg.id.to_string()),
         ("listen", cfg.listen.to_string()),
+        ("peer_listen", peer_listen.to_string()),
         ("data_dir", cfg.data_dir.display().to_string()),
         ("data", if has_data { "present" } else { "empty" }.into()),
         ("init", cfg.init.to_string()),
@@ -263,6 +295,7 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
             "config": path,
             "id": cfg.id,
             "listen": cfg.listen.to_string(),
+            "peer_listen": peer_listen.to_string(),
             "data_dir": cfg.data_dir,
             "has_data": has_data,
             "init": cfg.init,
@@ -277,38 +310,132 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Node `id`'s port: `base + id - 1`, or a usage error naming `flag`.
+fn nth_port(flag: &str, base: u16, id: u64) -> Result<u16, Failure> {
+    id.checked_sub(1)
+        .and_then(|k| u64::from(base).checked_add(k))
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| Failure::Usage(format!("{flag}: node {id}'s port is out of range")))
+}
+
+/// Every node's addresses (the founding nodes, then the spare ids), as the address book
+/// lists them; a port used twice (a client port that is also a peer port) is refused.
+fn init_book(a: &InitArgs) -> Result<Vec<(u64, MemberAddrs)>, Failure> {
+    let n = a.nodes_count;
+    let peer_base = match a.peer_base_port {
+        Some(p) => p,
+        None => a.base_port.checked_add(100).ok_or_else(|| {
+            Failure::Usage("--base-port: the peer ports (base-port + 100) are out of range".into())
+        })?,
+    };
+    let at = |id: u64| -> Result<MemberAddrs, Failure> {
+        Ok(MemberAddrs {
+            client: format!("{}:{}", a.host, nth_port("--base-port", a.base_port, id)?),
+            peer: format!(
+                "{}:{}",
+                a.host,
+                nth_port("--peer-base-port", peer_base, id)?
+            ),
+        })
+    };
+    let mut book = Vec::new();
+    if a.addrs.is_empty() {
+        for id in 1..=n {
+            book.push((id, at(id)?));
+        }
+    } else {
+        for (flag, list) in [("--addrs", &a.addrs), ("--peer-addrs", &a.peer_addrs)] {
+            if list.len() as u64 != n {
+                return Err(Failure::Usage(format!(
+                    "{flag} lists {} addresses for {n} nodes (--nodes-count)",
+                    list.len()
+                )));
+            }
+        }
+        for (i, (client, peer)) in a.addrs.iter().zip(&a.peer_addrs).enumerate() {
+            let (client, peer) = (client.clone(), peer.clone());
+            book.push((i as u64 + 1, MemberAddrs { client, peer }));
+        }
+    }
+    for (_, m) in &book {
+        for addr in [&m.client, &m.peer] {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                Failure::Usage(format!(
+                    "{addr:?} is not an IP:port a node can listen on (a node's `listen` and \
+                     `peer_listen` must be socket addresses)"
+                ))
+            })?;
+        }
+    }
+    for spare in &a.spare_ids {
+        if *spare <= n || *spare == 0 {
+            return Err(Failure::Usage(format!(
+                "--spare-ids: {spare} is not a new node's id (founding nodes are 1 to {n})"
+            )));
+        }
+        book.push((*spare, at(*spare)?));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for addr in book.iter().flat_map(|(_, m)| [&m.client, &m.peer]) {
+        if !seen.insert(addr) {
+            return Err(Failure::Usage(format!(
+                "address {addr} is used twice: every node needs its own client and peer \
+                 ports (--base-port, --peer-base-port, --addrs, --peer-addrs)"
+            )));
+        }
+    }
+    Ok(book)
+}
+
+/// One node's config file text.
+fn node_toml(
+    id: u64,
+    n: u64,
+    path: &Path,
+    data: &Path,
+    region: &str,
+    book: &[(u64, MemberAddrs)],
+) -> String {
+    let me = book
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
+    let voters: Vec<u64> = (1..=n).collect();
+    let mut text = format!(
+        "# Node {id} of a {n}-node ninety cluster, written by `ninety cluster init`.\n\
+         # Start it with: ninety node --config {}\n\
+         id = {id}\n\
+         # Clients (ninety.v1, health, reflection).\n\
+         listen = \"{}\"\n\
+         # The other nodes (ninety.peer.v1): keep this port to the cluster's hosts.\n\
+         peer_listen = \"{}\"\n\
+         data_dir = \"{}\"\n\
+         region = \"{region}\"\n\
+         # Founding voter: bootstraps an empty data dir; ignored once data exists.\n\
+         init = true\n\
+         initial_voters = {voters:?}\n\
+         fault_injection = false\n\n[peers]\n",
+        path.display(),
+        me.client,
+        me.peer,
+        data.display(),
+    );
+    for (pid, m) in book {
+        text.push_str(&format!(
+            "\"{pid}\" = {{ peer = \"{}\", client = \"{}\" }}\n",
+            m.peer, m.client
+        ));
+    }
+    text
+}
+
 fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
     if let Some(path) = &a.config {
         return check_config(g, path);
     }
     let n = a.nodes_count;
-    let addrs: Vec<String> = if a.addrs.is_empty() {
-        (0..n)
-            .map(|i| {
-                let port = u64::from(a.base_port) + i;
-                u16::try_from(port)
-                    .map(|p| format!("{}:{p}", a.host))
-                    .map_err(|_| {
-                        Failure::Usage(format!("--base-port: port {port} is out of range"))
-                    })
-            })
-            .collect::<Result<_, _>>()?
-    } else {
-        if a.addrs.len() as u64 != n {
-            return Err(Failure::Usage(format!(
-                "--addrs lists {} addresses for {n} nodes (--nodes-count)",
-                a.addrs.len()
-            )));
-        }
-        a.addrs.clone()
-    };
-    for addr in &addrs {
-        addr.parse::<std::net::SocketAddr>().map_err(|_| {
-            Failure::Usage(format!(
-                "{addr:?} is not an IP:port a node can listen on (a node's `listen` must be a socket address)"
-            ))
-        })?;
-    }
+    let book = init_book(&a)?;
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let dir = absolute(&a.dir)?;
     let data_root = match &a.data_root {
@@ -324,24 +451,9 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
         }
         absolute(p)?.display().to_string()
     };
-    let mut book: Vec<(u64, String)> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (i as u64 + 1, a.clone()))
-        .collect();
-    for spare in &a.spare_ids {
-        if *spare <= n {
-            return Err(Failure::Usage(format!(
-                "--spare-ids: {spare} is a founding node's id"
-            )));
-        }
-        let port = u64::from(a.base_port) + spare - 1;
-        book.push((*spare, format!("{}:{port}", a.host)));
-    }
-    let voters: Vec<u64> = (1..=n).collect();
     let mut files = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        let id = i as u64 + 1;
+    for (id, addrs) in book.iter().take(n as usize) {
+        let id = *id;
         let path = dir.join(format!("node{id}.toml"));
         if path.exists() && !a.force {
             return Err(Failure::Usage(format!(
@@ -354,34 +466,43 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
         } else {
             data_root.join(format!("node{id}"))
         };
-        let mut text = format!(
-            "# Node {id} of a {n}-node ninety cluster, written by `ninety cluster init`.\n\
-             # Start it with: ninety node --config {}\n\
-             id = {id}\n\
-             listen = \"{addr}\"\n\
-             data_dir = \"{}\"\n\
-             region = \"{region}\"\n\
-             # Founding voter: bootstraps an empty data dir; ignored once data exists.\n\
-             init = true\n\
-             initial_voters = {voters:?}\n\
-             fault_injection = false\n\n[peers]\n",
-            path.display(),
-            data.display(),
-        );
-        for (pid, paddr) in &book {
-            text.push_str(&format!("\"{pid}\" = \"{paddr}\"\n"));
-        }
+        let text = node_toml(id, n, &path, &data, &region, &book);
         ninety_cluster::runtime::config::FileConfig::parse(&text)
             .map_err(|e| Failure::Other(anyhow::anyhow!("generated config is invalid: {e}")))?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        files.push(json!({ "id": id, "config": path, "listen": addr, "data_dir": data }));
+        files.push(json!({
+            "id": id, "config": path, "listen": addrs.client, "peer_listen": addrs.peer,
+            "data_dir": data,
+        }));
     }
-    let nodes = addrs.join(",");
+    print_init(g, &a, &dir, &region, &files, &book);
+    Ok(())
+}
+
+/// What `cluster init` wrote, and how to start and reach the cluster.
+fn print_init(
+    g: &Global,
+    a: &InitArgs,
+    dir: &Path,
+    region: &str,
+    files: &[Value],
+    book: &[(u64, MemberAddrs)],
+) {
+    let n = a.nodes_count;
+    let nodes: Vec<&str> = book
+        .iter()
+        .take(n as usize)
+        .map(|(_, m)| m.client.as_str())
+        .collect();
+    let nodes = nodes.join(",");
     let mut human = format!(
-        "wrote the configs of a {n}-node cluster (region {region}) to {}\n\nstart each node (one terminal or service each):\n",
+        "wrote the configs of a {n}-node cluster (region {region}) to {}\n\
+         clients call the `listen` addresses; the `peer_listen` ports are for the nodes \
+         only (firewall them to the cluster's hosts)\n\nstart each node (one terminal or \
+         service each):\n",
         dir.display()
     );
-    for f in &files {
+    for f in files {
         human.push_str(&format!(
             "  ninety node --config {}\n",
             f["config"].as_str().unwrap_or_default()
@@ -393,7 +514,8 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
     ));
     if !a.spare_ids.is_empty() {
         human.push_str(&format!(
-            "\nids {:?} are in the address book for later: give such a node a config with init = false,\nstart it, then `ninety cluster add-member --id ID --addr HOST:PORT`\n",
+            "\nids {:?} are in the address book for later: give such a node a config with init = false,\n\
+             start it, then `ninety cluster add-member --id ID --addr HOST:PORT --peer-addr HOST:PEER_PORT`\n",
             a.spare_ids
         ));
     }
@@ -402,7 +524,6 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
         json!({ "nodes": files, "region": region, "client_nodes": nodes }),
         human,
     );
-    Ok(())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Failure> {
@@ -429,6 +550,9 @@ fn one_node(addr: &str) -> Option<Client> {
 }
 
 async fn status_of(addr: String) -> Result<pb::ClusterStatusResponse, String> {
+    if addr.is_empty() {
+        return Err("client address unknown: the answering node's [peers] does not list it".into());
+    }
     let Some(c) = one_node(&addr) else {
         return Err(format!("bad address {addr}"));
     };
@@ -448,7 +572,7 @@ async fn status(g: &Global) -> Result<(), Failure> {
     let mut views = Vec::new();
     let mut tasks = Vec::new();
     for m in &first.members {
-        tasks.push((m.node_id, tokio::spawn(status_of(m.address.clone()))));
+        tasks.push((m.node_id, tokio::spawn(status_of(m.client_address.clone()))));
     }
     for (id, t) in tasks {
         let r = t
@@ -513,7 +637,7 @@ async fn status(g: &Global) -> Result<(), Failure> {
                 let behind = leader_applied.saturating_sub(s.applied_index);
                 t.row(vec![
                     m.node_id.to_string(),
-                    m.address.clone(),
+                    m.client_address.clone(),
                     role.clone(),
                     state.into(),
                     s.term.to_string(),
@@ -529,7 +653,8 @@ async fn status(g: &Global) -> Result<(), Failure> {
                 ]);
                 list.push(json!({
                     "node_id": m.node_id,
-                    "address": m.address,
+                    "address": m.client_address,
+                    "peer_address": m.address,
                     "role": m.role().as_str_name(),
                     "state": state,
                     "leader": m.node_id == leader_id,
@@ -547,7 +672,7 @@ async fn status(g: &Global) -> Result<(), Failure> {
             Err(e) => {
                 t.row(vec![
                     m.node_id.to_string(),
-                    m.address.clone(),
+                    m.client_address.clone(),
                     role,
                     "unreachable".into(),
                     "-".into(),
@@ -563,7 +688,8 @@ async fn status(g: &Global) -> Result<(), Failure> {
                 ]);
                 list.push(json!({
                     "node_id": m.node_id,
-                    "address": m.address,
+                    "address": m.client_address,
+                    "peer_address": m.address,
                     "role": m.role().as_str_name(),
                     "state": "unreachable",
                     "leader": false,
@@ -610,7 +736,8 @@ fn members_json(ms: &[pb::Member]) -> Value {
             .map(|m| {
                 json!({
                     "node_id": m.node_id,
-                    "address": m.address,
+                    "address": m.client_address,
+                    "peer_address": m.address,
                     "role": m.role().as_str_name(),
                     "leader": m.leader,
                     "reachable": m.reachable,
@@ -626,7 +753,7 @@ fn members_table(ms: &[pb::Member]) -> String {
     for m in ms {
         t.row(vec![
             m.node_id.to_string(),
-            m.address.clone(),
+            m.client_address.clone(),
             role_name(m.role()),
             if m.leader { "yes" } else { "" }.into(),
             if m.reachable { "yes" } else { "no" }.into(),
@@ -651,7 +778,7 @@ fn print_membership(g: &Global, what: &str, r: &pb::MembershipResponse, rid: &st
 async fn add_member(
     g: &Global,
     id: u64,
-    addr: String,
+    addrs: MemberAddrs,
     learner: bool,
     catch_up_ms: u64,
     rid: Option<String>,
@@ -662,7 +789,8 @@ async fn add_member(
         .add_member(pb::AddMemberRequest {
             request_id: rid.clone(),
             node_id: id,
-            address: addr.clone(),
+            address: addrs.peer.clone(),
+            client_address: addrs.client.clone(),
         })
         .await
         .map_err(with_id(&rid))?;
@@ -680,7 +808,7 @@ async fn add_member(
         .await?
         .commit_index;
     loop {
-        if let Ok(s) = status_of(addr.clone()).await {
+        if let Ok(s) = status_of(addrs.client.clone()).await {
             if s.applied_index >= target {
                 break;
             }
@@ -727,7 +855,7 @@ async fn snapshot(g: &Global, only: Option<u64>) -> Result<(), Failure> {
         .members
         .iter()
         .filter(|m| only.is_none_or(|id| id == m.node_id))
-        .map(|m| (m.node_id, m.address.clone()))
+        .map(|m| (m.node_id, m.client_address.clone()))
         .collect();
     if targets.is_empty() {
         return Err(Failure::Usage(format!(

@@ -679,11 +679,11 @@ async fn a_tiny_proposal_queue_answers_resource_exhausted() {
     crate::bounded(async {
         let mut p = Procs::start(&[1], &[], Opts::default());
         let config = format!(
-            "id = 1\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\ninit = true\n\
-             initial_voters = [1]\nmax_pending_proposals = 1\n[peers]\n\"1\" = \"{}\"\n",
+            "id = 1\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\n\
+             init = true\ninitial_voters = [1]\nmax_pending_proposals = 1\n",
             p.addr(1),
+            p.peer_addr(1),
             p.data_dir(1).display(),
-            p.addr(1),
         );
         let path = p.dir.path().join("n1.toml");
         std::fs::write(&path, config).expect("config");

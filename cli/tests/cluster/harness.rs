@@ -39,7 +39,10 @@ pub struct Opts {
 /// A set of node processes.
 pub struct Procs {
     pub dir: tempfile::TempDir,
+    /// Client ports (`listen`).
     pub ports: BTreeMap<u64, u16>,
+    /// Peer ports (`peer_listen`).
+    pub peer_ports: BTreeMap<u64, u16>,
     pub children: BTreeMap<u64, Child>,
     pub voters: Vec<u64>,
     pub opts: Opts,
@@ -60,6 +63,7 @@ impl Procs {
         let mut p = Procs {
             dir: tempfile::tempdir().expect("temp dir"),
             ports: ids.iter().map(|id| (*id, free_port())).collect(),
+            peer_ports: ids.iter().map(|id| (*id, free_port())).collect(),
             children: BTreeMap::new(),
             voters: voters.to_vec(),
             opts,
@@ -74,16 +78,28 @@ impl Procs {
         self.dir.path().join(format!("n{id}"))
     }
 
+    /// Node `id`'s client address.
     pub fn addr(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.ports[&id])
     }
 
-    /// Writes node `id`'s config and starts it.
-    pub fn spawn(&mut self, id: u64, init: bool) {
+    /// Node `id`'s peer address.
+    pub fn peer_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.peer_ports[&id])
+    }
+
+    /// Node `id`'s config file text.
+    pub fn config(&self, id: u64, init: bool) -> String {
         let peers: String = self
             .ports
             .keys()
-            .map(|p| format!("\"{p}\" = \"{}\"\n", self.addr(*p)))
+            .map(|p| {
+                format!(
+                    "\"{p}\" = {{ peer = \"{}\", client = \"{}\" }}\n",
+                    self.peer_addr(*p),
+                    self.addr(*p)
+                )
+            })
             .collect();
         let mut extra = String::new();
         if let Some(n) = self.opts.snapshot_interval_entries {
@@ -92,15 +108,22 @@ impl Procs {
         if let Some(n) = self.opts.log_retain_entries {
             extra += &format!("log_retain_entries = {n}\n");
         }
-        let config = format!(
-            "id = {id}\nlisten = \"{}\"\ndata_dir = \"{}\"\nregion = \"{}\"\ninit = {init}\n\
-             initial_voters = {:?}\nfault_injection = {}\n{extra}[peers]\n{peers}",
+        format!(
+            "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
+             region = \"{}\"\ninit = {init}\ninitial_voters = {:?}\nfault_injection = {}\n\
+             {extra}[peers]\n{peers}",
             self.addr(id),
+            self.peer_addr(id),
             self.data_dir(id).display(),
             self.opts.region.unwrap_or("test"),
             self.voters,
             self.opts.fault_injection,
-        );
+        )
+    }
+
+    /// Writes node `id`'s config and starts it.
+    pub fn spawn(&mut self, id: u64, init: bool) {
+        let config = self.config(id, init);
         let path = self.dir.path().join(format!("n{id}.toml"));
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::OpenOptions::new()
@@ -147,12 +170,14 @@ impl Procs {
         out
     }
 
+    /// A channel to node `id`'s client listener.
     pub fn channel(&self, id: u64) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr(id)))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_millis(300))
-            .timeout(Duration::from_secs(8))
-            .connect_lazy()
+        channel_to(&self.addr(id))
+    }
+
+    /// A channel to node `id`'s peer listener.
+    pub fn peer_channel(&self, id: u64) -> Channel {
+        channel_to(&self.peer_addr(id))
     }
 
     pub fn beds(&self, id: u64) -> BedHoldsClient<Channel> {
@@ -163,8 +188,9 @@ impl Procs {
         AdminClient::new(self.channel(id))
     }
 
+    /// `ninety.peer.v1.Peer` on node `id`'s peer listener (the only place it is served).
     pub fn peer(&self, id: u64) -> PeerClient<Channel> {
-        PeerClient::new(self.channel(id))
+        PeerClient::new(self.peer_channel(id))
     }
 
     pub async fn status(&self, id: u64) -> Option<pb::ClusterStatusResponse> {
@@ -269,6 +295,15 @@ impl Procs {
             }
         }
     }
+}
+
+/// A lazily connecting channel with the tests' timeouts.
+pub fn channel_to(addr: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(8))
+        .connect_lazy()
 }
 
 /// Ward ids of the test region, read from a node.

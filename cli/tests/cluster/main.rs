@@ -9,6 +9,7 @@ mod demo;
 mod harness;
 mod hostile;
 mod kill_leader;
+mod listeners;
 mod membership;
 mod partition;
 mod replay;

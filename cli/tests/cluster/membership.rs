@@ -18,14 +18,15 @@ async fn add_and_remove_members_under_load() {
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         p.spawn(4, false);
-        let addr4 = p.addr(4);
+        let (addr4, client4) = (p.peer_addr(4), p.addr(4));
         on_leader(&p, &[1, 2, 3], |l| {
-            let (mut a, addr) = (p.admin(l), addr4.clone());
+            let (mut a, addr, client) = (p.admin(l), addr4.clone(), client4.clone());
             async move {
                 a.add_member(pb::AddMemberRequest {
                     request_id: "add-4".into(),
                     node_id: 4,
                     address: addr,
+                    client_address: client,
                 })
                 .await
             }

@@ -55,14 +55,15 @@ async fn wiped_node_rejoins_through_snapshot() {
         })
         .await;
         p.spawn(victim, false);
-        let addr = p.addr(victim);
+        let (addr, client) = (p.peer_addr(victim), p.addr(victim));
         on_leader(&p, &others, |l| {
-            let (mut a, addr) = (p.admin(l), addr.clone());
+            let (mut a, addr, client) = (p.admin(l), addr.clone(), client.clone());
             async move {
                 a.add_member(pb::AddMemberRequest {
                     request_id: "re-add".into(),
                     node_id: victim,
                     address: addr,
+                    client_address: client,
                 })
                 .await
             }

@@ -422,6 +422,7 @@ async fn membership_refusals(p: &Procs, leader: u64) {
         request_id: rid("add"),
         node_id,
         address: address.to_string(),
+        client_address: "127.0.0.1:7019".into(),
     };
     let huge = format!("{}:7001", "a".repeat(1 << 20));
     for address in [
@@ -433,6 +434,27 @@ async fn membership_refusals(p: &Procs, leader: u64) {
     ] {
         let r = admin.add_member(add(9, address)).await;
         invalid(&format!("address {:.40}", address), r, "address");
+        let client = pb::AddMemberRequest {
+            client_address: address.to_string(),
+            ..add(9, "127.0.0.1:7109")
+        };
+        let r = admin.add_member(client).await;
+        invalid(
+            &format!("client_address {:.40}", address),
+            r,
+            "client_address",
+        );
+    }
+    // The two listeners: a peer address is never a client address, and an AddMember
+    // from before them (no client_address) is refused naming it.
+    for client_address in ["127.0.0.1:7109", ""] {
+        let r = admin
+            .add_member(pb::AddMemberRequest {
+                client_address: client_address.into(),
+                ..add(9, "127.0.0.1:7109")
+            })
+            .await;
+        invalid("client_address", r, "client_address");
     }
     invalid(
         "add node 0",

@@ -1,4 +1,12 @@
 //! The node's configuration file (`node.toml`), see `cluster/node.sample.toml`.
+//!
+//! A node has two listeners: `listen` serves clients (`ninety.v1`, health, reflection) and
+//! `peer_listen` serves the other nodes (`ninety.peer.v1`), so the peer protocol is never
+//! reachable on the client address. The address book `[peers]` gives every node's two
+//! addresses: `peer` (dialled for Raft and for forwarded writes) and `client` (the leader
+//! hint sent to clients). A config from before the split (no `peer_listen`, or a plain
+//! string in `[peers]`) is refused with the migration in the message, never given a default
+//! that would serve peers on the client port.
 
 use crate::error::Error;
 use serde::Deserialize;
@@ -12,14 +20,20 @@ use std::path::PathBuf;
 pub struct FileConfig {
     /// Raft node id, never 0, unique in the cluster.
     pub id: u64,
-    /// Address the gRPC server (clients and peers) listens on.
+    /// Address the client API (`ninety.v1`, health, reflection) listens on.
     pub listen: SocketAddr,
+    /// Address the peer service (`ninety.peer.v1`) listens on; required, and never the
+    /// same socket as `listen`. `None` only while parsing: [`FileConfig::check`] refuses it.
+    #[serde(default)]
+    pub peer_listen: Option<SocketAddr>,
     /// Where the Raft log, hard state and snapshots live (sled).
     pub data_dir: PathBuf,
-    /// The address book: node id (as a string key) → host:port, this node included. It may
-    /// list nodes that are not (yet) members; membership comes from the Raft log.
+    /// The address book: node id (as a string key) → `{ peer = "host:port", client =
+    /// "host:port" }`, this node included. It may list nodes that are not (yet) members;
+    /// membership comes from the Raft log. Kept as TOML values so that an entry in the old
+    /// one-address form gets a message naming the migration (see [`FileConfig::peer_map`]).
     #[serde(default)]
-    pub peers: BTreeMap<String, String>,
+    pub peers: BTreeMap<String, toml::Value>,
     /// The region to load on a fresh cluster: a built-in preset with one clinic day of
     /// slots ("gba", "yunnan", "asean"), "test" (three hospitals, for tests) or a path to a
     /// region JSON file.
@@ -56,6 +70,21 @@ pub const PEERS_MAX: usize = 64;
 pub const LOG_ENTRIES_SETTING_MAX: u64 = 100_000_000;
 /// Largest `max_pending_proposals` and `max_queued_commands` (each queued item holds memory).
 pub const QUEUE_SETTING_MAX: usize = 1_000_000;
+
+/// One node's two addresses, as the address book holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddrs {
+    /// Its `peer_listen`, host:port: Raft messages and forwarded writes go here.
+    pub peer: String,
+    /// Its `listen`, host:port: where clients reach it (the leader hint).
+    pub client: String,
+}
+
+/// How to move a config from one listener to two, quoted by every refusal of an old one.
+pub const TWO_LISTENERS_MIGRATION: &str = "a node now serves clients on `listen` and the \
+     other nodes on `peer_listen`, a different port: add `peer_listen = \"HOST:PEER_PORT\"` \
+     and write each [peers] entry as `\"2\" = { peer = \"HOST:PEER_PORT\", client = \
+     \"HOST:PORT\" }` (docs/operations.md, \"Two listeners\")";
 
 fn default_region() -> String {
     "gba".into()
@@ -113,8 +142,12 @@ impl FileConfig {
             return Err(invalid("id", "must not be 0"));
         }
         if self.listen.port() == 0 {
-            return Err(invalid("listen", "port 0: peers could not reach this node"));
+            return Err(invalid(
+                "listen",
+                "port 0: clients could not reach this node",
+            ));
         }
+        self.peer_listen()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -194,8 +227,36 @@ impl FileConfig {
         Ok(())
     }
 
-    /// The address book with numeric ids; this node's own address defaults to `listen`.
-    pub fn peer_map(&self) -> Result<BTreeMap<u64, String>, Error> {
+    /// The peer listener's address: present, not port 0, and not the client listener's
+    /// socket (a wildcard address shares its port with every address).
+    pub fn peer_listen(&self) -> Result<SocketAddr, Error> {
+        let Some(peer) = self.peer_listen else {
+            return Err(invalid(
+                "peer_listen",
+                format!(
+                    "missing (a config from before the two listeners): {TWO_LISTENERS_MIGRATION}"
+                ),
+            ));
+        };
+        if peer.port() == 0 {
+            return Err(invalid(
+                "peer_listen",
+                "port 0: peers could not reach this node",
+            ));
+        }
+        let (a, b) = (self.listen, peer);
+        let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+        if a.port() == b.port() && overlap {
+            return Err(invalid(
+                "peer_listen",
+                format!("{peer} is the client address `listen` ({a}): peers need their own port"),
+            ));
+        }
+        Ok(peer)
+    }
+
+    /// The address book with numeric ids; this node's own entry defaults to its listeners.
+    pub fn peer_map(&self) -> Result<BTreeMap<u64, NodeAddrs>, Error> {
         if self.peers.len() > PEERS_MAX {
             return Err(invalid("peers", format!("at most {PEERS_MAX} entries")));
         }
@@ -208,13 +269,15 @@ impl FileConfig {
             if id == 0 {
                 return Err(invalid(&field, "node id 0 is invalid"));
             }
-            check_peer_address(&field, v)?;
-            if out.insert(id, v.clone()).is_some() {
+            if out.insert(id, node_addrs(&field, v)?).is_some() {
                 return Err(invalid(&field, format!("node {id} is listed twice")));
             }
         }
-        out.entry(self.id)
-            .or_insert_with(|| self.listen.to_string());
+        let peer = self.peer_listen()?;
+        out.entry(self.id).or_insert_with(|| NodeAddrs {
+            peer: peer.to_string(),
+            client: self.listen.to_string(),
+        });
         Ok(out)
     }
 
@@ -227,6 +290,52 @@ impl FileConfig {
     }
 }
 
+/// One `[peers]` entry: a table with exactly `peer` and `client`, both host:port.
+fn node_addrs(field: &str, v: &toml::Value) -> Result<NodeAddrs, Error> {
+    let table = match v {
+        toml::Value::Table(t) => t,
+        toml::Value::String(_) => {
+            return Err(invalid(
+                field,
+                format!("one address is the old form: {TWO_LISTENERS_MIGRATION}"),
+            ))
+        }
+        other => {
+            return Err(invalid(
+                field,
+                format!(
+                    "found a value of type {}, expected {{ peer = \"host:port\", client = \
+                     \"host:port\" }}",
+                    other.type_str()
+                ),
+            ))
+        }
+    };
+    if let Some(k) = table
+        .keys()
+        .find(|k| !matches!(k.as_str(), "peer" | "client"))
+    {
+        return Err(invalid(
+            &format!("{field}.{k}"),
+            "unknown key: an entry has `peer` and `client`",
+        ));
+    }
+    let addr = |key: &str| -> Result<String, Error> {
+        let f = format!("{field}.{key}");
+        let a = match table.get(key) {
+            Some(toml::Value::String(a)) => a,
+            Some(_) => return Err(invalid(&f, "must be a string, host:port")),
+            None => return Err(invalid(&f, "missing: host:port")),
+        };
+        check_peer_address(&f, a)?;
+        Ok(a.clone())
+    };
+    Ok(NodeAddrs {
+        peer: addr("peer")?,
+        client: addr("client")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,13 +346,43 @@ mod tests {
         assert_eq!(cfg.id, 1);
         assert_eq!(cfg.voters().unwrap(), vec![1, 2, 3]);
         assert_eq!(cfg.peer_map().unwrap().len(), 3);
+        assert_eq!(
+            cfg.peer_map().unwrap()[&2],
+            NodeAddrs {
+                peer: "127.0.0.1:7102".into(),
+                client: "127.0.0.1:7002".into()
+            }
+        );
         assert!(FileConfig::parse("id = 0\nlisten = \"127.0.0.1:1\"\ndata_dir = \"x\"").is_err());
+    }
+
+    /// A config from before the two listeners is refused with the migration, whichever of
+    /// its two old forms comes first.
+    #[test]
+    fn old_one_listener_configs_are_refused_with_the_migration() {
+        let old = "id = 1\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"d\"\n[peers]\n\
+                   \"1\" = \"127.0.0.1:7001\"\n\"2\" = \"127.0.0.1:7002\"\n";
+        let e = FileConfig::parse(old).unwrap_err().to_string();
+        assert!(
+            e.contains("peer_listen: missing") && e.contains("peer_listen = "),
+            "{e}"
+        );
+        let half = old.replace("[peers]", "peer_listen = \"127.0.0.1:7101\"\n[peers]");
+        let e = FileConfig::parse(&half).unwrap_err().to_string();
+        assert!(e.contains("peers.1: one address is the old form"), "{e}");
+        assert!(e.contains("{ peer = "), "{e}");
     }
 
     /// The config's error for `extra` lines after a valid base (node 1 of peers 1..=3).
     fn refusal(extra: &str, peers: &str) -> String {
+        let peer_listen = if extra.contains("peer_listen") {
+            ""
+        } else {
+            "peer_listen = \"127.0.0.1:7101\"\n"
+        };
         let text = format!(
-            "id = 1\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"d\"\n{extra}\n[peers]\n{peers}"
+            "id = 1\nlisten = \"127.0.0.1:7001\"\n{peer_listen}data_dir = \"d\"\n{extra}\n\
+             [peers]\n{peers}"
         );
         match FileConfig::parse(&text) {
             Ok(_) => panic!("accepted: {text}"),
@@ -253,7 +392,16 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let peers = "\"1\" = \"127.0.0.1:7001\"\n\"2\" = \"127.0.0.1:7002\"\n";
+        let entry = |id: u64, peer: &str| {
+            format!("\"{id}\" = {{ peer = \"{peer}\", client = \"127.0.0.1:700{id}\" }}\n")
+        };
+        let peers: &str = &(entry(1, "127.0.0.1:7101") + &entry(2, "127.0.0.1:7102"));
+        let (big_port, colons, no_host, zero) = (
+            entry(2, "127.0.0.1:99999"),
+            entry(2, "a:b:c"),
+            entry(2, "nohost"),
+            entry(0, "127.0.0.1:7"),
+        );
         let cases = [
             (
                 "init = true\ninitial_voters = [99]",
@@ -267,10 +415,36 @@ mod tests {
             ),
             ("initial_voters = [1, 1]", peers, "listed twice"),
             ("initial_voters = [0]", peers, "initial_voters.0: node id 0"),
-            ("", "\"2\" = \"127.0.0.1:99999\"\n", "peers.2"),
-            ("", "\"2\" = \"a:b:c\"\n", "peers.2"),
-            ("", "\"2\" = \"nohost\"\n", "peers.2"),
-            ("", "\"0\" = \"127.0.0.1:7\"\n", "peers.0"),
+            ("", &big_port, "peers.2.peer"),
+            ("", &colons, "peers.2.peer"),
+            ("", &no_host, "peers.2.peer"),
+            ("", &zero, "peers.0"),
+            (
+                "",
+                "\"2\" = { peer = \"127.0.0.1:7102\" }\n",
+                "peers.2.client: missing",
+            ),
+            (
+                "",
+                "\"2\" = { peer = \"a:1\", client = \"a:2\", x = 1 }\n",
+                "peers.2.x: unknown key",
+            ),
+            ("", "\"2\" = 7\n", "peers.2: found a value of type integer"),
+            (
+                "peer_listen = \"127.0.0.1:7001\"",
+                peers,
+                "peer_listen: 127.0.0.1:7001 is",
+            ),
+            (
+                "peer_listen = \"0.0.0.0:7001\"",
+                peers,
+                "peer_listen: 0.0.0.0:7001 is",
+            ),
+            (
+                "peer_listen = \"127.0.0.1:0\"",
+                peers,
+                "peer_listen: port 0",
+            ),
             (
                 "snapshot_interval_entries = 0",
                 peers,
@@ -293,16 +467,17 @@ mod tests {
             let e = refusal(extra, peers);
             assert!(e.contains(want), "{extra:?}: {e}");
         }
-        let long = format!("\"2\" = \"{}:1\"\n", "a".repeat(1 << 20));
-        assert!(refusal("", &long).contains("peers.2"));
+        let long = entry(2, &format!("{}:1", "a".repeat(1 << 20)));
+        assert!(refusal("", &long).contains("peers.2.peer"));
         let e = FileConfig::parse("id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"d\"")
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen"), "{e}");
         // A joining node (init = false) need not be a founding voter.
         let text = format!(
-            "id = 3\nlisten = \"127.0.0.1:7003\"\ndata_dir = \"d\"\ninitial_voters = [1, 2]\n\
-             [peers]\n{peers}\"3\" = \"localhost:7003\"\n"
+            "id = 3\nlisten = \"127.0.0.1:7003\"\npeer_listen = \"[::1]:7103\"\ndata_dir = \"d\"\n\
+             initial_voters = [1, 2]\n[peers]\n{peers}{}",
+            entry(3, "localhost:7103")
         );
         assert!(FileConfig::parse(&text).is_ok());
     }

@@ -1,9 +1,14 @@
 //! The tokio runtime of a real node: opens the sled store, starts the node task
-//! ([`driver`]), the tonic transport ([`transport`]), the gRPC server (peer service, client
-//! API, health, reflection) and, on a founding node, the region bootstrap; then runs until
-//! shutdown.
+//! ([`driver`]), the tonic transport ([`transport`]), two gRPC servers and, on a founding
+//! node, the region bootstrap; then runs until shutdown.
 //!
-//! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops the server from
+//! **Two listeners.** The client server on `listen` serves `ninety.v1`, health and
+//! reflection; the peer server on `peer_listen` serves `ninety.peer.v1` only. Neither
+//! serves the other's services (a call there is `UNIMPLEMENTED`), so the peer protocol,
+//! which can step Raft messages and forward any engine command, can be fenced off at the
+//! network while the client port is open.
+//!
+//! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops both servers from
 //! accepting; in-flight calls finish (the node task keeps running for them), then the node
 //! task is stopped and the store dropped. Nothing is lost by a hard kill either: every
 //! acknowledged write was durable on a quorum before it was acknowledged.
@@ -222,10 +227,13 @@ async fn propose_all(
 }
 
 /// What a node needs from the world before it touches its data directory. Every check
-/// that bad input can fail (the config, a recorded panic in apply, the region, the listen
-/// port) runs here first, so a refused start leaves nothing behind.
+/// that bad input can fail (the config, a recorded panic in apply, the region, both
+/// listen ports) runs here first, so a refused start leaves nothing behind.
 struct Preflight {
+    /// The client listener (`listen`).
     incoming: tonic::transport::server::TcpIncoming,
+    /// The peer listener (`peer_listen`).
+    peer_incoming: tonic::transport::server::TcpIncoming,
     /// A founding node's region bootstrap commands.
     bootstrap: Option<Vec<Command>>,
 }
@@ -240,11 +248,16 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     } else {
         None
     };
-    let incoming = tonic::transport::server::TcpIncoming::bind(cfg.listen)
-        .map_err(|e| Error::Startup(format!("listen = {}: {e}", cfg.listen)))?
-        .with_nodelay(Some(true));
+    let bind = |field: &str, addr: std::net::SocketAddr| {
+        tonic::transport::server::TcpIncoming::bind(addr)
+            .map(|i| i.with_nodelay(Some(true)))
+            .map_err(|e| Error::Startup(format!("{field} = {addr}: {e}")))
+    };
+    let incoming = bind("listen", cfg.listen)?;
+    let peer_incoming = bind("peer_listen", cfg.peer_listen()?)?;
     Ok(Preflight {
         incoming,
+        peer_incoming,
         bootstrap,
     })
 }
@@ -289,6 +302,28 @@ fn open_store(cfg: &FileConfig) -> Result<SledStore, Error> {
     Ok(store)
 }
 
+/// Server reflection for the client listener. It advertises what that listener serves:
+/// the descriptor set also describes ninety.peer.v1, which is served on the peer listener
+/// only.
+fn client_reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    Error,
+> {
+    use tonic::server::NamedService;
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name(BedHoldsServer::<BedHoldsService>::NAME)
+        .with_service_name(SchedulingServer::<SchedulingService>::NAME)
+        .with_service_name(MatchingServer::<MatchingService>::NAME)
+        .with_service_name(ReferralsServer::<ReferralsService>::NAME)
+        .with_service_name(AdminServer::<AdminService>::NAME)
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))
+}
+
 /// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
 pub async fn serve(
     cfg: FileConfig,
@@ -296,6 +331,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let Preflight {
         incoming,
+        peer_incoming,
         bootstrap: bootstrap_commands,
     } = preflight(&cfg)?;
     let store = open_store(&cfg)?;
@@ -343,11 +379,17 @@ pub async fn serve(
         let _ = died_tx.send(());
         result
     });
-    let shutdown = async move {
+    // One stop signal for both servers.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
             _ = died_rx => {}
         }
+        let _ = stopping_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
 
     let cluster = Arc::new(Cluster {
@@ -373,10 +415,7 @@ pub async fn serve(
     reporter
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    let reflection = client_reflection()?;
     let peer = PeerServer::new(peer_service::PeerService {
         handle: handle.clone(),
         faults,
@@ -398,11 +437,16 @@ pub async fn serve(
         cluster: cluster.clone(),
     });
 
-    tracing::info!(id = cfg.id, listen = %cfg.listen, "serving");
-    let served = tonic::transport::Server::builder()
+    let peer_listen = cfg.peer_listen()?;
+    tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
+    let peers_served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(peer)
+        .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone()));
+    let clients_served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(beds)
         .add_service(admin)
         .add_service(scheduling)
@@ -410,8 +454,8 @@ pub async fn serve(
         .add_service(referrals)
         .add_service(health)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
+    let (served, peers_served) = tokio::join!(clients_served, peers_served);
     // In-flight calls have finished; now the node may stop.
     if let Some(b) = bootstrap {
         b.abort();
@@ -420,7 +464,8 @@ pub async fn serve(
     let node_result = node_task
         .await
         .map_err(|e| Error::Config(format!("node task panicked: {e}")))?;
-    served.map_err(|e| Error::Config(format!("server: {e}")))?;
+    served.map_err(|e| Error::Config(format!("client server: {e}")))?;
+    peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;
     node_result
 }
 

@@ -7,8 +7,11 @@
 //! time, in order, over one HTTP/2 channel. Snapshots are streamed in chunks by the same
 //! task and their result reported back as `PeerEvent::SnapshotStatus`.
 //!
-//! Also here: the [`PeerBook`] (node id → address) and the [`Faults`] switch.
+//! Also here: the [`PeerBook`] (node id → its peer and client addresses) and the
+//! [`Faults`] switch. Only peer addresses are ever dialled here; client addresses are for
+//! leader hints.
 
+use super::config::NodeAddrs;
 use super::driver::{NodeHandle, PeerEvent};
 use crate::eraftpb::Message;
 use crate::Transport;
@@ -39,25 +42,31 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// `MAX_SIZE_PER_MSG_BYTES`; raft-rs always sends at least one entry).
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Node id → peer address (host:port), shared by the transport and the API layer.
+/// Node id → its two addresses, shared by the transport and the API layer.
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    addrs: ArcSwap<BTreeMap<u64, String>>,
+    addrs: ArcSwap<BTreeMap<u64, NodeAddrs>>,
 }
 
 impl PeerBook {
-    pub fn new(addrs: BTreeMap<u64, String>) -> Self {
+    pub fn new(addrs: BTreeMap<u64, NodeAddrs>) -> Self {
         PeerBook {
             addrs: ArcSwap::from_pointee(addrs),
         }
     }
 
-    pub fn get(&self, id: u64) -> Option<String> {
-        self.addrs.load().get(&id).cloned()
+    /// The node's peer address (its `peer_listen`): what Raft and forwarding dial.
+    pub fn peer(&self, id: u64) -> Option<String> {
+        self.addrs.load().get(&id).map(|a| a.peer.clone())
     }
 
-    /// Records (or changes) a peer's address, e.g. from `Admin.AddMember`.
-    pub fn set(&self, id: u64, addr: String) {
+    /// The node's client address (its `listen`): what a leader hint names.
+    pub fn client(&self, id: u64) -> Option<String> {
+        self.addrs.load().get(&id).map(|a| a.client.clone())
+    }
+
+    /// Records (or changes) a node's addresses, e.g. from `Admin.AddMember`.
+    pub fn set(&self, id: u64, addr: NodeAddrs) {
         self.addrs.rcu(|m| {
             let mut m = BTreeMap::clone(m);
             m.insert(id, addr.clone());
@@ -162,7 +171,7 @@ impl GrpcTransport {
 
     /// The queue to `to`, (re)starting its task when new or when its address changed.
     fn link(&mut self, to: u64) -> Option<&mpsc::Sender<Outbound>> {
-        let addr = self.book.get(to)?;
+        let addr = self.book.peer(to)?;
         let stale = self
             .links
             .get(&to)

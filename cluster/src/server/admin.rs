@@ -5,8 +5,10 @@
 //! one at a time and idempotent by effect (adding a member twice is refused as already
 //! done), not by request id: Raft conf changes do not pass through the engine's dedup table.
 //! `node_id` 0 is refused (`INVALID_ARGUMENT`, `node_id`); `TransferLeader`'s `to_node_id`
-//! 0 means "the most up-to-date other voter". An `AddMember` address is `host:port`
-//! ([`check_member_address`]).
+//! 0 means "the most up-to-date other voter". `AddMember` takes the new node's two
+//! addresses, `address` (its peer listener) and `client_address` (its client listener),
+//! each `host:port` ([`check_member_address`]) and different from each other; a `Member`
+//! reports both.
 //!
 //! `ImportRegion` is checked completely before anything is proposed (the region file's own
 //! validation, fields named `region_json.<path in the file>`, and a cluster that already
@@ -137,7 +139,8 @@ impl AdminService {
             let p = progress(id);
             pb::Member {
                 node_id: id,
-                address: self.cluster.book.get(id).unwrap_or_default(),
+                address: self.cluster.book.peer(id).unwrap_or_default(),
+                client_address: self.cluster.book.client(id).unwrap_or_default(),
                 role: role as i32,
                 leader: id == st.leader_id,
                 match_index: p.map_or(0, |p| p.1),
@@ -258,8 +261,20 @@ impl Admin for AdminService {
         let r = request.into_inner();
         node_id(r.node_id)?;
         check_member_address(&r.address).map_err(|why| invalid("address", &why))?;
+        check_member_address(&r.client_address).map_err(|why| invalid("client_address", &why))?;
+        if r.client_address == r.address {
+            return Err(invalid(
+                "client_address",
+                "is the peer address: a node serves clients on `listen` and peers on \
+                 `peer_listen`, two different ports",
+            ));
+        }
         // Recorded before the change so the leader can reach the learner at once.
-        self.cluster.book.set(r.node_id, r.address);
+        let addrs = crate::runtime::config::NodeAddrs {
+            peer: r.address,
+            client: r.client_address,
+        };
+        self.cluster.book.set(r.node_id, addrs);
         self.change(MembershipChange::AddLearner(r.node_id)).await
     }
 

@@ -2,10 +2,11 @@
 //!
 //! [`Cluster`] is what every service holds: the node handle, the peer book and the write
 //! and read paths. Writes are proposed to the local node; **a follower forwards** the encoded
-//! command to the leader over `Peer.Forward` and relays the leader's answer, so a client may
-//! call any node. When no leader is known (or it is unreachable) the call fails with
-//! `UNAVAILABLE` and, when known, the leader in the response metadata
-//! (`x-ninety-leader-id`, `x-ninety-leader-addr`). `UNAVAILABLE` and `DEADLINE_EXCEEDED`
+//! command to the leader over `Peer.Forward` (dialling the leader's peer address) and relays
+//! the leader's answer, so a client may call any node. When no leader is known (or it is
+//! unreachable) the call fails with `UNAVAILABLE` and, when known, the leader in the
+//! response metadata (`x-ninety-leader-id`, and `x-ninety-leader-addr`: the leader's client
+//! address, the peer listener serves no client API). `UNAVAILABLE` and `DEADLINE_EXCEEDED`
 //! mean the outcome is unknown: retry with the same request id, which never applies twice.
 //!
 //! **Deadlines.** A client's `grpc-timeout` is honoured: a write or read that cannot finish
@@ -359,7 +360,8 @@ impl Cluster {
             if let Ok(v) = l.to_string().parse() {
                 s.metadata_mut().insert("x-ninety-leader-id", v);
             }
-            if let Some(addr) = self.book.get(l).and_then(|a| a.parse().ok()) {
+            // The leader's client address: the peer address serves no client API.
+            if let Some(addr) = self.book.client(l).and_then(|a| a.parse().ok()) {
                 s.metadata_mut().insert("x-ninety-leader-addr", addr);
             }
         }
@@ -477,9 +479,10 @@ impl Cluster {
         if self.faults.is_blocked(leader) {
             return Err(no_route("leader cut off (fault injection)"));
         }
+        // The leader's peer address: `Peer.Forward` is served on the peer listener only.
         let addr = self
             .book
-            .get(leader)
+            .peer(leader)
             .ok_or_else(|| no_route("leader address unknown"))?;
         let mut client = peer_client(&addr).map_err(|_| no_route("bad leader address"))?;
         let fwd = ForwardRequest {
