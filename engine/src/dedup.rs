@@ -12,10 +12,10 @@
 
 use crate::command::Reply;
 use crate::hashing::StableMap;
-use crate::ids::RequestKey;
+use crate::ids::{RequestId, RequestKey};
 use crate::time::{LogTime, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Default dedup window: longer than any client's retry budget.
 pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 15 * MS_PER_MINUTE;
@@ -45,11 +45,17 @@ pub struct DedupEntry {
 }
 
 /// The table. Canonical form: entries in arrival order.
+///
+/// Client ids, nearly every entry, are keyed by their bare 16-byte [`RequestId`]; the
+/// region bootstrap's few keys live in a small map of their own, and ticks are never
+/// remembered. Keying the big map by the whole [`RequestKey`] enum (32 bytes with its tag and
+/// padding) made every slot of a ~100 MB table larger for no information.
 #[derive(Clone, Debug, Default)]
 pub struct DedupTable {
-    /// Arrival order with arrival time, so expiry never has to look into the map.
+    /// Arrival order with arrival time, so expiry never has to look into the maps.
     order: VecDeque<(RequestKey, LogTime)>,
-    entries: StableMap<RequestKey, Remembered>,
+    clients: StableMap<RequestId, Remembered>,
+    bootstrap: BTreeMap<u32, Remembered>,
 }
 
 impl PartialEq for DedupTable {
@@ -58,14 +64,34 @@ impl PartialEq for DedupTable {
             && self
                 .order
                 .iter()
-                .all(|(id, _)| self.entries.get(id) == o.entries.get(id))
+                .all(|&(key, _)| self.lookup(key) == o.lookup(key))
     }
 }
 
 impl DedupTable {
     /// The remembered entry for `key` (a client's `RequestId` or any `RequestKey`).
     pub fn get(&self, key: impl Into<RequestKey>) -> Option<&Remembered> {
-        self.entries.get(&key.into())
+        self.lookup(key.into())
+    }
+
+    fn lookup(&self, key: RequestKey) -> Option<&Remembered> {
+        match key {
+            RequestKey::Client(id) => self.clients.get(&id),
+            RequestKey::Bootstrap(n) => self.bootstrap.get(&n),
+            RequestKey::Tick(_) => None,
+        }
+    }
+
+    fn forget(&mut self, key: RequestKey) {
+        match key {
+            RequestKey::Client(id) => {
+                self.clients.remove(&id);
+            }
+            RequestKey::Bootstrap(n) => {
+                self.bootstrap.remove(&n);
+            }
+            RequestKey::Tick(_) => {}
+        }
     }
 
     /// Number of remembered requests.
@@ -78,11 +104,15 @@ impl DedupTable {
         self.order.is_empty()
     }
 
-    /// Remembers a successful request, evicting the oldest entry when full.
+    /// Remembers a successful request, evicting the oldest entry when full. Ticks are never
+    /// remembered (each log index is applied once), so one is ignored here.
     pub(crate) fn insert(&mut self, entry: DedupEntry) {
+        if matches!(entry.request, RequestKey::Tick(_)) {
+            return;
+        }
         if self.order.len() >= DEDUP_ENTRIES_MAX {
             if let Some((old, _)) = self.order.pop_front() {
-                self.entries.remove(&old);
+                self.forget(old);
             }
         }
         self.order.push_back((entry.request, entry.at));
@@ -91,21 +121,29 @@ impl DedupTable {
             index: entry.index,
             reply: entry.reply,
         };
-        self.entries.insert(entry.request, remembered);
+        match entry.request {
+            RequestKey::Client(id) => {
+                self.clients.insert(id, remembered);
+            }
+            RequestKey::Bootstrap(n) => {
+                self.bootstrap.insert(n, remembered);
+            }
+            RequestKey::Tick(_) => {}
+        }
     }
 
     /// Forgets entries older than `cutoff`, at most `max`.
     pub(crate) fn expire(&mut self, cutoff: LogTime, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(&(id, at)) = self.order.front() else {
+            let Some(&(key, at)) = self.order.front() else {
                 break;
             };
             if at > cutoff {
                 break;
             }
             self.order.pop_front();
-            self.entries.remove(&id);
+            self.forget(key);
             n += 1;
         }
         n
@@ -114,7 +152,7 @@ impl DedupTable {
     /// Entries in arrival order (the canonical, serialized form).
     pub fn entries(&self) -> impl Iterator<Item = DedupEntry> + '_ {
         self.order.iter().filter_map(|&(request, at)| {
-            self.entries.get(&request).map(|r| DedupEntry {
+            self.lookup(request).map(|r| DedupEntry {
                 request,
                 at,
                 index: r.index,
