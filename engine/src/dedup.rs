@@ -257,4 +257,36 @@ mod tests {
         let digest = Sha256::digest(b"ninety.command_fingerprint.v1\0\x00");
         assert_eq!(Fingerprint::of(&Command::Tick).unwrap().0, digest[..16]);
     }
+
+    /// Small encodings are hashed from a stack buffer and large ones streamed: both are
+    /// SHA-256 over the tag and the whole postcard encoding.
+    #[test]
+    fn buffered_and_streamed_fingerprints_hash_the_same_bytes() {
+        use super::Fingerprint;
+        use crate::command::Command;
+        use crate::ids::{DoctorId, PatientRef};
+        use sha2::{Digest, Sha256};
+        let whole = |c: &Command| {
+            let bytes = postcard::to_stdvec(c).unwrap();
+            let digest = Sha256::new()
+                .chain_update(crate::hashing::FINGERPRINT_DOMAIN_TAG)
+                .chain_update(&bytes)
+                .finalize();
+            (bytes.len(), digest[..16].to_vec())
+        };
+        let small = policy(60);
+        let large = Command::HoldJointConsultIn {
+            doctors: (0..500).map(DoctorId).collect(),
+            earliest: LogTime(0),
+            latest: LogTime(1),
+            duration_minutes: 30,
+            patient: PatientRef(9),
+            ttl_ms: 1,
+        };
+        for (command, stack) in [(small, true), (large, false)] {
+            let (len, digest) = whole(&command);
+            assert_eq!(len <= 256, stack, "{len} bytes");
+            assert_eq!(Fingerprint::of(&command).unwrap().0[..], digest[..]);
+        }
+    }
 }
