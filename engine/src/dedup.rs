@@ -44,6 +44,46 @@ pub struct DedupEntry {
     pub reply: Reply,
 }
 
+/// A remembered key in the arrival queue, packed to 32 bytes: a `(RequestKey, LogTime)`
+/// pair takes 48, because the `u128` inside forces 16-byte alignment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Arrival {
+    key: PackedKey,
+    at: LogTime,
+}
+
+/// The remembered kinds of [`RequestKey`] (ticks never are), with 8-byte alignment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PackedKey {
+    /// A client's id as its low and high halves.
+    Client([u64; 2]),
+    Bootstrap(u32),
+}
+
+// The queue holds up to `DEDUP_ENTRIES_MAX` of these; keep them packed.
+const _: () = assert!(std::mem::size_of::<Arrival>() <= 32);
+
+impl Arrival {
+    /// The arrival of `key` at `at`; `None` for a tick, which is never remembered.
+    fn new(key: RequestKey, at: LogTime) -> Option<Arrival> {
+        let key = match key {
+            RequestKey::Client(RequestId(id)) => PackedKey::Client([id as u64, (id >> 64) as u64]),
+            RequestKey::Bootstrap(n) => PackedKey::Bootstrap(n),
+            RequestKey::Tick(_) => return None,
+        };
+        Some(Arrival { key, at })
+    }
+
+    fn key(self) -> RequestKey {
+        match self.key {
+            PackedKey::Client([low, high]) => {
+                RequestKey::Client(RequestId(u128::from(low) | (u128::from(high) << 64)))
+            }
+            PackedKey::Bootstrap(n) => RequestKey::Bootstrap(n),
+        }
+    }
+}
+
 /// The table. Canonical form: entries in arrival order.
 ///
 /// Client ids, nearly every entry, are keyed by their bare 16-byte [`RequestId`]; the
@@ -53,7 +93,7 @@ pub struct DedupEntry {
 #[derive(Clone, Debug, Default)]
 pub struct DedupTable {
     /// Arrival order with arrival time, so expiry never has to look into the maps.
-    order: VecDeque<(RequestKey, LogTime)>,
+    order: VecDeque<Arrival>,
     clients: StableMap<RequestId, Remembered>,
     bootstrap: BTreeMap<u32, Remembered>,
 }
@@ -64,7 +104,7 @@ impl PartialEq for DedupTable {
             && self
                 .order
                 .iter()
-                .all(|&(key, _)| self.lookup(key) == o.lookup(key))
+                .all(|a| self.lookup(a.key()) == o.lookup(a.key()))
     }
 }
 
@@ -107,15 +147,15 @@ impl DedupTable {
     /// Remembers a successful request, evicting the oldest entry when full. Ticks are never
     /// remembered (each log index is applied once), so one is ignored here.
     pub(crate) fn insert(&mut self, entry: DedupEntry) {
-        if matches!(entry.request, RequestKey::Tick(_)) {
+        let Some(arrival) = Arrival::new(entry.request, entry.at) else {
             return;
-        }
+        };
         if self.order.len() >= DEDUP_ENTRIES_MAX {
-            if let Some((old, _)) = self.order.pop_front() {
-                self.forget(old);
+            if let Some(old) = self.order.pop_front() {
+                self.forget(old.key());
             }
         }
-        self.order.push_back((entry.request, entry.at));
+        self.order.push_back(arrival);
         let remembered = Remembered {
             fingerprint: entry.fingerprint,
             index: entry.index,
@@ -136,14 +176,14 @@ impl DedupTable {
     pub(crate) fn expire(&mut self, cutoff: LogTime, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(&(key, at)) = self.order.front() else {
+            let Some(&arrival) = self.order.front() else {
                 break;
             };
-            if at > cutoff {
+            if arrival.at > cutoff {
                 break;
             }
             self.order.pop_front();
-            self.forget(key);
+            self.forget(arrival.key());
             n += 1;
         }
         n
@@ -151,10 +191,11 @@ impl DedupTable {
 
     /// Entries in arrival order (the canonical, serialized form).
     pub fn entries(&self) -> impl Iterator<Item = DedupEntry> + '_ {
-        self.order.iter().filter_map(|&(request, at)| {
+        self.order.iter().filter_map(|&arrival| {
+            let request = arrival.key();
             self.lookup(request).map(|r| DedupEntry {
                 request,
-                at,
+                at: arrival.at,
                 index: r.index,
                 fingerprint: r.fingerprint,
                 reply: r.reply.clone(),
@@ -256,6 +297,23 @@ mod tests {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(b"ninety.command_fingerprint.v1\0\x00");
         assert_eq!(Fingerprint::of(&Command::Tick).unwrap().0, digest[..16]);
+    }
+
+    /// The packed arrival queue gives back every remembered key exactly.
+    #[test]
+    fn arrivals_keep_whole_client_ids_and_bootstrap_numbers() {
+        use super::Arrival;
+        for key in [
+            RequestKey::Client(RequestId(0)),
+            RequestKey::Client(RequestId(u128::MAX)),
+            RequestKey::Client(RequestId(1 << 64)),
+            RequestKey::Client(RequestId((1 << 64) - 1)),
+            RequestKey::Bootstrap(0),
+            RequestKey::Bootstrap(u32::MAX),
+        ] {
+            assert_eq!(Arrival::new(key, AT).map(|a| (a.key(), a.at)), Some((key, AT)));
+        }
+        assert_eq!(Arrival::new(RequestKey::Tick(5), AT), None);
     }
 
     /// Small encodings are hashed from a stack buffer and large ones streamed: both are
