@@ -22,8 +22,14 @@ fn measured(mix: &mut Mix, engine: &mut Engine, n: u64) -> u64 {
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
-    let warm_up = args.next().and_then(Result::ok).unwrap_or(WARM_UP_COMMANDS_DEFAULT);
-    let n = args.next().and_then(Result::ok).unwrap_or(MEASURED_COMMANDS_DEFAULT);
+    let warm_up = args
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or(WARM_UP_COMMANDS_DEFAULT);
+    let n = args
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or(MEASURED_COMMANDS_DEFAULT);
     let mut engine = mix::engine(Preset::Gba, true);
     let mut mix = Mix::new(&engine);
     mix.run(&mut engine, warm_up);

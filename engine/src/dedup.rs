@@ -311,7 +311,10 @@ mod tests {
             RequestKey::Bootstrap(0),
             RequestKey::Bootstrap(u32::MAX),
         ] {
-            assert_eq!(Arrival::new(key, AT).map(|a| (a.key(), a.at)), Some((key, AT)));
+            assert_eq!(
+                Arrival::new(key, AT).map(|a| (a.key(), a.at)),
+                Some((key, AT))
+            );
         }
         assert_eq!(Arrival::new(RequestKey::Tick(5), AT), None);
     }
