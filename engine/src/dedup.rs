@@ -12,10 +12,10 @@
 
 use crate::command::Reply;
 use crate::hashing::StableMap;
-use crate::ids::RequestKey;
+use crate::ids::{RequestId, RequestKey};
 use crate::time::{LogTime, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Default dedup window: longer than any client's retry budget.
 pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 15 * MS_PER_MINUTE;
@@ -44,12 +44,58 @@ pub struct DedupEntry {
     pub reply: Reply,
 }
 
+/// A remembered key in the arrival queue, packed to 32 bytes: a `(RequestKey, LogTime)`
+/// pair takes 48, because the `u128` inside forces 16-byte alignment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Arrival {
+    key: PackedKey,
+    at: LogTime,
+}
+
+/// The remembered kinds of [`RequestKey`] (ticks never are), with 8-byte alignment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PackedKey {
+    /// A client's id as its low and high halves.
+    Client([u64; 2]),
+    Bootstrap(u32),
+}
+
+// The queue holds up to `DEDUP_ENTRIES_MAX` of these; keep them packed.
+const _: () = assert!(std::mem::size_of::<Arrival>() <= 32);
+
+impl Arrival {
+    /// The arrival of `key` at `at`; `None` for a tick, which is never remembered.
+    fn new(key: RequestKey, at: LogTime) -> Option<Arrival> {
+        let key = match key {
+            RequestKey::Client(RequestId(id)) => PackedKey::Client([id as u64, (id >> 64) as u64]),
+            RequestKey::Bootstrap(n) => PackedKey::Bootstrap(n),
+            RequestKey::Tick(_) => return None,
+        };
+        Some(Arrival { key, at })
+    }
+
+    fn key(self) -> RequestKey {
+        match self.key {
+            PackedKey::Client([low, high]) => {
+                RequestKey::Client(RequestId(u128::from(low) | (u128::from(high) << 64)))
+            }
+            PackedKey::Bootstrap(n) => RequestKey::Bootstrap(n),
+        }
+    }
+}
+
 /// The table. Canonical form: entries in arrival order.
+///
+/// Client ids, nearly every entry, are keyed by their bare 16-byte [`RequestId`]; the
+/// region bootstrap's few keys live in a small map of their own, and ticks are never
+/// remembered. Keying the big map by the whole [`RequestKey`] enum (32 bytes with its tag and
+/// padding) made every slot of a ~100 MB table larger for no information.
 #[derive(Clone, Debug, Default)]
 pub struct DedupTable {
-    /// Arrival order with arrival time, so expiry never has to look into the map.
-    order: VecDeque<(RequestKey, LogTime)>,
-    entries: StableMap<RequestKey, Remembered>,
+    /// Arrival order with arrival time, so expiry never has to look into the maps.
+    order: VecDeque<Arrival>,
+    clients: StableMap<RequestId, Remembered>,
+    bootstrap: BTreeMap<u32, Remembered>,
 }
 
 impl PartialEq for DedupTable {
@@ -58,14 +104,34 @@ impl PartialEq for DedupTable {
             && self
                 .order
                 .iter()
-                .all(|(id, _)| self.entries.get(id) == o.entries.get(id))
+                .all(|a| self.lookup(a.key()) == o.lookup(a.key()))
     }
 }
 
 impl DedupTable {
     /// The remembered entry for `key` (a client's `RequestId` or any `RequestKey`).
     pub fn get(&self, key: impl Into<RequestKey>) -> Option<&Remembered> {
-        self.entries.get(&key.into())
+        self.lookup(key.into())
+    }
+
+    fn lookup(&self, key: RequestKey) -> Option<&Remembered> {
+        match key {
+            RequestKey::Client(id) => self.clients.get(&id),
+            RequestKey::Bootstrap(n) => self.bootstrap.get(&n),
+            RequestKey::Tick(_) => None,
+        }
+    }
+
+    fn forget(&mut self, key: RequestKey) {
+        match key {
+            RequestKey::Client(id) => {
+                self.clients.remove(&id);
+            }
+            RequestKey::Bootstrap(n) => {
+                self.bootstrap.remove(&n);
+            }
+            RequestKey::Tick(_) => {}
+        }
     }
 
     /// Number of remembered requests.
@@ -78,34 +144,46 @@ impl DedupTable {
         self.order.is_empty()
     }
 
-    /// Remembers a successful request, evicting the oldest entry when full.
+    /// Remembers a successful request, evicting the oldest entry when full. Ticks are never
+    /// remembered (each log index is applied once), so one is ignored here.
     pub(crate) fn insert(&mut self, entry: DedupEntry) {
+        let Some(arrival) = Arrival::new(entry.request, entry.at) else {
+            return;
+        };
         if self.order.len() >= DEDUP_ENTRIES_MAX {
-            if let Some((old, _)) = self.order.pop_front() {
-                self.entries.remove(&old);
+            if let Some(old) = self.order.pop_front() {
+                self.forget(old.key());
             }
         }
-        self.order.push_back((entry.request, entry.at));
+        self.order.push_back(arrival);
         let remembered = Remembered {
             fingerprint: entry.fingerprint,
             index: entry.index,
             reply: entry.reply,
         };
-        self.entries.insert(entry.request, remembered);
+        match entry.request {
+            RequestKey::Client(id) => {
+                self.clients.insert(id, remembered);
+            }
+            RequestKey::Bootstrap(n) => {
+                self.bootstrap.insert(n, remembered);
+            }
+            RequestKey::Tick(_) => {}
+        }
     }
 
     /// Forgets entries older than `cutoff`, at most `max`.
     pub(crate) fn expire(&mut self, cutoff: LogTime, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(&(id, at)) = self.order.front() else {
+            let Some(&arrival) = self.order.front() else {
                 break;
             };
-            if at > cutoff {
+            if arrival.at > cutoff {
                 break;
             }
             self.order.pop_front();
-            self.entries.remove(&id);
+            self.forget(arrival.key());
             n += 1;
         }
         n
@@ -113,10 +191,11 @@ impl DedupTable {
 
     /// Entries in arrival order (the canonical, serialized form).
     pub fn entries(&self) -> impl Iterator<Item = DedupEntry> + '_ {
-        self.order.iter().filter_map(|&(request, at)| {
-            self.entries.get(&request).map(|r| DedupEntry {
+        self.order.iter().filter_map(|&arrival| {
+            let request = arrival.key();
+            self.lookup(request).map(|r| DedupEntry {
                 request,
-                at,
+                at: arrival.at,
                 index: r.index,
                 fingerprint: r.fingerprint,
                 reply: r.reply.clone(),
@@ -218,5 +297,57 @@ mod tests {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(b"ninety.command_fingerprint.v1\0\x00");
         assert_eq!(Fingerprint::of(&Command::Tick).unwrap().0, digest[..16]);
+    }
+
+    /// The packed arrival queue gives back every remembered key exactly.
+    #[test]
+    fn arrivals_keep_whole_client_ids_and_bootstrap_numbers() {
+        use super::Arrival;
+        for key in [
+            RequestKey::Client(RequestId(0)),
+            RequestKey::Client(RequestId(u128::MAX)),
+            RequestKey::Client(RequestId(1 << 64)),
+            RequestKey::Client(RequestId((1 << 64) - 1)),
+            RequestKey::Bootstrap(0),
+            RequestKey::Bootstrap(u32::MAX),
+        ] {
+            assert_eq!(
+                Arrival::new(key, AT).map(|a| (a.key(), a.at)),
+                Some((key, AT))
+            );
+        }
+        assert_eq!(Arrival::new(RequestKey::Tick(5), AT), None);
+    }
+
+    /// Small encodings are hashed from a stack buffer and large ones streamed: both are
+    /// SHA-256 over the tag and the whole postcard encoding.
+    #[test]
+    fn buffered_and_streamed_fingerprints_hash_the_same_bytes() {
+        use super::Fingerprint;
+        use crate::command::Command;
+        use crate::ids::{DoctorId, PatientRef};
+        use sha2::{Digest, Sha256};
+        let whole = |c: &Command| {
+            let bytes = postcard::to_stdvec(c).unwrap();
+            let digest = Sha256::new()
+                .chain_update(crate::hashing::FINGERPRINT_DOMAIN_TAG)
+                .chain_update(&bytes)
+                .finalize();
+            (bytes.len(), digest[..16].to_vec())
+        };
+        let small = policy(60);
+        let large = Command::HoldJointConsultIn {
+            doctors: (0..500).map(DoctorId).collect(),
+            earliest: LogTime(0),
+            latest: LogTime(1),
+            duration_minutes: 30,
+            patient: PatientRef(9),
+            ttl_ms: 1,
+        };
+        for (command, stack) in [(small, true), (large, false)] {
+            let (len, digest) = whole(&command);
+            assert_eq!(len <= 256, stack, "{len} bytes");
+            assert_eq!(Fingerprint::of(&command).unwrap().0[..], digest[..]);
+        }
     }
 }
