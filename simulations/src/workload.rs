@@ -14,8 +14,8 @@ use crate::rng::Rng;
 use ninety_cluster::engine_sm::Query;
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery};
 use ninety_engine::{
-    BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef,
-    ReferralId, Rejection, Reply, Request, RequestId, Specialty, Urgency,
+    BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef, ReferralId,
+    Rejection, Reply, Request, RequestId, Specialty, Urgency,
 };
 
 /// Bed holds and seats a client remembers for its reads (most recent last).

@@ -303,7 +303,11 @@ impl Runner {
     }
 
     /// The channel, patient and referral of a seat ask by `patient`.
-    fn seat_ask(&self, ask: SeatAsk, patient: PatientRef) -> (Channel, PatientRef, Option<ReferralId>) {
+    fn seat_ask(
+        &self,
+        ask: SeatAsk,
+        patient: PatientRef,
+    ) -> (Channel, PatientRef, Option<ReferralId>) {
         let named = |i| pick(&self.referrals, i, ReferralId(999));
         match ask {
             SeatAsk::Public => (Channel::Public, patient, None),
@@ -601,5 +605,8 @@ fn referral_seats_are_granted_and_refused() {
     }
     assert!(held >= 20, "referral seats held: {held}");
     assert!(waitlisted >= 5, "referral waitlist entries: {waitlisted}");
-    assert!(refused >= 20, "referral asks refused for their referral: {refused}");
+    assert!(
+        refused >= 20,
+        "referral asks refused for their referral: {refused}"
+    );
 }

@@ -340,7 +340,10 @@ fn a_joint_consultation_never_takes_referral_seats() {
         panic!("the public seats are open")
     };
     for seat in &seats {
-        assert_eq!(fx.engine.slots().seat(*seat).unwrap().channel, Channel::Public);
+        assert_eq!(
+            fx.engine.slots().seat(*seat).unwrap().channel,
+            Channel::Public
+        );
     }
     for slot in &slots {
         let s = fx.engine.slots().slot(*slot).unwrap();
