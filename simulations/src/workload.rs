@@ -230,25 +230,7 @@ fn next_command(
         28..=33 => take(rng, &owned.bed_holds).map(|hold| Command::ReleaseHold { hold }),
         34..=38 => take(rng, &owned.occupied).map(|bed| Command::Discharge { bed }),
         39..=43 => take(rng, &owned.to_clean).map(|bed| Command::MarkBedClean { bed }),
-        44..=59 => pick_slot(rng).map(|slot| {
-            if !rng.chance(300) {
-                return Command::HoldSlot {
-                    slot,
-                    patient,
-                    channel: Channel::Public,
-                    referral: None,
-                };
-            }
-            match referral_seat(rng, region, owned, patient) {
-                Ok((patient, referral)) => Command::HoldSlot {
-                    slot,
-                    patient,
-                    channel: Channel::Referral,
-                    referral,
-                },
-                Err(first) => first,
-            }
-        }),
+        44..=59 => pick_slot(rng).map(|slot| slot_hold(rng, region, owned, patient, slot)),
         60..=67 => take(rng, &owned.slot_holds).map(|hold| Command::BookSlot { hold }),
         68..=72 => take(rng, &owned.slot_holds).map(|hold| Command::ReleaseSlot { hold }),
         73..=77 => take(rng, &owned.bookings).map(|booking| Command::CancelBooking { booking }),
@@ -290,6 +272,34 @@ fn next_command(
         patient,
         ttl_ms: 5_000,
     })
+}
+
+/// A seat hold in `slot`: public seven times in ten, else on the referral channel for a
+/// triaged referral of the client's (or the command that gets one first).
+fn slot_hold(
+    rng: &mut Rng,
+    region: &RegionInfo,
+    owned: &Owned,
+    patient: PatientRef,
+    slot: ninety_engine::SlotId,
+) -> Command {
+    if !rng.chance(300) {
+        return Command::HoldSlot {
+            slot,
+            patient,
+            channel: Channel::Public,
+            referral: None,
+        };
+    }
+    match referral_seat(rng, region, owned, patient) {
+        Ok((patient, referral)) => Command::HoldSlot {
+            slot,
+            patient,
+            channel: Channel::Referral,
+            referral,
+        },
+        Err(first) => first,
+    }
 }
 
 /// Updates what a client owns from the acknowledged outcome of `request`.
