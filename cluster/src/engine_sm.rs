@@ -763,11 +763,12 @@ impl StateMachine for EngineMachine {
     }
 
     fn describe(&self, command: &[u8]) -> String {
-        match postcard::from_bytes::<LogCommand>(command) {
-            Ok(r) => {
-                let text = crate::node::debug_prefix(&r.command, 64);
+        // Entries carry a `LogCommand` (who issued it, then the command), not a `Request`.
+        match decode_log_command(command) {
+            Ok(c) => {
+                let text = crate::node::debug_prefix(&c.command, 64);
                 let kind = text.split([' ', '(', '{']).next().unwrap_or_default();
-                format!("request {} {kind}", r.key)
+                format!("request {} {kind}", c.key)
             }
             Err(_) => format!("an undecodable command of {} bytes", command.len()),
         }

@@ -133,7 +133,9 @@ pub enum Command {
         doctor: DoctorId,
         patient: PatientRef,
     },
-    /// Holds one common time across several doctors' remote slots, all or none.
+    /// Holds one common time across several doctors' remote slots, all or none. Public
+    /// seats only: a joint consultation names no referral, so it never takes the referral
+    /// quota or overbooking.
     HoldJointConsult {
         slots: Vec<SlotId>,
         patient: PatientRef,
@@ -217,7 +219,7 @@ pub enum Command {
         hold: HoldId,
     },
     /// `HoldJointConsult` with the slots chosen by apply: the earliest start in
-    /// `[earliest, latest)` at which every doctor has a remote slot with an open referral
+    /// `[earliest, latest)` at which every doctor has a remote slot with an open public
     /// seat covering `duration_minutes`. `ttl_ms` 0 means the policy's `slot_hold_ttl_ms`.
     HoldJointConsultIn {
         doctors: Vec<DoctorId>,

@@ -443,14 +443,36 @@ impl SlotBook {
         channel: Channel,
         now: LogTime,
     ) -> Result<&Slot, Rejection> {
+        let blocked = match channel {
+            Channel::Public => self.blocked(patient, now),
+            Channel::Referral => None,
+        };
+        self.check_seat_open(slot, channel, blocked, now)
+    }
+
+    /// Checks that a joint consultation may take a seat of `slot` at `now`: a public seat
+    /// (never the referral quota or overbooking, see `JOINT_CONSULT_CHANNEL`). The no-show
+    /// block is not checked: it bars the patient's own online booking, and a joint
+    /// consultation is arranged by the requesting hospital.
+    pub fn check_consult_seat(&self, slot: SlotId, now: LogTime) -> Result<&Slot, Rejection> {
+        self.check_seat_open(slot, Channel::Public, None, now)
+    }
+
+    /// The slot if it exists, has not started, the patient is not `blocked` and a seat is
+    /// open to `channel`; the refusals in that order.
+    fn check_seat_open(
+        &self,
+        slot: SlotId,
+        channel: Channel,
+        blocked: Option<LogTime>,
+        now: LogTime,
+    ) -> Result<&Slot, Rejection> {
         let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
         if s.spec.start <= now {
             return Err(Rejection::NotAdmissible(format!("slot {slot} has started")));
         }
-        if channel == Channel::Public {
-            if let Some(until) = self.blocked(patient, now) {
-                return Err(Rejection::BookingBlocked { until });
-            }
+        if let Some(until) = blocked {
+            return Err(Rejection::BookingBlocked { until });
         }
         if s.open_seats(channel) == 0 {
             return Err(Rejection::NoCapacity(format!("slot {slot} is full")));

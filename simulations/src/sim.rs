@@ -52,6 +52,10 @@ pub struct Stats {
     /// Of the acknowledged operations: allocations (`AllocateBed`/`AllocateSlot`) that
     /// placed a hold.
     pub allocations: u64,
+    /// Of the acknowledged operations: referral-channel seats (`HoldSlot`, `AllocateSlot`)
+    /// granted, and refused for their referral (none named, or not triaged any more).
+    pub referral_seats: u64,
+    pub referral_seats_refused: u64,
     /// Linearizable reads answered (each checked against the history).
     pub reads: u64,
     pub retries: u64,
@@ -1069,6 +1073,13 @@ impl Sim {
                             | ninety_engine::Reply::SlotAllocated { .. })
                     ) {
                         self.stats.allocations += 1;
+                    }
+                    match (workload::referral_seat_ask(&req.command), &out) {
+                        (true, Ok(_)) => self.stats.referral_seats += 1,
+                        (true, Err(e)) if workload::refuses_referral(e) => {
+                            self.stats.referral_seats_refused += 1
+                        }
+                        _ => {}
                     }
                     if let Some(c) = self.clients.get_mut(client) {
                         workload::learn(&mut c.owned, &req, &out);

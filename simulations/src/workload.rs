@@ -2,6 +2,9 @@
 //! and clean them, hold, book, release and cancel slot seats, hold, book and release joint
 //! consultations, allocate beds and slots (`AllocateBed`, `AllocateSlot`: the engine
 //! chooses and holds), and read through ReadIndex (a bed hold, a seat or a ward's counts).
+//! A referral-channel seat needs a triaged referral of the patient, so a client that wants
+//! one first requests and triages a referral (`referral_seat`) and then names it; a few
+//! referral-channel asks name none, to keep the refusal in the history.
 //! Each client remembers what it holds (from acknowledged replies) so its next operation
 //! usually acts on something real; stale references are fine, the engine refuses them and
 //! the refusal is part of the checked history.
@@ -11,12 +14,16 @@ use crate::rng::Rng;
 use ninety_cluster::engine_sm::Query;
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery};
 use ninety_engine::{
-    BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef, Reply,
-    Request, RequestId, Specialty, Urgency,
+    BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef, ReferralId,
+    Rejection, Reply, Request, RequestId, Specialty, Urgency,
 };
 
 /// Bed holds and seats a client remembers for its reads (most recent last).
 const RECENT_MAX: usize = 4;
+/// Referrals a client keeps per state (requested, triaged), oldest dropped first.
+const REFERRALS_KEPT_MAX: usize = 4;
+/// Of the referral-channel asks, how many in a thousand name no referral (always refused).
+const REFERRAL_MISSING_PER_MILLE: u64 = 100;
 
 /// One client operation: a command for the log, or a linearizable read.
 #[derive(Debug, Clone)]
@@ -39,6 +46,10 @@ pub struct Owned {
     pub recent_bed_holds: Vec<HoldId>,
     /// Seats this client created or changed lately (read back by `Query::Seat`).
     pub recent_seats: Vec<HoldId>,
+    /// Referrals this client requested and has not triaged yet, with their patient.
+    pub requested: Vec<(PatientRef, ReferralId)>,
+    /// Triaged referrals this client may name for a referral-channel seat.
+    pub triaged: Vec<(PatientRef, ReferralId)>,
 }
 
 fn remember(v: &mut Vec<HoldId>, h: HoldId) {
@@ -72,14 +83,20 @@ pub fn next_op(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128)
     let roll = rng.below(120);
     match roll {
         0..=99 => ClientOp::Write(next_command(rng, region, owned, patient, roll)),
-        100..=107 => ClientOp::Write(allocation(rng, region, patient, roll < 104)),
+        100..=107 => ClientOp::Write(allocation(rng, region, owned, patient, roll < 104)),
         _ => ClientOp::Read(next_read(rng, region, owned)),
     }
 }
 
 /// An allocation: the engine picks the ward (any of the region's, they are all Cardiology)
 /// or the slot (any doctor's, in the published window) and holds it in one command.
-fn allocation(rng: &mut Rng, region: &RegionInfo, patient: u128, bed: bool) -> Command {
+fn allocation(
+    rng: &mut Rng,
+    region: &RegionInfo,
+    owned: &Owned,
+    patient: u128,
+    bed: bool,
+) -> Command {
     let patient = PatientRef(patient);
     let origin = Origin::Hospital(
         rng.pick(&region.hospitals)
@@ -101,6 +118,14 @@ fn allocation(rng: &mut Rng, region: &RegionInfo, patient: u128, bed: bool) -> C
         };
     }
     let (from, to) = region.slot_window;
+    let (channel, patient, referral) = if rng.chance(300) {
+        match referral_seat(rng, region, owned, patient) {
+            Ok((patient, referral)) => (Channel::Referral, patient, referral),
+            Err(first) => return first,
+        }
+    } else {
+        (Channel::Public, patient, None)
+    };
     Command::AllocateSlot {
         query: SlotQuery {
             origin,
@@ -114,16 +139,46 @@ fn allocation(rng: &mut Rng, region: &RegionInfo, patient: u128, bed: bool) -> C
             },
             earliest: from,
             latest: LogTime(to.0),
-            channel: if rng.chance(300) {
-                Channel::Referral
-            } else {
-                Channel::Public
-            },
+            channel,
             limit: 1,
         },
         patient,
-        referral: None,
+        referral,
     }
+}
+
+/// The patient and referral of a referral-channel seat: a triaged referral this client
+/// holds (its patient, not `patient`), or, about one ask in ten, none (refused). `Err` is
+/// the command to send first when the client has no triaged referral: triage a requested
+/// one, else request one for `patient`.
+fn referral_seat(
+    rng: &mut Rng,
+    region: &RegionInfo,
+    owned: &Owned,
+    patient: PatientRef,
+) -> Result<(PatientRef, Option<ReferralId>), Command> {
+    if rng.chance(REFERRAL_MISSING_PER_MILLE) {
+        return Ok((patient, None));
+    }
+    if let Some((p, r)) = take(rng, &owned.triaged) {
+        return Ok((p, Some(r)));
+    }
+    if let Some((_, referral)) = take(rng, &owned.requested) {
+        return Err(Command::TriageReferral {
+            referral,
+            specialty: Specialty::Cardiology,
+            urgency: urgency(rng),
+        });
+    }
+    let from = rng
+        .pick(&region.hospitals)
+        .copied()
+        .unwrap_or(ninety_engine::HospitalId(1));
+    Err(Command::RequestReferral {
+        from,
+        to: None,
+        patient,
+    })
 }
 
 /// A read: mostly something this client just wrote (so a stale replica is exposed), else a
@@ -175,16 +230,7 @@ fn next_command(
         28..=33 => take(rng, &owned.bed_holds).map(|hold| Command::ReleaseHold { hold }),
         34..=38 => take(rng, &owned.occupied).map(|bed| Command::Discharge { bed }),
         39..=43 => take(rng, &owned.to_clean).map(|bed| Command::MarkBedClean { bed }),
-        44..=59 => pick_slot(rng).map(|slot| Command::HoldSlot {
-            slot,
-            patient,
-            channel: if rng.chance(300) {
-                Channel::Referral
-            } else {
-                Channel::Public
-            },
-            referral: None,
-        }),
+        44..=59 => pick_slot(rng).map(|slot| slot_hold(rng, region, owned, patient, slot)),
         60..=67 => take(rng, &owned.slot_holds).map(|hold| Command::BookSlot { hold }),
         68..=72 => take(rng, &owned.slot_holds).map(|hold| Command::ReleaseSlot { hold }),
         73..=77 => take(rng, &owned.bookings).map(|booking| Command::CancelBooking { booking }),
@@ -228,8 +274,37 @@ fn next_command(
     })
 }
 
+/// A seat hold in `slot`: public seven times in ten, else on the referral channel for a
+/// triaged referral of the client's (or the command that gets one first).
+fn slot_hold(
+    rng: &mut Rng,
+    region: &RegionInfo,
+    owned: &Owned,
+    patient: PatientRef,
+    slot: ninety_engine::SlotId,
+) -> Command {
+    if !rng.chance(300) {
+        return Command::HoldSlot {
+            slot,
+            patient,
+            channel: Channel::Public,
+            referral: None,
+        };
+    }
+    match referral_seat(rng, region, owned, patient) {
+        Ok((patient, referral)) => Command::HoldSlot {
+            slot,
+            patient,
+            channel: Channel::Referral,
+            referral,
+        },
+        Err(first) => first,
+    }
+}
+
 /// Updates what a client owns from the acknowledged outcome of `request`.
 pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outcome) {
+    learn_referrals(owned, request, outcome);
     match (&request.command, outcome) {
         (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, Ok(_)) => {
             remember(&mut owned.recent_bed_holds, *hold)
@@ -279,6 +354,57 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
             remove(&mut owned.consults, consult)
         }
         _ => {}
+    }
+}
+
+/// Keeps the client's referrals up to date: a created one is requested, a triaged one may
+/// be named for seats until a seat ask refuses it (it expired, or was matched or closed).
+fn learn_referrals(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outcome) {
+    let keep = |v: &mut Vec<(PatientRef, ReferralId)>, x| {
+        if v.len() >= REFERRALS_KEPT_MAX {
+            v.remove(0);
+        }
+        v.push(x);
+    };
+    match (&request.command, outcome) {
+        (Command::RequestReferral { patient, .. }, Ok(Reply::ReferralCreated { referral, .. })) => {
+            keep(&mut owned.requested, (*patient, *referral))
+        }
+        (Command::TriageReferral { referral, .. }, outcome) => {
+            let found = owned.requested.iter().find(|(_, r)| r == referral).copied();
+            owned.requested.retain(|(_, r)| r != referral);
+            if let (Some(x), Ok(_)) = (found, outcome) {
+                keep(&mut owned.triaged, x);
+            }
+        }
+        (
+            Command::HoldSlot {
+                referral: Some(r), ..
+            }
+            | Command::AllocateSlot {
+                referral: Some(r), ..
+            },
+            Err(e),
+        ) if refuses_referral(e) => owned.triaged.retain(|(_, x)| x != r),
+        _ => {}
+    }
+}
+
+/// Whether `command` asks for a referral-channel seat.
+pub fn referral_seat_ask(command: &Command) -> bool {
+    match command {
+        Command::HoldSlot { channel, .. } => *channel == Channel::Referral,
+        Command::AllocateSlot { query, .. } => query.channel == Channel::Referral,
+        _ => false,
+    }
+}
+
+/// Whether a seat ask was refused for its referral (rather than, say, a full slot).
+pub fn refuses_referral(e: &Rejection) -> bool {
+    match e {
+        Rejection::Invalid { field, .. } => field == "referral_id",
+        Rejection::InvalidTransition { what, .. } => what.starts_with("referral_id"),
+        _ => false,
     }
 }
 

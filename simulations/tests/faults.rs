@@ -123,3 +123,19 @@ fn allocations_and_reads_happen() {
     );
     assert!(r.stats.reads > 0, "no read answered: {:?}", r.stats);
 }
+
+/// The workload requests and triages referrals, so referral-channel seats are granted (the
+/// quota and overbooking are exercised under faults), and a few asks that name no referral
+/// keep the refusal in the checked history.
+#[test]
+fn referral_seats_are_granted_and_refused() {
+    let (mut granted, mut refused) = (0, 0);
+    for seed in 0..3 {
+        let r = run_seed(seed, &opts(300));
+        assert!(r.ok(), "seed {seed}: {:?}", r.violations);
+        granted += r.stats.referral_seats;
+        refused += r.stats.referral_seats_refused;
+    }
+    assert!(granted > 0, "no referral seat granted in 3 seeds");
+    assert!(refused > 0, "no referral seat refused in 3 seeds");
+}

@@ -192,6 +192,7 @@ async fn every_service_and_every_error_code() {
                 window: None,
                 mode: 0,
                 channel: pb::Channel::Public as i32,
+                referral_id: 0,
             })
             .await
             .expect("join waitlist");

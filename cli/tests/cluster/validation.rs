@@ -382,6 +382,58 @@ async fn fields_named_as_sent(p: &Procs, node: u64) {
     );
 }
 
+/// A referral-channel waitlist entry names a triaged referral of the same patient
+/// (`JoinWaitlistRequest.referral_id`): none, an unknown one or another patient's is
+/// `INVALID_ARGUMENT` naming `referral_id`, an untriaged one `FAILED_PRECONDITION`, and a
+/// triaged one is accepted.
+async fn referral_waitlist(p: &Procs, node: u64) {
+    let mut sched = SchedulingClient::new(p.channel(node));
+    let mut referrals = ReferralsClient::new(p.channel(node));
+    let referral = referrals
+        .request_referral(pb::RequestReferralRequest {
+            request_id: rid("referral"),
+            patient_ref: patient(310),
+            from_hospital_id: 63,
+            ..Default::default()
+        })
+        .await
+        .expect("request a referral")
+        .into_inner()
+        .referral
+        .expect("the referral")
+        .referral_id;
+    let join = |patient_n: u64, referral_id: u64| pb::JoinWaitlistRequest {
+        request_id: rid("referral-waitlist"),
+        doctor_id: 2,
+        patient_ref: patient(patient_n),
+        channel: pb::Channel::Referral as i32,
+        referral_id,
+        ..Default::default()
+    };
+    let r = sched.join_waitlist(join(310, 0)).await;
+    invalid("a referral entry without referral_id", r, "referral_id");
+    let r = sched.join_waitlist(join(310, 999_999)).await;
+    invalid("an unknown referral", r, "referral_id");
+    let r = sched.join_waitlist(join(311, referral)).await;
+    invalid("another patient's referral", r, "referral_id");
+    let r = sched.join_waitlist(join(310, referral)).await;
+    assert_eq!(refused("untriaged", r).0, Code::FailedPrecondition);
+    referrals
+        .triage_referral(pb::TriageReferralRequest {
+            request_id: rid("triage"),
+            referral_id: referral,
+            urgency: pb::Urgency::P2 as i32,
+            specialty: "cardiology".into(),
+            note: String::new(),
+        })
+        .await
+        .expect("triage");
+    sched
+        .join_waitlist(join(310, referral))
+        .await
+        .expect("a triaged referral's entry");
+}
+
 /// A 1 MB value is refused with a short message, not echoed (which turned the answer into
 /// `RESOURCE_EXHAUSTED` at the client's metadata limit).
 async fn huge_values_not_echoed(p: &Procs, node: u64) {
@@ -567,6 +619,7 @@ async fn bad_requests_are_refused_cleanly() {
         broken_streams(&p, follower).await;
         unknown_enum_values(&p, follower).await;
         fields_named_as_sent(&p, follower).await;
+        referral_waitlist(&p, follower).await;
         huge_values_not_echoed(&p, leader).await;
         membership_refusals(&p, leader).await;
         imports_checked_before_the_log(&p, leader).await;

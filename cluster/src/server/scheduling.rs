@@ -14,17 +14,19 @@
 //!   either way so a retry is the same command).
 //! * `JoinWaitlist`: the engine's waitlist is first come, first served and offers any freed
 //!   seat of the doctor: `urgency` is accepted and ignored, `window` and `mode` must be unset.
+//!   `referral_id` is required for `CHANNEL_REFERRAL` and checked like `HoldSlot`'s; the
+//!   entry keeps it.
 //! * `HoldJointConsult` resolves the doctors' slots inside apply (engine
-//!   `HoldJointConsultIn`, deterministic); `requesting_hospital_id` is accepted, not stored
-//!   (reported as 0).
+//!   `HoldJointConsultIn`, deterministic) and takes public seats only (a consultation names
+//!   no referral); `requesting_hospital_id` is accepted, not stored (reported as 0).
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, Written, READ_TIMEOUT, WRITE_TIMEOUT};
 use crate::engine_sm::{ConsultInfo, Query, QueryResult, Record, SeatInfo, SlotInfo, SlotSearch};
 use ninety_engine::time::MS_PER_MINUTE;
 use ninety_engine::{
-    Channel, Command, ConsultId, DoctorId, HoldId, HospitalId, LogTime, Rejection, Request,
-    SeatState, SlotId, SlotSpec,
+    Channel, Command, ConsultId, DoctorId, HoldId, HospitalId, LogTime, ReferralId, Rejection,
+    Request, SeatState, SlotId, SlotSpec,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::scheduling_server::Scheduling;
@@ -190,11 +192,7 @@ fn hold_slot_request(r: &pb::HoldSlotRequest) -> Result<Request, Rejection> {
     let slot = SlotId(at.id("slot_id", r.slot_id)?);
     let patient = at.patient("patient_ref", &r.patient_ref)?;
     let channel = at.channel_or("channel", r.channel, None)?;
-    if channel == Channel::Referral && r.referral_id == 0 {
-        return Err(at.invalid("referral_id", "required for CHANNEL_REFERRAL"));
-    }
-    // The engine checks the referral (exists, same patient, triaged).
-    let referral = (r.referral_id != 0).then_some(ninety_engine::ReferralId(r.referral_id));
+    let referral = referral_of(&at, channel, r.referral_id)?;
     let command = match at.ttl_or_policy("ttl_ms", r.ttl_ms)? {
         None => Command::HoldSlot {
             slot,
@@ -266,15 +264,30 @@ fn waitlist_request(r: &pb::JoinWaitlistRequest) -> Result<Request, Rejection> {
         ));
     }
     let channel = at.channel_or("channel", r.channel, None)?;
+    let referral = referral_of(&at, channel, r.referral_id)?;
     Ok(Request {
         id,
         command: Command::JoinWaitlist {
             doctor,
             patient,
             channel,
-            referral: None,
+            referral,
         },
     })
+}
+
+/// The referral a seat or waitlist entry serves (`referral_id`, 0 for none): required for
+/// `CHANNEL_REFERRAL`. The engine checks the rest (an existing, triaged referral of the same
+/// patient).
+fn referral_of(
+    at: &Field,
+    channel: Channel,
+    referral_id: u64,
+) -> Result<Option<ReferralId>, Rejection> {
+    if channel == Channel::Referral && referral_id == 0 {
+        return Err(at.invalid("referral_id", "required for CHANNEL_REFERRAL"));
+    }
+    Ok((referral_id != 0).then_some(ReferralId(referral_id)))
 }
 
 /// A request with a request id and one id field.
@@ -598,8 +611,20 @@ mod tests {
             window: None,
             mode: 0,
             channel: pb::Channel::Public as i32,
+            referral_id: 0,
         };
         assert!(waitlist_request(&w).is_ok());
+        w.channel = pb::Channel::Referral as i32;
+        assert_eq!(field_of(waitlist_request(&w).unwrap_err()), "referral_id");
+        w.referral_id = 12;
+        assert!(matches!(
+            waitlist_request(&w).unwrap().command,
+            Command::JoinWaitlist {
+                channel: Channel::Referral,
+                referral: Some(ReferralId(12)),
+                ..
+            }
+        ));
         w.mode = pb::Mode::Remote as i32;
         assert_eq!(field_of(waitlist_request(&w).unwrap_err()), "mode");
     }

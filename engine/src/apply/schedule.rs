@@ -262,7 +262,8 @@ impl Engine {
     }
 
     /// The earliest start `t` in `window` at which every doctor has a remote slot with an
-    /// open referral seat covering `[t, t + duration)`; one slot per doctor, in their order.
+    /// open public seat (`JOINT_CONSULT_CHANNEL`) covering `[t, t + duration)`; one slot per
+    /// doctor, in their order.
     /// Bounded: a doctor's slots in the window (they never overlap) times the doctors.
     fn find_joint_slots(
         &self,
@@ -321,7 +322,7 @@ impl Engine {
                     .filter(|s| {
                         s.spec.mode == Mode::Remote
                             && s.spec.start > now
-                            && s.open_seats(Channel::Referral) > 0
+                            && s.open_seats(JOINT_CONSULT_CHANNEL) > 0
                     })
                     .map(|s| (s.spec.start, s.end(), s.id))
                     .collect()
@@ -358,7 +359,7 @@ impl Engine {
         ttl_ms: u64,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
-        let (start, end) = self.check_joint(slots, patient, now)?;
+        let (start, end) = self.check_joint(slots, now)?;
         let consult = ConsultId(self.counters.next_consult);
         self.counters.next_consult += 1;
         let expires_at = now.plus_ms(ttl_ms);
@@ -367,7 +368,7 @@ impl Engine {
             let id = self.take_hold_id();
             let claim = SeatClaim {
                 patient,
-                channel: Channel::Referral,
+                channel: JOINT_CONSULT_CHANNEL,
                 consult: Some(consult),
             };
             self.slots.hold(id, slot, claim, now, expires_at);
@@ -394,12 +395,7 @@ impl Engine {
     }
 
     /// Checks a joint consultation request; returns the common time window.
-    fn check_joint(
-        &self,
-        slots: &[SlotId],
-        patient: PatientRef,
-        now: LogTime,
-    ) -> Result<(LogTime, LogTime), Rejection> {
+    fn check_joint(&self, slots: &[SlotId], now: LogTime) -> Result<(LogTime, LogTime), Rejection> {
         if slots.len() < 2 || slots.len() > JOINT_CONSULT_DOCTORS_MAX {
             return Err(Rejection::invalid(
                 "slots",
@@ -409,9 +405,7 @@ impl Engine {
         let mut doctors = BTreeSet::new();
         let (mut start, mut end) = (LogTime(0), LogTime(u64::MAX));
         for (i, &id) in slots.iter().enumerate() {
-            let s = self
-                .slots
-                .check_holdable(id, patient, Channel::Referral, now)?;
+            let s = self.slots.check_consult_seat(id, now)?;
             if s.spec.mode != Mode::Remote {
                 return Err(Rejection::invalid(
                     format!("slots[{i}]"),
@@ -514,6 +508,11 @@ impl Engine {
         }
     }
 }
+
+/// The channel of every joint consultation seat. A joint consultation names no referral,
+/// so it never takes a slot's referral quota or overbooking seats, which are kept for
+/// triaged referrals (`check_referral_seat`); it takes public seats only.
+pub const JOINT_CONSULT_CHANNEL: Channel = Channel::Public;
 
 /// The referral states in which a referral may take a referral-channel seat: only a triaged
 /// referral can have a seat attached (`MatchReferral`). A requested one is triaged first (the

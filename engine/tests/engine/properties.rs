@@ -6,6 +6,10 @@
 //! - refused commands leave the state hash unchanged;
 //! - snapshot → restore → continue equals never snapshotting;
 //! - two engines fed the same log have equal state hashes.
+//!
+//! Referral-channel seats need a triaged referral of the patient, so the ops request and
+//! triage referrals and name them (`SeatAsk`); some name none or another's, to keep the
+//! refusals. `referral_seats_are_granted_and_refused` checks that both really happen.
 
 use super::fixture::*;
 use ninety_engine::*;
@@ -33,7 +37,7 @@ enum Op {
     HoldSlot {
         slot: u8,
         patient: u8,
-        referral: bool,
+        ask: SeatAsk,
     },
     Book(u8),
     ReleaseSlot(u8),
@@ -42,6 +46,7 @@ enum Op {
     Waitlist {
         doctor: u8,
         patient: u8,
+        ask: SeatAsk,
     },
     Joint {
         a: u8,
@@ -52,7 +57,8 @@ enum Op {
     ReleaseJoint(u8),
     Refer {
         from: u8,
-        to: u8,
+        /// `None`: up-tier to any hospital (no referral path needed).
+        to: Option<u8>,
         patient: u8,
     },
     Triage(u8),
@@ -84,17 +90,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..8u8).prop_map(Op::Clean),
         1 => (0..8u8).prop_map(Op::Block),
         1 => (0..8u8).prop_map(Op::Unblock),
-        4 => (0..8u8, 0..6u8, any::<bool>()).prop_map(|(slot, patient, referral)| Op::HoldSlot { slot, patient, referral }),
+        4 => (0..8u8, 0..6u8, seat_ask()).prop_map(|(slot, patient, ask)| Op::HoldSlot { slot, patient, ask }),
         3 => any::<u8>().prop_map(Op::Book),
         1 => any::<u8>().prop_map(Op::ReleaseSlot),
         1 => any::<u8>().prop_map(Op::Cancel),
         1 => any::<u8>().prop_map(Op::NoShow),
-        1 => (0..4u8, 0..6u8).prop_map(|(doctor, patient)| Op::Waitlist { doctor, patient }),
+        1 => (0..4u8, 0..6u8, seat_ask()).prop_map(|(doctor, patient, ask)| Op::Waitlist { doctor, patient, ask }),
         1 => (0..8u8, 0..8u8, 0..6u8).prop_map(|(a, b, patient)| Op::Joint { a, b, patient }),
         1 => any::<u8>().prop_map(Op::BookJoint),
         1 => any::<u8>().prop_map(Op::ReleaseJoint),
-        1 => (0..5u8, 0..5u8, 0..6u8).prop_map(|(from, to, patient)| Op::Refer { from, to, patient }),
-        1 => any::<u8>().prop_map(Op::Triage),
+        3 => (0..5u8, prop::option::of(0..5u8), 0..6u8).prop_map(|(from, to, patient)| Op::Refer { from, to, patient }),
+        3 => any::<u8>().prop_map(Op::Triage),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(referral, hold)| Op::MatchBed { referral, hold }),
         1 => any::<u8>().prop_map(Op::Accept),
         1 => any::<u8>().prop_map(Op::Admit),
@@ -105,6 +111,30 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// How a seat or waitlist ask names its channel and referral.
+#[derive(Clone, Copy, Debug)]
+enum SeatAsk {
+    /// The public channel, no referral.
+    Public,
+    /// The referral channel naming no referral (always refused).
+    NoReferral,
+    /// The referral channel naming the i-th triaged referral, for its patient (granted when
+    /// a seat is open); the i-th referral of any state when none is triaged.
+    Triaged(u8),
+    /// The referral channel naming the i-th referral of any state, for the op's patient
+    /// (refused unless it happens to be that patient's triaged one).
+    Named(u8),
+}
+
+fn seat_ask() -> impl Strategy<Value = SeatAsk> {
+    prop_oneof![
+        3 => Just(SeatAsk::Public),
+        1 => Just(SeatAsk::NoReferral),
+        3 => any::<u8>().prop_map(SeatAsk::Triaged),
+        1 => any::<u8>().prop_map(SeatAsk::Named),
+    ]
+}
+
 fn pick<T: Copy>(v: &[T], i: u8, missing: T) -> T {
     if v.is_empty() {
         missing
@@ -112,6 +142,9 @@ fn pick<T: Copy>(v: &[T], i: u8, missing: T) -> T {
         v[i as usize % v.len()]
     }
 }
+
+/// Patients (0, 1, ...) with a triaged referral before the ops begin.
+const TRIAGED_AT_START: u8 = 3;
 
 /// Drives an engine with ops, tracking the ids its replies hand out, and the log.
 struct Runner {
@@ -129,7 +162,7 @@ struct Runner {
 
 impl Runner {
     fn new() -> Runner {
-        Runner {
+        let mut r = Runner {
             engine: Fx::new().engine,
             now: T0,
             skew_ms: 0,
@@ -139,7 +172,19 @@ impl Runner {
             consults: vec![],
             referrals: vec![],
             log: vec![],
+        };
+        // Referral-channel seats need a triaged referral of the patient, and the slots start
+        // within hours: the first patients start with one each (through the log, so the
+        // replicas see it), and the ops request and triage more.
+        for patient in 0..TRIAGED_AT_START {
+            r.step(&Op::Refer {
+                from: 1,
+                to: None,
+                patient,
+            });
+            r.step(&Op::Triage(patient));
         }
+        r
     }
 
     fn command(&mut self, op: &Op) -> Option<Command> {
@@ -184,20 +229,15 @@ impl Runner {
             Op::Unblock(b) => Command::UnblockBed {
                 bed: BedId(u32::from(b)),
             },
-            Op::HoldSlot {
-                slot,
-                patient,
-                referral,
-            } => Command::HoldSlot {
-                slot: pick(&slots, slot, SlotId(999)),
-                patient: p(patient),
-                channel: if referral {
-                    Channel::Referral
-                } else {
-                    Channel::Public
-                },
-                referral: None,
-            },
+            Op::HoldSlot { slot, patient, ask } => {
+                let (channel, patient, referral) = self.seat_ask(ask, p(patient));
+                Command::HoldSlot {
+                    slot: pick(&slots, slot, SlotId(999)),
+                    patient,
+                    channel,
+                    referral,
+                }
+            }
             Op::Book(i) => Command::BookSlot {
                 hold: pick(&self.seats, i, HoldId(999)),
             },
@@ -210,12 +250,19 @@ impl Runner {
             Op::NoShow(i) => Command::MarkNoShow {
                 booking: pick(&self.seats, i, HoldId(999)),
             },
-            Op::Waitlist { doctor, patient } => Command::JoinWaitlist {
-                doctor: DoctorId(u32::from(doctor)),
-                patient: p(patient),
-                channel: Channel::Public,
-                referral: None,
-            },
+            Op::Waitlist {
+                doctor,
+                patient,
+                ask,
+            } => {
+                let (channel, patient, referral) = self.seat_ask(ask, p(patient));
+                Command::JoinWaitlist {
+                    doctor: DoctorId(u32::from(doctor)),
+                    patient,
+                    channel,
+                    referral,
+                }
+            }
             Op::Joint { a, b, patient } => Command::HoldJointConsult {
                 slots: vec![pick(&slots, a, SlotId(999)), pick(&slots, b, SlotId(999))],
                 patient: p(patient),
@@ -228,7 +275,7 @@ impl Runner {
             },
             Op::Refer { from, to, patient } => Command::RequestReferral {
                 from: HospitalId(u32::from(from)),
-                to: Some(HospitalId(u32::from(to))),
+                to: to.map(|to| HospitalId(u32::from(to))),
                 patient: p(patient),
             },
             Op::Triage(i) => Command::TriageReferral {
@@ -253,6 +300,33 @@ impl Runner {
             },
             Op::Tick { .. } | Op::Retry(_) | Op::Skew { .. } => return None,
         })
+    }
+
+    /// The channel, patient and referral of a seat ask by `patient`.
+    fn seat_ask(
+        &self,
+        ask: SeatAsk,
+        patient: PatientRef,
+    ) -> (Channel, PatientRef, Option<ReferralId>) {
+        let named = |i| pick(&self.referrals, i, ReferralId(999));
+        match ask {
+            SeatAsk::Public => (Channel::Public, patient, None),
+            SeatAsk::NoReferral => (Channel::Referral, patient, None),
+            SeatAsk::Named(i) => (Channel::Referral, patient, Some(named(i))),
+            SeatAsk::Triaged(i) => {
+                let triaged: Vec<(PatientRef, ReferralId)> = self
+                    .engine
+                    .referrals()
+                    .all()
+                    .filter(|r| r.state == ReferralState::Triaged)
+                    .map(|r| (r.patient, r.id))
+                    .collect();
+                match triaged.get(usize::from(i) % triaged.len().max(1)) {
+                    Some(&(patient, id)) => (Channel::Referral, patient, Some(id)),
+                    None => (Channel::Referral, patient, Some(named(i))),
+                }
+            }
+        }
     }
 
     /// Applies one op; returns (request, time, outcome, hash before, hash after).
@@ -484,4 +558,55 @@ proptest! {
         }
         prop_assert_eq!(replica.state_hash(), r.engine.state_hash());
     }
+}
+
+/// The random ops really grant referral-channel seats and waitlist entries and really refuse
+/// them for their referral (none, unknown, another patient's, not triaged), so the
+/// properties above cover both sides of the referral seat rule.
+#[test]
+fn referral_seats_are_granted_and_refused() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let refuses_referral = |e: &Rejection| match e {
+        Rejection::Invalid { field, .. } => field == "referral_id",
+        Rejection::InvalidTransition { what, .. } => what.starts_with("referral_id"),
+        _ => false,
+    };
+    let mut runner = TestRunner::deterministic();
+    let (mut held, mut waitlisted, mut refused) = (0, 0, 0);
+    for _ in 0..32 {
+        let ops = prop::collection::vec(op(), 1..160)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let mut r = Runner::new();
+        for op in ops.iter().filter(|op| !matches!(op, Op::Retry(_))) {
+            let Some((request, outcome, ..)) = r.step(op) else {
+                continue;
+            };
+            let referral_channel = matches!(
+                request.command,
+                Command::HoldSlot {
+                    channel: Channel::Referral,
+                    ..
+                } | Command::JoinWaitlist {
+                    channel: Channel::Referral,
+                    ..
+                }
+            );
+            match (&request.command, &outcome) {
+                _ if !referral_channel => {}
+                (Command::HoldSlot { .. }, Ok(_)) => held += 1,
+                (_, Ok(_)) => waitlisted += 1,
+                (_, Err(e)) if refuses_referral(e) => refused += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(held >= 20, "referral seats held: {held}");
+    assert!(waitlisted >= 5, "referral waitlist entries: {waitlisted}");
+    assert!(
+        refused >= 20,
+        "referral asks refused for their referral: {refused}"
+    );
 }

@@ -306,6 +306,70 @@ fn a_joint_consultation_in_a_window_takes_the_earliest_common_time() {
     assert_eq!(slots, [s1, s2]);
 }
 
+/// A joint consultation names no referral, so it takes public seats only: the referral
+/// quota and the overbooking seats stay for triaged referrals, whether the slots are named
+/// (`HoldJointConsult`) or found in a window (`HoldJointConsultIn`).
+#[test]
+fn a_joint_consultation_never_takes_referral_seats() {
+    let mut fx = Fx::new();
+    let start = T0.plus_ms(10 * HOUR);
+    let spec = SlotSpec {
+        start,
+        duration_minutes: 30,
+        mode: Mode::Remote,
+        capacity: 2,
+        overbook: 1,
+        referral_quota: 1,
+    };
+    let mut slots = Vec::new();
+    for d in [1, 2] {
+        let r = fx.run(Command::PublishSchedule {
+            doctor: DoctorId(d),
+            slots: vec![spec],
+        });
+        let Ok(Reply::SchedulePublished { first, .. }) = r else {
+            panic!("{r:?}")
+        };
+        slots.push(first);
+    }
+    let joint = |patient: u128| Command::HoldJointConsult {
+        slots: slots.clone(),
+        patient: PatientRef(patient),
+    };
+    let Ok(Reply::ConsultHeld { seats, .. }) = fx.run(joint(5)) else {
+        panic!("the public seats are open")
+    };
+    for seat in &seats {
+        assert_eq!(
+            fx.engine.slots().seat(*seat).unwrap().channel,
+            Channel::Public
+        );
+    }
+    for slot in &slots {
+        let s = fx.engine.slots().slot(*slot).unwrap();
+        assert_eq!((s.taken_public, s.taken_referral), (1, 0));
+    }
+    // The one public seat of each slot is taken; two referral seats are still open in
+    // each (the quota and the overbooking seat), and the joint consultation gets neither.
+    let err = fx.refuse(joint(6));
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    let err = fx.refuse(Command::HoldJointConsultIn {
+        doctors: vec![DoctorId(1), DoctorId(2)],
+        earliest: start,
+        latest: start.plus_ms(HOUR),
+        duration_minutes: 30,
+        patient: PatientRef(6),
+        ttl_ms: 0,
+    });
+    assert!(matches!(err, Rejection::NoCapacity(_)), "{err:?}");
+    // Those seats are there for referrals.
+    for patient in [7, 8] {
+        fx.hold_slot(slots[0].0, patient, Channel::Referral);
+    }
+    let s = fx.engine.slots().slot(slots[0]).unwrap();
+    assert_eq!((s.taken_public, s.taken_referral), (1, 2));
+}
+
 #[test]
 fn cancel_seat_releases_a_hold_or_cancels_a_booking() {
     let mut fx = Fx::new();
