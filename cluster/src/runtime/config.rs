@@ -60,6 +60,25 @@ pub struct FileConfig {
     /// batch's proposals, a read, ...) waiting for the node task before calls answer
     /// `RESOURCE_EXHAUSTED`.
     pub max_queued_commands: Option<usize>,
+    /// The explicit opt-out of the safe defaults: without `[tls]`, `listen` and
+    /// `peer_listen` may then be non-loopback addresses (plain text on the network).
+    #[serde(default)]
+    pub insecure: bool,
+    /// TLS on both listeners and when dialling peers; `None` = plain text, which is allowed
+    /// on loopback addresses only unless `insecure = true`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The `[tls]` table: PEM files, read at start (see `security::tls`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The cluster CA certificate: peers (and client certificates) must be signed by it.
+    pub ca: PathBuf,
+    /// This node's certificate, naming `urn:ninety:node:<id>`.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8 PEM).
+    pub key: PathBuf,
 }
 
 /// Longest peer address (`host:port`, a DNS name is at most 253 characters).
@@ -148,6 +167,7 @@ impl FileConfig {
             ));
         }
         self.peer_listen()?;
+        self.check_plain_text()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -222,6 +242,41 @@ impl FileConfig {
                     ))
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Without `[tls]`, both listeners must be loopback addresses unless `insecure = true`;
+    /// `[tls]` names three non-empty paths (their contents are read at start).
+    fn check_plain_text(&self) -> Result<(), Error> {
+        if let Some(tls) = &self.tls {
+            let files = [
+                ("tls.ca", &tls.ca),
+                ("tls.cert", &tls.cert),
+                ("tls.key", &tls.key),
+            ];
+            for (field, path) in files {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(field, "must not be empty: a PEM file"));
+                }
+            }
+            return Ok(());
+        }
+        if self.insecure {
+            return Ok(());
+        }
+        let peer = self.peer_listen()?;
+        for (field, addr) in [("listen", self.listen), ("peer_listen", peer)] {
+            if !addr.ip().is_loopback() {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{addr} is not a loopback address and there is no [tls] table: add \
+                         [tls] (ca, cert, key; `ninety cluster init` generates them) or set \
+                         `insecure = true` to serve plain text on the network"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -480,5 +535,50 @@ mod tests {
             entry(3, "localhost:7103")
         );
         assert!(FileConfig::parse(&text).is_ok());
+    }
+
+    /// Safe defaults: plain text only on loopback unless `insecure = true`; `[tls]` names
+    /// three files.
+    #[test]
+    fn plain_text_is_loopback_only_unless_insecure() {
+        let base = |listen: &str, peer: &str, extra: &str| {
+            format!(
+                "id = 1\nlisten = \"{listen}\"\npeer_listen = \"{peer}\"\ndata_dir = \"d\"\n\
+                 {extra}\n[peers]\n"
+            )
+        };
+        let refused = |text: String, want: &str| match FileConfig::parse(&text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(want) && e.contains("insecure = true"), "{e}");
+            }
+        };
+        refused(
+            base("0.0.0.0:7001", "127.0.0.1:7101", ""),
+            "listen: 0.0.0.0:7001 is not a loopback address",
+        );
+        refused(
+            base("127.0.0.1:7001", "10.0.0.5:7101", ""),
+            "peer_listen: 10.0.0.5:7101 is not a loopback address",
+        );
+        let cfg = FileConfig::parse(&base("0.0.0.0:7001", "[::]:7101", "insecure = true"));
+        assert!(cfg.is_ok_and(|c| c.insecure && c.tls.is_none()));
+        assert!(FileConfig::parse(&base("[::1]:7001", "127.0.0.1:7101", "")).is_ok());
+        let tls = "[tls]\nca = \"ca.pem\"\ncert = \"n1.pem\"\nkey = \"n1.key\"";
+        let cfg = FileConfig::parse(&base("0.0.0.0:7001", "0.0.0.0:7101", tls)).unwrap();
+        assert_eq!(cfg.tls.map(|t| t.key), Some(PathBuf::from("n1.key")));
+        let e = FileConfig::parse(&base(
+            "0.0.0.0:7001",
+            "0.0.0.0:7101",
+            &tls.replace("ca.pem", ""),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls.ca: must not be empty"), "{e}");
+        let e = FileConfig::parse(&base("0.0.0.0:7001", "0.0.0.0:7101", "[tls]\nca = \"x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cert"), "{e}");
     }
 }

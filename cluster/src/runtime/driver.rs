@@ -6,9 +6,13 @@
 //! on any input, drains what else is queued (group commit: one durable write for all of it),
 //! polls the node, answers completions and hands messages to the transport.
 //!
+//! After every poll the node task publishes the current configuration's members to the
+//! peer service's [`PeerGate`] (lock-free, `arc-swap`): who may send Raft messages here.
+//!
 //! `Node::poll` does synchronous fsyncs, so it runs under `block_in_place`: the runtime moves
 //! the gRPC tasks to another worker while the disk works.
 
+use super::peer_service::{Members, PeerGate};
 use super::transport::{Faults, GrpcTransport};
 use crate::engine_sm::{EngineMachine, QueryResult};
 use crate::eraftpb::Message;
@@ -267,6 +271,7 @@ struct Group {
 struct Driver {
     node: EngineNode,
     transport: GrpcTransport,
+    gate: Arc<PeerGate>,
     next_id: u64,
     pending: HashMap<u64, Waiting>,
     groups: HashMap<u64, Group>,
@@ -430,7 +435,15 @@ impl Driver {
         for peer in self.transport.take_unreachable() {
             self.node.step(Input::Unreachable { peer });
         }
+        self.publish_members();
         Ok(())
+    }
+
+    /// Tells the peer service who the members are now (a membership change applied in
+    /// this poll takes effect for the next peer call).
+    fn publish_members(&self) {
+        self.gate
+            .publish(Members::of(&self.node.status().conf_state));
     }
 }
 
@@ -440,6 +453,7 @@ pub async fn run(
     inbox: Inbox,
     transport: GrpcTransport,
     faults: Arc<Faults>,
+    gate: Arc<PeerGate>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), Error> {
     let Inbox {
@@ -449,10 +463,12 @@ pub async fn run(
     let mut d = Driver {
         node,
         transport,
+        gate,
         next_id: 0,
         pending: HashMap::new(),
         groups: HashMap::new(),
     };
+    d.publish_members();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

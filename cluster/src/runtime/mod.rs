@@ -8,6 +8,12 @@
 //! which can step Raft messages and forward any engine command, can be fenced off at the
 //! network while the client port is open.
 //!
+//! **TLS.** With `[tls]` both listeners serve TLS (`security::tls`): the peer listener
+//! requires a client certificate from the cluster CA, the client listener accepts one;
+//! peers are dialled with mutual TLS. Without it, both listeners must be loopback unless
+//! `insecure = true` (checked by `config`). Peer calls are authorised by the peer
+//! service's `PeerGate`, fed with the membership by the node task.
+//!
 //! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops both servers from
 //! accepting; in-flight calls finish (the node task keeps running for them), then the node
 //! task is stopped and the store dropped. Nothing is lost by a hard kill either: every
@@ -236,11 +242,17 @@ struct Preflight {
     peer_incoming: tonic::transport::server::TcpIncoming,
     /// A founding node's region bootstrap commands.
     bootstrap: Option<Vec<Command>>,
+    /// The `[tls]` files, read and checked.
+    tls: Option<crate::security::tls::NodeTls>,
 }
 
 fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     cfg.check()?;
     poison::check(&cfg.data_dir)?;
+    let tls = match &cfg.tls {
+        Some(files) => Some(crate::security::tls::NodeTls::load(files, cfg.id)?),
+        None => None,
+    };
     let bootstrap = if cfg.init {
         let (_, commands) = load_region(&cfg.region)?;
         check_command_sizes(&cfg.region, &commands)?;
@@ -259,6 +271,7 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
         incoming,
         peer_incoming,
         bootstrap,
+        tls,
     })
 }
 
@@ -282,6 +295,31 @@ fn check_command_sizes(region: &str, commands: &[Command]) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// The builders of the peer and the client server, with TLS when configured.
+fn servers(
+    tls: Option<&crate::security::tls::NodeTls>,
+) -> Result<(tonic::transport::Server, tonic::transport::Server), Error> {
+    let (peer, client) = (
+        tonic::transport::Server::builder(),
+        tonic::transport::Server::builder(),
+    );
+    let Some(tls) = tls else {
+        return Ok((peer, client));
+    };
+    let bad = |field: &str, e: tonic::transport::Error| {
+        Error::Startup(format!(
+            "[tls] on {field}: {e} (check tls.cert and tls.key)"
+        ))
+    };
+    let peer = peer
+        .tls_config(tls.peer_server())
+        .map_err(|e| bad("peer_listen", e))?;
+    let client = client
+        .tls_config(tls.client_server())
+        .map_err(|e| bad("listen", e))?;
+    Ok((peer, client))
 }
 
 /// Opens the node's store, creating the data directory, and bootstraps it on a founding
@@ -333,7 +371,9 @@ pub async fn serve(
         incoming,
         peer_incoming,
         bootstrap: bootstrap_commands,
+        tls,
     } = preflight(&cfg)?;
+    let (peer_server, client_server) = servers(tls.as_ref())?;
     let store = open_store(&cfg)?;
     let mut ncfg = NodeConfig::new(cfg.id);
     // One region import is a single command: let a proposal batch carry it.
@@ -351,7 +391,21 @@ pub async fn serve(
     let node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
     let view = node.state_machine().view_cell();
 
-    let book = Arc::new(PeerBook::new(cfg.peer_map()?));
+    let book = Arc::new(PeerBook::with_tls(
+        cfg.peer_map()?,
+        tls.as_ref().map(|t| t.peer_client()),
+    ));
+    let gate = Arc::new(peer_service::PeerGate::new(
+        cfg.id,
+        tls.is_some(),
+        book.clone(),
+    ));
+    if tls.is_none() {
+        tracing::warn!(
+            insecure = cfg.insecure,
+            "no [tls]: serving plain text; peer identities are taken on trust"
+        );
+    }
     let faults = Arc::new(Faults::new(
         cfg.fault_injection.then(|| cfg.data_dir.join("FAULTS")),
     ));
@@ -360,11 +414,20 @@ pub async fn serve(
     let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let faults_for_node = faults.clone();
+    let gate_for_node = gate.clone();
     // When the node task ends on its own (a fatal storage error), the server stops too.
     let (died_tx, died_rx) = tokio::sync::oneshot::channel::<()>();
     let data_dir = cfg.data_dir.clone();
     let node_task = tokio::spawn(async move {
-        let result = driver::run(node, inbox, transport, faults_for_node, stop_rx).await;
+        let result = driver::run(
+            node,
+            inbox,
+            transport,
+            faults_for_node,
+            gate_for_node,
+            stop_rx,
+        )
+        .await;
         match &result {
             Err(Error::ApplyPanicked(p)) => {
                 let marker = poison::marker_path(&data_dir);
@@ -419,6 +482,7 @@ pub async fn serve(
     let peer = PeerServer::new(peer_service::PeerService {
         handle: handle.clone(),
         faults,
+        gate,
     })
     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -439,12 +503,12 @@ pub async fn serve(
 
     let peer_listen = cfg.peer_listen()?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
-    let peers_served = tonic::transport::Server::builder()
+    let peers_served = peer_server
         .tcp_nodelay(true)
         .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(peer)
         .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone()));
-    let clients_served = tonic::transport::Server::builder()
+    let clients_served = client_server
         .tcp_nodelay(true)
         .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(beds)

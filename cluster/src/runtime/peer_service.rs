@@ -4,20 +4,31 @@
 //! task without waiting: a full queue drops them, which Raft tolerates. Snapshots arrive as
 //! a client stream of chunks, are checked (offsets, size, SHA-256) and only then stepped.
 //! `Forward` lets a follower hand a client's command to this node when it leads.
+//!
+//! **Who may call** ([`PeerGate`]): every RPC is authorised before anything is decoded into
+//! Raft. The sender's node id is the one its TLS client certificate names
+//! (`security::identity`; without `[tls]`, the claimed `from_node`); the claimed
+//! `from_node`, the `from` of every Raft message and a snapshot's `from` must be that id,
+//! every `to` this node, and the id must be a member (see [`Members`]). A refusal is
+//! counted (`NodeStatus.refused_peer_messages`), logged at WARN (at most once per
+//! [`REFUSAL_WARN_INTERVAL`]) and answered `UNAUTHENTICATED` or `PERMISSION_DENIED`.
 
 use super::driver::{NodeHandle, PeerEvent};
-use super::transport::Faults;
+use super::transport::{Faults, PeerBook};
 use crate::eraftpb::{Message, MessageType};
 use crate::node::Reply;
 use crate::RequestError;
+use arc_swap::ArcSwap;
 use ninety_proto::peer::v1::{
     peer_server::Peer, ForwardOutcome, ForwardReply, ForwardRequest, NodeStatus, RaftBatch, Role,
     SendAck, SnapshotAck, SnapshotChunk, StatusRequest,
 };
 use protobuf::Message as _;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -26,24 +37,205 @@ pub const SNAPSHOT_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// How long a forwarded proposal may wait for its outcome when the caller gives no timeout.
 pub const FORWARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 
+/// A node's view of the current Raft configuration, published by the node task after
+/// every change and read lock-free by the peer service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// Voters (incoming and, in a joint configuration, outgoing), learners and learners
+    /// to be: everyone Raft may exchange messages with.
+    pub ids: BTreeSet<u64>,
+}
+
+impl Members {
+    /// The members of a configuration (`ConfState`).
+    pub fn of(cs: &crate::eraftpb::ConfState) -> Members {
+        let lists = [
+            &cs.voters,
+            &cs.voters_outgoing,
+            &cs.learners,
+            &cs.learners_next,
+        ];
+        Members {
+            ids: lists.into_iter().flatten().copied().collect(),
+        }
+    }
+}
+
+/// At most one WARN per this interval about refused peer messages (each is still counted).
+pub const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The peer authorisation of one node: who is a member, whether identities come from
+/// certificates, and the count of refusals.
+#[derive(Debug)]
+pub struct PeerGate {
+    me: u64,
+    /// True when `[tls]` is configured: the certificate names the sender.
+    tls: bool,
+    members: ArcSwap<Members>,
+    /// Used while this node has no configuration (joining): its address book.
+    book: Arc<PeerBook>,
+    refused: AtomicU64,
+    last_warn: Mutex<Option<Instant>>,
+}
+
+/// A refused peer call.
+type Refusal = Status;
+
+impl PeerGate {
+    pub fn new(me: u64, tls: bool, book: Arc<PeerBook>) -> Self {
+        PeerGate {
+            me,
+            tls,
+            members: ArcSwap::from_pointee(Members::default()),
+            book,
+            refused: AtomicU64::new(0),
+            last_warn: Mutex::new(None),
+        }
+    }
+
+    /// Publishes the current configuration (from the node task; cheap when unchanged).
+    pub fn publish(&self, members: Members) {
+        if **self.members.load() != members {
+            self.members.store(Arc::new(members));
+        }
+    }
+
+    /// Peer calls refused since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn is_member(&self, id: u64) -> bool {
+        let m = self.members.load();
+        if m.ids.is_empty() {
+            // A node being added has no configuration until the leader's snapshot: it
+            // hears from the nodes of its address book.
+            return self.book.peer(id).is_some();
+        }
+        m.ids.contains(&id)
+    }
+
+    fn refuse(&self, status: Status, claimed: u64, proven: Option<u64>) -> Refusal {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let warn = match self.last_warn.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| now.duration_since(t) >= REFUSAL_WARN_INTERVAL);
+                if due {
+                    *last = Some(now);
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if warn {
+            tracing::warn!(
+                claimed,
+                proven = ?proven,
+                refused_total = self.refused(),
+                reason = %status.message(),
+                "refused a peer message"
+            );
+        }
+        status
+    }
+
+    /// The node id the caller's certificate names: `None` without TLS (the claim then
+    /// stands for the identity). `Err` when there is no certificate or it names no node.
+    pub fn certified<T>(&self, request: &Request<T>) -> Result<Option<u64>, Refusal> {
+        if !self.tls {
+            return Ok(None);
+        }
+        // Claims are read after this check; the log names only the proven side.
+        let claimed = 0;
+        let certs = request.peer_certs();
+        let Some(der) = certs.as_ref().and_then(|c| c.first()) else {
+            return Err(self.refuse(
+                Status::unauthenticated("no client certificate on the peer connection"),
+                claimed,
+                None,
+            ));
+        };
+        match crate::security::identity::node_id(der) {
+            Ok(Some(id)) => Ok(Some(id)),
+            Ok(None) => Err(self.refuse(
+                Status::permission_denied("the client certificate names no node"),
+                claimed,
+                None,
+            )),
+            Err(e) => Err(self.refuse(
+                Status::permission_denied(format!("client certificate: {e}")),
+                claimed,
+                None,
+            )),
+        }
+    }
+
+    /// Authorises a call from `proven` claiming `claimed`, addressed to `to`.
+    pub fn authorize(&self, proven: u64, claimed: u64, to: u64) -> Result<(), Refusal> {
+        if proven == 0 {
+            return Err(self.refuse(
+                Status::unauthenticated("no sender identity (from_node 0 without TLS)"),
+                claimed,
+                None,
+            ));
+        }
+        let deny = |why: String| self.refuse(Status::permission_denied(why), claimed, Some(proven));
+        if claimed != proven {
+            return Err(deny(format!(
+                "from_node {claimed} is not the sender, node {proven}"
+            )));
+        }
+        if to != self.me {
+            return Err(deny(format!("this is node {}, not node {to}", self.me)));
+        }
+        if !self.is_member(proven) {
+            return Err(deny(format!("node {proven} is not a member")));
+        }
+        Ok(())
+    }
+
+    /// Authorises one Raft message of an authorised call from `proven`.
+    pub fn authorize_message(&self, proven: u64, m: &Message) -> Result<(), Refusal> {
+        if m.get_from() != proven || m.get_to() != self.me {
+            return Err(self.refuse(
+                Status::permission_denied(format!(
+                    "a {:?} from {} to {} in a call from node {proven} to node {}",
+                    m.get_msg_type(),
+                    m.get_from(),
+                    m.get_to(),
+                    self.me
+                )),
+                m.get_from(),
+                Some(proven),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The Peer service of one node.
 pub struct PeerService {
     pub handle: NodeHandle,
     pub faults: Arc<Faults>,
+    pub gate: Arc<PeerGate>,
 }
 
 impl PeerService {
-    fn check(&self, from: u64, to: u64) -> Result<(), Status> {
-        if from != 0 && self.faults.is_blocked(from) {
+    /// Authorises a call whose certificate named `certified` (see
+    /// [`PeerGate::certified`]) and applies fault injection; returns the sender's node id.
+    fn check(&self, certified: Option<u64>, claimed: u64, to: u64) -> Result<u64, Status> {
+        let proven = certified.unwrap_or(claimed);
+        self.gate.authorize(proven, claimed, to)?;
+        self.fault_check(proven)?;
+        Ok(proven)
+    }
+
+    fn fault_check(&self, from: u64) -> Result<(), Status> {
+        if self.faults.is_blocked(from) {
             return Err(Status::unavailable(
                 "fault injection: partitioned from caller",
             ));
-        }
-        if to != self.handle.id {
-            return Err(Status::failed_precondition(format!(
-                "this is node {}, not node {to}",
-                self.handle.id
-            )));
         }
         Ok(())
     }
@@ -62,17 +254,24 @@ pub(crate) fn role_of(role: raft::StateRole, learner: bool) -> Role {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn send(&self, request: Request<RaftBatch>) -> Result<Response<SendAck>, Status> {
+        let certified = self.gate.certified(&request)?;
         let batch = request.into_inner();
-        self.check(batch.from_node, batch.to_node)?;
-        let mut stepped = 0;
+        let from = self.check(certified, batch.from_node, batch.to_node)?;
+        // Every message is checked before any is stepped: one forged message refuses the
+        // whole batch.
+        let mut messages = Vec::with_capacity(batch.messages.len());
         for bytes in &batch.messages {
             let Ok(m) = Message::parse_from_bytes(bytes) else {
                 continue;
             };
+            self.gate.authorize_message(from, &m)?;
             // Snapshots only travel through InstallSnapshot, where they are checked.
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                continue;
+            if m.get_msg_type() != MessageType::MsgSnapshot {
+                messages.push(m);
             }
+        }
+        let mut stepped = 0;
+        for m in messages {
             if self.handle.peer_event(PeerEvent::Message(m)) {
                 stepped += 1;
             }
@@ -87,16 +286,18 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotAck>, Status> {
+        let certified = self.gate.certified(&request)?;
         let mut stream = request.into_inner();
         let mut head: Option<Message> = None;
         let mut data: Vec<u8> = Vec::new();
         let mut done = false;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
-            self.check(chunk.from_node, chunk.to_node)?;
+            let from = self.check(certified, chunk.from_node, chunk.to_node)?;
             if head.is_none() {
                 let m = Message::parse_from_bytes(&chunk.raft_message)
                     .map_err(|e| Status::invalid_argument(format!("raft_message: {e}")))?;
+                self.gate.authorize_message(from, &m)?;
                 if m.get_msg_type() != MessageType::MsgSnapshot {
                     return Err(Status::invalid_argument(
                         "raft_message is not a MsgSnapshot",
@@ -142,8 +343,9 @@ impl Peer for PeerService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
+        let certified = self.gate.certified(&request)?;
         let req = request.into_inner();
-        self.check(req.from_node, self.handle.id)?;
+        self.check(certified, req.from_node, self.handle.id)?;
         let wait = match req.timeout_ms {
             0 => FORWARD_TIMEOUT_DEFAULT,
             ms => Duration::from_millis(ms),
@@ -179,8 +381,15 @@ impl Peer for PeerService {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
-        let from = request.into_inner().from_node;
-        self.check(from, self.handle.id)?;
+        let certified = self.gate.certified(&request)?;
+        // 0 asks the certificate to name the caller. No fault injection here: Status is
+        // not Raft traffic, and tests read it from partitioned nodes.
+        let claimed = match request.into_inner().from_node {
+            0 => certified.unwrap_or(0),
+            n => n,
+        };
+        self.gate
+            .authorize(certified.unwrap_or(claimed), claimed, self.handle.id)?;
         let st = self
             .handle
             .status()
@@ -198,6 +407,69 @@ impl Peer for PeerService {
             last_index: st.last_index,
             snapshot_index: st.snapshot_index,
             applied_log_time_ms: st.applied_log_time_ms,
+            refused_peer_messages: self.gate.refused(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::config::NodeAddrs;
+    use tonic::Code;
+
+    fn gate() -> PeerGate {
+        let addr = |p: u16| NodeAddrs {
+            peer: format!("127.0.0.1:{p}"),
+            client: format!("127.0.0.1:{}", p + 1),
+        };
+        let book = [(1, addr(10)), (2, addr(20)), (4, addr(40))].into();
+        PeerGate::new(1, false, Arc::new(PeerBook::new(book)))
+    }
+
+    fn code(r: Result<(), Status>) -> Option<Code> {
+        r.err().map(|s| s.code())
+    }
+
+    #[test]
+    fn only_members_speak_for_themselves_to_this_node() {
+        let g = gate();
+        // No configuration yet (joining): the address book decides.
+        assert_eq!(code(g.authorize(4, 4, 1)), None);
+        assert_eq!(code(g.authorize(9, 9, 1)), Some(Code::PermissionDenied));
+        g.publish(Members {
+            ids: [1, 2, 3].into(),
+        });
+        assert_eq!(code(g.authorize(3, 3, 1)), None);
+        assert_eq!(code(g.authorize(4, 4, 1)), Some(Code::PermissionDenied));
+        assert_eq!(code(g.authorize(2, 3, 1)), Some(Code::PermissionDenied));
+        assert_eq!(code(g.authorize(2, 2, 5)), Some(Code::PermissionDenied));
+        assert_eq!(code(g.authorize(0, 0, 1)), Some(Code::Unauthenticated));
+        let mut m = Message::default();
+        m.set_from(2);
+        m.set_to(1);
+        assert_eq!(code(g.authorize_message(2, &m)), None);
+        assert_eq!(
+            code(g.authorize_message(3, &m)),
+            Some(Code::PermissionDenied)
+        );
+        m.set_to(3);
+        assert_eq!(
+            code(g.authorize_message(2, &m)),
+            Some(Code::PermissionDenied)
+        );
+        assert_eq!(g.refused(), 7);
+    }
+
+    #[test]
+    fn members_include_outgoing_voters_and_learners() {
+        let cs = crate::eraftpb::ConfState {
+            voters: vec![1, 2],
+            voters_outgoing: vec![3],
+            learners: vec![4],
+            learners_next: vec![5],
+            ..Default::default()
+        };
+        assert_eq!(Members::of(&cs).ids, [1, 2, 3, 4, 5].into());
     }
 }

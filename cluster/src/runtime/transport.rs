@@ -7,9 +7,11 @@
 //! time, in order, over one HTTP/2 channel. Snapshots are streamed in chunks by the same
 //! task and their result reported back as `PeerEvent::SnapshotStatus`.
 //!
-//! Also here: the [`PeerBook`] (node id → its peer and client addresses) and the
-//! [`Faults`] switch. Only peer addresses are ever dialled here; client addresses are for
-//! leader hints.
+//! Also here: the [`PeerBook`] (node id → its peer and client addresses, and how to dial
+//! them) and the [`Faults`] switch. Only peer addresses are ever dialled here; client
+//! addresses are for leader hints. With `[tls]` every peer is dialled over `https://` with
+//! mutual TLS (`security::tls::NodeTls::peer_client`): the peer's certificate must be
+//! signed by the cluster CA and name the address dialled, and this node presents its own.
 
 use super::config::NodeAddrs;
 use super::driver::{NodeHandle, PeerEvent};
@@ -24,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Batches queued per peer before new ones are dropped: a few seconds of heartbeats and
 /// appends; a peer that falls further behind is probed and caught up by Raft instead.
@@ -42,17 +44,35 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// `MAX_SIZE_PER_MSG_BYTES`; raft-rs always sends at least one entry).
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Node id → its two addresses, shared by the transport and the API layer.
+/// Node id → its two addresses, shared by the transport and the API layer, and the TLS
+/// every peer is dialled with.
 #[derive(Debug, Default)]
 pub struct PeerBook {
     addrs: ArcSwap<BTreeMap<u64, NodeAddrs>>,
+    /// `None`: plain text (no `[tls]`).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerBook {
+    /// A book dialling in plain text.
     pub fn new(addrs: BTreeMap<u64, NodeAddrs>) -> Self {
         PeerBook {
             addrs: ArcSwap::from_pointee(addrs),
+            tls: None,
         }
+    }
+
+    /// A book dialling every peer with `tls` (mutual TLS).
+    pub fn with_tls(addrs: BTreeMap<u64, NodeAddrs>, tls: Option<ClientTlsConfig>) -> Self {
+        PeerBook {
+            addrs: ArcSwap::from_pointee(addrs),
+            tls,
+        }
+    }
+
+    /// A lazily connecting client for the peer address `addr`, over TLS when configured.
+    pub fn dial(&self, addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+        peer_client(addr, self.tls.as_ref())
     }
 
     /// The node's peer address (its `peer_listen`): what Raft and forwarding dial.
@@ -118,12 +138,19 @@ impl Faults {
     }
 }
 
-/// A lazily connecting client for `addr`, with the node's limits.
-pub fn peer_client(addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+/// A lazily connecting client for `addr`, with the node's limits; over TLS with `tls`.
+pub fn peer_client(
+    addr: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
         .connect_timeout(PEER_CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy();
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
+    let channel = endpoint.connect_lazy();
     Ok(PeerClient::new(channel)
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
@@ -177,7 +204,7 @@ impl GrpcTransport {
             .get(&to)
             .is_none_or(|l| l.addr != addr || l.tx.is_closed());
         if stale {
-            let client = match peer_client(&addr) {
+            let client = match self.book.dial(&addr) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(peer = to, %addr, error = %e, "bad peer address");

@@ -59,7 +59,7 @@ pub mod scheduling;
 use crate::engine_sm::{self, Applied, QueryResult};
 use crate::node::Reply;
 use crate::runtime::driver::NodeHandle;
-use crate::runtime::transport::{peer_client, Faults, PeerBook};
+use crate::runtime::transport::{Faults, PeerBook};
 use crate::RequestError;
 use ninety_engine::{Rejection, RejectionKind, Request, RequestId};
 use ninety_proto::peer::v1::{ForwardOutcome, ForwardRequest};
@@ -484,7 +484,10 @@ impl Cluster {
             .book
             .peer(leader)
             .ok_or_else(|| no_route("leader address unknown"))?;
-        let mut client = peer_client(&addr).map_err(|_| no_route("bad leader address"))?;
+        let mut client = self
+            .book
+            .dial(&addr)
+            .map_err(|_| no_route("bad leader address"))?;
         let fwd = ForwardRequest {
             from_node: self.handle.id,
             request_id: request.id.to_string(),
