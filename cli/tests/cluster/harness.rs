@@ -2,7 +2,14 @@
 //! gRPC clients, a bounded concurrent workload and the checks shared by the tests.
 //!
 //! Every child is killed (SIGKILL) when its [`Procs`] is dropped, on success or panic.
+//!
+//! Security is on by default, as for an operator: [`Procs::start`] makes a cluster CA, a
+//! certificate for every node id and a client certificate "harness", and every node config
+//! gets `[tls]`. Channels connect over TLS (the client listener with the "harness"
+//! certificate, the peer listener with node 1's); `Opts.insecure` runs the old plain-text
+//! way, and a test that sets it says why.
 
+use ninety_cluster::security::certs::{Ca, Pem};
 use ninety_engine::generate::SplitMix64;
 use ninety_proto::peer::v1::{peer_client::PeerClient, StatusRequest};
 use ninety_proto::v1 as pb;
@@ -12,7 +19,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Tests share 2 cores: running the clusters one at a time keeps elections and timeouts
 /// meaningful.
@@ -34,6 +41,59 @@ pub struct Opts {
     pub log_retain_entries: Option<u64>,
     /// The region the founding nodes load: "test" (the default) or "gba".
     pub region: Option<&'static str>,
+    /// No `[tls]`, `insecure = true`: plain text, claimed peer ids taken on trust. A test
+    /// that sets it says why.
+    pub insecure: bool,
+    /// TOML tables appended at the end of every node config (e.g. `[[auth.certs]]`).
+    pub extra_toml: String,
+}
+
+/// The cluster's certificates, as written into the temp dir (`tls/`).
+pub struct Tls {
+    pub ca: Ca,
+    /// Node id → its certificate and key.
+    pub nodes: BTreeMap<u64, Pem>,
+    /// The client certificate "harness" (CN = harness).
+    pub client: Pem,
+    pub dir: PathBuf,
+}
+
+impl Tls {
+    fn make(dir: PathBuf, ids: &[u64]) -> Tls {
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        let ca = Ca::new("harness").expect("CA");
+        let hosts = vec!["127.0.0.1".to_string()];
+        let nodes: BTreeMap<u64, Pem> = ids
+            .iter()
+            .map(|id| (*id, ca.node_cert(*id, &hosts).expect("node cert")))
+            .collect();
+        let client = ca.client_cert("harness").expect("client cert");
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect(name);
+        write("ca.pem", &ca.pem.cert);
+        for (id, pem) in &nodes {
+            write(&format!("node-{id}.pem"), &pem.cert);
+            write(&format!("node-{id}.key"), &pem.key);
+        }
+        write("harness.pem", &client.cert);
+        write("harness.key", &client.key);
+        Tls {
+            ca,
+            nodes,
+            client,
+            dir,
+        }
+    }
+
+    /// Node `id`'s `[tls]` table.
+    fn table(&self, id: u64) -> String {
+        let f = |name: String| self.dir.join(name).display().to_string();
+        format!(
+            "[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            f("ca.pem".into()),
+            f(format!("node-{id}.pem")),
+            f(format!("node-{id}.key")),
+        )
+    }
 }
 
 /// A set of node processes.
@@ -46,6 +106,8 @@ pub struct Procs {
     pub children: BTreeMap<u64, Child>,
     pub voters: Vec<u64>,
     pub opts: Opts,
+    /// `None` when `opts.insecure`.
+    pub tls: Option<Tls>,
 }
 
 impl Drop for Procs {
@@ -60,13 +122,16 @@ impl Drop for Procs {
 impl Procs {
     /// Allocates ports for `ids` (the address book) and starts the founding `voters`.
     pub fn start(ids: &[u64], voters: &[u64], opts: Opts) -> Procs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = (!opts.insecure).then(|| Tls::make(dir.path().join("tls"), ids));
         let mut p = Procs {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             ports: ids.iter().map(|id| (*id, free_port())).collect(),
             peer_ports: ids.iter().map(|id| (*id, free_port())).collect(),
             children: BTreeMap::new(),
             voters: voters.to_vec(),
             opts,
+            tls,
         };
         for id in voters {
             p.spawn(*id, true);
@@ -108,16 +173,21 @@ impl Procs {
         if let Some(n) = self.opts.log_retain_entries {
             extra += &format!("log_retain_entries = {n}\n");
         }
+        if self.opts.insecure {
+            extra += "insecure = true\n";
+        }
+        let tls = self.tls.as_ref().map(|t| t.table(id)).unwrap_or_default();
         format!(
             "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
              region = \"{}\"\ninit = {init}\ninitial_voters = {:?}\nfault_injection = {}\n\
-             {extra}[peers]\n{peers}",
+             {extra}[peers]\n{peers}{tls}{}\n",
             self.addr(id),
             self.peer_addr(id),
             self.data_dir(id).display(),
             self.opts.region.unwrap_or("test"),
             self.voters,
             self.opts.fault_injection,
+            self.opts.extra_toml,
         )
     }
 
@@ -170,14 +240,65 @@ impl Procs {
         out
     }
 
-    /// A channel to node `id`'s client listener.
+    /// A channel to node `id`'s client listener (TLS with the "harness" certificate).
     pub fn channel(&self, id: u64) -> Channel {
-        channel_to(&self.addr(id))
+        self.channel_with(id, self.tls.as_ref().map(|t| &t.client))
     }
 
-    /// A channel to node `id`'s peer listener.
+    /// A channel to node `id`'s client listener presenting `identity` (`None`: TLS
+    /// without a client certificate). Plain text when the cluster is insecure.
+    pub fn channel_with(&self, id: u64, identity: Option<&Pem>) -> Channel {
+        self.connect(&self.addr(id), identity)
+    }
+
+    /// A channel to node `id`'s peer listener, as node 1 (a member's certificate).
     pub fn peer_channel(&self, id: u64) -> Channel {
-        channel_to(&self.peer_addr(id))
+        self.connect(&self.peer_addr(id), self.node_pem(1))
+    }
+
+    /// Node `id`'s certificate and key (`None` when insecure or not an id of the cluster).
+    pub fn node_pem(&self, id: u64) -> Option<&Pem> {
+        self.tls.as_ref().and_then(|t| t.nodes.get(&id))
+    }
+
+    /// `https://addr` trusting the cluster CA, presenting `identity`; `http://` if insecure.
+    pub fn connect(&self, addr: &str, identity: Option<&Pem>) -> Channel {
+        let Some(tls) = &self.tls else {
+            return channel_to(addr);
+        };
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca.pem.cert));
+        if let Some(id) = identity {
+            config = config.identity(Identity::from_pem(&id.cert, &id.key));
+        }
+        tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(config)
+            .expect("tls config")
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_secs(8))
+            .connect_lazy()
+    }
+
+    /// The `ninety` client flags that reach this cluster (`--cacert/--cert/--key`, the
+    /// "harness" certificate); empty when insecure.
+    pub fn client_args(&self) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let f = |name: &str| tls.dir.join(name).display().to_string();
+        vec![
+            "--cacert".into(),
+            f("ca.pem"),
+            "--cert".into(),
+            f("harness.pem"),
+            "--key".into(),
+            f("harness.key"),
+        ]
+    }
+
+    /// Channels to the client listeners of `ids`, for [`workload`].
+    pub fn channels(&self, ids: &[u64]) -> Vec<Channel> {
+        ids.iter().map(|id| self.channel(*id)).collect()
     }
 
     pub fn beds(&self, id: u64) -> BedHoldsClient<Channel> {
@@ -188,9 +309,16 @@ impl Procs {
         AdminClient::new(self.channel(id))
     }
 
-    /// `ninety.peer.v1.Peer` on node `id`'s peer listener (the only place it is served).
+    /// `ninety.peer.v1.Peer` on node `id`'s peer listener (the only place it is served),
+    /// as node 1.
     pub fn peer(&self, id: u64) -> PeerClient<Channel> {
         PeerClient::new(self.peer_channel(id))
+    }
+
+    /// `ninety.peer.v1.Peer` on node `id`'s peer listener presenting `identity` (`None`:
+    /// TLS without a client certificate).
+    pub fn peer_as(&self, id: u64, identity: Option<&Pem>) -> PeerClient<Channel> {
+        PeerClient::new(self.connect(&self.peer_addr(id), identity))
     }
 
     pub async fn status(&self, id: u64) -> Option<pb::ClusterStatusResponse> {
@@ -244,11 +372,13 @@ impl Procs {
     /// Log-time ticks advance the index every second, so statuses are sampled together.
     pub async fn converge(&self, ids: &[u64], within: Duration) -> (u64, Vec<u8>) {
         let deadline = Instant::now() + within;
+        // Asked as the first of `ids`: a member (node 1 may have been removed).
+        let me = ids.first().copied().unwrap_or(1);
         loop {
             let mut seen = Vec::new();
             for id in ids {
-                let mut p = self.peer(*id);
-                if let Ok(s) = p.status(StatusRequest { from_node: 0 }).await {
+                let mut p = self.peer_as(*id, self.node_pem(me));
+                if let Ok(s) = p.status(StatusRequest { from_node: me }).await {
                     let s = s.into_inner();
                     seen.push((s.applied_index, s.state_hash));
                 }
@@ -347,7 +477,7 @@ pub fn rid(rng: &mut SplitMix64) -> String {
 /// Sends one write, retrying the same request id on other nodes while the outcome is
 /// unknown, until `deadline`. `Ok(None)`: refused by the engine (a definite answer).
 async fn write_retrying<F, Fut>(
-    nodes: &[String],
+    nodes: &[Channel],
     deadline: Instant,
     mut call: F,
 ) -> Result<Option<pb::BedHoldResponse>, ()>
@@ -357,15 +487,8 @@ where
 {
     let mut i = 0usize;
     while Instant::now() < deadline {
-        let addr = &nodes[i % nodes.len()];
+        let ch = nodes[i % nodes.len()].clone();
         i += 1;
-        let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
-            return Err(());
-        };
-        let ch = ep
-            .connect_timeout(Duration::from_millis(200))
-            .timeout(Duration::from_secs(6))
-            .connect_lazy();
         match call(BedHoldsClient::new(ch)).await {
             Ok(r) => return Ok(Some(r.into_inner())),
             Err(s)
@@ -384,16 +507,16 @@ where
     Err(())
 }
 
-/// Runs `tasks` clients doing hold → confirm/release cycles against `nodes` until `until`,
-/// recording every acknowledged operation in the ledger.
-pub async fn workload(nodes: Vec<String>, wards: Vec<u32>, tasks: usize, until: Instant) -> Ledger {
+/// Runs `tasks` clients doing hold → confirm/release cycles against `nodes` (channels from
+/// [`Procs::channels`]) until `until`, recording every acknowledged operation in the ledger.
+pub async fn workload(nodes: Vec<Channel>, wards: Vec<u32>, tasks: usize, until: Instant) -> Ledger {
     let ledger: Ledger = Arc::default();
     let mut set = tokio::task::JoinSet::new();
     for t in 0..tasks {
         let (nodes, wards, ledger) = (nodes.clone(), wards.clone(), ledger.clone());
         set.spawn(async move {
             let mut rng = SplitMix64::new(0x5eed ^ t as u64);
-            let nodes: Vec<String> = (0..nodes.len())
+            let nodes: Vec<Channel> = (0..nodes.len())
                 .map(|i| nodes[(i + t) % nodes.len()].clone())
                 .collect();
             while Instant::now() < until {

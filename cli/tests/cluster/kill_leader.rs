@@ -10,7 +10,7 @@ async fn kill_leader_mid_load() {
         let mut p = Procs::start(&[1, 2, 3], &[1, 2, 3], Opts::default());
         let leader = p.wait_ready(Duration::from_secs(20)).await;
         let wards = ward_ids(&p, leader).await;
-        let nodes: Vec<String> = [1, 2, 3].iter().map(|id| p.addr(*id)).collect();
+        let nodes = p.channels(&[1, 2, 3]);
         let until = Instant::now() + Duration::from_secs(8);
         let load = tokio::spawn(workload(nodes, wards, 16, until));
         tokio::time::sleep(Duration::from_millis(2500)).await;

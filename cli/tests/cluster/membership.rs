@@ -12,7 +12,7 @@ async fn add_and_remove_members_under_load() {
         let mut p = Procs::start(&[1, 2, 3, 4], &[1, 2, 3], Opts::default());
         let leader = p.wait_ready(Duration::from_secs(20)).await;
         let wards = ward_ids(&p, leader).await;
-        let nodes: Vec<String> = [1, 2, 3, 4].iter().map(|id| p.addr(*id)).collect();
+        let nodes = p.channels(&[1, 2, 3, 4]);
         let until = Instant::now() + Duration::from_secs(10);
         let load = tokio::spawn(workload(nodes, wards, 12, until));
         tokio::time::sleep(Duration::from_secs(1)).await;

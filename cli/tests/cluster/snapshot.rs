@@ -26,11 +26,8 @@ async fn wiped_node_rejoins_through_snapshot() {
         let victim = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap_or(1);
         p.kill(victim);
         std::fs::remove_dir_all(p.data_dir(victim)).expect("wipe data dir");
-        let nodes: Vec<String> = [1, 2, 3]
-            .iter()
-            .filter(|id| **id != victim)
-            .map(|id| p.addr(*id))
-            .collect();
+        let live: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != victim).collect();
+        let nodes = p.channels(&live);
         let until = Instant::now() + Duration::from_secs(4);
         let ledger = workload(nodes, wards, 8, until).await;
         eprintln!("snapshot: {}", summary(&ledger));
