@@ -266,7 +266,8 @@ impl Procs {
         let Some(tls) = &self.tls else {
             return channel_to(addr);
         };
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca.pem.cert));
+        let mut config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca.pem.cert));
         if let Some(id) = identity {
             config = config.identity(Identity::from_pem(&id.cert, &id.key));
         }
@@ -280,7 +281,8 @@ impl Procs {
     }
 
     /// The `ninety` client flags that reach this cluster (`--cacert/--cert/--key`, the
-    /// "harness" certificate); empty when insecure.
+    /// "harness" certificate); empty when insecure. Unused until the CLI has those flags.
+    #[allow(dead_code)]
     pub fn client_args(&self) -> Vec<String> {
         let Some(tls) = &self.tls else {
             return Vec::new();
@@ -509,7 +511,12 @@ where
 
 /// Runs `tasks` clients doing hold → confirm/release cycles against `nodes` (channels from
 /// [`Procs::channels`]) until `until`, recording every acknowledged operation in the ledger.
-pub async fn workload(nodes: Vec<Channel>, wards: Vec<u32>, tasks: usize, until: Instant) -> Ledger {
+pub async fn workload(
+    nodes: Vec<Channel>,
+    wards: Vec<u32>,
+    tasks: usize,
+    until: Instant,
+) -> Ledger {
     let ledger: Ledger = Arc::default();
     let mut set = tokio::task::JoinSet::new();
     for t in 0..tasks {

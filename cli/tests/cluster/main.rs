@@ -12,6 +12,7 @@ mod kill_leader;
 mod listeners;
 mod membership;
 mod partition;
+mod peer_security;
 mod replay;
 mod request_ids;
 mod retry;
