@@ -143,8 +143,14 @@ async fn a_member_certificate_cannot_speak_for_another_node() {
         let from3 = msg(MessageType::MsgHeartbeat, 3, target, term);
         let from1 = msg(MessageType::MsgHeartbeatResponse, 1, target, term);
         let denied = [
-            code(as1.send(batch(3, target, &[from1.clone()])).await),
-            code(as1.send(batch(1, target, &[from3.clone()])).await),
+            code(
+                as1.send(batch(3, target, std::slice::from_ref(&from1)))
+                    .await,
+            ),
+            code(
+                as1.send(batch(1, target, std::slice::from_ref(&from3)))
+                    .await,
+            ),
             code(as1.send(batch(1, target, &[from1, from3])).await),
             code(as1.status(StatusRequest { from_node: 3 }).await),
             code(forward(&mut as1, 3, add_beds(1)).await),
