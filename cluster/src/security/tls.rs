@@ -141,3 +141,56 @@ impl NodeTls {
             .timeout(TLS_HANDSHAKE_TIMEOUT)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::certs::Ca;
+
+    fn refusal(ca: &str, cert: &str, key: &str, id: u64) -> (&'static str, String) {
+        match NodeTls::from_pem(ca.into(), cert.into(), key.into(), id) {
+            Ok(_) => panic!("accepted for node {id}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_node_starts_only_with_its_own_certificate() {
+        let ca = Ca::new("t").unwrap();
+        let hosts = vec!["127.0.0.1".to_string()];
+        let n1 = ca.node_cert(1, &hosts).unwrap();
+        let client = ca.client_cert("referral-svc").unwrap();
+        let ok = NodeTls::from_pem(ca.pem.cert.clone(), n1.cert.clone(), n1.key.clone(), 1);
+        assert!(ok.is_ok());
+        let (field, why) = refusal(&ca.pem.cert, &n1.cert, &n1.key, 2);
+        assert_eq!(field, "tls.cert");
+        assert!(why.contains("node 1's, this node is id 2"), "{why}");
+        let (field, why) = refusal(&ca.pem.cert, &client.cert, &client.key, 1);
+        assert_eq!(field, "tls.cert");
+        assert!(why.contains("names no node"), "{why}");
+        assert_eq!(refusal("junk", &n1.cert, &n1.key, 1).0, "tls.ca");
+        assert_eq!(refusal(&ca.pem.cert, &n1.key, &n1.key, 1).0, "tls.cert");
+        assert_eq!(refusal(&ca.pem.cert, &n1.cert, &n1.cert, 1).0, "tls.key");
+        // Server configs build from what was loaded.
+        let tls = ok.unwrap();
+        assert!(tonic::transport::Server::builder()
+            .tls_config(tls.peer_server())
+            .is_ok());
+    }
+
+    #[test]
+    fn a_missing_file_is_named_by_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("n1.pem"),
+            key: dir.path().join("n1.key"),
+        };
+        let e = NodeTls::load(&files, 1).unwrap_err().to_string();
+        assert!(e.contains("tls.ca = ") && e.contains("ca.pem"), "{e}");
+        let ca = Ca::new("t").unwrap();
+        std::fs::write(&files.ca, &ca.pem.cert).unwrap();
+        let e = NodeTls::load(&files, 1).unwrap_err().to_string();
+        assert!(e.contains("tls.cert = "), "{e}");
+    }
+}
