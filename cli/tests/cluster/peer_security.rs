@@ -171,6 +171,8 @@ async fn a_member_certificate_cannot_speak_for_another_node() {
         assert_eq!(code(as1.send(batch(1, target, &[])).await), Code::Ok);
         let after = status(&p, target).await.refused_peer_messages;
         assert!(after >= before + 7, "refused {before} → {after}");
+        let log = p.log(target);
+        assert!(log.contains("refused a peer message"), "no WARN: {log}");
         p.converge(&[1, 2, 3], Duration::from_secs(20)).await;
     })
     .await;
@@ -291,6 +293,53 @@ async fn forged_messages_from_a_ca_signed_non_member_change_nothing() {
         );
         let after = refused(&p, &[1, 2, 3]).await;
         assert!(after >= before + 7, "refused {before} → {after}");
+    })
+    .await;
+}
+
+/// Starts `ninety node` on `config` and expects it to refuse: its stderr.
+fn refused_start(p: &Procs, name: &str, config: &str) -> String {
+    let path = p.dir.path().join(name);
+    std::fs::write(&path, config).expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ninety"))
+        .args(["node", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run ninety node");
+    assert!(!out.status.success(), "{name} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Safe defaults through the binary: plain text on a non-loopback address, and a `[tls]`
+/// file that is not there, stop the node before it serves, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_tls_off_loopback_or_with_a_missing_cert_does_not_start() {
+    crate::bounded(async {
+        let p = Procs::start(&[1, 2], &[], Opts::default());
+        let with_tls = p.config(1, true);
+        let plain: String = with_tls
+            .split("[tls]")
+            .next()
+            .expect("config")
+            .replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:");
+        let e = refused_start(&p, "plain.toml", &plain);
+        assert!(
+            e.contains("not a loopback address") && e.contains("insecure"),
+            "{e}"
+        );
+        let missing = with_tls.replace("node-1.pem", "node-1-missing.pem");
+        let e = refused_start(&p, "missing.toml", &missing);
+        assert!(
+            e.contains("tls.cert = ") && e.contains("node-1-missing.pem"),
+            "{e}"
+        );
+        let other = with_tls.replace("node-1.", "node-2.");
+        let e = refused_start(&p, "other.toml", &other);
+        assert!(e.contains("node 2's, this node is id 1"), "{e}");
+        assert!(
+            !p.data_dir(1).exists(),
+            "a refused start wrote its data directory"
+        );
     })
     .await;
 }
