@@ -688,6 +688,35 @@ mod tests {
         resealed(MAGIC, &[&prefix[..], &[1u8], rest].concat())
     }
 
+    /// Mutated engine images, resealed so that every checksum is right, are answered (a
+    /// refusal or, rarely, a valid engine) and never panic the validation.
+    #[test]
+    fn resealed_mutations_never_panic() {
+        let head = Message::parse_from_bytes(&head()).unwrap();
+        let image = region_engine().snapshot().expect("snapshot");
+        let body = body(&image).to_vec();
+        let mut rng = ninety_engine::generate::SplitMix64::new(12);
+        let (mut refused, mut panicked) = (0, 0);
+        for _ in 0..300 {
+            let mut b = body.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(b.len() as u64) as usize;
+                b[at] = rng.next_u64() as u8;
+            }
+            let data = envelope(&resealed(MAGIC, &b));
+            match std::panic::catch_unwind(|| validate(&head, &data)) {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => refused += 1,
+                Err(_) => panicked += 1,
+            }
+        }
+        assert_eq!(
+            panicked, 0,
+            "{panicked} mutations panicked ({refused} refused)"
+        );
+        assert!(refused > 0, "no mutation was refused");
+    }
+
     #[test]
     fn config_overrides_reach_the_limits() {
         let text = "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
