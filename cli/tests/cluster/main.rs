@@ -17,6 +17,7 @@ mod replay;
 mod request_ids;
 mod retry;
 mod snapshot;
+mod snapshot_intake;
 mod validation;
 
 use std::time::Duration;

@@ -60,6 +60,13 @@ pub struct FileConfig {
     /// batch's proposals, a read, ...) waiting for the node task before calls answer
     /// `RESOURCE_EXHAUSTED`.
     pub max_queued_commands: Option<usize>,
+    // Snapshot intake limits (issue 12): see `runtime::snapshot_intake`.
+    /// Overrides `runtime::snapshot_intake::SNAPSHOT_BYTES_MAX`: a received snapshot
+    /// declaring more bytes is refused on its first chunk.
+    pub snapshot_bytes_max: Option<u64>,
+    /// Overrides `runtime::snapshot_intake::SNAPSHOT_STREAMS_MAX`: snapshot streams received
+    /// at once; one more is refused at once.
+    pub snapshot_streams_max: Option<usize>,
     /// The explicit opt-out of the safe defaults: without `[tls]`, `listen` and
     /// `peer_listen` may then be non-loopback addresses (plain text on the network).
     #[serde(default)]
@@ -205,7 +212,32 @@ impl FileConfig {
                 ),
             ));
         }
-        self.check_tuning()
+        self.check_tuning()?;
+        self.check_snapshot_limits()
+    }
+
+    /// The snapshot intake overrides: at least one stream and one byte, at most the limits
+    /// of `runtime::snapshot_intake`.
+    fn check_snapshot_limits(&self) -> Result<(), Error> {
+        use super::snapshot_intake::{SNAPSHOT_BYTES_SETTING_MAX, SNAPSHOT_STREAMS_SETTING_MAX};
+        match self.snapshot_bytes_max {
+            Some(0) => return Err(invalid("snapshot_bytes_max", "must be at least 1")),
+            Some(n) if n > SNAPSHOT_BYTES_SETTING_MAX => {
+                return Err(invalid(
+                    "snapshot_bytes_max",
+                    format!("{n} bytes is above the limit {SNAPSHOT_BYTES_SETTING_MAX}"),
+                ))
+            }
+            _ => {}
+        }
+        match self.snapshot_streams_max {
+            Some(0) => Err(invalid("snapshot_streams_max", "must be at least 1")),
+            Some(n) if n > SNAPSHOT_STREAMS_SETTING_MAX => Err(invalid(
+                "snapshot_streams_max",
+                format!("{n} is above the limit {SNAPSHOT_STREAMS_SETTING_MAX}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The optional numeric overrides: zero and absurd values are refused, not clamped.
@@ -517,6 +549,22 @@ mod tests {
                 "max_pending_proposals",
             ),
             ("region = \"\"", peers, "region"),
+            ("snapshot_bytes_max = 0", peers, "snapshot_bytes_max: must"),
+            (
+                "snapshot_bytes_max = 1099511627777",
+                peers,
+                "snapshot_bytes_max: 1099511627777 bytes",
+            ),
+            (
+                "snapshot_streams_max = 0",
+                peers,
+                "snapshot_streams_max: must",
+            ),
+            (
+                "snapshot_streams_max = 65",
+                peers,
+                "snapshot_streams_max: 65",
+            ),
         ];
         for (extra, peers, want) in cases {
             let e = refusal(extra, peers);

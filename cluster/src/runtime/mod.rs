@@ -24,6 +24,7 @@ pub mod data_format;
 pub mod driver;
 pub mod peer_service;
 pub mod poison;
+pub mod snapshot_intake;
 pub mod transport;
 
 use crate::engine_sm::{EngineMachine, Query, QueryResult};
@@ -483,6 +484,9 @@ pub async fn serve(
         handle: handle.clone(),
         faults,
         gate,
+        intake: snapshot_intake::SnapshotIntake::new(snapshot_intake::IntakeLimits::from_config(
+            &cfg,
+        )),
     })
     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);

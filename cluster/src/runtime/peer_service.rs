@@ -2,7 +2,8 @@
 //!
 //! Incoming Raft batches are decoded (rust-protobuf 2 inside prost) and queued to the node
 //! task without waiting: a full queue drops them, which Raft tolerates. Snapshots arrive as
-//! a client stream of chunks, are checked (offsets, size, SHA-256) and only then stepped.
+//! a client stream of chunks, bounded and validated by `snapshot_intake` (size, streams,
+//! timeouts, SHA-256, format and decoding) and only then stepped.
 //! `Forward` lets a follower hand a client's command to this node when it leads.
 //!
 //! **Who may call** ([`PeerGate`]): every RPC is authorised before anything is decoded into
@@ -14,6 +15,7 @@
 //! [`REFUSAL_WARN_INTERVAL`]) and answered `UNAUTHENTICATED` or `PERMISSION_DENIED`.
 
 use super::driver::{NodeHandle, PeerEvent};
+use super::snapshot_intake::SnapshotIntake;
 use super::transport::{Faults, PeerBook};
 use crate::eraftpb::{Message, MessageType};
 use crate::node::Reply;
@@ -24,16 +26,12 @@ use ninety_proto::peer::v1::{
     SendAck, SnapshotAck, SnapshotChunk, StatusRequest,
 };
 use protobuf::Message as _;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Largest snapshot a node accepts (the engine state of a national region fits easily).
-pub const SNAPSHOT_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// How long a forwarded proposal may wait for its outcome when the caller gives no timeout.
 pub const FORWARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 
@@ -219,6 +217,8 @@ pub struct PeerService {
     pub handle: NodeHandle,
     pub faults: Arc<Faults>,
     pub gate: Arc<PeerGate>,
+    /// Limits and checks for received snapshots.
+    pub intake: SnapshotIntake,
 }
 
 impl PeerService {
@@ -286,55 +286,27 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotAck>, Status> {
+        // Authorised chunk by chunk (the head's `from`/`to` must equal the chunk's), bounded
+        // and validated in `snapshot_intake`; only a snapshot that passed every check is
+        // stepped. Its stream permit is held until the node has it.
         let certified = self.gate.certified(&request)?;
-        let mut stream = request.into_inner();
-        let mut head: Option<Message> = None;
-        let mut data: Vec<u8> = Vec::new();
-        let mut done = false;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            let from = self.check(certified, chunk.from_node, chunk.to_node)?;
-            if head.is_none() {
-                let m = Message::parse_from_bytes(&chunk.raft_message)
-                    .map_err(|e| Status::invalid_argument(format!("raft_message: {e}")))?;
-                self.gate.authorize_message(from, &m)?;
-                if m.get_msg_type() != MessageType::MsgSnapshot {
-                    return Err(Status::invalid_argument(
-                        "raft_message is not a MsgSnapshot",
-                    ));
-                }
-                if chunk.total_bytes > SNAPSHOT_BYTES_MAX {
-                    return Err(Status::resource_exhausted("snapshot too large"));
-                }
-                data.reserve(chunk.total_bytes as usize);
-                head = Some(m);
-            }
-            if chunk.offset != data.len() as u64 {
-                return Err(Status::invalid_argument("snapshot chunk out of order"));
-            }
-            data.extend_from_slice(&chunk.data);
-            if data.len() as u64 > SNAPSHOT_BYTES_MAX {
-                return Err(Status::resource_exhausted("snapshot too large"));
-            }
-            if chunk.last {
-                if data.len() as u64 != chunk.total_bytes
-                    || Sha256::digest(&data).as_slice() != chunk.data_sha256.as_slice()
-                {
-                    return Err(Status::data_loss("snapshot size or SHA-256 mismatch"));
-                }
-                done = true;
-                break;
-            }
-        }
-        let received = data.len() as u64;
-        let (Some(mut m), true) = (head, done) else {
-            return Err(Status::aborted("snapshot stream ended early"));
-        };
-        m.mut_snapshot().set_data(data.into());
-        let accepted = self.handle.peer_event_wait(PeerEvent::Message(m)).await;
+        let received = self
+            .intake
+            .receive(request.into_inner(), |from, to| {
+                self.check(certified, from, to).map(|_| ())
+            })
+            .await
+            .inspect_err(
+                |s| tracing::warn!(code = ?s.code(), why = s.message(), "snapshot refused"),
+            )?;
+        let accepted = self
+            .handle
+            .peer_event_wait(PeerEvent::Message(received.message))
+            .await;
+        drop(received.permit);
         Ok(Response::new(SnapshotAck {
             node_id: self.handle.id,
-            received_bytes: received,
+            received_bytes: received.bytes,
             accepted,
         }))
     }
