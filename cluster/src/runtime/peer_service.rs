@@ -49,6 +49,18 @@ impl PeerService {
     }
 }
 
+/// Logs a snapshot the intake refused. The sender check's own refusals (not a member,
+/// fault injection) are left to it: they are counted and rate-limited there.
+fn log_refused_snapshot(s: &Status) {
+    use tonic::Code;
+    if !matches!(
+        s.code(),
+        Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable
+    ) {
+        tracing::warn!(code = ?s.code(), why = s.message(), "refused a snapshot");
+    }
+}
+
 pub(crate) fn role_of(role: raft::StateRole, learner: bool) -> Role {
     match role {
         raft::StateRole::Leader => Role::Leader,
@@ -93,9 +105,7 @@ impl Peer for PeerService {
             .intake
             .receive(request.into_inner(), |from, to| self.check(from, to))
             .await
-            .inspect_err(
-                |s| tracing::warn!(code = ?s.code(), why = s.message(), "snapshot refused"),
-            )?;
+            .inspect_err(log_refused_snapshot)?;
         let accepted = self
             .handle
             .peer_event_wait(PeerEvent::Message(received.message))
