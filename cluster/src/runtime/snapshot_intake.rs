@@ -27,6 +27,10 @@
 //! Only then is the `MsgSnapshot` stepped. The node's restore of it (`node::apply`) runs
 //! the very decoding of step 6, so a snapshot Raft takes is one the node can restore: a
 //! restore failure there stays fatal because Raft has already moved to the snapshot.
+//!
+//! The permit is taken after the first chunk, so a stream that never sends one holds no
+//! permit (it is cut after the idle timeout); the price is that tonic decodes each stream's
+//! first chunk (at most the peer server's message limit) before the stream is counted.
 
 use super::config::{FileConfig, PEERS_MAX};
 use super::transport::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_TIMEOUT};
