@@ -2,15 +2,16 @@
 //! or one too many are refused by a follower, which keeps serving: writes still commit, the
 //! replicas' state hashes stay equal, and it restarts fine.
 //!
-//! The streams are sent as a member would send them: from the leader's id to a follower,
-//! with a plausible `MsgSnapshot` head (the current term, an index past the commit, the
-//! cluster's voters). With TLS on, the harness presents that member's certificate.
+//! The streams are sent as a member would send them: from node 1 (a member) to a follower
+//! that is not node 1, with a plausible `MsgSnapshot` head (the current term, an index past
+//! the commit, the cluster's voters). With TLS on, the harness's peer clients present node
+//! 1's certificate, so the sender check passes and the intake's own checks are what refuse.
 
 use crate::harness::*;
 use ninety_cluster::eraftpb::{ConfState, Message, MessageType};
 use ninety_cluster::runtime::snapshot_intake::{SNAPSHOT_BYTES_MAX, SNAPSHOT_STREAMS_MAX};
 use ninety_engine::snapshot::{MAGIC, SNAPSHOT_FORMAT_VERSION};
-use ninety_proto::peer::v1::{SnapshotAck, SnapshotChunk, StatusRequest};
+use ninety_proto::peer::v1::{SnapshotAck, SnapshotChunk};
 use protobuf::Message as _;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -23,36 +24,35 @@ const RSS_GROWTH_KIB_MAX: u64 = 64 * 1024;
 /// Bytes each stream actually sends with its claim.
 const SENT_BYTES: usize = 1024 * 1024;
 
-/// Who sends (the leader) and who receives (a follower), and the terms a member would use.
+/// Who sends (a member) and who receives (a follower), and the term and index a member
+/// would use.
 struct Pair {
-    leader: u64,
+    /// The sender's id: node 1, the member whose certificate the harness's peer clients
+    /// present when TLS is on.
+    sender: u64,
     follower: u64,
     term: u64,
     commit: u64,
 }
 
+/// Node 1 sends to a follower other than itself (node 2 or 3, the one not leading).
 async fn pair(p: &Procs) -> Pair {
     let leader = p.wait_ready(Duration::from_secs(30)).await;
-    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap_or(1);
-    let st = p
-        .peer(leader)
-        .status(StatusRequest { from_node: 0 })
-        .await
-        .expect("leader status")
-        .into_inner();
+    let follower = if leader == 3 { 2 } else { 3 };
+    let st = p.status(leader).await.expect("leader status");
     Pair {
-        leader,
+        sender: 1,
         follower,
         term: st.term,
         commit: st.commit_index,
     }
 }
 
-/// A `MsgSnapshot` head from the leader to the follower, as raft-rs would make one.
+/// A `MsgSnapshot` head from the sender to the follower, as raft-rs would make one.
 fn head(pair: &Pair) -> Vec<u8> {
     let mut m = Message::default();
     m.set_msg_type(MessageType::MsgSnapshot);
-    (m.from, m.to, m.term) = (pair.leader, pair.follower, pair.term);
+    (m.from, m.to, m.term) = (pair.sender, pair.follower, pair.term);
     let meta = m.mut_snapshot().mut_metadata();
     (meta.index, meta.term) = (pair.commit + 1_000, pair.term);
     meta.set_conf_state(ConfState {
@@ -65,7 +65,7 @@ fn head(pair: &Pair) -> Vec<u8> {
 /// The first chunk of a stream declaring `total_bytes`, carrying `SENT_BYTES` of them.
 fn claim(pair: &Pair, total_bytes: u64) -> SnapshotChunk {
     SnapshotChunk {
-        from_node: pair.leader,
+        from_node: pair.sender,
         to_node: pair.follower,
         raft_message: head(pair),
         data: vec![0x5a; SENT_BYTES],

@@ -241,6 +241,18 @@ impl PeerService {
     }
 }
 
+/// Logs a snapshot the intake refused. The sender check's own refusals (not a member,
+/// fault injection) are left to it: they are counted and rate-limited there.
+fn log_refused_snapshot(s: &Status) {
+    use tonic::Code;
+    if !matches!(
+        s.code(),
+        Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable
+    ) {
+        tracing::warn!(code = ?s.code(), why = s.message(), "refused a snapshot");
+    }
+}
+
 pub(crate) fn role_of(role: raft::StateRole, learner: bool) -> Role {
     match role {
         raft::StateRole::Leader => Role::Leader,
@@ -296,9 +308,7 @@ impl Peer for PeerService {
                 self.check(certified, from, to).map(|_| ())
             })
             .await
-            .inspect_err(
-                |s| tracing::warn!(code = ?s.code(), why = s.message(), "snapshot refused"),
-            )?;
+            .inspect_err(log_refused_snapshot)?;
         let accepted = self
             .handle
             .peer_event_wait(PeerEvent::Message(received.message))
