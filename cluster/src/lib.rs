@@ -24,6 +24,7 @@ pub mod error;
 pub mod io;
 pub mod node;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod state_machine;
 pub mod storage;

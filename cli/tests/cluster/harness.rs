@@ -34,6 +34,8 @@ pub struct Opts {
     pub log_retain_entries: Option<u64>,
     /// The region the founding nodes load: "test" (the default) or "gba".
     pub region: Option<&'static str>,
+    /// TOML tables appended at the end of every node config (`[[auth.tokens]]`, ...).
+    pub extra_toml: String,
 }
 
 /// A set of node processes.
@@ -108,16 +110,20 @@ impl Procs {
         if let Some(n) = self.opts.log_retain_entries {
             extra += &format!("log_retain_entries = {n}\n");
         }
+        // No TLS on this branch yet: loopback clusters run insecure (callers without
+        // credentials are "anonymous" unless a test lists [auth] credentials).
+        extra += "insecure = true\n";
         format!(
             "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
              region = \"{}\"\ninit = {init}\ninitial_voters = {:?}\nfault_injection = {}\n\
-             {extra}[peers]\n{peers}",
+             {extra}[peers]\n{peers}{}",
             self.addr(id),
             self.peer_addr(id),
             self.data_dir(id).display(),
             self.opts.region.unwrap_or("test"),
             self.voters,
             self.opts.fault_injection,
+            self.opts.extra_toml,
         )
     }
 

@@ -170,6 +170,8 @@ pub fn parse_request_id(
     field: &str,
     text: &str,
 ) -> Result<RequestId, Rejection> {
+    // Every request id passes here: the audit log records them as the client sent them.
+    crate::security::audit::note_request_id(text);
     RequestId::from_text(text).map_err(|e| at.invalid(field, e.to_string()))
 }
 
