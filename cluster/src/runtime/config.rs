@@ -548,6 +548,69 @@ mod tests {
     }
 
     #[test]
+    fn auth_refusals_name_the_entry_and_field() {
+        let peers = "\"1\" = { peer = \"127.0.0.1:7101\", client = \"127.0.0.1:7001\" }\n";
+        let sha = "a".repeat(64);
+        let token = |name: &str, roles: &str, sha: &str| {
+            format!("[[auth.tokens]]\nname = \"{name}\"\nroles = {roles}\nsha256 = \"{sha}\"\n")
+        };
+        let ok = token("ops", "[\"operator\"]", &sha);
+        let cases = [
+            (token("", "[\"reader\"]", &sha), "auth.tokens[0].name"),
+            (
+                ok.clone() + &token("ops", "[\"reader\"]", &"b".repeat(64)),
+                "auth.tokens[1].name",
+            ),
+            (
+                ok.clone() + &token("two", "[\"reader\"]", &sha),
+                "auth.tokens[1].sha256: the same",
+            ),
+            (
+                token("x", "[\"admin\"]", &sha),
+                "auth.tokens[0].roles[0]: unknown role",
+            ),
+            (token("x", "[]", &sha), "auth.tokens[0].roles: must name"),
+            (
+                ok.clone() + &token("y", "[\"reader\"]", &"A".repeat(64)),
+                "auth.tokens[1].sha256",
+            ),
+            (token("x", "[\"reader\"]", "abc"), "auth.tokens[0].sha256"),
+            (
+                "[[auth.certs]]\nname = \"svc\"\nroles = [\"referral\", \"nope\"]\n".into(),
+                "auth.certs[0].roles[1]",
+            ),
+            (
+                format!(
+                    "[[auth.certs]]\nname = \"{}\"\nroles = [\"reader\"]\n",
+                    "n".repeat(65)
+                ),
+                "auth.certs[0].name",
+            ),
+        ];
+        for (tables, want) in cases {
+            let text = format!(
+                "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
+                 data_dir = \"d\"\n[peers]\n{peers}{tables}"
+            );
+            let e = FileConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let text = format!(
+            "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
+             data_dir = \"d\"\naudit_log = \"/var/log/a.jsonl\"\n[peers]\n{peers}{ok}\
+             [[auth.certs]]\nname = \"ops\"\nroles = [\"reader\", \"operator\"]\n"
+        );
+        let cfg = FileConfig::parse(&text).unwrap();
+        assert_eq!(cfg.auth.tokens.len(), 1);
+        assert_eq!(cfg.audit_log_path(), PathBuf::from("/var/log/a.jsonl"));
+        let plain = FileConfig::parse(&text.replace("audit_log = \"/var/log/a.jsonl\"\n", ""));
+        assert_eq!(
+            plain.unwrap().audit_log_path(),
+            PathBuf::from("d/audit.jsonl")
+        );
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         let entry = |id: u64, peer: &str| {
             format!("\"{id}\" = {{ peer = \"{peer}\", client = \"127.0.0.1:700{id}\" }}\n")
