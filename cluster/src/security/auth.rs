@@ -308,10 +308,7 @@ mod tests {
     use crate::runtime::config::{CertEntry, TokenEntry};
 
     fn sha(token: &str) -> String {
-        Sha256::digest(token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::security::certs::token_sha256(token)
     }
 
     fn config() -> AuthConfig {
