@@ -384,7 +384,28 @@ async fn the_audit_log_records_granted_writes_and_refusals() {
         assert_eq!(code(denied.await), Code::PermissionDenied);
         let anon = beds.hold_bed(req(hold("audit-anon", ward), None));
         assert_eq!(code(anon.await), Code::Unauthenticated);
-        let lines = audit_lines(&p, 3).await;
+        // A stream's line notes each op's request id.
+        let ops = ["stream-a", "stream-b"].map(|id| pb::BedOp {
+            seq: u64::from(id.ends_with('b')),
+            op: Some(pb::bed_op::Op::Hold(hold(id, ward))),
+        });
+        let stream = req(tokio_stream::iter(ops), Some(token("referral")));
+        let mut answers = beds.stream(stream).await.expect("stream").into_inner();
+        let mut answered = 0;
+        while answers.message().await.expect("stream answer").is_some() {
+            answered += 1;
+        }
+        assert_eq!(answered, 2);
+        let lines = audit_lines(&p, 4).await;
+        let streamed = lines
+            .iter()
+            .find(|l| l["rpc"] == "ninety.v1.BedHolds/Stream")
+            .unwrap_or_else(|| panic!("no stream line in {lines:#?}"));
+        assert_eq!(
+            streamed["request_ids"],
+            serde_json::json!(["stream-a", "stream-b"])
+        );
+        assert_eq!(streamed["request_id_count"], 2);
         let find = |outcome: &str| {
             lines
                 .iter()
