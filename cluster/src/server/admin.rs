@@ -268,8 +268,8 @@ impl Admin for AdminService {
         };
         if let Err(wait) = budget.take(r.region_json.len(), tokio::time::Instant::now()) {
             return Err(Status::resource_exhausted(format!(
-                "ImportRegion rate limit of this node ({} MiB per s): retry in {} ms",
-                IMPORT_BUDGET_BYTES_PER_S / (1024 * 1024),
+                "ImportRegion rate limit of this node ({IMPORT_BUDGET_BYTES_PER_S} bytes per \
+                 second): retry in {} ms",
                 wait.as_millis()
             )));
         }
