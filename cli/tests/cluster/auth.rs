@@ -380,6 +380,9 @@ async fn the_audit_log_records_granted_writes_and_refusals() {
         let mut beds = BedHoldsClient::new(p.channel(1));
         let granted = beds.hold_bed(req(hold("audit-granted", ward), Some(token("referral"))));
         assert_eq!(code(granted.await), Code::Ok);
+        // A granted call the handler refuses: its status code is the line's outcome.
+        let refused = beds.hold_bed(req(hold("audit-refused", 0), Some(token("referral"))));
+        let refused = refused.await.expect_err("ward 0").code();
         let denied = beds.hold_bed(req(hold("audit-denied", ward), Some(token("reader"))));
         assert_eq!(code(denied.await), Code::PermissionDenied);
         let anon = beds.hold_bed(req(hold("audit-anon", ward), None));
@@ -396,7 +399,21 @@ async fn the_audit_log_records_granted_writes_and_refusals() {
             answered += 1;
         }
         assert_eq!(answered, 2);
-        let lines = audit_lines(&p, 4).await;
+        let lines = audit_lines(&p, 5).await;
+        let line = lines
+            .iter()
+            .find(|l| l["request_ids"] == serde_json::json!(["audit-refused"]))
+            .unwrap_or_else(|| panic!("no line for audit-refused in {lines:#?}"));
+        let name = format!("{refused:?}");
+        let want: String = name
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let sep = (i > 0 && c.is_uppercase()).then_some('_');
+                sep.into_iter().chain(c.to_uppercase())
+            })
+            .collect();
+        assert_eq!(line["outcome"], want.as_str(), "{line}");
         let streamed = lines
             .iter()
             .find(|l| l["rpc"] == "ninety.v1.BedHolds/Stream")

@@ -315,6 +315,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_queue_drops_lines_and_the_file_says_how_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let file = std::fs::File::create(&path).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let log = AuditLog {
+            tx,
+            dropped: dropped.clone(),
+        };
+        for i in 0..5 {
+            drop(Entry::new(
+                &log,
+                None,
+                &format!("/ninety.v1.Admin/Call{i}"),
+                None,
+            ));
+        }
+        assert_eq!(log.dropped(), 3);
+        drop(log);
+        let shown = path.clone();
+        tokio::task::spawn_blocking(move || write_lines(rx, file, &dropped, &shown))
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0]["rpc"], "ninety.v1.Admin/Call0");
+        assert_eq!(lines[1]["rpc"], "ninety.v1.Admin/Call1");
+        assert_eq!(lines[2]["dropped"], 3);
+    }
+
+    #[tokio::test]
     async fn a_line_names_the_caller_ids_and_outcome_and_is_flushed_at_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");

@@ -53,6 +53,12 @@ pub struct Caller {
     pub roles: Roles,
 }
 
+/// The caller of a granted call, as the layer left it for the handler (None on a public
+/// path, or on a server without the layer).
+pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
+    request.extensions().get::<Caller>()
+}
+
 /// The credentials a node accepts.
 #[derive(Debug, Default)]
 pub struct Authenticator {
@@ -64,7 +70,7 @@ pub struct Authenticator {
     anonymous: Option<Caller>,
 }
 
-fn caller(name: &str, roles: &[String]) -> Caller {
+fn listed_caller(name: &str, roles: &[String]) -> Caller {
     Caller {
         name: Arc::from(name),
         roles: roles.iter().filter_map(|r| Role::parse(r)).collect(),
@@ -93,12 +99,12 @@ impl Authenticator {
             let hash = hex32(&t.sha256).ok_or_else(|| {
                 Error::Config(format!("auth.tokens[{i}].sha256: must be 64 lowercase hex"))
             })?;
-            tokens.insert(hash, caller(&t.name, &t.roles));
+            tokens.insert(hash, listed_caller(&t.name, &t.roles));
         }
         let certs = cfg
             .certs
             .iter()
-            .map(|c| (c.name.clone(), caller(&c.name, &c.roles)))
+            .map(|c| (c.name.clone(), listed_caller(&c.name, &c.roles)))
             .collect();
         let anonymous = (insecure && cfg.is_empty()).then(|| Caller {
             name: Arc::from(ANONYMOUS),
