@@ -65,6 +65,16 @@ fn start() -> Procs {
     Procs::start(&[1], &[1], opts)
 }
 
+/// A channel to node 1 for a caller with `token`; without one, a channel that carries no
+/// credential at all. (Once the harness dials with TLS and its own client certificate,
+/// the credential-free channel must be `p.channel_with(1, None)`: TLS, no certificate.)
+fn channel(p: &Procs, token: Option<&str>) -> tonic::transport::Channel {
+    match token {
+        Some(_) => p.channel(1),
+        None => p.channel(1),
+    }
+}
+
 /// `msg` with `authorization: Bearer <token>` when a token is given.
 fn req<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
@@ -132,7 +142,7 @@ async fn call_each(
     ward: u32,
     n: &str,
 ) -> Vec<(&'static str, Code)> {
-    let ch = p.channel(1);
+    let ch = channel(p, token);
     let t = token;
     let mut out = Vec::new();
     let mut beds = BedHoldsClient::new(ch.clone());
@@ -225,7 +235,7 @@ async fn reflection(p: &Procs, token: Option<&str>) -> Code {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let call = ServerReflectionClient::new(p.channel(1))
+    let call = ServerReflectionClient::new(channel(p, token))
         .server_reflection_info(req(tokio_stream::iter(vec![ask]), token))
         .await;
     match call {
@@ -238,7 +248,7 @@ async fn health(p: &Procs) -> Code {
     let ask = HealthCheckRequest {
         service: String::new(),
     };
-    code(HealthClient::new(p.channel(1)).check(ask).await)
+    code(HealthClient::new(channel(p, None)).check(ask).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,7 +395,8 @@ async fn the_audit_log_records_granted_writes_and_refusals() {
         let refused = refused.await.expect_err("ward 0").code();
         let denied = beds.hold_bed(req(hold("audit-denied", ward), Some(token("reader"))));
         assert_eq!(code(denied.await), Code::PermissionDenied);
-        let anon = beds.hold_bed(req(hold("audit-anon", ward), None));
+        let mut anonymous = BedHoldsClient::new(channel(&p, None));
+        let anon = anonymous.hold_bed(req(hold("audit-anon", ward), None));
         assert_eq!(code(anon.await), Code::Unauthenticated);
         // A stream's line notes each op's request id.
         let ops = ["stream-a", "stream-b"].map(|id| pb::BedOp {
