@@ -96,6 +96,11 @@ impl Tls {
     }
 }
 
+/// The `[[auth.certs]]` entry of the harness's client certificate (CN = harness): every
+/// role, so the existing suites run with authentication on.
+pub const HARNESS_CALLER: &str = "[[auth.certs]]\nname = \"harness\"\n\
+     roles = [\"reader\", \"platform\", \"referral\", \"operator\"]\n";
+
 /// A set of node processes.
 pub struct Procs {
     pub dir: tempfile::TempDir,
@@ -176,7 +181,13 @@ impl Procs {
         if self.opts.insecure {
             extra += "insecure = true\n";
         }
-        let tls = self.tls.as_ref().map(|t| t.table(id)).unwrap_or_default();
+        // With TLS, the harness's own client certificate may call everything; tests of
+        // roles add their own credentials through `extra_toml` and dial without it.
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| format!("{}{HARNESS_CALLER}", t.table(id)))
+            .unwrap_or_default();
         format!(
             "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
              region = \"{}\"\ninit = {init}\ninitial_voters = {:?}\nfault_injection = {}\n\

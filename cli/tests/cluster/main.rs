@@ -5,6 +5,7 @@
 //! every test is bounded by `TEST_TIMEOUT`.
 
 mod api;
+mod auth;
 mod demo;
 mod harness;
 mod hostile;

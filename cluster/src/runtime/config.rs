@@ -74,6 +74,11 @@ pub struct FileConfig {
     /// TLS on both listeners and when dialling peers; `None` = plain text, which is allowed
     /// on loopback addresses only unless `insecure = true`.
     pub tls: Option<TlsFiles>,
+    /// The callers' credentials (`[[auth.tokens]]`, `[[auth.certs]]`).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Where the audit log goes (JSON lines); default `<data_dir>/audit.jsonl`.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The `[tls]` table: PEM files, read at start (see `security::tls`).
@@ -86,6 +91,139 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key (PKCS#8 PEM).
     pub key: PathBuf,
+}
+
+/// `[auth]`: who may call the client API, and with which roles (`security::roles`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens, known by their SHA-256.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    /// Client certificates signed by `[tls].ca`, known by their subject CN.
+    #[serde(default)]
+    pub certs: Vec<CertEntry>,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The caller's name in the audit log.
+    pub name: String,
+    /// Its roles (`reader`, `platform`, `referral`, `operator`).
+    pub roles: Vec<String>,
+    /// SHA-256 of the token's UTF-8 text, 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+/// One `[[auth.certs]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertEntry {
+    /// The certificate's subject CN, and the caller's name in the audit log.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+}
+
+/// Most entries in `auth.tokens` and in `auth.certs`, each.
+pub const AUTH_ENTRIES_MAX: usize = 1024;
+/// Longest credential name, bytes (X.509's upper bound for a common name).
+pub const CREDENTIAL_NAME_BYTES_MAX: usize = 64;
+
+/// The file name of the default audit log in `data_dir`.
+pub const AUDIT_LOG_FILE: &str = "audit.jsonl";
+
+impl AuthConfig {
+    /// Whether no credential is configured.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.certs.is_empty()
+    }
+
+    /// Checks names (non-empty, unique, printable), roles (known, at least one) and
+    /// hashes (64 lowercase hex, unique); every error names the entry's field.
+    pub fn check(&self) -> Result<(), Error> {
+        let lists = [
+            ("auth.tokens", self.tokens.len()),
+            ("auth.certs", self.certs.len()),
+        ];
+        for (field, n) in lists {
+            if n > AUTH_ENTRIES_MAX {
+                return Err(invalid(
+                    field,
+                    format!("{n} entries, at most {AUTH_ENTRIES_MAX}"),
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut hashes = std::collections::BTreeSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let at = format!("auth.tokens[{i}]");
+            check_entry(&at, &t.name, &t.roles, &mut names)?;
+            let hex = t.sha256.len() == 64
+                && t.sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !hex {
+                return Err(invalid(
+                    &format!("{at}.sha256"),
+                    "must be 64 lowercase hex digits: the SHA-256 of the token's text",
+                ));
+            }
+            if !hashes.insert(t.sha256.as_str()) {
+                return Err(invalid(
+                    &format!("{at}.sha256"),
+                    "the same token is listed twice",
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.certs.iter().enumerate() {
+            check_entry(&format!("auth.certs[{i}]"), &c.name, &c.roles, &mut names)?;
+        }
+        Ok(())
+    }
+}
+
+/// One credential's name and roles.
+fn check_entry<'a>(
+    at: &str,
+    name: &'a str,
+    roles: &[String],
+    names: &mut std::collections::BTreeSet<&'a str>,
+) -> Result<(), Error> {
+    let field = format!("{at}.name");
+    if name.is_empty() || name.len() > CREDENTIAL_NAME_BYTES_MAX {
+        return Err(invalid(
+            &field,
+            format!("must be 1 to {CREDENTIAL_NAME_BYTES_MAX} bytes"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(&field, "must not contain control characters"));
+    }
+    if !names.insert(name) {
+        return Err(invalid(&field, format!("{name:?} is listed twice")));
+    }
+    if roles.is_empty() {
+        return Err(invalid(
+            &format!("{at}.roles"),
+            "must name at least one role",
+        ));
+    }
+    for (j, r) in roles.iter().enumerate() {
+        if crate::security::roles::Role::parse(r).is_none() {
+            return Err(invalid(
+                &format!("{at}.roles[{j}]"),
+                format!(
+                    "unknown role {}: one of reader, platform, referral, operator",
+                    crate::server::convert::echo(r)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Longest peer address (`host:port`, a DNS name is at most 253 characters).
@@ -213,7 +351,15 @@ impl FileConfig {
             ));
         }
         self.check_tuning()?;
-        self.check_snapshot_limits()
+        self.check_snapshot_limits()?;
+        if self
+            .audit_log
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(invalid("audit_log", "must not be empty"));
+        }
+        self.auth.check()
     }
 
     /// The snapshot intake overrides: at least one stream and one byte, at most the limits
@@ -238,6 +384,13 @@ impl FileConfig {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Where the audit log goes.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.audit_log
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(AUDIT_LOG_FILE))
     }
 
     /// The optional numeric overrides: zero and absurd values are refused, not clamped.
@@ -475,6 +628,69 @@ mod tests {
             Ok(_) => panic!("accepted: {text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn auth_refusals_name_the_entry_and_field() {
+        let peers = "\"1\" = { peer = \"127.0.0.1:7101\", client = \"127.0.0.1:7001\" }\n";
+        let sha = "a".repeat(64);
+        let token = |name: &str, roles: &str, sha: &str| {
+            format!("[[auth.tokens]]\nname = \"{name}\"\nroles = {roles}\nsha256 = \"{sha}\"\n")
+        };
+        let ok = token("ops", "[\"operator\"]", &sha);
+        let cases = [
+            (token("", "[\"reader\"]", &sha), "auth.tokens[0].name"),
+            (
+                ok.clone() + &token("ops", "[\"reader\"]", &"b".repeat(64)),
+                "auth.tokens[1].name",
+            ),
+            (
+                ok.clone() + &token("two", "[\"reader\"]", &sha),
+                "auth.tokens[1].sha256: the same",
+            ),
+            (
+                token("x", "[\"admin\"]", &sha),
+                "auth.tokens[0].roles[0]: unknown role",
+            ),
+            (token("x", "[]", &sha), "auth.tokens[0].roles: must name"),
+            (
+                ok.clone() + &token("y", "[\"reader\"]", &"A".repeat(64)),
+                "auth.tokens[1].sha256",
+            ),
+            (token("x", "[\"reader\"]", "abc"), "auth.tokens[0].sha256"),
+            (
+                "[[auth.certs]]\nname = \"svc\"\nroles = [\"referral\", \"nope\"]\n".into(),
+                "auth.certs[0].roles[1]",
+            ),
+            (
+                format!(
+                    "[[auth.certs]]\nname = \"{}\"\nroles = [\"reader\"]\n",
+                    "n".repeat(65)
+                ),
+                "auth.certs[0].name",
+            ),
+        ];
+        for (tables, want) in cases {
+            let text = format!(
+                "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
+                 data_dir = \"d\"\n[peers]\n{peers}{tables}"
+            );
+            let e = FileConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let text = format!(
+            "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
+             data_dir = \"d\"\naudit_log = \"/var/log/a.jsonl\"\n[peers]\n{peers}{ok}\
+             [[auth.certs]]\nname = \"ops\"\nroles = [\"reader\", \"operator\"]\n"
+        );
+        let cfg = FileConfig::parse(&text).unwrap();
+        assert_eq!(cfg.auth.tokens.len(), 1);
+        assert_eq!(cfg.audit_log_path(), PathBuf::from("/var/log/a.jsonl"));
+        let plain = FileConfig::parse(&text.replace("audit_log = \"/var/log/a.jsonl\"\n", ""));
+        assert_eq!(
+            plain.unwrap().audit_log_path(),
+            PathBuf::from("d/audit.jsonl")
+        );
     }
 
     #[test]

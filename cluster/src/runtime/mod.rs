@@ -363,6 +363,31 @@ fn client_reflection() -> Result<
         .map_err(|e| Error::Config(format!("reflection: {e}")))
 }
 
+/// The client listener's authentication layer and the audit log's writer (opened in the
+/// data directory by default, so after the store).
+fn client_auth(
+    cfg: &FileConfig,
+) -> Result<
+    (
+        crate::security::auth::AuthLayer,
+        crate::security::audit::Writer,
+    ),
+    Error,
+> {
+    use crate::security::{audit::AuditLog, auth};
+    let authenticator = auth::Authenticator::new(&cfg.auth, cfg.insecure)?;
+    if authenticator.is_anonymous() {
+        tracing::warn!(
+            "insecure = true and [auth] lists no credentials: every client is \"anonymous\" \
+             with every role"
+        );
+    } else if cfg.auth.is_empty() {
+        tracing::warn!("[auth] lists no credentials: every client call but health is refused");
+    }
+    let (log, writer) = AuditLog::open(&cfg.audit_log_path())?;
+    Ok((auth::AuthLayer::new(Arc::new(authenticator), log), writer))
+}
+
 /// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
 pub async fn serve(
     cfg: FileConfig,
@@ -376,6 +401,7 @@ pub async fn serve(
     } = preflight(&cfg)?;
     let (peer_server, client_server) = servers(tls.as_ref())?;
     let store = open_store(&cfg)?;
+    let (auth_layer, audit_writer) = client_auth(&cfg)?;
     let mut ncfg = NodeConfig::new(cfg.id);
     // One region import is a single command: let a proposal batch carry it.
     ncfg.proposal_batch_bytes_max = PROPOSAL_BATCH_BYTES_MAX;
@@ -514,6 +540,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone()));
     let clients_served = client_server
         .tcp_nodelay(true)
+        .layer(auth_layer)
         .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(beds)
         .add_service(admin)
@@ -524,6 +551,8 @@ pub async fn serve(
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
     let (served, peers_served) = tokio::join!(clients_served, peers_served);
+    // The servers (and with them the audit senders) are gone: let the writer drain.
+    audit_writer.finish().await;
     // In-flight calls have finished; now the node may stop.
     if let Some(b) = bootstrap {
         b.abort();

@@ -9,6 +9,9 @@
 //! runtime decides where to ask. No cryptography is written here: rustls (through tonic's TLS
 //! features) does TLS, rcgen makes certificates, x509-parser reads them, sha2 hashes tokens.
 
+pub mod audit;
+pub mod auth;
 pub mod certs;
 pub mod identity;
 pub mod tls;
+pub mod roles;

@@ -21,10 +21,24 @@
 //! same id returns the first answer without another snapshot; a new id within
 //! [`SNAPSHOT_INTERVAL_MIN`] of the node's last `SnapshotNow` snapshot is refused with
 //! `FAILED_PRECONDITION` naming when to retry.
+//!
+//! **Rate limits** on the calls that cost disk or CPU. `SnapshotNow` encodes and fsyncs
+//! the whole state: one per [`SNAPSHOT_INTERVAL_MIN`] per node (above). `ImportRegion`
+//! parses and validates a region file of up to 64 MiB before anything else, and a valid
+//! one becomes one huge log entry: a node runs one import at a time, and the bytes it
+//! accepts come from a budget ([`ImportBudget`]: [`IMPORT_BUDGET_BYTES_MAX`], refilled at
+//! [`IMPORT_BUDGET_BYTES_PER_S`], every call charged at least [`IMPORT_CHARGE_BYTES_MIN`]);
+//! past it, or while another import runs, the call is refused `RESOURCE_EXHAUSTED` before
+//! any parsing, the message saying when to retry. The other calls need no limit: the
+//! membership changes and `TransferLeader` are single Raft conf changes, one at a time by
+//! Raft's own rule, and refused while one is pending; `ClusterStatus` is one trip to the
+//! node task, bounded like every call by the node's command queue (`max_queued_commands`).
+//! All of them need the `operator` role (`security::roles`), and are audited.
 
 use super::convert::echo;
 use super::{invalid, Cluster};
 use crate::node::{MembershipChange, Reply};
+use crate::runtime::transport::GRPC_MESSAGE_BYTES_MAX;
 use ninety_engine::{Command, RegionFile, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::admin_server::Admin;
@@ -44,6 +58,54 @@ pub const SNAPSHOT_ANSWERS_MAX: usize = 64;
 pub const MEMBER_ADDRESS_BYTES_MAX: usize = 253 + 6;
 /// Longest label of a DNS name, bytes.
 const DNS_LABEL_BYTES_MAX: usize = 63;
+/// `ImportRegion` bytes a node accepts in a burst: two imports of the largest message.
+pub const IMPORT_BUDGET_BYTES_MAX: u64 = 2 * GRPC_MESSAGE_BYTES_MAX as u64;
+/// `ImportRegion` bytes the budget regains per second: one largest import per 10 s.
+pub const IMPORT_BUDGET_BYTES_PER_S: u64 = GRPC_MESSAGE_BYTES_MAX as u64 / 10;
+/// What the smallest `ImportRegion` call costs, bytes (a loop of tiny calls still pays).
+pub const IMPORT_CHARGE_BYTES_MIN: u64 = 64 * 1024;
+// A full-size import must fit in a full budget, or it could never run.
+const _: () = assert!(IMPORT_BUDGET_BYTES_MAX >= GRPC_MESSAGE_BYTES_MAX as u64);
+const _: () = assert!(IMPORT_BUDGET_BYTES_PER_S > 0);
+
+/// The token bucket of `ImportRegion` bytes on one node (module doc). Kept in
+/// thousandths of a byte, so a refill of `IMPORT_BUDGET_BYTES_PER_S` per second is exact
+/// per millisecond and nothing is lost to rounding between calls.
+#[derive(Debug)]
+pub struct ImportBudget {
+    milli_bytes: u128,
+    at: tokio::time::Instant,
+}
+
+impl ImportBudget {
+    const FULL: u128 = IMPORT_BUDGET_BYTES_MAX as u128 * 1000;
+
+    /// A full budget at `now`.
+    pub fn new(now: tokio::time::Instant) -> ImportBudget {
+        ImportBudget {
+            milli_bytes: Self::FULL,
+            at: now,
+        }
+    }
+
+    /// Takes the charge of a `len`-byte import at `now`, or says how long until it fits.
+    pub fn take(&mut self, len: usize, now: tokio::time::Instant) -> Result<(), Duration> {
+        let elapsed_ms = now.saturating_duration_since(self.at).as_millis();
+        let regained = elapsed_ms.saturating_mul(u128::from(IMPORT_BUDGET_BYTES_PER_S));
+        self.milli_bytes = self.milli_bytes.saturating_add(regained).min(Self::FULL);
+        // Whole milliseconds only: the fraction counts at the next call.
+        self.at += Duration::from_millis(elapsed_ms as u64);
+        let charge = (len as u64).clamp(IMPORT_CHARGE_BYTES_MIN, IMPORT_BUDGET_BYTES_MAX);
+        let charge = u128::from(charge) * 1000;
+        if charge <= self.milli_bytes {
+            self.milli_bytes -= charge;
+            return Ok(());
+        }
+        let missing = charge - self.milli_bytes;
+        let wait_ms = missing.div_ceil(u128::from(IMPORT_BUDGET_BYTES_PER_S));
+        Err(Duration::from_millis(wait_ms as u64))
+    }
+}
 
 /// The node's recent `SnapshotNow` answers and when it last took one.
 #[derive(Default)]
@@ -57,6 +119,8 @@ pub struct AdminService {
     pub cluster: Arc<Cluster>,
     /// Serialises `SnapshotNow` calls and remembers their answers (module doc).
     pub snapshots: tokio::sync::Mutex<SnapshotLedger>,
+    /// `ImportRegion`'s byte budget; held for the whole import (one at a time).
+    pub imports: tokio::sync::Mutex<ImportBudget>,
 }
 
 impl AdminService {
@@ -64,6 +128,7 @@ impl AdminService {
         AdminService {
             cluster,
             snapshots: tokio::sync::Mutex::new(SnapshotLedger::default()),
+            imports: tokio::sync::Mutex::new(ImportBudget::new(tokio::time::Instant::now())),
         }
     }
 }
@@ -196,6 +261,18 @@ impl Admin for AdminService {
         let deadline = super::Deadline::of(&request, super::WRITE_TIMEOUT);
         let r = request.into_inner();
         let id = super::request_id(&r.request_id)?;
+        let Ok(mut budget) = self.imports.try_lock() else {
+            return Err(Status::resource_exhausted(
+                "an ImportRegion is already running on this node; retry when it has finished",
+            ));
+        };
+        if let Err(wait) = budget.take(r.region_json.len(), tokio::time::Instant::now()) {
+            return Err(Status::resource_exhausted(format!(
+                "ImportRegion rate limit of this node ({IMPORT_BUDGET_BYTES_PER_S} bytes per \
+                 second): retry in {} ms",
+                wait.as_millis()
+            )));
+        }
         let text =
             std::str::from_utf8(&r.region_json).map_err(|_| invalid("region_json", "not UTF-8"))?;
         let file = RegionFile::from_json(text).map_err(in_region_json)?;
@@ -409,6 +486,29 @@ mod tests {
             panic!()
         };
         assert!(why.len() < 200, "{why}");
+    }
+
+    #[test]
+    fn imports_are_limited_by_their_bytes() {
+        let t0 = tokio::time::Instant::now();
+        let mut b = ImportBudget::new(t0);
+        let big = GRPC_MESSAGE_BYTES_MAX;
+        assert_eq!(b.take(big, t0), Ok(()));
+        assert_eq!(b.take(big, t0), Ok(()));
+        let wait = b.take(big, t0).unwrap_err();
+        let ten = Duration::from_secs(10);
+        assert!(
+            wait >= ten && wait < ten + Duration::from_millis(10),
+            "{wait:?}: one per 10 s"
+        );
+        // Half the wait regains half: still refused; after the full wait it runs.
+        assert!(b.take(big, t0 + wait / 2).is_err());
+        assert_eq!(b.take(big, t0 + wait), Ok(()));
+        // Small imports are charged the minimum: a burst of them passes, a loop does not.
+        let mut b = ImportBudget::new(t0);
+        let burst = (IMPORT_BUDGET_BYTES_MAX / IMPORT_CHARGE_BYTES_MIN) as usize;
+        assert!((0..burst).all(|_| b.take(10, t0).is_ok()));
+        assert!(b.take(10, t0).is_err());
     }
 
     #[test]

@@ -594,7 +594,10 @@ impl BedHolds for BedHoldsService {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT_MAX);
-        tokio::spawn(run_stream(self.cluster.clone(), inbound, tx));
+        // The ops' request ids are noted in this call's audit record (security::audit).
+        let audited = crate::security::audit::current();
+        let run = run_stream(self.cluster.clone(), inbound, tx);
+        tokio::spawn(crate::security::audit::scope(audited, run));
         let out = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(out) as Self::StreamStream))
     }

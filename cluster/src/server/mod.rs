@@ -170,6 +170,8 @@ pub fn parse_request_id(
     field: &str,
     text: &str,
 ) -> Result<RequestId, Rejection> {
+    // Every request id passes here: the audit log records them as the client sent them.
+    crate::security::audit::note_request_id(text);
     RequestId::from_text(text).map_err(|e| at.invalid(field, e.to_string()))
 }
 
@@ -648,6 +650,16 @@ mod tests {
             format!("last {} request ids", admin::SNAPSHOT_ANSWERS_MAX),
             format!("within {} s of", admin::SNAPSHOT_INTERVAL_MIN.as_secs()),
             format!("at most {} bytes in all", admin::MEMBER_ADDRESS_BYTES_MAX),
+            format!("budget of {} MiB", admin::IMPORT_BUDGET_BYTES_MAX >> 20),
+            format!(
+                "refilled at {} bytes per second",
+                admin::IMPORT_BUDGET_BYTES_PER_S
+            ),
+            format!("charged at least {} bytes", admin::IMPORT_CHARGE_BYTES_MIN),
+            format!(
+                "at most {} per line",
+                crate::security::audit::REQUEST_IDS_PER_LINE_MAX
+            ),
         ];
         for s in stated {
             assert!(doc.contains(&s), "docs/api.md does not say {s:?}");
