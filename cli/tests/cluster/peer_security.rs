@@ -124,6 +124,20 @@ async fn a_peer_connection_without_a_ca_signed_certificate_is_refused() {
             );
         }
         assert!(refused(&p, &[1, 2, 3]).await >= before + 3);
+        // The client listener: TLS, a client certificate optional; plain text refused.
+        let health = || tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        };
+        let mut no_cert =
+            tonic_health::pb::health_client::HealthClient::new(p.channel_with(leader, None));
+        assert_eq!(code(no_cert.check(health()).await), Code::Ok);
+        let plain = super::harness::channel_to(&p.addr(leader));
+        let mut plain = tonic_health::pb::health_client::HealthClient::new(plain);
+        assert_ne!(
+            code(plain.check(health()).await),
+            Code::Ok,
+            "plain text on TLS"
+        );
         assert_eq!(p.leader_among(&[1, 2, 3]).await, Some(leader));
         p.converge(&[1, 2, 3], Duration::from_secs(20)).await;
     })

@@ -7,6 +7,10 @@
 //! hint sent to clients). A config from before the split (no `peer_listen`, or a plain
 //! string in `[peers]`) is refused with the migration in the message, never given a default
 //! that would serve peers on the client port.
+//!
+//! **Safe defaults.** `[tls]` (three PEM files, read at start by `security::tls`) turns on
+//! TLS for both listeners and for dialling peers. Without it both listeners must be
+//! loopback addresses; `insecure = true` is the explicit, documented opt-out.
 
 use crate::error::Error;
 use serde::Deserialize;

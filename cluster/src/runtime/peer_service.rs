@@ -113,7 +113,9 @@ impl PeerGate {
         m.ids.contains(&id)
     }
 
-    fn refuse(&self, status: Status, claimed: u64, proven: Option<u64>) -> Refusal {
+    /// Counts a refusal and logs it (rate limited); `claimed` is `None` when the call's
+    /// claim was not read yet.
+    fn refuse(&self, status: Status, claimed: Option<u64>, proven: Option<u64>) -> Refusal {
         self.refused.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let warn = match self.last_warn.lock() {
@@ -128,7 +130,7 @@ impl PeerGate {
         };
         if warn {
             tracing::warn!(
-                claimed,
+                claimed = ?claimed,
                 proven = ?proven,
                 refused_total = self.refused(),
                 reason = %status.message(),
@@ -144,13 +146,11 @@ impl PeerGate {
         if !self.tls {
             return Ok(None);
         }
-        // Claims are read after this check; the log names only the proven side.
-        let claimed = 0;
         let certs = request.peer_certs();
         let Some(der) = certs.as_ref().and_then(|c| c.first()) else {
             return Err(self.refuse(
                 Status::unauthenticated("no client certificate on the peer connection"),
-                claimed,
+                None,
                 None,
             ));
         };
@@ -158,12 +158,12 @@ impl PeerGate {
             Ok(Some(id)) => Ok(Some(id)),
             Ok(None) => Err(self.refuse(
                 Status::permission_denied("the client certificate names no node"),
-                claimed,
+                None,
                 None,
             )),
             Err(e) => Err(self.refuse(
                 Status::permission_denied(format!("client certificate: {e}")),
-                claimed,
+                None,
                 None,
             )),
         }
@@ -174,11 +174,12 @@ impl PeerGate {
         if proven == 0 {
             return Err(self.refuse(
                 Status::unauthenticated("no sender identity (from_node 0 without TLS)"),
-                claimed,
+                Some(claimed),
                 None,
             ));
         }
-        let deny = |why: String| self.refuse(Status::permission_denied(why), claimed, Some(proven));
+        let deny =
+            |why: String| self.refuse(Status::permission_denied(why), Some(claimed), Some(proven));
         if claimed != proven {
             return Err(deny(format!(
                 "from_node {claimed} is not the sender, node {proven}"
@@ -204,7 +205,7 @@ impl PeerGate {
                     m.get_to(),
                     self.me
                 )),
-                m.get_from(),
+                Some(m.get_from()),
                 Some(proven),
             ));
         }
