@@ -534,8 +534,9 @@ fn absolute(p: &Path) -> Result<PathBuf, Failure> {
     Ok(cwd.join(p))
 }
 
-/// A client of one node only: one attempt, short timeouts (for per-node status).
-fn one_node(addr: &str) -> Option<Client> {
+/// A client of one node only, with `base`'s credentials: one attempt, short timeouts (for
+/// per-node status).
+fn one_node(base: &Config, addr: &str) -> Result<Client, String> {
     Client::new(
         &[addr],
         Config {
@@ -543,19 +544,17 @@ fn one_node(addr: &str) -> Option<Client> {
             total_timeout: Duration::from_secs(2),
             max_attempts: 1,
             connect_timeout: Duration::from_secs(1),
-            ..Config::default()
+            ..base.clone()
         },
     )
-    .ok()
+    .map_err(|e| e.to_string())
 }
 
-async fn status_of(addr: String) -> Result<pb::ClusterStatusResponse, String> {
+async fn status_of(base: Config, addr: String) -> Result<pb::ClusterStatusResponse, String> {
     if addr.is_empty() {
         return Err("client address unknown: the answering node's [peers] does not list it".into());
     }
-    let Some(c) = one_node(&addr) else {
-        return Err(format!("bad address {addr}"));
-    };
+    let c = one_node(&base, &addr)?;
     c.cluster_status(pb::ClusterStatusRequest {})
         .await
         .map_err(|s| format!("{}: {}", super::code_name(s.code()), s.message()))
@@ -567,12 +566,14 @@ fn role_name(r: pb::MemberRole) -> String {
 
 async fn status(g: &Global) -> Result<(), Failure> {
     let client = g.client()?;
+    let base = client.config().clone();
     let first = client.cluster_status(pb::ClusterStatusRequest {}).await?;
     // Every member answers for itself; the leader's answer carries replication progress.
     let mut views = Vec::new();
     let mut tasks = Vec::new();
     for m in &first.members {
-        tasks.push((m.node_id, tokio::spawn(status_of(m.client_address.clone()))));
+        let ask = status_of(base.clone(), m.client_address.clone());
+        tasks.push((m.node_id, tokio::spawn(ask)));
     }
     for (id, t) in tasks {
         let r = t
@@ -808,7 +809,7 @@ async fn add_member(
         .await?
         .commit_index;
     loop {
-        if let Ok(s) = status_of(addrs.client.clone()).await {
+        if let Ok(s) = status_of(client.config().clone(), addrs.client.clone()).await {
             if s.applied_index >= target {
                 break;
             }
@@ -881,7 +882,7 @@ async fn snapshot(g: &Global, only: Option<u64>) -> Result<(), Failure> {
                 max_attempts: 1,
                 total_timeout: Duration::from_secs(g.timeout.max(1)),
                 attempt_timeout: Duration::from_secs(g.timeout.max(1)),
-                ..Config::default()
+                ..client.config().clone()
             },
         )
         .map_err(|e| Failure::Usage(e.to_string()))?;

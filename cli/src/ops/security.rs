@@ -1,0 +1,1 @@
+//! `ninety cluster cert` and `ninety cluster token`: credentials for an existing cluster.
