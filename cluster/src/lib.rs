@@ -16,6 +16,7 @@
 //!   catches a panic of the state machine's apply and stops on it (`node::ApplyPanic`).
 //! - [`runtime`]: the tokio node process: config checks before anything is touched, the
 //!   node task, transport, gRPC server, and the record of a panic in apply.
+//! - [`security`]: certificates, identities, callers and roles, the audit log.
 //! - [`test_support`]: a deterministic key/value state machine and a manual clock for tests
 //!   and simulations.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod io;
 pub mod node;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod state_machine;
 pub mod storage;
