@@ -74,6 +74,19 @@ fn read(flag: &str, path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))
 }
 
+/// A PEM file's text if it holds a `marker` block (`CERTIFICATE`, `PRIVATE KEY`).
+fn read_pem(flag: &str, path: &Path, marker: &str) -> Result<String, Failure> {
+    let text = read(flag, path)?;
+    if !text.contains(&format!("{marker}-----")) {
+        return Err(Failure::Usage(format!(
+            "{flag} {}: not a PEM {} (no BEGIN {marker} line)",
+            path.display(),
+            marker.to_lowercase()
+        )));
+    }
+    Ok(text)
+}
+
 impl Credentials {
     /// Reads the files the flags (or their environment variables) name.
     pub fn resolve(&self) -> Result<Resolved, Failure> {
@@ -92,11 +105,14 @@ impl Credentials {
                     "--key needs --cert (or ${CERT_ENV}): the certificate of that key"
                 )))
             }
-            (Some(c), Some(k)) => Some((read("--cert", &c)?, read("--key", &k)?)),
+            (Some(c), Some(k)) => Some((
+                read_pem("--cert", &c, "CERTIFICATE")?,
+                read_pem("--key", &k, "PRIVATE KEY")?,
+            )),
         };
         let tls = match cacert {
             Some(ca) => Some(ClientTls {
-                ca_pem: read("--cacert", &ca)?,
+                ca_pem: read_pem("--cacert", &ca, "CERTIFICATE")?,
                 identity,
                 domain: None,
             }),
