@@ -1265,3 +1265,115 @@ async fn a_secure_init_cluster_answers_only_with_the_ca_and_the_token() {
         text(&o)
     );
 }
+
+/// A TLS server made from `cluster init`-style certificates (rcgen, through
+/// `ninety_cluster::security::certs`) answering gRPC health, which records the
+/// `authorization` metadata of every call: (address, seen values, shutdown sender).
+async fn tls_health_server(
+    ca: &ninety_cluster::security::certs::Ca,
+    require_client_cert: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let node = ca.node_cert(1, &[]).expect("node certificate");
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&node.cert, &node.key))
+        .client_ca_root(Certificate::from_pem(&ca.pem.cert))
+        .client_auth_optional(!require_client_cert);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let health = tonic::service::interceptor::InterceptedService::new(
+        health,
+        move |req: tonic::Request<()>| {
+            let auth = req.metadata().get("authorization");
+            let auth = auth
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            record.lock().unwrap().push(auth);
+            Ok(req)
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(
+        Server::builder()
+            .tls_config(tls)
+            .expect("server TLS")
+            .add_service(health)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    (addr, seen, stop)
+}
+
+async fn health_check(client: &ninety_client::Client) -> Result<(), tonic::Status> {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    client
+        .call(HealthCheckRequest::default(), |ch, req| async move {
+            HealthClient::new(ch).check(req).await
+        })
+        .await
+        .map(|_| ())
+}
+
+/// The client's half of issue 12 against a real rustls server: https with the cluster CA,
+/// the token on the call, a client certificate when the server demands one, and no
+/// connection without the CA (or with another cluster's CA).
+#[tokio::test]
+async fn the_client_speaks_tls_with_the_cluster_ca_and_sends_the_token() {
+    use ninety_client::{Client, ClientTls, Config};
+    use ninety_cluster::security::certs::Ca;
+    let ca = Ca::new("test").expect("CA");
+    let (addr, seen, _stop) = tls_health_server(&ca, false).await;
+    let quick = |tls: Option<ClientTls>, token: Option<&str>| Config {
+        tls,
+        token: token.map(str::to_string),
+        max_attempts: 1,
+        total_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let with_ca = |identity| ClientTls {
+        ca_pem: ca.pem.cert.clone(),
+        identity,
+        domain: None,
+    };
+    let c = Client::new(&[addr.as_str()], quick(Some(with_ca(None)), Some("t0ken"))).unwrap();
+    health_check(&c).await.expect("TLS call with the CA");
+    assert_eq!(*seen.lock().unwrap(), vec!["Bearer t0ken".to_string()]);
+    // Plain HTTP/2 to a TLS listener: no answer.
+    let plain = Client::new(&[addr.as_str()], quick(None, Some("t0ken"))).unwrap();
+    assert!(health_check(&plain).await.is_err());
+    // Another cluster's CA does not verify this node.
+    let other = Ca::new("other").expect("CA");
+    let wrong = ClientTls {
+        ca_pem: other.pem.cert.clone(),
+        identity: None,
+        domain: None,
+    };
+    let c = Client::new(&[addr.as_str()], quick(Some(wrong), None)).unwrap();
+    assert!(
+        health_check(&c).await.is_err(),
+        "another CA must not verify"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "refused before any call");
+    // A server that requires a client certificate gets one signed by its CA.
+    let (addr, _seen, _stop2) = tls_health_server(&ca, true).await;
+    let no_cert = Client::new(&[addr.as_str()], quick(Some(with_ca(None)), None)).unwrap();
+    assert!(health_check(&no_cert).await.is_err(), "mTLS without a cert");
+    let pem = ca.client_cert("svc").expect("client cert");
+    let id = Some((pem.cert, pem.key));
+    let c = Client::new(&[addr.as_str()], quick(Some(with_ca(id)), None)).unwrap();
+    health_check(&c)
+        .await
+        .expect("mTLS with a client certificate");
+}
