@@ -393,6 +393,34 @@ fn cluster_init_writes_configs_nodes_accept() {
     ]);
     assert_eq!(c["action"], "bootstrap", "{c}");
     assert_eq!(c["warnings"].as_array().map(Vec::len), Some(0), "{c}");
+    // ... and names its credentials.
+    let cert = dir.path().join("tls/node-1.pem");
+    assert_eq!(
+        c["security"]["tls"]["cert"],
+        cert.display().to_string(),
+        "{c}"
+    );
+    assert_eq!(
+        c["security"]["tokens"],
+        serde_json::json!(["operator"]),
+        "{c}"
+    );
+    assert_eq!(c["security"]["insecure"], false, "{c}");
+    // A key others may read is warned about.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = dir.path().join("tls/node-1.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = json_ok(&[
+            "cluster",
+            "init",
+            "--config",
+            node1.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(c["warnings"].to_string().contains("chmod 600"), "{c}");
+    }
     // Existing configs are not overwritten without --force.
     let o = ninety(&["cluster", "init", "--dir", d]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

@@ -290,7 +290,8 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
             ),
         )
     };
-    let mut human = table::record(&[
+    let (sec_lines, sec_json, sec_warnings) = security::describe_config(&text);
+    let mut pairs = vec![
         ("config", path.display().to_string()),
         ("id", cfg.id.to_string()),
         ("listen", cfg.listen.to_string()),
@@ -301,7 +302,10 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         ("region", cfg.region.clone()),
         ("peers", peers.len().to_string()),
         ("next start", what.clone()),
-    ]);
+    ];
+    pairs.extend(sec_lines);
+    let mut human = table::record(&pairs);
+    warnings.extend(sec_warnings);
     for w in &warnings {
         human.push_str(&format!("warning: {w}\n"));
     }
@@ -319,6 +323,7 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
             "region": cfg.region,
             "action": action,
             "next_start": what,
+            "security": sec_json,
             "warnings": warnings,
         }),
         human,

@@ -404,6 +404,97 @@ pub fn token(g: &Global, a: TokenArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a node config's security settings are, for `cluster init --config`: lines for the
+/// table, a JSON object, and warnings (a file missing, a key others may read).
+pub fn describe_config(
+    text: &str,
+) -> (Vec<(&'static str, String)>, serde_json::Value, Vec<String>) {
+    let doc: toml::Table = toml::from_str(text).unwrap_or_default();
+    let insecure = doc
+        .get("insecure")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(false);
+    let mut lines = Vec::new();
+    let mut warnings = Vec::new();
+    let mut tls_json = serde_json::Value::Null;
+    if let Some(tls) = doc.get("tls").and_then(toml::Value::as_table) {
+        let mut files = serde_json::Map::new();
+        for field in ["ca", "cert", "key"] {
+            let path = tls
+                .get(field)
+                .and_then(toml::Value::as_str)
+                .unwrap_or_default();
+            lines.push((field, path.to_string()));
+            files.insert(field.into(), json!(path));
+            let p = Path::new(path);
+            if !p.is_file() {
+                warnings.push(format!("tls.{field}: no file {path}"));
+            } else if field == "key" && others_may_read(p) {
+                warnings.push(format!("tls.key: {path} is readable by others (chmod 600)"));
+            }
+        }
+        tls_json = serde_json::Value::Object(files);
+    }
+    let names = |kind: &str| -> Vec<String> {
+        let auth = doc.get("auth").and_then(toml::Value::as_table);
+        let list = auth
+            .and_then(|a| a.get(kind))
+            .and_then(toml::Value::as_array);
+        list.map_or(Vec::new(), |l| {
+            l.iter()
+                .filter_map(|e| {
+                    e.get("name")
+                        .and_then(toml::Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+    };
+    let (tokens, certs) = (names("tokens"), names("certs"));
+    let security = match (tls_json.is_null(), insecure) {
+        (_, true) => "insecure: no credentials needed, every caller has every role",
+        (false, false) => "TLS on both listeners; callers need a listed token or certificate",
+        (true, false) => "no TLS (loopback only); callers need a listed token",
+    };
+    lines.insert(0, ("security", security.to_string()));
+    lines.push((
+        "tokens",
+        if tokens.is_empty() {
+            "-".into()
+        } else {
+            tokens.join(", ")
+        },
+    ));
+    lines.push((
+        "client certs",
+        if certs.is_empty() {
+            "-".into()
+        } else {
+            certs.join(", ")
+        },
+    ));
+    if !insecure && tokens.is_empty() && certs.is_empty() {
+        warnings.push("no [[auth.tokens]] or [[auth.certs]]: every call but health is refused (UNAUTHENTICATED)".into());
+    }
+    let out =
+        json!({ "insecure": insecure, "tls": tls_json, "tokens": tokens, "client_certs": certs });
+    (lines, out, warnings)
+}
+
+/// Whether a file's mode lets its group or others read it (Unix; elsewhere: no).
+fn others_may_read(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
