@@ -13,9 +13,21 @@ use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// The environment variables that give the CLI credentials: a test sets them itself.
+const CREDENTIAL_ENVS: [&str; 5] = [
+    "NINETY_CACERT",
+    "NINETY_CERT",
+    "NINETY_KEY",
+    "NINETY_TOKEN",
+    "NINETY_TOKEN_FILE",
+];
+
 fn ninety(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ninety"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ninety"));
+    for v in CREDENTIAL_ENVS {
+        cmd.env_remove(v);
+    }
+    cmd.args(args)
         .env("RUST_LOG", "warn")
         .env_remove("NINETY_NODES")
         .output()
@@ -1141,7 +1153,11 @@ fn credential_flags_are_checked_before_calling() {
         (vec![], vec![("NINETY_CACERT", m)], m),
     ] {
         let args = [&status[..], &extra].concat();
-        let o = Command::new(env!("CARGO_BIN_EXE_ninety"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ninety"));
+        for v in CREDENTIAL_ENVS {
+            cmd.env_remove(v);
+        }
+        let o = cmd
             .args(&args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
