@@ -5,6 +5,9 @@
 //! bed holds, confirms and releases from concurrent clients, checks that every replica holds
 //! the same state, prints a summary and where to point a client, and stops everything.
 //! Ctrl-C at any point stops the children and leaves nothing running.
+//!
+//! The nodes run with `insecure = true` on loopback (no TLS, every caller anonymous with
+//! every role), and the demo says so: `ninety cluster init` is the way to a secure cluster.
 
 use anyhow::{bail, Context};
 use ninety_engine::generate::{self, Preset};
@@ -31,6 +34,10 @@ const STOP_WAIT_MS: u64 = 10_000;
 /// With `--base-port B`, node N serves peers on `B + PEER_PORT_OFFSET + N - 1` (clients on
 /// `B + N - 1`), as `ninety cluster init` lays out ports.
 pub const PEER_PORT_OFFSET: u16 = 100;
+/// The line the demo prints about its security: it runs insecure, on loopback only.
+pub const INSECURE_NOTICE: &str = "insecure demo on loopback: no TLS, no credentials, every \
+     caller has every role; for a secure cluster (CA, node certificates, operator token) use \
+     `ninety cluster init`";
 /// Bed holds last ten minutes: long enough for the burst, short enough to lapse after.
 const HOLD_TTL_MS: u64 = 10 * 60_000;
 
@@ -165,6 +172,7 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
         );
     }
     println!("data and logs in {}", dir.display());
+    println!("{INSECURE_NOTICE}");
     Ok(nodes)
 }
 
@@ -201,9 +209,11 @@ fn write_config(
     addrs: &[String],
     peer_addrs: &[String],
 ) -> anyhow::Result<PathBuf> {
+    // Insecure on loopback: no TLS, and with no [auth] every caller is anonymous with every
+    // role, so the demo's own clients need no credentials (`start` says so).
     let mut text = format!(
         "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"gba\"\n\
-         init = true\n\n[peers]\n",
+         init = true\ninsecure = true\n\n[peers]\n",
         addrs[id as usize - 1],
         peer_addrs[id as usize - 1],
         dir.join(format!("node{id}")).display()

@@ -61,6 +61,9 @@ pub enum PeakCmd {
         /// (`2026-11-24`) or its 00:00 UTC in Unix ms.
         #[arg(long, default_value = "discover", value_parser = parse_slot_day)]
         day_start: SlotDay,
+        /// TLS and token towards the targets (as for the operator commands).
+        #[command(flatten)]
+        creds: crate::ops::credentials::Credentials,
     },
 }
 
@@ -154,7 +157,12 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
             keep_request_ids,
             quiet,
             day_start,
+            creds,
         } => {
+            let creds = match creds.resolve() {
+                Ok(c) => c,
+                Err(f) => return crate::ops::report(f, false),
+            };
             let opts = ReplayOptions {
                 targets: target,
                 speed,
@@ -162,6 +170,8 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
                 salt: if keep_request_ids { 0 } else { run_salt() },
                 progress: !quiet,
                 slot_day: day_start,
+                tls: creds.tls,
+                token: creds.token,
                 ..ReplayOptions::default()
             };
             tokio::runtime::Builder::new_multi_thread()

@@ -1,7 +1,9 @@
 //! The operator commands of the `ninety` binary against a real 3-node cluster: `cluster
 //! status` (table and `--json`), `hold` / `confirm` / `release` / `hold-status` with their
 //! JSON fields and request-id replay, refusals (non-zero exit, gRPC code, the rejection's
-//! field), `cluster snapshot`, and the offline commands `region generate` and `cluster init`.
+//! field), `cluster snapshot`, and the offline commands `region generate` and `cluster init`
+//! (secure by default: CA, node certificates, operator token), `cluster cert`, `cluster
+//! token`, and the credential flags (`--cacert`, `--cert`, `--key`, `--token-file`).
 
 #[allow(dead_code)]
 #[path = "cluster/harness.rs"]
@@ -11,9 +13,21 @@ use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// The environment variables that give the CLI credentials: a test sets them itself.
+const CREDENTIAL_ENVS: [&str; 5] = [
+    "NINETY_CACERT",
+    "NINETY_CERT",
+    "NINETY_KEY",
+    "NINETY_TOKEN",
+    "NINETY_TOKEN_FILE",
+];
+
 fn ninety(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ninety"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ninety"));
+    for v in CREDENTIAL_ENVS {
+        cmd.env_remove(v);
+    }
+    cmd.args(args)
         .env("RUST_LOG", "warn")
         .env_remove("NINETY_NODES")
         .output()
@@ -328,6 +342,7 @@ fn region_generate_writes_a_file_the_engine_loads() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+// needs the server side of issue 12 (FileConfig accepts [tls] and [auth]).
 #[test]
 fn cluster_init_writes_configs_nodes_accept() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -366,6 +381,18 @@ fn cluster_init_writes_configs_nodes_accept() {
         assert_eq!(cfg.peer_listen().unwrap().port(), 7200 + id as u16);
         assert_eq!(cfg.peer_map().unwrap()[&4].peer, "127.0.0.1:7204");
         assert!(cfg.data_dir.is_absolute());
+        // Secure by default: the config names this node's certificate and the CA.
+        let tls = dir.path().join("tls");
+        for f in [
+            "ca.pem",
+            &format!("node-{id}.pem"),
+            &format!("node-{id}.key"),
+        ] {
+            let want = format!("{:?}", tls.join(f).display().to_string());
+            assert!(text.contains(&want), "node {id} names {want}:\n{text}");
+        }
+        assert!(text.contains("[[auth.tokens]]\nname = \"operator\"\nroles = [\"operator\"]"));
+        assert!(!text.contains("insecure = true"), "{text}");
     }
     // `--config` says what a node's next start will do.
     let node1 = dir.path().join("node1.toml");
@@ -378,6 +405,34 @@ fn cluster_init_writes_configs_nodes_accept() {
     ]);
     assert_eq!(c["action"], "bootstrap", "{c}");
     assert_eq!(c["warnings"].as_array().map(Vec::len), Some(0), "{c}");
+    // ... and names its credentials.
+    let cert = dir.path().join("tls/node-1.pem");
+    assert_eq!(
+        c["security"]["tls"]["cert"],
+        cert.display().to_string(),
+        "{c}"
+    );
+    assert_eq!(
+        c["security"]["tokens"],
+        serde_json::json!(["operator"]),
+        "{c}"
+    );
+    assert_eq!(c["security"]["insecure"], false, "{c}");
+    // A key others may read is warned about.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = dir.path().join("tls/node-1.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = json_ok(&[
+            "cluster",
+            "init",
+            "--config",
+            node1.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(c["warnings"].to_string().contains("chmod 600"), "{c}");
+    }
     // Existing configs are not overwritten without --force.
     let o = ninety(&["cluster", "init", "--dir", d]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -819,4 +874,550 @@ fn demo_arguments_out_of_range_are_refused_before_anything_starts() {
         assert_eq!(r.0, Some(2), "{args:?}: {}", r.1);
         assert_refused(&args.join(" "), r, want);
     }
+}
+
+/// The Unix mode bits of a file (0o600 for keys and tokens).
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+// needs the server side of issue 12 (FileConfig accepts [tls] and [auth]).
+#[cfg(unix)]
+#[test]
+fn cluster_init_writes_credentials_only_their_owner_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().unwrap();
+    let o = ninety(&[
+        "cluster",
+        "init",
+        "--nodes-count",
+        "3",
+        "--dir",
+        d,
+        "--json",
+    ]);
+    if !o.status.success() && String::from_utf8_lossy(&o.stdout).contains("unknown field") {
+        // needs the server side of issue 12: until then FileConfig refuses [tls] / [auth].
+        panic!(
+            "the node config does not know [tls]/[auth] yet: {}",
+            text(&o)
+        );
+    }
+    assert!(o.status.success(), "{}", text(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["insecure"], false, "{j}");
+    let tls = dir.path().join("tls");
+    let token = dir.path().join("operator.token");
+    assert_eq!(j["tls"]["ca"], tls.join("ca.pem").display().to_string());
+    assert_eq!(j["token_file"], token.display().to_string());
+    for private in ["ca.key", "node-1.key", "node-2.key", "node-3.key"] {
+        assert_eq!(mode(&tls.join(private)), 0o600, "{private}");
+    }
+    assert_eq!(mode(&token), 0o600, "operator.token");
+    for public in ["ca.pem", "node-1.pem", "node-2.pem", "node-3.pem"] {
+        let pem = std::fs::read_to_string(tls.join(public)).expect(public);
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{public}");
+    }
+    for (k, node) in j["nodes"].as_array().expect("nodes").iter().enumerate() {
+        let key = tls.join(format!("node-{}.key", k + 1));
+        assert_eq!(node["tls_key"], key.display().to_string(), "{node}");
+    }
+    // The token is 64 hex digits; the configs hold its SHA-256 only.
+    let t = std::fs::read_to_string(&token).expect("token");
+    let t = t.trim();
+    assert_eq!(t.len(), 64, "{t}");
+    let sha = ninety_cluster::security::certs::token_sha256(t);
+    let config = std::fs::read_to_string(dir.path().join("node2.toml")).expect("config");
+    assert!(config.contains(&format!("sha256 = \"{sha}\"")), "{config}");
+    assert!(!config.contains(t), "the token itself is not in a config");
+    // The CA loads back and issues more (what `cluster cert` does).
+    let ca = ninety_cluster::security::certs::Ca::from_pem(
+        &std::fs::read_to_string(tls.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(tls.join("ca.key")).unwrap(),
+    )
+    .expect("the CA loads");
+    ca.client_cert("probe").expect("and issues");
+    // An existing CA is never replaced without --force, even when the configs are gone.
+    for id in 1..=3 {
+        std::fs::remove_file(dir.path().join(format!("node{id}.toml"))).unwrap();
+    }
+    let before = std::fs::read_to_string(tls.join("ca.pem")).unwrap();
+    let o = ninety(&["cluster", "init", "--dir", d]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ca.pem") && err.contains("--force"), "{err}");
+    assert!(!dir.path().join("node1.toml").exists(), "nothing written");
+    json_ok(&["cluster", "init", "--dir", d, "--force", "--json"]);
+    let after = std::fs::read_to_string(tls.join("ca.pem")).unwrap();
+    assert_ne!(before, after, "--force makes a new CA");
+    assert_eq!(
+        mode(&tls.join("ca.key")),
+        0o600,
+        "still private after --force"
+    );
+}
+
+// needs the server side of issue 12 (FileConfig accepts `insecure`).
+#[test]
+fn cluster_init_insecure_writes_no_credentials_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().unwrap();
+    let o = ninety(&["cluster", "init", "--dir", d, "--insecure", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["insecure"], true, "{j}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning: --insecure"));
+    assert!(!dir.path().join("tls").exists());
+    assert!(!dir.path().join("operator.token").exists());
+    for id in 1..=3 {
+        let text = std::fs::read_to_string(dir.path().join(format!("node{id}.toml"))).unwrap();
+        assert!(text.contains("\ninsecure = true\n"), "{text}");
+        assert!(
+            !text.contains("[tls]") && !text.contains("[[auth"),
+            "{text}"
+        );
+        ninety_cluster::runtime::config::FileConfig::parse(&text).expect("a node accepts it");
+    }
+    // Beyond loopback it is still allowed (an explicit opt-out), but warned about loudly.
+    let wide = tempfile::tempdir().expect("temp dir");
+    let o = ninety(&[
+        "cluster",
+        "init",
+        "--dir",
+        wide.path().to_str().unwrap(),
+        "--host",
+        "0.0.0.0",
+        "--insecure",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("beyond loopback"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn cluster_cert_and_token_issue_credentials() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let ca = ninety_cluster::security::certs::Ca::new("test").expect("CA");
+    std::fs::write(tls.join("ca.pem"), &ca.pem.cert).unwrap();
+    std::fs::write(tls.join("ca.key"), &ca.pem.key).unwrap();
+    let t = tls.to_str().unwrap();
+    // A node certificate: the stanza names its files (absolute) for the node's [tls].
+    let n = json_ok(&[
+        "cluster", "cert", "--ca-dir", t, "--node", "4", "--host", "10.0.0.4", "--json",
+    ]);
+    assert_eq!(n["cert"], tls.join("node-4.pem").display().to_string());
+    assert_eq!(mode(&tls.join("node-4.key")), 0o600);
+    assert!(
+        n["stanza"].as_str().unwrap().starts_with("[tls]\nca = "),
+        "{n}"
+    );
+    // Issuing it again is refused without --force (a rotation says so).
+    let o = ninety(&["cluster", "cert", "--ca-dir", t, "--node", "4"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    json_ok(&[
+        "cluster", "cert", "--ca-dir", t, "--node", "4", "--force", "--json",
+    ]);
+    // A client certificate and its [[auth.certs]] stanza.
+    let out = dir.path().join("clients");
+    let c = json_ok(&[
+        "cluster",
+        "cert",
+        "--ca-dir",
+        t,
+        "--client",
+        "referral-svc",
+        "--role",
+        "referral",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        c["stanza"],
+        "[[auth.certs]]\nname = \"referral-svc\"\nroles = [\"referral\"]\n"
+    );
+    assert_eq!(mode(&out.join("referral-svc.key")), 0o600);
+    // A token: written 0600, its stanza carries the SHA-256 of the file's token.
+    let tok = dir.path().join("alice.token");
+    let j = json_ok(&[
+        "cluster",
+        "token",
+        "--name",
+        "ops-alice",
+        "--role",
+        "operator",
+        "--role",
+        "reader",
+        "--out",
+        tok.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(mode(&tok), 0o600);
+    let token = std::fs::read_to_string(&tok).unwrap();
+    let sha = ninety_cluster::security::certs::token_sha256(token.trim());
+    let stanza = j["stanza"].as_str().expect("stanza");
+    assert_eq!(
+        stanza,
+        format!(
+            "[[auth.tokens]]\nname = \"ops-alice\"\nroles = [\"operator\", \"reader\"]\nsha256 = \"{sha}\"\n"
+        )
+    );
+    let parsed: toml::Value = toml::from_str(stanza).expect("the stanza is TOML");
+    assert_eq!(
+        parsed["auth"]["tokens"][0]["sha256"].as_str(),
+        Some(sha.as_str())
+    );
+    // Bad input names the flag; nothing is written.
+    let no_ca = dir.path().join("none");
+    for (args, want) in [
+        (
+            vec!["cluster", "token", "--name", "x", "--role", "admin"],
+            "--role",
+        ),
+        (
+            vec![
+                "cluster",
+                "token",
+                "--name",
+                "two words",
+                "--role",
+                "reader",
+            ],
+            "--name",
+        ),
+        (
+            vec![
+                "cluster",
+                "cert",
+                "--ca-dir",
+                no_ca.to_str().unwrap(),
+                "--node",
+                "1",
+            ],
+            "--ca-dir",
+        ),
+        (
+            vec!["cluster", "cert", "--ca-dir", t, "--node", "0"],
+            "--node",
+        ),
+        (
+            vec!["cluster", "cert", "--ca-dir", t, "--client", "a/b"],
+            "--client",
+        ),
+        (vec!["cluster", "cert", "--ca-dir", t], "--node"),
+    ] {
+        let o = ninety(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    assert!(!dir.path().join("x.token").exists());
+}
+
+#[test]
+fn credential_flags_are_checked_before_calling() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let (e, m) = (empty.to_str().unwrap(), missing.to_str().unwrap());
+    let not_pem = dir.path().join("ca.txt");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let n = not_pem.to_str().unwrap();
+    let status = ["cluster", "status", "--nodes", "127.0.0.1:1"];
+    for (extra, env, want) in [
+        (vec!["--cert", m], vec![], "--cert needs --key"),
+        (vec!["--key", m], vec![], "--key needs --cert"),
+        (vec!["--cacert", m], vec![], "--cacert"),
+        (vec!["--token-file", e], vec![], "empty"),
+        (vec!["--token-file", m], vec![], "--token-file"),
+        (vec!["--cacert", n], vec![], "--cacert"),
+        (vec![], vec![("NINETY_TOKEN", "two words")], "token"),
+        (vec![], vec![("NINETY_CERT", m)], "--cert needs --key"),
+        (vec![], vec![("NINETY_CACERT", m)], m),
+    ] {
+        let args = [&status[..], &extra].concat();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ninety"));
+        for v in CREDENTIAL_ENVS {
+            cmd.env_remove(v);
+        }
+        let o = cmd
+            .args(&args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .env_remove("NINETY_NODES")
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(want),
+            "{args:?} {env:?}: no {want:?} in {}",
+            text(&o)
+        );
+    }
+    // The replayer takes the same flags.
+    let o = ninety(&[
+        "sim",
+        "replay",
+        "--trace",
+        m,
+        "--target",
+        "127.0.0.1:1",
+        "--cert",
+        m,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--cert needs --key"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Kills the node processes of a test when it ends, however it ends.
+struct Nodes(Vec<std::process::Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// needs the server side of issue 12 (TLS listeners, tokens and roles).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secure_init_cluster_answers_only_with_the_ca_and_the_token() {
+    let _serial = harness::SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().unwrap();
+    let ports: Vec<String> = (0..6)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+        })
+        .collect();
+    let (addrs, peers) = (ports[..3].join(","), ports[3..].join(","));
+    json_ok(&[
+        "cluster",
+        "init",
+        "--dir",
+        d,
+        "--addrs",
+        &addrs,
+        "--peer-addrs",
+        &peers,
+        "--region",
+        "test",
+        "--json",
+    ]);
+    let mut nodes = Nodes(Vec::new());
+    for id in 1..=3 {
+        let log = std::fs::File::create(dir.path().join(format!("node{id}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ninety"))
+            .args(["node", "--config"])
+            .arg(dir.path().join(format!("node{id}.toml")))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a node");
+        nodes.0.push(child);
+    }
+    let logs = || {
+        (1..=3)
+            .map(|id| {
+                std::fs::read_to_string(dir.path().join(format!("node{id}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let ca = dir.path().join("tls/ca.pem");
+    let token = dir.path().join("operator.token");
+    let (ca, token) = (ca.to_str().unwrap(), token.to_str().unwrap());
+    let base = [
+        "cluster",
+        "status",
+        "--nodes",
+        &addrs,
+        "--json",
+        "--timeout",
+        "5",
+    ];
+    // With the CA and the operator token: a leader among three reachable members.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let o = ninety(&[&base[..], &["--cacert", ca, "--token-file", token]].concat());
+        if o.status.success() {
+            let s: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+            let up = s["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["reachable"] == true));
+            if up && s["leader_id"].as_u64().unwrap_or(0) > 0 {
+                break s;
+            }
+        }
+        for c in &mut nodes.0 {
+            if let Ok(Some(exit)) = c.try_wait() {
+                panic!("a node exited ({exit}): {}\n{}", text(&o), logs());
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no healthy cluster: {}\n{}",
+            text(&o),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(status["members"].as_array().unwrap().len(), 3, "{status}");
+    // Without the token: UNAUTHENTICATED, before any work.
+    let o = ninety(&[&base[..], &["--cacert", ca]].concat());
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("UNAUTHENTICATED"),
+        "{}",
+        text(&o)
+    );
+    // Without the CA the client speaks plain HTTP/2 to a TLS listener: no connection.
+    let o = ninety(&[&base[..], &["--token-file", token]].concat());
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("\"members\""), "{}", text(&o));
+    assert!(
+        out.contains("UNAVAILABLE") || out.contains("UNKNOWN"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A TLS server made from `cluster init`-style certificates (rcgen, through
+/// `ninety_cluster::security::certs`) answering gRPC health, which records the
+/// `authorization` metadata of every call: (address, seen values, shutdown sender).
+async fn tls_health_server(
+    ca: &ninety_cluster::security::certs::Ca,
+    require_client_cert: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let node = ca.node_cert(1, &[]).expect("node certificate");
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&node.cert, &node.key))
+        .client_ca_root(Certificate::from_pem(&ca.pem.cert))
+        .client_auth_optional(!require_client_cert);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let health = tonic::service::interceptor::InterceptedService::new(
+        health,
+        move |req: tonic::Request<()>| {
+            let auth = req.metadata().get("authorization");
+            let auth = auth
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            record.lock().unwrap().push(auth);
+            Ok(req)
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(
+        Server::builder()
+            .tls_config(tls)
+            .expect("server TLS")
+            .add_service(health)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    (addr, seen, stop)
+}
+
+async fn health_check(client: &ninety_client::Client) -> Result<(), tonic::Status> {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    client
+        .call(HealthCheckRequest::default(), |ch, req| async move {
+            HealthClient::new(ch).check(req).await
+        })
+        .await
+        .map(|_| ())
+}
+
+/// The client's half of issue 12 against a real rustls server: https with the cluster CA,
+/// the token on the call, a client certificate when the server demands one, and no
+/// connection without the CA (or with another cluster's CA).
+#[tokio::test]
+async fn the_client_speaks_tls_with_the_cluster_ca_and_sends_the_token() {
+    use ninety_client::{Client, ClientTls, Config};
+    use ninety_cluster::security::certs::Ca;
+    let ca = Ca::new("test").expect("CA");
+    let (addr, seen, _stop) = tls_health_server(&ca, false).await;
+    let quick = |tls: Option<ClientTls>, token: Option<&str>| Config {
+        tls,
+        token: token.map(str::to_string),
+        max_attempts: 1,
+        total_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let with_ca = |identity| ClientTls {
+        ca_pem: ca.pem.cert.clone(),
+        identity,
+        domain: None,
+    };
+    let c = Client::new(&[addr.as_str()], quick(Some(with_ca(None)), Some("t0ken"))).unwrap();
+    health_check(&c).await.expect("TLS call with the CA");
+    assert_eq!(*seen.lock().unwrap(), vec!["Bearer t0ken".to_string()]);
+    // Plain HTTP/2 to a TLS listener: no answer.
+    let plain = Client::new(&[addr.as_str()], quick(None, Some("t0ken"))).unwrap();
+    assert!(health_check(&plain).await.is_err());
+    // Another cluster's CA does not verify this node.
+    let other = Ca::new("other").expect("CA");
+    let wrong = ClientTls {
+        ca_pem: other.pem.cert.clone(),
+        identity: None,
+        domain: None,
+    };
+    let c = Client::new(&[addr.as_str()], quick(Some(wrong), None)).unwrap();
+    assert!(
+        health_check(&c).await.is_err(),
+        "another CA must not verify"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "refused before any call");
+    // A server that requires a client certificate gets one signed by its CA.
+    let (addr, _seen, _stop2) = tls_health_server(&ca, true).await;
+    let no_cert = Client::new(&[addr.as_str()], quick(Some(with_ca(None)), None)).unwrap();
+    assert!(health_check(&no_cert).await.is_err(), "mTLS without a cert");
+    let pem = ca.client_cert("svc").expect("client cert");
+    let id = Some((pem.cert, pem.key));
+    let c = Client::new(&[addr.as_str()], quick(Some(with_ca(id)), None)).unwrap();
+    health_check(&c)
+        .await
+        .expect("mTLS with a client certificate");
 }

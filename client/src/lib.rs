@@ -21,6 +21,11 @@
 //!
 //! The node that answered last is remembered, so steady-state calls go straight to the leader
 //! (followers would forward, at the cost of one more hop).
+//!
+//! Security: with [`Config::tls`] every node is called over `https://`, verified against the
+//! cluster's CA (and, optionally, presenting a client certificate); with [`Config::token`]
+//! every attempt carries `authorization: Bearer <token>`. Without them the client speaks
+//! plain HTTP/2 without credentials (a node started with `insecure = true`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,7 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 pub use ninety_proto::v1 as pb;
@@ -45,9 +51,41 @@ pub const LEADER_ADDR_KEY: &str = "x-ninety-leader-addr";
 pub const LEADER_ID_KEY: &str = "x-ninety-leader-id";
 /// Most nodes a client may be given.
 pub const NODES_MAX: usize = 64;
+/// The metadata key carrying the bearer token.
+pub const AUTHORIZATION_KEY: &str = "authorization";
+/// Longest bearer token accepted, in bytes (a generated one is 64).
+pub const TOKEN_BYTES_MAX: usize = 4_096;
 
-/// How the client retries. The defaults suit an interactive client of a healthy cluster.
-#[derive(Clone, Debug)]
+/// TLS towards the nodes: the CA that signed their certificates and, optionally, the
+/// client's own certificate (for a node config's `[[auth.certs]]`).
+#[derive(Clone)]
+pub struct ClientTls {
+    /// The cluster CA's certificate (PEM).
+    pub ca_pem: String,
+    /// The client's certificate and private key (PEM each), if it authenticates with one.
+    pub identity: Option<(String, String)>,
+    /// The name to verify in the nodes' certificates instead of the host of each address
+    /// (e.g. `localhost` when calling a node by an address its certificate does not name).
+    pub domain: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key stays out of logs.
+        f.debug_struct("ClientTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field(
+                "identity",
+                &self.identity.as_ref().map(|_| "<cert and key>"),
+            )
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+/// How the client retries and authenticates. The defaults suit an interactive client of a
+/// healthy cluster without TLS.
+#[derive(Clone)]
 pub struct Config {
     /// Longest one attempt may take (sent to the server as `grpc-timeout`).
     pub attempt_timeout: Duration,
@@ -61,6 +99,26 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Timeout for opening a connection to one node.
     pub connect_timeout: Duration,
+    /// TLS towards the nodes (`https://`); `None`: plain HTTP/2.
+    pub tls: Option<ClientTls>,
+    /// Bearer token sent as `authorization: Bearer <token>` on every attempt.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: only whether there is one.
+        f.debug_struct("Config")
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -72,6 +130,8 @@ impl Default for Config {
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_millis(1_000),
             connect_timeout: Duration::from_secs(2),
+            tls: None,
+            token: None,
         }
     }
 }
@@ -85,6 +145,12 @@ pub enum ConfigError {
     TooManyNodes,
     #[error("bad node address {addr:?}: {reason}")]
     BadAddress { addr: String, reason: String },
+    /// The TLS settings could not be used (a PEM that is not a certificate or key).
+    #[error("tls: {field}: {reason}")]
+    BadTls { field: &'static str, reason: String },
+    /// The token cannot be sent in a header.
+    #[error("token: {0}")]
+    BadToken(String),
 }
 
 /// Counters of what the client had to do, for reports and benchmarks.
@@ -105,6 +171,10 @@ struct Node {
 
 struct Inner {
     config: Config,
+    /// The TLS settings every endpoint uses (from `config.tls`).
+    tls: Option<ClientTlsConfig>,
+    /// `Bearer <token>`, attached to every attempt.
+    authorization: Option<MetadataValue<Ascii>>,
     nodes: Mutex<Vec<Node>>,
     /// Index into `nodes` of the node to try first.
     preferred: AtomicUsize,
@@ -119,27 +189,140 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-/// `host:port` or `http://host:port` → `http://host:port`.
-fn normalize(addr: &str) -> String {
+/// `host:port`, `http://host:port` or `https://host:port` → the URI to dial: `https://`
+/// when the client has TLS, else `http://`.
+fn normalize(addr: &str, tls: bool) -> String {
     let addr = addr.trim();
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
+    let bare = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
+        .unwrap_or(addr);
+    if tls {
+        format!("https://{bare}")
     } else {
-        format!("http://{addr}")
+        format!("http://{bare}")
     }
 }
 
-fn endpoint(addr: &str, config: &Config) -> Result<Endpoint, ConfigError> {
-    Endpoint::from_shared(normalize(addr))
-        .map(|e| {
-            e.connect_timeout(config.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_adaptive_window(true)
-        })
-        .map_err(|e| ConfigError::BadAddress {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })
+/// A given address whose scheme contradicts the client's TLS setting is refused, so that
+/// `https://` never silently falls back to plain text (and `http://` is not upgraded
+/// behind the caller's back).
+fn check_scheme(addr: &str, tls: bool) -> Result<(), ConfigError> {
+    let reason = if tls && addr.starts_with("http://") {
+        "http:// given, but TLS is configured (use host:port or https://)"
+    } else if !tls && addr.starts_with("https://") {
+        "https:// needs TLS: give the cluster CA (--cacert / NINETY_CACERT)"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::BadAddress {
+        addr: addr.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+/// The tonic TLS settings of `tls`, checked once when the client is built.
+fn tls_config(tls: &ClientTls) -> Result<ClientTlsConfig, ConfigError> {
+    if !tls.ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::BadTls {
+            field: "ca",
+            reason: "not a PEM certificate (no BEGIN CERTIFICATE line)".into(),
+        });
+    }
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(tls.ca_pem.as_bytes()));
+    if let Some((cert, key)) = &tls.identity {
+        if !cert.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ConfigError::BadTls {
+                field: "cert",
+                reason: "not a PEM certificate (no BEGIN CERTIFICATE line)".into(),
+            });
+        }
+        if !key.contains("PRIVATE KEY-----") {
+            return Err(ConfigError::BadTls {
+                field: "key",
+                reason: "not a PEM private key (no BEGIN ... PRIVATE KEY line)".into(),
+            });
+        }
+        config = config.identity(Identity::from_pem(cert.as_bytes(), key.as_bytes()));
+    }
+    if let Some(domain) = &tls.domain {
+        config = config.domain_name(domain.clone());
+    }
+    // rustls parses the PEMs when the settings meet an endpoint: do it now, once, so a bad
+    // file is a configuration error and not a failure of every call.
+    let probe = Endpoint::from_static("https://localhost");
+    let ca_only =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(tls.ca_pem.as_bytes()));
+    probe
+        .clone()
+        .tls_config(ca_only)
+        .map_err(|e| ConfigError::BadTls {
+            field: "ca",
+            reason: error_chain(&e),
+        })?;
+    probe
+        .tls_config(config.clone())
+        .map_err(|e| ConfigError::BadTls {
+            field: "cert/key",
+            reason: error_chain(&e),
+        })?;
+    Ok(config)
+}
+
+/// An error and its sources, `: `-separated (tonic's own message is only "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `Bearer <token>` as a header value, or why the token cannot be one.
+fn bearer(token: &str) -> Result<MetadataValue<Ascii>, ConfigError> {
+    if token.is_empty() {
+        return Err(ConfigError::BadToken("empty".into()));
+    }
+    if token.len() > TOKEN_BYTES_MAX {
+        return Err(ConfigError::BadToken(format!(
+            "{} bytes, more than {TOKEN_BYTES_MAX}",
+            token.len()
+        )));
+    }
+    if let Some(c) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(ConfigError::BadToken(format!(
+            "character {c:?} is not allowed in a header (printable ASCII without spaces)"
+        )));
+    }
+    format!("Bearer {token}")
+        .parse()
+        .map_err(|e| ConfigError::BadToken(format!("not a header value: {e}")))
+}
+
+fn endpoint(
+    addr: &str,
+    config: &Config,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, ConfigError> {
+    let bad = |reason: String| ConfigError::BadAddress {
+        addr: addr.to_string(),
+        reason,
+    };
+    let e = Endpoint::from_shared(normalize(addr, tls.is_some()))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true);
+    match tls {
+        Some(t) => e
+            .tls_config(t.clone())
+            .map_err(|e| bad(format!("tls: {e}"))),
+        None => Ok(e),
+    }
 }
 
 /// A fresh request id: a random UUID as 32 lowercase hex digits. Make one per intended
@@ -175,15 +358,20 @@ impl Client {
         if addrs.len() > NODES_MAX {
             return Err(ConfigError::TooManyNodes);
         }
+        let tls = config.tls.as_ref().map(tls_config).transpose()?;
+        let authorization = config.token.as_deref().map(bearer).transpose()?;
         let mut nodes = Vec::with_capacity(addrs.len());
         for a in addrs {
             let addr = a.as_ref().trim().to_string();
-            let channel = endpoint(&addr, &config)?.connect_lazy();
+            check_scheme(&addr, tls.is_some())?;
+            let channel = endpoint(&addr, &config, tls.as_ref())?.connect_lazy();
             nodes.push(Node { addr, channel });
         }
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
+                authorization,
                 nodes: Mutex::new(nodes),
                 preferred: AtomicUsize::new(0),
                 calls: AtomicU64::new(0),
@@ -231,6 +419,16 @@ impl Client {
         }
     }
 
+    /// Attaches the client's credentials (the bearer token) to a request the client does
+    /// not send itself (streams over [`Client::channel`]).
+    pub fn authorize<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(value) = &self.inner.authorization {
+            request
+                .metadata_mut()
+                .insert(AUTHORIZATION_KEY, value.clone());
+        }
+    }
+
     fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Node>> {
         // A poisoned lock only means another task panicked while holding it; the vector
         // is still consistent (every mutation is a single push).
@@ -245,15 +443,19 @@ impl Client {
 
     /// The index of the node at `addr`, adding it if it is new (and the book has room).
     fn node_for_hint(&self, addr: &str) -> Option<usize> {
-        let want = normalize(addr);
+        let tls = self.inner.tls.as_ref();
+        let want = normalize(addr, tls.is_some());
         let mut nodes = self.lock_nodes();
-        if let Some(i) = nodes.iter().position(|n| normalize(&n.addr) == want) {
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| normalize(&n.addr, tls.is_some()) == want)
+        {
             return Some(i);
         }
         if nodes.len() >= NODES_MAX {
             return None;
         }
-        let channel = endpoint(addr, &self.inner.config).ok()?.connect_lazy();
+        let channel = endpoint(addr, &self.inner.config, tls).ok()?.connect_lazy();
         nodes.push(Node {
             addr: addr.to_string(),
             channel,
@@ -294,6 +496,7 @@ impl Client {
             let (i, channel) = self.node(index);
             let mut req = tonic::Request::new(request.clone());
             req.set_timeout(budget);
+            self.authorize(&mut req);
             let answer = match tokio::time::timeout(budget, send(channel, req)).await {
                 Ok(a) => a,
                 Err(_) => Err(Status::deadline_exceeded("attempt timed out at the client")),
@@ -415,6 +618,24 @@ rpcs! {
 mod tests {
     use super::*;
 
+    /// A self-signed P-256 certificate for `localhost` and its PKCS#8 key (test data only).
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBizCCATGgAwIBAgIUSgxSm484B64PHrPoxfxhONBvUPAwCgYIKoZIzj0EAwIw\n\
+DzENMAsGA1UEAwwEdGVzdDAgFw0yNjExMzAxNDE3MDlaGA8yMTI2MTEwNjE0MTcw\n\
+OVowDzENMAsGA1UEAwwEdGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHy2\n\
+qSJZD1IvNckS6V6HC2bSJiiyg9NRqN5NCZE8w5H/kh+7DgfThqhyZ+MIVbMEk9vh\n\
+Gm8x5NcITfaUKwKeL/WjaTBnMB0GA1UdDgQWBBTZHaegTlzJABb5IYypiNkj8st4\n\
+LDAfBgNVHSMEGDAWgBTZHaegTlzJABb5IYypiNkj8st4LDAPBgNVHRMBAf8EBTAD\n\
+AQH/MBQGA1UdEQQNMAuCCWxvY2FsaG9zdDAKBggqhkjOPQQDAgNIADBFAiEA1WBF\n\
+tRHljfAsZTqlcofp5I82UAwj2tRpo/Z+J6caX/MCIH6xy1e4GaXGZ4DmRXIY0zLZ\n\
+S7yKhuGQRGTqnurbwjwk\n\
+-----END CERTIFICATE-----\n";
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgT1kR1hiC7+uG4Vl6\n\
+RyevUbFiOQzjNz+eFZP0wHfkt6mhRANCAAR8tqkiWQ9SLzXJEulehwtm0iYosoPT\n\
+UajeTQmRPMOR/5Ifuw4H04aocmfjCFWzBJPb4RpvMeTXCE32lCsCni/1\n\
+-----END PRIVATE KEY-----\n";
+
     #[test]
     fn addresses_are_checked() {
         assert!(matches!(
@@ -425,6 +646,94 @@ mod tests {
             Client::connect(&["not a uri at all\u{0}"]),
             Err(ConfigError::BadAddress { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn tokens_must_fit_a_header() {
+        let with = |token: &str| Config {
+            token: Some(token.to_string()),
+            ..Config::default()
+        };
+        for bad in ["", "two words", "tab\there", "caf\u{e9}"] {
+            let err = Client::new(&["127.0.0.1:1"], with(bad)).err();
+            assert!(
+                matches!(err, Some(ConfigError::BadToken(_))),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let long = "a".repeat(TOKEN_BYTES_MAX + 1);
+        assert!(matches!(
+            Client::new(&["127.0.0.1:1"], with(&long)),
+            Err(ConfigError::BadToken(_))
+        ));
+        assert!(Client::new(&["127.0.0.1:1"], with(&"ab12".repeat(16))).is_ok());
+    }
+
+    #[tokio::test]
+    async fn tls_settings_are_checked_and_name_the_field() {
+        let tls = |ca: &str, identity: Option<(&str, &str)>| Config {
+            tls: Some(ClientTls {
+                ca_pem: ca.to_string(),
+                identity: identity.map(|(c, k)| (c.to_string(), k.to_string())),
+                domain: None,
+            }),
+            ..Config::default()
+        };
+        let (cert, key) = (TEST_CERT, TEST_KEY);
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let field = |c: Config| match Client::new(&["127.0.0.1:1"], c) {
+            Err(ConfigError::BadTls { field, .. }) => field,
+            other => panic!("expected BadTls, got {:?}", other.err()),
+        };
+        assert_eq!(field(tls("garbage", None)), "ca");
+        // A body rustls cannot use is caught when the client is built, not on every call.
+        assert_eq!(field(tls(cert, Some((broken, key)))), "cert/key");
+        assert_eq!(field(tls(cert, Some((key, key)))), "cert");
+        assert_eq!(field(tls(cert, Some((cert, cert)))), "key");
+        // The scheme follows the TLS setting; a contradicting one is refused.
+        assert!(matches!(
+            Client::new(&["http://127.0.0.1:1"], tls(cert, None)),
+            Err(ConfigError::BadAddress { .. })
+        ));
+        assert!(matches!(
+            Client::connect(&["https://127.0.0.1:1"]),
+            Err(ConfigError::BadAddress { .. })
+        ));
+        let c = Client::new(&["127.0.0.1:1"], tls(cert, Some((cert, key)))).expect("client");
+        assert_eq!(c.addrs(), vec!["127.0.0.1:1".to_string()]);
+        assert!(!format!("{:?}", c.config()).contains("PRIVATE KEY"));
+    }
+
+    #[tokio::test]
+    async fn every_attempt_carries_the_token() {
+        let client = Client::new(
+            &["127.0.0.1:1"],
+            Config {
+                token: Some("s3cret".into()),
+                backoff_initial: Duration::from_millis(1),
+                ..Config::default()
+            },
+        )
+        .expect("client");
+        assert!(!format!("{:?}", client.config()).contains("s3cret"));
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        client
+            .call((), |_c, req| {
+                let seen = seen.clone();
+                async move {
+                    let mut seen = seen.lock().unwrap();
+                    let auth = req.metadata().get(AUTHORIZATION_KEY);
+                    seen.push(auth.and_then(|v| v.to_str().ok()).unwrap_or("").into());
+                    if seen.len() < 2 {
+                        Err(Status::unavailable("no leader"))
+                    } else {
+                        Ok(tonic::Response::new(()))
+                    }
+                }
+            })
+            .await
+            .expect("second attempt succeeds");
+        assert_eq!(*seen.lock().unwrap(), vec!["Bearer s3cret"; 2]);
     }
 
     #[test]

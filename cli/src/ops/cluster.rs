@@ -1,6 +1,8 @@
-//! `ninety cluster ...`: write a new cluster's configs, show its status, change its
-//! membership and leadership, take snapshots.
+//! `ninety cluster ...`: write a new cluster's configs (with its CA, node certificates and
+//! operator token unless `--insecure`), show its status, change its membership and
+//! leadership, take snapshots; `cert` and `token` issue credentials (see `security`).
 
+use super::security::{self, InitMaterial};
 use super::table::{self, Table};
 use super::{commit_json, emit, request_id, short, with_id, Failure, Global};
 use anyhow::Context;
@@ -21,8 +23,15 @@ pub struct ClusterArgs {
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
     /// Writes the config files of a new cluster (node1.toml ... nodeN.toml, founding voters
-    /// with init = true) and prints how to start each node. Nothing is contacted.
+    /// with init = true) with a new CA, node certificates and an operator token (unless
+    /// --insecure), and prints how to start and call it. Nothing is contacted.
     Init(InitArgs),
+    /// Issues a certificate from an existing CA: a node's (a new node, a rotation) or a
+    /// client service's.
+    Cert(security::CertArgs),
+    /// Makes a bearer token: writes it to a 0600 file and prints the [[auth.tokens]] stanza
+    /// for the node configs.
+    Token(security::TokenArgs),
     /// Every member: role, leader, term, commit and applied index, replication progress.
     Status,
     /// Adds a node as a learner, waits until it has caught up and promotes it to voter
@@ -91,7 +100,7 @@ pub struct MemberAddrs {
 pub struct InitArgs {
     /// Instead of writing configs: check this node config and say what its next start
     /// will do (bootstrap, wait to be added, or resume from its data).
-    #[arg(long, conflicts_with_all = ["addrs", "peer_addrs", "data_root", "spare_ids", "force"])]
+    #[arg(long, conflicts_with_all = ["addrs", "peer_addrs", "data_root", "spare_ids", "force", "insecure"])]
     pub config: Option<PathBuf>,
     /// Nodes in the new cluster (founding voters): 1, 3 or 5 make sense.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
@@ -125,15 +134,22 @@ pub struct InitArgs {
     /// Extra ids to list in the address book for nodes added later (e.g. 4,5).
     #[arg(long, value_delimiter = ',')]
     pub spare_ids: Vec<u64>,
-    /// Overwrite existing config files.
+    /// Overwrite existing config files and credentials (a new CA: every node needs its new
+    /// certificate, every client the new ca.pem and token).
     #[arg(long)]
     pub force: bool,
+    /// No TLS and no credentials: the configs say `insecure = true` and every caller is
+    /// anonymous with every role. For development on loopback only.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
     let g = &a.g;
     match a.cmd {
         ClusterCmd::Init(i) => init(g, i),
+        ClusterCmd::Cert(c) => security::cert(g, c),
+        ClusterCmd::Token(t) => security::token(g, t),
         ClusterCmd::Status => status(g).await,
         ClusterCmd::AddMember {
             id,
@@ -274,7 +290,8 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
             ),
         )
     };
-    let mut human = table::record(&[
+    let (sec_lines, sec_json, sec_warnings) = security::describe_config(&text);
+    let mut pairs = vec![
         ("config", path.display().to_string()),
         ("id", cfg.id.to_string()),
         ("listen", cfg.listen.to_string()),
@@ -285,7 +302,10 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         ("region", cfg.region.clone()),
         ("peers", peers.len().to_string()),
         ("next start", what.clone()),
-    ]);
+    ];
+    pairs.extend(sec_lines);
+    let mut human = table::record(&pairs);
+    warnings.extend(sec_warnings);
     for w in &warnings {
         human.push_str(&format!("warning: {w}\n"));
     }
@@ -303,6 +323,7 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
             "region": cfg.region,
             "action": action,
             "next_start": what,
+            "security": sec_json,
             "warnings": warnings,
         }),
         human,
@@ -387,6 +408,16 @@ fn init_book(a: &InitArgs) -> Result<Vec<(u64, MemberAddrs)>, Failure> {
     Ok(book)
 }
 
+/// The security part of one node's config: `insecure = true`, or the files `cluster init`
+/// generated for it.
+enum NodeSecurity<'a> {
+    Insecure,
+    Secure {
+        material: &'a InitMaterial,
+        node: &'a security::NodeTls,
+    },
+}
+
 /// One node's config file text.
 fn node_toml(
     id: u64,
@@ -395,6 +426,7 @@ fn node_toml(
     data: &Path,
     region: &str,
     book: &[(u64, MemberAddrs)],
+    sec: &NodeSecurity<'_>,
 ) -> String {
     let me = book
         .iter()
@@ -410,24 +442,70 @@ fn node_toml(
          listen = \"{}\"\n\
          # The other nodes (ninety.peer.v1): keep this port to the cluster's hosts.\n\
          peer_listen = \"{}\"\n\
-         data_dir = \"{}\"\n\
-         region = \"{region}\"\n\
+         data_dir = {}\n\
+         region = {}\n\
          # Founding voter: bootstraps an empty data dir; ignored once data exists.\n\
          init = true\n\
          initial_voters = {voters:?}\n\
-         fault_injection = false\n\n[peers]\n",
+         fault_injection = false\n\
+         # Audit log of state-changing and Admin calls (default: data_dir/audit.jsonl).\n\
+         # audit_log = \"/var/log/ninety/audit.jsonl\"\n",
         path.display(),
         me.client,
         me.peer,
-        data.display(),
+        security::toml_str(&data.display().to_string()),
+        security::toml_str(region),
     );
+    if let NodeSecurity::Insecure = sec {
+        text.push_str(
+            "# Written with --insecure: no TLS, and every caller is anonymous with every role.\n\
+             # Development on loopback only; `ninety cluster init` without --insecure makes a\n\
+             # CA, node certificates and an operator token.\n\
+             insecure = true\n",
+        );
+    }
+    text.push_str("\n[peers]\n");
     for (pid, m) in book {
         text.push_str(&format!(
             "\"{pid}\" = {{ peer = \"{}\", client = \"{}\" }}\n",
             m.peer, m.client
         ));
     }
+    if let NodeSecurity::Secure { material, node } = sec {
+        text.push_str(
+            "\n# TLS on both listeners and towards the peers: peers must present a certificate\n\
+             # signed by `ca`; clients verify this node with it.\n",
+        );
+        text.push_str(&security::tls_stanza(
+            &material.ca_cert,
+            &node.cert,
+            &node.key,
+        ));
+        text.push_str(&format!(
+            "\n# Callers and their roles. The operator token itself is in {} (only its\n\
+             # SHA-256 is here); `ninety cluster token` makes more.\n",
+            material.token_file.display()
+        ));
+        let roles = [security::OPERATOR.to_string()];
+        text.push_str(&security::token_stanza(
+            security::OPERATOR,
+            &roles,
+            &material.token_sha256,
+        ));
+    }
     text
+}
+
+/// The region as the configs name it: a preset, or the absolute path of a region file.
+fn init_region(region: &str) -> Result<String, Failure> {
+    if matches!(region, "gba" | "test" | "yunnan" | "asean") {
+        return Ok(region.to_string());
+    }
+    let p = Path::new(region);
+    if !p.exists() {
+        return Err(Failure::Usage(format!("--region: no file {}", p.display())));
+    }
+    Ok(absolute(p)?.display().to_string())
 }
 
 fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
@@ -436,24 +514,17 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
     }
     let n = a.nodes_count;
     let book = init_book(&a)?;
+    let region = init_region(&a.region)?;
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let dir = absolute(&a.dir)?;
     let data_root = match &a.data_root {
         Some(d) => absolute(d)?,
         None => dir.clone(),
     };
-    let region = if matches!(a.region.as_str(), "gba" | "test") {
-        a.region.clone()
-    } else {
-        let p = Path::new(&a.region);
-        if !p.exists() {
-            return Err(Failure::Usage(format!("--region: no file {}", p.display())));
-        }
-        absolute(p)?.display().to_string()
-    };
-    let mut files = Vec::new();
-    for (id, addrs) in book.iter().take(n as usize) {
-        let id = *id;
+    let founding = &book[..n as usize];
+    let ids: Vec<u64> = founding.iter().map(|(id, _)| *id).collect();
+    // Everything is checked before anything is written.
+    for id in &ids {
         let path = dir.join(format!("node{id}.toml"));
         if path.exists() && !a.force {
             return Err(Failure::Usage(format!(
@@ -461,21 +532,52 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
                 path.display()
             )));
         }
+    }
+    let tls_dir = dir.join("tls");
+    let material = if a.insecure {
+        None
+    } else {
+        security::refuse_existing_ca(&dir, &tls_dir, &ids, a.force)?;
+        let addrs: Vec<(u64, [String; 2])> = founding
+            .iter()
+            .map(|(id, m)| (*id, [m.client.clone(), m.peer.clone()]))
+            .collect();
+        let name = dir
+            .file_name()
+            .map_or("cluster".into(), |f| f.to_string_lossy().into_owned());
+        Some(security::init_material(&name, &dir, &tls_dir, &addrs)?)
+    };
+    let mut files = Vec::new();
+    for (k, (id, addrs)) in founding.iter().enumerate() {
+        let id = *id;
+        let path = dir.join(format!("node{id}.toml"));
         let data = if a.data_root.is_some() {
             data_root.join(id.to_string())
         } else {
             data_root.join(format!("node{id}"))
         };
-        let text = node_toml(id, n, &path, &data, &region, &book);
+        let sec = match &material {
+            Some(m) => NodeSecurity::Secure {
+                material: m,
+                node: &m.nodes[k],
+            },
+            None => NodeSecurity::Insecure,
+        };
+        let text = node_toml(id, n, &path, &data, &region, &book, &sec);
         ninety_cluster::runtime::config::FileConfig::parse(&text)
             .map_err(|e| Failure::Other(anyhow::anyhow!("generated config is invalid: {e}")))?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        files.push(json!({
+        let mut file = json!({
             "id": id, "config": path, "listen": addrs.client, "peer_listen": addrs.peer,
             "data_dir": data,
-        }));
+        });
+        if let NodeSecurity::Secure { node, .. } = sec {
+            file["tls_cert"] = json!(node.cert);
+            file["tls_key"] = json!(node.key);
+        }
+        files.push(file);
     }
-    print_init(g, &a, &dir, &region, &files, &book);
+    print_init(g, &a, &dir, &region, &files, &book, material.as_ref());
     Ok(())
 }
 
@@ -487,6 +589,7 @@ fn print_init(
     region: &str,
     files: &[Value],
     book: &[(u64, MemberAddrs)],
+    material: Option<&InitMaterial>,
 ) {
     let n = a.nodes_count;
     let nodes: Vec<&str> = book
@@ -498,20 +601,35 @@ fn print_init(
     let mut human = format!(
         "wrote the configs of a {n}-node cluster (region {region}) to {}\n\
          clients call the `listen` addresses; the `peer_listen` ports are for the nodes \
-         only (firewall them to the cluster's hosts)\n\nstart each node (one terminal or \
-         service each):\n",
+         only (firewall them to the cluster's hosts)\n",
         dir.display()
     );
+    human.push_str(&credentials_text(material));
+    human.push_str("\nstart each node (one terminal or service each):\n");
     for f in files {
         human.push_str(&format!(
             "  ninety node --config {}\n",
             f["config"].as_str().unwrap_or_default()
         ));
     }
+    let creds = material.map_or(String::new(), |m| {
+        format!(
+            " --cacert {} --token-file {}",
+            m.ca_cert.display(),
+            m.token_file.display()
+        )
+    });
     human.push_str(&format!(
         "\nthen watch it come up (a leader, then the region loaded through the log):\n  \
-         ninety cluster status --nodes {nodes}\n  export NINETY_NODES={nodes}\n"
+         ninety cluster status --nodes {nodes}{creds}\nor set them once:\n  export NINETY_NODES={nodes}\n"
     ));
+    if let Some(m) = material {
+        human.push_str(&format!(
+            "  export NINETY_CACERT={} NINETY_TOKEN_FILE={}\n",
+            m.ca_cert.display(),
+            m.token_file.display()
+        ));
+    }
     if !a.spare_ids.is_empty() {
         human.push_str(&format!(
             "\nids {:?} are in the address book for later: give such a node a config with init = false,\n\
@@ -519,11 +637,72 @@ fn print_init(
             a.spare_ids
         ));
     }
-    emit(
-        g,
-        json!({ "nodes": files, "region": region, "client_nodes": nodes }),
-        human,
+    if material.is_none() {
+        warn_insecure(book);
+    }
+    let mut out = json!({
+        "nodes": files, "region": region, "client_nodes": nodes, "insecure": material.is_none(),
+    });
+    if let Some(m) = material {
+        out["tls"] = json!({ "ca": m.ca_cert, "ca_key": m.ca_key });
+        out["token_file"] = json!(m.token_file);
+    }
+    emit(g, out, human);
+}
+
+/// Where `cluster init` put the credentials, and what each is for.
+fn credentials_text(material: Option<&InitMaterial>) -> String {
+    let Some(m) = material else {
+        return "\ninsecure: no TLS and no credentials (insecure = true): every caller is \
+                anonymous with every role\n"
+            .into();
+    };
+    let tls_dir = m.ca_cert.parent().unwrap_or(Path::new("."));
+    format!(
+        "\ncredentials (keys and the token are readable by their owner only):\n{}\
+         keep ca.key off the nodes: it issues certificates \
+         (`ninety cluster cert --ca-dir {}`); more tokens: `ninety cluster token`\n",
+        table::record(&[
+            (
+                "cluster CA",
+                format!("{} (every node and client)", m.ca_cert.display())
+            ),
+            ("CA key", m.ca_key.display().to_string()),
+            (
+                "node certificates",
+                format!("{}/node-ID.pem, node-ID.key", tls_dir.display())
+            ),
+            (
+                "operator token",
+                format!("{} (role operator)", m.token_file.display())
+            ),
+        ]),
+        tls_dir.display()
+    )
+}
+
+/// `--insecure` is allowed anywhere (an explicit opt-out), but said loudly; more loudly
+/// when a node listens beyond loopback.
+fn warn_insecure(book: &[(u64, MemberAddrs)]) {
+    let exposed: Vec<&str> = book
+        .iter()
+        .flat_map(|(_, m)| [m.client.as_str(), m.peer.as_str()])
+        .filter(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .is_ok_and(|sa| !sa.ip().is_loopback())
+        })
+        .collect();
+    eprintln!(
+        "warning: --insecure: the nodes serve without TLS and anyone who reaches them acts \
+         with every role; use it for development on loopback only"
     );
+    if !exposed.is_empty() {
+        eprintln!(
+            "warning: --insecure with addresses beyond loopback ({}): anyone on the network \
+             can read and change the cluster's state",
+            exposed.join(", ")
+        );
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Failure> {
@@ -534,8 +713,9 @@ fn absolute(p: &Path) -> Result<PathBuf, Failure> {
     Ok(cwd.join(p))
 }
 
-/// A client of one node only: one attempt, short timeouts (for per-node status).
-fn one_node(addr: &str) -> Option<Client> {
+/// A client of one node only, with `base`'s credentials: one attempt, short timeouts (for
+/// per-node status).
+fn one_node(base: &Config, addr: &str) -> Result<Client, String> {
     Client::new(
         &[addr],
         Config {
@@ -543,19 +723,17 @@ fn one_node(addr: &str) -> Option<Client> {
             total_timeout: Duration::from_secs(2),
             max_attempts: 1,
             connect_timeout: Duration::from_secs(1),
-            ..Config::default()
+            ..base.clone()
         },
     )
-    .ok()
+    .map_err(|e| e.to_string())
 }
 
-async fn status_of(addr: String) -> Result<pb::ClusterStatusResponse, String> {
+async fn status_of(base: Config, addr: String) -> Result<pb::ClusterStatusResponse, String> {
     if addr.is_empty() {
         return Err("client address unknown: the answering node's [peers] does not list it".into());
     }
-    let Some(c) = one_node(&addr) else {
-        return Err(format!("bad address {addr}"));
-    };
+    let c = one_node(&base, &addr)?;
     c.cluster_status(pb::ClusterStatusRequest {})
         .await
         .map_err(|s| format!("{}: {}", super::code_name(s.code()), s.message()))
@@ -567,12 +745,14 @@ fn role_name(r: pb::MemberRole) -> String {
 
 async fn status(g: &Global) -> Result<(), Failure> {
     let client = g.client()?;
+    let base = client.config().clone();
     let first = client.cluster_status(pb::ClusterStatusRequest {}).await?;
     // Every member answers for itself; the leader's answer carries replication progress.
     let mut views = Vec::new();
     let mut tasks = Vec::new();
     for m in &first.members {
-        tasks.push((m.node_id, tokio::spawn(status_of(m.client_address.clone()))));
+        let ask = status_of(base.clone(), m.client_address.clone());
+        tasks.push((m.node_id, tokio::spawn(ask)));
     }
     for (id, t) in tasks {
         let r = t
@@ -808,7 +988,7 @@ async fn add_member(
         .await?
         .commit_index;
     loop {
-        if let Ok(s) = status_of(addrs.client.clone()).await {
+        if let Ok(s) = status_of(client.config().clone(), addrs.client.clone()).await {
             if s.applied_index >= target {
                 break;
             }
@@ -881,7 +1061,7 @@ async fn snapshot(g: &Global, only: Option<u64>) -> Result<(), Failure> {
                 max_attempts: 1,
                 total_timeout: Duration::from_secs(g.timeout.max(1)),
                 attempt_timeout: Duration::from_secs(g.timeout.max(1)),
-                ..Config::default()
+                ..client.config().clone()
             },
         )
         .map_err(|e| Failure::Usage(e.to_string()))?;

@@ -9,7 +9,8 @@
 //! outcome is unknown without applying it twice.
 //!
 //! Nodes: `--nodes ADDR[,ADDR...]`, else the environment variable `NINETY_NODES`, else
-//! `127.0.0.1:7001` (the sample config's first node).
+//! `127.0.0.1:7001` (the sample config's first node). Credentials: `--cacert`, `--cert`,
+//! `--key`, `--token-file` (see `credentials`).
 
 use clap::{Args, Subcommand};
 use ninety_client::{pb, Client, Config};
@@ -19,7 +20,9 @@ use std::time::Duration;
 use tonic::{Code, Status};
 
 pub mod cluster;
+pub mod credentials;
 pub mod region;
+pub mod security;
 pub mod spot;
 pub mod table;
 
@@ -46,6 +49,8 @@ pub struct Global {
     /// Longest a call may take over all its retries, seconds.
     #[arg(long, global = true, default_value_t = 20, value_name = "SECONDS")]
     pub timeout: u64,
+    #[command(flatten)]
+    pub creds: credentials::Credentials,
 }
 
 impl Global {
@@ -72,15 +77,22 @@ impl Global {
         vec![DEFAULT_NODES.to_string()]
     }
 
-    /// A client of the nodes, with the retry policy of an interactive tool.
-    pub fn client(&self) -> Result<Client, Failure> {
+    /// The client settings of an interactive tool, with the credentials the flags name.
+    pub fn config(&self) -> Result<Config, Failure> {
         let total = Duration::from_secs(self.timeout.max(1));
-        let config = Config {
+        let creds = self.creds.resolve()?;
+        Ok(Config {
             total_timeout: total,
             attempt_timeout: Duration::from_secs(6).min(total),
+            tls: creds.tls,
+            token: creds.token,
             ..Config::default()
-        };
-        Client::new(&self.addrs(), config).map_err(|e| Failure::Usage(e.to_string()))
+        })
+    }
+
+    /// A client of the nodes, with the retry policy of an interactive tool.
+    pub fn client(&self) -> Result<Client, Failure> {
+        Client::new(&self.addrs(), self.config()?).map_err(|e| Failure::Usage(e.to_string()))
     }
 }
 

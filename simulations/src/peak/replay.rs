@@ -67,6 +67,10 @@ pub struct ReplayOptions {
     pub slot_day: SlotDay,
     /// Trace time between occupancy samples, ms.
     pub occupancy_every_ms: u64,
+    /// TLS towards the targets (`ninety --cacert`); `None`: plain HTTP/2.
+    pub tls: Option<ninety_client::ClientTls>,
+    /// Bearer token for every call (`ninety --token-file`).
+    pub token: Option<String>,
 }
 
 impl Default for ReplayOptions {
@@ -82,6 +86,8 @@ impl Default for ReplayOptions {
             occupancy_hospitals: 8,
             occupancy_every_ms: 60_000,
             slot_day: SlotDay::Discover,
+            tls: None,
+            token: None,
         }
     }
 }
@@ -140,7 +146,12 @@ pub const REPLAY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 impl Conn {
     /// A client of `targets` (host:port); connections open lazily. Each call takes at most
     /// `request_timeout` over all its attempts.
-    pub fn new(targets: &[String], request_timeout: Duration) -> Result<Conn, String> {
+    pub fn new(
+        targets: &[String],
+        request_timeout: Duration,
+        tls: Option<ninety_client::ClientTls>,
+        token: Option<String>,
+    ) -> Result<Conn, String> {
         let config = ninety_client::Config {
             attempt_timeout: REPLAY_ATTEMPT_TIMEOUT.min(request_timeout),
             total_timeout: request_timeout,
@@ -148,6 +159,8 @@ impl Conn {
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(3),
+            tls,
+            token,
         };
         let client = ninety_client::Client::new(targets, config).map_err(|e| e.to_string())?;
         Ok(Conn { client })
@@ -842,7 +855,12 @@ pub async fn replay(
     check_speed(opts.speed)?;
     check_max_in_flight(opts.max_in_flight)?;
     trace.check_span()?;
-    let conn = Conn::new(&opts.targets, opts.request_timeout)?;
+    let conn = Conn::new(
+        &opts.targets,
+        opts.request_timeout,
+        opts.tls.clone(),
+        opts.token.clone(),
+    )?;
     let time_shift_ms = time_shift(trace, opts.slot_day, &conn).await?;
     let mut collector = Collector::new(trace, opts, region);
     let watched = collector.busiest_hospitals(trace, opts.occupancy_hospitals);
