@@ -2,7 +2,9 @@
 //! real node: callers without credentials or with an unknown token are refused
 //! `UNAUTHENTICATED` on every `ninety.v1` service and on reflection while health answers;
 //! each role reaches exactly its methods (`PERMISSION_DENIED` otherwise, before any work:
-//! a refused write is never applied); the audit log records granted writes and refusals.
+//! a refused write is never applied); the audit log records granted writes (a stream's
+//! ops' request ids included) and refusals; a node listing no credentials and not
+//! `insecure` serves health only.
 //!
 //! The node runs on loopback with `insecure = true` (this branch has no TLS yet) plus
 //! `[[auth.tokens]]`: with credentials listed, `insecure` gives nobody the anonymous role.
