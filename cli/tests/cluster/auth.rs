@@ -2,7 +2,9 @@
 //! real node: callers without credentials or with an unknown token are refused
 //! `UNAUTHENTICATED` on every `ninety.v1` service and on reflection while health answers;
 //! each role reaches exactly its methods (`PERMISSION_DENIED` otherwise, before any work:
-//! a refused write is never applied); the audit log records granted writes and refusals.
+//! a refused write is never applied); the audit log records granted writes (a stream's
+//! ops' request ids included) and refusals; a node listing no credentials and not
+//! `insecure` serves health only.
 //!
 //! The node runs with TLS (the harness's CA) plus `[[auth.tokens]]`; callers dial without
 //! a client certificate, so the token is their only credential.
@@ -454,6 +456,58 @@ async fn the_audit_log_records_granted_writes_and_refusals() {
                 .iter()
                 .all(|l| l["rpc"] != "ninety.v1.BedHolds/WardAvailability"),
             "{lines:#?}"
+        );
+    })
+    .await;
+}
+
+/// A node whose `[auth]` lists nobody and that is not `insecure` serves health only, and
+/// says so at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_listed_and_not_insecure_refuses_all_but_health() {
+    crate::bounded(async {
+        // Its own plain-text config below (loopback, no [tls], no [auth]); once the harness
+        // dials with TLS by default, start with `Opts { insecure: true, .. }` for plain
+        // channels.
+        let mut p = Procs::start(&[1], &[], Opts::default());
+        let config = format!(
+            "id = 1\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\n\
+             init = true\ninitial_voters = [1]\n",
+            p.addr(1),
+            p.peer_addr(1),
+            p.data_dir(1).display(),
+        );
+        let path = p.dir.path().join("n1.toml");
+        std::fs::write(&path, config).expect("config");
+        let log = std::fs::File::create(p.dir.path().join("n1.log")).expect("log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ninety"))
+            .args(["node", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        p.children.insert(1, child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while health(&p).await != Code::Ok {
+            assert!(Instant::now() < deadline, "no health:\n{}", p.log(1));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = AdminClient::new(channel(&p, None))
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await;
+        assert_eq!(code(status), Code::Unauthenticated);
+        // A token means nothing to a node that lists none.
+        let status = AdminClient::new(channel(&p, Some(token("operator"))))
+            .cluster_status(req(pb::ClusterStatusRequest {}, Some(token("operator"))))
+            .await;
+        assert_eq!(code(status), Code::Unauthenticated);
+        assert_eq!(reflection(&p, None).await, Code::Unauthenticated);
+        assert!(
+            p.log(1).contains("[auth] lists no credentials"),
+            "{}",
+            p.log(1)
         );
     })
     .await;

@@ -131,7 +131,7 @@ fn alive(p: &mut Procs, id: u64) {
 async fn still_serving(p: &Procs) {
     let leader = p.wait_ready(Duration::from_secs(30)).await;
     let wards = ward_ids(p, leader).await;
-    let nodes = [1, 2, 3].iter().map(|id| p.addr(*id)).collect();
+    let nodes = p.channels(&[1, 2, 3]);
     let ledger = workload(nodes, wards, 2, Instant::now() + Duration::from_secs(2)).await;
     assert!(!ledger.lock().unwrap().is_empty(), "no write committed");
     p.converge(&[1, 2, 3], Duration::from_secs(30)).await;

@@ -97,139 +97,6 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// `[auth]`: who may call the client API, and with which roles (`security::roles`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Bearer tokens, known by their SHA-256.
-    #[serde(default)]
-    pub tokens: Vec<TokenEntry>,
-    /// Client certificates signed by `[tls].ca`, known by their subject CN.
-    #[serde(default)]
-    pub certs: Vec<CertEntry>,
-}
-
-/// One `[[auth.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    /// The caller's name in the audit log.
-    pub name: String,
-    /// Its roles (`reader`, `platform`, `referral`, `operator`).
-    pub roles: Vec<String>,
-    /// SHA-256 of the token's UTF-8 text, 64 lowercase hex digits.
-    pub sha256: String,
-}
-
-/// One `[[auth.certs]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertEntry {
-    /// The certificate's subject CN, and the caller's name in the audit log.
-    pub name: String,
-    /// Its roles.
-    pub roles: Vec<String>,
-}
-
-/// Most entries in `auth.tokens` and in `auth.certs`, each.
-pub const AUTH_ENTRIES_MAX: usize = 1024;
-/// Longest credential name, bytes (X.509's upper bound for a common name).
-pub const CREDENTIAL_NAME_BYTES_MAX: usize = 64;
-
-/// The file name of the default audit log in `data_dir`.
-pub const AUDIT_LOG_FILE: &str = "audit.jsonl";
-
-impl AuthConfig {
-    /// Whether no credential is configured.
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.certs.is_empty()
-    }
-
-    /// Checks names (non-empty, unique, printable), roles (known, at least one) and
-    /// hashes (64 lowercase hex, unique); every error names the entry's field.
-    pub fn check(&self) -> Result<(), Error> {
-        let lists = [
-            ("auth.tokens", self.tokens.len()),
-            ("auth.certs", self.certs.len()),
-        ];
-        for (field, n) in lists {
-            if n > AUTH_ENTRIES_MAX {
-                return Err(invalid(
-                    field,
-                    format!("{n} entries, at most {AUTH_ENTRIES_MAX}"),
-                ));
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut hashes = std::collections::BTreeSet::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            let at = format!("auth.tokens[{i}]");
-            check_entry(&at, &t.name, &t.roles, &mut names)?;
-            let hex = t.sha256.len() == 64
-                && t.sha256
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            if !hex {
-                return Err(invalid(
-                    &format!("{at}.sha256"),
-                    "must be 64 lowercase hex digits: the SHA-256 of the token's text",
-                ));
-            }
-            if !hashes.insert(t.sha256.as_str()) {
-                return Err(invalid(
-                    &format!("{at}.sha256"),
-                    "the same token is listed twice",
-                ));
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, c) in self.certs.iter().enumerate() {
-            check_entry(&format!("auth.certs[{i}]"), &c.name, &c.roles, &mut names)?;
-        }
-        Ok(())
-    }
-}
-
-/// One credential's name and roles.
-fn check_entry<'a>(
-    at: &str,
-    name: &'a str,
-    roles: &[String],
-    names: &mut std::collections::BTreeSet<&'a str>,
-) -> Result<(), Error> {
-    let field = format!("{at}.name");
-    if name.is_empty() || name.len() > CREDENTIAL_NAME_BYTES_MAX {
-        return Err(invalid(
-            &field,
-            format!("must be 1 to {CREDENTIAL_NAME_BYTES_MAX} bytes"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(&field, "must not contain control characters"));
-    }
-    if !names.insert(name) {
-        return Err(invalid(&field, format!("{name:?} is listed twice")));
-    }
-    if roles.is_empty() {
-        return Err(invalid(
-            &format!("{at}.roles"),
-            "must name at least one role",
-        ));
-    }
-    for (j, r) in roles.iter().enumerate() {
-        if crate::security::roles::Role::parse(r).is_none() {
-            return Err(invalid(
-                &format!("{at}.roles[{j}]"),
-                format!(
-                    "unknown role {}: one of reader, platform, referral, operator",
-                    crate::server::convert::echo(r)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Longest peer address (`host:port`, a DNS name is at most 253 characters).
 pub const PEER_ADDRESS_CHARS_MAX: usize = 260;
 /// Most entries in `peers` and in `initial_voters`.
@@ -578,6 +445,139 @@ fn node_addrs(field: &str, v: &toml::Value) -> Result<NodeAddrs, Error> {
         peer: addr("peer")?,
         client: addr("client")?,
     })
+}
+
+/// `[auth]`: who may call the client API, and with which roles (`security::roles`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens, known by their SHA-256.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    /// Client certificates signed by `[tls].ca`, known by their subject CN.
+    #[serde(default)]
+    pub certs: Vec<CertEntry>,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The caller's name in the audit log.
+    pub name: String,
+    /// Its roles (`reader`, `platform`, `referral`, `operator`).
+    pub roles: Vec<String>,
+    /// SHA-256 of the token's UTF-8 text, 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+/// One `[[auth.certs]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertEntry {
+    /// The certificate's subject CN, and the caller's name in the audit log.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+}
+
+/// Most entries in `auth.tokens` and in `auth.certs`, each.
+pub const AUTH_ENTRIES_MAX: usize = 1024;
+/// Longest credential name, bytes (X.509's upper bound for a common name).
+pub const CREDENTIAL_NAME_BYTES_MAX: usize = 64;
+
+/// The file name of the default audit log in `data_dir`.
+pub const AUDIT_LOG_FILE: &str = "audit.jsonl";
+
+impl AuthConfig {
+    /// Whether no credential is configured.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.certs.is_empty()
+    }
+
+    /// Checks names (non-empty, unique, printable), roles (known, at least one) and
+    /// hashes (64 lowercase hex, unique); every error names the entry's field.
+    pub fn check(&self) -> Result<(), Error> {
+        let lists = [
+            ("auth.tokens", self.tokens.len()),
+            ("auth.certs", self.certs.len()),
+        ];
+        for (field, n) in lists {
+            if n > AUTH_ENTRIES_MAX {
+                return Err(invalid(
+                    field,
+                    format!("{n} entries, at most {AUTH_ENTRIES_MAX}"),
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut hashes = std::collections::BTreeSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let at = format!("auth.tokens[{i}]");
+            check_entry(&at, &t.name, &t.roles, &mut names)?;
+            let hex = t.sha256.len() == 64
+                && t.sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !hex {
+                return Err(invalid(
+                    &format!("{at}.sha256"),
+                    "must be 64 lowercase hex digits: the SHA-256 of the token's text",
+                ));
+            }
+            if !hashes.insert(t.sha256.as_str()) {
+                return Err(invalid(
+                    &format!("{at}.sha256"),
+                    "the same token is listed twice",
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.certs.iter().enumerate() {
+            check_entry(&format!("auth.certs[{i}]"), &c.name, &c.roles, &mut names)?;
+        }
+        Ok(())
+    }
+}
+
+/// One credential's name and roles.
+fn check_entry<'a>(
+    at: &str,
+    name: &'a str,
+    roles: &[String],
+    names: &mut std::collections::BTreeSet<&'a str>,
+) -> Result<(), Error> {
+    let field = format!("{at}.name");
+    if name.is_empty() || name.len() > CREDENTIAL_NAME_BYTES_MAX {
+        return Err(invalid(
+            &field,
+            format!("must be 1 to {CREDENTIAL_NAME_BYTES_MAX} bytes"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(&field, "must not contain control characters"));
+    }
+    if !names.insert(name) {
+        return Err(invalid(&field, format!("{name:?} is listed twice")));
+    }
+    if roles.is_empty() {
+        return Err(invalid(
+            &format!("{at}.roles"),
+            "must name at least one role",
+        ));
+    }
+    for (j, r) in roles.iter().enumerate() {
+        if crate::security::roles::Role::parse(r).is_none() {
+            return Err(invalid(
+                &format!("{at}.roles[{j}]"),
+                format!(
+                    "unknown role {}: one of reader, platform, referral, operator",
+                    crate::server::convert::echo(r)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,11 @@
 //! `insecure = true` (checked by `config`). Peer calls are authorised by the peer
 //! service's `PeerGate`, fed with the membership by the node task.
 //!
+//! **Callers.** Every call on the client listener passes `security::auth::AuthLayer`
+//! first: no credential or an unknown one is `UNAUTHENTICATED`, a method outside the
+//! caller's roles `PERMISSION_DENIED`, before any handler runs; audited calls and refusals
+//! go to the audit log (`security::audit`), whose writer is drained at shutdown.
+//!
 //! Shutdown (SIGTERM or ctrl-c, mini-redis style): a `watch` signal stops both servers from
 //! accepting; in-flight calls finish (the node task keeps running for them), then the node
 //! task is stopped and the store dropped. Nothing is lost by a hard kill either: every

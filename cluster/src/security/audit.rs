@@ -22,6 +22,10 @@
 //! ([`AUDIT_QUEUE_LINES_MAX`]) to one writer task; a full channel drops the line and counts
 //! it, and the writer records the count of dropped lines in the file (`{"dropped": n}`), so
 //! a gap is visible. The writer flushes whenever the channel is empty and at shutdown.
+//!
+//! A call is recorded by the node the client called (a write it forwards to the leader is
+//! not recorded again there). The file is opened once, for appending, readable by its owner
+//! only (0600 on Unix); rotate it with copy-and-truncate (logrotate's `copytruncate`).
 
 use crate::error::Error;
 use crate::security::roles::Roles;
@@ -57,9 +61,11 @@ pub struct Writer {
 impl AuditLog {
     /// Opens (appends to, creating) the file at `path` and starts the writer task.
     pub fn open(path: &Path) -> Result<(AuditLog, Writer), Error> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
             .open(path)
             .map_err(|e| Error::Startup(format!("audit_log = {}: {e}", path.display())))?;
         let (tx, rx) = tokio::sync::mpsc::channel(AUDIT_QUEUE_LINES_MAX);
@@ -381,6 +387,12 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
         let first = &lines[0];
         assert_eq!(first["caller"], "ops");
         assert_eq!(first["roles"], serde_json::json!(["operator"]));
