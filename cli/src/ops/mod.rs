@@ -92,7 +92,18 @@ impl Global {
 
     /// A client of the nodes, with the retry policy of an interactive tool.
     pub fn client(&self) -> Result<Client, Failure> {
-        Client::new(&self.addrs(), self.config()?).map_err(|e| Failure::Usage(e.to_string()))
+        let config = self.config()?;
+        let addrs = self.addrs();
+        if config.token.is_some() && config.tls.is_none() {
+            let remote = addrs.iter().find(|a| !credentials::is_loopback(a));
+            if let Some(a) = remote {
+                eprintln!(
+                    "warning: sending the token to {a} in plain text: give the cluster CA \
+                     (--cacert) to use TLS"
+                );
+            }
+        }
+        Client::new(&addrs, config).map_err(|e| Failure::Usage(e.to_string()))
     }
 }
 
