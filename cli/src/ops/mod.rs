@@ -110,8 +110,8 @@ impl Global {
 /// The operator commands (flattened into the top-level `ninety` commands).
 #[derive(Subcommand)]
 pub enum OpsCmd {
-    /// Operates the cluster: init (write configs), status, membership, leadership,
-    /// snapshots.
+    /// Operates the cluster: init (configs and credentials), cert and token (more
+    /// credentials), status, membership, leadership, snapshots.
     Cluster(cluster::ClusterArgs),
     /// Regions: generate a region file from a preset, import one into an empty cluster.
     Region(region::RegionArgs),
