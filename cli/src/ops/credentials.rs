@@ -74,6 +74,18 @@ fn read(flag: &str, path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))
 }
 
+/// Whether `host:port` names this machine (127.0.0.0/8, ::1 or `localhost`).
+pub fn is_loopback(addr: &str) -> bool {
+    let bare = addr
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    match bare.parse::<std::net::SocketAddr>() {
+        Ok(sa) => sa.ip().is_loopback(),
+        Err(_) => bare.rsplit_once(':').is_some_and(|(h, _)| h == "localhost"),
+    }
+}
+
 /// A PEM file's text if it holds a `marker` block (`CERTIFICATE`, `PRIVATE KEY`).
 fn read_pem(flag: &str, path: &Path, marker: &str) -> Result<String, Failure> {
     let text = read(flag, path)?;
@@ -147,5 +159,20 @@ impl Credentials {
             .ok()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses() {
+        assert!(is_loopback("127.0.0.1:7001"));
+        assert!(is_loopback("[::1]:7001"));
+        assert!(is_loopback("localhost:7001"));
+        assert!(is_loopback("http://127.0.0.2:1"));
+        assert!(!is_loopback("10.0.0.1:7001"));
+        assert!(!is_loopback("db1.example:7001"));
     }
 }

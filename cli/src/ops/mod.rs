@@ -92,15 +92,26 @@ impl Global {
 
     /// A client of the nodes, with the retry policy of an interactive tool.
     pub fn client(&self) -> Result<Client, Failure> {
-        Client::new(&self.addrs(), self.config()?).map_err(|e| Failure::Usage(e.to_string()))
+        let config = self.config()?;
+        let addrs = self.addrs();
+        if config.token.is_some() && config.tls.is_none() {
+            let remote = addrs.iter().find(|a| !credentials::is_loopback(a));
+            if let Some(a) = remote {
+                eprintln!(
+                    "warning: sending the token to {a} in plain text: give the cluster CA \
+                     (--cacert) to use TLS"
+                );
+            }
+        }
+        Client::new(&addrs, config).map_err(|e| Failure::Usage(e.to_string()))
     }
 }
 
 /// The operator commands (flattened into the top-level `ninety` commands).
 #[derive(Subcommand)]
 pub enum OpsCmd {
-    /// Operates the cluster: init (write configs), status, membership, leadership,
-    /// snapshots.
+    /// Operates the cluster: init (configs and credentials), cert and token (more
+    /// credentials), status, membership, leadership, snapshots.
     Cluster(cluster::ClusterArgs),
     /// Regions: generate a region file from a preset, import one into an empty cluster.
     Region(region::RegionArgs),
