@@ -51,12 +51,28 @@ fn json_ok(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {}", text(&o)))
 }
 
+/// [`ninety`] with credential flags (`Procs::client_args`) appended: they are global.
+fn ninety_as(creds: &[String], args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(creds.iter().map(String::as_str));
+    ninety(&all)
+}
+
+/// [`json_ok`] with credential flags appended.
+fn json_ok_as(creds: &[String], args: &[&str]) -> Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(creds.iter().map(String::as_str));
+    json_ok(&all)
+}
+
 const PATIENT: &str = "00112233445566778899aabbccddeeff";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_commands_against_a_three_node_cluster() {
     let _serial = harness::SERIAL.lock().await;
     let mut procs = harness::Procs::start(&[1, 2, 3], &[1, 2, 3], harness::Opts::default());
+    // The harness's client certificate (TLS, every role).
+    let creds = procs.client_args();
     tokio::time::timeout(Duration::from_secs(60), async {
         procs.wait_ready(Duration::from_secs(30)).await;
         let wards = harness::ward_ids(&procs, 1).await;
@@ -64,7 +80,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         let n = nodes.as_str();
 
         // cluster status: a table naming every member and one leader ...
-        let o = ninety(&["cluster", "status", "--nodes", n]);
+        let o = ninety_as(&creds, &["cluster", "status", "--nodes", n]);
         assert!(o.status.success(), "{}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.starts_with("leader: "), "{out}");
@@ -73,7 +89,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         }
         assert_eq!(out.matches(" leader ").count(), 1, "{out}");
         // ... and the same as JSON.
-        let s = json_ok(&["cluster", "status", "--nodes", n, "--json"]);
+        let s = json_ok_as(&creds, &["cluster", "status", "--nodes", n, "--json"]);
         let members = s["members"].as_array().expect("members");
         assert_eq!(members.len(), 3, "{s}");
         assert_eq!(members.iter().filter(|m| m["leader"] == true).count(), 1);
@@ -84,7 +100,7 @@ async fn operator_commands_against_a_three_node_cluster() {
 
         // hold → confirm, with the JSON fields an operator reads.
         let ward = wards[0].to_string();
-        let h = json_ok(&[
+        let h = json_ok_as(&creds, &[
             "hold",
             "--nodes",
             n,
@@ -107,7 +123,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         assert_eq!(rid.len(), 32);
         assert_eq!(h["commit"]["replayed"], false);
         // A retry with the printed request id gets the first answer.
-        let again = json_ok(&[
+        let again = json_ok_as(&creds, &[
             "hold",
             "--nodes",
             n,
@@ -122,14 +138,14 @@ async fn operator_commands_against_a_three_node_cluster() {
         assert_eq!(again["hold"]["hold_id"].as_u64(), Some(hold_id));
         assert_eq!(again["commit"]["replayed"], true);
         let id = hold_id.to_string();
-        let c = json_ok(&["confirm", &id, "--nodes", n, "--json"]);
+        let c = json_ok_as(&creds, &["confirm", &id, "--nodes", n, "--json"]);
         assert_eq!(c["hold"]["state"], "HOLD_STATE_CONFIRMED");
         assert!(
             c["commit"]["log_index"].as_u64().unwrap() > h["commit"]["log_index"].as_u64().unwrap()
         );
 
         // hold → release (human table), then hold-status.
-        let o = ninety(&["hold", "--nodes", n, "--ward", &ward, "--patient", PATIENT]);
+        let o = ninety_as(&creds, &["hold", "--nodes", n, "--ward", &ward, "--patient", PATIENT]);
         assert!(o.status.success(), "{}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout).to_string();
         assert!(out.contains("state       active"), "{out}");
@@ -138,15 +154,15 @@ async fn operator_commands_against_a_three_node_cluster() {
             .find_map(|l| l.strip_prefix("hold "))
             .map(|v| v.trim().to_string())
             .expect("the table names the hold");
-        let r = json_ok(&[
+        let r = json_ok_as(&creds, &[
             "release", &second, "--nodes", n, "--json", "--reason", "test",
         ]);
         assert_eq!(r["hold"]["state"], "HOLD_STATE_RELEASED");
-        let st = json_ok(&["hold-status", &second, "--nodes", n, "--json"]);
+        let st = json_ok_as(&creds, &["hold-status", &second, "--nodes", n, "--json"]);
         assert_eq!(st["hold"]["state"], "HOLD_STATE_RELEASED");
 
         // A domain refusal: non-zero, the gRPC code and the rejection.
-        let o = ninety(&["release", &second, "--nodes", n]);
+        let o = ninety_as(&creds, &["release", &second, "--nodes", n]);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -155,7 +171,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         );
 
         // A bad argument: non-zero, and the field is named (table and JSON).
-        let o = ninety(&[
+        let o = ninety_as(&creds, &[
             "hold",
             "--nodes",
             n,
@@ -170,7 +186,7 @@ async fn operator_commands_against_a_three_node_cluster() {
             err.contains("INVALID_ARGUMENT") && err.contains("field:     patient_ref"),
             "{err}"
         );
-        let o = ninety(&[
+        let o = ninety_as(&creds, &[
             "hold",
             "--nodes",
             n,
@@ -185,7 +201,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         assert_eq!(e["error"]["code"], "INVALID_ARGUMENT");
         assert_eq!(e["error"]["rejection"]["field"], "patient_ref");
         // Caught before any call: a duration that is not one.
-        let o = ninety(&[
+        let o = ninety_as(&creds, &[
             "hold",
             "--nodes",
             n,
@@ -204,7 +220,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         );
 
         // Ward counts reflect the confirmed hold.
-        let w = json_ok(&[
+        let w = json_ok_as(&creds, &[
             "wards",
             "--nodes",
             n,
@@ -217,7 +233,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         assert_eq!(w["wards"][0]["occupied_beds"].as_u64(), Some(1), "{w}");
 
         // Every member snapshots.
-        let snap = json_ok(&["cluster", "snapshot", "--nodes", n, "--json"]);
+        let snap = json_ok_as(&creds, &["cluster", "snapshot", "--nodes", n, "--json"]);
         let list = snap["snapshots"].as_array().expect("snapshots");
         assert_eq!(list.len(), 3, "{snap}");
         assert!(
@@ -229,7 +245,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         // Leadership moves where asked.
         let leader = s["leader_id"].as_u64().unwrap();
         let to = [1u64, 2, 3].into_iter().find(|id| *id != leader).unwrap();
-        let t = json_ok(&[
+        let t = json_ok_as(&creds, &[
             "cluster",
             "transfer-leader",
             "--nodes",
@@ -245,7 +261,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         let victim = [1u64, 2, 3].into_iter().find(|id| *id != to).unwrap();
         procs.kill(victim);
         std::fs::remove_dir_all(procs.data_dir(victim)).expect("wipe the data dir");
-        let r = json_ok(&[
+        let r = json_ok_as(&creds, &[
             "cluster",
             "remove-member",
             "--nodes",
@@ -256,7 +272,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         ]);
         assert_eq!(r["members"].as_array().map(Vec::len), Some(2), "{r}");
         procs.spawn(victim, false);
-        let a = json_ok(&[
+        let a = json_ok_as(&creds, &[
             "cluster",
             "add-member",
             "--nodes",
@@ -277,7 +293,7 @@ async fn operator_commands_against_a_three_node_cluster() {
             members.iter().all(|m| m["role"] == "MEMBER_ROLE_VOTER"),
             "{a}"
         );
-        let s = json_ok(&["cluster", "status", "--nodes", n, "--json"]);
+        let s = json_ok_as(&creds, &["cluster", "status", "--nodes", n, "--json"]);
         let back = s["members"]
             .as_array()
             .unwrap()
@@ -287,7 +303,7 @@ async fn operator_commands_against_a_three_node_cluster() {
         assert!(back.is_some_and(|m| m["reachable"] == true), "{s}");
 
         // An unreachable cluster: a clear failure, not a hang.
-        let o = ninety(&[
+        let o = ninety_as(&creds, &[
             "cluster",
             "status",
             "--nodes",

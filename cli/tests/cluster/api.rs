@@ -31,6 +31,7 @@ fn client(p: &Procs, ids: &[u64]) -> Client {
     let config = Config {
         attempt_timeout: Duration::from_secs(3),
         total_timeout: Duration::from_secs(10),
+        tls: p.client_tls(),
         ..Config::default()
     };
     Client::new(&addrs, config).expect("client")
@@ -53,8 +54,6 @@ async fn every_service_and_every_error_code() {
         let opts = Opts {
             fault_injection: true,
             region: Some("gba"),
-            // Plain text until ninety_client's Config has `tls` (issue 12, client half).
-            insecure: true,
             ..Opts::default()
         };
         let p = Procs::start(&[1, 2, 3], &[1, 2, 3], opts);

@@ -309,6 +309,17 @@ impl Procs {
         ]
     }
 
+    /// `ninety_client` TLS settings for the harness's client certificate (every role);
+    /// `None` on an insecure cluster.
+    pub fn client_tls(&self) -> Option<ninety_client::ClientTls> {
+        let tls = self.tls.as_ref()?;
+        Some(ninety_client::ClientTls {
+            ca_pem: tls.ca.pem.cert.clone(),
+            identity: Some((tls.client.cert.clone(), tls.client.key.clone())),
+            domain: None,
+        })
+    }
+
     /// Channels to the client listeners of `ids`, for [`workload`].
     pub fn channels(&self, ids: &[u64]) -> Vec<Channel> {
         ids.iter().map(|id| self.channel(*id)).collect()

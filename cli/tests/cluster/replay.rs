@@ -18,10 +18,7 @@ async fn wait_for_schedules(p: &Procs, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         for id in p.live() {
-            let uri = format!("http://{}", p.addr(id));
-            let Ok(mut c) = SchedulingClient::connect(uri).await else {
-                continue;
-            };
+            let mut c = SchedulingClient::new(p.channel(id));
             let r = c
                 .find_slots(pb::FindSlotsRequest {
                     doctor_id: last,
@@ -50,9 +47,6 @@ async fn a_short_gba_replay_is_mostly_answered() {
             &[1, 2, 3],
             Opts {
                 region: Some("gba"),
-                // Plain text until the `ninety` CLI has --cacert/--cert/--key (then pass
-                // `p.client_args()`), and `wait_for_schedules` dials http://.
-                insecure: true,
                 ..Opts::default()
             },
         );
@@ -62,6 +56,7 @@ async fn a_short_gba_replay_is_mostly_answered() {
         let report = p.dir.path().join("report");
         let targets = [1, 2, 3].map(|id| p.addr(id)).join(",");
         let (trace_arg, report_arg) = (trace.clone(), report.clone());
+        let creds = p.client_args();
         let started = Instant::now();
         let out = tokio::task::spawn_blocking(move || {
             let ninety = env!("CARGO_BIN_EXE_ninety");
@@ -83,6 +78,7 @@ async fn a_short_gba_replay_is_mostly_answered() {
                 .arg(&trace_arg)
                 .arg("--report")
                 .arg(&report_arg)
+                .args(&creds)
                 .output()
                 .expect("runs ninety sim replay")
         })
