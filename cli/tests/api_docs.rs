@@ -24,6 +24,36 @@ struct Example {
     method: String,
     json: String,
     expect: tonic::Code,
+    /// `-cacert` given: TLS. `-plaintext`: none.
+    tls: bool,
+    /// `-cert` and `-key` given: present a client certificate.
+    client_cert: bool,
+    /// The shell variable named by `-H "authorization: Bearer $NAME"`.
+    token_var: Option<String>,
+}
+
+/// The value of flag `flag` in a grpcurl command line (quotes removed).
+fn flag_value(cmd: &str, flag: &str) -> Option<String> {
+    let at = cmd.find(&format!(" {flag} "))? + flag.len() + 2;
+    let rest = cmd[at..].trim_start();
+    let (quote, body) = match rest.chars().next()? {
+        q @ ('"' | '\'') => (Some(q), &rest[1..]),
+        _ => (None, rest),
+    };
+    let end = match quote {
+        Some(q) => body.find(q)?,
+        None => body.find(' ').unwrap_or(body.len()),
+    };
+    Some(body[..end].to_string())
+}
+
+/// The token variable of `-H "authorization: Bearer $NAME"`.
+fn token_var(cmd: &str, line: usize) -> Option<String> {
+    let header = flag_value(cmd, "-H")?;
+    let var = header
+        .strip_prefix("authorization: Bearer $")
+        .unwrap_or_else(|| panic!("docs/api.md:{line}: -H must be `authorization: Bearer $NAME`"));
+    Some(var.to_string())
 }
 
 fn code_named(name: &str) -> tonic::Code {
@@ -35,6 +65,8 @@ fn code_named(name: &str) -> tonic::Code {
         "FAILED_PRECONDITION" => FailedPrecondition,
         "UNAVAILABLE" => Unavailable,
         "RESOURCE_EXHAUSTED" => ResourceExhausted,
+        "UNAUTHENTICATED" => Unauthenticated,
+        "PERMISSION_DENIED" => PermissionDenied,
         "DEADLINE_EXCEEDED" => DeadlineExceeded,
         "UNIMPLEMENTED" => Unimplemented,
         other => panic!("docs/api.md: unknown code {other}"),
@@ -66,10 +98,18 @@ fn examples(markdown: &str) -> Vec<Example> {
                 .and_then(|(_, rest)| rest.split_once('\''))
                 .map_or_else(|| "{}".to_string(), |(j, _)| j.to_string());
             let method = cmd.split_whitespace().last().expect("a method").to_string();
+            let tls = flag_value(&cmd, "-cacert").is_some();
             assert!(
-                cmd.contains("-plaintext"),
-                "docs/api.md:{start}: examples use -plaintext"
+                tls != cmd.contains(" -plaintext "),
+                "docs/api.md:{start}: an example uses either -cacert or -plaintext"
             );
+            let client_cert = flag_value(&cmd, "-cert").is_some();
+            assert_eq!(
+                client_cert,
+                flag_value(&cmd, "-key").is_some(),
+                "docs/api.md:{start}: -cert goes with -key"
+            );
+            let token_var = token_var(&cmd, start);
             if !method.contains('/') {
                 // `grpcurl ... list` / `describe`: reflection, checked separately.
                 i += 1;
@@ -80,6 +120,9 @@ fn examples(markdown: &str) -> Vec<Example> {
                 method,
                 json,
                 expect,
+                tls,
+                client_cert,
+                token_var,
             });
             expect = tonic::Code::Ok;
         }
@@ -263,6 +306,20 @@ async fn every_documented_example_works() {
         examples.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn credentials_are_read_off_the_command_line() {
+    let md = "grpcurl -cacert local/tls/ca.pem -H \"authorization: Bearer $PLATFORM\" \\\n  -d '{\"x\": 1}' localhost:7001 ninety.v1.Scheduling/FindSlots\n\
+              grpcurl -cacert ca.pem -cert c.pem -key c.key localhost:7001 ninety.v1.Admin/ClusterStatus\n\
+              grpcurl -plaintext localhost:7001 grpc.health.v1.Health/Check\n";
+    let ex = examples(md);
+    assert_eq!(ex.len(), 3);
+    assert!(ex[0].tls && !ex[0].client_cert);
+    assert_eq!(ex[0].token_var.as_deref(), Some("PLATFORM"));
+    assert_eq!(ex[0].json, "{\"x\": 1}");
+    assert!(ex[1].tls && ex[1].client_cert && ex[1].token_var.is_none());
+    assert!(!ex[2].tls && !ex[2].client_cert);
 }
 
 #[test]
