@@ -5,7 +5,7 @@
 //!
 //! So the documented examples cannot rot: a renamed field, a wrong id or a changed error
 //! code fails this test. (grpcurl itself is a Go tool that cannot be installed on the build
-//! machine; this runner follows its rules for `-plaintext -d '<json>' ADDR service/method`.)
+//! machine; this runner follows its rules for `-cacert FILE -H HEADER -d '<json>' ADDR service/method`.)
 
 #[path = "cluster/harness.rs"]
 #[allow(dead_code)]
@@ -180,6 +180,7 @@ async fn call(
     pool: &DescriptorPool,
     channel: tonic::transport::Channel,
     ex: &Example,
+    token: Option<&str>,
 ) -> Result<DynamicMessage, Status> {
     let (service, method) = ex
         .method
@@ -203,6 +204,10 @@ async fn call(
     let path = http::uri::PathAndQuery::try_from(path).expect("path");
     let mut req = tonic::Request::new(request);
     req.set_timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        let value = format!("Bearer {t}").parse().expect("a metadata value");
+        req.metadata_mut().insert("authorization", value);
+    }
     grpc.unary(req, path, DynCodec(method.output()))
         .await
         .map(tonic::Response::into_inner)
@@ -217,18 +222,35 @@ async fn every_documented_example_works() {
     let pool = pool();
 
     let _serial = harness::SERIAL.lock().await;
+    // The page's four shell variables, each a token of the role it is named after.
+    let tokens: Vec<(String, String)> = ["OPERATOR", "PLATFORM", "REFERRAL", "READER"]
+        .iter()
+        .map(|v| (v.to_string(), ninety_cluster::security::certs::new_token().expect("token")))
+        .collect();
+    let extra_toml = tokens
+        .iter()
+        .map(|(var, token)| {
+            format!(
+                "[[auth.tokens]]\nname = \"{var}\"\nroles = [\"{}\"]\nsha256 = \"{}\"\n",
+                var.to_lowercase(),
+                ninety_cluster::security::certs::token_sha256(token)
+            )
+        })
+        .collect();
     let procs = harness::Procs::start(
         &[1, 2, 3],
         &[1, 2, 3],
         harness::Opts {
             region: Some("gba"),
+            extra_toml,
             ..Default::default()
         },
     );
     let leader = procs.wait_ready(Duration::from_secs(120)).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", procs.addr(leader)))
-        .expect("endpoint")
-        .connect_lazy();
+    // TLS without a client certificate (the page's -cacert), or with the harness's (-cert).
+    let anonymous = procs.channel_with(leader, None);
+    let with_cert = procs.channel(leader);
+    let channel = with_cert.clone();
 
     // Reflection lists every service, as grpcurl's `list` would show.
     let mut reflection =
@@ -269,7 +291,16 @@ async fn every_documented_example_works() {
 
     let mut failures = Vec::new();
     for ex in &examples {
-        let got = call(&pool, channel.clone(), ex).await;
+        assert!(ex.tls, "docs/api.md:{}: examples call with -cacert", ex.line);
+        let token = ex.token_var.as_ref().map(|var| {
+            let (_, t) = tokens
+                .iter()
+                .find(|(v, _)| v == var)
+                .unwrap_or_else(|| panic!("docs/api.md:{}: unknown ${var}", ex.line));
+            t.as_str()
+        });
+        let channel = if ex.client_cert { &with_cert } else { &anonymous };
+        let got = call(&pool, channel.clone(), ex, token).await;
         let code = got.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         match &got {
             Ok(m) => eprintln!(
