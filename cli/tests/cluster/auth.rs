@@ -466,10 +466,13 @@ async fn the_audit_log_records_granted_writes_and_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credentials_listed_and_not_insecure_refuses_all_but_health() {
     crate::bounded(async {
-        // Its own plain-text config below (loopback, no [tls], no [auth]); once the harness
-        // dials with TLS by default, start with `Opts { insecure: true, .. }` for plain
-        // channels.
-        let mut p = Procs::start(&[1], &[], Opts::default());
+        // Its own plain-text config below (loopback, no [tls], no [auth]): the harness is
+        // started insecure so that its channels are plain text too.
+        let opts = Opts {
+            insecure: true,
+            ..Opts::default()
+        };
+        let mut p = Procs::start(&[1], &[], opts);
         let config = format!(
             "id = 1\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\n\
              init = true\ninitial_voters = [1]\n",

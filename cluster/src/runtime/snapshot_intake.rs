@@ -157,7 +157,7 @@ impl SnapshotIntake {
             ));
         };
         sender(first.from_node, first.to_node)?;
-        let head = parse_head(&first)?;
+        let head = parse_head(&first, &sender)?;
         self.check_declared(first.total_bytes)?;
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
@@ -229,13 +229,19 @@ impl SnapshotIntake {
     }
 }
 
-/// The Raft message of the first chunk: a `MsgSnapshot` between the chunk's nodes.
-fn parse_head(first: &SnapshotChunk) -> Result<Message, Status> {
+/// The Raft message of the first chunk: a `MsgSnapshot` between the chunk's nodes. The
+/// message's own `from`/`to` go through the sender check too, so a member's chunks carrying
+/// another node's snapshot are refused (and counted) as that check refuses them.
+fn parse_head(
+    first: &SnapshotChunk,
+    sender: &impl Fn(u64, u64) -> Result<(), Status>,
+) -> Result<Message, Status> {
     let m = Message::parse_from_bytes(&first.raft_message)
         .map_err(|e| Status::invalid_argument(format!("raft_message: {e}")))?;
     if m.get_msg_type() != MessageType::MsgSnapshot {
         return Err(Status::invalid_argument("raft_message: not a MsgSnapshot"));
     }
+    sender(m.from, m.to)?;
     if (m.from, m.to) != (first.from_node, first.to_node) {
         return Err(Status::invalid_argument(format!(
             "raft_message: from {} to {} is not the chunk's from_node {} to_node {}",
