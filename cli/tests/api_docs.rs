@@ -225,7 +225,12 @@ async fn every_documented_example_works() {
     // The page's four shell variables, each a token of the role it is named after.
     let tokens: Vec<(String, String)> = ["OPERATOR", "PLATFORM", "REFERRAL", "READER"]
         .iter()
-        .map(|v| (v.to_string(), ninety_cluster::security::certs::new_token().expect("token")))
+        .map(|v| {
+            (
+                v.to_string(),
+                ninety_cluster::security::certs::new_token().expect("token"),
+            )
+        })
         .collect();
     let extra_toml = tokens
         .iter()
@@ -291,7 +296,11 @@ async fn every_documented_example_works() {
 
     let mut failures = Vec::new();
     for ex in &examples {
-        assert!(ex.tls, "docs/api.md:{}: examples call with -cacert", ex.line);
+        assert!(
+            ex.tls,
+            "docs/api.md:{}: examples call with -cacert",
+            ex.line
+        );
         let token = ex.token_var.as_ref().map(|var| {
             let (_, t) = tokens
                 .iter()
@@ -299,7 +308,11 @@ async fn every_documented_example_works() {
                 .unwrap_or_else(|| panic!("docs/api.md:{}: unknown ${var}", ex.line));
             t.as_str()
         });
-        let channel = if ex.client_cert { &with_cert } else { &anonymous };
+        let channel = if ex.client_cert {
+            &with_cert
+        } else {
+            &anonymous
+        };
         let got = call(&pool, channel.clone(), ex, token).await;
         let code = got.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         match &got {

@@ -285,7 +285,9 @@ async fn a_wrong_or_malformed_token_is_refused() {
         let mut basic = tonic::Request::new(pb::ClusterStatusRequest {});
         let value = format!("Basic {}", token("operator")).parse().unwrap();
         basic.metadata_mut().insert("authorization", value);
-        let status = AdminClient::new(p.channel_with(1, None)).cluster_status(basic).await;
+        let status = AdminClient::new(p.channel_with(1, None))
+            .cluster_status(basic)
+            .await;
         assert_eq!(code(status), Code::Unauthenticated, "Basic scheme");
     })
     .await;

@@ -13,5 +13,5 @@ pub mod audit;
 pub mod auth;
 pub mod certs;
 pub mod identity;
-pub mod tls;
 pub mod roles;
+pub mod tls;
