@@ -1269,10 +1269,7 @@ async fn a_secure_init_cluster_answers_only_with_the_ca_and_the_token() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().to_str().unwrap();
     let ports: Vec<String> = (0..6)
-        .map(|_| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-            format!("127.0.0.1:{}", l.local_addr().unwrap().port())
-        })
+        .map(|_| format!("127.0.0.1:{}", harness::free_port()))
         .collect();
     let (addrs, peers) = (ports[..3].join(","), ports[3..].join(","));
     json_ok(&[

@@ -28,9 +28,35 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Staffed beds per ward of the "test" region (see `runtime::test_region`).
 pub const STAFFED_BEDS: u32 = 10;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+/// Ports handed to nodes come from here, below Linux's ephemeral range (32768-60999 by
+/// default): a port the OS picks for an outgoing connection can then never take a node's
+/// port while that node is down for a restart (a port-0 bind could, and did).
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free port of [`NODE_PORTS`], never the same twice in this process.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: StdMutex<Option<(SplitMix64, std::collections::BTreeSet<u16>)>> =
+        StdMutex::new(None);
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let (rng, taken) = guard.get_or_insert_with(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        (SplitMix64::new(seed), Default::default())
+    });
+    let span = u64::from(NODE_PORTS.end - NODE_PORTS.start);
+    for _ in 0..10_000 {
+        let port = NODE_PORTS.start + (rng.next_u64() % span) as u16;
+        if taken.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {NODE_PORTS:?}");
 }
 
 /// Options for the nodes' config files.
