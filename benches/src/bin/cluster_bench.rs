@@ -8,7 +8,7 @@
 //! cargo build --release -p ninety
 //! cargo run --release -p ninety-benches --bin cluster_bench -- \
 //!     [--clients 1,16,64,256] [--seconds 10] [--mode single|batch|empty|all] [--batch 64] \
-//!     [--json out.json] [--ninety-bin target/release/ninety]
+//!     [--json out.json] [--ninety-bin target/release/ninety] [--security tls|insecure]
 //! ```
 //!
 //! The `ninety` binary is found next to this one (the same target directory) unless
@@ -16,10 +16,16 @@
 //! the leader. Prints ops/s and p50/p99/p999 latency per row (hdrhistogram) and, with
 //! `--json`, writes every figure plus the machine (cores, CPU, load average) to a file. The
 //! node processes are stopped on every exit path (a Drop guard; Ctrl-C included).
+//!
+//! Security (issue 12): `--security tls` (the default) makes a CA, node certificates and a
+//! bearer token (roles referral and reader) in the bench dir, and every call goes over TLS
+//! with the token; `--security insecure` starts the nodes with `insecure = true` (plain
+//! HTTP/2, anonymous callers with every role). The health check is public in both.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ninety_client::{pb, Client, Config};
+use ninety_client::{pb, Client, ClientTls, Config};
+use ninety_cluster::security::certs::{self, Ca};
 use ninety_engine::generate::{self, Preset};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -70,6 +76,11 @@ struct Args {
     /// Keep the nodes' data and logs.
     #[arg(long)]
     keep_data: bool,
+    /// tls: a CA, node certificates and a bearer token (roles referral, reader) made in the
+    /// bench dir, every call over TLS with the token; insecure: `insecure = true` (plain
+    /// HTTP/2, anonymous callers).
+    #[arg(long, default_value = "tls", value_parser = ["tls", "insecure"])]
+    security: String,
 }
 
 /// The node processes; SIGTERM then SIGKILL when dropped, so no exit path leaves one running.
@@ -78,6 +89,8 @@ struct Nodes {
     addrs: Vec<String>,
     dir: PathBuf,
     keep: bool,
+    /// How the bench's clients reach the nodes (TLS and token, or neither).
+    client: Config,
 }
 
 impl Drop for Nodes {
@@ -175,14 +188,90 @@ fn ninety_bin(args: &Args) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn start(args: &Args) -> anyhow::Result<Nodes> {
-    let bin = ninety_bin(args)?;
+/// What the node configs say about security, and how the bench's clients call the nodes.
+struct Security {
+    /// Top-level keys of every node config (before `[peers]`).
+    keys: String,
+    /// Tables of each node's config (after `[peers]`), by node index.
+    tables: Vec<String>,
+    client: Config,
+}
+
+fn client_config(tls: Option<ClientTls>, token: Option<String>) -> Config {
+    Config {
+        attempt_timeout: Duration::from_secs(10),
+        total_timeout: Duration::from_secs(30),
+        tls,
+        token,
+        ..Config::default()
+    }
+}
+
+fn toml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+/// `--security tls`: a CA, a certificate per node (127.0.0.1) and a bearer token with the
+/// roles the bench needs (referral for holds, reader for status and availability), written
+/// to `dir`; `insecure`: `insecure = true` and nothing else.
+fn security(mode: &str, dir: &Path, n: usize) -> anyhow::Result<Security> {
+    if mode == "insecure" {
+        return Ok(Security {
+            keys: "insecure = true\n".into(),
+            tables: vec![String::new(); n],
+            client: client_config(None, None),
+        });
+    }
+    let err = |e: ninety_cluster::Error| anyhow::anyhow!("bench certificates: {e}");
+    let ca = Ca::new("bench").map_err(err)?;
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca.pem.cert)?;
+    let token = certs::new_token().map_err(err)?;
+    std::fs::write(dir.join("bench.token"), &token)?;
+    let stanza = format!(
+        "[[auth.tokens]]\nname = \"bench\"\nroles = [\"referral\", \"reader\"]\nsha256 = \"{}\"\n",
+        certs::token_sha256(&token)
+    );
+    let mut tables = Vec::with_capacity(n);
+    for id in 1..=n as u64 {
+        let pem = ca.node_cert(id, &["127.0.0.1".to_string()]).map_err(err)?;
+        let (cert, key) = (
+            dir.join(format!("node{id}.pem")),
+            dir.join(format!("node{id}.key")),
+        );
+        std::fs::write(&cert, &pem.cert)?;
+        std::fs::write(&key, &pem.key)?;
+        tables.push(format!(
+            "\n[tls]\nca = {}\ncert = {}\nkey = {}\n\n{stanza}",
+            toml_path(&ca_path),
+            toml_path(&cert),
+            toml_path(&key)
+        ));
+    }
+    let tls = ClientTls {
+        ca_pem: ca.pem.cert.clone(),
+        identity: None,
+        domain: None,
+    };
+    Ok(Security {
+        keys: String::new(),
+        tables,
+        client: client_config(Some(tls), Some(token)),
+    })
+}
+
+/// A fresh directory for the nodes' data, logs and (with TLS) certificates.
+fn bench_dir() -> anyhow::Result<PathBuf> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let dir = std::env::temp_dir().join(format!("ninety-bench-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    // Three client ports, then three peer ports: a node serves each on its own listener.
+    Ok(dir)
+}
+
+/// Three client ports, then three peer ports: a node serves each on its own listener.
+fn free_addrs() -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let listeners: Vec<std::net::TcpListener> = (0..6)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
@@ -192,69 +281,90 @@ fn start(args: &Args) -> anyhow::Result<Nodes> {
         .collect::<Result<_, _>>()?;
     drop(listeners);
     let peer_addrs = addrs.split_off(3);
+    Ok((addrs, peer_addrs))
+}
+
+/// Node `i`'s config file text (`i` from 0).
+fn node_toml(
+    i: usize,
+    args: &Args,
+    dir: &Path,
+    (addrs, peer_addrs): (&[String], &[String]),
+    sec: &Security,
+) -> String {
+    let id = i + 1;
     let extra = if args.max_pending_proposals > 0 {
         format!("max_pending_proposals = {}\n", args.max_pending_proposals)
     } else {
         String::new()
     };
+    let mut text = format!(
+        "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = {}\n\
+         region = \"gba\"\ninit = true\n{extra}{}\n[peers]\n",
+        addrs[i],
+        peer_addrs[i],
+        toml_path(&dir.join(format!("node{id}"))),
+        sec.keys
+    );
+    for (j, (a, p)) in addrs.iter().zip(peer_addrs).enumerate() {
+        text.push_str(&format!(
+            "\"{}\" = {{ peer = \"{p}\", client = \"{a}\" }}\n",
+            j + 1
+        ));
+    }
+    text.push_str(&sec.tables[i]);
+    text
+}
+
+fn spawn_node(bin: &Path, dir: &Path, id: usize, text: &str) -> anyhow::Result<Child> {
+    let cfg = dir.join(format!("node{id}.toml"));
+    std::fs::write(&cfg, text)?;
+    let log = std::fs::File::create(dir.join(format!("node{id}.log")))?;
+    Ok(Command::new(bin)
+        .args(["node", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?)
+}
+
+fn start(args: &Args) -> anyhow::Result<Nodes> {
+    let bin = ninety_bin(args)?;
+    let dir = bench_dir()?;
+    let (addrs, peer_addrs) = free_addrs()?;
+    let sec = security(&args.security, &dir, addrs.len())?;
     let mut nodes = Nodes {
         children: Vec::new(),
         addrs: addrs.clone(),
         dir: dir.clone(),
         keep: args.keep_data,
+        client: sec.client.clone(),
     };
-    for (i, addr) in addrs.iter().enumerate() {
-        let id = i + 1;
-        let mut text = format!(
-            "id = {id}\nlisten = \"{addr}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
-             region = \"gba\"\ninit = true\n{extra}\n[peers]\n",
-            peer_addrs[i],
-            dir.join(format!("node{id}")).display()
-        );
-        for (j, (a, p)) in addrs.iter().zip(&peer_addrs).enumerate() {
-            text.push_str(&format!(
-                "\"{}\" = {{ peer = \"{p}\", client = \"{a}\" }}\n",
-                j + 1
-            ));
-        }
-        let cfg = dir.join(format!("node{id}.toml"));
-        std::fs::write(&cfg, text)?;
-        let log = std::fs::File::create(dir.join(format!("node{id}.log")))?;
-        let child = Command::new(&bin)
-            .args(["node", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        nodes.children.push(child);
+    for i in 0..addrs.len() {
+        let text = node_toml(i, args, &dir, (&addrs, &peer_addrs), &sec);
+        nodes.children.push(spawn_node(&bin, &dir, i + 1, &text)?);
     }
     eprintln!(
-        "3 nodes on {} (binary {}), data in {}",
+        "3 nodes on {} (binary {}, security {}), data in {}",
         addrs.join(", "),
         bin.display(),
+        args.security,
         dir.display()
     );
     Ok(nodes)
 }
 
-fn client_of(addrs: &[String]) -> anyhow::Result<Client> {
-    Ok(Client::new(
-        addrs,
-        Config {
-            attempt_timeout: Duration::from_secs(10),
-            total_timeout: Duration::from_secs(30),
-            ..Config::default()
-        },
-    )?)
+fn client_of(addrs: &[String], config: &Config) -> anyhow::Result<Client> {
+    Ok(Client::new(addrs, config.clone())?)
 }
 
 /// Waits for a leader and the region, returns the leader's address.
 async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let started = Instant::now();
-    let client = client_of(&nodes.addrs)?;
+    let client = client_of(&nodes.addrs, &nodes.client)?;
     loop {
         nodes.check_alive()?;
         anyhow::ensure!(
@@ -270,7 +380,7 @@ async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<
             continue;
         }
         let leader = nodes.addrs[st.leader_id as usize - 1].clone();
-        let r = client_of(std::slice::from_ref(&leader))?
+        let r = client_of(std::slice::from_ref(&leader), &nodes.client)?
             .ward_availability(pb::WardAvailabilityRequest {
                 hospital_id: last_ward.0,
                 ward_ids: vec![last_ward.1],
@@ -692,7 +802,8 @@ fn print_row(r: &Row) {
     );
 }
 
-async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
+/// The staffed wards' ids and the (hospital, ward) of the last ward (loaded last).
+fn gba_wards() -> (Vec<u32>, (u32, u32)) {
     let region = generate::region(Preset::Gba, generate::DEFAULT_SEED);
     let wards: Vec<u32> = region
         .wards
@@ -705,50 +816,35 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
         .last()
         .map(|w| (w.ward.hospital.0, w.ward.id.0))
         .unwrap_or((1, 1));
-    let leader = wait_ready(nodes, last).await?;
-    // The leader first; the others only for failover.
-    let mut order = vec![leader.clone()];
-    order.extend(nodes.addrs.iter().filter(|a| **a != leader).cloned());
-    let modes: Vec<Mode> = match args.mode.as_str() {
+    (wards, last)
+}
+
+fn modes(mode: &str) -> anyhow::Result<Vec<Mode>> {
+    Ok(match mode {
         "all" => vec![Mode::Empty, Mode::Single, Mode::Batch],
         "empty" => vec![Mode::Empty],
         "single" => vec![Mode::Single],
         "batch" => vec![Mode::Batch],
         m => anyhow::bail!("--mode {m:?}: expected single, batch, empty or all"),
-    };
-    let load_start = loadavg();
-    println!(
-        "\ncluster bench: {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, max_pending_proposals {}, load average {load_start}",
-        args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections, args.max_pending_proposals
-    );
-    print_header();
-    let mut rows = Vec::new();
-    for mode in &modes {
-        for &c in &args.clients {
-            nodes.check_alive()?;
-            let conns = args.connections.clamp(1, c.max(1));
-            let pool: Vec<Client> = (0..conns)
-                .map(|_| client_of(&order))
-                .collect::<Result<_, _>>()?;
-            let row = run_row(*mode, c.max(1), &args, &pool, &wards, nodes).await;
-            print_row(&row);
-            rows.push(row);
-        }
-    }
-    let load_end = loadavg();
-    println!("load average at the end: {load_end}");
+    })
+}
+
+/// Every figure, the machine and the configuration, as written by `--json`.
+fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<Value> {
     Ok(json!({
         "date": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        "security": args.security,
         "machine": {
             "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "cpu": cpu_model(),
-            "loadavg_start": load_start,
-            "loadavg_end": load_end,
+            "loadavg_start": load.0,
+            "loadavg_end": load.1,
         },
         "config": {
             "nodes": 3,
             "fsync": true,
             "region": "gba",
+            "security": args.security,
             "seconds": args.seconds,
             "warmup": args.warmup,
             "batch": args.batch,
@@ -759,6 +855,37 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
         },
         "rows": rows.iter().map(|r| r.json(args.batch)).collect::<Vec<_>>(),
     }))
+}
+
+async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
+    let modes = modes(&args.mode)?;
+    let (wards, last) = gba_wards();
+    let leader = wait_ready(nodes, last).await?;
+    // The leader first; the others only for failover.
+    let mut order = vec![leader.clone()];
+    order.extend(nodes.addrs.iter().filter(|a| **a != leader).cloned());
+    let load_start = loadavg();
+    println!(
+        "\ncluster bench: security {}, {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, max_pending_proposals {}, load average {load_start}",
+        args.security, args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections, args.max_pending_proposals
+    );
+    print_header();
+    let mut rows = Vec::new();
+    for mode in &modes {
+        for &c in &args.clients {
+            nodes.check_alive()?;
+            let conns = args.connections.clamp(1, c.max(1));
+            let pool: Vec<Client> = (0..conns)
+                .map(|_| client_of(&order, &nodes.client))
+                .collect::<Result<_, _>>()?;
+            let row = run_row(*mode, c.max(1), &args, &pool, &wards, nodes).await;
+            print_row(&row);
+            rows.push(row);
+        }
+    }
+    let load_end = loadavg();
+    println!("load average at the end: {load_end}");
+    report(&args, &rows, (load_start, load_end))
 }
 
 /// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, naming it.
