@@ -97,3 +97,40 @@ async fn add_and_remove_members_under_load() {
     })
     .await;
 }
+
+/// A refused `AddMember` (node 1 is already a voter) changes nothing: the leader's address
+/// book still dials node 1 where it listens, so node 1 keeps up with the writes that follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_add_member_leaves_the_address_book_alone() {
+    crate::bounded(async {
+        let p = Procs::start(&[1, 2, 3], &[1, 2, 3], Opts::default());
+        let leader = p.wait_ready(Duration::from_secs(20)).await;
+        let member = if leader == 1 { 2 } else { 1 };
+        let bogus = format!("127.0.0.1:{}", free_port());
+        let refused = p
+            .admin(leader)
+            .add_member(pb::AddMemberRequest {
+                request_id: "re-add-a-member".into(),
+                node_id: member,
+                address: bogus.clone(),
+                client_address: format!("127.0.0.1:{}", free_port()),
+            })
+            .await
+            .expect_err("a voter cannot be added again");
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+        // Writes after the refusal reach every node, the re-added id's included.
+        let wards = ward_ids(&p, leader).await;
+        let until = Instant::now() + Duration::from_secs(2);
+        let ledger = workload(p.channels(&[leader]), wards, 2, until).await;
+        assert!(!ledger.lock().unwrap().is_empty(), "no write committed");
+        p.converge(&[1, 2, 3], Duration::from_secs(15)).await;
+        for id in [1, 2, 3] {
+            check_ledger(&p, id, &ledger).await;
+        }
+    })
+    .await;
+}

@@ -85,11 +85,25 @@ impl PeerBook {
         self.addrs.load().get(&id).map(|a| a.client.clone())
     }
 
-    /// Records (or changes) a node's addresses, e.g. from `Admin.AddMember`.
-    pub fn set(&self, id: u64, addr: NodeAddrs) {
-        self.addrs.rcu(|m| {
+    /// Records (or changes) a node's addresses, e.g. from `Admin.AddMember`; returns what
+    /// the book held for it before, for [`PeerBook::restore`].
+    pub fn set(&self, id: u64, addr: NodeAddrs) -> Option<NodeAddrs> {
+        let before = self.addrs.rcu(|m| {
             let mut m = BTreeMap::clone(m);
             m.insert(id, addr.clone());
+            m
+        });
+        before.get(&id).cloned()
+    }
+
+    /// Puts back what [`PeerBook::set`] returned: a refused change leaves the book as it was.
+    pub fn restore(&self, id: u64, before: Option<NodeAddrs>) {
+        self.addrs.rcu(|m| {
+            let mut m = BTreeMap::clone(m);
+            match &before {
+                Some(a) => m.insert(id, a.clone()),
+                None => m.remove(&id),
+            };
             m
         });
     }

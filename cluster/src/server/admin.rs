@@ -346,13 +346,29 @@ impl Admin for AdminService {
                  `peer_listen`, two different ports",
             ));
         }
-        // Recorded before the change so the leader can reach the learner at once.
+        // Recorded before the change so the leader can reach the learner at once, and put
+        // back when the change is refused (a member's id, a change in progress, a full
+        // queue): a refused call changes nothing, so the book never dials a member at an
+        // address nobody accepted. An outcome that is unknown (UNAVAILABLE, which also
+        // answers "not the leader") keeps it: the change may have been applied, and a retry
+        // sets the same address again.
         let addrs = crate::runtime::config::NodeAddrs {
             peer: r.address,
             client: r.client_address,
         };
-        self.cluster.book.set(r.node_id, addrs);
-        self.change(MembershipChange::AddLearner(r.node_id)).await
+        let before = self.cluster.book.set(r.node_id, addrs);
+        let answer = self.change(MembershipChange::AddLearner(r.node_id)).await;
+        if let Err(s) = &answer {
+            if matches!(
+                s.code(),
+                tonic::Code::FailedPrecondition
+                    | tonic::Code::InvalidArgument
+                    | tonic::Code::ResourceExhausted
+            ) {
+                self.cluster.book.restore(r.node_id, before);
+            }
+        }
+        answer
     }
 
     async fn promote_member(
