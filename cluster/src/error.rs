@@ -84,6 +84,10 @@ pub enum RequestError {
     /// The membership change is invalid for the current configuration.
     #[error("membership change rejected: {0}")]
     ConfChangeRejected(String),
+    /// This node applied a configuration without itself: it was removed from the cluster
+    /// and serves nothing any more (send the request to a member).
+    #[error("node {id} was removed from the cluster")]
+    Removed { id: u64 },
     /// The state machine produced a result that does not match the batch (a bug there).
     #[error("internal: {0}")]
     Internal(String),

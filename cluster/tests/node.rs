@@ -117,18 +117,27 @@ mod harness {
         /// Polls every node and delivers messages until the network is quiet.
         pub fn settle(&mut self) {
             for _ in 0..1000 {
-                let ids: Vec<u64> = self.nodes.keys().copied().collect();
-                for id in ids {
-                    self.poll(id);
-                }
-                if self.queue.is_empty() {
+                if !self.round() {
                     return;
-                }
-                while let Some((m, snap)) = self.queue.pop_front() {
-                    self.deliver(m, snap);
                 }
             }
             panic!("cluster did not settle");
+        }
+
+        /// One round: polls every node, then delivers what they sent; false when nothing
+        /// was sent.
+        pub fn round(&mut self) -> bool {
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.poll(id);
+            }
+            if self.queue.is_empty() {
+                return false;
+            }
+            while let Some((m, snap)) = self.queue.pop_front() {
+                self.deliver(m, snap);
+            }
+            true
         }
 
         /// Advances the clock by one tick interval on every node, then settles.
@@ -514,6 +523,92 @@ mod membership {
         assert!(c.outcome(after).is_ok());
         let rest: Vec<u64> = c.nodes.keys().copied().collect();
         c.assert_converged(&rest);
+    }
+
+    /// Issue 13: a leader that removed itself kept leading a group it was not in, and the
+    /// cluster stalled. The leader refuses; after a transfer the old leader is removed by
+    /// the new one, and then stops acting.
+    #[test]
+    fn the_leader_is_removed_only_after_leadership_moved() {
+        let mut c = mem_cluster();
+        let old = c.elect();
+        let refused = change(&mut c, old, MembershipChange::Remove(old));
+        c.settle();
+        match c.outcome(refused) {
+            Err(RequestError::ConfChangeRejected(why)) => {
+                assert!(why.contains("transfer-leader"), "{why}")
+            }
+            other => panic!("removing the leader itself: {other:?}"),
+        }
+        let next = (1..=3).find(|i| *i != old).unwrap();
+        c.input(old, |id| Input::TransferLeader { id, to: next });
+        c.tick(5);
+        assert_eq!(c.leader(), Some(next));
+        let removed = change(&mut c, next, MembershipChange::Remove(old));
+        c.tick(5);
+        assert!(matches!(c.outcome(removed), Ok(Reply::Membership(_))));
+        assert!(
+            c.nodes[&old].removed(),
+            "the old leader applied its removal"
+        );
+        assert_removed_node_stops_acting(&mut c, old);
+    }
+
+    /// The removed node refuses clients, never campaigns and never leads again; the
+    /// others keep committing.
+    fn assert_removed_node_stops_acting(c: &mut super::harness::Cluster<MemStore>, gone: u64) {
+        let write = c.propose(gone, "x=1");
+        let read = c.read(gone, "x");
+        c.input(gone, |_| Input::Campaign);
+        c.tick(40);
+        assert_eq!(c.outcome(write), &Err(RequestError::Removed { id: gone }));
+        assert_eq!(c.outcome(read), &Err(RequestError::Removed { id: gone }));
+        assert!(!c.nodes[&gone].is_leader());
+        assert!(c.nodes[&gone].status().removed);
+        let leader = c.elect();
+        assert_ne!(leader, gone);
+        let after = c.propose(leader, "after=1");
+        c.tick(5);
+        assert!(c.outcome(after).is_ok(), "{:?}", c.outcome(after));
+    }
+
+    /// The safety net: node `x` leads when it applies its own removal (proposed by a leader
+    /// that then crashed, the entry on `x` only). raft-rs alone keeps `x` leading a group it
+    /// is not in, heartbeating the others so that they never elect anyone: every write is
+    /// dropped. `x` must step down so that the others elect a leader.
+    #[test]
+    fn a_leader_that_applies_its_own_removal_steps_down() {
+        let (l, x) = (1, 2);
+        // `x` times out first, the others late and one at a time (equal timeouts would split
+        // every vote): `x` is the one that campaigns.
+        let cfg = |id: u64| {
+            let mut cfg = config(id);
+            let min = if id == x { 10 } else { 10 * id as usize };
+            (cfg.min_election_ticks, cfg.max_election_ticks) = (min, min + 1);
+            cfg
+        };
+        let mut c =
+            super::harness::Cluster::new((1..=5).map(|id| (id, MemStore::new())).collect(), cfg);
+        c.input(l, |_| Input::Campaign);
+        c.settle();
+        assert_eq!(c.leader(), Some(l));
+        // The removal reaches `x` only, and its acknowledgement never reaches `l`.
+        c.cut.extend([3, 4, 5]);
+        change(&mut c, l, MembershipChange::Remove(x));
+        c.round();
+        c.cut.insert(l);
+        c.round();
+        c.nodes.remove(&l);
+        c.cut.clear();
+        // `x` has the longest log and campaigns first: it wins and commits its removal.
+        for _ in 0..25 {
+            c.tick(1);
+            if c.nodes[&x].removed() {
+                break;
+            }
+        }
+        assert!(c.nodes[&x].removed(), "{:?}", c.nodes[&x].status());
+        assert_removed_node_stops_acting(&mut c, x);
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct NodeStatus {
     pub commit_index: u64,
     pub applied_index: u64,
     pub conf_state: ConfState,
+    /// This node applied a configuration without itself (see [`Node::removed`]).
+    pub removed: bool,
 }
 
 /// The Raft node core over store `S` and state machine `M`.
@@ -172,6 +174,14 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Set when the state machine panicked: the node never polls, applies or snapshots
     /// again (its state may be half-changed); every poll returns this error.
     poisoned: Option<Box<ApplyPanic>>,
+}
+
+/// Whether `m` asks for a vote (a removed node never gives one).
+fn is_vote_request(m: &Message) -> bool {
+    matches!(
+        m.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    )
 }
 
 /// Index and term of the initial snapshot [`bootstrap`] writes: the log starts after it.
@@ -275,7 +285,48 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             commit_index: self.raw.raft.raft_log.committed,
             applied_index: self.applied_index,
             conf_state: self.raw.raft.prs().conf().to_conf_state(),
+            removed: self.removed(),
         }
+    }
+
+    /// Whether this node was removed from the cluster: its applied configuration is known
+    /// and does not name it (`membership::is_removed`). A removed node stops acting
+    /// ([`Node::step`]): it steps down if it leads, never campaigns, ignores vote requests,
+    /// and refuses client requests with `RequestError::Removed`. It still steps the other
+    /// Raft messages, so a node added back under its id (with its data) catches up and
+    /// acts again once it applies a configuration that names it.
+    pub fn removed(&self) -> bool {
+        membership::is_removed(&self.conf_state, self.cfg.id)
+    }
+
+    /// Screens `input` for a removed node (see [`Node::removed`]); returns it when it must
+    /// be stepped as usual. A leader that applied its own removal steps down here, before
+    /// its next tick could send another heartbeat: raft-rs would keep it leading a group it
+    /// is not in (`membership` module doc).
+    fn screen_if_removed(&mut self, input: Input) -> Option<Input> {
+        if !self.removed() {
+            return Some(input);
+        }
+        if self.is_leader() {
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+        }
+        let refused = Err(RequestError::Removed { id: self.cfg.id });
+        match input {
+            Input::Propose { id, .. }
+            | Input::Read { id, .. }
+            | Input::ChangeMembership { id, .. }
+            | Input::TransferLeader { id, .. } => self.out.reply(id, refused),
+            Input::ProposeMany { items } => {
+                for (id, _) in items {
+                    self.out.reply(id, refused.clone());
+                }
+            }
+            Input::Campaign => {}
+            Input::Message(m) if is_vote_request(&m) => {}
+            other => return Some(other),
+        }
+        None
     }
 
     /// The panic that stopped this node, if its state machine panicked.
@@ -341,6 +392,9 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
 
     /// Feeds one input. Cheap: no I/O; results show up in the next [`Node::poll`].
     pub fn step(&mut self, input: Input) {
+        let Some(input) = self.screen_if_removed(input) else {
+            return;
+        };
         match input {
             Input::Tick => self.on_tick(),
             // Errors here are stale or foreign messages (unknown peer); Raft ignores them.
@@ -448,7 +502,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             return Err(RequestError::ConfChangeInProgress);
         }
         self.proposals.check_capacity()?;
-        let cc = membership::build(change, &self.raw.raft.prs().conf().to_conf_state())?;
+        let cc = membership::build(
+            change,
+            &self.raw.raft.prs().conf().to_conf_state(),
+            self.id(),
+        )?;
         self.raw
             .propose_conf_change(Vec::new(), cc)
             .map_err(|_| self.drop_reason())?;

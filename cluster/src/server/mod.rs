@@ -376,9 +376,9 @@ impl Cluster {
             RequestError::Busy { .. } => Status::resource_exhausted(e.to_string()),
             RequestError::NotLeader { leader } => self.unavailable(e.to_string(), leader),
             RequestError::TooLarge { .. } => Status::invalid_argument(e.to_string()),
-            RequestError::ConfChangeRejected(_) | RequestError::ConfChangeInProgress => {
-                Status::failed_precondition(e.to_string())
-            }
+            RequestError::ConfChangeRejected(_)
+            | RequestError::ConfChangeInProgress
+            | RequestError::Removed { .. } => Status::failed_precondition(e.to_string()),
             RequestError::Internal(_) => Status::internal(e.to_string()),
             _ => Status::unavailable(format!("{e}; outcome unknown, retry with the same id")),
         }
