@@ -858,3 +858,211 @@ mod transport {
         assert!(out.messages.is_empty() && out.snapshots.is_empty());
     }
 }
+
+mod commit_round {
+    //! The commit round (`Node::poll_sending`): a leader hands its appends to the network
+    //! before its own write is durable, a follower acknowledges only after its write, and
+    //! the leader commits only with a durable quorum.
+    use super::harness::{config, Cluster};
+    use ninety_cluster::eraftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
+    use ninety_cluster::storage::MemStore;
+    use ninety_cluster::{Error, Input, RaftStore, Reply, Transport};
+    use raft::{GetEntriesContext, RaftState};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// What happened, in order, across the stores and the network of one test.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Event {
+        /// Node `node` made entries up to `last` durable.
+        Write { node: u64, last: u64 },
+        /// Node `from` handed a message to the network.
+        Send {
+            from: u64,
+            to: u64,
+            kind: MessageType,
+            last: u64,
+        },
+    }
+
+    type Journal = Rc<RefCell<Vec<Event>>>;
+
+    /// A `MemStore` that journals each durable append.
+    struct Journaled {
+        node: u64,
+        mem: MemStore,
+        journal: Journal,
+    }
+
+    impl raft::Storage for Journaled {
+        fn initial_state(&self) -> raft::Result<RaftState> {
+            self.mem.initial_state()
+        }
+        fn entries(
+            &self,
+            low: u64,
+            high: u64,
+            max: impl Into<Option<u64>>,
+            ctx: GetEntriesContext,
+        ) -> raft::Result<Vec<Entry>> {
+            self.mem.entries(low, high, max, ctx)
+        }
+        fn term(&self, idx: u64) -> raft::Result<u64> {
+            self.mem.term(idx)
+        }
+        fn first_index(&self) -> raft::Result<u64> {
+            self.mem.first_index()
+        }
+        fn last_index(&self) -> raft::Result<u64> {
+            self.mem.last_index()
+        }
+        fn snapshot(&self, index: u64, to: u64) -> raft::Result<Snapshot> {
+            self.mem.snapshot(index, to)
+        }
+    }
+
+    impl RaftStore for Journaled {
+        fn initialize(&mut self, cs: ConfState) -> Result<(), Error> {
+            self.mem.initialize(cs)
+        }
+        fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), Error> {
+            self.mem.persist(entries, hs)?;
+            if let Some(e) = entries.last() {
+                let (node, last) = (self.node, e.index);
+                self.journal.borrow_mut().push(Event::Write { node, last });
+            }
+            Ok(())
+        }
+        fn set_commit(&mut self, commit: u64) -> Result<(), Error> {
+            self.mem.set_commit(commit)
+        }
+        fn apply_snapshot(&mut self, s: &Snapshot) -> Result<(), Error> {
+            self.mem.apply_snapshot(s)
+        }
+        fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), Error> {
+            self.mem.save_snapshot(s)
+        }
+        fn compact(&mut self, index: u64) -> Result<(), Error> {
+            self.mem.compact(index)
+        }
+        fn stored_snapshot(&self) -> Result<Option<Snapshot>, Error> {
+            self.mem.stored_snapshot()
+        }
+        fn applied_index(&self) -> u64 {
+            self.mem.applied_index()
+        }
+    }
+
+    /// The network of one poll: journals each message and keeps it for delivery.
+    struct Net {
+        from: u64,
+        journal: Journal,
+        sent: Vec<Message>,
+    }
+
+    impl Transport for Net {
+        fn send(&mut self, to: u64, messages: Vec<Message>) {
+            for m in messages {
+                let last = m.get_entries().last().map_or(m.index, |e| e.index);
+                let (from, kind) = (self.from, m.get_msg_type());
+                let ev = Event::Send {
+                    from,
+                    to,
+                    kind,
+                    last,
+                };
+                self.journal.borrow_mut().push(ev);
+                self.sent.push(m);
+            }
+        }
+        fn send_snapshot(&mut self, to: u64, message: Message) {
+            self.send(to, vec![message]);
+        }
+    }
+
+    fn poll_sending(c: &mut Cluster<Journaled>, id: u64, journal: &Journal) -> Vec<Message> {
+        let mut net = Net {
+            from: id,
+            journal: journal.clone(),
+            sent: Vec::new(),
+        };
+        let node = c.nodes.get_mut(&id).unwrap();
+        let out = node.poll_sending(&c.clock, &mut net).unwrap();
+        assert!(out.messages.is_empty() && out.snapshots.is_empty());
+        for done in out.completions {
+            c.outcomes.insert(done.id, done.result);
+        }
+        net.sent
+    }
+
+    fn position(journal: &Journal, want: impl Fn(&Event) -> bool) -> usize {
+        let j = journal.borrow();
+        j.iter()
+            .position(want)
+            .unwrap_or_else(|| panic!("not in {j:?}"))
+    }
+
+    #[test]
+    fn leader_sends_before_its_write_and_followers_ack_after_theirs() {
+        let journal: Journal = Rc::default();
+        let stores = (1..=3)
+            .map(|node| {
+                let (mem, journal) = (MemStore::new(), journal.clone());
+                let store = Journaled { node, mem, journal };
+                (node, store)
+            })
+            .collect();
+        let mut c = Cluster::new(stores, config);
+        let leader = c.elect();
+        c.settle();
+        journal.borrow_mut().clear();
+        let id = c.propose(leader, "k=v");
+        let index = c.nodes[&leader].last_index() + 1;
+        let appends = poll_sending(&mut c, leader, &journal);
+        let sent = position(&journal, |e| {
+            matches!(e, Event::Send { from, kind: MessageType::MsgAppend, last, .. }
+                if *from == leader && *last == index)
+        });
+        let written = position(&journal, |e| {
+            *e == Event::Write {
+                node: leader,
+                last: index,
+            }
+        });
+        assert!(sent < written, "the leader's append left after its write");
+        assert!(
+            c.nodes[&leader].status().commit_index < index,
+            "no quorum yet"
+        );
+
+        // A follower writes, then acknowledges.
+        let follower = appends[0].to;
+        let to_follower: Vec<Message> = appends.into_iter().filter(|m| m.to == follower).collect();
+        for m in to_follower {
+            c.nodes.get_mut(&follower).unwrap().step(Input::Message(m));
+        }
+        let acks = poll_sending(&mut c, follower, &journal);
+        let written = position(&journal, |e| {
+            *e == Event::Write {
+                node: follower,
+                last: index,
+            }
+        });
+        let acked = position(&journal, |e| {
+            matches!(e, Event::Send { from, kind: MessageType::MsgAppendResponse, .. }
+                if *from == follower)
+        });
+        assert!(
+            written < acked,
+            "the follower acknowledged before its write"
+        );
+
+        // Its acknowledgement and the leader's own durable write are a quorum of three.
+        for m in acks {
+            c.nodes.get_mut(&leader).unwrap().step(Input::Message(m));
+        }
+        poll_sending(&mut c, leader, &journal);
+        assert_eq!(c.nodes[&leader].status().commit_index, index);
+        assert!(matches!(c.outcome(id), Ok(Reply::Applied { index: i, .. }) if *i == index));
+    }
+}

@@ -91,6 +91,21 @@ impl Disk {
         }
     }
 
+    /// Records durable so far: a crash point for [`Disk::crash_at`].
+    pub fn durable_len(&self) -> usize {
+        self.durable.len()
+    }
+
+    /// A crash at an earlier moment, when only the first `len` durable records had reached
+    /// the disk (a process killed in the middle of its write): the later ones are lost with
+    /// the pending ones, the first of them left torn with `torn`.
+    pub fn crash_at(&mut self, len: usize, rng: &mut Rng, torn: bool) {
+        let mut lost = self.durable.split_off(len.min(self.durable.len()));
+        lost.append(&mut self.pending);
+        self.pending = lost;
+        self.crash(rng, torn);
+    }
+
     /// Flips one bit of a random durable record; returns whether it did. A torn tail left
     /// by the last crash is not a durable record (it was never acknowledged, and recovery
     /// rightly drops it), so it is never the one flipped: a flip there would be dropped with

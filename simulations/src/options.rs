@@ -17,6 +17,10 @@ pub struct Bugs {
     /// Reads are answered at once from the receiving node's local state (leader, follower,
     /// learner or a deposed leader alike), without ReadIndex: possibly stale.
     pub stale_reads: bool,
+    /// A node's messages leave before the write they depend on is durable (a follower
+    /// acknowledges appends, a candidate votes, before its fsync): a crash in the write
+    /// loses what it already acknowledged.
+    pub ack_before_write: bool,
 }
 
 impl Bugs {
@@ -26,6 +30,7 @@ impl Bugs {
             || self.apply_twice
             || self.local_clock_time
             || self.stale_reads
+            || self.ack_before_write
     }
 }
 
@@ -85,6 +90,10 @@ pub struct Faults {
     pub torn_per_mille: u64,
     /// Chance that a restart finds a durable record corrupted, per mille.
     pub corrupt_per_mille: u64,
+    /// Chance that a crash hits the node in the middle of its next poll that writes, per
+    /// mille: after it handed some of its messages to the network (a leader's appends go
+    /// before its own write) and before the rest of its write was durable.
+    pub crash_in_write_per_mille: u64,
     /// Chance per second that the operator replaces a healthy node (membership change).
     pub replace_per_mille: u64,
     /// Largest clock offset between a node and true time, ms.
@@ -136,6 +145,8 @@ impl Faults {
             snapshot_every: r.range(20, 300),
             log_retain: r.range(5, 50),
             hash_every: r.range(16, 48),
+            // Drawn last, so the fields above are what they were before it existed.
+            crash_in_write_per_mille: r.range(0, 700),
         }
     }
 }
@@ -145,8 +156,9 @@ impl fmt::Display for Faults {
         write!(
             f,
             "nodes={} clients={} delay={}..{}ms loss={}‰ dup={}‰ partition_every={}ms \
-             crash_every={}ms down={}..{}ms torn={}‰ corrupt={}‰ replace={}‰/s skew<={}ms \
-             drift<={}ppm client_timeout={}ms snapshot_every={} log_retain={} hash_every={}",
+             crash_every={}ms down={}..{}ms torn={}‰ corrupt={}‰ crash_in_write={}‰ \
+             replace={}‰/s skew<={}ms drift<={}ppm client_timeout={}ms snapshot_every={} \
+             log_retain={} hash_every={}",
             self.nodes,
             self.clients,
             self.delay_ms.0,
@@ -159,6 +171,7 @@ impl fmt::Display for Faults {
             self.down_ms.1,
             self.torn_per_mille,
             self.corrupt_per_mille,
+            self.crash_in_write_per_mille,
             self.replace_per_mille,
             self.skew_ms,
             self.drift_ppm,

@@ -21,7 +21,9 @@ use ninety_cluster::engine_sm::{decode_applied, encode_query, encode_request, Qu
 use ninety_cluster::eraftpb::Message;
 use ninety_cluster::node::{bootstrap, MembershipChange};
 use ninety_cluster::test_support::discard_logger;
-use ninety_cluster::{Clock, Input, Node, NodeConfig, Reply, RequestError, StateMachine};
+use ninety_cluster::{
+    Clock, Input, Node, NodeConfig, Reply, RequestError, StateMachine, Transport,
+};
 use ninety_engine::{LogTime, Request, RequestId};
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -66,6 +68,8 @@ pub struct Stats {
     pub dropped: u64,
     pub duplicated: u64,
     pub crashes: u64,
+    /// Of the crashes: in the middle of a poll's write (see `Faults::crash_in_write_per_mille`).
+    pub crashes_in_write: u64,
     pub torn_writes: u64,
     pub corruptions_detected: u64,
     pub replacements: u64,
@@ -101,6 +105,33 @@ impl RunReport {
 
 struct FixedClock(u64);
 
+/// What a node handed to the network during one poll, in order, each hand-over with the
+/// number of durable disk records at that moment: the crash points of a crash in the write.
+struct Wire {
+    disk: DiskHandle,
+    /// (durable records, messages, whether it is a snapshot).
+    calls: Vec<(usize, Vec<Message>, bool)>,
+}
+
+impl Transport for Wire {
+    fn send(&mut self, _to: u64, messages: Vec<Message>) {
+        let durable = self.disk.borrow().durable_len();
+        self.calls.push((durable, messages, false));
+    }
+
+    fn send_snapshot(&mut self, _to: u64, message: Message) {
+        let durable = self.disk.borrow().durable_len();
+        self.calls.push((durable, vec![message], true));
+    }
+}
+
+/// A crash waiting for the node's next poll that writes.
+#[derive(Clone, Copy, Debug)]
+struct CrashInWrite {
+    torn: bool,
+    down_us: u64,
+}
+
 impl Clock for FixedClock {
     fn now_ms(&self) -> u64 {
         self.0
@@ -134,6 +165,7 @@ struct SimNode {
     core: Option<SimNodeCore>,
     incarnation: u64,
     state: NodeState,
+    crash_in_write: Option<CrashInWrite>,
 }
 
 impl SimNode {
@@ -254,6 +286,9 @@ pub struct Sim {
     work_rng: Rng,
     /// Election timeouts: one per node start, so a seed replays raft's elections exactly.
     election_rng: Rng,
+    /// Crashes in the middle of a write (its own stream, so the other faults of a seed are
+    /// drawn as before it existed).
+    crash_rng: Rng,
     nodes: BTreeMap<u64, SimNode>,
     next_node_id: u64,
     rec: RecorderHandle,
@@ -294,6 +329,7 @@ impl Sim {
             fault_rng: root.fork(3),
             work_rng: root.fork(4),
             election_rng: root.fork(5),
+            crash_rng: root.fork(6),
             nodes: BTreeMap::new(),
             next_node_id: faults.nodes + 1,
             rec: Rc::new(RefCell::new(Recorder::default())),
@@ -383,6 +419,7 @@ impl Sim {
                 core: None,
                 incarnation: 0,
                 state: NodeState::Down,
+                crash_in_write: None,
             },
         );
         self.log(|| format!("node {id} created: skew {skew_ms} ms, drift {drift_ppm} ppm"));
@@ -442,6 +479,7 @@ impl Sim {
         n.core = None;
         n.state = NodeState::Down;
         n.incarnation += 1;
+        n.crash_in_write = None;
         n.disk.borrow_mut().crash(&mut self.fault_rng, torn);
         self.stats.crashes += 1;
         if torn {
@@ -482,9 +520,14 @@ impl Sim {
             return;
         };
         self.rec.borrow_mut().now_us = now;
-        let result = core.poll(&FixedClock(local));
+        let mut wire = Wire {
+            disk: n.disk.clone(),
+            calls: Vec::new(),
+        };
+        let durable_before = n.disk.borrow().durable_len();
+        let result = core.poll_sending(&FixedClock(local), &mut wire);
         let (leader, term) = (core.is_leader(), core.status().term);
-        let mut out = match result {
+        let out = match result {
             Ok(out) => out,
             Err(e) => {
                 n.core = None;
@@ -501,13 +544,10 @@ impl Sim {
             }
         }
         self.stats.max_term = self.stats.max_term.max(term);
-        for m in std::mem::take(&mut out.messages) {
-            self.send(id, m, false);
+        if self.crash_in_write(id, &mut wire, durable_before) {
+            return;
         }
-        for m in std::mem::take(&mut out.snapshots) {
-            self.stats.snapshots_sent += 1;
-            self.send(id, m, true);
-        }
+        self.send_wire(id, wire.calls);
         for c in out.completions {
             if self.routes.contains_key(&c.id) {
                 if self.lossy() && self.net_rng.chance(self.faults.loss_per_mille) {
@@ -523,6 +563,67 @@ impl Sim {
                 );
             }
         }
+    }
+
+    fn send_wire(&mut self, from: u64, calls: Vec<(usize, Vec<Message>, bool)>) {
+        for (_, msgs, snapshot) in calls {
+            for m in msgs {
+                self.stats.snapshots_sent += u64::from(snapshot);
+                self.send(from, m, snapshot);
+            }
+        }
+    }
+
+    /// A pending crash in the write hits node `id` if this poll wrote something and sent
+    /// something: the process dies right after a hand-over to the network drawn among this
+    /// poll's, so what it handed over until then is sent, what it wrote after that is lost
+    /// (or, with the `ack_before_write` bug, everything it wrote in this poll), and nothing
+    /// else of the poll happens (no more messages, no answers). Returns whether it crashed.
+    fn crash_in_write(&mut self, id: u64, wire: &mut Wire, durable_before: usize) -> bool {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        let Some(crash) = n.crash_in_write else {
+            return false;
+        };
+        let wrote = n.disk.borrow().durable_len() > durable_before;
+        if !wrote || wire.calls.is_empty() {
+            return false;
+        }
+        let k = self.crash_rng.below(wire.calls.len() as u64) as usize;
+        let mut calls = std::mem::take(&mut wire.calls);
+        calls.truncate(k + 1);
+        let durable = match self.opts.bugs.ack_before_write {
+            true => durable_before,
+            false => calls[k].0,
+        };
+        n.core = None;
+        n.state = NodeState::Down;
+        n.incarnation += 1;
+        n.crash_in_write = None;
+        let inc = n.incarnation;
+        n.disk
+            .borrow_mut()
+            .crash_at(durable, &mut self.crash_rng, crash.torn);
+        self.stats.crashes += 1;
+        self.stats.crashes_in_write += 1;
+        self.stats.torn_writes += u64::from(crash.torn);
+        self.log(|| {
+            format!(
+                "node {id} crashed in its write after hand-over {} of its poll (torn: {}), \
+                 down {} ms",
+                k + 1,
+                crash.torn,
+                crash.down_us / US
+            )
+        });
+        self.send_wire(id, calls);
+        let restart = Event::Restart {
+            node: id,
+            incarnation: inc,
+        };
+        self.schedule(crash.down_us, restart);
+        true
     }
 
     fn send(&mut self, from: u64, msg: Message, snapshot: bool) {
@@ -675,6 +776,12 @@ impl Sim {
             .collect();
         if let Some(&id) = self.fault_rng.pick(&up) {
             let torn = self.fault_rng.chance(self.faults.torn_per_mille);
+            if self.crash_rng.chance(self.faults.crash_in_write_per_mille) {
+                self.arm_crash_in_write(id, torn);
+                let next = self.every(self.faults.crash_every_ms);
+                self.schedule(next, Event::Crash);
+                return;
+            }
             self.crash_node(id, torn);
             let (lo, hi) = self.faults.down_ms;
             let down = self.fault_rng.range(lo, hi) * US;
@@ -695,6 +802,16 @@ impl Sim {
         }
         let next = self.every(self.faults.crash_every_ms);
         self.schedule(next, Event::Crash);
+    }
+
+    /// Makes node `id` crash in the middle of its next poll that writes (`crash_in_write`).
+    fn arm_crash_in_write(&mut self, id: u64, torn: bool) {
+        let (lo, hi) = self.faults.down_ms;
+        let down_us = self.crash_rng.range(lo, hi) * US;
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.crash_in_write = Some(CrashInWrite { torn, down_us });
+        }
+        self.log(|| format!("node {id} will crash in its next write"));
     }
 
     fn on_partition(&mut self) {
@@ -1181,6 +1298,9 @@ impl Sim {
         self.phase_started_us = self.now;
         self.log(|| "liveness phase (faults off)".into());
         self.blocked.clear();
+        for n in self.nodes.values_mut() {
+            n.crash_in_write = None;
+        }
         let down: Vec<u64> = self
             .nodes
             .iter()

@@ -139,3 +139,21 @@ fn referral_seats_are_granted_and_refused() {
     assert!(granted > 0, "no referral seat granted in 3 seeds");
     assert!(refused > 0, "no referral seat refused in 3 seeds");
 }
+
+/// The crash-in-the-write fault (a node dies in the middle of a poll, after some of its
+/// messages left and before the rest of its write was durable) must catch a node whose
+/// acknowledgements leave before its write is durable.
+#[test]
+fn catches_acknowledging_before_the_write() {
+    let found = first_failure(
+        Bugs {
+            ack_before_write: true,
+            ..Bugs::default()
+        },
+        40,
+    );
+    assert!(
+        found.is_some(),
+        "acknowledging before the write not caught in 40 seeds"
+    );
+}

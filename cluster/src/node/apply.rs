@@ -1,17 +1,19 @@
 //! The Ready loop and everything it applies: committed entries (batches, conf changes),
 //! received snapshots, and local snapshots with log compaction.
 //!
-//! Order per Ready, as raft-rs documents it: send `messages` → install the snapshot →
-//! apply committed entries → durably persist entries + hard state (one atomic write) →
-//! send `persisted_messages` → `advance` → record the LightReady commit index → send its
-//! messages → apply its committed entries → `advance_apply`.
+//! Order per Ready, as raft-rs documents it: send `messages` (a leader's: before its own
+//! write) → install the snapshot → apply committed entries → durably persist entries + hard
+//! state (one atomic write) → send `persisted_messages` → `advance` (the leader's own copy
+//! counts towards the quorum from here) → record the LightReady commit index → send its
+//! messages → apply its committed entries → `advance_apply`. "Send" is the driver's
+//! transport, called during the poll (`Node::poll_sending`).
 
 use super::guard::{self, ApplyPanic, POISON_COMMANDS_NAMED_MAX};
 use super::payload;
 use super::proposals::Waiter;
 use super::{Node, Reply};
 use crate::error::{Error, RequestError};
-use crate::io::RaftStore;
+use crate::io::{RaftStore, Transport};
 use crate::state_machine::{ApplyContext, StateMachine};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType, Snapshot};
@@ -28,10 +30,10 @@ pub(super) fn restore_state<M: StateMachine>(sm: &mut M, data: &[u8]) -> Result<
 }
 
 impl<S: RaftStore, M: StateMachine> Node<S, M> {
-    pub(super) fn run_ready_loop(&mut self) -> Result<(), Error> {
+    pub(super) fn run_ready_loop(&mut self, transport: &mut dyn Transport) -> Result<(), Error> {
         while self.raw.has_ready() {
             let rd = self.raw.ready();
-            self.handle_ready(rd)?;
+            self.handle_ready(rd, transport)?;
         }
         // Derived state (the engine's published view) is a function of the log too: a panic
         // here would repeat on every replay, so it is a poisoned entry like one in `apply`.
@@ -57,8 +59,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         Error::ApplyPanicked(panic)
     }
 
-    fn handle_ready(&mut self, mut rd: Ready) -> Result<(), Error> {
-        self.out.push_messages(rd.take_messages());
+    /// One Ready. Only a leader's Ready has `messages` (raft-rs puts a follower's or
+    /// candidate's in `persisted_messages`): they leave before the write, so the followers
+    /// write while this node does.
+    fn handle_ready(&mut self, mut rd: Ready, transport: &mut dyn Transport) -> Result<(), Error> {
+        super::send_all(transport, rd.take_messages());
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot())?;
         }
@@ -67,12 +72,12 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             self.reads.on_read_state(&rs.request_ctx, rs.index);
         }
         self.persist(&rd)?;
-        self.out.push_messages(rd.take_persisted_messages());
+        super::send_all(transport, rd.take_persisted_messages());
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;
         }
-        self.out.push_messages(light.take_messages());
+        super::send_all(transport, light.take_messages());
         self.apply_entries(light.take_committed_entries())?;
         self.raw.advance_apply();
         Ok(())

@@ -2,11 +2,28 @@
 //!
 //! [`Node`] wraps raft-rs `RawNode` and owns the state machine. It never reads a clock,
 //! touches the network or spawns anything: the driver (tokio runtime or simulator) feeds
-//! [`Input`]s with [`Node::step`], then calls [`Node::poll`], which runs the Ready loop,
-//! writes the store synchronously (durable before `poll` returns), applies committed entries,
-//! and returns an [`Output`]: messages to send, snapshots to stream, request completions.
-//! Everything in an `Output` may be sent immediately: the writes that the persisted messages
-//! depend on are durable by then.
+//! [`Input`]s with [`Node::step`], then calls [`Node::poll_sending`] (or [`Node::poll`]),
+//! which runs the Ready loop, writes the store synchronously (durable before the write
+//! call returns), applies committed entries, and returns an [`Output`]: request
+//! completions (and, from `poll`, the messages to send).
+//!
+//! **The commit round.** Each Ready's messages go to the driver's [`Transport`] as soon as
+//! they may leave, in this order:
+//!
+//! 1. a leader's messages (raft-rs `Ready::messages`: appends, heartbeats, snapshots) go
+//!    *before* this node's write of the same Ready, so the followers write in parallel
+//!    with the leader (Raft thesis §10.2.1). The leader's own copy of an entry counts
+//!    towards the commit quorum only once its write is durable: raft-rs moves the leader's
+//!    own `matched` in `advance` (`on_persist_entries`), never at append;
+//! 2. the durable write (entries + hard state, one atomic write);
+//! 3. the messages that depend on it (raft-rs `Ready::persisted_messages`: a follower's
+//!    append acknowledgements, votes), which are only ever sent after step 2;
+//! 4. after `advance`, the LightReady's messages (a leader's commit broadcast).
+//!
+//! So any acknowledgement that leaves a node is backed by a durable write, and a leader's
+//! fsync overlaps the followers' instead of preceding it. [`Node::poll`] hands the same
+//! messages back in its `Output` instead, all to be sent after the poll (correct, without
+//! the overlap).
 //!
 //! Group commit: proposals stepped between two polls are packed into as few Raft entries as
 //! the batch limits allow, and one Ready (one durable write) carries them all.
@@ -90,25 +107,51 @@ pub struct Completion {
 /// What the driver must do after a poll.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Raft messages to send (any order per peer is tolerated; keep it anyway).
+    /// Raft messages to send (any order per peer is tolerated; keep it anyway). Always
+    /// empty from [`Node::poll_sending`], which hands them to its transport.
     pub messages: Vec<Message>,
     /// `MsgSnapshot` messages: stream them, then report with `Input::SnapshotStatus`.
+    /// Always empty from [`Node::poll_sending`].
     pub snapshots: Vec<Message>,
     /// Finished requests.
     pub completions: Vec<Completion>,
 }
 
-impl Output {
-    fn push_messages(&mut self, msgs: Vec<Message>) {
-        for m in msgs {
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                self.snapshots.push(m);
-            } else {
-                self.messages.push(m);
-            }
-        }
+/// `Output` collects what [`Node::poll`] would have sent (all of it sent after the poll).
+impl Transport for Output {
+    fn send(&mut self, _to: u64, messages: Vec<Message>) {
+        self.messages.extend(messages);
     }
 
+    fn send_snapshot(&mut self, _to: u64, message: Message) {
+        self.snapshots.push(message);
+    }
+}
+
+/// Hands `msgs` to `transport`: ordinary messages grouped per peer in order, snapshots one
+/// by one.
+fn send_all(transport: &mut dyn Transport, msgs: Vec<Message>) {
+    if msgs.is_empty() {
+        return;
+    }
+    let mut by_peer: std::collections::BTreeMap<u64, Vec<Message>> = Default::default();
+    let mut snapshots = Vec::new();
+    for m in msgs {
+        if m.get_msg_type() == MessageType::MsgSnapshot {
+            snapshots.push(m);
+        } else {
+            by_peer.entry(m.to).or_default().push(m);
+        }
+    }
+    for (to, msgs) in by_peer {
+        transport.send(to, msgs);
+    }
+    for m in snapshots {
+        transport.send_snapshot(m.to, m);
+    }
+}
+
+impl Output {
     fn fail(&mut self, failures: Vec<Failure>) {
         self.completions.extend(
             failures
@@ -123,16 +166,9 @@ impl Output {
 
     /// Hands the messages to a transport, grouped per peer in order.
     pub fn dispatch(&mut self, transport: &mut impl Transport) {
-        let mut by_peer: std::collections::BTreeMap<u64, Vec<Message>> = Default::default();
-        for m in self.messages.drain(..) {
-            by_peer.entry(m.to).or_default().push(m);
-        }
-        for (to, msgs) in by_peer {
-            transport.send(to, msgs);
-        }
-        for m in self.snapshots.drain(..) {
-            transport.send_snapshot(m.to, m);
-        }
+        let mut msgs = std::mem::take(&mut self.messages);
+        msgs.append(&mut self.snapshots);
+        send_all(transport, msgs);
     }
 }
 
@@ -543,8 +579,26 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 
     /// Proposes what was stepped, runs the Ready loop (durable writes, applies), and returns
-    /// what the driver must do. An `Err` is fatal: stop the node.
+    /// what the driver must do, messages included: every message in the `Output` may be
+    /// sent at once (what it depends on is durable), but a leader's appends wait for its
+    /// own write; [`Node::poll_sending`] overlaps them. An `Err` is fatal: stop the node.
     pub fn poll(&mut self, clock: &dyn Clock) -> Result<Output, Error> {
+        let mut sent = Output::default();
+        let mut out = self.poll_sending(clock, &mut sent)?;
+        out.messages = sent.messages;
+        out.snapshots = sent.snapshots;
+        Ok(out)
+    }
+
+    /// [`Node::poll`], handing every message to `transport` during the poll as soon as it
+    /// may leave (see the module doc: a leader's appends before its own durable write,
+    /// acknowledgements after it); the returned `Output` carries completions only.
+    /// `transport` must not block: the write waits behind it. An `Err` is fatal.
+    pub fn poll_sending(
+        &mut self,
+        clock: &dyn Clock,
+        transport: &mut dyn Transport,
+    ) -> Result<Output, Error> {
         self.check_poisoned()?;
         let now_ms = clock.now_ms();
         self.propose_batches(now_ms);
@@ -552,7 +606,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         if let Some(ctx) = self.reads.issue_queued(self.ticks) {
             self.raw.read_index(ctx);
         }
-        self.run_ready_loop()?;
+        self.run_ready_loop(transport)?;
         self.check_leadership();
         self.maybe_snapshot()?;
         self.complete_reads();

@@ -4,12 +4,13 @@
 //! commands ([`Cmd`], full → `Busy` → `RESOURCE_EXHAUSTED`) and peer events ([`PeerEvent`],
 //! full → dropped, which Raft recovers from by retransmitting). The loop wakes on a tick or
 //! on any input, drains what else is queued (group commit: one durable write for all of it),
-//! polls the node, answers completions and hands messages to the transport.
+//! polls the node (which hands its messages to the transport as soon as each may leave: a
+//! leader's appends before its own fsync) and answers completions.
 //!
 //! After every poll the node task publishes the current configuration's members to the
 //! peer service's [`PeerGate`] (lock-free, `arc-swap`): who may send Raft messages here.
 //!
-//! `Node::poll` does synchronous fsyncs, so it runs under `block_in_place`: the runtime moves
+//! `Node::poll_sending` does synchronous fsyncs, so it runs under `block_in_place`: the runtime moves
 //! the gRPC tasks to another worker while the disk works.
 
 use super::peer_service::{Members, PeerGate};
@@ -425,13 +426,15 @@ impl Driver {
     }
 
     fn poll(&mut self) -> Result<(), Error> {
-        let mut out = tokio::task::block_in_place(|| self.node.poll(&SystemClock))?;
-        // Completions come from applied entries, which are committed (durable on a quorum),
-        // so answering before sending this round's messages is safe.
-        for c in out.completions.drain(..) {
+        // The node hands its messages to the transport during the poll (a leader's appends
+        // before its own fsync: the followers write while it does); sending only queues them
+        // for the peer tasks, so the fsync is the one thing that blocks here.
+        let (node, transport) = (&mut self.node, &mut self.transport);
+        let out = tokio::task::block_in_place(|| node.poll_sending(&SystemClock, transport))?;
+        // Completions come from applied entries, which are committed (durable on a quorum).
+        for c in out.completions {
             self.complete(c.id, c.result);
         }
-        out.dispatch(&mut self.transport);
         for peer in self.transport.take_unreachable() {
             self.node.step(Input::Unreachable { peer });
         }
