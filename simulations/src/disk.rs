@@ -408,6 +408,16 @@ mod tests {
         assert!(SimStore::open(disk).is_err());
     }
 
+    /// The one storage conformance suite every `RaftStore` passes (ninety-cluster's
+    /// `storage::conformance`), on SimStore.
+    #[test]
+    fn conformance_suite() {
+        use ninety_cluster::storage::conformance;
+        conformance::every_check(|| SimStore::open(Disk::new_handle(false)).unwrap());
+        let disk = Disk::new_handle(false);
+        conformance::reopen(|| SimStore::open(disk.clone()).unwrap());
+    }
+
     #[test]
     fn every_single_byte_flip_is_detected() {
         let disk = Disk::new_handle(false);

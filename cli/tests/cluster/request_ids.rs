@@ -143,7 +143,7 @@ async fn a_node_refuses_a_format_1_data_directory() {
         assert!(!status.success(), "{}", p.log(1));
         let log = p.log(1);
         assert!(log.contains("data format 1"), "{log}");
-        assert!(log.contains("reads data format 2"), "{log}");
+        assert!(log.contains("reads data format 3"), "{log}");
         assert!(log.contains("Upgrading from format 1"), "{log}");
         assert!(!p.data_dir(1).join("FORMAT").exists());
         let entries: Vec<_> = std::fs::read_dir(&raft).expect("raft dir").collect();

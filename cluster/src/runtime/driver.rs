@@ -19,7 +19,7 @@ use crate::engine_sm::{EngineMachine, QueryResult};
 use crate::eraftpb::Message;
 use crate::error::{Error, RequestError};
 use crate::node::{config::TICK_INTERVAL_MS, Input, MembershipChange, Node, Reply};
-use crate::storage::SledStore;
+use crate::storage::LogStore;
 use crate::{Clock, StateMachine};
 use raft::StateRole;
 use std::collections::HashMap;
@@ -250,7 +250,7 @@ impl Clock for SystemClock {
     }
 }
 
-type EngineNode = Node<SledStore, EngineMachine>;
+type EngineNode = Node<LogStore, EngineMachine>;
 
 /// Who waits for a request id.
 enum Waiting {

@@ -1,4 +1,4 @@
-//! The tokio runtime of a real node: opens the sled store, starts the node task
+//! The tokio runtime of a real node: opens the Raft store (`storage::LogStore`), starts the node task
 //! ([`driver`]), the tonic transport ([`transport`]), two gRPC servers and, on a founding
 //! node, the region bootstrap; then runs until shutdown.
 //!
@@ -41,7 +41,7 @@ use crate::server::{
     referrals::ReferralsService, scheduling::SchedulingService, Cluster, Deadline, READ_TIMEOUT,
     WRITE_TIMEOUT,
 };
-use crate::storage::SledStore;
+use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
@@ -328,13 +328,17 @@ fn servers(
     Ok((peer, client))
 }
 
-/// Opens the node's store, creating the data directory, and bootstraps it on a founding
-/// node whose store is empty.
-fn open_store(cfg: &FileConfig) -> Result<SledStore, Error> {
+/// Opens the node's store, creating the data directory (or migrating a format-2 one, see
+/// `data_format`), and bootstraps it on a founding node whose store is empty.
+fn open_store(cfg: &FileConfig) -> Result<LogStore, Error> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| Error::Storage(format!("data_dir = {}: {e}", cfg.data_dir.display())))?;
-    data_format::check_or_stamp(&cfg.data_dir)?;
-    let mut store = SledStore::open(cfg.data_dir.join(data_format::RAFT_DIR))?;
+    let layout = data_format::prepare(&cfg.data_dir)?;
+    let mut store = LogStore::open(
+        &layout.raft_log,
+        &layout.snapshots,
+        &LogStoreOptions::default(),
+    )?;
     let fresh = {
         use raft::Storage;
         !store.initial_state()?.initialized() && store.last_index()? == 0

@@ -1,5 +1,9 @@
-//! One conformance suite for every [`RaftStore`]: each check is a generic function, and the
-//! `conformance!` macro instantiates all of them for a store constructor.
+//! One conformance suite for every [`RaftStore`]: each check is a generic function;
+//! [`every_check`] runs them all on fresh stores from a constructor, and [`reopen`] checks
+//! that a store reopened on the same disk sees everything. Inside this crate the
+//! `conformance!` macro instantiates them as separate tests for `MemStore`, `LogStore` and
+//! `SledStore`; other crates (the simulator's `SimStore`) reach it through the cargo feature
+//! `conformance`.
 
 use crate::io::RaftStore;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -161,6 +165,39 @@ pub fn reopen<S: RaftStore>(open: impl Fn() -> S) {
     assert_eq!(s.stored_snapshot().unwrap().unwrap().get_data(), b"state");
 }
 
+/// Runs every check of the suite, each on a fresh store from `make`.
+pub fn every_check<S: RaftStore>(mut make: impl FnMut() -> S) {
+    append_overwrites_conflicting_suffix(make());
+    compaction(make());
+    hard_state(make());
+    snapshot_install(make());
+    snapshot_replaces_the_whole_log(make());
+}
+
+/// A received snapshot replaces the whole log, also when it lies inside it, and the log
+/// goes on from the snapshot.
+pub fn snapshot_replaces_the_whole_log<S: RaftStore>(mut s: S) {
+    s.persist(&entries(1..=10, 1), None).unwrap();
+    // Leader's history differs at 6: its snapshot at 6 (term 2) replaces everything.
+    s.apply_snapshot(&snapshot(6, 2, vec![1, 2, 3])).unwrap();
+    assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (7, 6));
+    assert!(matches!(
+        s.term(7),
+        Err(raft::Error::Store(StorageError::Unavailable))
+    ));
+    s.persist(&entries(7..=8, 2), None).unwrap();
+    assert_eq!(terms(&s, 7, 9), vec![(7, 2), (8, 2)]);
+    assert_eq!(s.snapshot(6, 3).unwrap().get_metadata().index, 6);
+    // A newer local snapshot replaces the stored one; the older one is not served.
+    s.save_snapshot(&snapshot(8, 2, vec![1, 2, 3])).unwrap();
+    assert_eq!(
+        s.stored_snapshot().unwrap().unwrap().get_metadata().index,
+        8
+    );
+    assert_eq!(s.applied_index(), 8);
+}
+
+#[cfg(test)]
 macro_rules! conformance {
     ($modname:ident, $make:expr) => {
         mod $modname {
@@ -184,16 +221,45 @@ macro_rules! conformance {
                 let (store, _guard) = $make;
                 super::snapshot_install(store);
             }
+            #[test]
+            fn snapshot_replaces_the_whole_log() {
+                let (store, _guard) = $make;
+                super::snapshot_replaces_the_whole_log(store);
+            }
         }
     };
 }
 
 // Each constructor returns (store, guard); the guard (a tempdir) outlives the checks.
+#[cfg(test)]
 conformance!(mem, (crate::storage::MemStore::new(), ()));
+#[cfg(test)]
+conformance!(log, {
+    let dir = tempfile::tempdir().unwrap();
+    (super::open_log_store(dir.path()), dir)
+});
+#[cfg(test)]
 conformance!(sled, {
     let dir = tempfile::tempdir().unwrap();
     (crate::storage::SledStore::open(dir.path()).unwrap(), dir)
 });
+
+#[cfg(test)]
+fn open_log_store(dir: &std::path::Path) -> crate::storage::LogStore {
+    let opts = crate::storage::LogStoreOptions::default();
+    crate::storage::LogStore::open(dir.join("raft-log"), dir.join("snapshots"), &opts).unwrap()
+}
+
+#[test]
+fn log_store_reopen_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    reopen(|| open_log_store(dir.path()));
+}
+
+#[test]
+fn every_check_runs_on_mem_store() {
+    every_check(crate::storage::MemStore::new);
+}
 
 #[test]
 fn sled_reopen_from_disk() {

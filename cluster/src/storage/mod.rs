@@ -1,18 +1,28 @@
-//! Raft stores: [`MemStore`] (in memory, for tests and the simulator) and [`SledStore`]
-//! (durable, for real nodes). Both implement raft-rs `Storage` (reads) and
-//! [`crate::io::RaftStore`] (writes) with the same semantics, checked by one conformance
-//! suite (`conformance`, run against both).
+//! Raft stores, all implementing raft-rs `Storage` (reads) and [`crate::io::RaftStore`]
+//! (writes) with the same semantics, checked by one conformance suite ([`conformance`]):
+//! - [`LogStore`]: the durable store of real nodes: the log, hard state and metadata in
+//!   TiKV's raft-engine, snapshots as files ([`SnapshotFiles`]). See `docs/storage.md`.
+//! - [`MemStore`]: in memory, the reference semantics, for tests and the simulator.
+//! - [`SledStore`]: the format-2 store, kept only to migrate a format-2 data directory
+//!   ([`migrate`]).
 
+mod log_store;
 mod mem;
+pub mod migrate;
 mod sled_store;
+mod snapshot_files;
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
+pub use log_store::{
+    LogStore, LogStoreOptions, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES, RAFT_GROUP_ID,
+};
 pub use mem::MemStore;
 pub use sled_store::{SledStore, SLED_CACHE_CAPACITY_BYTES};
+pub use snapshot_files::{SnapshotFiles, SnapshotId, SNAPSHOT_FILES_KEPT};
 
-use raft::eraftpb::{ConfState, Snapshot};
+use raft::eraftpb::{ConfState, Snapshot, SnapshotMetadata};
 use raft::StorageError;
 
 /// Wraps a storage failure in raft-rs's error type, for `raft::Storage` methods.
@@ -31,16 +41,17 @@ pub(crate) fn snapshot_for_request(
     to: u64,
 ) -> raft::Result<Snapshot> {
     match stored {
-        Some(s)
-            if s.get_metadata().index >= request_index
-                && conf_names(s.get_metadata().get_conf_state(), to) =>
-        {
-            Ok(s)
-        }
+        Some(s) if snapshot_serves(s.get_metadata(), request_index, to) => Ok(s),
         _ => Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         )),
     }
+}
+
+/// Whether a stored snapshot with metadata `meta` answers raft's request (see
+/// [`snapshot_for_request`]); decided on the metadata alone, before any data is read.
+pub(crate) fn snapshot_serves(meta: &SnapshotMetadata, request_index: u64, to: u64) -> bool {
+    meta.index >= request_index && conf_names(meta.get_conf_state(), to)
 }
 
 /// Whether `id` is a member (voter or learner, incoming or outgoing) of `cs`.

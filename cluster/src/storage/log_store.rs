@@ -1,0 +1,510 @@
+//! Durable Raft store on TiKV's raft-engine (the append-only, multi-group log TiKV moved its
+//! Raft logs to), with snapshots as files ([`SnapshotFiles`]).
+//!
+//! # Layout
+//! raft-engine (in `raft-log/`) holds, per Raft group (`LogStoreOptions::group_id`; one group
+//! today, many later): the entries, and the key-values `hard_state`, `conf_state` (protobuf),
+//! `truncated` (index and term of the last discarded entry, 16 bytes BE) and `snapshot` (the
+//! stored snapshot's `SnapshotMetadata`: index, term, configuration; its index is the applied
+//! index to restart with). The snapshot's data lives in `snapshots/snap-<index>-<term>`; the
+//! log store keeps only its metadata, and reads the file only when asked.
+//!
+//! # Durability rule (exactly)
+//! Every write Raft needs durable is ONE raft-engine `LogBatch` written with `sync = true`:
+//! one `write` and one `fdatasync` of the active log file (raft-engine groups concurrent
+//! writers into one sync; a new log file also syncs the directory). So:
+//! - `persist` (entries + hard state), `initialize`, `compact`: all-or-nothing, and present
+//!   once the call returned.
+//! - `save_snapshot`, `apply_snapshot`: the snapshot file is made durable first (temporary
+//!   file, fsync, rename, fsync of the directory), then the batch naming it; a crash between
+//!   leaves an orphan file, deleted at the next open.
+//! - `set_commit` is written without sync: it becomes durable with the next synced write; a
+//!   crash may lose it, and Raft re-learns the commit index from the leader.
+//!
+//! # Recovery
+//! raft-engine opens in `TolerateTailCorruption` mode: a torn or corrupted record at the tail
+//! of the newest log file (a write cut short by a crash) is dropped. Such a write never
+//! returned, so nothing acknowledged depended on it. Corruption anywhere else refuses to
+//! open. If the snapshot file the metadata names is damaged, the store falls back to the
+//! previous file when the log still covers the entries after it, and otherwise refuses to
+//! open, naming the file.
+//!
+//! raft-engine `panic`s when an `fdatasync` fails (a failed fsync leaves the page cache in
+//! an unknown state, so fail-stop is the only safe answer) and on an append that would leave
+//! a hole, which this store checks before every append.
+
+use super::mem::{check_append, check_compact, check_local_snapshot, check_snapshot_newer};
+use super::snapshot_files::{SnapshotFiles, SnapshotId};
+use super::{other, snapshot_serves};
+use crate::error::Error;
+use crate::io::RaftStore;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Command, LogBatch, ReadableSize, RecoveryMode};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+/// The Raft group of a region's cluster until there are several (issue 17).
+pub const RAFT_GROUP_ID: u64 = 1;
+/// raft-engine rotates its log file at this size, bytes.
+pub const LOG_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// raft-engine purges (rewrites the live entries of, then deletes or recycles) old log files
+/// once the log files together exceed this, bytes. The disk use of the log is bounded by
+/// about this plus the live log.
+pub const LOG_PURGE_THRESHOLD_BYTES: u64 = 4 * LOG_FILE_BYTES;
+/// Threads raft-engine uses to read its files at open.
+const LOG_RECOVERY_THREADS: usize = 1;
+/// Entries read per call while loading the term index at open.
+const LOAD_CHUNK_ENTRIES: u64 = 1024;
+
+const _: () = assert!(LOG_PURGE_THRESHOLD_BYTES >= LOG_FILE_BYTES); // raft-engine requires it
+
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_TRUNCATED: &[u8] = b"truncated";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// How to open a [`LogStore`].
+#[derive(Debug, Clone)]
+pub struct LogStoreOptions {
+    /// The Raft group this store holds inside the shared raft-engine.
+    pub group_id: u64,
+    /// See [`LOG_FILE_BYTES`].
+    pub log_file_bytes: u64,
+    /// See [`LOG_PURGE_THRESHOLD_BYTES`].
+    pub purge_threshold_bytes: u64,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions {
+            group_id: RAFT_GROUP_ID,
+            log_file_bytes: LOG_FILE_BYTES,
+            purge_threshold_bytes: LOG_PURGE_THRESHOLD_BYTES,
+        }
+    }
+}
+
+/// raft-rs entries as raft-engine sees them.
+struct RaftEntries;
+
+impl raft_engine::MessageExt for RaftEntries {
+    type Entry = Entry;
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+/// Durable store. Metadata and the term of every live entry are cached in memory; entries
+/// are read from raft-engine's files.
+pub struct LogStore {
+    engine: raft_engine::Engine,
+    dir: PathBuf,
+    group: u64,
+    snapshots: SnapshotFiles,
+    hard_state: HardState,
+    conf_state: ConfState,
+    truncated_index: u64,
+    truncated_term: u64,
+    /// Terms of the entries `truncated_index + 1 ..= last`.
+    terms: VecDeque<u64>,
+    snapshot: Option<SnapshotMetadata>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the store: raft-engine in `log_dir`, snapshot files in
+    /// `snapshot_dir`. Errors name the directory or file.
+    pub fn open(
+        log_dir: impl AsRef<Path>,
+        snapshot_dir: impl AsRef<Path>,
+        opts: &LogStoreOptions,
+    ) -> Result<LogStore, Error> {
+        let dir = log_dir.as_ref().to_path_buf();
+        let cfg = raft_engine::Config {
+            dir: dir.to_string_lossy().into_owned(),
+            recovery_mode: RecoveryMode::TolerateTailCorruption,
+            recovery_threads: LOG_RECOVERY_THREADS,
+            // Entries are read back one by one (apply, appends to peers): no LZ4 blocks.
+            batch_compression_threshold: ReadableSize(0),
+            target_file_size: ReadableSize(opts.log_file_bytes),
+            purge_threshold: ReadableSize(opts.purge_threshold_bytes),
+            ..Default::default()
+        };
+        let engine = raft_engine::Engine::open(cfg).map_err(|e| at(&dir, e))?;
+        let mut store = LogStore {
+            engine,
+            dir,
+            group: opts.group_id,
+            snapshots: SnapshotFiles::open(snapshot_dir)?,
+            hard_state: HardState::default(),
+            conf_state: ConfState::default(),
+            truncated_index: 0,
+            truncated_term: 0,
+            terms: VecDeque::new(),
+            snapshot: None,
+        };
+        store.load()?;
+        store.recover_snapshot()?;
+        Ok(store)
+    }
+
+    /// The raft-engine directory.
+    pub fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The snapshot files.
+    pub fn snapshot_files(&self) -> &SnapshotFiles {
+        &self.snapshots
+    }
+
+    fn load(&mut self) -> Result<(), Error> {
+        self.hard_state = self.get_pb(KEY_HARD_STATE)?.unwrap_or_default();
+        self.conf_state = self.get_pb(KEY_CONF_STATE)?.unwrap_or_default();
+        self.snapshot = self.get_pb(KEY_SNAPSHOT)?;
+        (self.truncated_index, self.truncated_term) =
+            match self.engine.get(self.group, KEY_TRUNCATED) {
+                Some(b) => unpair(&b).ok_or_else(|| at(&self.dir, "bad `truncated` value"))?,
+                None => (0, 0),
+            };
+        let last = self.engine.last_index(self.group).unwrap_or(0);
+        let mut next = self.truncated_index + 1;
+        while next <= last {
+            let high = last.min(next + LOAD_CHUNK_ENTRIES - 1) + 1;
+            let mut chunk = Vec::new();
+            self.engine
+                .fetch_entries_to::<RaftEntries>(self.group, next, high, None, &mut chunk)
+                .map_err(|e| at(&self.dir, e))?;
+            self.terms.extend(chunk.iter().map(|e| e.term));
+            next = high;
+        }
+        Ok(())
+    }
+
+    /// Checks that the snapshot file the metadata names is intact; falls back to the
+    /// previous file when it is not and the log still covers the entries after that one.
+    fn recover_snapshot(&mut self) -> Result<(), Error> {
+        let Some(meta) = self.snapshot.clone() else {
+            return self.snapshots.remove_all();
+        };
+        let named = id_of(&meta);
+        let damage = match self.snapshots.verify(named) {
+            Ok(()) => return self.snapshots.retain(named),
+            Err(e) => e,
+        };
+        let older = self.snapshots.list()?.into_iter().rev();
+        for id in older.filter(|&id| id < named && id.index >= self.truncated_index) {
+            let Ok(snap) = self.snapshots.read(id) else {
+                continue;
+            };
+            tracing::warn!(%damage, fallback = %self.snapshots.path(id).display(),
+                "newest snapshot file is damaged: falling back to the previous one");
+            let mut batch = LogBatch::default();
+            self.put_snapshot_meta(&mut batch, snap.get_metadata(), &self.hard_state.clone())?;
+            self.write(&mut batch, true)?;
+            self.cache_snapshot_meta(snap.get_metadata(), self.hard_state.clone());
+            return self.snapshots.retain(id);
+        }
+        Err(Error::Storage(format!(
+            "{damage}; no older snapshot file that the log (which starts after index {}) \
+             still covers. This node's data cannot be used: remove it from the cluster and add \
+             it back with an empty data directory (docs/operations.md, \"Data directory\")",
+            self.truncated_index
+        )))
+    }
+
+    fn get_pb<T: protobuf::Message>(&self, key: &[u8]) -> Result<Option<T>, Error> {
+        self.engine
+            .get_message(self.group, key)
+            .map_err(|e| at(&self.dir, e))
+    }
+
+    fn last(&self) -> u64 {
+        self.truncated_index + self.terms.len() as u64
+    }
+
+    fn write(&self, batch: &mut LogBatch, sync: bool) -> Result<(), Error> {
+        self.engine
+            .write(batch, sync)
+            .map(drop)
+            .map_err(|e| at(&self.dir, e))
+    }
+
+    fn put_pb(
+        &self,
+        batch: &mut LogBatch,
+        key: &[u8],
+        value: &impl protobuf::Message,
+    ) -> Result<(), Error> {
+        batch
+            .put_message(self.group, key.to_vec(), value)
+            .map_err(|e| at(&self.dir, e))
+    }
+
+    fn put_truncated(&self, batch: &mut LogBatch, index: u64, term: u64) -> Result<(), Error> {
+        batch
+            .put(
+                self.group,
+                KEY_TRUNCATED.to_vec(),
+                pair(index, term).to_vec(),
+            )
+            .map_err(|e| at(&self.dir, e))
+    }
+
+    /// Puts the snapshot metadata, its configuration and `hs` into `batch`.
+    fn put_snapshot_meta(
+        &self,
+        batch: &mut LogBatch,
+        meta: &SnapshotMetadata,
+        hs: &HardState,
+    ) -> Result<(), Error> {
+        self.put_pb(batch, KEY_HARD_STATE, hs)?;
+        self.put_pb(batch, KEY_CONF_STATE, meta.get_conf_state())?;
+        self.put_pb(batch, KEY_SNAPSHOT, meta)
+    }
+
+    fn cache_snapshot_meta(&mut self, meta: &SnapshotMetadata, hs: HardState) {
+        self.hard_state = hs;
+        self.conf_state = meta.get_conf_state().clone();
+        self.snapshot = Some(meta.clone());
+    }
+
+    /// The hard state after storing a snapshot at `meta`: the commit index covers it.
+    fn hard_state_for(&self, meta: &SnapshotMetadata) -> HardState {
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs
+    }
+
+    /// Sets up an empty store as a copy of another store's base: the truncation point, the
+    /// snapshot, the configuration and the hard state, in one durable write (the migration
+    /// from format 2 then appends the entries with `persist`).
+    pub(crate) fn import_base(
+        &mut self,
+        truncated: (u64, u64),
+        snapshot: Option<&Snapshot>,
+        conf_state: &ConfState,
+        hard_state: &HardState,
+    ) -> Result<(), Error> {
+        let mut batch = LogBatch::default();
+        batch.add_command(self.group, Command::Clean);
+        self.put_truncated(&mut batch, truncated.0, truncated.1)?;
+        if let Some(snap) = snapshot {
+            let id = self.snapshots.write(snap)?;
+            self.put_pb(&mut batch, KEY_SNAPSHOT, snap.get_metadata())?;
+            self.snapshot = Some(snap.get_metadata().clone());
+            self.snapshots.retain(id)?;
+        }
+        self.put_pb(&mut batch, KEY_CONF_STATE, conf_state)?;
+        self.put_pb(&mut batch, KEY_HARD_STATE, hard_state)?;
+        self.write(&mut batch, true)?;
+        (self.truncated_index, self.truncated_term) = truncated;
+        self.terms.clear();
+        self.conf_state = conf_state.clone();
+        self.hard_state = hard_state.clone();
+        Ok(())
+    }
+}
+
+fn id_of(meta: &SnapshotMetadata) -> SnapshotId {
+    SnapshotId {
+        index: meta.index,
+        term: meta.term,
+    }
+}
+
+/// A storage error naming the file or directory it happened on.
+fn at(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("{}: {e}", path.display()))
+}
+
+fn pair(a: u64, b: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_be_bytes());
+    out[8..].copy_from_slice(&b.to_be_bytes());
+    out
+}
+
+fn unpair(b: &[u8]) -> Option<(u64, u64)> {
+    let a: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    let c: [u8; 8] = b.get(8..16)?.try_into().ok()?;
+    (b.len() == 16).then(|| (u64::from_be_bytes(a), u64::from_be_bytes(c)))
+}
+
+fn read_error(e: raft_engine::Error) -> raft::Error {
+    match e {
+        raft_engine::Error::EntryCompacted => raft::Error::Store(StorageError::Compacted),
+        raft_engine::Error::EntryNotFound => raft::Error::Store(StorageError::Unavailable),
+        e => other(e),
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        super::check_entries_range(low, high, self.truncated_index, self.last())?;
+        let max_size = max_size.into();
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let limit = max_size.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+        self.engine
+            .fetch_entries_to::<RaftEntries>(self.group, low, high, limit, &mut out)
+            .map_err(read_error)?;
+        raft::util::limit_size(&mut out, max_size);
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.truncated_index {
+            return Ok(self.truncated_term);
+        }
+        if idx < self.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        let offset = (idx - self.truncated_index - 1) as usize;
+        self.terms
+            .get(offset)
+            .copied()
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.truncated_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        match &self.snapshot {
+            Some(meta) if snapshot_serves(meta, request_index, to) => {
+                self.snapshots.read(id_of(meta)).map_err(other)
+            }
+            _ => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
+    }
+}
+
+impl RaftStore for LogStore {
+    fn initialize(&mut self, conf_state: ConfState) -> Result<(), Error> {
+        let mut batch = LogBatch::default();
+        self.put_pb(&mut batch, KEY_CONF_STATE, &conf_state)?;
+        self.write(&mut batch, true)?;
+        self.conf_state = conf_state;
+        Ok(())
+    }
+
+    fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error> {
+        let mut batch = LogBatch::default();
+        if let Some(first) = entries.first() {
+            check_append(first.index, self.truncated_index + 1, self.last())?;
+            batch
+                .add_entries::<RaftEntries>(self.group, entries)
+                .map_err(|e| at(&self.dir, e))?;
+        }
+        if let Some(hs) = hard_state {
+            self.put_pb(&mut batch, KEY_HARD_STATE, hs)?;
+        }
+        self.write(&mut batch, true)?;
+        if let Some(first) = entries.first() {
+            // The new entries replace the conflicting suffix from their first index on.
+            self.terms
+                .truncate((first.index - self.truncated_index - 1) as usize);
+            self.terms.extend(entries.iter().map(|e| e.term));
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> Result<(), Error> {
+        if commit <= self.hard_state.commit {
+            return Ok(());
+        }
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        let mut batch = LogBatch::default();
+        self.put_pb(&mut batch, KEY_HARD_STATE, &hs)?;
+        self.write(&mut batch, false)?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        let meta = snapshot.get_metadata();
+        check_snapshot_newer(meta.index, self.truncated_index)?;
+        let id = self.snapshots.write(snapshot)?;
+        let mut hs = self.hard_state_for(meta);
+        hs.term = hs.term.max(meta.term);
+        // The whole log is replaced: `Clean` drops every entry and key of the group, and the
+        // same batch writes the new base.
+        let mut batch = LogBatch::default();
+        batch.add_command(self.group, Command::Clean);
+        self.put_truncated(&mut batch, meta.index, meta.term)?;
+        self.put_snapshot_meta(&mut batch, meta, &hs)?;
+        self.write(&mut batch, true)?;
+        self.cache_snapshot_meta(meta, hs);
+        (self.truncated_index, self.truncated_term) = (meta.index, meta.term);
+        self.terms.clear();
+        self.snapshots.retain(id)
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        let meta = snapshot.get_metadata();
+        check_local_snapshot(meta.index, self.truncated_index, self.last())?;
+        let id = self.snapshots.write(snapshot)?;
+        let hs = self.hard_state_for(meta);
+        let mut batch = LogBatch::default();
+        self.put_snapshot_meta(&mut batch, meta, &hs)?;
+        self.write(&mut batch, true)?;
+        self.cache_snapshot_meta(meta, hs);
+        self.snapshots.retain(id)
+    }
+
+    fn compact(&mut self, index: u64) -> Result<(), Error> {
+        let snap_index = self.snapshot.as_ref().map_or(0, |m| m.index);
+        if !check_compact(index, self.truncated_index + 1, snap_index)? {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self, index - 1).map_err(|e| at(&self.dir, e))?;
+        let mut batch = LogBatch::default();
+        batch.add_command(self.group, Command::Compact { index });
+        self.put_truncated(&mut batch, index - 1, term)?;
+        self.write(&mut batch, true)?;
+        let dropped = (index - 1 - self.truncated_index) as usize;
+        self.terms.drain(..dropped.min(self.terms.len()));
+        (self.truncated_index, self.truncated_term) = (index - 1, term);
+        // Frees the space: log files holding only compacted entries are deleted (or kept for
+        // reuse), live entries in old files are rewritten first.
+        self.engine
+            .purge_expired_files()
+            .map(drop)
+            .map_err(|e| at(&self.dir, e))
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<Snapshot>, Error> {
+        self.snapshot
+            .as_ref()
+            .map(|m| self.snapshots.read(id_of(m)))
+            .transpose()
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |m| m.index)
+    }
+}
