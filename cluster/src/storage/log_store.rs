@@ -508,3 +508,126 @@ impl RaftStore for LogStore {
         self.snapshot.as_ref().map_or(0, |m| m.index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn small_files() -> LogStoreOptions {
+        LogStoreOptions {
+            log_file_bytes: 64 * 1024,
+            purge_threshold_bytes: 256 * 1024,
+            ..Default::default()
+        }
+    }
+
+    fn open(dir: &Path) -> Result<LogStore, Error> {
+        LogStore::open(dir.join("log"), dir.join("snap"), &small_files())
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            data: vec![index as u8; 1024].into(),
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(index: u64) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = index;
+        s.mut_metadata().term = 1;
+        s.mut_metadata().mut_conf_state().voters = vec![1];
+        s.data = vec![1u8; 10_000].into();
+        s
+    }
+
+    fn dir_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn compaction_frees_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path()).unwrap();
+        let written_bytes = 8000 * 1024;
+        for last in (10..=8000).step_by(10) {
+            let batch: Vec<Entry> = (last - 9..=last).map(entry).collect();
+            s.persist(&batch, None).unwrap();
+            if last % 200 == 0 {
+                s.save_snapshot(&snapshot(last)).unwrap();
+                s.compact(last - 50).unwrap();
+            }
+        }
+        let log = dir_bytes(&dir.path().join("log"));
+        let snaps = dir_bytes(&dir.path().join("snap"));
+        // Bounded by the purge threshold and a few files, not by what was written (8 MB).
+        assert!(
+            log < 1024 * 1024,
+            "log directory holds {log} bytes of {written_bytes}"
+        );
+        assert_eq!(s.snapshot_files().list().unwrap().len(), 2);
+        assert!(snaps < 3 * 10_100, "snapshot directory holds {snaps} bytes");
+        drop(s);
+        let s = open(dir.path()).unwrap();
+        assert_eq!(
+            (s.first_index().unwrap(), s.last_index().unwrap()),
+            (7950, 8000)
+        );
+    }
+
+    #[test]
+    fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path()).unwrap();
+        let ents: Vec<Entry> = (1..=30).map(entry).collect();
+        s.persist(&ents, None).unwrap();
+        s.save_snapshot(&snapshot(10)).unwrap();
+        s.compact(8).unwrap();
+        s.save_snapshot(&snapshot(20)).unwrap();
+        let newest = s.snapshot_files().path(SnapshotId { index: 20, term: 1 });
+        drop(s);
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let at = bytes.len() - 5;
+        bytes[at] ^= 0x01;
+        std::fs::write(&newest, &bytes).unwrap();
+        // The log still holds 11..=30: back to the snapshot at 10, entries replayed after it.
+        let s = open(dir.path()).unwrap();
+        assert_eq!(s.applied_index(), 10);
+        let snap = s.stored_snapshot().unwrap().unwrap();
+        assert_eq!(snap.get_metadata().index, 10);
+        assert_eq!(s.snapshot(10, 1).unwrap().get_metadata().index, 10);
+        drop(s);
+        // The fallback was made durable: a second open agrees.
+        assert_eq!(open(dir.path()).unwrap().applied_index(), 10);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_the_log_cannot_replace_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path()).unwrap();
+        let ents: Vec<Entry> = (1..=30).map(entry).collect();
+        s.persist(&ents, None).unwrap();
+        s.save_snapshot(&snapshot(10)).unwrap();
+        s.save_snapshot(&snapshot(20)).unwrap();
+        s.compact(18).unwrap();
+        let newest = s.snapshot_files().path(SnapshotId { index: 20, term: 1 });
+        drop(s);
+        let len = std::fs::metadata(&newest).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&newest)
+            .unwrap();
+        f.set_len(len / 2).unwrap();
+        let e = open(dir.path()).err().expect("refused").to_string();
+        assert!(
+            e.contains("snap-20-1") && e.contains("remove it from the cluster"),
+            "{e}"
+        );
+    }
+}

@@ -1,4 +1,12 @@
-//! Durable Raft store on sled 0.34.7.
+//! The format-2 Raft store on sled 0.34.7, kept only to migrate a format-2 data directory
+//! (`storage::migrate`, `runtime::data_format`); real nodes run on `LogStore`.
+//!
+//! Why it was replaced (docs/storage.md): sled keeps a value over its blob threshold as
+//! part of a whole-leaf blob file, and rewrites the leaf (so the ~11 MB `m:snapshot` value)
+//! into a NEW blob each time the leaf is consolidated after a few updates of any key in it
+//! (`m:hard_state` on every persist, entry keys while the tree is one leaf): an idle node
+//! wrote one snapshot-sized blob every ~4 entries and never freed the old ones. And every
+//! durable write cost a flush plus an fsync of every file in the directory.
 //!
 //! # Layout
 //! One sled tree (the default one), so that every write below is ONE atomic `sled::Batch`:
