@@ -291,7 +291,7 @@ async fn wait_for_leader(nodes: &mut Nodes) -> anyhow::Result<String> {
             let Ok(mut c) = admin(addr).await else {
                 continue;
             };
-            if let Ok(s) = c.cluster_status(ClusterStatusRequest {}).await {
+            if let Ok(s) = c.cluster_status(ClusterStatusRequest::default()).await {
                 let s = s.into_inner();
                 if s.leader_id != 0 {
                     return Ok(addrs
@@ -486,7 +486,9 @@ async fn check_replicas(addrs: &[String]) -> anyhow::Result<()> {
         for addr in addrs {
             let s = admin(addr)
                 .await?
-                .cluster_status(ClusterStatusRequest {})
+                .cluster_status(ClusterStatusRequest {
+                    with_state_hash: true,
+                })
                 .await?
                 .into_inner();
             seen.push((s.node_id, s.applied_index, s.state_hash));

@@ -371,7 +371,10 @@ async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<
             Instant::now() < deadline,
             "the cluster was not ready in 300 s"
         );
-        let Ok(st) = client.cluster_status(pb::ClusterStatusRequest {}).await else {
+        let Ok(st) = client
+            .cluster_status(pb::ClusterStatusRequest::default())
+            .await
+        else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };

@@ -215,7 +215,7 @@ async fn call_each(
     ));
     let mut admin = AdminClient::new(ch);
     let status = admin
-        .cluster_status(req(pb::ClusterStatusRequest {}, t))
+        .cluster_status(req(pb::ClusterStatusRequest::default(), t))
         .await;
     out.push(("Admin/ClusterStatus", code(status)));
     out
@@ -278,11 +278,11 @@ async fn a_wrong_or_malformed_token_is_refused() {
             "tok-operator-5f2c-",
         ] {
             let status = AdminClient::new(p.channel_with(1, None))
-                .cluster_status(req(pb::ClusterStatusRequest {}, Some(bad)))
+                .cluster_status(req(pb::ClusterStatusRequest::default(), Some(bad)))
                 .await;
             assert_eq!(code(status), Code::Unauthenticated, "token {bad:?}");
         }
-        let mut basic = tonic::Request::new(pb::ClusterStatusRequest {});
+        let mut basic = tonic::Request::new(pb::ClusterStatusRequest::default());
         let value = format!("Basic {}", token("operator")).parse().unwrap();
         basic.metadata_mut().insert("authorization", value);
         let status = AdminClient::new(p.channel_with(1, None))
@@ -500,12 +500,15 @@ async fn no_credentials_listed_and_not_insecure_refuses_all_but_health() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let status = AdminClient::new(channel(&p, None))
-            .cluster_status(pb::ClusterStatusRequest {})
+            .cluster_status(pb::ClusterStatusRequest::default())
             .await;
         assert_eq!(code(status), Code::Unauthenticated);
         // A token means nothing to a node that lists none.
         let status = AdminClient::new(channel(&p, Some(token("operator"))))
-            .cluster_status(req(pb::ClusterStatusRequest {}, Some(token("operator"))))
+            .cluster_status(req(
+                pb::ClusterStatusRequest::default(),
+                Some(token("operator")),
+            ))
             .await;
         assert_eq!(code(status), Code::Unauthenticated);
         assert_eq!(reflection(&p, None).await, Code::Unauthenticated);

@@ -374,7 +374,7 @@ impl Procs {
     pub async fn status(&self, id: u64) -> Option<pb::ClusterStatusResponse> {
         let r = self
             .admin(id)
-            .cluster_status(pb::ClusterStatusRequest {})
+            .cluster_status(pb::ClusterStatusRequest::default())
             .await;
         r.ok().map(|r| r.into_inner())
     }

@@ -44,7 +44,7 @@ async fn each_service_on_its_own_port(p: &Procs, id: u64) {
     assert_eq!(
         code(
             admin_on_peer_port
-                .cluster_status(pb::ClusterStatusRequest {})
+                .cluster_status(pb::ClusterStatusRequest::default())
                 .await
         ),
         Code::Unimplemented,

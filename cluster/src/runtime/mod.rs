@@ -154,9 +154,7 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
     };
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let Ok(st) = cluster.handle.status().await else {
-            continue;
-        };
+        let st = cluster.handle.summary();
         if st.role != raft::StateRole::Leader {
             // Another founding node may lead and load it; stop once it is there.
             if let Ok((QueryResult::Summary { hospitals, .. }, _)) = cluster

@@ -8,7 +8,8 @@
 //! task and their result reported back as `PeerEvent::SnapshotStatus`.
 //!
 //! Also here: the [`PeerBook`] (node id → its peer and client addresses, and how to dial
-//! them) and the [`Faults`] switch. Only peer addresses are ever dialled here; client
+//! them; one pooled channel per peer, shared by this transport and by followers forwarding
+//! client writes) and the [`Faults`] switch. Only peer addresses are ever dialled here; client
 //! addresses are for leader hints. With `[tls]` every peer is dialled over `https://` with
 //! mutual TLS (`security::tls::NodeTls::peer_client`): the peer's certificate must be
 //! signed by the cluster CA and name the address dialled, and this node presents its own.
@@ -51,6 +52,9 @@ pub struct PeerBook {
     addrs: ArcSwap<BTreeMap<u64, NodeAddrs>>,
     /// `None`: plain text (no `[tls]`).
     tls: Option<ClientTlsConfig>,
+    /// One lazily connecting channel per peer (and the address it dials): HTTP/2
+    /// multiplexes every call to that peer over one connection, which reconnects by itself.
+    pooled: std::sync::Mutex<HashMap<u64, (String, PeerClient<Channel>)>>,
 }
 
 impl PeerBook {
@@ -59,6 +63,7 @@ impl PeerBook {
         PeerBook {
             addrs: ArcSwap::from_pointee(addrs),
             tls: None,
+            pooled: Default::default(),
         }
     }
 
@@ -67,12 +72,32 @@ impl PeerBook {
         PeerBook {
             addrs: ArcSwap::from_pointee(addrs),
             tls,
+            pooled: Default::default(),
         }
     }
 
     /// A lazily connecting client for the peer address `addr`, over TLS when configured.
     pub fn dial(&self, addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
         peer_client(addr, self.tls.as_ref())
+    }
+
+    /// The pooled client of peer `id` (see the field `pooled`), made on first use and again
+    /// when its address changed: `None` when the address is unknown, `Err` when it cannot
+    /// be dialled. Cheap to clone; calls through clones share the connection.
+    pub fn pooled(&self, id: u64) -> Option<Result<PeerClient<Channel>, tonic::transport::Error>> {
+        let addr = self.peer(id)?;
+        let mut pool = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, client)) = pool.get(&id) {
+            if *at == addr {
+                return Some(Ok(client.clone()));
+            }
+        }
+        let client = match self.dial(&addr) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        pool.insert(id, (addr, client.clone()));
+        Some(Ok(client))
     }
 
     /// The node's peer address (its `peer_listen`): what Raft and forwarding dial.
@@ -218,7 +243,11 @@ impl GrpcTransport {
             .get(&to)
             .is_none_or(|l| l.addr != addr || l.tx.is_closed());
         if stale {
-            let client = match self.book.dial(&addr) {
+            let client = match self
+                .book
+                .pooled(to)
+                .unwrap_or_else(|| self.book.dial(&addr))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(peer = to, %addr, error = %e, "bad peer address");

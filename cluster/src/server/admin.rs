@@ -1,7 +1,19 @@
 //! `ninety.v1.Admin`: region import, status, membership, leadership and snapshots.
 //!
 //! Membership changes and leadership transfers must be sent to the leader (they are not
-//! forwarded): another node answers `UNAVAILABLE` with the leader in the metadata. They are
+//! forwarded): another node answers `UNAVAILABLE` with the leader in the metadata.
+//!
+//! **Removing the leader.** The node core refuses a leader's own removal
+//! (`node::membership`: raft-rs would keep it leading a group it is not in). So
+//! `RemoveMember` for the answering leader first moves leadership: to the voter with the
+//! highest match index among those recently active, waiting up to [`LEADER_MOVE_WAIT`] for
+//! it to lead; then it answers `UNAVAILABLE` naming the new leader in the metadata and
+//! saying that leadership moved, and the same request sent there removes the old leader
+//! (`ninety_client` follows the hint by itself). Nothing was removed by the first answer.
+//!
+//! **Status.** `ClusterStatus` answers from the summary the node task publishes after every
+//! poll (`driver::Summary`), without a trip to the node task; the state hash only when the
+//! request sets `with_state_hash`, digested off the node task (`driver` module doc). They are
 //! one at a time and idempotent by effect (adding a member twice is refused as already
 //! done), not by request id: Raft conf changes do not pass through the engine's dedup table.
 //! `node_id` 0 is refused (`INVALID_ARGUMENT`, `node_id`); `TransferLeader`'s `to_node_id`
@@ -38,6 +50,7 @@
 use super::convert::echo;
 use super::{invalid, Cluster};
 use crate::node::{MembershipChange, Reply};
+use crate::runtime::driver::Summary;
 use crate::runtime::transport::GRPC_MESSAGE_BYTES_MAX;
 use ninety_engine::{Command, RegionFile, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
@@ -49,6 +62,13 @@ use tonic::{Request as GrpcRequest, Response, Status};
 
 /// How long TransferLeader waits for the new leader to show.
 pub const TRANSFER_WAIT: Duration = Duration::from_secs(3);
+/// How long `RemoveMember` of the leader waits for leadership to move first: two election
+/// timeouts (raft-rs aborts a transfer that has not finished within one).
+pub const LEADER_MOVE_WAIT: Duration = Duration::from_millis(
+    2 * crate::node::config::ELECTION_TICKS as u64 * crate::node::config::TICK_INTERVAL_MS,
+);
+/// How often a wait for a new leader looks at the published status.
+const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Shortest time between two snapshots taken through `SnapshotNow` on one node (a snapshot
 /// encodes and fsyncs the whole state: a loop of calls must not turn into a disk storm).
 pub const SNAPSHOT_INTERVAL_MIN: Duration = Duration::from_secs(10);
@@ -191,14 +211,23 @@ fn in_region_json(r: Rejection) -> Status {
     }
 }
 
+/// The voter leadership should move to when leader `st` must step aside: the most caught-up
+/// other voter among those recently active (any other voter when none is).
+fn successor(st: &Summary) -> Option<u64> {
+    let others = || {
+        st.progress
+            .iter()
+            .filter(|p| p.0 != st.id && st.voters.contains(&p.0))
+    };
+    others()
+        .filter(|p| p.2)
+        .max_by_key(|p| p.1)
+        .or_else(|| others().max_by_key(|p| p.1))
+        .map(|p| p.0)
+}
+
 impl AdminService {
-    async fn members(&self) -> Result<Vec<pb::Member>, Status> {
-        let st = self
-            .cluster
-            .handle
-            .status()
-            .await
-            .map_err(|e| self.cluster.request_error(e))?;
+    fn members(&self, st: &Summary) -> Vec<pb::Member> {
         let progress = |id: u64| st.progress.iter().find(|p| p.0 == id).copied();
         let member = |id: u64, role: pb::MemberRole| {
             let p = progress(id);
@@ -222,7 +251,44 @@ impl AdminService {
                 .iter()
                 .map(|id| member(*id, pb::MemberRole::Learner)),
         );
-        Ok(out)
+        out
+    }
+
+    /// `RemoveMember` of this node while it leads: moves leadership first (module doc) and
+    /// returns the answer that sends the removal to the new leader.
+    async fn step_aside(&self, st: &Summary) -> Status {
+        let me = st.id;
+        let Some(to) = successor(st) else {
+            return self
+                .cluster
+                .request_error(crate::RequestError::ConfChangeRejected(format!(
+                    "{me} is the last voter"
+                )));
+        };
+        let h = &self.cluster.handle;
+        if let Err(e) = h.transfer_leader(to).await {
+            return self.cluster.request_error(e);
+        }
+        let deadline = tokio::time::Instant::now() + LEADER_MOVE_WAIT;
+        loop {
+            let now = h.summary();
+            if now.leader_id != 0 && now.leader_id != me {
+                let msg = format!(
+                    "node {me} was the leader: leadership moved to node {} (term {}) first; \
+                     send the removal of node {me} there (ninety's client follows this hint)",
+                    now.leader_id, now.term
+                );
+                return self.cluster.unavailable(msg, Some(now.leader_id));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Status::unavailable(format!(
+                    "node {me} is the leader and leadership did not move to node {to} within \
+                     {} ms; nothing was removed: retry",
+                    LEADER_MOVE_WAIT.as_millis()
+                ));
+            }
+            tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+        }
     }
 
     async fn change(
@@ -235,14 +301,9 @@ impl AdminService {
             Ok(_) => return Err(Status::internal("unexpected reply to a membership change")),
             Err(e) => return Err(self.cluster.request_error(e)),
         }
-        let st = self
-            .cluster
-            .handle
-            .status()
-            .await
-            .map_err(|e| self.cluster.request_error(e))?;
+        let st = self.cluster.handle.summary();
         Ok(Response::new(pb::MembershipResponse {
-            members: self.members().await?,
+            members: self.members(&st),
             commit: Some(pb::CommitInfo {
                 log_index: st.applied_index,
                 log_time_ms: st.applied_log_time_ms,
@@ -311,23 +372,29 @@ impl Admin for AdminService {
 
     async fn cluster_status(
         &self,
-        _request: GrpcRequest<pb::ClusterStatusRequest>,
+        request: GrpcRequest<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let st = self
-            .cluster
-            .handle
-            .status()
-            .await
-            .map_err(|e| self.cluster.request_error(e))?;
+        let (st, state_hash) = if request.get_ref().with_state_hash {
+            let full = self
+                .cluster
+                .handle
+                .status()
+                .await
+                .map_err(|e| self.cluster.request_error(e))?;
+            (Arc::new(full.summary), full.state_hash.to_vec())
+        } else {
+            (self.cluster.handle.summary(), Vec::new())
+        };
         Ok(Response::new(pb::ClusterStatusResponse {
             node_id: st.id,
             leader_id: st.leader_id,
             term: st.term,
             commit_index: st.commit_index,
             applied_index: st.applied_index,
-            state_hash: st.state_hash.to_vec(),
-            members: self.members().await?,
+            state_hash,
+            members: self.members(&st),
             applied_log_time_ms: st.applied_log_time_ms,
+            removed: st.removed,
         }))
     }
 
@@ -384,9 +451,12 @@ impl Admin for AdminService {
         &self,
         request: GrpcRequest<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let r = request.into_inner();
-        self.change(MembershipChange::Remove(node_id(r.node_id)?))
-            .await
+        let id = node_id(request.into_inner().node_id)?;
+        let st = self.cluster.handle.summary();
+        if id == st.id && st.role == raft::StateRole::Leader && !st.removed {
+            return Err(self.step_aside(&st).await);
+        }
+        self.change(MembershipChange::Remove(id)).await
     }
 
     async fn transfer_leader(
@@ -396,7 +466,7 @@ impl Admin for AdminService {
         let r = request.into_inner();
         let h = &self.cluster.handle;
         let err = |e| self.cluster.request_error(e);
-        let st = h.status().await.map_err(err)?;
+        let st = h.summary();
         let to = match r.to_node_id {
             0 => st
                 .progress
@@ -414,7 +484,7 @@ impl Admin for AdminService {
         h.transfer_leader(to).await.map_err(err)?;
         let deadline = tokio::time::Instant::now() + TRANSFER_WAIT;
         loop {
-            let st = h.status().await.map_err(err)?;
+            let st = h.summary();
             if st.leader_id == to || tokio::time::Instant::now() >= deadline {
                 return Ok(Response::new(pb::TransferLeaderResponse {
                     leader_id: st.leader_id,
