@@ -397,7 +397,20 @@ impl EngineMachine {
         };
         let first = self.engine.dedup().get(key).map(|r| r.index);
         let outcome = self.engine.apply_as(key, &command, at, index);
-        let hold_id = match (&command, &outcome) {
+        self.applied(&command, outcome, at, first, index)
+    }
+
+    /// The [`Applied`] of `command` answered `outcome` at log time `at` (clamped to the
+    /// engine's), with the index that first applied its key, if it was remembered before.
+    fn applied(
+        &self,
+        command: &Command,
+        outcome: Outcome,
+        at: LogTime,
+        first: Option<u64>,
+        index: u64,
+    ) -> Applied {
+        let hold_id = match (command, &outcome) {
             (_, Ok(Reply::BedHeld { hold, .. } | Reply::BedAllocated { hold, .. })) => Some(*hold),
             (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, _) => Some(*hold),
             _ => None,
@@ -411,6 +424,21 @@ impl EngineMachine {
             hold: hold_id.and_then(|h| self.hold_with_hospital(h)),
             record,
         }
+    }
+
+    /// What applying the command bytes `bytes` would answer now, when the dedup table alone
+    /// decides it (`Engine::replay`): the bytes `apply` would return for it, at the current
+    /// log time. `None` for anything only the log can answer (new or undecodable commands).
+    fn replay_bytes(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let LogCommand { key, command } = postcard::from_bytes(bytes).ok()?;
+        if !matches!(key, RequestKey::Client(_)) {
+            return None;
+        }
+        let outcome = self.engine.replay(key, &command)?;
+        let first = self.engine.dedup().get(key).map(|r| r.index);
+        let now = self.engine.now();
+        let applied = self.applied(&command, outcome, now, first, 0);
+        postcard::to_stdvec(&applied).ok()
     }
 
     /// The record a successful reply names, as it stands now.
@@ -738,6 +766,10 @@ impl StateMachine for EngineMachine {
         postcard::to_stdvec(&self.answer(query)).unwrap_or_else(|_| ENCODE_FAILED.to_vec())
     }
 
+    fn replay(&self, command: &[u8]) -> Option<Vec<u8>> {
+        self.replay_bytes(command)
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         // `Engine::snapshot` only fails if postcard cannot encode the state, which the std
         // flavour never does; an empty image would then fail `restore` loudly, not silently.
@@ -870,5 +902,53 @@ mod tests {
         );
         let logged = decode_log_command(&boot).unwrap();
         assert_eq!(logged.key, RequestKey::Bootstrap(5));
+    }
+
+    /// The read path's answer to a retry (`replay`) is what applying it again would answer
+    /// (at the log time of the state it reads), and nothing else is answered that way: new ids, reused ids refused, ticks, garbage.
+    #[test]
+    fn replay_answers_remembered_requests_only_and_as_apply_would() {
+        let mut m = EngineMachine::new();
+        let request = Request {
+            id: RequestId(5),
+            command: set_policy(60),
+        };
+        let bytes = encode_request(&request).unwrap();
+        assert_eq!(m.replay(&bytes), None, "not applied yet");
+        m.apply(&ctx(3), &[&bytes]);
+        let read = decode_applied(&m.replay(&bytes).expect("remembered")).unwrap();
+        let hash = m.state_hash();
+        let applied = decode_applied(&m.apply(&ctx(4), &[&bytes])[0]).unwrap();
+        assert_eq!(m.state_hash(), hash, "a replay changes nothing");
+        // The same answer, at the log time of the state it was read from (a leader's
+        // stamp, for an entry: the only difference).
+        assert_eq!(read.log_time_ms, ctx(3).log_time_ms);
+        assert_eq!(
+            Applied {
+                log_time_ms: 0,
+                ..read
+            },
+            Applied {
+                log_time_ms: 0,
+                ..applied
+            }
+        );
+
+        let reused = Request {
+            id: RequestId(5),
+            command: set_policy(61),
+        };
+        let reused = encode_request(&reused).unwrap();
+        let read = decode_applied(&m.replay(&reused).expect("refused")).unwrap();
+        assert_eq!(read.outcome, Err(Rejection::RequestIdReused(RequestId(5))));
+        let fresh = Request {
+            id: RequestId(6),
+            command: set_policy(60),
+        };
+        assert_eq!(m.replay(&encode_request(&fresh).unwrap()), None);
+        assert_eq!(m.replay(b"\xff\xff"), None);
+        let boot = encode_bootstrap(1, &set_policy(70)).unwrap();
+        m.apply(&ctx(5), &[&boot]);
+        assert_eq!(m.replay(&boot), None, "only client requests");
     }
 }

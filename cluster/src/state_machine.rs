@@ -35,6 +35,16 @@ pub trait StateMachine {
     /// Answers a read-only query against the current state (used after ReadIndex).
     fn query(&self, query: &[u8]) -> Vec<u8>;
 
+    /// When applying `command` now would change nothing and its answer is already decided
+    /// by the state — a retry of a request the machine remembers (its first answer) — that
+    /// answer, exactly the bytes `apply` would return for it now; else `None`. The node
+    /// then answers it after a ReadIndex instead of a log entry. Must not change the state.
+    /// The default: never (every command goes through the log).
+    fn replay(&self, command: &[u8]) -> Option<Vec<u8>> {
+        let _ = command;
+        None
+    }
+
     /// Serializes the whole state; `restore` of these bytes must give an equal state.
     fn snapshot(&self) -> Vec<u8>;
 

@@ -8,7 +8,9 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// Key/value machine. Command `key=value` sets and returns the previous value; any command
-/// without `=` returns the current value; a command or query starting with
+/// without `=` returns the current value; `id#command` is `command` under request id `id`:
+/// applied once, its first answer remembered (under the key `#id`) and returned to every
+/// repeat, which [`StateMachine::replay`] answers too; a command or query starting with
 /// [`KV_PANIC_PREFIX`] panics, as a buggy state machine would (the poison-pill tests of the
 /// node core). Query `key` returns the value. It also records
 /// the log time it last saw and how many entries it applied, so tests can check both.
@@ -31,7 +33,22 @@ impl KvMachine {
         self.data.get(key.as_bytes()).map(Vec::as_slice)
     }
 
+    /// The remembered-answer key of an `id#command`, and the command.
+    fn request_id(cmd: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+        let hash = cmd.iter().position(|b| *b == b'#')?;
+        let key = [b"#", &cmd[..hash]].concat();
+        Some((key, &cmd[hash + 1..]))
+    }
+
     fn apply_one(&mut self, cmd: &[u8]) -> Vec<u8> {
+        if let Some((key, inner)) = Self::request_id(cmd) {
+            if let Some(first) = self.data.get(&key) {
+                return first.clone();
+            }
+            let answer = self.apply_one(inner);
+            self.data.insert(key, answer.clone());
+            return answer;
+        }
         if cmd.starts_with(KV_PANIC_PREFIX) && !self.fixed {
             panic!(
                 "KvMachine: deliberate panic on {}",
@@ -64,6 +81,11 @@ impl StateMachine for KvMachine {
             );
         }
         self.data.get(query).cloned().unwrap_or_default()
+    }
+
+    fn replay(&self, command: &[u8]) -> Option<Vec<u8>> {
+        let (key, _) = Self::request_id(command)?;
+        self.data.get(&key).cloned()
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -1065,4 +1065,46 @@ mod commit_round {
         assert_eq!(c.nodes[&leader].status().commit_index, index);
         assert!(matches!(c.outcome(id), Ok(Reply::Applied { index: i, .. }) if *i == index));
     }
+
+    /// A retry of a request the state machine remembers is answered after a ReadIndex with
+    /// its first answer, without a log entry (issue 13, item 6).
+    #[test]
+    fn a_retry_after_commit_is_answered_without_an_entry() {
+        let mut c = super::replication::mem_cluster();
+        let leader = c.elect();
+        let first = c.propose(leader, "r1#k=v");
+        c.settle();
+        let (index, answer) = match c.outcome(first) {
+            Ok(Reply::Applied { index, outcome }) => (*index, outcome.clone()),
+            other => panic!("{other:?}"),
+        };
+        c.propose(leader, "k=w");
+        c.settle();
+        let (last, commit) = (c.nodes[&leader].last_index(), c.nodes[&leader].status());
+        let retry = c.propose(leader, "r1#k=v");
+        c.settle();
+        match c.outcome(retry) {
+            Ok(Reply::Applied { index: at, outcome }) => {
+                assert_eq!(outcome, &answer, "the first answer");
+                assert!(*at > index, "answered from state at or past the read index");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.nodes[&leader].last_index(),
+            last,
+            "no entry for the retry"
+        );
+        assert_eq!(c.nodes[&leader].status().commit_index, commit.commit_index);
+        assert_eq!(
+            c.sm(leader).get("k"),
+            Some(&b"w"[..]),
+            "the retry changed nothing"
+        );
+        // A new request id goes through the log.
+        let fresh = c.propose(leader, "r2#k=x");
+        c.settle();
+        assert!(c.outcome(fresh).is_ok());
+        assert_eq!(c.nodes[&leader].last_index(), last + 1);
+    }
 }

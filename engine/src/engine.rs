@@ -122,6 +122,23 @@ impl Engine {
         Ok(reply)
     }
 
+    /// What [`Engine::apply_as`] would answer for `command` as request `key` now, when the
+    /// dedup table alone decides it: the first reply of a remembered request, or the refusal
+    /// of a remembered request id reused for another command. Both change nothing, so a
+    /// node may answer them from state at or past a read index, without a log entry.
+    /// `None` when the key is not remembered (or is a tick): only the log can answer.
+    pub fn replay(&self, key: RequestKey, command: &Command) -> Option<Outcome> {
+        if matches!(key, RequestKey::Tick(_)) {
+            return None;
+        }
+        self.dedup.get(key)?;
+        match self.seen(key, command) {
+            Ok(Seen::Replay(reply)) => Some(Ok(reply)),
+            Ok(Seen::New(_)) => None,
+            Err(refusal) => Some(Err(refusal)),
+        }
+    }
+
     /// Whether `key` was applied before: its first reply, or the command's fingerprint to
     /// remember a new request by; refused when the key was used for another command.
     fn seen(&self, key: RequestKey, command: &Command) -> Result<Seen, Rejection> {

@@ -13,6 +13,9 @@
 //!   is evaluated afresh, so it may succeed later);
 //! * the entry was first applied between the operation's invocation and its
 //!   acknowledgement (real-time order);
+//! * a retry answered without an entry of its own (from the dedup table, after a
+//!   ReadIndex: `StateMachine::replay`) names the entry that first applied the request
+//!   successfully, at or before the index it was answered at, and gets its first answer;
 //! * every acknowledged operation is durable and visible after recovery: each final replica
 //!   has applied past it, and each final replica's state hash equals the replay's hash at
 //!   its applied index; created holds, seats and consultations (allocated ones included)
@@ -200,6 +203,20 @@ fn check_placed(engine: &Engine, index: u64, placed: &[Placed], out: &mut Vec<St
     }
 }
 
+/// A retry answered from the dedup table without an entry of its own: the request was
+/// first applied successfully at the index its answer names, no later than the index it was
+/// answered at (the success itself is checked against the first answer by the caller).
+fn check_read_replay(a: &Ack, first_index: &BTreeMap<RequestId, u64>, out: &mut Vec<String>) {
+    match first_index.get(&a.request) {
+        Some(&i) if i == a.applied.first_index && i <= a.index => {}
+        other => out.push(format!(
+            "retry of {:?} answered at index {} without an entry names first index {}, but \
+             the request was first applied at {other:?}",
+            a.request, a.index, a.applied.first_index
+        )),
+    }
+}
+
 /// A replica at the end of the run.
 pub struct Replica<'a> {
     pub node: u64,
@@ -224,6 +241,7 @@ pub fn history(
     let mut reference = EngineMachine::new();
     let mut answers: BTreeMap<(u64, RequestId), Vec<Applied>> = BTreeMap::new();
     let mut first_answer: BTreeMap<RequestId, ninety_engine::Outcome> = BTreeMap::new();
+    let mut first_index: BTreeMap<RequestId, u64> = BTreeMap::new();
     let mut hashes: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
     if final_at.contains(&0) {
         hashes.insert(0, reference.state_hash());
@@ -271,6 +289,7 @@ pub fn history(
                     out.push(format!("request {:?} was executed twice", req.id));
                 }
                 first_answer.insert(req.id, applied.outcome.clone());
+                first_index.insert(req.id, index);
             }
             if acked_at.contains(&index) {
                 answers.entry((index, req.id)).or_default().push(applied);
@@ -288,7 +307,10 @@ pub fn history(
     read_check.finish(&mut out);
     let max_acked = acks.iter().map(|a| a.index).max().unwrap_or(0);
     for a in acks {
-        match answers.get(&(a.index, a.request)) {
+        let entry = answers.get(&(a.index, a.request));
+        let read_replay = entry.is_none() && a.applied.replayed;
+        match entry {
+            None if read_replay => check_read_replay(a, &first_index, &mut out),
             None => out.push(format!(
                 "acknowledged request {:?} is not in the committed entry {}",
                 a.request, a.index
@@ -307,7 +329,7 @@ pub fn history(
                 a.request, a.applied.outcome, first
             ));
         }
-        if let (Some(inv), Some(b)) = (a.invoked_us, rec.log.get(&a.index)) {
+        if let (Some(inv), Some(b), false) = (a.invoked_us, rec.log.get(&a.index), read_replay) {
             if b.first_applied_us < inv || b.first_applied_us > a.acked_us {
                 out.push(format!(
                     "request {:?}: entry {} applied at {} µs, outside [{inv}, {}]",

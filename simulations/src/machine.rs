@@ -272,6 +272,10 @@ impl StateMachine for SimMachine {
         self.inner.query(query)
     }
 
+    fn replay(&self, command: &[u8]) -> Option<Vec<u8>> {
+        self.inner.replay(command)
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         self.inner.snapshot()
     }

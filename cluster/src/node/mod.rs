@@ -210,6 +210,9 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Set when the state machine panicked: the node never polls, applies or snapshots
     /// again (its state may be half-changed); every poll returns this error.
     poisoned: Option<Box<ApplyPanic>>,
+    /// Reads that are retried commands the state machine answers from its state
+    /// (`StateMachine::replay`): their query bytes are the command.
+    replays: std::collections::BTreeSet<RequestId>,
 }
 
 /// Whether `m` asks for a vote (a removed node never gives one).
@@ -293,6 +296,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             snapshot_index: index,
             snapshot_conf,
             poisoned: None,
+            replays: Default::default(),
         })
     }
 
@@ -465,6 +469,9 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         for ctx in self.reads.on_tick(self.ticks, &mut failed) {
             self.raw.read_index(ctx);
         }
+        for (id, _) in &failed {
+            self.replays.remove(id);
+        }
         self.out.fail(failed);
     }
 
@@ -481,6 +488,8 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
                 bytes: command.len(),
                 max,
             })
+        } else if self.try_replay(id, &command) {
+            Ok(())
         } else {
             self.proposals.enqueue(id, command)
         };
@@ -507,7 +516,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
                 let bytes = command.len();
                 self.out
                     .reply(id, Err(RequestError::TooLarge { bytes, max }));
-            } else {
+            } else if !self.try_replay(id, &command) {
                 admitted.push((id, command));
             }
         }
@@ -515,6 +524,40 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         if let Err(e) = self.proposals.enqueue_all(admitted) {
             for id in ids {
                 self.out.reply(id, Err(e.clone()));
+            }
+        }
+    }
+
+    /// A command the state machine can already answer from its state (a retry of a
+    /// request it remembers: `StateMachine::replay`) changes nothing, so it is answered as
+    /// a linearizable read — after a ReadIndex, from state at or past the read index —
+    /// instead of a log entry. Returns whether it was taken that way (not when the read
+    /// queue is full: then it goes through the log like any command).
+    fn try_replay(&mut self, id: RequestId, command: &[u8]) -> bool {
+        let sm = &self.sm;
+        // A panic here is a bug in a read; the log path handles whatever it hides.
+        let decided = matches!(guard::catch(|| sm.replay(command)), Ok(Some(_)));
+        if !decided || self.reads.enqueue(id, command.to_vec()).is_err() {
+            return false;
+        }
+        self.replays.insert(id);
+        true
+    }
+
+    /// Answers a replayed command whose read index is applied, from the state now; if the
+    /// state no longer decides it (its dedup entry was evicted meanwhile), it goes through
+    /// the log after all.
+    fn complete_replay(&mut self, id: RequestId, command: Vec<u8>) {
+        let sm = &self.sm;
+        match guard::catch(|| sm.replay(&command)) {
+            Ok(Some(outcome)) => {
+                let index = self.applied_index;
+                self.out.reply(id, Ok(Reply::Applied { index, outcome }));
+            }
+            _ => {
+                if let Err(e) = self.proposals.enqueue(id, command) {
+                    self.out.reply(id, Err(e));
+                }
             }
         }
     }
@@ -680,6 +723,10 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// in it).
     fn complete_reads(&mut self) {
         for (index, (id, query)) in self.reads.take_ready(self.applied_index) {
+            if self.replays.remove(&id) {
+                self.complete_replay(id, query);
+                continue;
+            }
             let sm = &self.sm;
             let result = match guard::catch(|| sm.query(&query)) {
                 Ok(result) => Ok(Reply::Read { index, result }),
