@@ -1,7 +1,7 @@
 //! `ninety-cluster`: the replicated regional node.
 //!
 //! Owns everything that does I/O around the engine: the Raft driver (raft-rs `RawNode`), the
-//! sled-backed Raft storage, the tonic transport between peers, the client-facing gRPC server
+//! Raft storage (raft-engine log, snapshot files), the tonic transport between peers, the client-facing gRPC server
 //! and the `ninety` operator binary.
 //!
 //! Must not contain domain rules: every decision about beds, slots and referrals lives in
@@ -11,7 +11,8 @@
 //! - [`io`]: the seams (clock, transport, durable Raft store) where the tokio runtime or the
 //!   deterministic simulator plug in.
 //! - [`state_machine`]: what the replicated state machine must implement.
-//! - [`storage`]: in-memory and sled-backed Raft stores.
+//! - [`storage`]: the Raft stores (raft-engine `LogStore` with snapshot files, in-memory
+//!   `MemStore`, the format-2 `SledStore` kept for migration) and their conformance suite.
 //! - [`node`]: the sans-I/O Raft node core (`Node`), driven by inputs, producing outputs; it
 //!   catches a panic of the state machine's apply and stops on it (`node::ApplyPanic`).
 //! - [`runtime`]: the tokio node process: config checks before anything is touched, the

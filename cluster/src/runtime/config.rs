@@ -30,7 +30,8 @@ pub struct FileConfig {
     /// same socket as `listen`. `None` only while parsing: [`FileConfig::check`] refuses it.
     #[serde(default)]
     pub peer_listen: Option<SocketAddr>,
-    /// Where the Raft log, hard state and snapshots live (sled).
+    /// Where the Raft log, hard state and snapshots live (`raft-log/`, `snapshots/`:
+    /// `runtime::data_format`).
     pub data_dir: PathBuf,
     /// The address book: node id (as a string key) → `{ peer = "host:port", client =
     /// "host:port" }`, this node included. It may list nodes that are not (yet) members;
