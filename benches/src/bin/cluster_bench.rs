@@ -419,6 +419,9 @@ impl Mode {
 struct Tally {
     /// Latency of every call, µs.
     hist: Histogram<u64>,
+    /// Latency of the single mode's granted `HoldBed` calls only, µs (the figure issue 13's
+    /// goals and `benches/peers` compare).
+    hold_hist: Histogram<u64>,
     calls: u64,
     /// Operations: calls (empty, single) or items (batch).
     ops: u64,
@@ -430,6 +433,7 @@ impl Tally {
     fn new() -> Tally {
         Tally {
             hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            hold_hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
             calls: 0,
             ops: 0,
             holds: 0,
@@ -439,6 +443,7 @@ impl Tally {
 
     fn merge(&mut self, o: Tally) {
         let _ = self.hist.add(&o.hist);
+        let _ = self.hold_hist.add(&o.hold_hist);
         self.calls += o.calls;
         self.ops += o.ops;
         self.holds += o.holds;
@@ -549,6 +554,8 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                 let Some(hold_id) = hold else { continue };
                 if measured {
                     t.holds += 1;
+                    let us = started.elapsed().as_micros().max(1) as u64;
+                    let _ = t.hold_hist.record(us.min(120_000_000));
                 }
                 let t1 = Instant::now();
                 let r = if n % 100 < sh.confirm_percent {
@@ -697,6 +704,9 @@ impl Row {
             "p50_ms": self.q_ms(0.5),
             "p99_ms": self.q_ms(0.99),
             "p999_ms": self.q_ms(0.999),
+            "hold_p50_ms": self.tally.hold_hist.value_at_quantile(0.5) as f64 / 1000.0,
+            "hold_p99_ms": self.tally.hold_hist.value_at_quantile(0.99) as f64 / 1000.0,
+            "hold_p999_ms": self.tally.hold_hist.value_at_quantile(0.999) as f64 / 1000.0,
             "max_ms": self.tally.hist.max() as f64 / 1000.0,
             "errors": self.tally.errors,
             "node_cpu_s": self.node_cpu,
