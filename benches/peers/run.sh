@@ -4,7 +4,7 @@
 #   benches/peers/run.sh [--seconds 10] [--clients 1,16,64,256] [--repeats 2] [--out DIR]
 #                        [--security tls|insecure] [--no-build]
 #
-# For each repeat, in turn: PostgreSQL, etcd, ninety (cluster_bench --mode single), each at
+# For each repeat, in turn (each with fresh servers): PostgreSQL, etcd, ninety (cluster_bench --mode single), each at
 # every client count, closed loop, --seconds per row after a 2 s warm-up; then ninety's
 # batched mode at 256 clients x 64 items once. `uptime` before and after every series goes
 # to DIR/uptime.log; each series' JSON to DIR; the markdown table to stdout and DIR/table.md.
@@ -53,10 +53,16 @@ CLUSTER=$TARGET/release/cluster_bench
 
 stamp() { echo "$(date -u +%H:%M:%S) $1: $(uptime)" >>"$OUT/uptime.log"; }
 
-"$HERE/setup.sh" stop
+# Fresh servers for every repeat, as every cluster_bench run starts a fresh ninety cluster:
+# an etcd that has loaded, deleted and reloaded the beds is several times slower (its
+# history is never compacted by default).
+fresh_peers() {
+    "$HERE/setup.sh" stop
+    "$HERE/setup.sh" start 2>"$OUT/setup.log"
+    cat "$OUT/setup.log" >&2
+}
 trap '"$HERE/setup.sh" stop' EXIT
-"$HERE/setup.sh" start 2>"$OUT/setup.log"
-cat "$OUT/setup.log" >&2
+fresh_peers
 "$HERE/setup.sh" versions >"$OUT/versions.txt" 2>&1
 read -r PG_URL ETCD_EPS < <("$HERE/setup.sh" endpoints)
 
@@ -74,6 +80,7 @@ cat "$OUT/machine.txt" >&2
 
 COMMON=(--clients "$CLIENTS" --seconds "$SECONDS_PER_ROW" --warmup 2)
 for r in $(seq "$REPEATS"); do
+    [ "$r" = 1 ] || fresh_peers
     stamp "r$r postgres start"
     "$PEERS" postgres --url "$PG_URL" "${COMMON[@]}" --json "$OUT/r$r-postgres.json"
     stamp "r$r postgres end / etcd start"

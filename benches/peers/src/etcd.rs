@@ -1,19 +1,22 @@
-//! A 3-member etcd as the peer: beds as keys, a hold as a read plus a compare-and-put
-//! transaction, request ids as keys for idempotent retries.
+//! A 3-member etcd as the peer: beds as keys, a hold as a compare-and-put transaction,
+//! request ids as keys for idempotent retries.
 //!
 //! Keys: `b/<ward>/<bed>` holds `f` (free), `h/<request>/<patient>` (held) or
-//! `o/<request>/<patient>` (occupied); `r/<request>` remembers a write's answer. A hold reads
-//! the ward's beds (a serializable range read on the leader: no Raft round; the compare
-//! below is what makes it safe), picks a free one and sends one transaction: if the bed is
-//! still `f` and the request id is new, put the bed held and the request id; otherwise read
-//! the request id (a retry gets its first answer). A lost race with another client is a
-//! retry (counted), up to `HOLD_ATTEMPTS_MAX`. A ward with no free bed answers from the read
-//! alone, as etcd users refuse with a read. Resolve: one transaction, compare the bed's
-//! value is this hold's, put `f` (release) or `o/...` (confirm) and the request id.
+//! `o/<request>/<patient>` (occupied); `r/<request>` remembers a write's answer. A hold first
+//! tries a bed of the ward the client picks itself (it knows the ward's staffed beds; most
+//! are free): one transaction, if the bed is still `f` and the request id is new, put the
+//! bed held and the request id, otherwise read the request id (a retry gets its first
+//! answer). If that bed was taken, it reads the ward's beds (a serializable range read on
+//! the leader: no Raft round; the compare is what makes it safe), picks a free one and tries
+//! again, up to `HOLD_ATTEMPTS_MAX` times; each such extra round is counted in `retries`.
+//! A ward with no free bed answers from the read. Resolve: one transaction, compare the
+//! bed's value is this hold's, put `f` (release) or `o/...` (confirm) and the request id.
 
 use crate::workload::{Hold, HoldOutcome, Session, Ward};
 use anyhow::Context;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Reads and transactions one hold may take before it gives up (lost races to other
 /// clients holding beds of the same ward).
@@ -83,15 +86,25 @@ pub async fn load(endpoint: &str, wards: &[Ward]) -> anyhow::Result<()> {
 /// One client's handle (a clone of a shared connection to the leader).
 pub struct EtcdSession {
     client: Client,
+    /// Staffed beds per ward, for the first, blind try.
+    beds: Arc<HashMap<u32, u32>>,
     retries: u64,
-    /// Spreads clients' picks over a ward's free beds.
+    /// Spreads clients' picks over a ward's beds.
     salt: usize,
 }
 
+/// What one compare-and-put transaction for a hold did.
+enum Try {
+    Granted(HoldOutcome),
+    /// The bed was not free (another client's, or occupied).
+    Lost,
+}
+
 impl EtcdSession {
-    pub fn new(client: Client, salt: usize) -> EtcdSession {
+    pub fn new(client: Client, wards: &Arc<HashMap<u32, u32>>, salt: usize) -> EtcdSession {
         EtcdSession {
             client,
+            beds: wards.clone(),
             retries: 0,
             salt,
         }
@@ -117,6 +130,45 @@ impl EtcdSession {
             token: format!("{bed_key}\n{}", String::from_utf8_lossy(value)),
         })
     }
+
+    /// One transaction: if `key` is free and the request id new, hold it.
+    async fn try_bed(&mut self, key: &str, rkey: &str, held: &str) -> anyhow::Result<Try> {
+        let txn = Txn::new()
+            .when([
+                Compare::value(key, CompareOp::Equal, FREE),
+                Compare::create_revision(rkey, CompareOp::Equal, 0),
+            ])
+            .and_then([
+                TxnOp::put(key, held, None),
+                TxnOp::put(rkey, format!("{key}\n{held}"), None),
+            ])
+            .or_else([TxnOp::get(rkey, None)]);
+        let r = self.client.txn(txn).await?;
+        if r.succeeded() {
+            return Ok(Try::Granted(Self::granted(key, held.as_bytes())));
+        }
+        Ok(match Self::remembered(r.op_responses()) {
+            Some(v) => Try::Granted(Self::replayed(&v)),
+            None => Try::Lost,
+        })
+    }
+
+    /// The keys of the ward's free beds (a serializable read on the leader).
+    async fn free_beds(&mut self, ward: u32) -> anyhow::Result<Vec<String>> {
+        let beds = self
+            .client
+            .get(
+                ward_prefix(ward),
+                Some(GetOptions::new().with_prefix().with_serializable()),
+            )
+            .await?;
+        Ok(beds
+            .kvs()
+            .iter()
+            .filter(|kv| kv.value() == FREE)
+            .filter_map(|kv| kv.key_str().ok().map(str::to_string))
+            .collect())
+    }
 }
 
 impl Session for EtcdSession {
@@ -129,20 +181,16 @@ impl Session for EtcdSession {
     ) -> anyhow::Result<HoldOutcome> {
         let rkey = request_key(&request_id);
         let held = format!("h/{request_id}/{patient}");
+        // First a blind try on a bed the client picks (most beds are free), then reads.
+        let staffed = self.beds.get(&ward).copied().unwrap_or(1).max(1);
+        self.salt = self.salt.wrapping_add(1);
+        let guess = bed_key(ward, 1 + (self.salt % staffed as usize) as u32);
+        if let Try::Granted(h) = self.try_bed(&guess, &rkey, &held).await? {
+            return Ok(h);
+        }
         for attempt in 0..HOLD_ATTEMPTS_MAX {
-            let beds = self
-                .client
-                .get(
-                    ward_prefix(ward),
-                    Some(GetOptions::new().with_prefix().with_serializable()),
-                )
-                .await?;
-            let free: Vec<&str> = beds
-                .kvs()
-                .iter()
-                .filter(|kv| kv.value() == FREE)
-                .filter_map(|kv| kv.key_str().ok())
-                .collect();
+            self.retries += 1;
+            let free = self.free_beds(ward).await?;
             if free.is_empty() {
                 // A retry of a hold that took the last bed finds its answer here.
                 let r = self
@@ -154,25 +202,10 @@ impl Session for EtcdSession {
                     None => HoldOutcome::NoCapacity,
                 });
             }
-            let key = free[(self.salt + attempt as usize) % free.len()].to_string();
-            let txn = Txn::new()
-                .when([
-                    Compare::value(key.as_str(), CompareOp::Equal, FREE),
-                    Compare::create_revision(rkey.as_str(), CompareOp::Equal, 0),
-                ])
-                .and_then([
-                    TxnOp::put(key.as_str(), held.as_str(), None),
-                    TxnOp::put(rkey.as_str(), format!("{key}\n{held}"), None),
-                ])
-                .or_else([TxnOp::get(rkey.as_str(), None)]);
-            let r = self.client.txn(txn).await?;
-            if r.succeeded() {
-                return Ok(Self::granted(&key, held.as_bytes()));
+            let key = &free[(self.salt + attempt as usize) % free.len()];
+            if let Try::Granted(h) = self.try_bed(key, &rkey, &held).await? {
+                return Ok(h);
             }
-            if let Some(v) = Self::remembered(r.op_responses()) {
-                return Ok(Self::replayed(&v));
-            }
-            self.retries += 1;
         }
         anyhow::bail!("lost {HOLD_ATTEMPTS_MAX} races for a bed of ward {ward}")
     }

@@ -105,6 +105,7 @@ async fn run_etcd(args: &Args, endpoints: &[String], conns: usize) -> anyhow::Re
     let leader = etcd::leader(endpoints).await?;
     eprintln!("etcd leader {leader}");
     etcd::load(&leader, &shape.wards).await?;
+    let beds = Arc::new(shape.wards.iter().map(|w| (w.id, w.staffed_beds)).collect());
     let mut rows = Vec::new();
     for &c in &args.clients {
         let mut pool = Vec::new();
@@ -112,7 +113,7 @@ async fn run_etcd(args: &Args, endpoints: &[String], conns: usize) -> anyhow::Re
             pool.push(etcd_client::Client::connect([&leader], None).await?);
         }
         let sessions = (0..c.max(1))
-            .map(|i| etcd::EtcdSession::new(pool[i % pool.len()].clone(), i * 7))
+            .map(|i| etcd::EtcdSession::new(pool[i % pool.len()].clone(), &beds, i * 7))
             .collect();
         let row = workload::run_row("etcd", sessions, shape.clone()).await;
         row.print();
