@@ -3,6 +3,11 @@
 #
 #   benches/peers/run.sh [--seconds 10] [--clients 1,16,64,256] [--repeats 2] [--out DIR]
 #                        [--security tls|insecure] [--no-build]
+#                        [--wards N] [--confirm-percent P] [--no-batch]
+#
+# Default: the steady mix (every staffed ward in turn, 1 % of holds confirmed). The
+# contended mix: `--wards 4 --confirm-percent 0 --no-batch` (all clients on 4 wards, ~140
+# beds; nothing confirmed, so the wards never fill for good).
 #
 # For each repeat, in turn (each with fresh servers): PostgreSQL, etcd, ninety (cluster_bench --mode single), each at
 # every client count, closed loop, --seconds per row after a 2 s warm-up; then ninety's
@@ -22,6 +27,9 @@ CLIENTS=1,16,64,256
 REPEATS=2
 SECURITY=tls
 BUILD=1
+BATCH=1
+WARDS=0
+CONFIRM_PERCENT=1
 OUT=""
 BATCH_CLIENTS=256
 BATCH_ITEMS=64
@@ -34,6 +42,9 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --security) SECURITY=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --no-batch) BATCH=0; shift ;;
+        --wards) WARDS=$2; shift 2 ;;
+        --confirm-percent) CONFIRM_PERCENT=$2; shift 2 ;;
         *) echo "usage: $0 [--seconds N] [--clients LIST] [--repeats N] [--out DIR] [--security tls|insecure] [--no-build]" >&2; exit 2 ;;
     esac
 done
@@ -75,10 +86,11 @@ rm -f /tmp/ninety-peers/dsync.probe
     echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
     echo "dd 4 KiB oflag=dsync x200: $(tail -1 "$OUT/dsync.txt")"
     echo "ninety: $(git -C "$ROOT" rev-parse --short HEAD) security=$SECURITY"
+    echo "mix: wards=$WARDS (0: all) confirm_percent=$CONFIRM_PERCENT seconds=$SECONDS_PER_ROW repeats=$REPEATS"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
-COMMON=(--clients "$CLIENTS" --seconds "$SECONDS_PER_ROW" --warmup 2)
+COMMON=(--clients "$CLIENTS" --seconds "$SECONDS_PER_ROW" --warmup 2 --wards "$WARDS" --confirm-percent "$CONFIRM_PERCENT")
 for r in $(seq "$REPEATS"); do
     [ "$r" = 1 ] || fresh_peers
     stamp "r$r postgres start"
@@ -89,10 +101,12 @@ for r in $(seq "$REPEATS"); do
     "$CLUSTER" --mode single --security "$SECURITY" "${COMMON[@]}" --json "$OUT/r$r-ninety.json"
     stamp "r$r ninety end"
 done
-stamp "batch start"
-"$CLUSTER" --mode batch --security "$SECURITY" --clients "$BATCH_CLIENTS" --batch "$BATCH_ITEMS" \
-    --seconds "$SECONDS_PER_ROW" --warmup 2 --json "$OUT/batch-ninety.json"
-stamp "batch end"
+if [ "$BATCH" = 1 ]; then
+    stamp "batch start"
+    "$CLUSTER" --mode batch --security "$SECURITY" --clients "$BATCH_CLIENTS" --batch "$BATCH_ITEMS" \
+        --seconds "$SECONDS_PER_ROW" --warmup 2 --json "$OUT/batch-ninety.json"
+    stamp "batch end"
+fi
 
 python3 "$HERE/table.py" "$OUT" | tee "$OUT/table.md"
 log "figures in $OUT"

@@ -45,6 +45,10 @@ struct Args {
     /// Percent of holds confirmed (the rest released); confirmed beds stay occupied.
     #[arg(long, global = true, default_value_t = 1)]
     confirm_percent: u64,
+    /// Hold on the first this many staffed wards only (0: every one), as
+    /// `cluster_bench --wards`: a few wards make the contended mix.
+    #[arg(long, global = true, default_value_t = 0)]
+    wards: usize,
     /// Hold ttl, ms (PostgreSQL stores the expiry; etcd has no expiry, see the README).
     #[arg(long, global = true, default_value_t = 60_000)]
     ttl_ms: u64,
@@ -75,8 +79,12 @@ enum Peer {
 }
 
 fn shape(args: &Args) -> Arc<Shape> {
+    let mut wards = workload::gba_wards();
+    if args.wards > 0 {
+        wards.truncate(args.wards);
+    }
     Arc::new(Shape {
-        wards: workload::gba_wards(),
+        wards,
         ttl_ms: args.ttl_ms,
         confirm_percent: args.confirm_percent.min(100),
         warmup: Duration::from_secs(args.warmup),

@@ -57,6 +57,10 @@ struct Args {
     /// Percent of holds confirmed (the rest released); confirmed beds stay occupied.
     #[arg(long, default_value_t = 1)]
     confirm_percent: u64,
+    /// Hold on the first this many staffed wards only (0: every one). A few wards make the
+    /// contended mix (clients race for the same beds; `benches/peers` has the same flag).
+    #[arg(long, default_value_t = 0)]
+    wards: usize,
     /// HTTP/2 connections to the leader, shared by the clients (at most one per client).
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -859,6 +863,7 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
             "warmup": args.warmup,
             "batch": args.batch,
             "confirm_percent": args.confirm_percent,
+            "wards": args.wards,
             "connections": args.connections,
             "ttl_ms": args.ttl_ms,
             "max_pending_proposals": args.max_pending_proposals,
@@ -869,7 +874,10 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
 
 async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
     let modes = modes(&args.mode)?;
-    let (wards, last) = gba_wards();
+    let (mut wards, last) = gba_wards();
+    if args.wards > 0 {
+        wards.truncate(args.wards);
+    }
     let leader = wait_ready(nodes, last).await?;
     // The leader first; the others only for failover.
     let mut order = vec![leader.clone()];
