@@ -6,7 +6,7 @@
 #                        [--wards N] [--confirm-percent P] [--no-batch]
 #
 # Default: the steady mix (every staffed ward in turn, 1 % of holds confirmed). The
-# contended mix: `--wards 4 --confirm-percent 0 --no-batch` (all clients on 4 wards, ~140
+# contended mix: `--wards 4 --confirm-percent 0 --no-batch` (all clients on 4 wards, 121
 # beds; nothing confirmed, so the wards never fill for good).
 #
 # For each repeat, in turn (each with fresh servers): PostgreSQL, etcd, ninety (cluster_bench --mode single), each at
