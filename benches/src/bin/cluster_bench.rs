@@ -57,6 +57,10 @@ struct Args {
     /// Percent of holds confirmed (the rest released); confirmed beds stay occupied.
     #[arg(long, default_value_t = 1)]
     confirm_percent: u64,
+    /// Hold on the first this many staffed wards only (0: every one). A few wards make the
+    /// contended mix (clients race for the same beds; `benches/peers` has the same flag).
+    #[arg(long, default_value_t = 0)]
+    wards: usize,
     /// HTTP/2 connections to the leader, shared by the clients (at most one per client).
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -422,6 +426,9 @@ impl Mode {
 struct Tally {
     /// Latency of every call, µs.
     hist: Histogram<u64>,
+    /// Latency of the single mode's granted `HoldBed` calls only, µs (the figure issue 13's
+    /// goals and `benches/peers` compare).
+    hold_hist: Histogram<u64>,
     calls: u64,
     /// Operations: calls (empty, single) or items (batch).
     ops: u64,
@@ -433,6 +440,7 @@ impl Tally {
     fn new() -> Tally {
         Tally {
             hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            hold_hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
             calls: 0,
             ops: 0,
             holds: 0,
@@ -442,6 +450,7 @@ impl Tally {
 
     fn merge(&mut self, o: Tally) {
         let _ = self.hist.add(&o.hist);
+        let _ = self.hold_hist.add(&o.hold_hist);
         self.calls += o.calls;
         self.ops += o.ops;
         self.holds += o.holds;
@@ -552,6 +561,8 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
                 let Some(hold_id) = hold else { continue };
                 if measured {
                     t.holds += 1;
+                    let us = started.elapsed().as_micros().max(1) as u64;
+                    let _ = t.hold_hist.record(us.min(120_000_000));
                 }
                 let t1 = Instant::now();
                 let r = if n % 100 < sh.confirm_percent {
@@ -700,6 +711,9 @@ impl Row {
             "p50_ms": self.q_ms(0.5),
             "p99_ms": self.q_ms(0.99),
             "p999_ms": self.q_ms(0.999),
+            "hold_p50_ms": self.tally.hold_hist.value_at_quantile(0.5) as f64 / 1000.0,
+            "hold_p99_ms": self.tally.hold_hist.value_at_quantile(0.99) as f64 / 1000.0,
+            "hold_p999_ms": self.tally.hold_hist.value_at_quantile(0.999) as f64 / 1000.0,
             "max_ms": self.tally.hist.max() as f64 / 1000.0,
             "errors": self.tally.errors,
             "node_cpu_s": self.node_cpu,
@@ -852,6 +866,7 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
             "warmup": args.warmup,
             "batch": args.batch,
             "confirm_percent": args.confirm_percent,
+            "wards": args.wards,
             "connections": args.connections,
             "ttl_ms": args.ttl_ms,
             "max_pending_proposals": args.max_pending_proposals,
@@ -862,7 +877,10 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
 
 async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
     let modes = modes(&args.mode)?;
-    let (wards, last) = gba_wards();
+    let (mut wards, last) = gba_wards();
+    if args.wards > 0 {
+        wards.truncate(args.wards);
+    }
     let leader = wait_ready(nodes, last).await?;
     // The leader first; the others only for failover.
     let mut order = vec![leader.clone()];
