@@ -618,6 +618,7 @@ mod tests {
         assert_eq!(cfg.id, 1);
         assert_eq!(cfg.voters().unwrap(), vec![1, 2, 3]);
         assert_eq!(cfg.peer_map().unwrap().len(), 3);
+        assert!(cfg.cluster_id.is_some() && !cfg.join);
         assert_eq!(
             cfg.peer_map().unwrap()[&2],
             NodeAddrs {
@@ -749,6 +750,8 @@ mod tests {
                 "initial_voters: this node",
             ),
             ("initial_voters = [1, 1]", peers, "listed twice"),
+            ("cluster_id = \"a b\"", peers, "cluster_id"),
+            ("cluster_id = \"\"", peers, "cluster_id"),
             ("initial_voters = [0]", peers, "initial_voters.0: node id 0"),
             ("", &big_port, "peers.2.peer"),
             ("", &colons, "peers.2.peer"),

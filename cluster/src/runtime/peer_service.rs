@@ -13,6 +13,12 @@
 //! every `to` this node, and the id must be a member (see [`Members`]). A refusal is
 //! counted (`NodeStatus.refused_peer_messages`), logged at WARN (at most once per
 //! [`REFUSAL_WARN_INTERVAL`]) and answered `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+//! Then the call's stamp ([`PeerGate::check_stamp`]): `Send` and `Forward` of another
+//! cluster, or presenting an incarnation other than the member registry's record for the
+//! sender, are refused `FAILED_PRECONDITION` the same way; an incarnation the registry
+//! lacks is reported to the node task, which registers it as leader. While the node is
+//! deciding how to start an empty store, Raft traffic is refused `UNAVAILABLE` and
+//! `Status` answers `starting = true`.
 
 use super::driver::{NodeHandle, PeerEvent};
 use super::snapshot_intake::SnapshotIntake;
