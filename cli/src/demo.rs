@@ -203,6 +203,21 @@ fn free_addrs(n: usize) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// The demo cluster's id: one per demo directory (a temp dir), the same for every node of
+/// it; two FNV-1a hashes of the path make its 128 bits.
+fn demo_cluster_id(dir: &Path) -> String {
+    let fnv = |basis: u64| {
+        dir.display().to_string().bytes().fold(basis, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142)
+    )
+}
+
 fn write_config(
     dir: &Path,
     id: u64,
@@ -213,10 +228,11 @@ fn write_config(
     // role, so the demo's own clients need no credentials (`start` says so).
     let mut text = format!(
         "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"gba\"\n\
-         init = true\ninsecure = true\n\n[peers]\n",
+         init = true\ninsecure = true\ncluster_id = \"{}\"\n\n[peers]\n",
         addrs[id as usize - 1],
         peer_addrs[id as usize - 1],
-        dir.join(format!("node{id}")).display()
+        dir.join(format!("node{id}")).display(),
+        demo_cluster_id(dir),
     );
     for (i, (a, p)) in addrs.iter().zip(peer_addrs).enumerate() {
         text.push_str(&format!(

@@ -30,6 +30,10 @@ enum Cmd {
         /// Path to the node's TOML config.
         #[arg(long)]
         config: std::path::PathBuf,
+        /// Join an existing cluster as a new member on an empty data directory: never
+        /// bootstrap, whatever `init` says (same as `join = true` in the config).
+        #[arg(long)]
+        join: bool,
     },
     /// Starts a local cluster on the built-in GBA region, sends traffic, prints a summary.
     Demo {
@@ -97,7 +101,7 @@ async fn shutdown_signal() {
 /// `ninety node`: exit 2 when the config cannot be read or is invalid (nothing was
 /// touched), 1 when the node refused to start or stopped on a fatal error; every message
 /// names the file, field or address.
-fn node(config: &std::path::Path) -> std::process::ExitCode {
+fn node(config: &std::path::Path, join: bool) -> std::process::ExitCode {
     // Fail-stop: a panic anywhere (a broken Raft invariant, a bug) ends the process instead
     // of leaving a server up around a dead node task. The crash-recovery model covers a
     // stopped node; a half-alive one is worse. (Not for `sim`: the simulator catches a
@@ -115,7 +119,10 @@ fn node(config: &std::path::Path) -> std::process::ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|text| Ok(FileConfig::parse(&text)?));
     let cfg = match cfg {
-        Ok(cfg) => cfg,
+        Ok(cfg) => FileConfig {
+            join: cfg.join || join,
+            ..cfg
+        },
         Err(e) => {
             eprintln!("error: {}: {e:#}", config.display());
             return std::process::ExitCode::from(2);
@@ -145,7 +152,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Node { config } => return Ok(node(&config)),
+        Cmd::Node { config, join } => return Ok(node(&config, join)),
         Cmd::Demo {
             nodes,
             clients,

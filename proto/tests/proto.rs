@@ -11,6 +11,8 @@ fn raft_batch_round_trips() {
         from_node: 1,
         to_node: 3,
         messages: vec![vec![0x08, 0x03], Vec::new(), vec![0xff; 300]],
+        cluster_id: "c0ffee".into(),
+        incarnation: u64::MAX,
     };
     let bytes = batch.encode_to_vec();
     assert_eq!(peer::RaftBatch::decode(bytes.as_slice()).unwrap(), batch);
@@ -27,6 +29,8 @@ fn snapshot_chunk_round_trips() {
         last: true,
         total_bytes: 5120,
         data_sha256: vec![0xab; 32],
+        cluster_id: "c0ffee".into(),
+        incarnation: 7,
     };
     let bytes = chunk.encode_to_vec();
     assert_eq!(

@@ -304,7 +304,7 @@ fn node_toml(
     };
     let mut text = format!(
         "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = {}\n\
-         region = \"gba\"\ninit = true\n{extra}{}\n[peers]\n",
+         region = \"gba\"\ninit = true\ncluster_id = \"cluster-bench\"\n{extra}{}\n[peers]\n",
         addrs[i],
         peer_addrs[i],
         toml_path(&dir.join(format!("node{id}"))),

@@ -413,13 +413,19 @@ enum NodeSecurity<'a> {
     },
 }
 
+/// What every node of a new cluster shares: its region and its cluster id.
+struct ClusterFacts<'a> {
+    region: &'a str,
+    cluster_id: &'a str,
+}
+
 /// One node's config file text.
 fn node_toml(
     id: u64,
     n: u64,
     path: &Path,
     data: &Path,
-    region: &str,
+    cluster: &ClusterFacts<'_>,
     book: &[(u64, MemberAddrs)],
     sec: &NodeSecurity<'_>,
 ) -> String {
@@ -439,7 +445,10 @@ fn node_toml(
          peer_listen = \"{}\"\n\
          data_dir = {}\n\
          region = {}\n\
-         # Founding voter: bootstraps an empty data dir; ignored once data exists.\n\
+         # The cluster's id, the same on every node (stamped into data_dir/IDENTITY).\n\
+         cluster_id = \"{}\"\n\
+         # Founding voter: bootstraps an empty data dir once a majority of the founding\n\
+         # voters answer and none has data; ignored once data exists.\n\
          init = true\n\
          initial_voters = {voters:?}\n\
          fault_injection = false\n\
@@ -449,7 +458,8 @@ fn node_toml(
         me.client,
         me.peer,
         security::toml_str(&data.display().to_string()),
-        security::toml_str(region),
+        security::toml_str(cluster.region),
+        cluster.cluster_id,
     );
     if let NodeSecurity::Insecure = sec {
         text.push_str(
@@ -542,6 +552,8 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
             .map_or("cluster".into(), |f| f.to_string_lossy().into_owned());
         Some(security::init_material(&name, &dir, &tls_dir, &addrs)?)
     };
+    let cluster_id = ninety_cluster::runtime::identity::random_cluster_id()
+        .map_err(|e| Failure::Other(anyhow::anyhow!("{e}")))?;
     let mut files = Vec::new();
     for (k, (id, addrs)) in founding.iter().enumerate() {
         let id = *id;
@@ -558,7 +570,11 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
             },
             None => NodeSecurity::Insecure,
         };
-        let text = node_toml(id, n, &path, &data, &region, &book, &sec);
+        let facts = ClusterFacts {
+            region: &region,
+            cluster_id: &cluster_id,
+        };
+        let text = node_toml(id, n, &path, &data, &facts, &book, &sec);
         ninety_cluster::runtime::config::FileConfig::parse(&text)
             .map_err(|e| Failure::Other(anyhow::anyhow!("generated config is invalid: {e}")))?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -687,10 +687,12 @@ async fn a_tiny_proposal_queue_answers_resource_exhausted() {
         let mut p = Procs::start(&[1], &[], insecure);
         let config = format!(
             "id = 1\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\n\
-             init = true\ninitial_voters = [1]\nmax_pending_proposals = 1\ninsecure = true\n",
+             init = true\ninitial_voters = [1]\nmax_pending_proposals = 1\ninsecure = true\n\
+             cluster_id = \"{}\"\n",
             p.addr(1),
             p.peer_addr(1),
             p.data_dir(1).display(),
+            p.cluster_id,
         );
         let path = p.dir.path().join("n1.toml");
         std::fs::write(&path, config).expect("config");

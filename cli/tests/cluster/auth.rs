@@ -477,10 +477,11 @@ async fn no_credentials_listed_and_not_insecure_refuses_all_but_health() {
         let mut p = Procs::start(&[1], &[], opts);
         let config = format!(
             "id = 1\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\nregion = \"test\"\n\
-             init = true\ninitial_voters = [1]\n",
+             init = true\ninitial_voters = [1]\ncluster_id = \"{}\"\n",
             p.addr(1),
             p.peer_addr(1),
             p.data_dir(1).display(),
+            p.cluster_id,
         );
         let path = p.dir.path().join("n1.toml");
         std::fs::write(&path, config).expect("config");

@@ -139,6 +139,8 @@ pub struct Procs {
     pub opts: Opts,
     /// `None` when `opts.insecure`.
     pub tls: Option<Tls>,
+    /// The cluster id every node's config names.
+    pub cluster_id: String,
 }
 
 impl Drop for Procs {
@@ -163,6 +165,7 @@ impl Procs {
             voters: voters.to_vec(),
             opts,
             tls,
+            cluster_id: ninety_cluster::runtime::identity::random_cluster_id().expect("cluster id"),
         };
         for id in voters {
             p.spawn(*id, true);
@@ -217,6 +220,7 @@ impl Procs {
         format!(
             "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = \"{}\"\n\
              region = \"{}\"\ninit = {init}\ninitial_voters = {:?}\nfault_injection = {}\n\
+             cluster_id = \"{}\"\n\
              {extra}[peers]\n{peers}{tls}{}\n",
             self.addr(id),
             self.peer_addr(id),
@@ -224,12 +228,19 @@ impl Procs {
             self.opts.region.unwrap_or("test"),
             self.voters,
             self.opts.fault_injection,
+            self.cluster_id,
             self.opts.extra_toml,
         )
     }
 
     /// Writes node `id`'s config and starts it.
     pub fn spawn(&mut self, id: u64, init: bool) {
+        self.spawn_with(id, init, &[]);
+    }
+
+    /// Writes node `id`'s config and starts it with extra `ninety node` arguments (e.g.
+    /// `--join`).
+    pub fn spawn_with(&mut self, id: u64, init: bool, args: &[&str]) {
         let config = self.config(id, init);
         let path = self.dir.path().join(format!("n{id}.toml"));
         std::fs::write(&path, config).expect("write config");
@@ -241,6 +252,7 @@ impl Procs {
         let child = Command::new(env!("CARGO_BIN_EXE_ninety"))
             .args(["node", "--config"])
             .arg(&path)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -565,12 +577,24 @@ pub async fn workload(
     tasks: usize,
     until: Instant,
 ) -> Ledger {
+    workload_seeded(nodes, wards, tasks, until, 0x5eed).await
+}
+
+/// [`workload`] with request ids drawn from `seed` (two workloads of one test need two
+/// seeds, or the second replays the first's request ids and gets its answers back).
+pub async fn workload_seeded(
+    nodes: Vec<Channel>,
+    wards: Vec<u32>,
+    tasks: usize,
+    until: Instant,
+    seed: u64,
+) -> Ledger {
     let ledger: Ledger = Arc::default();
     let mut set = tokio::task::JoinSet::new();
     for t in 0..tasks {
         let (nodes, wards, ledger) = (nodes.clone(), wards.clone(), ledger.clone());
         set.spawn(async move {
-            let mut rng = SplitMix64::new(0x5eed ^ t as u64);
+            let mut rng = SplitMix64::new(seed ^ t as u64);
             let nodes: Vec<Channel> = (0..nodes.len())
                 .map(|i| nodes[(i + t) % nodes.len()].clone())
                 .collect();

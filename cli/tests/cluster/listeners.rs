@@ -34,6 +34,7 @@ async fn each_service_on_its_own_port(p: &Procs, id: u64) {
         request_id: "listeners-forward".into(),
         payload: vec![0; 8],
         timeout_ms: 1_000,
+        ..Default::default()
     };
     assert_eq!(
         code(on_client_port.forward(forward).await),

@@ -41,6 +41,7 @@ fn batch(from_node: u64, to_node: u64, messages: &[Message]) -> RaftBatch {
             .iter()
             .map(|m| m.write_to_bytes().expect("encode"))
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -61,6 +62,7 @@ fn snapshot(from_node: u64, from: u64, to: u64, term: u64) -> Vec<SnapshotChunk>
         data,
         offset: 0,
         last: true,
+        ..Default::default()
     }]
 }
 
@@ -213,6 +215,7 @@ async fn forward(
             request_id: "forged-forward".into(),
             payload,
             timeout_ms: 2_000,
+            ..Default::default()
         })
         .await
 }

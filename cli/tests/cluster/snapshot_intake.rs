@@ -73,6 +73,7 @@ fn claim(pair: &Pair, total_bytes: u64) -> SnapshotChunk {
         last: false,
         total_bytes,
         data_sha256: Vec::new(),
+        ..Default::default()
     }
 }
 

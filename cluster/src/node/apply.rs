@@ -9,6 +9,7 @@
 //! transport, called during the poll (`Node::poll_sending`).
 
 use super::guard::{self, ApplyPanic, POISON_COMMANDS_NAMED_MAX};
+use super::members::Registry;
 use super::payload;
 use super::proposals::Waiter;
 use super::{Node, Reply};
@@ -19,14 +20,18 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType, Snapshot};
 use raft::Ready;
 
-/// Loads a snapshot envelope into `sm`; returns the log time it carries. A panic of the
-/// state machine's `restore` is a restore error (fatal, naming the panic), not a crash.
-pub(super) fn restore_state<M: StateMachine>(sm: &mut M, data: &[u8]) -> Result<u64, Error> {
-    let (log_time, state) = payload::decode_snapshot(data).map_err(Error::Restore)?;
-    guard::catch(|| sm.restore(state))
+/// Loads a snapshot envelope into `sm`; returns the log time and the member registry it
+/// carries. A panic of the state machine's `restore` is a restore error (fatal, naming the
+/// panic), not a crash.
+pub(super) fn restore_state<M: StateMachine>(
+    sm: &mut M,
+    data: &[u8],
+) -> Result<(u64, Registry), Error> {
+    let env = payload::decode_snapshot_envelope(data).map_err(Error::Restore)?;
+    guard::catch(|| sm.restore(env.state))
         .map_err(|m| Error::Restore(format!("the state machine panicked: {m}")))?
         .map_err(Error::Restore)?;
-    Ok(log_time)
+    Ok((env.log_time_ms, env.registry))
 }
 
 impl<S: RaftStore, M: StateMachine> Node<S, M> {
@@ -98,7 +103,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Error> {
         let meta = snap.get_metadata();
-        self.applied_log_time_ms = restore_state(&mut self.sm, snap.get_data())?;
+        (self.applied_log_time_ms, self.members) = restore_state(&mut self.sm, snap.get_data())?;
         self.raw.mut_store().apply_snapshot(snap)?;
         self.applied_index = meta.index;
         self.applied_term = meta.term;
@@ -125,6 +130,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         match e.get_entry_type() {
             // An empty normal entry: a new leader's no-op, or a conf change raft refused.
             EntryType::EntryNormal if e.get_data().is_empty() => self.refused(waiter),
+            EntryType::EntryNormal if payload::is_system(e.get_data()) => self.apply_system(e)?,
             EntryType::EntryNormal => self.apply_batch(e, waiter)?,
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                 self.apply_conf_change(e, waiter)?
@@ -133,6 +139,31 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         self.applied_index = e.index;
         self.applied_term = e.term;
         Ok(())
+    }
+
+    /// A system entry changes the member registry only (no waiter: the node proposed it
+    /// itself; no state machine, no log time).
+    fn apply_system(&mut self, e: &Entry) -> Result<(), Error> {
+        let entry = payload::decode_system(e.get_data()).map_err(|reason| Error::CorruptEntry {
+            index: e.index,
+            reason,
+        })?;
+        self.members.apply(&entry);
+        Ok(())
+    }
+
+    /// Keeps the member registry in step with an applied conf change: a removed member's
+    /// record goes (an id added back starts unregistered), an added one gets a record.
+    fn conf_change_members(&mut self, cc: &ConfChangeV2) {
+        use raft::eraftpb::ConfChangeType;
+        for single in cc.get_changes() {
+            match single.get_change_type() {
+                ConfChangeType::RemoveNode => self.members.removed(single.node_id),
+                ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
+                    self.members.added(single.node_id, None, None)
+                }
+            }
+        }
     }
 
     fn refused(&mut self, waiter: Option<Waiter>) {
@@ -210,6 +241,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         let result = match self.raw.apply_conf_change(&cc) {
             Ok(cs) => {
                 self.conf_state = cs.clone();
+                self.conf_change_members(&cc);
                 // The commit index is normally not synced (LightReady's `set_commit`) and is
                 // re-learnt from a leader after a crash. A configuration is the exception:
                 // a node restarts with the configuration of what it knows to be committed,
@@ -268,7 +300,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// Stores a snapshot at the applied index now and compacts the log behind it; returns
     /// (index, term, size of the stored snapshot data in bytes).
     pub(super) fn take_snapshot(&mut self) -> Result<(u64, u64, usize), Error> {
-        let data = payload::encode_snapshot(self.applied_log_time_ms, &self.sm.snapshot());
+        let data = payload::encode_snapshot_with(
+            self.applied_log_time_ms,
+            &self.members,
+            &self.sm.snapshot(),
+        );
         let mut snap = Snapshot {
             data: data.into(),
             ..Default::default()

@@ -31,10 +31,12 @@
 mod apply;
 pub mod config;
 mod guard;
+pub mod members;
 pub mod membership;
 pub mod payload;
 mod proposals;
 mod reads;
+pub mod startup;
 
 pub use config::NodeConfig;
 pub use guard::{
@@ -82,6 +84,9 @@ pub enum Input {
     SnapshotStatus { peer: u64, delivered: bool },
     /// Starts an election now (operator or test use).
     Campaign,
+    /// A member presented `incarnation` and the registry records none for it: as leader,
+    /// propose its registration (`members::SystemEntry::RegisterIncarnation`).
+    RegisterIncarnation { node: u64, incarnation: u64 },
 }
 
 /// The successful result of a request.
@@ -213,6 +218,16 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Reads that are retried commands the state machine answers from its state
     /// (`StateMachine::replay`): their query bytes are the command.
     replays: std::collections::BTreeSet<RequestId>,
+    /// The member registry as of `applied_index` (part of the snapshot envelope).
+    members: members::Registry,
+    /// This node's incarnation (from the runtime's IDENTITY file; `None` in tests that do
+    /// not care): registered by itself when it leads.
+    incarnation: Option<u64>,
+    /// Registrations proposed as leader and not applied yet: node → index of the entry.
+    registering: std::collections::BTreeMap<u64, u64>,
+    /// Set when a leader showed that this node lost entries it had acknowledged: the node
+    /// stops (every poll returns this), instead of raft-rs panicking.
+    lost_data: Option<String>,
 }
 
 /// Whether `m` asks for a vote (a removed node never gives one).
@@ -266,8 +281,9 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         let snapshot = store.stored_snapshot()?;
         let (mut index, mut term, mut log_time) = (0, 0, 0);
         let mut snapshot_conf = ConfState::default();
+        let mut members = members::Registry::default();
         if let Some(snap) = &snapshot {
-            log_time = apply::restore_state(&mut sm, snap.get_data())?;
+            (log_time, members) = apply::restore_state(&mut sm, snap.get_data())?;
             (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
             snapshot_conf = snap.get_metadata().get_conf_state().clone();
         }
@@ -297,7 +313,22 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             snapshot_conf,
             poisoned: None,
             replays: Default::default(),
+            members,
+            incarnation: None,
+            registering: Default::default(),
+            lost_data: None,
         })
+    }
+
+    /// Sets this node's incarnation (the runtime's IDENTITY file): the node registers it
+    /// whenever it leads and the registry has none for it.
+    pub fn set_incarnation(&mut self, incarnation: u64) {
+        self.incarnation = Some(incarnation);
+    }
+
+    /// The member registry as of the applied index.
+    pub fn members(&self) -> &members::Registry {
+        &self.members
     }
 
     pub fn id(&self) -> u64 {
@@ -375,6 +406,9 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 
     fn check_poisoned(&self) -> Result<(), Error> {
+        if let Some(why) = &self.lost_data {
+            return Err(Error::Startup(why.clone()));
+        }
         match &self.poisoned {
             Some(p) => Err(Error::ApplyPanicked(p.clone())),
             None => Ok(()),
@@ -437,8 +471,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         };
         match input {
             Input::Tick => self.on_tick(),
-            // Errors here are stale or foreign messages (unknown peer); Raft ignores them.
-            Input::Message(m) => drop(self.raw.step(m)),
+            Input::Message(m) => self.step_message(m),
             Input::Propose { id, command } => self.admit_proposal(id, command),
             Input::ProposeMany { items } => self.admit_proposals(items),
             Input::Read { id, query } => {
@@ -459,6 +492,61 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
                 self.raw.report_snapshot(peer, status);
             }
             Input::Campaign => drop(self.raw.campaign()),
+            Input::RegisterIncarnation { node, incarnation } => {
+                self.register_incarnation(node, incarnation)
+            }
+        }
+    }
+
+    fn step_message(&mut self, m: Message) {
+        if let Some(why) = startup::heartbeat_shows_lost_data(
+            self.cfg.id,
+            self.raw.raft.term,
+            self.last_index(),
+            &m,
+        ) {
+            self.lost_data.get_or_insert(why);
+            return;
+        }
+        // Errors here are stale or foreign messages (unknown peer); Raft ignores them.
+        drop(self.raw.step(m))
+    }
+
+    /// As leader, proposes `incarnation` for member `node` unless the registry has one or
+    /// a registration for it is in flight. Never fails: a dropped proposal is retried on
+    /// the member's next message.
+    fn register_incarnation(&mut self, node: u64, incarnation: u64) {
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        let is_member = crate::storage::conf_names(&conf, node);
+        let in_flight = self
+            .registering
+            .get(&node)
+            .is_some_and(|&index| index > self.applied_index);
+        if !self.is_leader() || !is_member || in_flight || self.members.incarnation(node).is_some()
+        {
+            return;
+        }
+        let entry = members::SystemEntry::RegisterIncarnation { node, incarnation };
+        if self
+            .raw
+            .propose(Vec::new(), payload::encode_system(&entry))
+            .is_ok()
+        {
+            let index = self.raw.raft.raft_log.last_index();
+            self.registering.insert(node, index);
+        }
+    }
+
+    /// As leader, registers this node's own incarnation (called on every poll; cheap when
+    /// it is recorded or in flight).
+    fn register_self(&mut self) {
+        if let Some(incarnation) = self.incarnation {
+            if self.is_leader() && self.members.incarnation(self.cfg.id).is_none() {
+                self.register_incarnation(self.cfg.id, incarnation);
+            }
+        }
+        if !self.is_leader() {
+            self.registering.clear();
         }
     }
 
@@ -644,6 +732,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     ) -> Result<Output, Error> {
         self.check_poisoned()?;
         let now_ms = clock.now_ms();
+        self.register_self();
         self.propose_batches(now_ms);
         self.maybe_propose_time(now_ms);
         if let Some(ctx) = self.reads.issue_queued(self.ticks) {

@@ -51,6 +51,14 @@ pub struct FileConfig {
     /// The founding voters; empty means every id in `peers`.
     #[serde(default)]
     pub initial_voters: Vec<u64>,
+    /// The cluster's id (`ninety cluster init` draws it: 128 bits in hex), the same on
+    /// every node; stamped into the data directory's `IDENTITY` file and carried in peer
+    /// traffic. Required for a new data directory; an existing one supplies it.
+    pub cluster_id: Option<String>,
+    /// Start on an empty data directory as a new member: never bootstrap (whatever
+    /// `init` says), wait for the leader to add this node (`ninety node --join`).
+    #[serde(default)]
+    pub join: bool,
     /// Enables the `FAULTS` file switch (tests only; see `runtime::transport::Faults`).
     #[serde(default)]
     pub fault_injection: bool,
@@ -130,6 +138,23 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
     Error::Config(format!("{field}: {why}"))
 }
 
+/// Longest `cluster_id`, characters.
+pub const CLUSTER_ID_CHARS_MAX: usize = 64;
+
+/// A cluster id: 1 to [`CLUSTER_ID_CHARS_MAX`] ASCII letters, digits, `-` or `_`.
+pub fn check_cluster_id(id: &str) -> Result<(), Error> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.is_empty() || id.len() > CLUSTER_ID_CHARS_MAX || !id.chars().all(ok_char) {
+        return Err(invalid(
+            "cluster_id",
+            format!(
+                "{id:?}: expected 1 to {CLUSTER_ID_CHARS_MAX} letters, digits, `-` or `_`                  (`ninety cluster init` writes 32 hex digits)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a peer address: `host:port` with a non-empty host and a port in 1..=65535.
 pub fn check_peer_address(field: &str, addr: &str) -> Result<(), Error> {
     if addr.len() > PEER_ADDRESS_CHARS_MAX {
@@ -192,6 +217,9 @@ impl FileConfig {
             return Err(invalid("region", "must not be empty"));
         }
         let peers = self.peer_map()?;
+        if let Some(id) = &self.cluster_id {
+            check_cluster_id(id)?;
+        }
         if self.initial_voters.len() > PEERS_MAX {
             return Err(invalid("initial_voters", format!("at most {PEERS_MAX}")));
         }
@@ -591,6 +619,7 @@ mod tests {
         assert_eq!(cfg.id, 1);
         assert_eq!(cfg.voters().unwrap(), vec![1, 2, 3]);
         assert_eq!(cfg.peer_map().unwrap().len(), 3);
+        assert!(cfg.cluster_id.is_some() && !cfg.join);
         assert_eq!(
             cfg.peer_map().unwrap()[&2],
             NodeAddrs {
@@ -722,6 +751,8 @@ mod tests {
                 "initial_voters: this node",
             ),
             ("initial_voters = [1, 1]", peers, "listed twice"),
+            ("cluster_id = \"a b\"", peers, "cluster_id"),
+            ("cluster_id = \"\"", peers, "cluster_id"),
             ("initial_voters = [0]", peers, "initial_voters.0: node id 0"),
             ("", &big_port, "peers.2.peer"),
             ("", &colons, "peers.2.peer"),

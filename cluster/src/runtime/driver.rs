@@ -95,7 +95,16 @@ pub enum Cmd {
 pub enum PeerEvent {
     Message(Message),
     Unreachable(u64),
-    SnapshotStatus { peer: u64, delivered: bool },
+    SnapshotStatus {
+        peer: u64,
+        delivered: bool,
+    },
+    /// A member presented an incarnation the registry does not record (the peer gate saw
+    /// it): the leader registers it.
+    Incarnation {
+        node: u64,
+        incarnation: u64,
+    },
 }
 
 /// A node's status without the state hash, published by the node task after every poll
@@ -512,6 +521,9 @@ impl Driver {
             PeerEvent::SnapshotStatus { peer, delivered } => {
                 Input::SnapshotStatus { peer, delivered }
             }
+            PeerEvent::Incarnation { node, incarnation } => {
+                Input::RegisterIncarnation { node, incarnation }
+            }
         };
         self.node.step(input);
     }
@@ -538,6 +550,8 @@ impl Driver {
     fn publish_members(&mut self) {
         self.gate
             .publish(Members::of(&self.node.status().conf_state));
+        self.gate
+            .publish_incarnations(self.node.members().incarnations());
         self.publish_summary();
     }
 

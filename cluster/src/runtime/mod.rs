@@ -27,9 +27,11 @@
 pub mod config;
 pub mod data_format;
 pub mod driver;
+pub mod identity;
 pub mod peer_service;
 pub mod poison;
 pub mod snapshot_intake;
+pub mod startup;
 pub mod transport;
 
 use crate::engine_sm::{EngineMachine, Query, QueryResult};
@@ -327,25 +329,58 @@ fn servers(
 }
 
 /// Opens the node's store, creating the data directory (or migrating a format-2 one, see
-/// `data_format`), and bootstraps it on a founding node whose store is empty.
+/// `data_format`). An empty store is bootstrapped (or not) by [`start_empty_store`], after
+/// the node asked its peers.
 fn open_store(cfg: &FileConfig) -> Result<LogStore, Error> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| Error::Storage(format!("data_dir = {}: {e}", cfg.data_dir.display())))?;
     let layout = data_format::prepare(&cfg.data_dir)?;
-    let mut store = LogStore::open(
+    LogStore::open(
         &layout.raft_log,
         &layout.snapshots,
         &LogStoreOptions::default(),
-    )?;
-    let fresh = {
-        use raft::Storage;
-        !store.initial_state()?.initialized() && store.last_index()? == 0
+    )
+}
+
+/// Whether the store holds nothing at all: no hard state, no configuration, no entry.
+fn store_is_empty(store: &LogStore) -> Result<bool, Error> {
+    use raft::Storage;
+    let state = store.initial_state()?;
+    Ok(!state.initialized() && state.hard_state == Default::default() && store.last_index()? == 0)
+}
+
+/// Decides how a node with an empty store starts (see `runtime::startup`): bootstraps
+/// it as a founding node, leaves it empty to be caught up by the leader, or refuses.
+async fn start_empty_store(
+    cfg: &FileConfig,
+    me: &identity::Identity,
+    book: &PeerBook,
+    store: &mut LogStore,
+) -> Result<(), Error> {
+    let voters = cfg.voters()?;
+    let facts = node::startup::StartFacts {
+        me: cfg.id,
+        incarnation: me.incarnation,
+        may_bootstrap: cfg.init && !cfg.join,
+        voters: voters.clone(),
     };
-    if cfg.init && fresh {
-        node::bootstrap(&mut store, &cfg.voters()?, &EngineMachine::new())?;
-        tracing::info!(voters = ?cfg.voters()?, "bootstrapped a new cluster");
+    let peers: Vec<u64> = cfg
+        .peer_map()?
+        .into_keys()
+        .filter(|p| *p != cfg.id)
+        .collect();
+    match startup::decide(&facts, me, &peers, book).await? {
+        node::startup::StartDecision::Bootstrap => {
+            node::bootstrap(store, &voters, &EngineMachine::new())?;
+            tracing::info!(?voters, "bootstrapped a new cluster");
+        }
+        _ => tracing::info!(
+            join = cfg.join,
+            "empty data directory: starting without bootstrapping; the leader will send a \
+             snapshot once this node is a member"
+        ),
     }
-    Ok(store)
+    Ok(())
 }
 
 /// Server reflection for the client listener. It advertises what that listener serves:
@@ -407,7 +442,8 @@ pub async fn serve(
         tls,
     } = preflight(&cfg)?;
     let (peer_server, client_server) = servers(tls.as_ref())?;
-    let store = open_store(&cfg)?;
+    let me = identity::establish(&cfg.data_dir, cfg.cluster_id.as_deref(), cfg.id)?;
+    let mut store = open_store(&cfg)?;
     let (auth_layer, audit_writer) = client_auth(&cfg)?;
     let mut ncfg = NodeConfig::new(cfg.id);
     // One region import is a single command: let a proposal batch carry it.
@@ -421,14 +457,14 @@ pub async fn serve(
     if let Some(n) = cfg.max_pending_proposals {
         ncfg.proposal_queue_max = n.max(1);
     }
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
-    let view = node.state_machine().view_cell();
-
     let book = Arc::new(PeerBook::with_tls(
         cfg.peer_map()?,
         tls.as_ref().map(|t| t.peer_client()),
     ));
+    book.set_stamp(transport::Stamp {
+        cluster_id: me.cluster_id.clone(),
+        incarnation: me.incarnation,
+    });
     let gate = Arc::new(peer_service::PeerGate::new(
         cfg.id,
         tls.is_some(),
@@ -445,6 +481,43 @@ pub async fn serve(
     ));
     let command_queue_max = cfg.max_queued_commands.unwrap_or(driver::COMMAND_QUEUE_MAX);
     let (handle, inbox) = driver::channels(cfg.id, command_queue_max);
+    // One stop signal for both servers; the peer server starts first: an empty node asks
+    // its peers how to start while they ask it.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let peer = PeerServer::new(peer_service::PeerService {
+        handle: handle.clone(),
+        faults: faults.clone(),
+        gate: gate.clone(),
+        intake: snapshot_intake::SnapshotIntake::new(snapshot_intake::IntakeLimits::from_config(
+            &cfg,
+        )),
+    })
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let peers_served = tokio::spawn(
+        peer_server
+            .tcp_nodelay(true)
+            .layer(crate::server::decode::DecodeErrorsLayer)
+            .add_service(peer)
+            .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone())),
+    );
+    if store_is_empty(&store)? {
+        gate.set_starting(true);
+        let started = start_empty_store(&cfg, &me, &book, &mut store).await;
+        if let Err(e) = started {
+            let _ = stopping_tx.send(true);
+            let _ = peers_served.await;
+            return Err(e);
+        }
+        gate.set_starting(false);
+    }
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let mut node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
+    node.set_incarnation(me.incarnation);
+    let view = node.state_machine().view_cell();
     let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let faults_for_node = faults.clone();
@@ -476,8 +549,6 @@ pub async fn serve(
         let _ = died_tx.send(());
         result
     });
-    // One stop signal for both servers.
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
@@ -485,9 +556,6 @@ pub async fn serve(
         }
         let _ = stopping_tx.send(true);
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
 
     let cluster = Arc::new(Cluster {
         handle: handle.clone(),
@@ -513,16 +581,6 @@ pub async fn serve(
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
     let reflection = client_reflection()?;
-    let peer = PeerServer::new(peer_service::PeerService {
-        handle: handle.clone(),
-        faults,
-        gate,
-        intake: snapshot_intake::SnapshotIntake::new(snapshot_intake::IntakeLimits::from_config(
-            &cfg,
-        )),
-    })
-    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let beds = BedHoldsServer::new(BedHoldsService {
         cluster: cluster.clone(),
     });
@@ -540,11 +598,6 @@ pub async fn serve(
 
     let peer_listen = cfg.peer_listen()?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
-    let peers_served = peer_server
-        .tcp_nodelay(true)
-        .layer(crate::server::decode::DecodeErrorsLayer)
-        .add_service(peer)
-        .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone()));
     let clients_served = client_server
         .tcp_nodelay(true)
         .layer(auth_layer)
@@ -558,6 +611,7 @@ pub async fn serve(
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
     let (served, peers_served) = tokio::join!(clients_served, peers_served);
+    let peers_served = peers_served.map_err(|e| Error::Config(format!("peer server task: {e}")))?;
     // The servers (and with them the audit senders) are gone: let the writer drain.
     audit_writer.finish().await;
     // In-flight calls have finished; now the node may stop.

@@ -13,6 +13,12 @@
 //! every `to` this node, and the id must be a member (see [`Members`]). A refusal is
 //! counted (`NodeStatus.refused_peer_messages`), logged at WARN (at most once per
 //! [`REFUSAL_WARN_INTERVAL`]) and answered `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+//! Then the call's stamp ([`PeerGate::check_stamp`]): `Send` and `Forward` of another
+//! cluster, or presenting an incarnation other than the member registry's record for the
+//! sender, are refused `FAILED_PRECONDITION` the same way; an incarnation the registry
+//! lacks is reported to the node task, which registers it as leader. While the node is
+//! deciding how to start an empty store, Raft traffic is refused `UNAVAILABLE` and
+//! `Status` answers `starting = true`.
 
 use super::driver::{NodeHandle, PeerEvent};
 use super::snapshot_intake::SnapshotIntake;
@@ -26,8 +32,8 @@ use ninety_proto::peer::v1::{
     SendAck, SnapshotAck, SnapshotChunk, StatusRequest,
 };
 use protobuf::Message as _;
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status, Streaming};
@@ -74,7 +80,18 @@ pub struct PeerGate {
     book: Arc<PeerBook>,
     refused: AtomicU64,
     last_warn: Mutex<Option<Instant>>,
+    /// Node id → incarnation, from the applied member registry (published by the node task).
+    incarnations: ArcSwap<BTreeMap<u64, u64>>,
+    /// When each unregistered incarnation was last reported to the node task.
+    reported: Mutex<BTreeMap<u64, Instant>>,
+    /// True until the node has decided how to start (an empty store asks its peers first):
+    /// Raft traffic is refused `UNAVAILABLE`, `Status` answers with an empty state.
+    starting: AtomicBool,
 }
+
+/// A member presenting an incarnation the registry does not record yet is reported to the
+/// node task (which proposes its registration as leader) at most once per this interval.
+pub const REGISTRATION_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A refused peer call.
 type Refusal = Status;
@@ -88,7 +105,92 @@ impl PeerGate {
             book,
             refused: AtomicU64::new(0),
             last_warn: Mutex::new(None),
+            incarnations: ArcSwap::from_pointee(BTreeMap::new()),
+            reported: Mutex::new(BTreeMap::new()),
+            starting: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the node as starting (true) or started (false); see [`PeerGate::is_starting`].
+    pub fn set_starting(&self, starting: bool) {
+        self.starting.store(starting, Ordering::SeqCst);
+    }
+
+    /// Whether the node is still deciding how to start.
+    pub fn is_starting(&self) -> bool {
+        self.starting.load(Ordering::SeqCst)
+    }
+
+    /// Publishes the registry's incarnations (from the node task; cheap when unchanged).
+    pub fn publish_incarnations(&self, incarnations: BTreeMap<u64, u64>) {
+        if **self.incarnations.load() != incarnations {
+            self.incarnations.store(Arc::new(incarnations));
+        }
+    }
+
+    /// The incarnation the registry records for `node`.
+    pub fn recorded_incarnation(&self, node: u64) -> Option<u64> {
+        self.incarnations.load().get(&node).copied()
+    }
+
+    /// Checks the cluster id and incarnation an authorised call from `from` states, for
+    /// `procedure` (the RPC). Returns `Some(incarnation)` when the registry records none for
+    /// `from` yet and it is due to be reported (the node task registers it as leader).
+    /// Empty / 0 means "not stated" (a build before identities, a tool) and is not checked.
+    pub fn check_stamp(
+        &self,
+        from: u64,
+        cluster_id: &str,
+        incarnation: u64,
+        procedure: &str,
+    ) -> Result<Option<u64>, Refusal> {
+        let mine = self.book.stamp().cluster_id;
+        if !cluster_id.is_empty() && !mine.is_empty() && cluster_id != mine {
+            let why = format!(
+                "{procedure} from node {from} of cluster {cluster_id}: this is node {} of                  cluster {mine}",
+                self.me
+            );
+            return Err(self.refuse(Status::failed_precondition(why), Some(from), Some(from)));
+        }
+        if incarnation == 0 {
+            return Ok(None);
+        }
+        match self.recorded_incarnation(from) {
+            Some(recorded) if recorded != incarnation => {
+                let why = format!(
+                    "{procedure} from node {from} presenting incarnation {incarnation:016x},                      but the member registry records {recorded:016x}: node {from} lost its                      data and must be replaced ({})",
+                    crate::node::startup::REPLACE_PROCEDURE
+                );
+                Err(self.refuse(Status::failed_precondition(why), Some(from), Some(from)))
+            }
+            Some(_) => Ok(None),
+            None => Ok(self.report_due(from).then_some(incarnation)),
+        }
+    }
+
+    fn report_due(&self, node: u64) -> bool {
+        let Ok(mut reported) = self.reported.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let due = reported
+            .get(&node)
+            .is_none_or(|t| now.duration_since(*t) >= REGISTRATION_REPORT_INTERVAL);
+        if due {
+            reported.insert(node, now);
+        }
+        due
+    }
+
+    /// Refuses Raft traffic while the node is still deciding how to start.
+    pub fn check_started(&self) -> Result<(), Status> {
+        if self.is_starting() {
+            return Err(Status::unavailable(format!(
+                "node {} is starting (asking its peers how to start an empty data directory)",
+                self.me
+            )));
+        }
+        Ok(())
     }
 
     /// Publishes the current configuration (from the node task; cheap when unchanged).
@@ -270,6 +372,16 @@ impl Peer for PeerService {
         let certified = self.gate.certified(&request)?;
         let batch = request.into_inner();
         let from = self.check(certified, batch.from_node, batch.to_node)?;
+        self.gate.check_started()?;
+        let unregistered =
+            self.gate
+                .check_stamp(from, &batch.cluster_id, batch.incarnation, "Send")?;
+        if let Some(incarnation) = unregistered {
+            self.handle.peer_event(PeerEvent::Incarnation {
+                node: from,
+                incarnation,
+            });
+        }
         // Every message is checked before any is stepped: one forged message refuses the
         // whole batch.
         let mut messages = Vec::with_capacity(batch.messages.len());
@@ -303,6 +415,7 @@ impl Peer for PeerService {
         // and validated in `snapshot_intake`; only a snapshot that passed every check is
         // stepped. Its stream permit is held until the node has it.
         let certified = self.gate.certified(&request)?;
+        self.gate.check_started()?;
         let received = self
             .intake
             .receive(request.into_inner(), |from, to| {
@@ -328,7 +441,10 @@ impl Peer for PeerService {
     ) -> Result<Response<ForwardReply>, Status> {
         let certified = self.gate.certified(&request)?;
         let req = request.into_inner();
-        self.check(certified, req.from_node, self.handle.id)?;
+        let from = self.check(certified, req.from_node, self.handle.id)?;
+        self.gate.check_started()?;
+        self.gate
+            .check_stamp(from, &req.cluster_id, req.incarnation, "Forward")?;
         let wait = match req.timeout_ms {
             0 => FORWARD_TIMEOUT_DEFAULT,
             ms => Duration::from_millis(ms),
@@ -373,6 +489,9 @@ impl Peer for PeerService {
         };
         self.gate
             .authorize(certified.unwrap_or(claimed), claimed, self.handle.id)?;
+        if self.gate.is_starting() {
+            return Ok(Response::new(self.starting_status()));
+        }
         let st = self
             .handle
             .status()
@@ -391,7 +510,25 @@ impl Peer for PeerService {
             snapshot_index: st.snapshot_index,
             applied_log_time_ms: st.applied_log_time_ms,
             refused_peer_messages: self.gate.refused(),
+            cluster_id: self.gate.book.stamp().cluster_id,
+            asker_incarnation: self.gate.recorded_incarnation(claimed),
+            voters: st.voters,
+            starting: false,
         }))
+    }
+}
+
+impl PeerService {
+    /// The status of a node still deciding how to start: no log, no configuration.
+    fn starting_status(&self) -> NodeStatus {
+        NodeStatus {
+            node_id: self.handle.id,
+            role: Role::Follower as i32,
+            refused_peer_messages: self.gate.refused(),
+            cluster_id: self.gate.book.stamp().cluster_id,
+            starting: true,
+            ..Default::default()
+        }
     }
 }
 

@@ -408,6 +408,7 @@ mod tests {
                 } else {
                     Vec::new()
                 },
+                ..Default::default()
             });
             offset += p.len() as u64;
         }

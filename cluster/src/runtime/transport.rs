@@ -52,9 +52,19 @@ pub struct PeerBook {
     addrs: ArcSwap<BTreeMap<u64, NodeAddrs>>,
     /// `None`: plain text (no `[tls]`).
     tls: Option<ClientTlsConfig>,
+    /// Who this node is, stated in every peer call it makes (set once at start).
+    stamp: std::sync::OnceLock<Stamp>,
     /// One lazily connecting channel per peer (and the address it dials): HTTP/2
     /// multiplexes every call to that peer over one connection, which reconnects by itself.
     pooled: std::sync::Mutex<HashMap<u64, (String, PeerClient<Channel>)>>,
+}
+
+/// What a node states about itself in every peer call: its cluster id and incarnation
+/// (`runtime::identity`). Empty / 0 when unknown (tests building a bare book).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub cluster_id: String,
+    pub incarnation: u64,
 }
 
 impl PeerBook {
@@ -64,6 +74,7 @@ impl PeerBook {
             addrs: ArcSwap::from_pointee(addrs),
             tls: None,
             pooled: Default::default(),
+            stamp: Default::default(),
         }
     }
 
@@ -73,7 +84,18 @@ impl PeerBook {
             addrs: ArcSwap::from_pointee(addrs),
             tls,
             pooled: Default::default(),
+            stamp: Default::default(),
         }
+    }
+
+    /// Sets who this node is (once, at start; a second call is ignored).
+    pub fn set_stamp(&self, stamp: Stamp) {
+        let _ = self.stamp.set(stamp);
+    }
+
+    /// Who this node says it is in its peer calls.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp.get().cloned().unwrap_or_default()
     }
 
     /// A lazily connecting client for the peer address `addr`, over TLS when configured.
@@ -257,6 +279,7 @@ impl GrpcTransport {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             let task = PeerTask {
                 me: self.me,
+                stamp: self.book.stamp(),
                 to,
                 client,
                 faults: self.faults.clone(),
@@ -303,6 +326,7 @@ impl Transport for GrpcTransport {
 
 struct PeerTask {
     me: u64,
+    stamp: Stamp,
     to: u64,
     client: PeerClient<Channel>,
     faults: Arc<Faults>,
@@ -340,6 +364,8 @@ impl PeerTask {
             from_node: self.me,
             to_node: self.to,
             messages,
+            cluster_id: self.stamp.cluster_id.clone(),
+            incarnation: self.stamp.incarnation,
         };
         let mut req = tonic::Request::new(batch);
         req.set_timeout(PEER_RPC_TIMEOUT);
@@ -357,7 +383,7 @@ impl PeerTask {
         let Ok(head) = m.write_to_bytes() else {
             return false;
         };
-        let chunks = snapshot_chunks(self.me, self.to, head, &data);
+        let chunks = snapshot_chunks(self.me, self.to, &self.stamp, head, &data);
         let stream = tokio_stream::iter(chunks);
         let call = self.client.install_snapshot(stream);
         match tokio::time::timeout(SNAPSHOT_TIMEOUT, call).await {
@@ -368,7 +394,13 @@ impl PeerTask {
 }
 
 /// Splits a snapshot into the chunk stream `InstallSnapshot` expects (at least one chunk).
-fn snapshot_chunks(from: u64, to: u64, head: Vec<u8>, data: &[u8]) -> Vec<SnapshotChunk> {
+fn snapshot_chunks(
+    from: u64,
+    to: u64,
+    stamp: &Stamp,
+    head: Vec<u8>,
+    data: &[u8],
+) -> Vec<SnapshotChunk> {
     let total = data.len() as u64;
     let pieces: Vec<&[u8]> = if data.is_empty() {
         vec![&[][..]]
@@ -393,6 +425,8 @@ fn snapshot_chunks(from: u64, to: u64, head: Vec<u8>, data: &[u8]) -> Vec<Snapsh
             } else {
                 Vec::new()
             },
+            cluster_id: stamp.cluster_id.clone(),
+            incarnation: stamp.incarnation,
         });
         offset += piece.len() as u64;
     }

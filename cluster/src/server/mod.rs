@@ -505,6 +505,8 @@ impl Cluster {
             request_id: request.id.to_string(),
             payload,
             timeout_ms: deadline.remaining().as_millis() as u64,
+            cluster_id: self.book.stamp().cluster_id,
+            incarnation: self.book.stamp().incarnation,
         };
         let mut req = tonic::Request::new(fwd);
         req.set_timeout(deadline.remaining() + Duration::from_secs(1));
