@@ -512,7 +512,7 @@ impl Peer for PeerService {
             refused_peer_messages: self.gate.refused(),
             cluster_id: self.gate.book.stamp().cluster_id,
             asker_incarnation: self.gate.recorded_incarnation(claimed),
-            voters: st.voters,
+            voters: st.voters.clone(),
             starting: false,
         }))
     }
