@@ -979,8 +979,8 @@ mod commit_round {
         let leader = c.elect();
         let first = c.propose(leader, "r1#k=v");
         c.settle();
-        let (index, answer) = match c.outcome(first) {
-            Ok(Reply::Applied { index, outcome }) => (*index, outcome.clone()),
+        let answer = match c.outcome(first) {
+            Ok(Reply::Applied { index, outcome }) if *index > 0 => outcome.clone(),
             other => panic!("{other:?}"),
         };
         c.propose(leader, "k=w");
