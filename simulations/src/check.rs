@@ -14,8 +14,8 @@
 //! * the entry was first applied between the operation's invocation and its
 //!   acknowledgement (real-time order);
 //! * a retry answered without an entry of its own (from the dedup table, after a
-//!   ReadIndex: `StateMachine::replay`) names the entry that first applied the request
-//!   successfully, at or before the index it was answered at, and gets its first answer;
+//!   ReadIndex: `StateMachine::replay`; reported at index 0) names the entry that first
+//!   applied the request successfully and gets its first answer;
 //! * every acknowledged operation is durable and visible after recovery: each final replica
 //!   has applied past it, and each final replica's state hash equals the replay's hash at
 //!   its applied index; created holds, seats and consultations (allocated ones included)
@@ -203,16 +203,16 @@ fn check_placed(engine: &Engine, index: u64, placed: &[Placed], out: &mut Vec<St
     }
 }
 
-/// A retry answered from the dedup table without an entry of its own: the request was
-/// first applied successfully at the index its answer names, no later than the index it was
-/// answered at (the success itself is checked against the first answer by the caller).
+/// A retry answered from the dedup table without an entry of its own: it says it is a
+/// replay, and the request was first applied successfully at the index its answer names
+/// (the answer itself is checked against the first answer by the caller).
 fn check_read_replay(a: &Ack, first_index: &BTreeMap<RequestId, u64>, out: &mut Vec<String>) {
     match first_index.get(&a.request) {
-        Some(&i) if i == a.applied.first_index && i <= a.index => {}
+        Some(&i) if i == a.applied.first_index && a.applied.replayed => {}
         other => out.push(format!(
-            "retry of {:?} answered at index {} without an entry names first index {}, but \
-             the request was first applied at {other:?}",
-            a.request, a.index, a.applied.first_index
+            "retry of {:?} answered without an entry names first index {} (replayed: {}), \
+             but the request was first applied at {other:?}",
+            a.request, a.applied.first_index, a.applied.replayed
         )),
     }
 }
@@ -307,9 +307,9 @@ pub fn history(
     read_check.finish(&mut out);
     let max_acked = acks.iter().map(|a| a.index).max().unwrap_or(0);
     for a in acks {
-        let entry = answers.get(&(a.index, a.request));
-        let read_replay = entry.is_none() && a.applied.replayed;
-        match entry {
+        // Index 0: a retry answered without an entry of its own (`Reply::Applied`).
+        let read_replay = a.index == 0;
+        match answers.get(&(a.index, a.request)) {
             None if read_replay => check_read_replay(a, &first_index, &mut out),
             None => out.push(format!(
                 "acknowledged request {:?} is not in the committed entry {}",

@@ -93,6 +93,8 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// The command was applied at `index`; `outcome` is what the state machine returned.
+    /// `index` is 0 when no entry of its own applied it: a retry answered from the state
+    /// after a ReadIndex (`StateMachine::replay`; its outcome names the first entry).
     Applied { index: u64, outcome: Vec<u8> },
     /// The read was answered at an applied index >= its read index.
     Read { index: u64, result: Vec<u8> },
@@ -639,8 +641,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         let sm = &self.sm;
         match guard::catch(|| sm.replay(&command)) {
             Ok(Some(outcome)) => {
-                let index = self.applied_index;
-                self.out.reply(id, Ok(Reply::Applied { index, outcome }));
+                self.out.reply(id, Ok(Reply::Applied { index: 0, outcome }));
             }
             _ => {
                 if let Err(e) = self.proposals.enqueue(id, command) {
