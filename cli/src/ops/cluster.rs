@@ -783,17 +783,7 @@ async fn status(g: &Global, hash: bool) -> Result<(), Failure> {
         .map(|m| (m.node_id, m.client_address.clone()))
         .collect();
     let views = ask_all(&base, asked, hash).await;
-    let leader_id = views
-        .iter()
-        .filter_map(|(id, r)| {
-            r.as_ref()
-                .ok()
-                .filter(|s| s.leader_id == *id)
-                .map(|s| (*id, s.term))
-        })
-        .max_by_key(|(_, term)| *term)
-        .map(|(id, _)| id)
-        .unwrap_or(first.leader_id);
+    let leader_id = leader_of(&views).unwrap_or(first.leader_id);
     let leader_view = views
         .iter()
         .find(|(id, _)| *id == leader_id)
@@ -846,6 +836,20 @@ async fn status(g: &Global, hash: bool) -> Result<(), Failure> {
     });
     emit(g, value, human);
     Ok(())
+}
+
+/// The member that says it leads, the highest term winning.
+fn leader_of(views: &[(u64, View)]) -> Option<u64> {
+    views
+        .iter()
+        .filter_map(|(id, r)| {
+            r.as_ref()
+                .ok()
+                .filter(|s| s.leader_id == *id)
+                .map(|s| (*id, s.term))
+        })
+        .max_by_key(|(_, term)| *term)
+        .map(|(id, _)| id)
 }
 
 /// Asks every `(id, client address)` for its own status, concurrently.
