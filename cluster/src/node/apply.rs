@@ -318,6 +318,36 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 }
 
+/// The registrations and removals in log entries not applied yet (after a restart a node
+/// re-applies only up to the commit index it knows, which may lag far behind its log): they
+/// are evidence of who took part even before they apply again. Undecodable entries are
+/// skipped here (applying them stops the node anyway).
+pub(super) fn registry_of_log(entries: &[Entry]) -> Registry {
+    use raft::eraftpb::ConfChangeType;
+    let mut registry = Registry::default();
+    for e in entries {
+        match e.get_entry_type() {
+            EntryType::EntryNormal if payload::is_system(e.get_data()) => {
+                if let Ok(entry) = payload::decode_system(e.get_data()) {
+                    registry.apply(&entry);
+                }
+            }
+            EntryType::EntryNormal => {}
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                let Ok(cc) = decode_conf_change(e) else {
+                    continue;
+                };
+                for single in cc.get_changes() {
+                    if single.get_change_type() == ConfChangeType::RemoveNode {
+                        registry.removed(single.node_id);
+                    }
+                }
+            }
+        }
+    }
+    registry
+}
+
 fn decode_conf_change(e: &Entry) -> Result<ConfChangeV2, Error> {
     let corrupt = |err: protobuf::ProtobufError| Error::CorruptEntry {
         index: e.index,

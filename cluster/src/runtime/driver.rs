@@ -453,11 +453,11 @@ impl Driver {
 
     /// Tells the peer service who the members are now (a membership change applied in
     /// this poll takes effect for the next peer call).
-    fn publish_members(&self) {
+    fn publish_members(&mut self) {
         self.gate
             .publish(Members::of(&self.node.status().conf_state));
         self.gate
-            .publish_incarnations(self.node.members().incarnations());
+            .publish_incarnations(self.node.known_incarnations());
     }
 }
 
