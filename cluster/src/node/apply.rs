@@ -368,3 +368,56 @@ fn decode_conf_change(e: &Entry) -> Result<ConfChangeV2, Error> {
     }
     ConfChangeV2::parse_from_bytes(e.get_data()).map_err(corrupt)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::members::SystemEntry;
+    use raft::eraftpb::{ConfChangeType, ConfChangeV2};
+
+    fn entry(ty: EntryType, data: Vec<u8>) -> Entry {
+        let mut e = Entry::default();
+        e.set_entry_type(ty);
+        e.data = data.into();
+        e
+    }
+
+    fn register(node: u64, incarnation: u64) -> Entry {
+        let sys = SystemEntry::RegisterIncarnation { node, incarnation };
+        entry(EntryType::EntryNormal, payload::encode_system(&sys))
+    }
+
+    #[test]
+    fn the_unapplied_log_tells_who_registered_and_who_was_removed() {
+        let remove = ConfChangeV2 {
+            changes: vec![ConfChangeSingle {
+                change_type: ConfChangeType::RemoveNode,
+                node_id: 2,
+                ..Default::default()
+            }]
+            .into(),
+            ..Default::default()
+        };
+        let log = [
+            register(2, 5),
+            entry(
+                EntryType::EntryNormal,
+                payload::encode_batch(1, std::iter::empty()),
+            ),
+            register(3, 7),
+            register(3, 8),
+            entry(
+                EntryType::EntryConfChangeV2,
+                remove.write_to_bytes().unwrap(),
+            ),
+            entry(EntryType::EntryNormal, vec![3, 0xff]),
+        ];
+        let registry = registry_of_log(&log);
+        assert_eq!(
+            registry.incarnation(3),
+            Some(7),
+            "the first registration wins"
+        );
+        assert_eq!(registry.incarnation(2), None, "removed after it registered");
+    }
+}
