@@ -250,12 +250,19 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
     let mut warnings = Vec::new();
+    if cfg.cluster_id.is_none() && !has_data {
+        warnings.push(
+            "no cluster_id: an empty data directory is refused without one (add the \
+             cluster's `cluster_id = \"...\"`)"
+                .to_string(),
+        );
+    }
     let (action, what) = if has_data {
         (
             "resume",
             "resumes from its data directory (init is ignored once data exists)".to_string(),
         )
-    } else if cfg.init {
+    } else if cfg.init && !cfg.join {
         if !voters.contains(&cfg.id) {
             warnings.push(format!(
                 "init = true but id {} is not among the founding voters {voters:?}",
@@ -270,8 +277,10 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         (
             "bootstrap",
             format!(
-                "bootstraps a NEW cluster with voters {voters:?}; its first leader loads region {:?} \
-                 (start every founding node with the same voters)",
+                "bootstraps a NEW cluster with voters {voters:?} once a majority of them answer \
+                 and none has data (it refuses if the cluster knows this node: it lost its \
+                 data); its first leader loads region {:?} (start every founding node with the \
+                 same voters)",
                 cfg.region
             ),
         )

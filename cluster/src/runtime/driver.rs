@@ -569,7 +569,7 @@ impl Driver {
         self.gate
             .publish(Members::of(&self.node.status().conf_state));
         self.gate
-            .publish_incarnations(self.node.members().incarnations());
+            .publish_incarnations(self.node.known_incarnations());
         self.publish_summary();
     }
 
