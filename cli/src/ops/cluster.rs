@@ -250,12 +250,19 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
     let mut warnings = Vec::new();
+    if cfg.cluster_id.is_none() && !has_data {
+        warnings.push(
+            "no cluster_id: an empty data directory is refused without one (add the \
+             cluster's `cluster_id = \"...\"`)"
+                .to_string(),
+        );
+    }
     let (action, what) = if has_data {
         (
             "resume",
             "resumes from its data directory (init is ignored once data exists)".to_string(),
         )
-    } else if cfg.init {
+    } else if cfg.init && !cfg.join {
         if !voters.contains(&cfg.id) {
             warnings.push(format!(
                 "init = true but id {} is not among the founding voters {voters:?}",
@@ -270,8 +277,10 @@ fn check_config(g: &Global, path: &Path) -> Result<(), Failure> {
         (
             "bootstrap",
             format!(
-                "bootstraps a NEW cluster with voters {voters:?}; its first leader loads region {:?} \
-                 (start every founding node with the same voters)",
+                "bootstraps a NEW cluster with voters {voters:?} once a majority of them answer \
+                 and none has data (it refuses if the cluster knows this node: it lost its \
+                 data); its first leader loads region {:?} (start every founding node with the \
+                 same voters)",
                 cfg.region
             ),
         )
@@ -783,17 +792,7 @@ async fn status(g: &Global, hash: bool) -> Result<(), Failure> {
         .map(|m| (m.node_id, m.client_address.clone()))
         .collect();
     let views = ask_all(&base, asked, hash).await;
-    let leader_id = views
-        .iter()
-        .filter_map(|(id, r)| {
-            r.as_ref()
-                .ok()
-                .filter(|s| s.leader_id == *id)
-                .map(|s| (*id, s.term))
-        })
-        .max_by_key(|(_, term)| *term)
-        .map(|(id, _)| id)
-        .unwrap_or(first.leader_id);
+    let leader_id = leader_of(&views).unwrap_or(first.leader_id);
     let leader_view = views
         .iter()
         .find(|(id, _)| *id == leader_id)
@@ -846,6 +845,20 @@ async fn status(g: &Global, hash: bool) -> Result<(), Failure> {
     });
     emit(g, value, human);
     Ok(())
+}
+
+/// The member that says it leads, the highest term winning.
+fn leader_of(views: &[(u64, View)]) -> Option<u64> {
+    views
+        .iter()
+        .filter_map(|(id, r)| {
+            r.as_ref()
+                .ok()
+                .filter(|s| s.leader_id == *id)
+                .map(|s| (*id, s.term))
+        })
+        .max_by_key(|(_, term)| *term)
+        .map(|(id, _)| id)
 }
 
 /// Asks every `(id, client address)` for its own status, concurrently.

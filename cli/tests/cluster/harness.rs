@@ -437,10 +437,18 @@ impl Procs {
         // Asked as the first of `ids`: a member (node 1 may have been removed).
         let me = ids.first().copied().unwrap_or(1);
         loop {
+            // Asked at once (not one after the other): under load a status with its hash
+            // can take longer than the one second between two ticks.
+            let asks: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    let mut p = self.peer_as(*id, self.node_pem(me));
+                    tokio::spawn(async move { p.status(StatusRequest { from_node: me }).await })
+                })
+                .collect();
             let mut seen = Vec::new();
-            for id in ids {
-                let mut p = self.peer_as(*id, self.node_pem(me));
-                if let Ok(s) = p.status(StatusRequest { from_node: me }).await {
+            for ask in asks {
+                if let Ok(Ok(s)) = ask.await {
                     let s = s.into_inner();
                     seen.push((s.applied_index, s.state_hash));
                 }

@@ -323,6 +323,36 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 }
 
+/// The registrations and removals in log entries not applied yet (after a restart a node
+/// re-applies only up to the commit index it knows, which may lag far behind its log): they
+/// are evidence of who took part even before they apply again. Undecodable entries are
+/// skipped here (applying them stops the node anyway).
+pub(super) fn registry_of_log(entries: &[Entry]) -> Registry {
+    use raft::eraftpb::ConfChangeType;
+    let mut registry = Registry::default();
+    for e in entries {
+        match e.get_entry_type() {
+            EntryType::EntryNormal if payload::is_system(e.get_data()) => {
+                if let Ok(entry) = payload::decode_system(e.get_data()) {
+                    registry.apply(&entry);
+                }
+            }
+            EntryType::EntryNormal => {}
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                let Ok(cc) = decode_conf_change(e) else {
+                    continue;
+                };
+                for single in cc.get_changes() {
+                    if single.get_change_type() == ConfChangeType::RemoveNode {
+                        registry.removed(single.node_id);
+                    }
+                }
+            }
+        }
+    }
+    registry
+}
+
 fn decode_conf_change(e: &Entry) -> Result<ConfChangeV2, Error> {
     let corrupt = |err: protobuf::ProtobufError| Error::CorruptEntry {
         index: e.index,
@@ -342,4 +372,57 @@ fn decode_conf_change(e: &Entry) -> Result<ConfChangeV2, Error> {
         });
     }
     ConfChangeV2::parse_from_bytes(e.get_data()).map_err(corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::members::SystemEntry;
+    use raft::eraftpb::{ConfChangeType, ConfChangeV2};
+
+    fn entry(ty: EntryType, data: Vec<u8>) -> Entry {
+        let mut e = Entry::default();
+        e.set_entry_type(ty);
+        e.data = data.into();
+        e
+    }
+
+    fn register(node: u64, incarnation: u64) -> Entry {
+        let sys = SystemEntry::RegisterIncarnation { node, incarnation };
+        entry(EntryType::EntryNormal, payload::encode_system(&sys))
+    }
+
+    #[test]
+    fn the_unapplied_log_tells_who_registered_and_who_was_removed() {
+        let remove = ConfChangeV2 {
+            changes: vec![ConfChangeSingle {
+                change_type: ConfChangeType::RemoveNode,
+                node_id: 2,
+                ..Default::default()
+            }]
+            .into(),
+            ..Default::default()
+        };
+        let log = [
+            register(2, 5),
+            entry(
+                EntryType::EntryNormal,
+                payload::encode_batch(1, std::iter::empty()),
+            ),
+            register(3, 7),
+            register(3, 8),
+            entry(
+                EntryType::EntryConfChangeV2,
+                remove.write_to_bytes().unwrap(),
+            ),
+            entry(EntryType::EntryNormal, vec![3, 0xff]),
+        ];
+        let registry = registry_of_log(&log);
+        assert_eq!(
+            registry.incarnation(3),
+            Some(7),
+            "the first registration wins"
+        );
+        assert_eq!(registry.incarnation(2), None, "removed after it registered");
+    }
 }

@@ -222,6 +222,9 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     replays: std::collections::BTreeSet<RequestId>,
     /// The member registry as of `applied_index` (part of the snapshot envelope).
     members: members::Registry,
+    /// Registrations found at start in log entries not applied yet; see
+    /// [`Node::known_incarnations`]. Dropped once the log is applied.
+    unapplied_members: Option<members::Registry>,
     /// This node's incarnation (from the runtime's IDENTITY file; `None` in tests that do
     /// not care): registered by itself when it leads.
     incarnation: Option<u64>,
@@ -238,6 +241,25 @@ fn is_vote_request(m: &Message) -> bool {
         m.get_msg_type(),
         MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
     )
+}
+
+/// Most log entries read at start for [`Node::known_incarnations`] (bounded memory; the
+/// log between snapshots is shorter than this by configuration in practice).
+const UNAPPLIED_SCAN_ENTRIES_MAX: u64 = 1_000_000;
+
+/// The registry of the log entries after `applied` that `store` holds.
+fn unapplied_registry<S: RaftStore>(
+    store: &S,
+    applied: u64,
+) -> Result<Option<members::Registry>, Error> {
+    let (first, last) = (store.first_index()?, store.last_index()?);
+    let low = applied.saturating_add(1).max(first);
+    if low > last {
+        return Ok(None);
+    }
+    let high = last.min(low.saturating_add(UNAPPLIED_SCAN_ENTRIES_MAX)) + 1;
+    let entries = store.entries(low, high, None, raft::GetEntriesContext::empty(false))?;
+    Ok(Some(apply::registry_of_log(&entries)))
 }
 
 /// Index and term of the initial snapshot [`bootstrap`] writes: the log starts after it.
@@ -290,6 +312,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             snapshot_conf = snap.get_metadata().get_conf_state().clone();
         }
         let conf_state = store.initial_state()?.conf_state;
+        let unapplied_members = unapplied_registry(&store, index)?;
         let raft_cfg = cfg.raft_config(store.applied_index())?;
         let raw = RawNode::new(&raft_cfg, store, logger)?;
         Ok(Node {
@@ -316,6 +339,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             poisoned: None,
             replays: Default::default(),
             members,
+            unapplied_members,
             incarnation: None,
             registering: Default::default(),
             lost_data: None,
@@ -331,6 +355,23 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// The member registry as of the applied index.
     pub fn members(&self) -> &members::Registry {
         &self.members
+    }
+
+    /// Node → incarnation: the applied registry's, and for nodes it lacks, the ones
+    /// registered in log entries this node holds but has not applied again since its start
+    /// (it re-applies only up to the commit index it knows). Both are evidence that the node
+    /// took part: the peer gate and `Status` answer with this.
+    pub fn known_incarnations(&mut self) -> std::collections::BTreeMap<u64, u64> {
+        let mut known = self.members.incarnations();
+        if self.applied_index >= self.last_index() {
+            self.unapplied_members = None;
+        }
+        if let Some(pending) = &self.unapplied_members {
+            for (node, incarnation) in pending.incarnations() {
+                known.entry(node).or_insert(incarnation);
+            }
+        }
+        known
     }
 
     pub fn id(&self) -> u64 {

@@ -1,7 +1,14 @@
 //! `ninety.v1.Admin`: region import, status, membership, leadership and snapshots.
 //!
 //! Membership changes and leadership transfers must be sent to the leader (they are not
-//! forwarded): another node answers `UNAVAILABLE` with the leader in the metadata.
+//! forwarded): another node answers `UNAVAILABLE` with the leader in the metadata. They are
+//! one at a time and idempotent by effect (adding a member twice is refused as already
+//! done), not by request id: Raft conf changes do not pass through the engine's dedup table.
+//! `node_id` 0 is refused (`INVALID_ARGUMENT`, `node_id`); `TransferLeader`'s `to_node_id`
+//! 0 means "the most up-to-date other voter". `AddMember` takes the new node's two
+//! addresses, `address` (its peer listener) and `client_address` (its client listener),
+//! each `host:port` ([`check_member_address`]) and different from each other; a `Member`
+//! reports both.
 //!
 //! **Removing the leader.** The node core refuses a leader's own removal
 //! (`node::membership`: raft-rs would keep it leading a group it is not in). So
@@ -13,14 +20,8 @@
 //!
 //! **Status.** `ClusterStatus` answers from the summary the node task publishes after every
 //! poll (`driver::Summary`), without a trip to the node task; the state hash only when the
-//! request sets `with_state_hash`, digested off the node task (`driver` module doc). They are
-//! one at a time and idempotent by effect (adding a member twice is refused as already
-//! done), not by request id: Raft conf changes do not pass through the engine's dedup table.
-//! `node_id` 0 is refused (`INVALID_ARGUMENT`, `node_id`); `TransferLeader`'s `to_node_id`
-//! 0 means "the most up-to-date other voter". `AddMember` takes the new node's two
-//! addresses, `address` (its peer listener) and `client_address` (its client listener),
-//! each `host:port` ([`check_member_address`]) and different from each other; a `Member`
-//! reports both.
+//! request sets `with_state_hash`, digested off the node task from a copy made on it
+//! (`driver` module doc).
 //!
 //! `ImportRegion` is checked completely before anything is proposed (the region file's own
 //! validation, fields named `region_json.<path in the file>`, and a cluster that already
@@ -43,8 +44,9 @@
 //! past it, or while another import runs, the call is refused `RESOURCE_EXHAUSTED` before
 //! any parsing, the message saying when to retry. The other calls need no limit: the
 //! membership changes and `TransferLeader` are single Raft conf changes, one at a time by
-//! Raft's own rule, and refused while one is pending; `ClusterStatus` is one trip to the
-//! node task, bounded like every call by the node's command queue (`max_queued_commands`).
+//! Raft's own rule, and refused while one is pending; `ClusterStatus` reads the published
+//! summary, and with the hash is one trip to the node task, bounded by the node's command
+//! queue (`max_queued_commands`) and by `driver::HASHES_INFLIGHT_MAX`.
 //! All of them need the `operator` role (`security::roles`), and are audited.
 
 use super::convert::echo;
@@ -301,7 +303,12 @@ impl AdminService {
             Ok(_) => return Err(Status::internal("unexpected reply to a membership change")),
             Err(e) => return Err(self.cluster.request_error(e)),
         }
-        let st = self.cluster.handle.summary();
+        let st = self
+            .cluster
+            .handle
+            .current_summary()
+            .await
+            .map_err(|e| self.cluster.request_error(e))?;
         Ok(Response::new(pb::MembershipResponse {
             members: self.members(&st),
             commit: Some(pb::CommitInfo {
