@@ -413,6 +413,7 @@ impl Sim {
         cfg.max_election_ticks = cfg.min_election_ticks + 1;
         cfg.snapshot_interval_entries = self.faults.snapshot_every;
         cfg.log_retain_entries = self.faults.log_retain;
+        cfg.lost_data_guard = !self.opts.bugs.wiped_node_rejoins;
         cfg
     }
 
@@ -762,9 +763,8 @@ impl Sim {
                     return;
                 }
                 let corrupt = self.phase == Phase::Safety
-                    && self.replacing.is_none()
                     && self.stats.replacements < REPLACEMENTS_MAX
-                    && !self.nodes.values().any(|n| n.state == NodeState::Failed)
+                    && !self.a_node_lost_its_data()
                     && self.fault_rng.chance(self.faults.corrupt_per_mille);
                 if self.prepare_start(node) {
                     self.start_node(node, corrupt);
@@ -916,7 +916,7 @@ impl Sim {
         if self.phase == Phase::Safety
             && self.replacing.is_none()
             && self.stats.replacements < REPLACEMENTS_MAX
-            && !self.nodes.values().any(|n| n.state == NodeState::Failed)
+            && !self.a_node_lost_its_data()
             && self.fault_rng.chance(self.faults.replace_per_mille / 2)
         {
             let up: Vec<u64> = self
@@ -1338,7 +1338,9 @@ impl Sim {
             .map(|(id, _)| *id)
             .collect();
         for id in down {
-            self.start_node(id, false);
+            if self.prepare_start(id) {
+                self.start_node(id, false);
+            }
         }
         for c in 0..self.clients.len() {
             self.schedule(0, Event::ClientNext { client: c });

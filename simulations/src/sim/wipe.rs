@@ -15,9 +15,9 @@
 //! old id, a founder bootstraps again, as before issue 13): the checks must catch it.
 
 use super::{NodeState, Sim};
+use ninety_cluster::engine_sm::EngineMachine;
 use ninety_cluster::node::startup::{self, PeerAnswer, PeerView, StartDecision, StartFacts};
 use ninety_cluster::node::{bootstrap, Input};
-use ninety_cluster::engine_sm::EngineMachine;
 use std::collections::BTreeMap;
 
 /// How long a wiped node that could not decide yet waits before asking again, µs.
@@ -33,11 +33,7 @@ impl Sim {
     /// node at a time is without its data (two of three would be a lost quorum, which no
     /// protocol survives), and never while a replacement is under way.
     pub(super) fn maybe_wipe(&mut self, id: u64) {
-        let busy = self.replacing.is_some()
-            || self
-                .nodes
-                .values()
-                .any(|n| n.wiped || n.state == NodeState::Failed);
+        let busy = self.a_node_lost_its_data();
         if busy || !self.wipe_rng.chance(self.faults.wipe_per_mille) {
             return;
         }
@@ -51,6 +47,18 @@ impl Sim {
         n.wiped = true;
         self.stats.wipes += 1;
         self.log(|| format!("node {id} lost its data directory (new incarnation {incarnation:x})"));
+    }
+
+    /// Whether a node is out for good until the operator replaces it (failed disk, retired,
+    /// or wiped and not running again), or a replacement is under way: no second node may
+    /// then lose its data (corruption, wipe, retirement), or the quorum would be lost with
+    /// it, which no protocol survives.
+    pub(super) fn a_node_lost_its_data(&self) -> bool {
+        self.replacing.is_some()
+            || self
+                .nodes
+                .values()
+                .any(|n| n.state == NodeState::Failed || (n.wiped && n.state != NodeState::Up))
     }
 
     /// Before node `id` restarts: a node whose disk is empty decides how to start. Returns
@@ -71,7 +79,9 @@ impl Sim {
             may_bootstrap: n.founder,
             voters: (1..=self.faults.nodes).collect(),
         };
-        match startup::decide(&facts, &self.peer_answers(id)) {
+        let answers = self.peer_answers(id);
+        self.log(|| format!("node {id} (empty) asks its peers: {answers:?}"));
+        match startup::decide(&facts, &answers) {
             StartDecision::Refuse(why) => {
                 self.stats.wiped_refused += 1;
                 self.log(|| format!("node {id} refuses to start: {why}"));
@@ -122,26 +132,30 @@ impl Sim {
         );
     }
 
-    /// What the peers node `id` can reach answer to its `Status` call.
-    fn peer_answers(&self, id: u64) -> BTreeMap<u64, PeerAnswer> {
-        let reachable = |p: u64| {
-            !self.blocked.contains(&(id, p)) && !self.blocked.contains(&(p, id)) && self.is_up(p)
-        };
-        self.nodes
-            .iter()
-            .filter(|(p, _)| **p != id && reachable(**p))
-            .filter_map(|(p, n)| {
-                let core = n.core.as_ref()?;
-                let status = core.status();
-                let view = PeerView {
-                    last_index: core.last_index(),
-                    recorded_incarnation: core.members().incarnation(id),
-                    voters: status.conf_state.voters.clone(),
-                    starting: false,
-                };
-                Some((*p, PeerAnswer::Status(view)))
-            })
-            .collect()
+    /// What the peers node `id` can reach answer to its `Status` call (their record of it
+    /// includes registrations in their log not applied yet, as the runtime's does).
+    fn peer_answers(&mut self, id: u64) -> BTreeMap<u64, PeerAnswer> {
+        let reachable: Vec<u64> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&p| p != id && self.is_up(p))
+            .filter(|&p| !self.blocked.contains(&(id, p)) && !self.blocked.contains(&(p, id)))
+            .collect();
+        let mut answers = BTreeMap::new();
+        for p in reachable {
+            let Some(core) = self.nodes.get_mut(&p).and_then(|n| n.core.as_mut()) else {
+                continue;
+            };
+            let view = PeerView {
+                last_index: core.last_index(),
+                recorded_incarnation: core.known_incarnations().get(&id).copied(),
+                voters: core.status().conf_state.voters.clone(),
+                starting: false,
+            };
+            answers.insert(p, PeerAnswer::Status(view));
+        }
+        answers
     }
 
     /// The peer gate, on delivery of a message from `from` to `to`: refuses an incarnation
@@ -154,10 +168,10 @@ impl Sim {
         let Some(presented) = self.nodes.get(&from).map(|n| n.data_incarnation) else {
             return true;
         };
-        let Some(core) = self.nodes.get(&to).and_then(|n| n.core.as_ref()) else {
+        let Some(core) = self.nodes.get_mut(&to).and_then(|n| n.core.as_mut()) else {
             return true;
         };
-        match core.members().incarnation(from) {
+        match core.known_incarnations().get(&from).copied() {
             Some(recorded) if recorded != presented => {
                 self.stats.refused_incarnation += 1;
                 false
