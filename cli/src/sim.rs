@@ -145,7 +145,7 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
     println!(
         "{} seeds from {from}: {} passed, {} failed in {:.1} s ({:.1} seeds/s, {} ops of which \
          {} reads and {} allocations, {} crashes, {} partitions, {} corruptions detected, {} \
-         replacements)",
+         replacements, {} wiped disks of which {} refused)",
         summary.seeds,
         summary.passed,
         summary.failed,
@@ -157,7 +157,9 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         summary.crashes,
         summary.partitions,
         summary.corruptions_detected,
-        summary.replacements
+        summary.replacements,
+        summary.wipes,
+        summary.wiped_refused
     );
     for (seed, v) in &summary.failures {
         println!("FAILED seed {seed}: {v}");

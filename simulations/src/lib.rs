@@ -78,6 +78,10 @@ pub struct Summary {
     pub partitions: u64,
     pub corruptions_detected: u64,
     pub replacements: u64,
+    /// Crashes that lost a node's whole data directory, and wiped nodes refused at start
+    /// (or stopped) instead of rejoining as themselves.
+    pub wipes: u64,
+    pub wiped_refused: u64,
     pub wall: Duration,
 }
 
@@ -145,4 +149,6 @@ fn add(sum: &mut Summary, r: &RunReport) {
     sum.partitions += s.partitions;
     sum.corruptions_detected += s.corruptions_detected;
     sum.replacements += s.replacements;
+    sum.wipes += s.wipes;
+    sum.wiped_refused += s.wiped_refused;
 }

@@ -21,6 +21,10 @@ pub struct Bugs {
     /// acknowledges appends, a candidate votes, before its fsync): a crash in the write
     /// loses what it already acknowledged.
     pub ack_before_write: bool,
+    /// A node that lost its data directory restarts under its old id as if new (empty,
+    /// a founder bootstraps again), and peers take its messages whatever its incarnation:
+    /// the behaviour before issue 13.
+    pub wiped_node_rejoins: bool,
 }
 
 impl Bugs {
@@ -31,6 +35,7 @@ impl Bugs {
             || self.local_clock_time
             || self.stale_reads
             || self.ack_before_write
+            || self.wiped_node_rejoins
     }
 }
 
@@ -94,6 +99,8 @@ pub struct Faults {
     /// mille: after it handed some of its messages to the network (a leader's appends go
     /// before its own write) and before the rest of its write was durable.
     pub crash_in_write_per_mille: u64,
+    /// Chance that a crash also loses the node's whole data directory, per mille.
+    pub wipe_per_mille: u64,
     /// Chance per second that the operator replaces a healthy node (membership change).
     pub replace_per_mille: u64,
     /// Largest clock offset between a node and true time, ms.
@@ -147,6 +154,7 @@ impl Faults {
             hash_every: r.range(16, 48),
             // Drawn last, so the fields above are what they were before it existed.
             crash_in_write_per_mille: r.range(0, 700),
+            wipe_per_mille: if calm { 0 } else { r.range(0, 300) },
         }
     }
 }
@@ -156,7 +164,7 @@ impl fmt::Display for Faults {
         write!(
             f,
             "nodes={} clients={} delay={}..{}ms loss={}‰ dup={}‰ partition_every={}ms \
-             crash_every={}ms down={}..{}ms torn={}‰ corrupt={}‰ crash_in_write={}‰ \
+             crash_every={}ms down={}..{}ms torn={}‰ corrupt={}‰ crash_in_write={}‰ wipe={}‰ \
              replace={}‰/s skew<={}ms drift<={}ppm client_timeout={}ms snapshot_every={} \
              log_retain={} hash_every={}",
             self.nodes,
@@ -172,6 +180,7 @@ impl fmt::Display for Faults {
             self.torn_per_mille,
             self.corrupt_per_mille,
             self.crash_in_write_per_mille,
+            self.wipe_per_mille,
             self.replace_per_mille,
             self.skew_ms,
             self.drift_ppm,

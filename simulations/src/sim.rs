@@ -30,6 +30,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
+mod wipe;
+
 /// Unix ms at true simulated time zero (2026-11-23 00:00 UTC).
 pub const EPOCH_MS: u64 = 1_795_392_000_000;
 const US: u64 = 1000;
@@ -79,6 +81,12 @@ pub struct Stats {
     pub final_index: u64,
     pub applies: u64,
     pub hash_checks: u64,
+    /// Crashes that also lost the node's whole data directory.
+    pub wipes: u64,
+    /// Wiped nodes that refused to start (or stopped) instead of rejoining under their id.
+    pub wiped_refused: u64,
+    /// Messages the receiving gate refused: from an incarnation it does not record.
+    pub refused_incarnation: u64,
 }
 
 /// The result of one seed.
@@ -166,6 +174,12 @@ struct SimNode {
     incarnation: u64,
     state: NodeState,
     crash_in_write: Option<CrashInWrite>,
+    /// The incarnation of its data directory (`runtime::identity`), presented to peers.
+    data_incarnation: u64,
+    /// A founding voter (its config says `init = true`).
+    founder: bool,
+    /// It lost its data directory (and was not replaced since).
+    wiped: bool,
 }
 
 impl SimNode {
@@ -289,6 +303,8 @@ pub struct Sim {
     /// Crashes in the middle of a write (its own stream, so the other faults of a seed are
     /// drawn as before it existed).
     crash_rng: Rng,
+    /// Wiped disks and data-directory incarnations (its own stream, as `crash_rng`).
+    wipe_rng: Rng,
     nodes: BTreeMap<u64, SimNode>,
     next_node_id: u64,
     rec: RecorderHandle,
@@ -330,6 +346,7 @@ impl Sim {
             work_rng: root.fork(4),
             election_rng: root.fork(5),
             crash_rng: root.fork(6),
+            wipe_rng: root.fork(7),
             nodes: BTreeMap::new(),
             next_node_id: faults.nodes + 1,
             rec: Rc::new(RefCell::new(Recorder::default())),
@@ -396,6 +413,7 @@ impl Sim {
         cfg.max_election_ticks = cfg.min_election_ticks + 1;
         cfg.snapshot_interval_entries = self.faults.snapshot_every;
         cfg.log_retain_entries = self.faults.log_retain;
+        cfg.lost_data_guard = !self.opts.bugs.wiped_node_rejoins;
         cfg
     }
 
@@ -409,6 +427,7 @@ impl Sim {
         let drift = self.faults.drift_ppm as i64;
         let skew_ms = self.fault_rng.range(0, 2 * skew as u64) as i64 - skew;
         let drift_ppm = self.fault_rng.range(0, 2 * drift as u64) as i64 - drift;
+        let data_incarnation = self.new_data_incarnation();
         self.nodes.insert(
             id,
             SimNode {
@@ -420,6 +439,9 @@ impl Sim {
                 incarnation: 0,
                 state: NodeState::Down,
                 crash_in_write: None,
+                data_incarnation,
+                founder: voters.is_some(),
+                wiped: false,
             },
         );
         self.log(|| format!("node {id} created: skew {skew_ms} ms, drift {drift_ppm} ppm"));
@@ -441,7 +463,8 @@ impl Sim {
         n.incarnation += 1;
         let inc = n.incarnation;
         match started {
-            Ok(core) => {
+            Ok(mut core) => {
+                core.set_incarnation(n.data_incarnation);
                 n.core = Some(core);
                 n.state = NodeState::Up;
                 let period = n.tick_period_us();
@@ -532,7 +555,10 @@ impl Sim {
             Err(e) => {
                 n.core = None;
                 n.state = NodeState::Failed;
-                self.violation(format!("node {id} stopped on a fatal error: {e}"));
+                let e = e.to_string();
+                if !self.stopped_for_lost_data(id, &e) {
+                    self.violation(format!("node {id} stopped on a fatal error: {e}"));
+                }
                 return;
             }
         };
@@ -665,7 +691,9 @@ impl Sim {
         match event {
             Event::Deliver { msg, snapshot } => {
                 let (from, to) = (msg.from, msg.to);
-                let delivered = self.is_up(to) && !self.blocked.contains(&(from, to));
+                let delivered = self.is_up(to)
+                    && !self.blocked.contains(&(from, to))
+                    && self.gate_delivery(from, to);
                 if delivered {
                     self.step(to, Input::Message(msg));
                 }
@@ -735,11 +763,12 @@ impl Sim {
                     return;
                 }
                 let corrupt = self.phase == Phase::Safety
-                    && self.replacing.is_none()
                     && self.stats.replacements < REPLACEMENTS_MAX
-                    && !self.nodes.values().any(|n| n.state == NodeState::Failed)
+                    && !self.a_node_lost_its_data()
                     && self.fault_rng.chance(self.faults.corrupt_per_mille);
-                self.start_node(node, corrupt);
+                if self.prepare_start(node) {
+                    self.start_node(node, corrupt);
+                }
             }
             Event::Partition => self.on_partition(),
             Event::Heal => {
@@ -783,6 +812,7 @@ impl Sim {
                 return;
             }
             self.crash_node(id, torn);
+            self.maybe_wipe(id);
             let (lo, hi) = self.faults.down_ms;
             let down = self.fault_rng.range(lo, hi) * US;
             let inc = self.nodes.get(&id).map_or(0, |n| n.incarnation);
@@ -886,7 +916,7 @@ impl Sim {
         if self.phase == Phase::Safety
             && self.replacing.is_none()
             && self.stats.replacements < REPLACEMENTS_MAX
-            && !self.nodes.values().any(|n| n.state == NodeState::Failed)
+            && !self.a_node_lost_its_data()
             && self.fault_rng.chance(self.faults.replace_per_mille / 2)
         {
             let up: Vec<u64> = self
@@ -1308,7 +1338,9 @@ impl Sim {
             .map(|(id, _)| *id)
             .collect();
         for id in down {
-            self.start_node(id, false);
+            if self.prepare_start(id) {
+                self.start_node(id, false);
+            }
         }
         for c in 0..self.clients.len() {
             self.schedule(0, Event::ClientNext { client: c });

@@ -157,3 +157,39 @@ fn catches_acknowledging_before_the_write() {
         "acknowledging before the write not caught in 40 seeds"
     );
 }
+
+/// A node that lost its data directory restarts under its old id as if it were new (a
+/// founder bootstraps again) and peers take its messages, as before issue 13: the first
+/// leader heartbeat it gets names a commit index past its empty log, which raft-rs cannot
+/// take (`to_commit … out of range`) and the checks report. Without the bug, the same seeds
+/// refuse the wiped node at start (`wiped_nodes_are_refused_and_replaced`).
+#[test]
+fn catches_a_wiped_node_that_rejoins_as_itself() {
+    let found = first_failure(
+        Bugs {
+            wiped_node_rejoins: true,
+            ..Bugs::default()
+        },
+        40,
+    );
+    assert!(
+        found.is_some(),
+        "a wiped node rejoining not caught in 40 seeds"
+    );
+}
+
+/// The wiped-disk fault happens, every wiped node is refused (the operator replaces it)
+/// and every seed passes.
+#[test]
+fn wiped_nodes_are_refused_and_replaced() {
+    let o = opts(300);
+    let (mut wipes, mut refused) = (0, 0);
+    for seed in 0..24 {
+        let r = run_seed(seed, &o);
+        assert!(r.ok(), "seed {seed} failed: {:?}", r.violations);
+        wipes += r.stats.wipes;
+        refused += r.stats.wiped_refused;
+    }
+    assert!(wipes > 0, "no wipe in 24 seeds");
+    assert_eq!(refused, wipes, "a wiped node started as itself");
+}

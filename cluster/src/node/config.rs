@@ -67,6 +67,11 @@ pub struct NodeConfig {
     pub log_time_interval_ms: u64,
     pub snapshot_interval_entries: u64,
     pub log_retain_entries: u64,
+    /// Stop the node when a leader's heartbeat shows it lost entries it had acknowledged
+    /// (`node::startup::heartbeat_shows_lost_data`) instead of letting raft-rs panic. Always
+    /// on; off only in the simulator's `wiped_node_rejoins` bug, which shows what the
+    /// checks see without it.
+    pub lost_data_guard: bool,
 }
 
 impl NodeConfig {
@@ -86,6 +91,7 @@ impl NodeConfig {
             log_time_interval_ms: LOG_TIME_INTERVAL_MS,
             snapshot_interval_entries: SNAPSHOT_INTERVAL_ENTRIES,
             log_retain_entries: LOG_RETAIN_ENTRIES,
+            lost_data_guard: true,
         }
     }
 

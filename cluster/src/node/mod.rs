@@ -542,12 +542,18 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 
     fn step_message(&mut self, m: Message) {
-        if let Some(why) = startup::heartbeat_shows_lost_data(
-            self.cfg.id,
-            self.raw.raft.term,
-            self.last_index(),
-            &m,
-        ) {
+        let guard = self.cfg.lost_data_guard;
+        if let Some(why) = guard
+            .then(|| {
+                startup::heartbeat_shows_lost_data(
+                    self.cfg.id,
+                    self.raw.raft.term,
+                    self.last_index(),
+                    &m,
+                )
+            })
+            .flatten()
+        {
             self.lost_data.get_or_insert(why);
             return;
         }
