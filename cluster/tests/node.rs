@@ -469,7 +469,72 @@ mod membership {
     use ninety_cluster::{Reply, RequestError};
 
     fn change(c: &mut super::harness::Cluster<MemStore>, leader: u64, ch: MembershipChange) -> u64 {
-        c.input(leader, |id| Input::ChangeMembership { id, change: ch })
+        c.input(leader, |id| Input::ChangeMembership {
+            id,
+            change: ch,
+            request: None,
+        })
+    }
+
+    fn keyed(
+        c: &mut super::harness::Cluster<MemStore>,
+        leader: u64,
+        ch: MembershipChange,
+        key: u128,
+    ) -> u64 {
+        c.input(leader, |id| Input::ChangeMembership {
+            id,
+            change: ch,
+            request: Some(key),
+        })
+    }
+
+    /// Issue 13: a membership call retried with its `request_id` answers the first answer
+    /// without a second change, on the same leader and on a later one; the same id for
+    /// another change is refused. (Before, the key was ignored: the retry proposed again
+    /// and was refused as "already a member", and the reuse was accepted.)
+    #[test]
+    fn membership_requests_are_idempotent_by_request_id() {
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        c.add_node(4, MemStore::new(), config(4));
+        let first = keyed(&mut c, leader, MembershipChange::AddLearner(4), 7);
+        c.settle();
+        let Ok(Reply::Membership(cs)) = c.outcome(first).clone() else {
+            panic!("add failed: {:?}", c.outcome(first));
+        };
+        assert_eq!(cs.learners, vec![4]);
+        let applied = c.nodes[&leader].status().applied_index;
+        let retry = keyed(&mut c, leader, MembershipChange::AddLearner(4), 7);
+        c.settle();
+        assert_eq!(c.outcome(retry), &Ok(Reply::Membership(cs.clone())));
+        assert_eq!(
+            c.nodes[&leader].status().applied_index,
+            applied,
+            "no new entry"
+        );
+
+        let next = (1..=3).find(|i| *i != leader).unwrap();
+        c.input(leader, |id| Input::TransferLeader { id, to: next });
+        c.tick(5);
+        assert_eq!(c.leader(), Some(next));
+        let applied = c.nodes[&next].status().applied_index;
+        let retry = keyed(&mut c, next, MembershipChange::AddLearner(4), 7);
+        c.settle();
+        assert!(matches!(c.outcome(retry), Ok(Reply::Membership(cs)) if cs.learners == vec![4]));
+        assert_eq!(
+            c.nodes[&next].status().applied_index,
+            applied,
+            "no new entry"
+        );
+
+        let reused = keyed(&mut c, next, MembershipChange::Remove(4), 7);
+        c.settle();
+        match c.outcome(reused) {
+            Err(RequestError::ConfChangeRejected(why)) => assert!(why.contains("request_id")),
+            other => panic!("reused request_id: {other:?}"),
+        }
+        assert!(c.nodes[&next].status().conf_state.learners.contains(&4));
     }
 
     #[test]

@@ -987,7 +987,14 @@ impl Sim {
             let id = self.next_req;
             self.next_req += 1;
             self.log(|| format!("operator asks leader {leader}: {change:?}"));
-            self.step(leader, Input::ChangeMembership { id, change });
+            self.step(
+                leader,
+                Input::ChangeMembership {
+                    id,
+                    change,
+                    request: None,
+                },
+            );
         }
     }
 

@@ -457,3 +457,40 @@ fn sockets_on_port(port: u16) -> Option<usize> {
         .count();
     Some(count)
 }
+
+/// Issue 13: membership calls are idempotent by `request_id`. The retry of an applied
+/// `AddMember` answers OK without a second change (before, it was proposed again and refused
+/// as "already a member"); the same id for a `RemoveMember` is refused, naming `request_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_calls_are_idempotent_by_request_id() {
+    crate::bounded(async {
+        let p = Procs::start(&[1, 2, 3], &[1, 2, 3], Opts::default());
+        let leader = p.wait_ready(Duration::from_secs(20)).await;
+        let add = pb::AddMemberRequest {
+            request_id: "add-node-4-once".into(),
+            node_id: 4,
+            address: format!("127.0.0.1:{}", free_port()),
+            client_address: format!("127.0.0.1:{}", free_port()),
+        };
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let a = p.admin(leader).add_member(add.clone()).await;
+            answers.push(
+                a.expect("AddMember and its retry both answer OK")
+                    .into_inner(),
+            );
+        }
+        assert_eq!(answers[0].members, answers[1].members, "one conf change");
+        let reused = p
+            .admin(leader)
+            .remove_member(pb::RemoveMemberRequest {
+                request_id: add.request_id.clone(),
+                node_id: 4,
+            })
+            .await
+            .expect_err("a request_id names one change");
+        assert_eq!(reused.code(), tonic::Code::FailedPrecondition, "{reused:?}");
+        assert!(reused.message().contains("request_id"), "{reused:?}");
+    })
+    .await;
+}

@@ -9,7 +9,7 @@
 //! transport, called during the poll (`Node::poll_sending`).
 
 use super::guard::{self, ApplyPanic, POISON_COMMANDS_NAMED_MAX};
-use super::members::Registry;
+use super::members::{ChangeContext, Registry};
 use super::payload;
 use super::proposals::Waiter;
 use super::{Node, Reply};
@@ -166,6 +166,18 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
     }
 
+    /// Remembers the membership request named in an applied conf change's context, so a
+    /// retry with its `request_id` is answered without a second change (on any later
+    /// leader too). An undecodable context names no request (the same on every replica).
+    fn remember_request(&mut self, e: &Entry) {
+        if let Ok(ChangeContext {
+            request: Some(request),
+        }) = ChangeContext::decode(e.get_context())
+        {
+            self.members.remember(request);
+        }
+    }
+
     fn refused(&mut self, waiter: Option<Waiter>) {
         if let Some(Waiter::Conf(id)) = waiter {
             let err =
@@ -242,6 +254,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             Ok(cs) => {
                 self.conf_state = cs.clone();
                 self.conf_change_members(&cc);
+                self.remember_request(e);
                 // The commit index is normally not synced (LightReady's `set_commit`) and is
                 // re-learnt from a leader after a crash. A configuration is the exception:
                 // a node restarts with the configuration of what it knows to be committed,

@@ -12,8 +12,13 @@
 //! Raft traffic from a member presenting another (`runtime::peer_service::PeerGate`).
 //! Removing a member deletes its record, so an id added back starts unregistered.
 
+use super::membership::MembershipChange;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many applied membership requests the registry remembers by key (oldest forgotten
+/// first): a retry of one of these is answered without a second change.
+pub const MEMBERSHIP_REQUESTS_REMEMBERED: usize = 256;
 
 /// What the registry knows of one member.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +35,67 @@ pub struct Record {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     records: BTreeMap<u64, Record>,
+    /// The last applied membership requests, oldest first (at most
+    /// [`MEMBERSHIP_REQUESTS_REMEMBERED`]). Encoded after `records`, so an older encoding
+    /// (records only) still decodes ([`Registry::decode`]).
+    requests: VecDeque<MembershipRequest>,
+}
+
+/// The registry encoding before membership requests were remembered.
+#[derive(Deserialize)]
+struct RegistryV1 {
+    records: BTreeMap<u64, Record>,
+}
+
+/// What a membership change did, in a form the log and the registry carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    AddLearner,
+    PromoteVoter,
+    Remove,
+}
+
+/// One applied membership request: the client's request key (`request_id`) and its change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipRequest {
+    pub key: u128,
+    pub kind: ChangeKind,
+    pub node: u64,
+}
+
+impl MembershipRequest {
+    pub fn new(key: u128, change: MembershipChange) -> MembershipRequest {
+        let (kind, node) = match change {
+            MembershipChange::AddLearner(n) => (ChangeKind::AddLearner, n),
+            MembershipChange::PromoteVoter(n) => (ChangeKind::PromoteVoter, n),
+            MembershipChange::Remove(n) => (ChangeKind::Remove, n),
+        };
+        MembershipRequest { key, kind, node }
+    }
+}
+
+/// The `context` of a conf change entry the leader proposes (empty in older entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeContext {
+    /// The request that asked for the change, when it named a `request_id`.
+    pub request: Option<MembershipRequest>,
+}
+
+impl ChangeContext {
+    pub fn encode(&self) -> Vec<u8> {
+        if *self == ChangeContext::default() {
+            return Vec::new();
+        }
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Empty bytes (older entries, calls without a request id) decode to the default.
+    pub fn decode(bytes: &[u8]) -> Result<ChangeContext, String> {
+        if bytes.is_empty() {
+            return Ok(ChangeContext::default());
+        }
+        postcard::from_bytes(bytes).map_err(|e| format!("conf change context: {e}"))
+    }
 }
 
 /// An entry the cluster itself writes into the log (not a client command batch).
@@ -90,6 +156,21 @@ impl Registry {
         }
     }
 
+    /// An applied membership request, remembered by key (the oldest beyond
+    /// [`MEMBERSHIP_REQUESTS_REMEMBERED`] is forgotten).
+    pub fn remember(&mut self, request: MembershipRequest) {
+        self.requests.retain(|r| r.key != request.key);
+        self.requests.push_back(request);
+        while self.requests.len() > MEMBERSHIP_REQUESTS_REMEMBERED {
+            self.requests.pop_front();
+        }
+    }
+
+    /// The applied membership request with key `key`, if still remembered.
+    pub fn request(&self, key: u128) -> Option<&MembershipRequest> {
+        self.requests.iter().find(|r| r.key == key)
+    }
+
     /// A member was removed: its record goes, so the id added back starts unregistered.
     pub fn removed(&mut self, node: u64) {
         self.records.remove(&node);
@@ -106,7 +187,16 @@ impl Registry {
         if bytes.is_empty() {
             return Ok(Registry::default());
         }
-        postcard::from_bytes(bytes).map_err(|e| format!("member registry: {e}"))
+        match postcard::from_bytes::<Registry>(bytes) {
+            Ok(r) => Ok(r),
+            Err(e) => match postcard::from_bytes::<RegistryV1>(bytes) {
+                Ok(v1) => Ok(Registry {
+                    records: v1.records,
+                    requests: VecDeque::new(),
+                }),
+                Err(_) => Err(format!("member registry: {e}")),
+            },
+        }
     }
 }
 
@@ -142,5 +232,32 @@ mod tests {
         assert!(Registry::decode(&[0xff, 0xff, 0xff]).is_err());
         let e = reg(1, u64::MAX);
         assert_eq!(SystemEntry::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn membership_requests_are_remembered_bounded_and_survive_encoding() {
+        let mut r = Registry::default();
+        r.added(2, None, None);
+        let old = postcard::to_stdvec(&r.records).unwrap();
+        assert_eq!(
+            Registry::decode(&old).unwrap(),
+            r,
+            "the older encoding decodes"
+        );
+        for key in 0..(MEMBERSHIP_REQUESTS_REMEMBERED as u128 + 1) {
+            r.remember(MembershipRequest::new(key, MembershipChange::Remove(3)));
+        }
+        assert_eq!(r.request(0), None, "the oldest is forgotten");
+        let last = MEMBERSHIP_REQUESTS_REMEMBERED as u128;
+        assert_eq!(r.request(last).map(|q| q.kind), Some(ChangeKind::Remove));
+        assert_eq!(Registry::decode(&r.encode()).unwrap(), r);
+        let ctx = ChangeContext {
+            request: Some(MembershipRequest::new(9, MembershipChange::AddLearner(4))),
+        };
+        assert_eq!(ChangeContext::decode(&ctx.encode()).unwrap(), ctx);
+        assert_eq!(
+            ChangeContext::decode(&[]).unwrap(),
+            ChangeContext::default()
+        );
     }
 }

@@ -48,6 +48,7 @@ pub use membership::MembershipChange;
 use crate::error::{Error, RequestError};
 use crate::io::{Clock, RaftStore, Transport};
 use crate::state_machine::StateMachine;
+use members::{ChangeContext, MembershipRequest};
 use proposals::{Failure, Proposals, Waiter};
 use raft::eraftpb::{ConfState, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
@@ -72,9 +73,12 @@ pub enum Input {
     /// A linearizable read; answered with `StateMachine::query(query)` (any member).
     Read { id: RequestId, query: Vec<u8> },
     /// A membership change (leader only, one at a time).
+    /// `request` is the client's request key (`request_id`), when it named one: a retry of
+    /// an applied request is answered without a second change.
     ChangeMembership {
         id: RequestId,
         change: MembershipChange,
+        request: Option<u128>,
     },
     /// Asks the leader to hand leadership to voter `to`.
     TransferLeader { id: RequestId, to: u64 },
@@ -523,7 +527,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
                     self.out.reply(id, Err(e));
                 }
             }
-            Input::ChangeMembership { id, change } => self.change_membership(id, change),
+            Input::ChangeMembership {
+                id,
+                change,
+                request,
+            } => self.change_membership(id, change, request),
             Input::TransferLeader { id, to } => self.transfer_leader(id, to),
             Input::Unreachable { peer } => self.raw.report_unreachable(peer),
             Input::SnapshotStatus { peer, delivered } => {
@@ -698,19 +706,46 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
     }
 
-    fn change_membership(&mut self, id: RequestId, change: MembershipChange) {
-        if let Err(e) = self.try_change_membership(id, change) {
+    fn change_membership(
+        &mut self,
+        id: RequestId,
+        change: MembershipChange,
+        request: Option<u128>,
+    ) {
+        if let Err(e) = self.try_change_membership(id, change, request) {
             self.out.reply(id, Err(e));
         }
+    }
+
+    /// The answer to a membership request whose key the registry remembers: the current
+    /// configuration when it asked for the same change (a retry), a refusal otherwise.
+    fn membership_retry(
+        &self,
+        change: MembershipChange,
+        key: u128,
+    ) -> Option<Result<Reply, RequestError>> {
+        let applied = self.members.request(key)?;
+        Some(if *applied == MembershipRequest::new(key, change) {
+            Ok(Reply::Membership(self.conf_state.clone()))
+        } else {
+            Err(RequestError::ConfChangeRejected(
+                "request_id reused for a different membership change".into(),
+            ))
+        })
     }
 
     fn try_change_membership(
         &mut self,
         id: RequestId,
         change: MembershipChange,
+        request: Option<u128>,
     ) -> Result<(), RequestError> {
         if !self.is_leader() {
             return Err(self.not_leader());
+        }
+        if let Some(answer) = request.and_then(|key| self.membership_retry(change, key)) {
+            self.out.reply(id, answer);
+            return Ok(());
         }
         // raft-rs would silently turn a second pending change into an empty entry.
         if self.raw.raft.has_pending_conf() || self.proposals.has_conf_change() {
@@ -722,8 +757,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             &self.raw.raft.prs().conf().to_conf_state(),
             self.id(),
         )?;
+        let context = ChangeContext {
+            request: request.map(|key| MembershipRequest::new(key, change)),
+        };
         self.raw
-            .propose_conf_change(Vec::new(), cc)
+            .propose_conf_change(context.encode(), cc)
             .map_err(|_| self.drop_reason())?;
         let (index, term) = (self.raw.raft.raft_log.last_index(), self.raw.raft.term);
         self.proposals.register(index, term, Waiter::Conf(id));

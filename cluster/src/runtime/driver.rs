@@ -79,6 +79,7 @@ pub enum Cmd {
     },
     ChangeMembership {
         change: MembershipChange,
+        request: Option<u128>,
         reply: oneshot::Sender<Answer>,
     },
     TransferLeader {
@@ -240,9 +241,18 @@ impl NodeHandle {
         self.ask(|reply| Cmd::Read { query, reply }).await
     }
 
-    pub async fn change_membership(&self, change: MembershipChange) -> Answer {
-        self.ask(|reply| Cmd::ChangeMembership { change, reply })
-            .await
+    /// `request` is the client's request key, when the call named a `request_id`.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+        request: Option<u128>,
+    ) -> Answer {
+        self.ask(|reply| Cmd::ChangeMembership {
+            change,
+            request,
+            reply,
+        })
+        .await
     }
 
     pub async fn transfer_leader(&self, to: u64) -> Answer {
@@ -492,9 +502,17 @@ impl Driver {
                 let index = self.node.status().applied_index;
                 let _ = reply.send((index, self.local_query(&query)));
             }
-            Cmd::ChangeMembership { change, reply } => {
+            Cmd::ChangeMembership {
+                change,
+                request,
+                reply,
+            } => {
                 let id = self.register(reply);
-                self.node.step(Input::ChangeMembership { id, change });
+                self.node.step(Input::ChangeMembership {
+                    id,
+                    change,
+                    request,
+                });
             }
             Cmd::TransferLeader { to, reply } => {
                 let id = self.register(reply);

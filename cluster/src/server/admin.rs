@@ -296,8 +296,9 @@ impl AdminService {
     async fn change(
         &self,
         change: MembershipChange,
+        request: Option<u128>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let answer = self.cluster.handle.change_membership(change).await;
+        let answer = self.cluster.handle.change_membership(change, request).await;
         match answer {
             Ok(Reply::Membership(_)) => {}
             Ok(_) => return Err(Status::internal("unexpected reply to a membership change")),
@@ -411,6 +412,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
         node_id(r.node_id)?;
+        let key = membership_key(&r.request_id)?;
         check_member_address(&r.address).map_err(|why| invalid("address", &why))?;
         check_member_address(&r.client_address).map_err(|why| invalid("client_address", &why))?;
         if r.client_address == r.address {
@@ -431,7 +433,9 @@ impl Admin for AdminService {
             client: r.client_address,
         };
         let before = self.cluster.book.set(r.node_id, addrs);
-        let answer = self.change(MembershipChange::AddLearner(r.node_id)).await;
+        let answer = self
+            .change(MembershipChange::AddLearner(r.node_id), key)
+            .await;
         if let Err(s) = &answer {
             if matches!(
                 s.code(),
@@ -450,7 +454,8 @@ impl Admin for AdminService {
         request: GrpcRequest<pb::PromoteMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
-        self.change(MembershipChange::PromoteVoter(node_id(r.node_id)?))
+        let key = membership_key(&r.request_id)?;
+        self.change(MembershipChange::PromoteVoter(node_id(r.node_id)?), key)
             .await
     }
 
@@ -458,12 +463,14 @@ impl Admin for AdminService {
         &self,
         request: GrpcRequest<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let id = node_id(request.into_inner().node_id)?;
+        let r = request.into_inner();
+        let id = node_id(r.node_id)?;
+        let key = membership_key(&r.request_id)?;
         let st = self.cluster.handle.summary();
         if id == st.id && st.role == raft::StateRole::Leader && !st.removed {
             return Err(self.step_aside(&st).await);
         }
-        self.change(MembershipChange::Remove(id)).await
+        self.change(MembershipChange::Remove(id), key).await
     }
 
     async fn transfer_leader(
@@ -542,6 +549,15 @@ impl Admin for AdminService {
         ledger.answers.push_back((id, answer.clone()));
         Ok(Response::new(answer))
     }
+}
+
+/// The request key of a membership call: none when `request_id` is empty (the call is then
+/// not idempotent), else the parsed id (`INVALID_ARGUMENT` naming `request_id` otherwise).
+fn membership_key(text: &str) -> Result<Option<u128>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(super::request_id(text)?.0))
 }
 
 #[cfg(test)]
