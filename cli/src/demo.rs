@@ -494,20 +494,31 @@ async fn burst(opts: &Options, leader: &str, wards: &[u32]) -> anyhow::Result<Re
     Ok(report)
 }
 
+/// One node's (id, applied index, state hash).
+async fn replica_status(addr: String) -> anyhow::Result<(u64, u64, Vec<u8>)> {
+    let s = admin(&addr)
+        .await?
+        .cluster_status(ClusterStatusRequest {
+            with_state_hash: true,
+        })
+        .await?
+        .into_inner();
+    Ok((s.node_id, s.applied_index, s.state_hash))
+}
+
 /// Waits until every node has applied the same index, then compares state hashes.
 async fn check_replicas(addrs: &[String]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(CONVERGE_WAIT_MS);
     loop {
+        // Every node asked at once: one after the other, a loaded machine can take longer
+        // than the second between two log-time ticks, and the indexes never line up.
+        let asks: Vec<_> = addrs
+            .iter()
+            .map(|addr| tokio::spawn(replica_status(addr.clone())))
+            .collect();
         let mut seen = Vec::new();
-        for addr in addrs {
-            let s = admin(addr)
-                .await?
-                .cluster_status(ClusterStatusRequest {
-                    with_state_hash: true,
-                })
-                .await?
-                .into_inner();
-            seen.push((s.node_id, s.applied_index, s.state_hash));
+        for ask in asks {
+            seen.push(ask.await??);
         }
         let same_index = seen.windows(2).all(|w| w[0].1 == w[1].1);
         if same_index || Instant::now() >= deadline {
