@@ -40,7 +40,7 @@ install() {
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql etcd-server etcd-client
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql etcd-server etcd-client protobuf-compiler
     # etcd-server's package enables a systemd unit; the bench never uses it.
     versions
 }
