@@ -1322,7 +1322,10 @@ mod pipelined {
                         self.c.outcomes.insert(done.id, done.result);
                     }
                     let st = self.c.nodes[&self.leader].status();
-                    assert!(st.commit_index <= self.durable_on_quorum(), "committed early");
+                    assert!(
+                        st.commit_index <= self.durable_on_quorum(),
+                        "committed early"
+                    );
                     assert!(st.applied_index <= self.disk(self.leader).durable_last.get());
                 }
                 for m in sent.0 {
@@ -1386,10 +1389,19 @@ mod pipelined {
         let first = r.c.propose(leader, "a=1");
         let index = r.c.nodes[&leader].last_index() + 1;
         r.pump(4);
-        assert!(!r.disk(leader).queued.borrow().is_empty(), "the write is queued");
-        assert!(r.matched(fast) >= index, "the fast follower's ack was processed");
+        assert!(
+            !r.disk(leader).queued.borrow().is_empty(),
+            "the write is queued"
+        );
+        assert!(
+            r.matched(fast) >= index,
+            "the fast follower's ack was processed"
+        );
         assert!(r.matched(slow) < index, "the stalled follower acknowledged");
-        assert_eq!(r.acks[slow as usize], 0, "an ack left before its write was durable");
+        assert_eq!(
+            r.acks[slow as usize], 0,
+            "an ack left before its write was durable"
+        );
         assert!(r.c.nodes[&leader].status().commit_index < index);
         assert!(!r.c.outcomes.contains_key(&first));
 

@@ -63,7 +63,11 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     /// write durably (only the commit index moved, which raft-rs says needs no sync: it is
     /// recovered from the leader); synchronously when `sync` (a Ready that installed a
     /// snapshot); otherwise `write_async`, which may queue it.
-    pub(super) fn write_ready(&mut self, rd: &Ready, sync: bool) -> Result<Option<Durability>, Error> {
+    pub(super) fn write_ready(
+        &mut self,
+        rd: &Ready,
+        sync: bool,
+    ) -> Result<Option<Durability>, Error> {
         let store = self.raw.mut_store();
         if rd.entries().is_empty() && !rd.must_sync() {
             if let Some(hs) = rd.hs() {
@@ -151,7 +155,10 @@ mod tests {
         assert_eq!(u.behind_queued(vec![msg(1)]).len(), 1, "nothing queued");
         u.hold(3, vec![msg(2)]);
         u.hold(5, vec![msg(3)]);
-        assert!(u.behind_queued(vec![msg(4)]).is_empty(), "waits for Ready 5");
+        assert!(
+            u.behind_queued(vec![msg(4)]).is_empty(),
+            "waits for Ready 5"
+        );
         u.durable(4);
         let to: Vec<u64> = u.take_released().iter().map(|m| m.to).collect();
         assert_eq!(to, vec![2]);

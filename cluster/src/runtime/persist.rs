@@ -106,7 +106,12 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> LogStore {
-        LogStore::open(dir.join("log"), dir.join("snap"), &LogStoreOptions::default()).unwrap()
+        LogStore::open(
+            dir.join("log"),
+            dir.join("snap"),
+            &LogStoreOptions::default(),
+        )
+        .unwrap()
     }
 
     /// Waits for the worker's report of Ready `number`.

@@ -17,13 +17,12 @@ mod write_queue;
 pub mod conformance;
 
 pub use log_store::{
-    LogStore, LogStoreOptions, LogWriter, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES,
-    RAFT_GROUP_ID,
+    LogStore, LogStoreOptions, LogWriter, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES, RAFT_GROUP_ID,
 };
-pub use write_queue::{DurableMark, QueuedWrite};
 pub use mem::MemStore;
 pub use sled_store::{SledStore, SLED_CACHE_CAPACITY_BYTES};
 pub use snapshot_files::{SnapshotFiles, SnapshotId, SNAPSHOT_FILES_KEPT};
+pub use write_queue::{DurableMark, QueuedWrite};
 
 use raft::eraftpb::{ConfState, Snapshot, SnapshotMetadata};
 use raft::StorageError;

@@ -52,8 +52,10 @@ impl Sim {
         if self.crash_in_sync(node) {
             return;
         }
-        if !self.opts.bugs.store_ack_before_durable {
-            n.disk.borrow_mut().sync();
+        if let Some(n) = self.nodes.get(&node) {
+            if !self.opts.bugs.store_ack_before_durable {
+                n.disk.borrow_mut().sync();
+            }
         }
         if !self.opts.bugs.ack_before_write {
             self.step(node, Input::Persisted { number });
