@@ -22,6 +22,15 @@ pub trait Transport {
     fn send_snapshot(&mut self, to: u64, message: Message);
 }
 
+/// What [`RaftStore::write_async`] did with a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable when the call returned.
+    Durable,
+    /// Readable now, durable once the driver reports it (`Input::Persisted`).
+    Queued,
+}
+
 /// A durable Raft store: what the node writes. Reads go through `raft::Storage`.
 ///
 /// Every method that returns `Ok` has made its write durable unless it says otherwise.
@@ -32,6 +41,34 @@ pub trait RaftStore: raft::Storage {
     /// Appends `entries` (dropping any existing suffix from `entries[0].index` on, which
     /// Raft has decided conflicts) and sets `hard_state`, in one atomic durable write.
     fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error>;
+
+    /// Writes `entries` + `hard_state` like [`RaftStore::persist`], but may return before
+    /// the write is durable (the pipelined commit round, `docs/protocol.md`): they are
+    /// readable through `raft::Storage` at once, and a persistence worker makes them
+    /// durable, in the order they were handed over, one fdatasync per group. `number` is
+    /// the raft-rs Ready they come from. Returns [`Durability::Queued`] when the driver will
+    /// report them durable with `Input::Persisted { number }` (or a later number), and
+    /// [`Durability::Durable`] when the write already was (the default: `persist`).
+    ///
+    /// Every other write of the store (`persist`, `apply_snapshot`, `save_snapshot`,
+    /// `compact`, `set_commit`) is ordered after the queued ones: a crash never keeps a
+    /// later write and loses an earlier one, and the durable ones wait for the queue.
+    fn write_async(
+        &mut self,
+        number: u64,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<Durability, Error> {
+        let _ = number;
+        self.persist(entries, hard_state)?;
+        Ok(Durability::Durable)
+    }
+
+    /// The driver reported the queued writes up to Ready `number` durable
+    /// (`Input::Persisted`): the store may drop what it kept to answer reads of them.
+    fn on_persisted(&mut self, number: u64) {
+        let _ = number;
+    }
 
     /// Records a higher commit index. Not synced: after a crash the commit index may go
     /// back to the last synced value, which Raft recovers from (it is never below `applied`).

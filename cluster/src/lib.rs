@@ -33,7 +33,7 @@ pub mod storage;
 pub mod test_support;
 
 pub use error::{Error, RequestError};
-pub use io::{Clock, RaftStore, Transport};
+pub use io::{Clock, Durability, RaftStore, Transport};
 
 pub use node::{Completion, Input, Node, NodeConfig, NodeStatus, Output, Reply, RequestId};
 pub use state_machine::{ApplyContext, StateMachine};

@@ -4,6 +4,8 @@
 //!   snapshots, printing every acknowledged index; the parent kills it with SIGKILL after a
 //!   random number of acknowledgements, reopens the store and checks that every acknowledged
 //!   entry is there and the log is consistent; four rounds on the same directory.
+//!   `kill_9_during_pipelined_appends_loses_nothing_acknowledged`: the same with the writes
+//!   queued for the persistence worker, acknowledged when it reports them durable.
 //! - `a_torn_tail_loses_only_the_write_in_flight` / `a_corrupted_tail_...`: the newest
 //!   raft-engine file is cut (or damaged) inside its last record, the one a crash would have
 //!   interrupted (never acknowledged); the store opens and has everything before it.
@@ -18,6 +20,9 @@ use std::process::{Command, Stdio};
 
 /// The child reads its directory from this variable; without it its test does nothing.
 const CHILD_DIR_ENV: &str = "NINETY_LOG_STORE_CRASH_CHILD";
+/// Set: the child queues its writes for a persistence worker (`runtime::persist`) and
+/// acknowledges each once the worker reported it durable.
+const CHILD_PIPELINED_ENV: &str = "NINETY_LOG_STORE_CRASH_PIPELINED";
 /// Most entries one child appends (it is killed long before, normally).
 const CHILD_ENTRIES_MAX: u64 = 200_000;
 /// The child snapshots and compacts every this many entries.
@@ -69,6 +74,10 @@ fn child_appends_until_killed() {
         return; // Only meaningful when re-executed by the crash test.
     };
     let mut s = open(Path::new(&dir));
+    let mut worker = std::env::var_os(CHILD_PIPELINED_ENV)
+        .map(|_| ninety_cluster::runtime::persist::start(&mut s).unwrap());
+    // Pipelined: (Ready number, last index) of the writes queued and not reported durable.
+    let mut queued = std::collections::VecDeque::new();
     let mut hs = s.initial_state().unwrap().hard_state;
     hs.term += 1;
     let mut next = s.last_index().unwrap() + 1;
@@ -79,20 +88,53 @@ fn child_appends_until_killed() {
             .collect();
         let last = batch.last().map_or(next, |e| e.index);
         hs.commit = last;
-        s.persist(&batch, Some(&hs)).unwrap();
-        println!("ACK {last}");
+        match &mut worker {
+            None => {
+                s.persist(&batch, Some(&hs)).unwrap();
+                println!("ACK {last}");
+            }
+            Some(w) => {
+                s.write_async(next, &batch, Some(&hs)).unwrap();
+                queued.push_back((next, last));
+                while let Ok(report) = w.reports.try_recv() {
+                    acknowledge(&mut s, &mut queued, report.unwrap());
+                }
+            }
+        }
         if last / CHILD_SNAPSHOT_EVERY_ENTRIES != (next - 1) / CHILD_SNAPSHOT_EVERY_ENTRIES {
-            let mut snap = Snapshot::default();
-            snap.mut_metadata().index = last;
-            snap.mut_metadata().term = hs.term;
-            snap.mut_metadata().mut_conf_state().voters = vec![1];
-            snap.data = payload(last).into();
-            s.save_snapshot(&snap).unwrap();
-            s.compact(last.saturating_sub(CHILD_RETAIN_ENTRIES))
-                .unwrap();
+            snapshot_and_compact(&mut s, last, hs.term);
+            // The snapshot waited for every queued write.
+            acknowledge(&mut s, &mut queued, next);
         }
         next = last + 1;
     }
+}
+
+/// Acknowledges the queued writes up to Ready `durable`.
+fn acknowledge(
+    s: &mut LogStore,
+    queued: &mut std::collections::VecDeque<(u64, u64)>,
+    durable: u64,
+) {
+    s.on_persisted(durable);
+    while let Some(&(number, last)) = queued.front() {
+        if number > durable {
+            break;
+        }
+        queued.pop_front();
+        println!("ACK {last}");
+    }
+}
+
+fn snapshot_and_compact(s: &mut LogStore, last: u64, term: u64) {
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = last;
+    snap.mut_metadata().term = term;
+    snap.mut_metadata().mut_conf_state().voters = vec![1];
+    snap.data = payload(last).into();
+    s.save_snapshot(&snap).unwrap();
+    s.compact(last.saturating_sub(CHILD_RETAIN_ENTRIES))
+        .unwrap();
 }
 
 /// How many acknowledgements to wait for before the kill: varies with the clock, printed.
@@ -107,15 +149,20 @@ fn acks_before_kill(round: usize) -> u64 {
 
 /// Runs the child until `acks` acknowledgements, kills it; returns the last acknowledged
 /// index.
-fn run_child_and_kill(dir: &Path, acks: u64) -> u64 {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+fn run_child_and_kill(dir: &Path, acks: u64, pipelined: bool) -> u64 {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "child_appends_until_killed",
             "--exact",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_DIR_ENV, dir)
+        .env(CHILD_DIR_ENV, dir);
+    if pipelined {
+        command.env(CHILD_PIPELINED_ENV, "1");
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -171,9 +218,20 @@ fn check_consistent(s: &LogStore, acked: u64) {
 
 #[test]
 fn kill_9_during_appends_loses_nothing_acknowledged() {
+    kill_rounds(false);
+}
+
+/// The same with the writes queued for a persistence worker (`runtime::persist`), each
+/// acknowledged once the worker reported its group durable.
+#[test]
+fn kill_9_during_pipelined_appends_loses_nothing_acknowledged() {
+    kill_rounds(true);
+}
+
+fn kill_rounds(pipelined: bool) {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..ROUNDS {
-        let acked = run_child_and_kill(dir.path(), acks_before_kill(round));
+        let acked = run_child_and_kill(dir.path(), acks_before_kill(round), pipelined);
         let s = open(dir.path());
         check_consistent(&s, acked);
         eprintln!(

@@ -1173,3 +1173,262 @@ mod commit_round {
         assert_eq!(c.nodes[&leader].last_index(), last + 1);
     }
 }
+
+mod pipelined {
+    //! The pipelined commit round: a node's write may be queued for its persistence worker
+    //! (`Durability::Queued`) and reported durable later (`Input::Persisted`). With the
+    //! worker stalled, the leader still takes and batches proposals and processes
+    //! acknowledgements; nothing commits or applies before it is durable on a quorum, and a
+    //! stalled follower acknowledges nothing.
+    use super::harness::{config, Cluster};
+    use ninety_cluster::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
+    use ninety_cluster::storage::MemStore;
+    use ninety_cluster::{Durability, Error, Input, RaftStore, Reply, Transport};
+    use raft::eraftpb::MessageType;
+    use raft::{GetEntriesContext, RaftState, Storage};
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    /// What the test sees of one node's disk.
+    #[derive(Default)]
+    struct Disk {
+        /// Queued writes wait for `release`.
+        stalled: Cell<bool>,
+        /// The last index durable.
+        durable_last: Cell<u64>,
+        /// (Ready number, last index) of the queued writes.
+        queued: RefCell<Vec<(u64, u64)>>,
+    }
+
+    /// A `MemStore` whose writes are queued while its disk is stalled.
+    struct Stallable {
+        mem: MemStore,
+        disk: Rc<Disk>,
+    }
+
+    impl Storage for Stallable {
+        fn initial_state(&self) -> raft::Result<RaftState> {
+            self.mem.initial_state()
+        }
+        fn entries(
+            &self,
+            low: u64,
+            high: u64,
+            max: impl Into<Option<u64>>,
+            ctx: GetEntriesContext,
+        ) -> raft::Result<Vec<Entry>> {
+            self.mem.entries(low, high, max, ctx)
+        }
+        fn term(&self, idx: u64) -> raft::Result<u64> {
+            self.mem.term(idx)
+        }
+        fn first_index(&self) -> raft::Result<u64> {
+            self.mem.first_index()
+        }
+        fn last_index(&self) -> raft::Result<u64> {
+            self.mem.last_index()
+        }
+        fn snapshot(&self, index: u64, to: u64) -> raft::Result<Snapshot> {
+            self.mem.snapshot(index, to)
+        }
+    }
+
+    impl RaftStore for Stallable {
+        fn initialize(&mut self, cs: ConfState) -> Result<(), Error> {
+            self.mem.initialize(cs)
+        }
+        /// Durable, and so is everything queued before it (the trait's order).
+        fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), Error> {
+            self.mem.persist(entries, hs)?;
+            self.disk.queued.borrow_mut().clear();
+            self.disk.durable_last.set(self.mem.last_index().unwrap());
+            Ok(())
+        }
+        fn write_async(
+            &mut self,
+            number: u64,
+            entries: &[Entry],
+            hs: Option<&HardState>,
+        ) -> Result<Durability, Error> {
+            if !self.disk.stalled.get() {
+                self.persist(entries, hs)?;
+                return Ok(Durability::Durable);
+            }
+            self.mem.persist(entries, hs)?;
+            let last = self.mem.last_index().unwrap();
+            self.disk.queued.borrow_mut().push((number, last));
+            Ok(Durability::Queued)
+        }
+        fn set_commit(&mut self, commit: u64) -> Result<(), Error> {
+            self.mem.set_commit(commit)
+        }
+        fn apply_snapshot(&mut self, s: &Snapshot) -> Result<(), Error> {
+            self.mem.apply_snapshot(s)
+        }
+        fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), Error> {
+            self.mem.save_snapshot(s)
+        }
+        fn compact(&mut self, index: u64) -> Result<(), Error> {
+            self.mem.compact(index)
+        }
+        fn stored_snapshot(&self) -> Result<Option<Snapshot>, Error> {
+            self.mem.stored_snapshot()
+        }
+        fn applied_index(&self) -> u64 {
+            self.mem.applied_index()
+        }
+    }
+
+    struct Sent(Vec<Message>);
+
+    impl Transport for Sent {
+        fn send(&mut self, _to: u64, messages: Vec<Message>) {
+            self.0.extend(messages);
+        }
+        fn send_snapshot(&mut self, _to: u64, message: Message) {
+            self.0.push(message);
+        }
+    }
+
+    struct Rig {
+        c: Cluster<Stallable>,
+        disks: Vec<Rc<Disk>>,
+        leader: u64,
+        /// Append acknowledgements each node sent.
+        acks: [usize; 4],
+    }
+
+    impl Rig {
+        fn disk(&self, id: u64) -> &Disk {
+            &self.disks[(id - 1) as usize]
+        }
+
+        /// The highest index durable on a quorum (two of three).
+        fn durable_on_quorum(&self) -> u64 {
+            let mut d: Vec<u64> = self.disks.iter().map(|d| d.durable_last.get()).collect();
+            d.sort_unstable();
+            d[1]
+        }
+
+        /// Polls every node and delivers what it sent, `rounds` times, checking after each
+        /// poll that the leader committed and applied only what a quorum holds durably.
+        fn pump(&mut self, rounds: usize) {
+            for _ in 0..rounds {
+                let mut sent = Sent(Vec::new());
+                for id in 1..=3 {
+                    let node = self.c.nodes.get_mut(&id).unwrap();
+                    let out = node.poll_sending(&self.c.clock, &mut sent).unwrap();
+                    for done in out.completions {
+                        self.c.outcomes.insert(done.id, done.result);
+                    }
+                    let st = self.c.nodes[&self.leader].status();
+                    assert!(
+                        st.commit_index <= self.durable_on_quorum(),
+                        "committed early"
+                    );
+                    assert!(st.applied_index <= self.disk(self.leader).durable_last.get());
+                }
+                for m in sent.0 {
+                    if m.get_msg_type() == MessageType::MsgAppendResponse && !m.reject {
+                        self.acks[m.from as usize] += 1;
+                    }
+                    self.c.nodes.get_mut(&m.to).unwrap().step(Input::Message(m));
+                }
+            }
+        }
+
+        /// The stalled worker of node `id` catches up: its queued writes are durable.
+        fn release(&mut self, id: u64) {
+            let queued = std::mem::take(&mut *self.disk(id).queued.borrow_mut());
+            let Some(&(number, last)) = queued.last() else {
+                return;
+            };
+            self.disk(id).durable_last.set(last);
+            let node = self.c.nodes.get_mut(&id).unwrap();
+            node.step(Input::Persisted { number });
+        }
+
+        fn matched(&self, peer: u64) -> u64 {
+            let progress = self.c.nodes[&self.leader].progress();
+            progress.iter().find(|p| p.0 == peer).unwrap().1
+        }
+    }
+
+    fn rig() -> Rig {
+        let disks: Vec<Rc<Disk>> = (0..3).map(|_| Rc::default()).collect();
+        let stores = (1..=3u64)
+            .map(|id| {
+                let disk = disks[(id - 1) as usize].clone();
+                let store = Stallable {
+                    mem: MemStore::new(),
+                    disk,
+                };
+                (id, store)
+            })
+            .collect();
+        let mut c = Cluster::new(stores, config);
+        let leader = c.elect();
+        c.settle();
+        Rig {
+            c,
+            disks,
+            leader,
+            acks: [0; 4],
+        }
+    }
+
+    #[test]
+    fn a_stalled_write_leaves_the_leader_working_and_commits_nothing_early() {
+        let mut r = rig();
+        let leader = r.leader;
+        let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+        let (slow, fast) = (followers[0], followers[1]);
+        r.disk(leader).stalled.set(true);
+        r.disk(slow).stalled.set(true);
+
+        let first = r.c.propose(leader, "a=1");
+        let index = r.c.nodes[&leader].last_index() + 1;
+        r.pump(4);
+        assert!(
+            !r.disk(leader).queued.borrow().is_empty(),
+            "the write is queued"
+        );
+        assert!(
+            r.matched(fast) >= index,
+            "the fast follower's ack was processed"
+        );
+        assert!(r.matched(slow) < index, "the stalled follower acknowledged");
+        assert_eq!(
+            r.acks[slow as usize], 0,
+            "an ack left before its write was durable"
+        );
+        assert!(r.c.nodes[&leader].status().commit_index < index);
+        assert!(!r.c.outcomes.contains_key(&first));
+
+        // Still stalled: new proposals are taken, batched into one entry and replicated.
+        let more = r.c.propose_many(leader, &["b=2", "c=3"]);
+        r.pump(4);
+        let last = r.c.nodes[&leader].last_index();
+        assert_eq!(last, index + 1, "both proposals in one new entry");
+        assert_eq!(r.matched(fast), last);
+        assert!(r.c.nodes[&leader].status().commit_index < index);
+
+        // The leader's worker catches up: its own copy and the fast follower's are a quorum.
+        r.release(leader);
+        r.pump(4);
+        assert_eq!(r.c.nodes[&leader].status().commit_index, last);
+        for id in [first, more[0], more[1]] {
+            assert!(matches!(r.c.outcome(id), Ok(Reply::Applied { .. })));
+        }
+        assert_eq!(r.acks[slow as usize], 0);
+
+        // The slow follower's acknowledgements leave once its writes are durable.
+        r.disk(slow).stalled.set(false);
+        r.release(slow);
+        r.pump(4);
+        assert!(r.acks[slow as usize] > 0);
+        assert_eq!(r.matched(slow), last);
+        r.c.settle();
+        r.c.assert_converged(&[1, 2, 3]);
+    }
+}

@@ -17,7 +17,7 @@
 use crate::rng::Rng;
 use ninety_cluster::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use ninety_cluster::storage::MemStore;
-use ninety_cluster::{Error, RaftStore};
+use ninety_cluster::{Durability, Error, RaftStore};
 use raft::{GetEntriesContext, RaftState};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -89,6 +89,21 @@ impl Disk {
                 self.durable.push(first[..keep].to_vec());
             }
         }
+    }
+
+    /// Records written and not synced yet.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A crash in the middle of an fsync: the first `reached` pending records made it to
+    /// the disk, the rest are lost (the first of them left torn with `torn`).
+    pub fn crash_in_sync(&mut self, reached: usize, rng: &mut Rng, torn: bool) {
+        let reached = reached.min(self.pending.len());
+        let rest = self.pending.split_off(reached);
+        self.sync();
+        self.pending = rest;
+        self.crash(rng, torn);
     }
 
     /// Records durable so far: a crash point for [`Disk::crash_at`].
@@ -242,6 +257,23 @@ impl SimStore {
     }
 }
 
+/// The journal record of a `persist` (or a queued write) of `entries` and `hard_state`.
+fn persist_record(entries: &[Entry], hard_state: Option<&HardState>) -> Result<Vec<u8>, Error> {
+    let mut body = vec![OP_PERSIST];
+    body.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        put_bytes(&mut body, &encode(e)?);
+    }
+    match hard_state {
+        None => body.push(0),
+        Some(hs) => {
+            body.push(1);
+            put_bytes(&mut body, &encode(hs)?);
+        }
+    }
+    Ok(body)
+}
+
 fn replay(mem: &mut MemStore, body: &[u8]) -> Result<(), Error> {
     let (&tag, rest) = body
         .split_first()
@@ -311,22 +343,25 @@ impl RaftStore for SimStore {
     }
 
     fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error> {
-        let mut body = vec![OP_PERSIST];
-        body.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        for e in entries {
-            put_bytes(&mut body, &encode(e)?);
-        }
-        match hard_state {
-            None => body.push(0),
-            Some(hs) => {
-                body.push(1);
-                put_bytes(&mut body, &encode(hs)?);
-            }
-        }
+        let body = persist_record(entries, hard_state)?;
         self.mem.persist(entries, hard_state)?;
         let sync = !self.disk.borrow().ack_before_durable;
         self.journal(body, sync);
         Ok(())
+    }
+
+    /// Journalled without a sync: the simulator's persistence worker syncs the disk later
+    /// and reports it (`sim::persist`); the disk's order keeps every later write behind it.
+    fn write_async(
+        &mut self,
+        _number: u64,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<Durability, Error> {
+        let body = persist_record(entries, hard_state)?;
+        self.mem.persist(entries, hard_state)?;
+        self.journal(body, false);
+        Ok(Durability::Queued)
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<(), Error> {

@@ -18,8 +18,10 @@ pub struct Bugs {
     /// learner or a deposed leader alike), without ReadIndex: possibly stale.
     pub stale_reads: bool,
     /// A node's messages leave before the write they depend on is durable (a follower
-    /// acknowledges appends, a candidate votes, before its fsync): a crash in the write
-    /// loses what it already acknowledged.
+    /// acknowledges appends, a candidate votes, before its fsync): the simulated
+    /// persistence worker reports a queued write durable at once (`sim::persist`), and a
+    /// crash before its fsync (or in the middle of a poll's synchronous write) loses what
+    /// the node already acknowledged.
     pub ack_before_write: bool,
     /// A node that lost its data directory restarts under its old id as if new (empty,
     /// a founder bootstraps again), and peers take its messages whatever its incarnation:
@@ -95,9 +97,10 @@ pub struct Faults {
     pub torn_per_mille: u64,
     /// Chance that a restart finds a durable record corrupted, per mille.
     pub corrupt_per_mille: u64,
-    /// Chance that a crash hits the node in the middle of its next poll that writes, per
-    /// mille: after it handed some of its messages to the network (a leader's appends go
-    /// before its own write) and before the rest of its write was durable.
+    /// Chance that a crash hits the node in the middle of its next write, per mille: the
+    /// persistence worker's fsync of its queued writes (a prefix of them reaches the disk),
+    /// or a poll's synchronous write after it handed some of its messages to the network (a
+    /// leader's appends go before its own write) and before the rest was durable.
     pub crash_in_write_per_mille: u64,
     /// Chance that a crash also loses the node's whole data directory, per mille.
     pub wipe_per_mille: u64,

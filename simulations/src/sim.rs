@@ -30,6 +30,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
+mod persist;
 mod wipe;
 
 /// Unix ms at true simulated time zero (2026-11-23 00:00 UTC).
@@ -70,7 +71,8 @@ pub struct Stats {
     pub dropped: u64,
     pub duplicated: u64,
     pub crashes: u64,
-    /// Of the crashes: in the middle of a poll's write (see `Faults::crash_in_write_per_mille`).
+    /// Of the crashes: in the middle of a write (a poll's, or the persistence worker's fsync; see
+    /// `Faults::crash_in_write_per_mille`).
     pub crashes_in_write: u64,
     pub torn_writes: u64,
     pub corruptions_detected: u64,
@@ -133,7 +135,7 @@ impl Transport for Wire {
     }
 }
 
-/// A crash waiting for the node's next poll that writes.
+/// A crash waiting for the node's next write (a poll's, or its persistence worker's fsync).
 #[derive(Clone, Copy, Debug)]
 struct CrashInWrite {
     torn: bool,
@@ -262,6 +264,13 @@ enum Event {
     Heal,
     Operator,
     Flush,
+    /// Node `node`'s persistence worker made its queued writes up to Ready `number`
+    /// durable (`sim::persist`).
+    Persisted {
+        node: u64,
+        incarnation: u64,
+        number: u64,
+    },
 }
 
 struct Scheduled {
@@ -305,6 +314,8 @@ pub struct Sim {
     crash_rng: Rng,
     /// Wiped disks and data-directory incarnations (its own stream, as `crash_rng`).
     wipe_rng: Rng,
+    /// How long the persistence worker takes (`sim::persist`; its own stream too).
+    persist_rng: Rng,
     nodes: BTreeMap<u64, SimNode>,
     next_node_id: u64,
     rec: RecorderHandle,
@@ -347,6 +358,7 @@ impl Sim {
             election_rng: root.fork(5),
             crash_rng: root.fork(6),
             wipe_rng: root.fork(7),
+            persist_rng: root.fork(8),
             nodes: BTreeMap::new(),
             next_node_id: faults.nodes + 1,
             rec: Rc::new(RefCell::new(Recorder::default())),
@@ -574,6 +586,7 @@ impl Sim {
             return;
         }
         self.send_wire(id, wire.calls);
+        let persist = out.persist;
         for c in out.completions {
             if self.routes.contains_key(&c.id) {
                 if self.lossy() && self.net_rng.chance(self.faults.loss_per_mille) {
@@ -588,6 +601,9 @@ impl Sim {
                     },
                 );
             }
+        }
+        if let Some(number) = persist {
+            self.queue_persist(id, number);
         }
     }
 
@@ -778,6 +794,11 @@ impl Sim {
                 self.blocked.clear();
             }
             Event::Operator => self.on_operator(),
+            Event::Persisted {
+                node,
+                incarnation,
+                number,
+            } => self.on_persisted(node, incarnation, number),
             Event::Flush => {
                 if self.phase != Phase::Done {
                     for n in self.nodes.values() {

@@ -1,12 +1,15 @@
 //! The Ready loop and everything it applies: committed entries (batches, conf changes),
 //! received snapshots, and local snapshots with log compaction.
 //!
-//! Order per Ready, as raft-rs documents it: send `messages` (a leader's: before its own
-//! write) → install the snapshot → apply committed entries → durably persist entries + hard
-//! state (one atomic write) → send `persisted_messages` → `advance` (the leader's own copy
-//! counts towards the quorum from here) → record the LightReady commit index → send its
-//! messages → apply its committed entries → `advance_apply`. "Send" is the driver's
-//! transport, called during the poll (`Node::poll_sending`).
+//! Order per Ready, as raft-rs documents it for asynchronous writes: send `messages` (a
+//! leader's: before its own write) → install the snapshot → apply committed entries (never
+//! past what this node holds durably: raft-rs bounds them by its persisted index) → hand
+//! entries + hard state to the store (one atomic write, possibly queued for the
+//! persistence worker) → `advance_append_async` → send `persisted_messages` once the write
+//! is durable (at once, or when `Input::Persisted` reports it: `persist`) →
+//! `advance_apply`. raft-rs's `on_persist_ready` (the leader's own copy counts towards the
+//! quorum from here) runs when the write is durable. "Send" is the driver's transport,
+//! called during the poll (`Node::poll_sending`).
 
 use super::guard::{self, ApplyPanic, POISON_COMMANDS_NAMED_MAX};
 use super::members::{ChangeContext, Registry};
@@ -66,39 +69,29 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
 
     /// One Ready. Only a leader's Ready has `messages` (raft-rs puts a follower's or
     /// candidate's in `persisted_messages`): they leave before the write, so the followers
-    /// write while this node does.
+    /// write while this node does. The write is handed to the store, which may queue it for
+    /// the persistence worker (`RaftStore::write_async`): then the Ready's
+    /// `persisted_messages` wait in the node until `Input::Persisted` reports it durable,
+    /// and the node goes on (raft-rs `advance_append_async`) — see `persist`.
     fn handle_ready(&mut self, mut rd: Ready, transport: &mut dyn Transport) -> Result<(), Error> {
         super::send_all(transport, rd.take_messages());
-        if !rd.snapshot().is_empty() {
+        // A received snapshot is installed synchronously, after every queued write (the
+        // store orders it behind them); so is the rest of its Ready.
+        let installed = !rd.snapshot().is_empty();
+        if installed {
             self.install_snapshot(rd.snapshot())?;
         }
         self.apply_entries(rd.take_committed_entries())?;
         for rs in rd.take_read_states() {
             self.reads.on_read_state(&rs.request_ctx, rs.index);
         }
-        self.persist(&rd)?;
-        super::send_all(transport, rd.take_persisted_messages());
-        let mut light = self.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit)?;
-        }
-        super::send_all(transport, light.take_messages());
-        self.apply_entries(light.take_committed_entries())?;
+        let number = rd.number();
+        let written = self.write_ready(&rd, installed)?;
+        let held = rd.take_persisted_messages();
+        self.raw.advance_append_async(rd);
+        self.ready_written(number, written, held, transport);
         self.raw.advance_apply();
         Ok(())
-    }
-
-    /// One durable write per Ready, and none when only the commit index moved (raft-rs says
-    /// that needs no sync: it is recovered from the leader).
-    fn persist(&mut self, rd: &Ready) -> Result<(), Error> {
-        let store = self.raw.mut_store();
-        if rd.entries().is_empty() && !rd.must_sync() {
-            if let Some(hs) = rd.hs() {
-                store.set_commit(hs.commit)?;
-            }
-            return Ok(());
-        }
-        store.persist(rd.entries(), rd.hs())
     }
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Error> {

@@ -3,30 +3,38 @@
 //! [`Node`] wraps raft-rs `RawNode` and owns the state machine. It never reads a clock,
 //! touches the network or spawns anything: the driver (tokio runtime or simulator) feeds
 //! [`Input`]s with [`Node::step`], then calls [`Node::poll_sending`] (or [`Node::poll`]),
-//! which runs the Ready loop, writes the store synchronously (durable before the write
-//! call returns), applies committed entries, and returns an [`Output`]: request
-//! completions (and, from `poll`, the messages to send).
+//! which runs the Ready loop, hands each Ready's write to the store, applies committed
+//! entries, and returns an [`Output`]: request completions (and, from `poll`, the messages
+//! to send).
 //!
-//! **The commit round.** Each Ready's messages go to the driver's [`Transport`] as soon as
+//! **The commit round** is pipelined (raft-rs asynchronous Ready: `advance_append_async`,
+//! `on_persist_ready`). Each Ready's messages go to the driver's [`Transport`] as soon as
 //! they may leave, in this order:
 //!
 //! 1. a leader's messages (raft-rs `Ready::messages`: appends, heartbeats, snapshots) go
 //!    *before* this node's write of the same Ready, so the followers write in parallel
-//!    with the leader (Raft thesis §10.2.1). The leader's own copy of an entry counts
-//!    towards the commit quorum only once its write is durable: raft-rs moves the leader's
-//!    own `matched` in `advance` (`on_persist_entries`), never at append;
-//! 2. the durable write (entries + hard state, one atomic write);
-//! 3. the messages that depend on it (raft-rs `Ready::persisted_messages`: a follower's
-//!    append acknowledgements, votes), which are only ever sent after step 2;
-//! 4. after `advance`, the LightReady's messages (a leader's commit broadcast).
+//!    with the leader (Raft thesis §10.2.1);
+//! 2. the write (entries + hard state, one atomic write) is handed to the store
+//!    (`RaftStore::write_async`): a store with a persistence worker queues it and returns
+//!    at once (`Durability::Queued`; the poll reports the Ready in `Output::persist`), and
+//!    the node goes on: it takes new proposals, processes acknowledgements and answers
+//!    reads while the worker fsyncs (one fdatasync for every write queued meanwhile);
+//! 3. when the write is durable (at once for a synchronous store, or when the driver steps
+//!    `Input::Persisted { number }`), raft-rs learns it (`on_persist_ready`): only then does
+//!    a leader's own copy count towards the commit quorum, and only entries durable here
+//!    are applied (raft-rs bounds them by the persisted index). The messages that depend on
+//!    the write (raft-rs `Ready::persisted_messages`: a follower's append
+//!    acknowledgements, votes) are held until then, with those of any later Ready that
+//!    wrote nothing.
 //!
-//! So any acknowledgement that leaves a node is backed by a durable write, and a leader's
-//! fsync overlaps the followers' instead of preceding it. [`Node::poll`] hands the same
-//! messages back in its `Output` instead, all to be sent after the poll (correct, without
-//! the overlap).
+//! So any acknowledgement that leaves a node is backed by a durable write, a leader's
+//! fsync overlaps the followers' instead of preceding it, and the node task never waits on
+//! an fsync. A received snapshot is installed synchronously, ordered after every queued
+//! write (the store drains its queue first). [`Node::poll`] hands the same messages back
+//! in its `Output` instead, all to be sent after the poll (correct, without the overlap).
 //!
 //! Group commit: proposals stepped between two polls are packed into as few Raft entries as
-//! the batch limits allow, and one Ready (one durable write) carries them all.
+//! the batch limits allow, and one Ready (one write) carries them all.
 
 mod apply;
 pub mod config;
@@ -34,6 +42,7 @@ mod guard;
 pub mod members;
 pub mod membership;
 pub mod payload;
+mod persist;
 mod proposals;
 mod reads;
 pub mod startup;
@@ -91,6 +100,9 @@ pub enum Input {
     /// A member presented `incarnation` and the registry records none for it: as leader,
     /// propose its registration (`members::SystemEntry::RegisterIncarnation`).
     RegisterIncarnation { node: u64, incarnation: u64 },
+    /// The writes the store queued (`Durability::Queued`) up to raft-rs Ready `number` are
+    /// durable: the persistence worker's report (see [`Output::persist`]).
+    Persisted { number: u64 },
 }
 
 /// The successful result of a request.
@@ -126,6 +138,10 @@ pub struct Output {
     pub snapshots: Vec<Message>,
     /// Finished requests.
     pub completions: Vec<Completion>,
+    /// The newest raft-rs Ready whose write the store queued during this poll
+    /// (`RaftStore::write_async` returned `Durability::Queued`): once it is durable, step
+    /// `Input::Persisted { number }`. The messages that depend on it wait in the node.
+    pub persist: Option<u64>,
 }
 
 /// `Output` collects what [`Node::poll`] would have sent (all of it sent after the poll).
@@ -237,6 +253,10 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Set when a leader showed that this node lost entries it had acknowledged: the node
     /// stops (every poll returns this), instead of raft-rs panicking.
     lost_data: Option<String>,
+    /// Queued writes not reported durable yet, and the messages waiting for them.
+    unsynced: persist::Unsynced,
+    /// The number of the last raft-rs Ready handled.
+    last_ready: u64,
 }
 
 /// Whether `m` asks for a vote (a removed node never gives one).
@@ -347,6 +367,8 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             incarnation: None,
             registering: Default::default(),
             lost_data: None,
+            unsynced: Default::default(),
+            last_ready: 0,
         })
     }
 
@@ -546,6 +568,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             Input::RegisterIncarnation { node, incarnation } => {
                 self.register_incarnation(node, incarnation)
             }
+            Input::Persisted { number } => self.persisted(number),
         }
     }
 
@@ -795,10 +818,10 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
     }
 
-    /// Proposes what was stepped, runs the Ready loop (durable writes, applies), and returns
-    /// what the driver must do, messages included: every message in the `Output` may be
-    /// sent at once (what it depends on is durable), but a leader's appends wait for its
-    /// own write; [`Node::poll_sending`] overlaps them. An `Err` is fatal: stop the node.
+    /// Proposes what was stepped, runs the Ready loop (writes handed to the store, applies),
+    /// and returns what the driver must do, messages included: every message in the
+    /// `Output` may be sent at once (what it depends on is durable), but a leader's appends
+    /// wait for its own write; [`Node::poll_sending`] overlaps them. An `Err` is fatal.
     pub fn poll(&mut self, clock: &dyn Clock) -> Result<Output, Error> {
         let mut sent = Output::default();
         let mut out = self.poll_sending(clock, &mut sent)?;
@@ -808,8 +831,9 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
     }
 
     /// [`Node::poll`], handing every message to `transport` during the poll as soon as it
-    /// may leave (see the module doc: a leader's appends before its own durable write,
-    /// acknowledgements after it); the returned `Output` carries completions only.
+    /// may leave (see the module doc: a leader's appends before its own write,
+    /// acknowledgements once it is durable, released by `Input::Persisted` when it was
+    /// queued); the returned `Output` carries completions and `persist` only.
     /// `transport` must not block: the write waits behind it. An `Err` is fatal.
     pub fn poll_sending(
         &mut self,
@@ -824,6 +848,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         if let Some(ctx) = self.reads.issue_queued(self.ticks) {
             self.raw.read_index(ctx);
         }
+        self.send_released(transport);
         self.run_ready_loop(transport)?;
         self.check_leadership();
         self.maybe_snapshot()?;

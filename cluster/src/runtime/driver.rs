@@ -22,10 +22,16 @@
 //! copy-on-write engine, or hashing a snapshot image once snapshots leave the node task,
 //! would make it free.
 //!
-//! `Node::poll_sending` does synchronous fsyncs, so it runs under `block_in_place`: the runtime moves
-//! the gRPC tasks to another worker while the disk works.
+//! **Pipelined writes.** The node's writes go to the persistence worker
+//! ([`super::persist`]): a poll only queues them, and the node task goes on taking
+//! proposals, acknowledgements and reads while the worker fdatasyncs; the worker's reports
+//! come back as `Input::Persisted` (one more input of the loop), after which the node sends
+//! what waited for the write. A poll can still wait on the disk (a received snapshot, a
+//! local snapshot or a configuration change first waits for the queued writes), so it runs
+//! under `block_in_place`: the runtime moves the gRPC tasks to another worker meanwhile.
 
 use super::peer_service::{Members, PeerGate};
+use super::persist::{Report, Worker};
 use super::transport::{Faults, GrpcTransport};
 use crate::engine_sm::{EngineMachine, QueryResult};
 use crate::eraftpb::Message;
@@ -550,6 +556,13 @@ impl Driver {
         })
     }
 
+    /// The persistence worker made the writes up to a Ready durable (or stopped: fatal).
+    fn on_persisted(&mut self, report: Report) -> Result<(), Error> {
+        let number = report.map_err(Error::Storage)?;
+        self.node.step(Input::Persisted { number });
+        Ok(())
+    }
+
     fn on_event(&mut self, event: PeerEvent) {
         let input = match event {
             PeerEvent::Message(m) => Input::Message(m),
@@ -611,6 +624,7 @@ impl Driver {
 /// Runs the node until `stop` fires (or every handle is gone). An `Err` is fatal.
 pub async fn run(
     node: EngineNode,
+    worker: Worker,
     inbox: Inbox,
     transport: GrpcTransport,
     faults: Arc<Faults>,
@@ -622,6 +636,10 @@ pub async fn run(
         mut events,
         board,
     } = inbox;
+    let Worker {
+        mut reports,
+        thread,
+    } = worker;
     let mut d = Driver {
         node,
         transport,
@@ -636,31 +654,43 @@ pub async fn run(
     d.publish_members();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            _ = tick.tick() => {
-                d.node.step(Input::Tick);
-                faults.reload();
+    let served: Result<(), Error> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                _ = tick.tick() => {
+                    d.node.step(Input::Tick);
+                    faults.reload();
+                }
+                Some(report) = reports.recv() => d.on_persisted(report)?,
+                Some(ev) = events.recv() => d.on_event(ev),
+                Some(cmd) = cmds.recv() => d.on_cmd(cmd)?,
+                else => break,
             }
-            Some(ev) = events.recv() => d.on_event(ev),
-            Some(cmd) = cmds.recv() => d.on_cmd(cmd)?,
-            else => break,
-        }
-        for _ in 0..DRAIN_MAX {
-            match events.try_recv() {
-                Ok(ev) => d.on_event(ev),
-                Err(_) => break,
+            while let Ok(report) = reports.try_recv() {
+                d.on_persisted(report)?;
             }
-        }
-        for _ in 0..DRAIN_MAX {
-            match cmds.try_recv() {
-                Ok(cmd) => d.on_cmd(cmd)?,
-                Err(_) => break,
+            for _ in 0..DRAIN_MAX {
+                match events.try_recv() {
+                    Ok(ev) => d.on_event(ev),
+                    Err(_) => break,
+                }
             }
+            for _ in 0..DRAIN_MAX {
+                match cmds.try_recv() {
+                    Ok(cmd) => d.on_cmd(cmd)?,
+                    Err(_) => break,
+                }
+            }
+            d.poll()?;
         }
-        d.poll()?;
+        Ok(())
     }
-    Ok(())
+    .await;
+    // The store (the queue's only sender) goes with the node: the worker writes what was
+    // queued and ends.
+    drop(d);
+    tokio::task::block_in_place(|| Worker::join_thread(thread));
+    served
 }

@@ -29,6 +29,7 @@ pub mod data_format;
 pub mod driver;
 pub mod identity;
 pub mod peer_service;
+pub mod persist;
 pub mod poison;
 pub mod snapshot_intake;
 pub mod startup;
@@ -515,6 +516,7 @@ pub async fn serve(
         gate.set_starting(false);
     }
     let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let worker = persist::start(&mut store)?;
     let mut node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
     node.set_incarnation(me.incarnation);
     let view = node.state_machine().view_cell();
@@ -528,6 +530,7 @@ pub async fn serve(
     let node_task = tokio::spawn(async move {
         let result = driver::run(
             node,
+            worker,
             inbox,
             transport,
             faults_for_node,

@@ -18,6 +18,11 @@
 //! - `save_snapshot`, `apply_snapshot`: the snapshot file is made durable first (temporary
 //!   file, fsync, rename, fsync of the directory), then the batch naming it; a crash between
 //!   leaves an orphan file, deleted at the next open.
+//! - `write_async` (the commit round's entries + hard state, once [`LogStore::pipeline`]
+//!   started a persistence worker) builds the same batch and queues it: the worker writes
+//!   the queued batches in order with one `fdatasync` for the group and reports them; they
+//!   are readable from memory meanwhile. Every write above first waits for the queue, so
+//!   the file's order is the order of the calls (`storage::write_queue`).
 //! - `set_commit` is written without sync: it becomes durable with the next synced write; a
 //!   crash may lose it, and Raft re-learns the commit index from the leader.
 //!
@@ -35,14 +40,16 @@
 
 use super::mem::{check_append, check_compact, check_local_snapshot, check_snapshot_newer};
 use super::snapshot_files::{SnapshotFiles, SnapshotId};
+use super::write_queue::{DurableMark, QueuedWrite, WriteQueue};
 use super::{other, snapshot_serves};
 use crate::error::Error;
-use crate::io::RaftStore;
+use crate::io::{Durability, RaftStore};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, LogBatch, ReadableSize, RecoveryMode};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
 /// The Raft group of a region's cluster until there are several (issue 17).
 pub const RAFT_GROUP_ID: u64 = 1;
@@ -98,7 +105,7 @@ impl raft_engine::MessageExt for RaftEntries {
 /// Durable store. Metadata and the term of every live entry are cached in memory; entries
 /// are read from raft-engine's files.
 pub struct LogStore {
-    engine: raft_engine::Engine,
+    engine: Arc<raft_engine::Engine>,
     dir: PathBuf,
     group: u64,
     snapshots: SnapshotFiles,
@@ -109,6 +116,25 @@ pub struct LogStore {
     /// Terms of the entries `truncated_index + 1 ..= last`.
     terms: VecDeque<u64>,
     snapshot: Option<SnapshotMetadata>,
+    /// The queue to the persistence worker, once [`LogStore::pipeline`] started it.
+    queue: Option<WriteQueue>,
+}
+
+/// The write side of a [`LogStore`], for the persistence worker's thread.
+#[derive(Clone)]
+pub struct LogWriter {
+    engine: Arc<raft_engine::Engine>,
+    dir: PathBuf,
+}
+
+impl LogWriter {
+    /// Writes `batch`; with `sync`, fdatasyncs the log file (every earlier write with it).
+    pub fn write(&self, batch: &mut LogBatch, sync: bool) -> Result<(), Error> {
+        self.engine
+            .write(batch, sync)
+            .map(drop)
+            .map_err(|e| at(&self.dir, e))
+    }
 }
 
 impl LogStore {
@@ -130,7 +156,7 @@ impl LogStore {
             purge_threshold: ReadableSize(opts.purge_threshold_bytes),
             ..Default::default()
         };
-        let engine = raft_engine::Engine::open(cfg).map_err(|e| at(&dir, e))?;
+        let engine = Arc::new(raft_engine::Engine::open(cfg).map_err(|e| at(&dir, e))?);
         let mut store = LogStore {
             engine,
             dir,
@@ -142,10 +168,62 @@ impl LogStore {
             truncated_term: 0,
             terms: VecDeque::new(),
             snapshot: None,
+            queue: None,
         };
         store.load()?;
         store.recover_snapshot()?;
         Ok(store)
+    }
+
+    /// The write side, for a persistence worker.
+    pub fn writer(&self) -> LogWriter {
+        LogWriter {
+            engine: self.engine.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+
+    /// Pipelines the writes: from now on `write_async` queues its batch on `tx` for a
+    /// persistence worker writing them in order with [`LogStore::writer`] and advancing
+    /// `mark` after each fdatasync; every other write first waits for the queue.
+    pub fn pipeline(&mut self, tx: mpsc::Sender<QueuedWrite>, mark: Arc<DurableMark>) {
+        self.queue = Some(WriteQueue::new(tx, mark));
+    }
+
+    /// Waits until every queued write is durable (before a write ordered after them).
+    fn drain(&mut self) -> Result<(), Error> {
+        match &mut self.queue {
+            Some(q) => q.drain(),
+            None => Ok(()),
+        }
+    }
+
+    /// The batch appending `entries` (replacing the conflicting suffix) and setting `hs`.
+    fn write_batch(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<LogBatch, Error> {
+        let mut batch = LogBatch::default();
+        if let Some(first) = entries.first() {
+            check_append(first.index, self.truncated_index + 1, self.last())?;
+            batch
+                .add_entries::<RaftEntries>(self.group, entries)
+                .map_err(|e| at(&self.dir, e))?;
+        }
+        if let Some(hs) = hs {
+            self.put_pb(&mut batch, KEY_HARD_STATE, hs)?;
+        }
+        Ok(batch)
+    }
+
+    /// Updates the cached terms and hard state after a write of `entries` and `hs`.
+    fn cache_write(&mut self, entries: &[Entry], hs: Option<&HardState>) {
+        if let Some(first) = entries.first() {
+            // The new entries replace the conflicting suffix from their first index on.
+            self.terms
+                .truncate((first.index - self.truncated_index - 1) as usize);
+            self.terms.extend(entries.iter().map(|e| e.term));
+        }
+        if let Some(hs) = hs {
+            self.hard_state = hs.clone();
+        }
     }
 
     /// The raft-engine directory.
@@ -358,9 +436,17 @@ impl raft::Storage for LogStore {
         let max_size = max_size.into();
         let mut out = Vec::with_capacity((high - low) as usize);
         let limit = max_size.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
-        self.engine
-            .fetch_entries_to::<RaftEntries>(self.group, low, high, limit, &mut out)
-            .map_err(read_error)?;
+        // Entries still queued for the persistence worker are read from memory.
+        let queued = self.queue.as_ref().and_then(|q| q.overlay_first());
+        let split = queued.unwrap_or(high).clamp(low, high);
+        if low < split {
+            self.engine
+                .fetch_entries_to::<RaftEntries>(self.group, low, split, limit, &mut out)
+                .map_err(read_error)?;
+        }
+        if let (Some(q), true) = (&self.queue, out.len() as u64 == split - low) {
+            out.extend(q.read(split, high).cloned());
+        }
         raft::util::limit_size(&mut out, max_size);
         Ok(out)
     }
@@ -401,6 +487,7 @@ impl raft::Storage for LogStore {
 
 impl RaftStore for LogStore {
     fn initialize(&mut self, conf_state: ConfState) -> Result<(), Error> {
+        self.drain()?;
         let mut batch = LogBatch::default();
         self.put_pb(&mut batch, KEY_CONF_STATE, &conf_state)?;
         self.write(&mut batch, true)?;
@@ -409,27 +496,35 @@ impl RaftStore for LogStore {
     }
 
     fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error> {
-        let mut batch = LogBatch::default();
-        if let Some(first) = entries.first() {
-            check_append(first.index, self.truncated_index + 1, self.last())?;
-            batch
-                .add_entries::<RaftEntries>(self.group, entries)
-                .map_err(|e| at(&self.dir, e))?;
-        }
-        if let Some(hs) = hard_state {
-            self.put_pb(&mut batch, KEY_HARD_STATE, hs)?;
-        }
+        self.drain()?;
+        let mut batch = self.write_batch(entries, hard_state)?;
         self.write(&mut batch, true)?;
-        if let Some(first) = entries.first() {
-            // The new entries replace the conflicting suffix from their first index on.
-            self.terms
-                .truncate((first.index - self.truncated_index - 1) as usize);
-            self.terms.extend(entries.iter().map(|e| e.term));
-        }
-        if let Some(hs) = hard_state {
-            self.hard_state = hs.clone();
-        }
+        self.cache_write(entries, hard_state);
         Ok(())
+    }
+
+    fn write_async(
+        &mut self,
+        number: u64,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<Durability, Error> {
+        if self.queue.is_none() {
+            self.persist(entries, hard_state)?;
+            return Ok(Durability::Durable);
+        }
+        let batch = self.write_batch(entries, hard_state)?;
+        if let Some(q) = &mut self.queue {
+            q.queue(number, batch, true, entries)?;
+        }
+        self.cache_write(entries, hard_state);
+        Ok(Durability::Queued)
+    }
+
+    fn on_persisted(&mut self, number: u64) {
+        if let Some(q) = &mut self.queue {
+            q.on_persisted(number);
+        }
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<(), Error> {
@@ -440,12 +535,21 @@ impl RaftStore for LogStore {
         hs.commit = commit;
         let mut batch = LogBatch::default();
         self.put_pb(&mut batch, KEY_HARD_STATE, &hs)?;
-        self.write(&mut batch, false)?;
+        match &mut self.queue {
+            // Behind the queued writes (never durable before the entries it covers), and
+            // not synced for itself.
+            Some(q) if !q.idle() => {
+                let number = q.submitted();
+                q.queue(number, batch, false, &[])?
+            }
+            _ => self.write(&mut batch, false)?,
+        }
         self.hard_state = hs;
         Ok(())
     }
 
     fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.drain()?;
         let meta = snapshot.get_metadata();
         check_snapshot_newer(meta.index, self.truncated_index)?;
         let id = self.snapshots.write(snapshot)?;
@@ -465,6 +569,7 @@ impl RaftStore for LogStore {
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.drain()?;
         let meta = snapshot.get_metadata();
         check_local_snapshot(meta.index, self.truncated_index, self.last())?;
         let id = self.snapshots.write(snapshot)?;
@@ -481,6 +586,7 @@ impl RaftStore for LogStore {
         if !check_compact(index, self.truncated_index + 1, snap_index)? {
             return Ok(());
         }
+        self.drain()?;
         let term = raft::Storage::term(self, index - 1).map_err(|e| at(&self.dir, e))?;
         let mut batch = LogBatch::default();
         batch.add_command(self.group, Command::Compact { index });

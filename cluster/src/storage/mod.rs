@@ -11,16 +11,18 @@ mod mem;
 pub mod migrate;
 mod sled_store;
 mod snapshot_files;
+mod write_queue;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 pub use log_store::{
-    LogStore, LogStoreOptions, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES, RAFT_GROUP_ID,
+    LogStore, LogStoreOptions, LogWriter, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES, RAFT_GROUP_ID,
 };
 pub use mem::MemStore;
 pub use sled_store::{SledStore, SLED_CACHE_CAPACITY_BYTES};
 pub use snapshot_files::{SnapshotFiles, SnapshotId, SNAPSHOT_FILES_KEPT};
+pub use write_queue::{DurableMark, QueuedWrite};
 
 use raft::eraftpb::{ConfState, Snapshot, SnapshotMetadata};
 use raft::StorageError;
