@@ -34,7 +34,8 @@ pub mod snapshot_intake;
 pub mod startup;
 pub mod transport;
 
-use crate::engine_sm::{EngineMachine, Query, QueryResult};
+use crate::engine_sm::EngineMachine;
+use ninety_engine::read::{Answer, Query};
 use crate::error::Error;
 use crate::io::Clock;
 use crate::node::{self, NodeConfig};
@@ -159,7 +160,7 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
         let st = cluster.handle.summary();
         if st.role != raft::StateRole::Leader {
             // Another founding node may lead and load it; stop once it is there.
-            if let Ok((QueryResult::Summary { hospitals, .. }, _)) = cluster
+            if let Ok((Answer::Summary { hospitals, .. }, _)) = cluster
                 .read(&Query::Summary, true, Deadline::server(READ_TIMEOUT))
                 .await
             {
@@ -175,7 +176,7 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
             .read(&Query::Summary, false, Deadline::server(READ_TIMEOUT))
             .await
         {
-            Ok((QueryResult::Summary { hospitals, .. }, _)) if hospitals > 0 => return,
+            Ok((Answer::Summary { hospitals, .. }, _)) if hospitals > 0 => return,
             Ok(_) => {}
             Err(_) => continue,
         }
