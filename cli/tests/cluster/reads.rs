@@ -1,7 +1,7 @@
 //! The reads a platform needs, end to end through the real binary on a secure 3-node GBA
 //! cluster (issue 14, item 3): ward availability with to-clean, blocked-by-reason and
 //! staffed beds and NOT_FOUND for unknown wards; a booking by id; a patient's bookings and
-//! bed holds; a joint consultation by id; waitlists by doctor and by patient; the reach of
+//! bed holds; a joint consultation by id and its cancellation once booked; waitlists by doctor and by patient; the reach of
 //! a hospital; the region-wide worklist filtered by reason, with the referral's reason.
 //!
 //! Run: `cargo test -p ninety --test cluster reads`.
@@ -249,6 +249,7 @@ async fn bookings(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
         .consult
         .expect("consult");
     assert_eq!(read, consult);
+    cancel_joint_consult(&mut sched, consult.consult_id).await;
     let r = sched
         .get_joint_consult(pb::GetJointConsultRequest {
             consult_id: 55_555,
@@ -258,6 +259,32 @@ async fn bookings(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
     refused(r, Code::NotFound, "");
 
     waitlists(&mut sched, a).await;
+}
+
+/// A booked joint consultation is cancelled whole; a second cancel is refused.
+async fn cancel_joint_consult(sched: &mut SchedulingClient<Channel>, consult_id: u64) {
+    sched
+        .book_joint_consult(pb::BookJointConsultRequest {
+            request_id: rid("book-joint"),
+            consult_id,
+        })
+        .await
+        .expect("book joint consult");
+    let cancel = |tag| pb::CancelJointConsultRequest {
+        request_id: rid(tag),
+        consult_id,
+        reason: "patient-recovered".into(),
+    };
+    let cancelled = sched
+        .cancel_joint_consult(cancel("cancel-joint"))
+        .await
+        .expect("cancel joint consult")
+        .into_inner()
+        .consult
+        .expect("consult");
+    assert_eq!(cancelled.state, pb::ConsultState::Released as i32);
+    let r = sched.cancel_joint_consult(cancel("cancel-again")).await;
+    refused(r, Code::FailedPrecondition, "");
 }
 
 async fn waitlists(sched: &mut SchedulingClient<Channel>, doctor: u32) {

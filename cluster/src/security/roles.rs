@@ -129,6 +129,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Scheduling/ListPatientBookings", Read),
     ("Scheduling/GetJointConsult", Read),
     ("Scheduling/ListWaitlist", Read),
+    ("Scheduling/CancelJointConsult", Write(Platform)),
     ("Matching/MatchSpecialist", Read),
     ("Matching/AllocateBed", Write(Referral)),
     ("Matching/AllocateSlot", Write(Platform)),

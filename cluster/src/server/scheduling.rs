@@ -19,6 +19,8 @@
 //! * `HoldJointConsult` resolves the doctors' slots inside apply (engine
 //!   `HoldJointConsultIn`, deterministic) and takes public seats only (a consultation names
 //!   no referral); `requesting_hospital_id` is accepted, not stored (reported as 0).
+//! * `CancelJointConsult` cancels a booked consultation (engine `CancelJointConsult`, the
+//!   region's cancellation deadline) or releases a held one; it reports `RELEASED`.
 //! * The reads `GetBooking`, `ListPatientBookings`, `GetJointConsult` and `ListWaitlist`
 //!   live in [`super::bookings`].
 
@@ -500,6 +502,21 @@ impl Scheduling for SchedulingService {
             online_booking_blocked_until_ms: blocked_until.map_or(0, |t| t.0),
             commit: Some(w.commit()),
         }))
+    }
+
+    async fn cancel_joint_consult(
+        &self,
+        request: GrpcRequest<pb::CancelJointConsultRequest>,
+    ) -> Result<Response<pb::JointConsultResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.get_ref();
+        Field::top().text("reason", &r.reason).map_err(bad)?;
+        let request = simple(&r.request_id, "consult_id", r.consult_id, |c| {
+            Command::CancelJointConsult {
+                consult: ConsultId(c),
+            }
+        })?;
+        self.consult_write(request, deadline).await
     }
 
     async fn get_booking(

@@ -284,3 +284,53 @@ fn bounded_matching_keeps_only_candidates_within_travel_and_tier() {
     assert!(!found.is_empty());
     assert!(found.iter().all(|m| m.candidate.travel_minutes <= 30), "{found:?}");
 }
+
+#[test]
+fn a_booked_joint_consultation_is_cancelled_whole_until_the_deadline() {
+    let mut fx = Fx::new();
+    let slots = vec![
+        SlotId(fx.slot_of(1, Mode::Remote)),
+        SlotId(fx.slot_of(2, Mode::Remote)),
+    ];
+    let mut hold_and_book = |fx: &mut Fx| {
+        let r = fx.run(Command::HoldJointConsult {
+            slots: slots.clone(),
+            patient: PatientRef(9),
+        });
+        let Ok(Reply::ConsultHeld { consult, seats, .. }) = r else {
+            panic!("{r:?}")
+        };
+        fx.run(Command::BookJointConsult { consult }).expect("book");
+        (consult, seats)
+    };
+    let (first, seats) = hold_and_book(&mut fx);
+    let r = fx.run(Command::CancelJointConsult { consult: first });
+    assert!(
+        matches!(r, Ok(Reply::ConsultReleased { consult, .. }) if consult == first),
+        "{r:?}"
+    );
+    for s in &seats {
+        let seat = fx.engine.slots().seat(*s).expect("seat");
+        assert!(matches!(seat.state, SeatState::Cancelled { .. }), "{seat:?}");
+        assert_eq!(fx.engine.slots().slot(seat.slot).expect("slot").taken(), 0);
+    }
+    let Answer::Consult(Some(info)) = ask(&mut fx, Query::Consult(first)) else {
+        panic!()
+    };
+    assert!(matches!(info.consult.state, HoldState::Released { .. }));
+    let err = fx.refuse(Command::CancelJointConsult { consult: first });
+    assert!(matches!(err, Rejection::AlreadyResolved { .. }), "{err:?}");
+    let err = fx.refuse(Command::CancelJointConsult {
+        consult: ConsultId(77),
+    });
+    assert_eq!(err, Rejection::UnknownConsult(ConsultId(77)));
+
+    // The slots start 4 h after T0; past the region's cancellation deadline the booked
+    // consultation stays booked.
+    let (second, _) = hold_and_book(&mut fx);
+    let deadline_ms = u64::from(fx.engine.policy().cancel_deadline_minutes) * MINUTE;
+    fx.tick(4 * HOUR - deadline_ms + MINUTE);
+    let err = fx.refuse(Command::CancelJointConsult { consult: second });
+    assert!(matches!(err, Rejection::CancellationTooLate { .. }), "{err:?}");
+    fx.engine.check_invariants().expect("invariants");
+}
