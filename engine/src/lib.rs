@@ -2,7 +2,10 @@
 //!
 //! It owns the region model (hospitals, wards, beds, doctors, the referral graph), the
 //! fast-changing state (bed holds, slot holds and bookings, waitlists, joint consultations,
-//! referrals), the idempotency table, snapshots and the state hash.
+//! referrals), the idempotency table, snapshots and the state hash, and the read model:
+//! what every client question means ([`read`]: [`Query`] answered by [`Engine::query`],
+//! matching and reach on a published [`AvailabilityView`]). A user needs
+//! [`Engine::apply`], [`Engine::query`], the view and the command and answer types.
 //!
 //! **It must not** read a clock, use randomness, do I/O, spawn threads or depend on tokio,
 //! tonic, sled or raft: time enters only as the `at` argument of [`Engine::apply`], which the

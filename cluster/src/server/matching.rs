@@ -20,7 +20,7 @@ use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery, MATCH_LIMIT_MAX};
 use ninety_engine::read::matching::{specialists, MatchAsk, MatchInfo};
 use ninety_engine::{
-    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, Rejection, Reply, Request, Tier,
+    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, Rejection, Reply, Request,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::matching_server::Matching;
@@ -310,7 +310,10 @@ mod tests {
         assert_eq!(ask.limit, MATCH_LIMIT_DEFAULT);
         assert_eq!(ask.query.latest, LogTime(199));
         r.min_tier = pb::Tier::Tertiary as i32;
-        assert_eq!(match_ask(&r).unwrap().min_tier, Some(Tier::Tertiary));
+        assert_eq!(
+            match_ask(&r).unwrap().min_tier,
+            Some(ninety_engine::Tier::Tertiary)
+        );
         r.limit = 51;
         assert_eq!(field_of(match_ask(&r).err().unwrap()), "limit");
         r.limit = 0;

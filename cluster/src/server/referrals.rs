@@ -406,7 +406,7 @@ impl Referrals for ReferralsService {
         let deadline = Deadline::of(&request, READ_TIMEOUT);
         let r = request.get_ref();
         let query = worklist_query(r).map_err(bad)?;
-        let hospital = query.hospital.unwrap_or_default();
+        let hospital = query.hospital.unwrap_or(HospitalId(0));
         let (result, index) = self
             .cluster
             .read(&Query::Worklist(query), local(r.consistency)?, deadline)

@@ -292,7 +292,7 @@ fn a_booked_joint_consultation_is_cancelled_whole_until_the_deadline() {
         SlotId(fx.slot_of(1, Mode::Remote)),
         SlotId(fx.slot_of(2, Mode::Remote)),
     ];
-    let mut hold_and_book = |fx: &mut Fx| {
+    let hold_and_book = |fx: &mut Fx| {
         let r = fx.run(Command::HoldJointConsult {
             slots: slots.clone(),
             patient: PatientRef(9),
