@@ -22,8 +22,8 @@ use ninety_engine::beds::BedHold;
 use ninety_engine::read::Record;
 use ninety_engine::view::AvailabilityView;
 use ninety_engine::{
-    BedTarget, Command, Engine, HospitalId, LogTime, Outcome, Rejection, Reply, Request,
-    RequestId, RequestKey, ViewReader,
+    BedTarget, Command, Engine, HospitalId, LogTime, Outcome, Rejection, Reply, Request, RequestId,
+    RequestKey, ViewReader,
 };
 use serde::{Deserialize, Serialize};
 

@@ -182,7 +182,10 @@ async fn bookings(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
         .into_inner();
     let booking = got.booking.expect("booking");
     assert_eq!(booking.state, pb::BookingState::Booked as i32);
-    assert_eq!((booking.slot_id, booking.patient_ref.clone()), (slot_a, patient(1)));
+    assert_eq!(
+        (booking.slot_id, booking.patient_ref.clone()),
+        (slot_a, patient(1))
+    );
     let r = sched
         .get_booking(pb::GetBookingRequest {
             hold_id: 987_654_321,
@@ -200,8 +203,14 @@ async fn bookings(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
         .await
         .expect("list patient bookings")
         .into_inner();
-    assert_eq!(mine.bookings.iter().map(|b| b.hold_id).collect::<Vec<_>>(), [seat]);
-    assert_eq!(mine.bed_holds.iter().map(|h| h.hold_id).collect::<Vec<_>>(), [bed.hold_id]);
+    assert_eq!(
+        mine.bookings.iter().map(|b| b.hold_id).collect::<Vec<_>>(),
+        [seat]
+    );
+    assert_eq!(
+        mine.bed_holds.iter().map(|h| h.hold_id).collect::<Vec<_>>(),
+        [bed.hold_id]
+    );
     assert!(!mine.truncated);
     let r = sched
         .list_patient_bookings(pb::ListPatientBookingsRequest {
@@ -322,7 +331,10 @@ async fn waitlists(sched: &mut SchedulingClient<Channel>, doctor: u32) {
         .expect("patient's waitlist")
         .into_inner();
     assert_eq!(theirs.entries.len(), 1);
-    assert_eq!((theirs.entries[0].doctor_id, theirs.entries[0].position), (doctor, 2));
+    assert_eq!(
+        (theirs.entries[0].doctor_id, theirs.entries[0].position),
+        (doctor, 2)
+    );
     let r = sched.list_waitlist(ask(doctor, patient(4))).await;
     refused(r, Code::InvalidArgument, "patient_ref");
     let r = sched.list_waitlist(ask(9_999_999, String::new())).await;
@@ -381,14 +393,20 @@ async fn referrals(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
         .await
         .expect("region worklist")
         .into_inner();
-    assert!(page.referrals.iter().any(|r| r.referral_id == created.referral_id));
+    assert!(page
+        .referrals
+        .iter()
+        .any(|r| r.referral_id == created.referral_id));
     assert!(page.referrals.iter().all(|r| r.reason == "awaiting_triage"));
     let page = refs
         .worklist(list(vec!["no_capacity".into()]))
         .await
         .expect("region worklist")
         .into_inner();
-    assert!(page.referrals.iter().all(|r| r.referral_id != created.referral_id));
+    assert!(page
+        .referrals
+        .iter()
+        .all(|r| r.referral_id != created.referral_id));
     let r = refs.worklist(list(vec!["bogus".into()])).await;
     refused(r, Code::InvalidArgument, "reasons.0");
 }

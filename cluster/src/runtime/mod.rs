@@ -35,7 +35,6 @@ pub mod startup;
 pub mod transport;
 
 use crate::engine_sm::EngineMachine;
-use ninety_engine::read::{Answer, Query};
 use crate::error::Error;
 use crate::io::Clock;
 use crate::node::{self, NodeConfig};
@@ -46,6 +45,7 @@ use crate::server::{
 };
 use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
+use ninety_engine::read::{Answer, Query};
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{

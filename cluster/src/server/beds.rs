@@ -20,8 +20,8 @@
 
 use super::convert::{self, Field};
 use super::{invalid, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use ninety_engine::read::{Answer, Query, WardInfo};
 use ninety_engine::beds::BedHold;
+use ninety_engine::read::{Answer, Query, WardInfo};
 use ninety_engine::{
     BedId, BedTarget, Command, HoldId, HoldState, HospitalId, Rejection, Request, WardId,
 };
@@ -123,9 +123,9 @@ impl BedHoldsService {
                 hold: Some(to_pb(&hold, hospital)),
                 applied_index: index,
             }),
-            Answer::Hold(None) => Err(super::rejection_status(&Rejection::UnknownHold(
-                HoldId(hold_id),
-            ))),
+            Answer::Hold(None) => Err(super::rejection_status(&Rejection::UnknownHold(HoldId(
+                hold_id,
+            )))),
             _ => Err(Status::internal("unexpected query result")),
         }
     }

@@ -57,7 +57,9 @@ pub async fn list_patient_bookings(
         )
         .map_err(bad)?;
     let query = Query::PatientBookings { patient, limit };
-    let (answer, index) = cluster.read(&query, local(r.consistency)?, deadline).await?;
+    let (answer, index) = cluster
+        .read(&query, local(r.consistency)?, deadline)
+        .await?;
     let Answer::PatientBookings(found) = answer else {
         return Err(unexpected());
     };

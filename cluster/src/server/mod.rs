@@ -61,11 +61,11 @@ pub mod referrals;
 pub mod scheduling;
 
 use crate::engine_sm::{self, Applied};
-use ninety_engine::read::Answer;
 use crate::node::Reply;
 use crate::runtime::driver::NodeHandle;
 use crate::runtime::transport::{Faults, PeerBook};
 use crate::RequestError;
+use ninety_engine::read::Answer;
 use ninety_engine::{Rejection, RejectionKind, Request, RequestId};
 use ninety_proto::peer::v1::{ForwardOutcome, ForwardRequest};
 use ninety_proto::v1 as pb;

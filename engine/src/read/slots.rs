@@ -141,7 +141,11 @@ impl Engine {
     pub(crate) fn consult_info(&self, id: ConsultId) -> Option<ConsultInfo> {
         let slots = self.slots();
         let consult = slots.consult(id)?.clone();
-        let seats: Vec<&SlotHold> = consult.seats.iter().filter_map(|s| slots.seat(*s)).collect();
+        let seats: Vec<&SlotHold> = consult
+            .seats
+            .iter()
+            .filter_map(|s| slots.seat(*s))
+            .collect();
         Some(ConsultInfo {
             doctors: seats.iter().map(|s| s.doctor).collect(),
             slots: seats.iter().map(|s| s.slot).collect(),

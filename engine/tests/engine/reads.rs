@@ -62,7 +62,8 @@ fn ward_availability_shows_to_clean_blocked_by_reason_and_staffed_apart() {
         .map(|b| b.id)
         .expect("a free bed");
     let reason = BlockReason::Maintenance;
-    fx.run(Command::BlockBed { bed: free, reason }).expect("block");
+    fx.run(Command::BlockBed { bed: free, reason })
+        .expect("block");
     let maintenance = BlockedBeds {
         maintenance: 1,
         ..BlockedBeds::default()
@@ -75,10 +76,19 @@ fn ward_availability_lists_a_hospitals_wards_and_refuses_unknown_ones() {
     let mut fx = Fx::new();
     let all = wards(&mut fx, 3, &[]).expect("H3's wards");
     assert_eq!(all.iter().map(|w| w.ward).collect::<Vec<_>>(), [WardId(1)]);
-    assert_eq!(wards(&mut fx, 9, &[]), Err(Rejection::UnknownHospital(HospitalId(9))));
-    assert_eq!(wards(&mut fx, 3, &[7]), Err(Rejection::UnknownWard(WardId(7))));
+    assert_eq!(
+        wards(&mut fx, 9, &[]),
+        Err(Rejection::UnknownHospital(HospitalId(9)))
+    );
+    assert_eq!(
+        wards(&mut fx, 3, &[7]),
+        Err(Rejection::UnknownWard(WardId(7)))
+    );
     // W2 exists but is H2's.
-    assert_eq!(wards(&mut fx, 3, &[1, 2]), Err(Rejection::UnknownWard(WardId(2))));
+    assert_eq!(
+        wards(&mut fx, 3, &[1, 2]),
+        Err(Rejection::UnknownWard(WardId(2)))
+    );
 }
 
 #[test]
@@ -107,10 +117,13 @@ fn a_patients_bookings_are_their_seats_and_bed_holds_newest_first() {
         panic!()
     };
     assert_eq!((one.seats.len(), one.beds.len(), one.more), (0, 1, true));
-    let Answer::PatientBookings(none) = ask(&mut fx, Query::PatientBookings {
-        patient: PatientRef(99),
-        limit: 10,
-    }) else {
+    let Answer::PatientBookings(none) = ask(
+        &mut fx,
+        Query::PatientBookings {
+            patient: PatientRef(99),
+            limit: 10,
+        },
+    ) else {
         panic!()
     };
     assert_eq!(none, PatientBookings::default());
@@ -134,7 +147,10 @@ fn a_joint_consultation_and_a_seat_are_read_by_id() {
     };
     assert_eq!(info.slots, slots);
     assert_eq!(info.doctors, [DoctorId(1), DoctorId(2)]);
-    assert_eq!(ask(&mut fx, Query::Consult(ConsultId(99))), Answer::Consult(None));
+    assert_eq!(
+        ask(&mut fx, Query::Consult(ConsultId(99))),
+        Answer::Consult(None)
+    );
     let Answer::Seat(Some(seat)) = ask(&mut fx, Query::Seat(seats[0])) else {
         panic!()
     };
@@ -154,11 +170,16 @@ fn waitlists_are_read_by_doctor_in_queue_order_and_by_patient() {
         })
         .expect("join");
     }
-    let Answer::Waitlist(Some(d1)) = ask(&mut fx, Query::Waitlist(WaitlistQuery::Doctor(DoctorId(1))))
+    let Answer::Waitlist(Some(d1)) =
+        ask(&mut fx, Query::Waitlist(WaitlistQuery::Doctor(DoctorId(1))))
     else {
         panic!()
     };
-    let order: Vec<(u32, u128)> = d1.entries.iter().map(|(_, p, e)| (*p, e.patient.0)).collect();
+    let order: Vec<(u32, u128)> = d1
+        .entries
+        .iter()
+        .map(|(_, p, e)| (*p, e.patient.0))
+        .collect();
     assert_eq!(order, [(0, 11), (1, 12)]);
     let q = Query::Waitlist(WaitlistQuery::Patient(PatientRef(12)));
     let Answer::Waitlist(Some(p12)) = ask(&mut fx, q) else {
@@ -181,11 +202,14 @@ fn worklist(fx: &mut Fx, q: WorklistQuery) -> Vec<ReferralId> {
 fn the_region_wide_worklist_filters_by_reason_and_urgency() {
     let mut fx = Fx::new();
     let triaged = fx.triaged_referral(21);
-    let Ok(Reply::ReferralCreated { referral: fresh, .. }) = fx.run(Command::RequestReferral {
+    let Ok(Reply::ReferralCreated {
+        referral: fresh, ..
+    }) = fx.run(Command::RequestReferral {
         from: HospitalId(4),
         to: None,
         patient: PatientRef(22),
-    }) else {
+    })
+    else {
         panic!()
     };
     let region = WorklistQuery {
@@ -229,10 +253,13 @@ fn the_region_wide_worklist_filters_by_reason_and_urgency() {
 #[test]
 fn reach_lists_hospitals_within_the_minutes_nearest_first() {
     let mut fx = Fx::new();
-    let reach = |fx: &mut Fx, minutes| match ask(fx, Query::Reach {
-        from: HospitalId(1),
-        minutes,
-    }) {
+    let reach = |fx: &mut Fx, minutes| match ask(
+        fx,
+        Query::Reach {
+            from: HospitalId(1),
+            minutes,
+        },
+    ) {
         Answer::Reach(Some(r)) => r
             .iter()
             .map(|h| (h.hospital.0, h.travel_minutes))
@@ -282,7 +309,10 @@ fn bounded_matching_keeps_only_candidates_within_travel_and_tier() {
     };
     let found = read::matching::specialists(&view, &near).expect("match");
     assert!(!found.is_empty());
-    assert!(found.iter().all(|m| m.candidate.travel_minutes <= 30), "{found:?}");
+    assert!(
+        found.iter().all(|m| m.candidate.travel_minutes <= 30),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -311,7 +341,10 @@ fn a_booked_joint_consultation_is_cancelled_whole_until_the_deadline() {
     );
     for s in &seats {
         let seat = fx.engine.slots().seat(*s).expect("seat");
-        assert!(matches!(seat.state, SeatState::Cancelled { .. }), "{seat:?}");
+        assert!(
+            matches!(seat.state, SeatState::Cancelled { .. }),
+            "{seat:?}"
+        );
         assert_eq!(fx.engine.slots().slot(seat.slot).expect("slot").taken(), 0);
     }
     let Answer::Consult(Some(info)) = ask(&mut fx, Query::Consult(first)) else {
@@ -331,6 +364,9 @@ fn a_booked_joint_consultation_is_cancelled_whole_until_the_deadline() {
     let deadline_ms = u64::from(fx.engine.policy().cancel_deadline_minutes) * MINUTE;
     fx.tick(4 * HOUR - deadline_ms + MINUTE);
     let err = fx.refuse(Command::CancelJointConsult { consult: second });
-    assert!(matches!(err, Rejection::CancellationTooLate { .. }), "{err:?}");
+    assert!(
+        matches!(err, Rejection::CancellationTooLate { .. }),
+        "{err:?}"
+    );
     fx.engine.check_invariants().expect("invariants");
 }
