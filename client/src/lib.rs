@@ -587,6 +587,11 @@ rpcs! {
     SchedulingClient::book_joint_consult(pb::BookJointConsultRequest) -> pb::JointConsultResponse;
     SchedulingClient::release_joint_consult(pb::ReleaseJointConsultRequest) -> pb::JointConsultResponse;
     SchedulingClient::mark_no_show(pb::MarkNoShowRequest) -> pb::MarkNoShowResponse;
+    SchedulingClient::get_booking(pb::GetBookingRequest) -> pb::GetBookingResponse;
+    SchedulingClient::list_patient_bookings(pb::ListPatientBookingsRequest) -> pb::ListPatientBookingsResponse;
+    SchedulingClient::get_joint_consult(pb::GetJointConsultRequest) -> pb::GetJointConsultResponse;
+    SchedulingClient::list_waitlist(pb::ListWaitlistRequest) -> pb::ListWaitlistResponse;
+    SchedulingClient::cancel_joint_consult(pb::CancelJointConsultRequest) -> pb::JointConsultResponse;
 
     MatchingClient::match_specialist(pb::MatchSpecialistRequest) -> pb::MatchSpecialistResponse;
     MatchingClient::allocate_bed(pb::AllocateBedRequest) -> pb::AllocateBedResponse;
@@ -604,6 +609,7 @@ rpcs! {
     ReferralsClient::cancel_referral(pb::CancelReferralRequest) -> pb::ReferralResponse;
     ReferralsClient::get_referral(pb::GetReferralRequest) -> pb::GetReferralResponse;
     ReferralsClient::worklist(pb::WorklistRequest) -> pb::WorklistResponse;
+    ReferralsClient::reach(pb::ReachRequest) -> pb::ReachResponse;
 
     AdminClient::import_region(pb::ImportRegionRequest) -> pb::ImportRegionResponse;
     AdminClient::cluster_status(pb::ClusterStatusRequest) -> pb::ClusterStatusResponse;

@@ -10,24 +10,24 @@
 //!   replay, the bed hold as it stands after the command). Every field is a deterministic
 //!   function of the log, so every replica computes the same bytes; only the proposer uses
 //!   them.
-//! * Query bytes: a postcard-encoded [`Query`], answered by a [`QueryResult`].
+//! * Query bytes: a postcard-encoded [`Query`], answered by an [`Answer`]. The read model
+//!   itself (what each query means) lives in the engine (`ninety_engine::read`): this
+//!   module only decodes the bytes and hands the engine its published view.
 //!
 //! Nothing here panics on bad bytes: an undecodable command becomes a rejection outcome
-//! (and changes nothing), an undecodable query becomes [`QueryResult::Invalid`].
+//! (and changes nothing), an undecodable query becomes [`Answer::Invalid`].
 
 use crate::state_machine::{ApplyContext, StateMachine};
 use ninety_engine::beds::BedHold;
-use ninety_engine::matching::SlotQuery;
-use ninety_engine::referrals::{Referral, ReferralReason};
-use ninety_engine::slots::{JointConsult, Slot, SlotHold};
+use ninety_engine::read::Record;
 use ninety_engine::view::AvailabilityView;
 use ninety_engine::{
-    AllianceId, BedTarget, Channel, Command, ConsultId, DoctorId, Engine, HoldId, HospitalId,
-    LogTime, Mode, Outcome, ReferralId, ReferralState, Rejection, Reply, Request, RequestId,
-    RequestKey, SlotId, Specialty, Tier, ViewReader, WardCounts, WardId,
+    BedTarget, Command, Engine, HospitalId, LogTime, Outcome, Rejection, Reply, Request, RequestId,
+    RequestKey, ViewReader,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+
+pub use ninety_engine::read::{Answer, Query};
 
 /// One command of a log entry, as the log carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -62,174 +62,6 @@ pub struct Applied {
     pub hold: Option<(BedHold, HospitalId)>,
     /// For scheduling and referral commands: the record after the command.
     pub record: Option<Record>,
-}
-
-/// A slot with what the API reports alongside it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlotInfo {
-    pub slot: Slot,
-    pub hospital: HospitalId,
-    /// The doctor's first specialty.
-    pub specialty: Option<Specialty>,
-    /// Seats taken by holds and by bookings.
-    pub held: u32,
-    pub booked: u32,
-}
-
-/// A slot hold or booking with its slot's facts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeatInfo {
-    pub seat: SlotHold,
-    pub hospital: HospitalId,
-    pub start: LogTime,
-    pub mode: Mode,
-    /// The last moment a booking may be cancelled (the region's policy).
-    pub cancel_deadline: LogTime,
-    /// The referral the seat serves.
-    pub referral: Option<ReferralId>,
-    /// Until when the patient may not book online, if blocked now.
-    pub blocked_until: Option<LogTime>,
-}
-
-/// A joint consultation with its doctors and slots (parallel, in seat order).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsultInfo {
-    pub consult: JointConsult,
-    pub doctors: Vec<DoctorId>,
-    pub slots: Vec<SlotId>,
-}
-
-/// A referral with the receiving hospital as far as it is known.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReferralInfo {
-    pub referral: Referral,
-    /// The requested hospital, else the hospital of its bed hold or slot hold.
-    pub to_hospital: Option<HospitalId>,
-    /// Log time of its last transition.
-    pub updated: LogTime,
-}
-
-/// The API's view of a referral's state: the engine keeps a referral that found no
-/// capacity in `Triaged` with the reason; the API reports that as `NoCapacity`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReferralStage {
-    State(ReferralState),
-    NoCapacity,
-}
-
-impl ReferralStage {
-    pub fn of(r: &Referral) -> ReferralStage {
-        match (&r.state, &r.reason) {
-            (ReferralState::Triaged, ReferralReason::NoCapacity(_)) => ReferralStage::NoCapacity,
-            (s, _) => ReferralStage::State(*s),
-        }
-    }
-}
-
-/// A record after a write.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Record {
-    Seat(SeatInfo),
-    Slots(Vec<SlotInfo>),
-    Consult(ConsultInfo),
-    Referral(ReferralInfo),
-}
-
-/// A slot search (`FindSlots`): `None` fields mean any.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlotSearch {
-    pub doctor: Option<DoctorId>,
-    pub hospital: Option<HospitalId>,
-    pub specialty: Option<Specialty>,
-    /// Slots starting in `[from, to)`.
-    pub from: LogTime,
-    pub to: LogTime,
-    pub mode: Option<Mode>,
-    pub channel: Channel,
-    pub limit: usize,
-}
-
-/// A worklist page (`Worklist`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorklistQuery {
-    pub hospital: HospitalId,
-    pub incoming: bool,
-    pub outgoing: bool,
-    /// Empty: every open (non-final) state.
-    pub stages: Vec<ReferralStage>,
-    pub after: ReferralId,
-    pub limit: usize,
-}
-
-/// One ranked specialist candidate with what the API reports alongside it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MatchInfo {
-    pub candidate: ninety_engine::matching::Candidate,
-    pub mode: Mode,
-    pub tier: Tier,
-    /// An alliance shared with the origin hospital.
-    pub alliance: Option<AllianceId>,
-}
-
-/// Read-only questions for linearizable (ReadIndex) or local reads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Query {
-    /// One bed hold.
-    Hold(HoldId),
-    /// Bed counts of wards of a hospital; empty `wards` means all of them.
-    Wards {
-        hospital: HospitalId,
-        wards: Vec<WardId>,
-    },
-    /// Summary of the engine: for status pages and tests.
-    Summary,
-    /// One slot hold or booking.
-    Seat(HoldId),
-    /// Slots with a seat open to the channel, earliest first.
-    FindSlots(SlotSearch),
-    /// One referral.
-    Referral(ReferralId),
-    /// A page of a hospital's referrals.
-    Worklist(WorklistQuery),
-    /// Ranked specialists on the published availability view; `any_mode` searches both
-    /// modes (the query's mode is then ignored) and merges by score.
-    Match { query: SlotQuery, any_mode: bool },
-    /// Nothing: a ReadIndex round only, for reads answered from the published view off the
-    /// node task (the reply's index is what the view must reach).
-    Applied,
-}
-
-/// One ward's counts with the ward's descriptive fields.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WardInfo {
-    pub ward: WardId,
-    pub hospital: HospitalId,
-    pub specialty: Specialty,
-    pub counts: WardCounts,
-}
-
-/// The answer to a [`Query`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum QueryResult {
-    Hold(Option<(BedHold, HospitalId)>),
-    /// `None` when the hospital is unknown.
-    Wards(Option<Vec<WardInfo>>),
-    Summary {
-        state_hash: [u8; 32],
-        log_time_ms: u64,
-        hospitals: u32,
-        wards: u32,
-    },
-    /// The query bytes did not decode.
-    Invalid(String),
-    Seat(Option<SeatInfo>),
-    Slots(Vec<SlotInfo>),
-    Referral(Option<ReferralInfo>),
-    /// `None` when the hospital is unknown.
-    Worklist(Option<(Vec<ReferralInfo>, Option<ReferralId>)>),
-    Match(Result<Vec<MatchInfo>, Rejection>),
-    /// The answer to [`Query::Applied`].
-    Applied,
 }
 
 /// Encodes a client's request for the log. Postcard cannot fail for these in-memory types;
@@ -267,14 +99,9 @@ pub fn encode_query(query: &Query) -> Result<Vec<u8>, String> {
 }
 
 /// Decodes a query answer.
-pub fn decode_query_result(bytes: &[u8]) -> Result<QueryResult, String> {
+pub fn decode_query_result(bytes: &[u8]) -> Result<Answer, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("undecodable query result: {e}"))
 }
-
-/// Most slots one `FindSlots` answer may hold.
-pub const FIND_SLOTS_LIMIT_MAX: usize = 500;
-/// Most referrals one worklist page may hold.
-pub const WORKLIST_LIMIT_MAX: usize = 500;
 
 /// A shared handle on the engine's published availability view that survives snapshot
 /// restores (a restored engine publishes through a new publisher; the cell follows it).
@@ -372,12 +199,6 @@ impl EngineMachine {
         &self.engine
     }
 
-    fn hold_with_hospital(&self, id: HoldId) -> Option<(BedHold, HospitalId)> {
-        let hold = self.engine.beds().hold(id)?.clone();
-        let hospital = self.engine.beds().ward(hold.ward)?.hospital;
-        Some((hold, hospital))
-    }
-
     fn apply_one(&mut self, bytes: &[u8], at: LogTime, index: u64) -> Applied {
         let refused = |why: String| Applied {
             log_time_ms: at.0,
@@ -415,13 +236,13 @@ impl EngineMachine {
             (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, _) => Some(*hold),
             _ => None,
         };
-        let record = outcome.as_ref().ok().and_then(|r| self.record(r));
+        let record = outcome.as_ref().ok().and_then(|r| self.engine.record(r));
         Applied {
             log_time_ms: self.engine.now().0.max(at.0),
             replayed: first.is_some(),
             first_index: first.unwrap_or(index),
             outcome,
-            hold: hold_id.and_then(|h| self.hold_with_hospital(h)),
+            hold: hold_id.and_then(|h| self.engine.bed_hold(h)),
             record,
         }
     }
@@ -441,287 +262,12 @@ impl EngineMachine {
         postcard::to_stdvec(&applied).ok()
     }
 
-    /// The record a successful reply names, as it stands now.
-    fn record(&self, reply: &Reply) -> Option<Record> {
-        match reply {
-            Reply::SlotHeld { hold, .. }
-            | Reply::SlotBooked { booking: hold, .. }
-            | Reply::SlotReleased { hold, .. }
-            | Reply::BookingCancelled { booking: hold, .. }
-            | Reply::NoShowRecorded { booking: hold, .. }
-            | Reply::SlotAllocated { hold, .. } => self.seat_info(*hold).map(Record::Seat),
-            Reply::SchedulePublished { first, count } => {
-                let ids = (0..u64::from(*count)).map(|i| SlotId(first.0 + i));
-                Some(Record::Slots(self.slot_infos(ids.collect())))
-            }
-            Reply::ConsultHeld { consult, .. }
-            | Reply::ConsultBooked { consult }
-            | Reply::ConsultReleased { consult, .. } => {
-                self.consult_info(*consult).map(Record::Consult)
-            }
-            Reply::ReferralCreated { referral, .. } | Reply::ReferralUpdated { referral, .. } => {
-                self.referral_info(*referral).map(Record::Referral)
-            }
-            _ => None,
+    fn answer(&self, query: &[u8]) -> Answer {
+        match postcard::from_bytes(query) {
+            Ok(q) => self.engine.query(&q, &self.view.load()),
+            Err(e) => Answer::Invalid(e.to_string()),
         }
     }
-
-    fn seat_info(&self, id: HoldId) -> Option<SeatInfo> {
-        let slots = self.engine.slots();
-        let seat = slots.seat(id)?.clone();
-        let slot = slots.slot(seat.slot)?;
-        let hospital = self.engine.doctor(seat.doctor)?.hospital;
-        let deadline_ms = u64::from(self.engine.policy().cancel_deadline_minutes)
-            * ninety_engine::time::MS_PER_MINUTE;
-        Some(SeatInfo {
-            hospital,
-            start: slot.spec.start,
-            mode: slot.spec.mode,
-            cancel_deadline: slot.spec.start.minus_ms(deadline_ms),
-            referral: self.engine.referrals().for_hold(id),
-            blocked_until: slots.blocked(seat.patient, self.engine.now()),
-            seat,
-        })
-    }
-
-    /// Slots with their held and booked seats (one scan of the seats when any is taken).
-    fn slot_infos(&self, ids: Vec<SlotId>) -> Vec<SlotInfo> {
-        let slots = self.engine.slots();
-        let mut out: Vec<SlotInfo> = ids
-            .iter()
-            .filter_map(|id| {
-                let slot = slots.slot(*id)?.clone();
-                let doctor = self.engine.doctor(slot.doctor)?;
-                Some(SlotInfo {
-                    hospital: doctor.hospital,
-                    specialty: doctor.specialties.first().copied(),
-                    held: 0,
-                    booked: 0,
-                    slot,
-                })
-            })
-            .collect();
-        if out.iter().any(|s| s.slot.taken() > 0) {
-            let wanted: BTreeSet<SlotId> = out.iter().map(|s| s.slot.id).collect();
-            let mut counts = std::collections::BTreeMap::<SlotId, (u32, u32)>::new();
-            for seat in slots.seats() {
-                if !wanted.contains(&seat.slot) {
-                    continue;
-                }
-                let c = counts.entry(seat.slot).or_default();
-                match seat.state {
-                    ninety_engine::SeatState::Held => c.0 += 1,
-                    ninety_engine::SeatState::Booked { .. } => c.1 += 1,
-                    _ => {}
-                }
-            }
-            for s in &mut out {
-                let (held, booked) = counts.get(&s.slot.id).copied().unwrap_or_default();
-                s.held = held;
-                s.booked = booked;
-            }
-        }
-        out
-    }
-
-    fn consult_info(&self, id: ConsultId) -> Option<ConsultInfo> {
-        let slots = self.engine.slots();
-        let consult = slots.consult(id)?.clone();
-        let seats: Vec<&SlotHold> = consult
-            .seats
-            .iter()
-            .filter_map(|s| slots.seat(*s))
-            .collect();
-        Some(ConsultInfo {
-            doctors: seats.iter().map(|s| s.doctor).collect(),
-            slots: seats.iter().map(|s| s.slot).collect(),
-            consult,
-        })
-    }
-
-    fn referral_info(&self, id: ReferralId) -> Option<ReferralInfo> {
-        let r = self.engine.referrals().get(id)?;
-        Some(self.describe_referral(r))
-    }
-
-    fn describe_referral(&self, r: &Referral) -> ReferralInfo {
-        let bed_hospital = r
-            .bed_hold
-            .and_then(|h| self.engine.beds().hold(h))
-            .and_then(|h| self.engine.beds().ward(h.ward))
-            .map(|w| w.hospital);
-        let slot_hospital = r
-            .slot_hold
-            .and_then(|h| self.engine.slots().seat(h))
-            .and_then(|s| self.engine.doctor(s.doctor))
-            .map(|d| d.hospital);
-        ReferralInfo {
-            to_hospital: r.to.or(bed_hospital).or(slot_hospital),
-            updated: r.history.last().map_or(r.created_at, |s| s.at),
-            referral: r.clone(),
-        }
-    }
-
-    fn find_slots(&self, q: &SlotSearch) -> Vec<SlotInfo> {
-        let now = self.engine.now();
-        let from = q.from.max(LogTime(now.0.saturating_add(1)));
-        let doctors: Vec<DoctorId> = match q.doctor {
-            Some(d) => vec![d],
-            None => self.engine.doctors().map(|d| d.id).collect(),
-        };
-        let mut found: Vec<(LogTime, SlotId)> = Vec::new();
-        for d in doctors {
-            let Some(doc) = self.engine.doctor(d) else {
-                continue;
-            };
-            if q.hospital.is_some_and(|h| h != doc.hospital)
-                || q.specialty.is_some_and(|s| !doc.specialties.contains(&s))
-            {
-                continue;
-            }
-            let open = self
-                .engine
-                .slots()
-                .doctor_slots(d, from, q.to)
-                .filter(|s| q.mode.is_none_or(|m| m == s.spec.mode))
-                .filter(|s| s.open_seats(q.channel) > 0)
-                .take(q.limit);
-            found.extend(open.map(|s| (s.spec.start, s.id)));
-        }
-        found.sort();
-        found.truncate(q.limit);
-        self.slot_infos(found.into_iter().map(|(_, id)| id).collect())
-    }
-
-    fn worklist(&self, q: &WorklistQuery) -> Option<(Vec<ReferralInfo>, Option<ReferralId>)> {
-        self.engine.hospital(q.hospital)?;
-        let shows = |r: &Referral| {
-            let stage = ReferralStage::of(r);
-            if q.stages.is_empty() {
-                !r.state.is_final()
-            } else {
-                q.stages.contains(&stage)
-            }
-        };
-        let mut page: Vec<ReferralInfo> = Vec::new();
-        let mut more = false;
-        for r in self.engine.referrals().all() {
-            if r.id <= q.after || !shows(r) {
-                continue;
-            }
-            let info = self.describe_referral(r);
-            let incoming = info.to_hospital == Some(q.hospital);
-            let outgoing = r.from == q.hospital;
-            if !((q.incoming && incoming) || (q.outgoing && outgoing)) {
-                continue;
-            }
-            if page.len() == q.limit {
-                more = true;
-                break;
-            }
-            page.push(info);
-        }
-        let next = more.then(|| page.last().map(|r| r.referral.id)).flatten();
-        page.sort_by_key(|i| {
-            let r = &i.referral;
-            (
-                r.urgency.unwrap_or(ninety_engine::Urgency::P4),
-                r.created_at,
-                r.id,
-            )
-        });
-        Some((page, next))
-    }
-
-    fn wards(&self, hospital: HospitalId, wanted: &[WardId]) -> Option<Vec<WardInfo>> {
-        self.engine.hospital(hospital)?;
-        let beds = self.engine.beds();
-        let out = beds
-            .wards()
-            .filter(|w| w.hospital == hospital && (wanted.is_empty() || wanted.contains(&w.id)))
-            .filter_map(|w| {
-                Some(WardInfo {
-                    ward: w.id,
-                    hospital,
-                    specialty: w.specialty,
-                    counts: beds.counts(w.id)?,
-                })
-            })
-            .collect();
-        Some(out)
-    }
-
-    fn answer(&self, query: &[u8]) -> QueryResult {
-        let query: Query = match postcard::from_bytes(query) {
-            Ok(q) => q,
-            Err(e) => return QueryResult::Invalid(e.to_string()),
-        };
-        match query {
-            Query::Hold(id) => QueryResult::Hold(self.hold_with_hospital(id)),
-            Query::Wards { hospital, wards } => QueryResult::Wards(self.wards(hospital, &wards)),
-            Query::Summary => QueryResult::Summary {
-                state_hash: self.state_hash(),
-                log_time_ms: self.engine.now().0,
-                hospitals: self.engine.hospitals().count() as u32,
-                wards: self.engine.beds().wards().count() as u32,
-            },
-            Query::Seat(id) => QueryResult::Seat(self.seat_info(id)),
-            Query::FindSlots(q) => QueryResult::Slots(self.find_slots(&q)),
-            Query::Referral(id) => QueryResult::Referral(self.referral_info(id)),
-            Query::Worklist(q) => QueryResult::Worklist(self.worklist(&q)),
-            Query::Match { query, any_mode } => {
-                QueryResult::Match(match_on_view(&self.view.load(), &query, any_mode))
-            }
-            Query::Applied => QueryResult::Applied,
-        }
-    }
-}
-
-/// Ranked specialists on a published view (no access to the authoritative state, so it runs
-/// on any task): `any_mode` searches both modes and merges by score; alliances shared with
-/// the origin hospital come from the view's region index.
-pub fn match_on_view(
-    view: &AvailabilityView,
-    query: &SlotQuery,
-    any_mode: bool,
-) -> Result<Vec<MatchInfo>, Rejection> {
-    let modes: &[Mode] = if any_mode {
-        &[Mode::InPerson, Mode::Remote]
-    } else {
-        std::slice::from_ref(&query.mode)
-    };
-    let hospitals = &view.region.hospitals;
-    let origin_alliances: &[AllianceId] = match query.origin {
-        ninety_engine::matching::Origin::Hospital(h) => {
-            hospitals.get(&h).map_or(&[], |h| h.alliances.as_slice())
-        }
-        ninety_engine::matching::Origin::Point { .. } => &[],
-    };
-    let mut out = Vec::new();
-    for mode in modes {
-        let q = SlotQuery {
-            mode: *mode,
-            ..query.clone()
-        };
-        let ranked = ninety_engine::matching::match_specialist(view, &q)?;
-        for c in ranked.candidates {
-            let alliance = hospitals.get(&c.hospital).and_then(|h| {
-                h.alliances
-                    .iter()
-                    .find(|a| origin_alliances.contains(a))
-                    .copied()
-            });
-            out.push(MatchInfo {
-                mode: *mode,
-                tier: c.tier,
-                alliance,
-                candidate: c,
-            });
-        }
-    }
-    out.sort_by_key(|m| (m.candidate.score, m.candidate.start, m.candidate.slot));
-    out.truncate(usize::from(query.limit));
-    Ok(out)
 }
 
 /// Used only if postcard ever fails to encode an in-memory value (it does not with the
@@ -822,6 +368,7 @@ pub fn hold_bed(id: RequestId, target: BedTarget, patient: u128, ttl_ms: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ninety_engine::WardId;
 
     fn ctx(index: u64) -> ApplyContext {
         ApplyContext {
@@ -858,7 +405,7 @@ mod tests {
         c.restore(&snap).unwrap();
         assert_eq!(c.state_hash(), a.state_hash());
         let r = decode_query_result(&a.query(b"\xff")).unwrap();
-        assert!(matches!(r, QueryResult::Invalid(_)));
+        assert!(matches!(r, Answer::Invalid(_)));
     }
 
     fn set_policy(reach_minutes: u32) -> Command {

@@ -279,6 +279,17 @@ impl BedBook {
         Some(c)
     }
 
+    /// The ward's physical beds, by id (empty for an unknown ward).
+    pub fn ward_beds(&self, ward: WardId) -> impl Iterator<Item = &Bed> {
+        let ids = self.index.wards.get(&ward).map(|ix| &ix.all);
+        ids.into_iter().flatten().filter_map(|id| self.beds.get(id))
+    }
+
+    /// A patient's bed holds the book still keeps (pending and not yet pruned), any order.
+    pub fn holds_of(&self, patient: PatientRef) -> impl Iterator<Item = &BedHold> {
+        self.holds.values().filter(move |h| h.patient == patient)
+    }
+
     // ---- admin ----
 
     /// Adds or replaces a ward record (its beds are kept).

@@ -229,6 +229,12 @@ pub enum Command {
         patient: PatientRef,
         ttl_ms: u64,
     },
+    /// Cancels a booked joint consultation (until the region's cancellation deadline before
+    /// its start) or releases a held one: every seat is freed together and offered to the
+    /// waitlists. Answers `ConsultReleased`.
+    CancelJointConsult {
+        consult: ConsultId,
+    },
 }
 
 impl Command {

@@ -289,6 +289,7 @@ impl Engine {
                     now,
                 )
             }
+            CancelJointConsult { consult } => self.cancel_joint_consult(*consult, now),
         }
     }
 

@@ -2,7 +2,10 @@
 //!
 //! It owns the region model (hospitals, wards, beds, doctors, the referral graph), the
 //! fast-changing state (bed holds, slot holds and bookings, waitlists, joint consultations,
-//! referrals), the idempotency table, snapshots and the state hash.
+//! referrals), the idempotency table, snapshots and the state hash, and the read model:
+//! what every client question means ([`read`]: [`Query`] answered by [`Engine::query`],
+//! matching and reach on a published [`AvailabilityView`]). A user needs
+//! [`Engine::apply`], [`Engine::query`], the view and the command and answer types.
 //!
 //! **It must not** read a clock, use randomness, do I/O, spawn threads or depend on tokio,
 //! tonic, sled or raft: time enters only as the `at` argument of [`Engine::apply`], which the
@@ -44,6 +47,7 @@ pub mod ids;
 mod invariants;
 pub mod limits;
 pub mod matching;
+pub mod read;
 pub mod referrals;
 pub mod region;
 pub mod region_file;
@@ -59,6 +63,7 @@ pub use engine::{Counters, Engine};
 pub use error::{Rejection, RejectionKind};
 pub use graph::ReferralKind;
 pub use ids::*;
+pub use read::{Answer, Query};
 pub use referrals::{ReferralReason, ReferralState};
 pub use region::*;
 pub use region_file::RegionFile;

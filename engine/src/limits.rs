@@ -66,3 +66,13 @@ pub const PRUNES_PER_TICK_MAX: usize = 65_536;
 // Clients retry within seconds; the dedup window must cover a client's whole retry budget.
 const _: () = assert!(crate::dedup::DEDUP_WINDOW_MS_DEFAULT >= MS_PER_MINUTE);
 const _: () = assert!(HOLD_TTL_MS_MIN < MS_PER_MINUTE);
+
+/// Most records one patient read (bookings and holds, waitlist entries) answers: a read
+/// scans the retained seats and holds, so the answer, not the scan, is what this bounds.
+pub const PATIENT_RECORDS_MAX: usize = 256;
+/// Most slots one `FindSlots` answer may hold.
+pub const FIND_SLOTS_LIMIT_MAX: usize = 500;
+/// Most referrals one worklist page may hold.
+pub const WORKLIST_LIMIT_MAX: usize = 500;
+/// Most hospitals one reach answer lists.
+pub const REACH_HOSPITALS_MAX: usize = 1_000;

@@ -576,7 +576,9 @@ impl Engine {
             HoldSlot { slot, .. } | HoldSlotFor { slot, .. } => slots.push(*slot),
             CancelSeat { hold } => holds.push(*hold),
             PublishSchedule { doctor, .. } => self.mark_doctor(*doctor),
-            BookJointConsult { consult } | ReleaseJointConsult { consult } => holds.extend(
+            BookJointConsult { consult }
+            | ReleaseJointConsult { consult }
+            | CancelJointConsult { consult } => holds.extend(
                 self.slots
                     .consult(*consult)
                     .into_iter()

@@ -152,6 +152,11 @@ fn descriptor_set_lists_every_service_and_rpc() {
                 "BookJointConsult",
                 "ReleaseJointConsult",
                 "MarkNoShow",
+                "GetBooking",
+                "ListPatientBookings",
+                "GetJointConsult",
+                "ListWaitlist",
+                "CancelJointConsult",
             ],
         ),
         (
@@ -173,6 +178,7 @@ fn descriptor_set_lists_every_service_and_rpc() {
                 "CancelReferral",
                 "GetReferral",
                 "Worklist",
+                "Reach",
             ],
         ),
         (

@@ -355,6 +355,7 @@ pub async fn wards(a: WardsArgs) -> Result<(), Failure> {
         "free",
         "held",
         "occupied",
+        "to_clean",
         "blocked",
     ]);
     let mut list = Vec::new();
@@ -366,6 +367,7 @@ pub async fn wards(a: WardsArgs) -> Result<(), Failure> {
             w.free_beds.to_string(),
             w.held_beds.to_string(),
             w.occupied_beds.to_string(),
+            w.to_clean_beds.to_string(),
             w.blocked_beds.to_string(),
         ]);
         list.push(json!({
@@ -376,7 +378,9 @@ pub async fn wards(a: WardsArgs) -> Result<(), Failure> {
             "free_beds": w.free_beds,
             "held_beds": w.held_beds,
             "occupied_beds": w.occupied_beds,
+            "to_clean_beds": w.to_clean_beds,
             "blocked_beds": w.blocked_beds,
+            "staffed_beds": w.staffed_beds,
         }));
     }
     let human = format!(

@@ -489,7 +489,7 @@ impl Procs {
                     "ward over capacity on node {id}: {w:?}"
                 );
                 assert_eq!(
-                    w.free_beds + w.held_beds + w.occupied_beds + w.blocked_beds,
+                    w.free_beds + w.held_beds + w.occupied_beds + w.to_clean_beds + w.blocked_beds,
                     w.total_beds
                 );
             }

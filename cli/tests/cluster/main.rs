@@ -14,6 +14,7 @@ mod listeners;
 mod membership;
 mod partition;
 mod peer_security;
+mod reads;
 mod replay;
 mod request_ids;
 mod retry;

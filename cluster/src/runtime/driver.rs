@@ -33,7 +33,7 @@
 use super::peer_service::{Members, PeerGate};
 use super::persist::{Report, Worker};
 use super::transport::{Faults, GrpcTransport};
-use crate::engine_sm::{EngineMachine, QueryResult};
+use crate::engine_sm::EngineMachine;
 use crate::eraftpb::Message;
 use crate::error::{Error, RequestError};
 use crate::node::{config::TICK_INTERVAL_MS, Input, MembershipChange, Node, Reply};
@@ -550,7 +550,7 @@ impl Driver {
         let sm = self.node.state_machine();
         crate::node::catch_panic(|| sm.query(query)).unwrap_or_else(|message| {
             tracing::error!(%message, "the state machine panicked answering a local read");
-            let answer = QueryResult::Invalid(format!("the read panicked: {message}"));
+            let answer = ninety_engine::Answer::Invalid(format!("the read panicked: {message}"));
             // Empty bytes, if even this failed to encode, are an undecodable answer too.
             postcard::to_stdvec(&answer).unwrap_or_default()
         })

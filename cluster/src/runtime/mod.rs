@@ -35,7 +35,7 @@ pub mod snapshot_intake;
 pub mod startup;
 pub mod transport;
 
-use crate::engine_sm::{EngineMachine, Query, QueryResult};
+use crate::engine_sm::EngineMachine;
 use crate::error::Error;
 use crate::io::Clock;
 use crate::node::{self, NodeConfig};
@@ -46,6 +46,7 @@ use crate::server::{
 };
 use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
+use ninety_engine::read::{Answer, Query};
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{
@@ -160,7 +161,7 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
         let st = cluster.handle.summary();
         if st.role != raft::StateRole::Leader {
             // Another founding node may lead and load it; stop once it is there.
-            if let Ok((QueryResult::Summary { hospitals, .. }, _)) = cluster
+            if let Ok((Answer::Summary { hospitals, .. }, _)) = cluster
                 .read(&Query::Summary, true, Deadline::server(READ_TIMEOUT))
                 .await
             {
@@ -176,7 +177,7 @@ async fn bootstrap_region(cluster: Arc<Cluster>, commands: Vec<Command>) {
             .read(&Query::Summary, false, Deadline::server(READ_TIMEOUT))
             .await
         {
-            Ok((QueryResult::Summary { hospitals, .. }, _)) if hospitals > 0 => return,
+            Ok((Answer::Summary { hospitals, .. }, _)) if hospitals > 0 => return,
             Ok(_) => {}
             Err(_) => continue,
         }

@@ -20,8 +20,8 @@
 
 use super::convert::{self, Field};
 use super::{invalid, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use crate::engine_sm::{Query, QueryResult};
 use ninety_engine::beds::BedHold;
+use ninety_engine::read::{Answer, Query, WardInfo};
 use ninety_engine::{
     BedId, BedTarget, Command, HoldId, HoldState, HospitalId, Rejection, Request, WardId,
 };
@@ -49,6 +49,31 @@ fn hold_state(s: &HoldState) -> pb::HoldState {
         HoldState::Confirmed { .. } => pb::HoldState::Confirmed,
         HoldState::Released { .. } => pb::HoldState::Released,
         HoldState::Expired { .. } => pb::HoldState::Expired,
+    }
+}
+
+/// The wire form of one ward's availability: `free` is the admissible count and `blocked`
+/// includes the unstaffed free beds (`ninety_engine::read::WardInfo`), so the counts add
+/// up to the ward's physical beds.
+fn ward_pb(w: &WardInfo) -> pb::WardAvailability {
+    let c = &w.counts;
+    pb::WardAvailability {
+        hospital_id: w.hospital.0,
+        ward_id: w.ward.0,
+        specialty: convert::specialty_name(w.specialty),
+        total_beds: c.physical,
+        free_beds: c.free,
+        held_beds: c.held,
+        occupied_beds: c.occupied,
+        blocked_beds: c.blocked,
+        to_clean_beds: c.to_clean,
+        staffed_beds: c.staffed,
+        blocked: Some(pb::BlockedBeds {
+            isolation: w.blocked.isolation,
+            maintenance: w.blocked.maintenance,
+            no_staff: w.blocked.no_staff,
+            unstaffed: w.blocked.unstaffed,
+        }),
     }
 }
 
@@ -94,13 +119,13 @@ impl BedHoldsService {
         let query = Query::Hold(HoldId(hold_id));
         let (result, index) = cluster.read(&query, local, deadline).await?;
         match result {
-            QueryResult::Hold(Some((hold, hospital))) => Ok(pb::GetHoldResponse {
+            Answer::Hold(Some((hold, hospital))) => Ok(pb::GetHoldResponse {
                 hold: Some(to_pb(&hold, hospital)),
                 applied_index: index,
             }),
-            QueryResult::Hold(None) => Err(super::rejection_status(&Rejection::UnknownHold(
-                HoldId(hold_id),
-            ))),
+            Answer::Hold(None) => Err(super::rejection_status(&Rejection::UnknownHold(HoldId(
+                hold_id,
+            )))),
             _ => Err(Status::internal("unexpected query result")),
         }
     }
@@ -539,26 +564,13 @@ impl BedHolds for BedHoldsService {
             .cluster
             .read(&query, local(r.consistency)?, deadline)
             .await?;
-        let QueryResult::Wards(wards) = result else {
+        let Answer::Wards(wards) = result else {
             return Err(Status::internal("unexpected query result"));
         };
-        let wards = wards.ok_or_else(|| {
-            super::rejection_status(&Rejection::UnknownHospital(HospitalId(r.hospital_id)))
-        })?;
         let wards = wards
-            .into_iter()
-            .map(|w| pb::WardAvailability {
-                hospital_id: w.hospital.0,
-                ward_id: w.ward.0,
-                specialty: convert::specialty_name(w.specialty),
-                total_beds: w.counts.physical,
-                free_beds: w.counts.free,
-                held_beds: w.counts.held,
-                occupied_beds: w.counts.occupied,
-                // Beds being cleaned cannot be held: reported with the blocked ones so
-                // free + held + occupied + blocked = total.
-                blocked_beds: w.counts.blocked + w.counts.to_clean,
-            })
+            .map_err(|e| super::rejection_status(&e))?
+            .iter()
+            .map(ward_pb)
             .collect();
         Ok(Response::new(pb::WardAvailabilityResponse {
             wards,

@@ -6,7 +6,7 @@
 //! item. A field inside a batch item is named with the item's prefix (`items.3.ttl_ms`), see
 //! [`Field`].
 
-use crate::engine_sm::ReferralStage;
+use ninety_engine::read::ReferralStage;
 use ninety_engine::{
     Channel, HoldState, LogTime, Mode, PatientRef, ReferralState, Rejection, Specialty, Tier,
     Urgency,

@@ -4,9 +4,9 @@
 //! `MatchSpecialist` is answered from the engine's published availability view, lock-free,
 //! on the gRPC task (linearizable by default: a ReadIndex round first, then the view once it
 //! reflects the read index; `LOCAL` reads this node's latest view; `applied_index` is the
-//! index the view reflects). `MODE_UNSPECIFIED` searches both modes and merges by score. `max_travel_minutes`
-//! and `min_tier` filter the engine's best `MATCH_LIMIT_MAX` candidates, so a filtered
-//! answer may hold fewer than `limit` even when more would pass further down.
+//! index the view reflects). The matching rules (modes merged by score for
+//! `MODE_UNSPECIFIED`, alliances, `max_travel_minutes` and `min_tier`) are the engine's
+//! (`ninety_engine::read::matching`): this module only maps the wire to a `MatchAsk`.
 //!
 //! Allocations run inside apply on the authoritative state; the engine's allocation takes
 //! no travel or tier bound, so `AllocateBed`/`AllocateSlot` refuse a non-zero
@@ -17,10 +17,10 @@
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use crate::engine_sm::{match_on_view, MatchInfo};
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery, MATCH_LIMIT_MAX};
+use ninety_engine::read::matching::{specialists, MatchAsk, MatchInfo};
 use ninety_engine::{
-    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, Rejection, Reply, Request, Tier,
+    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, Rejection, Reply, Request,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::matching_server::Matching;
@@ -53,15 +53,6 @@ fn refuse_sub_specialty(at: &Field, s: &str) -> Result<(), Rejection> {
     )
 }
 
-/// A specialist search, the limit asked of the engine, and the filters applied after.
-struct MatchAsk {
-    query: SlotQuery,
-    any_mode: bool,
-    limit: usize,
-    max_travel: Option<u32>,
-    min_tier: Option<Tier>,
-}
-
 fn match_ask(r: &pb::MatchSpecialistRequest) -> Result<MatchAsk, Rejection> {
     let at = Field::top();
     let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
@@ -74,7 +65,6 @@ fn match_ask(r: &pb::MatchSpecialistRequest) -> Result<MatchAsk, Rejection> {
         MATCH_LIMIT_DEFAULT,
         usize::from(MATCH_LIMIT_MAX),
     )?;
-    let filtered = r.max_travel_minutes != 0 || r.min_tier != 0;
     let query = SlotQuery {
         origin: Origin::Hospital(from),
         specialty: at.specialty("specialty", &r.specialty)?,
@@ -84,18 +74,13 @@ fn match_ask(r: &pb::MatchSpecialistRequest) -> Result<MatchAsk, Rejection> {
         earliest,
         latest,
         channel: at.channel_or("channel", r.channel, Some(Channel::Public))?,
-        // Filters after ranking need the longest list the engine gives.
-        limit: if filtered {
-            MATCH_LIMIT_MAX
-        } else {
-            limit as u16
-        },
+        limit: limit as u16,
     };
     Ok(MatchAsk {
         query,
         any_mode: mode.is_none(),
         limit,
-        max_travel: (r.max_travel_minutes != 0).then_some(r.max_travel_minutes),
+        max_travel_minutes: (r.max_travel_minutes != 0).then_some(r.max_travel_minutes),
         min_tier: at.opt_tier("min_tier", r.min_tier)?,
     })
 }
@@ -203,19 +188,13 @@ impl Matching for MatchingService {
             .view_read(local(r.consistency)?, deadline)
             .await?;
         let index = view.log_index;
-        let found = match_on_view(&view, &ask.query, ask.any_mode);
+        let found = specialists(&view, &ask);
         drop(view);
         let candidates = found
             .map_err(bad)?
-            .into_iter()
-            .filter(|m| {
-                ask.max_travel
-                    .is_none_or(|t| m.candidate.travel_minutes <= t)
-            })
-            .filter(|m| ask.min_tier.is_none_or(|t| m.tier >= t))
-            .take(ask.limit)
+            .iter()
             .enumerate()
-            .map(|(i, m)| candidate_pb(i + 1, &m))
+            .map(|(i, m)| candidate_pb(i + 1, m))
             .collect();
         Ok(Response::new(pb::MatchSpecialistResponse {
             candidates,
@@ -331,7 +310,10 @@ mod tests {
         assert_eq!(ask.limit, MATCH_LIMIT_DEFAULT);
         assert_eq!(ask.query.latest, LogTime(199));
         r.min_tier = pb::Tier::Tertiary as i32;
-        assert_eq!(match_ask(&r).unwrap().query.limit, MATCH_LIMIT_MAX);
+        assert_eq!(
+            match_ask(&r).unwrap().min_tier,
+            Some(ninety_engine::Tier::Tertiary)
+        );
         r.limit = 51;
         assert_eq!(field_of(match_ask(&r).err().unwrap()), "limit");
         r.limit = 0;

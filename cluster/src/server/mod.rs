@@ -53,17 +53,19 @@
 
 pub mod admin;
 pub mod beds;
+pub mod bookings;
 pub mod convert;
 pub mod decode;
 pub mod matching;
 pub mod referrals;
 pub mod scheduling;
 
-use crate::engine_sm::{self, Applied, QueryResult};
+use crate::engine_sm::{self, Applied};
 use crate::node::Reply;
 use crate::runtime::driver::NodeHandle;
 use crate::runtime::transport::{Faults, PeerBook};
 use crate::RequestError;
+use ninety_engine::read::Answer;
 use ninety_engine::{Rejection, RejectionKind, Request, RequestId};
 use ninety_proto::peer::v1::{ForwardOutcome, ForwardRequest};
 use ninety_proto::v1 as pb;
@@ -537,7 +539,7 @@ impl Cluster {
         query: &engine_sm::Query,
         local: bool,
         deadline: Deadline,
-    ) -> Result<(QueryResult, u64), Status> {
+    ) -> Result<(Answer, u64), Status> {
         let bytes = engine_sm::encode_query(query).map_err(Status::internal)?;
         if local {
             self.refuse_if_removed()?;

@@ -15,11 +15,17 @@
 //! * A referral that found no capacity stays `TRIAGED` in the engine with the reason; the
 //!   API reports it as `REFERRAL_STATE_NO_CAPACITY`.
 //! * Worklist pages are ranges of referral ids (`after_referral_id`); within a page the
-//!   referrals are sorted most urgent first, then oldest first.
+//!   referrals are sorted most urgent first, then oldest first. `hospital_id` 0 pages the
+//!   whole region. What a page holds is the engine's rule (`ninety_engine::read::referrals`).
+//! * A referral reports its current reason (`reason`, `reason_note`); the engine keeps no
+//!   reason or hospital per history step, so history events carry none.
+//! * `Reach` answers from the published view, like matching (`ninety_engine::read::matching`).
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use crate::engine_sm::{Query, QueryResult, Record, ReferralInfo, ReferralStage, WorklistQuery};
+use ninety_engine::read::{
+    Answer, Query, ReasonKind, Record, ReferralInfo, ReferralStage, WorklistQuery,
+};
 use ninety_engine::{Command, HoldId, HospitalId, ReferralId, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::referrals_server::Referrals;
@@ -55,7 +61,7 @@ pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
         specialty: r.specialty.map(convert::specialty_name).unwrap_or_default(),
         urgency: convert::urgency_pb(r.urgency) as i32,
         mode: pb::Mode::Unspecified as i32,
-        state: convert::stage_pb(ReferralStage::of(r)) as i32,
+        state: convert::stage_pb(info.stage) as i32,
         needs_bed: r.bed_hold.is_some(),
         bed_hold_id: r.bed_hold.map_or(0, |h| h.0),
         slot_hold_id: r.slot_hold.map_or(0, |h| h.0),
@@ -66,6 +72,18 @@ pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
         eta_ms: 0,
         history,
         matched: None,
+        reason: info.reason.name().to_string(),
+        reason_note: reason_note(&r.reason),
+    }
+}
+
+/// The text of a referral's reason, empty for the reasons that have none.
+fn reason_note(reason: &ninety_engine::ReferralReason) -> String {
+    use ninety_engine::ReferralReason as R;
+    match reason {
+        R::NoCapacity(text) | R::Stated(text) => text.clone(),
+        R::HoldExpired(hold) => format!("hold {} expired", hold.0),
+        R::AwaitingTriage | R::AwaitingMatch | R::DeadlinePassed => String::new(),
     }
 }
 
@@ -118,7 +136,7 @@ fn match_referral(r: &pb::MatchReferralRequest) -> Result<Request, Rejection> {
 
 fn worklist_query(r: &pb::WorklistRequest) -> Result<WorklistQuery, Rejection> {
     let at = Field::top();
-    let hospital = HospitalId(at.id("hospital_id", r.hospital_id)?);
+    let hospital = at.opt_id(r.hospital_id).map(HospitalId);
     let (incoming, outgoing) = match pb::WorklistDirection::try_from(r.direction) {
         Ok(pb::WorklistDirection::Incoming) => (true, false),
         Ok(pb::WorklistDirection::Outgoing) => (false, true),
@@ -131,19 +149,51 @@ fn worklist_query(r: &pb::WorklistRequest) -> Result<WorklistQuery, Rejection> {
         .enumerate()
         .map(|(i, s)| at.stage(&format!("states.{i}"), *s))
         .collect::<Result<Vec<_>, _>>()?;
+    let reasons = r
+        .reasons
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            ReasonKind::parse(name).ok_or_else(|| {
+                at.invalid(&format!("reasons.{i}"), format!("unknown reason {name:?}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let urgencies = r
+        .urgencies
+        .iter()
+        .enumerate()
+        .map(|(i, u)| at.urgency(&format!("urgencies.{i}"), *u))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(WorklistQuery {
         hospital,
         incoming,
         outgoing,
         stages,
+        reasons,
+        urgencies,
         after: ReferralId(r.after_referral_id),
         limit: at.limit(
             "limit",
             r.limit,
             WORKLIST_LIMIT_DEFAULT,
-            crate::engine_sm::WORKLIST_LIMIT_MAX,
+            ninety_engine::limits::WORKLIST_LIMIT_MAX,
         )?,
     })
+}
+
+/// The origin and the bound of a reach query.
+fn reach_ask(r: &pb::ReachRequest) -> Result<(HospitalId, u32), Rejection> {
+    let at = Field::top();
+    let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
+    let minutes = r.max_travel_minutes;
+    if !(1..=ninety_engine::limits::TRAVEL_MINUTES_MAX).contains(&minutes) {
+        return Err(at.invalid(
+            "max_travel_minutes",
+            format!("must be 1 to {}", ninety_engine::limits::TRAVEL_MINUTES_MAX),
+        ));
+    }
+    Ok((from, minutes))
 }
 
 /// Request id and referral id of a lifecycle call.
@@ -182,8 +232,8 @@ impl ReferralsService {
             .read(&Query::Referral(id), local, deadline)
             .await?;
         match result {
-            QueryResult::Referral(Some(r)) => Ok((r, index)),
-            QueryResult::Referral(None) => Err(bad(Rejection::UnknownReferral(id))),
+            Answer::Referral(Some(r)) => Ok((r, index)),
+            Answer::Referral(None) => Err(bad(Rejection::UnknownReferral(id))),
             _ => Err(Status::internal("unexpected query result")),
         }
     }
@@ -356,12 +406,12 @@ impl Referrals for ReferralsService {
         let deadline = Deadline::of(&request, READ_TIMEOUT);
         let r = request.get_ref();
         let query = worklist_query(r).map_err(bad)?;
-        let hospital = query.hospital;
+        let hospital = query.hospital.unwrap_or(HospitalId(0));
         let (result, index) = self
             .cluster
             .read(&Query::Worklist(query), local(r.consistency)?, deadline)
             .await?;
-        let QueryResult::Worklist(page) = result else {
+        let Answer::Worklist(page) = result else {
             return Err(Status::internal("unexpected query result"));
         };
         let (items, next) = page.ok_or_else(|| bad(Rejection::UnknownHospital(hospital)))?;
@@ -369,6 +419,33 @@ impl Referrals for ReferralsService {
             referrals: items.iter().map(referral_pb).collect(),
             next_after_referral_id: next.map_or(0, |n| n.0),
             applied_index: index,
+        }))
+    }
+
+    async fn reach(
+        &self,
+        request: GrpcRequest<pb::ReachRequest>,
+    ) -> Result<Response<pb::ReachResponse>, Status> {
+        let deadline = Deadline::of(&request, READ_TIMEOUT);
+        let r = request.into_inner();
+        let (from, minutes) = reach_ask(&r).map_err(bad)?;
+        let view = self
+            .cluster
+            .view_read(local(r.consistency)?, deadline)
+            .await?;
+        let reached = ninety_engine::read::matching::reach(&view, from, minutes)
+            .ok_or_else(|| bad(Rejection::UnknownHospital(from)))?;
+        let hospitals = reached
+            .iter()
+            .map(|h| pb::ReachedHospital {
+                hospital_id: h.hospital.0,
+                travel_minutes: h.travel_minutes,
+                tier: convert::tier_pb(h.tier) as i32,
+            })
+            .collect();
+        Ok(Response::new(pb::ReachResponse {
+            hospitals,
+            applied_index: view.log_index,
         }))
     }
 }

@@ -19,10 +19,14 @@
 //! * `HoldJointConsult` resolves the doctors' slots inside apply (engine
 //!   `HoldJointConsultIn`, deterministic) and takes public seats only (a consultation names
 //!   no referral); `requesting_hospital_id` is accepted, not stored (reported as 0).
+//! * `CancelJointConsult` cancels a booked consultation (engine `CancelJointConsult`, the
+//!   region's cancellation deadline) or releases a held one; it reports `RELEASED`.
+//! * The reads `GetBooking`, `ListPatientBookings`, `GetJointConsult` and `ListWaitlist`
+//!   live in [`super::bookings`].
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, Written, READ_TIMEOUT, WRITE_TIMEOUT};
-use crate::engine_sm::{ConsultInfo, Query, QueryResult, Record, SeatInfo, SlotInfo, SlotSearch};
+use ninety_engine::read::{Answer, ConsultInfo, Query, Record, SeatInfo, SlotInfo, SlotSearch};
 use ninety_engine::time::MS_PER_MINUTE;
 use ninety_engine::{
     Channel, Command, ConsultId, DoctorId, HoldId, HospitalId, LogTime, ReferralId, Rejection,
@@ -91,7 +95,8 @@ pub fn booking_pb(s: &SeatInfo) -> pb::SlotBooking {
     }
 }
 
-fn consult_pb(c: &ConsultInfo) -> pb::JointConsult {
+/// The wire form of a joint consultation.
+pub fn consult_pb(c: &ConsultInfo) -> pb::JointConsult {
     let jc = &c.consult;
     pb::JointConsult {
         consult_id: jc.id.0,
@@ -181,7 +186,7 @@ fn find_query(r: &pb::FindSlotsRequest) -> Result<SlotSearch, Rejection> {
             "limit",
             r.limit,
             FIND_SLOTS_LIMIT_DEFAULT,
-            crate::engine_sm::FIND_SLOTS_LIMIT_MAX,
+            ninety_engine::limits::FIND_SLOTS_LIMIT_MAX,
         )?,
     })
 }
@@ -362,7 +367,7 @@ impl Scheduling for SchedulingService {
             .cluster
             .read(&query, local(r.consistency)?, deadline)
             .await?;
-        let QueryResult::Slots(slots) = result else {
+        let Answer::Slots(slots) = result else {
             return Err(Status::internal("unexpected query result"));
         };
         Ok(Response::new(pb::FindSlotsResponse {
@@ -497,6 +502,49 @@ impl Scheduling for SchedulingService {
             online_booking_blocked_until_ms: blocked_until.map_or(0, |t| t.0),
             commit: Some(w.commit()),
         }))
+    }
+
+    async fn cancel_joint_consult(
+        &self,
+        request: GrpcRequest<pb::CancelJointConsultRequest>,
+    ) -> Result<Response<pb::JointConsultResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let r = request.get_ref();
+        Field::top().text("reason", &r.reason).map_err(bad)?;
+        let request = simple(&r.request_id, "consult_id", r.consult_id, |c| {
+            Command::CancelJointConsult {
+                consult: ConsultId(c),
+            }
+        })?;
+        self.consult_write(request, deadline).await
+    }
+
+    async fn get_booking(
+        &self,
+        request: GrpcRequest<pb::GetBookingRequest>,
+    ) -> Result<Response<pb::GetBookingResponse>, Status> {
+        super::bookings::get_booking(&self.cluster, request).await
+    }
+
+    async fn list_patient_bookings(
+        &self,
+        request: GrpcRequest<pb::ListPatientBookingsRequest>,
+    ) -> Result<Response<pb::ListPatientBookingsResponse>, Status> {
+        super::bookings::list_patient_bookings(&self.cluster, request).await
+    }
+
+    async fn get_joint_consult(
+        &self,
+        request: GrpcRequest<pb::GetJointConsultRequest>,
+    ) -> Result<Response<pb::GetJointConsultResponse>, Status> {
+        super::bookings::get_joint_consult(&self.cluster, request).await
+    }
+
+    async fn list_waitlist(
+        &self,
+        request: GrpcRequest<pb::ListWaitlistRequest>,
+    ) -> Result<Response<pb::ListWaitlistResponse>, Status> {
+        super::bookings::list_waitlist(&self.cluster, request).await
     }
 }
 

@@ -12,7 +12,7 @@ use crate::region::{Channel, Mode};
 use crate::slots::{
     JointConsult, SeatAsk, SeatClaim, SeatState, SlotSpec, WaitEntry, WaitlistOffer,
 };
-use crate::time::LogTime;
+use crate::time::{LogTime, MS_PER_MINUTE};
 use std::collections::BTreeSet;
 
 impl Engine {
@@ -456,6 +456,47 @@ impl Engine {
     ) -> Result<Reply, Rejection> {
         self.check_consult(consult)?;
         let offers = self.end_consult(consult, HoldState::Released { at: now }, now);
+        Ok(Reply::ConsultReleased { consult, offers })
+    }
+
+    /// Releases a held consultation, or cancels a booked one until the cancellation
+    /// deadline before its start; either way every seat is freed and offered.
+    pub(crate) fn cancel_joint_consult(
+        &mut self,
+        consult: ConsultId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let jc = self
+            .slots
+            .consult(consult)
+            .ok_or(Rejection::UnknownConsult(consult))?;
+        let state = jc.state;
+        match state {
+            HoldState::Pending => return self.release_joint_consult(consult, now),
+            HoldState::Confirmed { .. } => {}
+            HoldState::Released { .. } | HoldState::Expired { .. } => {
+                return Err(Rejection::AlreadyResolved {
+                    what: format!("consultation {consult}"),
+                    state: state.name().to_string(),
+                })
+            }
+        }
+        let deadline_ms = u64::from(self.policy.cancel_deadline_minutes) * MS_PER_MINUTE;
+        let deadline = jc.start.minus_ms(deadline_ms);
+        if now > deadline {
+            return Err(Rejection::CancellationTooLate { deadline });
+        }
+        let seats = jc.seats.clone();
+        let freed: Vec<SlotId> = seats
+            .iter()
+            .filter_map(|s| self.slots.set_seat(*s, SeatState::Cancelled { at: now }))
+            .map(|seat| seat.slot)
+            .collect();
+        self.set_consult_state(consult, HoldState::Released { at: now });
+        let mut offers = Vec::new();
+        for slot in freed {
+            offers.extend(self.offer_freed(slot, now));
+        }
         Ok(Reply::ConsultReleased { consult, offers })
     }
 

@@ -234,9 +234,9 @@ fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
                 aim(s, &l.slots, p + i);
             }
         }
-        BookJointConsult { consult } | ReleaseJointConsult { consult } => {
-            aim(consult, &l.consults, p)
-        }
+        BookJointConsult { consult }
+        | ReleaseJointConsult { consult }
+        | CancelJointConsult { consult } => aim(consult, &l.consults, p),
         MatchReferral {
             referral,
             slot_hold,

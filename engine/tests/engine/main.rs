@@ -9,6 +9,8 @@ mod beds;
 mod slots;
 // Referrals: the lifecycle, the worklist, holds lapsing under a referral.
 mod referrals;
+// Reads: every `Query` as the cluster asks it.
+mod reads;
 // Admin commands, region files, idempotency, snapshots and the generator.
 mod region;
 // Property tests over random command sequences.

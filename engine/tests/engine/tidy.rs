@@ -1,7 +1,9 @@
 //! Tidy checks on the workspace's source, run by `cargo test`:
 //! - every Rust source file opens with a `//!` doc saying what it owns;
 //! - the engine reads no clock, uses no randomness, does no I/O and pulls in no runtime;
-//! - no fix-me markers and no unfinished-code macros on main.
+//! - no fix-me markers and no unfinished-code macros on main;
+//! - the read model stays in the engine: `cluster/src` calls no domain accessor of the
+//!   engine (it carries `ninety_engine::read` queries and answers as bytes).
 
 use std::path::{Path, PathBuf};
 
@@ -116,6 +118,47 @@ fn no_fixme_or_stubs_on_main() {
     assert!(
         hits.is_empty(),
         "unfinished work on main:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn domain_reads_stay_in_the_engine() {
+    // What a read means (which slots, which referrals, how candidates merge) lives in
+    // `ninety_engine::read`; the cluster adapts bytes and wire messages. These calls reach
+    // into the engine's domain books and rules, so outside tests they belong there.
+    let forbidden = [
+        ".slots()",
+        ".beds()",
+        ".referrals()",
+        ".doctors()",
+        ".doctor(",
+        ".hospitals()",
+        ".graph()",
+        ".policy()",
+        ".seats()",
+        ".counts(",
+        "doctor_slots(",
+        "matching::match_specialist",
+        "match_beds(",
+        "ReferralStage::of",
+        "ReasonKind::of",
+    ];
+    let mut hits = Vec::new();
+    for (path, text) in sources("cluster/src") {
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in forbidden {
+                if code.contains(word) {
+                    hits.push(format!("{}:{}: {word}", path.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "domain reads belong in ninety_engine::read, not in cluster/src:\n{}",
         hits.join("\n")
     );
 }

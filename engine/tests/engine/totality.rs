@@ -366,6 +366,7 @@ fn bed_and_slot_command() -> impl Strategy<Value = Command> + Clone {
         1 => (prop::collection::vec(slot_id(), 0..10), patient()).prop_map(|(slots, patient)| HoldJointConsult { slots, patient }),
         1 => engine_id().prop_map(|c| BookJointConsult { consult: ConsultId(c) }),
         1 => engine_id().prop_map(|c| ReleaseJointConsult { consult: ConsultId(c) }),
+        1 => engine_id().prop_map(|c| CancelJointConsult { consult: ConsultId(c) }),
         2 => (prop::collection::vec(doctor_id(), 2), window(), 0u16..90, patient(), prop_oneof![Just(0u64), ms()]).prop_map(
             |(doctors, (earliest, latest), duration_minutes, patient, ttl_ms)| HoldJointConsultIn { doctors, earliest, latest, duration_minutes, patient, ttl_ms }
         ),

@@ -1,0 +1,97 @@
+//! Bed reads: one bed hold with its hospital, and ward availability (free, held, occupied,
+//! to-clean, blocked by reason, staffed), for a hospital's wards or named ones.
+
+use crate::beds::{BedHold, BedState, BlockReason, WardCounts};
+use crate::engine::Engine;
+use crate::error::Rejection;
+use crate::ids::*;
+use crate::region::Specialty;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Blocked beds of a ward by reason. `unstaffed` counts free beds that cannot be held
+/// because the ward is at its staffed capacity (not a bed state: a count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedBeds {
+    pub isolation: u32,
+    pub maintenance: u32,
+    pub no_staff: u32,
+    pub unstaffed: u32,
+}
+
+/// One ward's counts with the ward's descriptive fields. In `counts`, `free` is the
+/// admissible count and `blocked` includes the unstaffed free beds (see `WardCounts`), so
+/// `free + held + occupied + to_clean + blocked = physical`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WardInfo {
+    pub ward: WardId,
+    pub hospital: HospitalId,
+    pub specialty: Specialty,
+    pub counts: WardCounts,
+    pub blocked: BlockedBeds,
+}
+
+impl Engine {
+    /// A bed hold and its ward's hospital.
+    pub fn bed_hold(&self, id: HoldId) -> Option<(BedHold, HospitalId)> {
+        let hold = self.beds().hold(id)?.clone();
+        let hospital = self.beds().ward(hold.ward)?.hospital;
+        Some((hold, hospital))
+    }
+
+    /// The wards of `hospital` (all of them when `wanted` is empty), by id. An unknown
+    /// hospital, or a wanted ward that is not one of its wards, is refused as not found.
+    pub(crate) fn ward_infos(
+        &self,
+        hospital: HospitalId,
+        wanted: &[WardId],
+    ) -> Result<Vec<WardInfo>, Rejection> {
+        self.hospital(hospital)
+            .ok_or(Rejection::UnknownHospital(hospital))?;
+        let beds = self.beds();
+        if let Some(w) = wanted
+            .iter()
+            .find(|w| beds.ward(**w).is_none_or(|x| x.hospital != hospital))
+        {
+            return Err(Rejection::UnknownWard(*w));
+        }
+        let wanted: BTreeSet<WardId> = wanted.iter().copied().collect();
+        let infos = beds
+            .wards()
+            .filter(|w| w.hospital == hospital && (wanted.is_empty() || wanted.contains(&w.id)))
+            .filter_map(|w| {
+                let counts = beds.counts(w.id)?;
+                Some(WardInfo {
+                    ward: w.id,
+                    hospital,
+                    specialty: w.specialty,
+                    blocked: self.blocked_beds(w.id, counts),
+                    counts,
+                })
+            })
+            .collect();
+        Ok(infos)
+    }
+
+    fn blocked_beds(&self, ward: WardId, counts: WardCounts) -> BlockedBeds {
+        let mut b = BlockedBeds {
+            unstaffed: counts.unstaffed,
+            ..BlockedBeds::default()
+        };
+        for bed in self.beds().ward_beds(ward) {
+            match bed.state {
+                BedState::Blocked {
+                    reason: BlockReason::Isolation,
+                } => b.isolation += 1,
+                BedState::Blocked {
+                    reason: BlockReason::Maintenance,
+                } => b.maintenance += 1,
+                BedState::Blocked {
+                    reason: BlockReason::NoStaff,
+                } => b.no_staff += 1,
+                _ => {}
+            }
+        }
+        b
+    }
+}
