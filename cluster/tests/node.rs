@@ -1383,7 +1383,10 @@ mod refusals {
             matches!(granted.outcome, Ok(EngineReply::BedHeld { .. })),
             "{granted:?}"
         );
-        assert!(index > release_index && release_index > last, "{index} {release_index}");
+        assert!(
+            index > release_index && release_index > last,
+            "{index} {release_index}"
+        );
         assert_eq!(granted.first_index, index, "its own entry");
     }
 }

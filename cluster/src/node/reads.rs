@@ -62,11 +62,7 @@ impl Reads {
 
     /// Enqueues a read that is answered only once its read index *and* the log's last index
     /// when it is issued (`issue_queued`) are applied: a command answered as a read.
-    pub fn enqueue_after_log(
-        &mut self,
-        id: RequestId,
-        query: Vec<u8>,
-    ) -> Result<(), RequestError> {
+    pub fn enqueue_after_log(&mut self, id: RequestId, query: Vec<u8>) -> Result<(), RequestError> {
         self.admit(true, (id, query))
     }
 

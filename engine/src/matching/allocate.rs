@@ -198,7 +198,11 @@ impl Engine {
         let c = match planned.filter(holdable) {
             Some(c) => c,
             None => {
-                let src = StateSource { e: self, index, now };
+                let src = StateSource {
+                    e: self,
+                    index,
+                    now,
+                };
                 let (mut list, _) = rank_slots(&src, q, 1, 1)?;
                 list.pop().map(|(c, _)| c).ok_or_else(|| {
                     Rejection::NoCapacity(format!(
@@ -256,7 +260,11 @@ impl Engine {
         let c = match planned.filter(|c| self.beds.pick_bed(c.ward).is_ok()) {
             Some(c) => c,
             None => {
-                let src = StateSource { e: self, index, now };
+                let src = StateSource {
+                    e: self,
+                    index,
+                    now,
+                };
                 let (mut list, _) = rank_beds(&src, q, 1)?;
                 list.pop().map(|(c, _)| c).ok_or_else(|| {
                     Rejection::NoCapacity(format!(

@@ -361,7 +361,9 @@ impl Harness {
             command: command.clone(),
         };
         let known = self.engine.dedup().get(id).is_some();
-        let decided = self.engine.decided(RequestKey::Client(id), command, self.at);
+        let decided = self
+            .engine
+            .decided(RequestKey::Client(id), command, self.at);
         let before = self.engine.state_hash();
         let outcome = self.engine.apply(&request, self.at);
         self.check_decided(command, known, decided, &outcome)?;

@@ -29,7 +29,11 @@ fn probe(h: &Harness, id: u128, command: &Command, at: LogTime) -> Result<(), Te
     };
     let outcome = copy.apply(&request, at);
     prop_assert_eq!(&outcome, &decided, "{:?} at {}", command, at);
-    prop_assert_eq!(copy.state_hash(), before, "an answer known in advance changed the state");
+    prop_assert_eq!(
+        copy.state_hash(),
+        before,
+        "an answer known in advance changed the state"
+    );
     Ok(())
 }
 
@@ -88,8 +92,14 @@ fn structured_runs_precheck_every_covered_command() {
     for name in covered {
         assert!(seen.get(name).copied().unwrap_or(0) > 0, "{name}: {seen:?}");
     }
-    let uncovered: Vec<&String> = seen.keys().filter(|n| !covered.contains(&n.as_str())).collect();
-    assert!(uncovered.is_empty(), "uncovered commands prechecked: {uncovered:?}");
+    let uncovered: Vec<&String> = seen
+        .keys()
+        .filter(|n| !covered.contains(&n.as_str()))
+        .collect();
+    assert!(
+        uncovered.is_empty(),
+        "uncovered commands prechecked: {uncovered:?}"
+    );
 }
 
 fn hold_ward(ward: u32, patient: u128) -> Command {
@@ -108,14 +118,23 @@ fn the_hot_refusals_are_known_before_apply() {
     let (first, _) = fx.hold_bed(BedTarget::Ward(WardId(1)), 1, HOUR);
     fx.hold_bed(BedTarget::Ward(WardId(1)), 2, HOUR);
     let full = fx.refuse(hold_ward(1, 3));
-    assert_eq!(full, Rejection::NoCapacity("ward W1 has no admissible bed".into()));
+    assert_eq!(
+        full,
+        Rejection::NoCapacity("ward W1 has no admissible bed".into())
+    );
     let taken = fx.refuse(Command::HoldBed {
         target: BedTarget::Bed(BedId(1)),
         patient: PatientRef(3),
         ttl_ms: HOUR,
     });
-    assert_eq!(taken, Rejection::NoCapacity(format!("bed {} is held", BedId(1))));
-    assert_eq!(fx.refuse(hold_ward(9, 3)), Rejection::UnknownWard(WardId(9)));
+    assert_eq!(
+        taken,
+        Rejection::NoCapacity(format!("bed {} is held", BedId(1)))
+    );
+    assert_eq!(
+        fx.refuse(hold_ward(9, 3)),
+        Rejection::UnknownWard(WardId(9))
+    );
     let bed = Command::HoldBed {
         target: BedTarget::Bed(BedId(99)),
         patient: PatientRef(3),
@@ -123,11 +142,20 @@ fn the_hot_refusals_are_known_before_apply() {
     };
     assert_eq!(fx.refuse(bed), Rejection::UnknownBed(BedId(99)));
     let hold = HoldId(999);
-    assert_eq!(fx.refuse(Command::ConfirmHold { hold }), Rejection::UnknownHold(hold));
-    assert_eq!(fx.refuse(Command::ReleaseHold { hold }), Rejection::UnknownHold(hold));
+    assert_eq!(
+        fx.refuse(Command::ConfirmHold { hold }),
+        Rejection::UnknownHold(hold)
+    );
+    assert_eq!(
+        fx.refuse(Command::ReleaseHold { hold }),
+        Rejection::UnknownHold(hold)
+    );
     fx.run(Command::ReleaseHold { hold: first }).unwrap();
     let resolved = fx.refuse(Command::ConfirmHold { hold: first });
-    assert!(matches!(resolved, Rejection::AlreadyResolved { .. }), "{resolved:?}");
+    assert!(
+        matches!(resolved, Rejection::AlreadyResolved { .. }),
+        "{resolved:?}"
+    );
     // A lapsed hold: expired, though no tick resolved it yet.
     let (lapsing, _) = fx.hold_bed(BedTarget::Ward(WardId(2)), 4, 10 * 60_000);
     fx.now = fx.now.plus_ms(HOUR);
@@ -156,7 +184,10 @@ fn seat_and_allocation_refusals_are_known_before_apply() {
         referral: None,
     };
     let full = fx.refuse(hold(3));
-    assert_eq!(full, Rejection::NoCapacity(format!("slot {} is full", SlotId(slot))));
+    assert_eq!(
+        full,
+        Rejection::NoCapacity(format!("slot {} is full", SlotId(slot)))
+    );
     let unknown = Command::HoldSlotFor {
         slot: SlotId(9_999),
         patient: PatientRef(3),
@@ -166,8 +197,14 @@ fn seat_and_allocation_refusals_are_known_before_apply() {
     };
     assert_eq!(fx.refuse(unknown), Rejection::UnknownSlot(SlotId(9_999)));
     let nothing = HoldId(999);
-    assert_eq!(fx.refuse(Command::BookSlot { hold: nothing }), Rejection::UnknownHold(nothing));
-    assert_eq!(fx.refuse(Command::CancelSeat { hold: nothing }), Rejection::UnknownHold(nothing));
+    assert_eq!(
+        fx.refuse(Command::BookSlot { hold: nothing }),
+        Rejection::UnknownHold(nothing)
+    );
+    assert_eq!(
+        fx.refuse(Command::CancelSeat { hold: nothing }),
+        Rejection::UnknownHold(nothing)
+    );
     let beds = Command::AllocateBed {
         query: BedQuery {
             specialty: Some(Specialty::Oncology),
@@ -225,13 +262,27 @@ fn a_refusal_is_not_remembered_and_the_same_id_succeeds_later() {
         command: hold_ward(2, 3),
     };
     let key = RequestKey::Client(retry.id);
-    assert!(matches!(fx.engine.decided(key, &retry.command, fx.now), Some(Err(_))));
+    assert!(matches!(
+        fx.engine.decided(key, &retry.command, fx.now),
+        Some(Err(_))
+    ));
     assert!(fx.engine.apply(&retry, fx.now).is_err());
-    assert!(fx.engine.dedup().get(retry.id).is_none(), "refusals are not remembered");
+    assert!(
+        fx.engine.dedup().get(retry.id).is_none(),
+        "refusals are not remembered"
+    );
     fx.run(Command::ReleaseHold { hold }).unwrap();
-    assert_eq!(fx.engine.decided(key, &retry.command, fx.now), None, "left to the log");
+    assert_eq!(
+        fx.engine.decided(key, &retry.command, fx.now),
+        None,
+        "left to the log"
+    );
     let granted = fx.engine.apply(&retry, fx.now);
     assert!(matches!(granted, Ok(Reply::BedHeld { .. })), "{granted:?}");
     let replay = fx.engine.decided(key, &retry.command, fx.now);
-    assert_eq!(replay, Some(granted), "now a remembered success: its replay");
+    assert_eq!(
+        replay,
+        Some(granted),
+        "now a remembered success: its replay"
+    );
 }
