@@ -48,13 +48,15 @@ struct LogCommandRef<'a> {
 /// What applying one command produced, as returned to the proposer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
-    /// Log time the command was applied at (the leader's stamp, clamped monotonic).
+    /// Log time the command was applied at (the leader's stamp, clamped monotonic); for an
+    /// answer given as a read (`StateMachine::replay`), the log time of the state read.
     pub log_time_ms: u64,
     /// True when the request id had been applied before: the outcome is the stored first
     /// answer and nothing changed now.
     pub replayed: bool,
     /// The log index that first applied the request: this entry's, or for a replay the
-    /// entry that applied it first (what the API reports as `log_index`).
+    /// entry that applied it first (what the API reports as `log_index`); 0 for a refusal
+    /// answered as a read, which no entry carried (the API reports no commit for refusals).
     pub first_index: u64,
     /// The engine's answer.
     pub outcome: Outcome,
@@ -247,17 +249,19 @@ impl EngineMachine {
         }
     }
 
-    /// What applying the command bytes `bytes` would answer now, when the dedup table alone
-    /// decides it (`Engine::replay`): the bytes `apply` would return for it, at the current
-    /// log time. `None` for anything only the log can answer (new or undecodable commands).
+    /// What applying the command bytes `bytes` would answer now, when that answer changes
+    /// nothing (`Engine::decided`: a retry of a remembered request, or a refusal): the bytes
+    /// `apply` would return for it at the current log time (an entry stamped no later),
+    /// except `first_index`, which is 0 for a refusal (no entry applied it). `None` for
+    /// anything only the log can answer (accepted, uncovered or undecodable commands).
     fn replay_bytes(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let LogCommand { key, command } = postcard::from_bytes(bytes).ok()?;
         if !matches!(key, RequestKey::Client(_)) {
             return None;
         }
-        let outcome = self.engine.replay(key, &command)?;
-        let first = self.engine.dedup().get(key).map(|r| r.index);
         let now = self.engine.now();
+        let outcome = self.engine.decided(key, &command, now)?;
+        let first = self.engine.dedup().get(key).map(|r| r.index);
         let applied = self.applied(&command, outcome, now, first, 0);
         postcard::to_stdvec(&applied).ok()
     }
@@ -497,5 +501,42 @@ mod tests {
         let boot = encode_bootstrap(1, &set_policy(70)).unwrap();
         m.apply(&ctx(5), &[&boot]);
         assert_eq!(m.replay(&boot), None, "only client requests");
+    }
+
+    /// A command the engine would refuse is answered on the read path with the bytes
+    /// `apply` gives it, but for the log time (the state's) and `first_index` (0: no entry);
+    /// a refusal is not remembered, so the same request is decided afresh each time.
+    #[test]
+    fn refusals_are_answered_as_apply_would_and_change_nothing() {
+        let mut m = EngineMachine::new();
+        let policy = Request {
+            id: RequestId(5),
+            command: set_policy(60),
+        };
+        m.apply(&ctx(3), &[&encode_request(&policy).unwrap()]);
+        let hold = hold_bed(RequestId(6), BedTarget::Ward(WardId(9)), 1, 60_000);
+        let bytes = encode_request(&hold).unwrap();
+        let hash = m.state_hash();
+        let read = decode_applied(&m.replay(&bytes).expect("refused")).unwrap();
+        let applied = decode_applied(&m.apply(&ctx(4), &[&bytes])[0]).unwrap();
+        assert_eq!(m.state_hash(), hash, "a refusal changes nothing");
+        assert_eq!(read.outcome, Err(Rejection::UnknownWard(WardId(9))));
+        assert_eq!(
+            (read.log_time_ms, read.first_index, applied.first_index),
+            (ctx(3).log_time_ms, 0, 4)
+        );
+        let same = |a: Applied| Applied {
+            log_time_ms: 0,
+            first_index: 0,
+            ..a
+        };
+        assert_eq!(same(read), same(applied));
+        assert!(m.replay(&bytes).is_some(), "not remembered: refused again");
+        // A command the engine would accept is left to the log.
+        let fresh = Request {
+            id: RequestId(7),
+            command: set_policy(61),
+        };
+        assert_eq!(m.replay(&encode_request(&fresh).unwrap()), None);
     }
 }

@@ -36,10 +36,13 @@ pub trait StateMachine {
     fn query(&self, query: &[u8]) -> Vec<u8>;
 
     /// When applying `command` now would change nothing and its answer is already decided
-    /// by the state — a retry of a request the machine remembers (its first answer) — that
-    /// answer, exactly the bytes `apply` would return for it now; else `None`. The node
-    /// then answers it after a ReadIndex instead of a log entry. Must not change the state.
-    /// The default: never (every command goes through the log).
+    /// by the state — a retry of a request the machine remembers (its first answer), or a
+    /// command it would refuse (refusals change nothing and are not remembered) — that
+    /// answer, the bytes `apply` would return for it as the next entry stamped at the
+    /// state's log time; else `None`. The node then answers it after a ReadIndex instead
+    /// of a log entry (`docs/protocol.md`, "Commands answered as reads"), asking again at
+    /// the read: it must answer `None` whenever applying might change anything. Must not
+    /// change the state. The default: never (every command goes through the log).
     fn replay(&self, command: &[u8]) -> Option<Vec<u8>> {
         let _ = command;
         None

@@ -1432,3 +1432,220 @@ mod pipelined {
         r.c.assert_converged(&[1, 2, 3]);
     }
 }
+
+/// Commands the engine would refuse are answered as reads: no log entry (issue 13, item 6),
+/// on one node with the real `EngineMachine`.
+mod refusals {
+    use ninety_cluster::engine_sm::{decode_applied, encode_request, Applied, EngineMachine};
+    use ninety_cluster::node::{bootstrap, Input, Node, NodeConfig, Reply};
+    use ninety_cluster::storage::MemStore;
+    use ninety_cluster::test_support::{discard_logger, ManualClock};
+    use ninety_cluster::{RequestId, StateMachine};
+    use ninety_engine::Reply as EngineReply;
+    use ninety_engine::*;
+    use std::collections::BTreeMap;
+
+    type Answers = BTreeMap<RequestId, Result<Reply, ninety_cluster::RequestError>>;
+
+    /// A one-voter node, leading, with one hospital and a ward of one staffed bed.
+    struct One {
+        node: Node<MemStore, EngineMachine>,
+        clock: ManualClock,
+        answers: Answers,
+        next: RequestId,
+    }
+
+    impl One {
+        fn new() -> One {
+            let mut store = MemStore::new();
+            bootstrap(&mut store, &[1], &EngineMachine::new()).unwrap();
+            let node = Node::new(
+                NodeConfig::new(1),
+                store,
+                EngineMachine::new(),
+                &discard_logger(),
+            )
+            .unwrap();
+            let mut one = One {
+                node,
+                clock: ManualClock::new(1_000_000),
+                answers: Answers::new(),
+                next: 1,
+            };
+            one.node.step(Input::Campaign);
+            one.settle();
+            assert!(one.node.is_leader());
+            for command in region() {
+                let id = one.propose(&command);
+                one.settle();
+                assert!(one.outcome(id).outcome.is_ok(), "{command:?}");
+            }
+            one
+        }
+
+        /// Steps a proposal of `command` under a fresh request id (node and engine alike).
+        fn propose(&mut self, command: &Command) -> RequestId {
+            let id = self.next;
+            self.next += 1;
+            let request = Request {
+                id: ninety_engine::RequestId(u128::from(id)),
+                command: command.clone(),
+            };
+            let command = encode_request(&request).unwrap();
+            self.node.step(Input::Propose { id, command });
+            id
+        }
+
+        fn settle(&mut self) {
+            for _ in 0..50 {
+                let out = self.node.poll(&self.clock).unwrap();
+                for c in out.completions {
+                    assert!(self.answers.insert(c.id, c.result).is_none());
+                }
+            }
+        }
+
+        /// The answer to `id`, with the node index it came with.
+        fn answer(&self, id: RequestId) -> (u64, Applied) {
+            match &self.answers[&id] {
+                Ok(Reply::Applied { index, outcome }) => (*index, decode_applied(outcome).unwrap()),
+                other => panic!("request {id}: {other:?}"),
+            }
+        }
+
+        fn outcome(&self, id: RequestId) -> Applied {
+            self.answer(id).1
+        }
+
+        fn engine(&self) -> &Engine {
+            self.node.state_machine().engine()
+        }
+    }
+
+    fn region() -> Vec<Command> {
+        let hospital = Hospital {
+            id: HospitalId(1),
+            name: "H1".into(),
+            city: "Guangzhou".into(),
+            lat_micro_deg: 23_000_000,
+            lon_micro_deg: 113_000_000,
+            tier: Tier::Tertiary,
+            languages: vec![Language::Mandarin],
+            alliances: vec![],
+        };
+        let ward = Ward {
+            id: WardId(1),
+            hospital: HospitalId(1),
+            name: "W1".into(),
+            specialty: Specialty::Cardiology,
+            kind: WardKind::General,
+            sex: SexPolicy::Mixed,
+            equipment: vec![],
+            staffed_beds: 1,
+        };
+        vec![
+            Command::UpsertHospital(hospital),
+            Command::UpsertWard(ward),
+            Command::AddBeds {
+                ward: WardId(1),
+                count: 1,
+            },
+        ]
+    }
+
+    fn hold_ward(patient: u128) -> Command {
+        Command::HoldBed {
+            target: BedTarget::Ward(WardId(1)),
+            patient: PatientRef(patient),
+            ttl_ms: 60_000,
+        }
+    }
+
+    /// What `apply` answers for `command` on a copy of the state: the log path's answer.
+    fn applied_outcome(engine: &Engine, command: &Command) -> Outcome {
+        let request = Request {
+            id: ninety_engine::RequestId(u128::MAX),
+            command: command.clone(),
+        };
+        engine.clone().apply(&request, engine.now())
+    }
+
+    /// Twenty refused holds of a full ward (and refusals of unknown holds and beds) are
+    /// answered with the rejection `apply` gives, and the log does not move.
+    #[test]
+    fn refused_commands_leave_the_log_where_it_was() {
+        let mut one = One::new();
+        let held = one.propose(&hold_ward(1));
+        one.settle();
+        assert!(matches!(
+            one.outcome(held).outcome,
+            Ok(EngineReply::BedHeld { .. })
+        ));
+        let (last, commit) = (one.node.last_index(), one.node.status().commit_index);
+        let hash = one.node.state_machine().state_hash();
+        let refused = [
+            hold_ward(2),
+            Command::ConfirmHold { hold: HoldId(99) },
+            Command::HoldBed {
+                target: BedTarget::Bed(BedId(7)),
+                patient: PatientRef(2),
+                ttl_ms: 60_000,
+            },
+        ];
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            ids.push((one.propose(&hold_ward(10 + n)), hold_ward(10 + n)));
+        }
+        for c in &refused {
+            ids.push((one.propose(c), c.clone()));
+        }
+        one.settle();
+        for (id, command) in ids {
+            let (index, applied) = one.answer(id);
+            let expect = applied_outcome(one.engine(), &command);
+            assert!(expect.is_err(), "{command:?} is refused: {expect:?}");
+            assert_eq!(applied.outcome, expect, "{command:?}");
+            assert_eq!((index, applied.first_index), (0, 0), "no entry");
+            assert!(!applied.replayed);
+            assert_eq!(applied.log_time_ms, one.engine().now().0);
+        }
+        assert_eq!(one.node.last_index(), last, "no entry for a refusal");
+        assert_eq!(one.node.status().commit_index, commit);
+        assert_eq!(one.node.state_machine().state_hash(), hash);
+    }
+
+    /// A hold refused when it arrives, but accepted by the state at its read (a release
+    /// proposed just before it was applied first), goes through the log and is granted.
+    #[test]
+    fn a_refusal_the_log_lifts_before_the_read_goes_through_the_log() {
+        let mut one = One::new();
+        let held = one.propose(&hold_ward(1));
+        one.settle();
+        let Ok(EngineReply::BedHeld { hold, .. }) = one.outcome(held).outcome else {
+            panic!("the ward's bed is held");
+        };
+        let last = one.node.last_index();
+        let release = one.propose(&Command::ReleaseHold { hold });
+        let retry = one.propose(&hold_ward(2));
+        assert_eq!(
+            one.engine().would_refuse(&hold_ward(2), one.engine().now()),
+            Some(Rejection::NoCapacity(
+                "ward W1 has no admissible bed".into()
+            )),
+            "refused when it arrived"
+        );
+        one.settle();
+        let (release_index, released) = one.answer(release);
+        assert!(released.outcome.is_ok(), "{released:?}");
+        let (index, granted) = one.answer(retry);
+        assert!(
+            matches!(granted.outcome, Ok(EngineReply::BedHeld { .. })),
+            "{granted:?}"
+        );
+        assert!(
+            index > release_index && release_index > last,
+            "{index} {release_index}"
+        );
+        assert_eq!(granted.first_index, index, "its own entry");
+    }
+}

@@ -5,6 +5,8 @@
 //! applied it (which a replayed answer reports). A repeat of the request id with the same command returns the remembered reply and
 //! changes nothing; with a different command it is refused (`RequestIdReused`). Refused
 //! commands are not remembered: they changed nothing, so a retry is simply evaluated again.
+//! That rule is what lets a node answer a refusal as a read, without a log entry
+//! (`Engine::decided`, `apply::precheck`): a refusal is a function of the state alone.
 //!
 //! The guarantee holds for retries within `Policy::dedup_window_ms` of log time *and* within
 //! the last `DEDUP_ENTRIES_MAX` remembered requests, whichever is shorter; the oldest entries

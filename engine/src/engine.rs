@@ -3,7 +3,8 @@
 //! `apply(request, at)` is the only way state changes. It is deterministic: it reads no
 //! clock (time is `at`, from the Raft log), uses no randomness, does no I/O and never panics
 //! on any input. A refused command changes nothing. A repeated request id returns the first
-//! reply (see `dedup`).
+//! reply (see `dedup`). `decided` tells, without applying, the answers that change nothing:
+//! replays and refusals (`apply::precheck`).
 
 use crate::beds::BedBook;
 use crate::command::{Command, Outcome, Reply, Request};
@@ -135,6 +136,24 @@ impl Engine {
         match self.seen(key, command) {
             Ok(Seen::Replay(reply)) => Some(Ok(reply)),
             Ok(Seen::New(_)) => None,
+            Err(refusal) => Some(Err(refusal)),
+        }
+    }
+
+    /// What [`Engine::apply_as`] would answer for `command` as request `key` at log time `at`
+    /// when that answer changes nothing: a replay of a remembered request
+    /// ([`Engine::replay`]), or a refusal ([`Engine::would_refuse`], after the same dedup
+    /// check `apply_as` makes first). Refusals are never remembered, so a refused request
+    /// stays refused until the state changes, and its answer may be given from state at or
+    /// past a read index without a log entry. `None` for ticks and whenever applying might
+    /// change the state. Changes nothing.
+    pub fn decided(&self, key: RequestKey, command: &Command, at: LogTime) -> Option<Outcome> {
+        if matches!(key, RequestKey::Tick(_)) {
+            return None;
+        }
+        match self.seen(key, command) {
+            Ok(Seen::Replay(reply)) => Some(Ok(reply)),
+            Ok(Seen::New(_)) => self.would_refuse(command, at).map(Err),
             Err(refusal) => Some(Err(refusal)),
         }
     }

@@ -16,6 +16,10 @@
 //! * a retry answered without an entry of its own (from the dedup table, after a
 //!   ReadIndex: `StateMachine::replay`; reported at index 0) names the entry that first
 //!   applied the request successfully and gets its first answer;
+//! * a refusal answered without an entry (`StateMachine::replay`, index 0, not a replay)
+//!   is checked as a read of the command: its answer equals what the sequential execution
+//!   would have answered for it (`replay` on the replay's state) at some index within its
+//!   real-time window, as below;
 //! * every acknowledged operation is durable and visible after recovery: each final replica
 //!   has applied past it, and each final replica's state hash equals the replay's hash at
 //!   its applied index; created holds, seats and consultations (allocated ones included)
@@ -28,7 +32,9 @@
 //!   replica had applied when the answer arrived (so it saw nothing from the future).
 
 use crate::machine::Recorder;
-use ninety_cluster::engine_sm::{decode_query_result, Applied, EngineMachine, Query};
+use ninety_cluster::engine_sm::{
+    decode_applied, decode_log_command, decode_query_result, Applied, EngineMachine, Query,
+};
 use ninety_cluster::{ApplyContext, StateMachine};
 use ninety_engine::{
     BedId, Command, Engine, HoldId, Reply, Request, RequestId, RequestKey, SlotId, WardId,
@@ -46,10 +52,14 @@ pub struct Ack {
     pub acked_us: u64,
 }
 
-/// One answered linearizable read as a client received it.
+/// One answered linearizable read as a client received it: a query, or a command the
+/// node answered as a read (a refusal).
 #[derive(Debug, Clone)]
 pub struct ReadObs {
-    /// The encoded `engine_sm::Query`.
+    /// Whether `query` is an encoded command (answered by `StateMachine::replay`) rather
+    /// than an encoded `engine_sm::Query`.
+    pub command: bool,
+    /// The encoded `engine_sm::Query`, or the command.
     pub query: Vec<u8>,
     /// The encoded answer.
     pub result: Vec<u8>,
@@ -102,7 +112,11 @@ impl<'r> ReadCheck<'r> {
                 out.push(describe_stale(r, first));
                 return false;
             }
-            let answer = reference.query(&r.query);
+            let answer = if r.command {
+                reference.replay(&r.query).unwrap_or_default()
+            } else {
+                reference.query(&r.query)
+            };
             let explained = answer == r.result;
             if first.is_empty() {
                 *first = answer;
@@ -119,10 +133,16 @@ impl<'r> ReadCheck<'r> {
 }
 
 fn describe_stale(r: &ReadObs, expected: &[u8]) -> String {
-    let q = postcard::from_bytes::<Query>(&r.query)
-        .map_or_else(|e| e.to_string(), |q| format!("{q:?}"));
-    let got = decode_query_result(&r.result).map_or_else(|e| e, |x| format!("{x:?}"));
-    let want = decode_query_result(expected).map_or_else(|e| e, |x| format!("{x:?}"));
+    let (q, got, want) = if r.command {
+        let answer = |b: &[u8]| decode_applied(b).map_or_else(|e| e, |x| format!("{x:?}"));
+        let q = decode_log_command(&r.query).map_or_else(|e| e, |c| format!("{c:?}"));
+        (q, answer(&r.result), answer(expected))
+    } else {
+        let answer = |b: &[u8]| decode_query_result(b).map_or_else(|e| e, |x| format!("{x:?}"));
+        let q = postcard::from_bytes::<Query>(&r.query)
+            .map_or_else(|e| e.to_string(), |q| format!("{q:?}"));
+        (q, answer(&r.result), answer(expected))
+    };
     format!(
         "read {q} (invoked at {} µs, answered at {} µs, read index {}) is not linearizable: \
          its answer matches no state between index {} (acknowledged before it began) and {} \
@@ -307,9 +327,12 @@ pub fn history(
     read_check.finish(&mut out);
     let max_acked = acks.iter().map(|a| a.index).max().unwrap_or(0);
     for a in acks {
-        // Index 0: a retry answered without an entry of its own (`Reply::Applied`).
+        // Index 0: a retry answered without an entry of its own (`Reply::Applied`), or a
+        // refusal answered as a read (checked with the reads).
         let read_replay = a.index == 0;
+        let read_refusal = read_replay && !a.applied.replayed && a.applied.outcome.is_err();
         match answers.get(&(a.index, a.request)) {
+            None if read_refusal => {}
             None if read_replay => check_read_replay(a, &first_index, &mut out),
             None => out.push(format!(
                 "acknowledged request {:?} is not in the committed entry {}",

@@ -63,6 +63,9 @@ pub struct Stats {
     pub referral_seats_refused: u64,
     /// Linearizable reads answered (each checked against the history).
     pub reads: u64,
+    /// Of the refused operations: answered as reads, without a log entry (each checked
+    /// against the history like a read).
+    pub refusals_as_reads: u64,
     pub retries: u64,
     pub events: u64,
     pub sim_ms: u64,
@@ -1201,18 +1204,12 @@ impl Sim {
                     return;
                 };
                 let obs = ReadObs {
+                    command: false,
                     query: op.bytes.clone(),
                     result,
                     read_index: index,
                     after_index: op.after_index,
-                    before_index: self
-                        .rec
-                        .borrow()
-                        .log
-                        .keys()
-                        .next_back()
-                        .copied()
-                        .unwrap_or(0),
+                    before_index: self.last_logged_index(),
                     invoked_us: op.invoked_us,
                     acked_us: self.now,
                 };
@@ -1235,6 +1232,24 @@ impl Sim {
                     .and_then(|c| c.current.as_ref())
                     .filter(|op| op.id == request_id);
                 let invoked_us = current.map(|op| op.invoked_us);
+                // A refusal answered as a read (no entry: index 0, not a replay) is checked
+                // like a read: against the history's answer at some index in its window.
+                if index == 0 && !applied.replayed && applied.outcome.is_err() {
+                    if let Some(op) = current.filter(|op| op.write.is_some()) {
+                        let obs = ReadObs {
+                            command: true,
+                            query: op.bytes.clone(),
+                            result: outcome.clone(),
+                            read_index: 0,
+                            after_index: op.after_index,
+                            before_index: self.last_logged_index(),
+                            invoked_us: op.invoked_us,
+                            acked_us: self.now,
+                        };
+                        self.reads.push(obs);
+                        self.stats.refusals_as_reads += 1;
+                    }
+                }
                 if let Some(req) = current.and_then(|op| op.write.clone()) {
                     let out = applied.outcome.clone();
                     if out.is_ok() {
@@ -1302,6 +1317,12 @@ impl Sim {
                 self.schedule(wait, Event::ClientTimeout { client, attempt: 0 });
             }
         }
+    }
+
+    /// The highest index any replica has applied.
+    fn last_logged_index(&self) -> u64 {
+        let rec = self.rec.borrow();
+        rec.log.keys().next_back().copied().unwrap_or(0)
     }
 
     /// The `stale_reads` bug: the receiving node answers from its local state at once.

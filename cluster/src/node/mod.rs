@@ -109,8 +109,9 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// The command was applied at `index`; `outcome` is what the state machine returned.
-    /// `index` is 0 when no entry of its own applied it: a retry answered from the state
-    /// after a ReadIndex (`StateMachine::replay`; its outcome names the first entry).
+    /// `index` is 0 when no entry of its own applied it: a retry or a refusal answered from
+    /// the state after a ReadIndex (`StateMachine::replay`; a retry's outcome names the
+    /// entry that first applied it, a refusal's names none).
     Applied { index: u64, outcome: Vec<u8> },
     /// The read was answered at an applied index >= its read index.
     Read { index: u64, result: Vec<u8> },
@@ -237,8 +238,8 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Set when the state machine panicked: the node never polls, applies or snapshots
     /// again (its state may be half-changed); every poll returns this error.
     poisoned: Option<Box<ApplyPanic>>,
-    /// Reads that are retried commands the state machine answers from its state
-    /// (`StateMachine::replay`): their query bytes are the command.
+    /// Reads that are commands the state machine answers from its state (retries and
+    /// refusals: `StateMachine::replay`): their query bytes are the command.
     replays: std::collections::BTreeSet<RequestId>,
     /// The member registry as of `applied_index` (part of the snapshot envelope).
     members: members::Registry,
@@ -696,25 +697,30 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
     }
 
-    /// A command the state machine can already answer from its state (a retry of a
-    /// request it remembers: `StateMachine::replay`) changes nothing, so it is answered as
-    /// a linearizable read — after a ReadIndex, from state at or past the read index —
-    /// instead of a log entry. Returns whether it was taken that way (not when the read
-    /// queue is full: then it goes through the log like any command).
+    /// A command the state machine can already answer from its state without changing it
+    /// (`StateMachine::replay`: a retry of a request it remembers, or a command it would
+    /// refuse) is answered as a linearizable read — after a ReadIndex, from state at or past
+    /// the read index — instead of a log entry. The read also waits until the log as it
+    /// stands when the read is issued is applied, so an earlier attempt of the same request
+    /// already in the log is decided first (its success is then replayed, never
+    /// contradicted by a refusal). Returns whether it was taken that way (not when the read
+    /// queue is full: then it goes through the log like any command). The check here only
+    /// picks the path; `complete_replay` decides on the state at the read.
     fn try_replay(&mut self, id: RequestId, command: &[u8]) -> bool {
         let sm = &self.sm;
         // A panic here is a bug in a read; the log path handles whatever it hides.
         let decided = matches!(guard::catch(|| sm.replay(command)), Ok(Some(_)));
-        if !decided || self.reads.enqueue(id, command.to_vec()).is_err() {
+        if !decided || self.reads.enqueue_after_log(id, command.to_vec()).is_err() {
             return false;
         }
         self.replays.insert(id);
         true
     }
 
-    /// Answers a replayed command whose read index is applied, from the state now; if the
-    /// state no longer decides it (its dedup entry was evicted meanwhile), it goes through
-    /// the log after all.
+    /// Answers a command taken as a read once its read index and floor are applied, from
+    /// the state now; if the state no longer decides it (a refused command would now be
+    /// accepted, or a dedup entry was evicted meanwhile), it goes through the log after
+    /// all. The answer is `Reply::Applied` with index 0: no entry of its own applied it.
     fn complete_replay(&mut self, id: RequestId, command: Vec<u8>) {
         let sm = &self.sm;
         match guard::catch(|| sm.replay(&command)) {
@@ -845,7 +851,8 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         self.register_self();
         self.propose_batches(now_ms);
         self.maybe_propose_time(now_ms);
-        if let Some(ctx) = self.reads.issue_queued(self.ticks) {
+        let last_index = self.raw.raft.raft_log.last_index();
+        if let Some(ctx) = self.reads.issue_queued(self.ticks, last_index) {
             self.raw.read_index(ctx);
         }
         self.send_released(transport);

@@ -2,6 +2,12 @@
 //! issued context that gets no `ReadState` within the timeout is re-issued under a fresh
 //! context (raft drops ReadIndex silently without a leader or before the leader committed
 //! in its term), up to a bounded number of attempts.
+//!
+//! A read may also wait for the log: a command answered as a read (a retry or a refusal,
+//! `Node::try_replay`) is answered only once the leader's log *as it stood when the read
+//! was issued* is applied, not just its read index, so that an earlier attempt of the same
+//! request already in that log is applied (and remembered, if it succeeded) before the
+//! retry is decided.
 
 use super::proposals::Failure;
 use super::RequestId;
@@ -9,10 +15,12 @@ use crate::error::RequestError;
 use std::collections::BTreeMap;
 
 type Query = (RequestId, Vec<u8>);
+/// A read and the index it must wait for besides its read index (0: none).
+type Floored = (u64, Query);
 
 #[derive(Debug)]
 struct Issued {
-    reads: Vec<Query>,
+    reads: Vec<Floored>,
     issued_tick: u64,
     attempt: u32,
 }
@@ -22,7 +30,8 @@ struct Issued {
 pub struct Reads {
     node_id: u64,
     next_seq: u64,
-    queued: Vec<Query>,
+    /// Queued reads, each with whether it waits for the log as it stands at issue.
+    queued: Vec<(bool, Query)>,
     issued: BTreeMap<Vec<u8>, Issued>,
     waiting_apply: Vec<(u64, Query)>,
     /// Reads admitted and not yet answered or failed (bounded by `limit`).
@@ -48,13 +57,23 @@ impl Reads {
     }
 
     pub fn enqueue(&mut self, id: RequestId, query: Vec<u8>) -> Result<(), RequestError> {
+        self.admit(false, (id, query))
+    }
+
+    /// Enqueues a read that is answered only once its read index *and* the log's last index
+    /// when it is issued (`issue_queued`) are applied: a command answered as a read.
+    pub fn enqueue_after_log(&mut self, id: RequestId, query: Vec<u8>) -> Result<(), RequestError> {
+        self.admit(true, (id, query))
+    }
+
+    fn admit(&mut self, after_log: bool, query: Query) -> Result<(), RequestError> {
         if self.in_use >= self.limit {
             return Err(RequestError::Busy {
                 queue: "read queue",
             });
         }
         self.in_use += 1;
-        self.queued.push((id, query));
+        self.queued.push((after_log, query));
         Ok(())
     }
 
@@ -67,16 +86,20 @@ impl Reads {
         ctx
     }
 
-    /// Moves all queued reads under one new context, returned for `RawNode::read_index`.
-    pub fn issue_queued(&mut self, tick: u64) -> Option<Vec<u8>> {
+    /// Moves all queued reads under one new context, returned for `RawNode::read_index`;
+    /// `last_index` is the log's last index now (what `enqueue_after_log` reads wait for).
+    pub fn issue_queued(&mut self, tick: u64, last_index: u64) -> Option<Vec<u8>> {
         if self.queued.is_empty() {
             return None;
         }
-        let reads = std::mem::take(&mut self.queued);
+        let reads = std::mem::take(&mut self.queued)
+            .into_iter()
+            .map(|(after_log, q)| (if after_log { last_index } else { 0 }, q))
+            .collect();
         Some(self.issue(reads, tick, 1))
     }
 
-    fn issue(&mut self, reads: Vec<Query>, tick: u64, attempt: u32) -> Vec<u8> {
+    fn issue(&mut self, reads: Vec<Floored>, tick: u64, attempt: u32) -> Vec<u8> {
         let ctx = self.new_ctx();
         let issued = Issued {
             reads,
@@ -90,8 +113,12 @@ impl Reads {
     /// Raft answered `ctx` with read index `index`. Unknown contexts (timed out) are ignored.
     pub fn on_read_state(&mut self, ctx: &[u8], index: u64) {
         if let Some(issued) = self.issued.remove(ctx) {
-            self.waiting_apply
-                .extend(issued.reads.into_iter().map(|q| (index, q)));
+            self.waiting_apply.extend(
+                issued
+                    .reads
+                    .into_iter()
+                    .map(|(floor, q)| (index.max(floor), q)),
+            );
         }
     }
 
@@ -113,7 +140,7 @@ impl Reads {
                     attempts: old.attempt,
                 };
                 self.in_use -= old.reads.len();
-                failed.extend(old.reads.into_iter().map(|(id, _)| (id, err.clone())));
+                failed.extend(old.reads.into_iter().map(|(_, (id, _))| (id, err.clone())));
             } else {
                 reissued.push(self.issue(old.reads, tick, old.attempt + 1));
             }
@@ -121,7 +148,8 @@ impl Reads {
         reissued
     }
 
-    /// Reads whose read index is applied: safe to answer now.
+    /// Reads whose read index (and floor) is applied: safe to answer now, with the index
+    /// each waited for.
     pub fn take_ready(&mut self, applied: u64) -> Vec<(u64, Query)> {
         let (ready, waiting) = std::mem::take(&mut self.waiting_apply)
             .into_iter()
@@ -140,7 +168,7 @@ mod tests {
     fn timeout_retries_then_fails() {
         let mut r = Reads::new(1, 10, 5, 2);
         r.enqueue(7, b"q".to_vec()).unwrap();
-        let ctx1 = r.issue_queued(0).unwrap();
+        let ctx1 = r.issue_queued(0, 0).unwrap();
         let mut failed = vec![];
         assert!(r.on_tick(4, &mut failed).is_empty());
         let again = r.on_tick(5, &mut failed);
@@ -152,12 +180,32 @@ mod tests {
         assert_eq!(failed, vec![(7, RequestError::ReadTimeout { attempts: 2 })]);
     }
 
+    /// A command answered as a read waits for the log as it stood at issue, a plain read
+    /// only for its read index; a re-issued context keeps the floor.
+    #[test]
+    fn reads_after_the_log_wait_for_its_last_index_at_issue() {
+        let mut r = Reads::new(1, 10, 5, 2);
+        r.enqueue(1, b"plain".to_vec()).unwrap();
+        r.enqueue_after_log(2, b"command".to_vec()).unwrap();
+        let first = r.issue_queued(0, 12).unwrap();
+        let mut failed = vec![];
+        let ctx = r.on_tick(5, &mut failed).pop().expect("re-issued");
+        r.on_read_state(&first, 3); // the timed-out context: ignored
+        r.on_read_state(&ctx, 9);
+        let ids = |ready: Vec<(u64, Query)>| -> Vec<(u64, RequestId)> {
+            ready.into_iter().map(|(i, (id, _))| (i, id)).collect()
+        };
+        assert_eq!(ids(r.take_ready(11)), vec![(9, 1)]);
+        assert_eq!(ids(r.take_ready(12)), vec![(12, 2)]);
+        assert!(failed.is_empty());
+    }
+
     #[test]
     fn ready_only_after_apply() {
         let mut r = Reads::new(1, 1, 5, 2);
         r.enqueue(1, vec![]).unwrap();
         assert!(r.enqueue(2, vec![]).is_err());
-        let ctx = r.issue_queued(0).unwrap();
+        let ctx = r.issue_queued(0, 0).unwrap();
         r.on_read_state(&ctx, 9);
         assert!(r.take_ready(8).is_empty());
         assert_eq!(r.take_ready(9).len(), 1);

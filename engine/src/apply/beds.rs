@@ -27,26 +27,7 @@ impl Engine {
         ttl_ms: u64,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
-        check_ttl("ttl_ms", ttl_ms)?;
-        let bed = match target {
-            BedTarget::Ward(w) => self.beds.pick_bed(w)?,
-            BedTarget::Bed(b) => {
-                self.beds.check_holdable(b)?;
-                b
-            }
-            BedTarget::BedInWard { ward, bed } => {
-                self.beds.ward(ward).ok_or(Rejection::UnknownWard(ward))?;
-                let in_ward = self.beds.bed(bed).ok_or(Rejection::UnknownBed(bed))?.ward;
-                if in_ward != ward {
-                    return Err(Rejection::invalid(
-                        "bed_id",
-                        format!("bed {bed} is in ward {in_ward}, not in ward {ward} (ward_id)"),
-                    ));
-                }
-                self.beds.check_holdable(bed)?;
-                bed
-            }
-        };
+        let bed = self.bed_to_hold(target, ttl_ms)?;
         let id = self.take_hold_id();
         let expires_at = now.plus_ms(ttl_ms);
         let hold = self.beds.place_hold(id, bed, patient, now, expires_at)?;
@@ -58,6 +39,27 @@ impl Engine {
         })
     }
 
+    /// The bed a `HoldBed` would take now, or its refusal. Changes nothing: `hold_bed` and
+    /// the refusal precheck (`precheck`) both decide through it.
+    pub(crate) fn bed_to_hold(&self, target: BedTarget, ttl_ms: u64) -> Result<BedId, Rejection> {
+        check_ttl("ttl_ms", ttl_ms)?;
+        match target {
+            BedTarget::Ward(w) => self.beds.pick_bed(w),
+            BedTarget::Bed(b) => self.beds.check_holdable(b).map(|_| b),
+            BedTarget::BedInWard { ward, bed } => {
+                self.beds.ward(ward).ok_or(Rejection::UnknownWard(ward))?;
+                let in_ward = self.beds.bed(bed).ok_or(Rejection::UnknownBed(bed))?.ward;
+                if in_ward != ward {
+                    return Err(Rejection::invalid(
+                        "bed_id",
+                        format!("bed {bed} is in ward {in_ward}, not in ward {ward} (ward_id)"),
+                    ));
+                }
+                self.beds.check_holdable(bed).map(|_| bed)
+            }
+        }
+    }
+
     pub(crate) fn confirm_bed(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
         let bed = self.beds.check_pending(hold, now)?.bed;
         self.beds.resolve(hold, HoldState::Confirmed { at: now });
@@ -66,6 +68,16 @@ impl Engine {
     }
 
     pub(crate) fn release_bed(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        self.check_bed_release(hold)?;
+        // A lapsed hold may still be released before the tick expires it: the outcome for
+        // the bed is the same, and the caller's intent is clear.
+        self.beds.resolve(hold, HoldState::Released { at: now });
+        self.seat_lost(hold, "bed hold released", now);
+        Ok(Reply::HoldReleased { hold })
+    }
+
+    /// Whether a `ReleaseHold` of `hold` is refused: unknown, or no longer pending.
+    pub(crate) fn check_bed_release(&self, hold: HoldId) -> Result<(), Rejection> {
         let h = self.beds.hold(hold).ok_or(Rejection::UnknownHold(hold))?;
         if h.state != HoldState::Pending {
             return Err(Rejection::AlreadyResolved {
@@ -73,10 +85,6 @@ impl Engine {
                 state: h.state.name().to_string(),
             });
         }
-        // A lapsed hold may still be released before the tick expires it: the outcome for
-        // the bed is the same, and the caller's intent is clear.
-        self.beds.resolve(hold, HoldState::Released { at: now });
-        self.seat_lost(hold, "bed hold released", now);
-        Ok(Reply::HoldReleased { hold })
+        Ok(())
     }
 }

@@ -1,10 +1,13 @@
 //! The command handlers of `Engine::apply`, one module per area.
 //!
 //! Every handler checks everything first and changes state only when nothing can fail any
-//! more, so a refused command leaves the state exactly as it was.
+//! more, so a refused command leaves the state exactly as it was. The hot handlers decide
+//! through a `&self` function that `precheck` calls too, so a refusal can be known without
+//! applying (`Engine::would_refuse`).
 
 mod admin;
 mod beds;
+mod precheck;
 mod referrals;
 mod schedule;
 mod tick;

@@ -53,14 +53,10 @@ impl Engine {
         ttl_ms: Option<u64>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        self.check_seat_hold(slot, &ask, ttl_ms, now)?;
         let SeatAsk {
             patient, channel, ..
         } = ask;
-        if let Some(ttl) = ttl_ms {
-            super::beds::check_ttl("ttl_ms", ttl)?;
-        }
-        self.check_referral_seat(&ask)?;
-        self.slots.check_holdable(slot, patient, channel, now)?;
         let id = self.take_hold_id();
         let expires_at = now.plus_ms(ttl_ms.unwrap_or(self.policy.slot_hold_ttl_ms));
         let claim = SeatClaim {
@@ -76,6 +72,24 @@ impl Engine {
         })
     }
 
+    /// Whether a `HoldSlot` (`ttl_ms` `None`) or `HoldSlotFor` of a seat of `slot` is
+    /// refused now. Changes nothing: `hold_slot_ttl` and the refusal precheck share it.
+    pub(crate) fn check_seat_hold(
+        &self,
+        slot: SlotId,
+        ask: &SeatAsk,
+        ttl_ms: Option<u64>,
+        now: LogTime,
+    ) -> Result<(), Rejection> {
+        if let Some(ttl) = ttl_ms {
+            super::beds::check_ttl("ttl_ms", ttl)?;
+        }
+        self.check_referral_seat(ask)?;
+        self.slots
+            .check_holdable(slot, ask.patient, ask.channel, now)
+            .map(drop)
+    }
+
     pub(crate) fn book_slot(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
         let slot = self.slots.check_held(hold, now, true)?.slot;
         self.slots.set_seat(hold, SeatState::Booked { at: now });
@@ -86,6 +100,16 @@ impl Engine {
     }
 
     pub(crate) fn release_slot(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {
+        let slot = self.check_seat_release(hold)?;
+        self.slots.set_seat(hold, SeatState::Released { at: now });
+        self.seat_lost(hold, "slot hold released", now);
+        let offers = self.offer_freed(slot, now);
+        Ok(Reply::SlotReleased { hold, offers })
+    }
+
+    /// The slot of a seat a `ReleaseSlot` may release, or its refusal: unknown, no longer
+    /// held, or part of a joint consultation. Changes nothing.
+    pub(crate) fn check_seat_release(&self, hold: HoldId) -> Result<SlotId, Rejection> {
         let seat = self.slots.seat(hold).ok_or(Rejection::UnknownHold(hold))?;
         if seat.state != SeatState::Held {
             return Err(Rejection::AlreadyResolved {
@@ -99,11 +123,7 @@ impl Engine {
                 format!("seat {hold} belongs to joint consultation {c}; act on the consultation"),
             ));
         }
-        let slot = seat.slot;
-        self.slots.set_seat(hold, SeatState::Released { at: now });
-        self.seat_lost(hold, "slot hold released", now);
-        let offers = self.offer_freed(slot, now);
-        Ok(Reply::SlotReleased { hold, offers })
+        Ok(seat.slot)
     }
 
     /// Releases a held seat or cancels a booking, whichever the seat is.
@@ -120,6 +140,23 @@ impl Engine {
         booking: HoldId,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        self.check_booking_cancel(booking, now)?;
+        let slot = self
+            .slots
+            .set_seat(booking, SeatState::Cancelled { at: now })
+            .map(|s| s.slot);
+        self.seat_lost(booking, "booking cancelled", now);
+        let offers = slot.map(|s| self.offer_freed(s, now)).unwrap_or_default();
+        Ok(Reply::BookingCancelled { booking, offers })
+    }
+
+    /// Whether a `CancelBooking` of `booking` is refused now: not a booking, past the
+    /// cancellation deadline, or part of a joint consultation. Changes nothing.
+    pub(crate) fn check_booking_cancel(
+        &self,
+        booking: HoldId,
+        now: LogTime,
+    ) -> Result<(), Rejection> {
         self.slots.check_cancellable(booking, now, &self.policy)?;
         if let Some(c) = self.slots.seat(booking).and_then(|s| s.consult) {
             return Err(Rejection::invalid(
@@ -129,13 +166,7 @@ impl Engine {
                 ),
             ));
         }
-        let slot = self
-            .slots
-            .set_seat(booking, SeatState::Cancelled { at: now })
-            .map(|s| s.slot);
-        self.seat_lost(booking, "booking cancelled", now);
-        let offers = slot.map(|s| self.offer_freed(s, now)).unwrap_or_default();
-        Ok(Reply::BookingCancelled { booking, offers })
+        Ok(())
     }
 
     pub(crate) fn mark_no_show(

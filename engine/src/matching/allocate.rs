@@ -143,40 +143,12 @@ impl Engine {
         referral: Option<ReferralId>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
-        check_slot_query(q)?;
-        self.check_referral_seat(&SeatAsk::new(patient, q.channel, referral))?;
-        if q.channel == Channel::Public {
-            if let Some(until) = self.slots.blocked(patient, now) {
-                return Err(Rejection::BookingBlocked { until });
-            }
-        }
         let planned = match self.live.plan.take() {
             Some(Plan::Slot(c)) => Some(c),
             _ => None,
         };
         let index = self.region_index();
-        let c = match planned.filter(|c| {
-            self.slots
-                .check_holdable(c.slot, patient, q.channel, now)
-                .is_ok()
-        }) {
-            Some(c) => c,
-            None => {
-                let src = StateSource {
-                    e: self,
-                    index: &index,
-                    now,
-                };
-                let (mut list, _) = rank_slots(&src, q, 1, 1)?;
-                list.pop().map(|(c, _)| c).ok_or_else(|| {
-                    Rejection::NoCapacity(format!(
-                        "no {:?} {:?} slot with an open {:?} seat in the window",
-                        q.specialty, q.mode, q.channel
-                    ))
-                })?
-            }
-        };
-        self.slots.check_holdable(c.slot, patient, q.channel, now)?;
+        let c = self.slot_to_allocate(q, patient, referral, planned, &index, now)?;
         let hold = self.take_hold_id();
         let expires_at = now.plus_ms(self.policy.slot_hold_ttl_ms);
         let claim = crate::slots::SeatClaim {
@@ -199,6 +171,51 @@ impl Engine {
         })
     }
 
+    /// The slot an `AllocateSlot` would hold a seat in now (the batch's `planned` choice if
+    /// it still holds, else the best candidate), or its refusal. Changes nothing:
+    /// `allocate_slot` and the refusal precheck (`apply::precheck`) both decide through it.
+    pub(crate) fn slot_to_allocate(
+        &self,
+        q: &SlotQuery,
+        patient: PatientRef,
+        referral: Option<ReferralId>,
+        planned: Option<Candidate>,
+        index: &RegionIndex,
+        now: LogTime,
+    ) -> Result<Candidate, Rejection> {
+        check_slot_query(q)?;
+        self.check_referral_seat(&SeatAsk::new(patient, q.channel, referral))?;
+        if q.channel == Channel::Public {
+            if let Some(until) = self.slots.blocked(patient, now) {
+                return Err(Rejection::BookingBlocked { until });
+            }
+        }
+        let holdable = |c: &Candidate| {
+            self.slots
+                .check_holdable(c.slot, patient, q.channel, now)
+                .is_ok()
+        };
+        let c = match planned.filter(holdable) {
+            Some(c) => c,
+            None => {
+                let src = StateSource {
+                    e: self,
+                    index,
+                    now,
+                };
+                let (mut list, _) = rank_slots(&src, q, 1, 1)?;
+                list.pop().map(|(c, _)| c).ok_or_else(|| {
+                    Rejection::NoCapacity(format!(
+                        "no {:?} {:?} slot with an open {:?} seat in the window",
+                        q.specialty, q.mode, q.channel
+                    ))
+                })?
+            }
+        };
+        self.slots.check_holdable(c.slot, patient, q.channel, now)?;
+        Ok(c)
+    }
+
     pub(crate) fn allocate_bed(
         &mut self,
         q: &BedQuery,
@@ -206,32 +223,12 @@ impl Engine {
         patient: PatientRef,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
-        check_ttl("ttl_ms", ttl_ms)?;
-        check_bed_query(q)?;
         let planned = match self.live.plan.take() {
             Some(Plan::Bed(c)) => Some(c),
             _ => None,
         };
         let index = self.region_index();
-        let c = match planned.filter(|c| self.beds.pick_bed(c.ward).is_ok()) {
-            Some(c) => c,
-            None => {
-                let src = StateSource {
-                    e: self,
-                    index: &index,
-                    now,
-                };
-                let (mut list, _) = rank_beds(&src, q, 1)?;
-                list.pop().map(|(c, _)| c).ok_or_else(|| {
-                    Rejection::NoCapacity(format!(
-                        "no admissible bed for {:?} (specialty {:?}, isolation {})",
-                        q.needs, q.specialty, q.isolation
-                    ))
-                })?
-            }
-        };
-        let bed = self.beds.pick_bed(c.ward)?;
-        self.beds.check_holdable(bed)?;
+        let (c, bed) = self.bed_to_allocate(q, ttl_ms, planned, &index, now)?;
         let hold = self.take_hold_id();
         let expires_at = now.plus_ms(ttl_ms);
         self.beds.place_hold(hold, bed, patient, now, expires_at)?;
@@ -245,6 +242,41 @@ impl Engine {
             score: c.score,
             expires_at,
         })
+    }
+
+    /// The ward and bed an `AllocateBed` would hold now (the batch's `planned` choice if it
+    /// still holds, else the best candidate), or its refusal. Changes nothing:
+    /// `allocate_bed` and the refusal precheck (`apply::precheck`) both decide through it.
+    pub(crate) fn bed_to_allocate(
+        &self,
+        q: &BedQuery,
+        ttl_ms: u64,
+        planned: Option<BedCandidate>,
+        index: &RegionIndex,
+        now: LogTime,
+    ) -> Result<(BedCandidate, BedId), Rejection> {
+        check_ttl("ttl_ms", ttl_ms)?;
+        check_bed_query(q)?;
+        let c = match planned.filter(|c| self.beds.pick_bed(c.ward).is_ok()) {
+            Some(c) => c,
+            None => {
+                let src = StateSource {
+                    e: self,
+                    index,
+                    now,
+                };
+                let (mut list, _) = rank_beds(&src, q, 1)?;
+                list.pop().map(|(c, _)| c).ok_or_else(|| {
+                    Rejection::NoCapacity(format!(
+                        "no admissible bed for {:?} (specialty {:?}, isolation {})",
+                        q.needs, q.specialty, q.isolation
+                    ))
+                })?
+            }
+        };
+        let bed = self.beds.pick_bed(c.ward)?;
+        self.beds.check_holdable(bed)?;
+        Ok((c, bed))
     }
 }
 

@@ -153,15 +153,22 @@ impl Fx {
         self.run(Command::Tick).expect("tick never fails")
     }
 
-    /// Runs a command that must fail, and checks that it changed nothing.
+    /// Runs a command that must fail, and checks that it changed nothing and that the
+    /// refusal precheck knew it (for the commands it covers).
     pub fn refuse(&mut self, command: Command) -> Rejection {
         let before = self.engine.state_hash();
+        let key = RequestKey::Client(RequestId(self.next_request));
+        let decided = self.engine.decided(key, &command, self.now);
+        let covered = prechecked(&command);
         let err = self.run(command).expect_err("command must be refused");
         assert_eq!(
             before,
             self.engine.state_hash(),
             "a refused command changed the state"
         );
+        if covered {
+            assert_eq!(decided, Some(Err(err.clone())), "the precheck disagrees");
+        }
         err
     }
 
@@ -228,4 +235,22 @@ impl Fx {
             .map(|s| s.id.0)
             .expect("fixture slot")
     }
+}
+
+/// The commands whose refusals `Engine::would_refuse` must know (`apply::precheck`).
+pub fn prechecked(command: &Command) -> bool {
+    use Command::*;
+    matches!(
+        command,
+        HoldBed { .. }
+            | ConfirmHold { .. }
+            | ReleaseHold { .. }
+            | HoldSlot { .. }
+            | HoldSlotFor { .. }
+            | BookSlot { .. }
+            | ReleaseSlot { .. }
+            | CancelSeat { .. }
+            | AllocateSlot { .. }
+            | AllocateBed { .. }
+    )
 }

@@ -8,7 +8,10 @@
 //! reach every `Command` variant and every field value without a hand-written generator.
 //!
 //! The oracle, after every step: nothing panicked (the caller sees a panic); a refused
-//! command, and a replay of a remembered request, left the state hash unchanged; every
+//! command, and a replay of a remembered request, left the state hash unchanged; what
+//! `Engine::decided` said before the command (a replay or a refusal, known without
+//! applying) is exactly what `apply` answered, and it said something for every refusal of
+//! a command the precheck covers (`fixture::prechecked`); every
 //! structural invariant holds (`Engine::check_invariants`); the incrementally published view
 //! equals one built from scratch; a new bed hold stays within its ward's staffed beds; and at
 //! the end, a second engine fed the same log gives the same outcomes and state hash.
@@ -269,6 +272,8 @@ pub struct Harness {
     pub steps: u64,
     /// Per command variant, (accepted, refused), when kept.
     pub stats: Option<std::collections::BTreeMap<String, (u64, u64)>>,
+    /// Per command variant, refusals `Engine::decided` knew before apply.
+    pub prechecked: std::collections::BTreeMap<String, u64>,
     learned: Learned,
 }
 
@@ -290,6 +295,7 @@ impl Harness {
             log: Vec::new(),
             steps: 0,
             stats: None,
+            prechecked: Default::default(),
             learned: Learned::default(),
         }
     }
@@ -355,8 +361,12 @@ impl Harness {
             command: command.clone(),
         };
         let known = self.engine.dedup().get(id).is_some();
+        let decided = self
+            .engine
+            .decided(RequestKey::Client(id), command, self.at);
         let before = self.engine.state_hash();
         let outcome = self.engine.apply(&request, self.at);
+        self.check_decided(command, known, decided, &outcome)?;
         self.engine.publish_view();
         let after = self.engine.state_hash();
         if outcome.is_err() && before != after {
@@ -378,6 +388,30 @@ impl Harness {
             outcomes: vec![outcome],
         });
         Ok(before != after)
+    }
+
+    /// What `decided` said before a single apply is what apply answered, and a refusal of
+    /// a covered command of a new request id was known before.
+    fn check_decided(
+        &mut self,
+        command: &Command,
+        known: bool,
+        decided: Option<Outcome>,
+        outcome: &Outcome,
+    ) -> Result<(), String> {
+        match (decided, outcome) {
+            (Some(d), _) if d != *outcome => Err(format!(
+                "decided {d:?} before apply, which answered {outcome:?}"
+            )),
+            (Some(Err(_)), _) if !known => {
+                *self.prechecked.entry(variant_name(command)).or_default() += 1;
+                Ok(())
+            }
+            (None, Err(r)) if known || super::fixture::prechecked(command) => Err(format!(
+                "apply refused ({r:?}) what decided left to the log"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Applies requests as one batch and checks them; whether the state changed.
@@ -423,12 +457,7 @@ impl Harness {
     /// Counts an outcome per command variant, if stats are kept.
     fn count(&mut self, command: &Command, outcome: &Outcome) {
         if let Some(stats) = self.stats.as_mut() {
-            let text = format!("{command:?}");
-            let name = text
-                .split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or("");
-            let entry = stats.entry(name.to_string()).or_default();
+            let entry = stats.entry(variant_name(command)).or_default();
             if outcome.is_ok() {
                 entry.0 += 1;
             } else {
@@ -473,6 +502,13 @@ impl Harness {
         }
         Ok(())
     }
+}
+
+/// The name of a command's variant.
+pub fn variant_name(command: &Command) -> String {
+    let text = format!("{command:?}");
+    let name = text.split(|c: char| !c.is_alphanumeric()).next();
+    name.unwrap_or("").to_string()
 }
 
 /// The fixture engine the harness starts from (loaded once; each run takes a copy).

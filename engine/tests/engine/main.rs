@@ -15,6 +15,8 @@ mod reads;
 mod region;
 // Property tests over random command sequences.
 mod properties;
+// The refusal precheck: a refusal known without applying is apply's answer.
+mod precheck;
 // Totality: any input, applied or read, never panics and never breaks an invariant
 // (shared with the cargo-fuzz target in engine/fuzz through `harness.rs`).
 mod harness;

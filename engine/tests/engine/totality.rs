@@ -35,7 +35,7 @@ fn small_or_any_u64() -> impl Strategy<Value = u64> + Clone {
 }
 
 /// Times before, around and long after the fixture's epoch, the ends of time, anything.
-fn time() -> impl Strategy<Value = LogTime> + Clone {
+pub(super) fn time() -> impl Strategy<Value = LogTime> + Clone {
     let epoch = EPOCH.0;
     prop_oneof![
         1 => Just(0u64),
@@ -405,7 +405,7 @@ fn other_command() -> impl Strategy<Value = Command> + Clone {
     ]
 }
 
-fn command() -> impl Strategy<Value = Command> + Clone {
+pub(super) fn command() -> impl Strategy<Value = Command> + Clone {
     prop_oneof![bed_and_slot_command(), other_command()]
 }
 
@@ -450,7 +450,7 @@ fn op() -> impl Strategy<Value = Op> + Clone {
 
 /// A run: the structured ops, one in eight of them on an empty engine that first imports
 /// a region (the fixture's, or a mutated one that may be refused).
-fn ops() -> impl Strategy<Value = Vec<Op>> {
+pub(super) fn ops() -> impl Strategy<Value = Vec<Op>> {
     (
         prop::bool::weighted(0.125),
         region_file(),
@@ -582,7 +582,7 @@ const OPS_PER_CASE_MAX: usize = 160;
 /// Command variants the structured generator must see accepted in `CASES_DEFAULT` runs.
 const ACCEPTED_VARIANTS_MIN: usize = 40;
 
-fn cases() -> u32 {
+pub(super) fn cases() -> u32 {
     std::env::var("NINETY_TOTALITY_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
