@@ -322,6 +322,8 @@ pub struct EngineMachine {
     unpublished: bool,
     /// The applied index of the last publication.
     published_index: u64,
+    /// Where the engine's events go (`feed`); none in bare adapters (tests, simulator).
+    feed: Option<crate::feed::Feed>,
 }
 
 impl Default for EngineMachine {
@@ -334,6 +336,7 @@ impl Default for EngineMachine {
             batched_publication: false,
             unpublished: false,
             published_index: 0,
+            feed: None,
         }
     }
 }
@@ -350,6 +353,26 @@ impl EngineMachine {
     /// An empty engine: the region arrives through the log (`ImportRegion`).
     pub fn new() -> Self {
         EngineMachine::default()
+    }
+
+    /// An empty engine whose events go to `feed` (the node's change feed).
+    pub fn with_feed(feed: crate::feed::Feed) -> Self {
+        EngineMachine {
+            feed: Some(feed),
+            ..EngineMachine::default()
+        }
+    }
+
+    /// Hands the events of the command just applied in entry `ctx` to the feed, from
+    /// `position` on; returns the position after them.
+    fn publish_events(&self, ctx: &ApplyContext, position: u32) -> u32 {
+        match &self.feed {
+            Some(feed) => {
+                let at = self.engine.now().0;
+                feed.record(ctx.index, at, position, self.engine.events())
+            }
+            None => position,
+        }
     }
 
     /// The published availability view, for lock-free matching reads on any task.
@@ -739,13 +762,16 @@ impl StateMachine for EngineMachine {
             // A tick cannot be refused for a reason a client could act on; its reply only
             // matters to the engine's own bookkeeping.
             let _ = self.engine.apply_as(tick, &Command::Tick, at, ctx.index);
+            self.publish_events(ctx, 0);
             self.after_apply(ctx.index);
             return Vec::new();
         }
+        let mut position = 0;
         let out = commands
             .iter()
             .map(|c| {
                 let applied = self.apply_one(c, at, ctx.index);
+                position = self.publish_events(ctx, position);
                 postcard::to_stdvec(&applied).unwrap_or_else(|_| ENCODE_FAILED.to_vec())
             })
             .collect();
@@ -754,6 +780,9 @@ impl StateMachine for EngineMachine {
     }
 
     fn applied_up_to(&mut self, index: u64) {
+        if let Some(feed) = &self.feed {
+            feed.applied(index);
+        }
         self.batched_publication = true;
         if self.unpublished || index != self.published_index {
             self.engine.publish_view_at(index);
@@ -787,6 +816,9 @@ impl StateMachine for EngineMachine {
         // first view is tagged when the node reports the snapshot's index).
         self.view.set(self.engine.view_reader());
         self.unpublished = true;
+        if let Some(feed) = &self.feed {
+            feed.restored();
+        }
         Ok(())
     }
 

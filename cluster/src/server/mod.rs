@@ -58,6 +58,7 @@ pub mod decode;
 pub mod matching;
 pub mod referrals;
 pub mod scheduling;
+pub mod watch;
 
 use crate::engine_sm::{self, Applied, QueryResult};
 use crate::node::Reply;

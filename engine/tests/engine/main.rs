@@ -11,6 +11,8 @@ mod slots;
 mod referrals;
 // Admin commands, region files, idempotency, snapshots and the generator.
 mod region;
+// The change feed's events: what each command emits.
+mod events;
 // Property tests over random command sequences.
 mod properties;
 // Totality: any input, applied or read, never panics and never breaks an invariant
