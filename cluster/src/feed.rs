@@ -244,3 +244,123 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ninety_engine::{BedId, BedState, HospitalId, WardId};
+
+    fn bed(n: u32) -> Event {
+        Event::BedChanged {
+            bed: BedId(n),
+            ward: WardId(1),
+            hospital: HospitalId(1),
+            state: BedState::Free,
+        }
+    }
+
+    fn at(index: u64, position: u32) -> Cursor {
+        Cursor { index, position }
+    }
+
+    /// Entries 2..=5 with two events each.
+    fn filled(retained: usize) -> Feed {
+        let feed = Feed::new(retained);
+        feed.applied(1);
+        for index in 2..=5 {
+            let next = feed.record(index, 0, 0, &[bed(1), bed(2)]);
+            assert_eq!(next, 2);
+        }
+        feed
+    }
+
+    async fn take(sub: &mut Subscription, n: usize) -> Vec<Cursor> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(sub.next().await.expect("an event").at);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_start_replays_the_kept_events_then_live_ones_each_once() {
+        let feed = filled(100);
+        assert_eq!(feed.oldest_index(), Some(2));
+        let mut sub = feed.subscribe(at(4, 1)).expect("kept");
+        feed.record(6, 0, 0, &[bed(3)]);
+        let seen = take(&mut sub, 4).await;
+        assert_eq!(seen, [at(4, 1), at(5, 0), at(5, 1), at(6, 0)]);
+    }
+
+    #[tokio::test]
+    async fn from_now_starts_after_the_last_recorded_event() {
+        let feed = filled(100);
+        let mut sub = feed.subscribe(Cursor::default()).expect("from now");
+        feed.record(6, 0, 0, &[bed(3)]);
+        assert_eq!(take(&mut sub, 1).await, [at(6, 0)]);
+    }
+
+    #[tokio::test]
+    async fn a_start_in_the_future_skips_what_comes_before_it() {
+        let feed = filled(100);
+        let mut sub = feed.subscribe(at(7, 0)).expect("future");
+        feed.record(6, 0, 0, &[bed(3)]);
+        feed.record(7, 0, 0, &[bed(4)]);
+        assert_eq!(take(&mut sub, 1).await, [at(7, 0)]);
+    }
+
+    #[test]
+    fn evicting_part_of_an_entry_makes_the_next_index_the_oldest() {
+        // 8 events recorded, 3 kept: 4.1, 5.0, 5.1; entry 4 is no longer whole.
+        let feed = filled(3);
+        assert_eq!(feed.oldest_index(), Some(5));
+        assert_eq!(
+            feed.subscribe(at(4, 1)).err(),
+            Some(FeedError::Compacted {
+                start: 4,
+                oldest: 5
+            })
+        );
+        assert!(feed.subscribe(at(5, 0)).is_ok());
+    }
+
+    #[test]
+    fn a_node_that_applied_nothing_yet_cannot_say_what_it_keeps() {
+        let feed = Feed::new(10);
+        assert_eq!(feed.subscribe(at(3, 0)).err(), Some(FeedError::Starting));
+        feed.applied(7);
+        assert_eq!(
+            feed.subscribe(at(3, 0)).err(),
+            Some(FeedError::Compacted {
+                start: 3,
+                oldest: 8
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watcher_is_cut_with_where_to_resume() {
+        let feed = filled(100);
+        let mut sub = feed.subscribe(Cursor::default()).expect("from now");
+        for i in 0..=WATCH_LAG_EVENTS_MAX as u64 {
+            feed.record(10 + i, 0, 0, &[bed(1)]);
+        }
+        assert_eq!(
+            sub.next().await.err(),
+            // Resuming after the last event recorded before it subscribed misses nothing.
+            Some(FeedError::Lagged { resume: at(5, 2) })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_install_cuts_watchers_and_forgets_the_ring() {
+        let feed = filled(100);
+        let mut sub = feed.subscribe(at(5, 0)).expect("kept");
+        assert_eq!(take(&mut sub, 2).await, [at(5, 0), at(5, 1)]);
+        feed.restored();
+        assert_eq!(sub.next().await.err(), Some(FeedError::Gap { resume: at(5, 2) }));
+        assert_eq!(feed.oldest_index(), None);
+        feed.applied(40);
+        assert_eq!(feed.oldest_index(), Some(41));
+    }
+}

@@ -330,3 +330,89 @@ fn block_reason(r: BlockReason) -> &'static str {
         BlockReason::NoStaff => "no_staff",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ninety_engine::{LogTime, ReferralId, ReferralState};
+
+    fn referral(from: u32, to: Option<u32>) -> Event {
+        Event::ReferralMoved {
+            referral: ReferralId(1),
+            from: HospitalId(from),
+            to: to.map(HospitalId),
+            state: ReferralState::Triaged,
+            reason: ReferralReason::NoCapacity("no icu bed".into()),
+        }
+    }
+
+    #[test]
+    fn an_unnamed_or_unknown_kind_is_refused_naming_it() {
+        let r = pb::WatchRequest {
+            kinds: vec![pb::EventKind::Seat as i32, 0],
+            ..Default::default()
+        };
+        let err = Filter::parse(&r).expect_err("unspecified");
+        assert_eq!(super::super::rejection_pb(&err).field, "kinds.1");
+        let r = pb::WatchRequest {
+            kinds: vec![99],
+            ..Default::default()
+        };
+        let err = Filter::parse(&r).expect_err("unknown");
+        assert_eq!(super::super::rejection_pb(&err).field, "kinds.0");
+    }
+
+    #[test]
+    fn a_referral_matches_its_sender_and_its_receiver() {
+        let r = pb::WatchRequest {
+            hospital_id: 7,
+            kinds: vec![pb::EventKind::Referral as i32],
+            ..Default::default()
+        };
+        let f = Filter::parse(&r).expect("valid");
+        assert!(f.admits(&referral(7, None)));
+        assert!(f.admits(&referral(3, Some(7))));
+        assert!(!f.admits(&referral(3, Some(4))));
+        let ward = pb::WatchRequest {
+            ward_id: 2,
+            ..Default::default()
+        };
+        assert!(!Filter::parse(&ward).expect("valid").admits(&referral(7, None)));
+    }
+
+    #[test]
+    fn an_event_on_the_wire_names_its_entry_and_reason() {
+        let e = FeedEvent {
+            at: Cursor {
+                index: 12,
+                position: 3,
+            },
+            log_time_ms: LogTime(5).0,
+            event: referral(1, Some(2)),
+        };
+        let pb = event_pb(&e);
+        assert_eq!((pb.log_index, pb.position, pb.log_time_ms), (12, 3, 5));
+        assert_eq!(pb.kind, pb::EventKind::Referral as i32);
+        assert_eq!(pb.state, "triaged");
+        assert_eq!((pb.hospital_id, pb.to_hospital_id), (1, 2));
+        assert_eq!(pb.reason, "no_capacity: no icu bed");
+    }
+
+    #[test]
+    fn a_compacted_start_is_out_of_range_naming_the_oldest_index() {
+        let s = feed_status(FeedError::Compacted { start: 3, oldest: 41 });
+        assert_eq!(s.code(), tonic::Code::OutOfRange);
+        assert!(s.message().contains("start_index 3"), "{}", s.message());
+        assert!(s.message().contains("41"), "{}", s.message());
+        assert_eq!(s.metadata().get("x-ninety-oldest-index").unwrap(), "41");
+        let s = feed_status(FeedError::Lagged {
+            resume: Cursor {
+                index: 9,
+                position: 2,
+            },
+        });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(s.metadata().get("x-ninety-resume-index").unwrap(), "9");
+        assert_eq!(s.metadata().get("x-ninety-resume-position").unwrap(), "2");
+    }
+}
