@@ -364,15 +364,18 @@ impl EngineMachine {
     }
 
     /// Hands the events of the command just applied in entry `ctx` to the feed, from
-    /// `position` on; returns the position after them.
-    fn publish_events(&self, ctx: &ApplyContext, position: u32) -> u32 {
-        match &self.feed {
+    /// `position` on, and clears them (a command the engine never saw, an undecodable one,
+    /// must not repeat its predecessor's); returns the position after them.
+    fn publish_events(&mut self, ctx: &ApplyContext, position: u32) -> u32 {
+        let next = match &self.feed {
             Some(feed) => {
                 let at = self.engine.now().0;
                 feed.record(ctx.index, at, position, self.engine.events())
             }
             None => position,
-        }
+        };
+        self.engine.clear_events();
+        next
     }
 
     /// The published availability view, for lock-free matching reads on any task.

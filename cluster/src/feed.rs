@@ -121,13 +121,11 @@ impl Feed {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the events one command of entry `index` emitted, from position `first`;
-    /// returns the position after them. O(1) per event.
+    /// Records the events one command of entry `index` emitted (none too: the first entry
+    /// applied after a start or a snapshot is where the kept events begin), from position
+    /// `first`; returns the position after them. O(1) per event.
     pub fn record(&self, index: u64, log_time_ms: u64, first: u32, events: &[Event]) -> u32 {
         let mut position = first;
-        if events.is_empty() {
-            return position;
-        }
         let mut ring = self.lock();
         if ring.oldest.is_none() {
             ring.oldest = Some(index);

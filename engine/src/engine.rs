@@ -313,7 +313,8 @@ impl Engine {
         self.emitted.as_slice()
     }
 
-    fn clear_events(&mut self) {
+    /// Forgets the last command's events (a consumer has taken them).
+    pub fn clear_events(&mut self) {
         self.beds.events.clear();
         self.slots.events.clear();
         self.referrals.events.clear();
