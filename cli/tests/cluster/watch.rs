@@ -266,8 +266,11 @@ async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_
         })
         .await;
         assert_eq!(seen, reference, "the resumed feed differs from the whole one");
-        let c = cursors(&seen);
-        assert!(c.windows(2).all(|w| w[0] < w[1]), "out of order: {c:?}");
+        let order = cursors(&seen);
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "out of order: {order:?}"
+        );
         for h in &more {
             assert_eq!(
                 seen.iter().filter(|e| e.hold_id == *h).count(),
@@ -307,7 +310,7 @@ async fn a_compacted_start_index_is_refused_naming_the_oldest_kept_index() {
         }
         // Restarted, the node holds the events of what it applied after its snapshot only.
         p.kill(restarted);
-        p.spawn(restarted, false);
+        p.spawn(restarted, true);
         // Caught up (through the log or a snapshot from the leader) before watching, so no
         // snapshot install cuts the watch below.
         p.converge(&[1, 2, 3], Duration::from_secs(30)).await;
