@@ -221,9 +221,9 @@ async fn call(
         req.metadata_mut().insert("authorization", value);
     }
     if method.is_server_streaming() {
-        let max_time = ex.max_time.unwrap_or_else(|| {
-            panic!("docs/api.md:{}: a stream example needs -max-time", ex.line)
-        });
+        let max_time = ex
+            .max_time
+            .unwrap_or_else(|| panic!("docs/api.md:{}: a stream example needs -max-time", ex.line));
         let stream = grpc
             .server_streaming(req, path, DynCodec(method.output()))
             .await?;
@@ -248,7 +248,10 @@ async fn read_stream(
         match tokio::time::timeout_at(until, stream.message()).await {
             Err(_) | Ok(Ok(None)) => return Ok(last),
             Ok(Ok(Some(m))) => {
-                eprintln!("  streamed {}", serde_json::to_string(&m).unwrap_or_default());
+                eprintln!(
+                    "  streamed {}",
+                    serde_json::to_string(&m).unwrap_or_default()
+                );
                 last = m;
             }
             Ok(Err(s)) => return Err(s),

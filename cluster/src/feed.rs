@@ -356,7 +356,10 @@ mod tests {
         let mut sub = feed.subscribe(at(5, 0)).expect("kept");
         assert_eq!(take(&mut sub, 2).await, [at(5, 0), at(5, 1)]);
         feed.restored();
-        assert_eq!(sub.next().await.err(), Some(FeedError::Gap { resume: at(5, 2) }));
+        assert_eq!(
+            sub.next().await.err(),
+            Some(FeedError::Gap { resume: at(5, 2) })
+        );
         assert_eq!(feed.oldest_index(), None);
         feed.applied(40);
         assert_eq!(feed.oldest_index(), Some(41));

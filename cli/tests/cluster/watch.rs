@@ -265,7 +265,10 @@ async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_
             e.hold_id == final_hold && e.state == "placed"
         })
         .await;
-        assert_eq!(seen, reference, "the resumed feed differs from the whole one");
+        assert_eq!(
+            seen, reference,
+            "the resumed feed differs from the whole one"
+        );
         let order = cursors(&seen);
         assert!(
             order.windows(2).all(|w| w[0] < w[1]),

@@ -17,7 +17,6 @@
 
 use super::convert::{cap_chars, Field};
 use crate::feed::{Cursor, Feed, FeedError, FeedEvent, Subscription};
-use tokio_stream::Stream;
 use ninety_engine::referrals::ReferralReason;
 use ninety_engine::{
     BedState, BlockReason, DoctorId, Event, EventKind, HoldId, HospitalId, PatientRef, Rejection,
@@ -27,6 +26,7 @@ use ninety_proto::v1 as pb;
 use ninety_proto::v1::watch_server::Watch;
 use std::pin::Pin;
 use std::sync::Arc;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Longest free-text reason carried in an event, in characters.
@@ -58,9 +58,8 @@ impl Watch for WatchService {
             },
         };
         let subscription = self.feed.subscribe(start).map_err(feed_status)?;
-        let stream = futures_util::stream::unfold(
-            Some((subscription, filter)),
-            |state| async move {
+        let stream =
+            futures_util::stream::unfold(Some((subscription, filter)), |state| async move {
                 let Some((mut sub, filter)) = state else {
                     return None;
                 };
@@ -69,8 +68,7 @@ impl Watch for WatchService {
                     // The error ends the stream.
                     Err(e) => Some((Err(feed_status(e)), None)),
                 }
-            },
-        );
+            });
         Ok(Response::new(Box::pin(stream) as EventStream))
     }
 }
@@ -377,7 +375,9 @@ mod tests {
             ward_id: 2,
             ..Default::default()
         };
-        assert!(!Filter::parse(&ward).expect("valid").admits(&referral(7, None)));
+        assert!(!Filter::parse(&ward)
+            .expect("valid")
+            .admits(&referral(7, None)));
     }
 
     #[test]
@@ -400,7 +400,10 @@ mod tests {
 
     #[test]
     fn a_compacted_start_is_out_of_range_naming_the_oldest_index() {
-        let s = feed_status(FeedError::Compacted { start: 3, oldest: 41 });
+        let s = feed_status(FeedError::Compacted {
+            start: 3,
+            oldest: 41,
+        });
         assert_eq!(s.code(), tonic::Code::OutOfRange);
         assert!(s.message().contains("start_index 3"), "{}", s.message());
         assert!(s.message().contains("41"), "{}", s.message());

@@ -20,7 +20,10 @@ fn line(e: &Event) -> String {
             hospital,
             patient,
             ..
-        } => format!("bed hold {hold} {name}: {bed} {ward} {hospital} P{}", patient.0),
+        } => format!(
+            "bed hold {hold} {name}: {bed} {ward} {hospital} P{}",
+            patient.0
+        ),
         Event::BedHoldResolved {
             hold, bed, ward, ..
         } => format!("bed hold {hold} {name}: {bed} {ward}"),
