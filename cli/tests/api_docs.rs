@@ -2,6 +2,9 @@
 //! on the built-in GBA region, the way grpcurl would: the method is resolved by name in the
 //! descriptors the server serves through reflection, the `-d` JSON is read with the proto3
 //! JSON mapping, and the answer must be OK unless the line before says `# expect: CODE`.
+//! A server-streaming method (`Watch`) is read for the example's `-max-time` seconds: its
+//! answer is OK when the stream did not fail before then (grpcurl itself then reports the
+//! cut as `DeadlineExceeded`).
 //!
 //! So the documented examples cannot rot: a renamed field, a wrong id or a changed error
 //! code fails this test. (grpcurl itself is a Go tool that cannot be installed on the build
@@ -30,6 +33,8 @@ struct Example {
     client_cert: bool,
     /// The shell variable named by `-H "authorization: Bearer $NAME"`.
     token_var: Option<String>,
+    /// `-max-time SECONDS`: how long a stream is read.
+    max_time: Option<Duration>,
 }
 
 /// The value of flag `flag` in a grpcurl command line (quotes removed).
@@ -69,6 +74,7 @@ fn code_named(name: &str) -> tonic::Code {
         "PERMISSION_DENIED" => PermissionDenied,
         "DEADLINE_EXCEEDED" => DeadlineExceeded,
         "UNIMPLEMENTED" => Unimplemented,
+        "OUT_OF_RANGE" => OutOfRange,
         other => panic!("docs/api.md: unknown code {other}"),
     }
 }
@@ -110,6 +116,12 @@ fn examples(markdown: &str) -> Vec<Example> {
                 "docs/api.md:{start}: -cert goes with -key"
             );
             let token_var = token_var(&cmd, start);
+            let max_time = flag_value(&cmd, "-max-time").map(|t| {
+                let seconds: f64 = t
+                    .parse()
+                    .unwrap_or_else(|_| panic!("docs/api.md:{start}: -max-time {t}"));
+                Duration::from_secs_f64(seconds)
+            });
             if !method.contains('/') {
                 // `grpcurl ... list` / `describe`: reflection, checked separately.
                 i += 1;
@@ -123,6 +135,7 @@ fn examples(markdown: &str) -> Vec<Example> {
                 tls,
                 client_cert,
                 token_var,
+                max_time,
             });
             expect = tonic::Code::Ok;
         }
@@ -203,14 +216,47 @@ async fn call(
     let path = format!("/{}/{}", service.full_name(), method.name());
     let path = http::uri::PathAndQuery::try_from(path).expect("path");
     let mut req = tonic::Request::new(request);
-    req.set_timeout(Duration::from_secs(10));
     if let Some(t) = token {
         let value = format!("Bearer {t}").parse().expect("a metadata value");
         req.metadata_mut().insert("authorization", value);
     }
+    if method.is_server_streaming() {
+        let max_time = ex
+            .max_time
+            .unwrap_or_else(|| panic!("docs/api.md:{}: a stream example needs -max-time", ex.line));
+        let stream = grpc
+            .server_streaming(req, path, DynCodec(method.output()))
+            .await?;
+        return read_stream(stream.into_inner(), max_time, method.output()).await;
+    }
+    req.set_timeout(Duration::from_secs(10));
     grpc.unary(req, path, DynCodec(method.output()))
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// Reads a server stream for `max_time`, as `grpcurl -max-time` does: the last message
+/// (or an empty one), or the status the stream failed with before then.
+async fn read_stream(
+    mut stream: tonic::Streaming<DynamicMessage>,
+    max_time: Duration,
+    output: MessageDescriptor,
+) -> Result<DynamicMessage, Status> {
+    let until = tokio::time::Instant::now() + max_time;
+    let mut last = DynamicMessage::new(output);
+    loop {
+        match tokio::time::timeout_at(until, stream.message()).await {
+            Err(_) | Ok(Ok(None)) => return Ok(last),
+            Ok(Ok(Some(m))) => {
+                eprintln!(
+                    "  streamed {}",
+                    serde_json::to_string(&m).unwrap_or_default()
+                );
+                last = m;
+            }
+            Ok(Err(s)) => return Err(s),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,6 +333,7 @@ async fn every_documented_example_works() {
         "ninety.v1.Matching",
         "ninety.v1.Referrals",
         "ninety.v1.Admin",
+        "ninety.v1.Watch",
     ] {
         assert!(
             listed.contains(service),

@@ -44,6 +44,7 @@ use pb::bed_holds_client::BedHoldsClient;
 use pb::matching_client::MatchingClient;
 use pb::referrals_client::ReferralsClient;
 use pb::scheduling_client::SchedulingClient;
+use pb::watch_client::WatchClient;
 
 /// Metadata key carrying the leader's client address on `UNAVAILABLE`.
 pub const LEADER_ADDR_KEY: &str = "x-ninety-leader-addr";
@@ -544,6 +545,36 @@ impl Client {
             last = Some(status);
         }
         Err(last.unwrap_or_else(|| Status::deadline_exceeded("total timeout reached")))
+    }
+}
+
+impl Client {
+    /// `Watch.Watch`: opens the change feed on the first node that answers, starting with
+    /// the preferred one, and returns the stream of events. Opening is tried once per node
+    /// (no deadline is set: it would bound the whole stream). The stream is not resumed for
+    /// the caller: when it ends with an error, call again with `start_index` = the last
+    /// event's `log_index` and `start_position` = its `position` + 1, on any node.
+    pub async fn watch(
+        &self,
+        request: pb::WatchRequest,
+    ) -> Result<tonic::Streaming<pb::WatchEvent>, Status> {
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        let first = self.inner.preferred.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..self.lock_nodes().len() {
+            let (i, channel) = self.node(first + k);
+            let mut req = tonic::Request::new(request.clone());
+            self.authorize(&mut req);
+            match WatchClient::new(channel).watch(req).await {
+                Ok(stream) => {
+                    self.inner.preferred.store(i, Ordering::Relaxed);
+                    return Ok(stream.into_inner());
+                }
+                Err(s) if s.code() == Code::Unavailable => last = Some(s),
+                Err(s) => return Err(s),
+            }
+        }
+        Err(last.unwrap_or_else(|| Status::unavailable("no node to watch on")))
     }
 }
 

@@ -151,6 +151,8 @@ pub struct EngineMachine {
     unpublished: bool,
     /// The applied index of the last publication.
     published_index: u64,
+    /// Where the engine's events go (`feed`); none in bare adapters (tests, simulator).
+    feed: Option<crate::feed::Feed>,
 }
 
 impl Default for EngineMachine {
@@ -163,6 +165,7 @@ impl Default for EngineMachine {
             batched_publication: false,
             unpublished: false,
             published_index: 0,
+            feed: None,
         }
     }
 }
@@ -179,6 +182,29 @@ impl EngineMachine {
     /// An empty engine: the region arrives through the log (`ImportRegion`).
     pub fn new() -> Self {
         EngineMachine::default()
+    }
+
+    /// An empty engine whose events go to `feed` (the node's change feed).
+    pub fn with_feed(feed: crate::feed::Feed) -> Self {
+        EngineMachine {
+            feed: Some(feed),
+            ..EngineMachine::default()
+        }
+    }
+
+    /// Hands the events of the command just applied in entry `ctx` to the feed, from
+    /// `position` on, and clears them (a command the engine never saw, an undecodable one,
+    /// must not repeat its predecessor's); returns the position after them.
+    fn publish_events(&mut self, ctx: &ApplyContext, position: u32) -> u32 {
+        let next = match &self.feed {
+            Some(feed) => {
+                let at = self.engine.now().0;
+                feed.record(ctx.index, at, position, self.engine.events())
+            }
+            None => position,
+        };
+        self.engine.clear_events();
+        next
     }
 
     /// The published availability view, for lock-free matching reads on any task.
@@ -289,13 +315,16 @@ impl StateMachine for EngineMachine {
             // A tick cannot be refused for a reason a client could act on; its reply only
             // matters to the engine's own bookkeeping.
             let _ = self.engine.apply_as(tick, &Command::Tick, at, ctx.index);
+            self.publish_events(ctx, 0);
             self.after_apply(ctx.index);
             return Vec::new();
         }
+        let mut position = 0;
         let out = commands
             .iter()
             .map(|c| {
                 let applied = self.apply_one(c, at, ctx.index);
+                position = self.publish_events(ctx, position);
                 postcard::to_stdvec(&applied).unwrap_or_else(|_| ENCODE_FAILED.to_vec())
             })
             .collect();
@@ -304,6 +333,9 @@ impl StateMachine for EngineMachine {
     }
 
     fn applied_up_to(&mut self, index: u64) {
+        if let Some(feed) = &self.feed {
+            feed.applied(index);
+        }
         self.batched_publication = true;
         if self.unpublished || index != self.published_index {
             self.engine.publish_view_at(index);
@@ -337,6 +369,9 @@ impl StateMachine for EngineMachine {
         // first view is tagged when the node reports the snapshot's index).
         self.view.set(self.engine.view_reader());
         self.unpublished = true;
+        if let Some(feed) = &self.feed {
+            feed.restored();
+        }
         Ok(())
     }
 

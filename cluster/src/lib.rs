@@ -17,12 +17,15 @@
 //!   catches a panic of the state machine's apply and stops on it (`node::ApplyPanic`).
 //! - [`runtime`]: the tokio node process: config checks before anything is touched, the
 //!   node task, transport, gRPC server, and the record of a panic in apply.
+//! - [`feed`]: the change feed: the engine's events per applied entry, a bounded ring and
+//!   the broadcast the `Watch` service streams from.
 //! - [`security`]: certificates, identities, callers and roles, the audit log.
 //! - [`test_support`]: a deterministic key/value state machine and a manual clock for tests
 //!   and simulations.
 
 pub mod engine_sm;
 pub mod error;
+pub mod feed;
 pub mod io;
 pub mod node;
 pub mod runtime;

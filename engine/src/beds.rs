@@ -6,6 +6,7 @@
 //! pending transfers: pending, then exactly one of confirmed (admitted), released or expired.
 
 use crate::error::Rejection;
+use crate::events::{Event, Pending};
 use crate::hashing::StableMap;
 use crate::ids::*;
 use crate::region::{Equipment, Sex, Ward, WardKind};
@@ -34,7 +35,8 @@ pub enum BedState {
 }
 
 impl BedState {
-    fn name(&self) -> &'static str {
+    /// The state's name for messages and the change feed.
+    pub fn name(&self) -> &'static str {
         match self {
             BedState::Free => "free",
             BedState::Held { .. } => "held",
@@ -150,6 +152,9 @@ pub struct BedBook {
     pub(crate) resolved: BTreeSet<(LogTime, HoldId)>,
     #[serde(skip)]
     index: BedIndex,
+    /// The change feed's events of the current command (`events`).
+    #[serde(skip)]
+    pub(crate) events: Pending,
 }
 
 /// Derived per-ward indexes, rebuilt after a restore; one map so that a hold looks a ward up
@@ -330,6 +335,7 @@ impl BedBook {
         }
         let ward = b.ward;
         self.set_state(bed, ward, BedState::Blocked { reason });
+        self.bed_changed(bed, ward, BedState::Blocked { reason });
         Ok(())
     }
 
@@ -351,6 +357,7 @@ impl BedBook {
         }
         let ward = b.ward;
         self.set_state(bed, ward, BedState::Free);
+        self.bed_changed(bed, ward, BedState::Free);
         Ok(())
     }
 
@@ -362,6 +369,7 @@ impl BedBook {
         }
         let ward = b.ward;
         self.set_state(bed, ward, BedState::ToClean);
+        self.bed_changed(bed, ward, BedState::ToClean);
         Ok(())
     }
 
@@ -432,6 +440,15 @@ impl BedBook {
         self.set_state(bed, ward, BedState::Held { hold: id });
         self.holds.insert(id, hold.clone());
         self.expiries.insert((expires_at, id));
+        let hospital = self.hospital_of(ward);
+        self.events.push(Event::BedHoldPlaced {
+            hold: id,
+            bed,
+            ward,
+            hospital,
+            patient,
+            expires_at,
+        });
         Ok(hold)
     }
 
@@ -471,6 +488,15 @@ impl BedBook {
             _ => BedState::Free,
         };
         self.set_state(bed, ward, bed_state);
+        let hospital = self.hospital_of(ward);
+        self.events.push(Event::BedHoldResolved {
+            hold: id,
+            bed,
+            ward,
+            hospital,
+            patient,
+            state,
+        });
         Some(out)
     }
 
@@ -489,6 +515,23 @@ impl BedBook {
     }
 
     /// Changes a bed's state and keeps the per-ward indexes in step.
+    /// The hospital of a ward (0 for a ward the book does not know, which a caller that
+    /// checked the bed never passes).
+    fn hospital_of(&self, ward: WardId) -> HospitalId {
+        self.wards.get(&ward).map_or(HospitalId(0), |w| w.hospital)
+    }
+
+    /// Emits a bed's change of state outside a hold (discharge, clean, block, unblock).
+    fn bed_changed(&mut self, bed: BedId, ward: WardId, state: BedState) {
+        let hospital = self.hospital_of(ward);
+        self.events.push(Event::BedChanged {
+            bed,
+            ward,
+            hospital,
+            state,
+        });
+    }
+
     fn set_state(&mut self, bed: BedId, ward: WardId, state: BedState) {
         let Some(b) = self.beds.get_mut(&bed) else {
             return;

@@ -10,6 +10,7 @@ use crate::beds::BedBook;
 use crate::command::{Command, Outcome, Reply, Request};
 use crate::dedup::{DedupEntry, DedupTable, Fingerprint};
 use crate::error::Rejection;
+use crate::events::Event;
 use crate::graph::ReferralGraph;
 use crate::ids::*;
 use crate::referrals::ReferralBook;
@@ -71,6 +72,9 @@ pub struct Engine {
     /// Derived matching state and the view publisher; not replicated (see `view`).
     #[serde(skip)]
     pub(crate) live: crate::view::Live,
+    /// The change feed's events of the last applied command; not state (see `events`).
+    #[serde(skip)]
+    pub(crate) emitted: crate::events::Pending,
 }
 
 impl Engine {
@@ -97,6 +101,7 @@ impl Engine {
         at: LogTime,
         index: u64,
     ) -> Outcome {
+        self.clear_events();
         // Time never runs backwards, even if a new leader's clock is behind.
         let now = self.now.max(at);
         let fingerprint = match key {
@@ -107,7 +112,15 @@ impl Engine {
             },
         };
         let touches = self.touches_before(command, now);
-        let reply = self.execute(command, now)?;
+        let reply = match self.execute(command, now) {
+            Ok(reply) => reply,
+            Err(refusal) => {
+                // Handlers check before they change anything; a refusal emits nothing.
+                self.clear_events();
+                return Err(refusal);
+            }
+        };
+        self.collect_events();
         self.note_applied(command, &reply, touches);
         self.now = now;
         self.counters.applied += 1;
@@ -310,6 +323,37 @@ impl Engine {
             }
             CancelJointConsult { consult } => self.cancel_joint_consult(*consult, now),
         }
+    }
+
+    /// What the last [`Engine::apply_as`] changed, in a fixed order (bed holds and beds,
+    /// then seats, then referrals), each step in the order it happened: a pure function of
+    /// the command and the state before it, so every replica emits the same list. Empty
+    /// after a refusal or a dedup replay; never part of a snapshot (see `events`).
+    pub fn events(&self) -> &[Event] {
+        self.emitted.as_slice()
+    }
+
+    /// Forgets the last command's events (a consumer has taken them).
+    pub fn clear_events(&mut self) {
+        self.beds.events.clear();
+        self.slots.events.clear();
+        self.referrals.events.clear();
+        self.emitted.clear();
+    }
+
+    /// Moves the books' events into `emitted`, giving seat events their hospital.
+    fn collect_events(&mut self) {
+        // `emitted` was cleared when the command began: reuse its allocation.
+        let mut out = self.emitted.take();
+        self.beds.events.drain_into(&mut out);
+        let seats_from = out.len();
+        self.slots.events.drain_into(&mut out);
+        let doctors = &self.doctors;
+        for event in &mut out[seats_from..] {
+            event.locate_doctor(|d| doctors.get(&d).map_or(HospitalId(0), |d| d.hospital));
+        }
+        self.referrals.events.drain_into(&mut out);
+        self.emitted.replace(out);
     }
 
     /// Takes the next hold id.

@@ -6,6 +6,7 @@
 //! reason on it: it stays on the worklist and is never left in limbo.
 
 use crate::error::Rejection;
+use crate::events::{Event, Pending};
 use crate::graph::ReferralKind;
 use crate::ids::*;
 use crate::region::{Specialty, Urgency};
@@ -115,6 +116,9 @@ pub struct ReferralBook {
     pub(crate) closed: BTreeSet<(LogTime, ReferralId)>,
     /// Which referral a hold serves.
     pub(crate) by_hold: BTreeMap<HoldId, ReferralId>,
+    /// The change feed's events of the current command (`events`); always equal.
+    #[serde(skip)]
+    pub(crate) events: Pending,
 }
 
 impl ReferralBook {
@@ -181,6 +185,13 @@ impl ReferralBook {
     }
 
     pub(crate) fn insert(&mut self, r: Referral) {
+        self.events.push(Event::ReferralMoved {
+            referral: r.id,
+            from: r.from,
+            to: r.to,
+            state: r.state,
+            reason: r.reason.clone(),
+        });
         self.deadlines.insert((r.deadline, r.id));
         self.referrals.insert(r.id, r);
     }
@@ -197,8 +208,15 @@ impl ReferralBook {
             return;
         };
         r.state = state;
-        r.reason = reason;
         r.history.push(ReferralStep { at, state });
+        self.events.push(Event::ReferralMoved {
+            referral: id,
+            from: r.from,
+            to: r.to,
+            state,
+            reason: reason.clone(),
+        });
+        r.reason = reason;
         if state.is_final() {
             self.deadlines.remove(&(r.deadline, id));
             self.closed.insert((at, id));

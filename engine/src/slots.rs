@@ -8,6 +8,7 @@
 
 use crate::beds::{invalid_transition, HoldState};
 use crate::error::Rejection;
+use crate::events::{Event, Pending};
 use crate::ids::*;
 use crate::limits::*;
 use crate::region::{Channel, Mode, Policy};
@@ -218,6 +219,10 @@ pub struct SlotBook {
     /// seats exhausted, walking them made a refusal ~100 times a grant).
     #[serde(skip)]
     open: [BTreeSet<(DoctorId, LogTime, SlotId)>; 2],
+    /// The change feed's events of the current command (`events`); the engine fills in
+    /// their hospitals.
+    #[serde(skip)]
+    pub(crate) events: Pending,
 }
 
 impl PartialEq for SlotBook {
@@ -510,6 +515,15 @@ impl SlotBook {
         self.seats.insert(id, seat.clone());
         self.expiries.insert((expires_at, id));
         self.reindex(slot);
+        self.events.push(Event::SeatHeld {
+            hold: id,
+            slot,
+            doctor: seat.doctor,
+            hospital: HospitalId(0),
+            patient,
+            expires_at,
+            consult,
+        });
         Some(seat)
     }
 
@@ -597,6 +611,14 @@ impl SlotBook {
             }
             self.reindex(out.slot);
         }
+        self.events.push(Event::SeatChanged {
+            hold: id,
+            slot: out.slot,
+            doctor: out.doctor,
+            hospital: HospitalId(0),
+            patient: out.patient,
+            state,
+        });
         Some(out)
     }
 
@@ -716,6 +738,7 @@ impl SlotBook {
                 consult: None,
             };
             if self.hold(id, slot, claim, now, expires_at).is_some() {
+                self.events.mark_last_offered();
                 offers.push(WaitlistOffer {
                     hold: id,
                     slot,

@@ -193,6 +193,7 @@ fn descriptor_set_lists_every_service_and_rpc() {
                 "SnapshotNow",
             ],
         ),
+        ("ninety.v1.Watch", &["Watch"]),
     ];
     for (service, methods) in expected {
         assert_eq!(methods_of(service), methods, "rpcs of {service}");

@@ -21,6 +21,7 @@ mod retry;
 mod snapshot;
 mod snapshot_intake;
 mod validation;
+mod watch;
 mod wiped_node;
 
 use std::time::Duration;

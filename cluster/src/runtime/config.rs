@@ -73,6 +73,9 @@ pub struct FileConfig {
     /// batch's proposals, a read, ...) waiting for the node task before calls answer
     /// `RESOURCE_EXHAUSTED`.
     pub max_queued_commands: Option<usize>,
+    /// Overrides `feed::WATCH_EVENTS_RETAINED`: change-feed events the node keeps in memory
+    /// for watchers that resume (`Watch` with a `start_index`); older starts are refused.
+    pub watch_events_retained: Option<usize>,
     // Snapshot intake limits (issue 12): see `runtime::snapshot_intake`.
     /// Overrides `runtime::snapshot_intake::SNAPSHOT_BYTES_MAX`: a received snapshot
     /// declaring more bytes is refused on its first chunk.
@@ -112,7 +115,8 @@ pub const PEER_ADDRESS_CHARS_MAX: usize = 260;
 pub const PEERS_MAX: usize = 64;
 /// Largest `snapshot_interval_entries` and `log_retain_entries`.
 pub const LOG_ENTRIES_SETTING_MAX: u64 = 100_000_000;
-/// Largest `max_pending_proposals` and `max_queued_commands` (each queued item holds memory).
+/// Largest `max_pending_proposals`, `max_queued_commands` and `watch_events_retained` (each
+/// queued item or kept event holds memory).
 pub const QUEUE_SETTING_MAX: usize = 1_000_000;
 
 /// One node's two addresses, as the address book holds them.
@@ -316,6 +320,7 @@ impl FileConfig {
         let queues = [
             ("max_pending_proposals", self.max_pending_proposals),
             ("max_queued_commands", self.max_queued_commands),
+            ("watch_events_retained", self.watch_events_retained),
         ];
         for (field, v) in queues {
             match v {

@@ -41,8 +41,8 @@ use crate::io::Clock;
 use crate::node::{self, NodeConfig};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, matching::MatchingService,
-    referrals::ReferralsService, scheduling::SchedulingService, Cluster, Deadline, READ_TIMEOUT,
-    WRITE_TIMEOUT,
+    referrals::ReferralsService, scheduling::SchedulingService, watch::WatchService, Cluster,
+    Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
@@ -52,6 +52,7 @@ use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{
     admin_server::AdminServer, bed_holds_server::BedHoldsServer, matching_server::MatchingServer,
     referrals_server::ReferralsServer, scheduling_server::SchedulingServer,
+    watch_server::WatchServer,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -402,6 +403,7 @@ fn client_reflection() -> Result<
         .with_service_name(MatchingServer::<MatchingService>::NAME)
         .with_service_name(ReferralsServer::<ReferralsService>::NAME)
         .with_service_name(AdminServer::<AdminService>::NAME)
+        .with_service_name(WatchServer::<WatchService>::NAME)
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| Error::Config(format!("reflection: {e}")))
@@ -518,7 +520,13 @@ pub async fn serve(
     }
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let worker = persist::start(&mut store)?;
-    let mut node = node::Node::new(ncfg, store, EngineMachine::new(), &logger)?;
+    // The change feed: filled by the apply adapter, streamed by the Watch service.
+    let feed = crate::feed::Feed::new(
+        cfg.watch_events_retained
+            .unwrap_or(crate::feed::WATCH_EVENTS_RETAINED),
+    );
+    let machine = EngineMachine::with_feed(feed.clone());
+    let mut node = node::Node::new(ncfg, store, machine, &logger)?;
     node.set_incarnation(me.incarnation);
     let view = node.state_machine().view_cell();
     let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
@@ -584,6 +592,7 @@ pub async fn serve(
     reporter
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
+    reporter.set_serving::<WatchServer<WatchService>>().await;
     let reflection = client_reflection()?;
     let beds = BedHoldsServer::new(BedHoldsService {
         cluster: cluster.clone(),
@@ -599,6 +608,7 @@ pub async fn serve(
     let referrals = ReferralsServer::new(ReferralsService {
         cluster: cluster.clone(),
     });
+    let watch = WatchServer::new(WatchService { feed });
 
     let peer_listen = cfg.peer_listen()?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
@@ -611,6 +621,7 @@ pub async fn serve(
         .add_service(scheduling)
         .add_service(matching)
         .add_service(referrals)
+        .add_service(watch)
         .add_service(health)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));

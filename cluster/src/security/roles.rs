@@ -153,6 +153,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Admin/RemoveMember", Write(Operator)),
     ("Admin/TransferLeader", Write(Operator)),
     ("Admin/SnapshotNow", Write(Operator)),
+    ("Watch/Watch", Read),
 ];
 
 /// The package of the client API, as it prefixes a gRPC path.

@@ -59,6 +59,7 @@ pub mod decode;
 pub mod matching;
 pub mod referrals;
 pub mod scheduling;
+pub mod watch;
 
 use crate::engine_sm::{self, Applied};
 use crate::node::Reply;

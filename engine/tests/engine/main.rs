@@ -13,6 +13,8 @@ mod referrals;
 mod reads;
 // Admin commands, region files, idempotency, snapshots and the generator.
 mod region;
+// The change feed's events: what each command emits.
+mod events;
 // Property tests over random command sequences.
 mod properties;
 // The refusal precheck: a refusal known without applying is apply's answer.

@@ -5,7 +5,8 @@
 //! - a request id applied twice changes nothing the second time;
 //! - refused commands leave the state hash unchanged;
 //! - snapshot → restore → continue equals never snapshotting;
-//! - two engines fed the same log have equal state hashes.
+//! - two engines fed the same log have equal state hashes and emit equal events (a
+//!   restored one too), and a refused command emits none.
 //!
 //! Referral-channel seats need a triaged referral of the patient, so the ops request and
 //! triage referrals and name them (`SeatAsk`); some name none or another's, to keep the
@@ -557,6 +558,36 @@ proptest! {
             prop_assert_eq!(&replica.apply(request, *at), outcome);
         }
         prop_assert_eq!(replica.state_hash(), r.engine.state_hash());
+    }
+
+    #[test]
+    fn replicas_emit_the_same_events_even_after_a_restore(
+        ops in prop::collection::vec(op(), 1..120),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let mut r = Runner::new();
+        let setup = r.log.len();
+        let mut emitted = Vec::new();
+        for op in &ops {
+            if let Some((_, outcome, ..)) = r.step(op) {
+                if outcome.is_err() {
+                    prop_assert!(r.engine.events().is_empty(), "a refusal emitted events");
+                }
+                emitted.push(r.engine.events().to_vec());
+            }
+        }
+        // A replica that restores a snapshot part way emits the same events after it.
+        let cut = setup + split.index(emitted.len().max(1));
+        let mut replica = Fx::new().engine;
+        for (i, (request, at, _)) in r.log.iter().enumerate() {
+            if i == cut {
+                replica = Engine::restore(&replica.snapshot().unwrap()).unwrap();
+            }
+            replica.apply(request, *at).ok();
+            if let Some(events) = i.checked_sub(setup).and_then(|j| emitted.get(j)) {
+                prop_assert_eq!(replica.events(), &events[..], "events of {:?}", request.command);
+            }
+        }
     }
 }
 
