@@ -9,7 +9,7 @@
 //! Packages and their modules:
 //!
 //! * `ninety.v1` ([`v1`], files `proto/ninety/v1/*.proto`): the client API, services
-//!   `BedHolds`, `Scheduling`, `Matching`, `Referrals` and `Admin`, with the conventions
+//!   `BedHolds`, `Scheduling`, `Matching`, `Referrals`, `Admin` and `Capacity`, with the conventions
 //!   (idempotent `request_id`, opaque `patient_ref`, units in field names) written at the top
 //!   of `common.proto`.
 //! * `ninety.peer.v1` ([`peer::v1`], file `proto/ninety/peer/v1/peer.proto`): the protocol

@@ -39,7 +39,8 @@ use crate::error::Error;
 use crate::io::Clock;
 use crate::node::{self, NodeConfig};
 use crate::server::{
-    admin::AdminService, beds::BedHoldsService, matching::MatchingService,
+    admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
+    matching::MatchingService,
     referrals::ReferralsService, scheduling::SchedulingService, Cluster, Deadline, READ_TIMEOUT,
     WRITE_TIMEOUT,
 };
@@ -48,7 +49,8 @@ use config::FileConfig;
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{
-    admin_server::AdminServer, bed_holds_server::BedHoldsServer, matching_server::MatchingServer,
+    admin_server::AdminServer, bed_holds_server::BedHoldsServer, capacity_server::CapacityServer,
+    matching_server::MatchingServer,
     referrals_server::ReferralsServer, scheduling_server::SchedulingServer,
 };
 use std::future::Future;
@@ -400,6 +402,7 @@ fn client_reflection() -> Result<
         .with_service_name(MatchingServer::<MatchingService>::NAME)
         .with_service_name(ReferralsServer::<ReferralsService>::NAME)
         .with_service_name(AdminServer::<AdminService>::NAME)
+        .with_service_name(CapacityServer::<CapacityService>::NAME)
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| Error::Config(format!("reflection: {e}")))
@@ -580,6 +583,9 @@ pub async fn serve(
     reporter
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
+    reporter
+        .set_serving::<CapacityServer<CapacityService>>()
+        .await;
     let reflection = client_reflection()?;
     let beds = BedHoldsServer::new(BedHoldsService {
         cluster: cluster.clone(),
@@ -595,6 +601,9 @@ pub async fn serve(
     let referrals = ReferralsServer::new(ReferralsService {
         cluster: cluster.clone(),
     });
+    let capacity = CapacityServer::new(CapacityService {
+        cluster: cluster.clone(),
+    });
 
     let peer_listen = cfg.peer_listen()?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
@@ -607,6 +616,7 @@ pub async fn serve(
         .add_service(scheduling)
         .add_service(matching)
         .add_service(referrals)
+        .add_service(capacity)
         .add_service(health)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));

@@ -53,6 +53,7 @@
 
 pub mod admin;
 pub mod beds;
+pub mod capacity;
 pub mod convert;
 pub mod decode;
 pub mod matching;
