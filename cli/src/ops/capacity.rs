@@ -77,15 +77,20 @@ pub enum CapacityCmd {
 /// Runs one `ninety capacity` command.
 pub async fn run(a: CapacityArgs) -> Result<(), Failure> {
     match a.cmd {
-        CapacityCmd::Discharge(b) => bed_call(&b, |c, request_id, bed_id| async move {
-            c.discharge(pb::DischargeRequest { request_id, bed_id }).await
-        })
-        .await,
-        CapacityCmd::Clean(b) => bed_call(&b, |c, request_id, bed_id| async move {
-            c.mark_bed_clean(pb::MarkBedCleanRequest { request_id, bed_id })
-                .await
-        })
-        .await,
+        CapacityCmd::Discharge(b) => {
+            bed_call(&b, |c, request_id, bed_id| async move {
+                c.discharge(pb::DischargeRequest { request_id, bed_id })
+                    .await
+            })
+            .await
+        }
+        CapacityCmd::Clean(b) => {
+            bed_call(&b, |c, request_id, bed_id| async move {
+                c.mark_bed_clean(pb::MarkBedCleanRequest { request_id, bed_id })
+                    .await
+            })
+            .await
+        }
         CapacityCmd::Block(b) => {
             let reason = b.reason.pb() as i32;
             bed_call(&b.bed, |c, request_id, bed_id| async move {
@@ -98,11 +103,13 @@ pub async fn run(a: CapacityArgs) -> Result<(), Failure> {
             })
             .await
         }
-        CapacityCmd::Unblock(b) => bed_call(&b, |c, request_id, bed_id| async move {
-            c.unblock_bed(pb::UnblockBedRequest { request_id, bed_id })
-                .await
-        })
-        .await,
+        CapacityCmd::Unblock(b) => {
+            bed_call(&b, |c, request_id, bed_id| async move {
+                c.unblock_bed(pb::UnblockBedRequest { request_id, bed_id })
+                    .await
+            })
+            .await
+        }
     }
 }
 
@@ -114,7 +121,9 @@ where
 {
     let client = b.g.client()?;
     let id = request_id(&b.request_id);
-    let r = call(client, id.clone(), b.bed).await.map_err(with_id(&id))?;
+    let r = call(client, id.clone(), b.bed)
+        .await
+        .map_err(with_id(&id))?;
     let state = short(r.state().as_str_name(), "BED_STATE_");
     let reason = short(r.block_reason().as_str_name(), "BLOCK_REASON_");
     let value = json!({

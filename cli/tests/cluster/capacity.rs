@@ -57,7 +57,11 @@ fn client(p: &Procs) -> Client {
 }
 
 /// Sends `request` twice: the second answer is the first, replayed from the same entry.
-async fn twice<Req, Resp, F, Fut>(request: Req, call: F, commit: fn(&mut Resp) -> Option<pb::CommitInfo>) -> Resp
+async fn twice<Req, Resp, F, Fut>(
+    request: Req,
+    call: F,
+    commit: fn(&mut Resp) -> Option<pb::CommitInfo>,
+) -> Resp
 where
     Req: Clone,
     Resp: PartialEq + std::fmt::Debug,
@@ -66,7 +70,10 @@ where
 {
     let mut first = call(request.clone()).await.expect("first answer");
     let mut again = call(request).await.expect("retried answer");
-    let (a, b) = (commit(&mut first).expect("commit"), commit(&mut again).expect("commit"));
+    let (a, b) = (
+        commit(&mut first).expect("commit"),
+        commit(&mut again).expect("commit"),
+    );
     assert!(!a.replayed && b.replayed, "{a:?} then {b:?}");
     assert_eq!(a.log_index, b.log_index, "a replay names the first entry");
     assert_eq!(first, again, "the retry answers what the first call did");
@@ -154,7 +161,10 @@ async fn discharge_and_clean(c: &Client, ward: u32, bed: u32, admitted: &pb::War
     let after = counts(c, ward).await;
     assert_eq!(after.occupied_beds + 1, admitted.occupied_beds);
     let elsewhere = after.total_beds - after.free_beds - after.held_beds - after.occupied_beds;
-    assert!(elsewhere >= 1, "a bed to clean is neither free, held nor occupied: {after:?}");
+    assert!(
+        elsewhere >= 1,
+        "a bed to clean is neither free, held nor occupied: {after:?}"
+    );
     let s = c.hold_bed(hold(ward, bed)).await.expect_err("to clean");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
     let again = pb::DischargeRequest {
@@ -168,7 +178,12 @@ async fn discharge_and_clean(c: &Client, ward: u32, bed: u32, admitted: &pb::War
     };
     let r = twice(clean, |r| c.mark_bed_clean(r), |r| r.commit.take()).await;
     assert_eq!(r.state(), pb::BedState::Free);
-    let h = c.hold_bed(hold(ward, bed)).await.expect("held again").hold.unwrap();
+    let h = c
+        .hold_bed(hold(ward, bed))
+        .await
+        .expect("held again")
+        .hold
+        .unwrap();
     assert_eq!(h.bed_id, bed);
     c.release_hold(pb::ReleaseHoldRequest {
         request_id: id("release"),
@@ -248,7 +263,9 @@ async fn beds_and_staff(c: &Client, ward: u32) {
     })
     .await
     .expect("staff back");
-    c.hold_bed(hold(ward, 0)).await.expect("held with staff back");
+    c.hold_bed(hold(ward, 0))
+        .await
+        .expect("held with staff back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,9 +298,18 @@ fn new_ward(ward_id: u32, hospital_id: u32, kind: &str) -> pb::UpsertWardRequest
 }
 
 async fn records(c: &Client) {
-    let r = twice(new_ward(9_001, 1, "icu"), |r| c.upsert_ward(r), |r| r.commit.take()).await;
+    let r = twice(
+        new_ward(9_001, 1, "icu"),
+        |r| c.upsert_ward(r),
+        |r| r.commit.take(),
+    )
+    .await;
     assert_eq!(r.ward.as_ref().map(|w| w.kind.as_str()), Some("icu"));
-    refused(c.upsert_ward(new_ward(9_002, 1, "spaceship")).await, Code::InvalidArgument, "ward.kind");
+    refused(
+        c.upsert_ward(new_ward(9_002, 1, "spaceship")).await,
+        Code::InvalidArgument,
+        "ward.kind",
+    );
     refused(
         c.upsert_ward(new_ward(9_003, 999_999, "icu")).await,
         Code::InvalidArgument,
@@ -297,7 +323,10 @@ async fn records(c: &Client) {
         })
         .await
         .expect("beds for the new ward");
-    let h = c.hold_bed(hold(9_001, 0)).await.expect("hold in the new ward");
+    let h = c
+        .hold_bed(hold(9_001, 0))
+        .await
+        .expect("hold in the new ward");
     assert_eq!(h.hold.map(|h| h.bed_id), added.bed_ids.first().copied());
     let doctor = pb::UpsertDoctorRequest {
         request_id: id("doctor"),
@@ -342,7 +371,11 @@ async fn region(c: &Client) {
         hospital_b_id: 1,
         travel_minutes: 25,
     };
-    refused(c.set_travel(same).await, Code::InvalidArgument, "hospital_b_id");
+    refused(
+        c.set_travel(same).await,
+        Code::InvalidArgument,
+        "hospital_b_id",
+    );
     let path = pb::SetReferralPathRequest {
         request_id: id("path"),
         from_hospital_id: 9_001,
@@ -374,7 +407,11 @@ async fn region(c: &Client) {
             ..policy
         }),
     };
-    refused(c.set_policy(bad).await, Code::InvalidArgument, "policy.no_show_limit");
+    refused(
+        c.set_policy(bad).await,
+        Code::InvalidArgument,
+        "policy.no_show_limit",
+    );
     let unblock = pb::UnblockPatientRequest {
         request_id: id("unblock-patient"),
         patient_ref: PATIENT.into(),
@@ -415,7 +452,10 @@ async fn as_role(p: &Procs, role: &str) -> (Code, Code) {
 async fn roles(p: &Procs) {
     // The hospital passes the role check (then the engine answers: no such bed) and may
     // not set the region's policy; the referral service may do neither.
-    assert_eq!(as_role(p, "hospital").await, (Code::NotFound, Code::PermissionDenied));
+    assert_eq!(
+        as_role(p, "hospital").await,
+        (Code::NotFound, Code::PermissionDenied)
+    );
     assert_eq!(
         as_role(p, "referral").await,
         (Code::PermissionDenied, Code::PermissionDenied)

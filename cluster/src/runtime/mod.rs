@@ -40,9 +40,8 @@ use crate::io::Clock;
 use crate::node::{self, NodeConfig};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
-    matching::MatchingService,
-    referrals::ReferralsService, scheduling::SchedulingService, Cluster, Deadline, READ_TIMEOUT,
-    WRITE_TIMEOUT,
+    matching::MatchingService, referrals::ReferralsService, scheduling::SchedulingService, Cluster,
+    Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
@@ -50,8 +49,8 @@ use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{
     admin_server::AdminServer, bed_holds_server::BedHoldsServer, capacity_server::CapacityServer,
-    matching_server::MatchingServer,
-    referrals_server::ReferralsServer, scheduling_server::SchedulingServer,
+    matching_server::MatchingServer, referrals_server::ReferralsServer,
+    scheduling_server::SchedulingServer,
 };
 use std::future::Future;
 use std::sync::Arc;

@@ -121,7 +121,11 @@ impl Access {
         match self {
             Access::Read => "any role".to_string(),
             Access::Write(role) => role.name().to_string(),
-            Access::WriteAny(any) => any.iter().map(|r| r.name()).collect::<Vec<_>>().join(" or "),
+            Access::WriteAny(any) => any
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(" or "),
         }
     }
 }
@@ -139,7 +143,10 @@ pub const METHODS: &[(&str, Access)] = &[
     ("BedHolds/HoldBeds", Write(Referral)),
     ("BedHolds/ResolveHolds", Write(Referral)),
     ("BedHolds/Stream", Write(Referral)),
-    ("Scheduling/PublishSchedule", WriteAny(&[Hospital, Platform])),
+    (
+        "Scheduling/PublishSchedule",
+        WriteAny(&[Hospital, Platform]),
+    ),
     ("Scheduling/FindSlots", Read),
     ("Scheduling/HoldSlot", Write(Platform)),
     ("Scheduling/BookSlot", Write(Platform)),

@@ -249,7 +249,11 @@ fn doctor_pb(d: &Doctor) -> pb::Doctor {
     pb::Doctor {
         doctor_id: d.id.0,
         hospital_id: d.hospital.0,
-        specialties: d.specialties.iter().map(|s| convert::specialty_name(*s)).collect(),
+        specialties: d
+            .specialties
+            .iter()
+            .map(|s| convert::specialty_name(*s))
+            .collect(),
         sub_specialties: d.sub_specialties.clone(),
         title: name_of(&d.title),
         languages: d.languages.iter().map(name_of).collect(),
@@ -334,7 +338,11 @@ fn set_referral_path(r: &pb::SetReferralPathRequest, at: &Field) -> Result<Reque
     let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
     let to = HospitalId(at.id("to_hospital_id", r.to_hospital_id)?);
     let kind = path_kind(at, r.kind)?;
-    request(at, &r.request_id, Command::SetReferralPath { from, to, kind })
+    request(
+        at,
+        &r.request_id,
+        Command::SetReferralPath { from, to, kind },
+    )
 }
 
 fn policy_record(p: &pb::Policy) -> Policy {
@@ -406,7 +414,12 @@ impl Capacity for CapacityService {
         request: GrpcRequest<pb::DischargeRequest>,
     ) -> Result<Response<pb::BedChangeResponse>, Status> {
         self.write(request, discharge, |r, _, c| {
-            bed_now(r.bed_id, pb::BedState::ToClean, pb::BlockReason::Unspecified, c)
+            bed_now(
+                r.bed_id,
+                pb::BedState::ToClean,
+                pb::BlockReason::Unspecified,
+                c,
+            )
         })
         .await
     }
@@ -416,7 +429,12 @@ impl Capacity for CapacityService {
         request: GrpcRequest<pb::MarkBedCleanRequest>,
     ) -> Result<Response<pb::BedChangeResponse>, Status> {
         self.write(request, mark_clean, |r, _, c| {
-            bed_now(r.bed_id, pb::BedState::Free, pb::BlockReason::Unspecified, c)
+            bed_now(
+                r.bed_id,
+                pb::BedState::Free,
+                pb::BlockReason::Unspecified,
+                c,
+            )
         })
         .await
     }
@@ -436,7 +454,12 @@ impl Capacity for CapacityService {
         request: GrpcRequest<pb::UnblockBedRequest>,
     ) -> Result<Response<pb::BedChangeResponse>, Status> {
         self.write(request, unblock, |r, _, c| {
-            bed_now(r.bed_id, pb::BedState::Free, pb::BlockReason::Unspecified, c)
+            bed_now(
+                r.bed_id,
+                pb::BedState::Free,
+                pb::BlockReason::Unspecified,
+                c,
+            )
         })
         .await
     }
@@ -460,10 +483,13 @@ impl Capacity for CapacityService {
         request: GrpcRequest<pb::UpsertWardRequest>,
     ) -> Result<Response<pb::UpsertWardResponse>, Status> {
         self.write(request, upsert_ward, |r, _, c| pb::UpsertWardResponse {
-            ward: ward_record(r.ward.as_ref().unwrap_or(&pb::Ward::default()), &Field::top())
-                .ok()
-                .as_ref()
-                .map(ward_pb),
+            ward: ward_record(
+                r.ward.as_ref().unwrap_or(&pb::Ward::default()),
+                &Field::top(),
+            )
+            .ok()
+            .as_ref()
+            .map(ward_pb),
             commit: Some(c),
         })
         .await
@@ -474,10 +500,13 @@ impl Capacity for CapacityService {
         request: GrpcRequest<pb::UpsertDoctorRequest>,
     ) -> Result<Response<pb::UpsertDoctorResponse>, Status> {
         self.write(request, upsert_doctor, |r, _, c| pb::UpsertDoctorResponse {
-            doctor: doctor_record(r.doctor.as_ref().unwrap_or(&pb::Doctor::default()), &Field::top())
-                .ok()
-                .as_ref()
-                .map(doctor_pb),
+            doctor: doctor_record(
+                r.doctor.as_ref().unwrap_or(&pb::Doctor::default()),
+                &Field::top(),
+            )
+            .ok()
+            .as_ref()
+            .map(doctor_pb),
             commit: Some(c),
         })
         .await
@@ -487,15 +516,17 @@ impl Capacity for CapacityService {
         &self,
         request: GrpcRequest<pb::UpsertHospitalRequest>,
     ) -> Result<Response<pb::UpsertHospitalResponse>, Status> {
-        self.write(request, upsert_hospital, |r, _, c| pb::UpsertHospitalResponse {
-            hospital: hospital_record(
-                r.hospital.as_ref().unwrap_or(&pb::Hospital::default()),
-                &Field::top(),
-            )
-            .ok()
-            .as_ref()
-            .map(hospital_pb),
-            commit: Some(c),
+        self.write(request, upsert_hospital, |r, _, c| {
+            pb::UpsertHospitalResponse {
+                hospital: hospital_record(
+                    r.hospital.as_ref().unwrap_or(&pb::Hospital::default()),
+                    &Field::top(),
+                )
+                .ok()
+                .as_ref()
+                .map(hospital_pb),
+                commit: Some(c),
+            }
         })
         .await
     }
@@ -568,7 +599,10 @@ mod tests {
             "hospital.alliance_ids.2"
         );
         assert_eq!(field_of(Rejection::invalid("road.b", "x")), "hospital_b_id");
-        assert_eq!(field_of(Rejection::invalid("from", "x")), "from_hospital_id");
+        assert_eq!(
+            field_of(Rejection::invalid("from", "x")),
+            "from_hospital_id"
+        );
         assert_eq!(
             field_of(Rejection::invalid("policy.no_show_limit", "x")),
             "policy.no_show_limit"

@@ -235,11 +235,9 @@ impl Engine {
             since,
         };
         match self.beds.hold(hold) {
-            Some(h) => Some(h.bed).filter(|b| {
-                self.beds
-                    .bed(*b)
-                    .is_some_and(|b| b.state == occupied)
-            }),
+            Some(h) => {
+                Some(h.bed).filter(|b| self.beds.bed(*b).is_some_and(|b| b.state == occupied))
+            }
             None => self.beds.occupied_bed(occupied, r.to),
         }
     }

@@ -360,7 +360,10 @@ fn completing_a_referral_leaves_a_bed_the_hospital_already_discharged() {
     assert_eq!(again, bed);
     fx.run(Command::CompleteReferral { referral: id }).unwrap();
     assert!(
-        matches!(fx.engine.beds().bed(bed).unwrap().state, BedState::Held { .. }),
+        matches!(
+            fx.engine.beds().bed(bed).unwrap().state,
+            BedState::Held { .. }
+        ),
         "the next patient's hold is untouched"
     );
 }
@@ -390,7 +393,10 @@ fn a_matched_referral_reported_without_capacity_lets_its_holds_go() {
     assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::Free);
     let referral = fx.engine.referrals().get(id).unwrap();
     assert_eq!(referral.bed_hold, None);
-    assert_eq!(referral.reason, ReferralReason::NoCapacity("icu-full".into()));
+    assert_eq!(
+        referral.reason,
+        ReferralReason::NoCapacity("icu-full".into())
+    );
     assert_eq!(fx.engine.referrals().for_hold(bed_hold), None);
     // Accepted is past the point of reporting: refused, nothing changed.
     let (id, _) = admitted(&mut fx, 65);
@@ -398,5 +404,8 @@ fn a_matched_referral_reported_without_capacity_lets_its_holds_go() {
         referral: id,
         reason: "late".into(),
     });
-    assert!(matches!(err, Rejection::InvalidTransition { .. }), "{err:?}");
+    assert!(
+        matches!(err, Rejection::InvalidTransition { .. }),
+        "{err:?}"
+    );
 }
