@@ -19,6 +19,7 @@ const PROTOS: &[&str] = &[
     "ninety/v1/referrals.proto",
     "ninety/v1/admin.proto",
     "ninety/v1/watch.proto",
+    "ninety/v1/capacity.proto",
 ];
 
 /// File name in `OUT_DIR` of the encoded descriptor set (see `FILE_DESCRIPTOR_SET`).

@@ -268,8 +268,8 @@ async fn every_documented_example_works() {
     let pool = pool();
 
     let _serial = harness::SERIAL.lock().await;
-    // The page's four shell variables, each a token of the role it is named after.
-    let tokens: Vec<(String, String)> = ["OPERATOR", "PLATFORM", "REFERRAL", "READER"]
+    // The page's five shell variables, each a token of the role it is named after.
+    let tokens: Vec<(String, String)> = ["OPERATOR", "PLATFORM", "REFERRAL", "READER", "HOSPITAL"]
         .iter()
         .map(|v| {
             (
@@ -334,6 +334,7 @@ async fn every_documented_example_works() {
         "ninety.v1.Referrals",
         "ninety.v1.Admin",
         "ninety.v1.Watch",
+        "ninety.v1.Capacity",
     ] {
         assert!(
             listed.contains(service),

@@ -444,6 +444,7 @@ fn cluster_init_writes_configs_nodes_accept() {
             assert!(text.contains(&want), "node {id} names {want}:\n{text}");
         }
         assert!(text.contains("[[auth.tokens]]\nname = \"operator\"\nroles = [\"operator\"]"));
+        assert!(text.contains("[[auth.tokens]]\nname = \"hospital\"\nroles = [\"hospital\"]"));
         assert!(!text.contains("insecure = true"), "{text}");
     }
     // `--config` says what a node's next start will do.
@@ -466,7 +467,7 @@ fn cluster_init_writes_configs_nodes_accept() {
     );
     assert_eq!(
         c["security"]["tokens"],
-        serde_json::json!(["operator"]),
+        serde_json::json!(["operator", "hospital"]),
         "{c}"
     );
     assert_eq!(c["security"]["insecure"], false, "{c}");

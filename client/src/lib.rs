@@ -41,6 +41,7 @@ pub use ninety_proto::v1 as pb;
 
 use pb::admin_client::AdminClient;
 use pb::bed_holds_client::BedHoldsClient;
+use pb::capacity_client::CapacityClient;
 use pb::matching_client::MatchingClient;
 use pb::referrals_client::ReferralsClient;
 use pb::scheduling_client::SchedulingClient;
@@ -649,6 +650,20 @@ rpcs! {
     AdminClient::remove_member(pb::RemoveMemberRequest) -> pb::MembershipResponse;
     AdminClient::transfer_leader(pb::TransferLeaderRequest) -> pb::TransferLeaderResponse;
     AdminClient::snapshot_now(pb::SnapshotNowRequest) -> pb::SnapshotNowResponse;
+
+    CapacityClient::discharge(pb::DischargeRequest) -> pb::BedChangeResponse;
+    CapacityClient::mark_bed_clean(pb::MarkBedCleanRequest) -> pb::BedChangeResponse;
+    CapacityClient::block_bed(pb::BlockBedRequest) -> pb::BedChangeResponse;
+    CapacityClient::unblock_bed(pb::UnblockBedRequest) -> pb::BedChangeResponse;
+    CapacityClient::add_beds(pb::AddBedsRequest) -> pb::AddBedsResponse;
+    CapacityClient::set_staffed_beds(pb::SetStaffedBedsRequest) -> pb::SetStaffedBedsResponse;
+    CapacityClient::upsert_ward(pb::UpsertWardRequest) -> pb::UpsertWardResponse;
+    CapacityClient::upsert_doctor(pb::UpsertDoctorRequest) -> pb::UpsertDoctorResponse;
+    CapacityClient::upsert_hospital(pb::UpsertHospitalRequest) -> pb::UpsertHospitalResponse;
+    CapacityClient::set_travel(pb::SetTravelRequest) -> pb::SetTravelResponse;
+    CapacityClient::set_referral_path(pb::SetReferralPathRequest) -> pb::SetReferralPathResponse;
+    CapacityClient::set_policy(pb::SetPolicyRequest) -> pb::SetPolicyResponse;
+    CapacityClient::unblock_patient(pb::UnblockPatientRequest) -> pb::UnblockPatientResponse;
 }
 
 #[cfg(test)]

@@ -242,6 +242,18 @@ impl BedBook {
         self.expiries.iter().filter_map(|(_, h)| self.holds.get(h))
     }
 
+    /// The bed in state `occupied` (an `Occupied` state: patient and since), searched in
+    /// the wards of `hospital` (every ward when `None`).
+    pub fn occupied_bed(&self, occupied: BedState, hospital: Option<HospitalId>) -> Option<BedId> {
+        self.wards
+            .values()
+            .filter(|w| hospital.is_none_or(|h| w.hospital == h))
+            .filter_map(|w| self.index.wards.get(&w.id))
+            .flat_map(|ix| ix.all.iter())
+            .find(|id| self.beds.get(id).is_some_and(|b| b.state == occupied))
+            .copied()
+    }
+
     /// Beds of a ward that are held or occupied.
     pub fn in_use(&self, ward: WardId) -> u32 {
         self.index.wards.get(&ward).map_or(0, |ix| ix.in_use)

@@ -235,6 +235,25 @@ pub enum Command {
     CancelJointConsult {
         consult: ConsultId,
     },
+    /// Sets a ward's staffed beds (beds staff can run), keeping the rest of the ward record:
+    /// one command, so two hospitals' systems editing one ward never lose each other's change.
+    SetStaffedBeds {
+        ward: WardId,
+        staffed_beds: u32,
+    },
+    /// Lifts a patient's online-booking block after no-shows and forgets the no-shows that
+    /// led to it (the next one starts a new count).
+    UnblockPatient {
+        patient: PatientRef,
+    },
+    /// `HoldBed` through the referral channel: `referral` must be an existing referral of the
+    /// same patient waiting for capacity (`REFERRAL_SEAT_STATES`), as for a referral seat.
+    HoldBedForReferral {
+        target: BedTarget,
+        patient: PatientRef,
+        ttl_ms: u64,
+        referral: ReferralId,
+    },
 }
 
 impl Command {
@@ -363,6 +382,17 @@ pub enum Reply {
         beyond_reach: bool,
         score: u64,
         expires_at: LogTime,
+    },
+    /// What `SetStaffedBeds` changed.
+    StaffedBedsSet {
+        ward: WardId,
+        staffed_beds: u32,
+        previous: u32,
+    },
+    /// What `UnblockPatient` lifted: the end of the block, `None` if there was none.
+    PatientUnblocked {
+        patient: PatientRef,
+        blocked_until: Option<LogTime>,
     },
 }
 

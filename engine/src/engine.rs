@@ -322,6 +322,14 @@ impl Engine {
                 )
             }
             CancelJointConsult { consult } => self.cancel_joint_consult(*consult, now),
+            SetStaffedBeds { ward, staffed_beds } => self.set_staffed_beds(*ward, *staffed_beds),
+            UnblockPatient { patient } => Ok(self.unblock_patient(*patient, now)),
+            HoldBedForReferral {
+                target,
+                patient,
+                ttl_ms,
+                referral,
+            } => self.hold_bed_for_referral(*target, *patient, *ttl_ms, *referral, now),
         }
     }
 

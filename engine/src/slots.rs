@@ -623,6 +623,12 @@ impl SlotBook {
     }
 
     /// Records a no-show; blocks online booking when the policy's limit is reached.
+    /// Forgets a patient's no-shows and lifts their block (`UnblockPatient`).
+    pub(crate) fn forgive_no_shows(&mut self, patient: PatientRef) {
+        self.no_shows.remove(&patient);
+        self.blocked_until.remove(&patient);
+    }
+
     pub(crate) fn record_no_show(&mut self, patient: PatientRef, now: LogTime, policy: &Policy) {
         let window_ms = u64::from(policy.no_show_window_days) * MS_PER_DAY;
         let list = self.no_shows.entry(patient).or_default();

@@ -518,6 +518,10 @@ impl Engine {
     /// Notes the doctors and wards whose holds a command will touch, before it runs.
     pub(crate) fn touches_before(&self, command: &Command, now: LogTime) -> Touches {
         let mut holds = Vec::new();
+        // A matched referral reported without capacity lets go of its holds and forgets them.
+        if let Command::ReportNoCapacity { referral, .. } = command {
+            holds.extend(self.referral_holds(*referral));
+        }
         if matches!(command, Command::Tick) {
             holds.extend(self.beds.due(now, EXPIRIES_PER_TICK_MAX));
             holds.extend(self.slots.due(now, EXPIRIES_PER_TICK_MAX));
@@ -558,7 +562,7 @@ impl Engine {
         match command {
             ImportRegion(_) => self.live.all_dirty = true,
             UpsertWard(w) => self.mark_ward(w.id),
-            AddBeds { ward, .. } => self.mark_ward(*ward),
+            AddBeds { ward, .. } | SetStaffedBeds { ward, .. } => self.mark_ward(*ward),
             UpsertDoctor(d) => self.mark_doctor(d.id),
             BlockBed { bed, .. }
             | UnblockBed { bed }
@@ -607,7 +611,9 @@ impl Engine {
             | SetMatchPolicy(_)
             | AllocateSlot { .. }
             | AllocateBed { .. }
-            | HoldJointConsultIn { .. } => {}
+            | HoldJointConsultIn { .. }
+            | UnblockPatient { .. }
+            | HoldBedForReferral { .. } => {}
         }
         self.note_reply(reply, &mut holds, &mut slots);
         for h in holds {

@@ -9,8 +9,8 @@
 //! Packages and their modules:
 //!
 //! * `ninety.v1` ([`v1`], files `proto/ninety/v1/*.proto`): the client API, services
-//!   `BedHolds`, `Scheduling`, `Matching`, `Referrals`, `Admin` and `Watch`, with the
-//!   conventions (idempotent `request_id`, opaque `patient_ref`, units in field names)
+//!   `BedHolds`, `Scheduling`, `Matching`, `Referrals`, `Admin`, `Capacity` and `Watch`, with
+//!   the conventions (idempotent `request_id`, opaque `patient_ref`, units in field names)
 //!   written at the top of `common.proto`.
 //! * `ninety.peer.v1` ([`peer::v1`], file `proto/ninety/peer/v1/peer.proto`): the protocol
 //!   between the nodes of one cluster, service `Peer`; Raft messages travel in it as opaque

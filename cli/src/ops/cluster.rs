@@ -496,16 +496,17 @@ fn node_toml(
             &node.key,
         ));
         text.push_str(&format!(
-            "\n# Callers and their roles. The operator token itself is in {} (only its\n\
-             # SHA-256 is here); `ninety cluster token` makes more.\n",
-            material.token_file.display()
+            "\n# Callers and their roles. The tokens themselves are in {} and {} (only\n\
+             # their SHA-256 is here); `ninety cluster token` makes more.\n",
+            material.token_file.display(),
+            material.hospital_token_file.display()
         ));
-        let roles = [security::OPERATOR.to_string()];
-        text.push_str(&security::token_stanza(
-            security::OPERATOR,
-            &roles,
-            &material.token_sha256,
-        ));
+        for (name, sha) in [
+            (security::OPERATOR, &material.token_sha256),
+            (security::HOSPITAL, &material.hospital_token_sha256),
+        ] {
+            text.push_str(&security::token_stanza(name, &[name.to_string()], sha));
+        }
     }
     text
 }
@@ -666,6 +667,7 @@ fn print_init(
     if let Some(m) = material {
         out["tls"] = json!({ "ca": m.ca_cert, "ca_key": m.ca_key });
         out["token_file"] = json!(m.token_file);
+        out["hospital_token_file"] = json!(m.hospital_token_file);
     }
     emit(g, out, human);
 }
@@ -695,6 +697,13 @@ fn credentials_text(material: Option<&InitMaterial>) -> String {
             (
                 "operator token",
                 format!("{} (role operator)", m.token_file.display())
+            ),
+            (
+                "hospital token",
+                format!(
+                    "{} (role hospital: the Capacity service)",
+                    m.hospital_token_file.display()
+                )
             ),
         ]),
         tls_dir.display()

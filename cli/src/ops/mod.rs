@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tonic::{Code, Status};
 
+pub mod capacity;
 pub mod cluster;
 pub mod credentials;
 pub mod region;
@@ -129,6 +130,8 @@ pub enum OpsCmd {
     Match(spot::MatchArgs),
     /// Holds a slot and books it (Scheduling.HoldSlot, then BookSlot).
     Book(spot::BookArgs),
+    /// A hospital's bed state changes: discharge, clean, block, unblock (Capacity).
+    Capacity(capacity::CapacityArgs),
 }
 
 /// Why a command failed.
@@ -349,6 +352,7 @@ pub fn run(cmd: OpsCmd) -> ExitCode {
         OpsCmd::Wards(a) => a.g.json,
         OpsCmd::Match(a) => a.g.json,
         OpsCmd::Book(a) => a.g.json,
+        OpsCmd::Capacity(a) => a.json(),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -368,6 +372,7 @@ pub fn run(cmd: OpsCmd) -> ExitCode {
             OpsCmd::Wards(a) => spot::wards(a).await,
             OpsCmd::Match(a) => spot::match_specialist(a).await,
             OpsCmd::Book(a) => spot::book(a).await,
+            OpsCmd::Capacity(a) => capacity::run(a).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! Credentials of a cluster, made offline: what `ninety cluster init` generates by default
-//! (the cluster CA, one certificate per node, the operator token), `ninety cluster cert`
+//! (the cluster CA, one certificate per node, the operator token and a hospital token),
+//! `ninety cluster cert`
 //! (a certificate from an existing CA: a new node, a rotation, a client service) and
 //! `ninety cluster token` (a new bearer token and the `[[auth.tokens]]` stanza naming it).
 //!
@@ -16,7 +17,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// The roles a node config grants (see the node config's `[[auth.tokens]]`).
-pub const ROLES: [&str; 4] = ["reader", "platform", "referral", "operator"];
+pub const ROLES: [&str; 5] = ["reader", "platform", "referral", "operator", "hospital"];
 /// The CA certificate's file name in the TLS directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// The CA key's file name in the TLS directory.
@@ -25,6 +26,11 @@ pub const CA_KEY_FILE: &str = "ca.key";
 pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
 /// The name (and role) of the credential `cluster init` makes.
 pub const OPERATOR: &str = "operator";
+/// The hospital token's file name in the init directory.
+pub const HOSPITAL_TOKEN_FILE: &str = "hospital.token";
+/// The name (and role) of the hospital-system credential `cluster init` makes, so a fresh
+/// cluster's hospitals can keep their capacity true (the Capacity service).
+pub const HOSPITAL: &str = "hospital";
 /// Longest credential name (a token's `name`; a client certificate's CN has the same cap).
 pub const NAME_CHARS_MAX: usize = certs::CLIENT_NAME_CHARS_MAX;
 
@@ -66,7 +72,8 @@ pub struct TokenArgs {
     /// The token's name in the node configs and the audit log (e.g. ops-alice).
     #[arg(long)]
     pub name: String,
-    /// A role the token holds (repeat for several): reader, platform, referral, operator.
+    /// A role the token holds (repeat for several): reader, platform, referral, operator,
+    /// hospital.
     #[arg(long = "role", value_name = "ROLE", required = true)]
     pub roles: Vec<String>,
     /// Where to write the token (mode 0600). Default: NAME.token in the current directory.
@@ -91,6 +98,9 @@ pub struct InitMaterial {
     pub nodes: Vec<NodeTls>,
     pub token_file: PathBuf,
     pub token_sha256: String,
+    /// The hospital token (role `hospital`) and its hash.
+    pub hospital_token_file: PathBuf,
+    pub hospital_token_sha256: String,
 }
 
 /// A TOML basic string: `s` quoted, with `\` and `"` and control characters escaped.
@@ -222,6 +232,7 @@ pub fn init_paths(dir: &Path, tls_dir: &Path, ids: &[u64]) -> Vec<PathBuf> {
         tls_dir.join(CA_CERT_FILE),
         tls_dir.join(CA_KEY_FILE),
         dir.join(OPERATOR_TOKEN_FILE),
+        dir.join(HOSPITAL_TOKEN_FILE),
     ];
     for id in ids {
         paths.push(tls_dir.join(format!("node-{id}.pem")));
@@ -248,7 +259,8 @@ pub fn refuse_existing_ca(
 }
 
 /// Generates the cluster's CA, each founding node's certificate (its SANs: the hosts of its
-/// two addresses) and the operator token; writes them (keys and token 0600).
+/// two addresses), the operator token and the hospital token; writes them (keys and
+/// tokens 0600).
 pub fn init_material(
     cluster_name: &str,
     dir: &Path,
@@ -273,16 +285,25 @@ pub fn init_material(
         let pem = ca.node_cert(*id, &hosts).map_err(cert_failed)?;
         out.push(write_pair(tls_dir, &format!("node-{id}"), &pem)?);
     }
-    let token = certs::new_token().map_err(cert_failed)?;
-    let token_file = dir.join(OPERATOR_TOKEN_FILE);
-    write_private(&token_file, &format!("{token}\n"))?;
+    let (token_file, token_sha256) = new_token_file(&dir.join(OPERATOR_TOKEN_FILE))?;
+    let (hospital_token_file, hospital_token_sha256) =
+        new_token_file(&dir.join(HOSPITAL_TOKEN_FILE))?;
     Ok(InitMaterial {
         ca_cert,
         ca_key,
         nodes: out,
         token_file,
-        token_sha256: certs::token_sha256(&token),
+        token_sha256,
+        hospital_token_file,
+        hospital_token_sha256,
     })
+}
+
+/// Writes a new token to `path` (0600); the path and the token's SHA-256.
+fn new_token_file(path: &Path) -> Result<(PathBuf, String), Failure> {
+    let token = certs::new_token().map_err(|e| Failure::Other(anyhow::anyhow!("{e}")))?;
+    write_private(path, &format!("{token}\n"))?;
+    Ok((path.to_path_buf(), certs::token_sha256(&token)))
 }
 
 /// Writes `stem.pem` and `stem.key` (0600) into `dir`.

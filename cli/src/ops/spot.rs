@@ -249,7 +249,10 @@ fn hold_rows(h: &pb::BedHold) -> Vec<(&'static str, String)> {
     rows
 }
 
-fn commit_rows(c: &Option<pb::CommitInfo>, request_id: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn commit_rows(
+    c: &Option<pb::CommitInfo>,
+    request_id: &str,
+) -> Vec<(&'static str, String)> {
     let mut rows = vec![("request id", request_id.to_string())];
     if let Some(c) = c {
         rows.push(("log index", c.log_index.to_string()));

@@ -125,7 +125,7 @@ impl Tls {
 /// The `[[auth.certs]]` entry of the harness's client certificate (CN = harness): every
 /// role, so the existing suites run with authentication on.
 pub const HARNESS_CALLER: &str = "[[auth.certs]]\nname = \"harness\"\n\
-     roles = [\"reader\", \"platform\", \"referral\", \"operator\"]\n";
+     roles = [\"reader\", \"platform\", \"referral\", \"operator\", \"hospital\"]\n";
 
 /// A set of node processes.
 pub struct Procs {

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod capacity;
 mod demo;
 mod harness;
 mod hostile;

@@ -40,8 +40,9 @@ use crate::error::Error;
 use crate::io::Clock;
 use crate::node::{self, NodeConfig};
 use crate::server::{
-    admin::AdminService, beds::BedHoldsService, matching::MatchingService,
-    referrals::ReferralsService, scheduling::SchedulingService, watch::WatchService, Cluster,
+    admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
+    matching::MatchingService, referrals::ReferralsService, scheduling::SchedulingService,
+    watch::WatchService, Cluster,
     Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::storage::{LogStore, LogStoreOptions};
@@ -50,9 +51,9 @@ use ninety_engine::read::{Answer, Query};
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
 use ninety_proto::v1::{
-    admin_server::AdminServer, bed_holds_server::BedHoldsServer, matching_server::MatchingServer,
-    referrals_server::ReferralsServer, scheduling_server::SchedulingServer,
-    watch_server::WatchServer,
+    admin_server::AdminServer, bed_holds_server::BedHoldsServer, capacity_server::CapacityServer,
+    matching_server::MatchingServer, referrals_server::ReferralsServer,
+    scheduling_server::SchedulingServer, watch_server::WatchServer,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -404,6 +405,7 @@ fn client_reflection() -> Result<
         .with_service_name(ReferralsServer::<ReferralsService>::NAME)
         .with_service_name(AdminServer::<AdminService>::NAME)
         .with_service_name(WatchServer::<WatchService>::NAME)
+        .with_service_name(CapacityServer::<CapacityService>::NAME)
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| Error::Config(format!("reflection: {e}")))
@@ -593,6 +595,9 @@ pub async fn serve(
         .set_serving::<ReferralsServer<ReferralsService>>()
         .await;
     reporter.set_serving::<WatchServer<WatchService>>().await;
+    reporter
+        .set_serving::<CapacityServer<CapacityService>>()
+        .await;
     let reflection = client_reflection()?;
     let beds = BedHoldsServer::new(BedHoldsService {
         cluster: cluster.clone(),
@@ -609,6 +614,9 @@ pub async fn serve(
         cluster: cluster.clone(),
     });
     let watch = WatchServer::new(WatchService { feed });
+    let capacity = CapacityServer::new(CapacityService {
+        cluster: cluster.clone(),
+    });
 
     let peer_listen = cfg.peer_listen()?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
@@ -622,6 +630,7 @@ pub async fn serve(
         .add_service(matching)
         .add_service(referrals)
         .add_service(watch)
+        .add_service(capacity)
         .add_service(health)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));

@@ -183,10 +183,7 @@ impl Authenticator {
         let caller = self.identify(headers, cert).map_err(|s| (s, None))?;
         match class {
             PathClass::Method(access) if !access.allows(caller.roles) => {
-                let needs = match access {
-                    roles::Access::Write(role) => role.name(),
-                    roles::Access::Read => "any role",
-                };
+                let needs = access.needs();
                 let status = Status::permission_denied(format!(
                     "caller {:?} (roles {:?}) may not call {}: it needs {needs}",
                     &*caller.name,

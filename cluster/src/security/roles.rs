@@ -7,7 +7,11 @@
 //!
 //! Least privilege: `reader` reads; `platform` also schedules (Scheduling, MatchSpecialist,
 //! AllocateSlot); `referral` also holds beds and moves referrals (BedHolds, Referrals,
-//! AllocateBed); `operator` also administers (Admin). Every role may read.
+//! AllocateBed); `hospital` keeps its own capacity true (the bed, ward and doctor calls of
+//! Capacity) and publishes its doctors' schedules (PublishSchedule, also open to
+//! `platform`); `operator` also administers (Admin, and the region-wide Capacity calls:
+//! hospitals, travel, referral paths, the policy, lifting a no-show block). Every role may
+//! read.
 
 /// One role a credential may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,13 +22,21 @@ pub enum Role {
     Platform,
     /// Bed holds, referrals and bed allocation.
     Referral,
-    /// The Admin service.
+    /// The Admin service and the region-wide Capacity calls.
     Operator,
+    /// A hospital's own capacity (Capacity's bed, ward and doctor calls) and schedules.
+    Hospital,
 }
 
 impl Role {
     /// Every role, in the order of the docs.
-    pub const ALL: [Role; 4] = [Role::Reader, Role::Platform, Role::Referral, Role::Operator];
+    pub const ALL: [Role; 5] = [
+        Role::Reader,
+        Role::Platform,
+        Role::Referral,
+        Role::Operator,
+        Role::Hospital,
+    ];
 
     /// The role's name in `node.toml` and in the audit log.
     pub fn name(self) -> &'static str {
@@ -33,6 +45,7 @@ impl Role {
             Role::Platform => "platform",
             Role::Referral => "referral",
             Role::Operator => "operator",
+            Role::Hospital => "hospital",
         }
     }
 
@@ -89,6 +102,8 @@ pub enum Access {
     Read,
     /// A state-changing or administrative call: this role.
     Write(Role),
+    /// A state-changing call open to any of these roles.
+    WriteAny(&'static [Role]),
 }
 
 impl Access {
@@ -97,12 +112,26 @@ impl Access {
         match self {
             Access::Read => !roles.is_empty(),
             Access::Write(role) => roles.has(role),
+            Access::WriteAny(any) => any.iter().any(|r| roles.has(*r)),
+        }
+    }
+
+    /// What a caller needs, for a refusal ("operator", "hospital or platform").
+    pub fn needs(self) -> String {
+        match self {
+            Access::Read => "any role".to_string(),
+            Access::Write(role) => role.name().to_string(),
+            Access::WriteAny(any) => any
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(" or "),
         }
     }
 }
 
-use Access::{Read, Write};
-use Role::{Operator, Platform, Referral};
+use Access::{Read, Write, WriteAny};
+use Role::{Hospital, Operator, Platform, Referral};
 
 /// Every `ninety.v1` method (`Service/Method`, package omitted) and what it needs.
 pub const METHODS: &[(&str, Access)] = &[
@@ -114,7 +143,10 @@ pub const METHODS: &[(&str, Access)] = &[
     ("BedHolds/HoldBeds", Write(Referral)),
     ("BedHolds/ResolveHolds", Write(Referral)),
     ("BedHolds/Stream", Write(Referral)),
-    ("Scheduling/PublishSchedule", Write(Platform)),
+    (
+        "Scheduling/PublishSchedule",
+        WriteAny(&[Hospital, Platform]),
+    ),
     ("Scheduling/FindSlots", Read),
     ("Scheduling/HoldSlot", Write(Platform)),
     ("Scheduling/BookSlot", Write(Platform)),
@@ -154,6 +186,19 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Admin/TransferLeader", Write(Operator)),
     ("Admin/SnapshotNow", Write(Operator)),
     ("Watch/Watch", Read),
+    ("Capacity/Discharge", Write(Hospital)),
+    ("Capacity/MarkBedClean", Write(Hospital)),
+    ("Capacity/BlockBed", Write(Hospital)),
+    ("Capacity/UnblockBed", Write(Hospital)),
+    ("Capacity/AddBeds", Write(Hospital)),
+    ("Capacity/SetStaffedBeds", Write(Hospital)),
+    ("Capacity/UpsertWard", Write(Hospital)),
+    ("Capacity/UpsertDoctor", Write(Hospital)),
+    ("Capacity/UpsertHospital", Write(Operator)),
+    ("Capacity/SetTravel", Write(Operator)),
+    ("Capacity/SetReferralPath", Write(Operator)),
+    ("Capacity/SetPolicy", Write(Operator)),
+    ("Capacity/UnblockPatient", Write(Operator)),
 ];
 
 /// The package of the client API, as it prefixes a gRPC path.
@@ -191,7 +236,7 @@ pub fn classify(path: &str) -> PathClass {
 pub fn audited(path: &str) -> bool {
     let path = path.strip_prefix('/').unwrap_or(path);
     match classify(path) {
-        PathClass::Method(Access::Write(_)) => true,
+        PathClass::Method(Access::Write(_) | Access::WriteAny(_)) => true,
         PathClass::Method(Access::Read) => path.starts_with("ninety.v1.Admin/"),
         _ => false,
     }
@@ -270,6 +315,9 @@ mod tests {
             ("/ninety.v1.Matching/AllocateSlot", Role::Platform),
             ("/ninety.v1.Scheduling/BookSlot", Role::Platform),
             ("/ninety.v1.Admin/SnapshotNow", Role::Operator),
+            ("/ninety.v1.Capacity/Discharge", Role::Hospital),
+            ("/ninety.v1.Capacity/SetStaffedBeds", Role::Hospital),
+            ("/ninety.v1.Capacity/SetPolicy", Role::Operator),
         ];
         for (path, needed) in cases {
             let PathClass::Method(access) = classify(path) else {
@@ -296,6 +344,16 @@ mod tests {
         assert_eq!(classify("/ninety.v1.Nope/X"), PathClass::Authenticated);
         assert_eq!(Role::parse("operator"), Some(Role::Operator));
         assert_eq!(Role::parse("admin"), None);
-        assert_eq!(Roles::all().names().len(), 4);
+        assert_eq!(Roles::all().names().len(), 5);
+        assert_eq!(Role::parse("hospital"), Some(Role::Hospital));
+        let publish = classify("/ninety.v1.Scheduling/PublishSchedule");
+        for r in Role::ALL {
+            let may = matches!(r, Role::Hospital | Role::Platform);
+            assert_eq!(publish, PathClass::Method(WriteAny(&[Hospital, Platform])));
+            if let PathClass::Method(access) = publish {
+                assert_eq!(access.allows(only(r)), may, "PublishSchedule as {r:?}");
+                assert_eq!(access.needs(), "hospital or platform");
+            }
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! `ninety.v1.BedHolds`: the unary bed-hold calls, the batches (`HoldBeds`,
 //! `ResolveHolds`) and the bidirectional `Stream`.
 //!
-//! The engine's `HoldBed` takes no urgency, channel or referral yet: those request fields
-//! are accepted and not stored, and holds report them as unspecified.
+//! A `CHANNEL_REFERRAL` hold must name its referral (`referral_id`): an existing referral
+//! of the same patient waiting for capacity (the engine's `HoldBedForReferral`, refused
+//! naming `referral_id` otherwise). Urgency is accepted and not stored; holds report
+//! urgency, channel and referral as unspecified.
 //!
 //! Batches: every item is validated, and the valid ones are proposed together
 //! ([`Cluster::write_many`]: one node command, admitted all or none by the pending-proposal
@@ -23,7 +25,8 @@ use super::{invalid, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
 use ninety_engine::beds::BedHold;
 use ninety_engine::read::{Answer, Query, WardInfo};
 use ninety_engine::{
-    BedId, BedTarget, Command, HoldId, HoldState, HospitalId, Rejection, Request, WardId,
+    BedId, BedTarget, Channel, Command, HoldId, HoldState, HospitalId, ReferralId, Rejection,
+    Request, WardId,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::bed_holds_server::BedHolds;
@@ -165,11 +168,19 @@ pub fn hold_request(r: &pb::HoldBedRequest, at: &Field) -> Result<Request, Rejec
     };
     // Accepted and not stored (module doc), but still checked.
     at.opt_urgency("urgency", r.urgency)?;
-    at.channel_or("channel", r.channel, Some(ninety_engine::Channel::Public))?;
-    let command = Command::HoldBed {
-        target,
-        patient,
-        ttl_ms: r.ttl_ms,
+    let channel = at.channel_or("channel", r.channel, Some(Channel::Public))?;
+    let command = match channel {
+        Channel::Referral => Command::HoldBedForReferral {
+            target,
+            patient,
+            ttl_ms: r.ttl_ms,
+            referral: ReferralId(at.id("referral_id", r.referral_id)?),
+        },
+        Channel::Public => Command::HoldBed {
+            target,
+            patient,
+            ttl_ms: r.ttl_ms,
+        },
     };
     Ok(Request { id, command })
 }

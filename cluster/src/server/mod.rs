@@ -54,6 +54,7 @@
 pub mod admin;
 pub mod beds;
 pub mod bookings;
+pub mod capacity;
 pub mod convert;
 pub mod decode;
 pub mod matching;

@@ -124,6 +124,31 @@ impl Engine {
             .add_beds(ward, (first..first.saturating_add(count)).map(BedId));
     }
 
+    pub(crate) fn set_staffed_beds(
+        &mut self,
+        ward: WardId,
+        staffed_beds: u32,
+    ) -> Result<Reply, Rejection> {
+        let Some(w) = self.beds.ward(ward) else {
+            return Err(Rejection::UnknownWard(ward));
+        };
+        if staffed_beds as usize > BEDS_PER_WARD_MAX {
+            return Err(Rejection::invalid(
+                "staffed_beds",
+                format!("at most {BEDS_PER_WARD_MAX}"),
+            ));
+        }
+        let previous = w.staffed_beds;
+        let mut w = w.clone();
+        w.staffed_beds = staffed_beds;
+        self.beds.upsert_ward(w);
+        Ok(Reply::StaffedBedsSet {
+            ward,
+            staffed_beds,
+            previous,
+        })
+    }
+
     pub(crate) fn upsert_doctor(&mut self, d: &Doctor) -> Result<Reply, Rejection> {
         if !self.doctors.contains_key(&d.id) && self.doctors.len() >= DOCTORS_PER_REGION_MAX {
             return Err(Rejection::NoCapacity(format!(

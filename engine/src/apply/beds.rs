@@ -6,6 +6,8 @@ use crate::engine::Engine;
 use crate::error::Rejection;
 use crate::ids::*;
 use crate::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
+use crate::region::Channel;
+use crate::slots::SeatAsk;
 use crate::time::LogTime;
 
 /// Checks a hold's time to live.
@@ -58,6 +60,21 @@ impl Engine {
                 self.beds.check_holdable(bed).map(|_| bed)
             }
         }
+    }
+
+    /// A referral-channel bed hold: the referral is checked as for a referral seat, then
+    /// the bed is held as by `HoldBed`.
+    pub(crate) fn hold_bed_for_referral(
+        &mut self,
+        target: BedTarget,
+        patient: PatientRef,
+        ttl_ms: u64,
+        referral: ReferralId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let ask = SeatAsk::new(patient, Channel::Referral, Some(referral));
+        self.check_referral_seat(&ask)?;
+        self.hold_bed(target, patient, ttl_ms, now)
     }
 
     pub(crate) fn confirm_bed(&mut self, hold: HoldId, now: LogTime) -> Result<Reply, Rejection> {

@@ -1,6 +1,6 @@
 //! Referral commands: the lifecycle, and what happens to a referral when its holds go.
 
-use crate::beds::HoldState;
+use crate::beds::{BedState, HoldState};
 use crate::command::Reply;
 use crate::engine::Engine;
 use crate::error::{check_text, Rejection};
@@ -139,8 +139,15 @@ impl Engine {
         now: LogTime,
     ) -> Result<Reply, Rejection> {
         check_text("reason", reason)?;
-        self.referrals
-            .check(id, &[S::Triaged], "report no capacity for")?;
+        let r = self
+            .referrals
+            .check(id, &[S::Triaged, S::Matched], "report no capacity for")?;
+        // The matched hospital cannot take the patient after all: its holds go, and the
+        // referral returns to the worklist to be matched again (referrals.proto).
+        if r.state == S::Matched {
+            self.release_referral_holds(id, now);
+            self.referrals.attach(id, None, None);
+        }
         self.referrals.transition(
             id,
             S::Triaged,
@@ -205,10 +212,34 @@ impl Engine {
         id: ReferralId,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
-        self.referrals.check(id, &[S::Admitted], "complete")?;
+        let r = self.referrals.check(id, &[S::Admitted], "complete")?;
+        // Care at the receiving hospital is over, whatever the outcome (discharged home,
+        // referred down): the patient leaves the bed, which goes to cleaning.
+        if let Some(bed) = self.admitted_bed(r) {
+            self.beds.discharge(bed)?;
+        }
         self.referrals
             .transition(id, S::Completed, ReferralReason::AwaitingMatch, now);
         Ok(updated(id, S::Completed))
+    }
+
+    /// The bed an admitted referral's patient still occupies since the admission: the bed
+    /// of its confirmed hold, or (the hold pruned) the patient's bed at the receiving
+    /// hospital occupied since that moment. `None` when the referral held no bed or the
+    /// hospital has discharged the patient already.
+    fn admitted_bed(&self, r: &Referral) -> Option<BedId> {
+        let hold = r.bed_hold?;
+        let since = r.history.iter().rev().find(|s| s.state == S::Admitted)?.at;
+        let occupied = BedState::Occupied {
+            patient: r.patient,
+            since,
+        };
+        match self.beds.hold(hold) {
+            Some(h) => {
+                Some(h.bed).filter(|b| self.beds.bed(*b).is_some_and(|b| b.state == occupied))
+            }
+            None => self.beds.occupied_bed(occupied, r.to),
+        }
     }
 
     /// Rejects (by the receiver) or cancels (by the sender) an open referral and lets go of

@@ -197,6 +197,16 @@ impl Engine {
         })
     }
 
+    /// Lifts a patient's no-show block (if any) and forgets their no-shows.
+    pub(crate) fn unblock_patient(&mut self, patient: PatientRef, now: LogTime) -> Reply {
+        let blocked_until = self.slots.blocked(patient, now);
+        self.slots.forgive_no_shows(patient);
+        Reply::PatientUnblocked {
+            patient,
+            blocked_until,
+        }
+    }
+
     pub(crate) fn join_waitlist(
         &mut self,
         doctor: DoctorId,

@@ -231,3 +231,71 @@ fn ward_counts_show_as_free_only_the_beds_a_hold_would_get() {
     // Both staffed beds held: the free physical bed cannot be held.
     check(&mut fx, 0, 1);
 }
+
+#[test]
+fn set_staffed_beds_changes_only_the_staffed_count_and_what_can_be_held() {
+    let mut fx = Fx::new();
+    // W1: 3 physical beds, 2 staffed.
+    let r = fx.run(Command::SetStaffedBeds {
+        ward: WardId(1),
+        staffed_beds: 3,
+    });
+    assert_eq!(
+        r,
+        Ok(Reply::StaffedBedsSet {
+            ward: WardId(1),
+            staffed_beds: 3,
+            previous: 2
+        })
+    );
+    let before = fx.engine.beds().ward(WardId(1)).unwrap().clone();
+    assert_eq!(before.name, "W1", "the rest of the ward record is kept");
+    for p in 1..=3 {
+        fx.hold_bed(BedTarget::Ward(WardId(1)), p, HOUR);
+    }
+    // Down to 1 staffed: the held beds stay held, nothing more can be held.
+    fx.run(Command::SetStaffedBeds {
+        ward: WardId(1),
+        staffed_beds: 1,
+    })
+    .unwrap();
+    let counts = fx.engine.beds().counts(WardId(1)).unwrap();
+    assert_eq!((counts.staffed, counts.held, counts.free), (1, 3, 0));
+    let err = fx.refuse(Command::SetStaffedBeds {
+        ward: WardId(99),
+        staffed_beds: 1,
+    });
+    assert_eq!(err, Rejection::UnknownWard(WardId(99)));
+    let err = fx.refuse(Command::SetStaffedBeds {
+        ward: WardId(1),
+        staffed_beds: u32::MAX,
+    });
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "staffed_beds"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_referral_bed_hold_needs_the_patients_waiting_referral() {
+    let mut fx = Fx::new();
+    let hold = |target, patient, referral| Command::HoldBedForReferral {
+        target,
+        patient: PatientRef(patient),
+        ttl_ms: HOUR,
+        referral: ReferralId(referral),
+    };
+    let err = fx.refuse(hold(BedTarget::Ward(WardId(1)), 5, 77));
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "referral_id"),
+        "{err:?}"
+    );
+    let referral = fx.triaged_referral(5);
+    let err = fx.refuse(hold(BedTarget::Ward(WardId(1)), 6, referral.0));
+    assert!(
+        matches!(&err, Rejection::Invalid { field, .. } if field == "referral_id"),
+        "another patient's referral: {err:?}"
+    );
+    let r = fx.run(hold(BedTarget::Ward(WardId(1)), 5, referral.0));
+    assert!(matches!(r, Ok(Reply::BedHeld { .. })), "{r:?}");
+}

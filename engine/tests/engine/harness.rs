@@ -256,7 +256,8 @@ fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
         | AdmitReferral { referral }
         | CompleteReferral { referral }
         | RejectReferral { referral, .. }
-        | CancelReferral { referral, .. } => aim(referral, &l.referrals, p),
+        | CancelReferral { referral, .. }
+        | HoldBedForReferral { referral, .. } => aim(referral, &l.referrals, p),
         _ => {}
     }
     c

@@ -49,6 +49,8 @@ fn the_full_lifecycle_from_request_to_completion() {
         BedState::Occupied { .. }
     ));
     fx.run(Command::CompleteReferral { referral: id }).unwrap();
+    // Care is over: the patient leaves the bed, which goes to cleaning.
+    assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::ToClean);
     let r = fx.engine.referrals().get(id).unwrap();
     let states: Vec<ReferralState> = r.history.iter().map(|s| s.state).collect();
     use ReferralState::*;
@@ -319,4 +321,91 @@ fn a_referral_waitlist_entry_needs_a_referral_and_is_offered_a_seat_only_while_i
     let offered: Vec<PatientRef> = offers.iter().map(|o| o.patient).collect();
     assert_eq!(offered, [PatientRef(63)]);
     assert_eq!(fx.engine.slots().waitlist(DoctorId(3)).count(), 0);
+}
+
+/// Admits a referral of `patient` (H1 -> H3) into a W1 bed; its id and the bed.
+fn admitted(fx: &mut Fx, patient: u128) -> (ReferralId, BedId) {
+    let id = fx.triaged_referral(patient);
+    let (bed_hold, bed) = fx.hold_bed(BedTarget::Ward(WardId(1)), patient, 6 * HOUR);
+    fx.run(Command::MatchReferral {
+        referral: id,
+        slot_hold: None,
+        bed_hold: Some(bed_hold),
+    })
+    .unwrap();
+    fx.run(Command::AcceptReferral { referral: id }).unwrap();
+    fx.run(Command::AdmitReferral { referral: id }).unwrap();
+    (id, bed)
+}
+
+#[test]
+fn completing_a_referral_frees_its_bed_even_after_the_hold_was_pruned() {
+    let mut fx = Fx::new();
+    let (id, bed) = admitted(&mut fx, 61);
+    // Two days in hospital: the confirmed hold record is pruned meanwhile.
+    fx.tick(2 * 24 * HOUR);
+    let hold = fx.engine.referrals().get(id).unwrap().bed_hold.unwrap();
+    assert!(fx.engine.beds().hold(hold).is_none(), "hold pruned");
+    fx.run(Command::CompleteReferral { referral: id }).unwrap();
+    assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::ToClean);
+}
+
+#[test]
+fn completing_a_referral_leaves_a_bed_the_hospital_already_discharged() {
+    let mut fx = Fx::new();
+    let (id, bed) = admitted(&mut fx, 62);
+    fx.run(Command::Discharge { bed }).unwrap();
+    fx.run(Command::MarkBedClean { bed }).unwrap();
+    let (_, again) = fx.hold_bed(BedTarget::Bed(bed), 63, HOUR);
+    assert_eq!(again, bed);
+    fx.run(Command::CompleteReferral { referral: id }).unwrap();
+    assert!(
+        matches!(
+            fx.engine.beds().bed(bed).unwrap().state,
+            BedState::Held { .. }
+        ),
+        "the next patient's hold is untouched"
+    );
+}
+
+#[test]
+fn a_matched_referral_reported_without_capacity_lets_its_holds_go() {
+    let mut fx = Fx::new();
+    let id = fx.triaged_referral(64);
+    let (bed_hold, bed) = fx.hold_bed(BedTarget::Ward(WardId(1)), 64, 6 * HOUR);
+    fx.run(Command::MatchReferral {
+        referral: id,
+        slot_hold: None,
+        bed_hold: Some(bed_hold),
+    })
+    .unwrap();
+    let r = fx.run(Command::ReportNoCapacity {
+        referral: id,
+        reason: "icu-full".into(),
+    });
+    assert_eq!(
+        r,
+        Ok(Reply::ReferralUpdated {
+            referral: id,
+            state: ReferralState::Triaged
+        })
+    );
+    assert_eq!(fx.engine.beds().bed(bed).unwrap().state, BedState::Free);
+    let referral = fx.engine.referrals().get(id).unwrap();
+    assert_eq!(referral.bed_hold, None);
+    assert_eq!(
+        referral.reason,
+        ReferralReason::NoCapacity("icu-full".into())
+    );
+    assert_eq!(fx.engine.referrals().for_hold(bed_hold), None);
+    // Accepted is past the point of reporting: refused, nothing changed.
+    let (id, _) = admitted(&mut fx, 65);
+    let err = fx.refuse(Command::ReportNoCapacity {
+        referral: id,
+        reason: "late".into(),
+    });
+    assert!(
+        matches!(err, Rejection::InvalidTransition { .. }),
+        "{err:?}"
+    );
 }

@@ -437,3 +437,54 @@ fn the_open_slot_index_follows_every_seat_change() {
     fx.tick(fx.engine.policy().slot_hold_ttl_ms);
     check(&fx.engine);
 }
+
+#[test]
+fn unblocking_a_patient_lifts_the_block_and_forgets_the_no_shows() {
+    let mut fx = Fx::new();
+    let patient = PatientRef(77);
+    let spec = |i: u64| SlotSpec {
+        start: T0.plus_ms((10 + i) * HOUR),
+        duration_minutes: 15,
+        mode: Mode::InPerson,
+        capacity: 1,
+        overbook: 0,
+        referral_quota: 0,
+    };
+    let Ok(Reply::SchedulePublished { first, .. }) = fx.run(Command::PublishSchedule {
+        doctor: DoctorId(3),
+        slots: (0..5).map(spec).collect(),
+    }) else {
+        panic!()
+    };
+    let mut blocked = None;
+    for i in 0..3u64 {
+        let hold = fx.hold_slot(first.0 + i, patient.0, Channel::Public);
+        fx.run(Command::BookSlot { hold }).unwrap();
+        fx.now = T0.plus_ms((10 + i) * HOUR + MINUTE);
+        let r = fx.run(Command::MarkNoShow { booking: hold }).unwrap();
+        let Reply::NoShowRecorded { blocked_until, .. } = r else {
+            panic!()
+        };
+        blocked = blocked_until;
+    }
+    assert!(blocked.is_some());
+    let r = fx.run(Command::UnblockPatient { patient });
+    assert_eq!(
+        r,
+        Ok(Reply::PatientUnblocked {
+            patient,
+            blocked_until: blocked
+        })
+    );
+    assert_eq!(fx.engine.slots().blocked(patient, fx.now), None);
+    fx.hold_slot(first.0 + 3, patient.0, Channel::Public);
+    // Unblocking someone who is not blocked changes nothing and says so.
+    let r = fx.run(Command::UnblockPatient { patient });
+    assert_eq!(
+        r,
+        Ok(Reply::PatientUnblocked {
+            patient,
+            blocked_until: None
+        })
+    );
+}

@@ -344,7 +344,10 @@ fn bed_and_slot_command() -> impl Strategy<Value = Command> + Clone {
     let bed_id = small_or_any_u32().prop_map(BedId);
     let target = prop_oneof![1 => ward_id.clone().prop_map(BedTarget::Ward), 1 => bed_id.clone().prop_map(BedTarget::Bed)];
     prop_oneof![
-        1 => (ward_id, small_or_any_u32()).prop_map(|(ward, count)| AddBeds { ward, count }),
+        1 => (ward_id.clone(), small_or_any_u32()).prop_map(|(ward, count)| AddBeds { ward, count }),
+        1 => (ward_id, small_or_any_u32()).prop_map(|(ward, staffed_beds)| SetStaffedBeds { ward, staffed_beds }),
+        1 => (target.clone(), patient(), ms(), referral_id()).prop_map(|(target, patient, ttl_ms, referral)| HoldBedForReferral { target, patient, ttl_ms, referral }),
+        1 => patient().prop_map(|patient| UnblockPatient { patient }),
         1 => (bed_id.clone(), variant::<beds::BlockReason>()).prop_map(|(bed, reason)| BlockBed { bed, reason }),
         1 => bed_id.clone().prop_map(|bed| UnblockBed { bed }),
         1 => bed_id.clone().prop_map(|bed| MarkBedClean { bed }),
