@@ -42,8 +42,7 @@ use crate::node::{self, NodeConfig};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
     matching::MatchingService, referrals::ReferralsService, scheduling::SchedulingService,
-    watch::WatchService, Cluster,
-    Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
+    watch::WatchService, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
