@@ -562,7 +562,10 @@ impl Client {
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         let first = self.inner.preferred.load(Ordering::Relaxed);
         let mut last = None;
-        for k in 0..self.lock_nodes().len() {
+        // The lock is taken and dropped here: a guard in the `for` expression would be held
+        // across the awaits below.
+        let nodes = self.lock_nodes().len();
+        for k in 0..nodes {
             let (i, channel) = self.node(first + k);
             let mut req = tonic::Request::new(request.clone());
             self.authorize(&mut req);

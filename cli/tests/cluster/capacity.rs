@@ -397,7 +397,7 @@ async fn region(c: &Client) {
     };
     let set = pb::SetPolicyRequest {
         request_id: id("policy"),
-        policy: Some(policy.clone()),
+        policy: Some(policy),
     };
     twice(set, |r| c.set_policy(r), |r| r.commit.take()).await;
     let bad = pb::SetPolicyRequest {

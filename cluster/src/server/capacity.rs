@@ -565,7 +565,7 @@ impl Capacity for CapacityService {
         request: GrpcRequest<pb::SetPolicyRequest>,
     ) -> Result<Response<pb::SetPolicyResponse>, Status> {
         self.write(request, set_policy, |r, _, c| pb::SetPolicyResponse {
-            policy: r.policy.clone(),
+            policy: r.policy,
             commit: Some(c),
         })
         .await

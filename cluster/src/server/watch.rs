@@ -60,9 +60,7 @@ impl Watch for WatchService {
         let subscription = self.feed.subscribe(start).map_err(feed_status)?;
         let stream =
             futures_util::stream::unfold(Some((subscription, filter)), |state| async move {
-                let Some((mut sub, filter)) = state else {
-                    return None;
-                };
+                let (mut sub, filter) = state?;
                 match next_admitted(&mut sub, &filter).await {
                     Ok(event) => Some((Ok(event_pb(&event)), Some((sub, filter)))),
                     // The error ends the stream.
