@@ -121,6 +121,11 @@ impl Event {
         }
     }
 
+    /// Whether the event concerns hospital `h` (a referral: its sender or its receiver).
+    pub fn concerns_hospital(&self, h: HospitalId) -> bool {
+        self.hospitals().contains(&Some(h))
+    }
+
     /// The hospitals the event concerns (a referral's sender and receiver), for filtering.
     pub fn hospitals(&self) -> [Option<HospitalId>; 2] {
         match *self {

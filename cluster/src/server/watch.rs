@@ -124,9 +124,7 @@ impl Filter {
     /// receiver), of the ward (only bed and bed-hold events have one).
     pub fn admits(&self, event: &Event) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&event.kind()))
-            && self
-                .hospital
-                .is_none_or(|h| event.hospitals().contains(&Some(h)))
+            && self.hospital.is_none_or(|h| event.concerns_hospital(h))
             && self.ward.is_none_or(|w| event.ward() == Some(w))
     }
 }
