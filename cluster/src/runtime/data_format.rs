@@ -254,8 +254,28 @@ mod tests {
         (state, entries[299..].to_vec(), snap)
     }
 
+    /// `prepare`, once the fixture's sled store has let go of its lock file: sled releases
+    /// it from its flusher thread some time after the handle is dropped, so in a test that
+    /// opened the store a moment before, the first open may find it still locked (as a
+    /// second process would). A migration may be retried at any point (module doc).
+    fn prepare_when_unlocked(data_dir: &Path) -> Layout {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match prepare(data_dir) {
+                Ok(layout) => return layout,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("prepare: {e}"),
+            }
+        }
+    }
+
     fn check_migrated(data_dir: &Path, (state, entries, snap): &(RaftState, Vec<Entry>, Snapshot)) {
-        let layout = prepare(data_dir).unwrap();
+        let layout = prepare_when_unlocked(data_dir);
         assert_eq!(read_stamp(&data_dir.join(FORMAT_FILE)).unwrap(), Some(3));
         assert!(!data_dir.join(LEGACY_SLED_DIR).exists());
         assert!(data_dir.join(MIGRATED_SLED_DIR).exists());
