@@ -145,7 +145,8 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
     println!(
         "{} seeds from {from}: {} passed, {} failed in {:.1} s ({:.1} seeds/s, {} ops of which \
          {} reads and {} allocations, {} crashes, {} partitions, {} corruptions detected, {} \
-         replacements, {} wiped disks of which {} refused)",
+         replacements, {} wiped disks of which {} refused, {} snapshots written in the \
+         background, {} crashes between a snapshot file and its record)",
         summary.seeds,
         summary.passed,
         summary.failed,
@@ -159,7 +160,9 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         summary.corruptions_detected,
         summary.replacements,
         summary.wipes,
-        summary.wiped_refused
+        summary.wiped_refused,
+        summary.snapshots_written,
+        summary.crashes_in_snapshot
     );
     for (seed, v) in &summary.failures {
         println!("FAILED seed {seed}: {v}");

@@ -29,6 +29,20 @@ use serde::{Deserialize, Serialize};
 
 pub use ninety_engine::read::{Answer, Query};
 
+/// [`Engine::image`] as a [`crate::state_machine::StateImage`].
+struct EngineImage(ninety_engine::snapshot::Image);
+
+impl crate::state_machine::StateImage for EngineImage {
+    fn snapshot(&self) -> Vec<u8> {
+        // As `EngineMachine::snapshot`: postcard's std flavour never fails here.
+        self.0.snapshot().unwrap_or_default()
+    }
+
+    fn state_hash(&self) -> [u8; 32] {
+        self.0.state_hash().0
+    }
+}
+
 /// One command of a log entry, as the log carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct LogCommand {
@@ -356,6 +370,11 @@ impl StateMachine for EngineMachine {
         // `Engine::snapshot` only fails if postcard cannot encode the state, which the std
         // flavour never does; an empty image would then fail `restore` loudly, not silently.
         self.engine.snapshot().unwrap_or_default()
+    }
+
+    /// The engine's image: small records copied, the beds' chunks shared (`cow_map`).
+    fn image(&self) -> Box<dyn crate::state_machine::StateImage> {
+        Box::new(EngineImage(self.engine.image()))
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {

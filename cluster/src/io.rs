@@ -82,6 +82,15 @@ pub trait RaftStore: raft::Storage {
     /// Also moves `applied_index` to the snapshot index. Durable and atomic.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error>;
 
+    /// Records `snapshot` as the stored snapshot (like `save_snapshot`) when a snapshot
+    /// writer already made its data durable where the store keeps snapshot data (the
+    /// runtime's writer thread: [`crate::storage::SnapshotFiles::write`], the same file
+    /// `save_snapshot` would write). Durable and atomic; until it returns, a restart ignores
+    /// (and deletes) that file. The default stores it as `save_snapshot` does.
+    fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.save_snapshot(snapshot)
+    }
+
     /// Discards entries before `index` (keeping the term of `index - 1` for matching).
     /// `index` must be at most the stored snapshot index + 1.
     fn compact(&mut self, index: u64) -> Result<(), Error>;

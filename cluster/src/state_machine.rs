@@ -51,6 +51,17 @@ pub trait StateMachine {
     /// Serializes the whole state; `restore` of these bytes must give an equal state.
     fn snapshot(&self) -> Vec<u8>;
 
+    /// An immutable image of the state now, to encode elsewhere: the node takes one on its
+    /// own thread and a snapshot writer encodes it (`node::snapshots`). It must be cheap
+    /// (the node waits for it) and encode to what `snapshot` returns now. The default
+    /// encodes at once (fine for small machines; the engine shares its big maps instead).
+    fn image(&self) -> Box<dyn StateImage> {
+        Box::new(EncodedImage {
+            bytes: self.snapshot(),
+            hash: self.state_hash(),
+        })
+    }
+
     /// Replaces the whole state with a snapshot produced by `snapshot`.
     fn restore(&mut self, data: &[u8]) -> Result<(), String>;
 
@@ -61,5 +72,30 @@ pub trait StateMachine {
     /// fatal error of an entry whose apply panicked. Must not panic on any bytes.
     fn describe(&self, command: &[u8]) -> String {
         format!("a command of {} bytes", command.len())
+    }
+}
+
+/// An immutable copy of a [`StateMachine`]'s state ([`StateMachine::image`]), encoded on
+/// another thread.
+pub trait StateImage: Send {
+    /// What `StateMachine::snapshot` returned when the image was taken.
+    fn snapshot(&self) -> Vec<u8>;
+    /// What `StateMachine::state_hash` returned when the image was taken.
+    fn state_hash(&self) -> [u8; 32];
+}
+
+/// The default image: the state already encoded.
+struct EncodedImage {
+    bytes: Vec<u8>,
+    hash: [u8; 32],
+}
+
+impl StateImage for EncodedImage {
+    fn snapshot(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+
+    fn state_hash(&self) -> [u8; 32] {
+        self.hash
     }
 }

@@ -3,7 +3,7 @@
 
 mod harness {
     use ninety_cluster::eraftpb::Message;
-    use ninety_cluster::node::{bootstrap, Input, Node, NodeConfig, Reply};
+    use ninety_cluster::node::{bootstrap, Input, Node, NodeConfig, Reply, SnapshotJob};
     use ninety_cluster::test_support::{discard_logger, KvMachine, ManualClock};
     use ninety_cluster::{RaftStore, RequestError, RequestId, StateMachine};
     use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -23,6 +23,10 @@ mod harness {
         pub fatal: BTreeMap<u64, ninety_cluster::Error>,
         /// The state machine new nodes start with (a "fixed build" disables its panics).
         pub machine: KvMachine,
+        /// Snapshot jobs handed out (`NodeConfig::background_snapshots`), not written yet.
+        pub jobs: Vec<(u64, SnapshotJob)>,
+        /// Write every job at the start of the next round (a writer that keeps up).
+        pub auto_write: bool,
     }
 
     pub fn config(id: u64) -> NodeConfig {
@@ -52,6 +56,8 @@ mod harness {
                 snapshots_sent: 0,
                 fatal: BTreeMap::new(),
                 machine,
+                jobs: Vec::new(),
+                auto_write: false,
             };
             for (id, mut store) in stores {
                 if store.last_index().unwrap() == 0 && !store.initial_state().unwrap().initialized()
@@ -88,6 +94,13 @@ mod harness {
             self.snapshots_sent += out.snapshots.len();
             self.queue
                 .extend(out.snapshots.into_iter().map(|m| (m, true)));
+            if let Some(job) = out.snapshot {
+                assert!(
+                    self.jobs.iter().all(|(n, _)| *n != id),
+                    "a second snapshot job while one is in flight"
+                );
+                self.jobs.push((id, job));
+            }
             for c in out.completions {
                 assert!(
                     self.outcomes.insert(c.id, c.result).is_none(),
@@ -114,6 +127,17 @@ mod harness {
             }
         }
 
+        /// The snapshot writer: encodes every pending job and reports it written (the
+        /// node records it at its next poll).
+        pub fn write_jobs(&mut self) {
+            for (id, job) in std::mem::take(&mut self.jobs) {
+                let snapshot = job.encode();
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.step(Input::SnapshotWritten { snapshot });
+                }
+            }
+        }
+
         /// Polls every node and delivers messages until the network is quiet.
         pub fn settle(&mut self) {
             for _ in 0..1000 {
@@ -127,6 +151,9 @@ mod harness {
         /// One round: polls every node, then delivers what they sent; false when nothing
         /// was sent.
         pub fn round(&mut self) -> bool {
+            if self.auto_write {
+                self.write_jobs();
+            }
             let ids: Vec<u64> = self.nodes.keys().copied().collect();
             for id in ids {
                 self.poll(id);
@@ -422,19 +449,87 @@ mod reads {
 
 mod snapshots {
     use super::harness::{config, Cluster};
+    use ninety_cluster::node::payload;
     use ninety_cluster::storage::MemStore;
-    use ninety_cluster::RaftStore;
+    use ninety_cluster::test_support::KvMachine;
+    use ninety_cluster::{RaftStore, StateMachine};
     use raft::Storage;
 
     #[test]
     fn lagging_follower_catches_up_via_snapshot() {
-        let small = |id| {
-            let mut cfg = config(id);
-            cfg.snapshot_interval_entries = 20;
-            cfg.log_retain_entries = 5;
-            cfg
-        };
-        let mut c = Cluster::new((1..=3).map(|id| (id, MemStore::new())).collect(), small);
+        lagging_follower_catches_up(false);
+    }
+
+    /// The same with snapshots written by a writer (answered from the recorded one).
+    #[test]
+    fn lagging_follower_catches_up_via_a_snapshot_written_in_the_background() {
+        lagging_follower_catches_up(true);
+    }
+
+    fn small(id: u64, background: bool) -> ninety_cluster::NodeConfig {
+        let mut cfg = config(id);
+        cfg.snapshot_interval_entries = 20;
+        cfg.log_retain_entries = 5;
+        cfg.background_snapshots = background;
+        cfg
+    }
+
+    /// A background snapshot is only an image until written: the store names none and the
+    /// log is whole; once reported written it is recorded and the log compacted; the next
+    /// job comes only after that.
+    #[test]
+    fn a_background_snapshot_compacts_only_once_written_and_recorded() {
+        let stores = (1..=3).map(|id| (id, MemStore::new())).collect();
+        let mut c = Cluster::new(stores, |id| small(id, true));
+        let leader = c.elect();
+        for i in 0..25 {
+            c.propose(leader, &format!("k{i}={i}"));
+            c.settle();
+        }
+        assert_eq!(
+            c.jobs.len(),
+            3,
+            "one job per node, none while one is in flight"
+        );
+        for id in 1..=3 {
+            let node = &c.nodes[&id];
+            assert!(node.snapshot_in_flight());
+            assert_eq!(
+                node.store().applied_index(),
+                1,
+                "only the bootstrap snapshot"
+            );
+            assert_eq!(node.store().first_index().unwrap(), 2, "nothing compacted");
+        }
+        let at: Vec<u64> = c.jobs.iter().map(|(_, j)| j.index).collect();
+        c.write_jobs();
+        c.tick(1);
+        for (id, index) in (1..=3).zip(at) {
+            let node = &c.nodes[&id];
+            assert!(!node.snapshot_in_flight());
+            assert_eq!(node.store().applied_index(), index);
+            assert_eq!(node.snapshot_index(), index);
+            let first = node.store().first_index().unwrap();
+            assert_eq!(first, (index + 1).saturating_sub(5));
+            let stored = node.store().stored_snapshot().unwrap().unwrap();
+            let env = payload::decode_snapshot_envelope(stored.get_data()).unwrap();
+            let mut restored = KvMachine::default();
+            restored.restore(env.state).unwrap();
+            assert_eq!(restored.get("k10"), Some(&b"10"[..]), "node {id}");
+        }
+        assert!(c.jobs.is_empty(), "not due yet");
+        for i in 25..50 {
+            c.propose(leader, &format!("k{i}={i}"));
+            c.settle();
+        }
+        assert_eq!(c.jobs.len(), 3, "the next interval's jobs");
+        c.assert_converged(&[1, 2, 3]);
+    }
+
+    fn lagging_follower_catches_up(background: bool) {
+        let stores = (1..=3).map(|id| (id, MemStore::new())).collect();
+        let mut c = Cluster::new(stores, |id| small(id, background));
+        c.auto_write = true;
         let leader = c.elect();
         let lagger = (1..=3).find(|i| *i != leader).unwrap();
         c.cut.insert(lagger);

@@ -5,6 +5,7 @@
 //! unblocked bed exists. A hold is a two-phase reservation in the manner of TigerBeetle's
 //! pending transfers: pending, then exactly one of confirmed (admitted), released or expired.
 
+use crate::cow_map::CowMap;
 use crate::error::Rejection;
 use crate::events::{Event, Pending};
 use crate::hashing::StableMap;
@@ -141,7 +142,8 @@ pub struct WardCounts {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BedBook {
     pub(crate) wards: BTreeMap<WardId, Ward>,
-    pub(crate) beds: BTreeMap<BedId, Bed>,
+    /// Copy-on-write chunks (`cow_map`), so a snapshot image of 8 M beds is cheap.
+    pub(crate) beds: CowMap<BedId, Bed>,
     /// Holds by id: a hash map because hold ids are looked up on every confirm and release
     /// (an ordered map of ~10^5 retained holds was a measured hot spot); sorted on the wire.
     #[serde(with = "crate::hashing::sorted")]
@@ -193,6 +195,20 @@ impl PartialEq for BedBook {
 }
 
 impl BedBook {
+    /// A copy of the canonical records for a snapshot image: the beds' chunks are shared
+    /// (`CowMap`), the derived indexes left out (an image is encoded, never applied to).
+    pub(crate) fn image(&self) -> BedBook {
+        BedBook {
+            wards: self.wards.clone(),
+            beds: self.beds.clone(),
+            holds: self.holds.clone(),
+            expiries: self.expiries.clone(),
+            resolved: self.resolved.clone(),
+            index: BedIndex::default(),
+            events: Pending::default(),
+        }
+    }
+
     /// Rebuilds the derived indexes from the canonical records.
     pub(crate) fn rebuild(&mut self) {
         let mut index = BedIndex::default();

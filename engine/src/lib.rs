@@ -37,6 +37,7 @@
 mod apply;
 pub mod beds;
 pub mod command;
+pub mod cow_map;
 pub mod dedup;
 mod engine;
 pub mod error;

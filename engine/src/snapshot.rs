@@ -7,6 +7,11 @@
 //! The state hash is the SHA-256 of the postcard encoding of the canonical state: ordered
 //! maps only, fixed-width integers, no floats, so it is the same across runs, replicas and
 //! machines. Replicas that applied the same log have the same hash.
+//!
+//! An [`Image`] is an immutable copy of the canonical state for encoding elsewhere (the
+//! cluster writes snapshots on a thread of their own): [`Engine::image`] copies the small
+//! records and shares the beds' chunks (`cow_map`), and leaves the derived indexes and the
+//! published view out, so taking one costs far less than a clone of the engine.
 
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
@@ -50,7 +55,45 @@ pub enum SnapshotError {
     Encode(String),
 }
 
+/// An immutable copy of the canonical state (module doc); encodes and hashes exactly as
+/// the engine it was taken from did at that moment.
+#[derive(Debug)]
+pub struct Image(Engine);
+
+impl Image {
+    /// [`Engine::snapshot`] of the state the image was taken from.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        self.0.snapshot()
+    }
+
+    /// [`Engine::state_hash`] of the state the image was taken from.
+    pub fn state_hash(&self) -> StateHash {
+        self.0.state_hash()
+    }
+}
+
 impl Engine {
+    /// A cheap immutable copy of the canonical state, to encode on another thread.
+    pub fn image(&self) -> Image {
+        Image(Engine {
+            name: self.name.clone(),
+            policy: self.policy.clone(),
+            now: self.now,
+            counters: self.counters,
+            hospitals: self.hospitals.clone(),
+            alliances: self.alliances.clone(),
+            doctors: self.doctors.clone(),
+            graph: self.graph.clone(),
+            beds: self.beds.image(),
+            slots: self.slots.clone(),
+            referrals: self.referrals.clone(),
+            dedup: self.dedup.clone(),
+            match_policy: self.match_policy.clone(),
+            live: Default::default(),
+            emitted: Default::default(),
+        })
+    }
+
     /// Encodes the whole state.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
         let body = postcard::to_stdvec(self).map_err(|e| SnapshotError::Encode(e.to_string()))?;

@@ -79,6 +79,19 @@ impl Disk {
         self.durable.append(&mut self.pending);
     }
 
+    /// Writes a snapshot file durably (the snapshot writer's own file: temporary file,
+    /// fsync, rename), without syncing the journal's pending records, which belong to
+    /// other files (the Raft log).
+    pub fn write_snapshot_file(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        let mut body = vec![OP_SNAPSHOT_FILE];
+        put_bytes(&mut body, &encode(snapshot)?);
+        let pending = std::mem::take(&mut self.pending);
+        self.write(body);
+        self.sync();
+        self.pending = pending;
+        Ok(())
+    }
+
     /// A crash: pending records are lost; with `torn`, the first of them is left torn.
     pub fn crash(&mut self, rng: &mut Rng, torn: bool) {
         let pending = std::mem::take(&mut self.pending);
@@ -191,6 +204,10 @@ const OP_COMMIT: u8 = 2;
 const OP_APPLY_SNAPSHOT: u8 = 3;
 const OP_SAVE_SNAPSHOT: u8 = 4;
 const OP_COMPACT: u8 = 5;
+/// A snapshot file written by the snapshot writer (`sim::snapshot`): ignored at replay
+/// unless an [`OP_RECORD_SNAPSHOT`] after it names it (a crash in between leaves an orphan).
+const OP_SNAPSHOT_FILE: u8 = 6;
+const OP_RECORD_SNAPSHOT: u8 = 7;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
@@ -240,8 +257,9 @@ impl SimStore {
         let mut mem = MemStore::new();
         {
             let mut d = disk.borrow_mut();
+            let mut files = SnapshotFiles::default();
             for body in d.verified()? {
-                replay(&mut mem, body)?;
+                replay(&mut mem, &mut files, body)?;
             }
             d.corrupted = false;
         }
@@ -274,7 +292,10 @@ fn persist_record(entries: &[Entry], hard_state: Option<&HardState>) -> Result<V
     Ok(body)
 }
 
-fn replay(mem: &mut MemStore, body: &[u8]) -> Result<(), Error> {
+/// Snapshot files met in the journal, by (index, term), until a record names one.
+type SnapshotFiles = std::collections::BTreeMap<(u64, u64), Snapshot>;
+
+fn replay(mem: &mut MemStore, files: &mut SnapshotFiles, body: &[u8]) -> Result<(), Error> {
     let (&tag, rest) = body
         .split_first()
         .ok_or_else(|| Error::Storage("empty record".into()))?;
@@ -297,6 +318,19 @@ fn replay(mem: &mut MemStore, body: &[u8]) -> Result<(), Error> {
         OP_APPLY_SNAPSHOT => mem.apply_snapshot(&pb(r.bytes()?)?),
         OP_SAVE_SNAPSHOT => mem.save_snapshot(&pb(r.bytes()?)?),
         OP_COMPACT => mem.compact(r.u64()?),
+        OP_SNAPSHOT_FILE => {
+            let snap: Snapshot = pb(r.bytes()?)?;
+            let meta = snap.get_metadata();
+            files.insert((meta.index, meta.term), snap);
+            Ok(())
+        }
+        OP_RECORD_SNAPSHOT => {
+            let (index, term) = (r.u64()?, r.u64()?);
+            let snap = files.remove(&(index, term)).ok_or_else(|| {
+                Error::Storage(format!("snapshot file {index}-{term} to record is missing"))
+            })?;
+            mem.save_snapshot(&snap)
+        }
         other => Err(Error::Storage(format!("unknown record tag {other}"))),
     }
 }
@@ -384,6 +418,20 @@ impl RaftStore for SimStore {
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
         let mut body = vec![OP_SAVE_SNAPSHOT];
         put_bytes(&mut body, &encode(snapshot)?);
+        self.mem.save_snapshot(snapshot)?;
+        self.journal(body, true);
+        Ok(())
+    }
+
+    /// The file was written by the simulated writer ([`Disk::write_snapshot_file`]): only
+    /// its name is journalled; `snapshot` carries its data for the live view.
+    fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        let meta = snapshot.get_metadata();
+        let mut body = vec![OP_RECORD_SNAPSHOT];
+        for v in [meta.index, meta.term] {
+            body.extend_from_slice(&(v as u32).to_le_bytes());
+            body.extend_from_slice(&((v >> 32) as u32).to_le_bytes());
+        }
         self.mem.save_snapshot(snapshot)?;
         self.journal(body, true);
         Ok(())

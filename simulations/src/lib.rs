@@ -82,6 +82,10 @@ pub struct Summary {
     /// (or stopped) instead of rejoining as themselves.
     pub wipes: u64,
     pub wiped_refused: u64,
+    /// Snapshot files written in the background, and crashes between such a file and its
+    /// record (`sim::snapshot`).
+    pub snapshots_written: u64,
+    pub crashes_in_snapshot: u64,
     pub wall: Duration,
 }
 
@@ -151,4 +155,6 @@ fn add(sum: &mut Summary, r: &RunReport) {
     sum.replacements += s.replacements;
     sum.wipes += s.wipes;
     sum.wiped_refused += s.wiped_refused;
+    sum.snapshots_written += s.snapshots_written;
+    sum.crashes_in_snapshot += s.crashes_in_snapshot;
 }

@@ -280,6 +280,11 @@ impl StateMachine for SimMachine {
         self.inner.snapshot()
     }
 
+    /// The engine's own image (shared bed chunks), as the runtime's writer gets it.
+    fn image(&self) -> Box<dyn ninety_cluster::state_machine::StateImage> {
+        self.inner.image()
+    }
+
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
         self.inner.restore(data)
     }

@@ -104,6 +104,9 @@ pub struct Faults {
     pub crash_in_write_per_mille: u64,
     /// Chance that a crash also loses the node's whole data directory, per mille.
     pub wipe_per_mille: u64,
+    /// Chance that a node crashes between writing a snapshot file and recording it in its
+    /// store, per mille of written snapshots (`sim::snapshot`).
+    pub crash_in_snapshot_per_mille: u64,
     /// Chance per second that the operator replaces a healthy node (membership change).
     pub replace_per_mille: u64,
     /// Largest clock offset between a node and true time, ms.
@@ -158,6 +161,7 @@ impl Faults {
             // Drawn last, so the fields above are what they were before it existed.
             crash_in_write_per_mille: r.range(0, 700),
             wipe_per_mille: if calm { 0 } else { r.range(0, 300) },
+            crash_in_snapshot_per_mille: if calm { 0 } else { r.range(0, 300) },
         }
     }
 }
@@ -168,8 +172,8 @@ impl fmt::Display for Faults {
             f,
             "nodes={} clients={} delay={}..{}ms loss={}‰ dup={}‰ partition_every={}ms \
              crash_every={}ms down={}..{}ms torn={}‰ corrupt={}‰ crash_in_write={}‰ wipe={}‰ \
-             replace={}‰/s skew<={}ms drift<={}ppm client_timeout={}ms snapshot_every={} \
-             log_retain={} hash_every={}",
+             crash_in_snapshot={}‰ replace={}‰/s skew<={}ms drift<={}ppm \
+             client_timeout={}ms snapshot_every={} log_retain={} hash_every={}",
             self.nodes,
             self.clients,
             self.delay_ms.0,
@@ -184,6 +188,7 @@ impl fmt::Display for Faults {
             self.corrupt_per_mille,
             self.crash_in_write_per_mille,
             self.wipe_per_mille,
+            self.crash_in_snapshot_per_mille,
             self.replace_per_mille,
             self.skew_ms,
             self.drift_ppm,

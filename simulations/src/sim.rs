@@ -18,7 +18,7 @@ use crate::rng::Rng;
 use crate::workload::{self, ClientOp, Owned};
 use ninety_cluster::engine_sm::EngineMachine;
 use ninety_cluster::engine_sm::{decode_applied, encode_query, encode_request, Query};
-use ninety_cluster::eraftpb::Message;
+use ninety_cluster::eraftpb::{Message, Snapshot};
 use ninety_cluster::node::{bootstrap, MembershipChange};
 use ninety_cluster::test_support::discard_logger;
 use ninety_cluster::{
@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
 mod persist;
+mod snapshot;
 mod wipe;
 
 /// Unix ms at true simulated time zero (2026-11-23 00:00 UTC).
@@ -92,6 +93,10 @@ pub struct Stats {
     pub wiped_refused: u64,
     /// Messages the receiving gate refused: from an incarnation it does not record.
     pub refused_incarnation: u64,
+    /// Snapshot files the simulated writer wrote (`sim::snapshot`).
+    pub snapshots_written: u64,
+    /// Crashes between a snapshot file and its record (`Faults::crash_in_snapshot_per_mille`).
+    pub crashes_in_snapshot: u64,
 }
 
 /// The result of one seed.
@@ -274,6 +279,13 @@ enum Event {
         incarnation: u64,
         number: u64,
     },
+    /// Node `node`'s snapshot writer finished the job that encoded to `snapshot`
+    /// (`sim::snapshot`).
+    SnapshotWritten {
+        node: u64,
+        incarnation: u64,
+        snapshot: Box<Snapshot>,
+    },
 }
 
 struct Scheduled {
@@ -319,6 +331,8 @@ pub struct Sim {
     wipe_rng: Rng,
     /// How long the persistence worker takes (`sim::persist`; its own stream too).
     persist_rng: Rng,
+    /// How long the snapshot writer takes, and crashes before a record (`sim::snapshot`).
+    snapshot_rng: Rng,
     nodes: BTreeMap<u64, SimNode>,
     next_node_id: u64,
     rec: RecorderHandle,
@@ -362,6 +376,7 @@ impl Sim {
             crash_rng: root.fork(6),
             wipe_rng: root.fork(7),
             persist_rng: root.fork(8),
+            snapshot_rng: root.fork(9),
             nodes: BTreeMap::new(),
             next_node_id: faults.nodes + 1,
             rec: Rc::new(RefCell::new(Recorder::default())),
@@ -429,6 +444,8 @@ impl Sim {
         cfg.snapshot_interval_entries = self.faults.snapshot_every;
         cfg.log_retain_entries = self.faults.log_retain;
         cfg.lost_data_guard = !self.opts.bugs.wiped_node_rejoins;
+        // Snapshots are written by the simulated writer (`sim::snapshot`), as in the runtime.
+        cfg.background_snapshots = true;
         cfg
     }
 
@@ -589,7 +606,7 @@ impl Sim {
             return;
         }
         self.send_wire(id, wire.calls);
-        let persist = out.persist;
+        let (persist, snapshot) = (out.persist, out.snapshot);
         for c in out.completions {
             if self.routes.contains_key(&c.id) {
                 if self.lossy() && self.net_rng.chance(self.faults.loss_per_mille) {
@@ -607,6 +624,9 @@ impl Sim {
         }
         if let Some(number) = persist {
             self.queue_persist(id, number);
+        }
+        if let Some(job) = snapshot {
+            self.queue_snapshot(id, job);
         }
     }
 
@@ -802,6 +822,11 @@ impl Sim {
                 incarnation,
                 number,
             } => self.on_persisted(node, incarnation, number),
+            Event::SnapshotWritten {
+                node,
+                incarnation,
+                snapshot,
+            } => self.on_snapshot_written(node, incarnation, *snapshot),
             Event::Flush => {
                 if self.phase != Phase::Done {
                     for n in self.nodes.values() {

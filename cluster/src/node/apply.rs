@@ -1,5 +1,5 @@
-//! The Ready loop and everything it applies: committed entries (batches, conf changes),
-//! received snapshots, and local snapshots with log compaction.
+//! The Ready loop and everything it applies: committed entries (batches, conf changes) and
+//! received snapshots (local snapshots: `snapshots`).
 //!
 //! Order per Ready, as raft-rs documents it for asynchronous writes: send `messages` (a
 //! leader's: before its own write) → install the snapshot → apply committed entries (never
@@ -272,60 +272,6 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             None => {}
         }
         Ok(())
-    }
-
-    /// Every `snapshot_interval_entries`, stores a snapshot at the applied index, then
-    /// compacts the log, keeping `log_retain_entries` behind it for lagging followers.
-    /// A leader also snapshots as soon as its stored snapshot does not name every member:
-    /// the store answers raft's request for such a peer with `SnapshotTemporarilyUnavailable`
-    /// (raft-rs would ignore a snapshot that does not include the receiver), and on an idle
-    /// cluster no periodic snapshot would ever come.
-    pub(super) fn maybe_snapshot(&mut self) -> Result<(), Error> {
-        let periodic = self.applied_index
-            >= self
-                .snapshot_index
-                .saturating_add(self.cfg.snapshot_interval_entries);
-        let for_new_member = self.is_leader() && self.snapshot_misses_members();
-        if !periodic && !for_new_member {
-            return Ok(());
-        }
-        self.take_snapshot().map(drop)
-    }
-
-    /// Whether a member of the applied configuration is missing from the stored snapshot's.
-    fn snapshot_misses_members(&self) -> bool {
-        let cs = &self.conf_state;
-        cs.voters
-            .iter()
-            .chain(&cs.learners)
-            .chain(&cs.voters_outgoing)
-            .chain(&cs.learners_next)
-            .any(|&id| !crate::storage::conf_names(&self.snapshot_conf, id))
-    }
-
-    /// Stores a snapshot at the applied index now and compacts the log behind it; returns
-    /// (index, term, size of the stored snapshot data in bytes).
-    pub(super) fn take_snapshot(&mut self) -> Result<(u64, u64, usize), Error> {
-        let data = payload::encode_snapshot_with(
-            self.applied_log_time_ms,
-            &self.members,
-            &self.sm.snapshot(),
-        );
-        let mut snap = Snapshot {
-            data: data.into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = self.applied_index;
-        meta.term = self.applied_term;
-        meta.set_conf_state(self.conf_state.clone());
-        let store = self.raw.mut_store();
-        store.save_snapshot(&snap)?;
-        self.snapshot_index = self.applied_index;
-        self.snapshot_conf = self.conf_state.clone();
-        let keep_from = (self.applied_index + 1).saturating_sub(self.cfg.log_retain_entries);
-        store.compact(keep_from)?;
-        Ok((self.applied_index, self.applied_term, snap.get_data().len()))
     }
 }
 

@@ -72,6 +72,11 @@ pub struct NodeConfig {
     /// on; off only in the simulator's `wiped_node_rejoins` bug, which shows what the
     /// checks see without it.
     pub lost_data_guard: bool,
+    /// Take snapshots off the driver's thread (`node::snapshots`): the poll hands a
+    /// [`crate::node::SnapshotJob`] out in `Output::snapshot` and the driver reports it
+    /// written with `Input::SnapshotWritten`. Off: the poll writes snapshots itself
+    /// (drivers without a writer, e.g. tests stepping a node by hand).
+    pub background_snapshots: bool,
 }
 
 impl NodeConfig {
@@ -92,6 +97,7 @@ impl NodeConfig {
             snapshot_interval_entries: SNAPSHOT_INTERVAL_ENTRIES,
             log_retain_entries: LOG_RETAIN_ENTRIES,
             lost_data_guard: true,
+            background_snapshots: false,
         }
     }
 

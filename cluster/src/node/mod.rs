@@ -33,6 +33,11 @@
 //! write (the store drains its queue first). [`Node::poll`] hands the same messages back
 //! in its `Output` instead, all to be sent after the poll (correct, without the overlap).
 //!
+//! **Snapshots** are encoded and written off the driver's thread when
+//! `NodeConfig::background_snapshots` is on: the poll hands out an image of the state as a
+//! [`SnapshotJob`] (`Output::snapshot`) and records it once `Input::SnapshotWritten` says
+//! it is durable (`snapshots`).
+//!
 //! Group commit: proposals stepped between two polls are packed into as few Raft entries as
 //! the batch limits allow, and one Ready (one write) carries them all.
 
@@ -45,6 +50,7 @@ pub mod payload;
 mod persist;
 mod proposals;
 mod reads;
+mod snapshots;
 pub mod startup;
 
 pub use config::NodeConfig;
@@ -53,6 +59,7 @@ pub use guard::{
     POISON_TEST_ENV, POISON_TEST_REQUEST_ID, POISON_TEXT_CHARS_MAX,
 };
 pub use membership::MembershipChange;
+pub use snapshots::SnapshotJob;
 
 use crate::error::{Error, RequestError};
 use crate::io::{Clock, RaftStore, Transport};
@@ -103,6 +110,10 @@ pub enum Input {
     /// The writes the store queued (`Durability::Queued`) up to raft-rs Ready `number` are
     /// durable: the persistence worker's report (see [`Output::persist`]).
     Persisted { number: u64 },
+    /// The snapshot writer made the [`Output::snapshot`] job's file durable: `snapshot` is
+    /// its metadata (and data, for a store that keeps data itself); the next poll records
+    /// it in the store and compacts the log (`node::snapshots`).
+    SnapshotWritten { snapshot: Snapshot },
 }
 
 /// The successful result of a request.
@@ -143,6 +154,10 @@ pub struct Output {
     /// (`RaftStore::write_async` returned `Durability::Queued`): once it is durable, step
     /// `Input::Persisted { number }`. The messages that depend on it wait in the node.
     pub persist: Option<u64>,
+    /// A snapshot to write off the driver's thread (`NodeConfig::background_snapshots`):
+    /// encode it ([`SnapshotJob::encode`]), write it durably, then step
+    /// `Input::SnapshotWritten`. No other job comes until then.
+    pub snapshot: Option<SnapshotJob>,
 }
 
 /// `Output` collects what [`Node::poll`] would have sent (all of it sent after the poll).
@@ -258,6 +273,8 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     unsynced: persist::Unsynced,
     /// The number of the last raft-rs Ready handled.
     last_ready: u64,
+    /// The snapshot job in flight, a written one to record, an operator's request.
+    snapshots: snapshots::Snapshots,
 }
 
 /// Whether `m` asks for a vote (a removed node never gives one).
@@ -370,6 +387,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             lost_data: None,
             unsynced: Default::default(),
             last_ready: 0,
+            snapshots: Default::default(),
         })
     }
 
@@ -570,6 +588,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
                 self.register_incarnation(node, incarnation)
             }
             Input::Persisted { number } => self.persisted(number),
+            Input::SnapshotWritten { snapshot } => self.snapshot_written(snapshot),
         }
     }
 

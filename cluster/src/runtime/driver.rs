@@ -14,13 +14,16 @@
 //! leads" stays cheap while the node task is busy.
 //!
 //! **The state hash** ([`NodeHandle::status`]) encodes and digests the whole state (0.8 s
-//! with 8.19 M beds): the node task only copies the engine (a clone of its maps) and the
-//! digest runs on a blocking thread, at most [`HASHES_INFLIGHT_MAX`] at a time (each holds a
-//! copy of the state). The copy is not free: on the GBA region with a day of schedules it
-//! took 80-150 ms against 110 ms for the digest (a busy machine), so a hash request still
-//! costs the node task about what the digest did; only the default status is free. A
-//! copy-on-write engine, or hashing a snapshot image once snapshots leave the node task,
-//! would make it free.
+//! with 8.19 M beds): the node task only takes an image of the state
+//! (`StateMachine::image`: the engine's small records copied, its beds' chunks shared) and
+//! the digest runs on a blocking thread, at most [`HASHES_INFLIGHT_MAX`] at a time (each
+//! holds an image).
+//!
+//! **Snapshots** are written by the snapshot writer ([`super::snapshot_writer`]), a thread:
+//! a poll that takes one hands out its job (an image, no encoding), the writer encodes and
+//! writes the file, its report comes back as `Input::SnapshotWritten` (one more input of
+//! the loop) and the node records it at the next poll. `SnapshotNow` asks the node for one
+//! and is answered once it is recorded.
 //!
 //! **Pipelined writes.** The node's writes go to the persistence worker
 //! ([`super::persist`]): a poll only queues them, and the node task goes on taking
@@ -32,6 +35,7 @@
 
 use super::peer_service::{Members, PeerGate};
 use super::persist::{Report, Worker};
+use super::snapshot_writer::{self, Writer, Written};
 use super::transport::{Faults, GrpcTransport};
 use crate::engine_sm::EngineMachine;
 use crate::eraftpb::Message;
@@ -387,6 +391,13 @@ struct Driver {
     hashes: Arc<tokio::sync::Semaphore>,
     /// Whether the node's removal was logged (once).
     removal_logged: bool,
+    /// The snapshot writer: encodes and writes the node's snapshot jobs off this task.
+    writer: Writer,
+    /// `SnapshotNow` callers: (applied index when they asked, reply); answered by the next
+    /// requested snapshot at or past it once recorded.
+    snapshot_waiters: Vec<(u64, oneshot::Sender<Result<SnapshotInfo, String>>)>,
+    /// The last snapshot the writer reported, until the node recorded it (next poll).
+    written: Option<Written>,
 }
 
 impl Driver {
@@ -477,9 +488,9 @@ impl Driver {
             return;
         };
         let summary = self.summary();
-        let image = self.node.state_machine().engine().clone();
+        let image = self.node.state_machine().image();
         tokio::task::spawn_blocking(move || {
-            let state_hash = image.state_hash().0;
+            let state_hash = image.state_hash();
             drop(permit);
             let _ = reply.send(Ok(StatusInfo {
                 summary,
@@ -528,17 +539,7 @@ impl Driver {
                 let _ = reply.send(self.summary());
             }
             Cmd::Status { reply } => self.status_with_hash(reply),
-            Cmd::SnapshotNow { reply } => {
-                let (index, term, bytes) =
-                    tokio::task::block_in_place(|| self.node.snapshot_now())?;
-                let info = SnapshotInfo {
-                    index,
-                    term,
-                    bytes: bytes as u64,
-                    state_hash: self.node.state_machine().state_hash(),
-                };
-                let _ = reply.send(Ok(info));
-            }
+            Cmd::SnapshotNow { reply } => self.snapshot_now(reply),
         }
         Ok(())
     }
@@ -563,6 +564,69 @@ impl Driver {
         Ok(())
     }
 
+    /// `SnapshotNow`: written off this task like every snapshot (`snapshot_writer`), the
+    /// caller answered once it is recorded (`answer_snapshot_waiters`).
+    fn snapshot_now(&mut self, reply: oneshot::Sender<Result<SnapshotInfo, String>>) {
+        let applied = self.node.status().applied_index;
+        if applied == 0 {
+            // Nothing applied: no snapshot to take.
+            let info = SnapshotInfo {
+                index: 0,
+                term: 0,
+                bytes: 0,
+                state_hash: self.node.state_machine().state_hash(),
+            };
+            let _ = reply.send(Ok(info));
+            return;
+        }
+        self.node.request_snapshot();
+        self.snapshot_waiters.push((applied, reply));
+    }
+
+    /// The snapshot writer wrote a job's file (or stopped: fatal): the node records it at
+    /// its next poll.
+    fn on_snapshot_written(&mut self, report: snapshot_writer::Report) -> Result<(), Error> {
+        let written = report.map_err(Error::Storage)?;
+        let snapshot = written.snapshot.clone();
+        self.node.step(Input::SnapshotWritten { snapshot });
+        self.written = Some(written);
+        Ok(())
+    }
+
+    /// Answers the `SnapshotNow` callers that the last written snapshot serves, once the
+    /// node recorded it (or a newer one): a requested snapshot at or past the applied index
+    /// they saw.
+    fn answer_snapshot_waiters(&mut self) {
+        let Some(w) = &self.written else {
+            return;
+        };
+        let meta = w.snapshot.get_metadata();
+        if self.node.snapshot_index() < meta.index {
+            return;
+        }
+        let Some(w) = self.written.take() else {
+            return;
+        };
+        // Only a requested snapshot carries the hash; a periodic one answers nobody.
+        let Some(state_hash) = w.state_hash else {
+            return;
+        };
+        let meta = w.snapshot.get_metadata();
+        let info = SnapshotInfo {
+            index: meta.index,
+            term: meta.term,
+            bytes: w.bytes,
+            state_hash,
+        };
+        let (served, waiting) = std::mem::take(&mut self.snapshot_waiters)
+            .into_iter()
+            .partition(|(asked_at, _)| *asked_at <= info.index);
+        self.snapshot_waiters = waiting;
+        for (_, reply) in served {
+            let _ = reply.send(Ok(info.clone()));
+        }
+    }
+
     fn on_event(&mut self, event: PeerEvent) {
         let input = match event {
             PeerEvent::Message(m) => Input::Message(m),
@@ -582,7 +646,12 @@ impl Driver {
         // before its own fsync: the followers write while it does); sending only queues them
         // for the peer tasks, so the fsync is the one thing that blocks here.
         let (node, transport) = (&mut self.node, &mut self.transport);
-        let out = tokio::task::block_in_place(|| node.poll_sending(&SystemClock, transport))?;
+        let started = std::time::Instant::now();
+        let mut out = tokio::task::block_in_place(|| node.poll_sending(&SystemClock, transport))?;
+        if let Some(job) = out.snapshot.take() {
+            self.writer.write(job, started.elapsed().as_micros());
+        }
+        self.answer_snapshot_waiters();
         // Completions come from applied entries, which are committed (durable on a quorum).
         for c in out.completions {
             self.complete(c.id, c.result);
@@ -640,6 +709,7 @@ pub async fn run(
         mut reports,
         thread,
     } = worker;
+    let (writer, mut written) = Writer::start(node.store().snapshot_files().clone())?;
     let mut d = Driver {
         node,
         transport,
@@ -650,6 +720,9 @@ pub async fn run(
         board,
         hashes: Arc::new(tokio::sync::Semaphore::new(HASHES_INFLIGHT_MAX)),
         removal_logged: false,
+        writer,
+        snapshot_waiters: Vec::new(),
+        written: None,
     };
     d.publish_members();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_INTERVAL_MS));
@@ -664,6 +737,7 @@ pub async fn run(
                     faults.reload();
                 }
                 Some(report) = reports.recv() => d.on_persisted(report)?,
+                Some(report) = written.recv() => d.on_snapshot_written(report)?,
                 Some(ev) = events.recv() => d.on_event(ev),
                 Some(cmd) = cmds.recv() => d.on_cmd(cmd)?,
                 else => break,
@@ -690,7 +764,10 @@ pub async fn run(
     .await;
     // The store (the queue's only sender) goes with the node: the worker writes what was
     // queued and ends.
-    drop(d);
+    let Driver { node, writer, .. } = d;
+    // A job in hand is finished first (a file never recorded is deleted at the next open).
+    tokio::task::block_in_place(|| writer.stop());
+    drop(node);
     tokio::task::block_in_place(|| Worker::join_thread(thread));
     served
 }

@@ -32,6 +32,7 @@ pub mod peer_service;
 pub mod persist;
 pub mod poison;
 pub mod snapshot_intake;
+pub mod snapshot_writer;
 pub mod startup;
 pub mod transport;
 
@@ -453,6 +454,8 @@ pub async fn serve(
     let mut ncfg = NodeConfig::new(cfg.id);
     // One region import is a single command: let a proposal batch carry it.
     ncfg.proposal_batch_bytes_max = PROPOSAL_BATCH_BYTES_MAX;
+    // The node task's snapshot writer encodes and writes them (`runtime::snapshot_writer`).
+    ncfg.background_snapshots = true;
     if let Some(n) = cfg.snapshot_interval_entries {
         ncfg.snapshot_interval_entries = n.max(1);
     }

@@ -13,7 +13,8 @@
 //! every `to` this node, and the id must be a member (see [`Members`]). A refusal is
 //! counted (`NodeStatus.refused_peer_messages`), logged at WARN (at most once per
 //! [`REFUSAL_WARN_INTERVAL`]) and answered `UNAUTHENTICATED` or `PERMISSION_DENIED`.
-//! Then the call's stamp ([`PeerGate::check_stamp`]): `Send` and `Forward` of another
+//! Then the call's stamp ([`PeerGate::check_stamp`]): `Send`, `Forward` and
+//! `InstallSnapshot` (the first chunk's stamp; every chunk must state the same) of another
 //! cluster, or presenting an incarnation other than the member registry's record for the
 //! sender, are refused `FAILED_PRECONDITION` the same way; an incarnation the registry
 //! lacks is reported to the node task, which registers it as leader. While the node is
@@ -334,6 +335,40 @@ impl PeerService {
         Ok(proven)
     }
 
+    /// `InstallSnapshot` after the certificate and start checks: the stream through the
+    /// intake (sender check per chunk, the stamp check as for `Send`, limits, validation),
+    /// then the snapshot stepped.
+    async fn receive_snapshot<S>(
+        &self,
+        certified: Option<u64>,
+        stream: S,
+    ) -> Result<Response<SnapshotAck>, Status>
+    where
+        S: tokio_stream::Stream<Item = Result<SnapshotChunk, Status>>,
+    {
+        let sender = |from, to| self.check(certified, from, to).map(drop);
+        let stamp = |from, cluster_id: &str, incarnation| {
+            self.gate
+                .check_stamp(from, cluster_id, incarnation, "InstallSnapshot")
+                .map(drop)
+        };
+        let received = self
+            .intake
+            .receive(stream, sender, stamp)
+            .await
+            .inspect_err(log_refused_snapshot)?;
+        let accepted = self
+            .handle
+            .peer_event_wait(PeerEvent::Message(received.message))
+            .await;
+        drop(received.permit);
+        Ok(Response::new(SnapshotAck {
+            node_id: self.handle.id,
+            received_bytes: received.bytes,
+            accepted,
+        }))
+    }
+
     fn fault_check(&self, from: u64) -> Result<(), Status> {
         if self.faults.is_blocked(from) {
             return Err(Status::unavailable(
@@ -350,7 +385,10 @@ fn log_refused_snapshot(s: &Status) {
     use tonic::Code;
     if !matches!(
         s.code(),
-        Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable
+        Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::Unavailable
+            | Code::FailedPrecondition
     ) {
         tracing::warn!(code = ?s.code(), why = s.message(), "refused a snapshot");
     }
@@ -416,23 +454,7 @@ impl Peer for PeerService {
         // stepped. Its stream permit is held until the node has it.
         let certified = self.gate.certified(&request)?;
         self.gate.check_started()?;
-        let received = self
-            .intake
-            .receive(request.into_inner(), |from, to| {
-                self.check(certified, from, to).map(|_| ())
-            })
-            .await
-            .inspect_err(log_refused_snapshot)?;
-        let accepted = self
-            .handle
-            .peer_event_wait(PeerEvent::Message(received.message))
-            .await;
-        drop(received.permit);
-        Ok(Response::new(SnapshotAck {
-            node_id: self.handle.id,
-            received_bytes: received.bytes,
-            accepted,
-        }))
+        self.receive_snapshot(certified, request.into_inner()).await
     }
 
     async fn forward(
@@ -579,6 +601,58 @@ mod tests {
             Some(Code::PermissionDenied)
         );
         assert_eq!(g.refused(), 7);
+    }
+
+    /// `InstallSnapshot` passes the same stamp check as `Send`: a stream from another
+    /// cluster, or from an incarnation of the sender the registry does not record, is
+    /// refused before anything is kept or stepped.
+    #[tokio::test]
+    async fn a_snapshot_of_another_cluster_or_incarnation_is_refused() {
+        use super::super::snapshot_intake::IntakeLimits;
+        use super::super::transport::Stamp;
+        use sha2::{Digest, Sha256};
+        let g = Arc::new(gate());
+        g.book.set_stamp(Stamp {
+            cluster_id: "c1".into(),
+            incarnation: 5,
+        });
+        g.publish(Members {
+            ids: [1, 2, 3].into(),
+        });
+        g.publish_incarnations([(2, 9)].into());
+        let (handle, _inbox) = super::super::driver::channels(1, 16);
+        let svc = PeerService {
+            handle,
+            faults: Arc::new(Faults::new(None)),
+            gate: g.clone(),
+            intake: SnapshotIntake::new(IntakeLimits::default()),
+        };
+        let mut head = Message::default();
+        head.set_msg_type(MessageType::MsgSnapshot);
+        (head.from, head.to) = (2, 1);
+        let chunk = |cluster_id: &str, incarnation: u64| SnapshotChunk {
+            from_node: 2,
+            to_node: 1,
+            raft_message: head.write_to_bytes().unwrap(),
+            data: b"x".to_vec(),
+            offset: 0,
+            last: true,
+            total_bytes: 1,
+            data_sha256: Sha256::digest(b"x").to_vec(),
+            cluster_id: cluster_id.into(),
+            incarnation,
+        };
+        let receive = |c: SnapshotChunk| svc.receive_snapshot(None, tokio_stream::iter([Ok(c)]));
+        for (cluster, incarnation, says) in [("c2", 9, "of cluster c2"), ("c1", 8, "lost its")] {
+            let status = receive(chunk(cluster, incarnation)).await.unwrap_err();
+            assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+            assert!(status.message().contains(says), "{status:?}");
+        }
+        assert_eq!(g.refused(), 2);
+        // The recorded incarnation passes the stamp check (one byte is no snapshot, though).
+        let status = receive(chunk("c1", 9)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(g.refused(), 2);
     }
 
     #[test]

@@ -3,29 +3,34 @@
 //!
 //! This module owns the intake limits ([`IntakeLimits`]: declared size, concurrent streams,
 //! stall and whole-stream timeouts) and the checks a received snapshot must pass. The peer
-//! service only hands it the stream and its per-chunk sender check, then steps what comes
-//! out. In order:
+//! service only hands it the stream, its per-chunk sender check and its stamp check, then
+//! steps what comes out. In order:
 //!
 //! 1. The first chunk arrives within [`SNAPSHOT_CHUNK_IDLE_TIMEOUT`]; every chunk passes the
 //!    sender check, and the Raft message in the first one is a `MsgSnapshot` whose `from`
 //!    and `to` are the chunk's (so the sender check covers the message too).
-//! 2. Its declared `total_bytes` is at most `snapshot_bytes_max`, or the stream is refused
+//! 2. The stream's stamp (the first chunk's `cluster_id` and `incarnation`) passes the
+//!    stamp check, the one `Send` and `Forward` pass (`PeerGate::check_stamp`): a snapshot
+//!    from another cluster, or from an incarnation of the sender other than the member
+//!    registry's record (a node that lost its data), is refused `FAILED_PRECONDITION`
+//!    before a permit is taken or any data kept. Every later chunk states the same stamp.
+//! 3. Its declared `total_bytes` is at most `snapshot_bytes_max`, or the stream is refused
 //!    `RESOURCE_EXHAUSTED` before anything more is read.
-//! 3. A stream permit is free (at most `snapshot_streams_max` streams at once), or the
+//! 4. A stream permit is free (at most `snapshot_streams_max` streams at once), or the
 //!    stream is refused `RESOURCE_EXHAUSTED` at once: extra streams are never queued.
-//! 4. Chunks arrive in order, none more than [`SNAPSHOT_CHUNK_IDLE_TIMEOUT`] after the last
+//! 5. Chunks arrive in order, none more than [`SNAPSHOT_CHUNK_IDLE_TIMEOUT`] after the last
 //!    and all within [`SNAPSHOT_STREAM_TIMEOUT`] (else `DEADLINE_EXCEEDED`). Memory grows
 //!    with the bytes that arrived (at most twice them), never with the size a sender
 //!    declares.
-//! 5. The bytes match the declared size and SHA-256 (else `DATA_LOSS`).
-//! 6. Off the async runtime (`spawn_blocking`): the metadata is plausible, the envelope
+//! 6. The bytes match the declared size and SHA-256 (else `DATA_LOSS`).
+//! 7. Off the async runtime (`spawn_blocking`): the metadata is plausible, the envelope
 //!    (`node::payload`) decodes, the engine snapshot's magic, format version and checksum
 //!    are right, it decodes into an engine, and that engine's invariants hold
 //!    (`Engine::check_invariants`). A bad one is refused `INVALID_ARGUMENT` (or `DATA_LOSS`
 //!    for a checksum) and the node keeps running.
 //!
 //! Only then is the `MsgSnapshot` stepped. The node's restore of it (`node::apply`) runs
-//! the very decoding of step 6, so a snapshot Raft takes is one the node can restore: a
+//! the very decoding of step 7, so a snapshot Raft takes is one the node can restore: a
 //! restore failure there stays fatal because Raft has already moved to the snapshot.
 //!
 //! The permit is taken after the first chunk, so a stream that never sends one holds no
@@ -139,12 +144,14 @@ impl SnapshotIntake {
     }
 
     /// Receives and validates one snapshot stream; see the module doc for the order of the
-    /// checks. `sender` is called with every chunk's `(from_node, to_node)`; its refusal is
+    /// checks. `sender` is called with every chunk's `(from_node, to_node)`, and `stamp`
+    /// with the first chunk's `(from_node, cluster_id, incarnation)`; their refusals are
     /// returned unchanged.
     pub async fn receive<S>(
         &self,
         stream: S,
         sender: impl Fn(u64, u64) -> Result<(), Status>,
+        stamp: impl Fn(u64, &str, u64) -> Result<(), Status>,
     ) -> Result<Received, Status>
     where
         S: Stream<Item = Result<SnapshotChunk, Status>>,
@@ -158,6 +165,8 @@ impl SnapshotIntake {
         };
         sender(first.from_node, first.to_node)?;
         let head = parse_head(&first, &sender)?;
+        stamp(first.from_node, &first.cluster_id, first.incarnation)?;
+        let stated = (first.cluster_id.clone(), first.incarnation);
         self.check_declared(first.total_bytes)?;
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
@@ -181,6 +190,11 @@ impl SnapshotIntake {
             if (chunk.from_node, chunk.to_node) != (head.from, head.to) {
                 return Err(Status::invalid_argument(
                     "from_node, to_node: changed within the snapshot stream",
+                ));
+            }
+            if (&chunk.cluster_id, chunk.incarnation) != (&stated.0, stated.1) {
+                return Err(Status::invalid_argument(
+                    "cluster_id, incarnation: changed within the snapshot stream",
                 ));
             }
         }
@@ -428,9 +442,13 @@ mod tests {
         Ok(())
     }
 
+    fn any_stamp(_: u64, _: &str, _: u64) -> Result<(), Status> {
+        Ok(())
+    }
+
     async fn receive(intake: &SnapshotIntake, c: Vec<SnapshotChunk>) -> Result<Received, Status> {
         intake
-            .receive(tokio_stream::iter(c.into_iter().map(Ok)), anyone)
+            .receive(tokio_stream::iter(c.into_iter().map(Ok)), anyone, any_stamp)
             .await
     }
 
@@ -469,6 +487,7 @@ mod tests {
             .receive(
                 tokio_stream::iter([Ok(c.swap_remove(0))]).chain(tokio_stream::pending()),
                 anyone,
+                any_stamp,
             )
             .await;
         refused(r, Code::ResourceExhausted, "snapshot_bytes_max");
@@ -515,7 +534,7 @@ mod tests {
         let holder = intake.clone();
         let first = tokio::spawn(async move {
             let s = tokio_stream::iter(open.into_iter().map(Ok)).chain(tokio_stream::pending());
-            holder.receive(s, anyone).await.map(|r| r.bytes)
+            holder.receive(s, anyone, any_stamp).await.map(|r| r.bytes)
         });
         while intake.streams.available_permits() > 0 {
             tokio::task::yield_now().await;
@@ -598,8 +617,48 @@ mod tests {
                 _ => Err(Status::permission_denied("not a member")),
             };
         let s = tokio_stream::iter(chunks(&data, 100).into_iter().map(Ok));
-        let r = intake.receive(s, second_refused).await;
+        let r = intake.receive(s, second_refused, any_stamp).await;
         refused(r, Code::PermissionDenied, "not a member");
+    }
+
+    /// The stamp check sees the first chunk's sender, cluster id and incarnation and refuses
+    /// before a permit is taken; a stream whose stamp changes midway is refused too.
+    #[tokio::test]
+    async fn the_stamp_check_runs_before_the_permit_and_the_stamp_cannot_change() {
+        let intake = intake(1);
+        let data = envelope(&region_engine().snapshot().expect("snapshot"));
+        let stamped = |cluster: &str, incarnation: u64| {
+            let mut c = chunks(&data, 100);
+            for chunk in &mut c {
+                (chunk.cluster_id, chunk.incarnation) = (cluster.into(), incarnation);
+            }
+            c
+        };
+        let ours = |from: u64, cluster: &str, incarnation: u64| {
+            assert_eq!(from, FROM);
+            if cluster != "c1" || incarnation != 7 {
+                return Err(Status::failed_precondition(format!(
+                    "cluster {cluster} incarnation {incarnation}"
+                )));
+            }
+            Ok(())
+        };
+        let run = |c: Vec<SnapshotChunk>| {
+            let s = tokio_stream::iter(c.into_iter().map(Ok));
+            intake.receive(s, anyone, ours)
+        };
+        refused(run(stamped("c2", 7)).await, Code::FailedPrecondition, "c2");
+        refused(
+            run(stamped("c1", 8)).await,
+            Code::FailedPrecondition,
+            "incarnation 8",
+        );
+        assert_eq!(intake.streams.available_permits(), 1);
+        let mut changed = stamped("c1", 7);
+        changed[2].incarnation = 8;
+        refused(run(changed).await, Code::InvalidArgument, "incarnation");
+        let got = run(stamped("c1", 7)).await.expect("accepted");
+        assert_eq!(got.bytes, data.len() as u64);
     }
 
     /// A snapshot with a correct SHA-256 over its bytes is still refused when what the bytes

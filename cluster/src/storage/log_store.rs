@@ -572,7 +572,21 @@ impl RaftStore for LogStore {
         self.drain()?;
         let meta = snapshot.get_metadata();
         check_local_snapshot(meta.index, self.truncated_index, self.last())?;
-        let id = self.snapshots.write(snapshot)?;
+        self.snapshots.write(snapshot)?;
+        self.record_snapshot(snapshot)
+    }
+
+    /// The file was written by `SnapshotFiles::write` (the snapshot writer's thread, or
+    /// `save_snapshot`): only the metadata is written here, the data is not looked at.
+    fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.drain()?;
+        let meta = snapshot.get_metadata();
+        check_local_snapshot(meta.index, self.truncated_index, self.last())?;
+        let id = id_of(meta);
+        let path = self.snapshots.path(id);
+        if !path.is_file() {
+            return Err(at(&path, "snapshot file to record is missing"));
+        }
         let hs = self.hard_state_for(meta);
         let mut batch = LogBatch::default();
         self.put_snapshot_meta(&mut batch, meta, &hs)?;
@@ -735,5 +749,37 @@ mod tests {
             e.contains("snap-20-1") && e.contains("remove it from the cluster"),
             "{e}"
         );
+    }
+
+    /// The snapshot writer's two steps: the file (on its thread), then the record. A crash
+    /// between them leaves a file the metadata does not name: the store reopens on the
+    /// snapshot it had recorded, with its log, and deletes the orphan.
+    #[test]
+    fn a_snapshot_file_written_and_never_recorded_is_ignored_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path()).unwrap();
+        let ents: Vec<Entry> = (1..=30).map(entry).collect();
+        s.persist(&ents, None).unwrap();
+        s.save_snapshot(&snapshot(10)).unwrap();
+        let files = s.snapshot_files().clone();
+        files.write(&snapshot(20)).unwrap();
+        assert_eq!(s.applied_index(), 10, "written is not recorded");
+        drop(s);
+        let mut s = open(dir.path()).unwrap();
+        assert_eq!(s.applied_index(), 10);
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 30));
+        let names: Vec<u64> = files.list().unwrap().iter().map(|i| i.index).collect();
+        assert_eq!(names, vec![10], "the orphan is deleted");
+        // Written and recorded: named, the older one kept as the fallback.
+        files.write(&snapshot(25)).unwrap();
+        s.record_snapshot(&snapshot(25)).unwrap();
+        assert_eq!(s.applied_index(), 25);
+        drop(s);
+        let s = open(dir.path()).unwrap();
+        assert_eq!(s.stored_snapshot().unwrap().unwrap(), snapshot(25));
+        // Recording a file that is not there is refused, naming it.
+        let mut s = s;
+        let e = s.record_snapshot(&snapshot(28)).unwrap_err().to_string();
+        assert!(e.contains("snap-28-1"), "{e}");
     }
 }
