@@ -795,7 +795,11 @@ pub fn templates(file: &RegionFile, horizon_days: u16) -> Vec<(DoctorId, WeeklyT
             .map(|n| TemplateSlot {
                 weekdays: weekday,
                 // 08:00 and 14:00 at UTC+8 are 00:00 and 06:00 UTC.
-                minute_of_day: if n < 16 { n * 15 } else { 6 * 60 + (n - 16) * 15 },
+                minute_of_day: if n < 16 {
+                    n * 15
+                } else {
+                    6 * 60 + (n - 16) * 15
+                },
                 duration_minutes: 15,
                 mode: if d.remote && n % 3 == 2 {
                     Mode::Remote

@@ -9,9 +9,7 @@
 //! `PublishSchedule` coexist.
 
 use crate::error::Rejection;
-use crate::limits::{
-    HORIZON_DAYS_MAX, SLOT_DURATION_MINUTES_MAX, TEMPLATE_SLOTS_MAX,
-};
+use crate::limits::{HORIZON_DAYS_MAX, SLOT_DURATION_MINUTES_MAX, TEMPLATE_SLOTS_MAX};
 use crate::region::Mode;
 use crate::slots::{SeatLimits, SlotSpec};
 use crate::time::{LogTime, MS_PER_DAY, MS_PER_MINUTE};
@@ -151,8 +149,7 @@ fn check_slot(i: usize, s: &TemplateSlot, remote_ok: bool) -> Result<(), Rejecti
             format!("must be 1 to {SLOT_DURATION_MINUTES_MAX}"),
         ));
     }
-    if s.minute_of_day >= MINUTES_PER_DAY
-        || s.minute_of_day + s.duration_minutes > MINUTES_PER_DAY
+    if s.minute_of_day >= MINUTES_PER_DAY || s.minute_of_day + s.duration_minutes > MINUTES_PER_DAY
     {
         return Err(Rejection::invalid(
             f("minute_of_day"),

@@ -113,14 +113,26 @@ pub struct SlotHold {
 #[serde(rename_all = "snake_case")]
 pub enum SeatState {
     Held,
-    Booked { at: LogTime },
-    Released { at: LogTime },
-    Expired { at: LogTime },
-    Cancelled { at: LogTime },
-    NoShow { at: LogTime },
+    Booked {
+        at: LogTime,
+    },
+    Released {
+        at: LogTime,
+    },
+    Expired {
+        at: LogTime,
+    },
+    Cancelled {
+        at: LogTime,
+    },
+    NoShow {
+        at: LogTime,
+    },
     /// The doctor withdrew the slot (`WithdrawSlots` with `cancel_bookings`): the hold or
     /// booking ended with it. Appended: postcard encodes the variant index.
-    Withdrawn { at: LogTime },
+    Withdrawn {
+        at: LogTime,
+    },
 }
 
 impl SeatState {
@@ -533,7 +545,9 @@ impl SlotBook {
     ) -> Result<&Slot, Rejection> {
         let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
         if s.withdrawn_at.is_some() {
-            return Err(Rejection::NotAdmissible(format!("slot {slot} was withdrawn")));
+            return Err(Rejection::NotAdmissible(format!(
+                "slot {slot} was withdrawn"
+            )));
         }
         if s.spec.start <= now {
             return Err(Rejection::NotAdmissible(format!("slot {slot} has started")));
@@ -910,7 +924,12 @@ impl SlotBook {
 
     /// Checks an amendment of a slot's seats: the slot exists, is not withdrawn and has
     /// not started; the new numbers are valid and still cover the seats taken.
-    pub fn check_amend(&self, slot: SlotId, seats: SeatLimits, now: LogTime) -> Result<(), Rejection> {
+    pub fn check_amend(
+        &self,
+        slot: SlotId,
+        seats: SeatLimits,
+        now: LogTime,
+    ) -> Result<(), Rejection> {
         let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
         if s.withdrawn_at.is_some() {
             return Err(Rejection::AlreadyResolved {
@@ -1043,8 +1062,7 @@ pub struct SeatLimits {
 impl SeatLimits {
     /// Checks the numbers, naming fields under `prefix` (`""` or `"slots[3]."`).
     pub fn check(&self, prefix: &str) -> Result<(), Rejection> {
-        if self.capacity == 0 || self.capacity.saturating_add(self.overbook) > SLOT_CAPACITY_MAX
-        {
+        if self.capacity == 0 || self.capacity.saturating_add(self.overbook) > SLOT_CAPACITY_MAX {
             return Err(Rejection::invalid(
                 format!("{prefix}capacity"),
                 format!(

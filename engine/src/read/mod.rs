@@ -157,7 +157,9 @@ impl Engine {
                 Some(Record::Slots(self.slot_infos(ids.collect())))
             }
             Reply::SlotAmended { slot, .. } => Some(Record::Slots(self.slot_infos(vec![*slot]))),
-            Reply::SlotsWithdrawn { slots, .. } => Some(Record::Slots(self.slot_infos(slots.clone()))),
+            Reply::SlotsWithdrawn { slots, .. } => {
+                Some(Record::Slots(self.slot_infos(slots.clone())))
+            }
             Reply::ConsultHeld { consult, .. }
             | Reply::ConsultBooked { consult }
             | Reply::ConsultReleased { consult, .. } => {

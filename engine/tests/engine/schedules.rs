@@ -208,7 +208,8 @@ fn withdrawing_a_joint_consultations_slot_ends_the_whole_consultation() {
     let Ok(Reply::ConsultHeld { consult, seats, .. }) = r else {
         panic!("{r:?}")
     };
-    fx.run(Command::BookJointConsult { consult }).expect("books");
+    fx.run(Command::BookJointConsult { consult })
+        .expect("books");
     let r = fx.run(Command::WithdrawSlots {
         slots: vec![SlotId(2)],
         cancel_bookings: true,
@@ -218,10 +219,23 @@ fn withdrawing_a_joint_consultations_slot_ends_the_whole_consultation() {
     };
     assert_eq!(cancelled, seats);
     let s = fx.engine.slots();
-    assert!(matches!(s.seat(seats[0]).unwrap().state, SeatState::Withdrawn { .. }));
-    assert!(matches!(s.seat(seats[1]).unwrap().state, SeatState::Cancelled { .. }));
-    assert!(matches!(s.consult(consult).unwrap().state, HoldState::Released { .. }));
-    assert_eq!(s.slot(SlotId(4)).unwrap().taken(), 0, "the other doctor's seat is free");
+    assert!(matches!(
+        s.seat(seats[0]).unwrap().state,
+        SeatState::Withdrawn { .. }
+    ));
+    assert!(matches!(
+        s.seat(seats[1]).unwrap().state,
+        SeatState::Cancelled { .. }
+    ));
+    assert!(matches!(
+        s.consult(consult).unwrap().state,
+        HoldState::Released { .. }
+    ));
+    assert_eq!(
+        s.slot(SlotId(4)).unwrap().taken(),
+        0,
+        "the other doctor's seat is free"
+    );
 }
 
 #[test]
@@ -300,12 +314,22 @@ fn ended_slots_are_pruned_with_their_seats_after_the_retention_and_ids_stay_uniq
     // The fixture's slots end by T0 + 4.5h; the retention is a day.
     fx.tick(4 * HOUR);
     fx.tick(HOUR);
-    assert!(fx.engine.slots().slot(SlotId(3)).is_some(), "kept for the retention");
+    assert!(
+        fx.engine.slots().slot(SlotId(3)).is_some(),
+        "kept for the retention"
+    );
     fx.tick(DAY);
     assert!(fx.engine.slots().slot(SlotId(3)).is_none(), "pruned");
-    assert!(fx.engine.slots().seat(h).is_none(), "its booking went with it");
+    assert!(
+        fx.engine.slots().seat(h).is_none(),
+        "its booking went with it"
+    );
     for s in fx.engine.slots().slots() {
-        assert!(s.end() > fx.now.minus_ms(DAY), "slot {} should be pruned", s.id);
+        assert!(
+            s.end() > fx.now.minus_ms(DAY),
+            "slot {} should be pruned",
+            s.id
+        );
     }
     // New ids continue from the counter: a pruned id is never handed out again.
     let next = fx.engine.counters().next_slot;
@@ -373,12 +397,26 @@ fn state_size_stays_flat_over_a_simulated_month() {
     let min = |f: fn(&&(u64, usize, usize, usize)) -> usize| settled.iter().map(f).min();
     let (snap_max, snap_min) = (max(|s| s.1).unwrap(), min(|s| s.1).unwrap());
     // Flat: day 16 to day 35 within 10 % (a growing state would add ~1/16 a day).
-    assert!(snap_max * 10 <= snap_min * 11, "snapshot {snap_min}..{snap_max}");
+    assert!(
+        snap_max * 10 <= snap_min * 11,
+        "snapshot {snap_min}..{snap_max}"
+    );
     // Bounded: the horizon plus the retention, never the month.
-    assert!(max(|s| s.2).unwrap() <= 3 * 28 * 16, "slots {:?}", max(|s| s.2));
-    assert!(max(|s| s.3).unwrap() <= 3 * 28 * 3 * 4, "seats {:?}", max(|s| s.3));
+    assert!(
+        max(|s| s.2).unwrap() <= 3 * 28 * 16,
+        "slots {:?}",
+        max(|s| s.2)
+    );
+    assert!(
+        max(|s| s.3).unwrap() <= 3 * 28 * 3 * 4,
+        "seats {:?}",
+        max(|s| s.3)
+    );
     let requests = fx.engine.counters();
-    assert!(requests.next_slot > 3 * 28 * 35, "the month published {requests:?}");
+    assert!(
+        requests.next_slot > 3 * 28 * 35,
+        "the month published {requests:?}"
+    );
 }
 
 /// An hour of traffic: two bookings on the doctors' soonest open slots, a hold left to
@@ -402,9 +440,10 @@ fn traffic(fx: &mut Fx, hour: u64, patient: &mut u128) {
             booked.push(hold);
         }
     }
-    if hour % 5 == 0 {
+    if hour.is_multiple_of(5) {
         if let Some(&b) = booked.first() {
-            fx.run(Command::CancelBooking { booking: b }).expect("cancels");
+            fx.run(Command::CancelBooking { booking: b })
+                .expect("cancels");
         }
     }
 }

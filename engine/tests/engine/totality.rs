@@ -224,21 +224,21 @@ fn weekly_template() -> impl Strategy<Value = WeeklyTemplate> + Clone {
         variant::<Mode>(),
         seat_limits(),
     )
-        .prop_map(|(weekdays, minute_of_day, duration_minutes, mode, s)| TemplateSlot {
-            weekdays,
-            minute_of_day,
-            duration_minutes,
-            mode,
-            capacity: s.capacity,
-            overbook: s.overbook,
-            referral_quota: s.referral_quota,
-        });
+        .prop_map(
+            |(weekdays, minute_of_day, duration_minutes, mode, s)| TemplateSlot {
+                weekdays,
+                minute_of_day,
+                duration_minutes,
+                mode,
+                capacity: s.capacity,
+                overbook: s.overbook,
+                referral_quota: s.referral_quota,
+            },
+        );
     let horizon = prop_oneof![4 => 0u16..40, 1 => any::<u16>()];
-    (prop::collection::vec(slot, 0..4), horizon).prop_map(|(slots, horizon_days)| {
-        WeeklyTemplate {
-            slots,
-            horizon_days,
-        }
+    (prop::collection::vec(slot, 0..4), horizon).prop_map(|(slots, horizon_days)| WeeklyTemplate {
+        slots,
+        horizon_days,
     })
 }
 
