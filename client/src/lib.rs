@@ -627,6 +627,9 @@ rpcs! {
     SchedulingClient::get_joint_consult(pb::GetJointConsultRequest) -> pb::GetJointConsultResponse;
     SchedulingClient::list_waitlist(pb::ListWaitlistRequest) -> pb::ListWaitlistResponse;
     SchedulingClient::cancel_joint_consult(pb::CancelJointConsultRequest) -> pb::JointConsultResponse;
+    SchedulingClient::amend_slot(pb::AmendSlotRequest) -> pb::AmendSlotResponse;
+    SchedulingClient::withdraw_slots(pb::WithdrawSlotsRequest) -> pb::WithdrawSlotsResponse;
+    SchedulingClient::set_weekly_template(pb::SetWeeklyTemplateRequest) -> pb::SetWeeklyTemplateResponse;
 
     MatchingClient::match_specialist(pb::MatchSpecialistRequest) -> pb::MatchSpecialistResponse;
     MatchingClient::allocate_bed(pb::AllocateBedRequest) -> pb::AllocateBedResponse;

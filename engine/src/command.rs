@@ -254,6 +254,28 @@ pub enum Command {
         ttl_ms: u64,
         referral: ReferralId,
     },
+    /// Sets a doctor's seat numbers on a slot that has not started; refused when they would
+    /// no longer cover the seats taken. A raise offers the new seats to the waitlist.
+    AmendSlot {
+        slot: SlotId,
+        seats: crate::slots::SeatLimits,
+    },
+    /// Withdraws slots that have not started. Slots with held or booked seats are refused
+    /// unless `cancel_bookings`: then each such seat ends `SeatState::Withdrawn` (seen on the
+    /// change feed and in the patient's bookings), a joint consultation with one loses all
+    /// its seats, and a referral whose seat it was goes back to triaged.
+    WithdrawSlots {
+        slots: Vec<SlotId>,
+        cancel_bookings: bool,
+    },
+    /// Sets (an empty template: stops) a doctor's weekly template. Publishes the days from
+    /// `from` (0: today; never before today) that are inside the horizon now; each Tick
+    /// rolls the following days in as log time crosses midnight (`horizon`).
+    SetWeeklyTemplate {
+        doctor: DoctorId,
+        template: crate::horizon::WeeklyTemplate,
+        from: LogTime,
+    },
 }
 
 impl Command {
@@ -393,6 +415,26 @@ pub enum Reply {
     PatientUnblocked {
         patient: PatientRef,
         blocked_until: Option<LogTime>,
+    },
+    /// What `AmendSlot` changed; a raise may have offered seats to the waitlist.
+    SlotAmended {
+        slot: SlotId,
+        offers: Vec<WaitlistOffer>,
+    },
+    /// What `WithdrawSlots` withdrew, the seats that ended with the slots (`Withdrawn`) or
+    /// with their joint consultation, and the freed seats of other slots offered on.
+    SlotsWithdrawn {
+        slots: Vec<SlotId>,
+        cancelled: Vec<HoldId>,
+        offers: Vec<WaitlistOffer>,
+    },
+    /// What `SetWeeklyTemplate` published now (ids `first` .. `first + count`, by day and
+    /// start) and the start of the first UTC day not yet published.
+    TemplateSet {
+        doctor: DoctorId,
+        first: SlotId,
+        count: u32,
+        next_day_start: LogTime,
     },
 }
 

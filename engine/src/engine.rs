@@ -330,6 +330,16 @@ impl Engine {
                 ttl_ms,
                 referral,
             } => self.hold_bed_for_referral(*target, *patient, *ttl_ms, *referral, now),
+            AmendSlot { slot, seats } => self.amend_slot(*slot, *seats, now),
+            WithdrawSlots {
+                slots,
+                cancel_bookings,
+            } => self.withdraw_slots(slots, *cancel_bookings, now),
+            SetWeeklyTemplate {
+                doctor,
+                template,
+                from,
+            } => self.set_weekly_template(*doctor, template, *from, now),
         }
     }
 

@@ -7,6 +7,7 @@
 //! the same seed gives the same region on every machine and Rust release.
 
 use crate::graph::ReferralKind;
+use crate::horizon::{TemplateSlot, WeeklyTemplate};
 use crate::ids::*;
 use crate::region::*;
 use crate::region_file::*;
@@ -768,6 +769,53 @@ pub fn schedules(
             }
         }
         out.push((d.id, specs));
+    }
+    out
+}
+
+/// Days the built-in regions keep published ahead (`templates`).
+pub const HORIZON_DAYS_DEFAULT: u16 = 14;
+
+/// Each doctor's weekly clinic rota, rolled `horizon_days` ahead: one half-day session a
+/// week, Monday to Saturday, chosen by the doctor's id (a morning of 16 fifteen-minute slots
+/// from 08:00 or an afternoon of 14 from 14:00, China time, UTC+8), with the seats of
+/// `schedules`. A specialist's outpatient clinic runs one or two half-days a week; a full
+/// day for every doctor every day would be ~300,000 slots a day in the GBA, ~4 million
+/// over 14 days.
+pub fn templates(file: &RegionFile, horizon_days: u16) -> Vec<(DoctorId, WeeklyTemplate)> {
+    let tier: std::collections::BTreeMap<HospitalId, Tier> =
+        file.hospitals.iter().map(|h| (h.id, h.tier)).collect();
+    let mut out = Vec::with_capacity(file.doctors.len());
+    for d in &file.doctors {
+        let tertiary = tier.get(&d.hospital) == Some(&Tier::Tertiary);
+        let weekday = 1u8 << (d.id.0 % 6);
+        let afternoon = (d.id.0 / 6) % 2 == 1;
+        let session = if afternoon { 16..30u16 } else { 0..16u16 };
+        let slots = session
+            .map(|n| TemplateSlot {
+                weekdays: weekday,
+                // 08:00 and 14:00 at UTC+8 are 00:00 and 06:00 UTC.
+                minute_of_day: if n < 16 {
+                    n * 15
+                } else {
+                    6 * 60 + (n - 16) * 15
+                },
+                duration_minutes: 15,
+                mode: if d.remote && n % 3 == 2 {
+                    Mode::Remote
+                } else {
+                    Mode::InPerson
+                },
+                capacity: 1,
+                overbook: u16::from(d.title == Title::Chief),
+                referral_quota: u16::from(tertiary && n % 4 == 0),
+            })
+            .collect();
+        let template = WeeklyTemplate {
+            slots,
+            horizon_days,
+        };
+        out.push((d.id, template));
     }
     out
 }

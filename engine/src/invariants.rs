@@ -154,11 +154,16 @@ impl Engine {
         let indexed: BTreeSet<(DoctorId, LogTime, SlotId)> = s
             .slots
             .values()
+            .filter(|x| x.withdrawn_at.is_none())
             .map(|x| (x.doctor, x.spec.start, x.id))
             .collect();
         ensure!(
             indexed == s.by_doctor,
             "by_doctor index differs from the slots"
+        );
+        ensure!(
+            s.derived_matches_rebuild(),
+            "a derived slot index (open, ends, seats by slot, rolling) differs from a rebuild"
         );
         let mut live: BTreeMap<SlotId, (u16, u16)> = BTreeMap::new();
         for seat in s.seats.values().filter(|x| x.state.takes_seat()) {
@@ -184,6 +189,10 @@ impl Engine {
             ensure!(
                 want == got,
                 "slot {id}: live seats (public, referral) {want:?}, counters {got:?}"
+            );
+            ensure!(
+                slot.withdrawn_at.is_none() || want == (0, 0),
+                "withdrawn slot {id} keeps live seats {want:?}"
             );
             let spec = &slot.spec;
             let max = u32::from(spec.capacity) + u32::from(spec.overbook);
@@ -438,7 +447,8 @@ fn finished_at(state: SeatState) -> Option<LogTime> {
         SeatState::Released { at }
         | SeatState::Expired { at }
         | SeatState::Cancelled { at }
-        | SeatState::NoShow { at } => Some(at),
+        | SeatState::NoShow { at }
+        | SeatState::Withdrawn { at } => Some(at),
         SeatState::Held | SeatState::Booked { .. } => None,
     }
 }

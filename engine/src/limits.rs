@@ -62,6 +62,17 @@ pub const BEYOND_REACH_HOSPITALS_SEEN_MAX: usize = 512;
 pub const EXPIRIES_PER_TICK_MAX: usize = 65_536;
 /// Resolved records pruned per tick, for the same reason.
 pub const PRUNES_PER_TICK_MAX: usize = 65_536;
+/// Slots in one doctor's weekly template (a week of 15-minute slots, mornings and
+/// afternoons, is 30 a day with every weekday set on each).
+pub const TEMPLATE_SLOTS_MAX: usize = 128;
+/// Longest rolling horizon, in days (a month ahead, as hospitals publish).
+pub const HORIZON_DAYS_MAX: u16 = 31;
+/// Doctor-days of templates one Tick expands: with `TEMPLATE_SLOTS_MAX` slots a day this
+/// bounds a tick to 65,536 new slots; when midnight brings a new day for more doctors, the
+/// rest roll on the following ticks (one a second).
+pub const HORIZON_DOCTOR_DAYS_PER_TICK_MAX: usize = 512;
+/// Slots one `WithdrawSlots` names.
+pub const SLOTS_PER_WITHDRAW_MAX: usize = 1_024;
 
 // Clients retry within seconds; the dedup window must cover a client's whole retry budget.
 const _: () = assert!(crate::dedup::DEDUP_WINDOW_MS_DEFAULT >= MS_PER_MINUTE);

@@ -9,6 +9,7 @@
 use crate::beds::{invalid_transition, HoldState};
 use crate::error::Rejection;
 use crate::events::{Event, Pending};
+use crate::horizon::Rolling;
 use crate::ids::*;
 use crate::limits::*;
 use crate::region::{Channel, Mode, Policy};
@@ -40,6 +41,10 @@ pub struct Slot {
     pub taken_public: u16,
     /// Seats held or booked through the referral channel.
     pub taken_referral: u16,
+    /// When the doctor withdrew the slot (`WithdrawSlots`): it then has no open seat, is out
+    /// of the per-doctor index (its time may be published again) and stays, for the reads of
+    /// its withdrawn seats, until pruned like an ended slot.
+    pub withdrawn_at: Option<LogTime>,
 }
 
 impl Slot {
@@ -57,6 +62,9 @@ impl Slot {
 
     /// Seats still open to `channel`.
     pub fn open_seats(&self, channel: Channel) -> u16 {
+        if self.withdrawn_at.is_some() {
+            return 0;
+        }
         let s = &self.spec;
         match channel {
             Channel::Public => {
@@ -105,11 +113,26 @@ pub struct SlotHold {
 #[serde(rename_all = "snake_case")]
 pub enum SeatState {
     Held,
-    Booked { at: LogTime },
-    Released { at: LogTime },
-    Expired { at: LogTime },
-    Cancelled { at: LogTime },
-    NoShow { at: LogTime },
+    Booked {
+        at: LogTime,
+    },
+    Released {
+        at: LogTime,
+    },
+    Expired {
+        at: LogTime,
+    },
+    Cancelled {
+        at: LogTime,
+    },
+    NoShow {
+        at: LogTime,
+    },
+    /// The doctor withdrew the slot (`WithdrawSlots` with `cancel_bookings`): the hold or
+    /// booking ended with it. Appended: postcard encodes the variant index.
+    Withdrawn {
+        at: LogTime,
+    },
 }
 
 impl SeatState {
@@ -122,6 +145,7 @@ impl SeatState {
             SeatState::Expired { .. } => "expired",
             SeatState::Cancelled { .. } => "cancelled",
             SeatState::NoShow { .. } => "no_show",
+            SeatState::Withdrawn { .. } => "withdrawn",
         }
     }
 
@@ -135,8 +159,20 @@ impl SeatState {
             SeatState::Released { at }
             | SeatState::Expired { at }
             | SeatState::Cancelled { at }
-            | SeatState::NoShow { at } => Some(at),
+            | SeatState::NoShow { at }
+            | SeatState::Withdrawn { at } => Some(at),
             SeatState::Held | SeatState::Booked { .. } => None,
+        }
+    }
+}
+
+impl SlotHold {
+    /// The last log time the seat changed: its creation, booking or resolution.
+    pub fn last_change(&self) -> LogTime {
+        match self.state {
+            SeatState::Held => self.created_at,
+            SeatState::Booked { at } => at,
+            other => other.final_at().unwrap_or(self.created_at),
         }
     }
 }
@@ -212,8 +248,20 @@ pub struct SlotBook {
     pub(crate) no_shows: BTreeMap<PatientRef, Vec<LogTime>>,
     pub(crate) blocked_until: BTreeMap<PatientRef, LogTime>,
     pub(crate) consults: BTreeMap<ConsultId, JointConsult>,
-    /// Each doctor's slots by start, for overlap checks and searches.
+    /// Each doctor's slots by start, for overlap checks and searches (withdrawn slots
+    /// left out).
     pub(crate) by_doctor: BTreeSet<(DoctorId, LogTime, SlotId)>,
+    /// Doctors' weekly templates that keep their schedules rolling (`horizon`).
+    pub(crate) templates: BTreeMap<DoctorId, Rolling>,
+    /// Derived: every slot by end, the order ended slots are pruned in.
+    #[serde(skip)]
+    ends: BTreeSet<(LogTime, SlotId)>,
+    /// Derived: every seat by slot, so a pruned slot takes its seats along.
+    #[serde(skip)]
+    seats_of: BTreeSet<(SlotId, HoldId)>,
+    /// Derived: each template by the UTC day on which its next day enters the horizon.
+    #[serde(skip)]
+    rolling_due: BTreeSet<(u64, DoctorId)>,
     /// Derived: `by_doctor` restricted to slots with a seat open to each channel (public,
     /// referral), so a search inside apply skips full slots instead of walking them (with
     /// seats exhausted, walking them made a refusal ~100 times a grant).
@@ -237,6 +285,7 @@ impl PartialEq for SlotBook {
             && self.blocked_until == o.blocked_until
             && self.consults == o.consults
             && self.by_doctor == o.by_doctor
+            && self.templates == o.templates
     }
 }
 
@@ -256,6 +305,23 @@ impl SlotBook {
         for id in ids {
             self.reindex(id);
         }
+        self.ends = self.slots.values().map(|s| (s.end(), s.id)).collect();
+        self.seats_of = self.seats.values().map(|s| (s.slot, s.id)).collect();
+        self.rolling_due = self
+            .templates
+            .iter()
+            .map(|(d, r)| (r.due_day(), *d))
+            .collect();
+    }
+
+    /// Whether every derived index equals one rebuilt from the records (an invariant).
+    pub(crate) fn derived_matches_rebuild(&self) -> bool {
+        let mut fresh = self.clone();
+        fresh.rebuild();
+        fresh.open == self.open
+            && fresh.ends == self.ends
+            && fresh.seats_of == self.seats_of
+            && fresh.rolling_due == self.rolling_due
     }
 
     /// Puts a slot into, or takes it out of, the open-slot index of each channel.
@@ -431,9 +497,14 @@ impl SlotBook {
                     spec: *spec,
                     taken_public: 0,
                     taken_referral: 0,
+                    withdrawn_at: None,
                 },
             );
             self.by_doctor.insert((doctor, spec.start, id));
+            let end = spec
+                .start
+                .plus_ms(u64::from(spec.duration_minutes) * MS_PER_MINUTE);
+            self.ends.insert((end, id));
             self.reindex(id);
             ids.push(id);
         }
@@ -473,6 +544,11 @@ impl SlotBook {
         now: LogTime,
     ) -> Result<&Slot, Rejection> {
         let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
+        if s.withdrawn_at.is_some() {
+            return Err(Rejection::NotAdmissible(format!(
+                "slot {slot} was withdrawn"
+            )));
+        }
         if s.spec.start <= now {
             return Err(Rejection::NotAdmissible(format!("slot {slot} has started")));
         }
@@ -513,6 +589,7 @@ impl SlotBook {
             consult,
         };
         self.seats.insert(id, seat.clone());
+        self.seats_of.insert((slot, id));
         self.expiries.insert((expires_at, id));
         self.reindex(slot);
         self.events.push(Event::SeatHeld {
@@ -771,23 +848,234 @@ impl SlotBook {
         crate::time::due(&self.expiries, now, max)
     }
 
-    /// Forgets finished seats resolved at or before `cutoff` (and slots that have ended and
-    /// hold no live seat), at most `max`.
+    /// Forgets finished seats resolved at or before `cutoff`, at most `max`.
     pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
         let old = crate::time::drain_due(&mut self.resolved, cutoff, max);
         for id in &old {
-            if let Some(seat) = self.seats.remove(id) {
-                if let Some(c) = seat.consult {
-                    let done = self
-                        .consults
-                        .get(&c)
-                        .is_some_and(|jc| jc.seats.iter().all(|s| !self.seats.contains_key(s)));
-                    if done {
-                        self.consults.remove(&c);
-                    }
-                }
-            }
+            self.forget_seat(*id);
         }
         old.len()
+    }
+
+    /// Removes a seat from every record and index; a joint consultation goes with its last
+    /// seat.
+    fn forget_seat(&mut self, id: HoldId) {
+        let Some(seat) = self.seats.remove(&id) else {
+            return;
+        };
+        self.seats_of.remove(&(seat.slot, id));
+        self.expiries.remove(&(seat.expires_at, id));
+        if let Some(at) = seat.state.final_at() {
+            self.resolved.remove(&(at, id));
+        }
+        if let Some(c) = seat.consult {
+            let done = self
+                .consults
+                .get(&c)
+                .is_some_and(|jc| jc.seats.iter().all(|s| !self.seats.contains_key(s)));
+            if done {
+                self.consults.remove(&c);
+            }
+        }
+    }
+
+    /// The seats of a slot, by id.
+    pub fn seats_in(&self, slot: SlotId) -> impl Iterator<Item = &SlotHold> {
+        self.seats_of
+            .range((slot, HoldId(0))..=(slot, HoldId(u64::MAX)))
+            .filter_map(|(_, h)| self.seats.get(h))
+    }
+
+    /// Prunes slots that ended at or before `cutoff`, with all their seats (a booking of
+    /// an ended slot was attended or missed; its outcome is on the change feed and in the
+    /// audit log). Looks at most at `max` slots, earliest end first; a slot one of whose
+    /// seats changed after `cutoff` stays for a later tick, so a request remembered in the
+    /// dedup table never names a pruned record. Answers the doctors whose slots went.
+    pub(crate) fn prune_slots(&mut self, cutoff: LogTime, max: usize) -> Vec<DoctorId> {
+        let candidates: Vec<(LogTime, SlotId)> = self
+            .ends
+            .range(..=(cutoff, SlotId(u64::MAX)))
+            .take(max)
+            .copied()
+            .collect();
+        let mut doctors = Vec::new();
+        for (end, id) in candidates {
+            if self.seats_in(id).any(|s| s.last_change() > cutoff) {
+                continue;
+            }
+            let seats: Vec<HoldId> = self.seats_in(id).map(|s| s.id).collect();
+            for h in seats {
+                self.forget_seat(h);
+            }
+            self.ends.remove(&(end, id));
+            let Some(slot) = self.slots.remove(&id) else {
+                continue;
+            };
+            let key = (slot.doctor, slot.spec.start, id);
+            self.by_doctor.remove(&key);
+            for set in &mut self.open {
+                set.remove(&key);
+            }
+            doctors.push(slot.doctor);
+        }
+        doctors.dedup();
+        doctors
+    }
+
+    /// Checks an amendment of a slot's seats: the slot exists, is not withdrawn and has
+    /// not started; the new numbers are valid and still cover the seats taken.
+    pub fn check_amend(
+        &self,
+        slot: SlotId,
+        seats: SeatLimits,
+        now: LogTime,
+    ) -> Result<(), Rejection> {
+        let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
+        if s.withdrawn_at.is_some() {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("slot {slot}"),
+                state: "withdrawn".into(),
+            });
+        }
+        if s.spec.start <= now {
+            return Err(Rejection::NotAdmissible(format!("slot {slot} has started")));
+        }
+        seats.check("")?;
+        let public_cap = seats.capacity.saturating_sub(seats.referral_quota);
+        let total = seats.capacity.saturating_add(seats.overbook);
+        if s.taken_public > public_cap || s.taken() > total {
+            return Err(Rejection::InvalidTransition {
+                what: format!("slot {slot}"),
+                state: format!(
+                    "{} public and {} referral seats taken",
+                    s.taken_public, s.taken_referral
+                ),
+                action: "shrink below its taken seats".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a checked amendment.
+    pub(crate) fn amend(&mut self, slot: SlotId, seats: SeatLimits) {
+        if let Some(s) = self.slots.get_mut(&slot) {
+            s.spec.capacity = seats.capacity;
+            s.spec.overbook = seats.overbook;
+            s.spec.referral_quota = seats.referral_quota;
+        }
+        self.reindex(slot);
+    }
+
+    /// Checks a withdrawal: the slot exists, is not withdrawn yet and has not started.
+    pub fn check_withdrawable(&self, slot: SlotId, now: LogTime) -> Result<&Slot, Rejection> {
+        let s = self.slots.get(&slot).ok_or(Rejection::UnknownSlot(slot))?;
+        if s.withdrawn_at.is_some() {
+            return Err(Rejection::AlreadyResolved {
+                what: format!("slot {slot}"),
+                state: "withdrawn".into(),
+            });
+        }
+        if s.spec.start <= now {
+            return Err(Rejection::NotAdmissible(format!("slot {slot} has started")));
+        }
+        Ok(s)
+    }
+
+    /// Marks a slot withdrawn: no seat is open any more and its time is free to publish.
+    pub(crate) fn withdraw(&mut self, slot: SlotId, at: LogTime) {
+        let Some(s) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        s.withdrawn_at = Some(at);
+        let key = (s.doctor, s.spec.start, slot);
+        self.by_doctor.remove(&key);
+        for set in &mut self.open {
+            set.remove(&key);
+        }
+    }
+
+    /// A doctor's rolling template, if any.
+    pub fn template(&self, doctor: DoctorId) -> Option<&Rolling> {
+        self.templates.get(&doctor)
+    }
+
+    /// Sets (or with `None` removes) a doctor's rolling template.
+    pub(crate) fn set_template(&mut self, doctor: DoctorId, rolling: Option<Rolling>) {
+        if let Some(old) = self.templates.remove(&doctor) {
+            self.rolling_due.remove(&(old.due_day(), doctor));
+        }
+        if let Some(r) = rolling {
+            self.rolling_due.insert((r.due_day(), doctor));
+            self.templates.insert(doctor, r);
+        }
+    }
+
+    /// The doctor whose template is due to roll first, if its due day is at or before `day`.
+    pub(crate) fn next_due(&self, day: u64) -> Option<DoctorId> {
+        self.rolling_due
+            .first()
+            .filter(|(d, _)| *d <= day)
+            .map(|(_, doctor)| *doctor)
+    }
+
+    /// Publishes the next day of `doctor`'s template (days before `today` are skipped: they
+    /// are over) with ids from `next_slot`; slots that would start at or before `now` or
+    /// overlap a published slot are left out. Answers how many were published.
+    pub(crate) fn roll_day(
+        &mut self,
+        doctor: DoctorId,
+        now: LogTime,
+        next_slot: &mut u64,
+    ) -> usize {
+        let Some(mut r) = self.templates.get(&doctor).cloned() else {
+            return 0;
+        };
+        let day = r.next_day.max(crate::horizon::day_of(now));
+        let specs: Vec<SlotSpec> = r
+            .template
+            .specs_for(day)
+            .into_iter()
+            .filter(|s| s.start > now && self.overlapping(doctor, s.start, end_of(s)).is_none())
+            .collect();
+        self.publish(doctor, &specs, *next_slot);
+        *next_slot += specs.len() as u64;
+        r.next_day = day + 1;
+        self.set_template(doctor, Some(r));
+        specs.len()
+    }
+}
+
+/// When a slot of `spec` ends.
+fn end_of(spec: &SlotSpec) -> LogTime {
+    spec.start
+        .plus_ms(u64::from(spec.duration_minutes) * MS_PER_MINUTE)
+}
+
+/// A slot's seat numbers, as `AmendSlot` sets them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct SeatLimits {
+    pub capacity: u16,
+    pub overbook: u16,
+    pub referral_quota: u16,
+}
+
+impl SeatLimits {
+    /// Checks the numbers, naming fields under `prefix` (`""` or `"slots[3]."`).
+    pub fn check(&self, prefix: &str) -> Result<(), Rejection> {
+        if self.capacity == 0 || self.capacity.saturating_add(self.overbook) > SLOT_CAPACITY_MAX {
+            return Err(Rejection::invalid(
+                format!("{prefix}capacity"),
+                format!(
+                    "capacity must be at least 1 and capacity + overbook at most {SLOT_CAPACITY_MAX}"
+                ),
+            ));
+        }
+        if self.referral_quota > self.capacity {
+            return Err(Rejection::invalid(
+                format!("{prefix}referral_quota"),
+                "exceeds capacity",
+            ));
+        }
+        Ok(())
     }
 }

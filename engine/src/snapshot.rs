@@ -23,7 +23,9 @@ pub const MAGIC: &[u8; 8] = b"NINETY\x00S";
 /// Version of the snapshot encoding. 2: the dedup table is keyed by `RequestKey` (client
 /// ids keep all 128 bits) and stores SHA-256 command fingerprints and first log indices;
 /// version 1 snapshots are refused (see `docs/operations.md`, "Upgrading from format 1").
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+/// 3: slots record their withdrawal, seats may end withdrawn, and the slot book keeps the
+/// doctors' rolling weekly templates (`horizon`); version 2 snapshots are refused.
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
 
 /// A 256-bit digest of the canonical state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]

@@ -579,7 +579,11 @@ impl Engine {
             CancelBooking { booking } | MarkNoShow { booking } => holds.push(*booking),
             HoldSlot { slot, .. } | HoldSlotFor { slot, .. } => slots.push(*slot),
             CancelSeat { hold } => holds.push(*hold),
-            PublishSchedule { doctor, .. } => self.mark_doctor(*doctor),
+            PublishSchedule { doctor, .. } | SetWeeklyTemplate { doctor, .. } => {
+                self.mark_doctor(*doctor)
+            }
+            AmendSlot { slot, .. } => slots.push(*slot),
+            WithdrawSlots { slots: ids, .. } => slots.extend(ids.iter().copied()),
             BookJointConsult { consult }
             | ReleaseJointConsult { consult }
             | CancelJointConsult { consult } => holds.extend(
@@ -637,7 +641,14 @@ impl Engine {
             Reply::Ticked { offers, .. }
             | Reply::SlotReleased { offers, .. }
             | Reply::BookingCancelled { offers, .. }
-            | Reply::ConsultReleased { offers, .. } => slots.extend(offers.iter().map(|o| o.slot)),
+            | Reply::ConsultReleased { offers, .. }
+            | Reply::SlotAmended { offers, .. } => slots.extend(offers.iter().map(|o| o.slot)),
+            Reply::SlotsWithdrawn {
+                cancelled, offers, ..
+            } => {
+                holds.extend(cancelled.iter().copied());
+                slots.extend(offers.iter().map(|o| o.slot));
+            }
             Reply::BedHeld { ward, .. } => self.mark_ward(*ward),
             Reply::ConsultHeld { seats, .. } => holds.extend(seats.iter().copied()),
             Reply::SlotAllocated { slot, .. } => slots.push(*slot),
@@ -656,7 +667,7 @@ impl Engine {
         }
     }
 
-    fn mark_doctor(&mut self, d: DoctorId) {
+    pub(crate) fn mark_doctor(&mut self, d: DoctorId) {
         if self.live.publisher.is_some() {
             self.live.dirty_doctors.insert(d);
         }

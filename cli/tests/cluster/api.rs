@@ -73,6 +73,7 @@ async fn every_service_and_every_error_code() {
             capacity: 3,
             referral_reserved: 1,
             cancel_before_minutes: 0,
+            overbook: 0,
         };
         let published = c
             .publish_schedule(pb::PublishScheduleRequest {

@@ -19,6 +19,7 @@ mod reads;
 mod replay;
 mod request_ids;
 mod retry;
+mod schedules;
 mod snapshot;
 mod snapshot_intake;
 mod validation;

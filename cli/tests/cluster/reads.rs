@@ -114,6 +114,7 @@ async fn publish(sched: &mut SchedulingClient<Channel>, doctor: u32, t: u64) -> 
         capacity: 3,
         referral_reserved: 0,
         cancel_before_minutes: 0,
+        overbook: 0,
     };
     let r = sched
         .publish_schedule(pb::PublishScheduleRequest {

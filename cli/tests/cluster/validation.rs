@@ -340,6 +340,7 @@ async fn fields_named_as_sent(p: &Procs, node: u64) {
             capacity: 1,
             referral_reserved,
             cancel_before_minutes: 0,
+            overbook: 0,
         }],
     };
     let r = sched.publish_schedule(publish(minute, 0)).await;

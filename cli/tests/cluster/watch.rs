@@ -165,6 +165,7 @@ async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_
                     capacity: 1,
                     referral_reserved: 0,
                     cancel_before_minutes: 0,
+                    overbook: 0,
                 }],
             })
             .await

@@ -44,6 +44,11 @@ pub struct FileConfig {
     /// region JSON file.
     #[serde(default = "default_region")]
     pub region: String,
+    /// Days of slots a built-in region keeps published ahead, rolled forward each UTC
+    /// midnight by the doctors' weekly templates (`ninety_engine::generate::templates`);
+    /// 0: only the first clinic day, no templates. Default
+    /// `generate::HORIZON_DAYS_DEFAULT` (14), at most `limits::HORIZON_DAYS_MAX` (31).
+    pub schedule_horizon_days: Option<u16>,
     /// True on the founding nodes of a new cluster: an empty store is bootstrapped with
     /// `initial_voters`, and the first leader loads `region` through the log.
     #[serde(default)]
@@ -219,6 +224,13 @@ impl FileConfig {
         }
         if self.region.trim().is_empty() {
             return Err(invalid("region", "must not be empty"));
+        }
+        let horizon_max = ninety_engine::limits::HORIZON_DAYS_MAX;
+        if self.schedule_horizon_days.is_some_and(|d| d > horizon_max) {
+            return Err(invalid(
+                "schedule_horizon_days",
+                format!("at most {horizon_max}"),
+            ));
         }
         let peers = self.peer_map()?;
         if let Some(id) = &self.cluster_id {

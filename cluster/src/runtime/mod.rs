@@ -71,6 +71,17 @@ const PROPOSAL_BATCH_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX / 4;
 /// API); plus its bootstrap commands. "national" is not built in for a node: 290,000 doctors'
 /// schedules are too large for one bootstrap; generate a file with `ninety region generate`.
 pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
+    load_region_with(spec, generate::HORIZON_DAYS_DEFAULT)
+}
+
+/// [`load_region`] with a built-in region's schedule horizon in days (0: the first clinic
+/// day only). After the first day's schedules, each doctor's weekly template
+/// (`generate::templates`) is set from that day on, so the region keeps `horizon_days` of
+/// slots published; the first day keeps the slot ids it always had.
+pub fn load_region_with(
+    spec: &str,
+    horizon_days: u16,
+) -> Result<(RegionFile, Vec<Command>), Error> {
     let preset = match spec {
         "gba" => Some(generate::Preset::Gba),
         "yunnan" => Some(generate::Preset::Yunnan),
@@ -92,12 +103,23 @@ pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
             file
         }
     };
+    let first_day = next_clinic_day(std::time::SystemTime::now());
     let schedules = if preset.is_some() {
-        generate::schedules(&file, next_clinic_day(std::time::SystemTime::now()), 1)
+        generate::schedules(&file, first_day, 1)
     } else {
         Vec::new()
     };
-    let commands = ninety_engine::bootstrap_commands(&file, &schedules);
+    let mut commands = ninety_engine::bootstrap_commands(&file, &schedules);
+    if preset.is_some() && horizon_days > 0 {
+        let templates = generate::templates(&file, horizon_days);
+        commands.extend(templates.into_iter().map(|(doctor, template)| {
+            Command::SetWeeklyTemplate {
+                doctor,
+                template,
+                from: first_day,
+            }
+        }));
+    }
     Ok((file, commands))
 }
 
@@ -264,7 +286,10 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
         None => None,
     };
     let bootstrap = if cfg.init {
-        let (_, commands) = load_region(&cfg.region)?;
+        let horizon = cfg
+            .schedule_horizon_days
+            .unwrap_or(generate::HORIZON_DAYS_DEFAULT);
+        let (_, commands) = load_region_with(&cfg.region, horizon)?;
         check_command_sizes(&cfg.region, &commands)?;
         Some(commands)
     } else {

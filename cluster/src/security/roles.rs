@@ -8,7 +8,8 @@
 //! Least privilege: `reader` reads; `platform` also schedules (Scheduling, MatchSpecialist,
 //! AllocateSlot); `referral` also holds beds and moves referrals (BedHolds, Referrals,
 //! AllocateBed); `hospital` keeps its own capacity true (the bed, ward and doctor calls of
-//! Capacity) and publishes its doctors' schedules (PublishSchedule, also open to
+//! Capacity) and keeps its doctors' schedules (PublishSchedule, AmendSlot, WithdrawSlots,
+//! SetWeeklyTemplate, also open to
 //! `platform`); `operator` also administers (Admin, and the region-wide Capacity calls:
 //! hospitals, travel, referral paths, the policy, lifting a no-show block). Every role may
 //! read.
@@ -162,6 +163,12 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Scheduling/GetJointConsult", Read),
     ("Scheduling/ListWaitlist", Read),
     ("Scheduling/CancelJointConsult", Write(Platform)),
+    ("Scheduling/AmendSlot", WriteAny(&[Hospital, Platform])),
+    ("Scheduling/WithdrawSlots", WriteAny(&[Hospital, Platform])),
+    (
+        "Scheduling/SetWeeklyTemplate",
+        WriteAny(&[Hospital, Platform]),
+    ),
     ("Matching/MatchSpecialist", Read),
     ("Matching/AllocateBed", Write(Referral)),
     ("Matching/AllocateSlot", Write(Platform)),

@@ -59,6 +59,7 @@ pub mod convert;
 pub mod decode;
 pub mod matching;
 pub mod referrals;
+pub mod schedules;
 pub mod scheduling;
 pub mod watch;
 

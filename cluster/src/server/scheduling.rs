@@ -3,9 +3,11 @@
 //!
 //! Mapping to the engine (what the proto offers that the engine does not keep is refused or
 //! documented in `scheduling.proto`):
-//! * `SlotSpec.capacity` is the engine's capacity (no separate overbooking allowance);
-//!   `referral_reserved` its referral quota; `cancel_before_minutes` must be 0: the region's
-//!   policy sets one cancellation deadline for every slot.
+//! * `SlotSpec.capacity` is the engine's capacity, `overbook` its overbooking allowance
+//!   (referral channel only), `referral_reserved` its referral quota;
+//!   `cancel_before_minutes` must be 0: the region's policy sets one cancellation deadline
+//!   for every slot.
+//! * `AmendSlot`, `WithdrawSlots` and `SetWeeklyTemplate` live in [`super::schedules`].
 //! * `HoldSlot.ttl_ms` 0 holds for the region's `slot_hold_ttl_ms`, else for `ttl_ms`
 //!   (engine `HoldSlotFor`). `referral_id` is required for `CHANNEL_REFERRAL` as the proto
 //!   says; the engine checks it (an existing, triaged referral of the same patient) but does
@@ -55,8 +57,10 @@ pub fn slot_pb(s: &SlotInfo) -> pb::Slot {
         start_ms: spec.start.0,
         duration_minutes: u32::from(spec.duration_minutes),
         mode: convert::mode_pb(spec.mode) as i32,
-        capacity: u32::from(spec.capacity.saturating_add(spec.overbook)),
+        capacity: u32::from(spec.capacity),
         referral_reserved: u32::from(spec.referral_quota),
+        overbook: u32::from(spec.overbook),
+        withdrawn_ms: s.slot.withdrawn_at.map_or(0, |t| t.0),
         booked: s.booked,
         held: s.held,
         specialty: s.specialty.map(convert::specialty_name).unwrap_or_default(),
@@ -72,6 +76,7 @@ pub fn booking_pb(s: &SeatInfo) -> pb::SlotBooking {
         SeatState::Released { .. } | SeatState::Cancelled { .. } => B::Cancelled,
         SeatState::Expired { .. } => B::Expired,
         SeatState::NoShow { .. } => B::NoShow,
+        SeatState::Withdrawn { .. } => B::Withdrawn,
     };
     let booked = matches!(s.seat.state, SeatState::Booked { .. });
     pb::SlotBooking {
@@ -144,7 +149,7 @@ fn slot_spec(at: &Field, s: &pb::SlotSpec) -> Result<SlotSpec, Rejection> {
         duration_minutes: u16_of("duration_minutes", s.duration_minutes)?,
         mode: at.mode("mode", s.mode)?,
         capacity: u16_of("capacity", s.capacity)?,
-        overbook: 0,
+        overbook: u16_of("overbook", s.overbook)?,
         referral_quota: u16_of("referral_reserved", s.referral_reserved)?,
     })
 }
@@ -546,6 +551,27 @@ impl Scheduling for SchedulingService {
     ) -> Result<Response<pb::ListWaitlistResponse>, Status> {
         super::bookings::list_waitlist(&self.cluster, request).await
     }
+
+    async fn amend_slot(
+        &self,
+        request: GrpcRequest<pb::AmendSlotRequest>,
+    ) -> Result<Response<pb::AmendSlotResponse>, Status> {
+        super::schedules::amend_slot(&self.cluster, request).await
+    }
+
+    async fn withdraw_slots(
+        &self,
+        request: GrpcRequest<pb::WithdrawSlotsRequest>,
+    ) -> Result<Response<pb::WithdrawSlotsResponse>, Status> {
+        super::schedules::withdraw_slots(&self.cluster, request).await
+    }
+
+    async fn set_weekly_template(
+        &self,
+        request: GrpcRequest<pb::SetWeeklyTemplateRequest>,
+    ) -> Result<Response<pb::SetWeeklyTemplateResponse>, Status> {
+        super::schedules::set_weekly_template(&self.cluster, request).await
+    }
 }
 
 #[cfg(test)]
@@ -568,6 +594,7 @@ mod tests {
             capacity: 2,
             referral_reserved: 1,
             cancel_before_minutes: 0,
+            overbook: 0,
         };
         let mut r = pb::PublishScheduleRequest {
             request_id: "a".into(),

@@ -288,8 +288,14 @@ fn fill_hold(out: &mut pb::WatchEvent, event: &Event) {
             doctor,
             hospital,
             patient,
-            ..
-        } => fill_seat(out, (hold, slot, doctor, hospital), patient),
+            state,
+        } => {
+            fill_seat(out, (hold, slot, doctor, hospital), patient);
+            // Why a booking ended when its patient did not end it.
+            if matches!(state, ninety_engine::SeatState::Withdrawn { .. }) {
+                out.reason = "slot_withdrawn".into();
+            }
+        }
         Event::ReferralMoved { .. } | Event::BedChanged { .. } => {}
     }
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod beds;
+mod horizon;
 mod precheck;
 mod referrals;
 mod schedule;

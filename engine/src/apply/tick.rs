@@ -1,5 +1,6 @@
 //! The Tick command: log time advances; due holds, consultations and referrals expire;
-//! old resolved records and dedup entries are pruned. Every step is bounded per tick.
+//! weekly templates roll the schedule horizon forward; old resolved records, ended slots
+//! and dedup entries are pruned. Every step is bounded per tick.
 
 use crate::beds::HoldState;
 use crate::command::Reply;
@@ -54,6 +55,7 @@ impl Engine {
             );
             expired_referrals += 1;
         }
+        self.roll_horizons(now);
         self.prune(now);
         Reply::Ticked {
             now,
@@ -67,6 +69,7 @@ impl Engine {
         let cutoff = now.minus_ms(self.policy.resolved_retention_ms);
         self.beds.prune(cutoff, PRUNES_PER_TICK_MAX);
         self.slots.prune(cutoff, PRUNES_PER_TICK_MAX);
+        self.prune_slots(now, PRUNES_PER_TICK_MAX);
         self.referrals.prune(cutoff, PRUNES_PER_TICK_MAX);
         let dedup_cutoff = now.minus_ms(self.policy.dedup_window_ms);
         self.dedup.expire(dedup_cutoff, PRUNES_PER_TICK_MAX);

@@ -152,6 +152,14 @@ impl Engine {
                 let ids = (0..u64::from(*count)).map(|i| SlotId(first.0 + i));
                 Some(Record::Slots(self.slot_infos(ids.collect())))
             }
+            Reply::TemplateSet { first, count, .. } => {
+                let ids = (0..u64::from(*count)).map(|i| SlotId(first.0 + i));
+                Some(Record::Slots(self.slot_infos(ids.collect())))
+            }
+            Reply::SlotAmended { slot, .. } => Some(Record::Slots(self.slot_infos(vec![*slot]))),
+            Reply::SlotsWithdrawn { slots, .. } => {
+                Some(Record::Slots(self.slot_infos(slots.clone())))
+            }
             Reply::ConsultHeld { consult, .. }
             | Reply::ConsultBooked { consult }
             | Reply::ConsultReleased { consult, .. } => {

@@ -186,7 +186,7 @@ impl Learned {
                 self.seats.extend(seats);
             }
             Reply::ReferralCreated { referral, .. } => self.referrals.push(*referral),
-            Reply::SchedulePublished { first, count } => {
+            Reply::SchedulePublished { first, count } | Reply::TemplateSet { first, count, .. } => {
                 self.slots.extend(
                     (0..u64::from(*count).min(8)).map(|i| SlotId(first.0.saturating_add(i))),
                 );
@@ -231,8 +231,10 @@ fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
             target: BedTarget::Bed(bed),
             ..
         } => aim(bed, &l.beds, p),
-        HoldSlot { slot, .. } | HoldSlotFor { slot, .. } => aim(slot, &l.slots, p),
-        HoldJointConsult { slots, .. } => {
+        HoldSlot { slot, .. } | HoldSlotFor { slot, .. } | AmendSlot { slot, .. } => {
+            aim(slot, &l.slots, p)
+        }
+        HoldJointConsult { slots, .. } | WithdrawSlots { slots, .. } => {
             for (i, s) in slots.iter_mut().enumerate() {
                 aim(s, &l.slots, p + i);
             }

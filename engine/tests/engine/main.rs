@@ -13,6 +13,8 @@ mod referrals;
 mod reads;
 // Admin commands, region files, idempotency, snapshots and the generator.
 mod region;
+// Schedules over time: amend, withdraw, rolling templates, pruning, a month of state.
+mod schedules;
 // The change feed's events: what each command emits.
 mod events;
 // Property tests over random command sequences.

@@ -203,6 +203,45 @@ fn policy() -> impl Strategy<Value = Policy> + Clone {
         )
 }
 
+fn seat_limits() -> impl Strategy<Value = SeatLimits> + Clone {
+    let small16 = prop_oneof![4 => 0u16..8, 1 => any::<u16>()];
+    (small16.clone(), small16.clone(), small16).prop_map(|(capacity, overbook, referral_quota)| {
+        SeatLimits {
+            capacity,
+            overbook,
+            referral_quota,
+        }
+    })
+}
+
+/// Weekly templates: mostly small and valid-ish (a few slots on some weekdays, a horizon
+/// of a few days), sometimes anything.
+fn weekly_template() -> impl Strategy<Value = WeeklyTemplate> + Clone {
+    let slot = (
+        prop_oneof![4 => 1u8..=0x7F, 1 => any::<u8>()],
+        prop_oneof![4 => 0u16..1_500, 1 => any::<u16>()],
+        prop_oneof![4 => 0u16..120, 1 => any::<u16>()],
+        variant::<Mode>(),
+        seat_limits(),
+    )
+        .prop_map(
+            |(weekdays, minute_of_day, duration_minutes, mode, s)| TemplateSlot {
+                weekdays,
+                minute_of_day,
+                duration_minutes,
+                mode,
+                capacity: s.capacity,
+                overbook: s.overbook,
+                referral_quota: s.referral_quota,
+            },
+        );
+    let horizon = prop_oneof![4 => 0u16..40, 1 => any::<u16>()];
+    (prop::collection::vec(slot, 0..4), horizon).prop_map(|(slots, horizon_days)| WeeklyTemplate {
+        slots,
+        horizon_days,
+    })
+}
+
 fn slot_spec() -> impl Strategy<Value = SlotSpec> + Clone {
     let small16 = prop_oneof![4 => 0u16..8, 1 => any::<u16>()];
     (
@@ -356,6 +395,9 @@ fn bed_and_slot_command() -> impl Strategy<Value = Command> + Clone {
         2 => hold_id().prop_map(|hold| ConfirmHold { hold }),
         2 => hold_id().prop_map(|hold| ReleaseHold { hold }),
         2 => (doctor_id(), prop::collection::vec(slot_spec(), 0..3)).prop_map(|(doctor, slots)| PublishSchedule { doctor, slots }),
+        2 => (slot_id(), seat_limits()).prop_map(|(slot, seats)| AmendSlot { slot, seats }),
+        2 => (prop::collection::vec(slot_id(), 0..4), any::<bool>()).prop_map(|(slots, cancel_bookings)| WithdrawSlots { slots, cancel_bookings }),
+        2 => (doctor_id(), weekly_template(), time()).prop_map(|(doctor, template, from)| SetWeeklyTemplate { doctor, template, from }),
         4 => (slot_id(), patient(), variant::<Channel>(), prop::option::of(referral_id())).prop_map(|(slot, patient, channel, referral)| HoldSlot { slot, patient, channel, referral }),
         2 => (slot_id(), patient(), variant::<Channel>(), ms(), prop::option::of(referral_id())).prop_map(|(slot, patient, channel, ttl_ms, referral)| HoldSlotFor { slot, patient, channel, ttl_ms, referral }),
         2 => hold_id().prop_map(|hold| BookSlot { hold }),
