@@ -593,6 +593,7 @@ impl Engine {
             | StartTransit { referral }
             | AdmitReferral { referral }
             | CompleteReferral { referral }
+            | CompleteReferralWith { referral, .. }
             | RejectReferral { referral, .. }
             | CancelReferral { referral, .. } => holds.extend(self.referral_holds(*referral)),
             Tick
@@ -613,7 +614,10 @@ impl Engine {
             | AllocateBed { .. }
             | HoldJointConsultIn { .. }
             | UnblockPatient { .. }
-            | HoldBedForReferral { .. } => {}
+            | HoldBedForReferral { .. }
+            | RequestReferralWith { .. }
+            | TriageReferralNoted { .. }
+            | AllocateBedForReferral { .. } => {}
         }
         self.note_reply(reply, &mut holds, &mut slots);
         for h in holds {

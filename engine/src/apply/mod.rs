@@ -8,6 +8,6 @@
 mod admin;
 mod beds;
 mod precheck;
-mod referrals;
+pub(crate) mod referrals;
 mod schedule;
 mod tick;
