@@ -57,6 +57,7 @@ pub fn burst(engine: &Engine, n: usize, seed: u64, first_id: u128) -> Vec<Reques
                 latest: start.plus_ms(time::MS_PER_DAY),
                 channel: Channel::Referral,
                 limit: 1,
+                bounds: ninety_engine::matching::Bounds::NONE,
             };
             Request {
                 id: RequestId(first_id + i as u128),
@@ -257,6 +258,7 @@ pub fn contended_burst(engine: &Engine, n: usize, seed: u64, first_id: u128) -> 
                 latest: start.plus_ms(time::MS_PER_DAY),
                 channel: Channel::Referral,
                 limit: 1,
+                bounds: ninety_engine::matching::Bounds::NONE,
             };
             Request {
                 id: RequestId(first_id + i as u128),
@@ -496,6 +498,7 @@ pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
             latest: from.plus_ms(time::MS_PER_DAY),
             channel: Channel::Public,
             limit: 1,
+            bounds: ninety_engine::matching::Bounds::NONE,
         },
         patient: PatientRef(7),
         referral: None,
@@ -512,6 +515,7 @@ pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
             isolation: false,
             urgency: Urgency::P2,
             limit: 1,
+            bounds: ninety_engine::matching::Bounds::NONE,
         },
         ttl_ms: 60 * time::MS_PER_MINUTE,
         patient: PatientRef(8),
@@ -527,6 +531,7 @@ pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
             latest: day.plus_ms(time::MS_PER_DAY),
             channel: Channel::Public,
             limit: 1,
+            bounds: ninety_engine::matching::Bounds::NONE,
         },
         patient: PatientRef(7),
         referral: None,
@@ -543,6 +548,7 @@ pub fn allocation_cases(engine: &Engine) -> Vec<AllocationCase> {
             isolation: false,
             urgency: Urgency::P1,
             limit: 1,
+            bounds: ninety_engine::matching::Bounds::NONE,
         },
         ttl_ms: 60 * time::MS_PER_MINUTE,
         patient: PatientRef(8),

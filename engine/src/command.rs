@@ -276,6 +276,39 @@ pub enum Command {
         template: crate::horizon::WeeklyTemplate,
         from: LogTime,
     },
+    /// `RequestReferral` with what the referring hospital states: the direction (with a
+    /// destination it must agree with the referral path; without one it is stored,
+    /// up-tier when `None`), a clinical reason code (`REFERRAL_CODE_BYTES_MAX`) and a note
+    /// (`TEXT_BYTES_MAX`, no identifying numbers).
+    RequestReferralWith {
+        from: HospitalId,
+        to: Option<HospitalId>,
+        patient: PatientRef,
+        direction: Option<ReferralKind>,
+        reason_code: Option<String>,
+        note: Option<String>,
+    },
+    /// `TriageReferral` with triage's note, kept in the referral's history.
+    TriageReferralNoted {
+        referral: ReferralId,
+        specialty: Specialty,
+        urgency: Urgency,
+        note: String,
+    },
+    /// `CompleteReferral` with the outcome code ("discharged", "referred-down"), stored on
+    /// the referral and in its history.
+    CompleteReferralWith {
+        referral: ReferralId,
+        outcome: String,
+    },
+    /// `AllocateBed` through the referral channel: `referral` must be an existing referral
+    /// of the same patient waiting for capacity, as for `HoldBedForReferral`.
+    AllocateBedForReferral {
+        query: crate::matching::BedQuery,
+        ttl_ms: u64,
+        patient: PatientRef,
+        referral: ReferralId,
+    },
 }
 
 impl Command {

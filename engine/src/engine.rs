@@ -112,6 +112,7 @@ impl Engine {
             },
         };
         let touches = self.touches_before(command, now);
+        self.referrals.applying = crate::referrals::Applying(index);
         let reply = match self.execute(command, now) {
             Ok(reply) => reply,
             Err(refusal) => {
@@ -256,13 +257,14 @@ impl Engine {
             BookJointConsult { consult } => self.book_joint_consult(*consult, now),
             ReleaseJointConsult { consult } => self.release_joint_consult(*consult, now),
             RequestReferral { from, to, patient } => {
-                self.request_referral(*from, *to, *patient, now)
+                let stated = crate::apply::referrals::Stated::default();
+                self.request_referral(*from, *to, *patient, &stated, now)
             }
             TriageReferral {
                 referral,
                 specialty,
                 urgency,
-            } => self.triage_referral(*referral, *specialty, *urgency, now),
+            } => self.triage_referral(*referral, *specialty, *urgency, None, now),
             MatchReferral {
                 referral,
                 slot_hold,
@@ -274,7 +276,7 @@ impl Engine {
             AcceptReferral { referral } => self.accept_referral(*referral, now),
             StartTransit { referral } => self.start_transit(*referral, now),
             AdmitReferral { referral } => self.admit_referral(*referral, now),
-            CompleteReferral { referral } => self.complete_referral(*referral, now),
+            CompleteReferral { referral } => self.complete_referral(*referral, None, now),
             RejectReferral { referral, reason } => {
                 self.close_referral(*referral, reason, false, now)
             }
@@ -340,6 +342,36 @@ impl Engine {
                 template,
                 from,
             } => self.set_weekly_template(*doctor, template, *from, now),
+            RequestReferralWith {
+                from,
+                to,
+                patient,
+                direction,
+                reason_code,
+                note,
+            } => {
+                let stated = crate::apply::referrals::Stated {
+                    direction: *direction,
+                    reason_code: reason_code.as_deref(),
+                    note: note.as_deref(),
+                };
+                self.request_referral(*from, *to, *patient, &stated, now)
+            }
+            TriageReferralNoted {
+                referral,
+                specialty,
+                urgency,
+                note,
+            } => self.triage_referral(*referral, *specialty, *urgency, Some(note), now),
+            CompleteReferralWith { referral, outcome } => {
+                self.complete_referral(*referral, Some(outcome), now)
+            }
+            AllocateBedForReferral {
+                query,
+                ttl_ms,
+                patient,
+                referral,
+            } => self.allocate_bed_for_referral(query, *ttl_ms, *patient, *referral, now),
         }
     }
 

@@ -25,6 +25,11 @@ pub const BEDS_PER_COMMAND_MAX: u32 = 512;
 pub const BEDS_PER_WARD_MAX: usize = 4_096;
 /// Length of free-text fields (names, reasons, sub-specialty tags), in bytes.
 pub const TEXT_BYTES_MAX: usize = 256;
+/// Length of a referral's reason or outcome code (an ICD-10 code, "discharged"), in bytes.
+pub const REFERRAL_CODE_BYTES_MAX: usize = 32;
+/// Steps one referral's history keeps (a referral bouncing between matched and no capacity
+/// would otherwise grow without bound): the request and the newest after it.
+pub const REFERRAL_STEPS_MAX: usize = 64;
 /// Items in one list field of a region record (a doctor's specialties, languages and
 /// sub-specialty tags, a hospital's languages and alliances, a ward's equipment): every
 /// index and view entry is built per item, so the lists are bounded like the texts.

@@ -597,6 +597,7 @@ impl Engine {
             | StartTransit { referral }
             | AdmitReferral { referral }
             | CompleteReferral { referral }
+            | CompleteReferralWith { referral, .. }
             | RejectReferral { referral, .. }
             | CancelReferral { referral, .. } => holds.extend(self.referral_holds(*referral)),
             Tick
@@ -617,7 +618,10 @@ impl Engine {
             | AllocateBed { .. }
             | HoldJointConsultIn { .. }
             | UnblockPatient { .. }
-            | HoldBedForReferral { .. } => {}
+            | HoldBedForReferral { .. }
+            | RequestReferralWith { .. }
+            | TriageReferralNoted { .. }
+            | AllocateBedForReferral { .. } => {}
         }
         self.note_reply(reply, &mut holds, &mut slots);
         for h in holds {

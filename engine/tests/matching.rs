@@ -134,6 +134,7 @@ fn query(specialty: Specialty, urgency: Urgency) -> SlotQuery {
         latest: T0.plus_ms(24 * HOUR),
         channel: Channel::Public,
         limit: 10,
+        bounds: ninety_engine::matching::Bounds::NONE,
     }
 }
 
@@ -264,6 +265,7 @@ fn bed_allocation_meets_needs() {
                 isolation,
                 urgency: Urgency::P2,
                 limit: 1,
+                bounds: ninety_engine::matching::Bounds::NONE,
             },
             ttl_ms: HOUR,
             patient: PatientRef(id),
@@ -358,6 +360,7 @@ fn burst(n: u128, seed: u64) -> Vec<Request> {
                             Urgency::P4
                         },
                         limit: 1,
+                        bounds: ninety_engine::matching::Bounds::NONE,
                     },
                     ttl_ms: HOUR,
                     patient,
@@ -485,6 +488,7 @@ fn the_bounded_search_matches_exhaustive_ranking() {
             Channel::Referral
         },
         limit,
+        bounds: ninety_engine::matching::Bounds::NONE,
     };
     let mut id = 1u128 << 90;
     for (round, at) in [day.minus_ms(HOUR), day.plus_ms(3 * HOUR)]
@@ -611,6 +615,7 @@ fn far_bed_query() -> BedQuery {
         isolation: false,
         urgency: Urgency::P1,
         limit: 1,
+        bounds: ninety_engine::matching::Bounds::NONE,
     }
 }
 

@@ -171,6 +171,9 @@ pub struct MatchArgs {
     pub max_travel: u32,
     #[arg(long, value_enum)]
     pub min_tier: Option<TierArg>,
+    /// A language the doctor must speak (zh, yue, en, pt, ...; default any).
+    #[arg(long, default_value = "")]
+    pub language: String,
     #[arg(long, value_enum)]
     pub channel: Option<ChannelArg>,
     /// Most candidates (0: the server's default).
@@ -435,6 +438,7 @@ pub async fn match_specialist(a: MatchArgs) -> Result<(), Failure> {
         channel: ChannelArg::pb(a.channel),
         limit: a.limit,
         consistency: consistency(a.local),
+        language: a.language.clone(),
     };
     let r = client.match_specialist(req).await?;
     let mut t = Table::new(&[

@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod capacity;
+mod constraints;
 mod demo;
 mod harness;
 mod hostile;

@@ -6,12 +6,14 @@
 //! item. A field inside a batch item is named with the item's prefix (`items.3.ttl_ms`), see
 //! [`Field`].
 
+use ninety_engine::matching::Bounds;
 use ninety_engine::read::ReferralStage;
 use ninety_engine::{
-    Channel, HoldState, LogTime, Mode, PatientRef, ReferralState, Rejection, Specialty, Tier,
-    Urgency,
+    Channel, HoldState, LogTime, Mode, PatientRef, ReferralKind, ReferralState, Rejection,
+    Specialty, Tier, Urgency,
 };
 use ninety_proto::v1 as pb;
+use serde::de::DeserializeOwned;
 
 /// Longest client value quoted back in a refusal, in characters ([`echo`]).
 pub const ECHO_CHARS_MAX: usize = 64;
@@ -203,6 +205,63 @@ impl Field {
         }
     }
 
+    /// An engine enum by its region-file name (`"icu"`, `"zh"`, `"male"`), `None` when
+    /// empty; an unknown name is refused naming `field`.
+    pub fn opt_named<T: DeserializeOwned>(
+        &self,
+        field: &str,
+        text: &str,
+    ) -> Result<Option<T>, Rejection> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_value(serde_json::Value::String(text.to_string()))
+            .map(Some)
+            .map_err(|_| self.invalid(field, format!("unknown value {}", echo(text))))
+    }
+
+    /// Each of `texts` by name ([`Field::opt_named`]), the i-th named `field.i`; at most
+    /// `max` items.
+    pub fn all_named<T: DeserializeOwned>(
+        &self,
+        field: &str,
+        texts: &[String],
+        max: usize,
+    ) -> Result<Vec<T>, Rejection> {
+        if texts.len() > max {
+            return Err(self.invalid(field, format!("at most {max} items")));
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            let name = format!("{field}.{i}");
+            out.push(
+                self.opt_named(&name, t)?
+                    .ok_or_else(|| self.invalid(&name, "must not be empty"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Travel and tier limits of a search or an allocation: 0 and UNSPECIFIED mean none.
+    pub fn bounds(&self, max_travel_minutes: u32, min_tier: i32) -> Result<Bounds, Rejection> {
+        Ok(Bounds {
+            max_travel_minutes: (max_travel_minutes != 0).then_some(max_travel_minutes),
+            min_tier: self.opt_tier("min_tier", min_tier)?,
+        })
+    }
+
+    /// A referral direction where UNSPECIFIED means "not stated".
+    pub fn direction(&self, field: &str, v: i32) -> Result<Option<ReferralKind>, Rejection> {
+        use pb::ReferralDirection as D;
+        match D::try_from(v) {
+            Ok(D::Unspecified) => Ok(None),
+            Ok(D::Up) => Ok(Some(ReferralKind::UpTier)),
+            Ok(D::Down) => Ok(Some(ReferralKind::DownTier)),
+            Ok(D::SameLevel) => Ok(Some(ReferralKind::SameLevel)),
+            Err(_) => Err(self.invalid(field, format!("unknown direction {v}"))),
+        }
+    }
+
     /// A specialty name ([`specialty_name`]; case, `_` and `-` do not matter), or `None`
     /// when empty.
     pub fn opt_specialty(&self, field: &str, text: &str) -> Result<Option<Specialty>, Rejection> {
@@ -297,6 +356,15 @@ pub fn channel_pb(c: Channel) -> pb::Channel {
     match c {
         Channel::Public => pb::Channel::Public,
         Channel::Referral => pb::Channel::Referral,
+    }
+}
+
+/// A referral's direction on the wire.
+pub fn direction_pb(k: ReferralKind) -> pb::ReferralDirection {
+    match k {
+        ReferralKind::UpTier => pb::ReferralDirection::Up,
+        ReferralKind::DownTier => pb::ReferralDirection::Down,
+        ReferralKind::SameLevel => pb::ReferralDirection::SameLevel,
     }
 }
 

@@ -4,23 +4,27 @@
 //! `MatchSpecialist` is answered from the engine's published availability view, lock-free,
 //! on the gRPC task (linearizable by default: a ReadIndex round first, then the view once it
 //! reflects the read index; `LOCAL` reads this node's latest view; `applied_index` is the
-//! index the view reflects). The matching rules (modes merged by score for
-//! `MODE_UNSPECIFIED`, alliances, `max_travel_minutes` and `min_tier`) are the engine's
-//! (`ninety_engine::read::matching`): this module only maps the wire to a `MatchAsk`.
+//! index the view reflects). Every matching rule (modes merged by score for
+//! `MODE_UNSPECIFIED`, alliances, the language, `max_travel_minutes` and `min_tier` bounds,
+//! the bed needs) is the engine's (`ninety_engine::matching`, `ninety_engine::read::matching`):
+//! this module only maps the wire to a `MatchAsk` or a command, naming bad fields.
 //!
-//! Allocations run inside apply on the authoritative state; the engine's allocation takes
-//! no travel or tier bound, so `AllocateBed`/`AllocateSlot` refuse a non-zero
-//! `max_travel_minutes` or `min_tier` rather than ignore them; `sub_specialty` is refused
-//! when set (the engine has no sub-specialty filter). `channel` and `referral_id` of
-//! `AllocateBed` are accepted and not stored, as for `HoldBed`. `AllocateSlot.ttl_ms` must be
-//! 0: slot holds from allocation last the region's `slot_hold_ttl_ms`.
+//! Allocations run inside apply on the authoritative state with the same query types, so
+//! their bounds, language and needs mean what they mean for a search. An `AllocateBed`
+//! through `CHANNEL_REFERRAL` (or naming a `referral_id`) is the engine's
+//! `AllocateBedForReferral`, which checks the referral. `sub_specialty` is refused when
+//! set (the engine has no sub-specialty filter). `AllocateSlot.ttl_ms` must be 0: slot
+//! holds from allocation last the region's `slot_hold_ttl_ms`.
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use ninety_engine::matching::{BedQuery, Origin, SlotQuery, MATCH_LIMIT_MAX};
+use ninety_engine::matching::{
+    BedQuery, Origin, SlotQuery, EQUIPMENT_PER_REQUEST_MAX, MATCH_LIMIT_MAX,
+};
 use ninety_engine::read::matching::{specialists, MatchAsk, MatchInfo};
 use ninety_engine::{
-    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, Rejection, Reply, Request,
+    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, ReferralId, Rejection, Reply, Request,
+    Sex,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::matching_server::Matching;
@@ -69,19 +73,18 @@ fn match_ask(r: &pb::MatchSpecialistRequest) -> Result<MatchAsk, Rejection> {
         origin: Origin::Hospital(from),
         specialty: at.specialty("specialty", &r.specialty)?,
         urgency: at.urgency("urgency", r.urgency)?,
-        language: None,
+        language: at.opt_named("language", &r.language)?,
         mode: mode.unwrap_or(Mode::InPerson),
         earliest,
         latest,
         channel: at.channel_or("channel", r.channel, Some(Channel::Public))?,
         limit: limit as u16,
+        bounds: at.bounds(r.max_travel_minutes, r.min_tier)?,
     };
     Ok(MatchAsk {
         query,
         any_mode: mode.is_none(),
         limit,
-        max_travel_minutes: (r.max_travel_minutes != 0).then_some(r.max_travel_minutes),
-        min_tier: at.opt_tier("min_tier", r.min_tier)?,
     })
 }
 
@@ -104,34 +107,56 @@ fn candidate_pb(rank: usize, m: &MatchInfo) -> pb::Candidate {
     }
 }
 
+/// What a bed must offer: ward kind, sex, isolation and equipment, by their region-file
+/// names.
+fn bed_needs(at: &Field, r: &pb::AllocateBedRequest) -> Result<BedNeeds, Rejection> {
+    let sex = at.opt_named::<Sex>("sex", &r.sex)?;
+    Ok(BedNeeds {
+        kind: at.opt_named("ward_kind", &r.ward_kind)?,
+        sex,
+        equipment: at.all_named("equipment", &r.equipment, EQUIPMENT_PER_REQUEST_MAX)?,
+    })
+}
+
 fn allocate_bed_request(r: &pb::AllocateBedRequest) -> Result<Request, Rejection> {
     let at = Field::top();
     let id = super::parse_request_id(&at, "request_id", &r.request_id)?;
     let patient = at.patient("patient_ref", &r.patient_ref)?;
     let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
-    let why = "allocation has no such bound yet; send 0";
-    at.unsupported("max_travel_minutes", &r.max_travel_minutes, why)?;
-    at.unsupported("min_tier", &r.min_tier, why)?;
-    at.channel_or("channel", r.channel, Some(Channel::Public))?;
+    let channel = at.channel_or("channel", r.channel, Some(Channel::Public))?;
     let ttl_ms = at
         .ttl_or_policy("ttl_ms", r.ttl_ms)?
         .ok_or_else(|| at.invalid("ttl_ms", "must be set: bed holds have no policy default"))?;
     let query = BedQuery {
         origin: Origin::Hospital(from),
-        needs: BedNeeds::default(),
+        needs: bed_needs(&at, r)?,
         specialty: at.opt_specialty("specialty", &r.specialty)?,
-        isolation: false,
+        isolation: r.isolation,
         urgency: at.urgency("urgency", r.urgency)?,
         limit: 1,
+        bounds: at.bounds(r.max_travel_minutes, r.min_tier)?,
     };
-    Ok(Request {
-        id,
-        command: Command::AllocateBed {
+    let referral = at.opt_id(r.referral_id).map(ReferralId);
+    let command = match (channel, referral) {
+        (Channel::Referral, None) => {
+            return Err(at.invalid(
+                "referral_id",
+                "required for CHANNEL_REFERRAL: name the referral the bed serves",
+            ))
+        }
+        (_, Some(referral)) => Command::AllocateBedForReferral {
+            query,
+            ttl_ms,
+            patient,
+            referral,
+        },
+        (Channel::Public, None) => Command::AllocateBed {
             query,
             ttl_ms,
             patient,
         },
-    })
+    };
+    Ok(Request { id, command })
 }
 
 fn allocate_slot_request(r: &pb::AllocateSlotRequest) -> Result<Request, Rejection> {
@@ -140,9 +165,6 @@ fn allocate_slot_request(r: &pb::AllocateSlotRequest) -> Result<Request, Rejecti
     let patient = at.patient("patient_ref", &r.patient_ref)?;
     let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
     refuse_sub_specialty(&at, &r.sub_specialty)?;
-    let why = "allocation has no such bound yet; send 0";
-    at.unsupported("max_travel_minutes", &r.max_travel_minutes, why)?;
-    at.unsupported("min_tier", &r.min_tier, why)?;
     at.unsupported(
         "ttl_ms",
         &r.ttl_ms,
@@ -154,12 +176,13 @@ fn allocate_slot_request(r: &pb::AllocateSlotRequest) -> Result<Request, Rejecti
         origin: Origin::Hospital(from),
         specialty: at.specialty("specialty", &r.specialty)?,
         urgency: at.urgency("urgency", r.urgency)?,
-        language: None,
+        language: at.opt_named("language", &r.language)?,
         mode: at.mode("mode", r.mode)?,
         earliest,
         latest,
         channel,
         limit: 1,
+        bounds: at.bounds(r.max_travel_minutes, r.min_tier)?,
     };
     Ok(Request {
         id,
@@ -167,7 +190,7 @@ fn allocate_slot_request(r: &pb::AllocateSlotRequest) -> Result<Request, Rejecti
             query,
             patient,
             // The engine checks the referral (exists, same patient, triaged).
-            referral: (r.referral_id != 0).then_some(ninety_engine::ReferralId(r.referral_id)),
+            referral: at.opt_id(r.referral_id).map(ReferralId),
         },
     })
 }
@@ -311,9 +334,17 @@ mod tests {
         assert_eq!(ask.query.latest, LogTime(199));
         r.min_tier = pb::Tier::Tertiary as i32;
         assert_eq!(
-            match_ask(&r).unwrap().min_tier,
+            match_ask(&r).unwrap().query.bounds.min_tier,
             Some(ninety_engine::Tier::Tertiary)
         );
+        r.language = "en".into();
+        assert_eq!(
+            match_ask(&r).unwrap().query.language,
+            Some(ninety_engine::Language::English)
+        );
+        r.language = "english".into();
+        assert_eq!(field_of(match_ask(&r).err().unwrap()), "language");
+        r.language.clear();
         r.limit = 51;
         assert_eq!(field_of(match_ask(&r).err().unwrap()), "limit");
         r.limit = 0;
@@ -325,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn allocations_refuse_bounds_they_cannot_honour() {
+    fn allocations_map_bounds_needs_and_the_referral_channel() {
         let mut b = pb::AllocateBedRequest {
             request_id: "b".into(),
             patient_ref: "3".repeat(32),
@@ -333,15 +364,53 @@ mod tests {
             specialty: "cardiology".into(),
             urgency: pb::Urgency::P1 as i32,
             ttl_ms: 60_000,
+            max_travel_minutes: 30,
+            min_tier: pb::Tier::Secondary as i32,
+            sex: "female".into(),
+            isolation: true,
+            equipment: vec!["monitor".into(), "oxygen".into()],
+            ward_kind: "icu".into(),
             ..Default::default()
         };
-        assert!(allocate_bed_request(&b).is_ok());
-        b.max_travel_minutes = 30;
+        let Command::AllocateBed { query, .. } = allocate_bed_request(&b).unwrap().command else {
+            panic!("a public allocation is AllocateBed");
+        };
+        assert_eq!(query.bounds.max_travel_minutes, Some(30));
+        assert_eq!(query.bounds.min_tier, Some(ninety_engine::Tier::Secondary));
+        assert_eq!(query.needs.sex, Some(Sex::Female));
+        assert_eq!(query.needs.kind, Some(ninety_engine::WardKind::Icu));
+        assert_eq!(query.needs.equipment.len(), 2);
+        assert!(query.isolation);
+        b.channel = pb::Channel::Referral as i32;
         assert_eq!(
             field_of(allocate_bed_request(&b).unwrap_err()),
-            "max_travel_minutes"
+            "referral_id"
         );
-        b.max_travel_minutes = 0;
+        b.referral_id = 7;
+        assert!(matches!(
+            allocate_bed_request(&b).unwrap().command,
+            Command::AllocateBedForReferral {
+                referral: ReferralId(7),
+                ..
+            }
+        ));
+        b.sex = "unknown".into();
+        assert_eq!(field_of(allocate_bed_request(&b).unwrap_err()), "sex");
+        b.sex.clear();
+        b.equipment.push("laser".into());
+        assert_eq!(
+            field_of(allocate_bed_request(&b).unwrap_err()),
+            "equipment.2"
+        );
+        b.equipment = vec!["monitor".into(); 9];
+        assert_eq!(field_of(allocate_bed_request(&b).unwrap_err()), "equipment");
+        b.equipment.clear();
+        b.ward_kind = "spa".into();
+        assert_eq!(field_of(allocate_bed_request(&b).unwrap_err()), "ward_kind");
+        b.ward_kind.clear();
+        b.min_tier = 9;
+        assert_eq!(field_of(allocate_bed_request(&b).unwrap_err()), "min_tier");
+        b.min_tier = 0;
         b.ttl_ms = 0;
         assert_eq!(field_of(allocate_bed_request(&b).unwrap_err()), "ttl_ms");
         let mut s = pb::AllocateSlotRequest {
@@ -355,9 +424,18 @@ mod tests {
                 start_ms: 1,
                 end_ms: 10,
             }),
+            language: "yue".into(),
+            max_travel_minutes: 45,
             ..Default::default()
         };
-        assert!(allocate_slot_request(&s).is_ok());
+        let Command::AllocateSlot { query, .. } = allocate_slot_request(&s).unwrap().command else {
+            panic!("AllocateSlot");
+        };
+        assert_eq!(query.language, Some(ninety_engine::Language::Cantonese));
+        assert_eq!(query.bounds.max_travel_minutes, Some(45));
+        s.language = "klingon".into();
+        assert_eq!(field_of(allocate_slot_request(&s).unwrap_err()), "language");
+        s.language.clear();
         s.ttl_ms = 1_000;
         assert_eq!(field_of(allocate_slot_request(&s).unwrap_err()), "ttl_ms");
     }

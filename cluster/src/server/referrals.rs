@@ -1,31 +1,36 @@
-//! `ninety.v1.Referrals`: the referral lifecycle, one referral, and the worklist.
+//! `ninety.v1.Referrals`: the referral lifecycle, one referral with its history, and the
+//! worklist.
 //!
 //! Mapping to the engine (documented for clients in `referrals.proto` / the API docs):
-//! * The engine records specialty and urgency at triage only: `RequestReferral`'s
-//!   `specialty`, `urgency`, `mode`, `needs_bed` and `reason_code` are checked and not
+//! * `RequestReferral` is the engine's `RequestReferralWith`: origin, destination
+//!   (`to_hospital_id`, 0 for none), direction, `reason_code` and `note` are stored (the
+//!   engine's `referrals::{check_code, check_note}` rules, checked here first so a bad one
+//!   costs no log entry). `specialty`, `urgency`, `mode` and `needs_bed` are checked and not
 //!   stored (a referral reports its specialty and urgency once triaged, `mode` unspecified,
-//!   `needs_bed` true when it holds a bed, `reason_code` empty). `ttl_ms` must be 0: the
-//!   region's `referral_ttl_ms` applies.
+//!   `needs_bed` true when it holds a bed). `ttl_ms` must be 0: the region's
+//!   `referral_ttl_ms` applies.
 //! * `TriageReferral` with `URGENCY_UNSPECIFIED` or an empty specialty keeps the current
-//!   value, read (linearizably) before the write; refused when there is none yet.
+//!   value, read (linearizably) before the write; refused when there is none yet. Its
+//!   `note` goes into the history (`TriageReferralNoted`).
 //! * `MatchReferral` attaches pending holds (`bed_hold_id`, `slot_hold_id`); choosing a
 //!   hospital inside the call is not implemented (its fields must be 0).
-//! * `hospital_id` of ReportNoCapacity / AcceptReferral / RejectReferral, `eta_ms` of
-//!   StartTransit, `outcome` and `note` codes are checked and not stored.
+//! * `CompleteReferral`'s `outcome` is stored (`CompleteReferralWith`).
+//! * `hospital_id` of ReportNoCapacity / AcceptReferral / RejectReferral and `eta_ms` of
+//!   StartTransit are checked and not stored; the history names the acting side instead.
 //! * A referral that found no capacity stays `TRIAGED` in the engine with the reason; the
 //!   API reports it as `REFERRAL_STATE_NO_CAPACITY`.
 //! * Worklist pages are ranges of referral ids (`after_referral_id`); within a page the
 //!   referrals are sorted most urgent first, then oldest first. `hospital_id` 0 pages the
 //!   whole region. What a page holds is the engine's rule (`ninety_engine::read::referrals`).
-//! * A referral reports its current reason (`reason`, `reason_note`); the engine keeps no
-//!   reason or hospital per history step, so history events carry none.
+//! * A referral reports its current reason (`reason`, `reason_note`) and, per history step,
+//!   the log index, the actor, the reason and the step's code or note.
 //! * `Reach` answers from the published view, like matching (`ninety_engine::read::matching`).
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use ninety_engine::read::{
-    Answer, Query, ReasonKind, Record, ReferralInfo, ReferralStage, WorklistQuery,
-};
+use ninety_engine::read::referrals::StepInfo;
+use ninety_engine::read::{Answer, Query, ReasonKind, Record, ReferralInfo, WorklistQuery};
+use ninety_engine::referrals::{check_code, check_note};
 use ninety_engine::{Command, HoldId, HospitalId, ReferralId, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::referrals_server::Referrals;
@@ -43,16 +48,7 @@ pub struct ReferralsService {
 /// The wire form of a referral.
 pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
     let r = &info.referral;
-    let history = r
-        .history
-        .iter()
-        .map(|s| pb::ReferralEvent {
-            state: convert::stage_pb(ReferralStage::State(s.state)) as i32,
-            at_ms: s.at.0,
-            hospital_id: 0,
-            note: String::new(),
-        })
-        .collect();
+    let history = info.history.iter().map(step_pb).collect();
     pb::Referral {
         referral_id: r.id.0,
         patient_ref: r.patient.to_string(),
@@ -65,7 +61,7 @@ pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
         needs_bed: r.bed_hold.is_some(),
         bed_hold_id: r.bed_hold.map_or(0, |h| h.0),
         slot_hold_id: r.slot_hold.map_or(0, |h| h.0),
-        reason_code: String::new(),
+        reason_code: r.reason_code.clone().unwrap_or_default(),
         created_ms: r.created_at.0,
         updated_ms: info.updated.0,
         expires_ms: if r.state.is_final() { 0 } else { r.deadline.0 },
@@ -74,6 +70,30 @@ pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
         matched: None,
         reason: info.reason.name().to_string(),
         reason_note: reason_note(&r.reason),
+        direction: convert::direction_pb(r.kind) as i32,
+        note: r.note.clone().unwrap_or_default(),
+        outcome: r.outcome.clone().unwrap_or_default(),
+    }
+}
+
+/// One history step on the wire: the step's own code, else its reason's text.
+fn step_pb(s: &StepInfo) -> pb::ReferralEvent {
+    pb::ReferralEvent {
+        state: convert::stage_pb(s.stage) as i32,
+        at_ms: s.step.at.0,
+        hospital_id: s.hospital.map_or(0, |h| h.0),
+        note: s
+            .step
+            .note
+            .clone()
+            .unwrap_or_else(|| reason_note(&s.step.reason)),
+        log_index: s.step.index,
+        actor: s
+            .step
+            .actor
+            .map(|a| a.name().to_string())
+            .unwrap_or_default(),
+        reason: s.reason.name().to_string(),
     }
 }
 
@@ -87,6 +107,24 @@ fn reason_note(reason: &ninety_engine::ReferralReason) -> String {
     }
 }
 
+/// An optional code field (`reason_code`, `outcome`): empty is none.
+fn opt_code(field: &str, code: &str) -> Result<Option<String>, Rejection> {
+    if code.is_empty() {
+        return Ok(None);
+    }
+    check_code(field, code)?;
+    Ok(Some(code.to_string()))
+}
+
+/// An optional note: empty is none.
+fn opt_note(field: &str, note: &str) -> Result<Option<String>, Rejection> {
+    if note.is_empty() {
+        return Ok(None);
+    }
+    check_note(field, note)?;
+    Ok(Some(note.to_string()))
+}
+
 fn request_referral(r: &pb::RequestReferralRequest) -> Result<Request, Rejection> {
     let at = Field::top();
     let id = super::parse_request_id(&at, "request_id", &r.request_id)?;
@@ -95,7 +133,6 @@ fn request_referral(r: &pb::RequestReferralRequest) -> Result<Request, Rejection
     at.opt_specialty("specialty", &r.specialty)?;
     at.opt_urgency("urgency", r.urgency)?;
     at.opt_mode("mode", r.mode)?;
-    at.text("reason_code", &r.reason_code)?;
     at.unsupported(
         "ttl_ms",
         &r.ttl_ms,
@@ -103,10 +140,13 @@ fn request_referral(r: &pb::RequestReferralRequest) -> Result<Request, Rejection
     )?;
     Ok(Request {
         id,
-        command: Command::RequestReferral {
+        command: Command::RequestReferralWith {
             from,
-            to: None,
+            to: at.opt_id(r.to_hospital_id).map(HospitalId),
             patient,
+            direction: at.direction("direction", r.direction)?,
+            reason_code: opt_code("reason_code", &r.reason_code)?,
+            note: opt_note("note", &r.note)?,
         },
     })
 }
@@ -258,7 +298,7 @@ impl Referrals for ReferralsService {
         let r = request.into_inner();
         let at = Field::top();
         let (id, referral) = ids(&r.request_id, r.referral_id)?;
-        at.text("note", &r.note).map_err(bad)?;
+        let note = opt_note("note", &r.note).map_err(bad)?;
         let mut urgency = at.opt_urgency("urgency", r.urgency).map_err(bad)?;
         let mut specialty = at.opt_specialty("specialty", &r.specialty).map_err(bad)?;
         if urgency.is_none() || specialty.is_none() {
@@ -270,14 +310,20 @@ impl Referrals for ReferralsService {
             .ok_or_else(|| bad(at.invalid("urgency", "required: the referral has none yet")))?;
         let specialty = specialty
             .ok_or_else(|| bad(at.invalid("specialty", "required: the referral has none yet")))?;
-        let request = Request {
-            id,
-            command: Command::TriageReferral {
+        let command = match note {
+            Some(note) => Command::TriageReferralNoted {
+                referral,
+                specialty,
+                urgency,
+                note,
+            },
+            None => Command::TriageReferral {
                 referral,
                 specialty,
                 urgency,
             },
         };
+        let request = Request { id, command };
         self.write(request, deadline).await
     }
 
@@ -348,8 +394,10 @@ impl Referrals for ReferralsService {
         let deadline = Deadline::of(&request, WRITE_TIMEOUT);
         let r = request.get_ref();
         let (id, referral) = ids(&r.request_id, r.referral_id)?;
-        Field::top().text("outcome", &r.outcome).map_err(bad)?;
-        let command = Command::CompleteReferral { referral };
+        let command = match opt_code("outcome", &r.outcome).map_err(bad)? {
+            Some(outcome) => Command::CompleteReferralWith { referral, outcome },
+            None => Command::CompleteReferral { referral },
+        };
         self.write(Request { id, command }, deadline).await
     }
 
@@ -477,6 +525,42 @@ mod tests {
         r.ttl_ms = 0;
         r.specialty = "x".into();
         assert_eq!(field_of(request_referral(&r).unwrap_err()), "specialty");
+        r.specialty.clear();
+        r.to_hospital_id = 5;
+        r.direction = pb::ReferralDirection::Down as i32;
+        r.reason_code = "I21.4".into();
+        r.note = "bring imaging; family informed".into();
+        let Command::RequestReferralWith {
+            to,
+            direction,
+            reason_code,
+            note,
+            ..
+        } = request_referral(&r).unwrap().command
+        else {
+            panic!("RequestReferral is RequestReferralWith");
+        };
+        assert_eq!(to, Some(HospitalId(5)));
+        assert_eq!(direction, Some(ninety_engine::ReferralKind::DownTier));
+        assert_eq!(reason_code.as_deref(), Some("I21.4"));
+        assert!(note.is_some());
+        r.direction = 7;
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "direction");
+        r.direction = 0;
+        r.reason_code = "chest pain".into();
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "reason_code");
+        r.reason_code = "x".repeat(33);
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "reason_code");
+        r.reason_code.clear();
+        r.note = "call 13800138000".into();
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "note");
+        r.note = format!("see {}", "0".repeat(32));
+        assert!(
+            request_referral(&r).is_ok(),
+            "an opaque reference may be named"
+        );
+        r.note = "x".repeat(257);
+        assert_eq!(field_of(request_referral(&r).unwrap_err()), "note");
         let mut m = pb::MatchReferralRequest {
             request_id: "m".into(),
             referral_id: 1,

@@ -9,6 +9,6 @@ mod admin;
 mod beds;
 mod horizon;
 mod precheck;
-mod referrals;
+pub(crate) mod referrals;
 mod schedule;
 mod tick;

@@ -27,7 +27,8 @@ impl Engine {
     /// uncovered command). Changes nothing.
     ///
     /// Covered: `HoldBed`, `ConfirmHold`, `ReleaseHold`, `HoldSlot`, `HoldSlotFor`,
-    /// `BookSlot`, `ReleaseSlot`, `CancelSeat`, `AllocateSlot` and `AllocateBed` (the
+    /// `BookSlot`, `ReleaseSlot`, `CancelSeat`, `AllocateSlot`, `AllocateBed` and
+    /// `AllocateBedForReferral` (the
     /// commands that meet a full ward, a taken seat or a lapsed hold under contention).
     /// For a remembered request id use [`Engine::decided`], which answers as `apply_as`.
     pub fn would_refuse(&self, command: &Command, at: LogTime) -> Option<Rejection> {
@@ -72,6 +73,19 @@ impl Engine {
                 let index = self.region_index_now();
                 self.bed_to_allocate(query, *ttl_ms, None, &index, now)
                     .map(drop)
+            }
+            AllocateBedForReferral {
+                query,
+                ttl_ms,
+                patient,
+                referral,
+            } => {
+                let ask = SeatAsk::new(*patient, crate::region::Channel::Referral, Some(*referral));
+                self.check_referral_seat(&ask).and_then(|()| {
+                    let index = self.region_index_now();
+                    self.bed_to_allocate(query, *ttl_ms, None, &index, now)
+                        .map(drop)
+                })
             }
             _ => return None,
         };

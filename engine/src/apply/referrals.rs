@@ -6,10 +6,22 @@ use crate::engine::Engine;
 use crate::error::{check_text, Rejection};
 use crate::graph::ReferralKind;
 use crate::ids::*;
-use crate::referrals::{Referral, ReferralReason, ReferralState as S, ReferralStep};
+use crate::referrals::{
+    check_code, check_note, By, Referral, ReferralActor as A, ReferralReason, ReferralState as S,
+    ReferralStep,
+};
 use crate::region::{Specialty, Urgency};
 use crate::slots::SeatState;
 use crate::time::LogTime;
+
+/// What a referring hospital states with a request (`Command::RequestReferralWith`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stated<'a> {
+    /// The direction when no destination is named; with one, it must match the path.
+    pub direction: Option<ReferralKind>,
+    pub reason_code: Option<&'a str>,
+    pub note: Option<&'a str>,
+}
 
 impl Engine {
     pub(crate) fn request_referral(
@@ -17,42 +29,20 @@ impl Engine {
         from: HospitalId,
         to: Option<HospitalId>,
         patient: PatientRef,
+        stated: &Stated,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
-        let from_h = self
-            .hospitals
-            .get(&from)
-            .ok_or_else(|| Rejection::invalid("from", format!("unknown hospital {from}")))?;
-        let kind = match to {
-            None => ReferralKind::UpTier,
-            Some(t) => {
-                let to_h = self
-                    .hospitals
-                    .get(&t)
-                    .ok_or_else(|| Rejection::invalid("to", format!("unknown hospital {t}")))?;
-                if t == from {
-                    return Err(Rejection::invalid(
-                        "to",
-                        "a hospital cannot refer to itself",
-                    ));
-                }
-                match self.graph.referral_kind(from, t) {
-                    Some(k) => k,
-                    None => {
-                        return Err(Rejection::invalid(
-                            "to",
-                            format!(
-                                "no referral path from {from} ({:?}) to {t} ({:?})",
-                                from_h.tier, to_h.tier
-                            ),
-                        ))
-                    }
-                }
-            }
-        };
+        if let Some(code) = stated.reason_code {
+            check_code("reason_code", code)?;
+        }
+        if let Some(note) = stated.note {
+            check_note("note", note)?;
+        }
+        let kind = self.referral_direction(from, to, stated.direction)?;
         let id = ReferralId(self.counters.next_referral);
         self.counters.next_referral += 1;
         let deadline = now.plus_ms(self.policy.referral_ttl_ms);
+        let owned = |t: Option<&str>| t.filter(|t| !t.is_empty()).map(str::to_string);
         self.referrals.insert(Referral {
             id,
             from,
@@ -70,9 +60,60 @@ impl Engine {
             history: vec![ReferralStep {
                 at: now,
                 state: S::Requested,
+                index: self.referrals.applying.0,
+                actor: Some(A::Referring),
+                reason: ReferralReason::AwaitingTriage,
+                note: owned(stated.reason_code),
             }],
+            reason_code: owned(stated.reason_code),
+            note: owned(stated.note),
+            outcome: None,
         });
         Ok(Reply::ReferralCreated { referral: id, kind })
+    }
+
+    /// The direction of a referral from `from` to `to`: the referral path's kind when a
+    /// destination is named (`stated` must agree), else what the request states, up-tier
+    /// by default.
+    fn referral_direction(
+        &self,
+        from: HospitalId,
+        to: Option<HospitalId>,
+        stated: Option<ReferralKind>,
+    ) -> Result<ReferralKind, Rejection> {
+        let from_h = self
+            .hospitals
+            .get(&from)
+            .ok_or_else(|| Rejection::invalid("from", format!("unknown hospital {from}")))?;
+        let Some(t) = to else {
+            return Ok(stated.unwrap_or(ReferralKind::UpTier));
+        };
+        let to_h = self
+            .hospitals
+            .get(&t)
+            .ok_or_else(|| Rejection::invalid("to", format!("unknown hospital {t}")))?;
+        if t == from {
+            return Err(Rejection::invalid(
+                "to",
+                "a hospital cannot refer to itself",
+            ));
+        }
+        let Some(kind) = self.graph.referral_kind(from, t) else {
+            return Err(Rejection::invalid(
+                "to",
+                format!(
+                    "no referral path from {from} ({:?}) to {t} ({:?})",
+                    from_h.tier, to_h.tier
+                ),
+            ));
+        };
+        if stated.is_some_and(|k| k != kind) {
+            return Err(Rejection::invalid(
+                "direction",
+                format!("the referral path from {from} to {t} is {kind:?}"),
+            ));
+        }
+        Ok(kind)
     }
 
     pub(crate) fn triage_referral(
@@ -80,16 +121,21 @@ impl Engine {
         id: ReferralId,
         specialty: Specialty,
         urgency: Urgency,
+        note: Option<&str>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        if let Some(note) = note {
+            check_note("note", note)?;
+        }
         self.referrals
             .check(id, &[S::Requested, S::Triaged], "triage")?;
         if let Some(r) = self.referrals.referrals.get_mut(&id) {
             r.specialty = Some(specialty);
             r.urgency = Some(urgency);
         }
+        let by = By::actor(now, A::Triage).noted(note);
         self.referrals
-            .transition(id, S::Triaged, ReferralReason::AwaitingMatch, now);
+            .transition_by(id, S::Triaged, ReferralReason::AwaitingMatch, by);
         Ok(updated(id, S::Triaged))
     }
 
@@ -127,8 +173,9 @@ impl Engine {
             }
         }
         self.referrals.attach(id, slot_hold, bed_hold);
+        let by = By::actor(now, A::Coordinator);
         self.referrals
-            .transition(id, S::Matched, ReferralReason::AwaitingMatch, now);
+            .transition_by(id, S::Matched, ReferralReason::AwaitingMatch, by);
         Ok(updated(id, S::Matched))
     }
 
@@ -144,15 +191,21 @@ impl Engine {
             .check(id, &[S::Triaged, S::Matched], "report no capacity for")?;
         // The matched hospital cannot take the patient after all: its holds go, and the
         // referral returns to the worklist to be matched again (referrals.proto).
+        // Matching found nothing (the coordinator), or the matched hospital refuses.
+        let actor = if r.state == S::Matched {
+            A::Receiving
+        } else {
+            A::Coordinator
+        };
         if r.state == S::Matched {
             self.release_referral_holds(id, now);
             self.referrals.attach(id, None, None);
         }
-        self.referrals.transition(
+        self.referrals.transition_by(
             id,
             S::Triaged,
             ReferralReason::NoCapacity(reason.to_string()),
-            now,
+            By::actor(now, actor),
         );
         Ok(updated(id, S::Triaged))
     }
@@ -173,8 +226,9 @@ impl Engine {
         if let Some(h) = slot_hold {
             self.slots.set_seat(h, SeatState::Booked { at: now });
         }
+        let by = By::actor(now, A::Receiving);
         self.referrals
-            .transition(id, S::Accepted, ReferralReason::AwaitingMatch, now);
+            .transition_by(id, S::Accepted, ReferralReason::AwaitingMatch, by);
         Ok(updated(id, S::Accepted))
     }
 
@@ -185,8 +239,9 @@ impl Engine {
     ) -> Result<Reply, Rejection> {
         self.referrals
             .check(id, &[S::Accepted], "start transit for")?;
+        let by = By::actor(now, A::Referring);
         self.referrals
-            .transition(id, S::InTransit, ReferralReason::AwaitingMatch, now);
+            .transition_by(id, S::InTransit, ReferralReason::AwaitingMatch, by);
         Ok(updated(id, S::InTransit))
     }
 
@@ -202,24 +257,33 @@ impl Engine {
             self.beds.check_pending(h, now)?;
             self.beds.resolve(h, HoldState::Confirmed { at: now });
         }
+        let by = By::actor(now, A::Receiving);
         self.referrals
-            .transition(id, S::Admitted, ReferralReason::AwaitingMatch, now);
+            .transition_by(id, S::Admitted, ReferralReason::AwaitingMatch, by);
         Ok(updated(id, S::Admitted))
     }
 
     pub(crate) fn complete_referral(
         &mut self,
         id: ReferralId,
+        outcome: Option<&str>,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        if let Some(code) = outcome {
+            check_code("outcome", code)?;
+        }
         let r = self.referrals.check(id, &[S::Admitted], "complete")?;
         // Care at the receiving hospital is over, whatever the outcome (discharged home,
         // referred down): the patient leaves the bed, which goes to cleaning.
         if let Some(bed) = self.admitted_bed(r) {
             self.beds.discharge(bed)?;
         }
+        if let Some(r) = self.referrals.referrals.get_mut(&id) {
+            r.outcome = outcome.filter(|o| !o.is_empty()).map(str::to_string);
+        }
+        let by = By::actor(now, A::Receiving).noted(outcome);
         self.referrals
-            .transition(id, S::Completed, ReferralReason::AwaitingMatch, now);
+            .transition_by(id, S::Completed, ReferralReason::AwaitingMatch, by);
         Ok(updated(id, S::Completed))
     }
 
@@ -263,8 +327,9 @@ impl Engine {
         self.referrals.check(id, &open, action)?;
         let state = if cancel { S::Cancelled } else { S::Rejected };
         self.release_referral_holds(id, now);
+        let by = By::actor(now, if cancel { A::Referring } else { A::Receiving });
         self.referrals
-            .transition(id, state, ReferralReason::Stated(reason.to_string()), now);
+            .transition_by(id, state, ReferralReason::Stated(reason.to_string()), by);
         Ok(updated(id, state))
     }
 
@@ -313,8 +378,14 @@ impl Engine {
         let keep_slot = r.slot_hold.filter(|&h| h != hold);
         let keep_bed = r.bed_hold.filter(|&h| h != hold);
         self.referrals.attach(id, keep_slot, keep_bed);
+        // Released by someone or lapsed: the command does not say who.
+        let by = By {
+            at: now,
+            actor: None,
+            note: None,
+        };
         self.referrals
-            .transition(id, S::Triaged, ReferralReason::HoldExpired(hold), now);
+            .transition_by(id, S::Triaged, ReferralReason::HoldExpired(hold), by);
     }
 }
 
@@ -330,8 +401,9 @@ impl Engine {
             .get(id)
             .is_some_and(|r| matches!(r.state, S::Matched | S::Accepted | S::InTransit));
         if live {
+            let by = By::actor(now, A::Receiving);
             self.referrals
-                .transition(id, S::Admitted, ReferralReason::AwaitingMatch, now);
+                .transition_by(id, S::Admitted, ReferralReason::AwaitingMatch, by);
         }
     }
 }

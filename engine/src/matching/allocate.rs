@@ -244,6 +244,22 @@ impl Engine {
         })
     }
 
+    /// `AllocateBed` through the referral channel: the referral is checked as for a
+    /// referral seat (it exists, is the same patient's and waits for capacity), then the
+    /// bed is chosen and held as by `AllocateBed`. Never planned with a batch: greedy.
+    pub(crate) fn allocate_bed_for_referral(
+        &mut self,
+        q: &BedQuery,
+        ttl_ms: u64,
+        patient: PatientRef,
+        referral: ReferralId,
+        now: LogTime,
+    ) -> Result<Reply, Rejection> {
+        let ask = SeatAsk::new(patient, Channel::Referral, Some(referral));
+        self.check_referral_seat(&ask)?;
+        self.allocate_bed(q, ttl_ms, patient, now)
+    }
+
     /// The ward and bed an `AllocateBed` would hold now (the batch's `planned` choice if it
     /// still holds, else the best candidate), or its refusal. Changes nothing:
     /// `allocate_bed` and the refusal precheck (`apply::precheck`) both decide through it.

@@ -4,7 +4,8 @@
 //!
 //! In-person searches walk the origin's reach (nearest hospital first) and only when nothing
 //! inside it matches walk the hospitals beyond it, nearest first, stopping at the first
-//! hospital that has a match. Each doctor contributes one candidate: their earliest open slot
+//! hospital that has a match. Hospitals outside the query's `Bounds` (travel, tier) are
+//! never walked, inside or beyond the reach. Each doctor contributes one candidate: their earliest open slot
 //! in the window, so the list spreads over doctors. Ranking computes the cheap base cost for
 //! everyone and the load (a scan of the doctor's day) only while it can still change the top.
 
@@ -135,6 +136,10 @@ pub(crate) fn rank_slots<S: Source>(
         let reach = ix.reach.get(&origin).into_iter().flatten();
         reach.map(|&(h, m)| (h, access.saturating_add(m))).collect()
     };
+    let groups: Vec<(HospitalId, u32)> = groups
+        .into_iter()
+        .filter(|&(h, travel)| within(ix, &q.bounds, h, travel))
+        .collect();
     let mut order: Vec<(u64, usize)> = groups
         .iter()
         .enumerate()
@@ -152,6 +157,9 @@ pub(crate) fn rank_slots<S: Source>(
         let relevant = |h| !ix.doctors_at(h, q.specialty, q.mode).is_empty();
         for (h, m) in beyond_reach(ix, origin, relevant) {
             let travel = access.saturating_add(m);
+            if !within(ix, &q.bounds, h, travel) {
+                continue;
+            }
             walk.hospital(h, travel, true);
             if !walk.top.is_empty() {
                 note = Some(nothing_within(ix, h, travel));
@@ -309,6 +317,12 @@ impl<S: Source> Walk<'_, S> {
     }
 }
 
+/// Whether hospital `h` at `travel` minutes passes the query's travel and tier bounds.
+fn within(ix: &RegionIndex, bounds: &Bounds, h: HospitalId, travel: u32) -> bool {
+    let tier = ix.hospitals.get(&h).map_or(Tier::Tertiary, |x| x.tier);
+    bounds.admits(travel, tier)
+}
+
 fn nothing_within(ix: &RegionIndex, h: HospitalId, minutes: u32) -> String {
     format!(
         "nothing matched within {} minutes; nearest beyond reach: {h} at {minutes} minutes",
@@ -418,6 +432,9 @@ fn bed_candidates<S: Source>(
 ) {
     let (ix, policy) = (src.index(), src.policy());
     let tier = ix.hospitals.get(&h).map_or(Tier::Tertiary, |x| x.tier);
+    if !q.bounds.admits(travel, tier) {
+        return;
+    }
     for &w in ix.wards_by_hospital.get(&h).into_iter().flatten() {
         let Some(ward) = ix.wards.get(&w) else {
             continue;

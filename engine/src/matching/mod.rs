@@ -19,6 +19,7 @@ pub mod index;
 pub mod policy;
 pub mod solve;
 
+pub use allocate::EQUIPMENT_PER_REQUEST_MAX;
 pub use candidates::{match_beds, match_specialist, Source};
 pub use index::RegionIndex;
 pub use policy::MatchPolicy;
@@ -76,6 +77,33 @@ pub struct SlotQuery {
     pub channel: Channel,
     /// Candidates wanted (ignored by `AllocateSlot`, which takes one).
     pub limit: u16,
+    /// Travel and tier limits: candidates outside them are never considered.
+    pub bounds: Bounds,
+}
+
+/// Hard limits on where a patient may be sent, applied while candidates are generated (so
+/// a bounded answer is the best of what passes, not a filtered top list). A remote
+/// consultation has no travel, so `max_travel_minutes` never excludes it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Candidates farther than this many road minutes from the origin are left out.
+    pub max_travel_minutes: Option<u32>,
+    /// Hospitals of a lower tier are left out.
+    pub min_tier: Option<Tier>,
+}
+
+impl Bounds {
+    /// No limits.
+    pub const NONE: Bounds = Bounds {
+        max_travel_minutes: None,
+        min_tier: None,
+    };
+
+    /// Whether a hospital of `tier` at `travel_minutes` passes.
+    pub fn admits(&self, travel_minutes: u32, tier: Tier) -> bool {
+        self.max_travel_minutes.is_none_or(|m| travel_minutes <= m)
+            && self.min_tier.is_none_or(|t| tier >= t)
+    }
 }
 
 impl SlotQuery {
@@ -102,6 +130,8 @@ pub struct BedQuery {
     pub urgency: Urgency,
     /// Candidates wanted (ignored by `AllocateBed`).
     pub limit: u16,
+    /// Travel and tier limits (see [`Bounds`]).
+    pub bounds: Bounds,
 }
 
 /// One ranked slot candidate. `score` is a cost: lower is better.

@@ -1,10 +1,10 @@
 //! Matching reads on a published view: ranked specialists (both modes merged by score when
-//! the mode is open, alliances shared with the origin, travel and tier bounds), and the
-//! reach of a hospital (hospitals within N road minutes).
+//! the mode is open, alliances shared with the origin; the query's language, travel and
+//! tier bounds are applied by candidate generation in `crate::matching`), and the reach of
+//! a hospital (hospitals within N road minutes).
 //!
-//! Every matching rule a read applies lives here or in `crate::matching`; the bounds
-//! filter the engine's best `MATCH_LIMIT_MAX` candidates, so a bounded answer may hold
-//! fewer than `limit` even when more would pass further down.
+//! Every matching rule a read applies lives here or in `crate::matching`: the server only
+//! converts the wire to a `MatchAsk`.
 
 use crate::error::Rejection;
 use crate::ids::*;
@@ -24,39 +24,25 @@ pub struct MatchInfo {
     pub alliance: Option<AllianceId>,
 }
 
-/// A specialist search with the bounds applied after ranking.
+/// A specialist search as the API asks it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchAsk {
-    /// The search; its `limit` is ignored (see `limit`).
+    /// The search, with its language and bounds; its `limit` is ignored (see `limit`).
     pub query: SlotQuery,
     /// Search both modes and merge by score (the query's mode is then ignored).
     pub any_mode: bool,
     /// Candidates to answer, at most `MATCH_LIMIT_MAX`.
     pub limit: usize,
-    pub max_travel_minutes: Option<u32>,
-    pub min_tier: Option<Tier>,
 }
 
 impl MatchAsk {
-    /// The search as the query states it: its own limit, no bounds.
-    pub fn unfiltered(query: &SlotQuery, any_mode: bool) -> MatchAsk {
+    /// The search as the query states it, with its own limit.
+    pub fn of(query: &SlotQuery, any_mode: bool) -> MatchAsk {
         MatchAsk {
             query: query.clone(),
             any_mode,
             limit: usize::from(query.limit),
-            max_travel_minutes: None,
-            min_tier: None,
         }
-    }
-
-    fn bounded(&self) -> bool {
-        self.max_travel_minutes.is_some() || self.min_tier.is_some()
-    }
-
-    fn admits(&self, m: &MatchInfo) -> bool {
-        self.max_travel_minutes
-            .is_none_or(|t| m.candidate.travel_minutes <= t)
-            && self.min_tier.is_none_or(|t| m.tier >= t)
     }
 }
 
@@ -77,12 +63,6 @@ pub fn specialists(view: &AvailabilityView, ask: &MatchAsk) -> Result<Vec<MatchI
         std::slice::from_ref(&ask.query.mode)
     };
     let limit = ask.limit.min(usize::from(MATCH_LIMIT_MAX));
-    // Bounds after ranking need the longest list the engine gives.
-    let engine_limit = if ask.bounded() {
-        MATCH_LIMIT_MAX
-    } else {
-        limit as u16
-    };
     let hospitals = &view.region.hospitals;
     let origin_alliances: &[AllianceId] = match ask.query.origin {
         Origin::Hospital(h) => hospitals.get(&h).map_or(&[], |h| h.alliances.as_slice()),
@@ -92,7 +72,7 @@ pub fn specialists(view: &AvailabilityView, ask: &MatchAsk) -> Result<Vec<MatchI
     for mode in modes {
         let q = SlotQuery {
             mode: *mode,
-            limit: engine_limit,
+            limit: limit as u16,
             ..ask.query.clone()
         };
         for c in match_specialist(view, &q)?.candidates {
@@ -111,7 +91,6 @@ pub fn specialists(view: &AvailabilityView, ask: &MatchAsk) -> Result<Vec<MatchI
         }
     }
     out.sort_by_key(|m| (m.candidate.score, m.candidate.start, m.candidate.slot));
-    out.retain(|m| ask.admits(m));
     out.truncate(limit);
     Ok(out)
 }

@@ -19,7 +19,7 @@ pub mod slots;
 
 pub use beds::{BlockedBeds, WardInfo};
 pub use matching::{MatchAsk, MatchInfo, Reach};
-pub use referrals::{ReasonKind, ReferralInfo, ReferralStage, WorklistQuery};
+pub use referrals::{ReasonKind, ReferralInfo, ReferralStage, StepInfo, WorklistQuery};
 pub use slots::{
     ConsultInfo, PatientBookings, SeatInfo, SlotInfo, SlotSearch, WaitlistInfo, WaitlistQuery,
 };
@@ -125,10 +125,9 @@ impl Engine {
             Query::FindSlots(q) => Answer::Slots(self.find_slots(q)),
             Query::Referral(id) => Answer::Referral(self.referral_info(*id)),
             Query::Worklist(q) => Answer::Worklist(self.worklist(q)),
-            Query::Match { query, any_mode } => Answer::Match(matching::specialists(
-                view,
-                &MatchAsk::unfiltered(query, *any_mode),
-            )),
+            Query::Match { query, any_mode } => {
+                Answer::Match(matching::specialists(view, &MatchAsk::of(query, *any_mode)))
+            }
             Query::Applied => Answer::Applied,
             Query::PatientBookings { patient, limit } => {
                 Answer::PatientBookings(self.patient_bookings(*patient, *limit))

@@ -1,11 +1,12 @@
-//! Referral reads: one referral with its receiving hospital and its stage as the API
-//! reports it, and worklist pages of a hospital or the whole region, filtered by stage,
+//! Referral reads: one referral with its receiving hospital, its stage as the API reports
+//! it and its history (each step with its log index, time, actor, reason and code), and
+//! worklist pages of a hospital or the whole region, filtered by stage,
 //! reason and urgency.
 
 use crate::engine::Engine;
 use crate::ids::*;
 use crate::limits::WORKLIST_LIMIT_MAX;
-use crate::referrals::{Referral, ReferralReason, ReferralState};
+use crate::referrals::{Referral, ReferralActor, ReferralReason, ReferralState, ReferralStep};
 use crate::region::Urgency;
 use crate::time::LogTime;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,21 @@ pub struct ReferralInfo {
     pub stage: ReferralStage,
     /// The kind of its current reason.
     pub reason: ReasonKind,
+    /// Its history, oldest first, as the API reports it.
+    pub history: Vec<StepInfo>,
+}
+
+/// One step of a referral's history as the API reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub step: ReferralStep,
+    /// The stage the step moved the referral to.
+    pub stage: ReferralStage,
+    /// The kind of the reason after the step.
+    pub reason: ReasonKind,
+    /// The actor's hospital where its side is known: the referring hospital for
+    /// `Referring`, the receiving one (when known) for `Receiving`.
+    pub hospital: Option<HospitalId>,
 }
 
 /// The API's view of a referral's state: the engine keeps a referral that found no
@@ -34,9 +50,18 @@ pub enum ReferralStage {
 
 impl ReferralStage {
     pub fn of(r: &Referral) -> ReferralStage {
-        match (&r.state, &r.reason) {
+        ReferralStage::of_parts(r.state, &r.reason)
+    }
+
+    /// The stage a history step moved the referral to.
+    pub fn of_step(s: &ReferralStep) -> ReferralStage {
+        ReferralStage::of_parts(s.state, &s.reason)
+    }
+
+    fn of_parts(state: ReferralState, reason: &ReferralReason) -> ReferralStage {
+        match (state, reason) {
             (ReferralState::Triaged, ReferralReason::NoCapacity(_)) => ReferralStage::NoCapacity,
-            (s, _) => ReferralStage::State(*s),
+            (s, _) => ReferralStage::State(s),
         }
     }
 }
@@ -144,11 +169,27 @@ impl Engine {
             .and_then(|h| self.slots().seat(h))
             .and_then(|s| self.doctor(s.doctor))
             .map(|d| d.hospital);
+        let to_hospital = r.to.or(bed_hospital).or(slot_hospital);
+        let history = r
+            .history
+            .iter()
+            .map(|s| StepInfo {
+                stage: ReferralStage::of_step(s),
+                reason: ReasonKind::of(&s.reason),
+                hospital: match s.actor {
+                    Some(ReferralActor::Referring) => Some(r.from),
+                    Some(ReferralActor::Receiving) => to_hospital,
+                    _ => None,
+                },
+                step: s.clone(),
+            })
+            .collect();
         ReferralInfo {
-            to_hospital: r.to.or(bed_hospital).or(slot_hospital),
+            to_hospital,
             updated: r.history.last().map_or(r.created_at, |s| s.at),
             stage: ReferralStage::of(r),
             reason: ReasonKind::of(&r.reason),
+            history,
             referral: r.clone(),
         }
     }

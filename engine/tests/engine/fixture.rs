@@ -252,5 +252,6 @@ pub fn prechecked(command: &Command) -> bool {
             | CancelSeat { .. }
             | AllocateSlot { .. }
             | AllocateBed { .. }
+            | AllocateBedForReferral { .. }
     )
 }

@@ -259,7 +259,10 @@ fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
         | CompleteReferral { referral }
         | RejectReferral { referral, .. }
         | CancelReferral { referral, .. }
-        | HoldBedForReferral { referral, .. } => aim(referral, &l.referrals, p),
+        | HoldBedForReferral { referral, .. }
+        | TriageReferralNoted { referral, .. }
+        | CompleteReferralWith { referral, .. }
+        | AllocateBedForReferral { referral, .. } => aim(referral, &l.referrals, p),
         _ => {}
     }
     c

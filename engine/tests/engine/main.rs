@@ -8,6 +8,7 @@ mod beds;
 // Slots: publish, hold, book, cancel deadline, no-shows, waitlist, joint consultations.
 mod slots;
 // Referrals: the lifecycle, the worklist, holds lapsing under a referral.
+mod constraints;
 mod referrals;
 // Reads: every `Query` as the cluster asks it.
 mod reads;

@@ -233,6 +233,7 @@ fn bed_query() -> BedQuery {
         isolation: false,
         urgency: Urgency::P2,
         limit: 3,
+        bounds: ninety_engine::matching::Bounds::NONE,
     }
 }
 
@@ -247,6 +248,7 @@ fn slot_query() -> SlotQuery {
         latest: T0.plus_ms(48 * HOUR),
         channel: Channel::Public,
         limit: 3,
+        bounds: ninety_engine::matching::Bounds::NONE,
     }
 }
 

@@ -274,10 +274,25 @@ impl Runner {
             Op::ReleaseJoint(i) => Command::ReleaseJointConsult {
                 consult: pick(&self.consults, i, ConsultId(999)),
             },
+            // Half the requests and triages state codes and notes (the API's form).
+            Op::Refer { from, to, patient } if patient % 2 == 1 => Command::RequestReferralWith {
+                from: HospitalId(u32::from(from)),
+                to: to.map(|to| HospitalId(u32::from(to))),
+                patient: p(patient),
+                direction: None,
+                reason_code: Some("I21.4".into()),
+                note: Some("ECG attached".into()),
+            },
             Op::Refer { from, to, patient } => Command::RequestReferral {
                 from: HospitalId(u32::from(from)),
                 to: to.map(|to| HospitalId(u32::from(to))),
                 patient: p(patient),
+            },
+            Op::Triage(i) if i % 2 == 1 => Command::TriageReferralNoted {
+                referral: pick(&self.referrals, i, ReferralId(999)),
+                specialty: Specialty::Cardiology,
+                urgency: Urgency::P2,
+                note: "stemi-pathway".into(),
             },
             Op::Triage(i) => Command::TriageReferral {
                 referral: pick(&self.referrals, i, ReferralId(999)),

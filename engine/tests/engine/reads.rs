@@ -292,27 +292,52 @@ fn bounded_matching_keeps_only_candidates_within_travel_and_tier() {
         latest: T0.plus_ms(24 * HOUR),
         channel: Channel::Public,
         limit: 10,
+        bounds: ninety_engine::matching::Bounds::NONE,
     };
-    let open = MatchAsk::unfiltered(&query, true);
+    let open = MatchAsk::of(&query, true);
     let all = read::matching::specialists(&view, &open).expect("match");
     assert!(all.iter().any(|m| m.tier != Tier::Tertiary), "{all:?}");
-    let tertiary = MatchAsk {
-        min_tier: Some(Tier::Tertiary),
-        ..open.clone()
+    let bounded = |bounds| {
+        MatchAsk::of(
+            &SlotQuery {
+                bounds,
+                ..query.clone()
+            },
+            true,
+        )
     };
+    let tertiary = bounded(ninety_engine::matching::Bounds {
+        min_tier: Some(Tier::Tertiary),
+        max_travel_minutes: None,
+    });
     let found = read::matching::specialists(&view, &tertiary).expect("match");
     assert!(!found.is_empty());
     assert!(found.iter().all(|m| m.tier == Tier::Tertiary), "{found:?}");
-    let near = MatchAsk {
+    let near = bounded(ninety_engine::matching::Bounds {
+        min_tier: None,
         max_travel_minutes: Some(30),
-        ..open
-    };
+    });
     let found = read::matching::specialists(&view, &near).expect("match");
     assert!(!found.is_empty());
     assert!(
         found.iter().all(|m| m.candidate.travel_minutes <= 30),
         "{found:?}"
     );
+    // The bounds are applied while candidates are generated, not to a top list: with a
+    // limit of one, the answer is the best candidate that passes, never an empty list.
+    let one = MatchAsk {
+        limit: 1,
+        ..tertiary.clone()
+    };
+    let best = read::matching::specialists(&view, &one).expect("match");
+    assert_eq!(best.len(), 1, "{best:?}");
+    assert_eq!(best[0], found_best(&view, &tertiary));
+}
+
+fn found_best(view: &ninety_engine::view::AvailabilityView, ask: &MatchAsk) -> MatchInfo {
+    read::matching::specialists(view, ask)
+        .expect("match")
+        .remove(0)
 }
 
 #[test]

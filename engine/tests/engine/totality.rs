@@ -10,7 +10,7 @@
 
 use super::harness::{self, Harness, Op, Read, EPOCH};
 use ninety_engine::beds::BedNeeds;
-use ninety_engine::matching::{BedQuery, MatchPolicy, Origin, SlotQuery};
+use ninety_engine::matching::{BedQuery, Bounds, MatchPolicy, Origin, SlotQuery};
 use ninety_engine::region_file::RegionFile;
 use ninety_engine::*;
 use proptest::prelude::*;
@@ -269,6 +269,18 @@ fn origin() -> impl Strategy<Value = Origin> + Clone {
     ]
 }
 
+/// Travel and tier limits: mostly none, sometimes tight, sometimes absurd.
+fn bounds() -> impl Strategy<Value = Bounds> + Clone {
+    (
+        proptest::option::of(prop_oneof![3 => 0u32..200, 1 => any::<u32>()]),
+        proptest::option::of(variant::<Tier>()),
+    )
+        .prop_map(|(max_travel_minutes, min_tier)| Bounds {
+            max_travel_minutes,
+            min_tier,
+        })
+}
+
 fn slot_query() -> impl Strategy<Value = SlotQuery> + Clone {
     (
         origin(),
@@ -279,7 +291,7 @@ fn slot_query() -> impl Strategy<Value = SlotQuery> + Clone {
         ),
         (variant::<Mode>(), variant::<Channel>()),
         window(),
-        prop_oneof![3 => 0u16..60, 1 => any::<u16>()],
+        (prop_oneof![3 => 0u16..60, 1 => any::<u16>()], bounds()),
     )
         .prop_map(
             |(
@@ -287,7 +299,7 @@ fn slot_query() -> impl Strategy<Value = SlotQuery> + Clone {
                 (specialty, urgency, language),
                 (mode, channel),
                 (earliest, latest),
-                limit,
+                (limit, bounds),
             )| SlotQuery {
                 origin,
                 specialty,
@@ -298,6 +310,7 @@ fn slot_query() -> impl Strategy<Value = SlotQuery> + Clone {
                 latest,
                 channel,
                 limit,
+                bounds,
             },
         )
 }
@@ -315,20 +328,23 @@ fn bed_query() -> impl Strategy<Value = BedQuery> + Clone {
             any::<bool>(),
             variant::<Urgency>(),
         ),
-        prop_oneof![3 => 0u16..60, 1 => any::<u16>()],
+        (prop_oneof![3 => 0u16..60, 1 => any::<u16>()], bounds()),
     )
         .prop_map(
-            |(origin, (kind, sex), equipment, (specialty, isolation, urgency), limit)| BedQuery {
-                origin,
-                needs: BedNeeds {
-                    kind,
-                    sex,
-                    equipment,
-                },
-                specialty,
-                isolation,
-                urgency,
-                limit,
+            |(origin, (kind, sex), equipment, (specialty, isolation, urgency), (limit, bounds))| {
+                BedQuery {
+                    origin,
+                    needs: BedNeeds {
+                        kind,
+                        sex,
+                        equipment,
+                    },
+                    specialty,
+                    isolation,
+                    urgency,
+                    limit,
+                    bounds,
+                }
             },
         )
 }
@@ -447,6 +463,20 @@ fn other_command() -> impl Strategy<Value = Command> + Clone {
         1 => (referral_id(), text()).prop_map(|(referral, reason)| CancelReferral { referral, reason }),
         4 => (slot_query(), patient(), prop::option::of(referral_id())).prop_map(|(query, patient, referral)| AllocateSlot { query, patient, referral }),
         3 => (bed_query(), ms(), patient()).prop_map(|(query, ttl_ms, patient)| AllocateBed { query, ttl_ms, patient }),
+        2 => (bed_query(), ms(), patient(), referral_id()).prop_map(|(query, ttl_ms, patient, referral)| AllocateBedForReferral { query, ttl_ms, patient, referral }),
+        2 => (hospital_id(), proptest::option::of(hospital_id()), patient(), proptest::option::of(variant::<ReferralKind>()), (proptest::option::of(code()), proptest::option::of(text()))).prop_map(
+            |(from, to, patient, direction, (reason_code, note))| RequestReferralWith { from, to, patient, direction, reason_code, note }
+        ),
+        2 => (referral_id(), variant::<Specialty>(), variant::<Urgency>(), text()).prop_map(|(referral, specialty, urgency, note)| TriageReferralNoted { referral, specialty, urgency, note }),
+        1 => (referral_id(), code()).prop_map(|(referral, outcome)| CompleteReferralWith { referral, outcome }),
+    ]
+}
+
+/// A reason or outcome code: mostly valid ("I21.4", "discharged"), sometimes not.
+fn code() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        3 => "[A-Za-z0-9._:/-]{1,32}",
+        1 => text(),
     ]
 }
 
@@ -663,6 +693,7 @@ fn past_window_allocation() -> Command {
             latest: LogTime(1_000),
             channel: Channel::Public,
             limit: 3,
+            bounds: ninety_engine::matching::Bounds::NONE,
         },
         patient: PatientRef(7),
         referral: None,

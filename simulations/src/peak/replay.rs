@@ -313,6 +313,7 @@ async fn send(
                     channel: channel(*c),
                     limit: *limit,
                     consistency: pb::ReadConsistency::Local as i32,
+                    ..Default::default()
                 })
                 .await?;
             candidate(&mut p, r.candidates.first());
@@ -346,6 +347,7 @@ async fn send(
                     ttl_ms: *ttl_ms,
                     channel: channel(*c),
                     referral_id: referral.map_or(0, id),
+                    ..Default::default()
                 })
                 .await?;
             candidate(&mut p, r.chosen.as_ref());
@@ -456,6 +458,7 @@ async fn send(
                     ttl_ms: *ttl_ms,
                     channel: channel(*c),
                     referral_id: referral.map_or(0, id),
+                    ..Default::default()
                 })
                 .await?;
             candidate(&mut p, r.chosen.as_ref());
@@ -561,6 +564,7 @@ async fn send(
                     needs_bed: *needs_bed,
                     reason_code: reason_code.clone(),
                     ttl_ms: *ttl_ms,
+                    ..Default::default()
                 })
                 .await?;
             p.id = r.referral.map_or(0, |r| r.referral_id);
