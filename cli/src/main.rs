@@ -2,11 +2,16 @@
 //!
 //! `ninety node --config node.toml` runs one replicated node until SIGTERM or ctrl-c (see
 //! `cluster/node.sample.toml` for the config). Logs go to stderr, filtered by `RUST_LOG`
-//! (default `info`).
+//! (default `info`), as text (colour only when stderr is a terminal) or, with
+//! `--log-format json` (or a node config's `log_format = "json"`), one JSON object a line.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ninety_cluster::runtime::{self, config::FileConfig};
+use ninety_cluster::runtime::{
+    self,
+    config::{FileConfig, LogFormat},
+};
+use std::io::IsTerminal;
 
 mod demo;
 mod ops;
@@ -16,11 +21,56 @@ mod sim_replay;
 #[derive(Parser)]
 #[command(
     name = "ninety",
+    version = ninety_cluster::metrics::VERSION,
     about = "Replicated scheduling and capacity engine for a health region"
 )]
 struct Cli {
+    /// The log's format on stderr (default: the node config's `log_format`, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Sets up the log: `RUST_LOG` (default `info`) to stderr in `format`; ANSI colour only
+/// when stderr is a terminal, so redirected logs hold no escape codes.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+/// The log format: `--log-format`, else a node config's `log_format` (an unreadable config
+/// is reported by `node` itself), else text.
+fn log_format(cli: &Cli) -> LogFormat {
+    match (cli.log_format, &cli.command) {
+        (Some(LogFormatArg::Json), _) => LogFormat::Json,
+        (Some(LogFormatArg::Text), _) => LogFormat::Text,
+        (None, Cmd::Node { config, .. }) => std::fs::read_to_string(config)
+            .ok()
+            .and_then(|text| FileConfig::parse(&text).ok())
+            .and_then(|cfg| cfg.log_format)
+            .unwrap_or_default(),
+        (None, _) => LogFormat::Text,
+    }
 }
 
 #[derive(Subcommand)]
@@ -143,14 +193,8 @@ fn node(config: &std::path::Path, join: bool) -> std::process::ExitCode {
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(log_format(&cli));
     match cli.command {
         Cmd::Node { config, join } => return Ok(node(&config, join)),
         Cmd::Demo {

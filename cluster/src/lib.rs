@@ -27,6 +27,7 @@ pub mod engine_sm;
 pub mod error;
 pub mod feed;
 pub mod io;
+pub mod metrics;
 pub mod node;
 pub mod runtime;
 pub mod security;

@@ -101,6 +101,11 @@ pub struct AvailabilityView {
     pub now: LogTime,
     pub policy: MatchPolicy,
     pub region: StdArc<RegionIndex>,
+    /// Bed holds pending (placed, not yet confirmed, released or expired): for operators'
+    /// metrics, read at scrape time off the node task.
+    pub bed_holds_pending: u64,
+    /// Request keys the dedup table remembers (same purpose).
+    pub dedup_entries: u64,
     doctors: BTreeMap<u32, StdArc<DoctorChunk>>,
     wards: BTreeMap<u32, StdArc<WardChunk>>,
     hospitals: StdArc<BTreeMap<HospitalId, HospitalLoad>>,
@@ -361,6 +366,8 @@ impl Engine {
         let v = &mut self.live.working;
         v.region = region;
         v.version = self.counters.applied;
+        v.bed_holds_pending = self.beds.expiries.len() as u64;
+        v.dedup_entries = self.dedup.len() as u64;
         v.now = self.now;
         v.policy = self.match_policy.clone();
     }

@@ -428,6 +428,27 @@ struct ClusterFacts<'a> {
     cluster_id: &'a str,
 }
 
+/// The commented-out metrics and log settings of a node's config: metrics are off until
+/// an operator picks the address (plain HTTP without authentication); the suggestion is the
+/// client port + 2000 on loopback.
+fn observability_toml(client: &str) -> String {
+    let port = client
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .and_then(|a| a.port().checked_add(2000));
+    let metrics = port.map_or_else(
+        || "# metrics_listen = \"127.0.0.1:9001\"\n".to_string(),
+        |p| format!("# metrics_listen = \"127.0.0.1:{p}\"\n"),
+    );
+    format!(
+        "# Prometheus metrics at GET /metrics (plain HTTP, no authentication: loopback or a\n\
+         # management network only; docs/operations.md, \"Watch\"). Off unless set.\n\
+         {metrics}\
+         # The log on stderr: \"text\" (default) or \"json\" (one object a line).\n\
+         # log_format = \"json\"\n"
+    )
+}
+
 /// One node's config file text.
 fn node_toml(
     id: u64,
@@ -470,6 +491,7 @@ fn node_toml(
         security::toml_str(cluster.region),
         cluster.cluster_id,
     );
+    text.push_str(&observability_toml(&me.client));
     if let NodeSecurity::Insecure = sec {
         text.push_str(
             "# Written with --insecure: no TLS, and every caller is anonymous with every role.\n\

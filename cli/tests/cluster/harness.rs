@@ -72,6 +72,12 @@ pub struct Opts {
     pub insecure: bool,
     /// TOML tables appended at the end of every node config (e.g. `[[auth.certs]]`).
     pub extra_toml: String,
+    /// Give every node a `metrics_listen` (ports in [`Procs::metrics_ports`]).
+    pub metrics: bool,
+    /// `RUST_LOG` of the nodes (default `warn`).
+    pub rust_log: Option<&'static str>,
+    /// `--log-format` of the nodes (default: none given).
+    pub log_format: Option<&'static str>,
 }
 
 /// The cluster's certificates, as written into the temp dir (`tls/`).
@@ -134,6 +140,8 @@ pub struct Procs {
     pub ports: BTreeMap<u64, u16>,
     /// Peer ports (`peer_listen`).
     pub peer_ports: BTreeMap<u64, u16>,
+    /// Metrics ports (`metrics_listen`), when `opts.metrics`.
+    pub metrics_ports: BTreeMap<u64, u16>,
     pub children: BTreeMap<u64, Child>,
     pub voters: Vec<u64>,
     pub opts: Opts,
@@ -161,6 +169,11 @@ impl Procs {
             dir,
             ports: ids.iter().map(|id| (*id, free_port())).collect(),
             peer_ports: ids.iter().map(|id| (*id, free_port())).collect(),
+            metrics_ports: ids
+                .iter()
+                .filter(|_| opts.metrics)
+                .map(|id| (*id, free_port()))
+                .collect(),
             children: BTreeMap::new(),
             voters: voters.to_vec(),
             opts,
@@ -210,6 +223,9 @@ impl Procs {
         if self.opts.insecure {
             extra += "insecure = true\n";
         }
+        if let Some(port) = self.metrics_ports.get(&id) {
+            extra += &format!("metrics_listen = \"127.0.0.1:{port}\"\n");
+        }
         // With TLS, the harness's own client certificate may call everything; tests of
         // roles add their own credentials through `extra_toml` and dial without it.
         let tls = self
@@ -253,7 +269,13 @@ impl Procs {
             .args(["node", "--config"])
             .arg(&path)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .args(
+                self.opts
+                    .log_format
+                    .map(|f| vec!["--log-format", f])
+                    .unwrap_or_default(),
+            )
+            .env("RUST_LOG", self.opts.rust_log.unwrap_or("warn"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -100,6 +100,23 @@ pub struct FileConfig {
     pub auth: AuthConfig,
     /// Where the audit log goes (JSON lines); default `<data_dir>/audit.jsonl`.
     pub audit_log: Option<PathBuf>,
+    /// Where Prometheus scrapes `GET /metrics` (plain HTTP, no authentication: a loopback
+    /// or management address). Absent: no metrics listener (`crate::metrics`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// The log's format on stderr: "text" (the default) or "json" (one object a line);
+    /// `ninety node --log-format` overrides it.
+    pub log_format: Option<LogFormat>,
+}
+
+/// How the node writes its log (`log_format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and fields.
+    Json,
 }
 
 /// The `[tls]` table: PEM files, read at start (see `security::tls`).
@@ -268,6 +285,7 @@ impl FileConfig {
         }
         self.check_tuning()?;
         self.check_snapshot_limits()?;
+        self.check_metrics_listen()?;
         if self
             .audit_log
             .as_ref()
@@ -300,6 +318,36 @@ impl FileConfig {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `metrics_listen`, when set: not port 0, and not the socket of `listen` or
+    /// `peer_listen` (a wildcard address shares its port with every address).
+    fn check_metrics_listen(&self) -> Result<(), Error> {
+        let Some(m) = self.metrics_listen else {
+            return Ok(());
+        };
+        if m.port() == 0 {
+            return Err(invalid(
+                "metrics_listen",
+                "port 0: Prometheus could not find this node",
+            ));
+        }
+        for (field, other) in [
+            ("listen", self.listen),
+            ("peer_listen", self.peer_listen()?),
+        ] {
+            let overlap =
+                m.ip() == other.ip() || m.ip().is_unspecified() || other.ip().is_unspecified();
+            if m.port() == other.port() && overlap {
+                return Err(invalid(
+                    "metrics_listen",
+                    format!(
+                        "{m} is the socket of `{field}` ({other}): metrics need their own port"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Where the audit log goes.
@@ -834,6 +882,22 @@ mod tests {
                 peers,
                 "snapshot_streams_max: 65",
             ),
+            (
+                "metrics_listen = \"127.0.0.1:0\"",
+                peers,
+                "metrics_listen: port 0",
+            ),
+            (
+                "metrics_listen = \"0.0.0.0:7001\"",
+                peers,
+                "metrics_listen: 0.0.0.0:7001 is the socket of `listen`",
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:7101\"",
+                peers,
+                "metrics_listen: 127.0.0.1:7101 is the socket of `peer_listen`",
+            ),
+            ("log_format = \"xml\"", peers, "unknown variant `xml`"),
         ];
         for (extra, peers, want) in cases {
             let e = refusal(extra, peers);

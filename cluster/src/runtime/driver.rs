@@ -40,6 +40,7 @@ use super::transport::{Faults, GrpcTransport};
 use crate::engine_sm::EngineMachine;
 use crate::eraftpb::Message;
 use crate::error::{Error, RequestError};
+use crate::metrics::NodeCounters;
 use crate::node::{config::TICK_INTERVAL_MS, Input, MembershipChange, Node, Reply};
 use crate::storage::LogStore;
 use crate::{Clock, StateMachine};
@@ -47,6 +48,7 @@ use arc_swap::ArcSwap;
 use raft::StateRole;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Client commands waiting for the node task (default; `max_queued_commands` in the node's
@@ -198,6 +200,8 @@ pub struct NodeHandle {
     events: mpsc::Sender<PeerEvent>,
     /// The node task's latest [`Summary`].
     board: Arc<ArcSwap<Summary>>,
+    /// The node's event metrics (`metrics::node`).
+    counters: NodeCounters,
 }
 
 fn stopped() -> RequestError {
@@ -209,9 +213,12 @@ fn stopped() -> RequestError {
 impl NodeHandle {
     fn submit(&self, cmd: Cmd) -> Result<(), RequestError> {
         self.cmds.try_send(cmd).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => RequestError::Busy {
-                queue: "node command queue",
-            },
+            mpsc::error::TrySendError::Full(_) => {
+                self.counters.command_refused();
+                RequestError::Busy {
+                    queue: "node command queue",
+                }
+            }
             mpsc::error::TrySendError::Closed(_) => stopped(),
         })
     }
@@ -310,7 +317,34 @@ impl NodeHandle {
 
     /// Hands a peer event to the node; dropped when the queue is full (Raft recovers).
     pub fn peer_event(&self, event: PeerEvent) -> bool {
-        self.events.try_send(event).is_ok()
+        let sent = self.events.try_send(event);
+        if matches!(sent, Err(mpsc::error::TrySendError::Full(_))) {
+            self.counters.peer_event_dropped();
+        }
+        sent.is_ok()
+    }
+
+    /// The node's event metrics.
+    pub fn counters(&self) -> &NodeCounters {
+        &self.counters
+    }
+
+    /// Each queue's name, items waiting and capacity, read from the senders (for metrics).
+    pub fn queue_depths(&self) -> [(&'static str, usize, usize); 2] {
+        let depth = |max: usize, free: usize| max.saturating_sub(free);
+        let (c, e) = (&self.cmds, &self.events);
+        [
+            (
+                "commands",
+                depth(c.max_capacity(), c.capacity()),
+                c.max_capacity(),
+            ),
+            (
+                "peer_events",
+                depth(e.max_capacity(), e.capacity()),
+                e.max_capacity(),
+            ),
+        ]
     }
 
     /// Hands a peer event to the node, waiting for room (for snapshots, too costly to drop).
@@ -324,6 +358,7 @@ pub struct Inbox {
     cmds: mpsc::Receiver<Cmd>,
     events: mpsc::Receiver<PeerEvent>,
     board: Arc<ArcSwap<Summary>>,
+    counters: NodeCounters,
 }
 
 /// Creates the queues of node `id`, the command queue holding `command_queue_max`.
@@ -331,17 +366,20 @@ pub fn channels(id: u64, command_queue_max: usize) -> (NodeHandle, Inbox) {
     let (ctx, crx) = mpsc::channel(command_queue_max.max(1));
     let (etx, erx) = mpsc::channel(EVENT_QUEUE_MAX);
     let board = Arc::new(ArcSwap::from_pointee(Summary::unknown(id)));
+    let counters = NodeCounters::default();
     (
         NodeHandle {
             id,
             cmds: ctx,
             events: etx,
             board: board.clone(),
+            counters: counters.clone(),
         },
         Inbox {
             cmds: crx,
             events: erx,
             board,
+            counters,
         },
     )
 }
@@ -398,6 +436,11 @@ struct Driver {
     snapshot_waiters: Vec<(u64, oneshot::Sender<Result<SnapshotInfo, String>>)>,
     /// The last snapshot the writer reported, until the node recorded it (next poll).
     written: Option<Written>,
+    /// The node's event metrics.
+    counters: NodeCounters,
+    /// When each proposal (a `Propose` id, a `ProposeMany` group id) reached the node task,
+    /// for the commit-round histogram.
+    proposed_at: HashMap<u64, Instant>,
 }
 
 impl Driver {
@@ -428,10 +471,18 @@ impl Driver {
             .collect()
     }
 
+    /// Observes a proposal's commit round, if `id` is one.
+    fn observe_commit_round(&mut self, id: u64) {
+        if let Some(at) = self.proposed_at.remove(&id) {
+            self.counters.observe_commit_round(at.elapsed());
+        }
+    }
+
     fn complete(&mut self, id: u64, result: Answer) {
         match self.pending.remove(&id) {
             None => {}
             Some(Waiting::One(tx)) => {
+                self.observe_commit_round(id);
                 let _ = tx.send(result);
             }
             Some(Waiting::Item { group, slot }) => {
@@ -445,6 +496,7 @@ impl Driver {
                     *a = Some(result);
                 }
                 if g.left == 0 {
+                    self.observe_commit_round(group);
                     if let Some(g) = self.groups.remove(&group) {
                         let answers = g
                             .answers
@@ -503,10 +555,15 @@ impl Driver {
         match cmd {
             Cmd::Propose { command, reply } => {
                 let id = self.register(reply);
+                self.proposed_at.insert(id, Instant::now());
                 self.node.step(Input::Propose { id, command });
             }
             Cmd::ProposeMany { commands, reply } => {
                 let ids = self.register_group(commands.len(), reply);
+                // The group's id is the one before its first item's.
+                if let Some(first) = ids.first() {
+                    self.proposed_at.insert(first - 1, Instant::now());
+                }
                 let items = ids.into_iter().zip(commands).collect();
                 self.node.step(Input::ProposeMany { items });
             }
@@ -673,9 +730,15 @@ impl Driver {
         self.publish_summary();
     }
 
-    /// Publishes the node's [`Summary`]; says once, at WARN, that the node was removed.
+    /// Publishes the node's [`Summary`]; says once, at WARN, that the node was removed;
+    /// logs and counts what changed since the last one (`super::events`).
     fn publish_summary(&mut self) {
         let summary = self.summary();
+        let before = self.board.load();
+        super::events::changes(&before, &summary, &self.counters);
+        self.counters
+            .requests_pending
+            .set(i64::try_from(self.pending.len()).unwrap_or(i64::MAX));
         if summary.removed && !self.removal_logged {
             self.removal_logged = true;
             tracing::warn!(
@@ -704,6 +767,7 @@ pub async fn run(
         mut cmds,
         mut events,
         board,
+        counters,
     } = inbox;
     let Worker {
         mut reports,
@@ -723,6 +787,8 @@ pub async fn run(
         writer,
         snapshot_waiters: Vec::new(),
         written: None,
+        counters,
+        proposed_at: HashMap::new(),
     };
     d.publish_members();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_INTERVAL_MS));

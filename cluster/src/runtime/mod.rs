@@ -27,10 +27,12 @@
 pub mod config;
 pub mod data_format;
 pub mod driver;
+pub mod events;
 pub mod identity;
 pub mod peer_service;
 pub mod persist;
 pub mod poison;
+pub mod raft_log;
 pub mod snapshot_intake;
 pub mod snapshot_writer;
 pub mod startup;
@@ -39,6 +41,7 @@ pub mod transport;
 use crate::engine_sm::EngineMachine;
 use crate::error::Error;
 use crate::io::Clock;
+use crate::metrics::grpc::{GrpcMetrics, GrpcMetricsLayer};
 use crate::node::{self, NodeConfig};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
@@ -276,6 +279,8 @@ struct Preflight {
     bootstrap: Option<Vec<Command>>,
     /// The `[tls]` files, read and checked.
     tls: Option<crate::security::tls::NodeTls>,
+    /// The metrics listener (`metrics_listen`), when configured.
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
@@ -302,12 +307,22 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     };
     let incoming = bind("listen", cfg.listen)?;
     let peer_incoming = bind("peer_listen", cfg.peer_listen()?)?;
+    let metrics = cfg.metrics_listen.map(bind_metrics).transpose()?;
     Ok(Preflight {
         incoming,
         peer_incoming,
         bootstrap,
         tls,
+        metrics,
     })
+}
+
+/// Binds `metrics_listen` (called inside the runtime).
+fn bind_metrics(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let bad = |e: std::io::Error| Error::Startup(format!("metrics_listen = {addr}: {e}"));
+    let listener = std::net::TcpListener::bind(addr).map_err(bad)?;
+    listener.set_nonblocking(true).map_err(bad)?;
+    tokio::net::TcpListener::from_std(listener).map_err(bad)
 }
 
 /// Refuses a region whose bootstrap would never fit in the log: a command over the
@@ -461,6 +476,26 @@ fn client_auth(
     Ok((auth::AuthLayer::new(Arc::new(authenticator), log), writer))
 }
 
+/// The metrics endpoint of a node (`crate::metrics`): counts the change feed's events on a
+/// task of its own and serves scrapes on `listener` until the stop signal it is given.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    sources: crate::metrics::gauges::Sources,
+    grpc: GrpcMetrics,
+    feed: crate::feed::Feed,
+    stop: impl Future<Output = ()>,
+) {
+    let counts = crate::metrics::feed_counts::FeedCounts::default();
+    let counting = tokio::spawn(counts.clone().run(feed));
+    let counters = sources.node.counters().clone();
+    let metrics = crate::metrics::Metrics::new(&counters, &grpc, &counts, sources);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(metrics_listen = %addr, "serving metrics at /metrics");
+    }
+    crate::metrics::http::serve(listener, Arc::new(metrics), stop).await;
+    counting.abort();
+}
+
 /// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
 pub async fn serve(
     cfg: FileConfig,
@@ -471,6 +506,7 @@ pub async fn serve(
         peer_incoming,
         bootstrap: bootstrap_commands,
         tls,
+        metrics: metrics_listener,
     } = preflight(&cfg)?;
     let (peer_server, client_server) = servers(tls.as_ref())?;
     let me = identity::establish(&cfg.data_dir, cfg.cluster_id.as_deref(), cfg.id)?;
@@ -547,8 +583,9 @@ pub async fn serve(
         }
         gate.set_starting(false);
     }
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let worker = persist::start(&mut store)?;
+    let logger = raft_log::logger();
+    let fsync_metrics = metrics_listener.as_ref().map(|_| handle.counters().clone());
+    let worker = persist::start_observed(&mut store, fsync_metrics)?;
     // The change feed: filled by the apply adapter, streamed by the Watch service.
     let feed = crate::feed::Feed::new(
         cfg.watch_events_retained
@@ -598,6 +635,20 @@ pub async fn serve(
         let _ = stopping_tx.send(true);
     });
 
+    let grpc_metrics = metrics_listener.as_ref().map(|_| GrpcMetrics::default());
+    let metrics_served = metrics_listener.map(|listener| {
+        let sources = crate::metrics::gauges::Sources {
+            node: handle.clone(),
+            view: view.clone(),
+        };
+        tokio::spawn(serve_metrics(
+            listener,
+            sources,
+            grpc_metrics.clone().unwrap_or_default(),
+            feed.clone(),
+            stopped(stopping_rx.clone()),
+        ))
+    });
     let cluster = Arc::new(Cluster {
         handle: handle.clone(),
         view,
@@ -649,6 +700,7 @@ pub async fn serve(
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
     let clients_served = client_server
         .tcp_nodelay(true)
+        .layer(GrpcMetricsLayer(grpc_metrics))
         .layer(auth_layer)
         .layer(crate::server::decode::DecodeErrorsLayer)
         .add_service(beds)
@@ -665,6 +717,9 @@ pub async fn serve(
     let peers_served = peers_served.map_err(|e| Error::Config(format!("peer server task: {e}")))?;
     // The servers (and with them the audit senders) are gone: let the writer drain.
     audit_writer.finish().await;
+    if let Some(m) = metrics_served {
+        let _ = m.await;
+    }
     // In-flight calls have finished; now the node may stop.
     if let Some(b) = bootstrap {
         b.abort();

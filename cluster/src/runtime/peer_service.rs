@@ -357,11 +357,22 @@ impl PeerService {
             .receive(stream, sender, stamp)
             .await
             .inspect_err(log_refused_snapshot)?;
+        let meta = received.message.get_snapshot().get_metadata();
+        let (index, term) = (meta.index, meta.term);
         let accepted = self
             .handle
             .peer_event_wait(PeerEvent::Message(received.message))
             .await;
         drop(received.permit);
+        if accepted {
+            self.handle.counters().snapshots_received.inc();
+            tracing::info!(
+                index,
+                term,
+                bytes = received.bytes,
+                "snapshot received and handed to Raft"
+            );
+        }
         Ok(Response::new(SnapshotAck {
             node_id: self.handle.id,
             received_bytes: received.bytes,

@@ -36,6 +36,14 @@ impl Worker {
 
 /// Starts the worker on `store`'s write side and pipelines the store's writes through it.
 pub fn start(store: &mut LogStore) -> Result<Worker, Error> {
+    start_observed(store, None)
+}
+
+/// [`start`], observing each fdatasync's duration in `fsync` (`metrics::node`).
+pub fn start_observed(
+    store: &mut LogStore,
+    fsync: Option<crate::metrics::NodeCounters>,
+) -> Result<Worker, Error> {
     let (tx, rx) = mpsc::channel();
     let mark = Arc::new(DurableMark::default());
     let (report_tx, reports) = unbounded_channel();
@@ -43,7 +51,7 @@ pub fn start(store: &mut LogStore) -> Result<Worker, Error> {
     let worker_mark = mark.clone();
     let thread = std::thread::Builder::new()
         .name("persist".into())
-        .spawn(move || run(&writer, &rx, &worker_mark, &report_tx))
+        .spawn(move || run(&writer, &rx, &worker_mark, &report_tx, fsync.as_ref()))
         .map_err(|e| Error::Storage(format!("cannot start the persistence worker: {e}")))?;
     store.pipeline(tx, mark);
     Ok(Worker { reports, thread })
@@ -54,11 +62,18 @@ fn run(
     queue: &mpsc::Receiver<QueuedWrite>,
     mark: &DurableMark,
     reports: &UnboundedSender<Report>,
+    fsync: Option<&crate::metrics::NodeCounters>,
 ) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         group.extend(queue.try_iter());
-        match write_group(writer, group) {
+        let synced = group.iter().any(|w| w.sync);
+        let started = std::time::Instant::now();
+        let written = write_group(writer, group);
+        if let (true, Some(m)) = (synced, fsync) {
+            m.observe_fsync(started.elapsed());
+        }
+        match written {
             Ok(number) => {
                 mark.advance(number);
                 // The node task may be gone (stopping): the write is durable anyway.

@@ -343,8 +343,12 @@ impl PeerTask {
                     }
                 }
                 Outbound::Snapshot(m) => {
+                    let (index, term) = (m.get_snapshot().get_metadata().index, m.term);
                     let delivered = self.send_snapshot(m).await;
-                    tracing::info!(peer = self.to, delivered, "snapshot sent");
+                    if delivered {
+                        self.handle.counters().snapshots_sent.inc();
+                    }
+                    tracing::info!(peer = self.to, delivered, index, term, "snapshot sent");
                     self.handle
                         .peer_event_wait(PeerEvent::SnapshotStatus {
                             peer: self.to,

@@ -403,6 +403,7 @@ impl Admin for AdminService {
             members: self.members(&st),
             applied_log_time_ms: st.applied_log_time_ms,
             removed: st.removed,
+            version: crate::metrics::VERSION.to_string(),
         }))
     }
 

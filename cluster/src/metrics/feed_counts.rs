@@ -1,0 +1,112 @@
+//! Counts of the engine's events (holds placed and resolved, seats, referral moves), read
+//! from the node's change feed by a task of its own, like any watcher: nothing is added to
+//! apply. Counted from the node's start; a count that fell too far behind resumes where it
+//! stopped while the feed keeps the events, and from the present otherwise (a snapshot
+//! installed here skips the entries it covers: their events never pass through this node).
+
+use crate::feed::{Cursor, Feed, FeedError};
+use ninety_engine::Event;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Wait between attempts while the node has not applied anything yet.
+const FEED_RETRY_MS: u64 = 200;
+
+type StateLabel = [(&'static str, &'static str); 1];
+
+/// The event counts (module doc).
+#[derive(Clone, Debug, Default)]
+pub struct FeedCounts {
+    bed_holds_placed: Counter,
+    bed_holds_resolved: Family<StateLabel, Counter>,
+    seats_held: Counter,
+    seat_changes: Family<StateLabel, Counter>,
+    referral_moves: Family<StateLabel, Counter>,
+}
+
+impl FeedCounts {
+    pub(super) fn register(&self, r: &mut Registry) {
+        r.register(
+            "engine_bed_holds_placed",
+            "Bed holds placed, as applied by this node since it started",
+            self.bed_holds_placed.clone(),
+        );
+        r.register(
+            "engine_bed_holds_resolved",
+            "Bed holds resolved (confirmed, released, expired), as applied by this node since it started",
+            self.bed_holds_resolved.clone(),
+        );
+        r.register(
+            "engine_seats_held",
+            "Seats held or offered from a waitlist, as applied by this node since it started",
+            self.seats_held.clone(),
+        );
+        r.register(
+            "engine_seat_changes",
+            "Seats moved on (booked, released, expired, cancelled, no_show) since this node started",
+            self.seat_changes.clone(),
+        );
+        r.register(
+            "engine_referral_moves",
+            "Referrals created or moved, by the state they moved to, since this node started",
+            self.referral_moves.clone(),
+        );
+    }
+
+    /// Counts one event.
+    pub fn count(&self, event: &Event) {
+        match event {
+            Event::BedHoldPlaced { .. } => {
+                self.bed_holds_placed.inc();
+            }
+            Event::BedHoldResolved { state, .. } => {
+                self.bed_holds_resolved
+                    .get_or_create(&[("state", state.name())])
+                    .inc();
+            }
+            Event::SeatHeld { .. } | Event::SeatOffered { .. } => {
+                self.seats_held.inc();
+            }
+            Event::SeatChanged { state, .. } => {
+                self.seat_changes
+                    .get_or_create(&[("state", state.name())])
+                    .inc();
+            }
+            Event::ReferralMoved { state, .. } => {
+                self.referral_moves
+                    .get_or_create(&[("state", state.name())])
+                    .inc();
+            }
+            Event::BedChanged { .. } => {}
+        }
+    }
+
+    /// Counts the feed's events until it closes (or the task is aborted at shutdown).
+    pub async fn run(self, feed: Feed) {
+        let mut start = Cursor::default();
+        loop {
+            let mut sub = match feed.subscribe(start) {
+                Ok(s) => s,
+                Err(FeedError::Starting) => {
+                    tokio::time::sleep(Duration::from_millis(FEED_RETRY_MS)).await;
+                    continue;
+                }
+                // The resume point is gone: go on from the present.
+                Err(_) => {
+                    start = Cursor::default();
+                    continue;
+                }
+            };
+            start = loop {
+                match sub.next().await {
+                    Ok(e) => self.count(&e.event),
+                    Err(FeedError::Lagged { resume }) => break resume,
+                    Err(FeedError::Closed { .. }) => return,
+                    Err(_) => break Cursor::default(),
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Prometheus metrics of a node, served as OpenMetrics text on `metrics_listen` (node TOML;
+//! off when absent) at `GET /metrics`.
+//!
+//! **Crate.** `prometheus-client`, the Prometheus project's own Rust client: a typed
+//! registry owned by the node (no global state, so the in-process tests' nodes never share
+//! one), OpenMetrics text output, counters and gauges on atomics.
+//!
+//! **Cost.** Three kinds of metric, each kept off the hot path as far as it can be:
+//! * hot-path events ([`NodeCounters`], [`grpc::GrpcMetricsLayer`]) are atomic adds (a
+//!   histogram observation takes the crate's uncontended lock), done where the event
+//!   happens: the node task, the persistence worker, the transport and the gRPC layer;
+//! * state (Raft's term, indexes and leader; the engine's beds, seats and holds; the queues'
+//!   depth; the process) is read at scrape time from what the node already publishes: the
+//!   node task's `Summary`, the engine's published view, the queues' senders and
+//!   `/proc/self` ([`gauges`]), so a node nobody scrapes pays nothing for them and the node
+//!   task never computes a gauge;
+//! * the change feed's counts ([`feed_counts`]) come from a task of their own that reads
+//!   the feed like any watcher.
+
+pub mod feed_counts;
+pub mod gauges;
+pub mod grpc;
+pub mod http;
+pub mod node;
+
+pub use node::NodeCounters;
+
+use prometheus_client::registry::Registry;
+
+/// The node's version, with the git commit it was built from when the build knew it.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("NINETY_GIT_COMMIT"),
+    ")"
+);
+
+/// Everything a scrape reads: the registry of the event metrics and the sources of the
+/// scrape-time gauges.
+pub struct Metrics {
+    registry: Registry,
+    gauges: gauges::Gauges,
+    sources: gauges::Sources,
+}
+
+impl Metrics {
+    /// The registry of node `counters`, the gRPC layer's and the feed's counts, and the
+    /// scrape-time gauges read from `sources`.
+    pub fn new(
+        counters: &NodeCounters,
+        grpc: &grpc::GrpcMetrics,
+        feed: &feed_counts::FeedCounts,
+        sources: gauges::Sources,
+    ) -> Metrics {
+        let mut registry = Registry::with_prefix("ninety");
+        counters.register(&mut registry);
+        grpc.register(&mut registry);
+        feed.register(&mut registry);
+        let gauges = gauges::Gauges::new(&mut registry);
+        Metrics {
+            registry,
+            gauges,
+            sources,
+        }
+    }
+
+    /// The OpenMetrics text of a scrape: the gauges read now, then everything encoded.
+    pub fn scrape(&self) -> String {
+        self.gauges.refresh(&self.sources);
+        let mut text = String::new();
+        // Writing into a String does not fail; an encoding error would be a bug in a
+        // metric's labels, answered with what was written so far.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        text
+    }
+}
