@@ -6,7 +6,9 @@
 
 mod api;
 mod auth;
+mod backup;
 mod capacity;
+mod containers;
 mod demo;
 mod harness;
 mod hostile;
