@@ -20,9 +20,12 @@
 //! - [`feed`]: the change feed: the engine's events per applied entry, a bounded ring and
 //!   the broadcast the `Watch` service streams from.
 //! - [`security`]: certificates, identities, callers and roles, the audit log.
+//! - [`backup`]: the online backup file (`Admin.Backup`, `ninety cluster backup`) and the
+//!   data directories of a new cluster restored from one.
 //! - [`test_support`]: a deterministic key/value state machine and a manual clock for tests
 //!   and simulations.
 
+pub mod backup;
 pub mod engine_sm;
 pub mod error;
 pub mod feed;

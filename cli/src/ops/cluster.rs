@@ -92,6 +92,15 @@ pub enum ClusterCmd {
         #[arg(long)]
         id: Option<u64>,
     },
+    /// Saves a consistent copy of the live cluster's state to a file (Admin.Backup from the
+    /// first node of --nodes that answers): checked end to end (SHA-256, and the state
+    /// decoded and hashed) before the file is written.
+    Backup(super::backup::BackupArgs),
+    /// Makes a NEW cluster from a backup file: writes its configs as `cluster init` does
+    /// (same flags; a new cluster id and credentials) and each founding node's data
+    /// directory holding the backup's state at the backup's index. Start the nodes as
+    /// printed; nothing is contacted.
+    Restore(super::backup::RestoreArgs),
 }
 
 /// A node's two addresses, as `cluster init` and `add-member` take them.
@@ -149,6 +158,16 @@ pub struct InitArgs {
     /// anonymous with every role. For development on loopback only.
     #[arg(long)]
     pub insecure: bool,
+    /// Also write compose.yaml for Docker Compose: one container per node (image
+    /// --image), named nodeN on the compose network, each listening on --base-port and
+    /// --peer-base-port inside its container, with a volume for its data and a health
+    /// check; client ports published on the host's 127.0.0.1 at base-port + N - 1. Needs
+    /// --insecure and a built-in --region (docs/operations.md, "Run in containers").
+    #[arg(long, requires = "insecure", conflicts_with_all = ["addrs", "peer_addrs", "data_root", "spare_ids"])]
+    pub compose: bool,
+    /// The image compose.yaml runs (built by docker/build-image.sh).
+    #[arg(long, default_value = "ninety:latest", requires = "compose")]
+    pub image: String,
 }
 
 pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
@@ -228,6 +247,8 @@ pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
             Ok(())
         }
         ClusterCmd::Snapshot { id } => snapshot(g, id).await,
+        ClusterCmd::Backup(b) => super::backup::backup(g, b).await,
+        ClusterCmd::Restore(r) => super::backup::restore(g, r),
     }
 }
 
@@ -422,10 +443,16 @@ enum NodeSecurity<'a> {
     },
 }
 
-/// What every node of a new cluster shares: its region and its cluster id.
-struct ClusterFacts<'a> {
-    region: &'a str,
-    cluster_id: &'a str,
+/// What every node of a new cluster shares: its region and its cluster id; for a cluster
+/// restored from a backup, the backup it holds; in containers, what every node binds.
+pub struct ClusterFacts<'a> {
+    pub region: &'a str,
+    pub cluster_id: &'a str,
+    /// "cluster C at index I": the data directories hold this backup (no bootstrap).
+    pub restored_from: Option<&'a str>,
+    /// The addresses every node listens on inside its own container (`--compose`), where
+    /// the book's addresses are the containers' names.
+    pub binds: Option<&'a MemberAddrs>,
 }
 
 /// The commented-out metrics and log settings of a node's config: metrics are off until
@@ -464,7 +491,19 @@ fn node_toml(
         .find(|(i, _)| *i == id)
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
+    let me = cluster.binds.cloned().unwrap_or(me);
     let voters: Vec<u64> = (1..=n).collect();
+    let founding = match cluster.restored_from {
+        None => "# Founding voter: bootstraps an empty data dir once a majority of the founding\n\
+                 # voters answer and none has data; ignored once data exists.\n\
+                 init = true\n"
+            .to_string(),
+        Some(from) => format!(
+            "# Restored by `ninety cluster restore` from the backup of {from}: the data dir\n\
+             # holds that state, so this node never bootstraps.\n\
+             init = false\n"
+        ),
+    };
     let mut text = format!(
         "# Node {id} of a {n}-node ninety cluster, written by `ninety cluster init`.\n\
          # Start it with: ninety node --config {}\n\
@@ -477,9 +516,7 @@ fn node_toml(
          region = {}\n\
          # The cluster's id, the same on every node (stamped into data_dir/IDENTITY).\n\
          cluster_id = \"{}\"\n\
-         # Founding voter: bootstraps an empty data dir once a majority of the founding\n\
-         # voters answer and none has data; ignored once data exists.\n\
-         init = true\n\
+         {founding}\
          initial_voters = {voters:?}\n\
          fault_injection = false\n\
          # Audit log of state-changing and Admin calls (default: data_dir/audit.jsonl).\n\
@@ -549,9 +586,45 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
     if let Some(path) = &a.config {
         return check_config(g, path);
     }
+    let w = write_cluster(&a, None)?;
+    print_init(g, &a, &w, None);
+    Ok(())
+}
+
+/// What `cluster init` (or `restore`) wrote.
+pub struct Written {
+    /// The config directory.
+    pub dir: PathBuf,
+    pub region: String,
+    pub cluster_id: String,
+    /// One JSON object per founding node (id, config, listen, peer_listen, data_dir).
+    pub files: Vec<Value>,
+    /// Founding node id → its data directory.
+    pub data_dirs: Vec<(u64, PathBuf)>,
+    pub book: Vec<(u64, MemberAddrs)>,
+    pub material: Option<InitMaterial>,
+    /// compose.yaml, with `--compose`.
+    pub compose: Option<PathBuf>,
+}
+
+/// Writes the configs (and credentials, and compose.yaml) of a new cluster; `restored_from`
+/// names the backup its data directories will hold (`restore`). Checks everything before
+/// writing anything.
+pub fn write_cluster(a: &InitArgs, restored_from: Option<&str>) -> Result<Written, Failure> {
     let n = a.nodes_count;
-    let book = init_book(&a)?;
+    let book = if a.compose {
+        super::compose::book(a)?
+    } else {
+        init_book(a)?
+    };
     let region = init_region(&a.region)?;
+    if a.compose && region.starts_with('/') {
+        return Err(Failure::Usage(
+            "--compose: --region must be a built-in region (gba, test, yunnan, asean): a \
+             region file would have to be mounted into every container"
+                .into(),
+        ));
+    }
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let dir = absolute(&a.dir)?;
     let data_root = match &a.data_root {
@@ -586,27 +659,74 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
     };
     let cluster_id = ninety_cluster::runtime::identity::random_cluster_id()
         .map_err(|e| Failure::Other(anyhow::anyhow!("{e}")))?;
+    let binds = a.compose.then(|| super::compose::binds(a));
+    let facts = ClusterFacts {
+        region: &region,
+        cluster_id: &cluster_id,
+        restored_from,
+        binds: binds.as_ref(),
+    };
+    let places = Places {
+        dir: &dir,
+        data_root: &data_root,
+    };
+    let (files, data_dirs) = node_files(a, &places, &facts, &book, material.as_ref())?;
+    let compose = if a.compose {
+        Some(super::compose::write(a, &dir, &ids)?)
+    } else {
+        None
+    };
+    Ok(Written {
+        dir,
+        region,
+        cluster_id,
+        files,
+        data_dirs,
+        book,
+        material,
+        compose,
+    })
+}
+
+/// Where `cluster init` writes: the config directory and the data root.
+struct Places<'a> {
+    dir: &'a Path,
+    data_root: &'a Path,
+}
+
+/// Writes every founding node's config; their JSON descriptions and data directories.
+fn node_files(
+    a: &InitArgs,
+    at: &Places<'_>,
+    facts: &ClusterFacts<'_>,
+    book: &[(u64, MemberAddrs)],
+    material: Option<&InitMaterial>,
+) -> Result<(Vec<Value>, Vec<(u64, PathBuf)>), Failure> {
+    let n = a.nodes_count;
     let mut files = Vec::new();
-    for (k, (id, addrs)) in founding.iter().enumerate() {
+    let mut data_dirs = Vec::new();
+    for (k, (id, addrs)) in book[..n as usize].iter().enumerate() {
         let id = *id;
-        let path = dir.join(format!("node{id}.toml"));
-        let data = if a.data_root.is_some() {
-            data_root.join(id.to_string())
+        let path = at.dir.join(format!("node{id}.toml"));
+        let data = if a.compose {
+            PathBuf::from(super::compose::DATA_DIR)
+        } else if a.data_root.is_some() {
+            at.data_root.join(id.to_string())
         } else {
-            data_root.join(format!("node{id}"))
+            at.data_root.join(format!("node{id}"))
         };
-        let sec = match &material {
+        let sec = match material {
             Some(m) => NodeSecurity::Secure {
                 material: m,
                 node: &m.nodes[k],
             },
             None => NodeSecurity::Insecure,
         };
-        let facts = ClusterFacts {
-            region: &region,
-            cluster_id: &cluster_id,
+        let shown = match facts.binds {
+            Some(_) => PathBuf::from(super::compose::CONFIG_DIR).join(format!("node{id}.toml")),
+            None => path.clone(),
         };
-        let text = node_toml(id, n, &path, &data, &facts, &book, &sec);
+        let text = node_toml(id, n, &shown, &data, facts, book, &sec);
         ninety_cluster::runtime::config::FileConfig::parse(&text)
             .map_err(|e| Failure::Other(anyhow::anyhow!("generated config is invalid: {e}")))?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -619,21 +739,19 @@ fn init(g: &Global, a: InitArgs) -> Result<(), Failure> {
             file["tls_key"] = json!(node.key);
         }
         files.push(file);
+        data_dirs.push((id, data));
     }
-    print_init(g, &a, &dir, &region, &files, &book, material.as_ref());
-    Ok(())
+    Ok((files, data_dirs))
 }
 
 /// What `cluster init` wrote, and how to start and reach the cluster.
-fn print_init(
-    g: &Global,
-    a: &InitArgs,
-    dir: &Path,
-    region: &str,
-    files: &[Value],
-    book: &[(u64, MemberAddrs)],
-    material: Option<&InitMaterial>,
-) {
+/// `restored`: what a restore put into the data directories (JSON and text), shown first.
+pub(super) fn print_init(g: &Global, a: &InitArgs, w: &Written, restored: Option<(Value, String)>) {
+    if let Some(compose) = &w.compose {
+        return super::compose::print(g, a, w, compose);
+    }
+    let (dir, region, files, book) = (&w.dir, w.region.as_str(), &w.files, &w.book);
+    let material = w.material.as_ref();
     let n = a.nodes_count;
     let nodes: Vec<&str> = book
         .iter()
@@ -641,7 +759,10 @@ fn print_init(
         .map(|(_, m)| m.client.as_str())
         .collect();
     let nodes = nodes.join(",");
-    let mut human = format!(
+    let mut human = restored
+        .as_ref()
+        .map_or(String::new(), |r| format!("{}\n", r.1));
+    human += &format!(
         "wrote the configs of a {n}-node cluster (region {region}) to {}\n\
          clients call the `listen` addresses; the `peer_listen` ports are for the nodes \
          only (firewall them to the cluster's hosts)\n",
@@ -685,7 +806,11 @@ fn print_init(
     }
     let mut out = json!({
         "nodes": files, "region": region, "client_nodes": nodes, "insecure": material.is_none(),
+        "cluster_id": w.cluster_id,
     });
+    if let Some((r, _)) = restored {
+        out["restored"] = r;
+    }
     if let Some(m) = material {
         out["tls"] = json!({ "ca": m.ca_cert, "ca_key": m.ca_key });
         out["token_file"] = json!(m.token_file);

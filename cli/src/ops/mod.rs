@@ -19,9 +19,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tonic::{Code, Status};
 
+pub mod backup;
 pub mod capacity;
 pub mod cluster;
+pub mod compose;
 pub mod credentials;
+pub mod health;
 pub mod region;
 pub mod security;
 pub mod spot;
@@ -132,6 +135,16 @@ pub enum OpsCmd {
     Book(spot::BookArgs),
     /// A hospital's bed state changes: discharge, clean, block, unblock (Capacity).
     Capacity(capacity::CapacityArgs),
+    /// Whether the nodes' client listeners answer the gRPC health check (exit 0 when all
+    /// report SERVING): container health checks and probes.
+    Health(HealthArgs),
+}
+
+/// `ninety health`: only the shared options (--nodes, --cacert, --timeout).
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub g: Global,
 }
 
 /// Why a command failed.
@@ -353,6 +366,7 @@ pub fn run(cmd: OpsCmd) -> ExitCode {
         OpsCmd::Match(a) => a.g.json,
         OpsCmd::Book(a) => a.g.json,
         OpsCmd::Capacity(a) => a.json(),
+        OpsCmd::Health(a) => a.g.json,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -373,6 +387,7 @@ pub fn run(cmd: OpsCmd) -> ExitCode {
             OpsCmd::Match(a) => spot::match_specialist(a).await,
             OpsCmd::Book(a) => spot::book(a).await,
             OpsCmd::Capacity(a) => capacity::run(a).await,
+            OpsCmd::Health(a) => health::run(&a.g).await,
         }
     });
     match result {

@@ -6,8 +6,10 @@
 
 mod api;
 mod auth;
+mod backup;
 mod capacity;
 mod constraints;
+mod containers;
 mod demo;
 mod harness;
 mod hostile;

@@ -192,6 +192,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Admin/RemoveMember", Write(Operator)),
     ("Admin/TransferLeader", Write(Operator)),
     ("Admin/SnapshotNow", Write(Operator)),
+    // A read, but of the whole state at once: operators only.
+    ("Admin/Backup", Write(Operator)),
     ("Watch/Watch", Read),
     ("Capacity/Discharge", Write(Hospital)),
     ("Capacity/MarkBedClean", Write(Hospital)),

@@ -48,18 +48,36 @@
 //! summary, and with the hash is one trip to the node task, bounded by the node's command
 //! queue (`max_queued_commands`) and by `driver::HASHES_INFLIGHT_MAX`.
 //! All of them need the `operator` role (`security::roles`), and are audited.
+//!
+//! **Backup** streams the answering node's newest stored snapshot file, read off the
+//! async runtime by a blocking task (the node task never encodes or reads for it), in
+//! [`BACKUP_CHUNK_BYTES`] chunks: a header (cluster id, node, index, term, size) first, a
+//! SHA-256 of the bytes last; the file's own CRC-32 is checked as it is read, and a
+//! mismatch ends the stream with `DATA_LOSS`. The open file stays readable if the node
+//! deletes it for a newer snapshot meanwhile. With `fresh` the node first takes a snapshot
+//! as `SnapshotNow` does (sharing its once-per-[`SNAPSHOT_INTERVAL_MIN`] limit: within it,
+//! the last one is sent). At most [`BACKUPS_INFLIGHT_MAX`] streams per node; more are
+//! refused `RESOURCE_EXHAUSTED`. What the bytes are and how a new cluster is made from
+//! them: `crate::backup`.
 
 use super::convert::echo;
 use super::{invalid, Cluster};
 use crate::node::{MembershipChange, Reply};
 use crate::runtime::driver::Summary;
 use crate::runtime::transport::GRPC_MESSAGE_BYTES_MAX;
+use crate::storage::{SnapshotFiles, SnapshotId};
 use ninety_engine::{Command, RegionFile, Rejection, Request, RequestId};
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::admin_server::Admin;
+use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
+use std::io::Read;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_stream::Stream;
 use tonic::{Request as GrpcRequest, Response, Status};
 
 /// How long TransferLeader waits for the new leader to show.
@@ -86,6 +104,12 @@ pub const IMPORT_BUDGET_BYTES_MAX: u64 = 2 * GRPC_MESSAGE_BYTES_MAX as u64;
 pub const IMPORT_BUDGET_BYTES_PER_S: u64 = GRPC_MESSAGE_BYTES_MAX as u64 / 10;
 /// What the smallest `ImportRegion` call costs, bytes (a loop of tiny calls still pays).
 pub const IMPORT_CHARGE_BYTES_MIN: u64 = 64 * 1024;
+/// Bytes of snapshot data per `Backup` chunk (well below the clients' 4 MiB message limit).
+pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+/// `Backup` streams one node serves at once (each holds a file open and a reader thread).
+pub const BACKUPS_INFLIGHT_MAX: usize = 2;
+/// Chunks read ahead of a slow `Backup` receiver.
+const BACKUP_CHUNKS_QUEUED: usize = 4;
 // A full-size import must fit in a full budget, or it could never run.
 const _: () = assert!(IMPORT_BUDGET_BYTES_MAX >= GRPC_MESSAGE_BYTES_MAX as u64);
 const _: () = assert!(IMPORT_BUDGET_BYTES_PER_S > 0);
@@ -143,6 +167,10 @@ pub struct AdminService {
     pub snapshots: tokio::sync::Mutex<SnapshotLedger>,
     /// `ImportRegion`'s byte budget; held for the whole import (one at a time).
     pub imports: tokio::sync::Mutex<ImportBudget>,
+    /// The node's snapshot directory, which `Backup` reads (`None`: no backups served).
+    pub snapshot_dir: Option<PathBuf>,
+    /// `Backup` streams in flight (module doc).
+    pub backups: Arc<Semaphore>,
 }
 
 impl AdminService {
@@ -151,7 +179,15 @@ impl AdminService {
             cluster,
             snapshots: tokio::sync::Mutex::new(SnapshotLedger::default()),
             imports: tokio::sync::Mutex::new(ImportBudget::new(tokio::time::Instant::now())),
+            snapshot_dir: None,
+            backups: Arc::new(Semaphore::new(BACKUPS_INFLIGHT_MAX)),
         }
+    }
+
+    /// Serves `Backup` from the snapshot files in `dir`.
+    pub fn with_snapshot_dir(mut self, dir: PathBuf) -> AdminService {
+        self.snapshot_dir = Some(dir);
+        self
     }
 }
 
@@ -291,6 +327,31 @@ impl AdminService {
             }
             tokio::time::sleep(LEADER_POLL_INTERVAL).await;
         }
+    }
+
+    /// `Backup`'s `fresh`: a snapshot taken now (its id and state hash), or `None` when
+    /// this node took one within [`SNAPSHOT_INTERVAL_MIN`] (the newest stored is recent).
+    async fn fresh_snapshot(&self) -> Result<Option<(SnapshotId, Vec<u8>)>, Status> {
+        let mut ledger = self.snapshots.lock().await;
+        let now = tokio::time::Instant::now();
+        if ledger
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < SNAPSHOT_INTERVAL_MIN)
+        {
+            return Ok(None);
+        }
+        let s = self
+            .cluster
+            .handle
+            .snapshot_now()
+            .await
+            .map_err(|e| self.cluster.request_error(e))?;
+        ledger.last = Some(now);
+        let id = SnapshotId {
+            index: s.index,
+            term: s.term,
+        };
+        Ok(Some((id, s.state_hash.to_vec())))
     }
 
     async fn change(
@@ -549,6 +610,134 @@ impl Admin for AdminService {
         }
         ledger.answers.push_back((id, answer.clone()));
         Ok(Response::new(answer))
+    }
+
+    type BackupStream = BackupChunks;
+
+    async fn backup(
+        &self,
+        request: GrpcRequest<pb::BackupRequest>,
+    ) -> Result<Response<BackupChunks>, Status> {
+        let Some(dir) = self.snapshot_dir.clone() else {
+            return Err(Status::failed_precondition(
+                "this node serves no backups: it has no snapshot directory",
+            ));
+        };
+        let permit = self.backups.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{BACKUPS_INFLIGHT_MAX} backups are already streaming from this node; retry \
+                 when one has finished"
+            ))
+        })?;
+        let fresh = if request.get_ref().fresh {
+            self.fresh_snapshot().await?
+        } else {
+            None
+        };
+        let want = fresh.as_ref().map(|f| f.0);
+        let snap = tokio::task::spawn_blocking(move || open_snapshot(&dir, want))
+            .await
+            .map_err(|e| Status::internal(format!("backup reader: {e}")))??;
+        let header = pb::BackupHeader {
+            cluster_id: self.cluster.book.stamp().cluster_id,
+            node_id: self.cluster.handle.summary().id,
+            snapshot_index: snap.id.index,
+            snapshot_term: snap.id.term,
+            snapshot_bytes: snap.bytes,
+            state_hash: fresh
+                .filter(|f| f.0 == snap.id)
+                .map(|f| f.1)
+                .unwrap_or_default(),
+        };
+        let (tx, rx) = mpsc::channel(BACKUP_CHUNKS_QUEUED);
+        tokio::task::spawn_blocking(move || send_chunks(snap, header, tx, permit));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The `Backup` stream.
+pub type BackupChunks =
+    Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send + 'static>>;
+
+/// An opened snapshot file, positioned at its body: its id, length and CRC-32.
+struct OpenSnapshot {
+    id: SnapshotId,
+    file: std::fs::File,
+    bytes: u64,
+    crc: u32,
+}
+
+/// Opens snapshot `want`, or else the newest readable one in `dir` (module doc).
+fn open_snapshot(dir: &std::path::Path, want: Option<SnapshotId>) -> Result<OpenSnapshot, Status> {
+    let files = SnapshotFiles::existing(dir);
+    let ids = files
+        .list()
+        .map_err(|e| Status::unavailable(format!("snapshot directory: {e}")))?;
+    let mut failed = None;
+    for id in want.into_iter().chain(ids.into_iter().rev()) {
+        match files.open_body(id) {
+            Ok((file, bytes, crc)) => {
+                return Ok(OpenSnapshot {
+                    id,
+                    file,
+                    bytes,
+                    crc,
+                })
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(match failed {
+        None => Status::failed_precondition(
+            "this node has stored no snapshot yet: call Backup with fresh = true",
+        ),
+        Some(e) => Status::data_loss(format!("no readable snapshot file: {e}")),
+    })
+}
+
+/// Reads `snap` in chunks into `tx`, the header first and the SHA-256 last, checking the
+/// file's CRC-32 before the last chunk goes out; holds `_permit` until done.
+fn send_chunks(
+    mut snap: OpenSnapshot,
+    header: pb::BackupHeader,
+    tx: mpsc::Sender<Result<pb::BackupChunk, Status>>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (mut sha, mut crc) = (Sha256::new(), crc32fast::Hasher::new());
+    let mut header = Some(header);
+    let mut sent = 0u64;
+    loop {
+        let len = (snap.bytes - sent).min(BACKUP_CHUNK_BYTES as u64) as usize;
+        let mut data = vec![0u8; len];
+        if let Err(e) = snap.file.read_exact(&mut data) {
+            let why = format!("snapshot {}-{}: {e}", snap.id.index, snap.id.term);
+            let _ = tx.blocking_send(Err(Status::data_loss(why)));
+            return;
+        }
+        sha.update(&data);
+        crc.update(&data);
+        sent += len as u64;
+        let last = sent == snap.bytes;
+        let mut chunk = pb::BackupChunk {
+            header: header.take(),
+            data,
+            sha256: Vec::new(),
+        };
+        if last {
+            if crc.clone().finalize() != snap.crc {
+                let _ = tx.blocking_send(Err(Status::data_loss(format!(
+                    "snapshot {}-{} is damaged on this node (CRC-32): back up from another node",
+                    snap.id.index, snap.id.term
+                ))));
+                return;
+            }
+            chunk.sha256 = sha.clone().finalize().to_vec();
+        }
+        if tx.blocking_send(Ok(chunk)).is_err() || last {
+            return;
+        }
     }
 }
 

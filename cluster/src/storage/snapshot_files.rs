@@ -164,6 +164,26 @@ impl SnapshotFiles {
         Ok(())
     }
 
+    /// The snapshot directory `dir` as it is, for a reader beside the node that owns it
+    /// (an online backup): unlike [`SnapshotFiles::open`], creates and deletes nothing.
+    pub fn existing(dir: impl AsRef<Path>) -> SnapshotFiles {
+        SnapshotFiles {
+            dir: dir.as_ref().to_path_buf(),
+        }
+    }
+
+    /// Opens snapshot `id` for streaming its body: checks the header and returns the file
+    /// positioned at the body, the body's length and its CRC-32 (to check once read). The
+    /// open file stays readable if the node deletes it meanwhile (a newer snapshot).
+    pub fn open_body(&self, id: SnapshotId) -> Result<(File, u64, u32), Error> {
+        let path = self.path(id);
+        let mut f = File::open(&path).map_err(|e| at(&path, e))?;
+        let mut head = [0u8; HEADER_BYTES];
+        f.read_exact(&mut head).map_err(|e| at(&path, e))?;
+        let (body_len, body_crc) = check_header(&head).map_err(|e| at(&path, e))?;
+        Ok((f, body_len, body_crc))
+    }
+
     /// The snapshot files present, oldest first (temporary files excluded).
     pub fn list(&self) -> Result<Vec<SnapshotId>, Error> {
         let mut ids: Vec<SnapshotId> = self
