@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message as _;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
@@ -333,14 +332,18 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// The machine-readable refusal attached to a status by the server, if any.
+/// The machine-readable refusal attached to a status by the server, if any: the
+/// `ninety.v1.Rejection` inside the standard `google.rpc.Status` details (a bare `Rejection`
+/// from a node of an older version is read too). The standard details beside it
+/// (`BadRequest`, `ErrorInfo`, `RetryInfo`) are read with the [`ErrorDetailsExt`]
+/// methods (`tonic_types::StatusExt`, re-exported here).
 pub fn rejection(status: &Status) -> Option<pb::Rejection> {
-    let details = status.details();
-    if details.is_empty() {
-        return None;
-    }
-    pb::Rejection::decode(details).ok()
+    ninety_proto::status::rejection(status)
 }
+
+/// `tonic-types`' reader of the standard error details (`get_details_bad_request`,
+/// `get_details_error_info`, `get_details_retry_info`, ...), for use on a `tonic::Status`.
+pub use ninety_proto::status::StatusExt as ErrorDetailsExt;
 
 /// Whether a call that failed with this status may be sent again unchanged.
 pub fn is_retryable(code: Code) -> bool {

@@ -1724,9 +1724,7 @@ mod refusals {
         let retry = one.propose(&hold_ward(2));
         assert_eq!(
             one.engine().would_refuse(&hold_ward(2), one.engine().now()),
-            Some(Rejection::NoCapacity(
-                "ward W1 has no admissible bed".into()
-            )),
+            Some(Rejection::NoCapacity("ward 1 has no admissible bed".into())),
             "refused when it arrived"
         );
         one.settle();

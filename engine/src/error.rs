@@ -2,6 +2,9 @@
 //!
 //! A rejected command changes nothing (not even the dedup table), so a client may fix the
 //! request and retry with the same request id.
+//!
+//! The messages are what a client reads: ids appear as the API's plain numbers ("unknown
+//! ward 7", "hold 12 expired at 1764547200000 (Unix ms)"), times as Unix milliseconds.
 
 use crate::ids::*;
 use crate::time::LogTime;
@@ -44,7 +47,7 @@ pub enum Rejection {
     #[error("no capacity: {0}")]
     NoCapacity(String),
     /// The hold's expiry has passed; the next tick resolves it as expired.
-    #[error("hold {hold} expired at {expired_at}")]
+    #[error("hold {hold} expired at {} (Unix ms)", .expired_at.0)]
     Expired { hold: HoldId, expired_at: LogTime },
     /// The hold, booking, referral or consultation was already resolved.
     #[error("{what} already resolved as {state}")]
@@ -60,10 +63,10 @@ pub enum Rejection {
     #[error("request id {0} was already used for a different command")]
     RequestIdReused(RequestId),
     /// The patient may not book online until the given time (no-show policy).
-    #[error("online booking blocked until {until} after repeated no-shows")]
+    #[error("online booking blocked until {} (Unix ms) after repeated no-shows", .until.0)]
     BookingBlocked { until: LogTime },
     /// The cancellation deadline for the booking has passed.
-    #[error("cancellation deadline passed at {deadline}")]
+    #[error("cancellation deadline passed at {} (Unix ms)", .deadline.0)]
     CancellationTooLate { deadline: LogTime },
     /// A bed or slot is blocked or does not meet the request's needs.
     #[error("not admissible: {0}")]

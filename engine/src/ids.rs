@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// Ids display as the plain number the API uses (`ward_id: 1` is "ward 1" in a message, not
+/// an internal `W1`), so a refusal's text names what the client sent.
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
         $(#[$doc])*
         #[derive(
             Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize,
@@ -19,7 +21,7 @@ macro_rules! id_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0)
+                write!(f, "{}", self.0)
             }
         }
     };
@@ -27,39 +29,39 @@ macro_rules! id_type {
 
 id_type!(
     /// A hospital or a grassroots care point.
-    HospitalId(u32), "H"
+    HospitalId(u32)
 );
 id_type!(
     /// A ward of one hospital.
-    WardId(u32), "W"
+    WardId(u32)
 );
 id_type!(
     /// A physical bed of one ward.
-    BedId(u32), "B"
+    BedId(u32)
 );
 id_type!(
     /// A doctor of one hospital.
-    DoctorId(u32), "D"
+    DoctorId(u32)
 );
 id_type!(
     /// One bookable time segment of one doctor; assigned by `PublishSchedule`.
-    SlotId(u64), "S"
+    SlotId(u64)
 );
 id_type!(
     /// A bed hold or a slot hold (a slot hold that is booked keeps its id as the booking id).
-    HoldId(u64), "K"
+    HoldId(u64)
 );
 id_type!(
     /// A referral between two hospitals.
-    ReferralId(u64), "R"
+    ReferralId(u64)
 );
 id_type!(
     /// A joint (multi-doctor) remote consultation.
-    ConsultId(u64), "C"
+    ConsultId(u64)
 );
 id_type!(
     /// An alliance of hospitals (医联体, 医共体 or specialty alliance).
-    AllianceId(u32), "A"
+    AllianceId(u32)
 );
 
 /// The client's idempotency key: a retry with the same id returns the first answer.

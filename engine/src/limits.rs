@@ -90,5 +90,7 @@ pub const PATIENT_RECORDS_MAX: usize = 256;
 pub const FIND_SLOTS_LIMIT_MAX: usize = 500;
 /// Most referrals one worklist page may hold.
 pub const WORKLIST_LIMIT_MAX: usize = 500;
+/// Most wards one `ListWards` page may hold.
+pub const WARDS_PAGE_MAX: usize = 500;
 /// Most hospitals one reach answer lists.
 pub const REACH_HOSPITALS_MAX: usize = 1_000;

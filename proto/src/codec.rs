@@ -81,10 +81,12 @@ pub fn decode_status(e: &prost::DecodeError) -> Status {
         message: text.clone(),
         at_ms: 0,
     };
-    Status::with_details(
+    crate::status::with_details(
         tonic::Code::InvalidArgument,
         format!("the request does not decode: {text}"),
-        rejection.encode_to_vec().into(),
+        Some(&rejection),
+        crate::status::rejection_details(tonic::Code::InvalidArgument, &rejection),
+        tonic::metadata::MetadataMap::new(),
     )
 }
 
@@ -138,7 +140,7 @@ mod tests {
         let e = pb::HoldBedRequest::decode(&bytes[..]).unwrap_err();
         let s = decode_status(&e);
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        let r = pb::Rejection::decode(s.details()).unwrap();
+        let r = crate::status::rejection(&s).unwrap();
         assert_eq!(r.field, "patient_ref");
         assert_eq!(r.code, pb::RejectionCode::InvalidArgument as i32);
     }

@@ -21,7 +21,8 @@
 //! (for example `v1::bed_holds_server::BedHoldsServer`).
 //!
 //! The generated servers decode requests with [`codec::RequestCodec`]: a request that does
-//! not decode is answered `INVALID_ARGUMENT` naming the field, not `INTERNAL`.
+//! not decode is answered `INVALID_ARGUMENT` naming the field, not `INTERNAL`. Every refusal
+//! carries its details as a standard `google.rpc.Status` ([`status`]).
 //!
 //! The code in those modules is generated into `OUT_DIR` by `build.rs` and must not be
 //! edited: change the `.proto` files instead.
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod status;
 
 /// The node-to-node protocol (generated code).
 pub mod peer {

@@ -133,6 +133,7 @@ fn descriptor_set_lists_every_service_and_rpc() {
                 "ReleaseHold",
                 "GetHold",
                 "WardAvailability",
+                "ListWards",
                 "HoldBeds",
                 "ResolveHolds",
                 "Stream",
@@ -254,6 +255,7 @@ fn mutating_requests_start_with_request_id() {
     let read_only = [
         "GetHold",
         "WardAvailability",
+        "ListWards",
         "FindSlots",
         "MatchSpecialist",
         "GetReferral",

@@ -151,25 +151,38 @@ fn describe_stale(r: &ReadObs, expected: &[u8]) -> String {
     )
 }
 
-/// What one successful reply placed: a bed hold (with its bed and ward) or a seat (with
-/// its slot), checked against the engine after the entry.
+/// What one successful reply placed: a bed hold (with its bed and ward), a seat (with its
+/// slot) or new beds (`AddBeds`: the first id and how many, in a ward), checked against the
+/// engine after the entry.
 enum Placed {
     Bed(HoldId, BedId, WardId),
     Seat(HoldId, SlotId),
+    Beds(WardId, BedId, u32),
+}
+
+/// The beds of one entry, as its replies tell: which hold each bed was given to, and which
+/// beds were blocked (and not unblocked since).
+#[derive(Default)]
+struct EntryBeds {
+    given: BTreeMap<BedId, HoldId>,
+    blocked: BTreeSet<BedId>,
 }
 
 /// Tracks, inside one entry, which bed each hold placed in it was given: a bed given to a
 /// second hold while the first still has it (not released or discharged in between) is
 /// a double give the end-of-entry invariants would not see if the first hold were
-/// released later in the same entry. Covers `HoldBed` and `AllocateBed` alike.
+/// released later in the same entry. Covers `HoldBed`, `HoldBedForReferral` and
+/// `AllocateBed` alike. Likewise a bed blocked while a hold of the entry has it, or given
+/// while blocked (no `UnblockBed` in between).
 fn give(
     index: u64,
     command: &Command,
     outcome: &ninety_engine::Outcome,
-    given: &mut BTreeMap<BedId, HoldId>,
+    beds: &mut EntryBeds,
     placed: &mut Vec<Placed>,
     out: &mut Vec<String>,
 ) {
+    let given = &mut beds.given;
     match (command, outcome) {
         (
             _,
@@ -187,7 +200,26 @@ fn give(
                     "bed {bed} given twice in entry {index}: to hold {prev}, then to hold {hold}"
                 ));
             }
+            if beds.blocked.contains(bed) {
+                out.push(format!(
+                    "bed {bed} given to hold {hold} in entry {index} while blocked"
+                ));
+            }
             placed.push(Placed::Bed(*hold, *bed, *ward));
+        }
+        (Command::BlockBed { bed, .. }, Ok(_)) => {
+            if let Some(hold) = given.get(bed) {
+                out.push(format!(
+                    "bed {bed} blocked in entry {index} while hold {hold} has it"
+                ));
+            }
+            beds.blocked.insert(*bed);
+        }
+        (Command::UnblockBed { bed }, Ok(_)) => {
+            beds.blocked.remove(bed);
+        }
+        (Command::AddBeds { ward, .. }, Ok(Reply::BedsAdded { first, count })) => {
+            placed.push(Placed::Beds(*ward, *first, *count))
         }
         (_, Ok(Reply::SlotHeld { hold, slot, .. } | Reply::SlotAllocated { hold, slot, .. })) => {
             placed.push(Placed::Seat(*hold, *slot))
@@ -205,6 +237,10 @@ fn give(
 fn check_placed(engine: &Engine, index: u64, placed: &[Placed], out: &mut Vec<String>) {
     for p in placed {
         let ok = match *p {
+            Placed::Beds(ward, first, count) => (0..count).all(|i| {
+                let bed = engine.beds().bed(BedId(first.0 + i));
+                bed.is_some_and(|b| b.ward == ward)
+            }),
             Placed::Bed(hold, bed, ward) => {
                 engine
                     .beds()
@@ -214,11 +250,16 @@ fn check_placed(engine: &Engine, index: u64, placed: &[Placed], out: &mut Vec<St
             }
             Placed::Seat(hold, slot) => engine.slots().seat(hold).is_some_and(|s| s.slot == slot),
         };
-        if !ok {
-            let (Placed::Bed(hold, ..) | Placed::Seat(hold, ..)) = p;
-            out.push(format!(
+        if ok {
+            continue;
+        }
+        match *p {
+            Placed::Bed(hold, ..) | Placed::Seat(hold, ..) => out.push(format!(
                 "entry {index}: hold {hold} is not where its reply placed it"
-            ));
+            )),
+            Placed::Beds(ward, first, count) => out.push(format!(
+                "entry {index}: the {count} beds added from bed {first} are not in ward {ward}"
+            )),
         }
     }
 }
@@ -254,7 +295,6 @@ pub fn history(
     let mut out = Vec::new();
     let mut read_check = ReadCheck::new(reads);
     let mut state_from = 0;
-    let mut given = BTreeMap::new();
     let mut placed = Vec::new();
     let acked_at: BTreeSet<u64> = acks.iter().map(|a| a.index).collect();
     let final_at: BTreeSet<u64> = finals.iter().map(|r| r.applied_index).collect();
@@ -276,7 +316,7 @@ pub fn history(
         };
         let cmds: Vec<&[u8]> = batch.commands.iter().map(Vec::as_slice).collect();
         let outcomes = reference.apply(&ctx, &cmds);
-        given.clear();
+        let mut beds = EntryBeds::default();
         placed.clear();
         for (cmd, outcome) in batch.commands.iter().zip(&outcomes) {
             let (Ok(logged), Ok(applied)) = (
@@ -299,7 +339,7 @@ pub fn history(
                     index,
                     &req.command,
                     &applied.outcome,
-                    &mut given,
+                    &mut beds,
                     &mut placed,
                     &mut out,
                 );

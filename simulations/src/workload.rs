@@ -1,7 +1,12 @@
 //! The client workload: closed-loop clients that hold, confirm and release beds, discharge
 //! and clean them, hold, book, release and cancel slot seats, hold, book and release joint
 //! consultations, allocate beds and slots (`AllocateBed`, `AllocateSlot`: the engine
-//! chooses and holds), and read through ReadIndex (a bed hold, a seat or a ward's counts).
+//! chooses and holds), send the capacity and region commands of hospital systems and
+//! operators ([`capacity`]: block, unblock and add beds, staffed beds, ward, doctor and
+//! hospital records, roads, referral paths, the policy, lifting a no-show block, a bed held
+//! for a referral, cancelling a joint consultation), and read through ReadIndex (a bed hold,
+//! a seat, a ward's counts, a page of wards, a referral, a worklist page, a consultation, a
+//! patient's bookings or waitlist entries).
 //! A referral-channel seat needs a triaged referral of the patient, so a client that wants
 //! one first requests and triages a referral (`referral_seat`) and then names it; a few
 //! referral-channel asks name none, to keep the refusal in the history.
@@ -9,10 +14,13 @@
 //! usually acts on something real; stale references are fine, the engine refuses them and
 //! the refusal is part of the checked history.
 
+mod capacity;
+
 use crate::region::RegionInfo;
 use crate::rng::Rng;
 use ninety_cluster::engine_sm::Query;
 use ninety_engine::matching::{BedQuery, Origin, SlotQuery};
+use ninety_engine::read::{WaitlistQuery, WardPageQuery, WorklistQuery};
 use ninety_engine::{
     BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef, ReferralId,
     Rejection, Reply, Request, RequestId, Specialty, Urgency,
@@ -38,6 +46,8 @@ pub struct Owned {
     pub bed_holds: Vec<HoldId>,
     pub occupied: Vec<BedId>,
     pub to_clean: Vec<BedId>,
+    /// Beds this client blocked (`BlockBed`) and has not unblocked.
+    pub blocked: Vec<BedId>,
     pub slot_holds: Vec<HoldId>,
     pub bookings: Vec<HoldId>,
     pub consults: Vec<ConsultId>,
@@ -77,14 +87,15 @@ fn urgency(rng: &mut Rng) -> Urgency {
     }
 }
 
-/// Draws the next operation for a client: 10% reads, 8% allocations, the rest the other
-/// writes.
+/// Draws the next operation for a client: about 9% reads, 6% allocations, 8% capacity and
+/// region commands, the rest the other writes.
 pub fn next_op(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128) -> ClientOp {
-    let roll = rng.below(120);
+    let roll = rng.below(130);
     match roll {
         0..=99 => ClientOp::Write(next_command(rng, region, owned, patient, roll)),
         100..=107 => ClientOp::Write(allocation(rng, region, owned, patient, roll < 104)),
-        _ => ClientOp::Read(next_read(rng, region, owned)),
+        108..=117 => ClientOp::Write(capacity::command(rng, region, owned, PatientRef(patient))),
+        _ => ClientOp::Read(next_read(rng, region, owned, PatientRef(patient))),
     }
 }
 
@@ -183,18 +194,59 @@ fn referral_seat(
     })
 }
 
-/// A read: mostly something this client just wrote (so a stale replica is exposed), else a
-/// ward's counts (which every bed hold changes).
-fn next_read(rng: &mut Rng, region: &RegionInfo, owned: &Owned) -> Query {
-    let roll = rng.below(10);
-    if roll < 4 {
-        if let Some(h) = rng.pick(&owned.recent_bed_holds) {
-            return Query::Hold(*h);
+/// A read: mostly something this client just wrote (so a stale replica is exposed), else
+/// one of the reads of lists (a page of wards, a worklist page, the patient's bookings or
+/// waitlist entries) or a ward's counts (which every bed hold changes).
+fn next_read(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: PatientRef) -> Query {
+    let roll = rng.below(20);
+    let hospital = |rng: &mut Rng| take(rng, &region.hospitals).filter(|_| !rng.chance(300));
+    let referral = take(rng, &owned.triaged).or_else(|| take(rng, &owned.requested));
+    let consult = take(rng, &owned.consults).or_else(|| take(rng, &owned.booked_consults));
+    match roll {
+        0..=7 => {
+            if let Some(h) = rng.pick(&owned.recent_bed_holds) {
+                return Query::Hold(*h);
+            }
         }
-    } else if roll < 6 {
-        if let Some(h) = rng.pick(&owned.recent_seats) {
-            return Query::Seat(*h);
+        8..=11 => {
+            if let Some(h) = rng.pick(&owned.recent_seats) {
+                return Query::Seat(*h);
+            }
         }
+        12 | 13 => {
+            return Query::WardPage(WardPageQuery {
+                hospital: hospital(rng),
+                after: take(rng, &region.wards)
+                    .filter(|_| rng.chance(300))
+                    .unwrap_or(ninety_engine::WardId(0)),
+                limit: rng.range(1, 4) as usize,
+            })
+        }
+        14 => {
+            if let Some((_, r)) = referral {
+                return Query::Referral(r);
+            }
+        }
+        15 => {
+            return Query::Worklist(WorklistQuery {
+                hospital: hospital(rng),
+                incoming: true,
+                outgoing: true,
+                stages: Vec::new(),
+                reasons: Vec::new(),
+                urgencies: Vec::new(),
+                after: ReferralId(0),
+                limit: rng.range(1, 5) as usize,
+            })
+        }
+        16 => {
+            if let Some(c) = consult {
+                return Query::Consult(c);
+            }
+        }
+        17 => return Query::PatientBookings { patient, limit: 8 },
+        18 => return Query::Waitlist(WaitlistQuery::Patient(patient)),
+        _ => {}
     }
     let i = rng.below(region.wards.len().max(1) as u64) as usize;
     match (region.wards.get(i), region.ward_hospitals.get(i)) {
@@ -335,6 +387,16 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
         }
         (Command::Discharge { bed }, Err(_)) => remove(&mut owned.occupied, bed),
         (Command::MarkBedClean { bed }, _) => remove(&mut owned.to_clean, bed),
+        (Command::BlockBed { bed, .. }, Ok(_)) => {
+            remove(&mut owned.to_clean, bed);
+            remove(&mut owned.blocked, bed);
+            owned.blocked.push(*bed);
+        }
+        (Command::UnblockBed { bed }, _) => remove(&mut owned.blocked, bed),
+        (Command::CancelJointConsult { consult }, _) => {
+            remove(&mut owned.consults, consult);
+            remove(&mut owned.booked_consults, consult);
+        }
         (_, Ok(Reply::SlotHeld { hold, .. } | Reply::SlotAllocated { hold, .. })) => {
             owned.slot_holds.push(*hold);
             remember(&mut owned.recent_seats, *hold);
@@ -360,7 +422,8 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
 }
 
 /// Keeps the client's referrals up to date: a created one is requested, a triaged one may
-/// be named for seats until a seat ask refuses it (it expired, or was matched or closed).
+/// be named for seats and referral bed holds until an ask refuses it (it expired, or was
+/// matched or closed).
 fn learn_referrals(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outcome) {
     let keep = |v: &mut Vec<(PatientRef, ReferralId)>, x| {
         if v.len() >= REFERRALS_KEPT_MAX {
@@ -385,7 +448,8 @@ fn learn_referrals(owned: &mut Owned, request: &Request, outcome: &ninety_engine
             }
             | Command::AllocateSlot {
                 referral: Some(r), ..
-            },
+            }
+            | Command::HoldBedForReferral { referral: r, .. },
             Err(e),
         ) if refuses_referral(e) => owned.triaged.retain(|(_, x)| x != r),
         _ => {}

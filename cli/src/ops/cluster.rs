@@ -144,7 +144,13 @@ pub struct InitArgs {
     /// Where each node keeps its data: DATA_ROOT/N (default DIR/nodeN).
     #[arg(long)]
     pub data_root: Option<PathBuf>,
-    /// The region loaded through the log on first start: gba, test, or a region JSON path.
+    /// The region loaded through the log on first start: a built-in region or the path of a
+    /// region JSON file (docs/region-format.md). Built in, each with one clinic day of
+    /// schedules: gba (the Guangdong–Hong Kong–Macao Greater Bay Area's 90-minute circle,
+    /// 79 hospitals), yunnan (Kunming and remote prefectures up to ~700 km away), asean
+    /// (Nanning and partner hospitals in eight ASEAN capitals); and test (three hospitals,
+    /// for tests). The national region is too large for one bootstrap: make it a file with
+    /// `ninety region generate --preset national`.
     #[arg(long, default_value = "gba")]
     pub region: String,
     /// Extra ids to list in the address book for nodes added later (e.g. 4,5).
@@ -570,9 +576,13 @@ fn node_toml(
     text
 }
 
+/// The regions a node builds in (`ninety_cluster::runtime::load_region`), as `--region`
+/// names them; its help lists each (a test checks).
+pub const BUILT_IN_REGIONS: &[&str] = &["gba", "yunnan", "asean", "test"];
+
 /// The region as the configs name it: a preset, or the absolute path of a region file.
 fn init_region(region: &str) -> Result<String, Failure> {
-    if matches!(region, "gba" | "test" | "yunnan" | "asean") {
+    if BUILT_IN_REGIONS.contains(&region) {
         return Ok(region.to_string());
     }
     let p = Path::new(region);
@@ -1392,5 +1402,39 @@ async fn snapshot(g: &Global, only: Option<u64>) -> Result<(), Failure> {
             request_id: None,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// `ninety cluster`'s subcommands alone, to render `init --help`.
+    #[derive(clap::Parser)]
+    #[allow(dead_code)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    }
+
+    /// `cluster init --help` names every region a node builds in, and each of them loads.
+    #[test]
+    fn init_help_lists_every_built_in_region() {
+        let mut cmd = Cli::command();
+        let init = cmd.find_subcommand_mut("init").expect("init");
+        let help = init.render_long_help().to_string();
+        for region in BUILT_IN_REGIONS {
+            assert!(
+                help.contains(region),
+                "--help does not name {region}:\n{help}"
+            );
+            let loaded = ninety_cluster::runtime::load_region(region);
+            assert!(loaded.is_ok(), "a node does not build in {region}");
+        }
+        // Said to be a file, not built in: a node refuses the name.
+        assert!(help.contains("national"), "{help}");
+        assert!(ninety_cluster::runtime::load_region("national").is_err());
+        assert!(init_region("national").is_err());
     }
 }

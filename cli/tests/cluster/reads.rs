@@ -48,6 +48,7 @@ async fn the_platform_reads_answer_through_the_api() {
         let p = Procs::start(&[1, 2, 3], &[1, 2, 3], opts);
         let leader = p.wait_ready(Duration::from_secs(30)).await;
         wards(&p, leader, &region).await;
+        list_wards(&p, leader, &region).await;
         bookings(&p, leader, &region).await;
         referrals(&p, leader, &region).await;
     })
@@ -103,6 +104,62 @@ async fn wards(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
     assert_eq!(r.expect_err("not its ward").code(), Code::NotFound);
     let r = beds.ward_availability(ask(9_999_999, vec![])).await;
     assert_eq!(r.expect_err("unknown hospital").code(), Code::NotFound);
+}
+
+/// `ListWards`: the region's wards page by page (every ward once, by id, records as in
+/// the region file), a hospital's, NOT_FOUND for an unknown hospital, a bad `limit`
+/// refused naming it.
+async fn list_wards(p: &Procs, node: u64, region: &ninety_engine::RegionFile) {
+    let mut beds = p.beds(node);
+    let ask = |hospital_id, after_ward_id, limit| pb::ListWardsRequest {
+        hospital_id,
+        after_ward_id,
+        limit,
+        consistency: 0,
+    };
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = beds
+            .list_wards(ask(0, after, 7))
+            .await
+            .expect("a page of the region's wards")
+            .into_inner();
+        assert!(page.wards.len() <= 7);
+        for listed in &page.wards {
+            let (ward, counts) = (listed.ward.as_ref(), listed.availability.as_ref());
+            let (ward, counts) = (ward.expect("record"), counts.expect("counts"));
+            assert_eq!(ward.ward_id, counts.ward_id);
+            seen.push((ward.ward_id, ward.hospital_id, ward.name.clone()));
+        }
+        if page.next_after_ward_id == 0 {
+            break;
+        }
+        after = page.next_after_ward_id;
+    }
+    let mut expected: Vec<_> = region
+        .wards
+        .iter()
+        .map(|w| (w.ward.id.0, w.ward.hospital.0, w.ward.name.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every ward once, by id");
+    let hospital = region.wards[0].ward.hospital.0;
+    let theirs = beds
+        .list_wards(ask(hospital, 0, 0))
+        .await
+        .expect("a hospital's wards")
+        .into_inner();
+    let count = expected.iter().filter(|w| w.1 == hospital).count();
+    assert_eq!(theirs.wards.len(), count);
+    assert_eq!(theirs.next_after_ward_id, 0);
+    let r = beds.list_wards(ask(9_999_999, 0, 0)).await;
+    refused(r, Code::NotFound, "");
+    refused(
+        beds.list_wards(ask(0, 0, 501)).await,
+        Code::InvalidArgument,
+        "limit",
+    );
 }
 
 /// Publishes one remote slot at `t` for `doctor`; returns its id.

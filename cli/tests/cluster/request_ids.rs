@@ -112,7 +112,7 @@ async fn refusals(p: &Procs, leader: u64, ward: u32) {
             tonic::Code::InvalidArgument,
             "{request:?}: {err}"
         );
-        let detail = <pb::Rejection as prost::Message>::decode(err.details()).expect("details");
+        let detail = ninety_client::rejection(&err).expect("details");
         assert_eq!(detail.field, field, "{request:?}");
     }
 }

@@ -43,10 +43,25 @@ fn refused<T: std::fmt::Debug>(what: &str, r: Result<T, Status>) -> (Code, Strin
     (s.code(), field)
 }
 
-/// Asserts `INVALID_ARGUMENT` naming `field`.
+/// The field a stock decoder finds: `google.rpc.BadRequest`'s first `FieldViolation`, read
+/// with `tonic-types` alone (no ninety types), as grpcurl or any gRPC library would.
+fn stock_field(s: &Status) -> Option<String> {
+    use tonic_types::StatusExt as _;
+    let bad = s.get_details_bad_request()?;
+    bad.field_violations.first().map(|v| v.field.clone())
+}
+
+/// Asserts `INVALID_ARGUMENT` naming `field`, in the `Rejection` and in the standard
+/// `BadRequest` both.
 fn invalid<T: std::fmt::Debug>(what: &str, r: Result<T, Status>, field: &str) {
+    let s = r.expect_err(what);
     assert_eq!(
-        refused(what, r),
+        stock_field(&s).as_deref(),
+        Some(field),
+        "{what}: BadRequest of {s:?}"
+    );
+    assert_eq!(
+        refused(what, Err::<(), _>(s)),
         (Code::InvalidArgument, field.to_string()),
         "{what}"
     );
@@ -155,9 +170,10 @@ async fn undecodable_requests(p: &Procs, leader: u64, follower: u64) {
             let raw = raw_call(p, node, path, body.clone()).await;
             let s = &raw.status;
             assert_eq!(s.code(), Code::InvalidArgument, "{what} on n{node}: {s:?}");
-            let r = pb::Rejection::decode(s.details()).unwrap_or_default();
+            let r = ninety_client::rejection(s).unwrap_or_default();
             eprintln!("{what}: field {:?}: {}", r.field, s.message());
             assert_eq!(r.field, *field, "{what}: {s:?}");
+            assert_eq!(stock_field(s).as_deref(), Some(*field), "{what}: {s:?}");
         }
     }
 }

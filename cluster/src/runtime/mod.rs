@@ -439,6 +439,8 @@ fn client_reflection() -> Result<
     use tonic::server::NamedService;
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ninety_proto::FILE_DESCRIPTOR_SET)
+        // google.rpc.Status and its details: what refusals carry (ninety_proto::status).
+        .register_encoded_file_descriptor_set(ninety_proto::status::STANDARD_DETAILS_DESCRIPTOR_SET)
         .with_service_name(BedHoldsServer::<BedHoldsService>::NAME)
         .with_service_name(SchedulingServer::<SchedulingService>::NAME)
         .with_service_name(MatchingServer::<MatchingService>::NAME)

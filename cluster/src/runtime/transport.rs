@@ -57,6 +57,9 @@ pub struct PeerBook {
     /// One lazily connecting channel per peer (and the address it dials): HTTP/2
     /// multiplexes every call to that peer over one connection, which reconnects by itself.
     pooled: std::sync::Mutex<HashMap<u64, (String, PeerClient<Channel>)>>,
+    /// Peers whose last call from this node failed (cleared by the next that succeeds): a
+    /// leader hint never names one of them (`server::Cluster::unavailable`).
+    unreachable: std::sync::Mutex<BTreeSet<u64>>,
 }
 
 /// What a node states about itself in every peer call: its cluster id and incarnation
@@ -75,6 +78,7 @@ impl PeerBook {
             tls: None,
             pooled: Default::default(),
             stamp: Default::default(),
+            unreachable: Default::default(),
         }
     }
 
@@ -85,6 +89,7 @@ impl PeerBook {
             tls,
             pooled: Default::default(),
             stamp: Default::default(),
+            unreachable: Default::default(),
         }
     }
 
@@ -120,6 +125,22 @@ impl PeerBook {
         };
         pool.insert(id, (addr, client.clone()));
         Some(Ok(client))
+    }
+
+    /// Records whether the last call to peer `id` got through.
+    pub fn note_reachable(&self, id: u64, reachable: bool) {
+        let mut set = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        if reachable {
+            set.remove(&id);
+        } else {
+            set.insert(id);
+        }
+    }
+
+    /// Whether the last call this node made to peer `id` failed.
+    pub fn is_unreachable(&self, id: u64) -> bool {
+        let set = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        set.contains(&id)
     }
 
     /// The node's peer address (its `peer_listen`): what Raft and forwarding dial.
@@ -280,6 +301,7 @@ impl GrpcTransport {
             let task = PeerTask {
                 me: self.me,
                 stamp: self.book.stamp(),
+                book: self.book.clone(),
                 to,
                 client,
                 faults: self.faults.clone(),
@@ -327,6 +349,7 @@ impl Transport for GrpcTransport {
 struct PeerTask {
     me: u64,
     stamp: Stamp,
+    book: Arc<PeerBook>,
     to: u64,
     client: PeerClient<Channel>,
     faults: Arc<Faults>,
@@ -338,7 +361,9 @@ impl PeerTask {
         while let Some(item) = rx.recv().await {
             match item {
                 Outbound::Batch(messages) => {
-                    if !self.send_batch(messages).await {
+                    let sent = self.send_batch(messages).await;
+                    self.book.note_reachable(self.to, sent);
+                    if !sent {
                         self.handle.peer_event(PeerEvent::Unreachable(self.to));
                     }
                 }

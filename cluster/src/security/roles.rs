@@ -141,6 +141,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("BedHolds/ReleaseHold", Write(Referral)),
     ("BedHolds/GetHold", Read),
     ("BedHolds/WardAvailability", Read),
+    ("BedHolds/ListWards", Read),
     ("BedHolds/HoldBeds", Write(Referral)),
     ("BedHolds/ResolveHolds", Write(Referral)),
     ("BedHolds/Stream", Write(Referral)),

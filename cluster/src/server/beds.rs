@@ -58,7 +58,7 @@ fn hold_state(s: &HoldState) -> pb::HoldState {
 /// The wire form of one ward's availability: `free` is the admissible count and `blocked`
 /// includes the unstaffed free beds (`ninety_engine::read::WardInfo`), so the counts add
 /// up to the ward's physical beds.
-fn ward_pb(w: &WardInfo) -> pb::WardAvailability {
+pub(super) fn ward_pb(w: &WardInfo) -> pb::WardAvailability {
     let c = &w.counts;
     pb::WardAvailability {
         hospital_id: w.hospital.0,
@@ -587,6 +587,13 @@ impl BedHolds for BedHoldsService {
             wards,
             applied_index: index,
         }))
+    }
+
+    async fn list_wards(
+        &self,
+        request: GrpcRequest<pb::ListWardsRequest>,
+    ) -> Result<Response<pb::ListWardsResponse>, Status> {
+        super::wards::list(&self.cluster, request).await
     }
 
     async fn hold_beds(

@@ -209,7 +209,7 @@ fn ward_record(w: &pb::Ward, at: &Field) -> Result<Ward, Rejection> {
     })
 }
 
-fn ward_pb(w: &Ward) -> pb::Ward {
+pub(super) fn ward_pb(w: &Ward) -> pb::Ward {
     pb::Ward {
         ward_id: w.id.0,
         hospital_id: w.hospital.0,

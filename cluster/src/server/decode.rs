@@ -39,12 +39,21 @@ pub fn is_framing_error(s: &Status) -> bool {
             .any(|m| s.message().starts_with(m))
 }
 
-/// The `INVALID_ARGUMENT` that replaces a framing error.
+/// The `INVALID_ARGUMENT` that replaces a framing error, with the standard details of every
+/// refusal (`ninety_proto::status`): the `Rejection` and a `BadRequest` whose violation
+/// names the whole request (field `""`: the frame around the message is bad).
 pub fn framing_status(s: &Status) -> Status {
-    Status::invalid_argument(format!(
+    let message = format!(
         "the request does not decode: {}",
         super::refusal_text(s.message())
-    ))
+    );
+    let rejection = ninety_proto::v1::Rejection {
+        code: ninety_proto::v1::RejectionCode::InvalidArgument as i32,
+        field: String::new(),
+        message,
+        at_ms: 0,
+    };
+    ninety_proto::status::rejection_status(Code::InvalidArgument, &rejection)
 }
 
 /// The tower layer of [`DecodeErrors`] (for `Server::builder().layer`).
@@ -108,6 +117,11 @@ mod tests {
         let s = Status::from_header_map(rewritten.headers()).unwrap();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert!(s.message().contains("Unexpected EOF"), "{s:?}");
+        let r = ninety_proto::status::rejection(&s).expect("a Rejection in the details");
+        assert_eq!(
+            r.code,
+            ninety_proto::v1::RejectionCode::InvalidArgument as i32
+        );
         let kept = rewrite::<()>(ours.into_http());
         let s = Status::from_header_map(kept.headers()).unwrap();
         assert_eq!(s.code(), Code::Internal);

@@ -61,6 +61,7 @@ pub mod matching;
 pub mod referrals;
 pub mod schedules;
 pub mod scheduling;
+pub mod wards;
 pub mod watch;
 
 use crate::engine_sm::{self, Applied};
@@ -72,7 +73,6 @@ use ninety_engine::read::Answer;
 use ninety_engine::{Rejection, RejectionKind, Request, RequestId};
 use ninety_proto::peer::v1::{ForwardOutcome, ForwardRequest};
 use ninety_proto::v1 as pb;
-use prost::Message as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Status;
@@ -208,10 +208,8 @@ fn rejection_code(r: &Rejection) -> pb::RejectionCode {
 /// The per-item form of a failed call: the Rejection in the status details, or for a
 /// node-level failure (unknown outcome, busy) `REJECTION_CODE_UNAVAILABLE`.
 pub fn status_rejection(s: &Status) -> pb::Rejection {
-    if let Ok(r) = pb::Rejection::decode(s.details()) {
-        if r.code != pb::RejectionCode::Unspecified as i32 {
-            return r;
-        }
+    if let Some(r) = ninety_proto::status::rejection(s) {
+        return r;
     }
     let code = match s.code() {
         tonic::Code::InvalidArgument => pb::RejectionCode::InvalidArgument,
@@ -321,15 +319,57 @@ pub(crate) fn bad(r: Rejection) -> Status {
     rejection_status(&r)
 }
 
-/// Maps an engine rejection to its gRPC status (code by `Rejection::kind`).
+/// Maps an engine rejection to its gRPC status (code by `Rejection::kind`), with the
+/// details in the standard form (`ninety_proto::status`): a `google.rpc.Status` holding the
+/// `Rejection`, an `ErrorInfo`, and for `INVALID_ARGUMENT` a `BadRequest` naming the field.
 pub fn rejection_status(r: &Rejection) -> Status {
     let code = match r.kind() {
         RejectionKind::InvalidArgument => tonic::Code::InvalidArgument,
         RejectionKind::NotFound => tonic::Code::NotFound,
         RejectionKind::FailedPrecondition => tonic::Code::FailedPrecondition,
     };
-    let detail = rejection_pb(r);
-    Status::with_details(code, detail.message.clone(), detail.encode_to_vec().into())
+    ninety_proto::status::rejection_status(code, &rejection_pb(r))
+}
+
+/// How long a client should wait before retrying after a full queue or while no leader is
+/// known (`google.rpc.RetryInfo`): about one group-commit round, or one election timeout.
+pub const RETRY_BUSY_MS: u64 = 50;
+/// See [`RETRY_BUSY_MS`]: an election takes about a second (ten 100 ms ticks).
+pub const RETRY_NO_LEADER_MS: u64 = 1_000;
+
+/// A node-level refusal with standard details: `ErrorInfo` (`reason`, domain `ninety.v1`,
+/// `metadata`) and, when given, `RetryInfo`.
+pub fn node_status(
+    code: tonic::Code,
+    msg: String,
+    reason: &str,
+    metadata: std::collections::HashMap<String, String>,
+    retry_ms: Option<u64>,
+) -> Status {
+    use ninety_proto::status::{ErrorDetails, ERROR_DOMAIN};
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if let Some(ms) = retry_ms {
+        details.set_retry_info(Some(Duration::from_millis(ms)));
+    }
+    let none = Default::default();
+    ninety_proto::status::with_details(code, msg, None, details, none)
+}
+
+/// The leader to hint and the message: a leader this node cannot reach (its last peer call
+/// to it failed, or fault injection cuts it off) is not hinted, and the message says so.
+pub fn leader_hint(
+    book: &PeerBook,
+    faults: &Faults,
+    msg: String,
+    leader: Option<u64>,
+) -> (String, Option<u64>) {
+    match leader.filter(|&l| book.is_unreachable(l) || faults.is_blocked(l)) {
+        Some(l) => (
+            format!("{msg} (leader {l} is unreachable from this node)"),
+            None,
+        ),
+        None => (msg, leader),
+    }
 }
 
 /// The node-facing context every service shares.
@@ -363,15 +403,34 @@ impl Written {
 }
 
 impl Cluster {
-    /// `UNAVAILABLE` carrying the leader hint in metadata.
+    /// `UNAVAILABLE` carrying the leader hint in metadata (`x-ninety-leader-id`,
+    /// `x-ninety-leader-addr`) and in an `ErrorInfo` (reason `NOT_LEADER`, metadata
+    /// `leader_id`, `leader_addr`), with a `RetryInfo`. A leader this node cannot reach (its
+    /// last peer call failed, or fault injection cuts it off) is never hinted: a client sent
+    /// there would find it down; the message says so and the client tries the other nodes.
     pub fn unavailable(&self, msg: String, leader: Option<u64>) -> Status {
-        let mut s = Status::unavailable(msg);
+        let (msg, leader) = leader_hint(&self.book, &self.faults, msg, leader);
+        let addr = leader.and_then(|l| self.book.client(l));
+        let mut info = std::collections::HashMap::new();
+        if let Some(l) = leader {
+            info.insert("leader_id".to_string(), l.to_string());
+        }
+        if let Some(a) = &addr {
+            info.insert("leader_addr".to_string(), a.clone());
+        }
+        let reason = if leader.is_some() {
+            "NOT_LEADER"
+        } else {
+            "NO_LEADER"
+        };
+        let retry_ms = leader.is_none().then_some(RETRY_NO_LEADER_MS);
+        let mut s = node_status(tonic::Code::Unavailable, msg, reason, info, retry_ms);
         if let Some(l) = leader {
             if let Ok(v) = l.to_string().parse() {
                 s.metadata_mut().insert("x-ninety-leader-id", v);
             }
             // The leader's client address: the peer address serves no client API.
-            if let Some(addr) = self.book.client(l).and_then(|a| a.parse().ok()) {
+            if let Some(addr) = addr.and_then(|a| a.parse().ok()) {
                 s.metadata_mut().insert("x-ninety-leader-addr", addr);
             }
         }
@@ -391,7 +450,12 @@ impl Cluster {
     /// Maps a node-level failure to a status.
     pub fn request_error(&self, e: RequestError) -> Status {
         match e {
-            RequestError::Busy { .. } => Status::resource_exhausted(e.to_string()),
+            RequestError::Busy { queue } => {
+                let info = [("queue".to_string(), queue.to_string())].into();
+                let msg = e.to_string();
+                let code = tonic::Code::ResourceExhausted;
+                node_status(code, msg, "BUSY", info, Some(RETRY_BUSY_MS))
+            }
             RequestError::NotLeader { leader } => self.unavailable(e.to_string(), leader),
             RequestError::TooLarge { .. } => Status::invalid_argument(e.to_string()),
             RequestError::ConfChangeRejected(_)
@@ -520,7 +584,13 @@ impl Cluster {
             .await
             .map_err(|s| match s.code() {
                 tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument => s,
-                _ => no_route(&format!("forwarding failed: {}", s.message())),
+                code => {
+                    // The leader did not answer at all: hint no node known to be down.
+                    if code == tonic::Code::Unavailable {
+                        self.book.note_reachable(leader, false);
+                    }
+                    no_route(&format!("forwarding failed: {}", s.message()))
+                }
             })?
             .into_inner();
         match ForwardOutcome::try_from(reply.outcome) {
@@ -651,6 +721,50 @@ mod tests {
         assert!(s.message().ends_with('…'));
         let quoted = convert::echo(&"é".repeat(100));
         assert_eq!(quoted.chars().count(), convert::ECHO_CHARS_MAX + 3);
+    }
+
+    /// A leader whose last peer call from this node failed is never hinted; it is again
+    /// once a call gets through.
+    #[test]
+    fn a_leader_known_to_be_down_is_not_hinted() {
+        use crate::runtime::config::NodeAddrs;
+        let addrs = |n: u64| NodeAddrs {
+            peer: format!("127.0.0.1:{}", 7100 + n),
+            client: format!("127.0.0.1:{}", 7000 + n),
+        };
+        let book = PeerBook::new((1..=3).map(|n| (n, addrs(n))).collect());
+        let faults = Faults::new(None);
+        let hint = |leader| leader_hint(&book, &faults, "not the leader".into(), leader);
+        assert_eq!(hint(Some(2)), ("not the leader".to_string(), Some(2)));
+        book.note_reachable(2, false);
+        let (msg, leader) = hint(Some(2));
+        assert_eq!(leader, None);
+        assert!(msg.contains("leader 2 is unreachable"), "{msg}");
+        assert_eq!(
+            hint(Some(3)).1,
+            Some(3),
+            "only the unreachable node is left out"
+        );
+        book.note_reachable(2, true);
+        assert_eq!(hint(Some(2)).1, Some(2));
+    }
+
+    /// Refusals carry the standard details: the field in a `BadRequest` (read with
+    /// tonic-types alone), the `Rejection` beside it, and an `ErrorInfo` naming the code.
+    #[test]
+    fn refusals_carry_standard_details() {
+        use ninety_proto::status::StatusExt as _;
+        let s = rejection_status(&Rejection::invalid("slots[0].start", "in the past"));
+        let bad = s.get_details_bad_request().expect("BadRequest");
+        assert_eq!(bad.field_violations[0].field, "slots.0.start_ms");
+        assert_eq!(status_rejection(&s).field, "slots.0.start_ms");
+        let s = rejection_status(&Rejection::UnknownWard(ninety_engine::WardId(7)));
+        assert_eq!(s.message(), "unknown ward 7", "plain ids in messages");
+        assert!(s.get_details_bad_request().is_none());
+        assert_eq!(
+            s.get_details_error_info().expect("ErrorInfo").reason,
+            "NOT_FOUND"
+        );
     }
 
     /// docs/api.md states these limits; the numbers written there must be the constants.

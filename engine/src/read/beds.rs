@@ -1,11 +1,13 @@
-//! Bed reads: one bed hold with its hospital, and ward availability (free, held, occupied,
-//! to-clean, blocked by reason, staffed), for a hospital's wards or named ones.
+//! Bed reads: one bed hold with its hospital, ward availability (free, held, occupied,
+//! to-clean, blocked by reason, staffed) for a hospital's wards or named ones, and pages of
+//! ward records with their availability, of one hospital or of the region.
 
 use crate::beds::{BedHold, BedState, BlockReason, WardCounts};
 use crate::engine::Engine;
 use crate::error::Rejection;
 use crate::ids::*;
-use crate::region::Specialty;
+use crate::limits::WARDS_PAGE_MAX;
+use crate::region::{Specialty, Ward};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -31,7 +33,57 @@ pub struct WardInfo {
     pub blocked: BlockedBeds,
 }
 
+/// A page of wards: those of `hospital` (every hospital's when `None`) with an id above
+/// `after`, by id, at most `limit` (capped at `WARDS_PAGE_MAX`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WardPageQuery {
+    pub hospital: Option<HospitalId>,
+    pub after: WardId,
+    pub limit: usize,
+}
+
+/// One page of wards: each ward's record and availability, and the id to page on when more
+/// follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WardPage {
+    pub wards: Vec<(Ward, WardInfo)>,
+    pub next_after: Option<WardId>,
+}
+
 impl Engine {
+    /// A page of wards (see [`WardPageQuery`]); `None` when the hospital is unknown.
+    pub(crate) fn ward_page(&self, q: &WardPageQuery) -> Option<WardPage> {
+        if let Some(h) = q.hospital {
+            self.hospital(h)?;
+        }
+        let limit = q.limit.min(WARDS_PAGE_MAX);
+        let beds = self.beds();
+        let mut wards = Vec::new();
+        let mut more = false;
+        let listed = beds
+            .wards()
+            .filter(|w| w.id > q.after && q.hospital.is_none_or(|h| w.hospital == h));
+        for w in listed {
+            let Some(counts) = beds.counts(w.id) else {
+                continue;
+            };
+            if wards.len() == limit {
+                more = true;
+                break;
+            }
+            let info = WardInfo {
+                ward: w.id,
+                hospital: w.hospital,
+                specialty: w.specialty,
+                blocked: self.blocked_beds(w.id, counts),
+                counts,
+            };
+            wards.push((w.clone(), info));
+        }
+        let next_after = more.then(|| wards.last().map(|(w, _)| w.id)).flatten();
+        Some(WardPage { wards, next_after })
+    }
+
     /// A bed hold and its ward's hospital.
     pub fn bed_hold(&self, id: HoldId) -> Option<(BedHold, HospitalId)> {
         let hold = self.beds().hold(id)?.clone();

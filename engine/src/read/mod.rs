@@ -3,7 +3,7 @@
 //! read runs after its ReadIndex round) or, for matching and reach, on a published
 //! [`AvailabilityView`](crate::view::AvailabilityView) off the apply path.
 //!
-//! One module per domain: [`beds`] (holds, ward availability), [`slots`] (slots, seats,
+//! One module per domain: [`beds`] (holds, ward availability, pages of wards), [`slots`] (slots, seats,
 //! bookings of a patient, joint consultations, waitlists), [`referrals`] (referral records,
 //! their API stage, worklists) and [`matching`] (ranked specialists with their filters, the
 //! reach of a hospital). The cluster only carries these types as bytes: no read rule lives
@@ -17,7 +17,7 @@ pub mod matching;
 pub mod referrals;
 pub mod slots;
 
-pub use beds::{BlockedBeds, WardInfo};
+pub use beds::{BlockedBeds, WardInfo, WardPage, WardPageQuery};
 pub use matching::{MatchAsk, MatchInfo, Reach};
 pub use referrals::{ReasonKind, ReferralInfo, ReferralStage, StepInfo, WorklistQuery};
 pub use slots::{
@@ -67,6 +67,8 @@ pub enum Query {
     Waitlist(WaitlistQuery),
     /// Hospitals within `minutes` of `from` on the road graph, nearest first.
     Reach { from: HospitalId, minutes: u32 },
+    /// A page of ward records with their availability, of a hospital or the region.
+    WardPage(WardPageQuery),
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -97,6 +99,8 @@ pub enum Answer {
     Waitlist(Option<WaitlistInfo>),
     /// `None` when the hospital is unknown.
     Reach(Option<Vec<Reach>>),
+    /// `None` when the hospital is unknown.
+    WardPage(Option<WardPage>),
 }
 
 /// A record after a write, as the API reports it alongside the write's answer.
@@ -135,6 +139,7 @@ impl Engine {
             Query::Consult(id) => Answer::Consult(self.consult_info(*id)),
             Query::Waitlist(q) => Answer::Waitlist(self.waitlist_info(q)),
             Query::Reach { from, minutes } => Answer::Reach(matching::reach(view, *from, *minutes)),
+            Query::WardPage(q) => Answer::WardPage(self.ward_page(q)),
         }
     }
 

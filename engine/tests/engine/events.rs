@@ -10,6 +10,8 @@ fn seen(fx: &Fx) -> Vec<String> {
     fx.engine.events().iter().map(line).collect()
 }
 
+/// An event in short form; ids display as plain numbers, so the kind letter is written
+/// here (`K1` is hold 1, `B1` bed 1).
 fn line(e: &Event) -> String {
     let name = e.state_name();
     match e {
@@ -21,12 +23,12 @@ fn line(e: &Event) -> String {
             patient,
             ..
         } => format!(
-            "bed hold {hold} {name}: {bed} {ward} {hospital} P{}",
+            "bed hold K{hold} {name}: B{bed} W{ward} H{hospital} P{}",
             patient.0
         ),
         Event::BedHoldResolved {
             hold, bed, ward, ..
-        } => format!("bed hold {hold} {name}: {bed} {ward}"),
+        } => format!("bed hold K{hold} {name}: B{bed} W{ward}"),
         Event::SeatHeld {
             hold,
             slot,
@@ -40,15 +42,15 @@ fn line(e: &Event) -> String {
             hospital,
             patient,
             ..
-        } => format!("seat {hold} {name}: {slot} {hospital} P{}", patient.0),
-        Event::SeatChanged { hold, slot, .. } => format!("seat {hold} {name}: {slot}"),
+        } => format!("seat K{hold} {name}: S{slot} H{hospital} P{}", patient.0),
+        Event::SeatChanged { hold, slot, .. } => format!("seat K{hold} {name}: S{slot}"),
         Event::ReferralMoved {
             referral,
             from,
             reason,
             ..
-        } => format!("referral {referral} {name}: from {from} ({reason:?})"),
-        Event::BedChanged { bed, ward, .. } => format!("bed {bed} {name}: {ward}"),
+        } => format!("referral R{referral} {name}: from H{from} ({reason:?})"),
+        Event::BedChanged { bed, ward, .. } => format!("bed B{bed} {name}: W{ward}"),
     }
 }
 
@@ -60,7 +62,7 @@ fn a_bed_hold_is_placed_then_expires_on_the_tick() {
     fx.tick(5 * MINUTE);
     assert!(seen(&fx).is_empty(), "nothing is due yet: {:?}", seen(&fx));
     fx.tick(5 * MINUTE);
-    assert_eq!(seen(&fx), [format!("bed hold {hold} expired: B1 W1")]);
+    assert_eq!(seen(&fx), [format!("bed hold K{hold} expired: B1 W1")]);
 }
 
 #[test]
@@ -88,7 +90,7 @@ fn a_released_seat_offered_to_the_waitlist_is_on_the_feed() {
     let mut fx = Fx::new();
     let slot = fx.slot_of(2, Mode::Remote); // capacity 2, no quota, D2 at H2
     let first = fx.hold_slot(slot, 1, Channel::Public);
-    assert_eq!(seen(&fx), [format!("seat {first} held: S{slot} H2 P1")]);
+    assert_eq!(seen(&fx), [format!("seat K{first} held: S{slot} H2 P1")]);
     fx.hold_slot(slot, 2, Channel::Public);
     fx.run(Command::JoinWaitlist {
         doctor: DoctorId(2),
@@ -106,14 +108,14 @@ fn a_released_seat_offered_to_the_waitlist_is_on_the_feed() {
     assert_eq!(
         seen(&fx),
         [
-            format!("seat {first} released: S{slot}"),
-            format!("seat {offered} offered: S{slot} H2 P3"),
+            format!("seat K{first} released: S{slot}"),
+            format!("seat K{offered} offered: S{slot} H2 P3"),
         ]
     );
     fx.run(Command::BookSlot { hold: offered }).unwrap();
-    assert_eq!(seen(&fx), [format!("seat {offered} booked: S{slot}")]);
+    assert_eq!(seen(&fx), [format!("seat K{offered} booked: S{slot}")]);
     fx.run(Command::CancelBooking { booking: offered }).unwrap();
-    assert_eq!(seen(&fx), [format!("seat {offered} cancelled: S{slot}")]);
+    assert_eq!(seen(&fx), [format!("seat K{offered} cancelled: S{slot}")]);
 }
 
 #[test]
@@ -123,7 +125,7 @@ fn a_referral_moves_with_its_state_and_reason() {
     assert_eq!(
         seen(&fx),
         [format!(
-            "referral {referral} triaged: from H1 (AwaitingMatch)"
+            "referral R{referral} triaged: from H1 (AwaitingMatch)"
         )]
     );
     fx.run(Command::ReportNoCapacity {
@@ -134,7 +136,7 @@ fn a_referral_moves_with_its_state_and_reason() {
     assert_eq!(
         seen(&fx),
         [format!(
-            "referral {referral} triaged: from H1 (NoCapacity(\"no icu bed\"))"
+            "referral R{referral} triaged: from H1 (NoCapacity(\"no icu bed\"))"
         )]
     );
     fx.run(Command::CancelReferral {
@@ -145,7 +147,7 @@ fn a_referral_moves_with_its_state_and_reason() {
     assert_eq!(
         seen(&fx),
         [format!(
-            "referral {referral} cancelled: from H1 (Stated(\"patient recovered\"))"
+            "referral R{referral} cancelled: from H1 (Stated(\"patient recovered\"))"
         )]
     );
 }

@@ -120,7 +120,7 @@ fn the_hot_refusals_are_known_before_apply() {
     let full = fx.refuse(hold_ward(1, 3));
     assert_eq!(
         full,
-        Rejection::NoCapacity("ward W1 has no admissible bed".into())
+        Rejection::NoCapacity("ward 1 has no admissible bed".into())
     );
     let taken = fx.refuse(Command::HoldBed {
         target: BedTarget::Bed(BedId(1)),

@@ -91,6 +91,45 @@ fn ward_availability_lists_a_hospitals_wards_and_refuses_unknown_ones() {
     );
 }
 
+fn ward_page(fx: &mut Fx, hospital: Option<u32>, after: u32, limit: usize) -> Option<WardPage> {
+    let q = Query::WardPage(WardPageQuery {
+        hospital: hospital.map(HospitalId),
+        after: WardId(after),
+        limit,
+    });
+    match ask(fx, q) {
+        Answer::WardPage(page) => page,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ward_pages_list_a_hospitals_or_the_regions_wards_with_their_records() {
+    let mut fx = Fx::new();
+    let ids = |p: &WardPage| p.wards.iter().map(|(w, _)| w.id.0).collect::<Vec<_>>();
+    // The region: W1 then W2, one a page.
+    let first = ward_page(&mut fx, None, 0, 1).expect("the region's wards");
+    assert_eq!((ids(&first), first.next_after), (vec![1], Some(WardId(1))));
+    let (record, info) = &first.wards[0];
+    assert_eq!(
+        (record.hospital, info.hospital),
+        (HospitalId(3), HospitalId(3))
+    );
+    assert_eq!(record.staffed_beds, info.counts.staffed);
+    let second = ward_page(&mut fx, None, 1, 1).expect("page two");
+    assert_eq!((ids(&second), second.next_after), (vec![2], None));
+    assert_eq!(
+        ward_page(&mut fx, None, 2, 5).map(|p| p.wards.len()),
+        Some(0)
+    );
+    // A hospital's: H2 has W2 only; a page never exceeds the limit's cap, 0 is empty.
+    let h2 = ward_page(&mut fx, Some(2), 0, usize::MAX).expect("H2's wards");
+    assert_eq!((ids(&h2), h2.next_after), (vec![2], None));
+    let none = ward_page(&mut fx, None, 0, 0).expect("an empty page");
+    assert!(none.wards.is_empty());
+    assert_eq!(ward_page(&mut fx, Some(9), 0, 10), None, "unknown hospital");
+}
+
 #[test]
 fn a_patients_bookings_are_their_seats_and_bed_holds_newest_first() {
     let mut fx = Fx::new();

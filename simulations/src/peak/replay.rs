@@ -238,11 +238,10 @@ fn window(start: u64, end: u64) -> Option<pb::TimeRange> {
 /// The error kind of a refused call: the gRPC code and, when attached, the rejection code
 /// (`FAILED_PRECONDITION/NO_CAPACITY`).
 pub fn error_kind(s: &tonic::Status) -> String {
-    use prost::Message;
     let code = format!("{:?}", s.code());
     let code = grpc_code_name(&code);
-    match pb::Rejection::decode(s.details()) {
-        Ok(r) if r.code != 0 => {
+    match ninety_proto::status::rejection(s) {
+        Some(r) if r.code != 0 => {
             let name = pb::RejectionCode::try_from(r.code)
                 .map(|c| {
                     c.as_str_name()

@@ -348,16 +348,11 @@ fn peak_collector_counts_latency_and_errors() {
 
 #[test]
 fn peak_error_kind_names_grpc_code_and_rejection() {
-    use prost::Message;
     let rej = ninety_proto::v1::Rejection {
         code: ninety_proto::v1::RejectionCode::NoCapacity as i32,
         ..Default::default()
     };
-    let s = tonic::Status::with_details(
-        tonic::Code::FailedPrecondition,
-        "no bed",
-        rej.encode_to_vec().into(),
-    );
+    let s = ninety_proto::status::rejection_status(tonic::Code::FailedPrecondition, &rej);
     assert_eq!(replay::error_kind(&s), "FAILED_PRECONDITION/NO_CAPACITY");
     assert_eq!(
         replay::error_kind(&tonic::Status::unimplemented("x")),
