@@ -302,7 +302,7 @@ fn mutating_requests_start_with_request_id() {
             checked += 1;
         }
     }
-    // 65 rpcs in ninety.v1, 15 of them read-only.
+    // 66 rpcs in ninety.v1, 16 of them read-only.
     assert_eq!(checked, 50, "mutating rpcs checked");
 }
 
