@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the command encoding carried in the Raft log. 2: request ids keep all 128
 /// client bits and the log says who issued a request (`RequestKey`); nodes refuse data
-/// directories of version 1 (see `docs/operations.md`, "Upgrading from format 1").
-pub const COMMAND_FORMAT_VERSION: u16 = 2;
+/// directories of version 1 (see `docs/operations.md`, "Upgrading from format 1"). 3: the
+/// queries of `AllocateSlot` and `AllocateBed` carry travel and tier bounds (and beds their
+/// needs); it moves with snapshot format 3, which already needs a new cluster.
+pub const COMMAND_FORMAT_VERSION: u16 = 3;
 
 /// A request as the log carries it.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
