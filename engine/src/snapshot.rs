@@ -10,8 +10,9 @@
 //!
 //! An [`Image`] is an immutable copy of the canonical state for encoding elsewhere (the
 //! cluster writes snapshots on a thread of their own): [`Engine::image`] copies the small
-//! records and shares the beds' chunks (`cow_map`), and leaves the derived indexes and the
-//! published view out, so taking one costs far less than a clone of the engine.
+//! records and shares the beds' chunks (`cow_map`), and leaves the beds' derived indexes and
+//! the published view out, so taking one costs less than a clone of the engine (the slot
+//! book is still copied whole: `docs/storage.md`, "Snapshots off the node task").
 
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,7 @@ impl Image {
 }
 
 impl Engine {
-    /// A cheap immutable copy of the canonical state, to encode on another thread.
+    /// An immutable copy of the canonical state, to encode on another thread (beds shared).
     pub fn image(&self) -> Image {
         Image(Engine {
             name: self.name.clone(),
