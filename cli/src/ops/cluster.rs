@@ -704,6 +704,9 @@ struct Places<'a> {
     data_root: &'a Path,
 }
 
+/// Every founding node's JSON description, and node id → its data directory.
+type NodeFiles = (Vec<Value>, Vec<(u64, PathBuf)>);
+
 /// Writes every founding node's config; their JSON descriptions and data directories.
 fn node_files(
     a: &InitArgs,
@@ -711,7 +714,7 @@ fn node_files(
     facts: &ClusterFacts<'_>,
     book: &[(u64, MemberAddrs)],
     material: Option<&InitMaterial>,
-) -> Result<(Vec<Value>, Vec<(u64, PathBuf)>), Failure> {
+) -> Result<NodeFiles, Failure> {
     let n = a.nodes_count;
     let mut files = Vec::new();
     let mut data_dirs = Vec::new();

@@ -683,8 +683,9 @@ pub async fn serve(
         cluster: cluster.clone(),
     });
     let snapshot_dir = data_format::Layout::of(&cfg.data_dir).snapshots;
-    let admin = AdminServer::new(AdminService::new(cluster.clone()).with_snapshot_dir(snapshot_dir))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let admin =
+        AdminServer::new(AdminService::new(cluster.clone()).with_snapshot_dir(snapshot_dir))
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let scheduling = SchedulingServer::new(SchedulingService {
         cluster: cluster.clone(),
     });
