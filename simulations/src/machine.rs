@@ -59,17 +59,26 @@ impl Recorder {
 /// Shared handle on the recorder.
 pub type RecorderHandle = Rc<RefCell<Recorder>>;
 
+/// Each ward's held + occupied beds and staffed count after the previous apply.
+pub type WardLoads = BTreeMap<ninety_engine::WardId, (u32, u32)>;
+
 /// Checks the engine invariants that must hold after every apply; `deep` adds the slower
-/// per-seat checks.
-pub fn check_invariants(engine: &Engine, deep: bool) -> Result<(), String> {
+/// per-seat checks. `loads` is each ward's load and staffed count after the previous apply
+/// (updated here): a ward may be over its staffed beds only because they were cut
+/// (`SetStaffedBeds`, `UpsertWard` admit no one), never because a hold was admitted over
+/// them, so held + occupied above staffed must not have grown unless staffed shrank.
+pub fn check_invariants(engine: &Engine, deep: bool, loads: &mut WardLoads) -> Result<(), String> {
     let beds = engine.beds();
     for w in beds.wards() {
         let c = beds
             .counts(w.id)
             .ok_or_else(|| format!("ward {} has no counts", w.id))?;
-        if c.held + c.occupied > c.staffed {
+        let load = c.held + c.occupied;
+        let (before, staffed_before) = loads.get(&w.id).copied().unwrap_or((load, c.staffed));
+        loads.insert(w.id, (load, c.staffed));
+        if load > c.staffed && load > before && c.staffed >= staffed_before {
             return Err(format!(
-                "ward {}: held {} + occupied {} > staffed {}",
+                "ward {}: held {} + occupied {} > staffed {}, up from {before}",
                 w.id, c.held, c.occupied, c.staffed
             ));
         }
@@ -143,6 +152,8 @@ pub struct SimMachine {
     /// The node's local clock, ms (for the local-clock bug).
     local_ms: Rc<Cell<u64>>,
     hash_every: u64,
+    /// Ward loads after the previous apply ([`check_invariants`]); forgotten on restore.
+    loads: RefCell<WardLoads>,
 }
 
 impl SimMachine {
@@ -161,6 +172,7 @@ impl SimMachine {
             bugs,
             local_ms,
             hash_every: hash_every.max(1),
+            loads: RefCell::default(),
         }
     }
 
@@ -228,7 +240,8 @@ impl SimMachine {
         // simulator's largest cost) at the cadence itself.
         let deep = ctx.index.is_multiple_of((self.hash_every / 4).max(1));
         let hashed = ctx.index.is_multiple_of(self.hash_every);
-        if let Err(e) = check_invariants(self.inner.engine(), deep) {
+        let mut loads = self.loads.borrow_mut();
+        if let Err(e) = check_invariants(self.inner.engine(), deep, &mut loads) {
             rec.violation(format!(
                 "engine invariant broken on node {node} after index {}: {e}",
                 ctx.index
@@ -286,6 +299,7 @@ impl StateMachine for SimMachine {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        self.loads.borrow_mut().clear();
         self.inner.restore(data)
     }
 
