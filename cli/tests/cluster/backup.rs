@@ -181,6 +181,7 @@ async fn a_backup_under_load_restores_into_a_new_cluster() {
             dir: tempfile::tempdir().expect("temp dir"),
             ports: [1, 2, 3].map(|id| (id, free_port())).into(),
             peer_ports: [1, 2, 3].map(|id| (id, free_port())).into(),
+            metrics_ports: BTreeMap::new(),
             children: BTreeMap::new(),
             voters: vec![1, 2, 3],
             opts: Opts {

@@ -151,6 +151,7 @@ async fn doctor(c: &Client, doctor_id: u32, hospital_id: u32, languages: &[&str]
             capacity: 4,
             referral_reserved: 0,
             cancel_before_minutes: 0,
+            overbook: 0,
         }],
     })
     .await
