@@ -88,6 +88,7 @@ fn structured_runs_precheck_every_covered_command() {
         "CancelSeat",
         "AllocateSlot",
         "AllocateBed",
+        "AllocateBedForReferral",
     ];
     for name in covered {
         assert!(seen.get(name).copied().unwrap_or(0) > 0, "{name}: {seen:?}");
