@@ -13,6 +13,14 @@ use ninety_cluster::runtime::{
 };
 use std::io::IsTerminal;
 
+/// mimalloc instead of glibc's malloc: a node allocates and frees small buffers on many
+/// threads for every call (HTTP/2 frames, TLS records, protobuf messages, engine records),
+/// and glibc's arenas spent ~17 % of a leader's CPU in `malloc`/`free`/`malloc_consolidate`
+/// under the cluster bench (docs/performance.md, "The allocator"). Statically linked: the
+/// `FROM scratch` image needs no new library.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod demo;
 mod ops;
 mod sim;

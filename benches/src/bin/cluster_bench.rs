@@ -71,6 +71,15 @@ struct Args {
     /// one proposal: 256 clients × 64 items need more than the default.
     #[arg(long, default_value_t = 65_536)]
     max_pending_proposals: usize,
+    /// A top-level line added to every node's config, as TOML (`key = value`); repeatable.
+    /// E.g. `--node-option 'schedule_horizon_days = 1'`.
+    #[arg(long)]
+    node_option: Vec<String>,
+    /// Serve Prometheus metrics on every node (`metrics_listen`) and scrape all three every
+    /// this many ms during the run, as a Prometheus server would (0: metrics off, the
+    /// nodes' default). For the cost of metrics (issue 15).
+    #[arg(long, default_value_t = 0)]
+    metrics_scrape_ms: u64,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -95,6 +104,8 @@ struct Nodes {
     keep: bool,
     /// How the bench's clients reach the nodes (TLS and token, or neither).
     client: Config,
+    /// The nodes' metrics addresses (`--metrics-scrape-ms`).
+    metrics: Vec<String>,
 }
 
 impl Drop for Nodes {
@@ -274,9 +285,10 @@ fn bench_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Three client ports, then three peer ports: a node serves each on its own listener.
+/// Three client ports, then three peer ports: a node serves each on its own listener; the
+/// three metrics ports after them are `metrics_addrs`.
 fn free_addrs() -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let listeners: Vec<std::net::TcpListener> = (0..6)
+    let listeners: Vec<std::net::TcpListener> = (0..9)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
     let mut addrs: Vec<String> = listeners
@@ -297,11 +309,18 @@ fn node_toml(
     sec: &Security,
 ) -> String {
     let id = i + 1;
-    let extra = if args.max_pending_proposals > 0 {
+    let mut extra = if args.max_pending_proposals > 0 {
         format!("max_pending_proposals = {}\n", args.max_pending_proposals)
     } else {
         String::new()
     };
+    for line in &args.node_option {
+        extra.push_str(line);
+        extra.push('\n');
+    }
+    if args.metrics_scrape_ms > 0 {
+        extra.push_str(&format!("metrics_listen = \"{}\"\n", peer_addrs[3 + i]));
+    }
     let mut text = format!(
         "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = {}\n\
          region = \"gba\"\ninit = true\ncluster_id = \"cluster-bench\"\n{extra}{}\n[peers]\n",
@@ -345,6 +364,7 @@ fn start(args: &Args) -> anyhow::Result<Nodes> {
         dir: dir.clone(),
         keep: args.keep_data,
         client: sec.client.clone(),
+        metrics: peer_addrs[3..].to_vec(),
     };
     for i in 0..addrs.len() {
         let text = node_toml(i, args, &dir, (&addrs, &peer_addrs), &sec);
@@ -395,13 +415,43 @@ async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<
             })
             .await;
         if r.is_ok_and(|r| !r.wards.is_empty()) {
+            settle(&client, deadline).await?;
             eprintln!(
-                "leader {leader}; GBA region loaded through the log in {:.1} s",
+                "leader {leader}; GBA region and its schedules loaded through the log in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
             return Ok(leader);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Entries a settled cluster may apply per second without a client (the leader's log-time
+/// entries): more means the bootstrap is still loading.
+const SETTLED_ENTRIES_PER_SECOND_MAX: u64 = 5;
+
+/// Waits until the bootstrap has finished applying: the wards come first, then every
+/// doctor's rolling schedule (14 days of slots for the GBA: seconds of apply), which must
+/// not run inside a measured row.
+async fn settle(client: &Client, deadline: Instant) -> anyhow::Result<()> {
+    let applied = || async {
+        client
+            .cluster_status(pb::ClusterStatusRequest::default())
+            .await
+            .map(|s| s.applied_index)
+    };
+    let mut before = applied().await?;
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bootstrap did not settle in 300 s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = applied().await?;
+        if now.saturating_sub(before) <= SETTLED_ENTRIES_PER_SECOND_MAX {
+            return Ok(());
+        }
+        before = now;
     }
 }
 
@@ -870,6 +920,8 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
             "connections": args.connections,
             "ttl_ms": args.ttl_ms,
             "max_pending_proposals": args.max_pending_proposals,
+            "node_options": args.node_option,
+            "metrics_scrape_ms": args.metrics_scrape_ms,
         },
         "rows": rows.iter().map(|r| r.json(args.batch)).collect::<Vec<_>>(),
     }))
@@ -891,6 +943,12 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
         args.security, args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections, args.max_pending_proposals
     );
     print_header();
+    let scraper = (args.metrics_scrape_ms > 0).then(|| {
+        tokio::spawn(scrape(
+            nodes.metrics.clone(),
+            Duration::from_millis(args.metrics_scrape_ms),
+        ))
+    });
     let mut rows = Vec::new();
     for mode in &modes {
         for &c in &args.clients {
@@ -904,9 +962,41 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
             rows.push(row);
         }
     }
+    if let Some(task) = scraper {
+        task.abort();
+    }
     let load_end = loadavg();
     println!("load average at the end: {load_end}");
     report(&args, &rows, (load_start, load_end))
+}
+
+/// Scrapes every node's `/metrics` every `every`, as a Prometheus server would (plain
+/// HTTP/1.1, one connection per scrape); says once if a scrape fails.
+async fn scrape(addrs: Vec<String>, every: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tick = tokio::time::interval(every);
+    let mut warned = false;
+    loop {
+        tick.tick().await;
+        for a in &addrs {
+            let got = async {
+                let mut s = tokio::net::TcpStream::connect(a).await?;
+                let req =
+                    format!("GET /metrics HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n");
+                s.write_all(req.as_bytes()).await?;
+                let mut body = Vec::new();
+                s.read_to_end(&mut body).await?;
+                anyhow::ensure!(body.starts_with(b"HTTP/1.1 200"), "not 200");
+                anyhow::Ok(())
+            };
+            if let Err(e) = got.await {
+                if !warned {
+                    eprintln!("metrics scrape of {a} failed: {e}");
+                    warned = true;
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, naming it.

@@ -32,6 +32,11 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 /// Batches queued per peer before new ones are dropped: a few seconds of heartbeats and
 /// appends; a peer that falls further behind is probed and caught up by Raft instead.
 pub const PEER_QUEUE_MAX: usize = 256;
+/// Queued batches are merged into one peer RPC up to this many bytes of messages: the peer
+/// task sends one call at a time (Raft's order kept), so under load what queued during a
+/// call goes in the next one instead of one call each. Well under
+/// `GRPC_MESSAGE_BYTES_MAX`, which a single oversized append may still need on its own.
+pub const PEER_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// One peer RPC (a batch) must finish within this, or the peer is reported unreachable.
 pub const PEER_RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connecting to a peer must finish within this.
@@ -358,9 +363,18 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Outbound>) {
-        while let Some(item) = rx.recv().await {
+        let mut next = None;
+        loop {
+            let item = match next.take() {
+                Some(item) => item,
+                None => match rx.recv().await {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
             match item {
-                Outbound::Batch(messages) => {
+                Outbound::Batch(mut messages) => {
+                    next = coalesce(&mut messages, &mut rx);
                     let sent = self.send_batch(messages).await;
                     self.book.note_reachable(self.to, sent);
                     if !sent {
@@ -422,6 +436,26 @@ impl PeerTask {
     }
 }
 
+/// Appends the batches queued behind `messages` to it, up to [`PEER_BATCH_BYTES_MAX`];
+/// returns the item that did not fit (a snapshot, or a batch over the limit), to send next.
+fn coalesce(messages: &mut Vec<Vec<u8>>, rx: &mut mpsc::Receiver<Outbound>) -> Option<Outbound> {
+    let mut bytes: usize = messages.iter().map(Vec::len).sum();
+    while let Ok(item) = rx.try_recv() {
+        match item {
+            Outbound::Batch(more) => {
+                let more_bytes: usize = more.iter().map(Vec::len).sum();
+                if bytes.saturating_add(more_bytes) > PEER_BATCH_BYTES_MAX {
+                    return Some(Outbound::Batch(more));
+                }
+                bytes += more_bytes;
+                messages.extend(more);
+            }
+            snapshot => return Some(snapshot),
+        }
+    }
+    None
+}
+
 /// Splits a snapshot into the chunk stream `InstallSnapshot` expects (at least one chunk).
 fn snapshot_chunks(
     from: u64,
@@ -460,4 +494,50 @@ fn snapshot_chunks(
         offset += piece.len() as u64;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(tag: u8, bytes: usize) -> Outbound {
+        Outbound::Batch(vec![vec![tag; bytes]])
+    }
+
+    #[test]
+    fn queued_batches_merge_in_order_up_to_the_byte_limit() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for (tag, bytes) in [(2, 10), (3, PEER_BATCH_BYTES_MAX - 30), (4, 100), (5, 1)] {
+            tx.try_send(batch(tag, bytes)).expect("room");
+        }
+        let mut first = vec![vec![1u8; 10]];
+        let left = coalesce(&mut first, &mut rx);
+        let tags: Vec<u8> = first.iter().map(|m| m[0]).collect();
+        assert_eq!(
+            tags,
+            [1, 2, 3],
+            "merged in the order queued, under the limit"
+        );
+        match left {
+            Some(Outbound::Batch(m)) => assert_eq!(m[0][0], 4, "the batch that did not fit"),
+            _ => panic!("the batch over the limit must be sent next"),
+        }
+        let mut rest = vec![vec![6u8; 1]];
+        assert!(coalesce(&mut rest, &mut rx).is_none());
+        assert_eq!(rest.len(), 2, "what is still queued joins the next call");
+    }
+
+    #[test]
+    fn a_snapshot_is_never_merged_and_keeps_its_place() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.try_send(batch(2, 1)).expect("room");
+        tx.try_send(Outbound::Snapshot(Message::default()))
+            .expect("room");
+        tx.try_send(batch(3, 1)).expect("room");
+        let mut first = vec![vec![1u8; 1]];
+        let left = coalesce(&mut first, &mut rx);
+        assert_eq!(first.len(), 2);
+        assert!(matches!(left, Some(Outbound::Snapshot(_))));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Batch(_))));
+    }
 }
