@@ -508,7 +508,7 @@ mod tests {
     fn queued_batches_merge_in_order_up_to_the_byte_limit() {
         let (tx, mut rx) = mpsc::channel(8);
         for (tag, bytes) in [(2, 10), (3, PEER_BATCH_BYTES_MAX - 30), (4, 100), (5, 1)] {
-            tx.try_send(batch(tag, bytes)).expect("room");
+            assert!(tx.try_send(batch(tag, bytes)).is_ok(), "the queue has room");
         }
         let mut first = vec![vec![1u8; 10]];
         let left = coalesce(&mut first, &mut rx);
@@ -518,10 +518,10 @@ mod tests {
             [1, 2, 3],
             "merged in the order queued, under the limit"
         );
-        match left {
-            Some(Outbound::Batch(m)) => assert_eq!(m[0][0], 4, "the batch that did not fit"),
-            _ => panic!("the batch over the limit must be sent next"),
-        }
+        assert!(
+            matches!(&left, Some(Outbound::Batch(m)) if m[0][0] == 4),
+            "the batch over the limit must be sent next"
+        );
         let mut rest = vec![vec![6u8; 1]];
         assert!(coalesce(&mut rest, &mut rx).is_none());
         assert_eq!(rest.len(), 2, "what is still queued joins the next call");
@@ -530,10 +530,9 @@ mod tests {
     #[test]
     fn a_snapshot_is_never_merged_and_keeps_its_place() {
         let (tx, mut rx) = mpsc::channel(8);
-        tx.try_send(batch(2, 1)).expect("room");
-        tx.try_send(Outbound::Snapshot(Message::default()))
-            .expect("room");
-        tx.try_send(batch(3, 1)).expect("room");
+        assert!(tx.try_send(batch(2, 1)).is_ok());
+        assert!(tx.try_send(Outbound::Snapshot(Message::default())).is_ok());
+        assert!(tx.try_send(batch(3, 1)).is_ok());
         let mut first = vec![vec![1u8; 1]];
         let left = coalesce(&mut first, &mut rx);
         assert_eq!(first.len(), 2);
