@@ -167,9 +167,10 @@ pub struct InitArgs {
     /// Also write compose.yaml for Docker Compose: one container per node (image
     /// --image), named nodeN on the compose network, each listening on --base-port and
     /// --peer-base-port inside its container, with a volume for its data and a health
-    /// check; client ports published on the host's 127.0.0.1 at base-port + N - 1. Needs
-    /// --insecure and a built-in --region (docs/operations.md, "Run in containers").
-    #[arg(long, requires = "insecure", conflicts_with_all = ["addrs", "peer_addrs", "data_root", "spare_ids"])]
+    /// check; client ports published on the host's 127.0.0.1 at base-port + N - 1. TLS
+    /// and tokens as without --compose (the node's files mounted read-only), unless
+    /// --insecure. Needs a built-in --region (docs/operations.md, "Run in containers").
+    #[arg(long, conflicts_with_all = ["addrs", "peer_addrs", "data_root", "spare_ids"])]
     pub compose: bool,
     /// The image compose.yaml runs (built by docker/build-image.sh).
     #[arg(long, default_value = "ninety:latest", requires = "compose")]
@@ -555,10 +556,15 @@ fn node_toml(
             "\n# TLS on both listeners and towards the peers: peers must present a certificate\n\
              # signed by `ca`; clients verify this node with it.\n",
         );
+        // In containers the files are mounted under the config directory.
+        let seen = |p: &Path| match cluster.binds {
+            Some(_) => super::compose::tls_path(p),
+            None => p.to_path_buf(),
+        };
         text.push_str(&security::tls_stanza(
-            &material.ca_cert,
-            &node.cert,
-            &node.key,
+            &seen(&material.ca_cert),
+            &seen(&node.cert),
+            &seen(&node.key),
         ));
         text.push_str(&format!(
             "\n# Callers and their roles. The tokens themselves are in {} and {} (only\n\
@@ -658,9 +664,17 @@ pub fn write_cluster(a: &InitArgs, restored_from: Option<&str>) -> Result<Writte
         None
     } else {
         security::refuse_existing_ca(&dir, &tls_dir, &ids, a.force)?;
-        let addrs: Vec<(u64, [String; 2])> = founding
+        let addrs: Vec<(u64, Vec<String>)> = founding
             .iter()
-            .map(|(id, m)| (*id, [m.client.clone(), m.peer.clone()]))
+            .map(|(id, m)| {
+                let mut names = vec![m.client.clone(), m.peer.clone()];
+                if a.compose {
+                    // The client port published on the host's loopback, and the health
+                    // check inside the container: both call 127.0.0.1.
+                    names.push(super::compose::published(a, *id));
+                }
+                (*id, names)
+            })
             .collect();
         let name = dir
             .file_name()
@@ -682,7 +696,7 @@ pub fn write_cluster(a: &InitArgs, restored_from: Option<&str>) -> Result<Writte
     };
     let (files, data_dirs) = node_files(a, &places, &facts, &book, material.as_ref())?;
     let compose = if a.compose {
-        Some(super::compose::write(a, &dir, &ids)?)
+        Some(super::compose::write(a, &dir, &ids, material.as_ref())?)
     } else {
         None
     };

@@ -259,13 +259,13 @@ pub fn refuse_existing_ca(
 }
 
 /// Generates the cluster's CA, each founding node's certificate (its SANs: the hosts of its
-/// two addresses), the operator token and the hospital token; writes them (keys and
-/// tokens 0600).
+/// addresses: client and peer, and in containers also the published loopback address),
+/// the operator token and the hospital token; writes them (keys and tokens 0600).
 pub fn init_material(
     cluster_name: &str,
     dir: &Path,
     tls_dir: &Path,
-    nodes: &[(u64, [String; 2])],
+    nodes: &[(u64, Vec<String>)],
 ) -> Result<InitMaterial, Failure> {
     let cert_failed = |e: ninety_cluster::error::Error| Failure::Other(anyhow::anyhow!("{e}"));
     std::fs::create_dir_all(tls_dir).with_context(|| format!("creating {}", tls_dir.display()))?;

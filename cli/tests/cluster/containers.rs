@@ -1,7 +1,8 @@
 //! The region in containers: builds the image from the `ninety` binary these tests run
 //! (`docker/build-image.sh`: `FROM scratch`, the binary and the libraries `ldd` lists),
-//! writes a 3-node region with `ninety cluster init --compose`, starts it with Docker
-//! Compose, holds and confirms a bed through the API, kills the leader's container, checks
+//! writes a 3-node region with `ninety cluster init --compose` (TLS and tokens, the
+//! default), starts it with Docker Compose, holds and confirms a bed through the API,
+//! checks that a caller without a token is refused, kills the leader's container, checks
 //! that the other two keep serving and report healthy (the image's `ninety health`), and
 //! tears everything down (containers, volumes, network, image) on every exit path: a drop
 //! guard. Names carry the process id and time, so parallel runs do not collide.
@@ -146,7 +147,6 @@ fn prepare(compose: Vec<String>, base: u16) -> Region {
         "cluster",
         "init",
         "--compose",
-        "--insecure",
         "--region",
         "test",
         "--json",
@@ -158,7 +158,78 @@ fn prepare(compose: Vec<String>, base: u16) -> Region {
     ]);
     init.push(region._dir.path().display().to_string());
     ok(&init);
+    add_referral_token(region._dir.path());
     region
+}
+
+/// Makes a token with the `referral` role (holds beds) the documented way, `ninety cluster
+/// token`, and adds its stanza to every node config before the region starts.
+fn add_referral_token(dir: &Path) {
+    let out = dir.join("referral.token");
+    let made = ok(&strings(&[
+        env!("CARGO_BIN_EXE_ninety"),
+        "cluster",
+        "token",
+        "--json",
+        "--name",
+        "referral-service",
+        "--role",
+        "referral",
+        "--out",
+        &out.display().to_string(),
+    ]));
+    let answer: serde_json::Value = serde_json::from_str(&made).expect("token JSON");
+    let stanza = answer["stanza"].as_str().expect("stanza");
+    for id in 1..=3 {
+        let config = dir.join(format!("node{id}.toml"));
+        let text = std::fs::read_to_string(&config).expect("node config");
+        std::fs::write(&config, format!("{text}\n{stanza}")).expect("node config");
+    }
+}
+
+/// A client of the published ports with the region's CA and the token in `token_file`.
+fn client_of(dir: &Path, addrs: &[String], token_file: &str) -> Client {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let config = Config {
+        tls: Some(ninety_client::ClientTls {
+            ca_pem: read("tls/ca.pem"),
+            identity: None,
+            domain: None,
+        }),
+        token: Some(read(token_file)),
+        ..Config::default()
+    };
+    Client::new(addrs, config).expect("client")
+}
+
+/// The region refuses a caller without the token: TLS alone is not an identity.
+async fn refuses_the_anonymous(dir: &Path, addrs: &[String]) {
+    let ca = std::fs::read_to_string(dir.join("tls/ca.pem")).expect("ca.pem");
+    let config = Config {
+        tls: Some(ninety_client::ClientTls {
+            ca_pem: ca,
+            identity: None,
+            domain: None,
+        }),
+        max_attempts: 1,
+        ..Config::default()
+    };
+    let anonymous = Client::new(addrs, config).expect("client");
+    let answer = anonymous
+        .ward_availability(pb::WardAvailabilityRequest {
+            hospital_id: 1,
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(&answer, Err(s) if s.code() == tonic::Code::Unauthenticated),
+        "a call without a token: {answer:?}"
+    );
 }
 
 /// Holds a bed and confirms it, retrying (same request ids) until `within` has passed.
@@ -240,15 +311,17 @@ async fn a_region_in_containers_serves_through_the_loss_of_its_leader() {
             .expect("prepare");
         ok(&region.cmd(&["up", "-d"]));
         let addrs: Vec<String> = (0..3).map(|k| format!("127.0.0.1:{}", base + k)).collect();
-        let client = Client::new(&addrs, Config::default()).expect("client");
+        let dir = region._dir.path().to_path_buf();
+        let client = client_of(&dir, &addrs, "referral.token");
         hold_and_confirm(&client, 1, READY_WITHIN).await;
-        let victim = leader(&client).await;
+        refuses_the_anonymous(&dir, &addrs).await;
+        let victim = leader(&client_of(&dir, &addrs, "operator.token")).await;
         ok(&region.cmd(&["kill", &format!("node{victim}")]));
         let others: Vec<String> = (1..=3u64)
             .filter(|id| *id != victim)
             .map(|id| addrs[(id - 1) as usize].clone())
             .collect();
-        let survivors = Client::new(&others, Config::default()).expect("client");
+        let survivors = client_of(&dir, &others, "referral.token");
         hold_and_confirm(&survivors, 2, Duration::from_secs(30)).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         for id in (1..=3u64).filter(|id| *id != victim) {
