@@ -160,6 +160,11 @@ pub struct ReplayResult {
     pub bookings: Outcome,
     /// Bed holds confirmed (confirm_hold, admit_referral): in the trace, sent, admitted.
     pub admissions: Outcome,
+    /// No-shows (mark_no_show): in the trace, sent, recorded.
+    pub no_shows: Outcome,
+    /// Requests refused because the patient is blocked (`.../BOOKING_BLOCKED`, after
+    /// repeated no-shows).
+    pub blocked: u64,
     /// Latency of every sent request, from its scheduled time.
     pub latency: Latency,
     /// Trace ms per timeline bucket (at least one wall second).
@@ -281,6 +286,21 @@ fn is_booking(name: &str) -> bool {
 /// Admissions: a bed hold confirmed.
 fn is_admission(op: &Op) -> bool {
     matches!(op, Op::ConfirmHold { .. } | Op::AdmitReferral { .. })
+}
+
+/// The headline outcomes an op counts in: bookings, admissions, no-shows.
+fn outcomes<'a>(r: &'a mut ReplayResult, op: &Op) -> Vec<&'a mut Outcome> {
+    let mut v = Vec::new();
+    if is_booking(op.name()) {
+        v.push(&mut r.bookings);
+    }
+    if is_admission(op) {
+        v.push(&mut r.admissions);
+    }
+    if matches!(op, Op::MarkNoShow { .. }) {
+        v.push(&mut r.no_shows);
+    }
+    v
 }
 
 /// Bed traffic: ops that hold, admit or release beds.
@@ -446,8 +466,9 @@ impl Collector {
                     .or_default()
                     .requested += 1;
             }
-            r.bookings.requested += u64::from(is_booking(name));
-            r.admissions.requested += u64::from(is_admission(&e.op));
+            outcomes(r, &e.op)
+                .into_iter()
+                .for_each(|o| o.requested += 1);
             r.bed_events += u64::from(is_bed(&e.op));
         }
     }
@@ -517,18 +538,14 @@ impl Collector {
         self.tally(e, &fate, us);
         let name = e.op.name();
         let r = &mut self.result;
-        let booking = is_booking(name);
-        let admission = is_admission(&e.op);
         if fate.sent() {
             r.sent += 1;
-            r.bookings.sent += u64::from(booking);
-            r.admissions.sent += u64::from(admission);
+            outcomes(r, &e.op).into_iter().for_each(|o| o.sent += 1);
         }
         match fate {
             Fate::Ok(p) => {
                 r.ok += 1;
-                r.bookings.done += u64::from(booking);
-                r.admissions.done += u64::from(admission);
+                outcomes(r, &e.op).into_iter().for_each(|o| o.done += 1);
                 self.took(e, &p);
             }
             Fate::Failed(kind, message) => {
@@ -638,6 +655,12 @@ impl Collector {
         r.unrecorded = r
             .events
             .saturating_sub(r.ok + r.failed + r.overloaded + r.skipped);
+        r.blocked = r
+            .errors
+            .iter()
+            .filter(|(kind, _)| kind.ends_with("/BOOKING_BLOCKED"))
+            .map(|(_, n)| n)
+            .sum();
         if let Some(all) = &self.all {
             r.latency = latency(all);
         }
@@ -758,6 +781,13 @@ pub fn headline(r: &ReplayResult) -> Vec<(&'static str, String)> {
     rows.push(("bookings placed", outcome(r.bookings, "booking requests")));
     if r.admissions.requested > 0 {
         rows.push(("beds admitted", outcome(r.admissions, "admission requests")));
+    }
+    if r.no_shows.requested > 0 {
+        rows.push(("no-shows recorded", outcome(r.no_shows, "no-show marks")));
+    }
+    if r.blocked > 0 {
+        let why = "refused: patient blocked (BOOKING_BLOCKED)";
+        rows.push((why, format!("{} (after repeated no-shows)", of(r.blocked))));
     }
     rows.push((
         "match requests matched",

@@ -263,6 +263,39 @@ fn check_page(r: &ReplayResult) {
 }
 
 #[test]
+fn peak_report_shows_no_shows_and_blocked_patients() {
+    let no_show = |hold: u64| format!(r#""op":"mark_no_show","hold":{hold}"#);
+    let (a, b, c, d) = (no_show(7), no_show(8), no_show(9), no_show(10));
+    let trace = trace_of(&[(0, &a), (1, &b), (2, &c), (3, ALLOCATE), (4, &d)]);
+    let blocked = "FAILED_PRECONDITION/BOOKING_BLOCKED|patient p is blocked after 3 no-shows";
+    let fates = vec![
+        (ms(1), ok(0, 0, None, None)),
+        (ms(1), ok(0, 0, None, None)),
+        (ms(1), ok(0, 0, None, None)),
+        (ms(1), Err(blocked.to_string())),
+        (None, Err("CLIENT_OVERLOAD".to_string())),
+    ];
+    let r = replayed(&trace, fates);
+    let outcome = |requested, sent, done| Outcome {
+        requested,
+        sent,
+        done,
+    };
+    assert_eq!(r.no_shows, outcome(4, 3, 3));
+    assert_eq!(r.blocked, 1);
+    let page = html(&r);
+    assert!(page.contains(
+        "<td>no-shows recorded</td><td>3 of 4 no-show marks in the trace (75.0%); 3 were sent"
+    ));
+    assert!(page
+        .contains("<td>refused: patient blocked (BOOKING_BLOCKED)</td><td>1 (20.0% of the trace)"));
+    // Without any, neither row is shown.
+    let (trace, fates) = hand_made();
+    let page = html(&replayed(&trace, fates));
+    assert!(!page.contains("no-shows recorded") && !page.contains("patient blocked"));
+}
+
+#[test]
 fn peak_report_rates_and_clock_read_well() {
     assert_eq!(charts::rate(0.0), "0 requests/s");
     assert_eq!(charts::rate(0.04), "2.4 requests/min");
