@@ -18,11 +18,13 @@ pub mod scenario;
 pub mod trace;
 
 #[cfg(test)]
+mod report_tests;
+#[cfg(test)]
 mod tests;
 
 pub use generate::{generate, GenerateOptions};
 pub use replay::{replay, ReplayOptions, SlotDay};
-pub use report::{write_report, ReplayResult};
+pub use report::{summary_line, write_report, ReplayResult};
 pub use scenario::Scenario;
 pub use trace::{Event, Header, Op, Ref, Trace, TraceError};
 
@@ -79,24 +81,4 @@ pub async fn replay_trace(
     }
     let page = write_report(report_dir, &result)?;
     Ok((result, page))
-}
-
-/// One line for a terminal: what the replay achieved.
-pub fn summary_line(r: &ReplayResult) -> String {
-    format!(
-        "{} events: {} sent, {} ok, {} refused/failed, {} overload, {} skipped; {:.0} req/s \
-         (offered {:.0}); latency p50 {:.2} ms p99 {:.2} ms; match rate {:.1}%; {}",
-        r.events,
-        r.sent,
-        r.ok,
-        r.failed,
-        r.overloaded,
-        r.skipped,
-        r.achieved_rps,
-        r.offered_rps,
-        r.latency.p50_ms,
-        r.latency.p99_ms,
-        r.matching.rate * 100.0,
-        r.machine
-    )
 }

@@ -867,6 +867,7 @@ pub async fn replay(
     let time_shift_ms = time_shift(trace, opts.slot_day, &conn).await?;
     let mut collector = Collector::new(trace, opts, region);
     let watched = collector.busiest_hospitals(trace, opts.occupancy_hospitals);
+    let sample_every_ms = collector.occupancy_every_ms(opts.occupancy_every_ms);
     let shared = Arc::new(Shared {
         conn,
         time_shift_ms,
@@ -894,7 +895,7 @@ pub async fn replay(
     // Occupancy sampler: its own task, on trace time.
     let sampler = {
         let shared = shared.clone();
-        let every = opts.occupancy_every_ms.max(1);
+        let every = sample_every_ms;
         let speed = opts.speed;
         let last_ms = trace.events.last().map_or(0, |e| e.at_ms);
         tokio::spawn(async move {
@@ -927,13 +928,7 @@ pub async fn replay(
             }
             shared.done.notify_waiters();
             if let Ok(mut c) = shared.collector.lock() {
-                c.record(
-                    e,
-                    scheduled_wall,
-                    wall_start,
-                    None,
-                    Err("CLIENT_OVERLOAD".into()),
-                );
+                c.record(e, None, Err("CLIENT_OVERLOAD".into()));
             }
             bar.inc(1);
             continue;
@@ -950,13 +945,7 @@ pub async fn replay(
             shared.done.notify_waiters();
             let sent = !matches!(&answer, Err(k) if k.starts_with("SKIPPED/"));
             if let Ok(mut c) = shared.collector.lock() {
-                c.record(
-                    &e,
-                    scheduled_wall,
-                    wall_start,
-                    sent.then_some(latency),
-                    answer,
-                );
+                c.record(&e, sent.then_some(latency), answer);
             }
             bar.inc(1);
             drop(permit);
