@@ -15,9 +15,10 @@
 //! the oldest kept index is refused ([`FeedError::Compacted`]); a snapshot installed while
 //! watchers run cuts them ([`FeedError::Gap`]): they resume on a node that kept the events.
 
+use crate::metrics::feed_counts::FeedCounts;
 use ninety_engine::Event;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// Events a node keeps for resuming watchers (default of `watch_events_retained`).
@@ -91,6 +92,9 @@ struct Ring {
 pub struct Feed {
     ring: Arc<Mutex<Ring>>,
     tx: broadcast::Sender<Item>,
+    /// The metrics' event counts, once a metrics endpoint asked for them
+    /// ([`Feed::count_with`]): atomic adds where each event is recorded.
+    counts: Arc<OnceLock<FeedCounts>>,
 }
 
 impl Default for Feed {
@@ -112,7 +116,15 @@ impl Feed {
         Feed {
             ring: Arc::new(Mutex::new(ring)),
             tx,
+            counts: Arc::default(),
         }
+    }
+
+    /// Counts every event recorded from now on into `counts` (the metrics endpoint's;
+    /// the first call wins). An atomic add per event where it is recorded, so the
+    /// counts cost no watcher: no channel receive and no task wake-up per event.
+    pub fn count_with(&self, counts: FeedCounts) {
+        let _ = self.counts.set(counts);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
@@ -126,6 +138,9 @@ impl Feed {
     /// `first`; returns the position after them. O(1) per event.
     pub fn record(&self, index: u64, log_time_ms: u64, first: u32, events: &[Event]) -> u32 {
         let mut position = first;
+        if let Some(counts) = self.counts.get() {
+            events.iter().for_each(|e| counts.count(e));
+        }
         let mut ring = self.lock();
         if ring.oldest.is_none() {
             ring.oldest = Some(index);

@@ -1,18 +1,15 @@
-//! Counts of the engine's events (holds placed and resolved, seats, referral moves), read
-//! from the node's change feed by a task of its own, like any watcher: nothing is added to
-//! apply. Counted from the node's start; a count that fell too far behind resumes where it
-//! stopped while the feed keeps the events, and from the present otherwise (a snapshot
-//! installed here skips the entries it covers: their events never pass through this node).
+//! Counts of the engine's events (holds placed and resolved, seats, referral moves), added
+//! by the change feed where it records each event (`Feed::count_with`): an atomic add per
+//! event on the node task. They were first counted by a watcher task of their own; at
+//! ~200,000 events/s (the batched bench) its receive and wake-up per event cost 15–20 %
+//! of the batched throughput (docs/performance.md, "The cost of metrics"). Counted from the
+//! node's start; a snapshot installed here skips the entries it covers: their events never
+//! pass through this node.
 
-use crate::feed::{Cursor, Feed, FeedError};
 use ninety_engine::Event;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use std::time::Duration;
-
-/// Wait between attempts while the node has not applied anything yet.
-const FEED_RETRY_MS: u64 = 200;
 
 type StateLabel = [(&'static str, &'static str); 1];
 
@@ -80,33 +77,6 @@ impl FeedCounts {
                     .inc();
             }
             Event::BedChanged { .. } => {}
-        }
-    }
-
-    /// Counts the feed's events until it closes (or the task is aborted at shutdown).
-    pub async fn run(self, feed: Feed) {
-        let mut start = Cursor::default();
-        loop {
-            let mut sub = match feed.subscribe(start) {
-                Ok(s) => s,
-                Err(FeedError::Starting) => {
-                    tokio::time::sleep(Duration::from_millis(FEED_RETRY_MS)).await;
-                    continue;
-                }
-                // The resume point is gone: go on from the present.
-                Err(_) => {
-                    start = Cursor::default();
-                    continue;
-                }
-            };
-            start = loop {
-                match sub.next().await {
-                    Ok(e) => self.count(&e.event),
-                    Err(FeedError::Lagged { resume }) => break resume,
-                    Err(FeedError::Closed { .. }) => return,
-                    Err(_) => break Cursor::default(),
-                }
-            };
         }
     }
 }

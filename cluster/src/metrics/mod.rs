@@ -14,8 +14,8 @@
 //!   node task's `Summary`, the engine's published view, the queues' senders and
 //!   `/proc/self` ([`gauges`]), so a node nobody scrapes pays nothing for them and the node
 //!   task never computes a gauge;
-//! * the change feed's counts ([`feed_counts`]) come from a task of their own that reads
-//!   the feed like any watcher.
+//! * the change feed's counts ([`feed_counts`]) are atomic adds where the feed records
+//!   each event (a watcher task reading the feed cost 15–20 % of the batched bench).
 
 pub mod feed_counts;
 pub mod gauges;

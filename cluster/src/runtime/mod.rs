@@ -478,8 +478,8 @@ fn client_auth(
     Ok((auth::AuthLayer::new(Arc::new(authenticator), log), writer))
 }
 
-/// The metrics endpoint of a node (`crate::metrics`): counts the change feed's events on a
-/// task of its own and serves scrapes on `listener` until the stop signal it is given.
+/// The metrics endpoint of a node (`crate::metrics`): has the change feed count its events
+/// and serves scrapes on `listener` until the stop signal it is given.
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
     sources: crate::metrics::gauges::Sources,
@@ -488,14 +488,13 @@ async fn serve_metrics(
     stop: impl Future<Output = ()>,
 ) {
     let counts = crate::metrics::feed_counts::FeedCounts::default();
-    let counting = tokio::spawn(counts.clone().run(feed));
+    feed.count_with(counts.clone());
     let counters = sources.node.counters().clone();
     let metrics = crate::metrics::Metrics::new(&counters, &grpc, &counts, sources);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(metrics_listen = %addr, "serving metrics at /metrics");
     }
     crate::metrics::http::serve(listener, Arc::new(metrics), stop).await;
-    counting.abort();
 }
 
 /// Starts node `cfg` and serves until `shutdown` completes, then stops gracefully.
