@@ -18,9 +18,9 @@
 //! (and changes nothing), an undecodable query becomes [`Answer::Invalid`].
 
 use crate::state_machine::{ApplyContext, StateMachine};
-use ninety_engine::beds::BedHold;
 use ninety_engine::read::Record;
-use ninety_engine::view::AvailabilityView;
+use ninety_engine::AvailabilityView;
+use ninety_engine::BedHold;
 use ninety_engine::{
     BedTarget, Command, Engine, HospitalId, LogTime, Outcome, Rejection, Reply, Request, RequestId,
     RequestKey, ViewReader,
@@ -121,23 +121,66 @@ pub fn decode_query_result(bytes: &[u8]) -> Result<Answer, String> {
 
 /// A shared handle on the engine's published availability view that survives snapshot
 /// restores (a restored engine publishes through a new publisher; the cell follows it).
-/// Readers load the latest view without touching the node task.
+/// Readers load the latest view without touching the node task, and a reader that needs a
+/// view at least as new as some applied index waits for its publication
+/// ([`ViewCell::wait_for`]: a notification, not polling).
 #[derive(Clone)]
-pub struct ViewCell(std::sync::Arc<std::sync::RwLock<ViewReader>>);
+pub struct ViewCell(std::sync::Arc<ViewSlot>);
+
+struct ViewSlot {
+    reader: std::sync::RwLock<ViewReader>,
+    /// The applied index of the latest publication; waiting readers wake when it changes.
+    published: tokio::sync::watch::Sender<u64>,
+}
 
 impl ViewCell {
     fn new(reader: ViewReader) -> ViewCell {
-        ViewCell(std::sync::Arc::new(std::sync::RwLock::new(reader)))
+        ViewCell(std::sync::Arc::new(ViewSlot {
+            reader: std::sync::RwLock::new(reader),
+            published: tokio::sync::watch::Sender::new(0),
+        }))
     }
 
     fn set(&self, reader: ViewReader) {
         // A poisoned lock only means a reader panicked holding it; the reader is whole.
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = reader;
+        *self.0.reader.write().unwrap_or_else(|p| p.into_inner()) = reader;
+    }
+
+    /// Tells waiting readers that the view of applied index `index` is published (called
+    /// after the engine published it, so a woken reader loads it).
+    fn published(&self, index: u64) {
+        // Every publication notifies (even at an unchanged index: after a restore the new
+        // publisher's first view is tagged by its first publication).
+        self.0.published.send_replace(index);
     }
 
     /// The latest published view; `log_index` says which applied index it reflects.
     pub fn load(&self) -> ninety_engine::sync::Arc<AvailabilityView> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).load()
+        self.0
+            .reader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .load()
+    }
+
+    /// The latest published view once it reflects applied index `index` or later: at once
+    /// when it does already (the node publishes before it answers reads, so normally),
+    /// else woken by the publication that reaches it. Never resolves if that publication
+    /// never comes: callers bound it with their deadline.
+    pub async fn wait_for(&self, index: u64) -> ninety_engine::sync::Arc<AvailabilityView> {
+        // Subscribed before the first load: a publication after that load wakes `changed`.
+        let mut published = self.0.published.subscribe();
+        loop {
+            let view = self.load();
+            if view.log_index >= index {
+                return view;
+            }
+            if published.changed().await.is_err() {
+                // The sender lives in this cell, which `self` holds: unreachable; wait on
+                // rather than answer from a view older than the read index.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
@@ -231,9 +274,15 @@ impl EngineMachine {
         if self.batched_publication {
             self.unpublished = true;
         } else {
-            self.engine.publish_view_at(index);
-            self.published_index = index;
+            self.publish_view(index);
         }
+    }
+
+    /// Publishes the view as of applied index `index` and wakes the readers waiting for it.
+    fn publish_view(&mut self, index: u64) {
+        self.engine.publish_view_at(index);
+        self.published_index = index;
+        self.view.published(index);
     }
 
     /// The engine, for local (possibly stale) inspection.
@@ -352,8 +401,7 @@ impl StateMachine for EngineMachine {
         }
         self.batched_publication = true;
         if self.unpublished || index != self.published_index {
-            self.engine.publish_view_at(index);
-            self.published_index = index;
+            self.publish_view(index);
             self.unpublished = false;
         }
     }
@@ -445,6 +493,34 @@ mod tests {
         assert_eq!(said, format!("request {id} HoldBed"));
         let said = EngineMachine::new().describe(b"\xff\xff");
         assert_eq!(said, "an undecodable command of 2 bytes");
+    }
+
+    /// A reader waiting for an applied index is woken by the publication that reaches it
+    /// (not by earlier ones, and with no polling); an index already published answers at
+    /// once.
+    #[tokio::test]
+    async fn a_reader_waiting_for_an_index_wakes_on_its_publication() {
+        let mut m = EngineMachine::new();
+        m.apply(&ctx(1), &[]);
+        m.applied_up_to(1);
+        let cell = m.view_cell();
+        assert_eq!(cell.load().log_index, 1);
+        let waiting = tokio::spawn({
+            let cell = cell.clone();
+            async move { cell.wait_for(3).await.log_index }
+        });
+        for index in 2..=3 {
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished(), "woken before index {index}");
+            m.apply(&ctx(index), &[]);
+            m.applied_up_to(index);
+        }
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the publication")
+            .expect("the reader");
+        assert_eq!(woken, 3);
+        assert_eq!(cell.wait_for(2).await.log_index, 3, "published already");
     }
 
     #[test]

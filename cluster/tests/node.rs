@@ -433,6 +433,41 @@ mod reads {
         assert_eq!(read_value(c.outcome(id)), b"1");
     }
 
+    /// `Input::ReadIndex` answers the read index alone, never running a query: on the
+    /// leader and on a follower it covers every write acknowledged before it; cut off, it
+    /// times out like any read (and forgets the request).
+    #[test]
+    fn a_read_index_alone_covers_acknowledged_writes() {
+        use ninety_cluster::node::Input;
+        let mut c = mem_cluster();
+        let leader = c.elect();
+        let write = c.propose(leader, "x=7");
+        c.settle();
+        let written = match c.outcome(write) {
+            Ok(Reply::Applied { index, .. }) => *index,
+            other => panic!("write failed: {other:?}"),
+        };
+        let follower = (1..=3).find(|i| *i != leader).unwrap();
+        for node in [leader, follower] {
+            let id = c.input(node, |id| Input::ReadIndex { id });
+            c.settle();
+            match c.outcome(id) {
+                Ok(Reply::ReadIndex { index }) => {
+                    assert!(*index >= written, "{index} < {written}");
+                    assert!(c.nodes[&node].status().applied_index >= *index);
+                }
+                other => panic!("read index on {node}: {other:?}"),
+            }
+        }
+        c.cut.insert(follower);
+        let id = c.input(follower, |id| Input::ReadIndex { id });
+        c.tick(40);
+        assert_eq!(
+            c.outcome(id).clone().unwrap_err(),
+            RequestError::ReadTimeout { attempts: 3 }
+        );
+    }
+
     #[test]
     fn read_times_out_when_isolated() {
         let mut c = mem_cluster();

@@ -62,11 +62,6 @@ impl<K: Ord + Chunked + Clone, V: Clone> CowMap<K, V> {
         self.len
     }
 
-    /// Whether the map is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.chunks.get(&key.chunk())?.get(key)

@@ -35,18 +35,18 @@
 //! ```
 
 mod apply;
-pub mod beds;
-pub mod command;
-pub mod cow_map;
-pub mod dedup;
+mod beds;
+mod command;
+mod cow_map;
+mod dedup;
 mod engine;
-pub mod error;
-pub mod events;
+mod error;
+mod events;
 pub mod generate;
 pub mod graph;
-pub mod hashing;
-pub mod horizon;
-pub mod ids;
+mod hashing;
+mod horizon;
+mod ids;
 mod invariants;
 pub mod limits;
 pub mod matching;
@@ -54,13 +54,13 @@ pub mod read;
 pub mod referrals;
 pub mod region;
 pub mod region_file;
-pub mod slots;
+mod slots;
 pub mod snapshot;
 pub mod sync;
 pub mod time;
-pub mod view;
+mod view;
 
-pub use beds::{BedNeeds, BedState, BlockReason, HoldState, WardCounts};
+pub use beds::{BedHold, BedNeeds, BedState, BlockReason, HoldState, WardCounts};
 pub use command::{BedTarget, Command, Outcome, Reply, Request, COMMAND_FORMAT_VERSION};
 pub use engine::{Counters, Engine};
 pub use error::{Rejection, RejectionKind};

@@ -17,6 +17,22 @@
 //! `--json`, writes every figure plus the machine (cores, CPU, load average) to a file. The
 //! node processes are stopped on every exit path (a Drop guard; Ctrl-C included).
 //!
+//! Watch fan-out (issue 14): `--watchers 0,100` runs every row once per number of change-feed
+//! watchers. Each watcher is its own `Watch.Watch` stream (every kind, from now on) opened
+//! before the row's warm-up on a follower (`--watch-on leader` to load the leader instead),
+//! over `--watch-connections` shared HTTP/2 connections. The row then also reports the events
+//! delivered per second to all watchers and to each, the age of an event when it arrives
+//! (receive time minus the entry's log time: leader's stamp, same machine) at p50/p99, and
+//! the watchers cut (`RESOURCE_EXHAUSTED`: more than 4,096 events behind; each resumes where
+//! it was, or from now if the node no longer keeps that index). Compare the rows with 0 and
+//! 100 watchers for the cost: write ops/s and the nodes' CPU seconds. For the figure
+//! "events/s to 100 watchers" of docs/performance.md:
+//!
+//! ```sh
+//! cargo run --release -p ninety-benches --bin cluster_bench -- \
+//!     --mode batch --clients 16 --watchers 0,100 --seconds 20 --json watch.json
+//! ```
+//!
 //! Security (issue 12): `--security tls` (the default) makes a CA, node certificates and a
 //! bearer token (roles referral and reader) in the bench dir, and every call goes over TLS
 //! with the token; `--security insecure` starts the nodes with `insecure = true` (plain
@@ -80,6 +96,15 @@ struct Args {
     /// nodes' default). For the cost of metrics (issue 15).
     #[arg(long, default_value_t = 0)]
     metrics_scrape_ms: u64,
+    /// Numbers of change-feed watchers to run each row with, comma separated (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    watchers: Vec<usize>,
+    /// The node the watchers watch: a follower, or the leader.
+    #[arg(long, default_value = "follower", value_parser = ["follower", "leader"])]
+    watch_on: String,
+    /// HTTP/2 connections the watchers share (at most one per watcher).
+    #[arg(long, default_value_t = 4)]
+    watch_connections: usize,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -730,6 +755,166 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
     t
 }
 
+/// What the change-feed watchers of one row measured.
+struct WatchTally {
+    watchers: usize,
+    /// Events received during the measured seconds, by all watchers.
+    events: u64,
+    /// Receive time minus the event's log time, ms, of every measured event.
+    age_ms: Histogram<u64>,
+    /// Streams that ended early, by status code (then resumed).
+    cuts: BTreeMap<String, u64>,
+    /// Resumes that found their index gone (resumed from now: events missed).
+    gaps: u64,
+}
+
+impl WatchTally {
+    fn new(watchers: usize) -> WatchTally {
+        WatchTally {
+            watchers,
+            events: 0,
+            age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds"),
+            cuts: BTreeMap::new(),
+            gaps: 0,
+        }
+    }
+
+    fn merge(&mut self, o: WatchTally) {
+        self.events += o.events;
+        let _ = self.age_ms.add(&o.age_ms);
+        for (k, v) in o.cuts {
+            *self.cuts.entry(k).or_default() += v;
+        }
+        self.gaps += o.gaps;
+    }
+
+    fn json(&self, seconds: f64) -> Value {
+        let s = seconds.max(1e-9);
+        json!({
+            "watchers": self.watchers,
+            "events": self.events,
+            "events_per_s": self.events as f64 / s,
+            "events_per_s_per_watcher": self.events as f64 / s / self.watchers.max(1) as f64,
+            "age_p50_ms": self.age_ms.value_at_quantile(0.5),
+            "age_p99_ms": self.age_ms.value_at_quantile(0.99),
+            "age_max_ms": self.age_ms.max(),
+            "cuts": self.cuts,
+            "gaps": self.gaps,
+        })
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How the row steers its watchers: whether events now count (the measured seconds), and
+/// when to stop.
+struct WatchControl {
+    measuring: std::sync::atomic::AtomicBool,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// One watcher: watches from now until told to stop, counting what arrives while the row
+/// measures; a stream that ends early is resumed after its last event (from now when the
+/// node no longer keeps that index). `opened` is told once the first stream is open.
+async fn watch_task(
+    client: Client,
+    ctl: Arc<WatchControl>,
+    opened: tokio::sync::mpsc::Sender<()>,
+) -> WatchTally {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut t = WatchTally::new(1);
+    let mut stop = ctl.stop.subscribe();
+    let mut resume = pb::WatchRequest::default();
+    let mut told = false;
+    while !*stop.borrow() {
+        let mut stream = match client.watch(resume.clone()).await {
+            Ok(s) => s,
+            Err(s) if s.code() == tonic::Code::OutOfRange => {
+                t.gaps += 1;
+                resume = pb::WatchRequest::default();
+                continue;
+            }
+            Err(s) => {
+                *t.cuts.entry(format!("open: {}", code(&s))).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !told {
+            let _ = opened.send(()).await;
+            told = true;
+        }
+        loop {
+            let next = tokio::select! {
+                _ = stop.changed() => return t,
+                next = stream.message() => next,
+            };
+            match next {
+                Ok(Some(e)) => {
+                    if ctl.measuring.load(Relaxed) {
+                        t.events += 1;
+                        let age = wall_ms().saturating_sub(e.log_time_ms).max(1);
+                        let _ = t.age_ms.record(age.min(3_600_000));
+                    }
+                    resume = pb::WatchRequest {
+                        start_index: e.log_index,
+                        start_position: e.position + 1,
+                        ..Default::default()
+                    };
+                }
+                Ok(None) => {
+                    *t.cuts.entry("ended".into()).or_default() += 1;
+                    break;
+                }
+                Err(s) => {
+                    *t.cuts.entry(code(&s)).or_default() += 1;
+                    break;
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Opens `n` watchers on `addr` (sharing `connections` connections) and waits until every
+/// one has its stream open (at most 30 s).
+async fn start_watchers(
+    n: usize,
+    addr: &str,
+    connections: usize,
+    config: &Config,
+    ctl: &Arc<WatchControl>,
+) -> anyhow::Result<tokio::task::JoinSet<WatchTally>> {
+    let mut set = tokio::task::JoinSet::new();
+    if n == 0 {
+        return Ok(set);
+    }
+    let pool: Vec<Client> = (0..connections.clamp(1, n))
+        .map(|_| client_of(&[addr.to_string()], config))
+        .collect::<Result<_, _>>()?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(n);
+    for w in 0..n {
+        set.spawn(watch_task(
+            pool[w % pool.len()].clone(),
+            ctl.clone(),
+            tx.clone(),
+        ));
+    }
+    drop(tx);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for _ in 0..n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(())) => {}
+            _ => anyhow::bail!("the {n} watchers on {addr} did not all open in 30 s"),
+        }
+    }
+    Ok(set)
+}
+
 struct Row {
     mode: Mode,
     clients: usize,
@@ -738,6 +923,7 @@ struct Row {
     node_cpu: Vec<f64>,
     bench_cpu: f64,
     load: String,
+    watch: WatchTally,
 }
 
 impl Row {
@@ -769,8 +955,15 @@ impl Row {
             "node_cpu_s": self.node_cpu,
             "bench_cpu_s": self.bench_cpu,
             "loadavg": self.load,
+            "watch": self.watch.json(self.seconds),
         })
     }
+}
+
+/// Where the watchers of a row watch and how many there are.
+struct Watching<'a> {
+    watchers: usize,
+    addr: &'a str,
 }
 
 async fn run_row(
@@ -780,9 +973,23 @@ async fn run_row(
     pool: &[Client],
     wards: &[u32],
     nodes: &Nodes,
-) -> Row {
+    watching: Watching<'_>,
+) -> anyhow::Result<Row> {
     let warm = Duration::from_secs(args.warmup);
     let secs = Duration::from_secs(args.seconds.max(1));
+    // The watchers are open before the row starts (opening 100 streams is not measured).
+    let ctl = Arc::new(WatchControl {
+        measuring: std::sync::atomic::AtomicBool::new(false),
+        stop: tokio::sync::watch::Sender::new(false),
+    });
+    let mut watchers = start_watchers(
+        watching.watchers,
+        watching.addr,
+        args.watch_connections,
+        &nodes.client,
+        &ctl,
+    )
+    .await?;
     let now = Instant::now();
     let sh = Arc::new(Shared {
         ttl_ms: args.ttl_ms,
@@ -802,18 +1009,29 @@ async fn run_row(
         set.spawn(client_task(mode, client, sh.clone(), c as u64, nonce));
     }
     tokio::time::sleep_until((now + warm).into()).await;
+    ctl.measuring
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let cpu0 = nodes.cpu();
     let me0 = cpu_seconds("/proc/self/stat");
     tokio::time::sleep_until((now + warm + secs).into()).await;
+    ctl.measuring
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let cpu1 = nodes.cpu();
     let me1 = cpu_seconds("/proc/self/stat");
+    ctl.stop.send_replace(true);
     let mut tally = Tally::new();
     while let Some(t) = set.join_next().await {
         if let Ok(t) = t {
             tally.merge(t);
         }
     }
-    Row {
+    let mut watch = WatchTally::new(watching.watchers);
+    while let Some(t) = watchers.join_next().await {
+        if let Ok(t) = t {
+            watch.merge(t);
+        }
+    }
+    Ok(Row {
         mode,
         clients,
         tally,
@@ -821,14 +1039,16 @@ async fn run_row(
         node_cpu: cpu0.iter().zip(&cpu1).map(|(a, b)| b - a).collect(),
         bench_cpu: me1 - me0,
         load: loadavg(),
-    }
+        watch,
+    })
 }
 
 fn print_header() {
     println!(
-        "{:<7} {:>7} {:>10} {:>11} {:>11} {:>8} {:>8} {:>8} {:>13} {:>7}  errors",
+        "{:<7} {:>7} {:>8} {:>10} {:>11} {:>11} {:>8} {:>8} {:>8} {:>13} {:>7} {:>11} {:>9} {:>7}  errors",
         "mode",
         "clients",
+        "watchers",
         "calls/s",
         "ops/s",
         "holds/s",
@@ -836,7 +1056,10 @@ fn print_header() {
         "p99 ms",
         "p999 ms",
         "node cpu s",
-        "bench"
+        "bench",
+        "events/s",
+        "age p99",
+        "cuts"
     );
 }
 
@@ -849,10 +1072,12 @@ fn print_row(r: &Row) {
         .map(|(k, v)| format!("{k}×{v}"))
         .collect();
     let cpu: Vec<String> = r.node_cpu.iter().map(|c| format!("{c:.1}")).collect();
+    let cuts: u64 = r.watch.cuts.values().sum::<u64>() + r.watch.gaps;
     println!(
-        "{:<7} {:>7} {:>10.0} {:>11.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>13} {:>7.1}  {}",
+        "{:<7} {:>7} {:>8} {:>10.0} {:>11.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>13} {:>7.1} {:>11.0} {:>9} {:>7}  {}",
         r.mode.name(),
         r.clients,
+        r.watch.watchers,
         r.tally.calls as f64 / s,
         r.tally.ops as f64 / s,
         r.tally.holds as f64 / s,
@@ -861,6 +1086,9 @@ fn print_row(r: &Row) {
         r.q_ms(0.999),
         cpu.join("/"),
         r.bench_cpu,
+        r.watch.events as f64 / s,
+        r.watch.age_ms.value_at_quantile(0.99),
+        cuts,
         if errors.is_empty() {
             "-".into()
         } else {
@@ -922,6 +1150,9 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
             "max_pending_proposals": args.max_pending_proposals,
             "node_options": args.node_option,
             "metrics_scrape_ms": args.metrics_scrape_ms,
+            "watchers": args.watchers,
+            "watch_on": args.watch_on,
+            "watch_connections": args.watch_connections,
         },
         "rows": rows.iter().map(|r| r.json(args.batch)).collect::<Vec<_>>(),
     }))
@@ -949,17 +1180,28 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
             Duration::from_millis(args.metrics_scrape_ms),
         ))
     });
+    // The watchers' node: the first follower, or the leader.
+    let watch_addr = match args.watch_on.as_str() {
+        "leader" => leader.clone(),
+        _ => order.get(1).cloned().unwrap_or_else(|| leader.clone()),
+    };
     let mut rows = Vec::new();
     for mode in &modes {
         for &c in &args.clients {
-            nodes.check_alive()?;
-            let conns = args.connections.clamp(1, c.max(1));
-            let pool: Vec<Client> = (0..conns)
-                .map(|_| client_of(&order, &nodes.client))
-                .collect::<Result<_, _>>()?;
-            let row = run_row(*mode, c.max(1), &args, &pool, &wards, nodes).await;
-            print_row(&row);
-            rows.push(row);
+            for &watchers in &args.watchers {
+                nodes.check_alive()?;
+                let conns = args.connections.clamp(1, c.max(1));
+                let pool: Vec<Client> = (0..conns)
+                    .map(|_| client_of(&order, &nodes.client))
+                    .collect::<Result<_, _>>()?;
+                let watching = Watching {
+                    watchers,
+                    addr: &watch_addr,
+                };
+                let row = run_row(*mode, c.max(1), &args, &pool, &wards, nodes, watching).await?;
+                print_row(&row);
+                rows.push(row);
+            }
         }
     }
     if let Some(task) = scraper {

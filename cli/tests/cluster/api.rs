@@ -479,6 +479,72 @@ async fn every_service_and_every_error_code() {
             .referral
             .unwrap();
         assert_eq!(nc.state, pb::ReferralState::NoCapacity as i32);
+        // Matched again, to a bed held for it; the matched hospital then cannot take the
+        // patient after all: the hold goes and the referral is NO_CAPACITY with the reason.
+        let held = c
+            .hold_bed(pb::HoldBedRequest {
+                request_id: id("hb4"),
+                ward_id: ward.id.0,
+                patient_ref: patient(10),
+                ttl_ms: 600_000,
+                channel: pb::Channel::Referral as i32,
+                referral_id: fourth.referral_id,
+                ..Default::default()
+            })
+            .await
+            .expect("referral bed")
+            .hold
+            .unwrap();
+        c.match_referral(pb::MatchReferralRequest {
+            request_id: id("mr4"),
+            referral_id: fourth.referral_id,
+            bed_hold_id: held.hold_id,
+            ..Default::default()
+        })
+        .await
+        .expect("match again");
+        let nc = c
+            .report_no_capacity(pb::ReportNoCapacityRequest {
+                request_id: id("nc-matched"),
+                referral_id: fourth.referral_id,
+                hospital_id: ward.hospital.0,
+                reason: "no-staff".into(),
+            })
+            .await
+            .expect("no capacity after the match")
+            .referral
+            .unwrap();
+        assert_eq!(nc.state, pb::ReferralState::NoCapacity as i32);
+        assert_eq!(nc.reason_note, "no-staff", "{nc:?}");
+        let gone = c
+            .get_hold(pb::GetHoldRequest {
+                hold_id: held.hold_id,
+                consistency: 0,
+            })
+            .await
+            .expect("get hold")
+            .hold
+            .unwrap();
+        assert_eq!(gone.state, pb::HoldState::Released as i32);
+        let rejected = c
+            .get_referral(pb::GetReferralRequest {
+                referral_id: second.referral_id,
+                consistency: 0,
+            })
+            .await
+            .expect("get rejected")
+            .referral
+            .unwrap();
+        assert_eq!(rejected.state, pb::ReferralState::Rejected as i32);
+        let again = c
+            .reject_referral(pb::RejectReferralRequest {
+                request_id: id("rej-again"),
+                referral_id: second.referral_id,
+                hospital_id: from,
+                reason: "not-indicated".into(),
+            })
+            .await;
+        expect_code(again, Code::FailedPrecondition);
 
         // ---- Bed batches and the stream ----
         let wards: Vec<u32> = region.wards.iter().take(4).map(|w| w.ward.id.0).collect();

@@ -1,7 +1,9 @@
-//! The change feed (`ninety.v1.Watch`) through the real binary: a hold placed and its expiry
-//! seen on the feed, a waitlist offer seen on the feed, a watch resumed on another node
-//! after its node was killed with no event missed or duplicated, and a compacted start
-//! index refused with the oldest kept index named.
+//! The change feed (`ninety.v1.Watch`) through the real binary, the scenario of issue 14:
+//! a hold placed and its expiry seen on the feed; a bed admitted, discharged (to clean: it
+//! cannot be held), cleaned and held again, blocked and unblocked, each step on the feed; a
+//! waitlist offer seen on the feed and booked; a watch resumed on another node after its
+//! node was killed with no event missed or duplicated; and a compacted start index refused
+//! with the oldest kept index named.
 
 use crate::harness::*;
 use ninety_client::{Client, Config};
@@ -100,7 +102,7 @@ fn cursors(events: &[pb::WatchEvent]) -> Vec<(u64, u32)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_elsewhere() {
+async fn a_bed_and_a_seat_go_round_on_the_feed_and_a_watch_resumes_elsewhere() {
     crate::bounded(async {
         let region = generate::region(generate::Preset::Gba, generate::DEFAULT_SEED);
         let opts = Opts {
@@ -146,6 +148,9 @@ async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_
         })
         .await;
         assert!(expired.log_index > placed.log_index, "{expired:?}");
+
+        // A bed's round: admitted, discharged, cleaned, held again; blocked, unblocked.
+        bed_round(&c, &mut w, &mut seen, ward).await;
 
         // A seat freed while a patient waits: the offer is on the feed.
         let doctor = region.doctors.iter().find(|d| d.remote).expect("a doctor");
@@ -217,6 +222,26 @@ async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_
             .find(|e| e.hold_id == first && e.state == "released")
             .expect("the released seat before its offer");
         assert_eq!(released.log_index, offer.log_index, "one command did both");
+        // The patient platform learnt of the offer from the feed: it books the offered hold.
+        let booked = c
+            .book_slot(pb::BookSlotRequest {
+                request_id: id("book-offer"),
+                hold_id: offer.hold_id,
+            })
+            .await
+            .expect("book the offered seat")
+            .booking
+            .expect("booking");
+        assert_eq!(
+            (booked.hold_id, booked.slot_id, booked.state),
+            (offer.hold_id, slot, pb::BookingState::Booked as i32)
+        );
+        let seat = read_until(&mut w, &mut seen, "the offer booked", |e| {
+            e.hold_id == offer.hold_id && e.state == "booked"
+        })
+        .await;
+        assert_eq!(seat.kind, pb::EventKind::Seat as i32);
+        assert_eq!(seat.patient_ref, patient(3));
 
         // The watched node dies; the watcher resumes on another node after its last event.
         let last = seen.last().cloned().expect("events seen");
@@ -284,6 +309,105 @@ async fn holds_expiries_and_waitlist_offers_are_on_the_feed_and_a_watch_resumes_
         }
     })
     .await;
+}
+
+/// Admit, discharge, clean and hold again a bed of `ward`, then block and unblock it: the
+/// API answers each step and the feed carries each change, in order.
+async fn bed_round(
+    c: &Client,
+    w: &mut tonic::Streaming<pb::WatchEvent>,
+    seen: &mut Vec<pb::WatchEvent>,
+    ward: u32,
+) {
+    let hold_bed = |bed_id: u32, tag: &str| pb::HoldBedRequest {
+        request_id: id(tag),
+        ward_id: ward,
+        bed_id,
+        patient_ref: patient(4),
+        ttl_ms: 600_000,
+        ..Default::default()
+    };
+    let held = c
+        .hold_bed(hold_bed(0, "hb-round"))
+        .await
+        .expect("hold")
+        .hold
+        .expect("hold");
+    let bed = held.bed_id;
+    c.confirm_hold(pb::ConfirmHoldRequest {
+        request_id: id("admit"),
+        hold_id: held.hold_id,
+    })
+    .await
+    .expect("admit");
+    read_until(w, seen, "the admission", |e| {
+        e.hold_id == held.hold_id && e.state == "confirmed"
+    })
+    .await;
+    let discharged = c
+        .discharge(pb::DischargeRequest {
+            request_id: id("discharge"),
+            bed_id: bed,
+        })
+        .await
+        .expect("discharge");
+    assert_eq!(discharged.state(), pb::BedState::ToClean);
+    let e = read_until(w, seen, "the discharge", is(pb::EventKind::Bed, "to_clean")).await;
+    assert_eq!((e.bed_id, e.ward_id), (bed, ward), "{e:?}");
+    let refused = c
+        .hold_bed(hold_bed(bed, "hb-dirty"))
+        .await
+        .expect_err("a bed to clean is not held");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    c.mark_bed_clean(pb::MarkBedCleanRequest {
+        request_id: id("clean"),
+        bed_id: bed,
+    })
+    .await
+    .expect("clean");
+    let e = read_until(w, seen, "the cleaning", is(pb::EventKind::Bed, "free")).await;
+    assert_eq!(e.bed_id, bed, "{e:?}");
+    let again = c
+        .hold_bed(hold_bed(bed, "hb-again"))
+        .await
+        .expect("held again")
+        .hold
+        .expect("hold");
+    assert_eq!(again.bed_id, bed);
+    read_until(w, seen, "the bed held again", |e| {
+        e.hold_id == again.hold_id && e.state == "placed"
+    })
+    .await;
+    c.release_hold(pb::ReleaseHoldRequest {
+        request_id: id("release"),
+        hold_id: again.hold_id,
+        reason: String::new(),
+    })
+    .await
+    .expect("release");
+    c.block_bed(pb::BlockBedRequest {
+        request_id: id("block"),
+        bed_id: bed,
+        reason: pb::BlockReason::Maintenance as i32,
+    })
+    .await
+    .expect("block");
+    let e = read_until(w, seen, "the block", is(pb::EventKind::Bed, "blocked")).await;
+    assert_eq!((e.bed_id, e.reason.as_str()), (bed, "maintenance"), "{e:?}");
+    c.unblock_bed(pb::UnblockBedRequest {
+        request_id: id("unblock"),
+        bed_id: bed,
+    })
+    .await
+    .expect("unblock");
+    let e = read_until(w, seen, "the unblock", is(pb::EventKind::Bed, "free")).await;
+    assert_eq!(e.bed_id, bed, "{e:?}");
+    let bed_states: Vec<&str> = seen
+        .iter()
+        .filter(|e| e.kind == pb::EventKind::Bed as i32)
+        .map(|e| e.state.as_str())
+        .collect();
+    assert_eq!(bed_states, ["to_clean", "free", "blocked", "free"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,6 +88,10 @@ pub enum Input {
     ProposeMany { items: Vec<(RequestId, Vec<u8>)> },
     /// A linearizable read; answered with `StateMachine::query(query)` (any member).
     Read { id: RequestId, query: Vec<u8> },
+    /// A ReadIndex round and nothing else (any member): answered [`Reply::ReadIndex`] once
+    /// the read index is applied, without touching the state machine. For reads served
+    /// off the node task from what the state machine publishes (the availability view).
+    ReadIndex { id: RequestId },
     /// A membership change (leader only, one at a time).
     /// `request` is the client's request key (`request_id`), when it named one: a retry of
     /// an applied request is answered without a second change.
@@ -126,6 +130,9 @@ pub enum Reply {
     Applied { index: u64, outcome: Vec<u8> },
     /// The read was answered at an applied index >= its read index.
     Read { index: u64, result: Vec<u8> },
+    /// [`Input::ReadIndex`]: the read index, applied on this node. Every write
+    /// acknowledged before the request is at or below it.
+    ReadIndex { index: u64 },
     /// The membership change was applied; the new configuration.
     Membership(ConfState),
     /// The leadership transfer was started (watch `status()` for the result).
@@ -256,6 +263,8 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Reads that are commands the state machine answers from its state (retries and
     /// refusals: `StateMachine::replay`): their query bytes are the command.
     replays: std::collections::BTreeSet<RequestId>,
+    /// Reads that want their read index only (`Input::ReadIndex`); their query is empty.
+    index_reads: std::collections::BTreeSet<RequestId>,
     /// The member registry as of `applied_index` (part of the snapshot envelope).
     members: members::Registry,
     /// Registrations found at start in log entries not applied yet; see
@@ -380,6 +389,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             snapshot_conf,
             poisoned: None,
             replays: Default::default(),
+            index_reads: Default::default(),
             members,
             unapplied_members,
             incarnation: None,
@@ -474,6 +484,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         match input {
             Input::Propose { id, .. }
             | Input::Read { id, .. }
+            | Input::ReadIndex { id }
             | Input::ChangeMembership { id, .. }
             | Input::TransferLeader { id, .. } => self.out.reply(id, refused),
             Input::ProposeMany { items } => {
@@ -568,6 +579,12 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
                     self.out.reply(id, Err(e));
                 }
             }
+            Input::ReadIndex { id } => match self.reads.enqueue(id, Vec::new()) {
+                Ok(()) => {
+                    self.index_reads.insert(id);
+                }
+                Err(e) => self.out.reply(id, Err(e)),
+            },
             Input::ChangeMembership {
                 id,
                 change,
@@ -659,6 +676,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
         for (id, _) in &failed {
             self.replays.remove(id);
+            self.index_reads.remove(id);
         }
         self.out.fail(failed);
     }
@@ -951,6 +969,10 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         for (index, (id, query)) in self.reads.take_ready(self.applied_index) {
             if self.replays.remove(&id) {
                 self.complete_replay(id, query);
+                continue;
+            }
+            if self.index_reads.remove(&id) {
+                self.out.reply(id, Ok(Reply::ReadIndex { index }));
                 continue;
             }
             let sm = &self.sm;

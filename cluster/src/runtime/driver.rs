@@ -83,6 +83,8 @@ pub enum Cmd {
         query: Vec<u8>,
         reply: oneshot::Sender<Answer>,
     },
+    /// A ReadIndex round only: answered `Reply::ReadIndex` once the index is applied.
+    ReadIndex { reply: oneshot::Sender<Answer> },
     /// Answered from the local state as it is (may lag the leader), with the applied index
     /// it was read at.
     LocalQuery {
@@ -256,6 +258,18 @@ impl NodeHandle {
     /// A linearizable read (ReadIndex), on any member.
     pub async fn read(&self, query: Vec<u8>) -> Answer {
         self.ask(|reply| Cmd::Read { query, reply }).await
+    }
+
+    /// A ReadIndex round, on any member: the read index, once this node has applied it
+    /// (every write acknowledged before the call is at or below it). For reads answered
+    /// from the published view (`ViewCell::wait_for`), off the node task.
+    pub async fn read_index(&self) -> Result<u64, RequestError> {
+        match self.ask(|reply| Cmd::ReadIndex { reply }).await? {
+            Reply::ReadIndex { index } => Ok(index),
+            other => Err(RequestError::Internal(format!(
+                "unexpected reply to a read index: {other:?}"
+            ))),
+        }
     }
 
     /// `request` is the client's request key, when the call named a `request_id`.
@@ -570,6 +584,10 @@ impl Driver {
             Cmd::Read { query, reply } => {
                 let id = self.register(reply);
                 self.node.step(Input::Read { id, query });
+            }
+            Cmd::ReadIndex { reply } => {
+                let id = self.register(reply);
+                self.node.step(Input::ReadIndex { id });
             }
             Cmd::LocalQuery { query, reply } => {
                 // The caller may have given up; nothing to do then.

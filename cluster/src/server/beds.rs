@@ -22,8 +22,8 @@
 
 use super::convert::{self, Field};
 use super::{invalid, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use ninety_engine::beds::BedHold;
 use ninety_engine::read::{Answer, Query, WardInfo};
+use ninety_engine::BedHold;
 use ninety_engine::{
     BedId, BedTarget, Channel, Command, HoldId, HoldState, HospitalId, ReferralId, Rejection,
     Request, WardId,

@@ -639,9 +639,11 @@ impl Cluster {
 
 impl Cluster {
     /// The published availability view for a read: `LOCAL` takes the latest view as it is;
-    /// otherwise a ReadIndex round (an empty query) gives the index every write
-    /// acknowledged before this call is at or below, and the view is taken once it reflects
-    /// that index. The work on the view then runs on the caller's task, never on the node
+    /// otherwise a ReadIndex round (`read_index`: no query, the node task only learns the
+    /// index) gives the index every write acknowledged before this call is at or below, and
+    /// the view is taken once it reflects that index (`ViewCell::wait_for`: the node
+    /// publishes before it answers reads, so normally at once; otherwise woken by the
+    /// publication). The work on the view then runs on the caller's task, never on the node
     /// task. Returns the view; its `log_index` is the index it was read at.
     pub async fn view_read(
         &self,
@@ -652,20 +654,11 @@ impl Cluster {
             self.refuse_if_removed()?;
             return Ok(self.view.load());
         }
-        let (_, index) = self
-            .read(&engine_sm::Query::Applied, false, deadline)
-            .await?;
-        // The node publishes before it answers reads, so this normally passes at once.
-        let wait = async {
-            loop {
-                let view = self.view.load();
-                if view.log_index >= index {
-                    return view;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
-        deadline.run("read", wait).await
+        let index = deadline
+            .run("read", self.handle.read_index())
+            .await?
+            .map_err(|e| self.request_error(e))?;
+        deadline.run("read", self.view.wait_for(index)).await
     }
 }
 

@@ -56,9 +56,6 @@ pub enum Query {
     /// Ranked specialists on the published availability view; `any_mode` searches both
     /// modes (the query's mode is then ignored) and merges by score.
     Match { query: SlotQuery, any_mode: bool },
-    /// Nothing: a ReadIndex round only, for reads answered from the published view off the
-    /// node task (the reply's index is what the view must reach).
-    Applied,
     /// A patient's slot holds and bookings and bed holds, newest first.
     PatientBookings { patient: PatientRef, limit: usize },
     /// One joint consultation.
@@ -91,8 +88,6 @@ pub enum Answer {
     /// `None` when the hospital is unknown; the id to page on when more follow.
     Worklist(Option<(Vec<ReferralInfo>, Option<ReferralId>)>),
     Match(Result<Vec<MatchInfo>, Rejection>),
-    /// The answer to [`Query::Applied`].
-    Applied,
     PatientBookings(PatientBookings),
     Consult(Option<ConsultInfo>),
     /// `None` when the doctor is unknown.
@@ -132,7 +127,6 @@ impl Engine {
             Query::Match { query, any_mode } => {
                 Answer::Match(matching::specialists(view, &MatchAsk::of(query, *any_mode)))
             }
-            Query::Applied => Answer::Applied,
             Query::PatientBookings { patient, limit } => {
                 Answer::PatientBookings(self.patient_bookings(*patient, *limit))
             }

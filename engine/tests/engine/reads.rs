@@ -373,7 +373,7 @@ fn bounded_matching_keeps_only_candidates_within_travel_and_tier() {
     assert_eq!(best[0], found_best(&view, &tertiary));
 }
 
-fn found_best(view: &ninety_engine::view::AvailabilityView, ask: &MatchAsk) -> MatchInfo {
+fn found_best(view: &ninety_engine::AvailabilityView, ask: &MatchAsk) -> MatchInfo {
     read::matching::specialists(view, ask)
         .expect("match")
         .remove(0)

@@ -9,7 +9,6 @@
 //! (`engine/fuzz`) runs the same harness for hours: `docs/fuzzing.md`.
 
 use super::harness::{self, Harness, Op, Read, EPOCH};
-use ninety_engine::beds::BedNeeds;
 use ninety_engine::matching::{BedQuery, Bounds, MatchPolicy, Origin, SlotQuery};
 use ninety_engine::region_file::RegionFile;
 use ninety_engine::*;
@@ -403,7 +402,7 @@ fn bed_and_slot_command() -> impl Strategy<Value = Command> + Clone {
         1 => (ward_id, small_or_any_u32()).prop_map(|(ward, staffed_beds)| SetStaffedBeds { ward, staffed_beds }),
         1 => (target.clone(), patient(), ms(), referral_id()).prop_map(|(target, patient, ttl_ms, referral)| HoldBedForReferral { target, patient, ttl_ms, referral }),
         1 => patient().prop_map(|patient| UnblockPatient { patient }),
-        1 => (bed_id.clone(), variant::<beds::BlockReason>()).prop_map(|(bed, reason)| BlockBed { bed, reason }),
+        1 => (bed_id.clone(), variant::<BlockReason>()).prop_map(|(bed, reason)| BlockBed { bed, reason }),
         1 => bed_id.clone().prop_map(|bed| UnblockBed { bed }),
         1 => bed_id.clone().prop_map(|bed| MarkBedClean { bed }),
         1 => bed_id.prop_map(|bed| Discharge { bed }),

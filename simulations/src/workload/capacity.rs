@@ -13,13 +13,13 @@
 use super::{referral_seat, take, Owned};
 use crate::region::RegionInfo;
 use crate::rng::Rng;
-use ninety_engine::beds::BlockReason;
-use ninety_engine::graph::ReferralKind;
 use ninety_engine::region::{
     Doctor, Equipment, Hospital, Language, Policy, SexPolicy, Specialty, Tier, Title, Ward,
     WardKind,
 };
 use ninety_engine::time::MS_PER_MINUTE;
+use ninety_engine::BlockReason;
+use ninety_engine::ReferralKind;
 use ninety_engine::{BedTarget, Command, DoctorId, HospitalId, PatientRef, WardId};
 
 /// Hospitals the workload may create beyond the region's (ids above them): roads and paths
