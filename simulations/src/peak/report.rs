@@ -51,7 +51,8 @@ pub struct OpSummary {
 /// Matching quality of what was matched.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Matching {
-    /// Match attempts sent (match_specialist, allocate_slot, allocate_bed, match_referral).
+    /// Match attempts sent (match_specialist, allocate_slot, allocate_bed, match_referral,
+    /// book).
     pub attempted: u64,
     /// Of those, how many found capacity (a hold) or candidates.
     pub matched: u64,
@@ -121,6 +122,17 @@ pub struct ReplayResult {
     pub top_doctors: Vec<(u32, u32, u64)>,
     /// `nproc` and the load average when the replay ended.
     pub machine: String,
+    /// How the trace's days met the cluster's schedule (calendar or live mode, the days
+    /// mapped, days without open slots).
+    #[serde(default)]
+    pub schedule: String,
+    /// No-shows that blocked their patient from online booking (the policy's limit
+    /// reached), each patient counted once.
+    #[serde(default)]
+    pub no_show_blocks: u64,
+    /// Seats placed (holds and bookings of slots), by the trace day of their slot.
+    #[serde(default)]
+    pub slot_days: BTreeMap<u32, u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -278,10 +290,15 @@ impl Collector {
                 | Op::AllocateSlot { .. }
                 | Op::AllocateBed { .. }
                 | Op::MatchReferral { .. }
+                | Op::Book { .. }
         );
         match answer {
             Ok(p) => {
                 r.ok += 1;
+                r.no_show_blocks += u64::from(p.new_block);
+                if let Some(d) = p.slot_day {
+                    *r.slot_days.entry(d).or_default() += 1;
+                }
                 sec.0.ok += 1;
                 op.0.ok += 1;
                 if is_match {
@@ -305,6 +322,7 @@ impl Collector {
                         | Op::HoldBed { .. }
                         | Op::HoldSlot { .. }
                         | Op::MatchReferral { .. }
+                        | Op::Book { .. }
                 );
                 if takes_care && p.hospital != 0 {
                     let tier = p.tier.or_else(|| self.names.get(&p.hospital).map(|n| n.1));
@@ -412,6 +430,19 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Seats placed per trace day of their slot, `day: count` (days kept by the replay).
+fn slot_days_line(r: &ReplayResult) -> String {
+    if r.slot_days.is_empty() {
+        return "none".into();
+    }
+    let days: Vec<String> = r
+        .slot_days
+        .iter()
+        .map(|(d, n)| format!("{d}: {n}"))
+        .collect();
+    format!("{} days; {}", r.slot_days.len(), days.join(", "))
+}
+
 /// The report as one self-contained HTML page (inline SVG, no external resources).
 pub fn html(r: &ReplayResult) -> String {
     let mut h = String::new();
@@ -469,6 +500,12 @@ pub fn html(r: &ReplayResult) -> String {
                 r.matching.attempted
             ),
         ),
+        ("schedule", r.schedule.clone()),
+        (
+            "no-show blocks (patients blocked from online booking)",
+            r.no_show_blocks.to_string(),
+        ),
+        ("seats placed by trace day of the slot", slot_days_line(r)),
         ("machine", r.machine.clone()),
     ];
     for (k, v) in rows {
