@@ -125,7 +125,7 @@ enum Cmd {
     },
     /// Operator commands: cluster, region and spot checks (see `ops`).
     #[command(flatten)]
-    Ops(ops::OpsCmd),
+    Ops(Box<ops::OpsCmd>),
 }
 
 /// Most concurrent demo clients.
@@ -238,7 +238,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             rt.block_on(demo::run(opts))?;
         }
         Cmd::Sim { cmd } => return Ok(sim::run(cmd)),
-        Cmd::Ops(cmd) => return Ok(ops::run(cmd)),
+        Cmd::Ops(cmd) => return Ok(ops::run(*cmd)),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

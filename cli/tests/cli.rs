@@ -569,6 +569,8 @@ fn sim_arguments_out_of_range_are_refused_without_side_effects() {
         ("--scale", "NaN", "--scale"),
         ("--scale", "-1", "--scale"),
         ("--scale", "1e9", "--scale"),
+        ("--days", "0", "--days"),
+        ("--days", "93", "--days"),
     ] {
         let arg = format!("{flag}={value}");
         let r = ninety_within(&["sim", "generate", &arg, "--out", out_s], &[], quick);
@@ -614,6 +616,33 @@ fn sim_arguments_out_of_range_are_refused_without_side_effects() {
         let arg = format!("--max-in-flight={n}");
         assert_refused(&arg, replay(&[&arg], out_s), "max-in-flight");
     }
+    for (arg, want) in [
+        ("--schedule=lively", "schedule"),
+        ("--days=0", "--days"),
+        ("--day-start=2026-02-30", "day-start"),
+        ("--region=atlantis", "atlantis"),
+    ] {
+        assert_refused(arg, replay(&[arg], out_s), want);
+        assert!(!report.exists(), "{arg}: wrote a report");
+    }
+    // The converter: a CSV without the booking column, and a missing file.
+    let csv = dir.path().join("a.csv");
+    std::fs::write(&csv, "when,what\n2026-11-02,x\n").unwrap();
+    let converted = dir.path().join("c.jsonl");
+    let convert = |csv: &str| {
+        let args = [
+            "sim",
+            "convert",
+            "--csv",
+            csv,
+            "--out",
+            converted.to_str().unwrap(),
+        ];
+        ninety_within(&args, &[], quick)
+    };
+    assert_refused("no booked_at", convert(csv.to_str().unwrap()), "booked_at");
+    assert_refused("no file", convert("/nonexistent/a.csv"), "nonexistent");
+    assert!(!converted.exists(), "wrote a trace");
     // An event due at u64::MAX ms: refused when the trace is read (it used to hang).
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();

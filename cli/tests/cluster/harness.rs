@@ -67,6 +67,8 @@ pub struct Opts {
     pub log_retain_entries: Option<u64>,
     /// The region the founding nodes load: "test" (the default) or "gba".
     pub region: Option<&'static str>,
+    /// `schedule_horizon_days` of the nodes (default: the node's, 14).
+    pub schedule_horizon_days: Option<u16>,
     /// No `[tls]`, `insecure = true`: plain text, claimed peer ids taken on trust. A test
     /// that sets it says why.
     pub insecure: bool,
@@ -219,6 +221,9 @@ impl Procs {
         }
         if let Some(n) = self.opts.log_retain_entries {
             extra += &format!("log_retain_entries = {n}\n");
+        }
+        if let Some(n) = self.opts.schedule_horizon_days {
+            extra += &format!("schedule_horizon_days = {n}\n");
         }
         if self.opts.insecure {
             extra += "insecure = true\n";

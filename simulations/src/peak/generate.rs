@@ -2,7 +2,9 @@
 //! for the same inputs (the engine's SplitMix64, integer draws and exact float arithmetic).
 
 use super::scenario::Scenario;
-use super::trace::{Channel, Event, Header, Home, Mode, Op, Ref, Tier, Trace, Urgency};
+use super::trace::{
+    Channel, Event, Header, Home, Mode, Op, PatientAttrs, Ref, Tier, Trace, Urgency, MS_PER_DAY,
+};
 use ninety_engine::generate::{self, SplitMix64};
 use ninety_engine::region::{Specialty, Tier as EngineTier};
 use ninety_engine::region_file::RegionFile;
@@ -17,8 +19,10 @@ const CONSULT_TTL_MS: u64 = 10 * MS_PER_MINUTE;
 const HOLD_TTL_MS_CAP: u64 = 24 * 60 * MS_PER_MINUTE;
 /// Minutes in a day: a start minute is below it.
 pub const MINUTES_PER_DAY: u32 = 24 * 60;
-/// Longest trace the generator writes, minutes (a day).
+/// Longest traffic of one day the generator writes, minutes (a day).
 pub const TRACE_MINUTES_MAX: u32 = MINUTES_PER_DAY;
+/// Most days one trace spans (a quarter).
+pub const TRACE_DAYS_MAX: u32 = 92;
 /// Largest multiplier of a scenario's arrival rate.
 pub const SCALE_MAX: f64 = 1000.0;
 /// Most journeys one trace may start (bounds memory; national at full scale for 10 minutes
@@ -35,6 +39,9 @@ pub struct GenerateOptions {
     pub start_minute: Option<u32>,
     /// Multiplier of the scenario's arrival rate (0.1 for a tenth of the traffic).
     pub scale: f64,
+    /// Days of traffic (each from `start_minute` for `minutes`); `None` for the
+    /// scenario's default.
+    pub days: Option<u32>,
 }
 
 impl Default for GenerateOptions {
@@ -44,6 +51,7 @@ impl Default for GenerateOptions {
             minutes: None,
             start_minute: None,
             scale: 1.0,
+            days: None,
         }
     }
 }
@@ -177,7 +185,12 @@ struct Patient {
     hospital: usize,
     home: Home,
     language: String,
+    attrs: PatientAttrs,
 }
+
+/// Repeat no-show patients are numbered from here (their own streams, apart from the
+/// pool's).
+const PRONE_BASE: u64 = 1 << 40;
 
 struct Gen<'a> {
     sc: &'a Scenario,
@@ -185,32 +198,92 @@ struct Gen<'a> {
     rng: SplitMix64,
     seed: u64,
     horizon_ms: u64,
-    /// (at_ms, temporary index, op, patient index) — sorted and numbered at the end.
-    pending: Vec<(u64, u64, Op, Option<usize>)>,
+    /// The trace's start, Unix ms (windows are absolute).
+    start_ms: u64,
+    /// (at_ms, temporary index, op, patient index, after_slot_ms) — sorted and numbered
+    /// at the end.
+    pending: Vec<Pending>,
     patients: Vec<Patient>,
-    window: (u64, u64),
+    /// Indexes (into `patients`) of the repeat no-show pool, drawn lazily.
+    prone: Vec<Option<usize>>,
+    /// Indexes (into `patients`) of the main pool's patients met so far, by number.
+    main: BTreeMap<u64, usize>,
 }
+
+struct Pending {
+    at_ms: u64,
+    tmp: u64,
+    op: Op,
+    patient: Option<usize>,
+    after_slot_ms: Option<i64>,
+}
+
+/// A booking's window: (start, end), Unix ms.
+type Window = (u64, u64);
 
 impl Gen<'_> {
     /// Schedules an op; returns its temporary index (a reference for later ops), or None
     /// if it falls after the end of the trace.
     fn push(&mut self, at_ms: u64, op: Op, patient: Option<usize>) -> Option<Ref> {
+        self.push_timed(at_ms, op, patient, None)
+    }
+
+    /// As `push`, for an op timed `after_slot_ms` from its slot (`at_ms` the estimate).
+    fn push_timed(
+        &mut self,
+        at_ms: u64,
+        op: Op,
+        patient: Option<usize>,
+        after_slot_ms: Option<i64>,
+    ) -> Option<Ref> {
         if at_ms >= self.horizon_ms {
             return None;
         }
         let tmp = self.pending.len() as u64;
-        self.pending.push((at_ms, tmp, op, patient));
+        self.pending.push(Pending {
+            at_ms,
+            tmp,
+            op,
+            patient,
+            after_slot_ms,
+        });
         Some(Ref::Event { event: tmp })
     }
 
     fn patient(&mut self, journeys: u64) -> usize {
         let pool = (journeys * u64::from(self.sc.patients.distinct_per_100) / 100).max(1);
-        let k = self.rng.below(pool) as usize;
-        while self.patients.len() <= k {
-            let n = self.patients.len() as u64;
-            self.patients.push(self.new_patient(n));
+        let k = self.rng.below(pool);
+        self.patient_at(k)
+    }
+
+    /// The patient numbered `n`, made on first use.
+    fn patient_at(&mut self, n: u64) -> usize {
+        if n >= PRONE_BASE {
+            let k = (n - PRONE_BASE) as usize;
+            if let Some(Some(i)) = self.prone.get(k) {
+                return *i;
+            }
+            let p = self.new_patient(n);
+            self.patients.push(p);
+            let i = self.patients.len() - 1;
+            if let Some(slot) = self.prone.get_mut(k) {
+                *slot = Some(i);
+            }
+            return i;
         }
-        k
+        if let Some(&i) = self.main.get(&n) {
+            return i;
+        }
+        let p = self.new_patient(n);
+        self.patients.push(p);
+        self.main.insert(n, self.patients.len() - 1);
+        self.patients.len() - 1
+    }
+
+    /// A repeat no-show patient of the pool.
+    fn prone_patient(&mut self) -> usize {
+        let k = self.rng.below(self.prone.len().max(1) as u64);
+        self.patient_at(PRONE_BASE + k)
     }
 
     fn new_patient(&self, n: u64) -> Patient {
@@ -236,11 +309,18 @@ impl Gen<'_> {
         };
         let weights: Vec<u32> = p.languages.iter().map(|(_, w)| *w).collect();
         let language = p.languages[weighted(&mut r, &weights)].0.clone();
+        let bands: Vec<u32> = p.age_bands.iter().map(|(_, w)| *w).collect();
+        let attrs = PatientAttrs {
+            age_band: Some(p.age_bands[weighted(&mut r, &bands)].0.clone()),
+            sex: Some(if r.chance(50) { "female" } else { "male" }.into()),
+            language: (!p.common_languages.contains(&language)).then(|| language.clone()),
+        };
         Patient {
             reference,
             hospital,
             home,
             language,
+            attrs,
         }
     }
 
@@ -258,12 +338,30 @@ impl Gen<'_> {
         self.world.region.hospitals[self.patients[p].hospital].id.0
     }
 
+    /// The window of a booking made at `t`: the clinic day `lead` days after the day of
+    /// `t` (lead drawn from `schedule.lead_days`), spanning `schedule.window_days`.
+    fn window(&mut self, t: u64) -> Window {
+        let d = &self.sc.day;
+        let s = &self.sc.schedule;
+        let day = (self.start_ms + t).saturating_sub(d.midnight_ms) / MS_PER_DAY;
+        let lead = weighted(&mut self.rng, &s.lead_days) as u64;
+        let from = d.slots_from_ms + (day + lead) * MS_PER_DAY;
+        let to = d.slots_to_ms + (day + lead + u64::from(s.window_days) - 1) * MS_PER_DAY;
+        (from, to)
+    }
+
+    /// When the trace expects the slot of a booking made at `booked_at` in `w` to start
+    /// (trace ms): the window's start, and not before the booking.
+    fn slot_estimate(&self, booked_at: u64, w: Window) -> u64 {
+        w.0.saturating_sub(self.start_ms)
+            .max(booked_at + MS_PER_MINUTE)
+    }
+
     /// After a slot hold: booked, then perhaps cancelled or missed; or left to expire.
-    fn after_slot_hold(&mut self, t: u64, hold: Option<Ref>, p: usize) {
+    fn after_slot_hold(&mut self, t: u64, hold: Option<Ref>, p: usize, w: Window, prone: bool) {
         let Some(hold) = hold else { return };
-        let m = &self.sc.mix;
         let r = self.rng.below(100) as u32;
-        if r < m.expire {
+        if r < self.sc.mix.expire && !prone {
             return;
         }
         let booked_at = t + between(&mut self.rng, 20_000, 90_000);
@@ -273,19 +371,37 @@ impl Gen<'_> {
         {
             return;
         }
-        if r < m.expire + m.cancel {
-            let at = booked_at + between(&mut self.rng, 2 * MS_PER_MINUTE, 20 * MS_PER_MINUTE);
-            self.push(
-                at,
-                Op::CancelBooking {
-                    hold,
-                    reason: "patient-cancelled".into(),
-                },
-                Some(p),
-            );
-        } else if r < m.expire + m.cancel + m.no_show {
-            let at = booked_at + between(&mut self.rng, 30 * MS_PER_MINUTE, 50 * MS_PER_MINUTE);
-            self.push(at, Op::MarkNoShow { hold }, Some(p));
+        self.after_booking(booked_at, hold, p, w, r, prone);
+    }
+
+    /// A booking's end: cancelled (perhaps late), a no-show, or attended. `r` (0..100)
+    /// picks by the mix; a repeat no-show patient never comes.
+    fn after_booking(
+        &mut self,
+        booked_at: u64,
+        hold: Ref,
+        p: usize,
+        w: Window,
+        r: u32,
+        prone: bool,
+    ) {
+        let m = &self.sc.mix;
+        let (expire, cancel, no_show, late) = (m.expire, m.cancel, m.no_show, m.late_cancel);
+        let slot = self.slot_estimate(booked_at, w);
+        if !prone && r < expire + cancel {
+            let reason = "patient-cancelled".to_string();
+            let before = between(&mut self.rng, 30 * MS_PER_MINUTE, 110 * MS_PER_MINUTE);
+            if self.rng.chance(u64::from(late)) && slot > booked_at + before + MS_PER_MINUTE {
+                let op = Op::CancelBooking { hold, reason };
+                self.push_timed(slot - before, op, Some(p), Some(-(before as i64)));
+            } else {
+                let at = booked_at + between(&mut self.rng, 2 * MS_PER_MINUTE, 20 * MS_PER_MINUTE);
+                self.push(at, Op::CancelBooking { hold, reason }, Some(p));
+            }
+        } else if prone || r < expire + cancel + no_show {
+            let after = between(&mut self.rng, 10 * MS_PER_MINUTE, 30 * MS_PER_MINUTE);
+            let op = Op::MarkNoShow { hold };
+            self.push_timed(slot + after, op, Some(p), Some(after as i64));
         }
     }
 
@@ -306,39 +422,74 @@ impl Gen<'_> {
                 },
                 Some(p),
             );
-        } else {
-            self.push(at, Op::ConfirmHold { hold }, Some(p));
+        } else if self.push(at, Op::ConfirmHold { hold }, Some(p)).is_some() {
+            self.discharge(at, hold, p);
         }
     }
 
+    /// An admitted patient's stay ends: the bed of `hold` is discharged, then cleaned.
+    fn discharge(&mut self, admitted: u64, hold: Ref, p: usize) -> Option<u64> {
+        let b = &self.sc.beds;
+        if !self.rng.chance(u64::from(b.discharged)) {
+            return None;
+        }
+        let [lo, hi] = b.stay_minutes.map(|m| u64::from(m) * MS_PER_MINUTE);
+        let [clo, chi] = b.clean_minutes.map(|m| u64::from(m) * MS_PER_MINUTE);
+        let out = admitted + between(&mut self.rng, lo, hi + 1);
+        self.push(out, Op::Discharge { bed: hold }, Some(p))?;
+        let clean = out + between(&mut self.rng, clo, chi + 1);
+        self.push(clean, Op::MarkBedClean { bed: hold }, Some(p));
+        Some(out)
+    }
+
+    /// A repeat no-show patient in place of `p` for a booking journey, per the pool's
+    /// share.
+    fn maybe_prone(&mut self, p: usize) -> (usize, bool) {
+        if self.prone.is_empty()
+            || self.rng.below(1000) >= u64::from(self.sc.patients.no_show_prone)
+        {
+            return (p, false);
+        }
+        (self.prone_patient(), true)
+    }
+
     fn follow_up(&mut self, t: u64, p: usize) {
+        let (p, prone) = self.maybe_prone(p);
         let remote = self.rng.chance(u64::from(self.sc.mix.follow_up_remote));
         let mode = if remote { Mode::Remote } else { Mode::InPerson };
+        let w = self.window(t);
         let op = Op::AllocateSlot {
             patient: self.patients[p].reference.clone(),
             from_hospital: self.home_hospital_id(p),
             specialty: self.specialty(),
             urgency: Urgency::P4,
             mode,
-            window_start_ms: self.window.0,
-            window_end_ms: self.window.1,
+            window_start_ms: w.0,
+            window_end_ms: w.1,
             max_travel_minutes: 0,
             ttl_ms: 0,
             channel: Channel::Public,
             referral: None,
         };
         let hold = self.push(t, op, Some(p));
-        self.after_slot_hold(t, hold, p);
+        self.after_slot_hold(t, hold, p, w, prone);
     }
 
-    fn match_specialist(&mut self, t: u64, p: usize, specialty: String, urgency: Urgency) {
+    fn match_specialist(
+        &mut self,
+        t: u64,
+        p: usize,
+        specialty: String,
+        urgency: Urgency,
+        w: Window,
+    ) {
         let op = Op::MatchSpecialist {
             from_hospital: self.home_hospital_id(p),
             specialty,
             urgency,
             mode: Mode::Any,
-            window_start_ms: self.window.0,
-            window_end_ms: self.window.1,
+            window_start_ms: w.0,
+            window_end_ms: w.1,
             max_travel_minutes: 90,
             channel: Channel::Public,
             limit: 10,
@@ -346,26 +497,33 @@ impl Gen<'_> {
         self.push(t, op, Some(p));
     }
 
+    /// A search (`$find`), then the one-call `book` of the best slot (`$book`).
     fn new_booking(&mut self, t: u64, p: usize) {
+        let (p, prone) = self.maybe_prone(p);
         let specialty = self.specialty();
         let urgency = self.urgency();
-        self.match_specialist(t, p, specialty.clone(), urgency);
+        let w = self.window(t);
+        self.match_specialist(t, p, specialty.clone(), urgency, w);
         let at = t + between(&mut self.rng, 10_000, 60_000);
-        let op = Op::AllocateSlot {
+        let op = Op::Book {
             patient: self.patients[p].reference.clone(),
             from_hospital: self.home_hospital_id(p),
             specialty,
             urgency,
             mode: Mode::InPerson,
-            window_start_ms: self.window.0,
-            window_end_ms: self.window.1,
+            window_start_ms: w.0,
+            window_end_ms: w.1,
             max_travel_minutes: 0,
-            ttl_ms: 0,
             channel: Channel::Public,
             referral: None,
         };
-        let hold = self.push(at, op, Some(p));
-        self.after_slot_hold(at, hold, p);
+        let Some(hold) = self.push(at, op, Some(p)) else {
+            return;
+        };
+        // A booking made in one call cannot be left to expire: skip that share.
+        let expire = self.sc.mix.expire;
+        let r = expire + self.rng.below(u64::from(100 - expire.min(99))) as u32;
+        self.after_booking(at, hold, p, w, r, prone);
     }
 
     fn match_query(&mut self, t: u64, p: usize) {
@@ -374,7 +532,8 @@ impl Gen<'_> {
         for _ in 0..n {
             let s = self.specialty();
             let u = self.urgency();
-            self.match_specialist(at, p, s, u);
+            let w = self.window(at);
+            self.match_specialist(at, p, s, u, w);
             at += between(&mut self.rng, 5_000, 30_000);
         }
     }
@@ -480,11 +639,12 @@ impl Gen<'_> {
         if doctors.len() < 2 {
             return None;
         }
+        let w = self.window(t);
         let op = Op::HoldJointConsult {
             patient: self.patients[p].reference.clone(),
             doctors,
-            window_start_ms: self.window.0,
-            window_end_ms: self.window.1,
+            window_start_ms: w.0,
+            window_end_ms: w.1,
             duration_minutes: 15,
             ttl_ms: CONSULT_TTL_MS,
             requesting_hospital: self.home_hospital_id(p),
@@ -510,6 +670,8 @@ impl Gen<'_> {
         }
     }
 
+    /// A referral: request, triage, capacity held, matched, then accepted and travelled
+    /// (or cancelled).
     fn referral(&mut self, t: u64, p: usize) {
         let mut at = t;
         if self.sc.mix.consult_before_referral {
@@ -543,49 +705,16 @@ impl Gen<'_> {
             return;
         };
         at += between(&mut self.rng, MS_PER_MINUTE, 5 * MS_PER_MINUTE);
-        let specialty_of_referral = specialty.clone();
         let op = Op::TriageReferral {
             referral,
             urgency,
-            specialty,
+            specialty: specialty.clone(),
         };
         if self.push(at, op, Some(p)).is_none() {
             return;
         }
         at += between(&mut self.rng, 30_000, 3 * MS_PER_MINUTE);
-        // Capacity first (a bed held ahead for the whole journey, or a slot), then the
-        // referral is matched to it.
-        let hold_ms = u64::from(self.sc.mix.transfer_hold_minutes) * MS_PER_MINUTE;
-        let transfer = self.sc.mix.transfer_minutes;
-        let held = if needs_bed {
-            let op = Op::AllocateBed {
-                patient: self.patients[p].reference.clone(),
-                from_hospital: self.home_hospital_id(p),
-                specialty: specialty_of_referral.clone(),
-                urgency,
-                max_travel_minutes: 0,
-                min_tier: None,
-                ttl_ms: hold_ms.min(HOLD_TTL_MS_CAP),
-                channel: Channel::Referral,
-                referral: Some(referral),
-            };
-            self.push(at, op, Some(p))
-        } else {
-            let op = Op::AllocateSlot {
-                patient: self.patients[p].reference.clone(),
-                from_hospital: self.home_hospital_id(p),
-                specialty: specialty_of_referral.clone(),
-                urgency,
-                mode: Mode::InPerson,
-                window_start_ms: self.window.0,
-                window_end_ms: self.window.1,
-                max_travel_minutes: 0,
-                ttl_ms: 0,
-                channel: Channel::Referral,
-                referral: Some(referral),
-            };
-            self.push(at, op, Some(p))
-        };
+        let held = self.referral_capacity(at, p, referral, needs_bed, specialty, urgency);
         let Some(held) = held else { return };
         at += between(&mut self.rng, 10_000, 60_000);
         let op = Op::MatchReferral {
@@ -599,6 +728,56 @@ impl Gen<'_> {
         let Some(matched) = self.push(at, op, Some(p)) else {
             return;
         };
+        self.transfer(at, p, referral, matched, needs_bed.then_some(held));
+    }
+
+    /// Capacity held ahead for a triaged referral: a bed for the whole journey, or a slot.
+    fn referral_capacity(
+        &mut self,
+        at: u64,
+        p: usize,
+        referral: Ref,
+        needs_bed: bool,
+        specialty: String,
+        urgency: Urgency,
+    ) -> Option<Ref> {
+        let hold_ms = u64::from(self.sc.mix.transfer_hold_minutes) * MS_PER_MINUTE;
+        let patient = self.patients[p].reference.clone();
+        let from_hospital = self.home_hospital_id(p);
+        let op = if needs_bed {
+            Op::AllocateBed {
+                patient,
+                from_hospital,
+                specialty,
+                urgency,
+                max_travel_minutes: 0,
+                min_tier: None,
+                ttl_ms: hold_ms.min(HOLD_TTL_MS_CAP),
+                channel: Channel::Referral,
+                referral: Some(referral),
+            }
+        } else {
+            let w = self.window(at);
+            Op::AllocateSlot {
+                patient,
+                from_hospital,
+                specialty,
+                urgency,
+                mode: Mode::InPerson,
+                window_start_ms: w.0,
+                window_end_ms: w.1,
+                max_travel_minutes: 0,
+                ttl_ms: 0,
+                channel: Channel::Referral,
+                referral: Some(referral),
+            }
+        };
+        self.push(at, op, Some(p))
+    }
+
+    /// A matched referral: accepted, the patient travels and is admitted, stays, and is
+    /// discharged (the referral completed, the bed freed and cleaned); 5% cancelled.
+    fn transfer(&mut self, mut at: u64, p: usize, referral: Ref, matched: Ref, bed: Option<Ref>) {
         if self.rng.chance(5) {
             at += between(&mut self.rng, MS_PER_MINUTE, 10 * MS_PER_MINUTE);
             let op = Op::CancelReferral {
@@ -617,7 +796,7 @@ impl Gen<'_> {
             return;
         }
         at += between(&mut self.rng, 5 * MS_PER_MINUTE, 20 * MS_PER_MINUTE);
-        let eta = u64::from(transfer) * MS_PER_MINUTE;
+        let eta = u64::from(self.sc.mix.transfer_minutes) * MS_PER_MINUTE;
         let op = Op::StartTransit {
             referral,
             eta_after_ms: eta,
@@ -626,7 +805,21 @@ impl Gen<'_> {
             return;
         }
         at += eta;
-        self.push(at, Op::AdmitReferral { referral }, Some(p));
+        if self
+            .push(at, Op::AdmitReferral { referral }, Some(p))
+            .is_none()
+        {
+            return;
+        }
+        if let Some(bed) = bed {
+            if let Some(out) = self.discharge(at, bed, p) {
+                let op = Op::CompleteReferral {
+                    referral,
+                    outcome: "discharged".into(),
+                };
+                self.push(out, op, Some(p));
+            }
+        }
     }
 
     /// The arrival-rate multiplier at a minute of the local day, and the rush's share of it.
@@ -653,10 +846,11 @@ impl Gen<'_> {
     }
 }
 
-/// The trace's length and start minute (the options', else the scenario's), refused when
-/// out of range rather than clamped: `scale` in (0, [`SCALE_MAX`]], `minutes` in
-/// 1..=[`TRACE_MINUTES_MAX`], `start_minute` below [`MINUTES_PER_DAY`].
-pub fn check_options(sc: &Scenario, opts: &GenerateOptions) -> Result<(u32, u32), String> {
+/// The trace's length, start minute and days (the options', else the scenario's), refused
+/// when out of range rather than clamped: `scale` in (0, [`SCALE_MAX`]], `minutes` in
+/// 1..=[`TRACE_MINUTES_MAX`], `start_minute` below [`MINUTES_PER_DAY`], `days` in
+/// 1..=[`TRACE_DAYS_MAX`].
+pub fn check_options(sc: &Scenario, opts: &GenerateOptions) -> Result<(u32, u32, u32), String> {
     if !(opts.scale > 0.0 && opts.scale <= SCALE_MAX) {
         return Err(format!(
             "scale: {:?} is outside (0, {SCALE_MAX}]",
@@ -666,7 +860,7 @@ pub fn check_options(sc: &Scenario, opts: &GenerateOptions) -> Result<(u32, u32)
     let minutes = opts.minutes.unwrap_or(sc.day.minutes);
     if !(1..=TRACE_MINUTES_MAX).contains(&minutes) {
         return Err(format!(
-            "minutes: {minutes} is outside 1..={TRACE_MINUTES_MAX} (a trace is at most a day)"
+            "minutes: {minutes} is outside 1..={TRACE_MINUTES_MAX} (a trace's day is at most a day)"
         ));
     }
     let start_minute = opts.start_minute.unwrap_or(sc.day.start_minute);
@@ -676,42 +870,33 @@ pub fn check_options(sc: &Scenario, opts: &GenerateOptions) -> Result<(u32, u32)
             MINUTES_PER_DAY - 1
         ));
     }
-    Ok((minutes, start_minute))
+    let days = opts.days.unwrap_or(sc.day.days);
+    if !(1..=TRACE_DAYS_MAX).contains(&days) {
+        return Err(format!("days: {days} is outside 1..={TRACE_DAYS_MAX}"));
+    }
+    Ok((minutes, start_minute, days))
 }
 
-/// Generates a peak-day trace.
-pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> {
-    let preset = sc.preset()?;
-    let (minutes, start_minute) = check_options(sc, opts)?;
-    let region = generate::region(preset, sc.region.seed);
-    let world = World::new(region);
-    let start_ms = sc
-        .day
-        .midnight_ms
-        .checked_add(u64::from(start_minute) * MS_PER_MINUTE)
-        .ok_or_else(|| format!("day.midnight_ms: {} is too large", sc.day.midnight_ms))?;
-    let mut g = Gen {
-        sc,
-        world: &world,
-        rng: SplitMix64::new(opts.seed ^ 0x7065_616b_2d64_6179),
-        seed: opts.seed,
-        horizon_ms: u64::from(minutes) * MS_PER_MINUTE,
-        pending: Vec::new(),
-        patients: Vec::new(),
-        window: (sc.day.slots_from_ms, sc.day.slots_to_ms),
-    };
-    // Expected journeys of the whole trace, for the size of the patient pool.
+/// Expected journeys of the whole trace (for the size of the patient pool).
+fn expected_journeys(
+    g: &Gen,
+    sc: &Scenario,
+    opts: &GenerateOptions,
+    minutes: u32,
+    start: u32,
+    days: u32,
+) -> f64 {
     let mut expected = 0.0;
     for m in 0..minutes {
-        let local = f64::from((start_minute + m) % MINUTES_PER_DAY) + 0.5;
+        let local = f64::from((start + m) % MINUTES_PER_DAY) + 0.5;
         expected += sc.traffic.journeys_per_minute * opts.scale * g.factor(local).0;
     }
-    if expected > JOURNEYS_MAX as f64 {
-        return Err(format!(
-            "{expected:.0} journeys expected, more than {JOURNEYS_MAX}: use fewer minutes or a smaller scale"
-        ));
-    }
-    let journeys = expected as u64 + 1;
+    expected * f64::from(days)
+}
+
+/// One minute's arrivals: how many, and each one's journey.
+fn minute(g: &mut Gen, base_ms: u64, local: f64, scale: f64, journeys: u64) {
+    let sc = g.sc;
     let mx = &sc.mix;
     let weights = [
         mx.follow_up,
@@ -722,71 +907,142 @@ pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> 
         mx.referral,
         mx.joint_consult,
     ];
-    for m in 0..minutes {
-        let local = f64::from((start_minute + m) % MINUTES_PER_DAY) + 0.5;
-        let (factor, rush_share) = g.factor(local);
-        let rate = sc.traffic.journeys_per_minute * opts.scale * factor;
-        let whole = rate.floor();
-        let frac_permille = ((rate - whole) * 1000.0) as u64;
-        let count = whole as u64 + u64::from(g.rng.below(1000) < frac_permille);
-        let rush_permille = (rush_share * 1000.0) as u64;
-        let mut offsets: Vec<u64> = (0..count).map(|_| g.rng.below(MS_PER_MINUTE)).collect();
-        offsets.sort_unstable();
-        for off in offsets {
-            let t = u64::from(m) * MS_PER_MINUTE + off;
-            let p = g.patient(journeys);
-            // The extra arrivals of a rush come for the freshly released slots.
-            let kind = if g.rng.below(1000) < rush_permille {
-                1
-            } else {
-                weighted(&mut g.rng, &weights)
-            };
-            match kind {
-                0 => g.follow_up(t, p),
-                1 => g.new_booking(t, p),
-                2 => g.match_query(t, p),
-                3 => g.bed_hold(t, p),
-                4 => g.bed_allocation(t, p),
-                5 => g.referral(t, p),
-                _ => {
-                    g.joint_consult(t, p, false);
-                }
+    let (factor, rush_share) = g.factor(local);
+    let rate = sc.traffic.journeys_per_minute * scale * factor;
+    let whole = rate.floor();
+    let frac_permille = ((rate - whole) * 1000.0) as u64;
+    let count = whole as u64 + u64::from(g.rng.below(1000) < frac_permille);
+    let rush_permille = (rush_share * 1000.0) as u64;
+    let mut offsets: Vec<u64> = (0..count).map(|_| g.rng.below(MS_PER_MINUTE)).collect();
+    offsets.sort_unstable();
+    for off in offsets {
+        let t = base_ms + off;
+        let p = g.patient(journeys);
+        // The extra arrivals of a rush come for the freshly released slots.
+        let kind = if g.rng.below(1000) < rush_permille {
+            1
+        } else {
+            weighted(&mut g.rng, &weights)
+        };
+        match kind {
+            0 => g.follow_up(t, p),
+            1 => g.new_booking(t, p),
+            2 => g.match_query(t, p),
+            3 => g.bed_hold(t, p),
+            4 => g.bed_allocation(t, p),
+            5 => g.referral(t, p),
+            _ => {
+                g.joint_consult(t, p, false);
             }
         }
     }
+}
+
+/// Generates a peak-day trace (a day's window of traffic on each of `days` days).
+pub fn generate(sc: &Scenario, opts: &GenerateOptions) -> Result<Trace, String> {
+    let preset = sc.preset()?;
+    let (minutes, start_minute, days) = check_options(sc, opts)?;
+    let region = generate::region(preset, sc.region.seed);
+    let world = World::new(region);
+    let start_ms = sc
+        .day
+        .midnight_ms
+        .checked_add(u64::from(start_minute) * MS_PER_MINUTE)
+        .ok_or_else(|| format!("day.midnight_ms: {} is too large", sc.day.midnight_ms))?;
+    let span_minutes = u64::from(days - 1) * u64::from(MINUTES_PER_DAY) + u64::from(minutes);
+    let mut g = Gen {
+        sc,
+        world: &world,
+        rng: SplitMix64::new(opts.seed ^ 0x7065_616b_2d64_6179),
+        seed: opts.seed,
+        horizon_ms: span_minutes * MS_PER_MINUTE,
+        start_ms,
+        pending: Vec::new(),
+        patients: Vec::new(),
+        prone: Vec::new(),
+        main: BTreeMap::new(),
+    };
+    let expected = expected_journeys(&g, sc, opts, minutes, start_minute, days);
+    if expected > JOURNEYS_MAX as f64 {
+        return Err(format!(
+            "{expected:.0} journeys expected, more than {JOURNEYS_MAX}: use fewer minutes or days, or a smaller scale"
+        ));
+    }
+    let journeys = expected as u64 + 1;
+    let p = &sc.patients;
+    if p.no_show_prone > 0 {
+        let mx = &sc.mix;
+        let all = mx.follow_up
+            + mx.new_booking
+            + mx.match_query
+            + mx.bed_hold
+            + mx.bed_allocation
+            + mx.referral
+            + mx.joint_consult;
+        let booking = journeys * u64::from(mx.follow_up + mx.new_booking) / u64::from(all.max(1));
+        let prone = booking * u64::from(p.no_show_prone) / 1000 / u64::from(p.prone_bookings);
+        g.prone = vec![None; prone.max(1) as usize];
+    }
+    for day in 0..days {
+        for m in 0..minutes {
+            let local = f64::from((start_minute + m) % MINUTES_PER_DAY) + 0.5;
+            let base = u64::from(day) * MS_PER_DAY + u64::from(m) * MS_PER_MINUTE;
+            minute(&mut g, base, local, opts.scale, journeys);
+        }
+    }
+    let mut trace = finish(g, opts.seed);
+    trace.header = header(sc, opts, start_ms, minutes, days);
+    Ok(trace)
+}
+
+/// Sorts the pending ops by time, numbers them and writes the events.
+fn finish(g: Gen, seed: u64) -> Trace {
     let Gen {
         mut pending,
         patients,
         ..
     } = g;
-    pending.sort_by_key(|(at, tmp, _, _)| (*at, *tmp));
+    pending.sort_by_key(|p| (p.at_ms, p.tmp));
     let mut final_id = vec![0u64; pending.len()];
-    for (pos, (_, tmp, _, _)) in pending.iter().enumerate() {
-        final_id[*tmp as usize] = pos as u64 + 1;
+    for (pos, p) in pending.iter().enumerate() {
+        final_id[p.tmp as usize] = pos as u64 + 1;
     }
-    let mut ids = SplitMix64::new(opts.seed ^ 0x7265_7175_6573_7473);
+    let mut ids = SplitMix64::new(seed ^ 0x7265_7175_6573_7473);
     let events = pending
         .into_iter()
         .enumerate()
-        .map(|(pos, (at_ms, _, mut op, patient))| {
-            op.map_event_refs(&|tmp| final_id[tmp as usize]);
-            let (language, home) = match patient {
-                Some(p) => (Some(patients[p].language.clone()), Some(patients[p].home)),
-                None => (None, None),
-            };
-            Event {
-                id: pos as u64 + 1,
-                at_ms,
-                request_id: format!("{:016x}{:016x}", ids.next_u64(), ids.next_u64()),
-                op,
-                language,
-                home,
+        .map(|(pos, mut p)| {
+            p.op.map_event_refs(&|tmp| final_id[tmp as usize]);
+            let request_id = format!("{:016x}{:016x}", ids.next_u64(), ids.next_u64());
+            let mut e = Event::new(pos as u64 + 1, p.at_ms, request_id, p.op);
+            e.after_slot_ms = p.after_slot_ms;
+            if let Some(i) = p.patient {
+                let who = &patients[i];
+                e.language = Some(who.language.clone());
+                e.home = Some(who.home);
+                e.patient_attrs = Some(who.attrs.clone());
             }
+            e
         })
         .collect();
-    let mut header = Header::new(&sc.name, opts.seed, start_ms);
-    header.region = Some(sc.region.preset.clone());
-    header.region_seed = Some(sc.region.seed);
-    header.minutes = Some(minutes);
-    Ok(Trace { header, events })
+    Trace {
+        header: Header::new("", seed, 0),
+        events,
+    }
+}
+
+fn header(sc: &Scenario, opts: &GenerateOptions, start_ms: u64, minutes: u32, days: u32) -> Header {
+    let mut h = Header::new(&sc.name, opts.seed, start_ms);
+    h.region = Some(sc.region.preset.clone());
+    h.region_seed = Some(sc.region.seed);
+    h.minutes = Some(minutes);
+    h.days = Some(days);
+    h.description = Some(sc.description.clone());
+    h.source = Some(format!(
+        "ninety sim generate --scenario {} --seed {} --days {days} --minutes {minutes} --scale {}",
+        sc.name, opts.seed, opts.scale
+    ));
+    h.time_zone = sc.day.time_zone.clone();
+    h.licence = Some("CC0-1.0".into());
+    h
 }

@@ -3,29 +3,40 @@
 //!
 //! * [`scenario`]: the documented TOML scenarios (`simulations/scenarios/`, built in).
 //! * [`generate`]: a seeded peak day → a [`trace::Trace`], byte-identical per seed.
-//! * [`trace`]: the JSON-lines format, version 1 (`docs/simulation.md`).
-//! * [`replay`]: open-loop replay through the gRPC API, latency from scheduled time.
+//! * [`trace`]: the JSON-lines format, version 2; version 1 still read
+//!   (`docs/simulation.md`).
+//! * [`convert`]: a CSV of appointments (columns mapped by name) → a trace.
+//! * [`replay`]: open-loop replay through the gRPC API, latency from scheduled time;
+//!   [`send`] speaks the API, [`timeline`] maps the trace's days onto the cluster's
+//!   (calendar) or onto a schedule [`live`] publishes on the replay's own clock.
 //! * [`report`] and [`charts`]: the JSON summary and the self-contained HTML page.
 //!
-//! The commands `ninety sim generate` and `ninety sim replay` call [`generate_file`] and
-//! [`replay_file`].
+//! The commands `ninety sim generate`, `ninety sim convert` and `ninety sim replay` call
+//! [`generate_file`], [`convert::convert_file`] and [`replay_file`].
 
 pub mod charts;
+pub mod convert;
 pub mod generate;
+pub mod live;
 pub mod replay;
 pub mod report;
 pub mod scenario;
+pub mod send;
+pub mod timeline;
 pub mod trace;
 
 #[cfg(test)]
 mod report_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 pub use generate::{generate, GenerateOptions};
-pub use replay::{replay, ReplayOptions, SlotDay};
+pub use replay::{replay, ReplayOptions};
 pub use report::{summary_line, write_report, ReplayResult};
 pub use scenario::Scenario;
+pub use timeline::{ScheduleMode, SlotDay};
 pub use trace::{Event, Header, Op, Ref, Trace, TraceError};
 
 use std::path::{Path, PathBuf};
@@ -44,11 +55,17 @@ pub fn generate_file(scenario: &str, opts: &GenerateOptions, out: &Path) -> Resu
 
 /// The region a trace's header names, when it is a built-in preset.
 pub fn trace_region(trace: &Trace) -> Option<ninety_engine::region_file::RegionFile> {
-    let preset: ninety_engine::generate::Preset = trace.header.region.as_deref()?.parse().ok()?;
-    let seed = trace
-        .header
-        .region_seed
-        .unwrap_or(ninety_engine::generate::DEFAULT_SEED);
+    preset_region(trace.header.region.as_deref()?, trace.header.region_seed)
+}
+
+/// A built-in preset's region (`gba`, `yunnan`, `asean`, `national`) at `seed` (default
+/// the cluster's, 90).
+pub fn preset_region(
+    name: &str,
+    seed: Option<u64>,
+) -> Option<ninety_engine::region_file::RegionFile> {
+    let preset: ninety_engine::generate::Preset = name.parse().ok()?;
+    let seed = seed.unwrap_or(ninety_engine::generate::DEFAULT_SEED);
     Some(ninety_engine::generate::region(preset, seed))
 }
 

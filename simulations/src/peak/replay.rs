@@ -7,12 +7,16 @@
 //! not sent and is counted as `CLIENT_OVERLOAD`.
 
 use super::report::{Collector, ReplayResult};
-use super::trace::{Channel, Event, Mode, Op, Ref, Tier, Trace, Urgency};
-use ninety_client::pb;
-use std::collections::HashMap;
+use super::send::{send, Call, Part};
+use super::timeline::{now_ms, ScheduleMode, Timeline};
+use super::trace::{Event, Ref, Trace};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
+
+pub use super::send::{error_kind, salted, Answer, Conn, Produced, REPLAY_ATTEMPT_TIMEOUT};
+pub use super::timeline::{discover_slot_day, trace_slot_day, SlotDay};
 
 /// Slowest replay: trace time per wall time (a tenth of an hour of trace per wall hour);
 /// slower would turn a day's trace into months of waiting.
@@ -63,8 +67,20 @@ pub struct ReplayOptions {
     pub dependency_wait: Duration,
     /// Hospitals whose bed occupancy is sampled over the day (the busiest in the trace).
     pub occupancy_hospitals: usize,
-    /// The schedule day the trace's absolute slot windows are moved onto (see [`SlotDay`]).
+    /// Which schedule the replay books against: the cluster's own days (calendar) or one
+    /// it publishes on its own clock (live); see [`super::timeline`].
+    pub schedule: ScheduleMode,
+    /// Calendar mode: the cluster day the trace's first slot day lands on ([`SlotDay`]).
     pub slot_day: SlotDay,
+    /// Replay only the trace's first `days` days (`None`: all of it).
+    pub days: Option<u32>,
+    /// Live mode: the region to publish the schedule of (`None`: the trace's preset).
+    pub region: Option<ninety_engine::region_file::RegionFile>,
+    /// Live mode: how long before the trace's start publishing may take (`None`: two
+    /// seconds plus a millisecond per doctor).
+    pub live_lead: Option<Duration>,
+    /// Live mode: `PublishSchedule` calls in flight.
+    pub publish_concurrency: usize,
     /// Trace time between occupancy samples, ms.
     pub occupancy_every_ms: u64,
     /// TLS towards the targets (`ninety --cacert`); `None`: plain HTTP/2.
@@ -85,611 +101,42 @@ impl Default for ReplayOptions {
             dependency_wait: Duration::from_secs(10),
             occupancy_hospitals: 8,
             occupancy_every_ms: 60_000,
+            schedule: ScheduleMode::Calendar,
             slot_day: SlotDay::Discover,
+            days: None,
+            region: None,
+            live_lead: None,
+            publish_concurrency: 32,
             tls: None,
             token: None,
         }
     }
 }
 
-/// Which day the trace's slot windows (`window_start_ms`, `window_end_ms`) search. A trace
-/// is written for one schedule day ([`trace_slot_day`]: the GBA scenario's 2026-11-24); a
-/// cluster started with `region = "gba"` publishes its schedules for the next clinic day
-/// after its founding node's clock, so the windows are moved by whole days onto the
-/// cluster's day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SlotDay {
-    /// Ask the cluster (one `FindSlots` for the earliest open slot, [`discover_slot_day`]);
-    /// as written when it has none.
-    Discover,
-    /// Send the windows as written.
-    AsWritten,
-    /// The UTC day starting at this Unix ms (00:00 UTC).
-    At(u64),
-}
-
-/// What a successful request created or chose, for later events and for the report.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Produced {
-    /// The hold, booking, consultation or referral id.
-    pub id: u64,
-    /// The hospital chosen or holding the capacity, 0 if none.
-    pub hospital: u32,
-    /// The doctor of a slot, 0 if none.
-    pub doctor: u32,
-    /// Travel minutes of a matched candidate, if the answer says.
-    pub travel_minutes: Option<u32>,
-    /// Tier of a matched candidate, if the answer says.
-    pub tier: Option<Tier>,
-    /// Whether the op was a match attempt that found capacity (or candidates).
-    pub matched: bool,
-    /// Doctors of a joint consultation beyond `doctor` (up to three).
-    pub more_doctors: [u32; 3],
-}
-
-/// The result of sending one event.
-pub type Answer = Result<Produced, String>;
-
-/// The one place that speaks the wire API: a [`ninety_client::Client`] of the target nodes
-/// (the last answering node first, leader hints followed, retries of the *same* message,
-/// so the request id keeps a retry safe), configured for open-loop replay: a call gives up
-/// within the replay's request timeout instead of the client's interactive defaults.
-#[derive(Clone)]
-pub struct Conn {
-    client: ninety_client::Client,
-}
-
-/// Longest one attempt of a replayed call may take (sent as `grpc-timeout`); a node that
-/// cannot answer within it is retried, the same request id, on the next or hinted node.
-pub const REPLAY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl Conn {
-    /// A client of `targets` (host:port); connections open lazily. Each call takes at most
-    /// `request_timeout` over all its attempts.
-    pub fn new(
-        targets: &[String],
-        request_timeout: Duration,
-        tls: Option<ninety_client::ClientTls>,
-        token: Option<String>,
-    ) -> Result<Conn, String> {
-        let config = ninety_client::Config {
-            attempt_timeout: REPLAY_ATTEMPT_TIMEOUT.min(request_timeout),
-            total_timeout: request_timeout,
-            max_attempts: 8,
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(250),
-            connect_timeout: Duration::from_secs(3),
-            tls,
-            token,
-        };
-        let client = ninety_client::Client::new(targets, config).map_err(|e| e.to_string())?;
-        Ok(Conn { client })
-    }
-
-    /// The client, for calls the replay makes besides the trace's (discovery).
-    pub fn client(&self) -> &ninety_client::Client {
-        &self.client
-    }
-
-    /// Counts a hospital's beds: (occupied, held, total).
-    pub async fn occupancy(&self, hospital: u32) -> Result<(u32, u32, u32), tonic::Status> {
-        let r = self
-            .client
-            .ward_availability(pb::WardAvailabilityRequest {
-                hospital_id: hospital,
-                ward_ids: Vec::new(),
-                consistency: pb::ReadConsistency::Local as i32,
-            })
-            .await?;
-        Ok(r.wards.iter().fold((0, 0, 0), |a, w| {
-            (a.0 + w.occupied_beds, a.1 + w.held_beds, a.2 + w.total_beds)
-        }))
-    }
-}
-
-fn urgency(u: Urgency) -> i32 {
-    (match u {
-        Urgency::P1 => pb::Urgency::P1,
-        Urgency::P2 => pb::Urgency::P2,
-        Urgency::P3 => pb::Urgency::P3,
-        Urgency::P4 => pb::Urgency::P4,
-    }) as i32
-}
-
-fn mode(m: Mode) -> i32 {
-    (match m {
-        Mode::Any => pb::Mode::Unspecified,
-        Mode::InPerson => pb::Mode::InPerson,
-        Mode::Remote => pb::Mode::Remote,
-    }) as i32
-}
-
-fn channel(c: Channel) -> i32 {
-    (match c {
-        Channel::Public => pb::Channel::Public,
-        Channel::Referral => pb::Channel::Referral,
-    }) as i32
-}
-
-fn tier_pb(t: Tier) -> i32 {
-    (match t {
-        Tier::Primary => pb::Tier::Primary,
-        Tier::Secondary => pb::Tier::Secondary,
-        Tier::Tertiary => pb::Tier::Tertiary,
-    }) as i32
-}
-
-fn tier_from_pb(t: i32) -> Option<Tier> {
-    match pb::Tier::try_from(t).ok()? {
-        pb::Tier::Primary => Some(Tier::Primary),
-        pb::Tier::Secondary => Some(Tier::Secondary),
-        pb::Tier::Tertiary => Some(Tier::Tertiary),
-        pb::Tier::Unspecified => None,
-    }
-}
-
-fn window(start: u64, end: u64) -> Option<pb::TimeRange> {
-    Some(pb::TimeRange {
-        start_ms: start,
-        end_ms: end,
-    })
-}
-
-/// The error kind of a refused call: the gRPC code and, when attached, the rejection code
-/// (`FAILED_PRECONDITION/NO_CAPACITY`).
-pub fn error_kind(s: &tonic::Status) -> String {
-    let code = format!("{:?}", s.code());
-    let code = grpc_code_name(&code);
-    match ninety_proto::status::rejection(s) {
-        Some(r) if r.code != 0 => {
-            let name = pb::RejectionCode::try_from(r.code)
-                .map(|c| {
-                    c.as_str_name()
-                        .trim_start_matches("REJECTION_CODE_")
-                        .to_string()
-                })
-                .unwrap_or_else(|_| r.code.to_string());
-            format!("{code}/{name}")
-        }
-        _ => code,
-    }
-}
-
-/// `FailedPrecondition` → `FAILED_PRECONDITION`.
-fn grpc_code_name(debug: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in debug.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-fn candidate(p: &mut Produced, c: Option<&pb::Candidate>) {
-    if let Some(c) = c {
-        p.hospital = c.hospital_id;
-        p.doctor = c.doctor_id;
-        p.travel_minutes = Some(c.travel_minutes);
-        p.tier = tier_from_pb(c.tier);
-        p.matched = true;
-    }
-}
-
-/// Sends one op (its references already resolved) and reads what it produced.
-async fn send(
-    conn: &Conn,
-    op: &Op,
-    request_id: String,
-    resolve: &(dyn Fn(Ref, bool) -> u64 + Sync),
-) -> Result<Produced, tonic::Status> {
-    let id = |r: Ref| resolve(r, false);
-    let mut p = Produced::default();
-    match op {
-        Op::MatchSpecialist {
-            from_hospital,
-            specialty,
-            urgency: u,
-            mode: m,
-            window_start_ms,
-            window_end_ms,
-            max_travel_minutes,
-            channel: c,
-            limit,
-        } => {
-            let r = conn
-                .client
-                .match_specialist(pb::MatchSpecialistRequest {
-                    from_hospital_id: *from_hospital,
-                    specialty: specialty.clone(),
-                    sub_specialty: String::new(),
-                    urgency: urgency(*u),
-                    mode: mode(*m),
-                    window: window(*window_start_ms, *window_end_ms),
-                    max_travel_minutes: *max_travel_minutes,
-                    min_tier: 0,
-                    channel: channel(*c),
-                    limit: *limit,
-                    consistency: pb::ReadConsistency::Local as i32,
-                    ..Default::default()
-                })
-                .await?;
-            candidate(&mut p, r.candidates.first());
-        }
-        Op::AllocateSlot {
-            patient,
-            from_hospital,
-            specialty,
-            urgency: u,
-            mode: m,
-            window_start_ms,
-            window_end_ms,
-            max_travel_minutes,
-            ttl_ms,
-            channel: c,
-            referral,
-        } => {
-            let r = conn
-                .client
-                .allocate_slot(pb::AllocateSlotRequest {
-                    request_id,
-                    patient_ref: patient.clone(),
-                    from_hospital_id: *from_hospital,
-                    specialty: specialty.clone(),
-                    sub_specialty: String::new(),
-                    urgency: urgency(*u),
-                    mode: mode(*m),
-                    window: window(*window_start_ms, *window_end_ms),
-                    max_travel_minutes: *max_travel_minutes,
-                    min_tier: 0,
-                    ttl_ms: *ttl_ms,
-                    channel: channel(*c),
-                    referral_id: referral.map_or(0, id),
-                    ..Default::default()
-                })
-                .await?;
-            candidate(&mut p, r.chosen.as_ref());
-            if let Some(b) = r.booking {
-                p.id = b.hold_id;
-                p.hospital = b.hospital_id;
-                p.doctor = b.doctor_id;
-                p.matched = true;
-            }
-        }
-        Op::HoldSlot {
-            slot,
-            patient,
-            ttl_ms,
-            channel: c,
-        } => {
-            let r = conn
-                .client
-                .hold_slot(pb::HoldSlotRequest {
-                    request_id,
-                    slot_id: id(*slot),
-                    patient_ref: patient.clone(),
-                    ttl_ms: *ttl_ms,
-                    channel: channel(*c),
-                    referral_id: 0,
-                })
-                .await?;
-            if let Some(b) = r.booking {
-                p.id = b.hold_id;
-                p.hospital = b.hospital_id;
-                p.doctor = b.doctor_id;
-            }
-        }
-        Op::BookSlot { hold } => {
-            conn.client
-                .book_slot(pb::BookSlotRequest {
-                    request_id,
-                    hold_id: id(*hold),
-                })
-                .await?;
-            p.id = id(*hold);
-        }
-        Op::CancelBooking { hold, reason } => {
-            conn.client
-                .cancel_booking(pb::CancelBookingRequest {
-                    request_id,
-                    hold_id: id(*hold),
-                    reason: reason.clone(),
-                })
-                .await?;
-        }
-        Op::MarkNoShow { hold } => {
-            conn.client
-                .mark_no_show(pb::MarkNoShowRequest {
-                    request_id,
-                    hold_id: id(*hold),
-                })
-                .await?;
-        }
-        Op::HoldBed {
-            ward,
-            bed,
-            patient,
-            ttl_ms,
-            urgency: u,
-            channel: c,
-            referral,
-        } => {
-            let r = conn
-                .client
-                .hold_bed(pb::HoldBedRequest {
-                    request_id,
-                    ward_id: *ward,
-                    bed_id: *bed,
-                    patient_ref: patient.clone(),
-                    ttl_ms: *ttl_ms,
-                    urgency: urgency(*u),
-                    channel: channel(*c),
-                    referral_id: referral.map_or(0, id),
-                })
-                .await?;
-            if let Some(h) = r.hold {
-                p.id = h.hold_id;
-                p.hospital = h.hospital_id;
-            }
-        }
-        Op::AllocateBed {
-            patient,
-            from_hospital,
-            specialty,
-            urgency: u,
-            max_travel_minutes,
-            min_tier,
-            ttl_ms,
-            channel: c,
-            referral,
-        } => {
-            let r = conn
-                .client
-                .allocate_bed(pb::AllocateBedRequest {
-                    request_id,
-                    patient_ref: patient.clone(),
-                    from_hospital_id: *from_hospital,
-                    specialty: specialty.clone(),
-                    urgency: urgency(*u),
-                    max_travel_minutes: *max_travel_minutes,
-                    min_tier: min_tier.map_or(0, tier_pb),
-                    ttl_ms: *ttl_ms,
-                    channel: channel(*c),
-                    referral_id: referral.map_or(0, id),
-                    ..Default::default()
-                })
-                .await?;
-            candidate(&mut p, r.chosen.as_ref());
-            if let Some(h) = r.hold {
-                p.id = h.hold_id;
-                p.hospital = h.hospital_id;
-                p.matched = true;
-            }
-        }
-        Op::ConfirmHold { hold } => {
-            conn.client
-                .confirm_hold(pb::ConfirmHoldRequest {
-                    request_id,
-                    hold_id: id(*hold),
-                })
-                .await?;
-        }
-        Op::ReleaseHold { hold, reason } => {
-            conn.client
-                .release_hold(pb::ReleaseHoldRequest {
-                    request_id,
-                    hold_id: id(*hold),
-                    reason: reason.clone(),
-                })
-                .await?;
-        }
-        Op::GetHold { hold } => {
-            conn.client
-                .get_hold(pb::GetHoldRequest {
-                    hold_id: id(*hold),
-                    consistency: pb::ReadConsistency::Local as i32,
-                })
-                .await?;
-        }
-        Op::WardAvailability { hospital } => {
-            conn.occupancy(*hospital).await?;
-        }
-        Op::HoldJointConsult {
-            patient,
-            doctors,
-            window_start_ms,
-            window_end_ms,
-            duration_minutes,
-            ttl_ms,
-            requesting_hospital,
-        } => {
-            let r = conn
-                .client
-                .hold_joint_consult(pb::HoldJointConsultRequest {
-                    request_id,
-                    patient_ref: patient.clone(),
-                    doctor_ids: doctors.clone(),
-                    window: window(*window_start_ms, *window_end_ms),
-                    duration_minutes: *duration_minutes,
-                    ttl_ms: *ttl_ms,
-                    requesting_hospital_id: *requesting_hospital,
-                })
-                .await?;
-            if let Some(c) = r.consult {
-                p.id = c.consult_id;
-                p.doctor = c.doctor_ids.first().copied().unwrap_or(0);
-                for (slot, d) in p.more_doctors.iter_mut().zip(c.doctor_ids.iter().skip(1)) {
-                    *slot = *d;
-                }
-            }
-        }
-        Op::BookJointConsult { consult } => {
-            conn.client
-                .book_joint_consult(pb::BookJointConsultRequest {
-                    request_id,
-                    consult_id: id(*consult),
-                })
-                .await?;
-        }
-        Op::ReleaseJointConsult { consult, reason } => {
-            conn.client
-                .release_joint_consult(pb::ReleaseJointConsultRequest {
-                    request_id,
-                    consult_id: id(*consult),
-                    reason: reason.clone(),
-                })
-                .await?;
-        }
-        Op::RequestReferral {
-            patient,
-            from_hospital,
-            specialty,
-            urgency: u,
-            mode: m,
-            needs_bed,
-            reason_code,
-            ttl_ms,
-        } => {
-            let r = conn
-                .client
-                .request_referral(pb::RequestReferralRequest {
-                    request_id,
-                    patient_ref: patient.clone(),
-                    from_hospital_id: *from_hospital,
-                    specialty: specialty.clone(),
-                    urgency: urgency(*u),
-                    mode: mode(*m),
-                    needs_bed: *needs_bed,
-                    reason_code: reason_code.clone(),
-                    ttl_ms: *ttl_ms,
-                    ..Default::default()
-                })
-                .await?;
-            p.id = r.referral.map_or(0, |r| r.referral_id);
-        }
-        Op::TriageReferral {
-            referral,
-            urgency: u,
-            specialty,
-        } => {
-            conn.client
-                .triage_referral(pb::TriageReferralRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                    urgency: urgency(*u),
-                    specialty: specialty.clone(),
-                    note: String::new(),
-                })
-                .await?;
-        }
-        Op::MatchReferral {
-            referral,
-            bed_hold,
-            slot_hold,
-            to_hospital,
-            hold_ttl_ms,
-            max_travel_minutes,
-        } => {
-            let r = conn
-                .client
-                .match_referral(pb::MatchReferralRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                    to_hospital_id: *to_hospital,
-                    hold_ttl_ms: *hold_ttl_ms,
-                    max_travel_minutes: *max_travel_minutes,
-                    bed_hold_id: bed_hold.map_or(0, id),
-                    slot_hold_id: slot_hold.map_or(0, id),
-                })
-                .await?;
-            if let Some(r) = r.referral {
-                p.id = r.referral_id;
-                candidate(&mut p, r.matched.as_ref());
-                p.hospital = r.to_hospital_id;
-                p.matched = r.to_hospital_id != 0;
-            }
-        }
-        Op::AcceptReferral { referral, hospital } => {
-            conn.client
-                .accept_referral(pb::AcceptReferralRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                    hospital_id: resolve(*hospital, true) as u32,
-                })
-                .await?;
-        }
-        Op::StartTransit {
-            referral,
-            eta_after_ms,
-        } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            conn.client
-                .start_transit(pb::StartTransitRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                    eta_ms: now + eta_after_ms,
-                })
-                .await?;
-        }
-        Op::AdmitReferral { referral } => {
-            conn.client
-                .admit_referral(pb::AdmitReferralRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                })
-                .await?;
-        }
-        Op::CompleteReferral { referral, outcome } => {
-            conn.client
-                .complete_referral(pb::CompleteReferralRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                    outcome: outcome.clone(),
-                })
-                .await?;
-        }
-        Op::CancelReferral { referral, reason } => {
-            conn.client
-                .cancel_referral(pb::CancelReferralRequest {
-                    request_id,
-                    referral_id: id(*referral),
-                    reason: reason.clone(),
-                })
-                .await?;
-        }
-    }
-    Ok(p)
-}
-
-/// Request ids as sent: the trace's, or mixed with the run's salt.
-pub fn salted(request_id: &str, salt: u64) -> String {
-    if salt == 0 {
-        return request_id.to_string();
-    }
-    // FNV-1a over the id, then two SplitMix64 outputs: 32 hex digits.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in request_id.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut r = ninety_engine::generate::SplitMix64::new(h ^ salt);
-    format!("{:016x}{:016x}", r.next_u64(), r.next_u64())
-}
+/// Most occupancy samples per hospital over a whole replay, however long the trace: the
+/// sampling step grows with the trace.
+pub const OCCUPANCY_SAMPLES_MAX: u64 = 500;
+/// Most days of the schedule calendar mode checks for open slots before the replay.
+pub const COVERAGE_DAYS_MAX: i64 = 92;
 
 struct Shared {
     conn: Conn,
-    /// Added to the trace's slot windows (see [`SlotDay`]).
-    time_shift_ms: i64,
+    /// Trace time on the cluster's clock.
+    tl: Timeline,
     results: Mutex<HashMap<u64, Option<Produced>>>,
     done: Notify,
     collector: Mutex<Collector>,
+    /// Patients a no-show of this replay has blocked (their keys).
+    blocked: Mutex<HashSet<u64>>,
     opts: ReplayOptions,
+    /// When `at_ms` 0 is due, and the Unix ms of the cluster's clock then.
+    start: tokio::time::Instant,
+    start_unix_ms: u64,
 }
 
 impl Shared {
-    /// Waits until every event `e` refers to is answered; None if one failed or timed out.
+    /// Waits until every event `e` refers to is answered; an error kind if one failed or
+    /// did not answer in time.
     async fn dependencies(&self, e: &Event) -> Result<HashMap<u64, Produced>, &'static str> {
         let deadline = tokio::time::Instant::now() + self.opts.dependency_wait;
         let mut got = HashMap::new();
@@ -721,132 +168,285 @@ impl Shared {
         Ok(got)
     }
 
-    async fn run_event(&self, e: &Event) -> Answer {
-        let deps = self.dependencies(e).await.map_err(str::to_string)?;
-        let resolve = |r: Ref, hospital: bool| match r {
+    /// When trace offset `at_ms` (may be negative) is due.
+    fn due(&self, at_ms: i128) -> tokio::time::Instant {
+        let secs = (at_ms.max(0) as f64 / self.opts.speed / 1000.0).min(1e9);
+        self.start + Duration::from_secs_f64(secs)
+    }
+
+    /// The Unix ms of the cluster's clock at `t`.
+    fn unix_at(&self, t: tokio::time::Instant) -> u64 {
+        self.start_unix_ms + t.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    /// When an event timed relative to its slot (`after_slot_ms`) is due: that far from
+    /// the start of the slot the cluster gave its hold, read back onto the trace's clock,
+    /// and not before its `at_ms`. Not sent when it must follow the slot's start and the
+    /// cluster's clock will not have reached it (calendar mode).
+    fn slot_due(
+        &self,
+        e: &Event,
+        deps: &HashMap<u64, Produced>,
+        scheduled: tokio::time::Instant,
+    ) -> Result<tokio::time::Instant, String> {
+        let (Some(off), Some(target)) = (e.after_slot_ms, e.op.slot_hold_ref()) else {
+            return Ok(scheduled);
+        };
+        let slot = deps.get(&target).map_or(0, |p| p.slot_start_ms);
+        if slot == 0 {
+            return Ok(scheduled);
+        }
+        let t = i128::from(self.tl.to_trace(slot)) + i128::from(off);
+        let due = self.due(t - i128::from(self.tl.start_ms)).max(scheduled);
+        if off >= 0 && self.unix_at(due) < slot {
+            return Err("SKIPPED/SLOT_NOT_STARTED".into());
+        }
+        Ok(due)
+    }
+
+    /// Sends an event whose dependencies answered `deps`.
+    async fn send_event(&self, e: &Event, deps: &HashMap<u64, Produced>) -> Answer {
+        let resolve = |r: Ref, part: Part| match r {
             Ref::Id(id) => id,
-            Ref::Event { event } => deps.get(&event).map_or(0, |p| {
-                if hospital {
-                    u64::from(p.hospital)
-                } else {
-                    p.id
-                }
+            Ref::Event { event } => deps.get(&event).map_or(0, |p| match part {
+                Part::Id => p.id,
+                Part::Hospital => u64::from(p.hospital),
+                Part::Bed => u64::from(p.bed),
             }),
         };
-        let request_id = salted(&e.request_id, self.opts.salt);
-        let op = shift_op(&e.op, self.time_shift_ms);
+        let op = self.tl.map_op(&e.op);
+        let call = Call {
+            request_id: salted(&e.request_id, self.opts.salt),
+            resolve: &resolve,
+            attrs: e.patient_attrs.as_ref(),
+        };
         // The client retries (same request id) within the request timeout; this bound is
         // only a backstop for a call stuck in transport.
-        let call = send(&self.conn, &op, request_id, &resolve);
-        match tokio::time::timeout(self.opts.request_timeout + Duration::from_secs(1), call).await {
+        let bound = self.opts.request_timeout * 2 + Duration::from_secs(1);
+        let answer = match tokio::time::timeout(bound, send(&self.conn, &op, call)).await {
             Err(_) => Err("DEADLINE_EXCEEDED/CLIENT_TIMEOUT".into()),
             Ok(Ok(p)) => Ok(p),
             Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded => {
                 Err(format!("DEADLINE_EXCEEDED/CLIENT_TIMEOUT|{}", s.message()))
             }
             Ok(Err(s)) => Err(format!("{}|{}", error_kind(&s), s.message())),
+        };
+        answer.map(|p| self.annotate(e, p))
+    }
+
+    /// Adds what only the replay knows to an answer: the trace day of its slot, and
+    /// whether its no-show is the first to block the patient.
+    fn annotate(&self, e: &Event, mut p: Produced) -> Produced {
+        if e.op.holds_slot() && p.slot_start_ms != 0 {
+            p.slot_day = u32::try_from(self.tl.trace_day(p.slot_start_ms)).ok();
+        }
+        if p.blocked_patient != 0 {
+            p.new_block = self
+                .blocked
+                .lock()
+                .is_ok_and(|mut b| b.insert(p.blocked_patient));
+        }
+        p
+    }
+
+    /// Records an event's fate: for later events and for the report.
+    fn finish_event(
+        &self,
+        e: &Event,
+        scheduled: tokio::time::Instant,
+        sent: Option<Duration>,
+        answer: Answer,
+    ) {
+        if let Ok(mut m) = self.results.lock() {
+            m.insert(e.id, answer.as_ref().ok().copied());
+        }
+        self.done.notify_waiters();
+        let _ = scheduled;
+        if let Ok(mut c) = self.collector.lock() {
+            c.record(e, sent, answer);
         }
     }
 }
 
-/// Moves an op's absolute slot windows by `shift_ms` (see [`ReplayOptions::time_shift_ms`]).
-pub fn shift_op(op: &Op, shift_ms: i64) -> Op {
-    let mut op = op.clone();
-    if shift_ms == 0 {
-        return op;
-    }
-    let at = |t: &mut u64| *t = t.saturating_add_signed(shift_ms);
-    match &mut op {
-        Op::MatchSpecialist {
-            window_start_ms,
-            window_end_ms,
-            ..
-        }
-        | Op::AllocateSlot {
-            window_start_ms,
-            window_end_ms,
-            ..
-        }
-        | Op::HoldJointConsult {
-            window_start_ms,
-            window_end_ms,
-            ..
-        } => {
-            at(window_start_ms);
-            at(window_end_ms);
-        }
-        _ => {}
-    }
-    op
-}
-
-/// The UTC day (its 00:00, Unix ms) a trace's slot windows search: the day of the earliest
-/// window start in the trace; `None` when no event has a window.
-pub fn trace_slot_day(trace: &Trace) -> Option<u64> {
-    const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
-    trace
-        .events
-        .iter()
-        .filter_map(|e| match &e.op {
-            Op::MatchSpecialist {
-                window_start_ms, ..
-            }
-            | Op::AllocateSlot {
-                window_start_ms, ..
-            }
-            | Op::HoldJointConsult {
-                window_start_ms, ..
-            } => Some(*window_start_ms),
-            _ => None,
-        })
-        .min()
-        .map(|t| t / MS_PER_DAY * MS_PER_DAY)
-}
-
-/// The UTC day (00:00, Unix ms) of the earliest open slot the cluster offers from now to
-/// three days ahead (one `Scheduling.FindSlots`), or `None` when it has none.
-pub async fn discover_slot_day(conn: &Conn) -> Result<Option<u64>, String> {
-    const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let r = conn
-        .client
-        .find_slots(pb::FindSlotsRequest {
-            window: window(now, now + 3 * MS_PER_DAY),
-            limit: 1,
-            consistency: pb::ReadConsistency::Local as i32,
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| format!("discovering the schedule day (FindSlots): {}", s.message()))?;
-    Ok(r.slots
-        .first()
-        .map(|s| s.start_ms / MS_PER_DAY * MS_PER_DAY))
-}
-
-/// How far to move the trace's slot windows for `day` (whole days; 0 when either day is
-/// unknown).
-async fn time_shift(trace: &Trace, day: SlotDay, conn: &Conn) -> Result<i64, String> {
-    let Some(from) = trace_slot_day(trace) else {
-        return Ok(0);
+/// One event from its scheduled time on: its dependencies, its own due time when it is
+/// timed from its slot (only then is its in-flight permit taken late), the call.
+async fn run_event(
+    shared: Arc<Shared>,
+    e: Event,
+    scheduled: tokio::time::Instant,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permits: Arc<Semaphore>,
+) {
+    let deps = match shared.dependencies(&e).await {
+        Ok(d) => d,
+        Err(kind) => return shared.finish_event(&e, scheduled, None, Err(kind.into())),
     };
-    let to = match day {
-        SlotDay::AsWritten => return Ok(0),
-        SlotDay::At(ms) => ms,
-        SlotDay::Discover => match discover_slot_day(conn).await? {
-            Some(d) => d,
-            None => return Ok(0),
-        },
-    };
-    // In i128: a trace may carry any u64 window (the replayer sends it as written).
-    let shift = i128::from(to) - i128::from(from);
-    Ok(shift.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    let mut due = scheduled;
+    let mut permit = permit;
+    if e.after_slot_ms.is_some() {
+        due = match shared.slot_due(&e, &deps, scheduled) {
+            Ok(d) => d,
+            Err(kind) => return shared.finish_event(&e, scheduled, None, Err(kind)),
+        };
+        tokio::time::sleep_until(due).await;
+        match permits.try_acquire_owned() {
+            Ok(p) => permit = Some(p),
+            Err(_) => {
+                return shared.finish_event(&e, due, None, Err("CLIENT_OVERLOAD".into()));
+            }
+        }
+    }
+    let answer = shared.send_event(&e, &deps).await;
+    let latency = tokio::time::Instant::now().saturating_duration_since(due);
+    shared.finish_event(&e, due, Some(latency), answer);
+    drop(permit);
+}
+
+fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} requests {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b
+}
+
+/// Sends every event at its time, open loop; returns when all have finished.
+async fn dispatch(shared: &Arc<Shared>, trace: &Trace, bar: &indicatif::ProgressBar) {
+    let permits = Arc::new(Semaphore::new(shared.opts.max_in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for e in &trace.events {
+        let scheduled = shared.due(i128::from(e.at_ms));
+        tokio::time::sleep_until(scheduled).await;
+        // An event timed from its slot takes its permit when it is really due.
+        let permit = if e.after_slot_ms.is_some() {
+            None
+        } else {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    shared.finish_event(e, scheduled, None, Err("CLIENT_OVERLOAD".into()));
+                    bar.inc(1);
+                    continue;
+                }
+            }
+        };
+        let (shared, e, bar) = (shared.clone(), e.clone(), bar.clone());
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            run_event(shared, e, scheduled, permit, permits).await;
+            bar.inc(1);
+        });
+        // Reap finished tasks as we go so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Samples the bed occupancy of `watched` hospitals on trace time until the last event,
+/// at most [`OCCUPANCY_SAMPLES_MAX`] times.
+fn spawn_sampler(
+    shared: Arc<Shared>,
+    watched: Vec<u32>,
+    last_ms: u64,
+) -> tokio::task::JoinHandle<()> {
+    let every = shared
+        .opts
+        .occupancy_every_ms
+        .max(1)
+        .max(last_ms.div_ceil(OCCUPANCY_SAMPLES_MAX));
+    tokio::spawn(async move {
+        let mut trace_ms = 0u64;
+        loop {
+            tokio::time::sleep_until(shared.due(i128::from(trace_ms))).await;
+            for &h in &watched {
+                if let Ok(o) = shared.conn.occupancy(h).await {
+                    if let Ok(mut c) = shared.collector.lock() {
+                        c.occupancy_sample(h, trace_ms, o);
+                    }
+                }
+            }
+            if trace_ms >= last_ms {
+                break;
+            }
+            trace_ms = (trace_ms + every).min(last_ms);
+        }
+    })
+}
+
+/// Calendar mode: the shift onto the cluster's days, and a note of the days its windows
+/// reach that have no open slot there.
+async fn calendar(
+    trace: &Trace,
+    opts: &ReplayOptions,
+    conn: &Conn,
+) -> Result<(Timeline, String), String> {
+    let shift = super::timeline::calendar_shift(trace, opts.slot_day, conn).await?;
+    let tl = Timeline::calendar(&trace.header, shift, opts.speed);
+    let mut note = tl.describe(trace);
+    let empty = super::timeline::days_without_slots(trace, &tl, conn, COVERAGE_DAYS_MAX).await?;
+    if !empty.is_empty() {
+        note.push_str(&format!(
+            "; no open slot on the cluster on trace days {} (beyond its published horizon?)",
+            super::timeline::day_ranges(&empty)
+        ));
+    }
+    Ok((tl, note))
+}
+
+/// Live mode: publishes the region's schedule on the replay's clock, `lead` ahead.
+async fn live(
+    trace: &Trace,
+    opts: &ReplayOptions,
+    region: Option<&ninety_engine::region_file::RegionFile>,
+    conn: &Conn,
+) -> Result<(Timeline, String), String> {
+    let region = opts.region.as_ref().or(region).ok_or(
+        "live schedule: the trace names no built-in region (header \"region\"); give the \
+         cluster's region (--region)",
+    )?;
+    let lead = opts
+        .live_lead
+        .unwrap_or_else(|| Duration::from_millis(2_000 + region.doctors.len() as u64));
+    let w0 = now_ms() + lead.as_millis() as u64;
+    let mut tl = Timeline::live(&trace.header, w0, opts.speed);
+    let plan = super::live::plan(region, trace, &tl);
+    tl.widen_ms = plan.max_delay_ms;
+    let (seats, dropped, before) = (plan.seats, plan.seats_dropped, plan.slots_before_start);
+    let p = super::live::publish(conn, plan, opts.publish_concurrency).await;
+    if p.slots == 0 {
+        return Err(format!(
+            "live schedule: nothing published ({} refused: {}; {} too late)",
+            p.refused,
+            p.first_refusal.unwrap_or_default(),
+            p.late
+        ));
+    }
+    let mut note = tl.describe(trace);
+    note.push_str(&format!(
+        "; {} slots published for {seats} seats ({dropped} seats over the per-slot maximum, \
+         {before} slots before the trace's start, {} slots too late for the lead, {} \
+         doctors refused{})",
+        p.slots,
+        p.late,
+        p.refused,
+        p.first_refusal
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    ));
+    Ok((tl, note))
 }
 
 /// Replays a trace against a running cluster and collects what happened.
 ///
-/// `region` (the trace's preset, if known) gives hospital names and tiers to the report.
+/// `region` (the trace's preset, if known) gives hospital names and tiers to the report,
+/// and live mode its schedule.
 pub async fn replay(
     trace: &Trace,
     opts: &ReplayOptions,
@@ -858,102 +458,64 @@ pub async fn replay(
     check_speed(opts.speed)?;
     check_max_in_flight(opts.max_in_flight)?;
     trace.check_span()?;
+    let cut;
+    let trace = match opts.days {
+        Some(0) => return Err("days: must be at least 1".into()),
+        Some(n) => {
+            cut = trace.first_days(n);
+            &cut
+        }
+        None => trace,
+    };
     let conn = Conn::new(
         &opts.targets,
         opts.request_timeout,
         opts.tls.clone(),
         opts.token.clone(),
     )?;
-    let time_shift_ms = time_shift(trace, opts.slot_day, &conn).await?;
+    let (tl, note) = match opts.schedule {
+        ScheduleMode::Calendar => calendar(trace, opts, &conn).await?,
+        ScheduleMode::Live => live(trace, opts, region, &conn).await?,
+    };
+    let mut result = run(trace, opts, region, conn, tl).await?;
+    result.schedule = note;
+    Ok(result)
+}
+
+/// Runs the replay proper once the schedule is set.
+async fn run(
+    trace: &Trace,
+    opts: &ReplayOptions,
+    region: Option<&ninety_engine::region_file::RegionFile>,
+    conn: Conn,
+    tl: Timeline,
+) -> Result<ReplayResult, String> {
     let mut collector = Collector::new(trace, opts, region);
     let watched = collector.busiest_hospitals(trace, opts.occupancy_hospitals);
-    let sample_every_ms = collector.occupancy_every_ms(opts.occupancy_every_ms);
+    // Live mode starts at w0, when the published schedule's clock starts.
+    let now = now_ms();
+    let wait = if tl.mode == ScheduleMode::Live {
+        Duration::from_millis(tl.w0_ms.saturating_sub(now))
+    } else {
+        Duration::ZERO
+    };
     let shared = Arc::new(Shared {
         conn,
-        time_shift_ms,
+        tl,
         results: Mutex::new(HashMap::with_capacity(trace.events.len())),
         done: Notify::new(),
         collector: Mutex::new(std::mem::take(&mut collector)),
+        blocked: Mutex::new(HashSet::new()),
         opts: opts.clone(),
+        start: tokio::time::Instant::now() + wait,
+        start_unix_ms: now + wait.as_millis() as u64,
     });
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(trace.events.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} requests {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let permits = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
-    let start = tokio::time::Instant::now();
+    tokio::time::sleep_until(shared.start).await;
+    let bar = progress_bar(opts.progress, trace.events.len() as u64);
     let wall_start = Instant::now();
-    // Occupancy sampler: its own task, on trace time.
-    let sampler = {
-        let shared = shared.clone();
-        let every = sample_every_ms;
-        let speed = opts.speed;
-        let last_ms = trace.events.last().map_or(0, |e| e.at_ms);
-        tokio::spawn(async move {
-            let mut trace_ms = 0u64;
-            loop {
-                let due = start + Duration::from_secs_f64(trace_ms as f64 / speed / 1000.0);
-                tokio::time::sleep_until(due).await;
-                for &h in &watched {
-                    if let Ok(o) = shared.conn.occupancy(h).await {
-                        if let Ok(mut c) = shared.collector.lock() {
-                            c.occupancy_sample(h, trace_ms, o);
-                        }
-                    }
-                }
-                if trace_ms >= last_ms {
-                    break;
-                }
-                trace_ms = (trace_ms + every).min(last_ms);
-            }
-        })
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    for e in &trace.events {
-        let due = start + Duration::from_secs_f64(e.at_ms as f64 / opts.speed / 1000.0);
-        tokio::time::sleep_until(due).await;
-        let scheduled_wall = wall_start + due.duration_since(start);
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if let Ok(mut m) = shared.results.lock() {
-                m.insert(e.id, None);
-            }
-            shared.done.notify_waiters();
-            if let Ok(mut c) = shared.collector.lock() {
-                c.record(e, None, Err("CLIENT_OVERLOAD".into()));
-            }
-            bar.inc(1);
-            continue;
-        };
-        let shared = shared.clone();
-        let e = e.clone();
-        let bar = bar.clone();
-        tasks.spawn(async move {
-            let answer = shared.run_event(&e).await;
-            let latency = Instant::now().saturating_duration_since(scheduled_wall);
-            if let Ok(mut m) = shared.results.lock() {
-                m.insert(e.id, answer.as_ref().ok().copied());
-            }
-            shared.done.notify_waiters();
-            let sent = !matches!(&answer, Err(k) if k.starts_with("SKIPPED/"));
-            if let Ok(mut c) = shared.collector.lock() {
-                c.record(&e, sent.then_some(latency), answer);
-            }
-            bar.inc(1);
-            drop(permit);
-        });
-        // Reap finished tasks as we go so the set stays small.
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
+    let last_ms = trace.events.last().map_or(0, |e| e.at_ms);
+    let sampler = spawn_sampler(shared.clone(), watched, last_ms);
+    dispatch(&shared, trace, &bar).await;
     let _ = sampler.await;
     bar.finish_and_clear();
     let wall = wall_start.elapsed();

@@ -187,6 +187,17 @@ pub struct ReplayResult {
     pub top_doctors: Vec<(u32, u32, u64)>,
     /// `nproc` and the load average when the replay ended.
     pub machine: String,
+    /// How the trace's days met the cluster's schedule (calendar or live mode, the days
+    /// mapped, days without open slots).
+    #[serde(default)]
+    pub schedule: String,
+    /// No-shows that blocked their patient from online booking (the policy's limit
+    /// reached), each patient counted once.
+    #[serde(default)]
+    pub no_show_blocks: u64,
+    /// Seats placed (holds and bookings of slots), by the trace day of their slot.
+    #[serde(default)]
+    pub slot_days: BTreeMap<u32, u64>,
 }
 
 fn histogram(sigfig: u8) -> Histogram<u64> {
@@ -254,6 +265,7 @@ fn is_match(op: &Op) -> bool {
             | Op::AllocateSlot { .. }
             | Op::AllocateBed { .. }
             | Op::MatchReferral { .. }
+            | Op::Book { .. }
     )
 }
 
@@ -266,15 +278,16 @@ fn takes_care(op: &Op) -> bool {
             | Op::HoldBed { .. }
             | Op::HoldSlot { .. }
             | Op::MatchReferral { .. }
+            | Op::Book { .. }
     )
 }
 
-/// Ops that give a doctor a patient: slot holds and joint consultations. A search
+/// Ops that give a doctor a patient: slot holds, one-call bookings and joint consultations. A search
 /// (`match_specialist`) names a doctor without taking their time.
 fn loads_doctor(op: &Op) -> bool {
     matches!(
         op,
-        Op::AllocateSlot { .. } | Op::HoldSlot { .. } | Op::HoldJointConsult { .. }
+        Op::AllocateSlot { .. } | Op::HoldSlot { .. } | Op::Book { .. } | Op::HoldJointConsult { .. }
     )
 }
 
@@ -618,6 +631,10 @@ impl Collector {
 
     /// What a successful request matched, took, and whose time it took.
     fn took(&mut self, e: &Event, p: &Produced) {
+        self.result.no_show_blocks += u64::from(p.new_block);
+        if let Some(d) = p.slot_day {
+            *self.result.slot_days.entry(d).or_default() += 1;
+        }
         let m = &mut self.result.matching;
         if is_match(&e.op) {
             let per = m.by_op.entry(e.op.name().to_string()).or_default();
@@ -784,6 +801,16 @@ pub fn headline(r: &ReplayResult) -> Vec<(&'static str, String)> {
     }
     if r.no_shows.requested > 0 {
         rows.push(("no-shows recorded", outcome(r.no_shows, "no-show marks")));
+    }
+    if r.no_show_blocks > 0 {
+        let why = "patients blocked by the no-show policy";
+        rows.push((why, format!("{} (a new block after a no-show)", count(r.no_show_blocks))));
+    }
+    if !r.schedule.is_empty() {
+        rows.push(("schedule", r.schedule.clone()));
+    }
+    if !r.slot_days.is_empty() {
+        rows.push(("seats placed by trace day of the slot", slot_days_line(r)));
     }
     if r.blocked > 0 {
         let why = "refused: patient blocked (BOOKING_BLOCKED)";
@@ -1000,4 +1027,14 @@ pub fn write_report(dir: &Path, r: &ReplayResult) -> Result<PathBuf, String> {
     let text = serde_json::to_string(r).map_err(|e| e.to_string())? + "\n";
     std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
     Ok(page)
+}
+
+/// Seats placed per trace day of their slot, `day: count` (days kept by the replay).
+fn slot_days_line(r: &ReplayResult) -> String {
+    let days: Vec<String> = r
+        .slot_days
+        .iter()
+        .map(|(d, n)| format!("{d}: {n}"))
+        .collect();
+    format!("{} days; {}", r.slot_days.len(), days.join(", "))
 }

@@ -26,6 +26,56 @@ pub struct Scenario {
     pub traffic: Traffic,
     pub mix: Mix,
     pub patients: Patients,
+    /// How far ahead bookings look (version-2 traces; defaults: the same day).
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
+    /// The bed lifecycle after an admission (defaults in [`BedSpec`]).
+    #[serde(default)]
+    pub beds: BedSpec,
+}
+
+/// Which days bookings search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Weights of the booking lead time in days: entry `k` is how often a booking searches
+    /// the clinic day `k` days after the day it is made (`[1]`: always the same day).
+    pub lead_days: Vec<u32>,
+    /// Days one booking's window spans from its lead day (1: that day only; at most 31,
+    /// the API's longest window).
+    pub window_days: u32,
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        ScheduleSpec {
+            lead_days: vec![1],
+            window_days: 1,
+        }
+    }
+}
+
+/// What happens to a bed after its patient is admitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BedSpec {
+    /// Percent of admissions discharged (`discharge`) at the end of their stay (when that
+    /// falls inside the trace); the rest stay.
+    pub discharged: u32,
+    /// Length of stay, minutes: `[shortest, longest]`, uniform.
+    pub stay_minutes: [u32; 2],
+    /// From discharge to the bed marked clean (`mark_bed_clean`), minutes.
+    pub clean_minutes: [u32; 2],
+}
+
+impl Default for BedSpec {
+    fn default() -> Self {
+        BedSpec {
+            discharged: 100,
+            stay_minutes: [4 * 60, 5 * 24 * 60],
+            clean_minutes: [20, 90],
+        }
+    }
 }
 
 /// The region the traffic runs against: a preset of `ninety_engine::generate`.
@@ -49,9 +99,21 @@ pub struct DaySpec {
     pub start_minute: u32,
     /// Minutes of the trace by default (`--minutes` overrides).
     pub minutes: u32,
-    /// First and last Unix ms of the published slots that bookings may take.
+    /// First and last Unix ms of the published slots that bookings may take on the first
+    /// day (each later day's are a day later).
     pub slots_from_ms: u64,
     pub slots_to_ms: u64,
+    /// Days of traffic by default (`--days` overrides): each day from `start_minute` for
+    /// `minutes`.
+    #[serde(default = "one")]
+    pub days: u32,
+    /// The local clock's time zone (`+08:00`, `Asia/Shanghai`), written into the trace.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// How many requests arrive, and when.
@@ -98,6 +160,10 @@ pub struct Mix {
     pub cancel: u32,
     /// Of the bookings, percent marked no-show at the appointment.
     pub no_show: u32,
+    /// Of the cancellations, percent made late: 30 to 110 minutes before the slot starts
+    /// (timed from the slot, inside the usual 120-minute cancellation deadline).
+    #[serde(default)]
+    pub late_cancel: u32,
     /// Of the slot and bed holds, percent never confirmed (they expire).
     pub expire: u32,
     /// Of the bed holds, percent released instead of confirmed.
@@ -126,6 +192,34 @@ pub struct Patients {
     pub start_at_primary: u32,
     /// Distinct patients per 100 journeys (returning patients make several journeys).
     pub distinct_per_100: u32,
+    /// Per mille of booking journeys (follow-ups, new bookings) made by repeat no-show
+    /// patients: a small pool who book again and again and never come.
+    #[serde(default)]
+    pub no_show_prone: u32,
+    /// Bookings per repeat no-show patient on average (the pool's size follows).
+    #[serde(default = "four")]
+    pub prone_bookings: u32,
+    /// Age bands (`LO-HI`, `LO+`) and weights.
+    #[serde(default = "age_bands")]
+    pub age_bands: Vec<(String, u32)>,
+    /// Languages every doctor is taken to speak; a patient speaking another asks matching
+    /// for a doctor who speaks theirs.
+    #[serde(default = "common_languages")]
+    pub common_languages: Vec<String>,
+}
+
+fn four() -> u32 {
+    4
+}
+
+fn age_bands() -> Vec<(String, u32)> {
+    [("0-14", 15), ("15-44", 40), ("45-64", 27), ("65+", 18)]
+        .map(|(b, w)| (b.to_string(), w))
+        .to_vec()
+}
+
+fn common_languages() -> Vec<String> {
+    vec!["zh".into()]
 }
 
 impl Scenario {
@@ -222,6 +316,63 @@ impl Scenario {
         }
         if self.day.start_minute >= 24 * 60 {
             return Err("day.start_minute must be < 1440".into());
+        }
+        self.validate_v2()
+    }
+
+    fn validate_v2(&self) -> Result<(), String> {
+        if !(1..=super::generate::TRACE_DAYS_MAX).contains(&self.day.days) {
+            return Err(format!(
+                "day.days must be 1..={}",
+                super::generate::TRACE_DAYS_MAX
+            ));
+        }
+        if let Some(tz) = &self.day.time_zone {
+            super::trace::tz_offset_minutes(tz).map_err(|e| format!("day.time_zone: {e}"))?;
+        }
+        let s = &self.schedule;
+        if s.lead_days.is_empty() || s.lead_days.len() > 31 || s.lead_days.iter().sum::<u32>() == 0
+        {
+            return Err("schedule.lead_days: 1 to 31 weights, not all 0".into());
+        }
+        if !(1..=31).contains(&s.window_days) {
+            return Err("schedule.window_days must be 1..=31".into());
+        }
+        let b = &self.beds;
+        for (name, [lo, hi]) in [
+            ("stay_minutes", b.stay_minutes),
+            ("clean_minutes", b.clean_minutes),
+        ] {
+            if lo == 0 || hi < lo {
+                return Err(format!("beds.{name}: [shortest > 0, longest >= shortest]"));
+            }
+        }
+        let p = &self.patients;
+        for (name, v) in [
+            ("mix.late_cancel", self.mix.late_cancel),
+            ("beds.discharged", b.discharged),
+        ] {
+            if v > 100 {
+                return Err(format!("{name} is a percentage (0..=100), got {v}"));
+            }
+        }
+        if p.no_show_prone > 1000 || p.prone_bookings == 0 {
+            return Err(
+                "patients.no_show_prone is per mille (0..=1000), prone_bookings >= 1".into(),
+            );
+        }
+        if p.age_bands.is_empty() || p.age_bands.iter().map(|b| b.1).sum::<u32>() == 0 {
+            return Err("patients.age_bands: at least one band with a weight".into());
+        }
+        for (band, _) in &p.age_bands {
+            super::trace::parse_age_band(band).map_err(|e| format!("patients.age_bands: {e}"))?;
+        }
+        for code in &p.common_languages {
+            if !super::trace::LANGUAGES.contains(&code.as_str()) {
+                return Err(format!(
+                    "patients.common_languages: unknown language code {code:?}"
+                ));
+            }
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ fn small(seed: u64) -> Trace {
         minutes: Some(15),
         start_minute: None,
         scale: 0.2,
+        days: None,
     };
     generate(&sc, &opts).expect("generates")
 }
@@ -43,7 +44,7 @@ fn peak_generator_is_deterministic() {
     let first = a.lines().next().unwrap_or_default();
     assert!(
         first.starts_with(
-            r#"{"format":"ninety-trace","version":1,"scenario":"gba","seed":7,"start_ms":"#
+            r#"{"format":"ninety-trace","version":2,"scenario":"gba","seed":7,"start_ms":"#
         ),
         "{first}"
     );
@@ -100,6 +101,7 @@ fn peak_every_scenario_generates() {
                 minutes: Some(20),
                 start_minute: None,
                 scale: 1.0,
+                days: None,
             },
         )
         .expect("generates");
@@ -121,10 +123,10 @@ fn peak_trace_round_trips() {
 fn peak_trace_rejects_unknown_version_and_bad_lines() {
     let t = small(3);
     let text = t.to_jsonl();
-    let v2 = text.replacen("\"version\":1", "\"version\":2", 1);
-    let e = Trace::read(v2.as_bytes()).unwrap_err();
+    let v3 = text.replacen("\"version\":2", "\"version\":3", 1);
+    let e = Trace::read(v3.as_bytes()).unwrap_err();
     assert_eq!(e.line, 1);
-    assert!(e.message.contains("version 2"), "{e}");
+    assert!(e.message.contains("version 3"), "{e}");
     let other = text.replacen("ninety-trace", "other-trace", 1);
     assert_eq!(Trace::read(other.as_bytes()).unwrap_err().line, 1);
     // Break line 4 (the third event).
@@ -151,7 +153,7 @@ fn peak_trace_rejects_unknown_version_and_bad_lines() {
     let lit = fwd.replace(r#"{"event":5}"#, "42");
     let t = Trace::read(lit.as_bytes()).expect("literal ids are allowed");
     assert_eq!(t.events[0].op, Op::ConfirmHold { hold: Ref::Id(42) });
-    assert_eq!(TRACE_VERSION, 1);
+    assert_eq!(TRACE_VERSION, 2);
     assert_eq!(Trace::read("".as_bytes()).unwrap_err().line, 1);
     // An event due beyond the longest span (it used to make replay wait for ever).
     let far = lit.replace("\"at_ms\":0", &format!("\"at_ms\":{}", u64::MAX));
@@ -171,6 +173,7 @@ fn peak_options_out_of_range_are_refused_not_clamped() {
         minutes,
         start_minute,
         scale,
+        days: None,
     };
     let refused = [
         (with(Some(0), None, 1.0), "minutes"),
@@ -186,9 +189,16 @@ fn peak_options_out_of_range_are_refused_not_clamped() {
         let e = generate(&sc, &opts).unwrap_err();
         assert!(e.starts_with(field), "{opts:?}: {e}");
     }
+    for days in [0, generate::TRACE_DAYS_MAX + 1] {
+        let opts = GenerateOptions {
+            days: Some(days),
+            ..with(None, None, 1.0)
+        };
+        assert!(generate(&sc, &opts).unwrap_err().starts_with("days"));
+    }
     assert_eq!(
         generate::check_options(&sc, &with(Some(1440), Some(1439), 0.01)),
-        Ok((1440, 1439))
+        Ok((1440, 1439, 1))
     );
     for speed in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
         assert!(
