@@ -196,6 +196,7 @@ fn main() -> Result<(), String> {
         minutes: Some(30),
         start_minute: Some(470),
         scale: 0.1,
+        days: None,
     };
     let trace = peak::generate(&sc, &gen)?;
     let region = peak::trace_region(&trace).ok_or("the gba trace names its region")?;

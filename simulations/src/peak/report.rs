@@ -287,7 +287,10 @@ fn takes_care(op: &Op) -> bool {
 fn loads_doctor(op: &Op) -> bool {
     matches!(
         op,
-        Op::AllocateSlot { .. } | Op::HoldSlot { .. } | Op::Book { .. } | Op::HoldJointConsult { .. }
+        Op::AllocateSlot { .. }
+            | Op::HoldSlot { .. }
+            | Op::Book { .. }
+            | Op::HoldJointConsult { .. }
     )
 }
 
@@ -804,7 +807,10 @@ pub fn headline(r: &ReplayResult) -> Vec<(&'static str, String)> {
     }
     if r.no_show_blocks > 0 {
         let why = "patients blocked by the no-show policy";
-        rows.push((why, format!("{} (a new block after a no-show)", count(r.no_show_blocks))));
+        rows.push((
+            why,
+            format!("{} (a new block after a no-show)", count(r.no_show_blocks)),
+        ));
     }
     if !r.schedule.is_empty() {
         rows.push(("schedule", r.schedule.clone()));

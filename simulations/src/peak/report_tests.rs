@@ -612,6 +612,7 @@ fn peak_collector_counts_a_generated_trace() {
         minutes: Some(10),
         start_minute: None,
         scale: 0.2,
+        days: None,
     };
     let t = super::generate(&sc, &opts).expect("generates");
     let mut c = Collector::new(&t, &ReplayOptions::default(), None);
