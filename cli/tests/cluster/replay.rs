@@ -241,11 +241,8 @@ async fn a_live_replay_records_no_shows_and_blocks_a_repeat_no_show_patient() {
         p.wait_ready(Duration::from_secs(60)).await;
         wait_for_schedules(&p, Duration::from_secs(60)).await;
         // The first five days (patient P-0007 misses three appointments) at 40,000x.
-        let (_, summary) = convert_and_replay(
-            &p,
-            &["--schedule", "live", "--days", "5", "--speed", "40000"],
-        )
-        .await;
+        let extra = ["--schedule", "live", "--days", "5", "--speed", "40000"];
+        let (_, summary) = convert_and_replay(&p, &extra).await;
         let schedule = summary["schedule"].as_str().unwrap_or_default();
         assert!(schedule.starts_with("live"), "{schedule}");
         let no_shows = n(&summary, &["by_op", "mark_no_show", "ok"]);
@@ -254,6 +251,18 @@ async fn a_live_replay_records_no_shows_and_blocks_a_repeat_no_show_patient() {
         assert!(
             n(&summary, &["no_show_blocks"]) >= 1,
             "nobody was blocked: {summary}"
+        );
+        // The block shows in the report's headline too.
+        let page = p
+            .dir
+            .path()
+            .join(format!("report-{}", extra.join("-")))
+            .join("report.html");
+        let html = std::fs::read_to_string(&page).unwrap_or_default();
+        assert!(
+            html.contains("patients blocked by the no-show policy"),
+            "{} does not show the block",
+            page.display()
         );
     })
     .await;
