@@ -240,8 +240,11 @@ async fn a_live_replay_records_no_shows_and_blocks_a_repeat_no_show_patient() {
         );
         p.wait_ready(Duration::from_secs(60)).await;
         wait_for_schedules(&p, Duration::from_secs(60)).await;
-        // The first five days (patient P-0007 misses three appointments) at 40,000x.
-        let extra = ["--schedule", "live", "--days", "5", "--speed", "40000"];
+        // The first five days (patient P-0007 misses three appointments) at 100,000x,
+        // after 20 s for publishing ~10,000 doctors' schedules.
+        let args = ["--schedule", "live", "--days", "5", "--speed", "100000"];
+        let lead = ["--live-lead-secs", "20"];
+        let extra = [&args[..], &lead[..]].concat();
         let (_, summary) = convert_and_replay(&p, &extra).await;
         let schedule = summary["schedule"].as_str().unwrap_or_default();
         assert!(schedule.starts_with("live"), "{schedule}");

@@ -390,12 +390,15 @@ async fn calendar(
     let shift = super::timeline::calendar_shift(trace, opts.slot_day, conn).await?;
     let tl = Timeline::calendar(&trace.header, shift, opts.speed);
     let mut note = tl.describe(trace);
-    let empty = super::timeline::days_without_slots(trace, &tl, conn, COVERAGE_DAYS_MAX).await?;
-    if !empty.is_empty() {
-        note.push_str(&format!(
-            "; no open slot on the cluster on trace days {} (beyond its published horizon?)",
+    // Best effort: a failed check is noted, not fatal.
+    match super::timeline::days_without_slots(trace, &tl, conn, COVERAGE_DAYS_MAX).await {
+        Ok(empty) if empty.is_empty() => {}
+        Ok(empty) => note.push_str(&format!(
+            "; no open slot on the cluster on trace days {} (a closed day, past, or beyond \
+             its published horizon)",
             super::timeline::day_ranges(&empty)
-        ));
+        )),
+        Err(e) => note.push_str(&format!("; the schedule was not checked: {e}")),
     }
     Ok((tl, note))
 }

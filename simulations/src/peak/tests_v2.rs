@@ -603,3 +603,27 @@ fn csv_and_stamps_parse() {
         convert::pseudonym("t", "P-1")
     );
 }
+
+#[test]
+fn the_report_shows_the_schedule_blocks_and_days() {
+    let r = ReplayResult {
+        schedule: "calendar: trace day 1 on the cluster's 2026-12-02".into(),
+        no_show_blocks: 2,
+        slot_days: [(3, 4), (29, 1)].into_iter().collect(),
+        ..ReplayResult::default()
+    };
+    let page = report::html(&r);
+    assert!(page.contains("no-show blocks"), "no row for the blocks");
+    assert!(page.contains("<td>2</td>"));
+    assert!(page.contains("trace day 1 on the cluster"));
+    assert!(page.contains("2 days; 3: 4, 29: 1"), "seats by day missing");
+    let json = serde_json::to_string(&r).unwrap_or_default();
+    let back: ReplayResult = serde_json::from_str(&json).expect("parses");
+    assert_eq!(back, r);
+    // A summary written before these fields still reads.
+    let old = json
+        .replace(",\"no_show_blocks\":2", "")
+        .replace(",\"slot_days\":{\"3\":4,\"29\":1}", "");
+    let back: ReplayResult = serde_json::from_str(&old).expect("old summary parses");
+    assert_eq!(back.no_show_blocks, 0);
+}

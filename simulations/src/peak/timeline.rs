@@ -289,6 +289,11 @@ pub async fn days_without_slots(
             .day0_ms()
             .saturating_add_signed(d * MS_PER_DAY as i64);
         let (s, e) = (tl.to_cluster(start), tl.to_cluster(start + MS_PER_DAY));
+        if e <= now_ms() {
+            // A day already past on the cluster's clock: nothing there can be booked.
+            empty.push(d);
+            continue;
+        }
         let r = conn
             .client()
             .find_slots(pb::FindSlotsRequest {
