@@ -613,8 +613,11 @@ fn the_report_shows_the_schedule_blocks_and_days() {
         ..ReplayResult::default()
     };
     let page = report::html(&r);
-    assert!(page.contains("no-show blocks"), "no row for the blocks");
-    assert!(page.contains("<td>2</td>"));
+    assert!(
+        page.contains("patients blocked by the no-show policy"),
+        "no row for the blocks"
+    );
+    assert!(page.contains("2 (a new block after a no-show)"));
     assert!(page.contains("trace day 1 on the cluster"));
     assert!(page.contains("2 days; 3: 4, 29: 1"), "seats by day missing");
     let json = serde_json::to_string(&r).unwrap_or_default();
