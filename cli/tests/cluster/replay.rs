@@ -158,20 +158,26 @@ fn n(summary: &serde_json::Value, path: &[&str]) -> u64 {
         .unwrap_or(0)
 }
 
+/// One GBA node publishing `horizon_days` of schedules, ready and with its templates in.
+async fn gba_node(horizon_days: u16) -> Procs {
+    let p = Procs::start(
+        &[1],
+        &[1],
+        Opts {
+            region: Some("gba"),
+            schedule_horizon_days: Some(horizon_days),
+            ..Opts::default()
+        },
+    );
+    p.wait_ready(Duration::from_secs(60)).await;
+    wait_for_schedules(&p, Duration::from_secs(60)).await;
+    p
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30_day_trace_replays_with_its_dates_kept() {
     super::bounded(async {
-        let p = Procs::start(
-            &[1],
-            &[1],
-            Opts {
-                region: Some("gba"),
-                schedule_horizon_days: Some(31),
-                ..Opts::default()
-            },
-        );
-        p.wait_ready(Duration::from_secs(60)).await;
-        wait_for_schedules(&p, Duration::from_secs(60)).await;
+        let p = gba_node(31).await;
         wait_for_horizon(&p, 31, Duration::from_secs(60)).await;
         // 30 days of bookings in ~26 s.
         let (trace, summary) = convert_and_replay(&p, &["--speed", "100000"]).await;
@@ -229,17 +235,7 @@ async fn a_30_day_trace_replays_with_its_dates_kept() {
 async fn a_live_replay_records_no_shows_and_blocks_a_repeat_no_show_patient() {
     super::bounded(async {
         // The cluster's own schedule is not used: the replay publishes one.
-        let p = Procs::start(
-            &[1],
-            &[1],
-            Opts {
-                region: Some("gba"),
-                schedule_horizon_days: Some(0),
-                ..Opts::default()
-            },
-        );
-        p.wait_ready(Duration::from_secs(60)).await;
-        wait_for_schedules(&p, Duration::from_secs(60)).await;
+        let p = gba_node(0).await;
         // The first five days (patient P-0007 misses three appointments) at 100,000x,
         // after 20 s for publishing ~10,000 doctors' schedules.
         let args = ["--schedule", "live", "--days", "5", "--speed", "100000"];
