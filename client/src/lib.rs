@@ -52,6 +52,10 @@ pub const LEADER_ADDR_KEY: &str = "x-ninety-leader-addr";
 pub const LEADER_ID_KEY: &str = "x-ninety-leader-id";
 /// Most nodes a client may be given.
 pub const NODES_MAX: usize = 64;
+/// The metadata key naming a call's region (a node hosting several regions routes by it).
+pub const REGION_KEY: &str = "ninety-region";
+/// Longest region id, characters (the nodes' `runtime::regions::REGION_ID_CHARS_MAX`).
+pub const REGION_CHARS_MAX: usize = 32;
 /// The metadata key carrying the bearer token.
 pub const AUTHORIZATION_KEY: &str = "authorization";
 /// Longest bearer token accepted, in bytes (a generated one is 64).
@@ -152,6 +156,9 @@ pub enum ConfigError {
     /// The token cannot be sent in a header.
     #[error("token: {0}")]
     BadToken(String),
+    /// The region is not a region id.
+    #[error("region: {0}")]
+    BadRegion(String),
 }
 
 /// Counters of what the client had to do, for reports and benchmarks.
@@ -188,6 +195,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The `ninety-region` header of every call ([`Client::with_region`]); `None`: the
+    /// node's default region.
+    region: Option<MetadataValue<Ascii>>,
 }
 
 /// `host:port`, `http://host:port` or `https://host:port` → the URI to dial: `https://`
@@ -373,6 +383,7 @@ impl Client {
             nodes.push(Node { addr, channel });
         }
         Ok(Client {
+            region: None,
             inner: Arc::new(Inner {
                 config,
                 tls,
@@ -424,14 +435,45 @@ impl Client {
         }
     }
 
-    /// Attaches the client's credentials (the bearer token) to a request the client does
-    /// not send itself (streams over [`Client::channel`]).
+    /// Attaches the client's credentials (the bearer token) and its region (the
+    /// `ninety-region` header) to a request the client does not send itself (streams over
+    /// [`Client::channel`]).
     pub fn authorize<T>(&self, request: &mut tonic::Request<T>) {
         if let Some(value) = &self.inner.authorization {
             request
                 .metadata_mut()
                 .insert(AUTHORIZATION_KEY, value.clone());
         }
+        if let Some(region) = &self.region {
+            request.metadata_mut().insert(REGION_KEY, region.clone());
+        }
+    }
+
+    /// The same client (sharing its connections, credentials and counters) with every call
+    /// naming `region` in the `ninety-region` header: a node hosting several regions routes
+    /// the call to that region's group. Without it, calls go to each node's default
+    /// region. Refused when `region` is not a region id (1 to [`REGION_CHARS_MAX`]
+    /// lowercase letters, digits, `-` or `_`).
+    pub fn with_region(&self, region: &str) -> Result<Client, ConfigError> {
+        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if region.is_empty() || region.len() > REGION_CHARS_MAX || !region.chars().all(ok) {
+            return Err(ConfigError::BadRegion(format!(
+                "{region:?}: expected 1 to {REGION_CHARS_MAX} lowercase letters, digits, `-` \
+                 or `_`"
+            )));
+        }
+        let value = region
+            .parse()
+            .map_err(|_| ConfigError::BadRegion(format!("{region:?}")))?;
+        Ok(Client {
+            inner: self.inner.clone(),
+            region: Some(value),
+        })
+    }
+
+    /// The region every call names, if one was set ([`Client::with_region`]).
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_ref().and_then(|v| v.to_str().ok())
     }
 
     fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Node>> {

@@ -13,6 +13,7 @@ fn raft_batch_round_trips() {
         messages: vec![vec![0x08, 0x03], Vec::new(), vec![0xff; 300]],
         cluster_id: "c0ffee".into(),
         incarnation: u64::MAX,
+        region: "yunnan".into(),
     };
     let bytes = batch.encode_to_vec();
     assert_eq!(peer::RaftBatch::decode(bytes.as_slice()).unwrap(), batch);
@@ -31,6 +32,7 @@ fn snapshot_chunk_round_trips() {
         data_sha256: vec![0xab; 32],
         cluster_id: "c0ffee".into(),
         incarnation: 7,
+        region: "gba".into(),
     };
     let bytes = chunk.encode_to_vec();
     assert_eq!(

@@ -153,6 +153,11 @@ pub struct InitArgs {
     /// `ninety region generate --preset national`.
     #[arg(long, default_value = "gba")]
     pub region: String,
+    /// Several regions on every node, each its own Raft group (`[[regions]]` in the
+    /// configs, docs/operations.md "Several regions"): built-in regions, comma separated,
+    /// the first the default. Replaces --region.
+    #[arg(long, value_delimiter = ',', value_name = "REGION[,REGION...]")]
+    pub regions: Vec<String>,
     /// Extra ids to list in the address book for nodes added later (e.g. 4,5).
     #[arg(long, value_delimiter = ',')]
     pub spare_ids: Vec<u64>,
@@ -454,6 +459,8 @@ enum NodeSecurity<'a> {
 /// restored from a backup, the backup it holds; in containers, what every node binds.
 pub struct ClusterFacts<'a> {
     pub region: &'a str,
+    /// `--regions`: the `[[regions]]` of every config (empty: one region, `region`).
+    pub regions: &'a [String],
     pub cluster_id: &'a str,
     /// "cluster C at index I": the data directories hold this backup (no bootstrap).
     pub restored_from: Option<&'a str>,
@@ -579,12 +586,53 @@ fn node_toml(
             text.push_str(&security::token_stanza(name, &[name.to_string()], sha));
         }
     }
+    text.push_str(&regions_toml(cluster.regions));
     text
 }
 
 /// The regions a node builds in (`ninety_cluster::runtime::load_region`), as `--region`
 /// names them; its help lists each (a test checks).
 pub const BUILT_IN_REGIONS: &[&str] = &["gba", "yunnan", "asean", "test"];
+
+/// `--regions`: built-in regions, each once; not for a restored cluster (its backup is one
+/// region's).
+fn init_regions(regions: &[String], restored: bool) -> Result<Vec<String>, Failure> {
+    if restored && !regions.is_empty() {
+        return Err(Failure::Usage(
+            "--regions: a restored cluster holds the one region of its backup".into(),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(regions.len());
+    for r in regions.iter().map(|r| r.trim()) {
+        if !BUILT_IN_REGIONS.contains(&r) {
+            return Err(Failure::Usage(format!(
+                "--regions: {r:?} is not a built-in region ({}); write other regions' \
+                 [[regions]] tables by hand",
+                BUILT_IN_REGIONS.join(", ")
+            )));
+        }
+        if out.iter().any(|o| o == r) {
+            return Err(Failure::Usage(format!("--regions: {r} is listed twice")));
+        }
+        out.push(r.to_string());
+    }
+    Ok(out)
+}
+
+/// The `[[regions]]` tables of a config (nothing for one region).
+fn regions_toml(regions: &[String]) -> String {
+    if regions.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from(
+        "\n# The regions this node hosts, each its own Raft group in data_dir/regions/<id>/;\n\
+         # the first is the default of calls without the `ninety-region` header.\n",
+    );
+    for r in regions {
+        text.push_str(&format!("[[regions]]\nid = \"{r}\"\n"));
+    }
+    text
+}
 
 /// The region as the configs name it: a preset, or the absolute path of a region file.
 fn init_region(region: &str) -> Result<String, Failure> {
@@ -684,8 +732,10 @@ pub fn write_cluster(a: &InitArgs, restored_from: Option<&str>) -> Result<Writte
     let cluster_id = ninety_cluster::runtime::identity::random_cluster_id()
         .map_err(|e| Failure::Other(anyhow::anyhow!("{e}")))?;
     let binds = a.compose.then(|| super::compose::binds(a));
+    let regions = init_regions(&a.regions, restored_from.is_some())?;
     let facts = ClusterFacts {
         region: &region,
+        regions: &regions,
         cluster_id: &cluster_id,
         restored_from,
         binds: binds.as_ref(),

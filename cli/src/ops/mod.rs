@@ -53,6 +53,10 @@ pub struct Global {
     /// Longest a call may take over all its retries, seconds.
     #[arg(long, global = true, default_value_t = 20, value_name = "SECONDS")]
     pub timeout: u64,
+    /// The region every call names (the `ninety-region` header), for nodes hosting
+    /// several regions. Default: each node's default (first) region.
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
     #[command(flatten)]
     pub creds: credentials::Credentials,
 }
@@ -107,7 +111,13 @@ impl Global {
                 );
             }
         }
-        Client::new(&addrs, config).map_err(|e| Failure::Usage(e.to_string()))
+        let client = Client::new(&addrs, config).map_err(|e| Failure::Usage(e.to_string()))?;
+        match &self.region {
+            Some(region) => client
+                .with_region(region)
+                .map_err(|e| Failure::Usage(format!("--region: {e}"))),
+            None => Ok(client),
+        }
     }
 }
 

@@ -470,7 +470,7 @@ impl Procs {
                 .iter()
                 .map(|id| {
                     let mut p = self.peer_as(*id, self.node_pem(me));
-                    tokio::spawn(async move { p.status(StatusRequest { from_node: me }).await })
+                    tokio::spawn(async move { p.status(StatusRequest { from_node: me, region: String::new() }).await })
                 })
                 .collect();
             let mut seen = Vec::new();

@@ -106,6 +106,11 @@ pub struct FileConfig {
     /// The log's format on stderr: "text" (the default) or "json" (one object a line);
     /// `ninety node --log-format` overrides it.
     pub log_format: Option<LogFormat>,
+    /// The regions this node hosts (`[[regions]]`, see `runtime::regions`), each its own
+    /// Raft group in `data_dir/regions/<id>/`; the first is the default region. Empty: the
+    /// one region `region` names, in `data_dir` itself, as before regions.
+    #[serde(default)]
+    pub regions: Vec<super::regions::RegionConfig>,
 }
 
 /// How the node writes its log (`log_format`, `--log-format`).
@@ -284,6 +289,7 @@ impl FileConfig {
             ));
         }
         self.check_tuning()?;
+        super::regions::check(self)?;
         self.check_snapshot_limits()?;
         self.check_metrics_listen()?;
         if self

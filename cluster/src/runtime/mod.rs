@@ -28,28 +28,31 @@ pub mod config;
 pub mod data_format;
 pub mod driver;
 pub mod events;
+pub mod group;
 pub mod identity;
+pub mod peer_router;
 pub mod peer_service;
 pub mod persist;
 pub mod poison;
 pub mod raft_log;
+pub mod regions;
 pub mod snapshot_intake;
 pub mod snapshot_writer;
 pub mod startup;
 pub mod transport;
 
-use crate::engine_sm::EngineMachine;
 use crate::error::Error;
 use crate::io::Clock;
 use crate::metrics::grpc::{GrpcMetrics, GrpcMetricsLayer};
-use crate::node::{self, NodeConfig};
+use crate::node;
+use crate::server::region_router::RegionRouter;
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
     matching::MatchingService, referrals::ReferralsService, scheduling::SchedulingService,
     watch::WatchService, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
 };
-use crate::storage::{LogStore, LogStoreOptions};
 use config::FileConfig;
+use peer_router::PeerRouter;
 use ninety_engine::read::{Answer, Query};
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
@@ -61,7 +64,7 @@ use ninety_proto::v1::{
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use transport::{Faults, GrpcTransport, PeerBook, GRPC_MESSAGE_BYTES_MAX};
+use transport::{Faults, GRPC_MESSAGE_BYTES_MAX};
 
 /// Bootstrap commands proposed concurrently (below the node's proposal queue limit).
 const BOOTSTRAP_WINDOW: usize = 256;
@@ -268,15 +271,16 @@ async fn propose_all(
 }
 
 /// What a node needs from the world before it touches its data directory. Every check
-/// that bad input can fail (the config, a recorded panic in apply, the region, both
+/// that bad input can fail (the config, a recorded panic in apply, the regions, both
 /// listen ports) runs here first, so a refused start leaves nothing behind.
 struct Preflight {
     /// The client listener (`listen`).
     incoming: tonic::transport::server::TcpIncoming,
     /// The peer listener (`peer_listen`).
     peer_incoming: tonic::transport::server::TcpIncoming,
-    /// A founding node's region bootstrap commands.
-    bootstrap: Option<Vec<Command>>,
+    /// The region groups to run, the default first, with a founding node's bootstrap
+    /// commands for each.
+    groups: Vec<(regions::GroupSpec, Option<Vec<Command>>)>,
     /// The `[tls]` files, read and checked.
     tls: Option<crate::security::tls::NodeTls>,
     /// The metrics listener (`metrics_listen`), when configured.
@@ -285,21 +289,28 @@ struct Preflight {
 
 fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     cfg.check()?;
-    poison::check(&cfg.data_dir)?;
+    let specs = regions::groups(cfg)?;
+    for spec in &specs {
+        poison::check(&spec.data_dir)?;
+    }
     let tls = match &cfg.tls {
         Some(files) => Some(crate::security::tls::NodeTls::load(files, cfg.id)?),
         None => None,
     };
-    let bootstrap = if cfg.init {
-        let horizon = cfg
-            .schedule_horizon_days
-            .unwrap_or(generate::HORIZON_DAYS_DEFAULT);
-        let (_, commands) = load_region_with(&cfg.region, horizon)?;
-        check_command_sizes(&cfg.region, &commands)?;
-        Some(commands)
-    } else {
-        None
-    };
+    let mut groups = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let bootstrap = if cfg.init {
+            let horizon = cfg
+                .schedule_horizon_days
+                .unwrap_or(generate::HORIZON_DAYS_DEFAULT);
+            let (_, commands) = load_region_with(&spec.spec, horizon)?;
+            check_command_sizes(&spec.spec, &commands)?;
+            Some(commands)
+        } else {
+            None
+        };
+        groups.push((spec, bootstrap));
+    }
     let bind = |field: &str, addr: std::net::SocketAddr| {
         tonic::transport::server::TcpIncoming::bind(addr)
             .map(|i| i.with_nodelay(Some(true)))
@@ -311,7 +322,7 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     Ok(Preflight {
         incoming,
         peer_incoming,
-        bootstrap,
+        groups,
         tls,
         metrics,
     })
@@ -372,65 +383,10 @@ fn servers(
     Ok((peer, client))
 }
 
-/// Opens the node's store, creating the data directory (or migrating a format-2 one, see
-/// `data_format`). An empty store is bootstrapped (or not) by [`start_empty_store`], after
-/// the node asked its peers.
-fn open_store(cfg: &FileConfig) -> Result<LogStore, Error> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| Error::Storage(format!("data_dir = {}: {e}", cfg.data_dir.display())))?;
-    let layout = data_format::prepare(&cfg.data_dir)?;
-    LogStore::open(
-        &layout.raft_log,
-        &layout.snapshots,
-        &LogStoreOptions::default(),
-    )
-}
-
-/// Whether the store holds nothing at all: no hard state, no configuration, no entry.
-fn store_is_empty(store: &LogStore) -> Result<bool, Error> {
-    use raft::Storage;
-    let state = store.initial_state()?;
-    Ok(!state.initialized() && state.hard_state == Default::default() && store.last_index()? == 0)
-}
-
-/// Decides how a node with an empty store starts (see `runtime::startup`): bootstraps
-/// it as a founding node, leaves it empty to be caught up by the leader, or refuses.
-async fn start_empty_store(
-    cfg: &FileConfig,
-    me: &identity::Identity,
-    book: &PeerBook,
-    store: &mut LogStore,
-) -> Result<(), Error> {
-    let voters = cfg.voters()?;
-    let facts = node::startup::StartFacts {
-        me: cfg.id,
-        incarnation: me.incarnation,
-        may_bootstrap: cfg.init && !cfg.join,
-        voters: voters.clone(),
-    };
-    let peers: Vec<u64> = cfg
-        .peer_map()?
-        .into_keys()
-        .filter(|p| *p != cfg.id)
-        .collect();
-    match startup::decide(&facts, me, &peers, book).await? {
-        node::startup::StartDecision::Bootstrap => {
-            node::bootstrap(store, &voters, &EngineMachine::new())?;
-            tracing::info!(?voters, "bootstrapped a new cluster");
-        }
-        _ => tracing::info!(
-            join = cfg.join,
-            "empty data directory: starting without bootstrapping; the leader will send a \
-             snapshot once this node is a member"
-        ),
-    }
-    Ok(())
-}
-
 /// Server reflection for the client listener. It advertises what that listener serves:
 /// the descriptor set also describes ninety.peer.v1, which is served on the peer listener
 /// only.
-fn client_reflection() -> Result<
+pub(crate) fn client_reflection() -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
@@ -505,41 +461,16 @@ pub async fn serve(
     let Preflight {
         incoming,
         peer_incoming,
-        bootstrap: bootstrap_commands,
+        groups,
         tls,
         metrics: metrics_listener,
     } = preflight(&cfg)?;
     let (peer_server, client_server) = servers(tls.as_ref())?;
-    let me = identity::establish(&cfg.data_dir, cfg.cluster_id.as_deref(), cfg.id)?;
-    let mut store = open_store(&cfg)?;
+    let mut opened = Vec::with_capacity(groups.len());
+    for (spec, bootstrap) in groups {
+        opened.push(group::open(&cfg, spec, bootstrap, tls.as_ref())?);
+    }
     let (auth_layer, audit_writer) = client_auth(&cfg)?;
-    let mut ncfg = NodeConfig::new(cfg.id);
-    // One region import is a single command: let a proposal batch carry it.
-    ncfg.proposal_batch_bytes_max = PROPOSAL_BATCH_BYTES_MAX;
-    // The node task's snapshot writer encodes and writes them (`runtime::snapshot_writer`).
-    ncfg.background_snapshots = true;
-    if let Some(n) = cfg.snapshot_interval_entries {
-        ncfg.snapshot_interval_entries = n.max(1);
-    }
-    if let Some(n) = cfg.log_retain_entries {
-        ncfg.log_retain_entries = n;
-    }
-    if let Some(n) = cfg.max_pending_proposals {
-        ncfg.proposal_queue_max = n.max(1);
-    }
-    let book = Arc::new(PeerBook::with_tls(
-        cfg.peer_map()?,
-        tls.as_ref().map(|t| t.peer_client()),
-    ));
-    book.set_stamp(transport::Stamp {
-        cluster_id: me.cluster_id.clone(),
-        incarnation: me.incarnation,
-    });
-    let gate = Arc::new(peer_service::PeerGate::new(
-        cfg.id,
-        tls.is_some(),
-        book.clone(),
-    ));
     if tls.is_none() {
         tracing::warn!(
             insecure = cfg.insecure,
@@ -549,116 +480,104 @@ pub async fn serve(
     let faults = Arc::new(Faults::new(
         cfg.fault_injection.then(|| cfg.data_dir.join("FAULTS")),
     ));
-    let command_queue_max = cfg.max_queued_commands.unwrap_or(driver::COMMAND_QUEUE_MAX);
-    let (handle, inbox) = driver::channels(cfg.id, command_queue_max);
     // One stop signal for both servers; the peer server starts first: an empty node asks
     // its peers how to start while they ask it.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let peer = PeerServer::new(peer_service::PeerService {
-        handle: handle.clone(),
-        faults: faults.clone(),
-        gate: gate.clone(),
-        intake: snapshot_intake::SnapshotIntake::new(snapshot_intake::IntakeLimits::from_config(
-            &cfg,
-        )),
-    })
-    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let peers = PeerRouter::new(
+        cfg.id,
+        opened
+            .iter()
+            .map(|g| (g.spec.id.clone(), group::peer_service(&cfg, g, &faults)))
+            .collect(),
+    );
     let peers_served = tokio::spawn(
         peer_server
             .tcp_nodelay(true)
             .layer(crate::server::decode::DecodeErrorsLayer)
-            .add_service(peer)
+            .add_service(
+                PeerServer::new(peers)
+                    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            )
             .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone())),
     );
-    if store_is_empty(&store)? {
-        gate.set_starting(true);
-        let started = start_empty_store(&cfg, &me, &book, &mut store).await;
-        if let Err(e) = started {
-            let _ = stopping_tx.send(true);
-            let _ = peers_served.await;
-            return Err(e);
-        }
-        gate.set_starting(false);
+    let starts = opened.iter_mut().map(|g| group::start_empty(&cfg, g));
+    if let Err(e) = futures_util::future::try_join_all(starts).await {
+        let _ = stopping_tx.send(true);
+        let _ = peers_served.await;
+        return Err(e);
     }
-    let logger = raft_log::logger();
-    let fsync_metrics = metrics_listener.as_ref().map(|_| handle.counters().clone());
-    let worker = persist::start_observed(&mut store, fsync_metrics)?;
-    // The change feed: filled by the apply adapter, streamed by the Watch service.
-    let feed = crate::feed::Feed::new(
-        cfg.watch_events_retained
-            .unwrap_or(crate::feed::WATCH_EVENTS_RETAINED),
-    );
-    let machine = EngineMachine::with_feed(feed.clone());
-    let mut node = node::Node::new(ncfg, store, machine, &logger)?;
-    node.set_incarnation(me.incarnation);
-    let view = node.state_machine().view_cell();
-    let transport = GrpcTransport::new(cfg.id, book.clone(), faults.clone(), handle.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let faults_for_node = faults.clone();
-    let gate_for_node = gate.clone();
-    // When the node task ends on its own (a fatal storage error), the server stops too.
-    let (died_tx, died_rx) = tokio::sync::oneshot::channel::<()>();
-    let data_dir = cfg.data_dir.clone();
-    let node_task = tokio::spawn(async move {
-        let result = driver::run(
-            node,
-            worker,
-            inbox,
-            transport,
-            faults_for_node,
-            gate_for_node,
-            stop_rx,
-        )
-        .await;
-        match &result {
-            Err(Error::ApplyPanicked(p)) => {
-                let marker = poison::marker_path(&data_dir);
-                tracing::error!("{p}. What to do: {}", poison::procedure(&marker));
-                if let Err(e) = poison::record(&data_dir, p) {
-                    tracing::error!(error = %e, "could not record the panic in apply");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "node stopped on a fatal error"),
-            Ok(()) => {}
-        }
-        let _ = died_tx.send(());
-        result
-    });
+    let bootstraps: Vec<_> = opened.iter_mut().map(|g| g.bootstrap.take()).collect();
+    let died = Arc::new(tokio::sync::Notify::new());
+    let mut running = Vec::with_capacity(opened.len());
+    for (i, g) in opened.into_iter().enumerate() {
+        let observed = i == 0 && metrics_listener.is_some();
+        running.push(group::run(&cfg, g, &faults, observed, died.clone())?);
+    }
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
-            _ = died_rx => {}
+            _ = died.notified() => {}
         }
         let _ = stopping_tx.send(true);
     });
-
     let grpc_metrics = metrics_listener.as_ref().map(|_| GrpcMetrics::default());
-    let metrics_served = metrics_listener.map(|listener| {
-        let sources = crate::metrics::gauges::Sources {
-            node: handle.clone(),
-            view: view.clone(),
-        };
-        tokio::spawn(serve_metrics(
+    let metrics_served = match (metrics_listener, running.first()) {
+        (Some(listener), Some(first)) => Some(tokio::spawn(serve_metrics(
             listener,
-            sources,
+            crate::metrics::gauges::Sources {
+                node: first.cluster.handle.clone(),
+                view: first.cluster.view.clone(),
+            },
             grpc_metrics.clone().unwrap_or_default(),
-            feed.clone(),
+            first.feed.clone(),
             stopped(stopping_rx.clone()),
-        ))
-    });
-    let cluster = Arc::new(Cluster {
-        handle: handle.clone(),
-        view,
-        book,
-        faults: faults.clone(),
-    });
-    let bootstrap = bootstrap_commands
-        .map(|commands| tokio::spawn(bootstrap_region(cluster.clone(), commands)));
+        ))),
+        _ => None,
+    };
+    let bootstraps: Vec<_> = running
+        .iter()
+        .zip(bootstraps)
+        .filter_map(|(g, commands)| {
+            commands.map(|c| tokio::spawn(bootstrap_region(g.cluster.clone(), c)))
+        })
+        .collect();
+    let routes = client_routes(&running).await?;
+    let ids: Vec<&str> = running.iter().map(|g| g.spec.id.as_str()).collect();
+    let peer_listen = cfg.peer_listen()?;
+    tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, regions = ?ids, "serving");
+    let clients_served = client_server
+        .tcp_nodelay(true)
+        .layer(GrpcMetricsLayer(grpc_metrics))
+        .layer(auth_layer)
+        .layer(crate::server::decode::DecodeErrorsLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
+    let (served, peers_served) = tokio::join!(clients_served, peers_served);
+    let peers_served = peers_served.map_err(|e| Error::Config(format!("peer server task: {e}")))?;
+    // The servers (and with them the audit senders) are gone: let the writer drain.
+    audit_writer.finish().await;
+    if let Some(m) = metrics_served {
+        let _ = m.await;
+    }
+    // In-flight calls have finished; now the groups may stop.
+    for b in bootstraps {
+        b.abort();
+    }
+    let node_result = stop_groups(running).await;
+    served.map_err(|e| Error::Config(format!("client server: {e}")))?;
+    peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;
+    node_result
+}
 
+/// Resolves when the stop signal is sent.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The client listener's routes: every group's services behind the region router, and
+/// the health service reporting them serving.
+async fn client_routes(running: &[group::Running]) -> Result<tonic::service::Routes, Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<BedHoldsServer<BedHoldsService>>()
@@ -677,64 +596,33 @@ pub async fn serve(
     reporter
         .set_serving::<CapacityServer<CapacityService>>()
         .await;
-    let reflection = client_reflection()?;
-    let beds = BedHoldsServer::new(BedHoldsService {
-        cluster: cluster.clone(),
-    });
-    let snapshot_dir = data_format::Layout::of(&cfg.data_dir).snapshots;
-    let admin =
-        AdminServer::new(AdminService::new(cluster.clone()).with_snapshot_dir(snapshot_dir))
-            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let scheduling = SchedulingServer::new(SchedulingService {
-        cluster: cluster.clone(),
-    });
-    let matching = MatchingServer::new(MatchingService {
-        cluster: cluster.clone(),
-    });
-    let referrals = ReferralsServer::new(ReferralsService {
-        cluster: cluster.clone(),
-    });
-    let watch = WatchServer::new(WatchService { feed });
-    let capacity = CapacityServer::new(CapacityService {
-        cluster: cluster.clone(),
-    });
-
-    let peer_listen = cfg.peer_listen()?;
-    tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, "serving");
-    let clients_served = client_server
-        .tcp_nodelay(true)
-        .layer(GrpcMetricsLayer(grpc_metrics))
-        .layer(auth_layer)
-        .layer(crate::server::decode::DecodeErrorsLayer)
-        .add_service(beds)
-        .add_service(admin)
-        .add_service(scheduling)
-        .add_service(matching)
-        .add_service(referrals)
-        .add_service(watch)
-        .add_service(capacity)
-        .add_service(health)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
-    let (served, peers_served) = tokio::join!(clients_served, peers_served);
-    let peers_served = peers_served.map_err(|e| Error::Config(format!("peer server task: {e}")))?;
-    // The servers (and with them the audit senders) are gone: let the writer drain.
-    audit_writer.finish().await;
-    if let Some(m) = metrics_served {
-        let _ = m.await;
+    let mut groups = Vec::with_capacity(running.len());
+    for g in running {
+        groups.push((g.spec.id.clone(), group::client_routes(g, health.clone())?));
     }
-    // In-flight calls have finished; now the node may stop.
-    if let Some(b) = bootstrap {
-        b.abort();
-    }
-    let _ = stop_tx.send(());
-    let node_result = node_task
-        .await
-        .map_err(|e| Error::Config(format!("node task panicked: {e}")))?;
-    served.map_err(|e| Error::Config(format!("client server: {e}")))?;
-    peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;
-    node_result
+    Ok(RegionRouter::new(groups).into_routes())
 }
+
+/// Stops every group's node task and waits for it; the first error is the node's.
+async fn stop_groups(running: Vec<group::Running>) -> Result<(), Error> {
+    let mut tasks = Vec::with_capacity(running.len());
+    for g in running {
+        let _ = g.stop.send(());
+        tasks.push((g.spec.id, g.node_task));
+    }
+    let mut result = Ok(());
+    for (region, task) in tasks {
+        let ended = task
+            .await
+            .map_err(|e| Error::Config(format!("region {region}: node task panicked: {e}")))
+            .and_then(|r| r);
+        if result.is_ok() {
+            result = ended;
+        }
+    }
+    result
+}
+
 
 #[cfg(test)]
 mod tests {

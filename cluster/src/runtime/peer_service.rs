@@ -338,7 +338,7 @@ impl PeerService {
     /// `InstallSnapshot` after the certificate and start checks: the stream through the
     /// intake (sender check per chunk, the stamp check as for `Send`, limits, validation),
     /// then the snapshot stepped.
-    async fn receive_snapshot<S>(
+    pub(crate) async fn receive_snapshot<S>(
         &self,
         certified: Option<u64>,
         stream: S,
@@ -626,6 +626,7 @@ mod tests {
         g.book.set_stamp(Stamp {
             cluster_id: "c1".into(),
             incarnation: 5,
+            ..Default::default()
         });
         g.publish(Members {
             ids: [1, 2, 3].into(),
@@ -652,6 +653,7 @@ mod tests {
             data_sha256: Sha256::digest(b"x").to_vec(),
             cluster_id: cluster_id.into(),
             incarnation,
+            region: String::new(),
         };
         let receive = |c: SnapshotChunk| svc.receive_snapshot(None, tokio_stream::iter([Ok(c)]));
         for (cluster, incarnation, says) in [("c2", 9, "of cluster c2"), ("c1", 8, "lost its")] {

@@ -67,6 +67,7 @@ async fn ask(book: &PeerBook, me: &Identity, peer: u64) -> Result<Option<PeerAns
     };
     let mut request = tonic::Request::new(StatusRequest {
         from_node: me.node_id,
+        region: book.stamp().region,
     });
     request.set_timeout(STARTUP_STATUS_TIMEOUT);
     let reply = tokio::time::timeout(STARTUP_STATUS_TIMEOUT, client.status(request)).await;

@@ -73,6 +73,9 @@ pub struct PeerBook {
 pub struct Stamp {
     pub cluster_id: String,
     pub incarnation: u64,
+    /// The region (Raft group) this book's calls belong to; empty for a node's only,
+    /// unnamed region (`runtime::regions`).
+    pub region: String,
 }
 
 impl PeerBook {
@@ -409,6 +412,7 @@ impl PeerTask {
             messages,
             cluster_id: self.stamp.cluster_id.clone(),
             incarnation: self.stamp.incarnation,
+            region: self.stamp.region.clone(),
         };
         let mut req = tonic::Request::new(batch);
         req.set_timeout(PEER_RPC_TIMEOUT);
@@ -490,6 +494,7 @@ fn snapshot_chunks(
             },
             cluster_id: stamp.cluster_id.clone(),
             incarnation: stamp.incarnation,
+            region: stamp.region.clone(),
         });
         offset += piece.len() as u64;
     }

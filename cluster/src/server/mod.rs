@@ -59,6 +59,7 @@ pub mod convert;
 pub mod decode;
 pub mod matching;
 pub mod referrals;
+pub mod region_router;
 pub mod schedules;
 pub mod scheduling;
 pub mod wards;
@@ -576,6 +577,7 @@ impl Cluster {
             timeout_ms: deadline.remaining().as_millis() as u64,
             cluster_id: self.book.stamp().cluster_id,
             incarnation: self.book.stamp().incarnation,
+            region: self.book.stamp().region,
         };
         let mut req = tonic::Request::new(fwd);
         req.set_timeout(deadline.remaining() + Duration::from_secs(1));

@@ -1,0 +1,250 @@
+//! Several regions in one node process (issue 17, step 1): three real nodes each host four
+//! region groups (`[[regions]]`); every client call names its region in the
+//! `ninety-region` header. A bed is held in every region through every node; an unknown
+//! region is NOT_FOUND naming it and the regions served, on the client and the peer
+//! listener; a call without the header goes to the default (first) region; and after a
+//! kill -9 of one node every region still takes writes on the other two.
+
+use crate::harness::*;
+use ninety_client::{Client, Config};
+use ninety_proto::peer::v1::StatusRequest;
+use ninety_proto::v1 as pb;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+/// The regions every node hosts: the GBA preset (one clinic day, no templates) first, the
+/// default; three small ones from the "test" spec (three hospitals each).
+const REGIONS: [(&str, &str); 4] = [
+    ("gba", "gba"),
+    ("yunnan", "test"),
+    ("asean", "test"),
+    ("nujiang", "test"),
+];
+
+/// The `[[regions]]` tables every node's config ends with.
+fn regions_toml() -> String {
+    REGIONS
+        .iter()
+        .map(|(id, spec)| format!("[[regions]]\nid = \"{id}\"\nspec = \"{spec}\"\n"))
+        .collect()
+}
+
+fn start() -> Procs {
+    Procs::start(
+        &[1, 2, 3],
+        &[1, 2, 3],
+        Opts {
+            schedule_horizon_days: Some(0),
+            extra_toml: regions_toml(),
+            ..Opts::default()
+        },
+    )
+}
+
+/// A client of `ids` for `region` (`None`: no header).
+fn client(p: &Procs, ids: &[u64], region: Option<&str>) -> Client {
+    let addrs: Vec<String> = ids.iter().map(|i| p.addr(*i)).collect();
+    let config = Config {
+        attempt_timeout: Duration::from_secs(3),
+        total_timeout: Duration::from_secs(15),
+        tls: p.client_tls(),
+        ..Config::default()
+    };
+    let c = Client::new(&addrs, config).expect("client");
+    match region {
+        Some(r) => c.with_region(r).expect("region id"),
+        None => c,
+    }
+}
+
+/// The first ward of hospital 1 in the region `c` names, once the region is loaded.
+async fn first_ward(c: &Client, p: &Procs, within: Duration) -> u32 {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = c
+            .ward_availability(pb::WardAvailabilityRequest {
+                hospital_id: 1,
+                ..Default::default()
+            })
+            .await;
+        if let Some(w) = r.ok().and_then(|r| r.wards.first().map(|w| w.ward_id)) {
+            return w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "region {:?} not loaded in time\n{}",
+            c.region(),
+            p.logs(&[1, 2, 3])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Holds a bed in `ward` through `c` for patient `n`; returns the hold id.
+async fn hold(c: &Client, ward: u32, n: u64) -> Result<u64, tonic::Status> {
+    let r = c
+        .hold_bed(pb::HoldBedRequest {
+            request_id: ninety_client::new_request_id(),
+            ward_id: ward,
+            patient_ref: patient(n),
+            ttl_ms: 600_000,
+            ..Default::default()
+        })
+        .await?;
+    Ok(r.hold.map(|h| h.hold_id).unwrap_or_default())
+}
+
+fn patient(n: u64) -> String {
+    format!("{:032x}", 0x5e61_0000_u64 + n)
+}
+
+/// Whether hold `id` of patient `n` is in the region `c` names (a linearizable read). Hold
+/// ids are per region: another region may have a hold with the same id, another patient's.
+async fn has_hold(c: &Client, id: u64, n: u64) -> bool {
+    let r = c
+        .get_hold(pb::GetHoldRequest {
+            hold_id: id,
+            ..Default::default()
+        })
+        .await;
+    r.is_ok_and(|r| r.hold.is_some_and(|h| h.hold_id == id && h.patient_ref == patient(n)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_serve_four_regions_routed_by_header() {
+    crate::bounded(async {
+        let p = start();
+        let started = Instant::now();
+        let mut wards = Vec::new();
+        for (region, _) in REGIONS {
+            let c = client(&p, &[1, 2, 3], Some(region));
+            wards.push(first_ward(&c, &p, Duration::from_secs(40)).await);
+        }
+        eprintln!(
+            "4 regions on 3 nodes loaded in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        // A hold in every region through every node (forwarded to each region's leader).
+        let mut holds = Vec::new();
+        for (i, (region, _)) in REGIONS.iter().enumerate() {
+            for node in [1, 2, 3] {
+                let c = client(&p, &[node], Some(region));
+                let n = (i as u64) * 10 + node;
+                let id = hold(&c, wards[i], n)
+                    .await
+                    .unwrap_or_else(|s| panic!("hold in {region} through node {node}: {s:?}"));
+                holds.push((i, id, n));
+            }
+        }
+        // Each hold is in its own region, and not in the next one.
+        for (i, id, n) in &holds {
+            let c = client(&p, &[1, 2, 3], Some(REGIONS[*i].0));
+            assert!(has_hold(&c, *id, *n).await, "hold {id} in {}", REGIONS[*i].0);
+            let next = client(&p, &[1, 2, 3], Some(REGIONS[(*i + 1) % 4].0));
+            assert!(!has_hold(&next, *id, *n).await, "hold {id} leaked");
+        }
+        check_routing_refusals(&p).await;
+        check_default_region(&p).await;
+    })
+    .await;
+}
+
+/// An unknown region: NOT_FOUND naming it and the regions served, on both listeners.
+async fn check_routing_refusals(p: &Procs) {
+    let c = client(p, &[2], Some("mars"));
+    let e = c
+        .ward_availability(pb::WardAvailabilityRequest {
+            hospital_id: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown region");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(
+        e.message().contains("\"mars\"") && e.message().contains("gba, yunnan, asean, nujiang"),
+        "{e:?}"
+    );
+    let e = p
+        .peer(2)
+        .status(StatusRequest {
+            from_node: 1,
+            region: "mars".into(),
+        })
+        .await
+        .expect_err("an unknown region on the peer listener");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("\"mars\""), "{e:?}");
+    let ok = p
+        .peer(2)
+        .status(StatusRequest {
+            from_node: 1,
+            region: "asean".into(),
+        })
+        .await
+        .expect("a hosted region's status")
+        .into_inner();
+    assert_eq!(ok.node_id, 2);
+    assert_eq!(ok.voters, vec![1, 2, 3]);
+}
+
+/// A call without the header goes to the default region (the first listed, "gba"): a
+/// hold made without it is there, and the wards it reads are the GBA region's.
+async fn check_default_region(p: &Procs) {
+    let plain = client(p, &[1, 2, 3], None);
+    let gba = client(p, &[1, 2, 3], Some("gba"));
+    let ward = first_ward(&gba, p, Duration::from_secs(5)).await;
+    let id = hold(&plain, ward, 99).await.expect("a hold without header");
+    assert!(has_hold(&gba, id, 99).await, "hold {id} not in the default region");
+    assert!(has_hold(&plain, id, 99).await, "hold {id} not read without header");
+    let yunnan = client(p, &[1, 2, 3], Some("yunnan"));
+    assert!(!has_hold(&yunnan, id, 99).await, "hold {id} in yunnan");
+    let plain_ward = first_ward(&plain, p, Duration::from_secs(5)).await;
+    assert_eq!(plain_ward, ward);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_keeps_every_region_taking_writes() {
+    crate::bounded(async {
+        let mut p = start();
+        let mut wards = Vec::new();
+        for (region, _) in REGIONS {
+            let c = client(&p, &[1, 2, 3], Some(region));
+            wards.push(first_ward(&c, &p, Duration::from_secs(40)).await);
+        }
+        // The node leading the default region goes, so at least one region loses its
+        // leader and elects another while the rest keep theirs.
+        let victim = p.leader_among(&[1, 2, 3]).await.unwrap_or(1);
+        p.kill(victim);
+        let live: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != victim).collect();
+        let killed = Instant::now();
+        for (i, (region, _)) in REGIONS.iter().enumerate() {
+            let c = client(&p, &live, Some(region));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let id = loop {
+                match hold(&c, wards[i], 100 + i as u64).await {
+                    Ok(id) => break id,
+                    Err(e) => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{region} takes no writes after node {victim} died: {e:?}\n{}",
+                            p.logs(&live)
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            };
+            assert!(has_hold(&c, id, 100 + i as u64).await, "{region}: hold {id}");
+        }
+        eprintln!(
+            "every region wrote again {:.1} s after kill -9 of node {victim}",
+            killed.elapsed().as_secs_f64()
+        );
+        // The node comes back on its data directories and every region catches up.
+        p.spawn(victim, true);
+        for (region, _) in REGIONS {
+            let c = client(&p, &[victim], Some(region));
+            first_ward(&c, &p, Duration::from_secs(20)).await;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,249 @@
+//! Which regions a node hosts: the `[[regions]]` tables of its config, checked, and the
+//! list of groups the runtime starts (one Raft group per region, `runtime::group`).
+//!
+//! A config without `[[regions]]` hosts one region exactly as before regions existed: the
+//! region `region` names, its Raft log, snapshots and identity in `data_dir` itself, and an
+//! empty region tag on the wire (a peer's default region). With `[[regions]]`, each region
+//! has its own subdirectory `data_dir/regions/<id>/` (raft log, snapshots, `IDENTITY`,
+//! a recorded panic in apply) and every peer call names it. The first region listed is the
+//! node's default: a client call without the `ninety-region` header goes there.
+//!
+//! Placement is fixed by the configs in this step (docs/design/regions.md, step 1): each
+//! node lists the regions it hosts with the same founding voters on every node.
+
+use super::config::FileConfig;
+use crate::error::Error;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Most regions one node hosts (each is a Raft group with its own tasks and threads).
+pub const REGIONS_PER_NODE_MAX: usize = 64;
+/// Longest region id, characters.
+pub const REGION_ID_CHARS_MAX: usize = 32;
+/// The subdirectory of `data_dir` holding one directory per region.
+pub const REGIONS_DIR: &str = "regions";
+/// The id of a node's only region when its `region` is not a valid region id (a path to a
+/// region file).
+pub const DEFAULT_REGION_ID: &str = "default";
+
+/// One `[[regions]]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// The region's id: 1 to [`REGION_ID_CHARS_MAX`] lowercase letters, digits, `-` or
+    /// `_`; what clients name in the `ninety-region` header and peers in `region`.
+    pub id: String,
+    /// What a founding node loads: a built-in preset ("gba", "yunnan", "asean"), "test",
+    /// or a region JSON file; default: the id itself.
+    pub spec: Option<String>,
+    /// The region's founding voters; empty means the node's `initial_voters` (or every
+    /// node of `[peers]`).
+    #[serde(default)]
+    pub voters: Vec<u64>,
+}
+
+/// One region group as the runtime starts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The region's id (the `ninety-region` header's value).
+    pub id: String,
+    /// The region's tag in peer calls: its id, or empty for a config without `[[regions]]`.
+    pub wire: String,
+    /// What a founding node loads (see [`RegionConfig::spec`]).
+    pub spec: String,
+    /// The founding voters.
+    pub voters: Vec<u64>,
+    /// Where the group's Raft log, snapshots and identity live.
+    pub data_dir: PathBuf,
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
+    Error::Config(format!("{field}: {why}"))
+}
+
+/// Whether `id` is a valid region id.
+pub fn is_region_id(id: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    !id.is_empty() && id.len() <= REGION_ID_CHARS_MAX && id.chars().all(ok)
+}
+
+/// Checks `[[regions]]`: count, ids (valid, unique), specs, voters (known, unique, this
+/// node among them when it founds the cluster). Every error names the entry's field.
+pub fn check(cfg: &FileConfig) -> Result<(), Error> {
+    let n = cfg.regions.len();
+    if n > REGIONS_PER_NODE_MAX {
+        return Err(invalid(
+            "regions",
+            format!("{n} regions, at most {REGIONS_PER_NODE_MAX} per node"),
+        ));
+    }
+    let peers = cfg.peer_map()?;
+    let mut ids = BTreeSet::new();
+    for (i, r) in cfg.regions.iter().enumerate() {
+        let at = format!("regions[{i}]");
+        if !is_region_id(&r.id) {
+            return Err(invalid(
+                &format!("{at}.id"),
+                format!(
+                    "{}: expected 1 to {REGION_ID_CHARS_MAX} lowercase letters, digits, `-` \
+                     or `_`",
+                    crate::server::convert::echo(&r.id)
+                ),
+            ));
+        }
+        if !ids.insert(r.id.as_str()) {
+            return Err(invalid(
+                &format!("{at}.id"),
+                format!("region {} is listed twice", r.id),
+            ));
+        }
+        if r.spec.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(invalid(&format!("{at}.spec"), "must not be empty"));
+        }
+        check_voters(cfg, &at, &r.voters, &peers)?;
+    }
+    Ok(())
+}
+
+/// One region's `voters`.
+fn check_voters(
+    cfg: &FileConfig,
+    at: &str,
+    voters: &[u64],
+    peers: &std::collections::BTreeMap<u64, super::config::NodeAddrs>,
+) -> Result<(), Error> {
+    let mut seen = BTreeSet::new();
+    for (j, &v) in voters.iter().enumerate() {
+        let field = format!("{at}.voters[{j}]");
+        if v == 0 || !peers.contains_key(&v) {
+            return Err(invalid(
+                &field,
+                format!("node {v} has no address in [peers]"),
+            ));
+        }
+        if !seen.insert(v) {
+            return Err(invalid(&field, format!("node {v} is listed twice")));
+        }
+    }
+    if cfg.init && !voters.is_empty() && !seen.contains(&cfg.id) {
+        return Err(invalid(
+            &format!("{at}.voters"),
+            format!(
+                "this node (id {}) founds the cluster (init = true) but is not among the \
+                 region's voters {voters:?}",
+                cfg.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The groups node `cfg` runs, its default region first.
+pub fn groups(cfg: &FileConfig) -> Result<Vec<GroupSpec>, Error> {
+    if cfg.regions.is_empty() {
+        let id = if is_region_id(&cfg.region) {
+            cfg.region.clone()
+        } else {
+            DEFAULT_REGION_ID.to_string()
+        };
+        return Ok(vec![GroupSpec {
+            id,
+            wire: String::new(),
+            spec: cfg.region.clone(),
+            voters: cfg.voters()?,
+            data_dir: cfg.data_dir.clone(),
+        }]);
+    }
+    let mut out = Vec::with_capacity(cfg.regions.len());
+    for r in &cfg.regions {
+        let voters = if r.voters.is_empty() {
+            cfg.voters()?
+        } else {
+            r.voters.clone()
+        };
+        out.push(GroupSpec {
+            id: r.id.clone(),
+            wire: r.id.clone(),
+            spec: r.spec.clone().unwrap_or_else(|| r.id.clone()),
+            voters,
+            data_dir: cfg.data_dir.join(REGIONS_DIR).join(&r.id),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(regions: &str) -> Result<FileConfig, Error> {
+        let peers: String = (1..=3)
+            .map(|i| format!("\"{i}\" = {{ peer = \"127.0.0.1:710{i}\", client = \"127.0.0.1:700{i}\" }}\n"))
+            .collect();
+        FileConfig::parse(&format!(
+            "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
+             data_dir = \"d\"\ninit = true\n[peers]\n{peers}{regions}"
+        ))
+    }
+
+    #[test]
+    fn without_regions_the_node_hosts_its_one_region_in_data_dir() {
+        let cfg = config("").unwrap();
+        let g = groups(&cfg).unwrap();
+        assert_eq!(g.len(), 1);
+        assert_eq!((g[0].id.as_str(), g[0].wire.as_str()), ("gba", ""));
+        assert_eq!(g[0].data_dir, PathBuf::from("d"));
+        assert_eq!(g[0].voters, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn regions_get_their_own_directories_specs_and_voters() {
+        let cfg = config(
+            "[[regions]]\nid = \"gba\"\n[[regions]]\nid = \"yunnan\"\nspec = \"test\"\n\
+             voters = [1, 3]\n",
+        )
+        .unwrap();
+        let g = groups(&cfg).unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].spec.as_str(), g[0].wire.as_str()), ("gba", "gba"));
+        assert_eq!(g[1].spec, "test");
+        assert_eq!(g[1].voters, vec![1, 3]);
+        assert_eq!(g[1].data_dir, PathBuf::from("d/regions/yunnan"));
+    }
+
+    #[test]
+    fn bad_regions_are_refused_naming_the_field() {
+        let cases = [
+            ("[[regions]]\nid = \"GBA\"\n", "regions[0].id: \"GBA\""),
+            ("[[regions]]\nid = \"\"\n", "regions[0].id"),
+            (
+                "[[regions]]\nid = \"a\"\n[[regions]]\nid = \"a\"\n",
+                "regions[1].id: region a is listed twice",
+            ),
+            ("[[regions]]\nid = \"a\"\nspec = \" \"\n", "regions[0].spec"),
+            (
+                "[[regions]]\nid = \"a\"\nvoters = [9]\n",
+                "regions[0].voters[0]: node 9",
+            ),
+            (
+                "[[regions]]\nid = \"a\"\nvoters = [1, 1]\n",
+                "regions[0].voters[1]: node 1 is listed twice",
+            ),
+            (
+                "[[regions]]\nid = \"a\"\nvoters = [2, 3]\n",
+                "regions[0].voters: this node (id 1)",
+            ),
+            ("[[regions]]\nid = \"a\"\nplace = 1\n", "unknown field `place`"),
+        ];
+        for (tables, want) in cases {
+            let e = config(tables).unwrap_err().to_string();
+            assert!(e.contains(want), "{tables:?}: {e}");
+        }
+        let many: String = (0..=REGIONS_PER_NODE_MAX)
+            .map(|i| format!("[[regions]]\nid = \"r{i}\"\n"))
+            .collect();
+        let e = config(&many).unwrap_err().to_string();
+        assert!(e.contains("at most 64 per node"), "{e}");
+    }
+}
