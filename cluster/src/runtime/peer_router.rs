@@ -6,6 +6,7 @@
 //! ends the stream `INVALID_ARGUMENT`.
 
 use super::peer_service::PeerService;
+use super::snapshot_intake::SNAPSHOT_CHUNK_IDLE_TIMEOUT;
 use ninety_proto::peer::v1::{
     peer_server::Peer, ForwardReply, ForwardRequest, NodeStatus, RaftBatch, SendAck,
     SnapshotAck, SnapshotChunk, StatusRequest,
@@ -69,9 +70,21 @@ impl Peer for PeerRouter {
         // The certificate check needs the request; it is the same for every group.
         let certified = self.group("")?.gate.certified(&request)?;
         let mut stream = request.into_inner();
-        let head = match stream.message().await? {
-            Some(chunk) => chunk,
-            None => return Err(Status::invalid_argument("an empty snapshot stream")),
+        // Bounded as the intake bounds every later chunk: a stalled sender holds nothing.
+        let first = tokio::time::timeout(SNAPSHOT_CHUNK_IDLE_TIMEOUT, stream.message()).await;
+        let head = match first {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => {
+                return Err(Status::aborted(
+                    "snapshot stream ended before its first chunk",
+                ))
+            }
+            Ok(Err(s)) => return Err(s),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "no first snapshot chunk within {SNAPSHOT_CHUNK_IDLE_TIMEOUT:?}"
+                )))
+            }
         };
         let region = head.region.clone();
         let group = self.group(&region)?;
@@ -102,5 +115,63 @@ impl Peer for PeerRouter {
     ) -> Result<Response<NodeStatus>, Status> {
         let group = self.group(&request.get_ref().region)?;
         group.status(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::config::NodeAddrs;
+    use crate::runtime::peer_service::PeerGate;
+    use crate::runtime::snapshot_intake::{IntakeLimits, SnapshotIntake};
+    use crate::runtime::transport::{Faults, PeerBook};
+    use tonic::Code;
+
+    /// A group of node 1 whose address book knows nodes 1 and 2.
+    fn group() -> PeerService {
+        let addr = |p: u16| NodeAddrs {
+            peer: format!("127.0.0.1:{p}"),
+            client: format!("127.0.0.1:{}", p + 1),
+        };
+        let book = Arc::new(PeerBook::new([(1, addr(10)), (2, addr(20))].into()));
+        let (handle, _inbox) = crate::runtime::driver::channels(1, 16);
+        PeerService {
+            handle,
+            faults: Arc::new(Faults::new(None)),
+            gate: Arc::new(PeerGate::new(1, false, book)),
+            intake: SnapshotIntake::new(IntakeLimits::default()),
+        }
+    }
+
+    fn batch(region: &str) -> Request<RaftBatch> {
+        Request::new(RaftBatch {
+            from_node: 2,
+            to_node: 1,
+            region: region.into(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn calls_go_to_their_region_and_an_unknown_one_is_not_found() {
+        let router = PeerRouter::new(1, vec![("gba".into(), group()), ("yunnan".into(), group())]);
+        for region in ["", "gba", "yunnan"] {
+            let ack = router.send(batch(region)).await.expect(region);
+            assert_eq!(ack.get_ref().node_id, 1);
+        }
+        let e = router.send(batch("mars")).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(
+            e.message().contains("region \"mars\"") && e.message().contains("gba, yunnan"),
+            "{e:?}"
+        );
+        let status = Request::new(StatusRequest {
+            from_node: 2,
+            region: "mars".into(),
+        });
+        assert_eq!(
+            router.status(status).await.unwrap_err().code(),
+            Code::NotFound
+        );
     }
 }
