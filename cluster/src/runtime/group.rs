@@ -1,14 +1,17 @@
 //! One region group of a node process: today's per-node machinery, once per region.
 //!
-//! A group is its own Raft group end to end: its identity and store in its data directory
-//! (`runtime::regions::GroupSpec::data_dir`), its persistence worker and snapshot writer,
+//! A group is its own Raft group end to end: its identity and snapshots in its data
+//! directory (`runtime::regions::GroupSpec::data_dir`), its raft-engine group in the node's
+//! one engine (`storage::open_engine`: one per process), its persistence worker and
+//! snapshot writer,
 //! its node task with its own bounded command and peer queues, its change feed, its peer
 //! book (whose stamp names the region in every peer call) and peer gate (its members and
 //! incarnations), its outbound peer tasks. Nothing but the listeners, the fault switch, the
-//! auth layer and the audit log is shared between groups, so a region whose queues are full
-//! answers `RESOURCE_EXHAUSTED` to its own callers and never delays another region.
-//! Sharing one raft-engine and one persistence worker between groups (one `fdatasync` for
-//! every region's writes) is the next optimisation (docs/design/regions.md).
+//! auth layer, the audit log and the raft-engine (which groups concurrent writers into one
+//! sync) is shared between groups, so a region whose queues are full answers
+//! `RESOURCE_EXHAUSTED` to its own callers and never delays another region. One
+//! persistence worker for every group (one batch, one `fdatasync` for every region's
+//! queued writes) is the next optimisation (docs/design/regions.md).
 //!
 //! [`open`] runs before the peer listener serves (it makes the group's handle and gate);
 //! [`start_empty`] asks the peers how to start an empty store; [`run`] starts the node
@@ -25,7 +28,7 @@ use crate::engine_sm::EngineMachine;
 use crate::error::Error;
 use crate::node::{self, NodeConfig};
 use crate::server::Cluster;
-use crate::storage::{LogStore, LogStoreOptions};
+use crate::storage::{LogStore, LogStoreOptions, SharedEngine};
 use ninety_engine::Command;
 use std::sync::Arc;
 use tokio::sync::{oneshot, Notify};
@@ -43,16 +46,43 @@ pub struct Opened {
     pub bootstrap: Option<Vec<Command>>,
 }
 
-/// Establishes the group's identity, opens (or creates, or migrates) its store and makes
-/// its queues, peer book and peer gate.
+/// The node's one raft-engine when it hosts `[[regions]]` (`data_dir/raft-log/`, the data
+/// directory stamped or migrated by `data_format`); `None` for a node with one region,
+/// whose store opens its own in `data_dir` as before.
+pub fn open_shared_engine(cfg: &FileConfig) -> Result<Option<SharedEngine>, Error> {
+    if cfg.regions.is_empty() {
+        return Ok(None);
+    }
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Storage(format!("data_dir = {}: {e}", dir.display())))?;
+    let layout = data_format::prepare(dir)?;
+    crate::storage::open_engine(&layout.raft_log, &LogStoreOptions::default()).map(Some)
+}
+
+/// Establishes the group's identity, opens (or creates, or migrates) its store (in the
+/// node's shared `engine` when it hosts several regions) and makes its queues, peer book
+/// and peer gate.
 pub fn open(
     cfg: &FileConfig,
     spec: GroupSpec,
     bootstrap: Option<Vec<Command>>,
     tls: Option<&crate::security::tls::NodeTls>,
+    engine: Option<&SharedEngine>,
 ) -> Result<Opened, Error> {
     let me = identity::establish(&spec.data_dir, cfg.cluster_id.as_deref(), cfg.id)?;
-    let store = open_store(&spec)?;
+    let store = match engine {
+        None => open_store(&spec)?,
+        Some(engine) => LogStore::open_in(
+            engine.clone(),
+            data_format::Layout::of(&cfg.data_dir).raft_log,
+            data_format::Layout::of(&spec.data_dir).snapshots,
+            &LogStoreOptions {
+                group_id: spec.group_id,
+                ..LogStoreOptions::default()
+            },
+        )?,
+    };
     let command_queue_max = cfg.max_queued_commands.unwrap_or(driver::COMMAND_QUEUE_MAX);
     let (handle, inbox) = driver::channels(cfg.id, command_queue_max);
     let book = Arc::new(PeerBook::with_tls(
@@ -228,7 +258,12 @@ pub fn run(
         gate,
         stop_rx,
     );
-    let node_task = tokio::spawn(watch_node_task(task, spec.clone(), died));
+    // Every log line of the group names its region (when the node hosts several).
+    let span = region_span(&spec);
+    let node_task = tokio::spawn(tracing::Instrument::instrument(
+        watch_node_task(task, spec.clone(), died),
+        span,
+    ));
     let cluster = Arc::new(Cluster {
         handle,
         view,
@@ -242,6 +277,16 @@ pub fn run(
         node_task,
         stop,
     })
+}
+
+/// The span of a group's tasks: `region{id=...}` on a node with `[[regions]]`, none on a
+/// node with one region (its logs read as before).
+pub fn region_span(spec: &GroupSpec) -> tracing::Span {
+    if spec.wire.is_empty() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("region", id = %spec.id)
+    }
 }
 
 /// Runs a group's node task; on a fatal end logs it (a panic in apply recorded in the

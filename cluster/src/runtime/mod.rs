@@ -466,9 +466,10 @@ pub async fn serve(
         metrics: metrics_listener,
     } = preflight(&cfg)?;
     let (peer_server, client_server) = servers(tls.as_ref())?;
+    let engine = group::open_shared_engine(&cfg)?;
     let mut opened = Vec::with_capacity(groups.len());
     for (spec, bootstrap) in groups {
-        opened.push(group::open(&cfg, spec, bootstrap, tls.as_ref())?);
+        opened.push(group::open(&cfg, spec, bootstrap, tls.as_ref(), engine.as_ref())?);
     }
     let (auth_layer, audit_writer) = client_auth(&cfg)?;
     if tls.is_none() {
@@ -487,7 +488,10 @@ pub async fn serve(
         cfg.id,
         opened
             .iter()
-            .map(|g| (g.spec.id.clone(), group::peer_service(&cfg, g, &faults)))
+            .map(|g| {
+                let service = group::peer_service(&cfg, g, &faults);
+                (g.spec.id.clone(), service, group::region_span(&g.spec))
+            })
             .collect(),
     );
     let peers_served = tokio::spawn(
@@ -501,7 +505,10 @@ pub async fn serve(
             )
             .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone())),
     );
-    let starts = opened.iter_mut().map(|g| group::start_empty(&cfg, g));
+    let starts = opened.iter_mut().map(|g| {
+        let span = group::region_span(&g.spec);
+        tracing::Instrument::instrument(group::start_empty(&cfg, g), span)
+    });
     if let Err(e) = futures_util::future::try_join_all(starts).await {
         let _ = stopping_tx.send(true);
         let _ = peers_served.await;
@@ -539,7 +546,9 @@ pub async fn serve(
         .iter()
         .zip(bootstraps)
         .filter_map(|(g, commands)| {
-            commands.map(|c| tokio::spawn(bootstrap_region(g.cluster.clone(), c)))
+            let span = group::region_span(&g.spec);
+            let load = bootstrap_region(g.cluster.clone(), commands?);
+            Some(tokio::spawn(tracing::Instrument::instrument(load, span)))
         })
         .collect();
     let routes = client_routes(&running).await?;

@@ -14,33 +14,35 @@ use ninety_proto::peer::v1::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
+use tracing::Instrument;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Region id → its group's peer service; the default region first in `order`.
+/// Region id → its group's peer service (and the span its calls log in); the default
+/// region first in `order`.
 pub struct PeerRouter {
-    groups: BTreeMap<String, Arc<PeerService>>,
+    groups: BTreeMap<String, (Arc<PeerService>, tracing::Span)>,
     /// The region ids in config order; the first is the default.
     order: Vec<String>,
     me: u64,
 }
 
 impl PeerRouter {
-    /// A router over `groups` (region id, service), the default region first. Panics
-    /// never: an empty list routes every call to `NOT_FOUND`.
-    pub fn new(me: u64, groups: Vec<(String, PeerService)>) -> PeerRouter {
-        let order = groups.iter().map(|(id, _)| id.clone()).collect();
+    /// A router over `groups` (region id, service, span), the default region first. An
+    /// empty list routes every call to `NOT_FOUND`.
+    pub fn new(me: u64, groups: Vec<(String, PeerService, tracing::Span)>) -> PeerRouter {
+        let order = groups.iter().map(|(id, _, _)| id.clone()).collect();
         PeerRouter {
             groups: groups
                 .into_iter()
-                .map(|(id, s)| (id, Arc::new(s)))
+                .map(|(id, s, span)| (id, (Arc::new(s), span)))
                 .collect(),
             order,
             me,
         }
     }
 
-    /// The group of `region` (empty: the default region).
-    pub fn group(&self, region: &str) -> Result<Arc<PeerService>, Status> {
+    /// The group of `region` (empty: the default region) and its span.
+    pub fn group(&self, region: &str) -> Result<(Arc<PeerService>, tracing::Span), Status> {
         let id = match region {
             "" => self.order.first().map(String::as_str).unwrap_or_default(),
             named => named,
@@ -59,8 +61,8 @@ impl PeerRouter {
 #[tonic::async_trait]
 impl Peer for PeerRouter {
     async fn send(&self, request: Request<RaftBatch>) -> Result<Response<SendAck>, Status> {
-        let group = self.group(&request.get_ref().region)?;
-        group.send(request).await
+        let (group, span) = self.group(&request.get_ref().region)?;
+        group.send(request).instrument(span).await
     }
 
     async fn install_snapshot(
@@ -68,7 +70,7 @@ impl Peer for PeerRouter {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotAck>, Status> {
         // The certificate check needs the request; it is the same for every group.
-        let certified = self.group("")?.gate.certified(&request)?;
+        let certified = self.group("")?.0.gate.certified(&request)?;
         let mut stream = request.into_inner();
         // Bounded as the intake bounds every later chunk: a stalled sender holds nothing.
         let first = tokio::time::timeout(SNAPSHOT_CHUNK_IDLE_TIMEOUT, stream.message()).await;
@@ -87,7 +89,7 @@ impl Peer for PeerRouter {
             }
         };
         let region = head.region.clone();
-        let group = self.group(&region)?;
+        let (group, span) = self.group(&region)?;
         group.gate.check_started()?;
         let rest = stream.map(move |chunk| match chunk {
             Ok(c) if c.region != region => Err(Status::invalid_argument(format!(
@@ -98,23 +100,26 @@ impl Peer for PeerRouter {
             other => other,
         });
         let chunks = tokio_stream::once(Ok(head)).chain(rest);
-        group.receive_snapshot(certified, chunks).await
+        group
+            .receive_snapshot(certified, chunks)
+            .instrument(span)
+            .await
     }
 
     async fn forward(
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
-        let group = self.group(&request.get_ref().region)?;
-        group.forward(request).await
+        let (group, span) = self.group(&request.get_ref().region)?;
+        group.forward(request).instrument(span).await
     }
 
     async fn status(
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
-        let group = self.group(&request.get_ref().region)?;
-        group.status(request).await
+        let (group, span) = self.group(&request.get_ref().region)?;
+        group.status(request).instrument(span).await
     }
 }
 
@@ -154,7 +159,14 @@ mod tests {
 
     #[tokio::test]
     async fn calls_go_to_their_region_and_an_unknown_one_is_not_found() {
-        let router = PeerRouter::new(1, vec![("gba".into(), group()), ("yunnan".into(), group())]);
+        let span = tracing::Span::none;
+        let router = PeerRouter::new(
+            1,
+            vec![
+                ("gba".into(), group(), span()),
+                ("yunnan".into(), group(), span()),
+            ],
+        );
         for region in ["", "gba", "yunnan"] {
             let ack = router.send(batch(region)).await.expect(region);
             assert_eq!(ack.get_ref().node_id, 1);

@@ -3,9 +3,11 @@
 //!
 //! A config without `[[regions]]` hosts one region exactly as before regions existed: the
 //! region `region` names, its Raft log, snapshots and identity in `data_dir` itself, and an
-//! empty region tag on the wire (a peer's default region). With `[[regions]]`, each region
-//! has its own subdirectory `data_dir/regions/<id>/` (raft log, snapshots, `IDENTITY`,
-//! a recorded panic in apply) and every peer call names it. The first region listed is the
+//! empty region tag on the wire (a peer's default region). With `[[regions]]`, the node's
+//! one raft-engine is `data_dir/raft-log/` (each region its own raft-engine group,
+//! [`region_group_id`]; one engine per process, see `storage::open_engine`), each region
+//! has its own subdirectory `data_dir/regions/<id>/` (snapshots, `IDENTITY`, a recorded
+//! panic in apply) and every peer call names it. The first region listed is the
 //! node's default: a client call without the `ninety-region` header goes there.
 //!
 //! Placement is fixed by the configs in this step (docs/design/regions.md, step 1): each
@@ -54,8 +56,26 @@ pub struct GroupSpec {
     pub spec: String,
     /// The founding voters.
     pub voters: Vec<u64>,
-    /// Where the group's Raft log, snapshots and identity live.
+    /// Where the group's snapshots and identity live (and its Raft log, for a node with
+    /// one region).
     pub data_dir: PathBuf,
+    /// The group's id in the node's raft-engine.
+    pub group_id: u64,
+}
+
+/// The raft-engine group of region `id` on a node with `[[regions]]`: a 64-bit FNV-1a hash
+/// of the id, so it never depends on the order of the config (checked unique at load),
+/// and never the id of a node with one region (`storage::RAFT_GROUP_ID`).
+pub fn region_group_id(id: &str) -> u64 {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0100_0000_01b3;
+    let hash = id
+        .bytes()
+        .fold(FNV_OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+    match hash {
+        0 | crate::storage::RAFT_GROUP_ID => hash ^ (1 << 63),
+        h => h,
+    }
 }
 
 fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
@@ -96,6 +116,19 @@ pub fn check(cfg: &FileConfig) -> Result<(), Error> {
             return Err(invalid(
                 &format!("{at}.id"),
                 format!("region {} is listed twice", r.id),
+            ));
+        }
+        let group = region_group_id(&r.id);
+        if let Some(other) = cfg.regions[..i]
+            .iter()
+            .find(|o| region_group_id(&o.id) == group)
+        {
+            return Err(invalid(
+                &format!("{at}.id"),
+                format!(
+                    "regions {} and {} hash to the same log group: rename one",
+                    other.id, r.id
+                ),
             ));
         }
         if r.spec.as_deref().is_some_and(|s| s.trim().is_empty()) {
@@ -153,6 +186,7 @@ pub fn groups(cfg: &FileConfig) -> Result<Vec<GroupSpec>, Error> {
             spec: cfg.region.clone(),
             voters: cfg.voters()?,
             data_dir: cfg.data_dir.clone(),
+            group_id: crate::storage::RAFT_GROUP_ID,
         }]);
     }
     let mut out = Vec::with_capacity(cfg.regions.len());
@@ -168,6 +202,7 @@ pub fn groups(cfg: &FileConfig) -> Result<Vec<GroupSpec>, Error> {
             spec: r.spec.clone().unwrap_or_else(|| r.id.clone()),
             voters,
             data_dir: cfg.data_dir.join(REGIONS_DIR).join(&r.id),
+            group_id: region_group_id(&r.id),
         });
     }
     Ok(out)
@@ -210,6 +245,9 @@ mod tests {
         assert_eq!(g[1].spec, "test");
         assert_eq!(g[1].voters, vec![1, 3]);
         assert_eq!(g[1].data_dir, PathBuf::from("d/regions/yunnan"));
+        assert_eq!(g[1].group_id, region_group_id("yunnan"));
+        assert_ne!(g[0].group_id, g[1].group_id);
+        assert_eq!(region_group_id("a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a, stable");
     }
 
     #[test]

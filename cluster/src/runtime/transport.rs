@@ -315,7 +315,8 @@ impl GrpcTransport {
                 faults: self.faults.clone(),
                 handle: self.handle.clone(),
             };
-            tokio::spawn(task.run(rx));
+            // In the node task's span (its region, when the node hosts several).
+            tokio::spawn(tracing::Instrument::in_current_span(task.run(rx)));
             self.links.insert(to, Link { addr, tx });
         }
         self.links.get(&to).map(|l| &l.tx)

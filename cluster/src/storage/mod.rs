@@ -17,7 +17,8 @@ mod write_queue;
 pub mod conformance;
 
 pub use log_store::{
-    LogStore, LogStoreOptions, LogWriter, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES, RAFT_GROUP_ID,
+    open_engine, LogStore, LogStoreOptions, LogWriter, SharedEngine, LOG_FILE_BYTES,
+    LOG_PURGE_THRESHOLD_BYTES, RAFT_GROUP_ID,
 };
 pub use mem::MemStore;
 pub use sled_store::{SledStore, SLED_CACHE_CAPACITY_BYTES};
