@@ -460,6 +460,16 @@ impl Procs {
     /// Waits until `ids` report the same applied index and returns their (equal) hash.
     /// Log-time ticks advance the index every second, so statuses are sampled together.
     pub async fn converge(&self, ids: &[u64], within: Duration) -> (u64, Vec<u8>) {
+        self.converge_region(ids, "", within).await
+    }
+
+    /// [`Procs::converge`] for the replicas of `region` (empty: each node's default).
+    pub async fn converge_region(
+        &self,
+        ids: &[u64],
+        region: &str,
+        within: Duration,
+    ) -> (u64, Vec<u8>) {
         let deadline = Instant::now() + within;
         // Asked as the first of `ids`: a member (node 1 may have been removed).
         let me = ids.first().copied().unwrap_or(1);
@@ -470,7 +480,14 @@ impl Procs {
                 .iter()
                 .map(|id| {
                     let mut p = self.peer_as(*id, self.node_pem(me));
-                    tokio::spawn(async move { p.status(StatusRequest { from_node: me, region: String::new() }).await })
+                    let region = region.to_string();
+                    tokio::spawn(async move {
+                        p.status(StatusRequest {
+                            from_node: me,
+                            region,
+                        })
+                        .await
+                    })
                 })
                 .collect();
             let mut seen = Vec::new();
