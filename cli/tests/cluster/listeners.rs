@@ -21,7 +21,10 @@ fn code<T>(r: Result<T, tonic::Status>) -> Code {
 /// On node `id`: the peer service answers on the peer port only, the client services and
 /// health on the client port only.
 async fn each_service_on_its_own_port(p: &Procs, id: u64) {
-    let status = || StatusRequest { from_node: 0, region: String::new() };
+    let status = || StatusRequest {
+        from_node: 0,
+        region: String::new(),
+    };
     assert_eq!(code(p.peer(id).status(status()).await), Code::Ok);
     let mut on_client_port = PeerClient::new(p.channel(id));
     assert_eq!(

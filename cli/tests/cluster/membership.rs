@@ -39,7 +39,10 @@ async fn add_and_remove_members_under_load() {
             let lead = p.status(l).await.map_or(0, |s| s.commit_index);
             let four = p
                 .peer(4)
-                .status(StatusRequest { from_node: 0, region: String::new() })
+                .status(StatusRequest {
+                    from_node: 0,
+                    region: String::new(),
+                })
                 .await
                 .map_or(0, |s| s.into_inner().applied_index);
             if lead > 0 && four + 3 >= lead {

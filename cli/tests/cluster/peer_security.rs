@@ -69,7 +69,10 @@ fn snapshot(from_node: u64, from: u64, to: u64, term: u64) -> Vec<SnapshotChunk>
 /// Node `id`'s status, asked with node 1's certificate.
 async fn status(p: &Procs, id: u64) -> NodeStatus {
     p.peer(id)
-        .status(StatusRequest { from_node: 0, region: String::new() })
+        .status(StatusRequest {
+            from_node: 0,
+            region: String::new(),
+        })
         .await
         .unwrap_or_else(|s| panic!("status of node {id}: {s}"))
         .into_inner()
@@ -111,14 +114,24 @@ async fn a_peer_connection_without_a_ca_signed_certificate_is_refused() {
             let mut other_ca = p.peer_as(id, Some(&rogue));
             let r = other_ca.send(batch(1, id, std::slice::from_ref(&hb))).await;
             assert_ne!(code(r), Code::Ok, "node {id}: another CA's certificate");
-            let r = other_ca.status(StatusRequest { from_node: 1, region: String::new() }).await;
+            let r = other_ca
+                .status(StatusRequest {
+                    from_node: 1,
+                    region: String::new(),
+                })
+                .await;
             assert_ne!(code(r), Code::Ok, "node {id}: another CA's certificate");
             let mut no_cert = p.peer_as(id, None);
             let r = no_cert.send(batch(1, id, &[hb])).await;
             assert_ne!(code(r), Code::Ok, "node {id}: no client certificate");
             // Signed by the cluster CA, but a client's: it names no node.
             let mut client = p.peer_as(id, Some(harness_client));
-            let r = client.status(StatusRequest { from_node: 1, region: String::new() }).await;
+            let r = client
+                .status(StatusRequest {
+                    from_node: 1,
+                    region: String::new(),
+                })
+                .await;
             assert_eq!(
                 code(r),
                 Code::PermissionDenied,
@@ -168,7 +181,13 @@ async fn a_member_certificate_cannot_speak_for_another_node() {
                     .await,
             ),
             code(as1.send(batch(1, target, &[from1, from3])).await),
-            code(as1.status(StatusRequest { from_node: 3, region: String::new() }).await),
+            code(
+                as1.status(StatusRequest {
+                    from_node: 3,
+                    region: String::new(),
+                })
+                .await,
+            ),
             code(forward(&mut as1, 3, add_beds(1)).await),
             code(
                 as1.install_snapshot(tokio_stream::iter(snapshot(3, 3, target, term)))
@@ -292,7 +311,14 @@ async fn forged_messages_from_a_ca_signed_non_member_change_nothing() {
             ),
             (
                 "Status",
-                code(as9(f2).status(StatusRequest { from_node: 0, region: String::new() }).await),
+                code(
+                    as9(f2)
+                        .status(StatusRequest {
+                            from_node: 0,
+                            region: String::new(),
+                        })
+                        .await,
+                ),
             ),
         ];
         for (what, c) in codes {

@@ -107,7 +107,10 @@ async fn has_hold(c: &Client, id: u64, n: u64) -> bool {
             ..Default::default()
         })
         .await;
-    r.is_ok_and(|r| r.hold.is_some_and(|h| h.hold_id == id && h.patient_ref == patient(n)))
+    r.is_ok_and(|r| {
+        r.hold
+            .is_some_and(|h| h.hold_id == id && h.patient_ref == patient(n))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +142,11 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
         // Each hold is in its own region, and not in the next one.
         for (i, id, n) in &holds {
             let c = client(&p, &[1, 2, 3], Some(REGIONS[*i].0));
-            assert!(has_hold(&c, *id, *n).await, "hold {id} in {}", REGIONS[*i].0);
+            assert!(
+                has_hold(&c, *id, *n).await,
+                "hold {id} in {}",
+                REGIONS[*i].0
+            );
             let next = client(&p, &[1, 2, 3], Some(REGIONS[(*i + 1) % 4].0));
             assert!(!has_hold(&next, *id, *n).await, "hold {id} leaked");
         }
@@ -194,8 +201,14 @@ async fn check_default_region(p: &Procs) {
     let gba = client(p, &[1, 2, 3], Some("gba"));
     let ward = first_ward(&gba, p, Duration::from_secs(5)).await;
     let id = hold(&plain, ward, 99).await.expect("a hold without header");
-    assert!(has_hold(&gba, id, 99).await, "hold {id} not in the default region");
-    assert!(has_hold(&plain, id, 99).await, "hold {id} not read without header");
+    assert!(
+        has_hold(&gba, id, 99).await,
+        "hold {id} not in the default region"
+    );
+    assert!(
+        has_hold(&plain, id, 99).await,
+        "hold {id} not read without header"
+    );
     let yunnan = client(p, &[1, 2, 3], Some("yunnan"));
     assert!(!has_hold(&yunnan, id, 99).await, "hold {id} in yunnan");
     let plain_ward = first_ward(&plain, p, Duration::from_secs(5)).await;
@@ -233,7 +246,10 @@ async fn kill_9_of_a_node_keeps_every_region_taking_writes() {
                     }
                 }
             };
-            assert!(has_hold(&c, id, 100 + i as u64).await, "{region}: hold {id}");
+            assert!(
+                has_hold(&c, id, 100 + i as u64).await,
+                "{region}: hold {id}"
+            );
         }
         eprintln!(
             "every region wrote again {:.1} s after kill -9 of node {victim}",

@@ -34,7 +34,10 @@ async fn wiped_node_rejoins_through_snapshot() {
         let leader = p.leader_among(&p.live()).await.expect("a leader");
         let st = p
             .peer(leader)
-            .status(StatusRequest { from_node: 0, region: String::new() })
+            .status(StatusRequest {
+                from_node: 0,
+                region: String::new(),
+            })
             .await
             .expect("status")
             .into_inner();
@@ -80,7 +83,10 @@ async fn wiped_node_rejoins_through_snapshot() {
         .await;
         let rejoined = p
             .peer(victim)
-            .status(StatusRequest { from_node: 0, region: String::new() })
+            .status(StatusRequest {
+                from_node: 0,
+                region: String::new(),
+            })
             .await
             .expect("status")
             .into_inner();

@@ -426,7 +426,10 @@ async fn a_compacted_start_index_is_refused_naming_the_oldest_kept_index() {
         loop {
             let st = p
                 .peer(restarted)
-                .status(ninety_proto::peer::v1::StatusRequest { from_node: 0, region: String::new() })
+                .status(ninety_proto::peer::v1::StatusRequest {
+                    from_node: 0,
+                    region: String::new(),
+                })
                 .await
                 .expect("status")
                 .into_inner();

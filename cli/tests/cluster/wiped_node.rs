@@ -75,7 +75,12 @@ async fn wait_registered(p: &Procs, via: u64, ids: &[u64]) {
     for &id in ids {
         loop {
             let mut peer = p.peer_as(via, p.node_pem(id));
-            let status = peer.status(StatusRequest { from_node: id, region: String::new() }).await;
+            let status = peer
+                .status(StatusRequest {
+                    from_node: id,
+                    region: String::new(),
+                })
+                .await;
             if status.is_ok_and(|s| s.into_inner().asker_incarnation.is_some()) {
                 break;
             }
@@ -138,7 +143,13 @@ fn wipe(p: &Procs, id: u64) {
 async fn assert_no_leader(p: &Procs, id: u64, for_how_long: Duration) {
     let until = Instant::now() + for_how_long;
     while Instant::now() < until {
-        let st = p.peer(id).status(StatusRequest { from_node: 0, region: String::new() }).await;
+        let st = p
+            .peer(id)
+            .status(StatusRequest {
+                from_node: 0,
+                region: String::new(),
+            })
+            .await;
         if let Ok(st) = st {
             assert_ne!(
                 st.into_inner().role,
@@ -254,7 +265,10 @@ async fn replace_node_3(p: &mut Procs) {
         let lead = p.status(l).await.map_or(0, |s| s.commit_index);
         let three = p
             .peer(3)
-            .status(StatusRequest { from_node: 0, region: String::new() })
+            .status(StatusRequest {
+                from_node: 0,
+                region: String::new(),
+            })
             .await
             .map_or(0, |s| s.into_inner().applied_index);
         if lead > 0 && three + 3 >= lead {

@@ -317,7 +317,9 @@ async fn watch_node_task(
 /// region router sends the group's calls to.
 pub fn client_routes(
     group: &Running,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
 ) -> Result<tonic::service::Routes, Error> {
     use crate::server::{
         admin::AdminService, beds::BedHoldsService, capacity::CapacityService,

@@ -52,7 +52,6 @@ use crate::server::{
     watch::WatchService, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT,
 };
 use config::FileConfig;
-use peer_router::PeerRouter;
 use ninety_engine::read::{Answer, Query};
 use ninety_engine::{generate, Command, Outcome, RegionFile, Rejection};
 use ninety_proto::peer::v1::peer_server::PeerServer;
@@ -61,6 +60,7 @@ use ninety_proto::v1::{
     matching_server::MatchingServer, referrals_server::ReferralsServer,
     scheduling_server::SchedulingServer, watch_server::WatchServer,
 };
+use peer_router::PeerRouter;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -469,7 +469,13 @@ pub async fn serve(
     let engine = group::open_shared_engine(&cfg)?;
     let mut opened = Vec::with_capacity(groups.len());
     for (spec, bootstrap) in groups {
-        opened.push(group::open(&cfg, spec, bootstrap, tls.as_ref(), engine.as_ref())?);
+        opened.push(group::open(
+            &cfg,
+            spec,
+            bootstrap,
+            tls.as_ref(),
+            engine.as_ref(),
+        )?);
     }
     let (auth_layer, audit_writer) = client_auth(&cfg)?;
     if tls.is_none() {
@@ -631,7 +637,6 @@ async fn stop_groups(running: Vec<group::Running>) -> Result<(), Error> {
     }
     result
 }
-
 
 #[cfg(test)]
 mod tests {

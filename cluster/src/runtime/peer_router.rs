@@ -8,14 +8,14 @@
 use super::peer_service::PeerService;
 use super::snapshot_intake::SNAPSHOT_CHUNK_IDLE_TIMEOUT;
 use ninety_proto::peer::v1::{
-    peer_server::Peer, ForwardReply, ForwardRequest, NodeStatus, RaftBatch, SendAck,
-    SnapshotAck, SnapshotChunk, StatusRequest,
+    peer_server::Peer, ForwardReply, ForwardRequest, NodeStatus, RaftBatch, SendAck, SnapshotAck,
+    SnapshotChunk, StatusRequest,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
-use tracing::Instrument;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 /// Region id → its group's peer service (and the span its calls log in); the default
 /// region first in `order`.

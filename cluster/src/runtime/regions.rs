@@ -69,9 +69,9 @@ pub struct GroupSpec {
 pub fn region_group_id(id: &str) -> u64 {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0100_0000_01b3;
-    let hash = id
-        .bytes()
-        .fold(FNV_OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+    let hash = id.bytes().fold(FNV_OFFSET, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    });
     match hash {
         0 | crate::storage::RAFT_GROUP_ID => hash ^ (1 << 63),
         h => h,
@@ -214,7 +214,11 @@ mod tests {
 
     fn config(regions: &str) -> Result<FileConfig, Error> {
         let peers: String = (1..=3)
-            .map(|i| format!("\"{i}\" = {{ peer = \"127.0.0.1:710{i}\", client = \"127.0.0.1:700{i}\" }}\n"))
+            .map(|i| {
+                format!(
+                    "\"{i}\" = {{ peer = \"127.0.0.1:710{i}\", client = \"127.0.0.1:700{i}\" }}\n"
+                )
+            })
             .collect();
         FileConfig::parse(&format!(
             "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7101\"\n\
@@ -247,7 +251,11 @@ mod tests {
         assert_eq!(g[1].data_dir, PathBuf::from("d/regions/yunnan"));
         assert_eq!(g[1].group_id, region_group_id("yunnan"));
         assert_ne!(g[0].group_id, g[1].group_id);
-        assert_eq!(region_group_id("a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a, stable");
+        assert_eq!(
+            region_group_id("a"),
+            0xaf63_dc4c_8601_ec8c,
+            "FNV-1a, stable"
+        );
     }
 
     #[test]
@@ -272,7 +280,10 @@ mod tests {
                 "[[regions]]\nid = \"a\"\nvoters = [2, 3]\n",
                 "regions[0].voters: this node (id 1)",
             ),
-            ("[[regions]]\nid = \"a\"\nplace = 1\n", "unknown field `place`"),
+            (
+                "[[regions]]\nid = \"a\"\nplace = 1\n",
+                "unknown field `place`",
+            ),
         ];
         for (tables, want) in cases {
             let e = config(tables).unwrap_err().to_string();

@@ -723,7 +723,11 @@ mod tests {
             ..entry(index)
         };
         for last in (10..=300).step_by(10) {
-            let batch = |mark| (last - 9..=last).map(|i| marked(i, mark)).collect::<Vec<_>>();
+            let batch = |mark| {
+                (last - 9..=last)
+                    .map(|i| marked(i, mark))
+                    .collect::<Vec<_>>()
+            };
             a.persist(&batch(0xa), None).unwrap();
             b.persist(&batch(0xb), None).unwrap();
         }
@@ -737,7 +741,10 @@ mod tests {
         };
         assert!(read(&a, 150).iter().all(|e| e.data[0] == 0xa));
         assert!(read(&b, 1).iter().all(|e| e.data[0] == 0xb));
-        assert_eq!((a.first_index().unwrap(), b.first_index().unwrap()), (150, 1));
+        assert_eq!(
+            (a.first_index().unwrap(), b.first_index().unwrap()),
+            (150, 1)
+        );
     }
 
     /// Why a node opens one engine for all its groups: with two engines in one process, a
@@ -749,7 +756,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = |name: &str| {
             let log = dir.path().join(name);
-            LogStore::open(&log, dir.path().join(format!("{name}-snap")), &small_files())
+            LogStore::open(
+                &log,
+                dir.path().join(format!("{name}-snap")),
+                &small_files(),
+            )
         };
         let (mut a, mut b) = (store("a").unwrap(), store("b").unwrap());
         let batch = |mark: u8| -> Vec<Entry> {
@@ -763,9 +774,9 @@ mod tests {
         a.persist(&batch(0xa), None).unwrap();
         b.persist(&batch(0xb), None).unwrap();
         let read = |s: &LogStore| {
-            raft::Storage::entries(s, 1, 11, None, raft::GetEntriesContext::empty(false))
-                .unwrap()[0]
-                .data[0]
+            raft::Storage::entries(s, 1, 11, None, raft::GetEntriesContext::empty(false)).unwrap()
+                [0]
+            .data[0]
         };
         assert_eq!(read(&a), 0xa);
         assert_eq!(read(&b), 0xa, "b's entry, read right after a's, is a's");
