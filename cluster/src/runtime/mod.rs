@@ -1,6 +1,9 @@
-//! The tokio runtime of a real node: opens the Raft store (`storage::LogStore`), starts the node task
-//! ([`driver`]), the tonic transport ([`transport`]), two gRPC servers and, on a founding
-//! node, the region bootstrap; then runs until shutdown.
+//! The tokio runtime of a real node: for each region it hosts (one, or `[[regions]]`:
+//! [`regions`]) a group ([`group`]): its Raft store (`storage::LogStore`), node task
+//! ([`driver`]), tonic transport ([`transport`]) and, on a founding node, the region
+//! bootstrap; then two gRPC servers that route each call to its region's group (the peer
+//! listener by the calls' `region`, [`peer_router`]; the client listener by the
+//! `ninety-region` header, `server::region_router`); then runs until shutdown.
 //!
 //! **Two listeners.** The client server on `listen` serves `ninety.v1`, health and
 //! reflection; the peer server on `peer_listen` serves `ninety.peer.v1` only. Neither
@@ -295,7 +298,13 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     }
     let tls = match &cfg.tls {
         Some(files) => Some(crate::security::tls::NodeTls::load(files, cfg.id)?),
-        None => None,
+        None => {
+            tracing::warn!(
+                insecure = cfg.insecure,
+                "no [tls]: serving plain text; peer identities are taken on trust"
+            );
+            None
+        }
     };
     let mut groups = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -466,67 +475,31 @@ pub async fn serve(
         metrics: metrics_listener,
     } = preflight(&cfg)?;
     let (peer_server, client_server) = servers(tls.as_ref())?;
-    let engine = group::open_shared_engine(&cfg)?;
-    let mut opened = Vec::with_capacity(groups.len());
-    for (spec, bootstrap) in groups {
-        opened.push(group::open(
-            &cfg,
-            spec,
-            bootstrap,
-            tls.as_ref(),
-            engine.as_ref(),
-        )?);
-    }
+    let mut opened = open_groups(&cfg, groups, tls.as_ref())?;
     let (auth_layer, audit_writer) = client_auth(&cfg)?;
-    if tls.is_none() {
-        tracing::warn!(
-            insecure = cfg.insecure,
-            "no [tls]: serving plain text; peer identities are taken on trust"
-        );
-    }
     let faults = Arc::new(Faults::new(
         cfg.fault_injection.then(|| cfg.data_dir.join("FAULTS")),
     ));
     // One stop signal for both servers; the peer server starts first: an empty node asks
     // its peers how to start while they ask it.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let peers = PeerRouter::new(
-        cfg.id,
-        opened
-            .iter()
-            .map(|g| {
-                let service = group::peer_service(&cfg, g, &faults);
-                (g.spec.id.clone(), service, group::region_span(&g.spec))
-            })
-            .collect(),
+    let peers_served = serve_peers(
+        &cfg,
+        &opened,
+        &faults,
+        peer_server,
+        peer_incoming,
+        &stopping_rx,
     );
-    let peers_served = tokio::spawn(
-        peer_server
-            .tcp_nodelay(true)
-            .layer(crate::server::decode::DecodeErrorsLayer)
-            .add_service(
-                PeerServer::new(peers)
-                    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-            )
-            .serve_with_incoming_shutdown(peer_incoming, stopped(stopping_rx.clone())),
-    );
-    let starts = opened.iter_mut().map(|g| {
-        let span = group::region_span(&g.spec);
-        tracing::Instrument::instrument(group::start_empty(&cfg, g), span)
-    });
-    if let Err(e) = futures_util::future::try_join_all(starts).await {
+    if let Err(e) = start_empty_groups(&cfg, &mut opened).await {
         let _ = stopping_tx.send(true);
         let _ = peers_served.await;
         return Err(e);
     }
-    let bootstraps: Vec<_> = opened.iter_mut().map(|g| g.bootstrap.take()).collect();
     let died = Arc::new(tokio::sync::Notify::new());
-    let mut running = Vec::with_capacity(opened.len());
-    for (i, g) in opened.into_iter().enumerate() {
-        let observed = i == 0 && metrics_listener.is_some();
-        running.push(group::run(&cfg, g, &faults, observed, died.clone())?);
-    }
+    let (running, bootstraps) =
+        run_groups(&cfg, opened, &faults, metrics_listener.is_some(), &died)?;
+    // The servers stop on the shutdown signal, or when a group's node task ends on its own.
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
@@ -535,28 +508,7 @@ pub async fn serve(
         let _ = stopping_tx.send(true);
     });
     let grpc_metrics = metrics_listener.as_ref().map(|_| GrpcMetrics::default());
-    let metrics_served = match (metrics_listener, running.first()) {
-        (Some(listener), Some(first)) => Some(tokio::spawn(serve_metrics(
-            listener,
-            crate::metrics::gauges::Sources {
-                node: first.cluster.handle.clone(),
-                view: first.cluster.view.clone(),
-            },
-            grpc_metrics.clone().unwrap_or_default(),
-            first.feed.clone(),
-            stopped(stopping_rx.clone()),
-        ))),
-        _ => None,
-    };
-    let bootstraps: Vec<_> = running
-        .iter()
-        .zip(bootstraps)
-        .filter_map(|(g, commands)| {
-            let span = group::region_span(&g.spec);
-            let load = bootstrap_region(g.cluster.clone(), commands?);
-            Some(tokio::spawn(tracing::Instrument::instrument(load, span)))
-        })
-        .collect();
+    let metrics_served = spawn_metrics(metrics_listener, &running, &grpc_metrics, &stopping_rx);
     let routes = client_routes(&running).await?;
     let ids: Vec<&str> = running.iter().map(|g| g.spec.id.as_str()).collect();
     let peer_listen = cfg.peer_listen()?;
@@ -569,20 +521,159 @@ pub async fn serve(
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopped(stopping_rx));
     let (served, peers_served) = tokio::join!(clients_served, peers_served);
-    let peers_served = peers_served.map_err(|e| Error::Config(format!("peer server task: {e}")))?;
-    // The servers (and with them the audit senders) are gone: let the writer drain.
-    audit_writer.finish().await;
-    if let Some(m) = metrics_served {
-        let _ = m.await;
+    let stopping = Stopping {
+        audit_writer,
+        metrics_served,
+        bootstraps,
+        running,
+    };
+    stopping.finish(served, peers_served).await
+}
+
+/// What a node stops once both servers have ended.
+struct Stopping {
+    audit_writer: crate::security::audit::Writer,
+    metrics_served: Option<tokio::task::JoinHandle<()>>,
+    bootstraps: Vec<tokio::task::JoinHandle<()>>,
+    running: Vec<group::Running>,
+}
+
+impl Stopping {
+    /// Drains the audit log and the metrics server, stops the bootstraps and every group;
+    /// the first error of the servers or the groups is the node's.
+    async fn finish(
+        self,
+        served: Result<(), tonic::transport::Error>,
+        peers_served: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+    ) -> Result<(), Error> {
+        let peers_served =
+            peers_served.map_err(|e| Error::Config(format!("peer server task: {e}")))?;
+        // The servers (and with them the audit senders) are gone: let the writer drain.
+        self.audit_writer.finish().await;
+        if let Some(m) = self.metrics_served {
+            let _ = m.await;
+        }
+        // In-flight calls have finished; now the groups may stop.
+        for b in self.bootstraps {
+            b.abort();
+        }
+        let node_result = stop_groups(self.running).await;
+        served.map_err(|e| Error::Config(format!("client server: {e}")))?;
+        peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;
+        node_result
     }
-    // In-flight calls have finished; now the groups may stop.
-    for b in bootstraps {
-        b.abort();
+}
+
+/// Opens every group's store (in the node's one raft-engine when it hosts several).
+fn open_groups(
+    cfg: &FileConfig,
+    groups: Vec<(regions::GroupSpec, Option<Vec<Command>>)>,
+    tls: Option<&crate::security::tls::NodeTls>,
+) -> Result<Vec<group::Opened>, Error> {
+    let engine = group::open_shared_engine(cfg)?;
+    let mut opened = Vec::with_capacity(groups.len());
+    for (spec, bootstrap) in groups {
+        opened.push(group::open(cfg, spec, bootstrap, tls, engine.as_ref())?);
     }
-    let node_result = stop_groups(running).await;
-    served.map_err(|e| Error::Config(format!("client server: {e}")))?;
-    peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;
-    node_result
+    Ok(opened)
+}
+
+/// The peer server: one listener, every group's peer service behind the region router.
+fn serve_peers(
+    cfg: &FileConfig,
+    opened: &[group::Opened],
+    faults: &Arc<Faults>,
+    server: tonic::transport::Server,
+    incoming: tonic::transport::server::TcpIncoming,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    let groups = opened
+        .iter()
+        .map(|g| {
+            let service = group::peer_service(cfg, g, faults);
+            (g.spec.id.clone(), service, group::region_span(&g.spec))
+        })
+        .collect();
+    let peers = PeerServer::new(PeerRouter::new(cfg.id, groups))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    tokio::spawn(
+        server
+            .tcp_nodelay(true)
+            .layer(crate::server::decode::DecodeErrorsLayer)
+            .add_service(peers)
+            .serve_with_incoming_shutdown(incoming, stopped(stopping.clone())),
+    )
+}
+
+/// Decides, for every group with an empty store at once, how it starts.
+async fn start_empty_groups(cfg: &FileConfig, opened: &mut [group::Opened]) -> Result<(), Error> {
+    let starts = opened.iter_mut().map(|g| {
+        let span = group::region_span(&g.spec);
+        tracing::Instrument::instrument(group::start_empty(cfg, g), span)
+    });
+    futures_util::future::try_join_all(starts).await.map(drop)
+}
+
+/// Starts every group's node task, and on a founding node the region bootstraps; the
+/// default group's fsyncs are `observed` by the metrics.
+fn run_groups(
+    cfg: &FileConfig,
+    mut opened: Vec<group::Opened>,
+    faults: &Arc<Faults>,
+    observed: bool,
+    died: &Arc<tokio::sync::Notify>,
+) -> Result<(Vec<group::Running>, Vec<tokio::task::JoinHandle<()>>), Error> {
+    let commands: Vec<_> = opened.iter_mut().map(|g| g.bootstrap.take()).collect();
+    let mut running = Vec::with_capacity(opened.len());
+    for (i, g) in opened.into_iter().enumerate() {
+        running.push(group::run(
+            cfg,
+            g,
+            faults,
+            observed && i == 0,
+            died.clone(),
+        )?);
+    }
+    let bootstraps = running
+        .iter()
+        .zip(commands)
+        .filter_map(|(g, commands)| {
+            let span = group::region_span(&g.spec);
+            let load = bootstrap_region(g.cluster.clone(), commands?);
+            Some(tokio::spawn(tracing::Instrument::instrument(load, span)))
+        })
+        .collect();
+    Ok((running, bootstraps))
+}
+
+/// The metrics server, when `metrics_listen` is set: the default region's group.
+fn spawn_metrics(
+    listener: Option<tokio::net::TcpListener>,
+    running: &[group::Running],
+    grpc: &Option<GrpcMetrics>,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (listener, first) = (listener?, running.first()?);
+    let grpc = grpc.clone().unwrap_or_default();
+    let stop = stopped(stopping.clone());
+    Some(tokio::spawn(serve_group_metrics(
+        listener, first, grpc, stop,
+    )))
+}
+
+/// [`serve_metrics`] of a group (the default region's).
+fn serve_group_metrics(
+    listener: tokio::net::TcpListener,
+    group: &group::Running,
+    grpc: GrpcMetrics,
+    stop: impl Future<Output = ()>,
+) -> impl Future<Output = ()> {
+    let sources = crate::metrics::gauges::Sources {
+        node: group.cluster.handle.clone(),
+        view: group.cluster.view.clone(),
+    };
+    serve_metrics(listener, sources, grpc, group.feed.clone(), stop)
 }
 
 /// Resolves when the stop signal is sent.
