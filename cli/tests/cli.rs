@@ -394,6 +394,58 @@ fn region_generate_writes_a_file_the_engine_loads() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+/// `cluster init --regions` writes `[[regions]]` (the first the default) that nodes
+/// accept; a region that is not built in, or one listed twice, is refused before anything
+/// is written.
+#[test]
+fn cluster_init_with_regions_writes_one_table_per_region() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().unwrap();
+    let init = |regions: &str| {
+        let args = [
+            "cluster",
+            "init",
+            "--insecure",
+            "--dir",
+            d,
+            "--regions",
+            regions,
+        ];
+        ninety(&args)
+    };
+    for (bad, says) in [
+        ("gba,mars", "\"mars\" is not a built-in"),
+        ("gba,gba", "twice"),
+    ] {
+        let o = init(bad);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(says), "{}", text(&o));
+        assert!(!dir.path().join("node1.toml").exists());
+    }
+    let o = init("yunnan,gba,test");
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(dir.path().join("node2.toml")).expect("written");
+    let cfg = ninety_cluster::runtime::config::FileConfig::parse(&config).expect("accepted");
+    let ids: Vec<&str> = cfg.regions.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["yunnan", "gba", "test"]);
+    let groups = ninety_cluster::runtime::regions::groups(&cfg).expect("groups");
+    assert_eq!(groups[0].id, "yunnan", "the first is the default");
+    assert!(groups[2].data_dir.ends_with("regions/test"));
+}
+
+/// `--region` must be a region id: refused (exit 2) before any call.
+#[test]
+fn a_region_that_is_no_region_id_is_refused_before_any_call() {
+    let args = ["cluster", "status", "--region", "Not A Region"];
+    let o = ninety(&[&args[..], &["--nodes", "127.0.0.1:9"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--region: region: \"Not A Region\""),
+        "{}",
+        text(&o)
+    );
+}
+
 // needs the server side of issue 12 (FileConfig accepts [tls] and [auth]).
 #[test]
 fn cluster_init_writes_configs_nodes_accept() {

@@ -471,6 +471,20 @@ impl Client {
         })
     }
 
+    /// A client of the nodes at `addrs` with `config`, naming this client's region (see
+    /// [`Client::with_region`]): for tools that talk to one node at a time.
+    pub fn sibling<S: AsRef<str>>(
+        &self,
+        addrs: &[S],
+        config: Config,
+    ) -> Result<Client, ConfigError> {
+        let c = Client::new(addrs, config)?;
+        Ok(Client {
+            region: self.region.clone(),
+            ..c
+        })
+    }
+
     /// The region every call names, if one was set ([`Client::with_region`]).
     pub fn region(&self) -> Option<&str> {
         self.region.as_ref().and_then(|v| v.to_str().ok())

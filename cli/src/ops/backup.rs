@@ -60,8 +60,7 @@ pub async fn backup(g: &Global, a: BackupArgs) -> Result<(), Failure> {
     let config = g.config()?;
     let mut last = None;
     for addr in g.addrs() {
-        let client = Client::new(&[addr.as_str()], config.clone())
-            .map_err(|e| Failure::Usage(e.to_string()))?;
+        let client = g.client_of(&[addr.clone()], config.clone())?;
         match receive(&client, a.fresh).await {
             Ok(got) => return save(g, &a.out, &addr, got).await,
             Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {

@@ -966,24 +966,24 @@ fn absolute(p: &Path) -> Result<PathBuf, Failure> {
     Ok(cwd.join(p))
 }
 
-/// A client of one node only, with `base`'s credentials: one attempt, short timeouts (for
-/// per-node status).
-fn one_node(base: &Config, addr: &str) -> Result<Client, String> {
-    Client::new(
+/// A client of one node only, with `base`'s credentials and region: one attempt, short
+/// timeouts (for per-node status).
+fn one_node(base: &Client, addr: &str) -> Result<Client, String> {
+    base.sibling(
         &[addr],
         Config {
             attempt_timeout: Duration::from_secs(2),
             total_timeout: Duration::from_secs(2),
             max_attempts: 1,
             connect_timeout: Duration::from_secs(1),
-            ..base.clone()
+            ..base.config().clone()
         },
     )
     .map_err(|e| e.to_string())
 }
 
 async fn status_of(
-    base: Config,
+    base: Client,
     addr: String,
     hash: bool,
 ) -> Result<pb::ClusterStatusResponse, String> {
@@ -1014,7 +1014,7 @@ fn bare(addr: &str) -> &str {
 
 async fn status(g: &Global, hash: bool) -> Result<(), Failure> {
     let client = g.client()?;
-    let base = client.config().clone();
+    let base = client.clone();
     let first = client
         .cluster_status(pb::ClusterStatusRequest::default())
         .await?;
@@ -1095,7 +1095,7 @@ fn leader_of(views: &[(u64, View)]) -> Option<u64> {
 }
 
 /// Asks every `(id, client address)` for its own status, concurrently.
-async fn ask_all(base: &Config, asked: Vec<(u64, String)>, hash: bool) -> Vec<(u64, View)> {
+async fn ask_all(base: &Client, asked: Vec<(u64, String)>, hash: bool) -> Vec<(u64, View)> {
     let tasks: Vec<_> = asked
         .into_iter()
         .map(|(id, addr)| (id, tokio::spawn(status_of(base.clone(), addr, hash))))
@@ -1113,7 +1113,7 @@ async fn ask_all(base: &Config, asked: Vec<(u64, String)>, hash: bool) -> Vec<(u
 /// The given nodes (`--nodes`) that are not members and say they were removed.
 async fn removed_nodes(
     client: &Client,
-    base: &Config,
+    base: &Client,
     members: &[pb::Member],
     hash: bool,
 ) -> Vec<(String, pb::ClusterStatusResponse)> {
@@ -1344,7 +1344,7 @@ async fn add_member(
         .await?
         .commit_index;
     loop {
-        if let Ok(s) = status_of(client.config().clone(), addrs.client.clone(), false).await {
+        if let Ok(s) = status_of(client.clone(), addrs.client.clone(), false).await {
             if s.applied_index >= target {
                 break;
             }
@@ -1413,16 +1413,17 @@ async fn snapshot(g: &Global, only: Option<u64>) -> Result<(), Failure> {
     let mut failed = None;
     for (id, addr) in targets {
         let rid = ninety_client::new_request_id();
-        let c = Client::new(
-            &[addr.as_str()],
-            Config {
-                max_attempts: 1,
-                total_timeout: Duration::from_secs(g.timeout.max(1)),
-                attempt_timeout: Duration::from_secs(g.timeout.max(1)),
-                ..client.config().clone()
-            },
-        )
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        let c = client
+            .sibling(
+                &[addr.as_str()],
+                Config {
+                    max_attempts: 1,
+                    total_timeout: Duration::from_secs(g.timeout.max(1)),
+                    attempt_timeout: Duration::from_secs(g.timeout.max(1)),
+                    ..client.config().clone()
+                },
+            )
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         match c
             .snapshot_now(pb::SnapshotNowRequest {
                 request_id: rid.clone(),

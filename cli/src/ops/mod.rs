@@ -111,7 +111,12 @@ impl Global {
                 );
             }
         }
-        let client = Client::new(&addrs, config).map_err(|e| Failure::Usage(e.to_string()))?;
+        self.client_of(&addrs, config)
+    }
+
+    /// A client of `addrs` with `config`, naming `--region` in every call.
+    pub fn client_of(&self, addrs: &[String], config: Config) -> Result<Client, Failure> {
+        let client = Client::new(addrs, config).map_err(|e| Failure::Usage(e.to_string()))?;
         match &self.region {
             Some(region) => client
                 .with_region(region)
