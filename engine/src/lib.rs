@@ -54,6 +54,7 @@ pub mod read;
 pub mod referrals;
 pub mod region;
 pub mod region_file;
+mod shard_map;
 mod slots;
 pub mod snapshot;
 pub mod sync;
