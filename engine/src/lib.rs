@@ -48,6 +48,7 @@ mod hashing;
 mod horizon;
 mod ids;
 mod invariants;
+pub mod layout;
 pub mod limits;
 pub mod matching;
 pub mod read;
