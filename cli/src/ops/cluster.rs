@@ -154,8 +154,8 @@ pub struct InitArgs {
     #[arg(long, default_value = "gba")]
     pub region: String,
     /// Several regions on every node, each its own Raft group (`[[regions]]` in the
-    /// configs, docs/operations.md "Several regions"): built-in regions, comma separated,
-    /// the first the default. Replaces --region.
+    /// configs, docs/operations.md "Several regions"): built-in regions (provinces
+    /// included), comma separated, the first the default. Replaces --region.
     #[arg(long, value_delimiter = ',', value_name = "REGION[,REGION...]")]
     pub regions: Vec<String>,
     /// Extra ids to list in the address book for nodes added later (e.g. 4,5).
@@ -604,10 +604,12 @@ fn init_regions(regions: &[String], restored: bool) -> Result<Vec<String>, Failu
     }
     let mut out: Vec<String> = Vec::with_capacity(regions.len());
     for r in regions.iter().map(|r| r.trim()) {
-        if !BUILT_IN_REGIONS.contains(&r) {
+        let built_in =
+            BUILT_IN_REGIONS.contains(&r) || ninety_engine::generate::Preset::bootable(r).is_some();
+        if !built_in || !ninety_cluster::runtime::regions::is_region_id(r) {
             return Err(Failure::Usage(format!(
-                "--regions: {r:?} is not a built-in region ({}); write other regions' \
-                 [[regions]] tables by hand",
+                "--regions: {r:?} is not a built-in region ({} or a province such as \
+                 hainan); write other regions' [[regions]] tables by hand",
                 BUILT_IN_REGIONS.join(", ")
             )));
         }

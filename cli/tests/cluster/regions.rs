@@ -12,13 +12,13 @@ use ninety_proto::v1 as pb;
 use std::time::{Duration, Instant};
 use tonic::Code;
 
-/// The regions every node hosts: the GBA preset (one clinic day, no templates) first, the
-/// default; three small ones from the "test" spec (three hospitals each).
+/// The regions every node hosts: the engine's "south" layout (gba, yunnan, asean, hainan:
+/// built-in presets, one clinic day of slots, no templates), the GBA the default.
 const REGIONS: [(&str, &str); 4] = [
     ("gba", "gba"),
-    ("yunnan", "test"),
-    ("asean", "test"),
-    ("nujiang", "test"),
+    ("yunnan", "yunnan"),
+    ("asean", "asean"),
+    ("hainan", "hainan"),
 ];
 
 /// The `[[regions]]` tables every node's config ends with.
@@ -168,7 +168,7 @@ async fn check_routing_refusals(p: &Procs) {
         .expect_err("an unknown region");
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert!(
-        e.message().contains("\"mars\"") && e.message().contains("gba, yunnan, asean, nujiang"),
+        e.message().contains("\"mars\"") && e.message().contains("gba, yunnan, asean, hainan"),
         "{e:?}"
     );
     let e = p
