@@ -60,7 +60,7 @@ pub async fn backup(g: &Global, a: BackupArgs) -> Result<(), Failure> {
     let config = g.config()?;
     let mut last = None;
     for addr in g.addrs() {
-        let client = g.client_of(&[addr.clone()], config.clone())?;
+        let client = g.client_of(std::slice::from_ref(&addr), config.clone())?;
         match receive(&client, a.fresh).await {
             Ok(got) => return save(g, &a.out, &addr, got).await,
             Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {
