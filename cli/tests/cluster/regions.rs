@@ -273,3 +273,85 @@ async fn kill_9_of_a_node_keeps_every_region_taking_writes() {
     })
     .await;
 }
+
+/// Hold-and-release cycles per second with 1 and with 4 regions on the same 3 nodes: 32
+/// writers split over the regions, each on its own hospital's first ward, for `SECONDS`. A measurement,
+/// not a check (run with `--ignored --nocapture`); figures in the branch report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn writes_per_second_by_number_of_regions() {
+    const SECONDS: u64 = 8;
+    const WRITERS: u32 = 32;
+    for n in [1, 4] {
+        let _serial = crate::harness::SERIAL.lock().await;
+        let regions = &REGIONS[..n];
+        let toml: String = regions
+            .iter()
+            .map(|(id, spec)| format!("[[regions]]\nid = \"{id}\"\nspec = \"{spec}\"\n"))
+            .collect();
+        let p = Procs::start(
+            &[1, 2, 3],
+            &[1, 2, 3],
+            Opts {
+                schedule_horizon_days: Some(0),
+                extra_toml: toml,
+                ..Opts::default()
+            },
+        );
+        let mut tasks = Vec::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        for (region, _) in regions {
+            let c = client(&p, &[1, 2, 3], Some(region));
+            first_ward(&c, &p, Duration::from_secs(40)).await;
+            for w in 1..=WRITERS / n as u32 {
+                let r = c
+                    .ward_availability(pb::WardAvailabilityRequest {
+                        hospital_id: w,
+                        ..Default::default()
+                    })
+                    .await;
+                let Some(ward) = r.ok().and_then(|r| r.wards.first().map(|w| w.ward_id)) else {
+                    continue;
+                };
+                tasks.push((c.clone(), ward, u64::from(w)));
+            }
+        }
+        assert!(Instant::now() < until);
+        let start = Instant::now();
+        let end = start + Duration::from_secs(SECONDS);
+        let runs: Vec<_> = tasks
+            .into_iter()
+            .map(|(c, ward, n)| tokio::spawn(cycles(c, ward, n, end)))
+            .collect();
+        let mut writes = 0;
+        for r in runs {
+            writes += r.await.unwrap_or(0);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{n} region(s) on 3 nodes, {} writers: {writes} writes in {secs:.1} s = {:.0} writes/s",
+            WRITERS,
+            writes as f64 / secs
+        );
+    }
+}
+
+/// Holds a bed in `ward` and releases it, again and again until `end`; the writes done.
+async fn cycles(c: Client, ward: u32, n: u64, end: Instant) -> u64 {
+    let mut writes = 0;
+    while Instant::now() < end {
+        let Ok(id) = hold(&c, ward, 1000 + n).await else {
+            continue;
+        };
+        writes += 1;
+        let released = c
+            .release_hold(pb::ReleaseHoldRequest {
+                request_id: ninety_client::new_request_id(),
+                hold_id: id,
+                reason: "bench".into(),
+            })
+            .await;
+        writes += u64::from(released.is_ok());
+    }
+    writes
+}
