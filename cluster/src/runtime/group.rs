@@ -203,9 +203,11 @@ fn node_config(cfg: &FileConfig) -> NodeConfig {
     ncfg.proposal_batch_bytes_max = super::PROPOSAL_BATCH_BYTES_MAX;
     // The node task's snapshot writer encodes and writes them (`runtime::snapshot_writer`).
     ncfg.background_snapshots = true;
-    if let Some(n) = cfg.snapshot_interval_entries {
-        ncfg.snapshot_interval_entries = n.max(1);
-    }
+    ncfg.snapshot_interval_entries = cfg
+        .snapshot_interval_entries
+        .unwrap_or(super::config::SNAPSHOT_INTERVAL_ENTRIES_DEFAULT)
+        .max(1);
+    ncfg.snapshot_log_bytes_max = super::config::SNAPSHOT_LOG_BYTES_MAX;
     if let Some(n) = cfg.log_retain_entries {
         ncfg.log_retain_entries = n;
     }
