@@ -87,8 +87,11 @@ pub struct Summary {
     /// record (`sim::snapshot`).
     pub snapshots_written: u64,
     pub crashes_in_snapshot: u64,
-    /// The schedule and referral-lifecycle commands, by name: [successful, refused].
-    pub lifecycle: std::collections::BTreeMap<&'static str, [u64; 2]>,
+    /// The schedule and referral-lifecycle commands, by name: [successful, refused, seeds
+    /// in which one succeeded].
+    pub lifecycle: std::collections::BTreeMap<&'static str, [u64; 3]>,
+    /// Seeds in which a `ReportNoCapacity` on a MATCHED referral succeeded.
+    pub seeds_with_matched_report: u64,
     /// Successful `ReportNoCapacity` on a referral the client had matched.
     pub no_capacity_on_matched: u64,
     /// Seats that ended with their withdrawn slot.
@@ -171,8 +174,10 @@ fn add(sum: &mut Summary, r: &RunReport) {
         let n = sum.lifecycle.entry(name).or_default();
         n[0] += ok;
         n[1] += refused;
+        n[2] += u64::from(*ok > 0);
     }
     sum.no_capacity_on_matched += s.no_capacity_on_matched;
+    sum.seeds_with_matched_report += u64::from(s.no_capacity_on_matched > 0);
     sum.seats_withdrawn += s.seats_withdrawn;
     sum.rolled_slots += s.rolled_slots;
     sum.overbooked_slots += s.overbooked_slots;

@@ -13,7 +13,9 @@
 use crate::disk::checksum;
 use crate::options::Bugs;
 use crate::rules::{Rules, Step};
-use ninety_cluster::engine_sm::{decode_applied, decode_log_command, encode_request, EngineMachine};
+use ninety_cluster::engine_sm::{
+    decode_applied, decode_log_command, encode_request, EngineMachine,
+};
 use ninety_cluster::{ApplyContext, StateMachine};
 use ninety_engine::{Command, Engine, HoldId, HoldState, Request, RequestKey, SeatLimits};
 use std::cell::{Cell, RefCell};
@@ -255,7 +257,14 @@ impl SimMachine {
         }
         let mut broken = Vec::new();
         let mut rules = self.rules.borrow_mut();
-        check_rules(&mut rules, ctx.index, self.inner.engine(), commands, outcomes, &mut broken);
+        check_rules(
+            &mut rules,
+            ctx.index,
+            self.inner.engine(),
+            commands,
+            outcomes,
+            &mut broken,
+        );
         for e in broken {
             rec.violation(format!("rule broken on node {node}: {e}"));
         }
@@ -288,7 +297,10 @@ impl StateMachine for SimMachine {
         }
         let swapped;
         let applied = if self.bugs.amend_fields_swapped {
-            swapped = commands.iter().map(|c| swap_amend_fields(c)).collect::<Vec<_>>();
+            swapped = commands
+                .iter()
+                .map(|c| swap_amend_fields(c))
+                .collect::<Vec<_>>();
             swapped.iter().map(Vec::as_slice).collect()
         } else {
             commands.to_vec()
@@ -365,7 +377,8 @@ fn swap_amend_fields(bytes: &[u8]) -> Vec<u8> {
     let Ok(logged) = decode_log_command(bytes) else {
         return bytes.to_vec();
     };
-    let (RequestKey::Client(id), Command::AmendSlot { slot, seats }) = (logged.key, &logged.command)
+    let (RequestKey::Client(id), Command::AmendSlot { slot, seats }) =
+        (logged.key, &logged.command)
     else {
         return bytes.to_vec();
     };

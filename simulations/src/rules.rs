@@ -114,6 +114,8 @@ pub struct Rules {
     pub rolled: BTreeSet<SlotId>,
     /// Slots whose taken seats went beyond their capacity, into overbooking.
     pub overbooked: BTreeSet<SlotId>,
+    /// Successful `ReportNoCapacity` on a referral that was MATCHED before the entry.
+    pub reported_matched: u64,
 }
 
 impl Rules {
@@ -137,7 +139,13 @@ impl Rules {
 
     /// Checks entry `index` (its steps, in order, and the engine after it); pushes what it
     /// breaks to `out` and moves the model on.
-    pub fn entry(&mut self, index: u64, engine: &Engine, steps: &[Step<'_>], out: &mut Vec<String>) {
+    pub fn entry(
+        &mut self,
+        index: u64,
+        engine: &Engine,
+        steps: &[Step<'_>],
+        out: &mut Vec<String>,
+    ) {
         let said = self.replies(index, engine, steps, out);
         self.slots_after(index, engine, &said, out);
         self.publications(index, engine, &said, out);
@@ -155,7 +163,13 @@ impl Rules {
 
     /// Walks the entry's answers in order: what they declare, and no seat placed on (or
     /// amendment of) a slot withdrawn before, no move of a referral closed before.
-    fn replies(&self, index: u64, engine: &Engine, steps: &[Step<'_>], out: &mut Vec<String>) -> Said {
+    fn replies(
+        &self,
+        index: u64,
+        engine: &Engine,
+        steps: &[Step<'_>],
+        out: &mut Vec<String>,
+    ) -> Said {
         let mut said = Said {
             ticked: steps.is_empty(),
             ..Said::default()
@@ -278,7 +292,14 @@ impl Rules {
 
     /// A slot the model has not seen: published by a reply of this entry, or rolled by a
     /// tick from the doctor's template on a day the template had not reached.
-    fn new_slot(&mut self, index: u64, id: SlotId, s: &SlotSeen, said: &Said, out: &mut Vec<String>) {
+    fn new_slot(
+        &mut self,
+        index: u64,
+        id: SlotId,
+        s: &SlotSeen,
+        said: &Said,
+        out: &mut Vec<String>,
+    ) {
         let published = said
             .published
             .iter()
@@ -370,6 +391,7 @@ impl Rules {
             }
             let reported = said.reports.contains(&r.id);
             if let Some(b) = before.filter(|b| reported && b.state == ReferralState::Matched) {
+                self.reported_matched += 1;
                 if let Some(h) = still_held(engine, b.slot_hold, b.bed_hold) {
                     out.push(format!(
                         "entry {index}: matched referral {} reported without capacity kept \
@@ -386,7 +408,14 @@ impl Rules {
 
 /// A known slot after the entry: same doctor, time and mode; withdrawn only by a
 /// withdrawal of this entry, and for good.
-fn check_kept(index: u64, id: SlotId, seen: &SlotSeen, now: &SlotSeen, said: &Said, out: &mut Vec<String>) {
+fn check_kept(
+    index: u64,
+    id: SlotId,
+    seen: &SlotSeen,
+    now: &SlotSeen,
+    said: &Said,
+    out: &mut Vec<String>,
+) {
     if seen.identity() != now.identity() {
         out.push(format!(
             "entry {index}: slot {id} changed from {:?} to {:?}",
@@ -454,5 +483,231 @@ fn placements(engine: &Engine, reply: &Reply) -> Vec<(HoldId, SlotId)> {
         | Reply::SlotAmended { offers, .. }
         | Reply::SlotsWithdrawn { offers, .. } => offers.iter().map(|o| (o.hold, o.slot)).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each rule can fail: the model is fed an engine that moved without the answers that
+    //! explain it (or answers the engine never gave), and must say so.
+    use super::*;
+    use crate::region;
+    use ninety_engine::{
+        Channel, HospitalId, PatientRef, Request, RequestId, Specialty, TemplateSlot, Urgency,
+        WeeklyTemplate,
+    };
+
+    /// Log time of the tests: a minute after the sim's midnight.
+    const NOW: LogTime = LogTime(crate::sim::EPOCH_MS + 120_000);
+
+    struct Run {
+        engine: Engine,
+        seq: u128,
+    }
+
+    impl Run {
+        fn new() -> Run {
+            let first = LogTime(crate::sim::EPOCH_MS + MS_PER_DAY);
+            let schedules = region::schedules(first);
+            let engine =
+                ninety_engine::load(&region::region_file(), &schedules, NOW).expect("region loads");
+            Run { engine, seq: 0 }
+        }
+
+        fn apply(&mut self, command: Command, at: LogTime) -> (Command, Outcome) {
+            self.seq += 1;
+            let request = Request {
+                id: RequestId(self.seq),
+                command,
+            };
+            let outcome = self.engine.apply(&request, at);
+            (request.command, outcome)
+        }
+    }
+
+    fn check(rules: &mut Rules, engine: &Engine, done: &[(Command, Outcome)]) -> Vec<String> {
+        let steps: Vec<Step<'_>> = done
+            .iter()
+            .map(|(command, outcome)| Step {
+                command,
+                outcome,
+                replayed: false,
+            })
+            .collect();
+        let mut out = Vec::new();
+        rules.entry(7, engine, &steps, &mut out);
+        out
+    }
+
+    fn learnt(engine: &Engine) -> Rules {
+        let mut rules = Rules::default();
+        rules.learn(engine);
+        rules
+    }
+
+    /// Something the rules do not look at, to make an entry that is not a tick.
+    fn nothing(run: &mut Run) -> (Command, Outcome) {
+        let patient = PatientRef(99);
+        run.apply(Command::UnblockPatient { patient }, NOW)
+    }
+
+    fn hold(slot: SlotId) -> Command {
+        Command::HoldSlot {
+            slot,
+            patient: PatientRef(5),
+            channel: Channel::Public,
+            referral: None,
+        }
+    }
+
+    #[test]
+    fn a_withdrawal_must_be_said_and_leaves_the_slot_empty() {
+        let mut run = Run::new();
+        let slot = SlotId(1);
+        let held = run.apply(hold(slot), NOW);
+        assert!(held.1.is_ok(), "{held:?}");
+        let mut rules = learnt(&run.engine);
+        let mut silent = rules.clone();
+        let withdraw = Command::WithdrawSlots {
+            slots: vec![slot],
+            cancel_bookings: true,
+        };
+        let withdrawn = run.apply(withdraw, NOW);
+        assert!(check(&mut rules, &run.engine, &[withdrawn.clone()]).is_empty());
+        let other = nothing(&mut run);
+        let v = check(&mut silent, &run.engine, &[other]);
+        assert!(v.iter().any(|v| v.contains("withdrawn at")), "{v:?}");
+        // A seat on it afterwards, as a (wrong) answer claims.
+        let mut placed = held.clone();
+        placed.0 = hold(slot);
+        let v = check(&mut rules, &run.engine, &[placed]);
+        assert!(
+            v.iter().any(|v| v.contains("after its withdrawal")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn seat_numbers_change_only_as_an_amendment_says() {
+        let mut run = Run::new();
+        let mut rules = learnt(&run.engine);
+        let mut silent = rules.clone();
+        let seats = SeatLimits {
+            capacity: 3,
+            overbook: 2,
+            referral_quota: 1,
+        };
+        let amended = run.apply(
+            Command::AmendSlot {
+                slot: SlotId(2),
+                seats,
+            },
+            NOW,
+        );
+        assert!(amended.1.is_ok(), "{amended:?}");
+        assert!(check(&mut rules, &run.engine, &[amended]).is_empty());
+        let other = nothing(&mut run);
+        let v = check(&mut silent, &run.engine, &[other]);
+        assert!(v.iter().any(|v| v.contains("were declared")), "{v:?}");
+    }
+
+    #[test]
+    fn a_slot_must_be_published_or_rolled() {
+        let mut run = Run::new();
+        let mut silent = learnt(&run.engine);
+        let spec = SlotSpec {
+            start: LogTime(crate::sim::EPOCH_MS + 2 * MS_PER_DAY),
+            duration_minutes: 15,
+            mode: Mode::InPerson,
+            capacity: 1,
+            overbook: 1,
+            referral_quota: 0,
+        };
+        let doctor = DoctorId(1);
+        let publish = Command::PublishSchedule {
+            doctor,
+            slots: vec![spec],
+        };
+        let mut rules = silent.clone();
+        let published = run.apply(publish, NOW);
+        assert!(check(&mut rules, &run.engine, &[published]).is_empty());
+        let other = nothing(&mut run);
+        let v = check(&mut silent, &run.engine, &[other]);
+        assert!(
+            v.iter().any(|v| v.contains("without a publication")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_template_day_rolls_once() {
+        let mut run = Run::new();
+        let doctor = DoctorId(3);
+        let template = WeeklyTemplate {
+            slots: vec![TemplateSlot {
+                weekdays: 0x7F,
+                minute_of_day: 600,
+                duration_minutes: 15,
+                mode: Mode::InPerson,
+                capacity: 1,
+                overbook: 0,
+                referral_quota: 0,
+            }],
+            horizon_days: 2,
+        };
+        let set = Command::SetWeeklyTemplate {
+            doctor,
+            template,
+            from: LogTime(0),
+        };
+        let mut rules = learnt(&run.engine);
+        let set = run.apply(set, NOW);
+        assert!(check(&mut rules, &run.engine, &[set]).is_empty());
+        let mut rolled_twice = rules.clone();
+        let next = rolled_twice.templates.get(&doctor).copied().unwrap_or(0);
+        rolled_twice.templates.insert(doctor, next + 1);
+        // The next midnight: the tick (an empty entry) rolls one more day.
+        let tick = run.apply(Command::Tick, NOW.plus_ms(MS_PER_DAY));
+        assert!(tick.1.is_ok(), "{tick:?}");
+        assert!(check(&mut rules, &run.engine, &[]).is_empty());
+        assert_eq!(rules.rolled.len(), 1, "{:?}", rules.rolled);
+        let v = check(&mut rolled_twice, &run.engine, &[]);
+        assert!(v.iter().any(|v| v.contains("already published")), "{v:?}");
+    }
+
+    #[test]
+    fn a_closed_referral_never_moves() {
+        let (mut open, mut closed) = (Run::new(), Run::new());
+        let request = Command::RequestReferral {
+            from: HospitalId(2),
+            to: None,
+            patient: PatientRef(8),
+        };
+        for run in [&mut open, &mut closed] {
+            assert!(run.apply(request.clone(), NOW).1.is_ok());
+            let referral = ReferralId(1);
+            let triage = Command::TriageReferral {
+                referral,
+                specialty: Specialty::Cardiology,
+                urgency: Urgency::P2,
+            };
+            assert!(run.apply(triage, NOW).1.is_ok());
+        }
+        let reject = Command::RejectReferral {
+            referral: ReferralId(1),
+            reason: "no".into(),
+        };
+        let rejected = closed.apply(reject, NOW);
+        let mut rules = learnt(&closed.engine);
+        // The same referral, triaged again: it moved after it was rejected.
+        let other = nothing(&mut open);
+        let v = check(&mut rules.clone(), &open.engine, &[other]);
+        assert!(
+            v.iter().any(|v| v.contains("after it was rejected")),
+            "{v:?}"
+        );
+        // An answer that moves it again.
+        let v = check(&mut rules, &closed.engine, &[rejected]);
+        assert!(v.iter().any(|v| v.contains("closed referral")), "{v:?}");
     }
 }

@@ -103,7 +103,8 @@ pub struct Stats {
     /// The schedule and referral-lifecycle commands of the workload, by name: how many
     /// were acknowledged successful and refused (`workload::lifecycle_name`).
     pub lifecycle: BTreeMap<&'static str, [u64; 2]>,
-    /// Of the successful `ReportNoCapacity`: on a referral the client had matched.
+    /// Of the successful `ReportNoCapacity`: on a referral that was MATCHED (from the
+    /// replay's rules).
     pub no_capacity_on_matched: u64,
     /// Seats that ended with their withdrawn slot (`SlotsWithdrawn::cancelled`), as
     /// acknowledged.
@@ -1313,7 +1314,7 @@ impl Sim {
                     }
                     if let Some(c) = self.clients.get_mut(client) {
                         if c.admin.is_none() {
-                            count_lifecycle(&mut self.stats, &c.owned, &req, &out);
+                            count_lifecycle(&mut self.stats, &req, &out);
                         }
                         workload::learn(&mut c.owned, &req, &out);
                     }
@@ -1585,6 +1586,7 @@ impl Sim {
         drop(rec);
         self.stats.rolled_slots = rules.rolled.len() as u64;
         self.stats.overbooked_slots = rules.overbooked.len() as u64;
+        self.stats.no_capacity_on_matched = rules.reported_matched;
         drop(finals);
         for v in found {
             self.violation(v);
@@ -1592,23 +1594,14 @@ impl Sim {
     }
 }
 
-/// Counts a schedule or referral-lifecycle command's answer (before the client learns from
-/// it: whether it had matched the referral it reported).
-fn count_lifecycle(stats: &mut Stats, owned: &Owned, req: &Request, out: &ninety_engine::Outcome) {
+/// Counts a schedule or referral-lifecycle command's answer.
+fn count_lifecycle(stats: &mut Stats, req: &Request, out: &ninety_engine::Outcome) {
     let Some(name) = workload::lifecycle_name(&req.command) else {
         return;
     };
     let n = stats.lifecycle.entry(name).or_default();
     n[usize::from(out.is_err())] += 1;
-    match (&req.command, out) {
-        (ninety_engine::Command::ReportNoCapacity { referral, .. }, Ok(_))
-            if owned.matched.iter().any(|(_, r)| r == referral) =>
-        {
-            stats.no_capacity_on_matched += 1
-        }
-        (_, Ok(ninety_engine::Reply::SlotsWithdrawn { cancelled, .. })) => {
-            stats.seats_withdrawn += cancelled.len() as u64
-        }
-        _ => {}
+    if let Ok(ninety_engine::Reply::SlotsWithdrawn { cancelled, .. }) = out {
+        stats.seats_withdrawn += cancelled.len() as u64
     }
 }

@@ -289,7 +289,9 @@ fn next_command(
 ) -> Command {
     let patient = PatientRef(patient);
     let pick_slot = |rng: &mut Rng| -> Option<SlotId> {
-        if let Some(s) = take(rng, &owned.published).filter(|_| rng.chance(PUBLISHED_SEAT_PER_MILLE)) {
+        if let Some(s) =
+            take(rng, &owned.published).filter(|_| rng.chance(PUBLISHED_SEAT_PER_MILLE))
+        {
             return Some(s);
         }
         let d = rng.pick(&region.slots)?;
@@ -423,6 +425,13 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
             remove(&mut owned.consults, consult);
             remove(&mut owned.booked_consults, consult);
         }
+        // A seat held to match a referral with: kept for the match (`learn_lifecycle`).
+        (
+            Command::HoldSlotFor {
+                referral: Some(_), ..
+            },
+            Ok(Reply::SlotHeld { hold, .. }),
+        ) => remember(&mut owned.recent_seats, *hold),
         (_, Ok(Reply::SlotHeld { hold, .. } | Reply::SlotAllocated { hold, .. })) => {
             owned.slot_holds.push(*hold);
             remember(&mut owned.recent_seats, *hold);
@@ -472,6 +481,9 @@ fn learn_referrals(owned: &mut Owned, request: &Request, outcome: &ninety_engine
             Command::HoldSlot {
                 referral: Some(r), ..
             }
+            | Command::HoldSlotFor {
+                referral: Some(r), ..
+            }
             | Command::AllocateSlot {
                 referral: Some(r), ..
             }
@@ -497,6 +509,9 @@ fn learn_lifecycle(owned: &mut Owned, command: &Command, outcome: &ninety_engine
     match (command, outcome) {
         (
             Command::HoldSlot {
+                referral: Some(r), ..
+            }
+            | Command::HoldSlotFor {
                 referral: Some(r), ..
             }
             | Command::AllocateSlot {
@@ -554,11 +569,13 @@ fn forget_referral(owned: &mut Owned, referral: ReferralId) {
 /// Remembers the slots a publication or template created; forgets withdrawn ones.
 fn learn_published(owned: &mut Owned, outcome: &ninety_engine::Outcome) {
     match outcome {
-        Ok(
-            Reply::SchedulePublished { first, count } | Reply::TemplateSet { first, count, .. },
-        ) => {
+        Ok(Reply::SchedulePublished { first, count } | Reply::TemplateSet { first, count, .. }) => {
             for i in 0..u64::from(*count) {
-                keep(&mut owned.published, SlotId(first.0 + i), PUBLISHED_KEPT_MAX);
+                keep(
+                    &mut owned.published,
+                    SlotId(first.0 + i),
+                    PUBLISHED_KEPT_MAX,
+                );
             }
         }
         Ok(Reply::SlotsWithdrawn { slots, .. }) => owned.published.retain(|s| !slots.contains(s)),
@@ -585,7 +602,9 @@ pub fn lifecycle_name(command: &Command) -> Option<&'static str> {
 /// Whether `command` asks for a referral-channel seat.
 pub fn referral_seat_ask(command: &Command) -> bool {
     match command {
-        Command::HoldSlot { channel, .. } => *channel == Channel::Referral,
+        Command::HoldSlot { channel, .. } | Command::HoldSlotFor { channel, .. } => {
+            *channel == Channel::Referral
+        }
         Command::AllocateSlot { query, .. } => query.channel == Channel::Referral,
         _ => false,
     }

@@ -145,9 +145,10 @@ fn referral_seats_are_granted_and_refused() {
 /// matched, reported without capacity once matched, rejected and cancelled.
 #[test]
 fn schedules_and_referrals_happen() {
+    const SEEDS: u64 = 4;
     let mut total = ninety_sim::Stats::default();
-    for seed in 0..4 {
-        let r = run_seed(seed, &opts(300));
+    for seed in 0..SEEDS {
+        let r = run_seed(seed, &Options::default());
         assert!(r.ok(), "seed {seed}: {:?}", r.violations);
         for (name, [ok, refused]) in r.stats.lifecycle {
             let n = total.lifecycle.entry(name).or_default();
@@ -168,9 +169,16 @@ fn schedules_and_referrals_happen() {
         "CancelReferral",
     ] {
         let [ok, refused] = total.lifecycle.get(name).copied().unwrap_or_default();
-        assert!(ok > 0, "{name} never succeeded in 4 seeds ({refused} refused)");
+        assert!(
+            ok > 0,
+            "{name} never succeeded in {SEEDS} seeds ({refused} refused)"
+        );
     }
-    assert!(total.no_capacity_on_matched > 0, "{:?}", total.lifecycle);
+    assert!(
+        total.no_capacity_on_matched > 0,
+        "no ReportNoCapacity on a MATCHED referral: {:?}",
+        total.lifecycle
+    );
     assert!(total.seats_withdrawn > 0, "no seat withdrawn with its slot");
 }
 

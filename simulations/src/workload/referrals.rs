@@ -7,12 +7,19 @@
 //!
 //! A client matches what it holds: the seats and beds it held for a triaged referral of its
 //! own (`Owned::referral_seats`, `Owned::referral_beds`). Without one it sends the step that
-//! gets there first: request, triage, a referral-channel seat.
+//! gets there first: request, triage, a referral-channel seat (`HoldSlotFor`, a short hold).
 
 use super::{referral_seat, take, Owned};
 use crate::region::RegionInfo;
 use crate::rng::Rng;
 use ninety_engine::{Channel, Command, HoldId, HospitalId, PatientRef, ReferralId, SlotId};
+
+/// How long a seat held to match a referral with lasts, ms: some lapse before the match
+/// (refused) or after it (the referral goes back to triaged).
+const SEAT_TTL_MS: (u64, u64) = (20_000, 300_000);
+/// Of the matches with a seat, how many in a thousand also name a bed held for the referral
+/// (bed holds are short: a lapsed one makes the match refused).
+const WITH_BED_PER_MILLE: u64 = 333;
 
 /// Draws one referral command.
 pub fn command(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: PatientRef) -> Command {
@@ -63,19 +70,25 @@ fn reject(rng: &mut Rng, owned: &Owned) -> Option<Command> {
     })
 }
 
-/// The next step towards a matched referral: match a referral with every seat and bed the
-/// client holds for it, else hold a referral-channel seat for a triaged one, else triage or
-/// request one.
+/// The next step towards a matched referral: match a referral with the seat the client
+/// holds for it (and one time in three the bed too), else hold a referral-channel seat for a triaged one (`HoldSlotFor`:
+/// the client keeps it for the match, its other seat traffic does not book or release it),
+/// else triage or request one.
 fn to_matched(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: PatientRef) -> Command {
     let held = take(rng, &owned.referral_seats).or_else(|| take(rng, &owned.referral_beds));
     if let Some((referral, _)) = held {
         let of = |v: &[(ReferralId, HoldId)]| {
-            v.iter().rev().find(|(r, _)| *r == referral).map(|(_, h)| *h)
+            v.iter()
+                .rev()
+                .find(|(r, _)| *r == referral)
+                .map(|(_, h)| *h)
         };
+        let slot_hold = of(&owned.referral_seats);
+        let with_bed = slot_hold.is_none() || rng.chance(WITH_BED_PER_MILLE);
         return Command::MatchReferral {
             referral,
-            slot_hold: of(&owned.referral_seats),
-            bed_hold: of(&owned.referral_beds),
+            slot_hold,
+            bed_hold: of(&owned.referral_beds).filter(|_| with_bed),
         };
     }
     match referral_seat(rng, region, owned, patient) {
@@ -85,10 +98,11 @@ fn to_matched(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: Patien
                 .and_then(|d| rng.pick(d))
                 .copied()
                 .unwrap_or(SlotId(1));
-            Command::HoldSlot {
+            Command::HoldSlotFor {
                 slot,
                 patient,
                 channel: Channel::Referral,
+                ttl_ms: rng.range(SEAT_TTL_MS.0, SEAT_TTL_MS.1),
                 referral: Some(referral),
             }
         }
@@ -131,13 +145,18 @@ mod tests {
             }
             names.insert(super::super::lifecycle_name(&c).unwrap_or("other"));
         }
-        for name in ["MatchReferral", "ReportNoCapacity", "RejectReferral", "CancelReferral"] {
+        for name in [
+            "MatchReferral",
+            "ReportNoCapacity",
+            "RejectReferral",
+            "CancelReferral",
+        ] {
             assert!(names.contains(name), "{name} never drawn: {names:?}");
         }
         assert!(on_matched, "no report on the matched referral");
         let first = command(&mut rng, &region, &Owned::default(), PatientRef(7));
         assert!(
-            matches!(first, Command::RequestReferral { .. } | Command::HoldSlot { .. }),
+            matches!(first, Command::RequestReferral { .. }),
             "{first:?}"
         );
     }

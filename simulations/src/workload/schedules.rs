@@ -56,7 +56,11 @@ fn some_slot(rng: &mut Rng, region: &RegionInfo, owned: &Owned, region_in: u64) 
 /// referral quota up to the capacity (one time in ten over it: refused).
 fn seats(rng: &mut Rng) -> SeatLimits {
     let capacity = rng.range(1, CAPACITY_MAX) as u16;
-    let quota_max = if rng.chance(100) { capacity + 1 } else { capacity };
+    let quota_max = if rng.chance(100) {
+        capacity + 1
+    } else {
+        capacity
+    };
     SeatLimits {
         capacity,
         overbook: rng.range(0, OVERBOOK_MAX) as u16,
@@ -211,7 +215,12 @@ mod tests {
                 _ => {}
             }
         }
-        let all = ["AmendSlot", "PublishSchedule", "SetWeeklyTemplate", "WithdrawSlots"];
+        let all = [
+            "AmendSlot",
+            "PublishSchedule",
+            "SetWeeklyTemplate",
+            "WithdrawSlots",
+        ];
         assert_eq!(names, all.into_iter().collect());
         assert!(own > 2 * theirs, "own {own}, region's {theirs}");
     }
