@@ -330,7 +330,7 @@ impl Rules {
         for &(doctor, first, count) in &said.published {
             for id in (0..u64::from(count)).map(|i| SlotId(first.0 + i)) {
                 let s = engine.slots().slot(id);
-                if !s.is_some_and(|s| s.doctor == doctor) {
+                if s.is_none_or(|s| s.doctor != doctor) {
                     out.push(format!(
                         "entry {index}: slot {id}, published for doctor {doctor}, is not theirs"
                     ));
@@ -573,7 +573,7 @@ mod tests {
             cancel_bookings: true,
         };
         let withdrawn = run.apply(withdraw, NOW);
-        assert!(check(&mut rules, &run.engine, &[withdrawn.clone()]).is_empty());
+        assert!(check(&mut rules, &run.engine, &[withdrawn]).is_empty());
         let other = nothing(&mut run);
         let v = check(&mut silent, &run.engine, &[other]);
         assert!(v.iter().any(|v| v.contains("withdrawn at")), "{v:?}");
