@@ -10,7 +10,9 @@ use crate::error::Rejection;
 use crate::events::{Event, Pending};
 use crate::hashing::StableMap;
 use crate::ids::*;
+use crate::limits::RESOLVED_BED_HOLDS_MAX;
 use crate::region::{Equipment, Sex, Ward, WardKind};
+use crate::shard_map::ShardMap;
 use crate::time::LogTime;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,9 +147,9 @@ pub struct BedBook {
     /// Copy-on-write chunks (`cow_map`), so a snapshot image of 8 M beds is cheap.
     pub(crate) beds: CowMap<BedId, Bed>,
     /// Holds by id: a hash map because hold ids are looked up on every confirm and release
-    /// (an ordered map of ~10^5 retained holds was a measured hot spot); sorted on the wire.
-    #[serde(with = "crate::hashing::sorted")]
-    pub(crate) holds: StableMap<HoldId, BedHold>,
+    /// (an ordered map of ~10^5 retained holds was a measured hot spot), in shards so it
+    /// never rehashes 10^6 holds at once (`shard_map`); sorted on the wire.
+    pub(crate) holds: ShardMap<HoldId, BedHold>,
     /// Pending holds by expiry.
     pub(crate) expiries: BTreeSet<(LogTime, HoldId)>,
     /// Resolved holds by resolution time, for pruning.
@@ -511,6 +513,7 @@ impl BedBook {
         let out = h.clone();
         self.expiries.remove(&(expires_at, id));
         self.resolved.insert((at, id));
+        self.forget_resolved_beyond(RESOLVED_BED_HOLDS_MAX);
         let bed_state = match state {
             HoldState::Confirmed { at } => BedState::Occupied { patient, since: at },
             _ => BedState::Free,
@@ -526,6 +529,16 @@ impl BedBook {
             state,
         });
         Some(out)
+    }
+
+    /// Forgets the oldest resolved holds while more than `max` are kept.
+    fn forget_resolved_beyond(&mut self, max: usize) {
+        while self.resolved.len() > max {
+            let Some((_, oldest)) = self.resolved.pop_first() else {
+                break;
+            };
+            self.holds.remove(&oldest);
+        }
     }
 
     /// Pending holds whose expiry is at or before `now`, oldest first, at most `max`.
@@ -593,5 +606,49 @@ pub(crate) fn invalid_transition(
         what: format!("{what} {id}"),
         state: state.to_string(),
         action: action.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{SexPolicy, Specialty};
+
+    #[test]
+    fn resolved_holds_beyond_the_cap_are_forgotten_oldest_first() {
+        let mut book = BedBook::default();
+        let ward = WardId(1);
+        book.upsert_ward(Ward {
+            id: ward,
+            hospital: HospitalId(1),
+            name: "w".into(),
+            specialty: Specialty::Cardiology,
+            kind: WardKind::General,
+            sex: SexPolicy::Mixed,
+            equipment: Vec::new(),
+            staffed_beds: 4,
+        });
+        book.add_beds(ward, (1..=4).map(BedId));
+        for i in 1..=8u64 {
+            let bed = BedId(1 + (i % 4) as u32);
+            let at = LogTime(i * 10);
+            book.place_hold(
+                HoldId(i),
+                bed,
+                PatientRef(u128::from(i)),
+                at,
+                at.plus_ms(1_000),
+            )
+            .expect("a free bed");
+            book.resolve(HoldId(i), HoldState::Released { at: at.plus_ms(1) })
+                .expect("a pending hold");
+        }
+        assert_eq!(book.holds.iter().count(), 8);
+        book.forget_resolved_beyond(3);
+        assert_eq!(book.resolved.len(), 3);
+        let kept: Vec<u64> = (1..=8)
+            .filter(|i| book.hold(HoldId(*i)).is_some())
+            .collect();
+        assert_eq!(kept, [6, 7, 8]);
     }
 }

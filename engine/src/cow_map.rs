@@ -31,6 +31,16 @@ impl Chunked for crate::ids::BedId {
     }
 }
 
+/// Slot ids are dense from 1 (allocated in publication order): this many consecutive ids
+/// share a chunk (a write during a snapshot copies at most ~60 KiB per slot it touches).
+pub const SLOTS_PER_CHUNK: u64 = 1024;
+
+impl Chunked for crate::ids::SlotId {
+    fn chunk(&self) -> u64 {
+        self.0 / SLOTS_PER_CHUNK
+    }
+}
+
 /// The map (see the module doc).
 pub struct CowMap<K, V> {
     chunks: BTreeMap<u64, Arc<BTreeMap<K, V>>>,
@@ -84,6 +94,31 @@ impl<K: Ord + Chunked + Clone, V: Clone> CowMap<K, V> {
             self.len += 1;
         }
         old
+    }
+
+    /// Removes `key`; returns its value. A chunk left empty is dropped.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let c = key.chunk();
+        let chunk = self.chunks.get_mut(&c)?;
+        if !chunk.contains_key(key) {
+            return None;
+        }
+        let old = Arc::make_mut(chunk).remove(key);
+        if chunk.is_empty() {
+            self.chunks.remove(&c);
+        }
+        self.len -= 1;
+        old
+    }
+
+    /// Whether the map holds `key`.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Every key in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.chunks.values().flat_map(|c| c.keys())
     }
 
     /// Every entry in key order.
@@ -172,5 +207,39 @@ mod tests {
         let back: CowMap<BedId, u32> =
             postcard::from_bytes(&postcard::to_stdvec(&image).unwrap()).unwrap();
         assert_eq!(back, image);
+    }
+
+    proptest::proptest! {
+        /// Any sequence of inserts, removes and writes, with images taken along the way,
+        /// leaves the map equal to a `BTreeMap` given the same operations, and every image
+        /// equal to the `BTreeMap` as it was when the image was taken.
+        #[test]
+        fn behaves_like_a_btreemap(ops in proptest::collection::vec((0u8..4, 0u32..5_000, proptest::prelude::any::<u32>()), 0..400)) {
+            let mut map: CowMap<BedId, u32> = CowMap::default();
+            let mut tree: BTreeMap<BedId, u32> = BTreeMap::new();
+            let mut images = Vec::new();
+            for (op, k, v) in ops {
+                let key = BedId(k);
+                match op {
+                    0 => proptest::prop_assert_eq!(map.insert(key, v), tree.insert(key, v)),
+                    1 => proptest::prop_assert_eq!(map.remove(&key), tree.remove(&key)),
+                    2 => {
+                        if let (Some(a), Some(b)) = (map.get_mut(&key), tree.get_mut(&key)) {
+                            *a = v;
+                            *b = v;
+                        }
+                    }
+                    _ => images.push((map.clone(), tree.clone())),
+                }
+                proptest::prop_assert_eq!(map.len(), tree.len());
+                proptest::prop_assert_eq!(map.contains_key(&key), tree.contains_key(&key));
+            }
+            proptest::prop_assert!(map.keys().eq(tree.keys()));
+            proptest::prop_assert!(map.iter().eq(tree.iter()));
+            for (image, then) in images {
+                proptest::prop_assert!(image.iter().eq(then.iter()));
+                proptest::prop_assert_eq!(image.len(), then.len());
+            }
+        }
     }
 }

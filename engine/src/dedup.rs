@@ -13,8 +13,8 @@
 //! are evicted first. Eviction is driven by apply only, so every replica evicts the same ones.
 
 use crate::command::Reply;
-use crate::hashing::StableMap;
 use crate::ids::{RequestId, RequestKey};
+use crate::shard_map::ShardMap;
 use crate::time::{LogTime, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -96,7 +96,9 @@ impl Arrival {
 pub struct DedupTable {
     /// Arrival order with arrival time, so expiry never has to look into the maps.
     order: VecDeque<Arrival>,
-    clients: StableMap<RequestId, Remembered>,
+    /// In shards (`shard_map`): at 10^6 remembered ids one table's resize stalled every
+    /// replica on the same entry for up to a second.
+    clients: ShardMap<RequestId, Remembered>,
     bootstrap: BTreeMap<u32, Remembered>,
 }
 

@@ -28,6 +28,72 @@ pub enum Preset {
     /// China–ASEAN: Nanning's hospitals and partner hospitals in eight ASEAN capitals, each
     /// speaking its country's language.
     Asean,
+    /// One province-level division of the `national` preset as a region of its own
+    /// (an index into [`PROVINCES`]): its capital's 77–78 hospitals and its share of the
+    /// grassroots points, with the national preset's tiers, wards and doctors.
+    Province(u8),
+}
+
+/// The 31 province-level divisions of mainland China, in the order of the national
+/// preset's capitals; their lower-case names (spaces as `-`) name them as presets.
+pub const PROVINCES: [&str; 31] = [
+    "Beijing",
+    "Tianjin",
+    "Hebei",
+    "Shanxi",
+    "Inner Mongolia",
+    "Liaoning",
+    "Jilin",
+    "Heilongjiang",
+    "Shanghai",
+    "Jiangsu",
+    "Zhejiang",
+    "Anhui",
+    "Fujian",
+    "Jiangxi",
+    "Shandong",
+    "Henan",
+    "Hubei",
+    "Hunan",
+    "Guangdong",
+    "Guangxi",
+    "Hainan",
+    "Chongqing",
+    "Sichuan",
+    "Guizhou",
+    "Yunnan",
+    "Tibet",
+    "Shaanxi",
+    "Gansu",
+    "Qinghai",
+    "Ningxia",
+    "Xinjiang",
+];
+
+/// A province's preset name: lower case, spaces as `-` ("inner-mongolia").
+pub fn province_key(name: &str) -> String {
+    name.to_lowercase().replace(' ', "-")
+}
+
+impl Preset {
+    /// The presets a node may bootstrap a region from (every one but `national`, whose
+    /// schedules are too large for one bootstrap), by name.
+    pub fn bootable(name: &str) -> Option<Preset> {
+        name.parse().ok().filter(|p| *p != Preset::National)
+    }
+
+    /// The preset's name, as [`FromStr`](std::str::FromStr) reads it.
+    pub fn name(self) -> String {
+        match self {
+            Preset::Gba => "gba".into(),
+            Preset::National => "national".into(),
+            Preset::Yunnan => "yunnan".into(),
+            Preset::Asean => "asean".into(),
+            Preset::Province(i) => PROVINCES
+                .get(usize::from(i))
+                .map_or_else(|| format!("province-{i}"), |n| province_key(n)),
+        }
+    }
 }
 
 impl std::str::FromStr for Preset {
@@ -38,9 +104,16 @@ impl std::str::FromStr for Preset {
             "national" => Ok(Preset::National),
             "yunnan" => Ok(Preset::Yunnan),
             "asean" => Ok(Preset::Asean),
-            other => Err(format!(
-                "unknown preset {other:?}: expected gba, national, yunnan or asean"
-            )),
+            other => PROVINCES
+                .iter()
+                .position(|p| province_key(p) == other)
+                .map(|i| Preset::Province(i as u8))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown preset {other:?}: expected gba, national, yunnan, asean or a \
+                         province (beijing, inner-mongolia, ...)"
+                    )
+                }),
         }
     }
 }
@@ -273,6 +346,7 @@ fn shape(preset: Preset) -> Shape {
             roads_per_hospital: 6,
             tertiary_cities: usize::MAX,
         },
+        Preset::Province(i) => province_shape(usize::from(i)),
         Preset::Yunnan => Shape {
             name: "yunnan",
             cities: places(&YUNNAN_PLACES),
@@ -296,6 +370,53 @@ fn shape(preset: Preset) -> Shape {
             tertiary_cities: usize::MAX,
         },
     }
+}
+
+/// Grassroots points of the national preset, shared among the provinces.
+const NATIONAL_GRASSROOTS_POINTS: u32 = 12_000;
+
+/// One province of the national preset as a shape of its own (`Preset::Province`): the
+/// national shape's figures for its capital, and an equal share of the grassroots points
+/// (the first provinces take the remainder, so the 31 add up to the national 12,000).
+fn province_shape(i: usize) -> Shape {
+    let i = i.min(PROVINCES.len() - 1);
+    let national = shape(Preset::National);
+    let n = PROVINCES.len() as u32;
+    let points =
+        NATIONAL_GRASSROOTS_POINTS / n + u32::from((i as u32) < NATIONAL_GRASSROOTS_POINTS % n);
+    Shape {
+        name: PROVINCES[i],
+        cities: vec![national.cities[i].clone()],
+        grassroots_points: points,
+        ..national
+    }
+}
+
+/// What a preset plans, before the seed's draws: hospitals (grassroots points included),
+/// grassroots points, and doctors (each hospital's tier's figure; the draw varies each by
+/// at most ±10 %).
+pub fn planned(preset: Preset) -> (u32, u32, u32) {
+    let shape = shape(preset);
+    let mut hospitals = 0;
+    let mut doctors = 0;
+    for (c, (_, _, _, count)) in shape.cities.iter().enumerate() {
+        for i in 0..*count {
+            let tier = if i * 4 < *count && c < shape.tertiary_cities {
+                2
+            } else if i * 5 < *count * 3 {
+                1
+            } else {
+                0
+            };
+            doctors += shape.doctors_by_tier[tier];
+        }
+        hospitals += count;
+    }
+    (
+        hospitals + shape.grassroots_points,
+        shape.grassroots_points,
+        doctors,
+    )
 }
 
 fn places(list: &[(&str, f64, f64, u32)]) -> Vec<(String, f64, f64, u32)> {

@@ -1,47 +1,19 @@
 //! Stable hashing: a seedless hasher whose output is the same on every replica, machine and
-//! Rust release, the hash map built on it, serde helpers that store such maps sorted so
-//! snapshots and state hashes stay canonical, and the collision-resistant [`Fingerprint`] of
+//! Rust release, the hash map built on it (the big ones are `shard_map::ShardMap`s, encoded
+//! sorted so snapshots and state hashes stay canonical), and the collision-resistant [`Fingerprint`] of
 //! a value.
 //!
 //! `StableHasher` only lays out tables (a collision costs a probe, never a wrong answer);
 //! anything that decides by equality of hashes uses [`Fingerprint`] (SHA-256).
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash};
 
 /// A hash map with a stable hasher. Never iterate it where the order could reach a decision
-/// or an encoding; use `sorted` to serialize it.
+/// or an encoding.
 pub type StableMap<K, V> = HashMap<K, V, BuildHasherDefault<StableHasher>>;
-
-/// `#[serde(with = "crate::hashing::sorted")]`: a `StableMap` as a list of pairs sorted by key.
-pub mod sorted {
-    use super::*;
-
-    /// Serializes the map's pairs in key order.
-    pub fn serialize<S, K, V>(map: &StableMap<K, V>, s: S) -> Result<S::Ok, S::Error>
-    where
-        S: Serializer,
-        K: Ord + Serialize,
-        V: Serialize,
-    {
-        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
-        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        pairs.serialize(s)
-    }
-
-    /// Reads the pairs back into a map.
-    pub fn deserialize<'de, D, K, V>(d: D) -> Result<StableMap<K, V>, D::Error>
-    where
-        D: Deserializer<'de>,
-        K: Deserialize<'de> + Eq + Hash,
-        V: Deserialize<'de>,
-    {
-        let pairs: Vec<(K, V)> = Vec::deserialize(d)?;
-        Ok(pairs.into_iter().collect())
-    }
-}
 
 /// A fixed, seedless, word-at-a-time hash (the rustc "Fx" mixing step), so table layout is
 /// equal on every replica and machine — std's `DefaultHasher` makes no such

@@ -173,7 +173,7 @@ impl Engine {
                 Channel::Referral => c.1 = c.1.saturating_add(1),
             }
         }
-        for (id, slot) in &s.slots {
+        for (id, slot) in s.slots.iter() {
             ensure!(*id == slot.id, "slot keyed {id} is {}", slot.id);
             ensure!(
                 id.0 < self.counters.next_slot,

@@ -67,6 +67,11 @@ pub const BEYOND_REACH_HOSPITALS_SEEN_MAX: usize = 512;
 pub const EXPIRIES_PER_TICK_MAX: usize = 65_536;
 /// Resolved records pruned per tick, for the same reason.
 pub const PRUNES_PER_TICK_MAX: usize = 65_536;
+/// Resolved bed holds kept for reads: those of the last `resolved_retention_ms` (a day by
+/// default) or the newest this many, whichever are fewer, so memory stays bounded under any
+/// rate of holds (~150 MB of holds at ~70 bytes each; a region the size of the GBA resolves
+/// ~10^5 holds a day). The oldest resolved hold is forgotten as a new one is resolved.
+pub const RESOLVED_BED_HOLDS_MAX: usize = 1 << 21;
 /// Slots in one doctor's weekly template (a week of 15-minute slots, mornings and
 /// afternoons, is 30 a day with every weekday set on each).
 pub const TEMPLATE_SLOTS_MAX: usize = 128;

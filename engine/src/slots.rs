@@ -7,6 +7,7 @@
 //! is offered first to the head of the doctor's waitlist, as a hold.
 
 use crate::beds::{invalid_transition, HoldState};
+use crate::cow_map::CowMap;
 use crate::error::Rejection;
 use crate::events::{Event, Pending};
 use crate::horizon::Rolling;
@@ -240,7 +241,9 @@ pub struct WaitlistOffer {
 /// All slots, seats, waitlists, no-show records and joint consultations of the region.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SlotBook {
-    pub(crate) slots: BTreeMap<SlotId, Slot>,
+    /// In shared chunks (`CowMap`): a snapshot image shares them instead of copying ~0.5 M
+    /// slots on the node task.
+    pub(crate) slots: CowMap<SlotId, Slot>,
     pub(crate) seats: BTreeMap<HoldId, SlotHold>,
     pub(crate) expiries: BTreeSet<(LogTime, HoldId)>,
     pub(crate) resolved: BTreeSet<(LogTime, HoldId)>,
@@ -298,6 +301,28 @@ fn channel_index(channel: Channel) -> usize {
 }
 
 impl SlotBook {
+    /// A copy of the canonical records for a snapshot image: the slots' chunks are shared
+    /// (`CowMap`), the derived indexes left out (an image is encoded, never applied to).
+    pub(crate) fn image(&self) -> SlotBook {
+        SlotBook {
+            slots: self.slots.clone(),
+            seats: self.seats.clone(),
+            expiries: self.expiries.clone(),
+            resolved: self.resolved.clone(),
+            waitlists: self.waitlists.clone(),
+            no_shows: self.no_shows.clone(),
+            blocked_until: self.blocked_until.clone(),
+            consults: self.consults.clone(),
+            by_doctor: self.by_doctor.clone(),
+            templates: self.templates.clone(),
+            ends: BTreeSet::new(),
+            seats_of: BTreeSet::new(),
+            rolling_due: BTreeSet::new(),
+            open: Default::default(),
+            events: Pending::default(),
+        }
+    }
+
     /// Rebuilds the derived open-slot index from the slots (after a restore).
     pub(crate) fn rebuild(&mut self) {
         self.open = Default::default();

@@ -76,7 +76,8 @@ impl Image {
 }
 
 impl Engine {
-    /// An immutable copy of the canonical state, to encode on another thread (beds shared).
+    /// An immutable copy of the canonical state, to encode on another thread (beds and
+    /// slots shared, derived indexes left out).
     pub fn image(&self) -> Image {
         Image(Engine {
             name: self.name.clone(),
@@ -88,7 +89,7 @@ impl Engine {
             doctors: self.doctors.clone(),
             graph: self.graph.clone(),
             beds: self.beds.image(),
-            slots: self.slots.clone(),
+            slots: self.slots.image(),
             referrals: self.referrals.clone(),
             dedup: self.dedup.clone(),
             match_policy: self.match_policy.clone(),

@@ -509,7 +509,13 @@ struct Tally {
     ops: u64,
     holds: u64,
     errors: BTreeMap<String, u64>,
+    /// Per `SLICE_MS` of the measured window, by completion time: calls completed and the
+    /// slowest of them, µs (where in the row a tail comes from: a stall, or spread).
+    slices: Vec<[u64; 2]>,
 }
+
+/// The width of one slice of a row's timeline (`Tally::slices`), ms.
+const SLICE_MS: u128 = 250;
 
 impl Tally {
     fn new() -> Tally {
@@ -520,7 +526,18 @@ impl Tally {
             ops: 0,
             holds: 0,
             errors: BTreeMap::new(),
+            slices: Vec::new(),
         }
+    }
+
+    /// Counts a call of `us` µs that completed `since_start` into the measured window.
+    fn slice(&mut self, since_start: Duration, us: u64) {
+        let i = (since_start.as_millis() / SLICE_MS) as usize;
+        if self.slices.len() <= i {
+            self.slices.resize(i + 1, [0, 0]);
+        }
+        self.slices[i][0] += 1;
+        self.slices[i][1] = self.slices[i][1].max(us);
     }
 
     fn merge(&mut self, o: Tally) {
@@ -531,6 +548,13 @@ impl Tally {
         self.holds += o.holds;
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
+        }
+        if self.slices.len() < o.slices.len() {
+            self.slices.resize(o.slices.len(), [0, 0]);
+        }
+        for (a, b) in self.slices.iter_mut().zip(o.slices) {
+            a[0] += b[0];
+            a[1] = a[1].max(b[1]);
         }
     }
 
@@ -600,6 +624,7 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
             if measured {
                 let us = since.elapsed().as_micros().max(1) as u64;
                 let _ = t.hist.record(us.min(120_000_000));
+                t.slice(sh.measure_from.elapsed(), us);
                 t.calls += 1;
                 t.ops += ops;
             }
@@ -951,6 +976,11 @@ impl Row {
             "hold_p99_ms": self.tally.hold_hist.value_at_quantile(0.99) as f64 / 1000.0,
             "hold_p999_ms": self.tally.hold_hist.value_at_quantile(0.999) as f64 / 1000.0,
             "max_ms": self.tally.hist.max() as f64 / 1000.0,
+            "timeline": {
+                "slice_ms": SLICE_MS as u64,
+                "calls": self.tally.slices.iter().map(|s| s[0]).collect::<Vec<_>>(),
+                "max_ms": self.tally.slices.iter().map(|s| s[1] / 1000).collect::<Vec<_>>(),
+            },
             "errors": self.tally.errors,
             "node_cpu_s": self.node_cpu,
             "bench_cpu_s": self.bench_cpu,

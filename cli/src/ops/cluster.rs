@@ -588,7 +588,10 @@ pub const BUILT_IN_REGIONS: &[&str] = &["gba", "yunnan", "asean", "test"];
 
 /// The region as the configs name it: a preset, or the absolute path of a region file.
 fn init_region(region: &str) -> Result<String, Failure> {
-    if BUILT_IN_REGIONS.contains(&region) {
+    // The provinces (`generate::PROVINCES`, e.g. "hainan") are built in too.
+    if BUILT_IN_REGIONS.contains(&region)
+        || ninety_engine::generate::Preset::bootable(region).is_some()
+    {
         return Ok(region.to_string());
     }
     let p = Path::new(region);

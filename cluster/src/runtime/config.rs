@@ -40,8 +40,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub peers: BTreeMap<String, toml::Value>,
     /// The region to load on a fresh cluster: a built-in preset with one clinic day of
-    /// slots ("gba", "yunnan", "asean"), "test" (three hospitals, for tests) or a path to a
-    /// region JSON file.
+    /// slots ("gba", "yunnan", "asean", a province such as "hainan"), "test" (three
+    /// hospitals, for tests) or a path to a region JSON file.
     #[serde(default = "default_region")]
     pub region: String,
     /// Days of slots a built-in region keeps published ahead, rolled forward each UTC

@@ -70,7 +70,7 @@ const BOOTSTRAP_WINDOW: usize = 256;
 const PROPOSAL_BATCH_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX / 4;
 
 /// The region named by the config: a built-in preset with one clinic day of schedules
-/// ("gba", "yunnan", "asean"), "test", or a JSON file (no schedules: publish them through the
+/// ("gba", "yunnan", "asean", or a province such as "hainan"), "test", or a JSON file (no schedules: publish them through the
 /// API); plus its bootstrap commands. "national" is not built in for a node: 290,000 doctors'
 /// schedules are too large for one bootstrap; generate a file with `ninety region generate`.
 pub fn load_region(spec: &str) -> Result<(RegionFile, Vec<Command>), Error> {
@@ -85,12 +85,8 @@ pub fn load_region_with(
     spec: &str,
     horizon_days: u16,
 ) -> Result<(RegionFile, Vec<Command>), Error> {
-    let preset = match spec {
-        "gba" => Some(generate::Preset::Gba),
-        "yunnan" => Some(generate::Preset::Yunnan),
-        "asean" => Some(generate::Preset::Asean),
-        _ => None,
-    };
+    // Built-in: gba, yunnan, asean and the provinces (`generate::PROVINCES`), not national.
+    let preset = generate::Preset::bootable(spec);
     let file = match (spec, preset) {
         (_, Some(p)) => generate::region(p, generate::DEFAULT_SEED),
         ("test", _) => test_region(),

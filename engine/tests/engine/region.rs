@@ -213,3 +213,37 @@ fn the_national_preset_has_the_national_figures() {
     );
     n.validate().unwrap();
 }
+
+#[test]
+fn a_province_preset_is_its_share_of_the_national_one_and_loads() {
+    let hainan: Preset = "hainan".parse().expect("a province preset");
+    assert_eq!(hainan.name(), "hainan");
+    assert_eq!(
+        "inner-mongolia".parse::<Preset>().map(Preset::name),
+        Ok("inner-mongolia".to_string())
+    );
+    assert!("atlantis".parse::<Preset>().is_err());
+    assert_eq!(Preset::bootable("national"), None);
+    assert_eq!(Preset::bootable("hainan"), Some(hainan));
+    let file = generate::region(hainan, generate::DEFAULT_SEED);
+    file.validate().unwrap();
+    let (hospitals, points, doctors) = generate::planned(hainan);
+    assert_eq!(file.hospitals.len() as u32, hospitals);
+    let generated_points = file
+        .hospitals
+        .iter()
+        .filter(|h| h.name.starts_with("Point"))
+        .count();
+    assert_eq!(generated_points as u32, points);
+    assert!(
+        file.doctors.len() as u32 * 10 >= doctors * 9
+            && file.doctors.len() as u32 * 10 <= doctors * 11,
+        "{} doctors, {doctors} planned",
+        file.doctors.len()
+    );
+    assert!(file.hospitals.iter().all(|h| h.city == "Haikou"));
+    let day = generate::DEFAULT_DAY_START;
+    let schedules = generate::schedules(&file, day, 1);
+    let engine = load(&file, &schedules, day.minus_ms(time::MS_PER_DAY)).expect("it loads");
+    assert!(engine.hospitals().count() > 300);
+}

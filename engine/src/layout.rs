@@ -1,0 +1,154 @@
+//! Deployments of several 90-minute regions (issue 17; docs/design/regions.md): which
+//! regions a deployment has and from which presets, and how their replicas are placed over
+//! the nodes. Pure data: a node's runtime turns a layout into its region groups.
+//!
+//! - **`china`**: the national deployment. The three 90-minute regions the brief describes
+//!   keep their own presets — `gba` (the Greater Bay Area: 9 Guangdong cities, Hong Kong
+//!   and Macau), `yunnan` (Kunming and the remote prefectures it takes referrals from) and
+//!   `asean` (Nanning and its partner hospitals in eight ASEAN capitals, standing for
+//!   Guangxi) — and every other province-level division is a region of its own
+//!   ([`Preset::Province`]): 31 regions in all. Guangdong outside the bay area is not
+//!   modelled.
+//! - **`south`**: four regions (gba, yunnan, asean, hainan), small enough for a local demo
+//!   and for multi-process tests.
+
+use crate::generate::{province_key, Preset, PROVINCES};
+
+/// One region of a layout: its id (what the `ninety-region` header names) and the preset
+/// it is generated from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionPlan {
+    pub id: String,
+    pub preset: Preset,
+}
+
+/// Provinces whose 90-minute region is a preset of its own in `china`.
+const COVERED_BY_PRESETS: [&str; 3] = ["Guangdong", "Guangxi", "Yunnan"];
+
+/// The layouts by name: `china` or `south`.
+pub fn layout(name: &str) -> Option<Vec<RegionPlan>> {
+    match name {
+        "china" => Some(china()),
+        "south" => Some(south()),
+        _ => None,
+    }
+}
+
+fn plan(preset: Preset) -> RegionPlan {
+    RegionPlan {
+        id: preset.name(),
+        preset,
+    }
+}
+
+/// The national layout (module doc).
+pub fn china() -> Vec<RegionPlan> {
+    let mut out = vec![plan(Preset::Gba), plan(Preset::Yunnan), plan(Preset::Asean)];
+    for (i, name) in PROVINCES.iter().enumerate() {
+        if !COVERED_BY_PRESETS.contains(name) {
+            out.push(RegionPlan {
+                id: province_key(name),
+                preset: Preset::Province(i as u8),
+            });
+        }
+    }
+    out
+}
+
+/// The small southern layout (module doc).
+pub fn south() -> Vec<RegionPlan> {
+    let hainan = PROVINCES.iter().position(|p| *p == "Hainan").unwrap_or(0);
+    vec![
+        plan(Preset::Gba),
+        plan(Preset::Yunnan),
+        plan(Preset::Asean),
+        plan(Preset::Province(hainan as u8)),
+    ]
+}
+
+/// Voters of each of `regions` regions over `nodes`, `replicas` each (at most one per
+/// node; fewer nodes than replicas gives every node): region `r` starts at node `r mod n`,
+/// so replicas, and the first voter that a region's bootstrap favours as leader, are spread
+/// evenly.
+pub fn place(regions: usize, nodes: &[u64], replicas: usize) -> Vec<Vec<u64>> {
+    let n = nodes.len();
+    let k = replicas.min(n);
+    (0..regions)
+        .map(|r| (0..k).map(|j| nodes[(r + j) % n]).collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::planned;
+
+    #[test]
+    fn china_has_every_province_once_and_the_national_figures() {
+        let regions = china();
+        assert_eq!(regions.len(), 31);
+        let mut ids: Vec<&str> = regions.iter().map(|r| r.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 31, "ids are unique");
+        for r in &regions {
+            assert_eq!(
+                r.id.parse::<Preset>(),
+                Ok(r.preset),
+                "{} names its preset",
+                r.id
+            );
+        }
+        let (mut hospitals, mut points, mut doctors) = (0, 0, 0);
+        for r in &regions {
+            let (h, p, d) = planned(r.preset);
+            hospitals += h - p;
+            points += p;
+            doctors += d;
+        }
+        // The brief: 2,400 hospitals, 12,000 grassroots points, 290,000 specialists; the
+        // bay area, Yunnan and ASEAN presets replace three provinces' generated share.
+        assert!(
+            (2_000..=2_600).contains(&hospitals),
+            "{hospitals} hospitals"
+        );
+        assert!(
+            (10_000..=12_000).contains(&points),
+            "{points} grassroots points"
+        );
+        assert!((250_000..=330_000).contains(&doctors), "{doctors} doctors");
+    }
+
+    #[test]
+    fn placement_spreads_replicas_and_first_voters() {
+        let nodes = [1, 2, 3];
+        let placed = place(31, &nodes, 3);
+        assert!(placed.iter().all(|v| v.len() == 3));
+        let mut first = [0; 3];
+        for v in &placed {
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, nodes, "each region on every node, once");
+            first[(v[0] - 1) as usize] += 1;
+        }
+        assert!(first.iter().all(|&f| (10..=11).contains(&f)), "{first:?}");
+        let five = place(4, &[1, 2, 3, 4, 5], 3);
+        assert_eq!(
+            five,
+            [vec![1, 2, 3], vec![2, 3, 4], vec![3, 4, 5], vec![4, 5, 1]]
+        );
+        assert_eq!(place(2, &[7], 3), [vec![7], vec![7]]);
+    }
+
+    #[test]
+    fn layouts_by_name() {
+        assert_eq!(layout("china").map(|l| l.len()), Some(31));
+        let south: Vec<String> = layout("south")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(south, ["gba", "yunnan", "asean", "hainan"]);
+        assert_eq!(layout("mars"), None);
+    }
+}
