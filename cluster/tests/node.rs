@@ -509,6 +509,31 @@ mod snapshots {
         cfg
     }
 
+    /// With `snapshot_log_bytes_max` set, a snapshot comes once the applied entries add up
+    /// to that many bytes, long before the count; without it, not until the count.
+    #[test]
+    fn a_snapshot_comes_by_size_before_the_count() {
+        for (bytes_max, want_job) in [(400u64, true), (0, false)] {
+            let stores = (1..=3).map(|id| (id, MemStore::new())).collect();
+            let mut c = Cluster::new(stores, |id| {
+                let mut cfg = small(id, true);
+                cfg.snapshot_interval_entries = 1_000_000;
+                cfg.snapshot_log_bytes_max = bytes_max;
+                cfg
+            });
+            let leader = c.elect();
+            for i in 0..25 {
+                c.propose(leader, &format!("key-{i:04}={}", "v".repeat(40)));
+                c.settle();
+            }
+            assert_eq!(
+                c.jobs.len(),
+                if want_job { 3 } else { 0 },
+                "bytes max {bytes_max}: one job per node by size, none by count"
+            );
+        }
+    }
+
     /// A background snapshot is only an image until written: the store names none and the
     /// log is whole; once reported written it is recorded and the log compacted; the next
     /// job comes only after that.

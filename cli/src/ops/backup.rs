@@ -25,7 +25,7 @@ pub struct BackupArgs {
     pub out: PathBuf,
     /// Have the node take a snapshot now and send that (unless it took one in the last
     /// 10 s); without it, its newest stored snapshot, which lags by up to the node's
-    /// snapshot_interval_entries entries.
+    /// snapshot_interval_entries entries (100,000 by default) or 256 MiB of them.
     #[arg(long)]
     pub fresh: bool,
     /// Overwrite --out if it exists.

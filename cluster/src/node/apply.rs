@@ -101,6 +101,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         self.applied_index = meta.index;
         self.applied_term = meta.term;
         self.snapshot_index = meta.index;
+        self.log_bytes_since_snapshot = 0;
         self.conf_state = meta.get_conf_state().clone();
         self.snapshot_conf = self.conf_state.clone();
         let mut failed = Vec::new();
@@ -131,6 +132,8 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
         self.applied_index = e.index;
         self.applied_term = e.term;
+        self.log_bytes_since_snapshot =
+            (self.log_bytes_since_snapshot).saturating_add(e.get_data().len() as u64);
         Ok(())
     }
 

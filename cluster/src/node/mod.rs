@@ -255,6 +255,8 @@ pub struct Node<S: RaftStore, M: StateMachine> {
     /// Configuration as of `applied_index` (what a snapshot at that index must carry).
     conf_state: ConfState,
     snapshot_index: u64,
+    /// Bytes of the entries applied since the last snapshot job (`snapshot_log_bytes_max`).
+    log_bytes_since_snapshot: u64,
     /// Configuration carried by the latest stored snapshot.
     snapshot_conf: ConfState,
     /// Set when the state machine panicked: the node never polls, applies or snapshots
@@ -386,6 +388,7 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
             last_proposed_log_time_ms: 0,
             conf_state,
             snapshot_index: index,
+            log_bytes_since_snapshot: 0,
             snapshot_conf,
             poisoned: None,
             replays: Default::default(),

@@ -102,7 +102,8 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         }
     }
 
-    /// Every `snapshot_interval_entries`, a snapshot at the applied index, then compaction,
+    /// Every `snapshot_interval_entries` (or `snapshot_log_bytes_max` bytes of entries), a
+    /// snapshot at the applied index, then compaction,
     /// keeping `log_retain_entries` behind it for lagging followers. A leader also
     /// snapshots as soon as its stored snapshot does not name every member: the store
     /// answers raft's request for such a peer with `SnapshotTemporarilyUnavailable`
@@ -114,16 +115,20 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         if self.snapshots.in_flight.is_some() || self.applied_index == 0 {
             return Ok(());
         }
-        let periodic = self.applied_index
+        let by_count = self.applied_index
             >= self
                 .snapshot_index
                 .saturating_add(self.cfg.snapshot_interval_entries);
+        let by_size = self.cfg.snapshot_log_bytes_max > 0
+            && self.log_bytes_since_snapshot >= self.cfg.snapshot_log_bytes_max;
+        let periodic = (by_count || by_size) && self.applied_index > self.snapshot_index;
         let for_new_member = self.is_leader() && self.snapshot_misses_members();
         let requested = self.snapshots.requested;
         if !periodic && !for_new_member && !requested {
             return Ok(());
         }
         self.snapshots.requested = false;
+        self.log_bytes_since_snapshot = 0;
         if !self.cfg.background_snapshots {
             return self.take_snapshot().map(drop);
         }

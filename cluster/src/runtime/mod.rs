@@ -514,9 +514,11 @@ pub async fn serve(
     ncfg.proposal_batch_bytes_max = PROPOSAL_BATCH_BYTES_MAX;
     // The node task's snapshot writer encodes and writes them (`runtime::snapshot_writer`).
     ncfg.background_snapshots = true;
-    if let Some(n) = cfg.snapshot_interval_entries {
-        ncfg.snapshot_interval_entries = n.max(1);
-    }
+    ncfg.snapshot_interval_entries = cfg
+        .snapshot_interval_entries
+        .unwrap_or(config::SNAPSHOT_INTERVAL_ENTRIES_DEFAULT)
+        .max(1);
+    ncfg.snapshot_log_bytes_max = config::SNAPSHOT_LOG_BYTES_MAX;
     if let Some(n) = cfg.log_retain_entries {
         ncfg.log_retain_entries = n;
     }
