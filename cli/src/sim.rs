@@ -164,6 +164,24 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         summary.snapshots_written,
         summary.crashes_in_snapshot
     );
+    let lifecycle: Vec<String> = summary
+        .lifecycle
+        .iter()
+        .map(|(name, [ok, refused, seeds])| {
+            format!("{name} {ok} ok + {refused} refused (in {seeds} seeds)")
+        })
+        .collect();
+    println!(
+        "schedules and referrals: {}; {} no-capacity reports on a MATCHED referral (in {} \
+         seeds), {} seats withdrawn with their slot, {} slots rolled by a tick from a \
+         template, {} slots into overbooking",
+        lifecycle.join(", "),
+        summary.no_capacity_on_matched,
+        summary.seeds_with_matched_report,
+        summary.seats_withdrawn,
+        summary.rolled_slots,
+        summary.overbooked_slots
+    );
     for (seed, v) in &summary.failures {
         println!("FAILED seed {seed}: {v}");
     }

@@ -29,9 +29,14 @@
 //!   `after_index <= i <= before_index`, where `after_index` is the highest index
 //!   acknowledged to any client before the read was invoked (so every write acknowledged
 //!   before the read began is visible to it) and `before_index` the highest index any
-//!   replica had applied when the answer arrived (so it saw nothing from the future).
+//!   replica had applied when the answer arrived (so it saw nothing from the future);
+//! * the rules of schedules and referrals across entries ([`crate::rules`]: withdrawn slots
+//!   stay empty, seat numbers are what was published or amended, publications and template
+//!   rolls are explained and never doubled, closed referrals never move) hold after every
+//!   entry of the replay, over the whole history.
 
-use crate::machine::Recorder;
+use crate::machine::{check_rules, Recorder};
+use crate::rules::Rules;
 use ninety_cluster::engine_sm::{
     decode_applied, decode_log_command, decode_query_result, Applied, EngineMachine, Query,
 };
@@ -285,12 +290,14 @@ pub struct Replica<'a> {
     pub engine: &'a Engine,
 }
 
-/// Checks the history; returns the violations found.
+/// Checks the history; returns the violations found. `rules` runs over the replay (and
+/// keeps what it saw: rolled and overbooked slots).
 pub fn history(
     rec: &Recorder,
     acks: &[Ack],
     reads: &[ReadObs],
     finals: &[Replica<'_>],
+    rules: &mut Rules,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let mut read_check = ReadCheck::new(reads);
@@ -316,6 +323,7 @@ pub fn history(
         };
         let cmds: Vec<&[u8]> = batch.commands.iter().map(Vec::as_slice).collect();
         let outcomes = reference.apply(&ctx, &cmds);
+        check_rules(rules, index, reference.engine(), &cmds, &outcomes, &mut out);
         let mut beds = EntryBeds::default();
         placed.clear();
         for (cmd, outcome) in batch.commands.iter().zip(&outcomes) {

@@ -23,6 +23,7 @@ pub mod options;
 pub mod peak;
 pub mod region;
 pub mod rng;
+pub mod rules;
 pub mod sim;
 pub mod workload;
 
@@ -86,6 +87,18 @@ pub struct Summary {
     /// record (`sim::snapshot`).
     pub snapshots_written: u64,
     pub crashes_in_snapshot: u64,
+    /// The schedule and referral-lifecycle commands, by name: [successful, refused, seeds
+    /// in which one succeeded].
+    pub lifecycle: std::collections::BTreeMap<&'static str, [u64; 3]>,
+    /// Seeds in which a `ReportNoCapacity` on a MATCHED referral succeeded.
+    pub seeds_with_matched_report: u64,
+    /// Successful `ReportNoCapacity` on a referral the client had matched.
+    pub no_capacity_on_matched: u64,
+    /// Seats that ended with their withdrawn slot.
+    pub seats_withdrawn: u64,
+    /// Slots rolled by a tick from a weekly template; slots that used their overbooking.
+    pub rolled_slots: u64,
+    pub overbooked_slots: u64,
     pub wall: Duration,
 }
 
@@ -157,4 +170,15 @@ fn add(sum: &mut Summary, r: &RunReport) {
     sum.wiped_refused += s.wiped_refused;
     sum.snapshots_written += s.snapshots_written;
     sum.crashes_in_snapshot += s.crashes_in_snapshot;
+    for (name, [ok, refused]) in &s.lifecycle {
+        let n = sum.lifecycle.entry(name).or_default();
+        n[0] += ok;
+        n[1] += refused;
+        n[2] += u64::from(*ok > 0);
+    }
+    sum.no_capacity_on_matched += s.no_capacity_on_matched;
+    sum.seeds_with_matched_report += u64::from(s.no_capacity_on_matched > 0);
+    sum.seats_withdrawn += s.seats_withdrawn;
+    sum.rolled_slots += s.rolled_slots;
+    sum.overbooked_slots += s.overbooked_slots;
 }

@@ -5,14 +5,19 @@
 //! hash at the same index. The recorder's log (index → log time, commands) is what the
 //! history checker replays on a fresh engine at the end.
 //!
-//! It also hosts two deliberate bugs (see [`crate::Bugs`]): applying each batch twice, and
-//! running the engine on the node's local clock instead of the log time.
+//! It also runs the rules of schedules and referrals across entries on every replica
+//! ([`crate::rules`]), and hosts three deliberate bugs (see [`crate::Bugs`]): applying each
+//! batch twice, running the engine on the node's local clock instead of the log time, and
+//! reading `AmendSlot`'s seat numbers in the wrong field order.
 
 use crate::disk::checksum;
 use crate::options::Bugs;
-use ninety_cluster::engine_sm::EngineMachine;
+use crate::rules::{Rules, Step};
+use ninety_cluster::engine_sm::{
+    decode_applied, decode_log_command, encode_request, EngineMachine,
+};
 use ninety_cluster::{ApplyContext, StateMachine};
-use ninety_engine::{Engine, HoldId, HoldState};
+use ninety_engine::{Command, Engine, HoldId, HoldState, Request, RequestKey, SeatLimits};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -154,6 +159,8 @@ pub struct SimMachine {
     hash_every: u64,
     /// Ward loads after the previous apply ([`check_invariants`]); forgotten on restore.
     loads: RefCell<WardLoads>,
+    /// The schedule and referral rules' model of this replica; learnt afresh on restore.
+    rules: RefCell<Rules>,
 }
 
 impl SimMachine {
@@ -173,6 +180,7 @@ impl SimMachine {
             local_ms,
             hash_every: hash_every.max(1),
             loads: RefCell::default(),
+            rules: RefCell::default(),
         }
     }
 
@@ -247,6 +255,20 @@ impl SimMachine {
                 ctx.index
             ));
         }
+        let mut broken = Vec::new();
+        let mut rules = self.rules.borrow_mut();
+        check_rules(
+            &mut rules,
+            ctx.index,
+            self.inner.engine(),
+            commands,
+            outcomes,
+            &mut broken,
+        );
+        for e in broken {
+            rec.violation(format!("rule broken on node {node}: {e}"));
+        }
+
         if hashed {
             rec.hash_checks += 1;
             let hash = self.inner.state_hash();
@@ -273,9 +295,19 @@ impl StateMachine for SimMachine {
         if self.bugs.local_clock_time {
             used.log_time_ms = self.local_ms.get();
         }
-        let mut outcomes = self.inner.apply(&used, commands);
+        let swapped;
+        let applied = if self.bugs.amend_fields_swapped {
+            swapped = commands
+                .iter()
+                .map(|c| swap_amend_fields(c))
+                .collect::<Vec<_>>();
+            swapped.iter().map(Vec::as_slice).collect()
+        } else {
+            commands.to_vec()
+        };
+        let mut outcomes = self.inner.apply(&used, &applied);
         if self.bugs.apply_twice {
-            outcomes = self.inner.apply(&used, commands);
+            outcomes = self.inner.apply(&used, &applied);
         }
         self.observe(ctx, commands, &outcomes);
         outcomes
@@ -300,10 +332,63 @@ impl StateMachine for SimMachine {
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
         self.loads.borrow_mut().clear();
-        self.inner.restore(data)
+        let restored = self.inner.restore(data);
+        let mut rules = Rules::default();
+        rules.learn(self.inner.engine());
+        *self.rules.borrow_mut() = rules;
+        restored
     }
 
     fn state_hash(&self) -> [u8; 32] {
         self.inner.state_hash()
     }
+}
+
+/// Runs the rules of schedules and referrals over one applied entry: its commands and
+/// outcomes as the log and this replica have them (undecodable ones are skipped: the
+/// adapter refused them, nothing changed).
+pub fn check_rules(
+    rules: &mut Rules,
+    index: u64,
+    engine: &Engine,
+    commands: &[&[u8]],
+    outcomes: &[Vec<u8>],
+    out: &mut Vec<String>,
+) {
+    let decoded: Vec<(Command, ninety_cluster::engine_sm::Applied)> = commands
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(c, o)| Some((decode_log_command(c).ok()?.command, decode_applied(o).ok()?)))
+        .collect();
+    let steps: Vec<Step<'_>> = decoded
+        .iter()
+        .map(|(command, a)| Step {
+            command,
+            outcome: &a.outcome,
+            replayed: a.replayed,
+        })
+        .collect();
+    rules.entry(index, engine, &steps, out);
+}
+
+/// The `amend_fields_swapped` bug: a client's `AmendSlot` as a replica with the old field
+/// order reads it (overbooking and the referral quota swapped); every other command as is.
+fn swap_amend_fields(bytes: &[u8]) -> Vec<u8> {
+    let Ok(logged) = decode_log_command(bytes) else {
+        return bytes.to_vec();
+    };
+    let (RequestKey::Client(id), Command::AmendSlot { slot, seats }) =
+        (logged.key, &logged.command)
+    else {
+        return bytes.to_vec();
+    };
+    let command = Command::AmendSlot {
+        slot: *slot,
+        seats: SeatLimits {
+            capacity: seats.capacity,
+            overbook: seats.referral_quota,
+            referral_quota: seats.overbook,
+        },
+    };
+    encode_request(&Request { id, command }).unwrap_or_else(|_| bytes.to_vec())
 }

@@ -27,6 +27,10 @@ pub struct Bugs {
     /// a founder bootstraps again), and peers take its messages whatever its incarnation:
     /// the behaviour before issue 13.
     pub wiped_node_rejoins: bool,
+    /// Every replica reads `AmendSlot`'s seat numbers in an older field order (capacity,
+    /// referral quota, overbooking), so an amendment sets overbooking and the quota swapped:
+    /// the replicas agree with each other, not with what the log said.
+    pub amend_fields_swapped: bool,
 }
 
 impl Bugs {
@@ -38,6 +42,7 @@ impl Bugs {
             || self.stale_reads
             || self.ack_before_write
             || self.wiped_node_rejoins
+            || self.amend_fields_swapped
     }
 }
 

@@ -15,6 +15,7 @@ use crate::machine::{Recorder, RecorderHandle, SimMachine};
 use crate::options::{Faults, Options};
 use crate::region::{self, RegionInfo};
 use crate::rng::Rng;
+use crate::rules::Rules;
 use crate::workload::{self, ClientOp, Owned};
 use ninety_cluster::engine_sm::EngineMachine;
 use ninety_cluster::engine_sm::{decode_applied, encode_query, encode_request, Query};
@@ -34,8 +35,10 @@ mod persist;
 mod snapshot;
 mod wipe;
 
-/// Unix ms at true simulated time zero (2026-11-23 00:00 UTC).
-pub const EPOCH_MS: u64 = 1_795_392_000_000;
+/// Unix ms at true simulated time zero: 2026-11-22 23:59 UTC, a minute before midnight, so
+/// a run's log time crosses into a new UTC day and its ticks roll the doctors' weekly
+/// templates (`SetWeeklyTemplate`) one day further.
+pub const EPOCH_MS: u64 = 1_795_391_940_000;
 const US: u64 = 1000;
 /// Client attempts per operation in the safety phase before it gives up (outcome unknown).
 const ATTEMPTS_MAX: u32 = 12;
@@ -97,6 +100,19 @@ pub struct Stats {
     pub snapshots_written: u64,
     /// Crashes between a snapshot file and its record (`Faults::crash_in_snapshot_per_mille`).
     pub crashes_in_snapshot: u64,
+    /// The schedule and referral-lifecycle commands of the workload, by name: how many
+    /// were acknowledged successful and refused (`workload::lifecycle_name`).
+    pub lifecycle: BTreeMap<&'static str, [u64; 2]>,
+    /// Of the successful `ReportNoCapacity`: on a referral that was MATCHED (from the
+    /// replay's rules).
+    pub no_capacity_on_matched: u64,
+    /// Seats that ended with their withdrawn slot (`SlotsWithdrawn::cancelled`), as
+    /// acknowledged.
+    pub seats_withdrawn: u64,
+    /// Slots a tick rolled from a doctor's weekly template, and slots whose taken seats went
+    /// beyond their capacity into overbooking (both from the replay's rules).
+    pub rolled_slots: u64,
+    pub overbooked_slots: u64,
 }
 
 /// The result of one seed.
@@ -1297,6 +1313,9 @@ impl Sim {
                         _ => {}
                     }
                     if let Some(c) = self.clients.get_mut(client) {
+                        if c.admin.is_none() {
+                            count_lifecycle(&mut self.stats, &req, &out);
+                        }
                         workload::learn(&mut c.owned, &req, &out);
                     }
                     self.finish_op(client);
@@ -1562,11 +1581,27 @@ impl Sim {
             .collect();
         self.stats.final_index = finals.iter().map(|r| r.applied_index).max().unwrap_or(0);
         let rec = self.rec.borrow();
-        let found = check::history(&rec, &self.acks, &self.reads, &finals);
+        let mut rules = Rules::default();
+        let found = check::history(&rec, &self.acks, &self.reads, &finals, &mut rules);
         drop(rec);
+        self.stats.rolled_slots = rules.rolled.len() as u64;
+        self.stats.overbooked_slots = rules.overbooked.len() as u64;
+        self.stats.no_capacity_on_matched = rules.reported_matched;
         drop(finals);
         for v in found {
             self.violation(v);
         }
+    }
+}
+
+/// Counts a schedule or referral-lifecycle command's answer.
+fn count_lifecycle(stats: &mut Stats, req: &Request, out: &ninety_engine::Outcome) {
+    let Some(name) = workload::lifecycle_name(&req.command) else {
+        return;
+    };
+    let n = stats.lifecycle.entry(name).or_default();
+    n[usize::from(out.is_err())] += 1;
+    if let Ok(ninety_engine::Reply::SlotsWithdrawn { cancelled, .. }) = out {
+        stats.seats_withdrawn += cancelled.len() as u64
     }
 }

@@ -4,7 +4,10 @@
 //! chooses and holds), send the capacity and region commands of hospital systems and
 //! operators ([`capacity`]: block, unblock and add beds, staffed beds, ward, doctor and
 //! hospital records, roads, referral paths, the policy, lifting a no-show block, a bed held
-//! for a referral, cancelling a joint consultation), and read through ReadIndex (a bed hold,
+//! for a referral, cancelling a joint consultation), send the rolling-schedule commands
+//! ([`schedules`]: amend and withdraw slots, weekly templates, publications with
+//! overbooking), carry referrals on through the lifecycle ([`referrals`]: match, no capacity
+//! on a matched referral, reject, cancel), and read through ReadIndex (a bed hold,
 //! a seat, a ward's counts, a page of wards, a referral, a worklist page, a consultation, a
 //! patient's bookings or waitlist entries).
 //! A referral-channel seat needs a triaged referral of the patient, so a client that wants
@@ -15,6 +18,8 @@
 //! the refusal is part of the checked history.
 
 mod capacity;
+mod referrals;
+mod schedules;
 
 use crate::region::RegionInfo;
 use crate::rng::Rng;
@@ -23,7 +28,7 @@ use ninety_engine::matching::{BedQuery, Origin, SlotQuery};
 use ninety_engine::read::{WaitlistQuery, WardPageQuery, WorklistQuery};
 use ninety_engine::{
     BedId, BedTarget, Channel, Command, ConsultId, HoldId, LogTime, Mode, PatientRef, ReferralId,
-    Rejection, Reply, Request, RequestId, Specialty, Urgency,
+    Rejection, Reply, Request, RequestId, SlotId, Specialty, Urgency,
 };
 
 /// Bed holds and seats a client remembers for its reads (most recent last).
@@ -32,6 +37,10 @@ const RECENT_MAX: usize = 4;
 const REFERRALS_KEPT_MAX: usize = 4;
 /// Of the referral-channel asks, how many in a thousand name no referral (always refused).
 const REFERRAL_MISSING_PER_MILLE: u64 = 100;
+/// Slots a client remembers having published, newest kept.
+const PUBLISHED_KEPT_MAX: usize = 8;
+/// Of the seat holds, how many in a thousand go to a slot the client published.
+const PUBLISHED_SEAT_PER_MILLE: u64 = 250;
 
 /// One client operation: a command for the log, or a linearizable read.
 #[derive(Debug, Clone)]
@@ -60,6 +69,15 @@ pub struct Owned {
     pub requested: Vec<(PatientRef, ReferralId)>,
     /// Triaged referrals this client may name for a referral-channel seat.
     pub triaged: Vec<(PatientRef, ReferralId)>,
+    /// Seats and beds this client held for a triaged referral (to match it with).
+    pub referral_seats: Vec<(ReferralId, HoldId)>,
+    pub referral_beds: Vec<(ReferralId, HoldId)>,
+    /// Referrals this client matched (`MatchReferral`).
+    pub matched: Vec<(PatientRef, ReferralId)>,
+    /// Referrals this client rejected or cancelled.
+    pub closed: Vec<ReferralId>,
+    /// Slots this client published (`PublishSchedule`, `SetWeeklyTemplate`), newest last.
+    pub published: Vec<SlotId>,
 }
 
 fn remember(v: &mut Vec<HoldId>, h: HoldId) {
@@ -87,15 +105,18 @@ fn urgency(rng: &mut Rng) -> Urgency {
     }
 }
 
-/// Draws the next operation for a client: about 9% reads, 6% allocations, 8% capacity and
-/// region commands, the rest the other writes.
+/// Draws the next operation for a client: about 9% reads, 6% allocations, 7% capacity and
+/// region commands, 3% schedule commands, 3% referral steps, the rest the other writes.
 pub fn next_op(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128) -> ClientOp {
-    let roll = rng.below(130);
+    let roll = rng.below(138);
+    let p = PatientRef(patient);
     match roll {
         0..=99 => ClientOp::Write(next_command(rng, region, owned, patient, roll)),
         100..=107 => ClientOp::Write(allocation(rng, region, owned, patient, roll < 104)),
-        108..=117 => ClientOp::Write(capacity::command(rng, region, owned, PatientRef(patient))),
-        _ => ClientOp::Read(next_read(rng, region, owned, PatientRef(patient))),
+        108..=117 => ClientOp::Write(capacity::command(rng, region, owned, p)),
+        118..=129 => ClientOp::Read(next_read(rng, region, owned, p)),
+        130..=133 => ClientOp::Write(schedules::command(rng, region, owned)),
+        _ => ClientOp::Write(referrals::command(rng, region, owned, p)),
     }
 }
 
@@ -267,7 +288,12 @@ fn next_command(
     roll: u64,
 ) -> Command {
     let patient = PatientRef(patient);
-    let pick_slot = |rng: &mut Rng| -> Option<ninety_engine::SlotId> {
+    let pick_slot = |rng: &mut Rng| -> Option<SlotId> {
+        if let Some(s) =
+            take(rng, &owned.published).filter(|_| rng.chance(PUBLISHED_SEAT_PER_MILLE))
+        {
+            return Some(s);
+        }
         let d = rng.pick(&region.slots)?;
         rng.pick(d).copied()
     };
@@ -359,6 +385,8 @@ fn slot_hold(
 /// Updates what a client owns from the acknowledged outcome of `request`.
 pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outcome) {
     learn_referrals(owned, request, outcome);
+    learn_lifecycle(owned, &request.command, outcome);
+    learn_published(owned, outcome);
     match (&request.command, outcome) {
         (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, Ok(_)) => {
             remember(&mut owned.recent_bed_holds, *hold)
@@ -397,6 +425,13 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
             remove(&mut owned.consults, consult);
             remove(&mut owned.booked_consults, consult);
         }
+        // A seat held to match a referral with: kept for the match (`learn_lifecycle`).
+        (
+            Command::HoldSlotFor {
+                referral: Some(_), ..
+            },
+            Ok(Reply::SlotHeld { hold, .. }),
+        ) => remember(&mut owned.recent_seats, *hold),
         (_, Ok(Reply::SlotHeld { hold, .. } | Reply::SlotAllocated { hold, .. })) => {
             owned.slot_holds.push(*hold);
             remember(&mut owned.recent_seats, *hold);
@@ -446,6 +481,9 @@ fn learn_referrals(owned: &mut Owned, request: &Request, outcome: &ninety_engine
             Command::HoldSlot {
                 referral: Some(r), ..
             }
+            | Command::HoldSlotFor {
+                referral: Some(r), ..
+            }
             | Command::AllocateSlot {
                 referral: Some(r), ..
             }
@@ -456,10 +494,117 @@ fn learn_referrals(owned: &mut Owned, request: &Request, outcome: &ninety_engine
     }
 }
 
+/// Appends `x` to `v`, dropping the oldest beyond `max`.
+fn keep<T>(v: &mut Vec<T>, x: T, max: usize) {
+    if v.len() >= max {
+        v.remove(0);
+    }
+    v.push(x);
+}
+
+/// Keeps the referrals matched, reported, rejected and cancelled up to date, with the seats
+/// and beds held for them (to match them with).
+fn learn_lifecycle(owned: &mut Owned, command: &Command, outcome: &ninety_engine::Outcome) {
+    let m = REFERRALS_KEPT_MAX;
+    match (command, outcome) {
+        (
+            Command::HoldSlot {
+                referral: Some(r), ..
+            }
+            | Command::HoldSlotFor {
+                referral: Some(r), ..
+            }
+            | Command::AllocateSlot {
+                referral: Some(r), ..
+            },
+            Ok(Reply::SlotHeld { hold, .. } | Reply::SlotAllocated { hold, .. }),
+        ) => keep(&mut owned.referral_seats, (*r, *hold), m),
+        (Command::HoldBedForReferral { referral, .. }, Ok(Reply::BedHeld { hold, .. })) => {
+            keep(&mut owned.referral_beds, (*referral, *hold), m)
+        }
+        (Command::MatchReferral { referral, .. }, outcome) => {
+            // Used, or stale: either way not to be matched again.
+            owned.referral_seats.retain(|(r, _)| r != referral);
+            owned.referral_beds.retain(|(r, _)| r != referral);
+            if outcome.is_ok() {
+                let p = owned.triaged.iter().find(|(_, r)| r == referral);
+                let p = p.map_or(PatientRef(0), |(p, _)| *p);
+                owned.triaged.retain(|(_, r)| r != referral);
+                keep(&mut owned.matched, (p, *referral), m);
+            }
+        }
+        (Command::ReportNoCapacity { referral, .. }, Ok(_)) => {
+            if let Some(x) = owned.matched.iter().find(|(_, r)| r == referral).copied() {
+                owned.matched.retain(|(_, r)| r != referral);
+                keep(&mut owned.triaged, x, m);
+            }
+        }
+        (
+            Command::RejectReferral { referral, .. } | Command::CancelReferral { referral, .. },
+            Ok(_),
+        ) => {
+            forget_referral(owned, *referral);
+            remove(&mut owned.closed, referral);
+            keep(&mut owned.closed, *referral, m);
+        }
+        (
+            Command::ReportNoCapacity { referral, .. }
+            | Command::RejectReferral { referral, .. }
+            | Command::CancelReferral { referral, .. },
+            Err(Rejection::AlreadyResolved { .. } | Rejection::UnknownReferral(_)),
+        ) => forget_referral(owned, *referral),
+        _ => {}
+    }
+}
+
+/// A referral closed (by this client or another, or expired): nothing more to do with it.
+fn forget_referral(owned: &mut Owned, referral: ReferralId) {
+    owned.requested.retain(|(_, r)| *r != referral);
+    owned.triaged.retain(|(_, r)| *r != referral);
+    owned.matched.retain(|(_, r)| *r != referral);
+    owned.referral_seats.retain(|(r, _)| *r != referral);
+    owned.referral_beds.retain(|(r, _)| *r != referral);
+}
+
+/// Remembers the slots a publication or template created; forgets withdrawn ones.
+fn learn_published(owned: &mut Owned, outcome: &ninety_engine::Outcome) {
+    match outcome {
+        Ok(Reply::SchedulePublished { first, count } | Reply::TemplateSet { first, count, .. }) => {
+            for i in 0..u64::from(*count) {
+                keep(
+                    &mut owned.published,
+                    SlotId(first.0 + i),
+                    PUBLISHED_KEPT_MAX,
+                );
+            }
+        }
+        Ok(Reply::SlotsWithdrawn { slots, .. }) => owned.published.retain(|s| !slots.contains(s)),
+        _ => {}
+    }
+}
+
+/// The name of a schedule or referral-lifecycle command (counted per run), `None` for the
+/// others.
+pub fn lifecycle_name(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::AmendSlot { .. } => "AmendSlot",
+        Command::WithdrawSlots { .. } => "WithdrawSlots",
+        Command::SetWeeklyTemplate { .. } => "SetWeeklyTemplate",
+        Command::PublishSchedule { .. } => "PublishSchedule",
+        Command::MatchReferral { .. } => "MatchReferral",
+        Command::ReportNoCapacity { .. } => "ReportNoCapacity",
+        Command::RejectReferral { .. } => "RejectReferral",
+        Command::CancelReferral { .. } => "CancelReferral",
+        _ => return None,
+    })
+}
+
 /// Whether `command` asks for a referral-channel seat.
 pub fn referral_seat_ask(command: &Command) -> bool {
     match command {
-        Command::HoldSlot { channel, .. } => *channel == Channel::Referral,
+        Command::HoldSlot { channel, .. } | Command::HoldSlotFor { channel, .. } => {
+            *channel == Channel::Referral
+        }
         Command::AllocateSlot { query, .. } => query.channel == Channel::Referral,
         _ => false,
     }

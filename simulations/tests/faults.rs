@@ -140,6 +140,65 @@ fn referral_seats_are_granted_and_refused() {
     assert!(refused > 0, "no referral seat refused in 3 seeds");
 }
 
+/// The schedule and referral-lifecycle commands run and succeed: slots amended, withdrawn
+/// with their seats, templates set, schedules published with overbooking, referrals
+/// matched, reported without capacity once matched, rejected and cancelled.
+#[test]
+fn schedules_and_referrals_happen() {
+    const SEEDS: u64 = 4;
+    let mut total = ninety_sim::Stats::default();
+    for seed in 0..SEEDS {
+        let r = run_seed(seed, &Options::default());
+        assert!(r.ok(), "seed {seed}: {:?}", r.violations);
+        for (name, [ok, refused]) in r.stats.lifecycle {
+            let n = total.lifecycle.entry(name).or_default();
+            n[0] += ok;
+            n[1] += refused;
+        }
+        total.no_capacity_on_matched += r.stats.no_capacity_on_matched;
+        total.seats_withdrawn += r.stats.seats_withdrawn;
+    }
+    for name in [
+        "AmendSlot",
+        "WithdrawSlots",
+        "SetWeeklyTemplate",
+        "PublishSchedule",
+        "MatchReferral",
+        "ReportNoCapacity",
+        "RejectReferral",
+        "CancelReferral",
+    ] {
+        let [ok, refused] = total.lifecycle.get(name).copied().unwrap_or_default();
+        assert!(
+            ok > 0,
+            "{name} never succeeded in {SEEDS} seeds ({refused} refused)"
+        );
+    }
+    assert!(
+        total.no_capacity_on_matched > 0,
+        "no ReportNoCapacity on a MATCHED referral: {:?}",
+        total.lifecycle
+    );
+    assert!(total.seats_withdrawn > 0, "no seat withdrawn with its slot");
+}
+
+/// Every replica reads `AmendSlot`'s seat numbers in an older field order (overbooking and
+/// the referral quota swapped). The replicas agree with each other, entry by entry and hash
+/// by hash; the rule that a slot's seat numbers are what was published or amended sees it
+/// on the first amendment whose two numbers differ.
+#[test]
+fn catches_amendments_read_in_the_wrong_field_order() {
+    let found = first_failure(
+        Bugs {
+            amend_fields_swapped: true,
+            ..Bugs::default()
+        },
+        10,
+    );
+    let (seed, v) = found.expect("swapped amendment fields not caught in 10 seeds");
+    assert!(v.contains("were declared"), "seed {seed}: {v}");
+}
+
 /// The crash-in-the-write fault (a node dies in the middle of a poll, after some of its
 /// messages left and before the rest of its write was durable) must catch a node whose
 /// acknowledgements leave before its write is durable.
