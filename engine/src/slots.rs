@@ -1051,6 +1051,7 @@ impl SlotBook {
         doctor: DoctorId,
         now: LogTime,
         next_slot: &mut u64,
+        remote_ok: bool,
     ) -> usize {
         let Some(mut r) = self.templates.get(&doctor).cloned() else {
             return 0;
@@ -1061,6 +1062,9 @@ impl SlotBook {
             .specs_for(day)
             .into_iter()
             .filter(|s| s.start > now && self.overlapping(doctor, s.start, end_of(s)).is_none())
+            // A doctor who stopped taking remote consultations (`UpsertDoctor`) gets no new
+            // remote slots from a template set while they did: the same rule as publishing.
+            .filter(|s| remote_ok || s.mode != Mode::Remote)
             .collect();
         self.publish(doctor, &specs, *next_slot);
         *next_slot += specs.len() as u64;

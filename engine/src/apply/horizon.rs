@@ -182,9 +182,10 @@ impl Engine {
             .template(doctor)
             .is_some_and(|r| r.due_day() <= today)
         {
+            let remote_ok = self.takes_remote(doctor);
             count += self
                 .slots
-                .roll_day(doctor, now, &mut self.counters.next_slot);
+                .roll_day(doctor, now, &mut self.counters.next_slot, remote_ok);
         }
         self.mark_doctor(doctor);
         let next = self.slots.template(doctor).map_or(next_day, |r| r.next_day);
@@ -204,10 +205,16 @@ impl Engine {
             let Some(doctor) = self.slots.next_due(today) else {
                 break;
             };
+            let remote_ok = self.takes_remote(doctor);
             self.slots
-                .roll_day(doctor, now, &mut self.counters.next_slot);
+                .roll_day(doctor, now, &mut self.counters.next_slot, remote_ok);
             self.mark_doctor(doctor);
         }
+    }
+
+    /// Whether `doctor` is known and takes remote consultations now.
+    fn takes_remote(&self, doctor: DoctorId) -> bool {
+        self.doctors.get(&doctor).is_some_and(|d| d.remote)
     }
 
     /// Prunes slots that ended before the retention (and the dedup window, so a remembered

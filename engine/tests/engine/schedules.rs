@@ -300,6 +300,42 @@ fn a_template_publishes_its_horizon_and_rolls_a_day_at_each_midnight() {
     assert_eq!(fx.engine.counters().next_slot, n);
 }
 
+/// A doctor who stops taking remote consultations gets no more remote slots from the
+/// template set while they did; the in-person ones keep rolling.
+#[test]
+fn a_doctor_who_stops_remote_work_rolls_only_in_person_slots() {
+    let mut fx = Fx::new();
+    let mut template = daily(2, 2);
+    template.slots[1].mode = Mode::Remote;
+    fx.run(Command::SetWeeklyTemplate {
+        doctor: DoctorId(1),
+        template,
+        from: LogTime(0),
+    })
+    .expect("doctor 1 takes remote consultations");
+    let today = T0.0 / DAY;
+    let modes_on = |fx: &Fx, day: u64| -> Vec<Mode> {
+        let from = LogTime(day * DAY);
+        let to = LogTime((day + 1) * DAY);
+        let slots = fx.engine.slots().doctor_slots(DoctorId(1), from, to);
+        slots.map(|s| s.spec.mode).collect()
+    };
+    assert_eq!(modes_on(&fx, today + 1), [Mode::InPerson, Mode::Remote]);
+    fx.run(Command::UpsertDoctor(doctor(1, 3, false)))
+        .expect("no more remote work");
+    fx.tick(16 * HOUR + MINUTE);
+    assert_eq!(
+        modes_on(&fx, today + 2),
+        [Mode::InPerson],
+        "rolled after the change"
+    );
+    assert_eq!(
+        modes_on(&fx, today + 1),
+        [Mode::InPerson, Mode::Remote],
+        "slots already published stay"
+    );
+}
+
 #[test]
 fn ended_slots_are_pruned_with_their_seats_after_the_retention_and_ids_stay_unique() {
     let mut fx = Fx::new();
