@@ -5,7 +5,7 @@
 //! one-slot proposal queue).
 
 use crate::harness::*;
-use ninety_client::{Client, Config};
+use ninety_client::Client;
 use ninety_engine::generate;
 use ninety_proto::v1 as pb;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,14 +27,7 @@ fn id(tag: &str) -> String {
 }
 
 fn client(p: &Procs, ids: &[u64]) -> Client {
-    let addrs: Vec<String> = ids.iter().map(|i| p.addr(*i)).collect();
-    let config = Config {
-        attempt_timeout: Duration::from_secs(3),
-        total_timeout: Duration::from_secs(10),
-        tls: p.client_tls(),
-        ..Config::default()
-    };
-    Client::new(&addrs, config).expect("client")
+    p.client_of(ids, Duration::from_secs(10))
 }
 
 fn expect_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code) -> pb::Rejection {

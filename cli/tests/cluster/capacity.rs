@@ -7,7 +7,7 @@
 //! before anything is applied.
 
 use crate::harness::*;
-use ninety_client::{Client, Config};
+use ninety_client::Client;
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::capacity_client::CapacityClient;
 use std::future::Future;
@@ -47,13 +47,7 @@ fn start() -> Procs {
 
 /// A client with the harness's certificate (every role).
 fn client(p: &Procs) -> Client {
-    let config = Config {
-        attempt_timeout: Duration::from_secs(3),
-        total_timeout: Duration::from_secs(10),
-        tls: p.client_tls(),
-        ..Config::default()
-    };
-    Client::new(&[p.addr(1)], config).expect("client")
+    p.client_of(&[1], Duration::from_secs(10))
 }
 
 /// Sends `request` twice: the second answer is the first, replayed from the same entry.

@@ -14,7 +14,7 @@
 //! Run: `cargo test -p ninety --test cluster constraints`.
 
 use crate::harness::*;
-use ninety_client::{Client, Config};
+use ninety_client::Client;
 use ninety_proto::v1 as pb;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{Code, Status};
@@ -49,14 +49,7 @@ fn now_ms() -> u64 {
 }
 
 fn client(p: &Procs) -> Client {
-    let config = Config {
-        attempt_timeout: Duration::from_secs(3),
-        total_timeout: Duration::from_secs(15),
-        tls: p.client_tls(),
-        ..Config::default()
-    };
-    let addrs: Vec<String> = [1, 2, 3].iter().map(|n| p.addr(*n)).collect();
-    Client::new(&addrs, config).expect("client")
+    p.client_of(&[1, 2, 3], Duration::from_secs(15))
 }
 
 fn refused<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, field: &str) {

@@ -385,6 +385,19 @@ impl Procs {
         })
     }
 
+    /// A `ninety_client` of the client listeners of `ids` with the harness's certificate:
+    /// 3 s an attempt, `total` in all.
+    pub fn client_of(&self, ids: &[u64], total: Duration) -> ninety_client::Client {
+        let addrs: Vec<String> = ids.iter().map(|i| self.addr(*i)).collect();
+        let config = ninety_client::Config {
+            attempt_timeout: Duration::from_secs(3),
+            total_timeout: total,
+            tls: self.client_tls(),
+            ..ninety_client::Config::default()
+        };
+        ninety_client::Client::new(&addrs, config).expect("client")
+    }
+
     /// Channels to the client listeners of `ids`, for [`workload`].
     pub fn channels(&self, ids: &[u64]) -> Vec<Channel> {
         ids.iter().map(|id| self.channel(*id)).collect()

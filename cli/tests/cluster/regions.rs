@@ -6,7 +6,7 @@
 //! kill -9 of one node every region still takes writes on the other two.
 
 use crate::harness::*;
-use ninety_client::{Client, Config};
+use ninety_client::Client;
 use ninety_proto::peer::v1::StatusRequest;
 use ninety_proto::v1 as pb;
 use std::time::{Duration, Instant};
@@ -43,14 +43,7 @@ fn start() -> Procs {
 
 /// A client of `ids` for `region` (`None`: no header).
 fn client(p: &Procs, ids: &[u64], region: Option<&str>) -> Client {
-    let addrs: Vec<String> = ids.iter().map(|i| p.addr(*i)).collect();
-    let config = Config {
-        attempt_timeout: Duration::from_secs(3),
-        total_timeout: Duration::from_secs(15),
-        tls: p.client_tls(),
-        ..Config::default()
-    };
-    let c = Client::new(&addrs, config).expect("client");
+    let c = p.client_of(ids, Duration::from_secs(15));
     match region {
         Some(r) => c.with_region(r).expect("region id"),
         None => c,

@@ -6,7 +6,7 @@
 //! naming the field as sent.
 
 use crate::harness::*;
-use ninety_client::{Client, Config};
+use ninety_client::Client;
 use ninety_proto::v1 as pb;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,13 +21,7 @@ fn id(tag: &str) -> String {
 }
 
 fn client(p: &Procs) -> Client {
-    let config = Config {
-        attempt_timeout: Duration::from_secs(3),
-        total_timeout: Duration::from_secs(10),
-        tls: p.client_tls(),
-        ..Config::default()
-    };
-    Client::new(&[p.addr(1)], config).expect("client")
+    p.client_of(&[1], Duration::from_secs(10))
 }
 
 /// Sends `request` twice: the second answer is the first, replayed.

@@ -6,7 +6,7 @@
 //! with the oldest kept index named.
 
 use crate::harness::*;
-use ninety_client::{Client, Config};
+use ninety_client::Client;
 use ninety_engine::generate;
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::watch_client::WatchClient;
@@ -26,14 +26,7 @@ fn id(tag: &str) -> String {
 }
 
 fn client(p: &Procs, ids: &[u64]) -> Client {
-    let addrs: Vec<String> = ids.iter().map(|i| p.addr(*i)).collect();
-    let config = Config {
-        attempt_timeout: Duration::from_secs(3),
-        total_timeout: Duration::from_secs(15),
-        tls: p.client_tls(),
-        ..Config::default()
-    };
-    Client::new(&addrs, config).expect("client")
+    p.client_of(ids, Duration::from_secs(15))
 }
 
 /// A channel to node `id` with no request timeout (the harness's would end a stream).
