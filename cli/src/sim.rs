@@ -30,6 +30,10 @@ pub enum SimCmd {
         /// Worker threads, 1 to 1024 (default: available cores).
         #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
+        /// Regions (Raft groups) per run: 1, or 2 for an origin and a destination region
+        /// with cross-region referrals between them.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        regions: u8,
     },
 }
 
@@ -57,11 +61,19 @@ pub fn run(cmd: SimCmd) -> ExitCode {
             seed,
             ops,
             threads,
-        } => faults(seeds, from, seed, ops, threads),
+            regions,
+        } => faults(seeds, from, seed, ops, threads, regions),
     }
 }
 
-fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<usize>) -> ExitCode {
+fn faults(
+    seeds: u64,
+    from: u64,
+    seed: Option<u64>,
+    ops: u64,
+    threads: Option<usize>,
+    regions: u8,
+) -> ExitCode {
     if from.checked_add(seeds).is_none() {
         eprintln!(
             "error: --from {from} plus --seeds {seeds} is beyond the last seed ({})",
@@ -71,6 +83,7 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
     }
     let mut opts = Options {
         ops,
+        regions,
         ..Options::default()
     };
     // The replay command of a run; `--ops` only when it is not the default.
@@ -78,6 +91,9 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         let mut cmd = r.replay_command();
         if ops != Options::default().ops {
             cmd.push_str(&format!(" --ops {ops}"));
+        }
+        if regions > 1 {
+            cmd.push_str(&format!(" --regions {regions}"));
         }
         cmd
     };
@@ -182,6 +198,27 @@ fn faults(seeds: u64, from: u64, seed: Option<u64>, ops: u64, threads: Option<us
         summary.rolled_slots,
         summary.overbooked_slots
     );
+    if regions > 1 {
+        let r = &summary.remote;
+        println!(
+            "cross-region: {} steps sent; recorded {} held, {} confirmed, {} released, {} \
+             refused, {} stuck; {} seeds with a confirmed bed; driver crashes: {} on a leader \
+             change, {} between a step sent and its answer recorded; at the end {} beds \
+             confirmed and {} released, {} orphan holds waited out by their TTL",
+            r.sent,
+            r.held,
+            r.confirmed,
+            r.released,
+            r.refused,
+            r.stuck,
+            summary.seeds_with_remote_confirmed,
+            r.crashes_on_leader_change,
+            r.crashes_between,
+            r.final_confirmed,
+            r.final_released,
+            r.orphans_at_end
+        );
+    }
     for (seed, v) in &summary.failures {
         println!("FAILED seed {seed}: {v}");
     }

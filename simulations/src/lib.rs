@@ -17,8 +17,10 @@
 //! replay against a real cluster and an HTML report.
 
 pub mod check;
+pub mod cross_region;
 pub mod disk;
 pub mod machine;
+pub mod multi;
 pub mod options;
 pub mod peak;
 pub mod region;
@@ -44,7 +46,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> RunReport {
         stats: Stats::default(),
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        sim::Sim::new(seed, opts).map(sim::Sim::run)
+        if opts.regions >= 2 {
+            multi::Multi::new(seed, opts).map(multi::Multi::run)
+        } else {
+            sim::Sim::new(seed, opts).map(sim::Sim::run)
+        }
     }));
     match run {
         Ok(Ok(report)) => report,
@@ -99,6 +105,10 @@ pub struct Summary {
     /// Slots rolled by a tick from a weekly template; slots that used their overbooking.
     pub rolled_slots: u64,
     pub overbooked_slots: u64,
+    /// Cross-region steps (multi-region runs), and the seeds in which a cross-region bed
+    /// was confirmed.
+    pub remote: cross_region::RemoteStats,
+    pub seeds_with_remote_confirmed: u64,
     pub wall: Duration,
 }
 
@@ -181,4 +191,6 @@ fn add(sum: &mut Summary, r: &RunReport) {
     sum.seats_withdrawn += s.seats_withdrawn;
     sum.rolled_slots += s.rolled_slots;
     sum.overbooked_slots += s.overbooked_slots;
+    sum.remote.add(&s.remote);
+    sum.seeds_with_remote_confirmed += u64::from(s.remote.confirmed > 0);
 }

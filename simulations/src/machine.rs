@@ -11,6 +11,8 @@
 //! reading `AmendSlot`'s seat numbers in the wrong field order.
 
 use crate::disk::checksum;
+use crate::cross_region::check::no_hold_past_expiry;
+use crate::cross_region::stages::Stages;
 use crate::options::Bugs;
 use crate::rules::{Rules, Step};
 use ninety_cluster::engine_sm::{
@@ -161,6 +163,8 @@ pub struct SimMachine {
     loads: RefCell<WardLoads>,
     /// The schedule and referral rules' model of this replica; learnt afresh on restore.
     rules: RefCell<Rules>,
+    /// The cross-region stages this replica saw last; learnt afresh on restore.
+    stages: RefCell<Stages>,
 }
 
 impl SimMachine {
@@ -181,6 +185,7 @@ impl SimMachine {
             hash_every: hash_every.max(1),
             loads: RefCell::default(),
             rules: RefCell::default(),
+            stages: RefCell::default(),
         }
     }
 
@@ -257,7 +262,7 @@ impl SimMachine {
         }
         let mut broken = Vec::new();
         let mut rules = self.rules.borrow_mut();
-        check_rules(
+        let ticked = check_rules(
             &mut rules,
             ctx.index,
             self.inner.engine(),
@@ -265,6 +270,13 @@ impl SimMachine {
             outcomes,
             &mut broken,
         );
+        if ticked {
+            if let Err(e) = no_hold_past_expiry(self.inner.engine(), ctx.log_time_ms) {
+                broken.push(format!("after index {}: {e}", ctx.index));
+            }
+        }
+        let mut stages = self.stages.borrow_mut();
+        stages.entry(ctx.index, self.inner.engine(), &mut broken);
         for e in broken {
             rec.violation(format!("rule broken on node {node}: {e}"));
         }
@@ -336,6 +348,7 @@ impl StateMachine for SimMachine {
         let mut rules = Rules::default();
         rules.learn(self.inner.engine());
         *self.rules.borrow_mut() = rules;
+        self.stages.borrow_mut().learn(self.inner.engine());
         restored
     }
 
@@ -346,7 +359,7 @@ impl StateMachine for SimMachine {
 
 /// Runs the rules of schedules and referrals over one applied entry: its commands and
 /// outcomes as the log and this replica have them (undecodable ones are skipped: the
-/// adapter refused them, nothing changed).
+/// adapter refused them, nothing changed). Returns whether the entry had a tick.
 pub fn check_rules(
     rules: &mut Rules,
     index: u64,
@@ -354,7 +367,7 @@ pub fn check_rules(
     commands: &[&[u8]],
     outcomes: &[Vec<u8>],
     out: &mut Vec<String>,
-) {
+) -> bool {
     let decoded: Vec<(Command, ninety_cluster::engine_sm::Applied)> = commands
         .iter()
         .zip(outcomes)
@@ -369,6 +382,7 @@ pub fn check_rules(
         })
         .collect();
     rules.entry(index, engine, &steps, out);
+    steps.iter().any(|s| matches!(s.command, Command::Tick))
 }
 
 /// The `amend_fields_swapped` bug: a client's `AmendSlot` as a replica with the old field

@@ -31,6 +31,10 @@ pub struct Bugs {
     /// referral quota, overbooking), so an amendment sets overbooking and the quota swapped:
     /// the replicas agree with each other, not with what the log said.
     pub amend_fields_swapped: bool,
+    /// The cross-region driver (`remote::driver`) records a `Confirming` referral's bed as
+    /// `Confirmed` in the origin without sending `ConfirmHold` to the destination, whose
+    /// hold then lapses by its TTL: the origin believes in a bed the destination let go.
+    pub remote_confirm_unsent: bool,
 }
 
 impl Bugs {
@@ -43,6 +47,7 @@ impl Bugs {
             || self.ack_before_write
             || self.wiped_node_rejoins
             || self.amend_fields_swapped
+            || self.remote_confirm_unsent
     }
 }
 
@@ -63,6 +68,10 @@ pub struct Options {
     pub bugs: Bugs,
     /// Fault rates are scaled by this factor in per-mille (1000 = as the seed chose).
     pub fault_scale_per_mille: u64,
+    /// Regions (Raft groups) in one run: 1 is the single cluster of old; 2 runs an origin
+    /// and a destination region side by side on one simulated clock, with cross-region
+    /// referrals and the origin's driver between them (`multi`).
+    pub regions: u8,
 }
 
 impl Default for Options {
@@ -75,6 +84,7 @@ impl Default for Options {
             verbose: false,
             bugs: Bugs::default(),
             fault_scale_per_mille: 1000,
+            regions: 1,
         }
     }
 }

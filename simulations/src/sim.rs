@@ -31,9 +31,12 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
+mod external;
 mod persist;
 mod snapshot;
 mod wipe;
+
+pub use external::{External, LeaderId};
 
 /// Unix ms at true simulated time zero: 2026-11-22 23:59 UTC, a minute before midnight, so
 /// a run's log time crosses into a new UTC day and its ticks roll the doctors' weekly
@@ -113,6 +116,39 @@ pub struct Stats {
     /// beyond their capacity into overbooking (both from the replay's rules).
     pub rolled_slots: u64,
     pub overbooked_slots: u64,
+    /// Cross-region steps (multi-region runs: the origin's driver).
+    pub remote: crate::cross_region::RemoteStats,
+}
+
+impl Stats {
+    /// Adds another region's counts of the same run (multi-region runs).
+    pub fn absorb(&mut self, o: &Stats) {
+        self.ops_acked += o.ops_acked;
+        self.ops_refused += o.ops_refused;
+        self.ops_failed += o.ops_failed;
+        self.ops_gave_up += o.ops_gave_up;
+        self.allocations += o.allocations;
+        self.reads += o.reads;
+        self.events += o.events;
+        self.crashes += o.crashes;
+        self.partitions += o.partitions;
+        self.corruptions_detected += o.corruptions_detected;
+        self.replacements += o.replacements;
+        self.wipes += o.wipes;
+        self.wiped_refused += o.wiped_refused;
+        self.snapshots_written += o.snapshots_written;
+        self.crashes_in_snapshot += o.crashes_in_snapshot;
+        for (name, [ok, refused]) in &o.lifecycle {
+            let n = self.lifecycle.entry(name).or_default();
+            n[0] += ok;
+            n[1] += refused;
+        }
+        self.no_capacity_on_matched += o.no_capacity_on_matched;
+        self.seats_withdrawn += o.seats_withdrawn;
+        self.rolled_slots += o.rolled_slots;
+        self.overbooked_slots += o.overbooked_slots;
+        self.remote.add(&o.remote);
+    }
 }
 
 /// The result of one seed.
@@ -246,6 +282,8 @@ struct Client {
     live_done: u64,
     /// The admin client loads the region; it has a fixed list of commands.
     admin: Option<Vec<ninety_engine::Command>>,
+    /// The multi-region driver's client (`sim::external`): it sends only what it is given.
+    external: bool,
 }
 
 enum Event {
@@ -369,13 +407,30 @@ pub struct Sim {
     leaders: BTreeMap<u64, u64>,
     stats: Stats,
     violations: Vec<String>,
+    /// A multi-region run (`crate::multi`) moves this run from safety to liveness and on to
+    /// the end; the run does not on its own.
+    linked: bool,
+    /// The other region the workload asks beds of (`HoldRemoteBed`), in multi-region runs.
+    remote_dest: Option<workload::RemoteDest>,
+    /// Answers to what the driver `submit`ted, in arrival order (`sim::external`).
+    external_done: Vec<External>,
 }
 
 impl Sim {
     /// Builds the run of `seed`.
     pub fn new(seed: u64, opts: &Options) -> Result<Sim, String> {
+        Sim::new_region(seed, opts, 0)
+    }
+
+    /// Builds region `index` of the run of `seed`: region 0 is the run `new` builds; the
+    /// others share its fault model (the seed's) and draw everything else from their own
+    /// streams.
+    pub(crate) fn new_region(seed: u64, opts: &Options, index: u64) -> Result<Sim, String> {
         let faults = Faults::from_seed(seed, opts.fault_scale_per_mille);
-        let mut root = Rng::new(seed);
+        let mut root = match index {
+            0 => Rng::new(seed),
+            _ => Rng::new(seed).fork(100 + index),
+        };
         let first_start = LogTime(EPOCH_MS + ninety_engine::time::MS_PER_DAY);
         let region = region::info(first_start, LogTime(EPOCH_MS))?;
         let mut sim = Sim {
@@ -411,6 +466,9 @@ impl Sim {
             leaders: BTreeMap::new(),
             stats: Stats::default(),
             violations: Vec::new(),
+            linked: false,
+            remote_dest: None,
+            external_done: Vec::new(),
         };
         let voters: Vec<u64> = (1..=faults.nodes).collect();
         for id in 1..=faults.nodes {
@@ -423,6 +481,7 @@ impl Sim {
             hint: None,
             live_done: 0,
             admin: Some(region::bootstrap(first_start)),
+            external: false,
         });
         sim.schedule(0, Event::ClientNext { client: 0 });
         Ok(sim)
@@ -1090,7 +1149,7 @@ impl Sim {
         let Some(c) = self.clients.get_mut(client) else {
             return;
         };
-        if c.current.is_some() {
+        if c.current.is_some() || c.external {
             return;
         }
         let op = if let Some(admin) = c.admin.as_mut() {
@@ -1117,7 +1176,16 @@ impl Sim {
             }
             c.seq += 1;
             let patient = (client as u128) << 32 | u128::from(c.seq % 4);
-            let op = workload::next_op(&mut self.work_rng, &self.region, &c.owned, patient);
+            let op = match &self.remote_dest {
+                Some(dest) => workload::next_op_with_remote(
+                    &mut self.work_rng,
+                    &self.region,
+                    dest,
+                    &c.owned,
+                    patient,
+                ),
+                None => workload::next_op(&mut self.work_rng, &self.region, &c.owned, patient),
+            };
             (workload::request_id(client as u64, c.seq), op)
         };
         let (id, (write, read)) = match op {
@@ -1208,6 +1276,9 @@ impl Sim {
                         .is_some_and(|op| op.attempts >= ATTEMPTS_MAX)
             });
         if give_up {
+            if self.external_gave_up(client, "gave up after 12 attempts") {
+                return;
+            }
             self.stats.ops_gave_up += 1;
             self.finish_op(client);
             return;
@@ -1218,6 +1289,10 @@ impl Sim {
 
     fn finish_op(&mut self, client: usize) {
         if let Some(c) = self.clients.get_mut(client) {
+            if c.external {
+                c.current = None;
+                return;
+            }
             c.current = None;
             if c.admin.is_none() {
                 self.ops_done += 1;
@@ -1291,7 +1366,10 @@ impl Sim {
                         self.stats.refusals_as_reads += 1;
                     }
                 }
-                if let Some(req) = current.and_then(|op| op.write.clone()) {
+                let external = self.clients.get(client).is_some_and(|c| c.external);
+                if let Some(req) = current.and_then(|op| op.write.clone()).filter(|_| external) {
+                    self.external_answered(client, req.id, applied.outcome.clone());
+                } else if let Some(req) = current.and_then(|op| op.write.clone()) {
                     let out = applied.outcome.clone();
                     if out.is_ok() {
                         self.stats.ops_acked += 1;
@@ -1337,6 +1415,9 @@ impl Sim {
                     return;
                 }
                 if !e.is_retryable() {
+                    if self.external_gave_up(client, &e.to_string()) {
+                        return;
+                    }
                     self.stats.ops_failed += 1;
                     self.log(|| format!("request {request_id:?} failed: {e}"));
                     self.finish_op(client);
@@ -1399,6 +1480,7 @@ impl Sim {
                 hint: None,
                 live_done: 0,
                 admin: None,
+                external: false,
             });
             let c = self.clients.len() - 1;
             let d = self.work_rng.range(0, 50) * US;
@@ -1472,9 +1554,9 @@ impl Sim {
     }
 
     fn clients_done(&self) -> bool {
-        self.clients
-            .iter()
-            .all(|c| c.admin.is_some() || (c.current.is_none() && c.live_done >= LIVENESS_OPS))
+        self.clients.iter().all(|c| {
+            c.admin.is_some() || c.external || (c.current.is_none() && c.live_done >= LIVENESS_OPS)
+        })
     }
 
     fn advance_phase(&mut self) {
@@ -1492,19 +1574,17 @@ impl Sim {
                 }
             }
             Phase::Safety => {
-                let budget = self.now - self.phase_started_us > self.opts.safety_budget_ms * US;
-                let work_done = self.ops_done >= self.opts.ops
-                    && self.clients.iter().all(|c| c.current.is_none());
-                if work_done || budget {
+                if self.safety_over() && !self.linked {
                     self.start_liveness();
                 }
             }
             Phase::Liveness => {
                 let elapsed = self.now - self.phase_started_us;
-                if self.clients_done() && self.converged() {
+                let live = self.clients_done() && self.converged();
+                if live && !self.linked {
                     self.stats.liveness_ms = elapsed / US;
                     self.phase = Phase::Done;
-                } else if elapsed > self.opts.liveness_budget_ms * US {
+                } else if !live && elapsed > self.opts.liveness_budget_ms * US {
                     let waiting = self.clients.iter().filter(|c| c.current.is_some()).count();
                     let nodes = self.describe_nodes();
                     self.log(|| format!("nodes at the liveness deadline: {nodes}"));
@@ -1522,30 +1602,62 @@ impl Sim {
         }
     }
 
+    /// Whether the safety phase's work is done (or its budget spent).
+    fn safety_over(&self) -> bool {
+        let budget = self.now - self.phase_started_us > self.opts.safety_budget_ms * US;
+        let work_done = self.ops_done >= self.opts.ops
+            && self
+                .clients
+                .iter()
+                .all(|c| c.external || c.current.is_none());
+        work_done || budget
+    }
+
     /// Runs to the end and checks the history.
     pub fn run(mut self) -> RunReport {
         self.log(|| format!("seed {} faults: {}", self.seed, self.faults));
-        while self.phase != Phase::Done {
-            let Some(s) = self.queue.pop() else {
-                self.violation("the event queue ran dry".into());
-                break;
-            };
-            self.stats.events += 1;
-            if self.stats.events > self.opts.max_events {
-                self.violation(format!("more than {} events", self.opts.max_events));
-                break;
-            }
-            self.now = s.at;
-            self.run_event(s.event);
-            let found = std::mem::take(&mut self.rec.borrow_mut().violations);
-            for v in found {
-                self.violation(v);
-            }
-            if !self.violations.is_empty() {
-                break;
-            }
-            self.advance_phase();
+        while self.phase != Phase::Done && self.step_event() {}
+        self.finish();
+        self.into_report()
+    }
+
+    /// Runs the next event; `false` when the run must stop (no event, too many, or a
+    /// violation found).
+    fn step_event(&mut self) -> bool {
+        let Some(s) = self.queue.pop() else {
+            self.violation("the event queue ran dry".into());
+            return false;
+        };
+        self.stats.events += 1;
+        if self.stats.events > self.opts.max_events {
+            self.violation(format!("more than {} events", self.opts.max_events));
+            return false;
         }
+        self.now = s.at;
+        self.run_event(s.event);
+        let found = std::mem::take(&mut self.rec.borrow_mut().violations);
+        for v in found {
+            self.violation(v);
+        }
+        if !self.violations.is_empty() {
+            return false;
+        }
+        self.advance_phase();
+        true
+    }
+
+    /// The report of a finished run.
+    fn into_report(self) -> RunReport {
+        RunReport {
+            seed: self.seed,
+            faults: self.faults,
+            violations: self.violations,
+            stats: self.stats,
+        }
+    }
+
+    /// Ends the run: its figures, then (when nothing was found so far) the history check.
+    fn finish(&mut self) {
         self.stats.sim_ms = self.now / US;
         {
             let rec = self.rec.borrow();
@@ -1554,12 +1666,6 @@ impl Sim {
         }
         if self.violations.is_empty() {
             self.final_checks();
-        }
-        RunReport {
-            seed: self.seed,
-            faults: self.faults,
-            violations: self.violations,
-            stats: self.stats,
         }
     }
 

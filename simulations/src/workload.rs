@@ -19,7 +19,10 @@
 
 mod capacity;
 mod referrals;
+mod remote;
 mod schedules;
+
+pub use remote::RemoteDest;
 
 use crate::region::RegionInfo;
 use crate::rng::Rng;
@@ -78,6 +81,8 @@ pub struct Owned {
     pub closed: Vec<ReferralId>,
     /// Slots this client published (`PublishSchedule`, `SetWeeklyTemplate`), newest last.
     pub published: Vec<SlotId>,
+    /// Referrals this client asked another region for a bed for (`HoldRemoteBed`).
+    pub remote: Vec<(PatientRef, ReferralId)>,
 }
 
 fn remember(v: &mut Vec<HoldId>, h: HoldId) {
@@ -118,6 +123,25 @@ pub fn next_op(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128)
         130..=133 => ClientOp::Write(schedules::command(rng, region, owned)),
         _ => ClientOp::Write(referrals::command(rng, region, owned, p)),
     }
+}
+
+/// Of the origin region's operations in a multi-region run, how many in a thousand are
+/// cross-region referral commands ([`remote`]).
+const REMOTE_PER_MILLE: u64 = 60;
+
+/// [`next_op`] in the origin region of a multi-region run: some operations are cross-region
+/// referral commands for `dest` ([`remote`]).
+pub fn next_op_with_remote(
+    rng: &mut Rng,
+    region: &RegionInfo,
+    dest: &RemoteDest,
+    owned: &Owned,
+    patient: u128,
+) -> ClientOp {
+    if rng.chance(REMOTE_PER_MILLE) {
+        return ClientOp::Write(remote::command(rng, region, dest, owned, PatientRef(patient)));
+    }
+    next_op(rng, region, owned, patient)
 }
 
 /// An allocation: the engine picks the ward (any of the region's, they are all Cardiology)
@@ -387,6 +411,7 @@ pub fn learn(owned: &mut Owned, request: &Request, outcome: &ninety_engine::Outc
     learn_referrals(owned, request, outcome);
     learn_lifecycle(owned, &request.command, outcome);
     learn_published(owned, outcome);
+    remote::learn(owned, request, outcome);
     match (&request.command, outcome) {
         (Command::ConfirmHold { hold } | Command::ReleaseHold { hold }, Ok(_)) => {
             remember(&mut owned.recent_bed_holds, *hold)
@@ -564,6 +589,7 @@ fn forget_referral(owned: &mut Owned, referral: ReferralId) {
     owned.matched.retain(|(_, r)| *r != referral);
     owned.referral_seats.retain(|(r, _)| *r != referral);
     owned.referral_beds.retain(|(r, _)| *r != referral);
+    owned.remote.retain(|(_, r)| *r != referral);
 }
 
 /// Remembers the slots a publication or template created; forgets withdrawn ones.
@@ -595,6 +621,8 @@ pub fn lifecycle_name(command: &Command) -> Option<&'static str> {
         Command::ReportNoCapacity { .. } => "ReportNoCapacity",
         Command::RejectReferral { .. } => "RejectReferral",
         Command::CancelReferral { .. } => "CancelReferral",
+        Command::HoldRemoteBed { .. } => "HoldRemoteBed",
+        Command::AcceptReferral { .. } => "AcceptReferral",
         _ => return None,
     })
 }
