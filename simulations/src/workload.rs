@@ -127,7 +127,7 @@ pub fn next_op(rng: &mut Rng, region: &RegionInfo, owned: &Owned, patient: u128)
 
 /// Of the origin region's operations in a multi-region run, how many in a thousand are
 /// cross-region referral commands ([`remote`]).
-const REMOTE_PER_MILLE: u64 = 60;
+const REMOTE_PER_MILLE: u64 = 100;
 
 /// [`next_op`] in the origin region of a multi-region run: some operations are cross-region
 /// referral commands for `dest` ([`remote`]).

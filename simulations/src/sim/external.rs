@@ -44,14 +44,6 @@ impl Sim {
         self.now = self.now.max(now_us);
     }
 
-    pub(crate) fn in_safety(&self) -> bool {
-        self.phase == Phase::Safety
-    }
-
-    pub(crate) fn in_liveness(&self) -> bool {
-        self.phase == Phase::Liveness
-    }
-
     pub(crate) fn is_done(&self) -> bool {
         self.phase == Phase::Done
     }

@@ -34,7 +34,7 @@ pub fn command(
     let remote = take(rng, &owned.remote).map(|(_, r)| r);
     let reason = |s: &str| s.to_string();
     let cmd = match (rng.below(12), remote) {
-        (0..=3, Some(referral)) => Some(Command::AcceptReferral { referral }),
+        (0..=4, Some(referral)) => Some(Command::AcceptReferral { referral }),
         (4, Some(referral)) => Some(Command::CancelReferral {
             referral,
             reason: reason("patient treated locally"),
