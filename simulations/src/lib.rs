@@ -9,6 +9,11 @@
 //! allocations, linearizable reads, with retries under the same request id and timeouts). The real node core runs for every replica in one
 //! thread; no real clock, network or disk is touched, so a seed replays exactly.
 //!
+//! With `Options::regions = 2` a run simulates two regions (Raft groups) on one simulated
+//! clock ([`multi`]): the origin's workload asks the destination for beds
+//! (`HoldRemoteBed`), a simulated driver of the origin's leader carries each step between
+//! them and crashes with it, and [`cross_region`] checks both sides agree.
+//!
 //! Entry points: [`run_seed`] (one seed → [`RunReport`]) and [`run_many`] (a range of
 //! seeds → [`Summary`]). `ninety sim faults` (cli/src/sim.rs) is a thin CLI over them. See
 //! `docs/simulation.md` for the fault model, the checks and how to debug a failing seed.

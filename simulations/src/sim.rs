@@ -414,6 +414,8 @@ pub struct Sim {
     remote_dest: Option<workload::RemoteDest>,
     /// Answers to what the driver `submit`ted, in arrival order (`sim::external`).
     external_done: Vec<External>,
+    /// When the driver first sent each request id (a step is sent again by later drivers).
+    external_invoked: BTreeMap<RequestId, u64>,
 }
 
 impl Sim {
@@ -469,6 +471,7 @@ impl Sim {
             linked: false,
             remote_dest: None,
             external_done: Vec::new(),
+            external_invoked: BTreeMap::new(),
         };
         let voters: Vec<u64> = (1..=faults.nodes).collect();
         for id in 1..=faults.nodes {

@@ -33,7 +33,7 @@ pub struct Driver {
     rng: Rng,
     bugs: Bugs,
     /// Chance of a crash between a step sent and its answer recorded, per mille (of the
-    /// answers; a twentieth of it per round while the answer is awaited).
+    /// answers; a hundredth of it per round while the answer is awaited).
     crash_per_mille: u64,
     /// The origin's leader the driver runs on.
     attached: Option<LeaderId>,
@@ -102,7 +102,7 @@ impl Driver {
     fn on_sent(&mut self, o: &mut Sim, d: &mut Sim, step: RemoteStep, id: RequestId, from_d: Vec<External>) {
         let faulty = o.faulty();
         let Some(done) = from_d.into_iter().find(|e| e.id == id) else {
-            if faulty && self.rng.chance(self.crash_per_mille / 20) {
+            if faulty && self.rng.chance(self.crash_per_mille / 100) {
                 self.stats.crashes_between += 1;
                 self.crash(o, d);
             } else {

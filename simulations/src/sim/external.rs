@@ -129,7 +129,10 @@ impl Sim {
                 return id;
             }
         };
-        let (after_index, now) = (self.max_acked_index, self.now);
+        // A step's derived id is sent again by every driver that owes it: the operation
+        // was invoked when it was first sent (its entry may be older than this send).
+        let now = *self.external_invoked.entry(id).or_insert(self.now);
+        let after_index = self.max_acked_index;
         if let Some(c) = self.clients.get_mut(client) {
             c.current = Some(Op {
                 id,

@@ -35,19 +35,19 @@ pub fn command(
     let reason = |s: &str| s.to_string();
     let cmd = match (rng.below(12), remote) {
         (0..=4, Some(referral)) => Some(Command::AcceptReferral { referral }),
-        (4, Some(referral)) => Some(Command::CancelReferral {
+        (5, Some(referral)) => Some(Command::CancelReferral {
             referral,
             reason: reason("patient treated locally"),
         }),
-        (5, Some(referral)) => Some(Command::RejectReferral {
+        (6, Some(referral)) => Some(Command::RejectReferral {
             referral,
             reason: reason("outside the receiving hospital's services"),
         }),
-        (6, Some(referral)) => Some(Command::ReportNoCapacity {
+        (7, Some(referral)) => Some(Command::ReportNoCapacity {
             referral,
             reason: reason("no bed at the receiving hospital"),
         }),
-        (7, Some(referral)) => Some(hold(rng, dest, referral)),
+        (8, Some(referral)) => Some(hold(rng, dest, referral)),
         _ => None,
     };
     if let Some(cmd) = cmd {
