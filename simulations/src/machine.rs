@@ -10,9 +10,9 @@
 //! batch twice, running the engine on the node's local clock instead of the log time, and
 //! reading `AmendSlot`'s seat numbers in the wrong field order.
 
-use crate::disk::checksum;
 use crate::cross_region::check::no_hold_past_expiry;
 use crate::cross_region::stages::Stages;
+use crate::disk::checksum;
 use crate::options::Bugs;
 use crate::rules::{Rules, Step};
 use ninety_cluster::engine_sm::{

@@ -8,8 +8,8 @@
 //! is quiescent (no step owed, no hold of D's made for O left pending unnamed); then the
 //! cross-region state is checked ([`check::final_state`]) besides each region's history.
 
-use crate::cross_region::{check, driver::Driver, ORIGIN};
 use crate::cross_region::DESTINATION;
+use crate::cross_region::{check, driver::Driver, ORIGIN};
 use crate::options::Options;
 use crate::rng::Rng;
 use crate::sim::{RunReport, Sim};
@@ -177,8 +177,10 @@ impl Multi {
         if let Some((_, o)) = self.regions[0].final_engines().first() {
             let s = &mut self.driver.stats;
             for (_, b) in o.remote().all() {
-                s.final_confirmed += u64::from(b.stage == ninety_engine::remote::RemoteStage::Confirmed);
-                s.final_released += u64::from(b.stage == ninety_engine::remote::RemoteStage::Released);
+                s.final_confirmed +=
+                    u64::from(b.stage == ninety_engine::remote::RemoteStage::Confirmed);
+                s.final_released +=
+                    u64::from(b.stage == ninety_engine::remote::RemoteStage::Released);
             }
         }
         out.truncate(16);

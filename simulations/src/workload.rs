@@ -139,7 +139,13 @@ pub fn next_op_with_remote(
     patient: u128,
 ) -> ClientOp {
     if rng.chance(REMOTE_PER_MILLE) {
-        return ClientOp::Write(remote::command(rng, region, dest, owned, PatientRef(patient)));
+        return ClientOp::Write(remote::command(
+            rng,
+            region,
+            dest,
+            owned,
+            PatientRef(patient),
+        ));
     }
     next_op(rng, region, owned, patient)
 }

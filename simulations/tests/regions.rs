@@ -38,7 +38,10 @@ fn two_region_seeds_pass_and_every_step_happens() {
     assert!(seen.confirmed > 0, "no bed confirmed: {seen:?}");
     assert!(seen.released > 0, "no bed released: {seen:?}");
     assert!(seen.refused > 0, "no step refused: {seen:?}");
-    assert!(seen.crashes_between > 0, "the driver never crashed mid-step: {seen:?}");
+    assert!(
+        seen.crashes_between > 0,
+        "the driver never crashed mid-step: {seen:?}"
+    );
     assert!(
         seen.crashes_on_leader_change > 0,
         "the driver never lost a step to a leader change: {seen:?}"
@@ -68,6 +71,9 @@ fn catches_a_confirmation_recorded_but_never_sent() {
         r.violations.first().map(|v| (seed, v.clone()))
     });
     let (seed, v) = found.expect("an unsent confirmation not caught in 10 seeds");
-    assert!(v.contains("confirmed"), "seed {seed}: unexpected violation {v}");
+    assert!(
+        v.contains("confirmed"),
+        "seed {seed}: unexpected violation {v}"
+    );
     eprintln!("caught at seed {seed}: {v}");
 }

@@ -102,3 +102,146 @@ pub fn final_state(o: &Engine, d: &Engine, sent: &BTreeSet<(ReferralId, u32)>) -
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region;
+    use ninety_engine::remote::{RemoteOutcome, RemoteStep};
+    use ninety_engine::{Command, Outcome, PatientRef, Reply, Request, RequestId, Specialty};
+    use ninety_engine::{HospitalId, Urgency};
+
+    const START: u64 = 1_800_000_000_000;
+
+    /// An origin and a destination, each the simulator's region.
+    fn two() -> (Engine, Engine) {
+        let at = LogTime(START);
+        let first = LogTime(START + 86_400_000);
+        let load = || ninety_engine::load(&region::region_file(), &region::schedules(first), at);
+        (load().expect("origin"), load().expect("destination"))
+    }
+
+    fn run(e: &mut Engine, id: u128, command: Command) -> Outcome {
+        e.apply(
+            &Request {
+                id: RequestId(id),
+                command,
+            },
+            LogTime(START + 1_000),
+        )
+    }
+
+    /// A triaged referral of the origin asking for a bed in the destination.
+    fn asked(o: &mut Engine) -> ReferralId {
+        let from = HospitalId(1);
+        let created = run(
+            o,
+            1,
+            Command::RequestReferral {
+                from,
+                to: None,
+                patient: PatientRef(7),
+            },
+        );
+        let Ok(Reply::ReferralCreated { referral, .. }) = created else {
+            panic!("{created:?}");
+        };
+        let (specialty, urgency) = (Specialty::Cardiology, Urgency::P2);
+        let triaged = run(
+            o,
+            2,
+            Command::TriageReferral {
+                referral,
+                specialty,
+                urgency,
+            },
+        );
+        assert!(triaged.is_ok(), "{triaged:?}");
+        let ward = ninety_engine::WardId(1);
+        let ttl_ms = 60_000;
+        let region = crate::cross_region::DESTINATION.to_string();
+        let held = run(
+            o,
+            3,
+            Command::HoldRemoteBed {
+                referral,
+                region,
+                ward,
+                ttl_ms,
+            },
+        );
+        assert!(held.is_ok(), "{held:?}");
+        referral
+    }
+
+    /// Sends the origin's first owed step to the destination (unless `unsent`, when
+    /// `instead` is recorded) and records the answer.
+    fn drive(
+        o: &mut Engine,
+        d: &mut Engine,
+        sent: &mut BTreeSet<(ReferralId, u32)>,
+        instead: Option<RemoteOutcome>,
+    ) {
+        let step: RemoteStep = o.remote_work(1).remove(0);
+        sent.insert((step.referral, step.attempt));
+        let outcome = instead.unwrap_or_else(|| {
+            let answer = d.apply(&step.request(ORIGIN), LogTime(START + 2_000));
+            step.outcome(&answer)
+        });
+        let (referral, attempt) = (step.referral, step.attempt);
+        let id = 10 + u128::from(o.remote().get(referral).map_or(0, |b| b.stage as u8));
+        let recorded = run(
+            o,
+            id,
+            Command::RecordRemote {
+                referral,
+                attempt,
+                outcome,
+            },
+        );
+        assert!(recorded.is_ok(), "{recorded:?}");
+    }
+
+    #[test]
+    fn a_confirmation_never_sent_is_found_and_a_sent_one_is_not() {
+        for unsent in [false, true] {
+            let (mut o, mut d) = two();
+            let mut sent = BTreeSet::new();
+            let referral = asked(&mut o);
+            assert!(
+                !final_state(&o, &d, &sent).is_empty(),
+                "holding is not final"
+            );
+            drive(&mut o, &mut d, &mut sent, None);
+            assert_eq!(final_state(&o, &d, &sent), Vec::<String>::new());
+            assert!(orphans(&o, &d, &sent).is_empty());
+            let accepted = run(&mut o, 4, Command::AcceptReferral { referral });
+            assert!(accepted.is_ok(), "{accepted:?}");
+            drive(
+                &mut o,
+                &mut d,
+                &mut sent,
+                unsent.then_some(RemoteOutcome::Confirmed),
+            );
+            let found = final_state(&o, &d, &sent);
+            assert_eq!(found.is_empty(), !unsent, "unsent {unsent}: {found:?}");
+            assert_eq!(orphans(&o, &d, &sent).len(), usize::from(unsent));
+        }
+    }
+
+    #[test]
+    fn a_hold_pending_past_its_expiry_is_found_until_a_tick() {
+        let (mut o, mut d) = two();
+        let mut sent = BTreeSet::new();
+        asked(&mut o);
+        drive(&mut o, &mut d, &mut sent, None);
+        let late = START + 2_000 + 60_000;
+        assert!(no_hold_past_expiry(&d, late).is_err());
+        let tick = Request {
+            id: RequestId(99),
+            command: Command::Tick,
+        };
+        assert!(d.apply(&tick, LogTime(late)).is_ok());
+        assert!(no_hold_past_expiry(&d, late).is_ok());
+    }
+}

@@ -78,12 +78,10 @@ impl Driver {
         let (from_d, from_o) = (d.take_external(), o.take_external());
         match self.inflight.take() {
             Some(InFlight::Sent { step, id }) => self.on_sent(o, d, step, id, from_d),
-            Some(InFlight::Recording { id }) => {
-                if !from_o.iter().any(|e| e.id == id) {
-                    self.inflight = Some(InFlight::Recording { id });
-                }
+            Some(InFlight::Recording { id }) if !from_o.iter().any(|e| e.id == id) => {
+                self.inflight = Some(InFlight::Recording { id });
             }
-            None => {}
+            Some(InFlight::Recording { .. }) | None => {}
         }
         if self.inflight.is_none() && self.attached.is_some() {
             self.next_step(o, d);
@@ -99,7 +97,14 @@ impl Driver {
 
     /// Waiting for the destination's answer to `step`: records it when it came (unless the
     /// driver crashes first), keeps waiting otherwise.
-    fn on_sent(&mut self, o: &mut Sim, d: &mut Sim, step: RemoteStep, id: RequestId, from_d: Vec<External>) {
+    fn on_sent(
+        &mut self,
+        o: &mut Sim,
+        d: &mut Sim,
+        step: RemoteStep,
+        id: RequestId,
+        from_d: Vec<External>,
+    ) {
         let faulty = o.faulty();
         let Some(done) = from_d.into_iter().find(|e| e.id == id) else {
             if faulty && self.rng.chance(self.crash_per_mille / 100) {

@@ -16,7 +16,13 @@ pub struct Stages {
 /// Whether `to` can follow `from` within one attempt (in one or more steps).
 pub fn reachable(from: R, to: R) -> bool {
     let next: &[R] = match from {
-        R::Holding => &[R::Held, R::Confirming, R::Confirmed, R::Releasing, R::Released],
+        R::Holding => &[
+            R::Held,
+            R::Confirming,
+            R::Confirmed,
+            R::Releasing,
+            R::Released,
+        ],
         R::Held => &[R::Confirming, R::Confirmed, R::Releasing, R::Released],
         R::Confirming => &[R::Confirmed, R::Released],
         R::Releasing => &[R::Released],
@@ -49,14 +55,13 @@ impl Stages {
                      index {index}",
                     b.attempt
                 )),
-                Some((attempt, stage)) if attempt == b.attempt && !reachable(stage, b.stage) => {
-                    out.push(format!(
+                Some((attempt, stage)) if attempt == b.attempt && !reachable(stage, b.stage) => out
+                    .push(format!(
                         "referral {id}'s cross-region bed (attempt {attempt}) went from {} to \
                          {} at index {index}",
                         stage.name(),
                         b.stage.name()
-                    ))
-                }
+                    )),
                 _ => {}
             }
         }

@@ -114,7 +114,11 @@ impl Sim {
     /// derived step id), or `None` for a fresh one of the driver's client. Replaces any
     /// request the client still waits for (its answer is no longer awaited). Returns the
     /// request's id.
-    pub(crate) fn submit(&mut self, id: Option<RequestId>, command: ninety_engine::Command) -> RequestId {
+    pub(crate) fn submit(
+        &mut self,
+        id: Option<RequestId>,
+        command: ninety_engine::Command,
+    ) -> RequestId {
         let client = self.external_client();
         let seq = self.clients.get_mut(client).map_or(0, |c| {
             c.seq += 1;
