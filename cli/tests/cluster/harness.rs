@@ -74,6 +74,9 @@ pub struct Opts {
     pub insecure: bool,
     /// TOML tables appended at the end of every node config (e.g. `[[auth.certs]]`).
     pub extra_toml: String,
+    /// Node id → TOML appended to that node's config instead of `extra_toml` (e.g. a node
+    /// hosting other regions than the rest).
+    pub node_toml: BTreeMap<u64, String>,
     /// Give every node a `metrics_listen` (ports in [`Procs::metrics_ports`]).
     pub metrics: bool,
     /// `RUST_LOG` of the nodes (default `warn`).
@@ -250,7 +253,7 @@ impl Procs {
             self.voters,
             self.opts.fault_injection,
             self.cluster_id,
-            self.opts.extra_toml,
+            self.opts.node_toml.get(&id).unwrap_or(&self.opts.extra_toml),
         )
     }
 
