@@ -322,7 +322,7 @@ async fn move_replica(p: &mut Procs) {
 /// and after the move are on node 4; node 3 says it was removed from hainan (and only from
 /// hainan: it still serves gba).
 async fn check_moved(p: &Procs, holds: &[(u64, u64)]) {
-    let out = cli(p, &["cluster", "status", "--region", MOVED], &[1, 2, 4]).await;
+    let out = cli(p, &["cluster", "status", "--region", MOVED, "--hash"], &[1, 2, 4]).await;
     eprintln!("cluster status --region hainan: {out}");
     let (index, _) = p
         .converge_region(&[1, 2, 4], MOVED, Duration::from_secs(20))
