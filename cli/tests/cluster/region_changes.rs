@@ -97,7 +97,7 @@ impl Writers {
     async fn start(p: &Procs, regions: &[&'static str]) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
-        for (r, region) in regions.iter().enumerate() {
+        for (r, &region) in regions.iter().enumerate() {
             let c = client(p, &[1, 2, 3], Some(region));
             for w in 1..=WRITERS_PER_REGION {
                 let ward = ward_of(&c, w).await;
@@ -181,9 +181,9 @@ async fn check_tally(p: &Procs, tally: &Tally, regions: &[&str], nodes: &[u64]) 
         tally.failures.len()
     );
     assert!(tally.failures.is_empty(), "failed writes: {:#?}", tally.failures);
-    for region in regions {
+    for &region in regions {
         let c = client(p, nodes, Some(region));
-        let mine: Vec<&Written> = tally.written.iter().filter(|w| w.region == *region).collect();
+        let mine: Vec<&Written> = tally.written.iter().filter(|w| w.region == region).collect();
         assert!(!mine.is_empty(), "no write acknowledged in {region}");
         for w in mine {
             let h = c
@@ -240,7 +240,7 @@ fn members(out: &serde_json::Value) -> Vec<(u64, String)> {
 /// Waits until every region of `regions` is loaded; the first ward of each.
 async fn loaded(p: &Procs, regions: &[&str], nodes: &[u64]) -> Vec<u32> {
     let mut wards = Vec::new();
-    for region in regions {
+    for &region in regions {
         let c = client(p, nodes, Some(region));
         wards.push(first_ward(&c, p, Duration::from_secs(60)).await);
     }
