@@ -299,6 +299,26 @@ impl Procs {
         }
     }
 
+    /// SIGTERM, as an operator's restart does (in-flight calls finish, the node stops
+    /// cleanly); SIGKILL after 10 s.
+    pub fn terminate(&mut self, id: u64) {
+        let Some(mut c) = self.children.remove(&id) else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     pub fn live(&self) -> Vec<u64> {
         self.children.keys().copied().collect()
     }
