@@ -96,7 +96,10 @@ impl Target {
     fn all(opts: &Options) -> anyhow::Result<Vec<Target>> {
         if opts.regions.is_empty() {
             let header = None;
-            return Ok(vec![Target { header, preset: Preset::Gba }]);
+            return Ok(vec![Target {
+                header,
+                preset: Preset::Gba,
+            }]);
         }
         opts.regions
             .iter()
@@ -331,10 +334,23 @@ async fn drive(opts: &Options, nodes: &mut Nodes) -> anyhow::Result<()> {
     let mut wards = Vec::with_capacity(targets.len());
     for t in &targets {
         let region = generate::region(t.preset, generate::DEFAULT_SEED);
-        let last = region.wards.last().map(|w| (w.ward.hospital.0, w.ward.id.0));
+        let last = region
+            .wards
+            .last()
+            .map(|w| (w.ward.hospital.0, w.ward.id.0));
         wait_for_region(nodes, t, last.unwrap_or((1, 1))).await?;
-        println!("region{} loaded in {:.1} s", t.named(" "), t0.elapsed().as_secs_f64());
-        wards.push(region.wards.iter().map(|w| w.ward.id.0).collect::<Vec<u32>>());
+        println!(
+            "region{} loaded in {:.1} s",
+            t.named(" "),
+            t0.elapsed().as_secs_f64()
+        );
+        wards.push(
+            region
+                .wards
+                .iter()
+                .map(|w| w.ward.id.0)
+                .collect::<Vec<u32>>(),
+        );
     }
     let reports = bursts(opts, nodes, &targets, &wards).await?;
     for (t, report) in targets.iter().zip(&reports) {
@@ -468,7 +484,9 @@ async fn bursts(
     let mut runs = Vec::with_capacity(targets.len());
     for ((t, leader), wards) in targets.iter().zip(leaders).zip(wards) {
         let (opts, wards, t) = (opts.clone(), wards.clone(), t.clone());
-        runs.push(tokio::spawn(async move { burst(&opts, &leader, &wards, &t).await }));
+        runs.push(tokio::spawn(async move {
+            burst(&opts, &leader, &wards, &t).await
+        }));
     }
     let mut reports = Vec::with_capacity(runs.len());
     for run in runs {

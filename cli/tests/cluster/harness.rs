@@ -253,7 +253,10 @@ impl Procs {
             self.voters,
             self.opts.fault_injection,
             self.cluster_id,
-            self.opts.node_toml.get(&id).unwrap_or(&self.opts.extra_toml),
+            self.opts
+                .node_toml
+                .get(&id)
+                .unwrap_or(&self.opts.extra_toml),
         )
     }
 

@@ -135,7 +135,13 @@ async fn ward_of(c: &Client, hospital: u32) -> u32 {
 }
 
 /// Holds a bed in `ward` for a new patient and releases it, again and again until `stop`.
-async fn write(c: Client, region: &'static str, ward: u32, base: u64, stop: Arc<AtomicBool>) -> Tally {
+async fn write(
+    c: Client,
+    region: &'static str,
+    ward: u32,
+    base: u64,
+    stop: Arc<AtomicBool>,
+) -> Tally {
     let mut tally = Tally::default();
     let mut patient = base;
     while !stop.load(Ordering::Relaxed) {
@@ -182,10 +188,18 @@ async fn check_tally(p: &Procs, tally: &Tally, regions: &[&str], nodes: &[u64]) 
         tally.retryable,
         tally.failures.len()
     );
-    assert!(tally.failures.is_empty(), "failed writes: {:#?}", tally.failures);
+    assert!(
+        tally.failures.is_empty(),
+        "failed writes: {:#?}",
+        tally.failures
+    );
     for &region in regions {
         let c = client(p, nodes, Some(region));
-        let mine: Vec<&Written> = tally.written.iter().filter(|w| w.region == region).collect();
+        let mine: Vec<&Written> = tally
+            .written
+            .iter()
+            .filter(|w| w.region == region)
+            .collect();
         assert!(!mine.is_empty(), "no write acknowledged in {region}");
         for w in mine {
             let h = c
@@ -277,7 +291,9 @@ async fn a_regions_replicas_move_to_a_new_node_while_the_others_take_writes() {
             started.elapsed().as_secs_f64()
         );
         let after = client(&p, &[4, 1, 2], Some(MOVED));
-        let later = hold(&after, ward, 7002).await.expect("a hold after the move");
+        let later = hold(&after, ward, 7002)
+            .await
+            .expect("a hold after the move");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let tally = writers.stop().await;
         check_tally(&p, &tally, &OTHERS, &[1, 2, 3]).await;
@@ -297,8 +313,18 @@ async fn move_replica(p: &mut Procs) {
     let added = cli(
         p,
         &[
-            "cluster", "add-member", "--region", MOVED, "--id", "4", "--addr", &addr4,
-            "--peer-addr", &peer4, "--catch-up", "60s",
+            "cluster",
+            "add-member",
+            "--region",
+            MOVED,
+            "--id",
+            "4",
+            "--addr",
+            &addr4,
+            "--peer-addr",
+            &peer4,
+            "--catch-up",
+            "60s",
         ],
         &[1, 2, 3],
     )
@@ -326,7 +352,12 @@ async fn move_replica(p: &mut Procs) {
 /// and after the move are on node 4; node 3 says it was removed from hainan (and only from
 /// hainan: it still serves gba).
 async fn check_moved(p: &Procs, holds: &[(u64, u64)]) {
-    let out = cli(p, &["cluster", "status", "--region", MOVED, "--hash"], &[1, 2, 4]).await;
+    let out = cli(
+        p,
+        &["cluster", "status", "--region", MOVED, "--hash"],
+        &[1, 2, 4],
+    )
+    .await;
     eprintln!("cluster status --region hainan: {out}");
     let (index, _) = p
         .converge_region(&[1, 2, 4], MOVED, Duration::from_secs(20))
@@ -345,10 +376,17 @@ async fn check_moved(p: &Procs, holds: &[(u64, u64)]) {
         assert!(has_hold(&four, *id, *n).await, "hold {id} not on node 4");
     }
     let three = client(p, &[3], Some(MOVED));
-    let st3 = three.cluster_status(pb::ClusterStatusRequest::default()).await;
-    assert!(st3.as_ref().is_ok_and(|s| s.removed), "node 3 in hainan: {st3:?}");
+    let st3 = three
+        .cluster_status(pb::ClusterStatusRequest::default())
+        .await;
+    assert!(
+        st3.as_ref().is_ok_and(|s| s.removed),
+        "node 3 in hainan: {st3:?}"
+    );
     let gba = client(p, &[3], Some("gba"));
-    let st = gba.cluster_status(pb::ClusterStatusRequest::default()).await;
+    let st = gba
+        .cluster_status(pb::ClusterStatusRequest::default())
+        .await;
     assert!(st.is_ok_and(|s| !s.removed), "node 3 still serves gba");
 }
 

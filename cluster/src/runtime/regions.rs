@@ -307,8 +307,7 @@ mod tests {
         cfg.regions.pop();
         let e = check_data_dir(&cfg).unwrap_err().to_string();
         assert!(
-            e.contains("holds region yunnan")
-                && e.contains("remove-member --region yunnan --id 1"),
+            e.contains("holds region yunnan") && e.contains("remove-member --region yunnan --id 1"),
             "{e}"
         );
         cfg.regions.clear();

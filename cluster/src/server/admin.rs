@@ -534,7 +534,10 @@ impl Admin for AdminService {
             // published after the node task's poll and can still say "follower" just after
             // this node won an election (a `transfer-leader` to it, seen by the others
             // first), and the node core would then refuse the removal of its leader.
-            let st = h.current_summary().await.map_err(|e| self.cluster.request_error(e))?;
+            let st = h
+                .current_summary()
+                .await
+                .map_err(|e| self.cluster.request_error(e))?;
             if st.role == raft::StateRole::Leader && !st.removed {
                 return Err(self.step_aside(&st).await);
             }
