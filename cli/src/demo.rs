@@ -6,6 +6,11 @@
 //! the same state, prints a summary and where to point a client, and stops everything.
 //! Ctrl-C at any point stops the children and leaves nothing running.
 //!
+//! With `--layout south` the same processes host the layout's regions (`[[regions]]` in
+//! their configs, `ninety_engine::layout`), each its own Raft group: every region is
+//! loaded, gets its own burst (all at once, calls naming it in the `ninety-region` header),
+//! its own summary and its own replica check.
+//!
 //! The nodes run with `insecure = true` on loopback (no TLS, every caller anonymous with
 //! every role), and the demo says so: `ninety cluster init` is the way to a secure cluster.
 
@@ -40,6 +45,11 @@ pub const INSECURE_NOTICE: &str = "insecure demo on loopback: no TLS, no credent
      `ninety cluster init`";
 /// Bed holds last ten minutes: long enough for the burst, short enough to lapse after.
 const HOLD_TTL_MS: u64 = 10 * 60_000;
+/// Most regions of a `--layout` a local demo runs (each region is a Raft group with its own
+/// threads in every node process).
+pub const LAYOUT_REGIONS_MAX: usize = 8;
+/// The metadata header naming a call's region (`server::region_router`).
+const REGION_HEADER: &str = "ninety-region";
 
 /// What the demo does.
 #[derive(Clone, Debug)]
@@ -54,6 +64,67 @@ pub struct Options {
     pub base_port: Option<u16>,
     /// Run the short GBA peak-hour replay after the burst and write its report.
     pub replay: bool,
+    /// The regions every node hosts (`--layout`); empty: the GBA region alone, as a
+    /// node without `[[regions]]`.
+    pub regions: Vec<String>,
+}
+
+/// The regions of layout `name` for the demo, or why not (names the flag).
+pub fn layout_regions(name: &str) -> Result<Vec<String>, String> {
+    let plans = ninety_engine::layout::layout(name)
+        .ok_or_else(|| format!("--layout {name}: unknown layout (south or china)"))?;
+    if plans.len() > LAYOUT_REGIONS_MAX {
+        return Err(format!(
+            "--layout {name}: {} regions are more than a local demo runs (at most \
+             {LAYOUT_REGIONS_MAX}); use --layout south",
+            plans.len()
+        ));
+    }
+    Ok(plans.into_iter().map(|p| p.id).collect())
+}
+
+/// One region the demo drives: its id in the `ninety-region` header (`None`: the nodes'
+/// only region, no header) and the preset it is built from.
+#[derive(Clone, Debug)]
+struct Target {
+    header: Option<tonic::metadata::AsciiMetadataValue>,
+    preset: Preset,
+}
+
+impl Target {
+    /// The demo's regions: the layout's, or the GBA region alone.
+    fn all(opts: &Options) -> anyhow::Result<Vec<Target>> {
+        if opts.regions.is_empty() {
+            let header = None;
+            return Ok(vec![Target {
+                header,
+                preset: Preset::Gba,
+            }]);
+        }
+        opts.regions
+            .iter()
+            .map(|id| {
+                let preset = Preset::bootable(id).with_context(|| format!("region {id}"))?;
+                let header = Some(id.parse().with_context(|| format!("region {id}"))?);
+                Ok(Target { header, preset })
+            })
+            .collect()
+    }
+
+    /// `prefix` and the region's id when the demo runs several regions; empty otherwise.
+    fn named(&self, prefix: &str) -> String {
+        let id = self.header.as_ref().and_then(|h| h.to_str().ok());
+        id.map(|id| format!("{prefix}{id}")).unwrap_or_default()
+    }
+
+    /// `message` as a request naming the region.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(h) = &self.header {
+            r.metadata_mut().insert(REGION_HEADER, h.clone());
+        }
+        r
+    }
 }
 
 /// The child processes; killed (SIGTERM, then SIGKILL) when dropped, so no exit path,
@@ -150,7 +221,8 @@ fn start(opts: &Options) -> anyhow::Result<Nodes> {
         keep_data: opts.keep_data,
     };
     for (i, addr) in addrs.iter().enumerate() {
-        let config = write_config(&dir, i as u64 + 1, &addrs, &peer_addrs)?;
+        let book = (addrs.as_slice(), peer_addrs.as_slice());
+        let config = write_config(&dir, i as u64 + 1, book, &opts.regions)?;
         let log = std::fs::File::create(dir.join(format!("node{}.log", i + 1)))?;
         let child = Command::new(&exe)
             .args(["node", "--config"])
@@ -218,11 +290,13 @@ fn demo_cluster_id(dir: &Path) -> String {
     )
 }
 
+/// Node `id`'s config in `dir`: the address book `(client, peer addresses)`, and the
+/// `regions` it hosts (none: the GBA region alone).
 fn write_config(
     dir: &Path,
     id: u64,
-    addrs: &[String],
-    peer_addrs: &[String],
+    (addrs, peer_addrs): (&[String], &[String]),
+    regions: &[String],
 ) -> anyhow::Result<PathBuf> {
     // Insecure on loopback: no TLS, and with no [auth] every caller is anonymous with every
     // role, so the demo's own clients need no credentials (`start` says so).
@@ -240,27 +314,51 @@ fn write_config(
             i + 1
         ));
     }
+    for r in regions {
+        text.push_str(&format!("\n[[regions]]\nid = \"{r}\"\n"));
+    }
     let path = dir.join(format!("node{id}.toml"));
     std::fs::write(&path, text)?;
     Ok(path)
 }
 
 async fn drive(opts: &Options, nodes: &mut Nodes) -> anyhow::Result<()> {
-    let leader = wait_for_leader(nodes).await?;
-    println!("leader elected: {leader}; loading the GBA region through the log...");
-    let region = generate::region(Preset::Gba, generate::DEFAULT_SEED);
-    let wards: Vec<u32> = region.wards.iter().map(|w| w.ward.id.0).collect();
+    let targets = Target::all(opts)?;
+    let leader = wait_for_leader(nodes, &targets[0]).await?;
+    let what = match targets.len() {
+        1 => "the GBA region".to_string(),
+        n => format!("{n} regions ({})", opts.regions.join(", ")),
+    };
+    println!("leader elected: {leader}; loading {what} through the log...");
     let t0 = Instant::now();
-    let last = region
-        .wards
-        .last()
-        .map(|w| (w.ward.hospital.0, w.ward.id.0));
-    wait_for_region(nodes, last.unwrap_or((1, 1))).await?;
-    println!("region loaded in {:.1} s", t0.elapsed().as_secs_f64());
-    let leader = wait_for_leader(nodes).await?;
-    let report = burst(opts, &leader, &wards).await?;
-    report.print();
-    check_replicas(&nodes.addrs).await?;
+    let mut wards = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let region = generate::region(t.preset, generate::DEFAULT_SEED);
+        let last = region
+            .wards
+            .last()
+            .map(|w| (w.ward.hospital.0, w.ward.id.0));
+        wait_for_region(nodes, t, last.unwrap_or((1, 1))).await?;
+        println!(
+            "region{} loaded in {:.1} s",
+            t.named(" "),
+            t0.elapsed().as_secs_f64()
+        );
+        wards.push(
+            region
+                .wards
+                .iter()
+                .map(|w| w.ward.id.0)
+                .collect::<Vec<u32>>(),
+        );
+    }
+    let reports = bursts(opts, nodes, &targets, &wards).await?;
+    for (t, report) in targets.iter().zip(&reports) {
+        report.print(&t.named(" in "));
+    }
+    for t in &targets {
+        check_replicas(&nodes.addrs, t).await?;
+    }
     if opts.replay {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -272,14 +370,7 @@ async fn drive(opts: &Options, nodes: &mut Nodes) -> anyhow::Result<()> {
             Err(e) => println!("peak-hour replay failed: {e}"),
         }
     }
-    let a = &nodes.addrs[0];
-    println!("\npoint a client at any node, e.g.:");
-    println!("  grpcurl -plaintext {a} list");
-    println!("  grpcurl -plaintext -d '{{}}' {a} ninety.v1.Admin/ClusterStatus");
-    println!(
-        "  grpcurl -plaintext -d '{{\"request_id\":\"demo-1\",\"ward_id\":{},\"patient_ref\":\"{:032x}\",\"ttl_ms\":600000}}' {a} ninety.v1.BedHolds/HoldBed",
-        wards[0], 7
-    );
+    print_hints(&nodes.addrs[0], &targets, wards[0][0]);
     if opts.keep_running {
         println!("\nthe cluster keeps running; Ctrl-C stops it");
         loop {
@@ -290,6 +381,25 @@ async fn drive(opts: &Options, nodes: &mut Nodes) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where to point a client: `grpcurl` lines for node `a` (with the region header of the
+/// last region when there are several).
+fn print_hints(a: &str, targets: &[Target], ward: u32) {
+    println!("\npoint a client at any node, e.g.:");
+    println!("  grpcurl -plaintext {a} list");
+    println!("  grpcurl -plaintext -d '{{}}' {a} ninety.v1.Admin/ClusterStatus");
+    println!(
+        "  grpcurl -plaintext -d '{{\"request_id\":\"demo-1\",\"ward_id\":{ward},\"patient_ref\":\"{:032x}\",\"ttl_ms\":600000}}' {a} ninety.v1.BedHolds/HoldBed",
+        7
+    );
+    if let Some(last) = targets.last().filter(|_| targets.len() > 1) {
+        println!(
+            "  grpcurl -plaintext -H '{REGION_HEADER}: {}' -d '{{}}' {a} ninety.v1.Admin/ClusterStatus   (calls without the header go to {})",
+            last.named(""),
+            targets[0].named("")
+        );
+    }
+}
+
 async fn admin(addr: &str) -> anyhow::Result<AdminClient<Channel>> {
     Ok(AdminClient::connect(format!("http://{addr}")).await?)
 }
@@ -298,7 +408,8 @@ async fn beds(addr: &str) -> anyhow::Result<BedHoldsClient<Channel>> {
     Ok(BedHoldsClient::connect(format!("http://{addr}")).await?)
 }
 
-async fn wait_for_leader(nodes: &mut Nodes) -> anyhow::Result<String> {
+/// The client address of `target`'s leader, once one is elected.
+async fn wait_for_leader(nodes: &mut Nodes, target: &Target) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
     let addrs = nodes.addrs.clone();
     while Instant::now() < deadline {
@@ -307,7 +418,8 @@ async fn wait_for_leader(nodes: &mut Nodes) -> anyhow::Result<String> {
             let Ok(mut c) = admin(addr).await else {
                 continue;
             };
-            if let Ok(s) = c.cluster_status(ClusterStatusRequest::default()).await {
+            let ask = target.request(ClusterStatusRequest::default());
+            if let Ok(s) = c.cluster_status(ask).await {
                 let s = s.into_inner();
                 if s.leader_id != 0 {
                     return Ok(addrs
@@ -319,11 +431,18 @@ async fn wait_for_leader(nodes: &mut Nodes) -> anyhow::Result<String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("no leader within {LEADER_WAIT_MS} ms; see the node logs")
+    bail!(
+        "no leader{} within {LEADER_WAIT_MS} ms; see the node logs",
+        target.named(" of ")
+    )
 }
 
 /// The region is loaded once the last ward of the file is visible (the import is one command).
-async fn wait_for_region(nodes: &mut Nodes, (hospital, ward): (u32, u32)) -> anyhow::Result<()> {
+async fn wait_for_region(
+    nodes: &mut Nodes,
+    target: &Target,
+    (hospital, ward): (u32, u32),
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(REGION_WAIT_MS);
     let addrs = nodes.addrs.clone();
     while Instant::now() < deadline {
@@ -332,11 +451,11 @@ async fn wait_for_region(nodes: &mut Nodes, (hospital, ward): (u32, u32)) -> any
             let Ok(mut c) = beds(addr).await else {
                 continue;
             };
-            let req = WardAvailabilityRequest {
+            let req = target.request(WardAvailabilityRequest {
                 hospital_id: hospital,
                 ward_ids: vec![ward],
                 ..Default::default()
-            };
+            });
             if let Ok(r) = c.ward_availability(req).await {
                 if !r.into_inner().wards.is_empty() {
                     return Ok(());
@@ -345,7 +464,35 @@ async fn wait_for_region(nodes: &mut Nodes, (hospital, ward): (u32, u32)) -> any
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    bail!("the region did not load within {REGION_WAIT_MS} ms")
+    bail!(
+        "the region{} did not load within {REGION_WAIT_MS} ms",
+        target.named(" ")
+    )
+}
+
+/// One burst per region, all at once, each through its region's leader; a report each.
+async fn bursts(
+    opts: &Options,
+    nodes: &mut Nodes,
+    targets: &[Target],
+    wards: &[Vec<u32>],
+) -> anyhow::Result<Vec<Report>> {
+    let mut leaders = Vec::with_capacity(targets.len());
+    for t in targets {
+        leaders.push(wait_for_leader(nodes, t).await?);
+    }
+    let mut runs = Vec::with_capacity(targets.len());
+    for ((t, leader), wards) in targets.iter().zip(leaders).zip(wards) {
+        let (opts, wards, t) = (opts.clone(), wards.clone(), t.clone());
+        runs.push(tokio::spawn(async move {
+            burst(&opts, &leader, &wards, &t).await
+        }));
+    }
+    let mut reports = Vec::with_capacity(runs.len());
+    for run in runs {
+        reports.push(run.await??);
+    }
+    Ok(reports)
 }
 
 /// What the burst did.
@@ -386,15 +533,16 @@ impl Report {
         }
     }
 
-    fn print(&self) {
+    /// Prints the burst's summary; `region` (" in yunnan", or empty) says whose.
+    fn print(&self, region: &str) {
         let total: usize = self.latencies_us.values().map(Vec::len).sum();
         if total == 0 {
-            println!("\nburst: skipped (--holds 0)");
+            println!("\nburst{region}: skipped (--holds 0)");
             return;
         }
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         println!(
-            "\nburst: {total} operations in {secs:.2} s = {:.0} ops/s",
+            "\nburst{region}: {total} operations in {secs:.2} s = {:.0} ops/s",
             total as f64 / secs
         );
         println!(
@@ -429,8 +577,13 @@ fn demo_request_id(run: u128, n: usize, op: &str) -> String {
 }
 
 /// Concurrent clients: each holds a bed in wards taken in turn, then confirms (two in five)
-/// or releases it.
-async fn burst(opts: &Options, leader: &str, wards: &[u32]) -> anyhow::Result<Report> {
+/// or releases it; every call names `target`'s region.
+async fn burst(
+    opts: &Options,
+    leader: &str,
+    wards: &[u32],
+    target: &Target,
+) -> anyhow::Result<Report> {
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -439,52 +592,14 @@ async fn burst(opts: &Options, leader: &str, wards: &[u32]) -> anyhow::Result<Re
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..opts.clients {
-        let mut client = beds(leader).await?;
-        let wards = wards.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let mut report = Report::default();
-            for i in 0..per_client {
-                let n = c * per_client + i;
-                let id = |op: &str| demo_request_id(run, n, op);
-                let t = Instant::now();
-                let held = client
-                    .hold_bed(HoldBedRequest {
-                        request_id: id("hold"),
-                        ward_id: wards[n % wards.len()],
-                        patient_ref: format!("{:032x}", (run << 20) + n as u128),
-                        ttl_ms: HOLD_TTL_MS,
-                        ..Default::default()
-                    })
-                    .await;
-                let hold = held
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| r.get_ref().hold.as_ref())
-                    .map(|h| h.hold_id);
-                report.record("hold", t, &held.map(drop));
-                let Some(hold_id) = hold else { continue };
-                let t = Instant::now();
-                if n % 5 < 2 {
-                    let r = client
-                        .confirm_hold(ConfirmHoldRequest {
-                            request_id: id("confirm"),
-                            hold_id,
-                        })
-                        .await;
-                    report.record("confirm", t, &r.map(drop));
-                } else {
-                    let r = client
-                        .release_hold(ReleaseHoldRequest {
-                            request_id: id("release"),
-                            hold_id,
-                            reason: "demo".into(),
-                        })
-                        .await;
-                    report.record("release", t, &r.map(drop));
-                }
-            }
-            report
-        }));
+        let client = BurstClient {
+            beds: beds(leader).await?,
+            target: target.clone(),
+            wards: wards.to_vec(),
+            run,
+        };
+        let first = c * per_client;
+        tasks.push(tokio::spawn(client.run(first..first + per_client)));
     }
     let mut report = Report::default();
     for t in tasks {
@@ -494,27 +609,81 @@ async fn burst(opts: &Options, leader: &str, wards: &[u32]) -> anyhow::Result<Re
     Ok(report)
 }
 
-/// One node's (id, applied index, state hash).
-async fn replica_status(addr: String) -> anyhow::Result<(u64, u64, Vec<u8>)> {
-    let s = admin(&addr)
-        .await?
-        .cluster_status(ClusterStatusRequest {
-            with_state_hash: true,
-        })
-        .await?
-        .into_inner();
+/// One client of a burst.
+struct BurstClient {
+    beds: BedHoldsClient<Channel>,
+    target: Target,
+    wards: Vec<u32>,
+    /// The burst's run number (in its request ids).
+    run: u128,
+}
+
+impl BurstClient {
+    /// Holds `holds` (the demo's hold numbers) one after the other, each confirmed or
+    /// released.
+    async fn run(mut self, holds: std::ops::Range<usize>) -> Report {
+        let mut report = Report::default();
+        for n in holds {
+            let id = |op: &str| demo_request_id(self.run, n, op);
+            let t = Instant::now();
+            let held = self
+                .beds
+                .hold_bed(self.target.request(HoldBedRequest {
+                    request_id: id("hold"),
+                    ward_id: self.wards[n % self.wards.len()],
+                    patient_ref: format!("{:032x}", (self.run << 20) + n as u128),
+                    ttl_ms: HOLD_TTL_MS,
+                    ..Default::default()
+                }))
+                .await;
+            let hold = held
+                .as_ref()
+                .ok()
+                .and_then(|r| r.get_ref().hold.as_ref())
+                .map(|h| h.hold_id);
+            report.record("hold", t, &held.map(drop));
+            let Some(hold_id) = hold else { continue };
+            let t = Instant::now();
+            if n % 5 < 2 {
+                let confirm = ConfirmHoldRequest {
+                    request_id: id("confirm"),
+                    hold_id,
+                };
+                let r = self.beds.confirm_hold(self.target.request(confirm)).await;
+                report.record("confirm", t, &r.map(drop));
+            } else {
+                let release = ReleaseHoldRequest {
+                    request_id: id("release"),
+                    hold_id,
+                    reason: "demo".into(),
+                };
+                let r = self.beds.release_hold(self.target.request(release)).await;
+                report.record("release", t, &r.map(drop));
+            }
+        }
+        report
+    }
+}
+
+/// One node's (id, applied index, state hash) in `target`'s region.
+async fn replica_status(addr: String, target: Target) -> anyhow::Result<(u64, u64, Vec<u8>)> {
+    let ask = target.request(ClusterStatusRequest {
+        with_state_hash: true,
+    });
+    let s = admin(&addr).await?.cluster_status(ask).await?.into_inner();
     Ok((s.node_id, s.applied_index, s.state_hash))
 }
 
-/// Waits until every node has applied the same index, then compares state hashes.
-async fn check_replicas(addrs: &[String]) -> anyhow::Result<()> {
+/// Waits until every node has applied the same index of `target`'s region, then compares
+/// state hashes.
+async fn check_replicas(addrs: &[String], target: &Target) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(CONVERGE_WAIT_MS);
     loop {
         // Every node asked at once: one after the other, a loaded machine can take longer
         // than the second between two log-time ticks, and the indexes never line up.
         let asks: Vec<_> = addrs
             .iter()
-            .map(|addr| tokio::spawn(replica_status(addr.clone())))
+            .map(|addr| tokio::spawn(replica_status(addr.clone(), target.clone())))
             .collect();
         let mut seen = Vec::new();
         for ask in asks {
@@ -522,26 +691,32 @@ async fn check_replicas(addrs: &[String]) -> anyhow::Result<()> {
         }
         let same_index = seen.windows(2).all(|w| w[0].1 == w[1].1);
         if same_index || Instant::now() >= deadline {
-            println!(
-                "\n{:<6} {:>14} {:<18}",
-                "node", "applied index", "state hash"
-            );
-            for (id, index, hash) in &seen {
-                let h: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-                println!("{id:<6} {index:>14} {h:<18}");
-            }
-            if same_index && seen.windows(2).all(|w| w[0].2 == w[1].2) {
-                println!("every replica holds the same state");
-                return Ok(());
-            }
-            if same_index {
-                bail!("replicas at the same index disagree: this is a bug, please report it");
-            }
-            println!("replicas still catching up after {CONVERGE_WAIT_MS} ms (a follower may lag)");
-            return Ok(());
+            return report_replicas(&seen, same_index, &target.named(" of "));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Prints the replicas' (id, applied index, hash) of one region (`of`: " of yunnan", or
+/// empty) and whether they agree; an error if they disagree at the same index.
+fn report_replicas(seen: &[(u64, u64, Vec<u8>)], same_index: bool, of: &str) -> anyhow::Result<()> {
+    println!(
+        "\n{:<6} {:>14} {:<18}{of}",
+        "node", "applied index", "state hash"
+    );
+    for (id, index, hash) in seen {
+        let h: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        println!("{id:<6} {index:>14} {h:<18}");
+    }
+    if same_index && seen.windows(2).all(|w| w[0].2 == w[1].2) {
+        println!("every replica{of} holds the same state");
+        return Ok(());
+    }
+    if same_index {
+        bail!("replicas{of} at the same index disagree: this is a bug, please report it");
+    }
+    println!("replicas{of} still catching up after {CONVERGE_WAIT_MS} ms (a follower may lag)");
+    Ok(())
 }
 
 #[cfg(test)]

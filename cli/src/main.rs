@@ -93,7 +93,8 @@ enum Cmd {
         #[arg(long)]
         join: bool,
     },
-    /// Starts a local cluster on the built-in GBA region, sends traffic, prints a summary.
+    /// Starts a local cluster on the built-in GBA region (or on several regions,
+    /// `--layout south`), sends traffic, prints a summary.
     Demo {
         /// Nodes to start (3 or 5).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
@@ -117,6 +118,11 @@ enum Cmd {
         /// (default: free ephemeral ports).
         #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
         base_port: Option<u16>,
+        /// Host a layout of several regions on the same nodes instead of the GBA region
+        /// alone: `south` (gba, yunnan, asean, hainan), each region its own Raft group with
+        /// its own burst (--holds and --clients per region), summary and replica check.
+        #[arg(long, value_name = "NAME")]
+        layout: Option<String>,
     },
     /// The simulators: deterministic fault simulation, peak-day traffic.
     Sim {
@@ -213,6 +219,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             keep_data,
             no_replay,
             base_port,
+            layout,
         } => {
             // The last node serves peers on base_port + PEER_PORT_OFFSET + nodes - 1.
             let last = |p: u16| u32::from(p) + u32::from(demo::PEER_PORT_OFFSET) + u32::from(nodes);
@@ -222,6 +229,14 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 );
                 return Ok(std::process::ExitCode::from(2));
             }
+            let regions = match layout.as_deref().map(demo::layout_regions) {
+                None => Vec::new(),
+                Some(Ok(regions)) => regions,
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(std::process::ExitCode::from(2));
+                }
+            };
             let opts = demo::Options {
                 nodes: usize::from(nodes),
                 clients: usize::from(clients),
@@ -230,6 +245,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 keep_data,
                 replay: !no_replay,
                 base_port,
+                regions,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

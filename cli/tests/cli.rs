@@ -1010,6 +1010,11 @@ fn demo_arguments_out_of_range_are_refused_before_anything_starts() {
         (&["demo", "--base-port", "0"], "--base-port"),
         (&["demo", "--base-port", "65535"], "--base-port"),
         (&["demo", "--nodes", "0"], "--nodes"),
+        (
+            &["demo", "--layout", "north"],
+            "--layout north: unknown layout",
+        ),
+        (&["demo", "--layout", "china"], "--layout china: 31 regions"),
     ] {
         let r = ninety_within(args, &[], quick);
         assert_eq!(r.0, Some(2), "{args:?}: {}", r.1);

@@ -209,11 +209,11 @@ pub async fn run(a: ClusterArgs) -> Result<(), Failure> {
         } => {
             let client = g.client()?;
             let rid = request_id(&rid);
-            let r = client
-                .promote_member(pb::PromoteMemberRequest {
-                    request_id: rid.clone(),
-                    node_id: id,
-                })
+            let promote = pb::PromoteMemberRequest {
+                request_id: rid.clone(),
+                node_id: id,
+            };
+            let r = one_change_at_a_time(|| client.promote_member(promote.clone()))
                 .await
                 .map_err(with_id(&rid))?;
             print_membership(g, &format!("node {id} promoted to voter"), &r, &rid);
@@ -1288,6 +1288,35 @@ fn print_membership(g: &Global, what: &str, r: &pb::MembershipResponse, rid: &st
     );
 }
 
+/// How long a membership command waits for a change in progress to finish.
+const PENDING_CHANGE_WAIT: Duration = Duration::from_secs(15);
+
+/// Sends a membership change (`call`, the same request each time), again while the leader
+/// answers that another change is in progress, for at most [`PENDING_CHANGE_WAIT`]. A
+/// leader refuses a change until it has applied every configuration entry of its log: the
+/// previous change, or, right after it took over (a `transfer-leader`, or the leadership
+/// a removed leader hands on), the entries it had not applied yet. Both pass by
+/// themselves, and the request id makes a resent change happen at most once.
+async fn one_change_at_a_time<F, Fut>(mut call: F) -> Result<pb::MembershipResponse, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<pb::MembershipResponse, tonic::Status>>,
+{
+    let deadline = Instant::now() + PENDING_CHANGE_WAIT;
+    loop {
+        match call().await {
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition
+                    && s.message().contains("membership change is in progress")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// `cluster remove-member`. Removing the leader moves leadership first: the leader hands
 /// it to the most caught-up other voter and answers with a hint to it, which the client
 /// follows with the same request (Admin.RemoveMember); the output says where it went.
@@ -1298,11 +1327,11 @@ async fn remove_member(g: &Global, id: u64, rid: Option<String>) -> Result<(), F
         .cluster_status(pb::ClusterStatusRequest::default())
         .await
         .map_or(0, |s| s.leader_id);
-    let r = client
-        .remove_member(pb::RemoveMemberRequest {
-            request_id: rid.clone(),
-            node_id: id,
-        })
+    let remove = pb::RemoveMemberRequest {
+        request_id: rid.clone(),
+        node_id: id,
+    };
+    let r = one_change_at_a_time(|| client.remove_member(remove.clone()))
         .await
         .map_err(with_id(&rid))?;
     let leader_after = r.members.iter().find(|m| m.leader).map(|m| m.node_id);
@@ -1326,13 +1355,13 @@ async fn add_member(
 ) -> Result<(), Failure> {
     let client = g.client()?;
     let rid = request_id(&rid);
-    let added = client
-        .add_member(pb::AddMemberRequest {
-            request_id: rid.clone(),
-            node_id: id,
-            address: addrs.peer.clone(),
-            client_address: addrs.client.clone(),
-        })
+    let add = pb::AddMemberRequest {
+        request_id: rid.clone(),
+        node_id: id,
+        address: addrs.peer.clone(),
+        client_address: addrs.client.clone(),
+    };
+    let added = one_change_at_a_time(|| client.add_member(add.clone()))
         .await
         .map_err(with_id(&rid))?;
     if learner {
@@ -1364,11 +1393,11 @@ async fn add_member(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let prid = ninety_client::new_request_id();
-    let promoted = client
-        .promote_member(pb::PromoteMemberRequest {
-            request_id: prid.clone(),
-            node_id: id,
-        })
+    let promote = pb::PromoteMemberRequest {
+        request_id: prid.clone(),
+        node_id: id,
+    };
+    let promoted = one_change_at_a_time(|| client.promote_member(promote.clone()))
         .await
         .map_err(with_id(&prid))?;
     let human = format!(

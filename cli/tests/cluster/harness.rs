@@ -74,6 +74,9 @@ pub struct Opts {
     pub insecure: bool,
     /// TOML tables appended at the end of every node config (e.g. `[[auth.certs]]`).
     pub extra_toml: String,
+    /// Node id → TOML appended to that node's config instead of `extra_toml` (e.g. a node
+    /// hosting other regions than the rest).
+    pub node_toml: BTreeMap<u64, String>,
     /// Give every node a `metrics_listen` (ports in [`Procs::metrics_ports`]).
     pub metrics: bool,
     /// `RUST_LOG` of the nodes (default `warn`).
@@ -250,7 +253,10 @@ impl Procs {
             self.voters,
             self.opts.fault_injection,
             self.cluster_id,
-            self.opts.extra_toml,
+            self.opts
+                .node_toml
+                .get(&id)
+                .unwrap_or(&self.opts.extra_toml),
         )
     }
 
@@ -294,6 +300,26 @@ impl Procs {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM, as an operator's restart does (in-flight calls finish, the node stops
+    /// cleanly); SIGKILL after 10 s.
+    pub fn terminate(&mut self, id: u64) {
+        let Some(mut c) = self.children.remove(&id) else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 
     pub fn live(&self) -> Vec<u64> {

@@ -21,6 +21,7 @@ mod metrics;
 mod partition;
 mod peer_security;
 mod reads;
+mod region_changes;
 mod regions;
 mod replay;
 mod request_ids;

@@ -14,7 +14,7 @@ use tonic::Code;
 
 /// The regions every node hosts: the engine's "south" layout (gba, yunnan, asean, hainan:
 /// built-in presets, one clinic day of slots, no templates), the GBA the default.
-const REGIONS: [(&str, &str); 4] = [
+pub(crate) const REGIONS: [(&str, &str); 4] = [
     ("gba", "gba"),
     ("yunnan", "yunnan"),
     ("asean", "asean"),
@@ -22,7 +22,7 @@ const REGIONS: [(&str, &str); 4] = [
 ];
 
 /// The `[[regions]]` tables every node's config ends with.
-fn regions_toml() -> String {
+pub(crate) fn regions_toml() -> String {
     REGIONS
         .iter()
         .map(|(id, spec)| format!("[[regions]]\nid = \"{id}\"\nspec = \"{spec}\"\n"))
@@ -42,7 +42,7 @@ fn start() -> Procs {
 }
 
 /// A client of `ids` for `region` (`None`: no header).
-fn client(p: &Procs, ids: &[u64], region: Option<&str>) -> Client {
+pub(crate) fn client(p: &Procs, ids: &[u64], region: Option<&str>) -> Client {
     let c = p.client_of(ids, Duration::from_secs(15));
     match region {
         Some(r) => c.with_region(r).expect("region id"),
@@ -51,7 +51,7 @@ fn client(p: &Procs, ids: &[u64], region: Option<&str>) -> Client {
 }
 
 /// The first ward of hospital 1 in the region `c` names, once the region is loaded.
-async fn first_ward(c: &Client, p: &Procs, within: Duration) -> u32 {
+pub(crate) async fn first_ward(c: &Client, p: &Procs, within: Duration) -> u32 {
     let deadline = Instant::now() + within;
     loop {
         let r = c
@@ -74,7 +74,7 @@ async fn first_ward(c: &Client, p: &Procs, within: Duration) -> u32 {
 }
 
 /// Holds a bed in `ward` through `c` for patient `n`; returns the hold id.
-async fn hold(c: &Client, ward: u32, n: u64) -> Result<u64, tonic::Status> {
+pub(crate) async fn hold(c: &Client, ward: u32, n: u64) -> Result<u64, tonic::Status> {
     let r = c
         .hold_bed(pb::HoldBedRequest {
             request_id: ninety_client::new_request_id(),
@@ -87,13 +87,13 @@ async fn hold(c: &Client, ward: u32, n: u64) -> Result<u64, tonic::Status> {
     Ok(r.hold.map(|h| h.hold_id).unwrap_or_default())
 }
 
-fn patient(n: u64) -> String {
+pub(crate) fn patient(n: u64) -> String {
     format!("{:032x}", 0x5e61_0000_u64 + n)
 }
 
 /// Whether hold `id` of patient `n` is in the region `c` names (a linearizable read). Hold
 /// ids are per region: another region may have a hold with the same id, another patient's.
-async fn has_hold(c: &Client, id: u64, n: u64) -> bool {
+pub(crate) async fn has_hold(c: &Client, id: u64, n: u64) -> bool {
     let r = c
         .get_hold(pb::GetHoldRequest {
             hold_id: id,

@@ -288,6 +288,7 @@ struct Preflight {
 
 fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     cfg.check()?;
+    regions::check_data_dir(cfg)?;
     let specs = regions::groups(cfg)?;
     for spec in &specs {
         poison::check(&spec.data_dir)?;

@@ -172,6 +172,42 @@ fn check_voters(
     Ok(())
 }
 
+/// Refuses to start a node whose data directory holds a region its config does not list
+/// (`data_dir/regions/<id>/` for an id missing from `[[regions]]`, or any region directory
+/// when the config has no `[[regions]]`). Such a replica would be silently left behind: its
+/// group would not run, peers would hear "does not host it" from this node (which counts
+/// as no replica when a region is added, `runtime::startup`), and listing the region again
+/// later would resume a stale log. The error names the directory and the two ways out.
+pub fn check_data_dir(cfg: &FileConfig) -> Result<(), Error> {
+    let dir = cfg.data_dir.join(REGIONS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Storage(format!("{}: {e}", dir.display()))),
+    };
+    let listed: BTreeSet<&str> = cfg.regions.iter().map(|r| r.id.as_str()).collect();
+    let mut unlisted: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| !listed.contains(id.as_str()))
+        .collect();
+    unlisted.sort();
+    let Some(id) = unlisted.first() else {
+        return Ok(());
+    };
+    Err(Error::Startup(format!(
+        "regions: data_dir holds region {id} ({}), which this config does not list in \
+         [[regions]]: a node never leaves a region's replica behind unseen. Either list it \
+         again (`[[regions]] id = \"{id}\"`), or, once this node's replica of {id} was \
+         removed from it (`ninety cluster remove-member --region {id} --id {}`) or the \
+         region is gone, delete that directory (docs/operations.md, \"Moving a region's \
+         replicas\")",
+        dir.join(id).display(),
+        cfg.id
+    )))
+}
+
 /// The groups node `cfg` runs, its default region first.
 pub fn groups(cfg: &FileConfig) -> Result<Vec<GroupSpec>, Error> {
     if cfg.regions.is_empty() {
@@ -256,6 +292,27 @@ mod tests {
             0xaf63_dc4c_8601_ec8c,
             "FNV-1a, stable"
         );
+    }
+
+    #[test]
+    fn a_region_directory_the_config_does_not_list_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config("[[regions]]\nid = \"gba\"\n[[regions]]\nid = \"yunnan\"\n").unwrap();
+        cfg.data_dir = tmp.path().to_path_buf();
+        check_data_dir(&cfg).expect("no regions/ yet");
+        for id in ["gba", "yunnan"] {
+            std::fs::create_dir_all(tmp.path().join(REGIONS_DIR).join(id)).unwrap();
+        }
+        check_data_dir(&cfg).expect("every region directory is listed");
+        cfg.regions.pop();
+        let e = check_data_dir(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("holds region yunnan") && e.contains("remove-member --region yunnan --id 1"),
+            "{e}"
+        );
+        cfg.regions.clear();
+        let e = check_data_dir(&cfg).unwrap_err().to_string();
+        assert!(e.contains("holds region gba"), "{e}");
     }
 
     #[test]

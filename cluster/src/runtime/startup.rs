@@ -57,6 +57,32 @@ pub async fn decide(
     }
 }
 
+/// Whether `s` is a running peer's answer that it does not host the asked region
+/// (`runtime::peer_router`: `NOT_FOUND` "... does not host it ...").
+fn peer_lacks_region(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::NotFound && s.message().contains("does not host it")
+}
+
+/// What a running peer that does not host the region knows of it: nothing. It has no log,
+/// no vote and no record of the asking node in that region's group, which is exactly the
+/// answer of a founding voter that has not started the region yet, so it counts towards
+/// the majority a founding node needs to bootstrap. This is what lets a region be added to
+/// a running deployment by restarting the nodes one at a time with the new `[[regions]]`
+/// entry (docs/operations.md, "Adding a region"): before, the first node restarted waited
+/// for ever (every region of it unserved) for a second node to host the new region. A
+/// peer that does host it still answers with its log and records, so a node that lost a
+/// region's data is refused as before whenever such a peer answers; and a node refuses to
+/// start while its data directory holds a region its config does not list
+/// (`regions::check_data_dir`), so "does not host it" never hides a replica on disk.
+fn no_replica_here() -> PeerAnswer {
+    PeerAnswer::Status(PeerView {
+        last_index: 0,
+        recorded_incarnation: None,
+        voters: Vec::new(),
+        starting: true,
+    })
+}
+
 /// One peer's answer; `Ok(None)` when it did not answer (down, unreachable, refused).
 async fn ask(book: &PeerBook, me: &Identity, peer: u64) -> Result<Option<PeerAnswer>, Error> {
     let Some(addr) = book.peer(peer) else {
@@ -79,6 +105,7 @@ async fn ask(book: &PeerBook, me: &Identity, peer: u64) -> Result<Option<PeerAns
         {
             return Ok(Some(PeerAnswer::NotMember))
         }
+        Ok(Err(s)) if peer_lacks_region(&s) => return Ok(Some(no_replica_here())),
         Ok(Err(_)) | Err(_) => return Ok(None),
     };
     if !status.cluster_id.is_empty() && status.cluster_id != me.cluster_id {

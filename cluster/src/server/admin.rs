@@ -528,9 +528,19 @@ impl Admin for AdminService {
         let r = request.into_inner();
         let id = node_id(r.node_id)?;
         let key = membership_key(&r.request_id)?;
-        let st = self.cluster.handle.summary();
-        if id == st.id && st.role == raft::StateRole::Leader && !st.removed {
-            return Err(self.step_aside(&st).await);
+        let h = &self.cluster.handle;
+        if id == h.summary().id {
+            // Asked of the node task itself, not the published summary: that one is
+            // published after the node task's poll and can still say "follower" just after
+            // this node won an election (a `transfer-leader` to it, seen by the others
+            // first), and the node core would then refuse the removal of its leader.
+            let st = h
+                .current_summary()
+                .await
+                .map_err(|e| self.cluster.request_error(e))?;
+            if st.role == raft::StateRole::Leader && !st.removed {
+                return Err(self.step_aside(&st).await);
+            }
         }
         self.change(MembershipChange::Remove(id), key).await
     }
