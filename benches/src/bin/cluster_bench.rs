@@ -1291,7 +1291,7 @@ fn pools(
         .map(|t| {
             (0..conns)
                 .map(|_| t.region.client(&t.order, &nodes.client))
-                .collect()
+                .collect::<anyhow::Result<Vec<Client>>>()
         })
         .collect()
 }
