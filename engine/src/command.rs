@@ -311,6 +311,34 @@ pub enum Command {
         patient: PatientRef,
         referral: ReferralId,
     },
+    /// Starts holding a bed for a triaged referral in another region (`remote`): the
+    /// cluster's driver asks `region` for a bed of `ward` for `ttl_ms` and records the
+    /// answer with `RecordRemote`. Refused while an earlier attempt is unfinished or the
+    /// referral holds anything here.
+    HoldRemoteBed {
+        referral: ReferralId,
+        region: String,
+        ward: WardId,
+        ttl_ms: u64,
+    },
+    /// Records another region's answer to a step of a cross-region bed (sent by the
+    /// cluster's driver, never by clients): an answer to an older attempt or a stage that
+    /// moved on changes nothing.
+    RecordRemote {
+        referral: ReferralId,
+        attempt: u32,
+        outcome: crate::remote::RemoteOutcome,
+    },
+    /// `HoldBed{Ward(ward)}` asked by another region's driver for one step (`step`, the
+    /// step's derived request id): a repeat of the step answers the hold it made for as
+    /// long as the hold is on record, past the dedup window (`remote`).
+    HoldBedForRegion {
+        origin: String,
+        step: RequestId,
+        ward: WardId,
+        patient: PatientRef,
+        ttl_ms: u64,
+    },
 }
 
 impl Command {
@@ -470,6 +498,13 @@ pub enum Reply {
         first: SlotId,
         count: u32,
         next_day_start: LogTime,
+    },
+    /// Where a referral's bed in another region stands after `HoldRemoteBed` or
+    /// `RecordRemote`.
+    RemoteBedRecorded {
+        referral: ReferralId,
+        attempt: u32,
+        stage: crate::remote::RemoteStage,
     },
 }
 

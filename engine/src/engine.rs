@@ -69,6 +69,9 @@ pub struct Engine {
     pub(crate) referrals: ReferralBook,
     pub(crate) dedup: DedupTable,
     pub(crate) match_policy: crate::matching::MatchPolicy,
+    /// Cross-region beds of this region's referrals. Last of the serialized fields: a
+    /// format-3 snapshot is read by appending an empty book (`snapshot::restore`).
+    pub(crate) remote: crate::remote::RemoteBook,
     /// Derived matching state and the view publisher; not replicated (see `view`).
     #[serde(skip)]
     pub(crate) live: crate::view::Live,
@@ -372,6 +375,31 @@ impl Engine {
                 patient,
                 referral,
             } => self.allocate_bed_for_referral(query, *ttl_ms, *patient, *referral, now),
+            HoldRemoteBed {
+                referral,
+                region,
+                ward,
+                ttl_ms,
+            } => {
+                let ask = crate::apply::remote::RemoteAsk {
+                    region,
+                    ward: *ward,
+                    ttl_ms: *ttl_ms,
+                };
+                self.hold_remote_bed(*referral, &ask, now)
+            }
+            RecordRemote {
+                referral,
+                attempt,
+                outcome,
+            } => self.record_remote(*referral, *attempt, outcome, now),
+            HoldBedForRegion {
+                origin,
+                step,
+                ward,
+                patient,
+                ttl_ms,
+            } => self.hold_bed_for_region(origin, *step, *ward, *patient, *ttl_ms, now),
         }
     }
 

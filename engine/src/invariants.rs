@@ -40,6 +40,36 @@ impl Engine {
         self.check_consult_invariants()?;
         self.check_referral_invariants()?;
         self.check_region_invariants()?;
+        self.check_remote_invariants()?;
+        Ok(())
+    }
+
+    /// Cross-region beds: a held or confirming one knows its hold in the destination and
+    /// serves a matched referral; grants and their time index name the same steps.
+    fn check_remote_invariants(&self) -> Result<(), Violation> {
+        use crate::remote::RemoteStage as R;
+        for (id, b) in &self.remote.beds {
+            ensure!(b.attempt >= 1, "remote bed of referral {id}: attempt 0");
+            if matches!(b.stage, R::Held | R::Confirming) {
+                ensure!(
+                    b.hold.is_some(),
+                    "remote bed of referral {id} {:?} without a hold",
+                    b.stage
+                );
+                let state = self.referrals.get(*id).map(|r| r.state);
+                ensure!(
+                    state == Some(crate::referrals::ReferralState::Matched),
+                    "remote bed of referral {id} {:?} but the referral is {state:?}",
+                    b.stage
+                );
+            }
+        }
+        let g = &self.remote;
+        ensure!(
+            g.granted.len() == g.granted_at.len()
+                && g.granted_at.iter().all(|(_, s)| g.granted.contains_key(s)),
+            "granted steps and their time index differ"
+        );
         Ok(())
     }
 

@@ -55,6 +55,7 @@ pub mod read;
 pub mod referrals;
 pub mod region;
 pub mod region_file;
+pub mod remote;
 mod shard_map;
 mod slots;
 pub mod snapshot;

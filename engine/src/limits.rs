@@ -99,3 +99,11 @@ pub const WORKLIST_LIMIT_MAX: usize = 500;
 pub const WARDS_PAGE_MAX: usize = 500;
 /// Most hospitals one reach answer lists.
 pub const REACH_HOSPITALS_MAX: usize = 1_000;
+
+/// Length of a region id (the destination of a cross-region referral), in bytes; the
+/// cluster's `[[regions]]` ids follow the same rule (`remote::is_region_key`).
+pub const REGION_KEY_BYTES_MAX: usize = 32;
+/// How long a referral's deadline waits, each time it passes, for a cross-region
+/// confirmation already under way (`RemoteStage::Confirming`): the referral is not
+/// expired while the destination may have confirmed its bed.
+pub const REMOTE_CONFIRM_GRACE_MS: u64 = 60_000;

@@ -79,6 +79,11 @@ pub enum ReferralReason {
     Stated(String),
     /// The referral stayed open past its deadline.
     DeadlinePassed,
+    /// Waiting on a bed in another region, or it fell through there (`remote`).
+    Remote {
+        region: String,
+        note: String,
+    },
 }
 
 /// Who moved a referral, as far as the command that moved it tells (the engine knows the
@@ -360,18 +365,29 @@ impl ReferralBook {
         }
     }
 
+    /// Moves an open referral's deadline to `deadline`.
+    pub(crate) fn postpone(&mut self, id: ReferralId, deadline: LogTime) {
+        let Some(r) = self.referrals.get_mut(&id) else {
+            return;
+        };
+        if self.deadlines.remove(&(r.deadline, id)) {
+            self.deadlines.insert((deadline, id));
+        }
+        r.deadline = deadline;
+    }
+
     /// Open referrals whose deadline is at or before `now`, at most `max`.
     pub(crate) fn due(&self, now: LogTime, max: usize) -> Vec<ReferralId> {
         crate::time::due(&self.deadlines, now, max)
     }
 
-    /// Forgets referrals closed at or before `cutoff`, at most `max`.
-    pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> usize {
+    /// Forgets referrals closed at or before `cutoff`, at most `max`; returns their ids.
+    pub(crate) fn prune(&mut self, cutoff: LogTime, max: usize) -> Vec<ReferralId> {
         let old = crate::time::drain_due(&mut self.closed, cutoff, max);
         for id in &old {
             self.referrals.remove(id);
         }
-        old.len()
+        old
     }
 }
 

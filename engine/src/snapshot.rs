@@ -26,7 +26,11 @@ pub const MAGIC: &[u8; 8] = b"NINETY\x00S";
 /// version 1 snapshots are refused (see `docs/operations.md`, "Upgrading from format 1").
 /// 3: slots record their withdrawal, seats may end withdrawn, and the slot book keeps the
 /// doctors' rolling weekly templates (`horizon`); version 2 snapshots are refused.
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+/// 4: the state ends with the cross-region beds (`remote`); a version 3 snapshot is read
+/// as one with none (its encoding followed by an empty book's).
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 4;
+/// The oldest snapshot version this build reads.
+pub const SNAPSHOT_FORMAT_VERSION_MIN: u16 = 3;
 
 /// A 256-bit digest of the canonical state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -93,6 +97,7 @@ impl Engine {
             referrals: self.referrals.clone(),
             dedup: self.dedup.clone(),
             match_policy: self.match_policy.clone(),
+            remote: self.remote.clone(),
             live: Default::default(),
             emitted: Default::default(),
         })
@@ -117,17 +122,23 @@ impl Engine {
             return Err(SnapshotError::BadMagic);
         }
         let version = u16::from_le_bytes([bytes[MAGIC.len()], bytes[MAGIC.len() + 1]]);
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let (content, sum) = bytes.split_at(bytes.len() - 32);
         if Sha256::digest(content).as_slice() != sum {
             return Err(SnapshotError::Corrupt);
         }
-        let mut engine: Engine = postcard::from_bytes(&content[header..])
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let body = upgrade(&content[header..], version)?;
+        let mut engine: Engine =
+            postcard::from_bytes(&body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         engine.rebuild_indexes();
         Ok(engine)
+    }
+
+    /// The cross-region beds of this region's referrals.
+    pub fn remote(&self) -> &crate::remote::RemoteBook {
+        &self.remote
     }
 
     /// The hash of the canonical state.
@@ -142,4 +153,18 @@ impl Engine {
         }
         StateHash(hasher.finalize().into())
     }
+}
+
+/// The body of a snapshot of `version` in this build's encoding: version 3 lacks the
+/// trailing cross-region book, whose empty encoding is appended.
+fn upgrade(body: &[u8], version: u16) -> Result<std::borrow::Cow<'_, [u8]>, SnapshotError> {
+    if version == SNAPSHOT_FORMAT_VERSION {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    let empty = postcard::to_stdvec(&crate::remote::RemoteBook::default())
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(body.len() + empty.len());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&empty);
+    Ok(std::borrow::Cow::Owned(out))
 }

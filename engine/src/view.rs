@@ -628,7 +628,10 @@ impl Engine {
             | HoldBedForReferral { .. }
             | RequestReferralWith { .. }
             | TriageReferralNoted { .. }
-            | AllocateBedForReferral { .. } => {}
+            | AllocateBedForReferral { .. }
+            | HoldRemoteBed { .. }
+            | RecordRemote { .. }
+            | HoldBedForRegion { .. } => {}
         }
         self.note_reply(reply, &mut holds, &mut slots);
         for h in holds {

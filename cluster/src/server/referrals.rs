@@ -103,6 +103,7 @@ fn reason_note(reason: &ninety_engine::ReferralReason) -> String {
     match reason {
         R::NoCapacity(text) | R::Stated(text) => text.clone(),
         R::HoldExpired(hold) => format!("hold {} expired", hold.0),
+        R::Remote { region, note } => format!("region {region}: {note}"),
         R::AwaitingTriage | R::AwaitingMatch | R::DeadlinePassed => String::new(),
     }
 }

@@ -319,6 +319,7 @@ pub fn reason_text(r: &ReferralReason) -> String {
         ReferralReason::HoldExpired(hold) => format!("hold_expired: {}", hold.0),
         ReferralReason::Stated(why) => format!("stated: {why}"),
         ReferralReason::DeadlinePassed => "deadline_passed".to_string(),
+        ReferralReason::Remote { region, note } => format!("remote: {region}: {note}"),
     };
     cap_chars(&text, REASON_CHARS_MAX)
 }

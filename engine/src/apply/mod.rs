@@ -10,5 +10,6 @@ mod beds;
 mod horizon;
 mod precheck;
 pub(crate) mod referrals;
+pub(crate) mod remote;
 mod schedule;
 mod tick;

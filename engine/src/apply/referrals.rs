@@ -186,18 +186,23 @@ impl Engine {
         now: LogTime,
     ) -> Result<Reply, Rejection> {
         check_text("reason", reason)?;
-        let r = self
+        let matched = self
             .referrals
-            .check(id, &[S::Triaged, S::Matched], "report no capacity for")?;
+            .check(id, &[S::Triaged, S::Matched], "report no capacity for")?
+            .state
+            == S::Matched;
+        self.check_remote_closable(id, "report no capacity for")?;
+        // A bed asked for or held in another region goes too.
+        self.release_remote(id, now);
         // The matched hospital cannot take the patient after all: its holds go, and the
         // referral returns to the worklist to be matched again (referrals.proto).
         // Matching found nothing (the coordinator), or the matched hospital refuses.
-        let actor = if r.state == S::Matched {
+        let actor = if matched {
             A::Receiving
         } else {
             A::Coordinator
         };
-        if r.state == S::Matched {
+        if matched {
             self.release_referral_holds(id, now);
             self.referrals.attach(id, None, None);
         }
@@ -215,6 +220,10 @@ impl Engine {
         id: ReferralId,
         now: LogTime,
     ) -> Result<Reply, Rejection> {
+        self.referrals.check(id, &[S::Matched], "accept")?;
+        if let Some(reply) = self.accept_remote(id, now) {
+            return Ok(reply);
+        }
         let r = self.referrals.check(id, &[S::Matched], "accept")?;
         let slot_hold = r.slot_hold;
         if let Some(h) = slot_hold {
@@ -325,6 +334,7 @@ impl Engine {
         ];
         let action = if cancel { "cancel" } else { "reject" };
         self.referrals.check(id, &open, action)?;
+        self.check_remote_closable(id, action)?;
         let state = if cancel { S::Cancelled } else { S::Rejected };
         self.release_referral_holds(id, now);
         let by = By::actor(now, if cancel { A::Referring } else { A::Receiving });
@@ -335,6 +345,7 @@ impl Engine {
 
     /// Lets go of a closing referral's pending bed hold and its slot hold or booking.
     pub(crate) fn release_referral_holds(&mut self, id: ReferralId, now: LogTime) {
+        self.release_remote(id, now);
         let Some(r) = self.referrals.get(id) else {
             return;
         };

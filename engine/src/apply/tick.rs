@@ -46,6 +46,9 @@ impl Engine {
         }
         let mut expired_referrals = 0u32;
         for id in self.referrals.due(now, EXPIRIES_PER_TICK_MAX) {
+            if self.postpone_for_remote(id, now) {
+                continue;
+            }
             self.release_referral_holds(id, now);
             self.referrals.transition(
                 id,
@@ -70,7 +73,8 @@ impl Engine {
         self.beds.prune(cutoff, PRUNES_PER_TICK_MAX);
         self.slots.prune(cutoff, PRUNES_PER_TICK_MAX);
         self.prune_slots(now, PRUNES_PER_TICK_MAX);
-        self.referrals.prune(cutoff, PRUNES_PER_TICK_MAX);
+        let pruned = self.referrals.prune(cutoff, PRUNES_PER_TICK_MAX);
+        self.prune_remote(&pruned, cutoff);
         let dedup_cutoff = now.minus_ms(self.policy.dedup_window_ms);
         self.dedup.expire(dedup_cutoff, PRUNES_PER_TICK_MAX);
     }

@@ -25,6 +25,8 @@ pub struct ReferralInfo {
     pub reason: ReasonKind,
     /// Its history, oldest first, as the API reports it.
     pub history: Vec<StepInfo>,
+    /// Its bed in another region, if it asked for one (`remote`).
+    pub remote: Option<crate::remote::RemoteBed>,
 }
 
 /// One step of a referral's history as the API reports it.
@@ -75,17 +77,20 @@ pub enum ReasonKind {
     HoldExpired,
     Stated,
     DeadlinePassed,
+    /// Waiting on, or fallen through in, another region.
+    Remote,
 }
 
 impl ReasonKind {
     /// Every kind, in the order of the docs.
-    pub const ALL: [ReasonKind; 6] = [
+    pub const ALL: [ReasonKind; 7] = [
         ReasonKind::AwaitingTriage,
         ReasonKind::AwaitingMatch,
         ReasonKind::NoCapacity,
         ReasonKind::HoldExpired,
         ReasonKind::Stated,
         ReasonKind::DeadlinePassed,
+        ReasonKind::Remote,
     ];
 
     pub fn of(reason: &ReferralReason) -> ReasonKind {
@@ -96,6 +101,7 @@ impl ReasonKind {
             ReferralReason::HoldExpired(_) => ReasonKind::HoldExpired,
             ReferralReason::Stated(_) => ReasonKind::Stated,
             ReferralReason::DeadlinePassed => ReasonKind::DeadlinePassed,
+            ReferralReason::Remote { .. } => ReasonKind::Remote,
         }
     }
 
@@ -108,6 +114,7 @@ impl ReasonKind {
             ReasonKind::HoldExpired => "hold_expired",
             ReasonKind::Stated => "stated",
             ReasonKind::DeadlinePassed => "deadline_passed",
+            ReasonKind::Remote => "remote",
         }
     }
 
@@ -190,6 +197,7 @@ impl Engine {
             stage: ReferralStage::of(r),
             reason: ReasonKind::of(&r.reason),
             history,
+            remote: self.remote().get(r.id).cloned(),
             referral: r.clone(),
         }
     }

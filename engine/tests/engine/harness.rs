@@ -262,7 +262,9 @@ fn aimed(command: &Command, l: &Learned, pick: u8) -> Command {
         | HoldBedForReferral { referral, .. }
         | TriageReferralNoted { referral, .. }
         | CompleteReferralWith { referral, .. }
-        | AllocateBedForReferral { referral, .. } => aim(referral, &l.referrals, p),
+        | AllocateBedForReferral { referral, .. }
+        | HoldRemoteBed { referral, .. }
+        | RecordRemote { referral, .. } => aim(referral, &l.referrals, p),
         _ => {}
     }
     c

@@ -28,3 +28,5 @@ mod harness;
 mod totality;
 // Tidy checks on the workspace's source.
 mod tidy;
+// Cross-region referrals: the origin's saga against a destination engine.
+mod remote;

@@ -84,6 +84,10 @@ fn hospital_id() -> impl Strategy<Value = HospitalId> + Clone {
     small_or_any_u32().prop_map(HospitalId)
 }
 
+fn ward_id() -> impl Strategy<Value = WardId> + Clone {
+    small_or_any_u32().prop_map(WardId)
+}
+
 fn doctor_id() -> impl Strategy<Value = DoctorId> + Clone {
     small_or_any_u32().prop_map(DoctorId)
 }
@@ -468,6 +472,26 @@ fn other_command() -> impl Strategy<Value = Command> + Clone {
         ),
         2 => (referral_id(), variant::<Specialty>(), variant::<Urgency>(), text()).prop_map(|(referral, specialty, urgency, note)| TriageReferralNoted { referral, specialty, urgency, note }),
         1 => (referral_id(), code()).prop_map(|(referral, outcome)| CompleteReferralWith { referral, outcome }),
+        2 => (referral_id(), region_key(), ward_id(), ms()).prop_map(|(referral, region, ward, ttl_ms)| HoldRemoteBed { referral, region, ward, ttl_ms }),
+        2 => (referral_id(), small_or_any_u32(), remote_outcome()).prop_map(|(referral, attempt, outcome)| RecordRemote { referral, attempt, outcome }),
+        2 => (region_key(), any::<u128>(), ward_id(), patient(), ms()).prop_map(|(origin, step, ward, patient, ttl_ms)| HoldBedForRegion { origin, step: RequestId(step % 4), ward, patient, ttl_ms }),
+    ]
+}
+
+/// A region id: mostly valid, sometimes not.
+fn region_key() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![4 => "[a-z]{1,8}", 1 => text()]
+}
+
+/// Another region's answer to a step, as the driver records it.
+fn remote_outcome() -> impl Strategy<Value = ninety_engine::remote::RemoteOutcome> + Clone {
+    use ninety_engine::remote::RemoteOutcome as O;
+    prop_oneof![
+        hold_id().prop_map(|hold| O::Held { hold }),
+        text().prop_map(|reason| O::Refused { reason }),
+        Just(O::Confirmed),
+        Just(O::Released),
+        text().prop_map(|reason| O::Stuck { reason }),
     ]
 }
 
