@@ -6,3 +6,4 @@
 
 pub mod matching;
 pub mod mix;
+pub mod regions;

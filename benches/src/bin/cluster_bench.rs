@@ -33,6 +33,20 @@
 //!     --mode batch --clients 16 --watchers 0,100 --seconds 20 --json watch.json
 //! ```
 //!
+//! Several regions (issue 17): `--regions N` has the three nodes serve the first N regions of
+//! the `south` layout, then of `china` (`ninety_benches::regions`; three replicas each,
+//! leaders spread over the nodes), and spreads each row's clients evenly over the regions,
+//! each region's clients on their own connections to its leader, naming it in the
+//! `ninety-region` header (`Client::with_region`), holding beds in its wards. For the
+//! figures "Regions on one machine" of docs/performance.md:
+//!
+//! ```sh
+//! for n in 1 2 4 8; do
+//!   cargo run --release -p ninety-benches --bin cluster_bench -- --regions $n \
+//!       --mode single --clients 64 --node-option 'schedule_horizon_days = 0' --json r$n.json
+//! done
+//! ```
+//!
 //! Security (issue 12): `--security tls` (the default) makes a CA, node certificates and a
 //! bearer token (roles referral and reader) in the bench dir, and every call goes over TLS
 //! with the token; `--security insecure` starts the nodes with `insecure = true` (plain
@@ -42,7 +56,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use ninety_client::{pb, Client, ClientTls, Config};
 use ninety_cluster::security::certs::{self, Ca};
-use ninety_engine::generate::{self, Preset};
+use ninety_engine::generate::Preset;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +128,11 @@ struct Args {
     /// Keep the nodes' data and logs.
     #[arg(long)]
     keep_data: bool,
+    /// Serve this many regions (`[[regions]]`: the `south` layout's, then `china`'s) and
+    /// spread the clients evenly over them; 0: one region in the node's config
+    /// (`region = "gba"`), as before regions.
+    #[arg(long, default_value_t = 0)]
+    regions: usize,
     /// tls: a CA, node certificates and a bearer token (roles referral, reader) made in the
     /// bench dir, every call over TLS with the token; insecure: `insecure = true` (plain
     /// HTTP/2, anonymous callers).
@@ -348,11 +367,12 @@ fn node_toml(
     }
     let mut text = format!(
         "id = {id}\nlisten = \"{}\"\npeer_listen = \"{}\"\ndata_dir = {}\n\
-         region = \"gba\"\ninit = true\ncluster_id = \"cluster-bench\"\n{extra}{}\n[peers]\n",
+         init = true\ncluster_id = \"cluster-bench\"\n{extra}{}\n{}[peers]\n",
         addrs[i],
         peer_addrs[i],
         toml_path(&dir.join(format!("node{id}"))),
-        sec.keys
+        sec.keys,
+        regions_keys(args.regions, addrs.len())
     );
     for (j, (a, p)) in addrs.iter().zip(peer_addrs).enumerate() {
         text.push_str(&format!(
@@ -362,6 +382,17 @@ fn node_toml(
     }
     text.push_str(&sec.tables[i]);
     text
+}
+
+/// What a node config says about its regions: `region = "gba"` (`n` = 0), or the
+/// `[[regions]]` tables of `n` regions over `nodes` nodes.
+fn regions_keys(n: usize, nodes: usize) -> String {
+    let plans = ninety_benches::regions::plans(n).unwrap_or_default();
+    if plans.is_empty() {
+        return "region = \"gba\"\n".into();
+    }
+    let ids: Vec<u64> = (1..=nodes as u64).collect();
+    ninety_benches::regions::regions_toml(&plans, &ids)
 }
 
 fn spawn_node(bin: &Path, dir: &Path, id: usize, text: &str) -> anyhow::Result<Child> {
@@ -409,11 +440,12 @@ fn client_of(addrs: &[String], config: &Config) -> anyhow::Result<Client> {
     Ok(Client::new(addrs, config.clone())?)
 }
 
-/// Waits for a leader and the region, returns the leader's address.
-async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<String> {
+/// Waits for `region`'s leader and its last ward, returns the leader's address.
+async fn wait_ready(nodes: &mut Nodes, region: &Served) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let started = Instant::now();
-    let client = client_of(&nodes.addrs, &nodes.client)?;
+    let last_ward = region.last;
+    let client = region.client(&nodes.addrs, &nodes.client)?;
     loop {
         nodes.check_alive()?;
         anyhow::ensure!(
@@ -432,7 +464,8 @@ async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<
             continue;
         }
         let leader = nodes.addrs[st.leader_id as usize - 1].clone();
-        let r = client_of(std::slice::from_ref(&leader), &nodes.client)?
+        let r = region
+            .client(std::slice::from_ref(&leader), &nodes.client)?
             .ward_availability(pb::WardAvailabilityRequest {
                 hospital_id: last_ward.0,
                 ward_ids: vec![last_ward.1],
@@ -442,7 +475,8 @@ async fn wait_ready(nodes: &mut Nodes, last_ward: (u32, u32)) -> anyhow::Result<
         if r.is_ok_and(|r| !r.wards.is_empty()) {
             settle(&client, deadline).await?;
             eprintln!(
-                "leader {leader}; GBA region and its schedules loaded through the log in {:.1} s",
+                "{}: leader {leader}; the region and its schedules loaded through the log in {:.1} s",
+                region.name(),
                 started.elapsed().as_secs_f64()
             );
             return Ok(leader);
@@ -578,7 +612,8 @@ impl Ids {
 
 struct Shared {
     ttl_ms: u64,
-    wards: Vec<u32>,
+    /// Each region's wards: client task `t` holds beds in region `t mod regions`.
+    wards: Vec<Vec<u32>>,
     confirm_percent: u64,
     batch: usize,
     measure_from: Instant,
@@ -602,11 +637,12 @@ async fn client_task(mode: Mode, client: Client, sh: Arc<Shared>, task: u64, non
         nonce: nonce ^ (task << 40),
         next: 0,
     };
-    let mut ward = (task as usize * 7919) % sh.wards.len();
+    let wards = &sh.wards[task as usize % sh.wards.len()];
+    let mut ward = (task as usize * 7919) % wards.len();
     let mut n: u64 = task.wrapping_mul(0x9e37_79b9);
     let mut next_ward = || {
-        ward = (ward + 1) % sh.wards.len();
-        sh.wards[ward]
+        ward = (ward + 1) % wards.len();
+        wards[ward]
     };
     let hold_req = |ids: &mut Ids, w: u32, n: u64| pb::HoldBedRequest {
         request_id: ids.next(),
@@ -1000,8 +1036,8 @@ async fn run_row(
     mode: Mode,
     clients: usize,
     args: &Args,
-    pool: &[Client],
-    wards: &[u32],
+    pools: &[Vec<Client>],
+    wards: &[Vec<u32>],
     nodes: &Nodes,
     watching: Watching<'_>,
 ) -> anyhow::Result<Row> {
@@ -1035,7 +1071,9 @@ async fn run_row(
         .unwrap_or(1);
     let mut set = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let client = pool[c % pool.len()].clone();
+        // Client `c` serves region `c mod regions` (`client_task` holds in its wards).
+        let pool = &pools[c % pools.len()];
+        let client = pool[(c / pools.len()) % pool.len()].clone();
         set.spawn(client_task(mode, client, sh.clone(), c as u64, nonce));
     }
     tokio::time::sleep_until((now + warm).into()).await;
@@ -1127,21 +1165,51 @@ fn print_row(r: &Row) {
     );
 }
 
-/// The staffed wards' ids and the (hospital, ward) of the last ward (loaded last).
-fn gba_wards() -> (Vec<u32>, (u32, u32)) {
-    let region = generate::region(Preset::Gba, generate::DEFAULT_SEED);
-    let wards: Vec<u32> = region
-        .wards
-        .iter()
-        .filter(|w| w.ward.staffed_beds > 0)
-        .map(|w| w.ward.id.0)
-        .collect();
-    let last = region
-        .wards
-        .last()
-        .map(|w| (w.ward.hospital.0, w.ward.id.0))
-        .unwrap_or((1, 1));
-    (wards, last)
+/// One region the bench's clients write to.
+struct Served {
+    /// Its id, named in the `ninety-region` header; `None`: the nodes' one region (gba).
+    id: Option<String>,
+    /// Its staffed wards (at most `--wards` of them, when set).
+    wards: Vec<u32>,
+    /// The (hospital, ward) of its last ward (loaded last).
+    last: (u32, u32),
+}
+
+impl Served {
+    fn name(&self) -> &str {
+        self.id.as_deref().unwrap_or("gba")
+    }
+
+    /// A client of `addrs` naming the region.
+    fn client(&self, addrs: &[String], config: &Config) -> anyhow::Result<Client> {
+        let c = client_of(addrs, config)?;
+        Ok(match &self.id {
+            Some(id) => c.with_region(id)?,
+            None => c,
+        })
+    }
+}
+
+/// The regions the clients write to: the nodes' one region (gba), or `--regions` of them.
+fn served(args: &Args) -> anyhow::Result<Vec<Served>> {
+    let plans: Vec<(Option<String>, Preset)> = if args.regions == 0 {
+        vec![(None, Preset::Gba)]
+    } else {
+        let max = ninety_benches::regions::BENCH_REGIONS_MAX;
+        let plans = ninety_benches::regions::plans(args.regions)
+            .ok_or_else(|| anyhow::anyhow!("--regions {}: at most {max}", args.regions))?;
+        plans.into_iter().map(|p| (Some(p.id), p.preset)).collect()
+    };
+    let mut out = Vec::with_capacity(plans.len());
+    for (id, preset) in plans {
+        let (mut wards, last) = ninety_benches::regions::staffed_wards(preset);
+        if args.wards > 0 {
+            wards.truncate(args.wards);
+        }
+        anyhow::ensure!(!wards.is_empty(), "{}: no staffed ward", preset.name());
+        out.push(Served { id, wards, last });
+    }
+    Ok(out)
 }
 
 fn modes(mode: &str) -> anyhow::Result<Vec<Mode>> {
@@ -1176,6 +1244,7 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
             "confirm_percent": args.confirm_percent,
             "wards": args.wards,
             "connections": args.connections,
+            "regions": args.regions,
             "ttl_ms": args.ttl_ms,
             "max_pending_proposals": args.max_pending_proposals,
             "node_options": args.node_option,
@@ -1188,20 +1257,53 @@ fn report(args: &Args, rows: &[Row], load: (String, String)) -> anyhow::Result<V
     }))
 }
 
+/// One served region as a row's clients reach it: its node addresses, leader first.
+struct Target {
+    region: Served,
+    order: Vec<String>,
+}
+
+/// Waits for every served region's leader and data.
+async fn targets(args: &Args, nodes: &mut Nodes) -> anyhow::Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for region in served(args)? {
+        let leader = wait_ready(nodes, &region).await?;
+        // The leader first; the others only for failover.
+        let mut order = vec![leader.clone()];
+        order.extend(nodes.addrs.iter().filter(|a| **a != leader).cloned());
+        out.push(Target { region, order });
+    }
+    Ok(out)
+}
+
+/// Each region's connections for a row of `clients` clients: its share of the clients,
+/// `--connections` of them at most, each its own `Client` (its own leader).
+fn pools(
+    args: &Args,
+    targets: &[Target],
+    clients: usize,
+    nodes: &Nodes,
+) -> anyhow::Result<Vec<Vec<Client>>> {
+    let share = clients.div_ceil(targets.len().max(1));
+    let conns = args.connections.clamp(1, share.max(1));
+    targets
+        .iter()
+        .map(|t| {
+            (0..conns)
+                .map(|_| t.region.client(&t.order, &nodes.client))
+                .collect::<anyhow::Result<Vec<Client>>>()
+        })
+        .collect()
+}
+
 async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
     let modes = modes(&args.mode)?;
-    let (mut wards, last) = gba_wards();
-    if args.wards > 0 {
-        wards.truncate(args.wards);
-    }
-    let leader = wait_ready(nodes, last).await?;
-    // The leader first; the others only for failover.
-    let mut order = vec![leader.clone()];
-    order.extend(nodes.addrs.iter().filter(|a| **a != leader).cloned());
+    let targets = targets(&args, nodes).await?;
+    let wards: Vec<Vec<u32>> = targets.iter().map(|t| t.region.wards.clone()).collect();
     let load_start = loadavg();
     println!(
-        "\ncluster bench: security {}, {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, max_pending_proposals {}, load average {load_start}",
-        args.security, args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections, args.max_pending_proposals
+        "\ncluster bench: security {}, {} region(s), {} s per row after {} s warm-up, batch {}, confirm {}%, {} connections, max_pending_proposals {}, load average {load_start}",
+        args.security, targets.len(), args.seconds, args.warmup, args.batch, args.confirm_percent, args.connections, args.max_pending_proposals
     );
     print_header();
     let scraper = (args.metrics_scrape_ms > 0).then(|| {
@@ -1210,25 +1312,25 @@ async fn bench(args: Args, nodes: &mut Nodes) -> anyhow::Result<Value> {
             Duration::from_millis(args.metrics_scrape_ms),
         ))
     });
-    // The watchers' node: the first follower, or the leader.
+    // The watchers' node (the first region's): the first follower, or the leader.
+    let order = targets.first().map(|t| t.order.clone()).unwrap_or_default();
     let watch_addr = match args.watch_on.as_str() {
-        "leader" => leader.clone(),
-        _ => order.get(1).cloned().unwrap_or_else(|| leader.clone()),
-    };
+        "leader" => order.first(),
+        _ => order.get(1).or(order.first()),
+    }
+    .cloned()
+    .unwrap_or_default();
     let mut rows = Vec::new();
     for mode in &modes {
         for &c in &args.clients {
             for &watchers in &args.watchers {
                 nodes.check_alive()?;
-                let conns = args.connections.clamp(1, c.max(1));
-                let pool: Vec<Client> = (0..conns)
-                    .map(|_| client_of(&order, &nodes.client))
-                    .collect::<Result<_, _>>()?;
+                let pools = pools(&args, &targets, c.max(1), nodes)?;
                 let watching = Watching {
                     watchers,
                     addr: &watch_addr,
                 };
-                let row = run_row(*mode, c.max(1), &args, &pool, &wards, nodes, watching).await?;
+                let row = run_row(*mode, c.max(1), &args, &pools, &wards, nodes, watching).await?;
                 print_row(&row);
                 rows.push(row);
             }

@@ -789,7 +789,7 @@ pub async fn run(
     } = inbox;
     let Worker {
         mut reports,
-        thread,
+        finished,
     } = worker;
     let (writer, mut written) = Writer::start(node.store().snapshot_files().clone())?;
     let mut d = Driver {
@@ -852,6 +852,6 @@ pub async fn run(
     // A job in hand is finished first (a file never recorded is deleted at the next open).
     tokio::task::block_in_place(|| writer.stop());
     drop(node);
-    tokio::task::block_in_place(|| Worker::join_thread(thread));
+    tokio::task::block_in_place(|| finished.wait());
     served
 }

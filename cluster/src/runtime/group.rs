@@ -2,16 +2,16 @@
 //!
 //! A group is its own Raft group end to end: its identity and snapshots in its data
 //! directory (`runtime::regions::GroupSpec::data_dir`), its raft-engine group in the node's
-//! one engine (`storage::open_engine`: one per process), its persistence worker and
-//! snapshot writer,
-//! its node task with its own bounded command and peer queues, its change feed, its peer
-//! book (whose stamp names the region in every peer call) and peer gate (its members and
-//! incarnations), its outbound peer tasks. Nothing but the listeners, the fault switch, the
-//! auth layer, the audit log and the raft-engine (which groups concurrent writers into one
-//! sync) is shared between groups, so a region whose queues are full answers
-//! `RESOURCE_EXHAUSTED` to its own callers and never delays another region. One
-//! persistence worker for every group (one batch, one `fdatasync` for every region's
-//! queued writes) is the next optimisation (docs/design/regions.md).
+//! one engine (`storage::open_engine`: one per process), its queue to the node's one
+//! persistence worker (`runtime::persist`), its snapshot writer, its node task with its
+//! own bounded command and peer queues, its change feed, its peer book (whose stamp names
+//! the region in every peer call) and peer gate (its members and incarnations), its
+//! outbound peer tasks. Nothing but the listeners, the fault switch, the auth layer, the
+//! audit log, the raft-engine and the persistence worker (one batch, one `fdatasync` per
+//! round for every region's queued writes, at most `persist::GROUP_ROUND_BYTES_MAX` of a
+//! region per round) is shared between groups, so a region whose queues are full answers
+//! `RESOURCE_EXHAUSTED` to its own callers and delays another region by one bounded round
+//! at most.
 //!
 //! [`open`] runs before the peer listener serves (it makes the group's handle and gate);
 //! [`start_empty`] asks the peers how to start an empty store; [`run`] starts the node
@@ -217,14 +217,14 @@ fn node_config(cfg: &FileConfig) -> NodeConfig {
     ncfg
 }
 
-/// Starts the group's persistence worker and node task. `observed`: the worker reports its
-/// fsyncs to the metrics (the default region's, see `crate::metrics`). `died` is notified
-/// when the node task ends on its own (a fatal error): the node then stops serving.
+/// Registers the group with the node's persistence worker `persist` and starts its node
+/// task. `died` is notified when the node task ends on its own (a fatal error): the node
+/// then stops serving.
 pub fn run(
     cfg: &FileConfig,
     group: Opened,
     faults: &Arc<Faults>,
-    observed: bool,
+    persist: &persist::Shared,
     died: Arc<Notify>,
 ) -> Result<Running, Error> {
     let Opened {
@@ -237,8 +237,7 @@ pub fn run(
         gate,
         ..
     } = group;
-    let fsync_metrics = observed.then(|| handle.counters().clone());
-    let worker = persist::start_observed(&mut store, fsync_metrics)?;
+    let worker = persist.register(&mut store)?;
     // The change feed: filled by the apply adapter, streamed by the Watch service.
     let feed = crate::feed::Feed::new(
         cfg.watch_events_retained

@@ -612,8 +612,9 @@ async fn start_empty_groups(cfg: &FileConfig, opened: &mut [group::Opened]) -> R
     futures_util::future::try_join_all(starts).await.map(drop)
 }
 
-/// Starts every group's node task, and on a founding node the region bootstraps; the
-/// default group's fsyncs are `observed` by the metrics.
+/// Starts the node's persistence worker and every group's node task, and on a founding node
+/// the region bootstraps; the worker's fsyncs (every group's) are `observed` by the
+/// metrics (the default group's counters).
 fn run_groups(
     cfg: &FileConfig,
     mut opened: Vec<group::Opened>,
@@ -622,15 +623,15 @@ fn run_groups(
     died: &Arc<tokio::sync::Notify>,
 ) -> Result<(Vec<group::Running>, Vec<tokio::task::JoinHandle<()>>), Error> {
     let commands: Vec<_> = opened.iter_mut().map(|g| g.bootstrap.take()).collect();
+    let Some(first) = opened.first() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let fsync = observed.then(|| first.handle.counters().clone());
+    // Every group's store is in the same raft-engine: any store's writer writes for all.
+    let shared = persist::Shared::start(first.store.writer(), fsync)?;
     let mut running = Vec::with_capacity(opened.len());
-    for (i, g) in opened.into_iter().enumerate() {
-        running.push(group::run(
-            cfg,
-            g,
-            faults,
-            observed && i == 0,
-            died.clone(),
-        )?);
+    for g in opened {
+        running.push(group::run(cfg, g, faults, &shared, died.clone())?);
     }
     let bootstraps = running
         .iter()

@@ -41,7 +41,7 @@
 
 use super::mem::{check_append, check_compact, check_local_snapshot, check_snapshot_newer};
 use super::snapshot_files::{SnapshotFiles, SnapshotId};
-use super::write_queue::{DurableMark, QueuedWrite, WriteQueue};
+use super::write_queue::{DurableMark, WriteQueue, WriteSink};
 use super::{other, snapshot_serves};
 use crate::error::Error;
 use crate::io::{Durability, RaftStore};
@@ -50,7 +50,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, LogBatch, ReadableSize, RecoveryMode};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 /// The Raft group of a region's cluster until there are several (issue 17).
 pub const RAFT_GROUP_ID: u64 = 1;
@@ -212,11 +212,11 @@ impl LogStore {
         }
     }
 
-    /// Pipelines the writes: from now on `write_async` queues its batch on `tx` for a
+    /// Pipelines the writes: from now on `write_async` queues its batch on `sink` for a
     /// persistence worker writing them in order with [`LogStore::writer`] and advancing
-    /// `mark` after each fdatasync; every other write first waits for the queue.
-    pub fn pipeline(&mut self, tx: mpsc::Sender<QueuedWrite>, mark: Arc<DurableMark>) {
-        self.queue = Some(WriteQueue::new(tx, mark));
+    /// `mark` after each round; every other write first waits for the queue.
+    pub fn pipeline(&mut self, sink: Box<dyn WriteSink>, mark: Arc<DurableMark>) {
+        self.queue = Some(WriteQueue::new(sink, mark));
     }
 
     /// Waits until every queued write is durable (before a write ordered after them).

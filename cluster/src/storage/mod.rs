@@ -23,7 +23,7 @@ pub use log_store::{
 pub use mem::MemStore;
 pub use sled_store::{SledStore, SLED_CACHE_CAPACITY_BYTES};
 pub use snapshot_files::{SnapshotFiles, SnapshotId, SNAPSHOT_FILES_KEPT, SNAPSHOT_FILE_BYTES_MAX};
-pub use write_queue::{DurableMark, QueuedWrite};
+pub use write_queue::{DurableMark, QueuedWrite, WriteSink};
 
 use raft::eraftpb::{ConfState, Snapshot, SnapshotMetadata};
 use raft::StorageError;
