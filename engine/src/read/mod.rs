@@ -66,6 +66,9 @@ pub enum Query {
     Reach { from: HospitalId, minutes: u32 },
     /// A page of ward records with their availability, of a hospital or the region.
     WardPage(WardPageQuery),
+    /// The steps the cluster's driver owes other regions (`Engine::remote_work`), at
+    /// most `max`.
+    RemoteWork { max: u32 },
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -96,6 +99,8 @@ pub enum Answer {
     Reach(Option<Vec<Reach>>),
     /// `None` when the hospital is unknown.
     WardPage(Option<WardPage>),
+    /// Oldest referral first.
+    RemoteWork(Vec<crate::remote::RemoteStep>),
 }
 
 /// A record after a write, as the API reports it alongside the write's answer.
@@ -134,6 +139,7 @@ impl Engine {
             Query::Waitlist(q) => Answer::Waitlist(self.waitlist_info(q)),
             Query::Reach { from, minutes } => Answer::Reach(matching::reach(view, *from, *minutes)),
             Query::WardPage(q) => Answer::WardPage(self.ward_page(q)),
+            Query::RemoteWork { max } => Answer::RemoteWork(self.remote_work(*max as usize)),
         }
     }
 
@@ -163,7 +169,9 @@ impl Engine {
             | Reply::ConsultReleased { consult, .. } => {
                 self.consult_info(*consult).map(Record::Consult)
             }
-            Reply::ReferralCreated { referral, .. } | Reply::ReferralUpdated { referral, .. } => {
+            Reply::ReferralCreated { referral, .. }
+            | Reply::ReferralUpdated { referral, .. }
+            | Reply::RemoteBedRecorded { referral, .. } => {
                 self.referral_info(*referral).map(Record::Referral)
             }
             _ => None,
