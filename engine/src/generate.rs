@@ -943,3 +943,19 @@ pub fn templates(file: &RegionFile, horizon_days: u16) -> Vec<(DoctorId, WeeklyT
 
 /// 2026-11-24 00:00 UTC: the default day of the built-in schedules.
 pub const DEFAULT_DAY_START: LogTime = LogTime(1_795_478_400_000);
+
+/// Where a preset's region is entered from elsewhere (its main city), in degrees: the
+/// point cross-region matching and the region-level travel graph measure from
+/// (`layout::travel_minutes`, `matching::across`).
+pub fn gateway(preset: Preset) -> (f64, f64) {
+    match preset {
+        Preset::Gba => (GBA_CITIES[0].lat, GBA_CITIES[0].lon),
+        Preset::Yunnan => (YUNNAN_PLACES[0].1, YUNNAN_PLACES[0].2),
+        Preset::Asean => (ASEAN_PLACES[0].1, ASEAN_PLACES[0].2),
+        Preset::National => (PROVINCE_CAPITALS[0].1, PROVINCE_CAPITALS[0].2),
+        Preset::Province(i) => {
+            let (_, lat, lon) = PROVINCE_CAPITALS[usize::from(i).min(PROVINCE_CAPITALS.len() - 1)];
+            (lat, lon)
+        }
+    }
+}

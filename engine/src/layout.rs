@@ -78,6 +78,55 @@ pub fn place(regions: usize, nodes: &[u64], replicas: usize) -> Vec<Vec<u64>> {
         .collect()
 }
 
+/// Roads serve trips up to this far (km, great circle); farther ones go by high-speed rail.
+pub const ROAD_TRIP_KM_MAX: f64 = 300.0;
+/// Mean road speed between cities, km/h (expressway, with the drive to and from it).
+pub const ROAD_KMH: f64 = 70.0;
+/// Mean high-speed rail speed over the great-circle distance, km/h (lines are not straight).
+pub const RAIL_KMH: f64 = 200.0;
+/// Minutes a rail trip adds: to the station, boarding, from the station to the hospital.
+pub const RAIL_TRANSFER_MINUTES: f64 = 90.0;
+/// Earth's mean radius, km.
+const EARTH_RADIUS_KM: f64 = 6_371.0;
+
+/// Great-circle distance between two points given in degrees, km.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1) = (a.0.to_radians(), a.1.to_radians());
+    let (la2, lo2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+/// Minutes from one region's gateway city to another's (`generate::gateway`): by road up
+/// to `ROAD_TRIP_KM_MAX`, else by high-speed rail with `RAIL_TRANSFER_MINUTES`. The
+/// region-level edge of the national travel graph; within a region the engine's own road
+/// table applies. Symmetric; 0 for a region to itself.
+pub fn travel_minutes(a: Preset, b: Preset) -> u32 {
+    if a == b {
+        return 0;
+    }
+    let km = distance_km(crate::generate::gateway(a), crate::generate::gateway(b));
+    let minutes = if km <= ROAD_TRIP_KM_MAX {
+        km / ROAD_KMH * 60.0
+    } else {
+        RAIL_TRANSFER_MINUTES + km / RAIL_KMH * 60.0
+    };
+    minutes.round().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// The regions of `plans` other than `home`, nearest first, with the minutes to reach
+/// each: the order cross-region matching searches them in.
+pub fn neighbours<'a>(home: &RegionPlan, plans: &'a [RegionPlan]) -> Vec<(&'a RegionPlan, u32)> {
+    let mut out: Vec<(&RegionPlan, u32)> = plans
+        .iter()
+        .filter(|p| p.id != home.id)
+        .map(|p| (p, travel_minutes(home.preset, p.preset)))
+        .collect();
+    out.sort_by(|a, b| (a.1, &a.0.id).cmp(&(b.1, &b.0.id)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +199,25 @@ mod tests {
             .collect();
         assert_eq!(south, ["gba", "yunnan", "asean", "hainan"]);
         assert_eq!(layout("mars"), None);
+    }
+
+    #[test]
+    fn region_travel_is_symmetric_and_nearest_first() {
+        let south = south();
+        let gba = &south[0];
+        let near = neighbours(gba, &south);
+        let ids: Vec<&str> = near.iter().map(|(p, _)| p.id.as_str()).collect();
+        // Haikou is ~470 km from Guangzhou, Nanning ~500 km, Kunming ~1,070 km.
+        assert_eq!(ids, ["hainan", "asean", "yunnan"], "{near:?}");
+        for (p, m) in &near {
+            assert_eq!(*m, travel_minutes(p.preset, gba.preset));
+            assert!((150..=600).contains(m), "{}: {m} min", p.id);
+        }
+        assert_eq!(travel_minutes(Preset::Gba, Preset::Gba), 0);
+        let km = distance_km((23.129, 113.264), (25.039, 102.718));
+        assert!(
+            (1_050.0..1_100.0).contains(&km),
+            "{km} km Guangzhou–Kunming"
+        );
     }
 }

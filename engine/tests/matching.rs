@@ -772,3 +772,120 @@ fn a_referral_channel_allocation_needs_a_triaged_referral_of_the_patient() {
         out[1]
     );
 }
+
+mod across {
+    //! Cross-region bed matching (`matching::across`) over two generated regions.
+    use super::*;
+    use ninety_engine::generate::{self, Preset};
+    use ninety_engine::layout;
+    use ninety_engine::matching::across::{match_beds_across, Elsewhere, Scope};
+
+    fn engine_of(preset: Preset, wards: bool) -> Engine {
+        let mut file = generate::region(preset, 7);
+        if !wards {
+            file.wards.clear();
+        }
+        load(&file, &[], T0).expect("generated region loads")
+    }
+
+    fn entry(preset: Preset) -> Origin {
+        let (lat, lon) = generate::gateway(preset);
+        Origin::Point {
+            lat_micro_deg: (lat * 1e6) as i32,
+            lon_micro_deg: (lon * 1e6) as i32,
+        }
+    }
+
+    fn query(home: &Engine, max_travel_minutes: Option<u32>) -> BedQuery {
+        BedQuery {
+            origin: Origin::Hospital(home.hospitals().next().expect("a hospital").id),
+            needs: BedNeeds::default(),
+            specialty: None,
+            isolation: false,
+            urgency: Urgency::P3,
+            limit: 50,
+            bounds: Bounds {
+                max_travel_minutes,
+                min_tier: None,
+            },
+        }
+    }
+
+    fn hainan() -> Preset {
+        "hainan".parse().unwrap()
+    }
+
+    #[test]
+    fn a_bed_search_looks_beyond_home_only_when_asked_and_adds_the_trip() {
+        let mut gba = engine_of(Preset::Gba, true);
+        let mut hainan_engine = engine_of(hainan(), true);
+        let (home, there) = (gba.view_reader(), hainan_engine.view_reader());
+        let (home, there) = (home.load(), there.load());
+        let trip = layout::travel_minutes(Preset::Gba, hainan());
+        let others = [Elsewhere {
+            region: "hainan",
+            source: &*there,
+            entry: entry(hainan()),
+            travel_minutes: trip,
+        }];
+        let q = query(&gba, None);
+        let only_home = match_beds_across("gba", &*home, &others, &q, Scope::Home).unwrap();
+        assert!(only_home.candidates.iter().all(|c| c.region == "gba"));
+        let when_none =
+            match_beds_across("gba", &*home, &others, &q, Scope::WhenNoneAtHome).unwrap();
+        assert_eq!(
+            when_none, only_home,
+            "home has beds: nothing else is searched"
+        );
+        let all = match_beds_across("gba", &*home, &others, &q, Scope::Everywhere).unwrap();
+        let scores: Vec<u64> = all.candidates.iter().map(|c| c.candidate.score).collect();
+        assert!(scores.windows(2).all(|w| w[0] <= w[1]), "cheapest first");
+        for c in all.candidates.iter().filter(|c| c.region == "hainan") {
+            assert!(c.candidate.travel_minutes >= trip, "{c:?}");
+            assert!(!c.candidate.allied && c.candidate.beyond_reach);
+        }
+    }
+
+    #[test]
+    fn a_region_without_a_bed_finds_one_next_door_within_the_travel_bound() {
+        let mut empty = engine_of(hainan(), false);
+        let mut gba = engine_of(Preset::Gba, true);
+        let (home, there) = (empty.view_reader(), gba.view_reader());
+        let (home, there) = (home.load(), there.load());
+        let trip = layout::travel_minutes(hainan(), Preset::Gba);
+        let others = [Elsewhere {
+            region: "gba",
+            source: &*there,
+            entry: entry(Preset::Gba),
+            travel_minutes: trip,
+        }];
+        let found = match_beds_across(
+            "hainan",
+            &*home,
+            &others,
+            &query(&empty, None),
+            Scope::WhenNoneAtHome,
+        )
+        .unwrap();
+        assert!(!found.candidates.is_empty(), "{found:?}");
+        assert!(found.candidates.iter().all(|c| c.region == "gba"));
+        assert!(found
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("searched 1 other region"));
+        // A bound shorter than the trip leaves the other region out.
+        let bounded = query(&empty, Some(trip - 1));
+        let none =
+            match_beds_across("hainan", &*home, &others, &bounded, Scope::WhenNoneAtHome).unwrap();
+        assert!(none.candidates.is_empty(), "{none:?}");
+        // Within it, every candidate's whole trip keeps to the bound.
+        let loose = query(&empty, Some(trip + 60));
+        let some =
+            match_beds_across("hainan", &*home, &others, &loose, Scope::WhenNoneAtHome).unwrap();
+        assert!(some
+            .candidates
+            .iter()
+            .all(|c| c.candidate.travel_minutes <= trip + 60));
+    }
+}

@@ -4,7 +4,7 @@
 //! (`index`), the integer scoring policy (`policy`), candidate generation over any source of
 //! availability (`candidates`: the published view on the read path, the authoritative state
 //! inside apply), the batch assignment solver (`solve`) and the allocation commands
-//! (`allocate`).
+//! (`allocate`), and the merge of several regions' rankings (`across`).
 //!
 //! Read path: `match_specialist` and `match_beds` rank candidates on an immutable
 //! `AvailabilityView` (see `view`) without locks. Write path: `AllocateSlot` and
@@ -13,6 +13,7 @@
 //! (`solve`), so every replica makes the same choices and no seat or bed is given twice.
 //! See `docs/matching.md`.
 
+pub mod across;
 pub(crate) mod allocate;
 pub mod candidates;
 pub mod index;

@@ -118,6 +118,17 @@ impl MatchPolicy {
             .saturating_add(alliance)
     }
 
+    /// The cost of `minutes` more travel at `urgency`: what a trip to another region adds
+    /// (`across`).
+    pub fn travel_cost(&self, urgency: Urgency, minutes: u32) -> u64 {
+        let per_minute = if urgency.is_urgent() {
+            self.urgent_cost_per_minute
+        } else {
+            self.routine_travel_cost_per_minute
+        };
+        per_minute.saturating_mul(u64::from(minutes))
+    }
+
     /// The load part of the cost.
     pub fn load_cost(&self, urgency: Urgency, load_permille: u32) -> u64 {
         let full = if urgency.is_urgent() {
