@@ -212,7 +212,11 @@ async fn check_both(
     assert_eq!(remote.attempt, 1);
     assert_eq!(remote.region, "yunnan");
     let holds = yunnan_holds(&yunnan, n).await;
-    assert_eq!(holds.len(), 1, "one hold in yunnan for the attempt: {holds:#?}");
+    assert_eq!(
+        holds.len(),
+        1,
+        "one hold in yunnan for the attempt: {holds:#?}"
+    );
     assert_eq!(holds[0].hold_id, remote.hold_id, "{holds:#?}");
     assert_eq!(
         pb::HoldState::try_from(holds[0].state).unwrap_or_default(),

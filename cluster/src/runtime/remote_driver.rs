@@ -199,9 +199,7 @@ impl RemoteDriver {
             return;
         }
         tracing::warn!(referral = step.referral.0, region = %step.region, %why, "cross-region step stuck");
-        let stuck = RemoteOutcome::Stuck {
-            reason: cap(&why),
-        };
+        let stuck = RemoteOutcome::Stuck { reason: cap(&why) };
         r.stuck_recorded = record(cluster, origin, step, stuck).await.is_ok();
     }
 }
@@ -302,6 +300,23 @@ mod tests {
         assert!(c.len() <= REASON_BYTES_MAX);
         assert!(!c.contains('\n'));
         assert_eq!(cap("region x: no leader"), "region x: no leader");
+    }
+
+    /// The saga's internal commands have no client call: no client service builds one.
+    #[test]
+    fn no_client_service_proposes_the_internal_commands() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/server");
+        let files = std::fs::read_dir(dir).expect("src/server");
+        for file in files.flatten() {
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            for internal in ["RecordRemote", "HoldBedForRegion"] {
+                assert!(
+                    !text.contains(&format!("Command::{internal}")),
+                    "{} builds Command::{internal}",
+                    file.path().display()
+                );
+            }
+        }
     }
 
     #[test]
