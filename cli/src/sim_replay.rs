@@ -4,8 +4,8 @@
 
 use clap::Subcommand;
 use ninety_sim::peak::{
-    self, convert, generate, replay, GenerateOptions, ReplayOptions, Scenario, ScheduleMode,
-    SlotDay,
+    self, convert, generate, national, replay, GenerateOptions, ReplayOptions, Scenario,
+    ScheduleMode, SlotDay,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,11 +13,16 @@ use std::process::ExitCode;
 /// The peak-day subcommands of `ninety sim`.
 #[derive(Subcommand)]
 pub enum PeakCmd {
-    /// Generates a peak-day trace (JSON lines, format version 2).
+    /// Generates a peak-day trace (JSON lines, format version 2), or with --layout one per
+    /// region of a layout (a national peak morning: each region's rush at its own hour).
     Generate {
         /// gba, yunnan, asean, national, or a scenario TOML file.
-        #[arg(long, default_value = "gba")]
+        #[arg(long, default_value = "gba", conflicts_with = "layout")]
         scenario: String,
+        /// A layout (`south`, `china`): one trace per region, written as
+        /// `<out>/<region>.jsonl` (--out is then a directory).
+        #[arg(long)]
+        layout: Option<String>,
         /// The generator's seed: the same seed gives the same trace, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -34,7 +39,7 @@ pub enum PeakCmd {
         /// scenario's, 1).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(generate::TRACE_DAYS_MAX)))]
         days: Option<u32>,
-        /// Where to write the trace.
+        /// Where to write the trace (with --layout, the directory of the traces).
         #[arg(long)]
         out: PathBuf,
     },
@@ -120,6 +125,7 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
     let result = match cmd {
         PeakCmd::Generate {
             scenario,
+            layout,
             seed,
             minutes,
             start_minute,
@@ -134,21 +140,10 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
                 scale,
                 days,
             };
-            peak::generate_file(&scenario, &opts, &out).map(|n| {
-                println!("{n} events written to {}", out.display());
-            })
+            generate_traces(&scenario, layout.as_deref(), &opts, &out)
         }
         PeakCmd::Replay(args) => match args.options() {
-            Ok(opts) => tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(peak::replay_file(&args.trace, &opts, &args.report)))
-                .map(|(r, page)| {
-                    println!("{}", peak::summary_line(&r));
-                    println!("schedule: {}", r.schedule);
-                    println!("report: {}", page.display());
-                }),
+            Ok(opts) => replay_traces(&args, &opts),
             Err(code) => return code,
         },
         PeakCmd::Convert(args) => match args.options() {
@@ -169,6 +164,57 @@ pub fn run(cmd: PeakCmd) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ninety sim generate`: one scenario's trace, or one per region of a layout.
+fn generate_traces(
+    scenario: &str,
+    layout: Option<&str>,
+    opts: &GenerateOptions,
+    out: &Path,
+) -> Result<(), String> {
+    let Some(layout) = layout else {
+        let n = peak::generate_file(scenario, opts, out)?;
+        println!("{n} events written to {}", out.display());
+        return Ok(());
+    };
+    let traces = national::generate_layout(layout, opts)?;
+    let paths = national::write_layout(&traces, out)?;
+    for (t, path) in traces.iter().zip(&paths) {
+        println!(
+            "{:<16} {:>8} events, rush {:+} min from Beijing's: {}",
+            t.region,
+            t.trace.events.len(),
+            t.shift_minutes,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `ninety sim replay`: one trace, or (`--trace-dir`) every region's at once.
+fn replay_traces(args: &ReplayArgs, opts: &ReplayOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    if let Some(dir) = &args.trace_dir {
+        let traces = national::read_layout(dir)?;
+        let results = rt.block_on(national::replay_layout(&traces, opts, &args.report))?;
+        for (region, r, page) in &results {
+            println!("{region:<16} {}", peak::summary_line(r));
+            println!("{:<16} report: {}", "", page.display());
+        }
+        return Ok(());
+    }
+    let Some(trace) = &args.trace else {
+        return Err("replay: give --trace or --trace-dir".into());
+    };
+    let (r, page) = rt.block_on(peak::replay_file(trace, opts, &args.report))?;
+    println!("{}", peak::summary_line(&r));
+    println!("schedule: {}", r.schedule);
+    println!("report: {}", page.display());
+    Ok(())
 }
 
 /// A per-run salt for request ids, so each replay is new work for the cluster.
@@ -216,8 +262,17 @@ pub async fn demo_replay(addrs: &[String], dir: &Path) -> Result<PathBuf, String
 #[derive(clap::Args)]
 pub struct ReplayArgs {
     /// The trace file.
+    #[arg(
+        long,
+        required_unless_present = "trace_dir",
+        conflicts_with = "trace_dir"
+    )]
+    trace: Option<PathBuf>,
+    /// A directory of `<region>.jsonl` traces (`ninety sim generate --layout`): every
+    /// region's trace replayed at once, each call naming its region; one report per
+    /// region under --report.
     #[arg(long)]
-    trace: PathBuf,
+    trace_dir: Option<PathBuf>,
     /// Node addresses, comma-separated (host:port).
     #[arg(long, value_delimiter = ',', required = true)]
     target: Vec<String>,

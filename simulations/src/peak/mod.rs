@@ -10,6 +10,9 @@
 //!   [`send`] speaks the API, [`timeline`] maps the trace's days onto the cluster's
 //!   (calendar) or onto a schedule [`live`] publishes on the replay's own clock.
 //! * [`report`] and [`charts`]: the JSON summary and the self-contained HTML page.
+//! * [`national`]: a national peak morning, one trace per region of a layout, each
+//!   region's rush at its own Beijing hour, replayed together against a multi-region
+//!   deployment.
 //!
 //! The commands `ninety sim generate`, `ninety sim convert` and `ninety sim replay` call
 //! [`generate_file`], [`convert::convert_file`] and [`replay_file`].
@@ -18,6 +21,7 @@ pub mod charts;
 pub mod convert;
 pub mod generate;
 pub mod live;
+pub mod national;
 pub mod replay;
 pub mod report;
 pub mod scenario;

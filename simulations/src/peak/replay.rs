@@ -87,6 +87,9 @@ pub struct ReplayOptions {
     pub tls: Option<ninety_client::ClientTls>,
     /// Bearer token for every call (`ninety --token-file`).
     pub token: Option<String>,
+    /// The region every call names (`ninety-region` header); `None`: each node's default
+    /// region ([`super::national`] sets it per region).
+    pub route: Option<String>,
 }
 
 impl Default for ReplayOptions {
@@ -108,6 +111,7 @@ impl Default for ReplayOptions {
             live_lead: None,
             publish_concurrency: 32,
             tls: None,
+            route: None,
             token: None,
         }
     }
@@ -476,6 +480,10 @@ pub async fn replay(
         opts.tls.clone(),
         opts.token.clone(),
     )?;
+    let conn = match &opts.route {
+        Some(region) => conn.routed(region)?,
+        None => conn,
+    };
     let (tl, note) = match opts.schedule {
         ScheduleMode::Calendar => calendar(trace, opts, &conn).await?,
         ScheduleMode::Live => live(trace, opts, region, &conn).await?,

@@ -90,6 +90,15 @@ impl Conn {
         Ok(Conn { client })
     }
 
+    /// The same connections, every call naming `region` in the `ninety-region` header.
+    pub fn routed(&self, region: &str) -> Result<Conn, String> {
+        let client = self
+            .client
+            .with_region(region)
+            .map_err(|e| format!("region: {e}"))?;
+        Ok(Conn { client })
+    }
+
     /// The client, for calls the replay makes besides the trace's (discovery, publishing).
     pub fn client(&self) -> &ninety_client::Client {
         &self.client
