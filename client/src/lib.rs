@@ -697,6 +697,7 @@ rpcs! {
     ReferralsClient::request_referral(pb::RequestReferralRequest) -> pb::ReferralResponse;
     ReferralsClient::triage_referral(pb::TriageReferralRequest) -> pb::ReferralResponse;
     ReferralsClient::match_referral(pb::MatchReferralRequest) -> pb::ReferralResponse;
+    ReferralsClient::hold_remote_bed(pb::HoldRemoteBedRequest) -> pb::ReferralResponse;
     ReferralsClient::report_no_capacity(pb::ReportNoCapacityRequest) -> pb::ReferralResponse;
     ReferralsClient::accept_referral(pb::AcceptReferralRequest) -> pb::ReferralResponse;
     ReferralsClient::start_transit(pb::StartTransitRequest) -> pb::ReferralResponse;

@@ -152,7 +152,7 @@ pub enum RemoteOutcome {
 }
 
 /// The request the destination is sent for one step.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum RemoteAction {
     /// `HoldBed{Ward(ward), patient, ttl_ms}` with the `hold` step's id.
     Hold,
@@ -165,7 +165,7 @@ pub enum RemoteAction {
 }
 
 /// One step the driver owes the destination.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct RemoteStep {
     pub referral: ReferralId,
     pub attempt: u32,

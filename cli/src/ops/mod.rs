@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod compose;
 pub mod credentials;
 pub mod health;
+pub mod referral;
 pub mod region;
 pub mod security;
 pub mod spot;
@@ -150,6 +151,8 @@ pub enum OpsCmd {
     Book(spot::BookArgs),
     /// A hospital's bed state changes: discharge, clean, block, unblock (Capacity).
     Capacity(capacity::CapacityArgs),
+    /// A referral's bed in another region: hold-remote, show (Referrals).
+    Referral(referral::ReferralArgs),
     /// Whether the nodes' client listeners answer the gRPC health check (exit 0 when all
     /// report SERVING): container health checks and probes.
     Health(HealthArgs),
@@ -381,6 +384,7 @@ pub fn run(cmd: OpsCmd) -> ExitCode {
         OpsCmd::Match(a) => a.g.json,
         OpsCmd::Book(a) => a.g.json,
         OpsCmd::Capacity(a) => a.json(),
+        OpsCmd::Referral(a) => a.json(),
         OpsCmd::Health(a) => a.g.json,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -402,6 +406,7 @@ pub fn run(cmd: OpsCmd) -> ExitCode {
             OpsCmd::Match(a) => spot::match_specialist(a).await,
             OpsCmd::Book(a) => spot::book(a).await,
             OpsCmd::Capacity(a) => capacity::run(a).await,
+            OpsCmd::Referral(a) => referral::run(a).await,
             OpsCmd::Health(a) => health::run(&a.g).await,
         }
     });

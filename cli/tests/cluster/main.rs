@@ -10,6 +10,7 @@ mod backup;
 mod capacity;
 mod constraints;
 mod containers;
+mod cross_region;
 mod demo;
 mod harness;
 mod hostile;

@@ -39,6 +39,7 @@ pub mod persist;
 pub mod poison;
 pub mod raft_log;
 pub mod regions;
+pub mod remote_driver;
 pub mod snapshot_intake;
 pub mod snapshot_writer;
 pub mod startup;
@@ -507,6 +508,13 @@ pub async fn serve(
     let grpc_metrics = metrics_listener.as_ref().map(|_| GrpcMetrics::default());
     let metrics_served = spawn_metrics(metrics_listener, &running, &grpc_metrics, &stopping_rx);
     let routes = client_routes(&running).await?;
+    let remote = remote_driver::spawn(
+        running
+            .iter()
+            .map(|g| (g.spec.id.clone(), g.cluster.clone()))
+            .collect(),
+        stopping_rx.clone(),
+    );
     let ids: Vec<&str> = running.iter().map(|g| g.spec.id.as_str()).collect();
     let peer_listen = cfg.peer_listen()?;
     tracing::info!(id = cfg.id, listen = %cfg.listen, %peer_listen, regions = ?ids, "serving");
@@ -522,6 +530,7 @@ pub async fn serve(
         audit_writer,
         metrics_served,
         bootstraps,
+        remote,
         running,
     };
     stopping.finish(served, peers_served).await
@@ -532,6 +541,8 @@ struct Stopping {
     audit_writer: crate::security::audit::Writer,
     metrics_served: Option<tokio::task::JoinHandle<()>>,
     bootstraps: Vec<tokio::task::JoinHandle<()>>,
+    /// The cross-region referral driver (`remote_driver`).
+    remote: tokio::task::JoinHandle<()>,
     running: Vec<group::Running>,
 }
 
@@ -554,6 +565,7 @@ impl Stopping {
         for b in self.bootstraps {
             b.abort();
         }
+        self.remote.abort();
         let node_result = stop_groups(self.running).await;
         served.map_err(|e| Error::Config(format!("client server: {e}")))?;
         peers_served.map_err(|e| Error::Config(format!("peer server: {e}")))?;

@@ -176,6 +176,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Referrals/RequestReferral", Write(Referral)),
     ("Referrals/TriageReferral", Write(Referral)),
     ("Referrals/MatchReferral", Write(Referral)),
+    ("Referrals/HoldRemoteBed", Write(Referral)),
     ("Referrals/ReportNoCapacity", Write(Referral)),
     ("Referrals/AcceptReferral", Write(Referral)),
     ("Referrals/StartTransit", Write(Referral)),

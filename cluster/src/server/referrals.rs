@@ -73,7 +73,68 @@ pub fn referral_pb(info: &ReferralInfo) -> pb::Referral {
         direction: convert::direction_pb(r.kind) as i32,
         note: r.note.clone().unwrap_or_default(),
         outcome: r.outcome.clone().unwrap_or_default(),
+        remote: info.remote.as_ref().map(remote_pb),
     }
+}
+
+/// The wire form of a referral's bed in another region.
+fn remote_pb(b: &ninety_engine::remote::RemoteBed) -> pb::RemoteBed {
+    use ninety_engine::remote::RemoteStage as S;
+    use pb::RemoteBedStage as P;
+    let stage = match b.stage {
+        S::Holding => P::Holding,
+        S::Held => P::Held,
+        S::Confirming => P::Confirming,
+        S::Confirmed => P::Confirmed,
+        S::Releasing => P::Releasing,
+        S::Released => P::Released,
+    };
+    pb::RemoteBed {
+        region: b.region.clone(),
+        ward_id: b.ward.0,
+        ttl_ms: b.ttl_ms,
+        attempt: b.attempt,
+        stage: stage as i32,
+        hold_id: b.hold.map_or(0, |h| h.0),
+        since_ms: b.since.0,
+        stuck_reason: b.stuck.clone().unwrap_or_default(),
+    }
+}
+
+/// `HoldRemoteBed`: every field checked here, so a bad one costs no log entry. The
+/// internal commands of the saga (`RecordRemote`, `HoldBedForRegion`) have no client call:
+/// only the node's driver (`runtime::remote_driver`) proposes them.
+fn hold_remote_bed(r: &pb::HoldRemoteBedRequest) -> Result<Request, Rejection> {
+    use ninety_engine::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
+    let at = Field::top();
+    let id = super::parse_request_id(&at, "request_id", &r.request_id)?;
+    let referral = ReferralId(at.id("referral_id", r.referral_id)?);
+    if !ninety_engine::remote::is_region_key(&r.region) {
+        return Err(at.invalid(
+            "region",
+            format!(
+                "{}: must be 1 to {} lowercase letters, digits, - or _",
+                convert::echo(&r.region),
+                ninety_engine::limits::REGION_KEY_BYTES_MAX
+            ),
+        ));
+    }
+    let ward = ninety_engine::WardId(at.id("ward_id", r.ward_id)?);
+    if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(&r.ttl_ms) {
+        return Err(at.invalid(
+            "ttl_ms",
+            format!("must be {HOLD_TTL_MS_MIN} to {HOLD_TTL_MS_MAX} ms"),
+        ));
+    }
+    Ok(Request {
+        id,
+        command: Command::HoldRemoteBed {
+            referral,
+            region: r.region.clone(),
+            ward,
+            ttl_ms: r.ttl_ms,
+        },
+    })
 }
 
 /// One history step on the wire: the step's own code, else its reason's text.
@@ -334,6 +395,15 @@ impl Referrals for ReferralsService {
     ) -> Result<Response<pb::ReferralResponse>, Status> {
         let deadline = Deadline::of(&request, WRITE_TIMEOUT);
         let request = match_referral(request.get_ref()).map_err(bad)?;
+        self.write(request, deadline).await
+    }
+
+    async fn hold_remote_bed(
+        &self,
+        request: GrpcRequest<pb::HoldRemoteBedRequest>,
+    ) -> Result<Response<pb::ReferralResponse>, Status> {
+        let deadline = Deadline::of(&request, WRITE_TIMEOUT);
+        let request = hold_remote_bed(request.get_ref()).map_err(bad)?;
         self.write(request, deadline).await
     }
 

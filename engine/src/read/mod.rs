@@ -66,9 +66,15 @@ pub enum Query {
     Reach { from: HospitalId, minutes: u32 },
     /// A page of ward records with their availability, of a hospital or the region.
     WardPage(WardPageQuery),
+    /// The steps the cluster's driver owes other regions (`Engine::remote_work`), at
+    /// most `max`.
+    RemoteWork { max: u32 },
 }
 
 /// The answer to a [`Query`], variant for variant.
+// A referral (with its cross-region part) is the largest answer; answers are decoded once
+// and moved, never stored in bulk, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Hold(Option<(BedHold, HospitalId)>),
@@ -96,9 +102,13 @@ pub enum Answer {
     Reach(Option<Vec<Reach>>),
     /// `None` when the hospital is unknown.
     WardPage(Option<WardPage>),
+    /// Oldest referral first.
+    RemoteWork(Vec<crate::remote::RemoteStep>),
 }
 
 /// A record after a write, as the API reports it alongside the write's answer.
+// As for `Answer`: one record per write, moved, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     Seat(SeatInfo),
@@ -134,6 +144,7 @@ impl Engine {
             Query::Waitlist(q) => Answer::Waitlist(self.waitlist_info(q)),
             Query::Reach { from, minutes } => Answer::Reach(matching::reach(view, *from, *minutes)),
             Query::WardPage(q) => Answer::WardPage(self.ward_page(q)),
+            Query::RemoteWork { max } => Answer::RemoteWork(self.remote_work(*max as usize)),
         }
     }
 
@@ -163,7 +174,9 @@ impl Engine {
             | Reply::ConsultReleased { consult, .. } => {
                 self.consult_info(*consult).map(Record::Consult)
             }
-            Reply::ReferralCreated { referral, .. } | Reply::ReferralUpdated { referral, .. } => {
+            Reply::ReferralCreated { referral, .. }
+            | Reply::ReferralUpdated { referral, .. }
+            | Reply::RemoteBedRecorded { referral, .. } => {
                 self.referral_info(*referral).map(Record::Referral)
             }
             _ => None,
