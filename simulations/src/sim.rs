@@ -286,6 +286,21 @@ struct Client {
     external: bool,
 }
 
+impl Client {
+    /// A client with nothing sent yet; `external` for the multi-region driver's.
+    fn fresh(external: bool) -> Client {
+        Client {
+            owned: Owned::default(),
+            seq: 0,
+            current: None,
+            hint: None,
+            live_done: 0,
+            admin: None,
+            external,
+        }
+    }
+}
+
 enum Event {
     Deliver {
         msg: Message,
@@ -478,13 +493,8 @@ impl Sim {
             sim.add_node(id, Some(&voters))?;
         }
         sim.clients.push(Client {
-            owned: Owned::default(),
-            seq: 0,
-            current: None,
-            hint: None,
-            live_done: 0,
             admin: Some(region::bootstrap(first_start)),
-            external: false,
+            ..Client::fresh(false)
         });
         sim.schedule(0, Event::ClientNext { client: 0 });
         Ok(sim)
@@ -1476,15 +1486,7 @@ impl Sim {
         self.phase_started_us = self.now;
         self.log(|| "region loaded; safety phase (faults on)".into());
         for i in 0..self.faults.clients {
-            self.clients.push(Client {
-                owned: Owned::default(),
-                seq: 0,
-                current: None,
-                hint: None,
-                live_done: 0,
-                admin: None,
-                external: false,
-            });
+            self.clients.push(Client::fresh(false));
             let c = self.clients.len() - 1;
             let d = self.work_rng.range(0, 50) * US;
             self.schedule(d + i, Event::ClientNext { client: c });

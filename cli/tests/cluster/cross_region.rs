@@ -9,6 +9,7 @@
 //! attempt. The killed node is restarted; waits are generous and nothing is timed.
 
 use crate::harness::*;
+use crate::regions::first_ward;
 use ninety_client::Client;
 use ninety_proto::peer::v1::{Role, StatusRequest};
 use ninety_proto::v1 as pb;
@@ -20,6 +21,8 @@ const REGIONS: [&str; 4] = ["gba", "yunnan", "asean", "hainan"];
 const STEP_WAIT: Duration = Duration::from_secs(40);
 /// The hold's TTL in yunnan: far longer than any scenario, so no hold lapses by itself.
 const TTL_MS: u64 = 2 * 3_600_000;
+/// How long a region may take to load through its log.
+const REGION_LOAD_WAIT: Duration = Duration::from_secs(60);
 
 fn start() -> Procs {
     let toml: String = REGIONS
@@ -46,29 +49,6 @@ fn client(p: &Procs, region: &str) -> Client {
 
 fn patient(n: u64) -> String {
     format!("{:032x}", 0xc405_5000_u64 + n)
-}
-
-/// The first ward of hospital 1 in the region `c` names, once the region is loaded.
-async fn first_ward(c: &Client, p: &Procs) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = c
-            .ward_availability(pb::WardAvailabilityRequest {
-                hospital_id: 1,
-                ..Default::default()
-            })
-            .await;
-        if let Some(w) = r.ok().and_then(|r| r.wards.first().map(|w| w.ward_id)) {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "region {:?} not loaded in time\n{}",
-            c.region(),
-            p.logs(&[1, 2, 3])
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The live node that leads `region`, as its own status says.
@@ -228,8 +208,8 @@ async fn check_both(
 /// Loads the cluster and returns gba's and yunnan's clients and yunnan's ward.
 async fn ready(p: &Procs) -> (Client, u32) {
     let gba = client(p, "gba");
-    first_ward(&gba, p).await;
-    let ward = first_ward(&client(p, "yunnan"), p).await;
+    first_ward(&gba, p, REGION_LOAD_WAIT).await;
+    let ward = first_ward(&client(p, "yunnan"), p, REGION_LOAD_WAIT).await;
     (gba, ward)
 }
 

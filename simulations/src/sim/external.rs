@@ -5,7 +5,7 @@
 //! moves the run from phase to phase together with the other regions.
 
 use super::{Client, NodeState, Op, Phase, Sim, US};
-use crate::workload::{Owned, RemoteDest};
+use crate::workload::RemoteDest;
 use ninety_cluster::engine_sm::encode_request;
 use ninety_engine::{Engine, Outcome, Request, RequestId};
 
@@ -170,15 +170,7 @@ impl Sim {
         if let Some(i) = self.clients.iter().position(|c| c.external) {
             return i;
         }
-        self.clients.push(Client {
-            owned: Owned::default(),
-            seq: 0,
-            current: None,
-            hint: None,
-            live_done: 0,
-            admin: None,
-            external: true,
-        });
+        self.clients.push(Client::fresh(true));
         self.clients.len() - 1
     }
 
