@@ -256,7 +256,9 @@ fn the_cluster_reaches_the_engine_through_its_adapter_surface_only() {
     // What cluster/src may name of the engine beyond its root (the command, reply, id and
     // event types, `Engine`, `Query`/`Answer`, the view): the read model, the query and
     // bound types of matching, limits, snapshot formats, the lock-free view's `Arc`, the
-    // built-in regions, time units, and the referral text rules the API checks first.
+    // built-in regions, time units, the referral text rules the API checks first, and the
+    // cross-region saga's steps and answers that the runtime driver carries between
+    // regions (`remote`: the rules stay in the engine, the driver only moves them).
     let modules = [
         "read",
         "matching",
@@ -266,6 +268,7 @@ fn the_cluster_reaches_the_engine_through_its_adapter_surface_only() {
         "generate",
         "time",
         "referrals",
+        "remote",
     ];
     // What the adapter (engine_sm) and snapshot intake may call on an `Engine`: apply,
     // query and view, snapshots, and what an answer to a write carries.

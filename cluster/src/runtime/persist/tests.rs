@@ -1,3 +1,6 @@
+//! The shared persistence worker's tests: one fdatasync for several groups' writes, reports
+//! that never run ahead of durability, and a flooding group that holds back no other.
+
 use super::round::{Disk, Limits};
 use super::*;
 use crate::io::{Durability, RaftStore};
