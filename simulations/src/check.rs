@@ -272,6 +272,25 @@ fn check_placed(engine: &Engine, index: u64, placed: &[Placed], out: &mut Vec<St
 /// A retry answered from the dedup table without an entry of its own: it says it is a
 /// replay, and the request was first applied successfully at the index its answer names
 /// (the answer itself is checked against the first answer by the caller).
+/// Records the reference's state hash for every final index in `[from, to)`: the reference
+/// has applied every logged command before `to`, and none at `from..to` but the one at
+/// `from` itself (when `from` is a logged index), so that is each such replica's state.
+fn hash_finals_before(
+    reference: &EngineMachine,
+    final_at: &BTreeSet<u64>,
+    from: u64,
+    to: u64,
+    hashes: &mut BTreeMap<u64, [u8; 32]>,
+) {
+    let mut due = final_at.range(from..to).peekable();
+    if due.peek().is_some() {
+        let hash = reference.state_hash();
+        for &f in due {
+            hashes.insert(f, hash);
+        }
+    }
+}
+
 fn check_read_replay(a: &Ack, first_index: &BTreeMap<RequestId, u64>, out: &mut Vec<String>) {
     match first_index.get(&a.request) {
         Some(&i) if i == a.applied.first_index && a.applied.replayed => {}
@@ -310,10 +329,10 @@ pub fn history(
     let mut first_answer: BTreeMap<RequestId, ninety_engine::Outcome> = BTreeMap::new();
     let mut first_index: BTreeMap<RequestId, u64> = BTreeMap::new();
     let mut hashes: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
-    if final_at.contains(&0) {
-        hashes.insert(0, reference.state_hash());
-    }
     for (&index, batch) in &rec.log {
+        // A replica may end at an index with no commands (a leader's empty entry, a
+        // membership change): its state is the state after the commands before it.
+        hash_finals_before(&reference, &final_at, state_from, index, &mut hashes);
         read_check.state(&reference, state_from, index.saturating_sub(1), &mut out);
         state_from = index;
         let ctx = ApplyContext {
@@ -364,13 +383,11 @@ pub fn history(
             }
         }
         check_placed(reference.engine(), index, &placed, &mut out);
-        if final_at.contains(&index) {
-            hashes.insert(index, reference.state_hash());
-        }
         if out.len() > 8 {
             return out;
         }
     }
+    hash_finals_before(&reference, &final_at, state_from, u64::MAX, &mut hashes);
     read_check.state(&reference, state_from, u64::MAX, &mut out);
     read_check.finish(&mut out);
     let max_acked = acks.iter().map(|a| a.index).max().unwrap_or(0);
