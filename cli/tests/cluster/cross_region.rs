@@ -4,9 +4,11 @@
 //! (`runtime::remote_driver`), and is accepted (confirmed on both) or cancelled (released
 //! on both); then the same with a kill -9 at each step: of gba's leader right after
 //! `HoldRemoteBed` is acknowledged, of yunnan's leader while the bed is being held, of
-//! gba's leader right after `AcceptReferral`, and after a cancel of a held bed. Each must
-//! end confirmed on both or released on both, with exactly one hold in yunnan for the
-//! attempt. The killed node is restarted; waits are generous and nothing is timed.
+//! gba's leader right after `AcceptReferral`; and gba's leader dying at a crash point
+//! (`runtime::crash_point`) between yunnan's answer and its record, at the hold, confirm
+//! and release steps. Each must end confirmed on both or released on both, with exactly
+//! one hold in yunnan for the attempt. The killed node is restarted; waits are generous
+//! and nothing is timed.
 
 use crate::harness::*;
 use crate::regions::first_ward;
@@ -34,6 +36,8 @@ fn start() -> Procs {
         &[1, 2, 3],
         Opts {
             schedule_horizon_days: Some(0),
+            // For the crash points (`CRASH_AT`); no `FAULTS` file is ever written here.
+            fault_injection: true,
             extra_toml: toml,
             ..Opts::default()
         },
@@ -355,17 +359,88 @@ async fn kill_9_of_yunnan_leader_while_holding() {
     .await;
 }
 
+/// Arms crash point `point` on node `id`: it aborts there once (`runtime::crash_point`).
+fn arm(p: &Procs, id: u64, point: &str) {
+    std::fs::write(p.data_dir(id).join("CRASH_AT"), point).expect("arm the crash point");
+}
+
+/// Waits until node `id` died at its armed crash point, then starts it again.
+async fn crashed_then_restart(p: &mut Procs, id: u64, point: &str) {
+    let deadline = Instant::now() + STEP_WAIT;
+    loop {
+        let child = p.children.get_mut(&id).expect("a running node");
+        if child.try_wait().expect("wait on the node").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} never reached {point}\n{}",
+            p.logs(&[1, 2, 3])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        p.log(id).contains("crash point reached"),
+        "node {id} died, but not at {point}:\n{}",
+        p.log(id)
+    );
+    p.children.remove(&id);
+    p.spawn(id, true);
+}
+
+/// Row 2 of the protocol's failure table at each step: gba's leader dies after yunnan
+/// answered the step and before the answer is recorded in gba (a crash point, not a timed
+/// kill). The next leader repeats the step under the same id; yunnan's answer is the first
+/// one, and each referral ends with exactly one hold in yunnan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_while_held_then_kill_9_releases_on_both_sides() {
+async fn a_crash_between_the_answer_and_its_record_at_every_step() {
     crate::bounded(async {
         let mut p = start();
         let (gba, ward) = ready(&p).await;
-        let id = triaged(&gba, 4).await;
+        let id = triaged(&gba, 5).await;
+        for (point, act) in [
+            ("remote-answered-hold", "hold"),
+            ("remote-answered-confirm", "accept"),
+        ] {
+            let victim = leader_of(&p, "gba").await;
+            arm(&p, victim, point);
+            if act == "hold" {
+                hold_remote(&gba, id, ward).await;
+            } else {
+                gba.accept_referral(pb::AcceptReferralRequest {
+                    request_id: ninety_client::new_request_id(),
+                    referral_id: id,
+                    ..Default::default()
+                })
+                .await
+                .expect("accept");
+            }
+            crashed_then_restart(&mut p, victim, point).await;
+            if act == "hold" {
+                wait_referral(&p, &gba, id, "held", |r| {
+                    stage(r) == pb::RemoteBedStage::Held
+                })
+                .await;
+            }
+        }
+        check_both(
+            &p,
+            id,
+            5,
+            pb::RemoteBedStage::Confirmed,
+            pb::ReferralState::Accepted,
+            pb::HoldState::Confirmed,
+        )
+        .await;
+        // Released: cancelled while held, the leader dies after yunnan let the bed go.
+        let id = triaged(&gba, 6).await;
         hold_remote(&gba, id, ward).await;
         wait_referral(&p, &gba, id, "held", |r| {
             stage(r) == pb::RemoteBedStage::Held
         })
         .await;
+        let victim = leader_of(&p, "gba").await;
+        arm(&p, victim, "remote-answered-release");
         gba.cancel_referral(pb::CancelReferralRequest {
             request_id: ninety_client::new_request_id(),
             referral_id: id,
@@ -373,12 +448,11 @@ async fn cancel_while_held_then_kill_9_releases_on_both_sides() {
         })
         .await
         .expect("cancel");
-        let victim = leader_of(&p, "gba").await;
-        kill_and_restart(&mut p, victim).await;
+        crashed_then_restart(&mut p, victim, "remote-answered-release").await;
         check_both(
             &p,
             id,
-            4,
+            6,
             pb::RemoteBedStage::Released,
             pb::ReferralState::Cancelled,
             pb::HoldState::Released,

@@ -28,6 +28,7 @@
 //! acknowledged write was durable on a quorum before it was acknowledged.
 
 pub mod config;
+pub mod crash_point;
 pub mod data_format;
 pub mod driver;
 pub mod events;
@@ -513,6 +514,10 @@ pub async fn serve(
             .iter()
             .map(|g| (g.spec.id.clone(), g.cluster.clone()))
             .collect(),
+        crash_point::CrashPoints::new(
+            cfg.fault_injection
+                .then(|| cfg.data_dir.join(crash_point::CRASH_FILE)),
+        ),
         stopping_rx.clone(),
     );
     let ids: Vec<&str> = running.iter().map(|g| g.spec.id.as_str()).collect();

@@ -30,6 +30,7 @@
 //! proposed by a node that just lost leadership is forwarded or refused; either way
 //! harmless (a repeated or stale record changes nothing in the engine).
 
+use crate::runtime::crash_point::CrashPoints;
 use crate::server::{Cluster, Deadline};
 use ninety_engine::read::{Answer, Query};
 use ninety_engine::remote::{step_request_id, RemoteOutcome, RemoteStep};
@@ -87,15 +88,19 @@ enum Sent {
 pub struct RemoteDriver {
     groups: BTreeMap<String, Arc<Cluster>>,
     retries: HashMap<StepKey, Retry>,
+    /// Test crash points (`remote-answered-<step>`, `runtime::crash_point`).
+    crash: CrashPoints,
 }
 
 /// Starts the driver over the node's groups (region id, group); it stops when `stopping`
 /// turns true.
 pub fn spawn(
     groups: Vec<(String, Arc<Cluster>)>,
+    crash: CrashPoints,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let driver = RemoteDriver::new(groups);
+    let mut driver = RemoteDriver::new(groups);
+    driver.crash = crash;
     tokio::spawn(driver.run(stopping))
 }
 
@@ -105,6 +110,7 @@ impl RemoteDriver {
         RemoteDriver {
             groups: groups.into_iter().collect(),
             retries: HashMap::new(),
+            crash: CrashPoints::off(),
         }
     }
 
@@ -165,6 +171,9 @@ impl RemoteDriver {
             Ok(answer) => answer,
             Err(why) => return Sent::Failed(why),
         };
+        // D answered; O has not recorded it: the crash the saga's row 2 is about.
+        self.crash
+            .hit(&format!("remote-answered-{}", step.step_name()));
         let outcome = capped(step.outcome(&answer));
         match record(cluster, origin, step, outcome).await {
             Ok(()) => Sent::Recorded,
