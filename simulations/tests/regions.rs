@@ -59,7 +59,11 @@ fn replicas_ending_on_a_membership_change_match_the_replay() {
     };
     let r = run_seed(1356, &o);
     assert!(r.ok(), "seed 1356 failed: {:?}", r.violations);
-    assert!(r.stats.replacements > 0, "no node was replaced: {:?}", r.stats);
+    assert!(
+        r.stats.replacements > 0,
+        "no node was replaced: {:?}",
+        r.stats
+    );
 }
 
 #[test]

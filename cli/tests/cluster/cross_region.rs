@@ -11,14 +11,12 @@
 //! and nothing is timed.
 
 use crate::harness::*;
-use crate::regions::first_ward;
+use crate::regions::{first_ward, regions_toml, REGIONS};
 use ninety_client::Client;
 use ninety_proto::peer::v1::{Role, StatusRequest};
 use ninety_proto::v1 as pb;
 use std::time::{Duration, Instant};
 
-/// The regions every node hosts, gba the default (as `regions.rs`).
-const REGIONS: [&str; 4] = ["gba", "yunnan", "asean", "hainan"];
 /// How long a step of a scenario may take to show (elections and restarts included).
 const STEP_WAIT: Duration = Duration::from_secs(40);
 /// The hold's TTL in yunnan: far longer than any scenario, so no hold lapses by itself.
@@ -27,10 +25,6 @@ const TTL_MS: u64 = 2 * 3_600_000;
 const REGION_LOAD_WAIT: Duration = Duration::from_secs(60);
 
 fn start() -> Procs {
-    let toml: String = REGIONS
-        .iter()
-        .map(|id| format!("[[regions]]\nid = \"{id}\"\nspec = \"{id}\"\n"))
-        .collect();
     Procs::start(
         &[1, 2, 3],
         &[1, 2, 3],
@@ -38,7 +32,7 @@ fn start() -> Procs {
             schedule_horizon_days: Some(0),
             // For the crash points (`CRASH_AT`); no `FAULTS` file is ever written here.
             fault_injection: true,
-            extra_toml: toml,
+            extra_toml: regions_toml(&REGIONS),
             ..Opts::default()
         },
     )

@@ -32,11 +32,6 @@ const OTHERS: [&str; 3] = ["gba", "yunnan", "asean"];
 /// Writers per region, each on its own hospital's first ward.
 const WRITERS_PER_REGION: u32 = 2;
 
-/// The `[[regions]]` table of `id` (its spec is its id: a built-in region).
-fn region_toml(id: &str) -> String {
-    format!("[[regions]]\nid = \"{id}\"\nspec = \"{id}\"\n")
-}
-
 /// What a writer knows of a hold it was answered for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Acked {
@@ -272,13 +267,13 @@ async fn a_regions_replicas_move_to_a_new_node_while_the_others_take_writes() {
             &[1, 2, 3],
             Opts {
                 schedule_horizon_days: Some(0),
-                extra_toml: regions_toml(),
-                node_toml: [(4, region_toml(MOVED))].into(),
+                extra_toml: regions_toml(&REGIONS),
+                node_toml: [(4, regions_toml(&[MOVED]))].into(),
                 rust_log: Some("warn,ninety_cluster::runtime::events=info"),
                 ..Opts::default()
             },
         );
-        let ids: Vec<&str> = REGIONS.iter().map(|r| r.0).collect();
+        let ids: Vec<&str> = REGIONS.to_vec();
         loaded(&p, &ids, &[1, 2, 3]).await;
         let moved = client(&p, &[1, 2, 3], Some(MOVED));
         let ward = first_ward(&moved, &p, Duration::from_secs(5)).await;
@@ -429,7 +424,7 @@ async fn restart(p: &mut Procs, id: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_is_added_by_restarting_the_nodes_one_at_a_time() {
     crate::bounded(async {
-        let three: String = OTHERS.iter().map(|r| region_toml(r)).collect();
+        let three = regions_toml(&OTHERS);
         let mut p = Procs::start(
             &[1, 2, 3],
             &[1, 2, 3],
@@ -444,7 +439,7 @@ async fn a_region_is_added_by_restarting_the_nodes_one_at_a_time() {
         let writers = Writers::start(&p, &OTHERS).await;
         // The operator's procedure: the new [[regions]] entry in every node's config, then
         // each node restarted in turn once the previous one serves again.
-        p.opts.extra_toml = format!("{three}{}", region_toml(MOVED));
+        p.opts.extra_toml = format!("{three}{}", regions_toml(&[MOVED]));
         let started = Instant::now();
         for id in [1, 2, 3] {
             restart(&mut p, id).await;
@@ -495,7 +490,7 @@ async fn restart_everything_and_drop_a_region(p: &mut Procs, founded: usize) {
         "a restarted node bootstrapped hainan again"
     );
     let all = p.opts.extra_toml.clone();
-    p.opts.extra_toml = all.replace(&region_toml("asean"), "");
+    p.opts.extra_toml = all.replace(&regions_toml(&["asean"]), "");
     p.kill(3);
     p.spawn(3, true);
     let status = tokio::task::spawn_blocking({

@@ -14,18 +14,13 @@ use tonic::Code;
 
 /// The regions every node hosts: the engine's "south" layout (gba, yunnan, asean, hainan:
 /// built-in presets, one clinic day of slots, no templates), the GBA the default.
-pub(crate) const REGIONS: [(&str, &str); 4] = [
-    ("gba", "gba"),
-    ("yunnan", "yunnan"),
-    ("asean", "asean"),
-    ("hainan", "hainan"),
-];
+pub(crate) const REGIONS: [&str; 4] = ["gba", "yunnan", "asean", "hainan"];
 
-/// The `[[regions]]` tables every node's config ends with.
-pub(crate) fn regions_toml() -> String {
-    REGIONS
-        .iter()
-        .map(|(id, spec)| format!("[[regions]]\nid = \"{id}\"\nspec = \"{spec}\"\n"))
+/// The `[[regions]]` tables of `ids`, each a built-in region (its spec is its id): what
+/// every node's config ends with in the several-region suites.
+pub(crate) fn regions_toml(ids: &[&str]) -> String {
+    ids.iter()
+        .map(|id| format!("[[regions]]\nid = \"{id}\"\nspec = \"{id}\"\n"))
         .collect()
 }
 
@@ -35,7 +30,7 @@ fn start() -> Procs {
         &[1, 2, 3],
         Opts {
             schedule_horizon_days: Some(0),
-            extra_toml: regions_toml(),
+            extra_toml: regions_toml(&REGIONS),
             ..Opts::default()
         },
     )
@@ -112,7 +107,7 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
         let p = start();
         let started = Instant::now();
         let mut wards = Vec::new();
-        for (region, _) in REGIONS {
+        for region in REGIONS {
             let c = client(&p, &[1, 2, 3], Some(region));
             wards.push(first_ward(&c, &p, Duration::from_secs(40)).await);
         }
@@ -122,7 +117,7 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
         );
         // A hold in every region through every node (forwarded to each region's leader).
         let mut holds = Vec::new();
-        for (i, (region, _)) in REGIONS.iter().enumerate() {
+        for (i, region) in REGIONS.iter().enumerate() {
             for node in [1, 2, 3] {
                 let c = client(&p, &[node], Some(region));
                 let n = (i as u64) * 10 + node;
@@ -134,13 +129,9 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
         }
         // Each hold is in its own region, and not in the next one.
         for (i, id, n) in &holds {
-            let c = client(&p, &[1, 2, 3], Some(REGIONS[*i].0));
-            assert!(
-                has_hold(&c, *id, *n).await,
-                "hold {id} in {}",
-                REGIONS[*i].0
-            );
-            let next = client(&p, &[1, 2, 3], Some(REGIONS[(*i + 1) % 4].0));
+            let c = client(&p, &[1, 2, 3], Some(REGIONS[*i]));
+            assert!(has_hold(&c, *id, *n).await, "hold {id} in {}", REGIONS[*i]);
+            let next = client(&p, &[1, 2, 3], Some(REGIONS[(*i + 1) % 4]));
             assert!(!has_hold(&next, *id, *n).await, "hold {id} leaked");
         }
         check_routing_refusals(&p).await;
@@ -213,7 +204,7 @@ async fn kill_9_of_a_node_keeps_every_region_taking_writes() {
     crate::bounded(async {
         let mut p = start();
         let mut wards = Vec::new();
-        for (region, _) in REGIONS {
+        for region in REGIONS {
             let c = client(&p, &[1, 2, 3], Some(region));
             wards.push(first_ward(&c, &p, Duration::from_secs(40)).await);
         }
@@ -223,7 +214,7 @@ async fn kill_9_of_a_node_keeps_every_region_taking_writes() {
         p.kill(victim);
         let live: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != victim).collect();
         let killed = Instant::now();
-        for (i, (region, _)) in REGIONS.iter().enumerate() {
+        for (i, region) in REGIONS.iter().enumerate() {
             let c = client(&p, &live, Some(region));
             let deadline = Instant::now() + Duration::from_secs(20);
             let id = loop {
@@ -253,7 +244,7 @@ async fn kill_9_of_a_node_keeps_every_region_taking_writes() {
         // another on the way).
         p.spawn(victim, true);
         let mut hashes = Vec::new();
-        for (region, _) in REGIONS {
+        for region in REGIONS {
             let (index, hash) = p
                 .converge_region(&[1, 2, 3], region, Duration::from_secs(20))
                 .await;
@@ -278,10 +269,7 @@ async fn writes_per_second_by_number_of_regions() {
     for n in [1, 4] {
         let _serial = crate::harness::SERIAL.lock().await;
         let regions = &REGIONS[..n];
-        let toml: String = regions
-            .iter()
-            .map(|(id, spec)| format!("[[regions]]\nid = \"{id}\"\nspec = \"{spec}\"\n"))
-            .collect();
+        let toml = regions_toml(regions);
         let p = Procs::start(
             &[1, 2, 3],
             &[1, 2, 3],
@@ -293,7 +281,7 @@ async fn writes_per_second_by_number_of_regions() {
         );
         let mut tasks = Vec::new();
         let until = Instant::now() + Duration::from_secs(60);
-        for (region, _) in regions {
+        for region in regions {
             let c = client(&p, &[1, 2, 3], Some(region));
             first_ward(&c, &p, Duration::from_secs(40)).await;
             for w in 1..=WRITERS / n as u32 {
