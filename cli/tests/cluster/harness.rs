@@ -83,6 +83,8 @@ pub struct Opts {
     pub rust_log: Option<&'static str>,
     /// `--log-format` of the nodes (default: none given).
     pub log_format: Option<&'static str>,
+    /// Environment variables of the node processes (e.g. the `poison-test` switch).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 /// The cluster's certificates, as written into the temp dir (`tls/`).
@@ -287,6 +289,7 @@ impl Procs {
                     .unwrap_or_default(),
             )
             .env("RUST_LOG", self.opts.rust_log.unwrap_or("warn"))
+            .envs(self.opts.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

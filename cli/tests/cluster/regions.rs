@@ -336,3 +336,112 @@ async fn cycles(c: Client, ward: u32, n: u64, end: Instant) -> u64 {
     }
     writes
 }
+
+/// A panic in one region's apply stops only that region (issue 17: a broken region never
+/// stalls the others). yunnan's poisoned entry (the `poison-test` switch) stops yunnan on
+/// the replicas that apply it, and each of them records it; every node stays up, the other
+/// three regions keep taking writes through every node, and yunnan's calls answer
+/// FAILED_PRECONDITION with the reason and the procedure. A restarted node starts, serves
+/// the other regions and keeps yunnan stopped, naming the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_regions_apply_stops_only_that_region() {
+    use ninety_cluster::node::{POISON_TEST_ENV, POISON_TEST_REQUEST_ID};
+    use ninety_cluster::runtime::poison::MARKER_FILE;
+    crate::bounded(async {
+        let mut p = Procs::start(
+            &[1, 2, 3],
+            &[1, 2, 3],
+            Opts {
+                schedule_horizon_days: Some(0),
+                extra_toml: regions_toml(&REGIONS),
+                env: vec![(POISON_TEST_ENV, "1")],
+                ..Opts::default()
+            },
+        );
+        let mut wards = Vec::new();
+        for region in REGIONS {
+            let c = client(&p, &[1, 2, 3], Some(region));
+            wards.push(first_ward(&c, &p, Duration::from_secs(60)).await);
+        }
+        let yunnan = client(&p, &[1, 2, 3], Some("yunnan"));
+        let poison = pb::HoldBedRequest {
+            request_id: POISON_TEST_REQUEST_ID.into(),
+            ward_id: wards[1],
+            patient_ref: patient(900),
+            ttl_ms: 600_000,
+            ..Default::default()
+        };
+        let sent = tokio::time::timeout(Duration::from_secs(10), yunnan.hold_bed(poison)).await;
+        assert!(!matches!(sent, Ok(Ok(_))), "a poisoned entry was answered");
+        // The replicas that applied it (a quorum: at least two) stop yunnan, not themselves.
+        let stopped = stopped_yunnan(&p, 2).await;
+        for &id in &stopped {
+            let marker = p.data_dir(id).join("regions/yunnan").join(MARKER_FILE);
+            let recorded = std::fs::read_to_string(&marker)
+                .unwrap_or_else(|e| panic!("node {id}: {}: {e}", marker.display()));
+            assert!(recorded.contains(POISON_TEST_REQUEST_ID), "{recorded}");
+        }
+        for (i, region) in ["gba", "asean", "hainan"].into_iter().enumerate() {
+            let ward = wards[[0, 2, 3][i]];
+            for id in [1, 2, 3] {
+                let c = client(&p, &[id], Some(region));
+                hold(&c, ward, 100 * id + i as u64)
+                    .await
+                    .unwrap_or_else(|e| panic!("{region} through node {id}: {e:?}"));
+            }
+        }
+        assert_eq!(p.live().len(), 3, "a node stopped:\n{}", p.logs(&[1, 2, 3]));
+        // A restart keeps yunnan stopped (its record names the entry) and serves the rest.
+        let id = stopped[0];
+        p.kill(id);
+        p.spawn(id, true);
+        let gba = client(&p, &[id], Some("gba"));
+        first_ward(&gba, &p, Duration::from_secs(60)).await;
+        hold(&gba, wards[0], 999)
+            .await
+            .expect("gba after the restart");
+        let e = client(&p, &[id], Some("yunnan"))
+            .ward_availability(pb::WardAvailabilityRequest::default())
+            .await
+            .expect_err("yunnan stays stopped");
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        for want in [
+            MARKER_FILE,
+            POISON_TEST_REQUEST_ID,
+            "docs/operations.md",
+            "gba",
+        ] {
+            assert!(e.message().contains(want), "no {want:?} in {e:?}");
+        }
+    })
+    .await;
+}
+
+/// Waits until at least `n` nodes answer yunnan's calls FAILED_PRECONDITION (stopped);
+/// returns them.
+async fn stopped_yunnan(p: &Procs, n: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut stopped = Vec::new();
+        for id in [1, 2, 3] {
+            let r = client(p, &[id], Some("yunnan"))
+                .ward_availability(pb::WardAvailabilityRequest::default())
+                .await;
+            if let Err(e) = r {
+                if e.code() == tonic::Code::FailedPrecondition {
+                    assert!(e.message().contains("region yunnan is stopped"), "{e:?}");
+                    stopped.push(id);
+                }
+            }
+        }
+        if stopped.len() >= n {
+            return stopped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "yunnan stopped on {stopped:?} only\n{}",
+            p.logs(&[1, 2, 3])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

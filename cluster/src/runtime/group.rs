@@ -27,6 +27,7 @@ use super::{
 use crate::engine_sm::EngineMachine;
 use crate::error::Error;
 use crate::node::{self, NodeConfig};
+use crate::server::region_router::StoppedRegions;
 use crate::server::Cluster;
 use crate::storage::{LogStore, LogStoreOptions, SharedEngine};
 use ninety_engine::Command;
@@ -217,15 +218,23 @@ fn node_config(cfg: &FileConfig) -> NodeConfig {
     ncfg
 }
 
+/// How a group's fatal end reaches the node: `died` is notified when a node task ends on
+/// its own (the node then stops serving), except a panic in apply on a node with
+/// `[[regions]]`, which stops only that region (`stopped`; the others keep serving).
+#[derive(Clone)]
+pub struct Fatal {
+    pub died: Arc<Notify>,
+    pub stopped: StoppedRegions,
+}
+
 /// Registers the group with the node's persistence worker `persist` and starts its node
-/// task. `died` is notified when the node task ends on its own (a fatal error): the node
-/// then stops serving.
+/// task; its fatal end goes to `fatal`.
 pub fn run(
     cfg: &FileConfig,
     group: Opened,
     faults: &Arc<Faults>,
     persist: &persist::Shared,
-    died: Arc<Notify>,
+    fatal: Fatal,
 ) -> Result<Running, Error> {
     let Opened {
         spec,
@@ -262,7 +271,7 @@ pub fn run(
     // Every log line of the group names its region (when the node hosts several).
     let span = region_span(&spec);
     let node_task = tokio::spawn(tracing::Instrument::instrument(
-        watch_node_task(task, spec.clone(), died),
+        watch_node_task(task, spec.clone(), fatal),
         span,
     ));
     let cluster = Arc::new(Cluster {
@@ -290,27 +299,39 @@ pub fn region_span(spec: &GroupSpec) -> tracing::Span {
     }
 }
 
-/// Runs a group's node task; on a fatal end logs it (a panic in apply recorded in the
-/// group's data directory, `runtime::poison`) and notifies `died`.
+/// Runs a group's node task; on a fatal end logs it and notifies `fatal.died`. A panic in
+/// apply is recorded in the group's data directory (`runtime::poison`); on a node with
+/// `[[regions]]` it stops only this region: every replica of the region applies the same
+/// entry and stops the same way, and the node's other regions, whose logs do not hold it,
+/// keep serving.
 async fn watch_node_task(
     task: impl std::future::Future<Output = Result<(), Error>>,
     spec: GroupSpec,
-    died: Arc<Notify>,
+    fatal: Fatal,
 ) -> Result<(), Error> {
     let result = task.await;
     let region = spec.id.as_str();
     match &result {
         Err(Error::ApplyPanicked(p)) => {
             let marker = poison::marker_path(&spec.data_dir);
-            tracing::error!(region, "{p}. What to do: {}", poison::procedure(&marker));
+            let what = format!("{p}. What to do: {}", poison::procedure(&marker));
+            tracing::error!(region, "{what}");
             if let Err(e) = poison::record(&spec.data_dir, p) {
                 tracing::error!(region, error = %e, "could not record the panic in apply");
+            }
+            if !spec.wire.is_empty() {
+                tracing::error!(
+                    region,
+                    "region stopped on this node; its other regions keep serving"
+                );
+                fatal.stopped.stop(region, what);
+                return result;
             }
         }
         Err(e) => tracing::error!(region, error = %e, "node stopped on a fatal error"),
         Ok(()) => {}
     }
-    died.notify_one();
+    fatal.died.notify_one();
     result
 }
 

@@ -50,7 +50,7 @@ use crate::error::Error;
 use crate::io::Clock;
 use crate::metrics::grpc::{GrpcMetrics, GrpcMetricsLayer};
 use crate::node;
-use crate::server::region_router::RegionRouter;
+use crate::server::region_router::{RegionRouter, StoppedRegions};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
     matching::MatchingService, referrals::ReferralsService, scheduling::SchedulingService,
@@ -282,19 +282,50 @@ struct Preflight {
     /// The region groups to run, the default first, with a founding node's bootstrap
     /// commands for each.
     groups: Vec<(regions::GroupSpec, Option<Vec<Command>>)>,
+    /// Every region the config lists, in its order (the default first), those stopped
+    /// included.
+    hosted: Vec<String>,
+    /// Regions left stopped (a panic in apply recorded, on a node with `[[regions]]`).
+    stopped: StoppedRegions,
     /// The `[tls]` files, read and checked.
     tls: Option<crate::security::tls::NodeTls>,
     /// The metrics listener (`metrics_listen`), when configured.
     metrics: Option<tokio::net::TcpListener>,
 }
 
+/// The groups a node runs: every region of its config but those whose data directory
+/// records a panic in apply (`runtime::poison`). With one region such a record refuses the
+/// start; with `[[regions]]` only that region stays stopped (its calls answer why) while
+/// the others serve, unless every region is stopped.
+fn unpoisoned_groups(
+    cfg: &FileConfig,
+) -> Result<(Vec<regions::GroupSpec>, Vec<String>, StoppedRegions), Error> {
+    let specs = regions::groups(cfg)?;
+    let hosted = specs.iter().map(|s| s.id.clone()).collect();
+    let stopped = StoppedRegions::default();
+    let mut first_refusal = None;
+    let mut kept = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match poison::check(&spec.data_dir) {
+            Ok(()) => kept.push(spec),
+            Err(e) if !spec.wire.is_empty() => {
+                tracing::error!(region = %spec.id, "{e}; the node serves its other regions");
+                stopped.stop(&spec.id, e.to_string());
+                first_refusal.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match first_refusal {
+        Some(e) if kept.is_empty() => Err(e),
+        _ => Ok((kept, hosted, stopped)),
+    }
+}
+
 fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
     cfg.check()?;
     regions::check_data_dir(cfg)?;
-    let specs = regions::groups(cfg)?;
-    for spec in &specs {
-        poison::check(&spec.data_dir)?;
-    }
+    let (specs, hosted, stopped) = unpoisoned_groups(cfg)?;
     let tls = match &cfg.tls {
         Some(files) => Some(crate::security::tls::NodeTls::load(files, cfg.id)?),
         None => {
@@ -331,6 +362,8 @@ fn preflight(cfg: &FileConfig) -> Result<Preflight, Error> {
         incoming,
         peer_incoming,
         groups,
+        hosted,
+        stopped,
         tls,
         metrics,
     })
@@ -470,6 +503,8 @@ pub async fn serve(
         incoming,
         peer_incoming,
         groups,
+        hosted,
+        stopped: stopped_regions,
         tls,
         metrics: metrics_listener,
     } = preflight(&cfg)?;
@@ -496,8 +531,12 @@ pub async fn serve(
         return Err(e);
     }
     let died = Arc::new(tokio::sync::Notify::new());
+    let fatal = group::Fatal {
+        died: died.clone(),
+        stopped: stopped_regions.clone(),
+    };
     let (running, bootstraps) =
-        run_groups(&cfg, opened, &faults, metrics_listener.is_some(), &died)?;
+        run_groups(&cfg, opened, &faults, metrics_listener.is_some(), &fatal)?;
     // The servers stop on the shutdown signal, or when a group's node task ends on its own.
     tokio::spawn(async move {
         tokio::select! {
@@ -508,7 +547,7 @@ pub async fn serve(
     });
     let grpc_metrics = metrics_listener.as_ref().map(|_| GrpcMetrics::default());
     let metrics_served = spawn_metrics(metrics_listener, &running, &grpc_metrics, &stopping_rx);
-    let routes = client_routes(&running).await?;
+    let routes = client_routes(&running, hosted, stopped_regions).await?;
     let remote = remote_driver::spawn(
         running
             .iter()
@@ -637,7 +676,7 @@ fn run_groups(
     mut opened: Vec<group::Opened>,
     faults: &Arc<Faults>,
     observed: bool,
-    died: &Arc<tokio::sync::Notify>,
+    fatal: &group::Fatal,
 ) -> Result<(Vec<group::Running>, Vec<tokio::task::JoinHandle<()>>), Error> {
     let commands: Vec<_> = opened.iter_mut().map(|g| g.bootstrap.take()).collect();
     let Some(first) = opened.first() else {
@@ -648,7 +687,7 @@ fn run_groups(
     let shared = persist::Shared::start(first.store.writer(), fsync)?;
     let mut running = Vec::with_capacity(opened.len());
     for g in opened {
-        running.push(group::run(cfg, g, faults, &shared, died.clone())?);
+        running.push(group::run(cfg, g, faults, &shared, fatal.clone())?);
     }
     let bootstraps = running
         .iter()
@@ -698,7 +737,11 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
 
 /// The client listener's routes: every group's services behind the region router, and
 /// the health service reporting them serving.
-async fn client_routes(running: &[group::Running]) -> Result<tonic::service::Routes, Error> {
+async fn client_routes(
+    running: &[group::Running],
+    hosted: Vec<String>,
+    stopped: StoppedRegions,
+) -> Result<tonic::service::Routes, Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<BedHoldsServer<BedHoldsService>>()
@@ -721,7 +764,9 @@ async fn client_routes(running: &[group::Running]) -> Result<tonic::service::Rou
     for g in running {
         groups.push((g.spec.id.clone(), group::client_routes(g, health.clone())?));
     }
-    Ok(RegionRouter::new(groups).into_routes())
+    Ok(RegionRouter::new(groups)
+        .with_stopped(hosted, stopped)
+        .into_routes())
 }
 
 /// Stops every group's node task and waits for it; the first error is the node's.
