@@ -693,6 +693,7 @@ rpcs! {
     MatchingClient::match_specialist(pb::MatchSpecialistRequest) -> pb::MatchSpecialistResponse;
     MatchingClient::allocate_bed(pb::AllocateBedRequest) -> pb::AllocateBedResponse;
     MatchingClient::allocate_slot(pb::AllocateSlotRequest) -> pb::AllocateSlotResponse;
+    MatchingClient::match_beds(pb::MatchBedsRequest) -> pb::MatchBedsResponse;
 
     ReferralsClient::request_referral(pb::RequestReferralRequest) -> pb::ReferralResponse;
     ReferralsClient::triage_referral(pb::TriageReferralRequest) -> pb::ReferralResponse;

@@ -167,7 +167,12 @@ fn descriptor_set_lists_every_service_and_rpc() {
         ),
         (
             "ninety.v1.Matching",
-            &["MatchSpecialist", "AllocateBed", "AllocateSlot"],
+            &[
+                "MatchSpecialist",
+                "AllocateBed",
+                "AllocateSlot",
+                "MatchBeds",
+            ],
         ),
         (
             "ninety.v1.Referrals",
@@ -261,6 +266,7 @@ fn mutating_requests_start_with_request_id() {
         "ListWards",
         "FindSlots",
         "MatchSpecialist",
+        "MatchBeds",
         "GetReferral",
         "Worklist",
         "ClusterStatus",

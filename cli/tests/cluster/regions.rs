@@ -136,8 +136,110 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
         }
         check_routing_refusals(&p).await;
         check_default_region(&p).await;
+        check_bed_search_across_regions(&p).await;
     })
     .await;
+}
+
+/// `Matching.MatchBeds` from hainan (issue 17, item 4): home only by default; with
+/// `EVERYWHERE` the other three regions' wards are ranked with hainan's, each with the
+/// trip added; with `WHEN_NONE_AT_HOME` the others are searched only for a need hainan
+/// cannot meet; a bad scope is refused naming the field.
+async fn check_bed_search_across_regions(p: &Procs) {
+    let hainan = client(p, &[1, 2, 3], Some("hainan"));
+    let need = |scope: pb::SearchScope, ward_kind: &str, equipment: &str| pb::MatchBedsRequest {
+        from_hospital_id: 1,
+        urgency: pb::Urgency::P3 as i32,
+        ward_kind: ward_kind.into(),
+        equipment: (!equipment.is_empty())
+            .then(|| equipment.to_string())
+            .into_iter()
+            .collect(),
+        limit: 50,
+        scope: scope as i32,
+        ..Default::default()
+    };
+    let ask = |scope: pb::SearchScope, ward_kind: &str| need(scope, ward_kind, "");
+    let regions = |r: &pb::MatchBedsResponse| -> std::collections::BTreeSet<String> {
+        r.candidates.iter().map(|c| c.region.clone()).collect()
+    };
+    let home = hainan
+        .match_beds(ask(pb::SearchScope::Unspecified, ""))
+        .await
+        .expect("home search");
+    assert!(!home.candidates.is_empty(), "{home:?}");
+    assert_eq!(regions(&home), ["hainan".to_string()].into(), "{home:?}");
+    let all = hainan
+        .match_beds(ask(pb::SearchScope::Everywhere, ""))
+        .await
+        .expect("search everywhere");
+    let scores: Vec<f64> = all.candidates.iter().map(|c| c.score).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] <= w[1]),
+        "cheapest first: {all:?}"
+    );
+    assert!(all.note.contains("searched 3 other region(s)"), "{all:?}");
+    let when_none = hainan
+        .match_beds(ask(pb::SearchScope::WhenNoneAtHome, ""))
+        .await
+        .expect("home has beds");
+    assert_eq!(regions(&when_none), regions(&home), "{when_none:?}");
+    // Once hainan's NICUs with incubators are closed (staffed beds 0), another region
+    // must take the baby.
+    let (kind, equipment) = ("nicu", "incubator");
+    // (A search that finds nothing within reach answers the nearest beyond it: close
+    // until none is left.)
+    let mut closed = 0;
+    loop {
+        let nicus = hainan
+            .match_beds(need(pb::SearchScope::Home, kind, equipment))
+            .await
+            .expect("hainan's NICUs");
+        if nicus.candidates.is_empty() {
+            break;
+        }
+        for c in &nicus.candidates {
+            hainan
+                .set_staffed_beds(pb::SetStaffedBedsRequest {
+                    request_id: ninety_client::new_request_id(),
+                    ward_id: c.ward_id,
+                    staffed_beds: 0,
+                })
+                .await
+                .expect("close a NICU");
+            closed += 1;
+        }
+        assert!(closed <= 100, "hainan has more NICUs than it should");
+    }
+    assert!(closed > 0, "hainan had no NICU to close");
+    let elsewhere = hainan
+        .match_beds(need(pb::SearchScope::WhenNoneAtHome, kind, equipment))
+        .await
+        .expect("search elsewhere");
+    assert!(!elsewhere.candidates.is_empty(), "{kind}: {elsewhere:?}");
+    assert!(!regions(&elsewhere).contains("hainan"), "{elsewhere:?}");
+    assert!(elsewhere.note.contains("other region(s)"), "{elsewhere:?}");
+    for c in &elsewhere.candidates {
+        assert!(c.explanation.contains("min to region"), "{c:?}");
+        assert!(c.travel_minutes > 0, "{c:?}");
+    }
+    let everywhere = hainan
+        .match_beds(need(pb::SearchScope::Everywhere, kind, equipment))
+        .await
+        .expect("search everywhere by need");
+    assert_eq!(everywhere.candidates, elsewhere.candidates);
+    let e = hainan
+        .match_beds(pb::MatchBedsRequest {
+            scope: 99,
+            ..ask(pb::SearchScope::Home, "")
+        })
+        .await
+        .expect_err("a bad scope");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(
+        ninety_client::rejection(&e).expect("rejection").field,
+        "scope"
+    );
 }
 
 /// An unknown region: NOT_FOUND naming it and the regions served, on both listeners.

@@ -339,6 +339,7 @@ async fn watch_node_task(
 /// region router sends the group's calls to.
 pub fn client_routes(
     group: &Running,
+    regions: crate::server::matching::Regions,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
@@ -368,6 +369,7 @@ pub fn client_routes(
     }))
     .add_service(MatchingServer::new(MatchingService {
         cluster: cluster.clone(),
+        regions,
     }))
     .add_service(ReferralsServer::new(ReferralsService {
         cluster: cluster.clone(),

@@ -50,6 +50,7 @@ use crate::error::Error;
 use crate::io::Clock;
 use crate::metrics::grpc::{GrpcMetrics, GrpcMetricsLayer};
 use crate::node;
+use crate::server::matching::{OtherRegion, Regions};
 use crate::server::region_router::{RegionRouter, StoppedRegions};
 use crate::server::{
     admin::AdminService, beds::BedHoldsService, capacity::CapacityService,
@@ -762,11 +763,36 @@ async fn client_routes(
         .await;
     let mut groups = Vec::with_capacity(running.len());
     for g in running {
-        groups.push((g.spec.id.clone(), group::client_routes(g, health.clone())?));
+        let regions = search_regions(g, running);
+        groups.push((
+            g.spec.id.clone(),
+            group::client_routes(g, regions, health.clone())?,
+        ));
     }
     Ok(RegionRouter::new(groups)
         .with_stopped(hosted, stopped)
         .into_routes())
+}
+
+/// What `g`'s bed searches know of regions: its id and built-in layout, and the node's
+/// other groups of built-in layouts (`server::matching::Regions`).
+fn search_regions(g: &group::Running, running: &[group::Running]) -> Regions {
+    let preset = |spec: &regions::GroupSpec| spec.spec.parse::<generate::Preset>().ok();
+    Regions {
+        home: g.spec.id.clone(),
+        preset: preset(&g.spec),
+        others: running
+            .iter()
+            .filter(|o| o.spec.id != g.spec.id)
+            .filter_map(|o| {
+                Some(OtherRegion {
+                    id: o.spec.id.clone(),
+                    preset: preset(&o.spec)?,
+                    cluster: o.cluster.clone(),
+                })
+            })
+            .collect(),
+    }
 }
 
 /// Stops every group's node task and waits for it; the first error is the node's.

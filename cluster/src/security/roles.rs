@@ -171,6 +171,7 @@ pub const METHODS: &[(&str, Access)] = &[
         WriteAny(&[Hospital, Platform]),
     ),
     ("Matching/MatchSpecialist", Read),
+    ("Matching/MatchBeds", Read),
     ("Matching/AllocateBed", Write(Referral)),
     ("Matching/AllocateSlot", Write(Platform)),
     ("Referrals/RequestReferral", Write(Referral)),

@@ -1,13 +1,20 @@
 //! `ninety.v1.Matching`: ranked specialists (a read) and the allocations (one replicated
 //! command each: choose and hold).
 //!
-//! `MatchSpecialist` is answered from the engine's published availability view, lock-free,
+//! `MatchSpecialist` and `MatchBeds` are answered from the engine's published availability
+//! view, lock-free,
 //! on the gRPC task (linearizable by default: a ReadIndex round first, then the view once it
 //! reflects the read index; `LOCAL` reads this node's latest view; `applied_index` is the
 //! index the view reflects). Every matching rule (modes merged by score for
 //! `MODE_UNSPECIFIED`, alliances, the language, `max_travel_minutes` and `min_tier` bounds,
 //! the bed needs) is the engine's (`ninety_engine::matching`, `ninety_engine::read::matching`):
 //! this module only maps the wire to a `MatchAsk` or a command, naming bad fields.
+//!
+//! `MatchBeds` may look beyond the home region (`scope`): it reads the published views of
+//! the other regions this node hosts (nearest first, at most `ACROSS_REGIONS_MAX`, each
+//! as the call's consistency says) and lets `matching::across` rank them together, the
+//! region-level trip (`layout::travel_minutes`) added to each candidate elsewhere. A region
+//! this node does not host is not searched (the note says which were).
 //!
 //! Allocations run inside apply on the authoritative state with the same query types, so
 //! their bounds, language and needs mean what they mean for a search. An `AllocateBed`
@@ -18,13 +25,18 @@
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
+use ninety_engine::generate::{self, Preset};
+use ninety_engine::layout;
+use ninety_engine::matching::across::{
+    match_beds_across, Elsewhere, RegionalBed, Scope, ACROSS_REGIONS_MAX,
+};
 use ninety_engine::matching::{
     BedQuery, Origin, SlotQuery, EQUIPMENT_PER_REQUEST_MAX, MATCH_LIMIT_MAX,
 };
 use ninety_engine::read::matching::{specialists, MatchAsk, MatchInfo};
 use ninety_engine::{
-    BedNeeds, Channel, Command, HospitalId, LogTime, Mode, ReferralId, Rejection, Reply, Request,
-    Sex,
+    AvailabilityView, BedNeeds, Channel, Command, HospitalId, LogTime, Mode, ReferralId, Rejection,
+    Reply, Request, Sex,
 };
 use ninety_proto::v1 as pb;
 use ninety_proto::v1::matching_server::Matching;
@@ -34,8 +46,29 @@ use tonic::{Request as GrpcRequest, Response, Status};
 /// `MatchSpecialist` answers this many candidates when the request says 0.
 pub const MATCH_LIMIT_DEFAULT: usize = 10;
 
-/// The Matching service.
+/// The Matching service of one region group.
 pub struct MatchingService {
+    pub cluster: Arc<Cluster>,
+    /// This region, and the other regions of the node a bed search may look at.
+    pub regions: Regions,
+}
+
+/// What a region's bed searches know of regions: its own id and built-in layout (`None`
+/// for a region loaded from a file: the trip to others is unknown), and the node's other
+/// regions.
+#[derive(Clone, Default)]
+pub struct Regions {
+    pub home: String,
+    pub preset: Option<Preset>,
+    pub others: Vec<OtherRegion>,
+}
+
+/// Another region this node hosts (a built-in layout: its entry and the trip there are
+/// known), searched from its published view.
+#[derive(Clone)]
+pub struct OtherRegion {
+    pub id: String,
+    pub preset: Preset,
     pub cluster: Arc<Cluster>,
 }
 
@@ -107,14 +140,19 @@ fn candidate_pb(rank: usize, m: &MatchInfo) -> pb::Candidate {
     }
 }
 
-/// What a bed must offer: ward kind, sex, isolation and equipment, by their region-file
-/// names.
-fn bed_needs(at: &Field, r: &pb::AllocateBedRequest) -> Result<BedNeeds, Rejection> {
-    let sex = at.opt_named::<Sex>("sex", &r.sex)?;
+/// What a bed must offer: ward kind, sex and equipment, by their region-file names (the
+/// fields `ward_kind`, `sex` and `equipment` of the request).
+fn bed_needs(
+    at: &Field,
+    ward_kind: &str,
+    sex: &str,
+    equipment: &[String],
+) -> Result<BedNeeds, Rejection> {
+    let sex = at.opt_named::<Sex>("sex", sex)?;
     Ok(BedNeeds {
-        kind: at.opt_named("ward_kind", &r.ward_kind)?,
+        kind: at.opt_named("ward_kind", ward_kind)?,
         sex,
-        equipment: at.all_named("equipment", &r.equipment, EQUIPMENT_PER_REQUEST_MAX)?,
+        equipment: at.all_named("equipment", equipment, EQUIPMENT_PER_REQUEST_MAX)?,
     })
 }
 
@@ -129,7 +167,7 @@ fn allocate_bed_request(r: &pb::AllocateBedRequest) -> Result<Request, Rejection
         .ok_or_else(|| at.invalid("ttl_ms", "must be set: bed holds have no policy default"))?;
     let query = BedQuery {
         origin: Origin::Hospital(from),
-        needs: bed_needs(&at, r)?,
+        needs: bed_needs(&at, &r.ward_kind, &r.sex, &r.equipment)?,
         specialty: at.opt_specialty("specialty", &r.specialty)?,
         isolation: r.isolation,
         urgency: at.urgency("urgency", r.urgency)?,
@@ -157,6 +195,96 @@ fn allocate_bed_request(r: &pb::AllocateBedRequest) -> Result<Request, Rejection
         },
     };
     Ok(Request { id, command })
+}
+
+/// A `MatchBeds` request as the engine's query and scope.
+fn match_beds_query(r: &pb::MatchBedsRequest) -> Result<(BedQuery, Scope), Rejection> {
+    let at = Field::top();
+    let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
+    let limit = at.limit(
+        "limit",
+        r.limit,
+        MATCH_LIMIT_DEFAULT,
+        usize::from(MATCH_LIMIT_MAX),
+    )?;
+    let scope = match pb::SearchScope::try_from(r.scope) {
+        Ok(pb::SearchScope::Unspecified | pb::SearchScope::Home) => Scope::Home,
+        Ok(pb::SearchScope::WhenNoneAtHome) => Scope::WhenNoneAtHome,
+        Ok(pb::SearchScope::Everywhere) => Scope::Everywhere,
+        Err(_) => return Err(at.invalid("scope", format!("unknown scope {}", r.scope))),
+    };
+    let query = BedQuery {
+        origin: Origin::Hospital(from),
+        needs: bed_needs(&at, &r.ward_kind, &r.sex, &r.equipment)?,
+        specialty: at.opt_specialty("specialty", &r.specialty)?,
+        isolation: r.isolation,
+        urgency: at.urgency("urgency", r.urgency)?,
+        limit: limit as u16,
+        bounds: at.bounds(r.max_travel_minutes, r.min_tier)?,
+    };
+    Ok((query, scope))
+}
+
+/// Where a patient from another region enters `preset`: its gateway city.
+fn entry(preset: Preset) -> Origin {
+    let (lat, lon) = generate::gateway(preset);
+    Origin::Point {
+        lat_micro_deg: (lat * 1e6).round() as i32,
+        lon_micro_deg: (lon * 1e6).round() as i32,
+    }
+}
+
+fn bed_candidate_pb(rank: usize, b: &RegionalBed) -> pb::BedCandidate {
+    let c = &b.candidate;
+    pb::BedCandidate {
+        rank: rank as u32,
+        region: b.region.clone(),
+        hospital_id: c.hospital.0,
+        ward_id: c.ward.0,
+        travel_minutes: c.travel_minutes,
+        tier: convert::tier_pb(c.tier) as i32,
+        admissible_beds: c.admissible,
+        load_permille: c.load_permille,
+        score: c.score as f64,
+        explanation: c.explain.clone(),
+    }
+}
+
+impl MatchingService {
+    /// The other regions' published views, nearest first (at most `ACROSS_REGIONS_MAX`),
+    /// read as `local` says; a region that cannot be read is named in `notes`.
+    async fn other_views(
+        &self,
+        home: Preset,
+        local: bool,
+        deadline: Deadline,
+        notes: &mut Vec<String>,
+    ) -> Vec<(
+        &OtherRegion,
+        u32,
+        ninety_engine::sync::Arc<AvailabilityView>,
+    )> {
+        let mut near: Vec<(&OtherRegion, u32)> = self
+            .regions
+            .others
+            .iter()
+            .map(|o| (o, layout::travel_minutes(home, o.preset)))
+            .collect();
+        near.sort_by(|a, b| (a.1, &a.0.id).cmp(&(b.1, &b.0.id)));
+        near.truncate(ACROSS_REGIONS_MAX);
+        let reads = near
+            .iter()
+            .map(|(o, _)| o.cluster.view_read(local, deadline));
+        let views = futures_util::future::join_all(reads).await;
+        let mut out = Vec::with_capacity(near.len());
+        for ((o, minutes), view) in near.into_iter().zip(views) {
+            match view {
+                Ok(v) => out.push((o, minutes, v)),
+                Err(s) => notes.push(format!("region {} not read: {}", o.id, s.message())),
+            }
+        }
+        out
+    }
 }
 
 fn allocate_slot_request(r: &pb::AllocateSlotRequest) -> Result<Request, Rejection> {
@@ -222,6 +350,60 @@ impl Matching for MatchingService {
         Ok(Response::new(pb::MatchSpecialistResponse {
             candidates,
             applied_index: index,
+        }))
+    }
+
+    async fn match_beds(
+        &self,
+        request: GrpcRequest<pb::MatchBedsRequest>,
+    ) -> Result<Response<pb::MatchBedsResponse>, Status> {
+        let deadline = Deadline::of(&request, READ_TIMEOUT);
+        let r = request.into_inner();
+        let (query, scope) = match_beds_query(&r).map_err(bad)?;
+        let local = local(r.consistency)?;
+        let view = self.cluster.view_read(local, deadline).await?;
+        let applied_index = view.log_index;
+        let home = self.regions.home.as_str();
+        let at_home = match_beds_across(home, &*view, &[], &query, Scope::Home).map_err(bad)?;
+        let look = match scope {
+            Scope::Home => false,
+            Scope::WhenNoneAtHome => at_home.candidates.is_empty(),
+            Scope::Everywhere => true,
+        };
+        let mut notes: Vec<String> = Vec::new();
+        let ranked = match (look, self.regions.preset) {
+            (false, _) => at_home,
+            (true, None) => {
+                notes.push(format!(
+                    "region {home} is not a built-in region: the trip to other regions is \
+                     unknown, so only {home} was searched"
+                ));
+                at_home
+            }
+            (true, Some(preset)) => {
+                let read = self.other_views(preset, local, deadline, &mut notes).await;
+                let others: Vec<Elsewhere<'_, AvailabilityView>> = read
+                    .iter()
+                    .map(|(o, minutes, v)| Elsewhere {
+                        region: o.id.as_str(),
+                        source: &**v,
+                        entry: entry(o.preset),
+                        travel_minutes: *minutes,
+                    })
+                    .collect();
+                match_beds_across(home, &*view, &others, &query, Scope::Everywhere).map_err(bad)?
+            }
+        };
+        notes.extend(ranked.note);
+        Ok(Response::new(pb::MatchBedsResponse {
+            candidates: ranked
+                .candidates
+                .iter()
+                .enumerate()
+                .map(|(i, b)| bed_candidate_pb(i + 1, b))
+                .collect(),
+            note: notes.join("; "),
+            applied_index,
         }))
     }
 

@@ -258,7 +258,8 @@ fn the_cluster_reaches_the_engine_through_its_adapter_surface_only() {
     // bound types of matching, limits, snapshot formats, the lock-free view's `Arc`, the
     // built-in regions, time units, the referral text rules the API checks first, and the
     // cross-region saga's steps and answers that the runtime driver carries between
-    // regions (`remote`: the rules stay in the engine, the driver only moves them).
+    // regions (`remote`: the rules stay in the engine, the driver only moves them), and the
+    // built-in layouts' travel between regions that cross-region bed searches add (`layout`).
     let modules = [
         "read",
         "matching",
@@ -269,6 +270,7 @@ fn the_cluster_reaches_the_engine_through_its_adapter_surface_only() {
         "time",
         "referrals",
         "remote",
+        "layout",
     ];
     // What the adapter (engine_sm) and snapshot intake may call on an `Engine`: apply,
     // query and view, snapshots, and what an answer to a write carries.
