@@ -148,6 +148,9 @@ impl Engine {
     ) -> Result<Reply, Rejection> {
         let r = self.referrals.check(id, &[S::Triaged], "match")?;
         let patient = r.patient;
+        // A referral waiting for a bed in another region is matched by its answer: local
+        // holds now would leave it with two beds (and the remote one unaccounted for).
+        self.check_remote_waiting(id, "match")?;
         if slot_hold.is_none() && bed_hold.is_none() {
             return Err(Rejection::invalid(
                 "slot_hold",

@@ -234,6 +234,24 @@ impl Engine {
         }
     }
 
+    /// Refuses to give a referral local holds while a bed is being asked for in another
+    /// region for it (`Holding`): the destination's answer matches it.
+    pub(crate) fn check_remote_waiting(
+        &self,
+        id: ReferralId,
+        action: &str,
+    ) -> Result<(), Rejection> {
+        match self.remote.beds.get(&id) {
+            Some(b) if b.stage == R::Holding => Err(crate::beds::invalid_transition(
+                "referral",
+                id,
+                &format!("holding a bed in region {}", b.region),
+                action,
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A referral lets go of its holds: a cross-region bed being asked for or held is
     /// released in its region too.
     pub(crate) fn release_remote(&mut self, id: ReferralId, now: LogTime) {

@@ -176,6 +176,42 @@ fn a_cancel_before_any_answer_releases_the_hold_the_destination_made() {
     assert!(matches!(holds[0].state, HoldState::Released { .. }));
 }
 
+/// Simulator seed 8954 (two regions): a referral waiting for a bed in another region was
+/// matched to local holds meanwhile; when a local hold lapsed the referral went back to
+/// the worklist with its remote bed confirmed, and a second attempt left that bed occupied
+/// in the destination for no one. A referral waiting on another region takes no local
+/// holds: the destination's answer matches it.
+#[test]
+fn a_referral_waiting_on_another_region_is_not_matched_to_local_holds() {
+    let mut t = Two::new();
+    let r = t.remote_referral(11, HOUR);
+    let local = t
+        .o
+        .run(Command::HoldBed {
+            target: BedTarget::Ward(WARD),
+            patient: PatientRef(11),
+            ttl_ms: HOUR,
+        })
+        .expect("a local hold");
+    let Reply::BedHeld { hold, .. } = local else {
+        panic!("{local:?}");
+    };
+    let refused = t.o.run(Command::MatchReferral {
+        referral: r,
+        slot_hold: None,
+        bed_hold: Some(hold),
+    });
+    match refused {
+        Err(Rejection::InvalidTransition { state, .. }) => {
+            assert!(state.contains("holding a bed in region dest"), "{state}")
+        }
+        other => panic!("matched while holding elsewhere: {other:?}"),
+    }
+    t.settle();
+    assert_eq!(t.stage(r), RemoteStage::Held);
+    assert_eq!(t.state(r), ReferralState::Matched);
+}
+
 #[test]
 fn a_refusal_in_the_destination_puts_the_referral_back_on_the_worklist() {
     let mut t = Two::new();
