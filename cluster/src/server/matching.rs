@@ -11,10 +11,10 @@
 //! this module only maps the wire to a `MatchAsk` or a command, naming bad fields.
 //!
 //! `MatchBeds` may look beyond the home region (`scope`): it reads the published views of
-//! the other regions this node hosts (nearest first, at most `ACROSS_REGIONS_MAX`, each
-//! as the call's consistency says) and lets `matching::across` rank them together, the
-//! region-level trip (`layout::travel_minutes`) added to each candidate elsewhere. A region
-//! this node does not host is not searched (the note says which were).
+//! the other regions this node hosts that `read::matching::regions_to_search` names (nearest
+//! first, each as the call's consistency says) and lets `read::matching::beds_across` rank
+//! them together with the trip between regions added. A region this node does not host is
+//! not searched (the note says which were).
 //!
 //! Allocations run inside apply on the authoritative state with the same query types, so
 //! their bounds, language and needs mean what they mean for a search. An `AllocateBed`
@@ -25,15 +25,15 @@
 
 use super::convert::{self, Field};
 use super::{bad, local, Cluster, Deadline, READ_TIMEOUT, WRITE_TIMEOUT};
-use ninety_engine::generate::{self, Preset};
-use ninety_engine::layout;
-use ninety_engine::matching::across::{
-    match_beds_across, Elsewhere, RegionalBed, Scope, ACROSS_REGIONS_MAX,
-};
+use ninety_engine::generate::Preset;
+use ninety_engine::matching::across::{RegionalBed, Scope};
 use ninety_engine::matching::{
     BedQuery, Origin, SlotQuery, EQUIPMENT_PER_REQUEST_MAX, MATCH_LIMIT_MAX,
 };
-use ninety_engine::read::matching::{specialists, MatchAsk, MatchInfo};
+use ninety_engine::read::matching::{
+    beds_across, beds_at_home, looks_beyond, regions_to_search, specialists, MatchAsk, MatchInfo,
+    OtherBeds,
+};
 use ninety_engine::{
     AvailabilityView, BedNeeds, Channel, Command, HospitalId, LogTime, Mode, ReferralId, Rejection,
     Reply, Request, Sex,
@@ -225,15 +225,6 @@ fn match_beds_query(r: &pb::MatchBedsRequest) -> Result<(BedQuery, Scope), Rejec
     Ok((query, scope))
 }
 
-/// Where a patient from another region enters `preset`: its gateway city.
-fn entry(preset: Preset) -> Origin {
-    let (lat, lon) = generate::gateway(preset);
-    Origin::Point {
-        lat_micro_deg: (lat * 1e6).round() as i32,
-        lon_micro_deg: (lon * 1e6).round() as i32,
-    }
-}
-
 fn bed_candidate_pb(rank: usize, b: &RegionalBed) -> pb::BedCandidate {
     let c = &b.candidate;
     pb::BedCandidate {
@@ -251,8 +242,9 @@ fn bed_candidate_pb(rank: usize, b: &RegionalBed) -> pb::BedCandidate {
 }
 
 impl MatchingService {
-    /// The other regions' published views, nearest first (at most `ACROSS_REGIONS_MAX`),
-    /// read as `local` says; a region that cannot be read is named in `notes`.
+    /// The other regions' published views a search from `home` reads (nearest first,
+    /// `read::matching::regions_to_search`), read as `local` says; a region that cannot
+    /// be read is named in `notes`.
     async fn other_views(
         &self,
         home: Preset,
@@ -264,23 +256,18 @@ impl MatchingService {
         u32,
         ninety_engine::sync::Arc<AvailabilityView>,
     )> {
-        let mut near: Vec<(&OtherRegion, u32)> = self
-            .regions
-            .others
-            .iter()
-            .map(|o| (o, layout::travel_minutes(home, o.preset)))
-            .collect();
-        near.sort_by(|a, b| (a.1, &a.0.id).cmp(&(b.1, &b.0.id)));
-        near.truncate(ACROSS_REGIONS_MAX);
+        let others = &self.regions.others;
+        let presets: Vec<Preset> = others.iter().map(|o| o.preset).collect();
+        let near = regions_to_search(home, &presets);
         let reads = near
             .iter()
-            .map(|(o, _)| o.cluster.view_read(local, deadline));
+            .map(|&(i, _)| others[i].cluster.view_read(local, deadline));
         let views = futures_util::future::join_all(reads).await;
         let mut out = Vec::with_capacity(near.len());
-        for ((o, minutes), view) in near.into_iter().zip(views) {
+        for ((i, minutes), view) in near.into_iter().zip(views) {
             match view {
-                Ok(v) => out.push((o, minutes, v)),
-                Err(s) => notes.push(format!("region {} not read: {}", o.id, s.message())),
+                Ok(v) => out.push((&others[i], minutes, v)),
+                Err(s) => notes.push(format!("region {} not read: {}", others[i].id, s.message())),
             }
         }
         out
@@ -364,12 +351,8 @@ impl Matching for MatchingService {
         let view = self.cluster.view_read(local, deadline).await?;
         let applied_index = view.log_index;
         let home = self.regions.home.as_str();
-        let at_home = match_beds_across(home, &*view, &[], &query, Scope::Home).map_err(bad)?;
-        let look = match scope {
-            Scope::Home => false,
-            Scope::WhenNoneAtHome => at_home.candidates.is_empty(),
-            Scope::Everywhere => true,
-        };
+        let at_home = beds_at_home(home, &view, &query).map_err(bad)?;
+        let look = looks_beyond(scope, &at_home);
         let mut notes: Vec<String> = Vec::new();
         let ranked = match (look, self.regions.preset) {
             (false, _) => at_home,
@@ -382,16 +365,16 @@ impl Matching for MatchingService {
             }
             (true, Some(preset)) => {
                 let read = self.other_views(preset, local, deadline, &mut notes).await;
-                let others: Vec<Elsewhere<'_, AvailabilityView>> = read
+                let others: Vec<OtherBeds<'_>> = read
                     .iter()
-                    .map(|(o, minutes, v)| Elsewhere {
-                        region: o.id.as_str(),
-                        source: &**v,
-                        entry: entry(o.preset),
+                    .map(|(o, minutes, v)| OtherBeds {
+                        id: o.id.as_str(),
+                        preset: o.preset,
+                        view: v,
                         travel_minutes: *minutes,
                     })
                     .collect();
-                match_beds_across(home, &*view, &others, &query, Scope::Everywhere).map_err(bad)?
+                beds_across(home, &view, &others, &query).map_err(bad)?
             }
         };
         notes.extend(ranked.note);

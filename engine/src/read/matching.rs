@@ -1,7 +1,8 @@
 //! Matching reads on a published view: ranked specialists (both modes merged by score when
 //! the mode is open, alliances shared with the origin; the query's language, travel and
-//! tier bounds are applied by candidate generation in `crate::matching`), and the reach of
-//! a hospital (hospitals within N road minutes).
+//! tier bounds are applied by candidate generation in `crate::matching`), ranked wards at
+//! home and across regions (which regions, in what order, from where: `beds_across`), and
+//! the reach of a hospital (hospitals within N road minutes).
 //!
 //! Every matching rule a read applies lives here or in `crate::matching`: the server only
 //! converts the wire to a `MatchAsk`.
@@ -9,6 +10,9 @@
 use crate::error::Rejection;
 use crate::ids::*;
 use crate::limits::REACH_HOSPITALS_MAX;
+use crate::matching::across::{
+    match_beds_across, Elsewhere, RegionalBed, Scope, ACROSS_REGIONS_MAX,
+};
 use crate::matching::{match_specialist, Candidate, Origin, SlotQuery, MATCH_LIMIT_MAX};
 use crate::region::{Mode, Tier};
 use crate::view::AvailabilityView;
@@ -113,4 +117,77 @@ pub fn reach(view: &AvailabilityView, from: HospitalId, minutes: u32) -> Option<
         .take(REACH_HOSPITALS_MAX)
         .collect();
     Some(found)
+}
+
+/// Another region a bed search may read beyond home: its id, built-in layout and published
+/// view, and the minutes from home to its entry (from [`regions_to_search`]).
+pub struct OtherBeds<'a> {
+    pub id: &'a str,
+    pub preset: crate::generate::Preset,
+    pub view: &'a AvailabilityView,
+    pub travel_minutes: u32,
+}
+
+/// Bed candidates in the home region only (`id`, its view).
+pub fn beds_at_home(
+    id: &str,
+    view: &AvailabilityView,
+    query: &crate::matching::BedQuery,
+) -> Result<crate::matching::Ranked<RegionalBed>, Rejection> {
+    match_beds_across(id, view, &[], query, Scope::Home)
+}
+
+/// Whether a search with `scope` that found `at_home` reads the other regions.
+pub fn looks_beyond(scope: Scope, at_home: &crate::matching::Ranked<RegionalBed>) -> bool {
+    match scope {
+        Scope::Home => false,
+        Scope::WhenNoneAtHome => at_home.candidates.is_empty(),
+        Scope::Everywhere => true,
+    }
+}
+
+/// The other regions (their layouts, `others`) a bed search from `home` reads: nearest
+/// first, at most `ACROSS_REGIONS_MAX`, as (index into `others`, minutes from home).
+pub fn regions_to_search(
+    home: crate::generate::Preset,
+    others: &[crate::generate::Preset],
+) -> Vec<(usize, u32)> {
+    let mut near: Vec<(usize, u32)> = others
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, crate::layout::travel_minutes(home, *p)))
+        .collect();
+    near.sort_by_key(|&(i, minutes)| (minutes, i));
+    near.truncate(ACROSS_REGIONS_MAX);
+    near
+}
+
+/// Bed candidates at home and in `others`, ranked together, each candidate elsewhere
+/// searched from its region's entry (its gateway city) with the trip added
+/// (`matching::across`).
+pub fn beds_across(
+    id: &str,
+    view: &AvailabilityView,
+    others: &[OtherBeds<'_>],
+    query: &crate::matching::BedQuery,
+) -> Result<crate::matching::Ranked<RegionalBed>, Rejection> {
+    let elsewhere: Vec<Elsewhere<'_, AvailabilityView>> = others
+        .iter()
+        .map(|o| Elsewhere {
+            region: o.id,
+            source: o.view,
+            entry: entry(o.preset),
+            travel_minutes: o.travel_minutes,
+        })
+        .collect();
+    match_beds_across(id, view, &elsewhere, query, Scope::Everywhere)
+}
+
+/// Where a patient from another region enters `preset`: its gateway city.
+fn entry(preset: crate::generate::Preset) -> Origin {
+    let (lat, lon) = crate::generate::gateway(preset);
+    Origin::Point {
+        lat_micro_deg: (lat * 1e6).round() as i32,
+        lon_micro_deg: (lon * 1e6).round() as i32,
+    }
 }

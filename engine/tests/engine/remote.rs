@@ -185,9 +185,8 @@ fn a_cancel_before_any_answer_releases_the_hold_the_destination_made() {
 fn a_referral_waiting_on_another_region_is_not_matched_to_local_holds() {
     let mut t = Two::new();
     let r = t.remote_referral(11, HOUR);
-    let local = t
-        .o
-        .run(Command::HoldBed {
+    let local =
+        t.o.run(Command::HoldBed {
             target: BedTarget::Ward(WARD),
             patient: PatientRef(11),
             ttl_ms: HOUR,
