@@ -90,18 +90,23 @@ fn refuse_sub_specialty(at: &Field, s: &str) -> Result<(), Rejection> {
     )
 }
 
+/// A search's `limit`: 0 for [`MATCH_LIMIT_DEFAULT`], at most `MATCH_LIMIT_MAX`.
+fn match_limit(at: &Field, limit: u32) -> Result<usize, Rejection> {
+    at.limit(
+        "limit",
+        limit,
+        MATCH_LIMIT_DEFAULT,
+        usize::from(MATCH_LIMIT_MAX),
+    )
+}
+
 fn match_ask(r: &pb::MatchSpecialistRequest) -> Result<MatchAsk, Rejection> {
     let at = Field::top();
     let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
     refuse_sub_specialty(&at, &r.sub_specialty)?;
     let mode = at.opt_mode("mode", r.mode)?;
     let (earliest, latest) = engine_window(&at, r.window.as_ref())?;
-    let limit = at.limit(
-        "limit",
-        r.limit,
-        MATCH_LIMIT_DEFAULT,
-        usize::from(MATCH_LIMIT_MAX),
-    )?;
+    let limit = match_limit(&at, r.limit)?;
     let query = SlotQuery {
         origin: Origin::Hospital(from),
         specialty: at.specialty("specialty", &r.specialty)?,
@@ -201,12 +206,7 @@ fn allocate_bed_request(r: &pb::AllocateBedRequest) -> Result<Request, Rejection
 fn match_beds_query(r: &pb::MatchBedsRequest) -> Result<(BedQuery, Scope), Rejection> {
     let at = Field::top();
     let from = HospitalId(at.id("from_hospital_id", r.from_hospital_id)?);
-    let limit = at.limit(
-        "limit",
-        r.limit,
-        MATCH_LIMIT_DEFAULT,
-        usize::from(MATCH_LIMIT_MAX),
-    )?;
+    let limit = match_limit(&at, r.limit)?;
     let scope = match pb::SearchScope::try_from(r.scope) {
         Ok(pb::SearchScope::Unspecified | pb::SearchScope::Home) => Scope::Home,
         Ok(pb::SearchScope::WhenNoneAtHome) => Scope::WhenNoneAtHome,

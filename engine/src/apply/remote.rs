@@ -223,15 +223,7 @@ impl Engine {
         id: ReferralId,
         action: &str,
     ) -> Result<(), Rejection> {
-        match self.remote.beds.get(&id) {
-            Some(b) if b.stage == R::Confirming => Err(crate::beds::invalid_transition(
-                "referral",
-                id,
-                &format!("confirming its bed in region {}", b.region),
-                action,
-            )),
-            _ => Ok(()),
-        }
+        self.refuse_in_remote_stage(id, R::Confirming, "confirming its bed", action)
     }
 
     /// Refuses to give a referral local holds while a bed is being asked for in another
@@ -241,11 +233,23 @@ impl Engine {
         id: ReferralId,
         action: &str,
     ) -> Result<(), Rejection> {
+        self.refuse_in_remote_stage(id, R::Holding, "holding a bed", action)
+    }
+
+    /// `action` on referral `id` is an invalid transition while its cross-region bed is at
+    /// `stage` (the referral is `doing` in the bed's region).
+    fn refuse_in_remote_stage(
+        &self,
+        id: ReferralId,
+        stage: R,
+        doing: &str,
+        action: &str,
+    ) -> Result<(), Rejection> {
         match self.remote.beds.get(&id) {
-            Some(b) if b.stage == R::Holding => Err(crate::beds::invalid_transition(
+            Some(b) if b.stage == stage => Err(crate::beds::invalid_transition(
                 "referral",
                 id,
-                &format!("holding a bed in region {}", b.region),
+                &format!("{doing} in region {}", b.region),
                 action,
             )),
             _ => Ok(()),
