@@ -203,6 +203,30 @@ async fn check_both(
     );
 }
 
+/// Accepts gba's referral `id` (its bed in yunnan is then confirmed by the driver).
+async fn accept(gba: &Client, id: u64) {
+    gba.accept_referral(pb::AcceptReferralRequest {
+        request_id: ninety_client::new_request_id(),
+        referral_id: id,
+        ..Default::default()
+    })
+    .await
+    .expect("accept");
+}
+
+/// Referral `id` of patient `n` ends accepted, its bed confirmed on both sides.
+async fn confirmed_on_both(p: &Procs, id: u64, n: u64) {
+    check_both(
+        p,
+        id,
+        n,
+        pb::RemoteBedStage::Confirmed,
+        pb::ReferralState::Accepted,
+        pb::HoldState::Confirmed,
+    )
+    .await;
+}
+
 /// Loads the cluster and returns gba's and yunnan's clients and yunnan's ward.
 async fn ready(p: &Procs) -> (Client, u32) {
     let gba = client(p, "gba");
@@ -228,22 +252,8 @@ async fn a_cross_region_referral_is_confirmed_on_both_sides() {
         assert_eq!(state(&held), pb::ReferralState::Matched, "{held:#?}");
         // The bed is held in yunnan: its ward availability shows it.
         assert_eq!(held_beds(&yunnan, ward).await, before + 1);
-        gba.accept_referral(pb::AcceptReferralRequest {
-            request_id: ninety_client::new_request_id(),
-            referral_id: id,
-            ..Default::default()
-        })
-        .await
-        .expect("accept");
-        check_both(
-            &p,
-            id,
-            1,
-            pb::RemoteBedStage::Confirmed,
-            pb::ReferralState::Accepted,
-            pb::HoldState::Confirmed,
-        )
-        .await;
+        accept(&gba, id).await;
+        confirmed_on_both(&p, id, 1).await;
         check_bad_asks_refused(&gba).await;
     })
     .await;
@@ -298,24 +308,10 @@ async fn kill_9_of_gba_leader_after_hold_remote_bed_and_after_accept() {
         })
         .await;
         // Killed right after AcceptReferral: the confirm step is driven by the next leader.
-        gba.accept_referral(pb::AcceptReferralRequest {
-            request_id: ninety_client::new_request_id(),
-            referral_id: id,
-            ..Default::default()
-        })
-        .await
-        .expect("accept");
+        accept(&gba, id).await;
         let victim = leader_of(&p, "gba").await;
         kill_and_restart(&mut p, victim).await;
-        check_both(
-            &p,
-            id,
-            2,
-            pb::RemoteBedStage::Confirmed,
-            pb::ReferralState::Accepted,
-            pb::HoldState::Confirmed,
-        )
-        .await;
+        confirmed_on_both(&p, id, 2).await;
     })
     .await;
 }
@@ -333,22 +329,8 @@ async fn kill_9_of_yunnan_leader_while_holding() {
             stage(r) == pb::RemoteBedStage::Held
         })
         .await;
-        gba.accept_referral(pb::AcceptReferralRequest {
-            request_id: ninety_client::new_request_id(),
-            referral_id: id,
-            ..Default::default()
-        })
-        .await
-        .expect("accept");
-        check_both(
-            &p,
-            id,
-            3,
-            pb::RemoteBedStage::Confirmed,
-            pb::ReferralState::Accepted,
-            pb::HoldState::Confirmed,
-        )
-        .await;
+        accept(&gba, id).await;
+        confirmed_on_both(&p, id, 3).await;
     })
     .await;
 }
@@ -401,13 +383,7 @@ async fn a_crash_between_the_answer_and_its_record_at_every_step() {
             if act == "hold" {
                 hold_remote(&gba, id, ward).await;
             } else {
-                gba.accept_referral(pb::AcceptReferralRequest {
-                    request_id: ninety_client::new_request_id(),
-                    referral_id: id,
-                    ..Default::default()
-                })
-                .await
-                .expect("accept");
+                accept(&gba, id).await;
             }
             crashed_then_restart(&mut p, victim, point).await;
             if act == "hold" {
@@ -417,15 +393,7 @@ async fn a_crash_between_the_answer_and_its_record_at_every_step() {
                 .await;
             }
         }
-        check_both(
-            &p,
-            id,
-            5,
-            pb::RemoteBedStage::Confirmed,
-            pb::ReferralState::Accepted,
-            pb::HoldState::Confirmed,
-        )
-        .await;
+        confirmed_on_both(&p, id, 5).await;
         // Released: cancelled while held, the leader dies after yunnan let the bed go.
         let id = triaged(&gba, 6).await;
         hold_remote(&gba, id, ward).await;
