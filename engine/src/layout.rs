@@ -107,12 +107,35 @@ pub fn travel_minutes(a: Preset, b: Preset) -> u32 {
         return 0;
     }
     let km = distance_km(crate::generate::gateway(a), crate::generate::gateway(b));
-    let minutes = if km <= ROAD_TRIP_KM_MAX {
-        km / ROAD_KMH * 60.0
-    } else {
-        RAIL_TRANSFER_MINUTES + km / RAIL_KMH * 60.0
-    };
+    let minutes = road_minutes(km).unwrap_or(RAIL_TRANSFER_MINUTES + km / RAIL_KMH * 60.0);
+    whole_minutes(minutes)
+}
+
+/// Minutes by road over `km` of great-circle distance; `None` past `ROAD_TRIP_KM_MAX`.
+fn road_minutes(km: f64) -> Option<f64> {
+    (km <= ROAD_TRIP_KM_MAX).then_some(km / ROAD_KMH * 60.0)
+}
+
+fn whole_minutes(minutes: f64) -> u32 {
     minutes.round().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// A hospital-level edge of the national travel graph: from `from` (degrees) straight by
+/// road to the nearest of another region's `hospitals` (id, degrees), when that is a road
+/// trip (`ROAD_TRIP_KM_MAX`). Such edges exist only near borders: a county hospital a
+/// hundred kilometres from the next province's hospitals drives there, where the
+/// region-level edge would send it to its own gateway city and on by rail. Cross-region
+/// matching enters a region by whichever edge gives the cheaper trip to each ward
+/// (`matching::across`). Ties: the lower id.
+pub fn border_edge<H: Ord + Copy>(
+    from: (f64, f64),
+    hospitals: impl IntoIterator<Item = (H, (f64, f64))>,
+) -> Option<(H, u32)> {
+    let (km, nearest) = hospitals
+        .into_iter()
+        .map(|(id, at)| (distance_km(from, at), id))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
+    Some((nearest, whole_minutes(road_minutes(km)?)))
 }
 
 /// The regions of `plans` other than `home`, nearest first, with the minutes to reach
@@ -131,6 +154,19 @@ pub fn neighbours<'a>(home: &RegionPlan, plans: &'a [RegionPlan]) -> Vec<(&'a Re
 mod tests {
     use super::*;
     use crate::generate::planned;
+
+    #[test]
+    fn border_edges_join_hospitals_a_road_trip_apart_only() {
+        let beijing = (39.90, 116.40);
+        let near = [(2u32, (39.13, 117.20)), (1, (39.20, 117.10))];
+        let (to, minutes) = border_edge(beijing, near).expect("Tianjin is a drive away");
+        assert_eq!(to, 1, "the nearest hospital across the border");
+        let km = distance_km(beijing, (39.20, 117.10));
+        assert_eq!(minutes, (km / ROAD_KMH * 60.0).round() as u32);
+        let kunming = (25.04, 102.72);
+        assert_eq!(border_edge(kunming, near), None, "2,000 km is no road trip");
+        assert_eq!(border_edge(beijing, Vec::<(u32, (f64, f64))>::new()), None);
+    }
 
     #[test]
     fn china_has_every_province_once_and_the_national_figures() {

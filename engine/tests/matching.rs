@@ -778,7 +778,8 @@ mod across {
     use super::*;
     use ninety_engine::generate::{self, Preset};
     use ninety_engine::layout;
-    use ninety_engine::matching::across::{match_beds_across, Elsewhere, Scope};
+    use ninety_engine::matching::across::{match_beds_across, Crossing, Elsewhere, Entry, Scope};
+    use ninety_engine::read::matching::{beds_across, OtherBeds};
 
     fn engine_of(preset: Preset, wards: bool) -> Engine {
         let mut file = generate::region(preset, 7);
@@ -788,12 +789,17 @@ mod across {
         load(&file, &[], T0).expect("generated region loads")
     }
 
-    fn entry(preset: Preset) -> Origin {
+    /// The region-level way into `preset` from `home`.
+    fn gateway(home: Preset, preset: Preset) -> Vec<Entry> {
         let (lat, lon) = generate::gateway(preset);
-        Origin::Point {
-            lat_micro_deg: (lat * 1e6) as i32,
-            lon_micro_deg: (lon * 1e6) as i32,
-        }
+        vec![Entry {
+            at: Origin::Point {
+                lat_micro_deg: (lat * 1e6) as i32,
+                lon_micro_deg: (lon * 1e6) as i32,
+            },
+            travel_minutes: layout::travel_minutes(home, preset),
+            by: Crossing::Gateway,
+        }]
     }
 
     fn query(home: &Engine, max_travel_minutes: Option<u32>) -> BedQuery {
@@ -825,8 +831,7 @@ mod across {
         let others = [Elsewhere {
             region: "hainan",
             source: &*there,
-            entry: entry(hainan()),
-            travel_minutes: trip,
+            entries: gateway(Preset::Gba, hainan()),
         }];
         let q = query(&gba, None);
         let only_home = match_beds_across("gba", &*home, &others, &q, Scope::Home).unwrap();
@@ -856,8 +861,7 @@ mod across {
         let others = [Elsewhere {
             region: "gba",
             source: &*there,
-            entry: entry(Preset::Gba),
-            travel_minutes: trip,
+            entries: gateway(hainan(), Preset::Gba),
         }];
         let found = match_beds_across(
             "hainan",
@@ -887,5 +891,89 @@ mod across {
             .candidates
             .iter()
             .all(|c| c.candidate.travel_minutes <= trip + 60));
+    }
+
+    /// Beijing's hospital nearest Tianjin's gateway: the one a border edge helps most.
+    fn nearest_to(home: &Engine, preset: Preset) -> HospitalId {
+        let (lat, lon) = generate::gateway(preset);
+        let at = |h: &Hospital| {
+            layout::distance_km(
+                (lat, lon),
+                (
+                    f64::from(h.lat_micro_deg) / 1e6,
+                    f64::from(h.lon_micro_deg) / 1e6,
+                ),
+            )
+        };
+        home.hospitals()
+            .min_by(|a, b| at(a).total_cmp(&at(b)))
+            .expect("a hospital")
+            .id
+    }
+
+    #[test]
+    fn a_hospital_near_a_border_drives_across_it() {
+        let (beijing, tianjin): (Preset, Preset) =
+            ("beijing".parse().unwrap(), "tianjin".parse().unwrap());
+        let mut home_engine = engine_of(beijing, false);
+        let mut next_door = engine_of(tianjin, true);
+        let (home, there) = (home_engine.view_reader(), next_door.view_reader());
+        let (home, there) = (home.load(), there.load());
+        let trip = layout::travel_minutes(beijing, tianjin);
+        let mut q = query(&home_engine, None);
+        q.origin = Origin::Hospital(nearest_to(&home_engine, tianjin));
+        let others = [OtherBeds {
+            id: "tianjin",
+            preset: tianjin,
+            view: &there,
+            travel_minutes: trip,
+        }];
+        let found = beds_across("beijing", &home, &others, &q).unwrap();
+        let across: Vec<_> = found
+            .candidates
+            .iter()
+            .filter(|c| c.region == "tianjin")
+            .collect();
+        assert!(!across.is_empty(), "{found:?}");
+        let by_border = across
+            .iter()
+            .filter(|c| c.candidate.explain.contains("across the border"))
+            .min_by_key(|c| c.candidate.travel_minutes)
+            .expect("some Tianjin ward is cheaper straight across the border");
+        assert!(
+            by_border.candidate.travel_minutes < trip,
+            "the drive beats the gateway trip ({trip} min): {by_border:?}"
+        );
+        // Every ward kept its cheaper entry: none is listed twice.
+        let mut wards: Vec<WardId> = across.iter().map(|c| c.candidate.ward).collect();
+        wards.sort_unstable();
+        wards.dedup();
+        assert_eq!(wards.len(), across.len());
+    }
+
+    #[test]
+    fn regions_far_apart_are_entered_at_their_gateway_only() {
+        let mut gba = engine_of(Preset::Gba, false);
+        let mut yunnan = engine_of(Preset::Yunnan, true);
+        let (home, there) = (gba.view_reader(), yunnan.view_reader());
+        let (home, there) = (home.load(), there.load());
+        let trip = layout::travel_minutes(Preset::Gba, Preset::Yunnan);
+        let others = [OtherBeds {
+            id: "yunnan",
+            preset: Preset::Yunnan,
+            view: &there,
+            travel_minutes: trip,
+        }];
+        let found = beds_across("gba", &home, &others, &query(&gba, None)).unwrap();
+        let across: Vec<_> = found
+            .candidates
+            .iter()
+            .filter(|c| c.region == "yunnan")
+            .collect();
+        assert!(!across.is_empty(), "{found:?}");
+        for c in across {
+            assert!(c.candidate.travel_minutes >= trip, "{c:?}");
+            assert!(!c.candidate.explain.contains("border"), "{c:?}");
+        }
     }
 }

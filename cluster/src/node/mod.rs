@@ -522,6 +522,14 @@ impl<S: RaftStore, M: StateMachine> Node<S, M> {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// Whether the next poll installs a snapshot received from the leader: it writes and
+    /// syncs the whole state and may take seconds. Every other write of a node whose store
+    /// queues its writes (`Durability::Queued`, the runtime's) is made durable by the
+    /// persistence worker, so such a poll is CPU work only.
+    pub fn installs_snapshot(&self) -> bool {
+        self.raw.raft.raft_log.unstable.snapshot.is_some()
+    }
+
     /// Index of the latest local snapshot (0 if none).
     pub fn snapshot_index(&self) -> u64 {
         self.snapshot_index

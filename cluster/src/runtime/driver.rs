@@ -719,10 +719,19 @@ impl Driver {
     fn poll(&mut self) -> Result<(), Error> {
         // The node hands its messages to the transport during the poll (a leader's appends
         // before its own fsync: the followers write while it does); sending only queues them
-        // for the peer tasks, so the fsync is the one thing that blocks here.
+        // for the peer tasks, and the writes go to the persistence worker, so a poll is CPU
+        // work and runs here, on the runtime's worker. Only installing a received snapshot
+        // waits on the disk: that poll hands the worker's other tasks to another thread
+        // (`block_in_place`). Not every poll: each such call moves the worker to a new
+        // thread, and on every commit round that was most of a follower's context switches
+        // (docs/performance.md, "Wake-ups per commit round").
         let (node, transport) = (&mut self.node, &mut self.transport);
         let started = std::time::Instant::now();
-        let mut out = tokio::task::block_in_place(|| node.poll_sending(&SystemClock, transport))?;
+        let mut out = if node.installs_snapshot() {
+            tokio::task::block_in_place(|| node.poll_sending(&SystemClock, transport))?
+        } else {
+            node.poll_sending(&SystemClock, transport)?
+        };
         if let Some(job) = out.snapshot.take() {
             self.writer.write(job, started.elapsed().as_micros());
         }

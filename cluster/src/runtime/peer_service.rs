@@ -257,8 +257,8 @@ impl PeerGate {
                 None,
             ));
         };
-        match crate::security::identity::node_id(der) {
-            Ok(Some(id)) => Ok(Some(id)),
+        match &crate::security::identity::named(der).node {
+            Ok(Some(id)) => Ok(Some(*id)),
             Ok(None) => Err(self.refuse(
                 Status::permission_denied("the client certificate names no node"),
                 None,

@@ -133,7 +133,8 @@ impl Authenticator {
             return self.token_caller(value);
         }
         if let Some(der) = cert {
-            let cn = common_name(der).ok_or_else(|| {
+            let named = crate::security::identity::named(der);
+            let cn = named.common_name.clone().ok().flatten().ok_or_else(|| {
                 Status::unauthenticated("the client certificate has no subject common name")
             })?;
             return self.certs.get(&cn).cloned().ok_or_else(|| {
@@ -195,13 +196,6 @@ impl Authenticator {
             _ => Ok(Some(caller)),
         }
     }
-}
-
-/// The subject CN of a DER certificate.
-pub fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_string)
 }
 
 /// The peer address and verified client certificate (leaf) of a request's connection.

@@ -5,7 +5,15 @@
 //! Only reads certificates (x509-parser); whether one is trusted is decided before, by
 //! rustls against the cluster CA during the handshake. A certificate handed here by tonic
 //! has already been verified.
+//!
+//! Every peer call and every client call over TLS asks who its connection's certificate
+//! names. Parsing the X.509 each time showed in a follower's profile (issue 13), so what a
+//! certificate names is remembered by its DER bytes ([`named`]): the answer is a pure
+//! function of those bytes, a cluster has few distinct certificates, and the memo is
+//! bounded (`NAMED_MEMO_MAX`, cleared when full).
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use thiserror::Error;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -29,8 +37,43 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, IdentityError> {
     Ok(cert)
 }
 
+/// Distinct certificates remembered by [`named`] before the memo starts over: far more than
+/// a cluster's nodes and listed client certificates.
+pub const NAMED_MEMO_MAX: usize = 1024;
+
+/// What one certificate names, read once ([`named`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// [`node_id`]'s answer.
+    pub node: Result<Option<u64>, IdentityError>,
+    /// [`common_name`]'s answer.
+    pub common_name: Result<Option<String>, IdentityError>,
+}
+
+static NAMED: LazyLock<Mutex<HashMap<Vec<u8>, Arc<Named>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// What the DER certificate `der` names: parsed on its first sight, remembered after.
+pub fn named(der: &[u8]) -> Arc<Named> {
+    if let Some(known) = NAMED.lock().ok().and_then(|m| m.get(der).cloned()) {
+        return known;
+    }
+    let read = Arc::new(Named {
+        node: node_id(der),
+        common_name: common_name(der),
+    });
+    if let Ok(mut memo) = NAMED.lock() {
+        if memo.len() >= NAMED_MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(der.to_vec(), read.clone());
+    }
+    read
+}
+
 /// The node id a DER certificate names in its SAN URIs; `None` for a certificate that
-/// names no node (a client certificate).
+/// names no node (a client certificate). Parses every time; calls per request go
+/// through [`named`].
 pub fn node_id(der: &[u8]) -> Result<Option<u64>, IdentityError> {
     let cert = parse(der)?;
     let san = cert
@@ -64,7 +107,8 @@ pub fn node_id(der: &[u8]) -> Result<Option<u64>, IdentityError> {
     Ok(found)
 }
 
-/// The subject common name (CN) of a DER certificate, if it has a readable one.
+/// The subject common name (CN) of a DER certificate, if it has a readable one. Parses
+/// every time; calls per request go through [`named`].
 pub fn common_name(der: &[u8]) -> Result<Option<String>, IdentityError> {
     let cert = parse(der)?;
     let cn = cert
@@ -106,6 +150,28 @@ mod tests {
             .push(rcgen::DnType::CommonName, cn);
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_memo_answers_as_a_fresh_parse_would() {
+        let node = cert(&["urn:ninety:node:7"], "ninety-node-7");
+        let client = cert(&[], "referral-svc");
+        for _ in 0..2 {
+            assert_eq!(named(&node).node, Ok(Some(7)));
+            assert_eq!(named(&node).common_name, Ok(Some("ninety-node-7".into())));
+            assert_eq!(named(&client).node, Ok(None));
+            assert_eq!(named(&client).common_name, Ok(Some("referral-svc".into())));
+            assert!(matches!(
+                named(b"junk").node,
+                Err(IdentityError::Unreadable(_))
+            ));
+        }
+        // Past the bound the memo starts over and still answers.
+        for i in 0..=NAMED_MEMO_MAX {
+            named(format!("junk {i}").as_bytes());
+        }
+        assert!(NAMED.lock().unwrap().len() <= NAMED_MEMO_MAX);
+        assert_eq!(named(&node).node, Ok(Some(7)));
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! Cross-region matching: a bed search that may look beyond the home region.
 //!
 //! Each region ranks its own wards on its own published view, as today; this module only
-//! merges. Another region is searched from its **entry** (its gateway city, attached to its
-//! nearest hospital like any map point, `Origin::Point`), and every candidate there costs the
-//! region-level trip on top (`layout::travel_minutes`: road up to a few hundred km, else
-//! high-speed rail), priced by the home region's policy at the query's urgency. Travel
-//! bounds hold for the whole trip: a region farther than `max_travel_minutes` is not
-//! searched, and one inside it is searched with what is left.
+//! merges. Another region is searched from each of its **entries**, and every candidate
+//! there costs the trip to that entry on top, priced by the home region's policy at the
+//! query's urgency:
+//!
+//! - its gateway city (attached to its nearest hospital like any map point,
+//!   `Origin::Point`), reached by the region-level edge (`layout::travel_minutes`: road up
+//!   to a few hundred km, else high-speed rail);
+//! - near a border, the hospital across it nearest the origin, reached straight by road
+//!   (`layout::border_edge`).
+//!
+//! A ward reached from both keeps the cheaper trip. Travel bounds hold for the whole trip:
+//! an entry farther than `max_travel_minutes` is not used, and one inside it is searched
+//! with what is left.
 //!
 //! A candidate elsewhere is never `allied` (alliances are per region). The answer names each
 //! candidate's region; holding one is a cross-region referral (`remote`,
@@ -40,10 +47,27 @@ pub struct Elsewhere<'a, S> {
     pub region: &'a str,
     /// Its availability (its published view).
     pub source: &'a S,
-    /// Where a patient arriving from elsewhere enters it.
-    pub entry: Origin,
-    /// Minutes from the home region to its entry.
+    /// Where a patient from the search's origin may enter it (at least one).
+    pub entries: Vec<Entry>,
+}
+
+/// One way into another region.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Entry {
+    /// Where the search in that region starts.
+    pub at: Origin,
+    /// Minutes from the search's origin to `at`.
     pub travel_minutes: u32,
+    pub by: Crossing,
+}
+
+/// Which edge of the national travel graph an [`Entry`] is reached by.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Crossing {
+    /// Region to region, gateway city to gateway city.
+    Gateway,
+    /// Straight by road from the origin to a hospital across the border.
+    Border,
 }
 
 /// A ward candidate and the region it is in.
@@ -107,40 +131,74 @@ pub fn match_beds_across<S: Source>(
     })
 }
 
-/// The candidates of one other region with the trip there added; `None` when the region
-/// lies beyond the query's travel bound.
+/// The candidates of one other region with the trip there added, each ward by its
+/// cheaper entry; `None` when every entry lies beyond the query's travel bound.
 fn search_elsewhere<S: Source>(
     home: &S,
     e: &Elsewhere<'_, S>,
     q: &BedQuery,
 ) -> Option<Result<Vec<RegionalBed>, Rejection>> {
-    let mut sub = q.clone();
-    sub.origin = e.entry;
-    if let Some(max) = q.bounds.max_travel_minutes {
-        sub.bounds.max_travel_minutes = Some(max.checked_sub(e.travel_minutes)?);
-    }
-    let extra = home.policy().travel_cost(q.urgency, e.travel_minutes);
-    let ranked = match match_beds(e.source, &sub) {
-        Ok(r) => r,
-        Err(why) => return Some(Err(why)),
-    };
-    let found = ranked
-        .candidates
-        .into_iter()
-        .map(|mut c| {
-            c.travel_minutes = c.travel_minutes.saturating_add(e.travel_minutes);
-            c.score = c.score.saturating_add(extra);
-            c.allied = false;
-            c.beyond_reach = true;
-            c.explain = format!(
-                "{}; +{} min to region {} (+{extra})",
-                c.explain, e.travel_minutes, e.region
-            );
-            RegionalBed {
-                region: e.region.to_string(),
-                candidate: c,
+    let mut best: std::collections::BTreeMap<crate::ids::WardId, BedCandidate> =
+        std::collections::BTreeMap::new();
+    let mut reachable = false;
+    for entry in &e.entries {
+        let mut sub = q.clone();
+        sub.origin = entry.at;
+        if let Some(max) = q.bounds.max_travel_minutes {
+            let Some(left) = max.checked_sub(entry.travel_minutes) else {
+                continue;
+            };
+            sub.bounds.max_travel_minutes = Some(left);
+        }
+        reachable = true;
+        let ranked = match match_beds(e.source, &sub) {
+            Ok(r) => r,
+            Err(why) => return Some(Err(why)),
+        };
+        for c in ranked.candidates {
+            let c = via(home, e.region, entry, q, c);
+            let keep = best
+                .get(&c.ward)
+                .is_none_or(|b| (c.score, c.travel_minutes) < (b.score, b.travel_minutes));
+            if keep {
+                best.insert(c.ward, c);
             }
+        }
+    }
+    if !reachable {
+        return None;
+    }
+    let found = best
+        .into_values()
+        .map(|candidate| RegionalBed {
+            region: e.region.to_string(),
+            candidate,
         })
         .collect();
     Some(Ok(found))
+}
+
+/// A candidate found from `entry` with the trip to the entry added.
+fn via<S: Source>(
+    home: &S,
+    region: &str,
+    entry: &Entry,
+    q: &BedQuery,
+    mut c: BedCandidate,
+) -> BedCandidate {
+    let minutes = entry.travel_minutes;
+    let extra = home.policy().travel_cost(q.urgency, minutes);
+    c.travel_minutes = c.travel_minutes.saturating_add(minutes);
+    c.score = c.score.saturating_add(extra);
+    c.allied = false;
+    c.beyond_reach = true;
+    let how = match entry.by {
+        Crossing::Gateway => "to",
+        Crossing::Border => "by road across the border to",
+    };
+    c.explain = format!(
+        "{}; +{minutes} min {how} region {region} (+{extra})",
+        c.explain
+    );
+    c
 }

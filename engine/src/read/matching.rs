@@ -11,7 +11,7 @@ use crate::error::Rejection;
 use crate::ids::*;
 use crate::limits::REACH_HOSPITALS_MAX;
 use crate::matching::across::{
-    match_beds_across, Elsewhere, RegionalBed, Scope, ACROSS_REGIONS_MAX,
+    match_beds_across, Crossing, Elsewhere, Entry, RegionalBed, Scope, ACROSS_REGIONS_MAX,
 };
 use crate::matching::{match_specialist, Candidate, Origin, SlotQuery, MATCH_LIMIT_MAX};
 use crate::region::{Mode, Tier};
@@ -162,32 +162,72 @@ pub fn regions_to_search(
     near
 }
 
-/// Bed candidates at home and in `others`, ranked together, each candidate elsewhere
-/// searched from its region's entry (its gateway city) with the trip added
-/// (`matching::across`).
+/// Bed candidates at home and in `others`, ranked together. Each other region is entered at
+/// its gateway city with the region-level trip added and, when the origin lies a road trip
+/// from one of its hospitals, also straight across the border (`layout::border_edge`); each
+/// ward keeps the cheaper (`matching::across`).
 pub fn beds_across(
     id: &str,
     view: &AvailabilityView,
     others: &[OtherBeds<'_>],
     query: &crate::matching::BedQuery,
 ) -> Result<crate::matching::Ranked<RegionalBed>, Rejection> {
+    let from = origin_degrees(view, query.origin);
     let elsewhere: Vec<Elsewhere<'_, AvailabilityView>> = others
         .iter()
-        .map(|o| Elsewhere {
-            region: o.id,
-            source: o.view,
-            entry: entry(o.preset),
-            travel_minutes: o.travel_minutes,
+        .map(|o| {
+            let mut entries = vec![Entry {
+                at: gateway_entry(o.preset),
+                travel_minutes: o.travel_minutes,
+                by: Crossing::Gateway,
+            }];
+            let border = from.and_then(|from| {
+                let hospitals = o.view.region.hospitals.iter();
+                crate::layout::border_edge(from, hospitals.map(|(&h, info)| (h, degrees(info))))
+            });
+            if let Some((hospital, travel_minutes)) = border {
+                entries.push(Entry {
+                    at: Origin::Hospital(hospital),
+                    travel_minutes,
+                    by: Crossing::Border,
+                });
+            }
+            Elsewhere {
+                region: o.id,
+                source: o.view,
+                entries,
+            }
         })
         .collect();
     match_beds_across(id, view, &elsewhere, query, Scope::Everywhere)
 }
 
-/// Where a patient from another region enters `preset`: its gateway city.
-fn entry(preset: crate::generate::Preset) -> Origin {
+/// Where a patient from another region enters `preset` by the region-level edge: its
+/// gateway city.
+fn gateway_entry(preset: crate::generate::Preset) -> Origin {
     let (lat, lon) = crate::generate::gateway(preset);
     Origin::Point {
         lat_micro_deg: (lat * 1e6).round() as i32,
         lon_micro_deg: (lon * 1e6).round() as i32,
     }
+}
+
+/// Where a search starts, in degrees: its hospital's place or its map point; `None` for a
+/// hospital the view does not know (the home search refuses it).
+fn origin_degrees(view: &AvailabilityView, origin: Origin) -> Option<(f64, f64)> {
+    match origin {
+        Origin::Hospital(h) => view.region.hospitals.get(&h).map(degrees),
+        Origin::Point {
+            lat_micro_deg,
+            lon_micro_deg,
+        } => Some(micro_degrees(lat_micro_deg, lon_micro_deg)),
+    }
+}
+
+fn degrees(h: &crate::matching::index::HospitalInfo) -> (f64, f64) {
+    micro_degrees(h.lat_micro_deg, h.lon_micro_deg)
+}
+
+fn micro_degrees(lat: i32, lon: i32) -> (f64, f64) {
+    (f64::from(lat) / 1e6, f64::from(lon) / 1e6)
 }
