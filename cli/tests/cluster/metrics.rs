@@ -12,11 +12,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type Key = (String, BTreeMap<String, String>);
 
 /// A parsed scrape: every sample's value.
-struct Scrape(BTreeMap<Key, f64>);
+pub(crate) struct Scrape(pub(crate) BTreeMap<Key, f64>);
 
 impl Scrape {
     /// The value of the one sample named `name` whose labels include `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut found = self.0.iter().filter(|((n, l), _)| {
             n == name
                 && labels
@@ -31,7 +31,7 @@ impl Scrape {
         first
     }
 
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels)
             .unwrap_or_else(|| panic!("no sample {name} {labels:?} in the scrape"))
     }
@@ -60,7 +60,7 @@ async fn http_get(addr: &str, path: &str) -> (String, String) {
 }
 
 /// Scrapes node `id` and parses the exposition.
-async fn scrape(p: &Procs, id: u64) -> Scrape {
+pub(crate) async fn scrape(p: &Procs, id: u64) -> Scrape {
     let addr = format!("127.0.0.1:{}", p.metrics_ports[&id]);
     let (head, body) = http_get(&addr, "/metrics").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -31,6 +31,7 @@ fn start() -> Procs {
         Opts {
             schedule_horizon_days: Some(0),
             extra_toml: regions_toml(&REGIONS),
+            metrics: true,
             ..Opts::default()
         },
     )
@@ -134,11 +135,66 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
             let next = client(&p, &[1, 2, 3], Some(REGIONS[(*i + 1) % 4]));
             assert!(!has_hold(&next, *id, *n).await, "hold {id} leaked");
         }
+        check_metrics_per_region(&p).await;
         check_routing_refusals(&p).await;
         check_default_region(&p).await;
         check_bed_search_across_regions(&p).await;
     })
     .await;
+}
+
+/// Every node's `/metrics` shows every region it hosts under its `region` label: one leader
+/// per region across the three nodes, each region's log applied, and its three holds (one
+/// placed through each node) pending in its own engine on every replica.
+async fn check_metrics_per_region(p: &Procs) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut scrapes = Vec::new();
+        for node in [1, 2, 3] {
+            scrapes.push(crate::metrics::scrape(p, node).await);
+        }
+        let settled = REGIONS.iter().all(|region| {
+            let label = [("region", *region)];
+            scrapes.iter().all(|s| {
+                s.get("ninety_engine_bed_holds_pending", &label) == Some(3.0)
+                    && s.get("ninety_raft_applied_index", &label) > Some(0.0)
+            })
+        });
+        if settled {
+            for region in REGIONS {
+                let label = [("region", region)];
+                let leaders: f64 = scrapes
+                    .iter()
+                    .map(|s| s.value("ninety_raft_is_leader", &label))
+                    .sum();
+                assert_eq!(leaders, 1.0, "{region}: one leader among the three nodes");
+                for s in &scrapes {
+                    assert_eq!(s.value("ninety_raft_voters", &label), 3.0, "{region}");
+                    let staffed = [("region", region), ("state", "staffed")];
+                    assert!(s
+                        .get(
+                            "ninety_engine_seats",
+                            &[("region", region), ("state", "free")]
+                        )
+                        .is_some());
+                    assert!(
+                        s.0.iter().any(|((n, l), v)| n == "ninety_engine_beds"
+                            && staffed
+                                .iter()
+                                .all(|(k, x)| l.get(*k).map(String::as_str) == Some(*x))
+                            && *v > 0.0),
+                        "{region}: staffed beds"
+                    );
+                }
+            }
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every node's metrics show each region's three holds"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `Matching.MatchBeds` from hainan (issue 17, item 4): home only by default; with

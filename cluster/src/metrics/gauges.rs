@@ -1,7 +1,11 @@
 //! The gauges read at scrape time from what the node already publishes (module doc of
-//! `metrics`): Raft's state from the node task's `Summary`, the queues' depth from their
-//! senders, the engine's beds, seats, holds and dedup table from its published view, and
-//! the process from `/proc/self`. Nothing here runs on the node task.
+//! `metrics`): Raft's state from each region's node task `Summary`, the queues' depth from
+//! their senders, the engine's beds, seats, holds and dedup table from each region's
+//! published view, and the process from `/proc/self`. Nothing here runs on a node task.
+//!
+//! Every gauge but the process's carries a `region` label: a node with `[[regions]]` shows
+//! each region it hosts (its own leader, indexes, queues and beds); a node with one region
+//! shows that one.
 
 use crate::engine_sm::ViewCell;
 use crate::runtime::driver::NodeHandle;
@@ -11,25 +15,28 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 
-/// Where the gauges are read from.
+/// Where one region's gauges are read from.
 pub struct Sources {
-    /// The node task's handle: its published summary and its queues.
+    /// The region's id (the `region` label).
+    pub region: String,
+    /// Its node task's handle: its published summary and its queues.
     pub node: NodeHandle,
-    /// The engine's published view.
+    /// Its engine's published view.
     pub view: ViewCell,
 }
 
-type Label1 = [(&'static str, &'static str); 1];
-type KindState = [(&'static str, String); 2];
+type RegionLabel = [(&'static str, String); 1];
+type RegionAnd = [(&'static str, String); 2];
+type RegionKindState = [(&'static str, String); 3];
 
 /// The scrape-time gauges (module doc).
 pub struct Gauges {
-    raft: BTreeMap<&'static str, Gauge>,
-    queue_depth: Family<Label1, Gauge>,
-    queue_capacity: Family<Label1, Gauge>,
-    beds: Family<KindState, Gauge>,
-    seats: Family<Label1, Gauge>,
-    engine: BTreeMap<&'static str, Gauge>,
+    raft: BTreeMap<&'static str, Family<RegionLabel, Gauge>>,
+    queue_depth: Family<RegionAnd, Gauge>,
+    queue_capacity: Family<RegionAnd, Gauge>,
+    beds: Family<RegionKindState, Gauge>,
+    seats: Family<RegionAnd, Gauge>,
+    engine: BTreeMap<&'static str, Family<RegionLabel, Gauge>>,
     process: BTreeMap<&'static str, Gauge>,
 }
 
@@ -98,27 +105,44 @@ fn register_all(
     out
 }
 
+fn register_by_region(
+    r: &mut Registry,
+    list: &[(&'static str, &'static str)],
+) -> BTreeMap<&'static str, Family<RegionLabel, Gauge>> {
+    let mut out = BTreeMap::new();
+    for &(name, help) in list {
+        let g = Family::default();
+        r.register(name, help, g.clone());
+        out.insert(name, g);
+    }
+    out
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 impl Gauges {
     pub(super) fn new(r: &mut Registry) -> Gauges {
         let build = Info::new([("version", super::VERSION)]);
         r.register("build", "The running version", build);
         let g = Gauges {
-            raft: register_all(r, &RAFT),
+            raft: register_by_region(r, &RAFT),
             queue_depth: Family::default(),
             queue_capacity: Family::default(),
             beds: Family::default(),
             seats: Family::default(),
-            engine: register_all(r, &ENGINE),
+            engine: register_by_region(r, &ENGINE),
             process: register_all(r, &PROCESS),
         };
         r.register(
             "queue_depth",
-            "Items waiting in a bounded queue of the node task",
+            "Items waiting in a bounded queue of a region's node task",
             g.queue_depth.clone(),
         );
         r.register(
             "queue_capacity",
-            "Capacity of a bounded queue of the node task",
+            "Capacity of a bounded queue of a region's node task",
             g.queue_capacity.clone(),
         );
         r.register(
@@ -134,14 +158,39 @@ impl Gauges {
         g
     }
 
-    fn set(map: &BTreeMap<&'static str, Gauge>, name: &str, v: u64) {
+    fn set(
+        map: &BTreeMap<&'static str, Family<RegionLabel, Gauge>>,
+        name: &str,
+        region: &str,
+        v: u64,
+    ) {
         if let Some(g) = map.get(name) {
-            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g.get_or_create(&[("region", region.to_string())])
+                .set(gauge_value(v));
         }
     }
 
-    /// Reads every gauge from `s`.
-    pub(super) fn refresh(&self, s: &Sources) {
+    /// Reads every gauge from `regions`.
+    pub(super) fn refresh(&self, regions: &[Sources]) {
+        // Ward kinds come and go with a region: every scrape writes the bed series anew.
+        self.beds.clear();
+        for s in regions {
+            self.refresh_raft(s);
+            self.refresh_engine(&s.region, &s.view);
+        }
+        let (rss, fds) = process_stats();
+        for (name, v) in [
+            ("process_resident_memory_bytes", rss),
+            ("process_open_fds", fds),
+        ] {
+            if let Some(g) = self.process.get(name) {
+                g.set(gauge_value(v));
+            }
+        }
+    }
+
+    /// Raft's gauges and the queues of one region's node task.
+    fn refresh_raft(&self, s: &Sources) {
         let st = s.node.summary();
         let is_leader = st.role == raft::StateRole::Leader;
         let raft_values = [
@@ -157,24 +206,21 @@ impl Gauges {
             ("raft_removed", u64::from(st.removed)),
         ];
         for (name, v) in raft_values {
-            Self::set(&self.raft, name, v);
+            Self::set(&self.raft, name, &s.region, v);
         }
         for (queue, depth, capacity) in s.node.queue_depths() {
+            let labels = [("region", s.region.clone()), ("queue", queue.to_string())];
             self.queue_depth
-                .get_or_create(&[("queue", queue)])
-                .set(depth as i64);
+                .get_or_create(&labels)
+                .set(gauge_value(depth as u64));
             self.queue_capacity
-                .get_or_create(&[("queue", queue)])
-                .set(capacity as i64);
+                .get_or_create(&labels)
+                .set(gauge_value(capacity as u64));
         }
-        self.refresh_engine(&s.view);
-        let (rss, fds) = process_stats();
-        Self::set(&self.process, "process_resident_memory_bytes", rss);
-        Self::set(&self.process, "process_open_fds", fds);
     }
 
-    /// The engine's gauges from its latest published view: O(wards + hospitals).
-    fn refresh_engine(&self, cell: &ViewCell) {
+    /// One region's engine gauges from its latest published view: O(wards + hospitals).
+    fn refresh_engine(&self, region: &str, cell: &ViewCell) {
         let view = cell.load();
         let mut beds: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
         for (id, ward) in &view.region.wards {
@@ -190,11 +236,13 @@ impl Gauges {
                 *beds.entry((kind.clone(), state)).or_default() += u64::from(n);
             }
         }
-        // Ward kinds come and go with the region: drop the series of kinds no longer there.
-        self.beds.clear();
         for ((kind, state), n) in beds {
-            let labels = [("kind", kind), ("state", state.to_string())];
-            self.beds.get_or_create(&labels).set(n as i64);
+            let labels = [
+                ("region", region.to_string()),
+                ("kind", kind),
+                ("state", state.to_string()),
+            ];
+            self.beds.get_or_create(&labels).set(gauge_value(n));
         }
         let (mut seats, mut taken) = (0u64, 0u64);
         for id in view.region.hospitals.keys() {
@@ -204,20 +252,20 @@ impl Gauges {
             }
         }
         let free = seats.saturating_sub(taken);
-        self.seats
-            .get_or_create(&[("state", "free")])
-            .set(free as i64);
-        self.seats
-            .get_or_create(&[("state", "taken")])
-            .set(taken as i64);
-        Self::set(
-            &self.engine,
-            "engine_bed_holds_pending",
-            view.bed_holds_pending,
-        );
-        Self::set(&self.engine, "engine_dedup_entries", view.dedup_entries);
-        Self::set(&self.engine, "engine_requests_applied", view.version);
-        Self::set(&self.engine, "engine_view_log_index", view.log_index);
+        for (state, n) in [("free", free), ("taken", taken)] {
+            self.seats
+                .get_or_create(&[("region", region.to_string()), ("state", state.to_string())])
+                .set(gauge_value(n));
+        }
+        let engine_values = [
+            ("engine_bed_holds_pending", view.bed_holds_pending),
+            ("engine_dedup_entries", view.dedup_entries),
+            ("engine_requests_applied", view.version),
+            ("engine_view_log_index", view.log_index),
+        ];
+        for (name, v) in engine_values {
+            Self::set(&self.engine, name, region, v);
+        }
     }
 }
 

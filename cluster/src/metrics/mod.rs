@@ -40,17 +40,18 @@ pub const VERSION: &str = concat!(
 pub struct Metrics {
     registry: Registry,
     gauges: gauges::Gauges,
-    sources: gauges::Sources,
+    /// Every region the node hosts, the default first.
+    sources: Vec<gauges::Sources>,
 }
 
 impl Metrics {
-    /// The registry of node `counters`, the gRPC layer's and the feed's counts, and the
-    /// scrape-time gauges read from `sources`.
+    /// The registry of node `counters`, the gRPC layer's and the feed's counts (the default
+    /// region's), and the scrape-time gauges of every region, read from `sources`.
     pub fn new(
         counters: &NodeCounters,
         grpc: &grpc::GrpcMetrics,
         feed: &feed_counts::FeedCounts,
-        sources: gauges::Sources,
+        sources: Vec<gauges::Sources>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("ninety");
         counters.register(&mut registry);

@@ -480,14 +480,15 @@ fn client_auth(
 /// and serves scrapes on `listener` until the stop signal it is given.
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
-    sources: crate::metrics::gauges::Sources,
+    sources: Vec<crate::metrics::gauges::Sources>,
     grpc: GrpcMetrics,
     feed: crate::feed::Feed,
     stop: impl Future<Output = ()>,
 ) {
     let counts = crate::metrics::feed_counts::FeedCounts::default();
     feed.count_with(counts.clone());
-    let counters = sources.node.counters().clone();
+    let Some(first) = sources.first() else { return };
+    let counters = first.node.counters().clone();
     let metrics = crate::metrics::Metrics::new(&counters, &grpc, &counts, sources);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(metrics_listen = %addr, "serving metrics at /metrics");
@@ -702,7 +703,8 @@ fn run_groups(
     Ok((running, bootstraps))
 }
 
-/// The metrics server, when `metrics_listen` is set: the default region's group.
+/// The metrics server, when `metrics_listen` is set: every region's gauges; the event
+/// counters of the default region's group.
 fn spawn_metrics(
     listener: Option<tokio::net::TcpListener>,
     running: &[group::Running],
@@ -712,23 +714,21 @@ fn spawn_metrics(
     let (listener, first) = (listener?, running.first()?);
     let grpc = grpc.clone().unwrap_or_default();
     let stop = stopped(stopping.clone());
-    Some(tokio::spawn(serve_group_metrics(
-        listener, first, grpc, stop,
+    let sources = running
+        .iter()
+        .map(|g| crate::metrics::gauges::Sources {
+            region: g.spec.id.clone(),
+            node: g.cluster.handle.clone(),
+            view: g.cluster.view.clone(),
+        })
+        .collect();
+    Some(tokio::spawn(serve_metrics(
+        listener,
+        sources,
+        grpc,
+        first.feed.clone(),
+        stop,
     )))
-}
-
-/// [`serve_metrics`] of a group (the default region's).
-fn serve_group_metrics(
-    listener: tokio::net::TcpListener,
-    group: &group::Running,
-    grpc: GrpcMetrics,
-    stop: impl Future<Output = ()>,
-) -> impl Future<Output = ()> {
-    let sources = crate::metrics::gauges::Sources {
-        node: group.cluster.handle.clone(),
-        view: group.cluster.view.clone(),
-    };
-    serve_metrics(listener, sources, grpc, group.feed.clone(), stop)
 }
 
 /// Resolves when the stop signal is sent.
