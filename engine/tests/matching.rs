@@ -893,6 +893,35 @@ mod across {
             .all(|c| c.candidate.travel_minutes <= trip + 60));
     }
 
+    /// Another region for `beds_across`, `trip` minutes away by the region-level edge.
+    fn other<'a>(
+        id: &'a str,
+        preset: Preset,
+        view: &'a AvailabilityView,
+        trip: u32,
+    ) -> OtherBeds<'a> {
+        OtherBeds {
+            id,
+            preset,
+            view,
+            travel_minutes: trip,
+        }
+    }
+
+    /// The candidates of `found` in `region` (at least one).
+    fn candidates_in<'a>(
+        region: &str,
+        found: &'a Ranked<ninety_engine::matching::across::RegionalBed>,
+    ) -> Vec<&'a ninety_engine::matching::across::RegionalBed> {
+        let there: Vec<_> = found
+            .candidates
+            .iter()
+            .filter(|c| c.region == region)
+            .collect();
+        assert!(!there.is_empty(), "nothing in {region}: {found:?}");
+        there
+    }
+
     /// Beijing's hospital nearest Tianjin's gateway: the one a border edge helps most.
     fn nearest_to(home: &Engine, preset: Preset) -> HospitalId {
         let (lat, lon) = generate::gateway(preset);
@@ -922,19 +951,14 @@ mod across {
         let trip = layout::travel_minutes(beijing, tianjin);
         let mut q = query(&home_engine, None);
         q.origin = Origin::Hospital(nearest_to(&home_engine, tianjin));
-        let others = [OtherBeds {
-            id: "tianjin",
-            preset: tianjin,
-            view: &there,
-            travel_minutes: trip,
-        }];
-        let found = beds_across("beijing", &home, &others, &q).unwrap();
-        let across: Vec<_> = found
-            .candidates
-            .iter()
-            .filter(|c| c.region == "tianjin")
-            .collect();
-        assert!(!across.is_empty(), "{found:?}");
+        let found = beds_across(
+            "beijing",
+            &home,
+            &[other("tianjin", tianjin, &there, trip)],
+            &q,
+        )
+        .unwrap();
+        let across = candidates_in("tianjin", &found);
         let by_border = across
             .iter()
             .filter(|c| c.candidate.explain.contains("across the border"))
@@ -958,19 +982,9 @@ mod across {
         let (home, there) = (gba.view_reader(), yunnan.view_reader());
         let (home, there) = (home.load(), there.load());
         let trip = layout::travel_minutes(Preset::Gba, Preset::Yunnan);
-        let others = [OtherBeds {
-            id: "yunnan",
-            preset: Preset::Yunnan,
-            view: &there,
-            travel_minutes: trip,
-        }];
+        let others = [other("yunnan", Preset::Yunnan, &there, trip)];
         let found = beds_across("gba", &home, &others, &query(&gba, None)).unwrap();
-        let across: Vec<_> = found
-            .candidates
-            .iter()
-            .filter(|c| c.region == "yunnan")
-            .collect();
-        assert!(!across.is_empty(), "{found:?}");
+        let across = candidates_in("yunnan", &found);
         for c in across {
             assert!(c.candidate.travel_minutes >= trip, "{c:?}");
             assert!(!c.candidate.explain.contains("border"), "{c:?}");

@@ -92,28 +92,19 @@ const PROCESS: [(&str, &str); 2] = [
     ("process_open_fds", "Open file descriptors"),
 ];
 
-fn register_all(
+/// Registers one metric of type `M` per (name, help) of `list`; returns them by name.
+fn register_each<M>(
     r: &mut Registry,
     list: &[(&'static str, &'static str)],
-) -> BTreeMap<&'static str, Gauge> {
+) -> BTreeMap<&'static str, M>
+where
+    M: prometheus_client::registry::Metric + Default + Clone,
+{
     let mut out = BTreeMap::new();
     for &(name, help) in list {
-        let g = Gauge::default();
-        r.register(name, help, g.clone());
-        out.insert(name, g);
-    }
-    out
-}
-
-fn register_by_region(
-    r: &mut Registry,
-    list: &[(&'static str, &'static str)],
-) -> BTreeMap<&'static str, Family<RegionLabel, Gauge>> {
-    let mut out = BTreeMap::new();
-    for &(name, help) in list {
-        let g = Family::default();
-        r.register(name, help, g.clone());
-        out.insert(name, g);
+        let m = M::default();
+        r.register(name, help, m.clone());
+        out.insert(name, m);
     }
     out
 }
@@ -127,13 +118,13 @@ impl Gauges {
         let build = Info::new([("version", super::VERSION)]);
         r.register("build", "The running version", build);
         let g = Gauges {
-            raft: register_by_region(r, &RAFT),
+            raft: register_each(r, &RAFT),
             queue_depth: Family::default(),
             queue_capacity: Family::default(),
             beds: Family::default(),
             seats: Family::default(),
-            engine: register_by_region(r, &ENGINE),
-            process: register_all(r, &PROCESS),
+            engine: register_each(r, &ENGINE),
+            process: register_each(r, &PROCESS),
         };
         r.register(
             "queue_depth",

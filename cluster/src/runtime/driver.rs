@@ -719,9 +719,10 @@ impl Driver {
     fn poll(&mut self) -> Result<(), Error> {
         // The node hands its messages to the transport during the poll (a leader's appends
         // before its own fsync: the followers write while it does); sending only queues them
-        // for the peer tasks, and the writes go to the persistence worker, so a poll is CPU
-        // work and runs here, on the runtime's worker. Only installing a received snapshot
-        // waits on the disk: that poll hands the worker's other tasks to another thread
+        // for the peer tasks, and the entries go to the persistence worker, so a poll is CPU
+        // work (at most a short wait for the log's write lock, behind one fdatasync) and
+        // runs here, on the runtime's worker. Only installing a received snapshot writes
+        // and syncs much: that poll hands the worker's other tasks to another thread
         // (`block_in_place`). Not every poll: each such call moves the worker to a new
         // thread, and on every commit round that was most of a follower's context switches
         // (docs/performance.md, "Wake-ups per commit round").
