@@ -144,8 +144,9 @@ async fn three_nodes_serve_four_regions_routed_by_header() {
 }
 
 /// Every node's `/metrics` shows every region it hosts under its `region` label: one leader
-/// per region across the three nodes, each region's log applied, and its three holds (one
-/// placed through each node) pending in its own engine on every replica.
+/// per region across the three nodes, each region's log applied (its gauge and its own
+/// counter), and its three holds (one placed through each node) pending in its own engine
+/// on every replica.
 async fn check_metrics_per_region(p: &Procs) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -170,6 +171,12 @@ async fn check_metrics_per_region(p: &Procs) {
                 assert_eq!(leaders, 1.0, "{region}: one leader among the three nodes");
                 for s in &scrapes {
                     assert_eq!(s.value("ninety_raft_voters", &label), 3.0, "{region}");
+                    let applied = s.value("ninety_raft_entries_applied_total", &label);
+                    assert!(applied > 0.0, "{region}: entries applied {applied}");
+                    let rounds = [("region", region)];
+                    assert!(s
+                        .get("ninety_raft_commit_round_seconds_count", &rounds)
+                        .is_some());
                     let staffed = [("region", region), ("state", "staffed")];
                     assert!(s
                         .get(

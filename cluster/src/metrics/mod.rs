@@ -45,16 +45,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The registry of node `counters`, the gRPC layer's and the feed's counts (the default
-    /// region's), and the scrape-time gauges of every region, read from `sources`.
+    /// The registry of every region's event counters and scrape-time gauges (read from
+    /// `sources`, the default region first), the gRPC layer's counts and the default
+    /// region's feed counts.
     pub fn new(
-        counters: &NodeCounters,
         grpc: &grpc::GrpcMetrics,
         feed: &feed_counts::FeedCounts,
         sources: Vec<gauges::Sources>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("ninety");
-        counters.register(&mut registry);
+        let counters = sources
+            .iter()
+            .map(|s| (s.region.clone(), s.node.counters().clone()))
+            .collect();
+        NodeCounters::register(counters, &mut registry);
         grpc.register(&mut registry);
         feed.register(&mut registry);
         let gauges = gauges::Gauges::new(&mut registry);

@@ -1,12 +1,15 @@
 //! The node's event metrics: counters and histograms bumped where the event happens (the
 //! node task, the persistence worker, the transport, the peer service, the queues' senders).
 //! Every handle is a cheap clone sharing one atomic (or one histogram), and exists whether
-//! or not metrics are served: registering them is what makes them visible.
+//! or not metrics are served: registering them is what makes them visible. Each region's
+//! group has its own; a scrape shows them all under a `region` label (`RegionCounters`).
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 
@@ -18,9 +21,6 @@ const FSYNC_BUCKETS: u16 = 15;
 /// buckets (to 3.3 s, past the client's write deadline).
 const COMMIT_BUCKET_MIN_SECONDS: f64 = 0.000_1;
 const COMMIT_BUCKETS: u16 = 16;
-
-/// The queue a refusal or a drop happened on.
-pub type QueueLabel = [(&'static str, &'static str); 1];
 
 /// The node's event metrics (module doc).
 #[derive(Clone, Debug)]
@@ -43,8 +43,10 @@ pub struct NodeCounters {
     pub snapshots_received: Counter,
     /// Client requests the node task holds: proposals and reads waiting for their answer.
     pub requests_pending: Gauge,
-    /// Items refused or dropped because a bounded queue was full, by queue.
-    pub queue_refusals: Family<QueueLabel, Counter>,
+    /// Client calls refused because the command queue was full.
+    pub commands_refused: Counter,
+    /// Raft messages dropped because the peer event queue was full.
+    pub peer_events_dropped: Counter,
 }
 
 impl Default for NodeCounters {
@@ -67,7 +69,8 @@ impl Default for NodeCounters {
             snapshots_sent: Counter::default(),
             snapshots_received: Counter::default(),
             requests_pending: Gauge::default(),
-            queue_refusals: Family::default(),
+            commands_refused: Counter::default(),
+            peer_events_dropped: Counter::default(),
         }
     }
 }
@@ -75,16 +78,12 @@ impl Default for NodeCounters {
 impl NodeCounters {
     /// A full command queue refused a client command (`RESOURCE_EXHAUSTED`).
     pub fn command_refused(&self) {
-        self.queue_refusals
-            .get_or_create(&[("queue", "commands")])
-            .inc();
+        self.commands_refused.inc();
     }
 
     /// A full peer-event queue dropped a peer message (Raft retransmits).
     pub fn peer_event_dropped(&self) {
-        self.queue_refusals
-            .get_or_create(&[("queue", "peer_events")])
-            .inc();
+        self.peer_events_dropped.inc();
     }
 
     /// Observes one fdatasync.
@@ -97,61 +96,108 @@ impl NodeCounters {
         self.commit_round.observe(took.as_secs_f64());
     }
 
-    pub(super) fn register(&self, r: &mut Registry) {
-        let counters: [(&str, &str, &Counter); 6] = [
-            (
-                "raft_leader_changes",
-                "Times the leader this node knows of changed",
-                &self.leader_changes,
-            ),
-            (
-                "raft_elections_won",
-                "Times this node became leader",
-                &self.elections_won,
-            ),
-            (
-                "raft_entries_applied",
-                "Log entries applied by this node",
-                &self.entries_applied,
-            ),
-            (
-                "raft_snapshots",
-                "Times the snapshot point advanced (taken here or installed)",
-                &self.snapshots,
-            ),
-            (
-                "raft_snapshots_sent",
-                "Snapshots streamed to a peer completely",
-                &self.snapshots_sent,
-            ),
-            (
-                "raft_snapshots_received",
-                "Snapshots received, validated and handed to Raft",
-                &self.snapshots_received,
-            ),
-        ];
-        for (name, help, c) in counters {
-            r.register(name, help, c.clone());
+    /// Registers the node-wide fsync histogram (the persistence worker writes every
+    /// region's entries) and, per region, everything else ([`RegionCounters`]).
+    pub(super) fn register(regions: Vec<(String, NodeCounters)>, r: &mut Registry) {
+        if let Some((_, first)) = regions.first() {
+            r.register(
+                "raft_fsync_seconds",
+                "One fdatasync of a group of Raft writes",
+                first.fsync.clone(),
+            );
         }
-        r.register(
+        r.register_collector(Box::new(RegionCounters { regions }));
+    }
+}
+
+/// Picks one counter of a region's [`NodeCounters`].
+type Pick = fn(&NodeCounters) -> &Counter;
+
+/// The per-region counters: name, help, which.
+const COUNTERS: [(&str, &str, Pick); 6] = [
+    (
+        "raft_leader_changes",
+        "Times the leader this node knows of changed",
+        |c| &c.leader_changes,
+    ),
+    ("raft_elections_won", "Times this node became leader", |c| {
+        &c.elections_won
+    }),
+    (
+        "raft_entries_applied",
+        "Log entries applied by this node",
+        |c| &c.entries_applied,
+    ),
+    (
+        "raft_snapshots",
+        "Times the snapshot point advanced (taken here or installed)",
+        |c| &c.snapshots,
+    ),
+    (
+        "raft_snapshots_sent",
+        "Snapshots streamed to a peer completely",
+        |c| &c.snapshots_sent,
+    ),
+    (
+        "raft_snapshots_received",
+        "Snapshots received, validated and handed to Raft",
+        |c| &c.snapshots_received,
+    ),
+];
+
+/// Every region's [`NodeCounters`] at scrape time, each series labelled with its
+/// `region`: one family per metric, whatever the number of regions (a sub-registry per
+/// region would repeat each family's header, which OpenMetrics forbids).
+#[derive(Debug)]
+struct RegionCounters {
+    /// (region id, its group's counters), the default region first.
+    regions: Vec<(String, NodeCounters)>,
+}
+
+impl Collector for RegionCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, pick) in COUNTERS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (region, c) in &self.regions {
+                pick(c).encode(family.encode_family(&[("region", region.as_str())])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
             "raft_commit_round_seconds",
             "From a proposal reaching the node task to its answer (committed, applied here)",
-            self.commit_round.clone(),
-        );
-        r.register(
-            "raft_fsync_seconds",
-            "One fdatasync of a group of Raft writes",
-            self.fsync.clone(),
-        );
-        r.register(
+            None,
+            MetricType::Histogram,
+        )?;
+        for (region, c) in &self.regions {
+            c.commit_round
+                .encode(family.encode_family(&[("region", region.as_str())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
             "raft_requests_pending",
             "Client proposals and reads the node task holds until they are answered",
-            self.requests_pending.clone(),
-        );
-        r.register(
+            None,
+            MetricType::Gauge,
+        )?;
+        for (region, c) in &self.regions {
+            c.requests_pending
+                .encode(family.encode_family(&[("region", region.as_str())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
             "queue_refusals",
             "Items refused or dropped because a bounded queue was full",
-            self.queue_refusals.clone(),
-        );
+            None,
+            MetricType::Counter,
+        )?;
+        for (region, c) in &self.regions {
+            for (queue, counter) in [
+                ("commands", &c.commands_refused),
+                ("peer_events", &c.peer_events_dropped),
+            ] {
+                counter.encode(
+                    family.encode_family(&[("region", region.as_str()), ("queue", queue)])?,
+                )?;
+            }
+        }
+        Ok(())
     }
 }

@@ -487,9 +487,7 @@ async fn serve_metrics(
 ) {
     let counts = crate::metrics::feed_counts::FeedCounts::default();
     feed.count_with(counts.clone());
-    let Some(first) = sources.first() else { return };
-    let counters = first.node.counters().clone();
-    let metrics = crate::metrics::Metrics::new(&counters, &grpc, &counts, sources);
+    let metrics = crate::metrics::Metrics::new(&grpc, &counts, sources);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(metrics_listen = %addr, "serving metrics at /metrics");
     }
@@ -703,8 +701,8 @@ fn run_groups(
     Ok((running, bootstraps))
 }
 
-/// The metrics server, when `metrics_listen` is set: every region's gauges; the event
-/// counters of the default region's group.
+/// The metrics server, when `metrics_listen` is set: every region's series; the engine's event
+/// counts of the default region's group.
 fn spawn_metrics(
     listener: Option<tokio::net::TcpListener>,
     running: &[group::Running],
