@@ -171,6 +171,8 @@ async fn check_metrics_per_region(p: &Procs) {
                 assert_eq!(leaders, 1.0, "{region}: one leader among the three nodes");
                 for s in &scrapes {
                     assert_eq!(s.value("ninety_raft_voters", &label), 3.0, "{region}");
+                    let placed = s.value("ninety_engine_bed_holds_placed_total", &label);
+                    assert_eq!(placed, 3.0, "{region}: its own holds counted");
                     let applied = s.value("ninety_raft_entries_applied_total", &label);
                     assert!(applied > 0.0, "{region}: entries applied {applied}");
                     let rounds = [("region", region)];

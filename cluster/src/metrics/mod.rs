@@ -45,12 +45,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The registry of every region's event counters and scrape-time gauges (read from
-    /// `sources`, the default region first), the gRPC layer's counts and the default
-    /// region's feed counts.
+    /// The registry of every region's event counters, feed counts (`feeds`: region id, its
+    /// feed's counts) and scrape-time gauges (read from `sources`, the default region
+    /// first), and the gRPC layer's counts.
     pub fn new(
         grpc: &grpc::GrpcMetrics,
-        feed: &feed_counts::FeedCounts,
+        feeds: Vec<(String, feed_counts::FeedCounts)>,
         sources: Vec<gauges::Sources>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("ninety");
@@ -60,7 +60,7 @@ impl Metrics {
             .collect();
         NodeCounters::register(counters, &mut registry);
         grpc.register(&mut registry);
-        feed.register(&mut registry);
+        feed_counts::FeedCounts::register(feeds, &mut registry);
         let gauges = gauges::Gauges::new(&mut registry);
         Metrics {
             registry,

@@ -117,30 +117,32 @@ type Pick = fn(&NodeCounters) -> &Counter;
 const COUNTERS: [(&str, &str, Pick); 6] = [
     (
         "raft_leader_changes",
-        "Times the leader this node knows of changed",
+        "Times the leader this node knows of changed.",
         |c| &c.leader_changes,
     ),
-    ("raft_elections_won", "Times this node became leader", |c| {
-        &c.elections_won
-    }),
+    (
+        "raft_elections_won",
+        "Times this node became leader.",
+        |c| &c.elections_won,
+    ),
     (
         "raft_entries_applied",
-        "Log entries applied by this node",
+        "Log entries applied by this node.",
         |c| &c.entries_applied,
     ),
     (
         "raft_snapshots",
-        "Times the snapshot point advanced (taken here or installed)",
+        "Times the snapshot point advanced (taken here or installed).",
         |c| &c.snapshots,
     ),
     (
         "raft_snapshots_sent",
-        "Snapshots streamed to a peer completely",
+        "Snapshots streamed to a peer completely.",
         |c| &c.snapshots_sent,
     ),
     (
         "raft_snapshots_received",
-        "Snapshots received, validated and handed to Raft",
+        "Snapshots received, validated and handed to Raft.",
         |c| &c.snapshots_received,
     ),
 ];
@@ -164,7 +166,7 @@ impl Collector for RegionCounters {
         }
         let mut family = encoder.encode_descriptor(
             "raft_commit_round_seconds",
-            "From a proposal reaching the node task to its answer (committed, applied here)",
+            "From a proposal reaching the node task to its answer (committed, applied here).",
             None,
             MetricType::Histogram,
         )?;
@@ -174,7 +176,7 @@ impl Collector for RegionCounters {
         }
         let mut family = encoder.encode_descriptor(
             "raft_requests_pending",
-            "Client proposals and reads the node task holds until they are answered",
+            "Client proposals and reads the node task holds until they are answered.",
             None,
             MetricType::Gauge,
         )?;
@@ -184,7 +186,7 @@ impl Collector for RegionCounters {
         }
         let mut family = encoder.encode_descriptor(
             "queue_refusals",
-            "Items refused or dropped because a bounded queue was full",
+            "Items refused or dropped because a bounded queue was full.",
             None,
             MetricType::Counter,
         )?;

@@ -476,18 +476,25 @@ fn client_auth(
     Ok((auth::AuthLayer::new(Arc::new(authenticator), log), writer))
 }
 
-/// The metrics endpoint of a node (`crate::metrics`): has the change feed count its events
-/// and serves scrapes on `listener` until the stop signal it is given.
+/// The metrics endpoint of a node (`crate::metrics`): has each region's change feed
+/// (`feeds`: region id, its feed) count its events and serves scrapes on `listener` until
+/// the stop signal it is given.
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
     sources: Vec<crate::metrics::gauges::Sources>,
     grpc: GrpcMetrics,
-    feed: crate::feed::Feed,
+    feeds: Vec<(String, crate::feed::Feed)>,
     stop: impl Future<Output = ()>,
 ) {
-    let counts = crate::metrics::feed_counts::FeedCounts::default();
-    feed.count_with(counts.clone());
-    let metrics = crate::metrics::Metrics::new(&grpc, &counts, sources);
+    let counts = feeds
+        .into_iter()
+        .map(|(region, feed)| {
+            let counts = crate::metrics::feed_counts::FeedCounts::default();
+            feed.count_with(counts.clone());
+            (region, counts)
+        })
+        .collect();
+    let metrics = crate::metrics::Metrics::new(&grpc, counts, sources);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(metrics_listen = %addr, "serving metrics at /metrics");
     }
@@ -701,15 +708,14 @@ fn run_groups(
     Ok((running, bootstraps))
 }
 
-/// The metrics server, when `metrics_listen` is set: every region's series; the engine's event
-/// counts of the default region's group.
+/// The metrics server, when `metrics_listen` is set: every region's series.
 fn spawn_metrics(
     listener: Option<tokio::net::TcpListener>,
     running: &[group::Running],
     grpc: &Option<GrpcMetrics>,
     stopping: &tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let (listener, first) = (listener?, running.first()?);
+    let listener = listener?;
     let grpc = grpc.clone().unwrap_or_default();
     let stop = stopped(stopping.clone());
     let sources = running
@@ -720,12 +726,12 @@ fn spawn_metrics(
             view: g.cluster.view.clone(),
         })
         .collect();
+    let feeds = running
+        .iter()
+        .map(|g| (g.spec.id.clone(), g.feed.clone()))
+        .collect();
     Some(tokio::spawn(serve_metrics(
-        listener,
-        sources,
-        grpc,
-        first.feed.clone(),
-        stop,
+        listener, sources, grpc, feeds, stop,
     )))
 }
 
