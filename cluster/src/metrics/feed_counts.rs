@@ -127,10 +127,8 @@ struct RegionFeedCounts {
 impl Collector for RegionFeedCounts {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, help, pick) in PLAIN {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (region, f) in &self.regions {
-                pick(f).encode(family.encode_family(&[("region", region.as_str())])?)?;
-            }
+            let series = self.regions.iter().map(|(r, f)| (r.as_str(), pick(f)));
+            super::encode_per_region(&mut encoder, (name, help, MetricType::Counter), series)?;
         }
         for (name, help, pick) in BY_STATE {
             let seen: Vec<(&str, Vec<(&'static str, Counter)>)> = self

@@ -35,6 +35,20 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// Encodes one metric family of the `region`-labelled kind (`metrics::node`,
+/// `metrics::feed_counts`): the header once, then each region's series.
+pub(crate) fn encode_per_region<'m, M: prometheus_client::encoding::EncodeMetric + 'm>(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    (name, help, kind): (&str, &str, prometheus_client::metrics::MetricType),
+    series: impl IntoIterator<Item = (&'m str, &'m M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (region, metric) in series {
+        metric.encode(family.encode_family(&[("region", region)])?)?;
+    }
+    Ok(())
+}
+
 /// Everything a scrape reads: the registry of the event metrics and the sources of the
 /// scrape-time gauges.
 pub struct Metrics {

@@ -158,46 +158,41 @@ struct RegionCounters {
 
 impl Collector for RegionCounters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let regions = || self.regions.iter().map(|(r, c)| (r.as_str(), c));
         for (name, help, pick) in COUNTERS {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (region, c) in &self.regions {
-                pick(c).encode(family.encode_family(&[("region", region.as_str())])?)?;
-            }
+            let series = regions().map(|(r, c)| (r, pick(c)));
+            super::encode_per_region(&mut encoder, (name, help, MetricType::Counter), series)?;
         }
-        let mut family = encoder.encode_descriptor(
-            "raft_commit_round_seconds",
-            "From a proposal reaching the node task to its answer (committed, applied here).",
-            None,
-            MetricType::Histogram,
+        super::encode_per_region(
+            &mut encoder,
+            (
+                "raft_commit_round_seconds",
+                "From a proposal reaching the node task to its answer (committed, applied here).",
+                MetricType::Histogram,
+            ),
+            regions().map(|(r, c)| (r, &c.commit_round)),
         )?;
-        for (region, c) in &self.regions {
-            c.commit_round
-                .encode(family.encode_family(&[("region", region.as_str())])?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "raft_requests_pending",
-            "Client proposals and reads the node task holds until they are answered.",
-            None,
-            MetricType::Gauge,
+        super::encode_per_region(
+            &mut encoder,
+            (
+                "raft_requests_pending",
+                "Client proposals and reads the node task holds until they are answered.",
+                MetricType::Gauge,
+            ),
+            regions().map(|(r, c)| (r, &c.requests_pending)),
         )?;
-        for (region, c) in &self.regions {
-            c.requests_pending
-                .encode(family.encode_family(&[("region", region.as_str())])?)?;
-        }
         let mut family = encoder.encode_descriptor(
             "queue_refusals",
             "Items refused or dropped because a bounded queue was full.",
             None,
             MetricType::Counter,
         )?;
-        for (region, c) in &self.regions {
+        for (region, c) in regions() {
             for (queue, counter) in [
                 ("commands", &c.commands_refused),
                 ("peer_events", &c.peer_events_dropped),
             ] {
-                counter.encode(
-                    family.encode_family(&[("region", region.as_str()), ("queue", queue)])?,
-                )?;
+                counter.encode(family.encode_family(&[("region", region), ("queue", queue)])?)?;
             }
         }
         Ok(())
