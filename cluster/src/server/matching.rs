@@ -145,6 +145,51 @@ fn candidate_pb(rank: usize, m: &MatchInfo) -> pb::Candidate {
     }
 }
 
+/// The fields of a bed search that `AllocateBed` and `MatchBeds` both carry, as the client
+/// sent them (`bed_ask!` takes them from either request).
+struct BedAsk<'a> {
+    ward_kind: &'a str,
+    sex: &'a str,
+    equipment: &'a [String],
+    specialty: &'a str,
+    isolation: bool,
+    urgency: i32,
+    max_travel_minutes: u32,
+    min_tier: i32,
+}
+
+/// The [`BedAsk`] of a request message with the bed search's fields.
+macro_rules! bed_ask {
+    ($r:expr) => {
+        BedAsk {
+            ward_kind: &$r.ward_kind,
+            sex: &$r.sex,
+            equipment: &$r.equipment,
+            specialty: &$r.specialty,
+            isolation: $r.isolation,
+            urgency: $r.urgency,
+            max_travel_minutes: $r.max_travel_minutes,
+            min_tier: $r.min_tier,
+        }
+    };
+}
+
+impl BedAsk<'_> {
+    /// The engine's query from hospital `from` for `limit` candidates; errors name the
+    /// field as the client sent it.
+    fn query(self, at: &Field, from: HospitalId, limit: u16) -> Result<BedQuery, Rejection> {
+        Ok(BedQuery {
+            origin: Origin::Hospital(from),
+            needs: bed_needs(at, self.ward_kind, self.sex, self.equipment)?,
+            specialty: at.opt_specialty("specialty", self.specialty)?,
+            isolation: self.isolation,
+            urgency: at.urgency("urgency", self.urgency)?,
+            limit,
+            bounds: at.bounds(self.max_travel_minutes, self.min_tier)?,
+        })
+    }
+}
+
 /// What a bed must offer: ward kind, sex and equipment, by their region-file names (the
 /// fields `ward_kind`, `sex` and `equipment` of the request).
 fn bed_needs(
@@ -170,15 +215,7 @@ fn allocate_bed_request(r: &pb::AllocateBedRequest) -> Result<Request, Rejection
     let ttl_ms = at
         .ttl_or_policy("ttl_ms", r.ttl_ms)?
         .ok_or_else(|| at.invalid("ttl_ms", "must be set: bed holds have no policy default"))?;
-    let query = BedQuery {
-        origin: Origin::Hospital(from),
-        needs: bed_needs(&at, &r.ward_kind, &r.sex, &r.equipment)?,
-        specialty: at.opt_specialty("specialty", &r.specialty)?,
-        isolation: r.isolation,
-        urgency: at.urgency("urgency", r.urgency)?,
-        limit: 1,
-        bounds: at.bounds(r.max_travel_minutes, r.min_tier)?,
-    };
+    let query = bed_ask!(r).query(&at, from, 1)?;
     let referral = at.opt_id(r.referral_id).map(ReferralId);
     let command = match (channel, referral) {
         (Channel::Referral, None) => {
@@ -213,15 +250,7 @@ fn match_beds_query(r: &pb::MatchBedsRequest) -> Result<(BedQuery, Scope), Rejec
         Ok(pb::SearchScope::Everywhere) => Scope::Everywhere,
         Err(_) => return Err(at.invalid("scope", format!("unknown scope {}", r.scope))),
     };
-    let query = BedQuery {
-        origin: Origin::Hospital(from),
-        needs: bed_needs(&at, &r.ward_kind, &r.sex, &r.equipment)?,
-        specialty: at.opt_specialty("specialty", &r.specialty)?,
-        isolation: r.isolation,
-        urgency: at.urgency("urgency", r.urgency)?,
-        limit: limit as u16,
-        bounds: at.bounds(r.max_travel_minutes, r.min_tier)?,
-    };
+    let query = bed_ask!(r).query(&at, from, limit as u16)?;
     Ok((query, scope))
 }
 
